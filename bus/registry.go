@@ -1,0 +1,435 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/streamgrid/streamgrid/internal/media"
+)
+
+// Bucket names of the registry.
+const (
+	BucketStreams = "sg_streams" // live streams: key = EncodePath(path), value = StreamInfo; TTL = StreamTTL
+	BucketOwners  = "sg_owners"  // stream → origin lease: value = Owner; TTL = LeaseTTL
+	BucketState   = "sg_state"   // stream → PlaylistState, written only by the current owner (fenced)
+	BucketSources = "sg_sources" // camera pull → edge lease: value = Owner; TTL = LeaseTTL
+)
+
+// Errors callers test.
+var (
+	ErrStreamBusy = errors.New("a publisher is already live on this path")
+	ErrOwned      = errors.New("already owned")
+	ErrLeaseLost  = errors.New("lease lost")
+	ErrFenced     = errors.New("fenced: a newer owner holds the stream")
+	ErrNotFound   = errors.New("not found")
+)
+
+// TrackInfo describes one track of a stream: enough to package it without
+// waiting for in-band parameters.
+type TrackInfo struct {
+	ID        uint8       `json:"id"`
+	Codec     media.Codec `json:"codec"`
+	ClockRate int         `json:"clock_rate"`
+	// Video parameter sets, without start codes.
+	VPS []byte `json:"vps,omitempty"`
+	SPS []byte `json:"sps,omitempty"`
+	PPS []byte `json:"pps,omitempty"`
+	// AudioConfig is the marshalled MPEG-4 AudioSpecificConfig (AAC).
+	AudioConfig []byte `json:"audio_config,omitempty"`
+	// Channels is the channel count (Opus, AAC).
+	Channels int `json:"channels,omitempty"`
+}
+
+// StreamInfo is a live stream's registry record.
+type StreamInfo struct {
+	Path       string      `json:"path"`
+	Generation uint64      `json:"generation"`
+	Edge       string      `json:"edge"`     // node name of the ingesting edge
+	Protocol   string      `json:"protocol"` // rtsp, rtmp, pull
+	Tracks     []TrackInfo `json:"tracks"`
+	Started    time.Time   `json:"started"`
+}
+
+// Owner is the holder of a lease (an origin owning a stream, an edge pulling a camera).
+type Owner struct {
+	Node string `json:"node"`
+	// HTTP is the owner's HTTP address for HLS (origins).
+	HTTP string `json:"http,omitempty"`
+	// Epoch is the revision at which the lease was acquired: the fencing token.
+	Epoch uint64 `json:"epoch"`
+	// Since is when the lease was acquired.
+	Since time.Time `json:"since"`
+}
+
+// PlaylistState is what a new owner needs to continue a stream's playlist.
+type PlaylistState struct {
+	// NextMSN is the first media sequence number the next packager must use.
+	NextMSN uint64 `json:"next_msn"`
+	// Discontinuity is the discontinuity count so far (EXT-X-DISCONTINUITY-SEQUENCE of the next segment).
+	Discontinuity uint64 `json:"discontinuity"`
+	// Epoch of the owner that wrote it.
+	Epoch uint64 `json:"epoch"`
+	// Node that wrote it.
+	Node string `json:"node"`
+}
+
+// Registry is the cluster's shared state in JetStream KV. Fill in the fields, then Start.
+type Registry struct {
+	JS jetstream.JetStream
+	// Replicas of every bucket. Default 1; 3 on a three-node bus.
+	Replicas int
+	// LeaseTTL is how long an unrenewed lease lives. Default 3 s.
+	LeaseTTL time.Duration
+	// StreamTTL is how long a stream record outlives its edge's last refresh. Default 10 s.
+	StreamTTL time.Duration
+
+	streams, owners, state, sources jetstream.KeyValue
+}
+
+// Start opens (creating where missing) the buckets.
+func (r *Registry) Start(ctx context.Context) error {
+	if r.Replicas <= 0 {
+		r.Replicas = 1
+	}
+	if r.LeaseTTL <= 0 {
+		r.LeaseTTL = 3 * time.Second
+	}
+	if r.StreamTTL <= 0 {
+		r.StreamTTL = 10 * time.Second
+	}
+	var err error
+	open := func(cfg jetstream.KeyValueConfig) jetstream.KeyValue {
+		if err != nil {
+			return nil
+		}
+		cfg.Replicas = r.Replicas
+		cfg.Storage = jetstream.FileStorage
+		var kv jetstream.KeyValue
+		for attempt := 0; ; attempt++ {
+			kv, err = r.JS.CreateOrUpdateKeyValue(ctx, cfg)
+			if err == nil || attempt >= 50 || ctx.Err() != nil {
+				break
+			}
+			// JetStream in a forming cluster answers "no suitable peers" for a few seconds.
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		if err != nil {
+			err = fmt.Errorf("bus: bucket %s: %w", cfg.Bucket, err)
+		}
+		return kv
+	}
+	r.streams = open(jetstream.KeyValueConfig{Bucket: BucketStreams, History: 1, TTL: r.StreamTTL, LimitMarkerTTL: r.StreamTTL})
+	r.owners = open(jetstream.KeyValueConfig{Bucket: BucketOwners, History: 1, TTL: r.LeaseTTL, LimitMarkerTTL: r.LeaseTTL})
+	r.state = open(jetstream.KeyValueConfig{Bucket: BucketState, History: 1})
+	r.sources = open(jetstream.KeyValueConfig{Bucket: BucketSources, History: 1, TTL: r.LeaseTTL, LimitMarkerTTL: r.LeaseTTL})
+	return err
+}
+
+// ---- streams ----
+
+// ClaimStream registers a new live stream. It fails with ErrStreamBusy when
+// the path is live already. The returned revision renews and releases it.
+func (r *Registry) ClaimStream(ctx context.Context, info *StreamInfo) (uint64, error) {
+	b, err := json.Marshal(info)
+	if err != nil {
+		return 0, err
+	}
+	rev, err := r.streams.Create(ctx, EncodePath(info.Path), b)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, ErrStreamBusy
+	}
+	if err != nil {
+		return 0, fmt.Errorf("bus: claim stream %s: %w", info.Path, err)
+	}
+	return rev, nil
+}
+
+// RenewStream refreshes a stream record (and may update its info); it returns the new revision.
+func (r *Registry) RenewStream(ctx context.Context, info *StreamInfo, rev uint64) (uint64, error) {
+	b, err := json.Marshal(info)
+	if err != nil {
+		return 0, err
+	}
+	nrev, err := r.streams.Update(ctx, EncodePath(info.Path), b, rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, ErrLeaseLost
+	}
+	return nrev, err
+}
+
+// ReleaseStream removes a stream record if rev is still current.
+func (r *Registry) ReleaseStream(ctx context.Context, path string, rev uint64) error {
+	err := r.streams.Delete(ctx, EncodePath(path), jetstream.LastRevision(rev))
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return ErrLeaseLost
+	}
+	return err
+}
+
+// Stream returns a live stream's record.
+func (r *Registry) Stream(ctx context.Context, path string) (*StreamInfo, error) {
+	e, err := r.streams.Get(ctx, EncodePath(path))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	var info StreamInfo
+	if err := json.Unmarshal(e.Value(), &info); err != nil {
+		return nil, fmt.Errorf("bus: stream record %s: %w", path, err)
+	}
+	return &info, nil
+}
+
+// StreamEvent is a change of the stream set. Info is nil when the stream ended.
+type StreamEvent struct {
+	Path string
+	Info *StreamInfo
+}
+
+// WatchStreams sends the current streams, then every change, until ctx ends.
+// The channel is closed when the watch stops.
+func (r *Registry) WatchStreams(ctx context.Context) (<-chan StreamEvent, error) {
+	return watch(ctx, r.streams, func(path string, v []byte) (StreamEvent, bool) {
+		if v == nil {
+			return StreamEvent{Path: path}, true
+		}
+		var info StreamInfo
+		if json.Unmarshal(v, &info) != nil {
+			return StreamEvent{Path: path}, true
+		}
+		return StreamEvent{Path: path, Info: &info}, true
+	})
+}
+
+// ---- leases (owners of streams, edges of sources) ----
+
+// Lease is a held lease on a key.
+type Lease struct {
+	Key   string // the stream or source path
+	Owner Owner
+	Rev   uint64 // current revision; renew with it
+}
+
+func (r *Registry) acquire(ctx context.Context, kv jetstream.KeyValue, key string, o Owner) (*Lease, error) {
+	o.Since = time.Now().UTC()
+	o.Epoch = 0
+	b, _ := json.Marshal(o)
+	rev, err := kv.Create(ctx, EncodePath(key), b)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return nil, ErrOwned
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bus: acquire %s: %w", key, err)
+	}
+	// Record the fencing epoch inside the value with the first renewal.
+	o.Epoch = rev
+	l := &Lease{Key: key, Owner: o, Rev: rev}
+	if err := r.renew(ctx, kv, l); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func (r *Registry) renew(ctx context.Context, kv jetstream.KeyValue, l *Lease) error {
+	b, _ := json.Marshal(l.Owner)
+	rev, err := kv.Update(ctx, EncodePath(l.Key), b, l.Rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) {
+		return ErrLeaseLost
+	}
+	if err != nil {
+		return fmt.Errorf("bus: renew %s: %w", l.Key, err)
+	}
+	l.Rev = rev
+	return nil
+}
+
+func (r *Registry) release(ctx context.Context, kv jetstream.KeyValue, l *Lease) error {
+	err := kv.Delete(ctx, EncodePath(l.Key), jetstream.LastRevision(l.Rev))
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return ErrLeaseLost
+	}
+	return err
+}
+
+// AcquireOwner takes the ownership lease of a stream; ErrOwned when another node holds it.
+func (r *Registry) AcquireOwner(ctx context.Context, path string, o Owner) (*Lease, error) {
+	return r.acquire(ctx, r.owners, path, o)
+}
+
+// RenewOwner renews l in place; ErrLeaseLost when it expired or was taken.
+func (r *Registry) RenewOwner(ctx context.Context, l *Lease) error {
+	return r.renew(ctx, r.owners, l)
+}
+
+// ReleaseOwner gives the lease up at once, so another origin may take it.
+func (r *Registry) ReleaseOwner(ctx context.Context, l *Lease) error {
+	return r.release(ctx, r.owners, l)
+}
+
+// OwnerOf returns the current owner of a stream.
+func (r *Registry) OwnerOf(ctx context.Context, path string) (*Owner, error) {
+	return getOwner(ctx, r.owners, path)
+}
+
+// OwnerEvent is a change of a stream's owner. Owner is nil when the lease ended.
+type OwnerEvent struct {
+	Path  string
+	Owner *Owner
+}
+
+// WatchOwners sends the current owners, then every change, until ctx ends.
+func (r *Registry) WatchOwners(ctx context.Context) (<-chan OwnerEvent, error) {
+	return watch(ctx, r.owners, ownerEvent)
+}
+
+// AcquireSource takes the pull lease of a camera source.
+func (r *Registry) AcquireSource(ctx context.Context, name string, o Owner) (*Lease, error) {
+	return r.acquire(ctx, r.sources, name, o)
+}
+
+// RenewSource renews a source lease.
+func (r *Registry) RenewSource(ctx context.Context, l *Lease) error { return r.renew(ctx, r.sources, l) }
+
+// ReleaseSource gives a source lease up.
+func (r *Registry) ReleaseSource(ctx context.Context, l *Lease) error {
+	return r.release(ctx, r.sources, l)
+}
+
+// WatchSources sends the current source leases, then every change.
+func (r *Registry) WatchSources(ctx context.Context) (<-chan OwnerEvent, error) {
+	return watch(ctx, r.sources, ownerEvent)
+}
+
+func ownerEvent(path string, v []byte) (OwnerEvent, bool) {
+	if v == nil {
+		return OwnerEvent{Path: path}, true
+	}
+	var o Owner
+	if json.Unmarshal(v, &o) != nil {
+		return OwnerEvent{Path: path}, true
+	}
+	if o.Epoch == 0 {
+		// The instant between Create and the first renewal: not yet announced.
+		return OwnerEvent{}, false
+	}
+	return OwnerEvent{Path: path, Owner: &o}, true
+}
+
+func getOwner(ctx context.Context, kv jetstream.KeyValue, key string) (*Owner, error) {
+	e, err := kv.Get(ctx, EncodePath(key))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	ev, ok := ownerEvent(key, e.Value())
+	if !ok || ev.Owner == nil {
+		return nil, ErrNotFound
+	}
+	return ev.Owner, nil
+}
+
+// ---- playlist state (fenced) ----
+
+// State returns a stream's playlist state; ErrNotFound when none was written.
+func (r *Registry) State(ctx context.Context, path string) (*PlaylistState, uint64, error) {
+	e, err := r.state.Get(ctx, EncodePath(path))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, 0, ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	var st PlaylistState
+	if err := json.Unmarshal(e.Value(), &st); err != nil {
+		return nil, 0, fmt.Errorf("bus: state record %s: %w", path, err)
+	}
+	return &st, e.Revision(), nil
+}
+
+// PutState writes st for path unless a newer epoch has written there: the
+// fencing check that stops a paused old owner from overwriting its successor.
+// The write is a compare-and-set on the record's revision, so a concurrent
+// writer makes it retry the check.
+func (r *Registry) PutState(ctx context.Context, path string, st PlaylistState) error {
+	key := EncodePath(path)
+	b, _ := json.Marshal(st)
+	for range 5 {
+		cur, rev, err := r.State(ctx, path)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			_, err = r.state.Create(ctx, key, b)
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				continue
+			}
+			return err
+		case err != nil:
+			return err
+		}
+		if cur.Epoch > st.Epoch {
+			return ErrFenced
+		}
+		_, err = r.state.Update(ctx, key, b, rev)
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			continue
+		}
+		return err
+	}
+	return fmt.Errorf("bus: put state %s: too much contention", path)
+}
+
+// watch turns a KV watcher into a typed channel. Deletes and expiries arrive
+// as a nil value.
+func watch[T any](ctx context.Context, kv jetstream.KeyValue, conv func(string, []byte) (T, bool)) (<-chan T, error) {
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bus: watch %s: %w", kv.Bucket(), err)
+	}
+	out := make(chan T, 64)
+	go func() {
+		defer close(out)
+		defer w.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil {
+					continue // end of the initial values
+				}
+				path, err := DecodePath(e.Key())
+				if err != nil {
+					continue
+				}
+				var v []byte
+				if e.Operation() == jetstream.KeyValuePut {
+					v = e.Value()
+				}
+				ev, ok := conv(path, v)
+				if !ok {
+					continue
+				}
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}

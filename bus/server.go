@@ -1,0 +1,202 @@
+package bus
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// DefaultMaxPayload is the NATS max payload the cluster runs with: large
+// enough for most keyframes in one message; bigger access units are chunked.
+const DefaultMaxPayload = 4 << 20
+
+// Server is an embedded NATS server node with JetStream, optionally clustered
+// through routes. Fill in the fields, then Start.
+type Server struct {
+	// Name is the unique server name (required for JetStream clustering). Default "streamgrid".
+	Name string
+	// Host and Port of the client listener. Port -1 picks a random port; 0 means 4222.
+	Host string
+	Port int
+	// ClusterName, ClusterHost, ClusterPort enable routes when ClusterPort != 0 (-1 = random).
+	ClusterName string
+	ClusterHost string
+	ClusterPort int
+	// ClusterAdvertise is the address announced to other nodes (host:port). Default: none.
+	ClusterAdvertise string
+	// Routes are the other nodes' cluster URLs, nats://host:port.
+	Routes []string
+	// StoreDir holds JetStream data. Default: a new temporary directory, removed on Close.
+	StoreDir string
+	// MaxPayload is the largest message. Default DefaultMaxPayload.
+	MaxPayload int32
+	// JetStreamMaxMemory and JetStreamMaxStore bound JetStream. Default 256 MiB and 1 GiB.
+	JetStreamMaxMemory int64
+	JetStreamMaxStore  int64
+	// User and Password, when set, are required from clients and routes.
+	User     string
+	Password string
+	// Log receives the server's notices. Default slog.Default().
+	Log *slog.Logger
+
+	ns     *server.Server
+	tmpDir string
+}
+
+// Start starts the server and waits until it accepts connections.
+func (s *Server) Start() error {
+	if s.Log == nil {
+		s.Log = slog.Default()
+	}
+	name := s.Name
+	if name == "" {
+		name = "streamgrid"
+	}
+	port := s.Port
+	if port == 0 {
+		port = 4222
+	}
+	storeDir := s.StoreDir
+	if storeDir == "" {
+		d, err := os.MkdirTemp("", "streamgrid-nats-")
+		if err != nil {
+			return fmt.Errorf("bus: store dir: %w", err)
+		}
+		s.tmpDir, storeDir = d, d
+	}
+	maxPayload := s.MaxPayload
+	if maxPayload == 0 {
+		maxPayload = DefaultMaxPayload
+	}
+	opts := &server.Options{
+		ServerName:         name,
+		Host:               s.Host,
+		Port:               port,
+		JetStream:          true,
+		StoreDir:           storeDir,
+		JetStreamMaxMemory: orDefault(s.JetStreamMaxMemory, 256<<20),
+		JetStreamMaxStore:  orDefault(s.JetStreamMaxStore, 1<<30),
+		MaxPayload:         maxPayload,
+		MaxPending:         64 << 20,
+		NoSigs:             true,
+		Username:           s.User,
+		Password:           s.Password,
+	}
+	if s.ClusterPort != 0 {
+		opts.Cluster = server.ClusterOpts{
+			Name:      orString(s.ClusterName, "streamgrid"),
+			Host:      s.ClusterHost,
+			Port:      s.ClusterPort,
+			Advertise: s.ClusterAdvertise,
+			Username:  s.User,
+			Password:  s.Password,
+		}
+		if len(s.Routes) > 0 {
+			opts.Routes = server.RoutesFromStr(joinComma(s.Routes))
+		}
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		s.cleanup()
+		return fmt.Errorf("bus: nats server: %w", err)
+	}
+	ns.SetLoggerV2(&natsLogger{log: s.Log.With("component", "nats")}, false, false, false)
+	ns.Start()
+	if !ns.ReadyForConnections(15 * time.Second) {
+		ns.Shutdown()
+		s.cleanup()
+		return errors.New("bus: nats server not ready within 15s (port in use?)")
+	}
+	s.ns = ns
+	return nil
+}
+
+// ClientURL is the URL clients use to reach this node.
+func (s *Server) ClientURL() string {
+	addr, ok := s.ns.Addr().(*net.TCPAddr)
+	if !ok {
+		return s.ns.ClientURL()
+	}
+	host := s.Host
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "nats://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
+}
+
+// ClusterURL is the route URL other nodes use to reach this node ("" without clustering).
+func (s *Server) ClusterURL() string {
+	if s.ns == nil || s.ClusterPort == 0 {
+		return ""
+	}
+	a := s.ns.ClusterAddr()
+	if a == nil {
+		return ""
+	}
+	host := s.ClusterHost
+	if host == "" || host == "0.0.0.0" {
+		host = "127.0.0.1"
+	}
+	return "nats://" + net.JoinHostPort(host, strconv.Itoa(a.Port))
+}
+
+// NATS exposes the underlying server (for health checks and tests).
+func (s *Server) NATS() *server.Server { return s.ns }
+
+// Close shuts the server down and waits. Calling it twice is harmless.
+func (s *Server) Close() {
+	if s.ns != nil {
+		s.ns.Shutdown()
+		s.ns.WaitForShutdown()
+		s.ns = nil
+	}
+	s.cleanup()
+}
+
+func (s *Server) cleanup() {
+	if s.tmpDir != "" {
+		os.RemoveAll(s.tmpDir)
+		s.tmpDir = ""
+	}
+}
+
+func orDefault(v, d int64) int64 {
+	if v == 0 {
+		return d
+	}
+	return v
+}
+
+func orString(v, d string) string {
+	if v == "" {
+		return d
+	}
+	return v
+}
+
+func joinComma(v []string) string {
+	out := ""
+	for i, s := range v {
+		if i > 0 {
+			out += ","
+		}
+		out += s
+	}
+	return out
+}
+
+// natsLogger adapts slog to the nats-server logger interface.
+type natsLogger struct{ log *slog.Logger }
+
+func (l *natsLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Debugf(format string, v ...any)  {}
+func (l *natsLogger) Tracef(format string, v ...any)  {}

@@ -1,0 +1,306 @@
+// Package gossip is the cluster membership every role joins through
+// memberlist: each node gossips its role, HTTP address and load in a small
+// metadata record (well under memberlist's 512-byte limit), and readers see
+// the alive members through an atomically swapped table.
+package gossip
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Meta is what a node tells the others about itself.
+type Meta struct {
+	Role     string `json:"r"`           // edge, origin, cache, run (all-in-one)
+	HTTP     string `json:"h,omitempty"` // host:port of its HTTP service (origin HLS for origins, viewers for caches)
+	API      string `json:"a,omitempty"` // host:port of its API
+	Load     int    `json:"l,omitempty"` // streams held
+	Capacity int    `json:"c,omitempty"` // streams it will hold
+	Draining bool   `json:"d,omitempty"`
+}
+
+// Member is an alive node of the cluster.
+type Member struct {
+	Name string
+	Addr string // gossip address host:port
+	Meta Meta
+}
+
+// Node is this process's membership. Fill in the fields, then Start.
+type Node struct {
+	// Name must be unique in the cluster.
+	Name string
+	// BindAddr/BindPort: where gossip listens (TCP and UDP). Port 0 picks a free port.
+	BindAddr string
+	BindPort int
+	// AdvertiseAddr/AdvertisePort: what others dial. Default: the bind address.
+	AdvertiseAddr string
+	AdvertisePort int
+	// Seeds are other members' gossip addresses (host:port). Join retries in the background until one answers.
+	Seeds []string
+	// SecretKey, when set (16, 24 or 32 bytes), encrypts gossip with AES-GCM.
+	SecretKey []byte
+	// Meta is the initial metadata.
+	Meta Meta
+	// OnChange, if set, is called (from one goroutine, never concurrently) after membership changed.
+	OnChange func()
+	// Log. Default slog.Default().
+	Log *slog.Logger
+
+	ml      *memberlist.Memberlist
+	mlReady atomic.Bool // set once ml is assigned; events before that are ignored
+	refMu   sync.Mutex
+	meta    atomic.Pointer[[]byte]
+	members atomic.Pointer[map[string]Member]
+	changed chan struct{}
+	done    chan struct{}
+	wg      sync.WaitGroup
+	closeMu sync.Once
+}
+
+// Start creates the memberlist and starts joining the seeds.
+func (n *Node) Start() error {
+	if n.Log == nil {
+		n.Log = slog.Default()
+	}
+	if err := n.encodeMeta(n.Meta); err != nil {
+		return err
+	}
+	empty := map[string]Member{}
+	n.members.Store(&empty)
+	n.changed = make(chan struct{}, 1)
+	n.done = make(chan struct{})
+
+	cfg := memberlist.DefaultLANConfig()
+	cfg.Name = n.Name
+	cfg.BindAddr = n.BindAddr
+	if cfg.BindAddr == "" {
+		cfg.BindAddr = "0.0.0.0"
+	}
+	cfg.BindPort = n.BindPort
+	cfg.AdvertiseAddr = n.AdvertiseAddr
+	cfg.AdvertisePort = n.AdvertisePort
+	if cfg.AdvertisePort == 0 {
+		cfg.AdvertisePort = n.BindPort
+	}
+	if len(n.SecretKey) > 0 {
+		cfg.SecretKey = n.SecretKey
+	}
+	cfg.DeadNodeReclaimTime = 10 * time.Second
+	// Faster failure detection than the LAN preset: a dead origin should be noticed in ~2 s.
+	cfg.ProbeInterval = 500 * time.Millisecond
+	cfg.ProbeTimeout = 300 * time.Millisecond
+	cfg.SuspicionMult = 2
+	cfg.PushPullInterval = 10 * time.Second
+	cfg.Delegate = delegate{n}
+	cfg.Events = events{n}
+	cfg.Logger = log.New(&logWriter{n.Log.With("component", "memberlist")}, "", 0)
+	ml, err := memberlist.Create(cfg)
+	if err != nil {
+		return fmt.Errorf("gossip: %w", err)
+	}
+	n.ml = ml
+	n.mlReady.Store(true)
+	if cfg.BindPort == 0 {
+		// memberlist picked a port; advertise what it bound.
+		n.BindPort = int(ml.LocalNode().Port)
+	}
+	n.refresh()
+	n.wg.Add(2)
+	go n.notifyLoop()
+	go n.joinLoop()
+	return nil
+}
+
+// Addr is this node's gossip address, for other nodes' seeds.
+func (n *Node) Addr() string {
+	ln := n.ml.LocalNode()
+	return net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
+}
+
+// Members returns the alive members, this node included.
+func (n *Node) Members() []Member {
+	m := *n.members.Load()
+	out := make([]Member, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+// Member returns an alive member by name.
+func (n *Node) Member(name string) (Member, bool) {
+	m, ok := (*n.members.Load())[name]
+	return m, ok
+}
+
+// SetMeta changes this node's metadata and gossips it.
+func (n *Node) SetMeta(m Meta) error {
+	if err := n.encodeMeta(m); err != nil {
+		return err
+	}
+	if n.ml != nil {
+		return n.ml.UpdateNode(time.Second)
+	}
+	return nil
+}
+
+// Leave announces departure and waits up to timeout for it to spread.
+func (n *Node) Leave(timeout time.Duration) error {
+	if n.ml == nil {
+		return nil
+	}
+	return n.ml.Leave(timeout)
+}
+
+// Close leaves (briefly) and shuts memberlist down. Calling it twice is harmless.
+func (n *Node) Close() {
+	n.closeMu.Do(func() {
+		if n.ml == nil {
+			return
+		}
+		close(n.done)
+		_ = n.ml.Leave(500 * time.Millisecond)
+		_ = n.ml.Shutdown()
+		n.wg.Wait()
+	})
+}
+
+func (n *Node) encodeMeta(m Meta) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if len(b) > memberlist.MetaMaxSize {
+		return fmt.Errorf("gossip: metadata is %d bytes, over memberlist's %d", len(b), memberlist.MetaMaxSize)
+	}
+	n.meta.Store(&b)
+	return nil
+}
+
+// refresh rebuilds the member table from memberlist and signals a change.
+func (n *Node) refresh() {
+	n.refMu.Lock()
+	defer n.refMu.Unlock()
+	t := map[string]Member{}
+	for _, node := range n.ml.Members() {
+		if node.State != memberlist.StateAlive {
+			continue
+		}
+		var meta Meta
+		if json.Unmarshal(node.Meta, &meta) != nil {
+			continue
+		}
+		t[node.Name] = Member{Name: node.Name, Addr: node.Address(), Meta: meta}
+	}
+	n.members.Store(&t)
+	select {
+	case n.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (n *Node) notifyLoop() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-n.changed:
+			if n.OnChange != nil {
+				n.OnChange()
+			}
+		}
+	}
+}
+
+// joinLoop joins the seeds, retrying until one answers, and re-joins when
+// this node finds itself alone (a partition healed, or every seed restarted).
+func (n *Node) joinLoop() {
+	defer n.wg.Done()
+	var seeds []string
+	for _, s := range n.Seeds {
+		if s != "" && s != n.Addr() {
+			seeds = append(seeds, s)
+		}
+	}
+	if len(seeds) == 0 {
+		return
+	}
+	wait := 200 * time.Millisecond
+	for {
+		if n.ml.NumMembers() <= 1 {
+			if _, err := n.ml.Join(seeds); err != nil {
+				n.Log.Debug("gossip join failed, retrying", "seeds", seeds, "err", err)
+				wait = min(wait*2, 5*time.Second)
+			} else {
+				wait = 2 * time.Second
+			}
+		}
+		select {
+		case <-n.done:
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+type delegate struct{ n *Node }
+
+func (d delegate) NodeMeta(limit int) []byte {
+	b := *d.n.meta.Load()
+	if len(b) > limit {
+		return nil // never happens: encodeMeta refuses oversize metadata
+	}
+	return b
+}
+func (d delegate) NotifyMsg([]byte)                           {}
+func (d delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d delegate) LocalState(join bool) []byte                { return nil }
+func (d delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// events never block: memberlist calls them under its own locks. They only
+// rebuild the atomically swapped table and poke the notify loop.
+type events struct{ n *Node }
+
+func (e events) NotifyJoin(*memberlist.Node)   { e.n.refreshAsync() }
+func (e events) NotifyLeave(*memberlist.Node)  { e.n.refreshAsync() }
+func (e events) NotifyUpdate(*memberlist.Node) { e.n.refreshAsync() }
+
+func (n *Node) refreshAsync() {
+	if !n.mlReady.Load() {
+		return // during Create: Start refreshes right after
+	}
+	go n.refresh()
+}
+
+// logWriter routes memberlist's log lines to slog at debug level, warnings and errors above it.
+type logWriter struct{ log *slog.Logger }
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	s := string(p)
+	if len(s) > 0 && s[len(s)-1] == '\n' {
+		s = s[:len(s)-1]
+	}
+	switch {
+	case len(s) > 7 && s[:7] == "[ERR] m":
+		w.log.Warn(s)
+	case len(s) > 8 && s[:8] == "[WARN] m":
+		w.log.Debug(s)
+	default:
+		w.log.Debug(s)
+	}
+	return len(p), nil
+}
+
+var _ io.Writer = (*logWriter)(nil)
