@@ -61,6 +61,9 @@ func FetchGOP(ctx context.Context, nc *nats.Conn, path string) ([]*media.Packet,
 			return out, nil
 		case m := <-ch:
 			if len(m.Data) == 0 {
+				if m.Header.Get("Status") == "503" { // no responders: no edge has the stream
+					return nil, ErrNoGOP
+				}
 				return out, nil
 			}
 			p, err := asm.Push(m.Data)

@@ -1,0 +1,206 @@
+package bus
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/streamgrid/streamgrid/internal/media"
+)
+
+func startBus(t *testing.T, maxPayload int32) (*Server, *nats.Conn) {
+	t.Helper()
+	s := &Server{Host: "127.0.0.1", Port: -1, MaxPayload: maxPayload, Log: slog.New(slog.DiscardHandler)}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	nc, err := Connect(ConnOptions{URLs: []string{s.ClientURL()}, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return s, nc
+}
+
+func startRegistry(t *testing.T, nc *nats.Conn, ttl time.Duration) *Registry {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Registry{JS: js, LeaseTTL: ttl, StreamTTL: ttl}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestPublishChunkedOverNATS(t *testing.T) {
+	// A 1 KiB max payload forces a 100 KB keyframe into ~100 messages; every one must arrive whole.
+	_, nc := startBus(t, 1024)
+	got := make(chan *media.Packet, 16)
+	sub, err := SubscribeMedia(nc, "live/cam.1", func(p *media.Packet) { got <- p })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	pub := NewPublisher(nc, "live/cam.1")
+	payload := bytes.Repeat([]byte("keyframe"), 12500)
+	for i := range 3 {
+		if err := pub.Publish(&media.Packet{Codec: media.CodecH264, Flags: media.FlagKeyframe, Seq: uint64(i), PTS: int64(i) * 3600, Payload: payload}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		select {
+		case p := <-got:
+			if p.Seq != uint64(i) || !bytes.Equal(p.Payload, payload) {
+				t.Fatalf("packet %d: seq %d, %d bytes", i, p.Seq, len(p.Payload))
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("packet %d not received", i)
+		}
+	}
+	if pub.Chunked.Load() != 3 || sub.Incomplete() != 0 {
+		t.Fatalf("chunked %d incomplete %d", pub.Chunked.Load(), sub.Incomplete())
+	}
+}
+
+func TestGOPRequest(t *testing.T) {
+	_, nc := startBus(t, 1024)
+	gop := []*media.Packet{
+		{Codec: media.CodecH264, Flags: media.FlagKeyframe, Seq: 10, Payload: bytes.Repeat([]byte{7}, 5000)},
+		{Codec: media.CodecAAC, Track: 1, Seq: 11, Payload: []byte{1}},
+		{Codec: media.CodecH264, Seq: 12, Payload: []byte{2}},
+	}
+	sub, err := ServeGOP(nc, "live/x", func() []*media.Packet { return gop })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	got, err := FetchGOP(ctx, nc, "live/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0].Seq != 10 || len(got[0].Payload) != 5000 || got[2].Seq != 12 {
+		t.Fatalf("got %d packets", len(got))
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel2()
+	if _, err := FetchGOP(ctx2, nc, "live/none"); !errors.Is(err, ErrNoGOP) {
+		t.Fatalf("unknown stream: %v", err)
+	}
+}
+
+func TestStreamClaim(t *testing.T) {
+	_, nc := startBus(t, 0)
+	r := startRegistry(t, nc, 2*time.Second)
+	ctx := context.Background()
+	info := &StreamInfo{Path: "live/cam1", Generation: 1, Edge: "e1", Tracks: []TrackInfo{{Codec: media.CodecH264, ClockRate: 90000, SPS: []byte{1}}}}
+	rev, err := r.ClaimStream(ctx, info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ClaimStream(ctx, info); !errors.Is(err, ErrStreamBusy) {
+		t.Fatalf("second claim: %v", err)
+	}
+	got, err := r.Stream(ctx, "live/cam1")
+	if err != nil || got.Edge != "e1" || got.Tracks[0].ClockRate != 90000 {
+		t.Fatalf("Stream: %+v %v", got, err)
+	}
+	if rev, err = r.RenewStream(ctx, info, rev); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ReleaseStream(ctx, "live/cam1", rev); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Stream(ctx, "live/cam1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after release: %v", err)
+	}
+	if _, err := r.ClaimStream(ctx, info); err != nil {
+		t.Fatalf("claim after release: %v", err)
+	}
+}
+
+func TestOwnerLeaseExpiryAndFencing(t *testing.T) {
+	_, nc := startBus(t, 0)
+	r := startRegistry(t, nc, time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	events, err := r.WatchOwners(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	a, err := r.AcquireOwner(ctx, "live/cam1", Owner{Node: "origin-a", HTTP: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AcquireOwner(ctx, "live/cam1", Owner{Node: "origin-b"}); !errors.Is(err, ErrOwned) {
+		t.Fatalf("second acquire: %v", err)
+	}
+	if ev := <-events; ev.Owner == nil || ev.Owner.Node != "origin-a" || ev.Owner.Epoch != a.Owner.Epoch {
+		t.Fatalf("event %+v", ev)
+	}
+	if err := r.PutState(ctx, "live/cam1", PlaylistState{NextMSN: 20, Epoch: a.Owner.Epoch, Node: "origin-a"}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // renewals keep it alive past the TTL
+		time.Sleep(400 * time.Millisecond)
+		if err := r.RenewOwner(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// origin-a "pauses": it stops renewing. Its lease must expire and the watch must say so.
+	deadline := time.After(5 * time.Second)
+	for expired := false; !expired; {
+		select {
+		case ev := <-events:
+			expired = ev.Path == "live/cam1" && ev.Owner == nil
+		case <-deadline:
+			t.Fatal("lease expiry not seen")
+		}
+	}
+	b, err := r.AcquireOwner(ctx, "live/cam1", Owner{Node: "origin-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Owner.Epoch <= a.Owner.Epoch {
+		t.Fatalf("epoch did not grow: %d then %d", a.Owner.Epoch, b.Owner.Epoch)
+	}
+	st, _, err := r.State(ctx, "live/cam1")
+	if err != nil || st.NextMSN != 20 {
+		t.Fatalf("state: %+v %v", st, err)
+	}
+	if err := r.PutState(ctx, "live/cam1", PlaylistState{NextMSN: 25, Discontinuity: 1, Epoch: b.Owner.Epoch, Node: "origin-b"}); err != nil {
+		t.Fatal(err)
+	}
+	// The paused old owner wakes up: its renewal and its state write must both be refused.
+	if err := r.RenewOwner(ctx, a); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("stale renew: %v", err)
+	}
+	if err := r.PutState(ctx, "live/cam1", PlaylistState{NextMSN: 21, Epoch: a.Owner.Epoch, Node: "origin-a"}); !errors.Is(err, ErrFenced) {
+		t.Fatalf("stale state write: %v", err)
+	}
+	st, _, _ = r.State(ctx, "live/cam1")
+	if st.NextMSN != 25 || st.Node != "origin-b" {
+		t.Fatalf("state overwritten: %+v", st)
+	}
+	if err := r.ReleaseOwner(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.OwnerOf(ctx, "live/cam1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("owner after release: %v", err)
+	}
+}
