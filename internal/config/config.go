@@ -1,0 +1,506 @@
+// Package config loads streamgrid.yml: YAML with unknown keys refused,
+// environment overrides SG_<SECTION>_<KEY> (nested keys joined with '_'),
+// defaults for every key, and validation errors that name the key.
+package config
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/streamgrid/streamgrid/bus"
+)
+
+// Config is the whole file. Every field's yaml key is documented in the sample streamgrid.yml.
+type Config struct {
+	Node    Node     `yaml:"node"`
+	API     API      `yaml:"api"`
+	Bus     Bus      `yaml:"bus"`
+	Gossip  Gossip   `yaml:"gossip"`
+	Edge    Edge     `yaml:"edge"`
+	Origin  Origin   `yaml:"origin"`
+	Cache   Cache    `yaml:"cache"`
+	Sources []Source `yaml:"sources"`
+}
+
+// Node is about this process.
+type Node struct {
+	Name      string `yaml:"name"`
+	LogLevel  string `yaml:"log_level"`
+	LogFormat string `yaml:"log_format"`
+	// DrainTimeout bounds the graceful stop on SIGTERM.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+}
+
+// API is the REST API, /metrics, /healthz and the status page.
+type API struct {
+	Address string `yaml:"address"`
+}
+
+// Bus says how to reach NATS, and how to run an embedded node.
+type Bus struct {
+	URLs      []string      `yaml:"urls"`
+	User      string        `yaml:"user"`
+	Password  string        `yaml:"password"`
+	Token     string        `yaml:"token"`
+	CredsFile string        `yaml:"creds_file"`
+	Replicas  int           `yaml:"replicas"`
+	LeaseTTL  time.Duration `yaml:"lease_ttl"`
+	StreamTTL time.Duration `yaml:"stream_ttl"`
+	Server    BusServer     `yaml:"server"`
+}
+
+// BusServer is the embedded NATS server (`streamgrid bus`, and the all-in-one).
+type BusServer struct {
+	Name             string   `yaml:"name"`
+	Listen           string   `yaml:"listen"`
+	ClusterName      string   `yaml:"cluster_name"`
+	ClusterListen    string   `yaml:"cluster_listen"`
+	ClusterAdvertise string   `yaml:"cluster_advertise"`
+	Routes           []string `yaml:"routes"`
+	StoreDir         string   `yaml:"store_dir"`
+	MaxPayload       int      `yaml:"max_payload"`
+}
+
+// Gossip is memberlist.
+type Gossip struct {
+	Bind      string   `yaml:"bind"`
+	Advertise string   `yaml:"advertise"`
+	Seeds     []string `yaml:"seeds"`
+	SecretKey string   `yaml:"secret_key"`
+}
+
+// Edge is ingest.
+type Edge struct {
+	RTSPAddress string        `yaml:"rtsp_address"`
+	RTPAddress  string        `yaml:"rtp_address"`
+	RTCPAddress string        `yaml:"rtcp_address"`
+	RTMPAddress string        `yaml:"rtmp_address"`
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+}
+
+// Origin is packaging.
+type Origin struct {
+	HTTPAddress   string `yaml:"http_address"`
+	AdvertiseHTTP string `yaml:"advertise_http"`
+	Capacity      int    `yaml:"capacity"`
+	HLS           HLS    `yaml:"hls"`
+}
+
+// HLS is the packaging of every stream.
+type HLS struct {
+	Variant         string        `yaml:"variant"`
+	SegmentDuration time.Duration `yaml:"segment_duration"`
+	PartDuration    time.Duration `yaml:"part_duration"`
+	SegmentCount    int           `yaml:"segment_count"`
+	IdleTimeout     time.Duration `yaml:"idle_timeout"`
+}
+
+// Cache is the viewers' HTTP server.
+type Cache struct {
+	HTTPAddress     string        `yaml:"http_address"`
+	MaxBytes        int64         `yaml:"max_bytes"`
+	UpstreamTimeout time.Duration `yaml:"upstream_timeout"`
+	AllowOrigin     string        `yaml:"allow_origin"`
+}
+
+// Source is a camera the edges pull.
+type Source struct {
+	Name       string        `yaml:"name"`
+	URL        string        `yaml:"url"`
+	Transport  string        `yaml:"transport"`
+	BackoffMin time.Duration `yaml:"backoff_min"`
+	BackoffMax time.Duration `yaml:"backoff_max"`
+}
+
+// Default returns the configuration with every default filled in. The
+// listeners that only the cluster uses (NATS, memberlist, origin HLS) bind
+// loopback: the all-in-one exposes only what cameras and viewers need.
+func Default() *Config {
+	return &Config{
+		Node: Node{LogLevel: "info", LogFormat: "text", DrainTimeout: 15 * time.Second},
+		API:  API{Address: ":9997"},
+		Bus: Bus{
+			Replicas:  1,
+			LeaseTTL:  3 * time.Second,
+			StreamTTL: 10 * time.Second,
+			Server: BusServer{
+				Listen:        "127.0.0.1:4222",
+				ClusterName:   "streamgrid",
+				ClusterListen: "",
+				MaxPayload:    4 << 20,
+			},
+		},
+		Gossip: Gossip{Bind: "127.0.0.1:7946"},
+		Edge: Edge{
+			RTSPAddress: ":8554",
+			RTPAddress:  ":8000",
+			RTCPAddress: ":8001",
+			RTMPAddress: ":1935",
+			ReadTimeout: 10 * time.Second,
+		},
+		Origin: Origin{
+			HTTPAddress: "127.0.0.1:8889",
+			Capacity:    100,
+			HLS: HLS{
+				Variant:         "lowLatency",
+				SegmentDuration: time.Second,
+				PartDuration:    200 * time.Millisecond,
+				SegmentCount:    7,
+				IdleTimeout:     10 * time.Second,
+			},
+		},
+		Cache: Cache{
+			HTTPAddress:     ":8888",
+			MaxBytes:        256 << 20,
+			UpstreamTimeout: 5 * time.Second,
+			AllowOrigin:     "*",
+		},
+	}
+}
+
+// Load reads the file at path (none when path is ""), then the environment.
+func Load(path string, environ []string) (*Config, error) {
+	c := Default()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		if err := c.decode(b); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(c, environ); err != nil {
+		return nil, err
+	}
+	for i := range c.Sources {
+		s := &c.Sources[i]
+		if s.Transport == "" {
+			s.Transport = "tcp"
+		}
+		if s.BackoffMin == 0 {
+			s.BackoffMin = time.Second
+		}
+		if s.BackoffMax == 0 {
+			s.BackoffMax = 30 * time.Second
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) decode(b []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	err := dec.Decode(c)
+	if err == nil || errors.Is(err, io.EOF) {
+		c.Bus.URLs = nilIfEmpty(c.Bus.URLs)
+		c.Bus.Server.Routes = nilIfEmpty(c.Bus.Server.Routes)
+		c.Gossip.Seeds = nilIfEmpty(c.Gossip.Seeds)
+		if len(c.Sources) == 0 {
+			c.Sources = nil
+		}
+		return nil
+	}
+	return nameKeys(b, err)
+}
+
+func nilIfEmpty(v []string) []string {
+	if len(v) == 0 {
+		return nil
+	}
+	return v
+}
+
+// nameKeys rewrites yaml.v3's "line N: ..." errors to name the key at line N.
+func nameKeys(src []byte, err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	var root yaml.Node
+	if yaml.Unmarshal(src, &root) != nil {
+		return err
+	}
+	keys := map[int]string{}
+	var walk func(n *yaml.Node, prefix string)
+	walk = func(n *yaml.Node, prefix string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, prefix)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i].Value
+				if prefix != "" {
+					k = prefix + "." + k
+				}
+				keys[n.Content[i].Line] = k
+				walk(n.Content[i+1], k)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, fmt.Sprintf("%s[%d]", prefix, i))
+			}
+		}
+	}
+	walk(&root, "")
+	msgs := make([]string, 0, len(te.Errors))
+	for _, m := range te.Errors {
+		var line int
+		if _, scanErr := fmt.Sscanf(m, "line %d:", &line); scanErr == nil && keys[line] != "" {
+			m = keys[line] + ": " + m
+		}
+		msgs = append(msgs, m)
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+// ---- environment ----
+
+// EnvPrefix starts every override variable.
+const EnvPrefix = "SG_"
+
+// applyEnv sets every leaf key from SG_<PATH> where PATH is the key path in
+// upper case joined with '_' (origin.hls.variant → SG_ORIGIN_HLS_VARIANT).
+// Lists take comma-separated values. An SG_ variable that names no key is an error.
+func applyEnv(c *Config, environ []string) error {
+	leaves := map[string]reflect.Value{}
+	names := map[string]string{}
+	collectLeaves(reflect.ValueOf(c).Elem(), "", leaves, names)
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(k, EnvPrefix) {
+			continue
+		}
+		f, ok := leaves[k]
+		if !ok {
+			return fmt.Errorf("config: environment variable %s names no configuration key", k)
+		}
+		if err := setFromString(f, v); err != nil {
+			return fmt.Errorf("config: %s (%s): %w", k, names[k], err)
+		}
+	}
+	return nil
+}
+
+func collectLeaves(v reflect.Value, prefix string, out map[string]reflect.Value, names map[string]string) {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		tag := t.Field(i).Tag.Get("yaml")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		key := tag
+		if prefix != "" {
+			key = prefix + "." + tag
+		}
+		f := v.Field(i)
+		switch {
+		case f.Kind() == reflect.Struct:
+			collectLeaves(f, key, out, names)
+		case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct:
+			// Lists of records (sources) are set in the file only.
+		default:
+			env := EnvPrefix + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+			out[env] = f
+			names[env] = key
+		}
+	}
+}
+
+func setFromString(f reflect.Value, s string) error {
+	if f.Type() == reflect.TypeFor[time.Duration]() {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		f.SetInt(int64(d))
+		return nil
+	}
+	switch f.Kind() {
+	case reflect.String:
+		f.SetString(s)
+	case reflect.Int, reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return err
+		}
+		f.SetInt(n)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		f.SetBool(b)
+	case reflect.Slice:
+		var parts []string
+		for p := range strings.SplitSeq(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				parts = append(parts, p)
+			}
+		}
+		f.Set(reflect.ValueOf(parts))
+	default:
+		return fmt.Errorf("unsupported kind %s", f.Kind())
+	}
+	return nil
+}
+
+// ---- validation ----
+
+// Validate checks every key and names the first bad one.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("config: %s: %s", key, fmt.Sprintf(format, a...)))
+	}
+	switch c.Node.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("node.log_level", "%q is not one of debug, info, warn, error", c.Node.LogLevel)
+	}
+	switch c.Node.LogFormat {
+	case "text", "json":
+	default:
+		bad("node.log_format", "%q is not one of text, json", c.Node.LogFormat)
+	}
+	positive := func(key string, d time.Duration) {
+		if d <= 0 {
+			bad(key, "must be a positive duration, got %s", d)
+		}
+	}
+	positive("node.drain_timeout", c.Node.DrainTimeout)
+	addr := func(key, a string, optional bool) {
+		if a == "" {
+			if !optional {
+				bad(key, "is required")
+			}
+			return
+		}
+		if _, port, err := net.SplitHostPort(a); err != nil {
+			bad(key, "%q is not host:port: %v", a, err)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			bad(key, "%q has a bad port", a)
+		}
+	}
+	addr("api.address", c.API.Address, true)
+	if c.Bus.Replicas < 1 || c.Bus.Replicas > 5 {
+		bad("bus.replicas", "must be 1..5, got %d", c.Bus.Replicas)
+	}
+	if c.Bus.LeaseTTL < 500*time.Millisecond {
+		bad("bus.lease_ttl", "must be at least 500ms, got %s", c.Bus.LeaseTTL)
+	}
+	if c.Bus.StreamTTL < c.Bus.LeaseTTL {
+		bad("bus.stream_ttl", "must be at least bus.lease_ttl (%s), got %s", c.Bus.LeaseTTL, c.Bus.StreamTTL)
+	}
+	for i, u := range c.Bus.URLs {
+		if !strings.HasPrefix(u, "nats://") && !strings.HasPrefix(u, "tls://") {
+			bad(fmt.Sprintf("bus.urls[%d]", i), "%q must start with nats:// or tls://", u)
+		}
+	}
+	addr("bus.server.listen", c.Bus.Server.Listen, false)
+	addr("bus.server.cluster_listen", c.Bus.Server.ClusterListen, true)
+	addr("bus.server.cluster_advertise", c.Bus.Server.ClusterAdvertise, true)
+	if c.Bus.Server.MaxPayload < 64<<10 || c.Bus.Server.MaxPayload > 64<<20 {
+		bad("bus.server.max_payload", "must be between 65536 and 67108864 bytes, got %d", c.Bus.Server.MaxPayload)
+	}
+	addr("gossip.bind", c.Gossip.Bind, false)
+	addr("gossip.advertise", c.Gossip.Advertise, true)
+	if c.Gossip.SecretKey != "" {
+		if k, err := c.Gossip.Key(); err != nil {
+			bad("gossip.secret_key", "%v", err)
+		} else if n := len(k); n != 16 && n != 24 && n != 32 {
+			bad("gossip.secret_key", "must decode (base64) to 16, 24 or 32 bytes, got %d", n)
+		}
+	}
+	addr("edge.rtsp_address", c.Edge.RTSPAddress, true)
+	addr("edge.rtp_address", c.Edge.RTPAddress, true)
+	addr("edge.rtcp_address", c.Edge.RTCPAddress, true)
+	addr("edge.rtmp_address", c.Edge.RTMPAddress, true)
+	if (c.Edge.RTPAddress == "") != (c.Edge.RTCPAddress == "") {
+		bad("edge.rtp_address", "edge.rtp_address and edge.rtcp_address are set together or not at all")
+	} else if c.Edge.RTPAddress != "" {
+		_, rtp, _ := net.SplitHostPort(c.Edge.RTPAddress)
+		_, rtcp, _ := net.SplitHostPort(c.Edge.RTCPAddress)
+		a, _ := strconv.Atoi(rtp)
+		b, _ := strconv.Atoi(rtcp)
+		if a%2 != 0 || b != a+1 {
+			bad("edge.rtp_address", "the RTP port must be even and the RTCP port RTP+1 (got %d and %d)", a, b)
+		}
+	}
+	positive("edge.read_timeout", c.Edge.ReadTimeout)
+	addr("origin.http_address", c.Origin.HTTPAddress, false)
+	addr("origin.advertise_http", c.Origin.AdvertiseHTTP, true)
+	if c.Origin.Capacity < 1 {
+		bad("origin.capacity", "must be at least 1, got %d", c.Origin.Capacity)
+	}
+	h := c.Origin.HLS
+	switch h.Variant {
+	case "lowLatency", "fmp4", "mpegts":
+	default:
+		bad("origin.hls.variant", "%q is not one of lowLatency, fmp4, mpegts", h.Variant)
+	}
+	positive("origin.hls.segment_duration", h.SegmentDuration)
+	positive("origin.hls.part_duration", h.PartDuration)
+	positive("origin.hls.idle_timeout", h.IdleTimeout)
+	if h.Variant == "lowLatency" && h.SegmentCount < 7 {
+		bad("origin.hls.segment_count", "must be at least 7 for lowLatency, got %d", h.SegmentCount)
+	} else if h.SegmentCount < 3 {
+		bad("origin.hls.segment_count", "must be at least 3, got %d", h.SegmentCount)
+	}
+	if h.Variant == "lowLatency" && h.PartDuration > h.SegmentDuration {
+		bad("origin.hls.part_duration", "must not exceed origin.hls.segment_duration")
+	}
+	addr("cache.http_address", c.Cache.HTTPAddress, false)
+	if c.Cache.MaxBytes < 1<<20 {
+		bad("cache.max_bytes", "must be at least 1048576, got %d", c.Cache.MaxBytes)
+	}
+	positive("cache.upstream_timeout", c.Cache.UpstreamTimeout)
+	seen := map[string]bool{}
+	for i, s := range c.Sources {
+		key := fmt.Sprintf("sources[%d]", i)
+		if s.Name == "" {
+			bad(key+".name", "is required")
+		} else if err := bus.ValidatePath(s.Name); err != nil {
+			bad(key+".name", "%v", err)
+		} else if seen[s.Name] {
+			bad(key+".name", "%q is used twice", s.Name)
+		}
+		seen[s.Name] = true
+		if !strings.HasPrefix(s.URL, "rtsp://") && !strings.HasPrefix(s.URL, "rtsps://") {
+			bad(key+".url", "must be an rtsp:// or rtsps:// URL")
+		}
+		switch s.Transport {
+		case "tcp", "udp", "auto":
+		default:
+			bad(key+".transport", "%q is not one of tcp, udp, auto", s.Transport)
+		}
+		if s.BackoffMin <= 0 || s.BackoffMax < s.BackoffMin {
+			bad(key+".backoff_max", "backoff_min must be positive and backoff_max at least backoff_min")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Key decodes gossip.secret_key (base64).
+func (g Gossip) Key() ([]byte, error) {
+	if g.SecretKey == "" {
+		return nil, nil
+	}
+	return base64.StdEncoding.DecodeString(g.SecretKey)
+}

@@ -1,0 +1,118 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "streamgrid.yml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestSampleIsTheDefault(t *testing.T) {
+	c, err := Load("../../streamgrid.yml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c, mustLoad(t, "", nil)) {
+		t.Fatalf("the sample streamgrid.yml differs from the defaults:\n%+v\n%+v", c, mustLoad(t, "", nil))
+	}
+}
+
+func TestSampleDocumentsEveryKey(t *testing.T) {
+	b, err := os.ReadFile("../../streamgrid.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sample := string(b)
+	leaves := map[string]reflect.Value{}
+	names := map[string]string{}
+	collectLeaves(reflect.ValueOf(Default()).Elem(), "", leaves, names)
+	for _, key := range names {
+		last := key[strings.LastIndex(key, ".")+1:]
+		if !strings.Contains(sample, "\n"+strings.Repeat(" ", 2*strings.Count(key, "."))+last+":") {
+			t.Errorf("key %s is not in the sample streamgrid.yml", key)
+		}
+	}
+	for _, k := range []string{"name", "url", "transport", "backoff_min", "backoff_max"} {
+		if !strings.Contains(sample, k+":") {
+			t.Errorf("sources key %s is not documented in the sample", k)
+		}
+	}
+}
+
+func mustLoad(t *testing.T, path string, env []string) *Config {
+	t.Helper()
+	c, err := Load(path, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestEnvOverrides(t *testing.T) {
+	c := mustLoad(t, "", []string{
+		"SG_ORIGIN_HLS_VARIANT=mpegts",
+		"SG_ORIGIN_HLS_SEGMENT_COUNT=3",
+		"SG_BUS_URLS=nats://a:4222, nats://b:4222",
+		"SG_BUS_LEASE_TTL=2s",
+		"SG_CACHE_MAX_BYTES=1048576",
+		"PATH=/usr/bin",
+	})
+	if c.Origin.HLS.Variant != "mpegts" || c.Origin.HLS.SegmentCount != 3 || c.Bus.LeaseTTL != 2*time.Second ||
+		!reflect.DeepEqual(c.Bus.URLs, []string{"nats://a:4222", "nats://b:4222"}) || c.Cache.MaxBytes != 1<<20 {
+		t.Fatalf("overrides not applied: %+v", c)
+	}
+}
+
+func TestErrorsNameTheKey(t *testing.T) {
+	cases := []struct {
+		name string
+		file string
+		env  []string
+		want string
+	}{
+		{"unknown key", "edge:\n  rtsp_adress: \":8554\"\n", nil, "rtsp_adress"},
+		{"unknown section", "egde: {}\n", nil, "egde"},
+		{"bad variant", "origin:\n  hls:\n    variant: dash\n", nil, "origin.hls.variant"},
+		{"bad duration", "bus:\n  lease_ttl: soon\n", nil, "lease_ttl"},
+		{"short LL playlist", "origin:\n  hls:\n    segment_count: 3\n", nil, "origin.hls.segment_count"},
+		{"odd rtp port", "edge:\n  rtp_address: \":8001\"\n  rtcp_address: \":8002\"\n", nil, "edge.rtp_address"},
+		{"bad address", "cache:\n  http_address: \"8888\"\n", nil, "cache.http_address"},
+		{"source path", "sources:\n  - name: ../x\n    url: rtsp://c/1\n", nil, "sources[0].name"},
+		{"source url", "sources:\n  - name: cams/a\n    url: http://c/1\n", nil, "sources[0].url"},
+		{"gossip key", "gossip:\n  secret_key: c2hvcnQ=\n", nil, "gossip.secret_key"},
+		{"unknown env", "", []string{"SG_EDGE_RTSP=1"}, "SG_EDGE_RTSP"},
+		{"bad env value", "", []string{"SG_ORIGIN_CAPACITY=many"}, "origin.capacity"},
+		{"bad log level", "node:\n  log_level: loud\n", nil, "node.log_level"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := ""
+			if c.file != "" {
+				path = write(t, c.file)
+			}
+			_, err := Load(path, c.env)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want it to name %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestSourcesDefaults(t *testing.T) {
+	c := mustLoad(t, write(t, "sources:\n  - name: cams/door\n    url: rtsp://u:p@127.0.0.1:554/s\n"), nil)
+	s := c.Sources[0]
+	if s.Transport != "tcp" || s.BackoffMin != time.Second || s.BackoffMax != 30*time.Second {
+		t.Fatalf("defaults: %+v", s)
+	}
+}
