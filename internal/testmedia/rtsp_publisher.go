@@ -1,0 +1,232 @@
+package testmedia
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
+	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpmpeg4audio"
+	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
+	"github.com/pion/rtp"
+)
+
+const (
+	rtspVideoClockRate = 90000
+	// How long a packet waits for room in a full RTSP write queue before it is
+	// dropped, and how often it retries meanwhile.
+	queueFullTimeout = time.Second
+	queueFullRetry   = 2 * time.Millisecond
+)
+
+// rtspPublisher publishes over RTSP (ANNOUNCE / SETUP / RECORD) with
+// gortsplib's client.
+type rtspPublisher struct {
+	cfg        publisherConfig
+	client     *gortsplib.Client
+	videoMedia *description.Media
+	audioMedia *description.Media
+	videoEnc   *rtph264.Encoder
+	audioEnc   *rtpmpeg4audio.Encoder
+	videoBase  uint32 // random initial RTP timestamps (RFC 3550 5.1)
+	audioBase  uint32
+	audioRate  int64
+
+	waitDone  chan struct{} // closed when the client has ended
+	waitErr   error
+	closeOnce sync.Once
+}
+
+func dialRTSP(ctx context.Context, cfg publisherConfig) (*rtspPublisher, error) {
+	p := &rtspPublisher{cfg: cfg}
+
+	videoFormat := &format.H264{
+		PayloadTyp:        96,
+		SPS:               cfg.clip.SPS,
+		PPS:               cfg.clip.PPS,
+		PacketizationMode: 1,
+	}
+	p.videoMedia = &description.Media{Type: description.MediaTypeVideo, Formats: []format.Format{videoFormat}}
+	desc := &description.Session{Medias: []*description.Media{p.videoMedia}}
+
+	var err error
+	p.videoEnc, err = videoFormat.CreateEncoder()
+	if err != nil {
+		return nil, fmt.Errorf("create H264 RTP encoder: %w", err)
+	}
+	p.videoBase = randomUint32()
+
+	if cfg.audio {
+		audioFormat := &format.MPEG4Audio{
+			PayloadTyp:       97,
+			ProfileLevelID:   1,
+			Config:           cfg.clip.AudioConfig,
+			SizeLength:       13,
+			IndexLength:      3,
+			IndexDeltaLength: 3,
+		}
+		p.audioMedia = &description.Media{Type: description.MediaTypeAudio, Formats: []format.Format{audioFormat}}
+		desc.Medias = append(desc.Medias, p.audioMedia)
+		p.audioEnc, err = audioFormat.CreateEncoder()
+		if err != nil {
+			return nil, fmt.Errorf("create AAC RTP encoder: %w", err)
+		}
+		p.audioBase = randomUint32()
+		p.audioRate = int64(audioFormat.ClockRate())
+	}
+
+	u, err := base.ParseURL(cfg.url.String())
+	if err != nil {
+		return nil, fmt.Errorf("parse RTSP URL: %w", err)
+	}
+	protocol := gortsplib.ProtocolTCP
+	if cfg.transport == "udp" {
+		protocol = gortsplib.ProtocolUDP
+	}
+	dialer := &net.Dialer{}
+	p.client = &gortsplib.Client{
+		Scheme:         u.Scheme,
+		Host:           u.Host,
+		Protocol:       &protocol,
+		ReadTimeout:    cfg.timeout,
+		WriteTimeout:   cfg.timeout,
+		WriteQueueSize: cfg.writeQueueSize,
+		DialContext: func(_ context.Context, network, address string) (net.Conn, error) {
+			return dialer.DialContext(ctx, network, address)
+		},
+		OnPacketsLost: func(lost uint64) {
+			cfg.log.Debug("RTSP packets lost", "lost", lost)
+		},
+		OnDecodeError: func(err error) {
+			cfg.log.Debug("RTSP decode error", "err", err)
+		},
+	}
+	if err := p.client.Start(); err != nil {
+		return nil, fmt.Errorf("start RTSP client: %w", err)
+	}
+	// Abort the handshake when ctx ends (the client's own timeouts bound it too).
+	stop := context.AfterFunc(ctx, p.client.Close)
+	err = p.record(u, desc)
+	if !stop() {
+		err = errors.Join(err, ctx.Err())
+	}
+	if err != nil {
+		p.client.Close()
+		return nil, err
+	}
+
+	p.waitDone = make(chan struct{})
+	go func() {
+		p.waitErr = p.client.Wait()
+		close(p.waitDone)
+	}()
+	return p, nil
+}
+
+func (p *rtspPublisher) record(u *base.URL, desc *description.Session) error {
+	if _, err := p.client.Announce(u, desc); err != nil {
+		return fmt.Errorf("ANNOUNCE: %w", err)
+	}
+	if err := p.client.SetupAll(u, desc.Medias); err != nil {
+		return fmt.Errorf("SETUP: %w", err)
+	}
+	if _, err := p.client.Record(); err != nil {
+		return fmt.Errorf("RECORD: %w", err)
+	}
+	return nil
+}
+
+func (p *rtspPublisher) writeVideo(pts, _ time.Duration, ntp time.Time, au [][]byte) error {
+	pkts, err := p.videoEnc.Encode(au)
+	if err != nil {
+		return fmt.Errorf("encode H264 RTP: %w", err)
+	}
+	ts := p.videoBase + uint32(durationToTicks(pts, rtspVideoClockRate))
+	return p.writePackets(p.videoMedia, pkts, ts, ntp)
+}
+
+func (p *rtspPublisher) writeAudio(pts time.Duration, ntp time.Time, frame []byte) error {
+	if p.audioMedia == nil {
+		return nil
+	}
+	pkts, err := p.audioEnc.Encode([][]byte{frame})
+	if err != nil {
+		return fmt.Errorf("encode AAC RTP: %w", err)
+	}
+	ts := p.audioBase + uint32(durationToTicks(pts, p.audioRate))
+	return p.writePackets(p.audioMedia, pkts, ts, ntp)
+}
+
+// writePackets queues the packets of one frame. A full queue is waited out for
+// up to queueFullTimeout per packet, then the packet is dropped and counted:
+// a synthetic camera must not stall its clock on a slow server for long.
+func (p *rtspPublisher) writePackets(medi *description.Media, pkts []*rtp.Packet, ts uint32, ntp time.Time) error {
+	for _, pkt := range pkts {
+		pkt.Timestamp += ts
+		var deadline time.Time
+		for {
+			err := p.client.WritePacketRTPWithNTP(medi, pkt, ntp)
+			if err == nil {
+				break
+			}
+			if !errors.As(err, &liberrors.ErrClientWriteQueueFull{}) {
+				return fmt.Errorf("write RTP: %w", err)
+			}
+			p.cfg.onQueueFull()
+			now := time.Now()
+			if deadline.IsZero() {
+				deadline = now.Add(queueFullTimeout)
+			} else if now.After(deadline) {
+				p.cfg.onDrop()
+				break
+			}
+			select {
+			case <-time.After(queueFullRetry):
+			case <-p.waitDone:
+				return fmt.Errorf("write RTP: %w", p.waitErr)
+			}
+		}
+	}
+	return nil
+}
+
+func (p *rtspPublisher) failed() <-chan struct{} {
+	return p.waitDone
+}
+
+func (p *rtspPublisher) err() error {
+	select {
+	case <-p.waitDone:
+		return fmt.Errorf("RTSP session ended: %w", p.waitErr)
+	default:
+		return nil
+	}
+}
+
+// finish tears the session down; Camera waits one frame interval after the last
+// write, so the write queue has drained by then.
+func (p *rtspPublisher) finish() {
+	p.close()
+}
+
+func (p *rtspPublisher) close() {
+	p.closeOnce.Do(func() {
+		p.client.Close()
+		<-p.waitDone
+	})
+}
+
+func randomUint32() uint32 {
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return binary.BigEndian.Uint32(b[:])
+}
