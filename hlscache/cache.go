@@ -1,0 +1,571 @@
+package hlscache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/internal/gossip"
+)
+
+// Headers an origin puts on every answer, naming who produced it. The cache
+// stores an answer only when they match the owner it asked.
+const (
+	HeaderOrigin = "X-Streamgrid-Origin" // the origin's node name
+	HeaderEpoch  = "X-Streamgrid-Epoch"  // the origin's lease epoch for the stream, decimal
+)
+
+const (
+	defaultHTTPAddress     = ":8888"
+	defaultMaxBytes        = 256 << 20
+	defaultUpstreamTimeout = 5 * time.Second
+	defaultBlockingHold    = 6 * time.Second
+	defaultFailoverWindow  = 10 * time.Second
+	// shutdownTimeout bounds Close's wait for in-flight requests.
+	shutdownTimeout = 5 * time.Second
+	// refreshInterval is how often routes are re-checked against gossip.
+	refreshInterval = 200 * time.Millisecond
+	// maxUpstreamAttempts bounds the upstream tries of one viewer request.
+	maxUpstreamAttempts = 3
+)
+
+// Cache is the viewers' HLS server: it routes each stream to the origin that
+// owns it, fetches objects from there with one upstream request per object,
+// keeps them in a byte-bounded LRU and answers with the right headers. Fill
+// in the fields, then Start.
+type Cache struct {
+	// Node is this node's name, for logs and metric labels.
+	Node string
+	// Registry gives stream → owner (WatchOwners). Required.
+	Registry *bus.Registry
+	// Gossip is this node's membership, started by the caller. An owner is
+	// routable only while gossip shows it alive; its Meta.HTTP is the upstream
+	// address. Required.
+	Gossip *gossip.Node
+	// HTTPAddress is where viewers connect. Default ":8888"; port 0 picks one.
+	HTTPAddress string
+	// MaxBytes is the LRU budget. Default 256 MiB. Objects over MaxBytes/8 are not kept.
+	MaxBytes int64
+	// UpstreamTimeout bounds an ordinary upstream fetch. Default 5 s.
+	UpstreamTimeout time.Duration
+	// BlockingHold is how long an origin may hold an LL-HLS blocking playlist
+	// request (_HLS_msn) or a preload-hinted part: those get an upstream
+	// deadline of UpstreamTimeout+BlockingHold. Default 6 s.
+	BlockingHold time.Duration
+	// FailoverWindow is how long after a stream's owner was last routable the
+	// cache treats the stream as failing over (stale playlists, held
+	// requests) instead of unknown (404). Default 10 s.
+	FailoverWindow time.Duration
+	// AllowOrigin is Access-Control-Allow-Origin. Default "*"; any other
+	// value also sends Access-Control-Allow-Credentials: true.
+	AllowOrigin string
+	// Client makes the upstream requests. Default: a keep-alive transport
+	// tuned for many requests to few hosts, no redirects.
+	Client *http.Client
+	// Log. Default slog.Default().
+	Log *slog.Logger
+	// Metrics receives the collectors. Default: a private registry.
+	Metrics prometheus.Registerer
+
+	ctx       context.Context // cancelled by Close: ends fetches and loops
+	cancel    context.CancelFunc
+	ln        net.Listener
+	srv       *http.Server
+	routes    *routeTable
+	lru       *lru
+	flights   *flightGroup
+	m         *metrics
+	ownClient bool
+	wg        sync.WaitGroup // serve, watch and refresh loops
+
+	hmu      sync.RWMutex // guards closed against handlers.Add
+	closed   bool
+	handlers sync.WaitGroup
+
+	closeOnce  sync.Once
+	warnAt     atomic.Int64 // unix ns of the last upstream warning
+	suppressed atomic.Int64 // upstream warnings not logged since
+}
+
+// Start validates the configuration, starts watching stream owners and
+// listens. Port clashes and registry errors are returned at once.
+func (c *Cache) Start() error {
+	if c.Registry == nil {
+		return errors.New("hlscache: Registry is required")
+	}
+	if c.Gossip == nil {
+		return errors.New("hlscache: Gossip is required")
+	}
+	c.setDefaults()
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.routes = newRouteTable(c.Gossip, c.FailoverWindow, c.Log)
+	c.lru = newLRU(c.MaxBytes)
+	c.flights = newFlightGroup()
+	c.m = newMetrics(c.Node,
+		func() float64 { return float64(c.routes.owners()) },
+		func() float64 { return float64(c.flights.inFlight()) })
+	c.lru.onEvict = func(n int) { c.m.lruEvictions.Add(float64(n)) }
+	c.lru.onSize = func(b int64, n int) {
+		c.m.lruBytes.Set(float64(b))
+		c.m.lruObjects.Set(float64(n))
+	}
+	if err := c.m.register(c.Metrics); err != nil {
+		c.cancel()
+		return fmt.Errorf("hlscache: metrics: %w", err)
+	}
+	ln, err := net.Listen("tcp", c.HTTPAddress)
+	if err != nil {
+		c.m.unregister(c.Metrics)
+		c.cancel()
+		return fmt.Errorf("hlscache: listen %s: %w", c.HTTPAddress, err)
+	}
+	owners, err := c.Registry.WatchOwners(c.ctx)
+	if err != nil {
+		ln.Close()
+		c.m.unregister(c.Metrics)
+		c.cancel()
+		return fmt.Errorf("hlscache: watch owners: %w", err)
+	}
+	c.ln = ln
+	c.srv = &http.Server{
+		Handler:           c.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// Bounds the whole exchange: a held request may wait through a
+		// failover and a blocking fetch before it writes; body writes then
+		// move the deadline forward chunk by chunk (see viewerWriter).
+		WriteTimeout: 2*(c.UpstreamTimeout+c.BlockingHold) + 30*time.Second,
+		ErrorLog:     slog.NewLogLogger(c.Log.Handler(), slog.LevelDebug),
+	}
+	c.wg.Add(3)
+	go c.serve()
+	go c.watchLoop(owners)
+	go c.refreshLoop()
+	c.Log.Info("hls cache listening", "addr", ln.Addr().String())
+	return nil
+}
+
+func (c *Cache) setDefaults() {
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	c.Log = c.Log.With("component", "hlscache")
+	if c.HTTPAddress == "" {
+		c.HTTPAddress = defaultHTTPAddress
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = defaultMaxBytes
+	}
+	if c.UpstreamTimeout <= 0 {
+		c.UpstreamTimeout = defaultUpstreamTimeout
+	}
+	if c.BlockingHold <= 0 {
+		c.BlockingHold = defaultBlockingHold
+	}
+	if c.FailoverWindow <= 0 {
+		c.FailoverWindow = defaultFailoverWindow
+	}
+	if c.AllowOrigin == "" {
+		c.AllowOrigin = "*"
+	}
+	if c.Metrics == nil {
+		c.Metrics = prometheus.NewRegistry()
+	}
+	if c.Client == nil {
+		c.Client = newUpstreamClient()
+		c.ownClient = true
+	}
+}
+
+// newUpstreamClient returns the default upstream client: keep-alive
+// connections to few origins, many of them held at once by blocking requests.
+func newUpstreamClient() *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:          1024,
+			MaxIdleConnsPerHost:   256,
+			IdleConnTimeout:       90 * time.Second,
+			ExpectContinueTimeout: time.Second,
+			DisableCompression:    true,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// Close stops accepting viewers, lets in-flight requests finish (up to a
+// deadline), stops the fetches and loops and waits for them. Calling it twice
+// is harmless.
+func (c *Cache) Close() {
+	c.closeOnce.Do(func() {
+		if c.srv == nil {
+			return // never started
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		if err := c.srv.Shutdown(ctx); err != nil {
+			c.Log.Warn("hls cache: in-flight requests cut short", "err", err)
+			_ = c.srv.Close()
+		}
+		cancel()
+		c.cancel()
+		c.hmu.Lock()
+		c.closed = true
+		c.hmu.Unlock()
+		c.handlers.Wait()
+		c.flights.close()
+		c.wg.Wait()
+		c.m.unregister(c.Metrics)
+		if c.ownClient {
+			c.Client.CloseIdleConnections()
+		}
+		c.Log.Info("hls cache closed")
+	})
+}
+
+// Drain stops accepting connections and waits, until ctx ends, for in-flight
+// requests to finish; for a graceful SIGTERM. Routes keep being watched until
+// Close. It returns ctx's error when requests were still running.
+func (c *Cache) Drain(ctx context.Context) error {
+	if c.srv == nil {
+		return nil
+	}
+	c.Log.Info("hls cache draining")
+	err := c.srv.Shutdown(ctx)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// HTTPAddr is the address viewers connect to (nil before Start).
+func (c *Cache) HTTPAddr() net.Addr {
+	if c.ln == nil {
+		return nil
+	}
+	return c.ln.Addr()
+}
+
+// Handler is the viewers' handler, for mounting on another server as well.
+func (c *Cache) Handler() http.Handler { return http.HandlerFunc(c.serveHTTP) }
+
+// Routes returns stream path → owner for every stream with an owner.
+func (c *Cache) Routes() map[string]Route {
+	if c.routes == nil {
+		return map[string]Route{}
+	}
+	return c.routes.routes()
+}
+
+func (c *Cache) serve() {
+	defer c.wg.Done()
+	if err := c.srv.Serve(c.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		c.Log.Error("hls cache server stopped", "err", err)
+	}
+}
+
+// watchLoop applies owner events, re-establishing the watch when it ends
+// before Close (the bus connection failed over, the watcher died).
+func (c *Cache) watchLoop(events <-chan bus.OwnerEvent) {
+	defer c.wg.Done()
+	backoff := 250 * time.Millisecond
+	for {
+		for ev := range events {
+			c.routes.setOwner(ev.Path, ev.Owner, time.Now())
+		}
+		if c.ctx.Err() != nil {
+			return
+		}
+		var err error
+		for {
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			events, err = c.Registry.WatchOwners(c.ctx)
+			if err == nil {
+				break
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			c.Log.Warn("owner watch failed, retrying", "retry_in", backoff, "err", err)
+		}
+		c.Log.Info("owner watch re-established")
+		c.routes.markResync(time.Now())
+		backoff = 250 * time.Millisecond
+	}
+}
+
+func (c *Cache) refreshLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(refreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case now := <-t.C:
+			c.routes.refresh(now)
+		}
+	}
+}
+
+// ---- viewer requests ----
+
+func (c *Cache) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	c.hmu.RLock()
+	if c.closed || c.routes == nil {
+		c.hmu.RUnlock()
+		writeText(w, http.StatusServiceUnavailable, "cache not running")
+		return
+	}
+	c.handlers.Add(1)
+	c.hmu.RUnlock()
+	defer c.handlers.Done()
+
+	c.setCORS(w.Header())
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+	case http.MethodOptions:
+		w.Header().Set("Access-Control-Max-Age", "86400")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	default:
+		w.Header().Set("Allow", "GET, HEAD, OPTIONS")
+		writeText(w, http.StatusMethodNotAllowed, "method not allowed")
+		c.count(kindOther, resultLabelBadRequest)
+		return
+	}
+	req, err := parseRequest(r.URL.Path, r.URL.RawQuery)
+	if err != nil {
+		var re *requestError
+		if !errors.As(err, &re) {
+			re = &requestError{status: http.StatusBadRequest, msg: "bad request"}
+		}
+		writeText(w, re.status, re.msg)
+		c.count(kindOther, resultLabelBadRequest)
+		return
+	}
+	vw := newViewerWriter(w)
+	result := c.serveRequest(vw, r, req)
+	vw.finish()
+	c.count(req.kind.String(), result)
+	c.m.servedBytes.WithLabelValues(req.kind.String()).Add(float64(vw.n))
+}
+
+func (c *Cache) setCORS(h http.Header) {
+	h.Set("Access-Control-Allow-Origin", c.AllowOrigin)
+	if c.AllowOrigin != "*" {
+		h.Set("Access-Control-Allow-Credentials", "true")
+	}
+	h.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Range, Origin, Content-Type, Accept")
+	h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range")
+}
+
+func (c *Cache) count(kind, result string) {
+	c.m.requests.WithLabelValues(kind, result).Inc()
+}
+
+// upstreamDeadline is how long one upstream fetch for req may take.
+func (c *Cache) upstreamDeadline(req *request) time.Duration {
+	if req.kind == kindPart || req.hls.blocking() {
+		return c.UpstreamTimeout + c.BlockingHold
+	}
+	return c.UpstreamTimeout
+}
+
+// serveRequest answers a valid request and returns the result label.
+//
+// With a routable owner it serves from the LRU or the (shared) upstream
+// fetch. While a stream fails over it serves what it still holds (the last
+// good playlist, the old owner's cached objects) and holds the rest until a
+// new owner is routable or the request's deadline passes. An owner that
+// refuses connections is taken as dying: playlists then get the last good
+// copy, or wait for gossip to move the route.
+func (c *Cache) serveRequest(w *viewerWriter, r *http.Request, req *request) string {
+	ctx := r.Context()
+	deadline := time.Now().Add(c.upstreamDeadline(req))
+	attempts := 0
+	for {
+		now := time.Now()
+		rt, prev, state, changed := c.routes.resolve(req.stream, now)
+		switch state {
+		case routeUnknown:
+			writeText(w, http.StatusNotFound, "stream not found")
+			return resultLabelNotFound
+		case routeFailover:
+			if res, ok := c.serveHeld(w, r, req, prev, now); ok {
+				return res
+			}
+			if c.waitRoute(ctx, changed, deadline) {
+				continue
+			}
+			if ctx.Err() != nil {
+				return resultLabelGone
+			}
+			if stale := c.routes.stalePlaylist(req.stream, req.file, time.Now()); req.kind == kindPlaylist && stale != nil {
+				writeStale(w, r, req, stale)
+				return resultLabelStale
+			}
+			w.Header().Set("Retry-After", "1")
+			writeText(w, http.StatusServiceUnavailable, "stream failing over")
+			return resultLabelError
+		}
+
+		attempts++
+		obj, res, err := c.get(ctx, rt, req)
+		if err == nil {
+			if obj.status == http.StatusNotFound && req.kind != kindPlaylist && prev.node != "" {
+				// A player still holding the previous owner's playlist asks
+				// for its objects, which the new owner never had.
+				if old := c.lru.get(cacheKey(prev, req), now); old != nil && old.status == http.StatusOK {
+					obj, res = old, resultHit
+				}
+			}
+			writeObject(w, r, req, obj, res.String())
+			return resultLabel(res)
+		}
+		if ctx.Err() != nil {
+			return resultLabelGone
+		}
+		var ue *upstreamError
+		if errors.As(err, &ue) && ue.ownerDown() && req.kind == kindPlaylist {
+			if stale := c.routes.stalePlaylist(req.stream, req.file, now); stale != nil && !req.hls.blocking() {
+				writeStale(w, r, req, stale)
+				return resultLabelStale
+			}
+			if attempts < maxUpstreamAttempts && c.waitRoute(ctx, changed, deadline) {
+				continue
+			}
+		}
+		status, msg := http.StatusBadGateway, "upstream error"
+		switch {
+		case ue != nil:
+			status, msg = ue.status, ue.message()
+		case errors.Is(err, errClosing):
+			status, msg = http.StatusServiceUnavailable, "cache shutting down"
+		}
+		w.Header().Set("X-Cache", res.String())
+		writeText(w, status, msg)
+		return resultLabelError
+	}
+}
+
+// serveHeld answers, during a failover, what needs no new owner: the last
+// good copy of a playlist (non-blocking requests; a blocking one waits for
+// the new owner), or an object of the previous owner still in the LRU.
+func (c *Cache) serveHeld(w *viewerWriter, r *http.Request, req *request, prev route, now time.Time) (string, bool) {
+	if req.kind == kindPlaylist {
+		if req.hls.blocking() {
+			return "", false
+		}
+		stale := c.routes.stalePlaylist(req.stream, req.file, now)
+		if stale == nil {
+			return "", false
+		}
+		writeStale(w, r, req, stale)
+		return resultLabelStale, true
+	}
+	obj := c.lru.get(cacheKey(prev, req), now)
+	if obj == nil || obj.status != http.StatusOK {
+		return "", false
+	}
+	writeObject(w, r, req, obj, resultHit.String())
+	return resultLabelHit, true
+}
+
+// waitRoute waits for a routing change; false when the deadline, the
+// viewer or the cache ended first.
+func (c *Cache) waitRoute(ctx context.Context, changed <-chan struct{}, deadline time.Time) bool {
+	d := time.Until(deadline)
+	if d <= 0 {
+		return false
+	}
+	c.m.held.Inc()
+	defer c.m.held.Dec()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-changed:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	case <-c.ctx.Done():
+	}
+	return false
+}
+
+// cacheKey names an object of one owner: objects of different owners or
+// epochs never share a key.
+func cacheKey(rt route, req *request) string {
+	return rt.node + "\x00" + strconv.FormatUint(rt.epoch, 10) + "\x00" + req.upstreamPath()
+}
+
+// get returns req's object from rt: from the LRU, or from the one upstream
+// fetch all concurrent requests for it share.
+func (c *Cache) get(ctx context.Context, rt route, req *request) (*object, fetchResult, error) {
+	key := cacheKey(rt, req)
+	if obj := c.lru.get(key, time.Now()); obj != nil {
+		return obj, resultHit, nil
+	}
+	return c.flights.do(ctx, key,
+		func() *object { return c.lru.get(key, time.Now()) },
+		func() (*object, error) { return c.fetch(rt, req, key) })
+}
+
+func resultLabel(r fetchResult) string {
+	switch r {
+	case resultHit:
+		return resultLabelHit
+	case resultMiss:
+		return resultLabelMiss
+	}
+	return resultLabelCoalesced
+}
+
+// ---- writing answers ----
+
+func writeObject(w http.ResponseWriter, r *http.Request, req *request, obj *object, xcache string) {
+	h := w.Header()
+	h.Set("X-Cache", xcache)
+	if obj.status != http.StatusOK {
+		writeText(w, obj.status, string(obj.body))
+		return
+	}
+	h.Set("Content-Type", mimeTypes[req.ext])
+	h.Set("Cache-Control", obj.cacheControl)
+	if obj.etag != "" {
+		h.Set("ETag", obj.etag)
+	}
+	http.ServeContent(w, r, "", obj.modTime, bytes.NewReader(obj.body))
+}
+
+// writeStale serves the last good copy of a playlist during a failover.
+func writeStale(w http.ResponseWriter, r *http.Request, req *request, obj *object) {
+	h := w.Header()
+	h.Set("X-Cache", "STALE")
+	h.Set("Content-Type", mimeTypes[req.ext])
+	h.Set("Cache-Control", "no-cache")
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(obj.body))
+}
+
+func writeText(w http.ResponseWriter, status int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-cache")
+	h.Del("Content-Length")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(msg + "\n"))
+}

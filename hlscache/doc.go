@@ -1,0 +1,36 @@
+// Package hlscache is the cache role: the viewers' HTTP server for HLS and
+// LL-HLS, CDN-style.
+//
+// Routing. Every stream has one owner, the origin holding its registry lease
+// (bus.Registry.WatchOwners gives node, HTTP address and lease epoch). An
+// owner is routable only while gossip shows its node alive; the upstream
+// address is the member's gossiped HTTP address. A viewer request
+// GET /<stream path>/<file> is forwarded to
+// http://<owner>/<stream path>/<file>?<_HLS_msn, _HLS_part, _HLS_skip only>.
+//
+// One upstream request per object. Objects are keyed by (owner node, lease
+// epoch, path, file, normalised LL-HLS directives), so objects of different
+// owners never mix: when a stream moves, its keys change. Concurrent requests
+// for one key share one upstream fetch (blocking playlist reloads and
+// preload-hinted parts included); the fetch runs detached from the viewers,
+// under its own deadline, so a viewer leaving never cancels it for others.
+// An answer is stored only when the origin's X-Streamgrid-Origin and
+// X-Streamgrid-Epoch headers match the owner asked.
+//
+// Lifetimes. Segments, parts and init files are immutable and stay in a
+// byte-bounded LRU until evicted (objects over an eighth of the budget are
+// not kept). Media playlists are kept for at most 250 ms (half a part target
+// when shorter, never past the origin's max-age) so a burst of viewers costs
+// one request; answers to blocking reloads for one (msn, part) for 3 s;
+// multivariant playlists per the origin's max-age, capped at 5 s; upstream
+// 404s for 500 ms (not for parts, which may appear a moment later).
+//
+// Failover. When a stream loses its routable owner, the cache keeps treating
+// it as live for FailoverWindow: non-blocking playlist requests get the last
+// good copy (Cache-Control: no-cache, X-Cache: STALE), objects of the old
+// owner still in the LRU are served, and everything else is held until a new
+// owner is routable (then forwarded) or the request's deadline passes
+// (503 with Retry-After). An owner that refuses connections before gossip
+// notices it died is handled the same way for playlists. Unknown streams get
+// 404 "stream not found".
+package hlscache

@@ -1,0 +1,141 @@
+package hlscache
+
+import (
+	"testing"
+	"time"
+)
+
+const multivariantPlaylist = `#EXTM3U
+#EXT-X-VERSION:9
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-STREAM-INF:BANDWIDTH=1000000,CODECS="avc1.64001f"
+video1_stream.m3u8
+`
+
+const classicPlaylist = `#EXTM3U
+#EXT-X-VERSION:3
+#EXT-X-TARGETDURATION:2
+#EXT-X-MEDIA-SEQUENCE:3
+#EXTINF:2.0,
+main_seg3.ts
+`
+
+func TestParseCacheControl(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want cacheControl
+	}{
+		{"", cacheControl{}},
+		{"no-cache", cacheControl{noCache: true}},
+		{"public, max-age=3600", cacheControl{maxAge: time.Hour, hasMaxAge: true}},
+		{"max-age=30, s-maxage=2", cacheControl{maxAge: 2 * time.Second, hasMaxAge: true}},
+		{"s-maxage=2, max-age=30", cacheControl{maxAge: 2 * time.Second, hasMaxAge: true}},
+		{`MAX-AGE="5"`, cacheControl{maxAge: 5 * time.Second, hasMaxAge: true}},
+		{"max-age=-1, private", cacheControl{noStore: true}},
+		{"no-store", cacheControl{noStore: true}},
+		{"max-age=abc", cacheControl{}},
+	} {
+		if got := parseCacheControl(tc.in); got != tc.want {
+			t.Errorf("%q: %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestInspectPlaylist(t *testing.T) {
+	if i := inspectPlaylist([]byte(llPlaylist)); i.multivariant || !i.lowLatency || i.partTarget != 200*time.Millisecond {
+		t.Errorf("LL: %+v", i)
+	}
+	if i := inspectPlaylist([]byte(multivariantPlaylist)); !i.multivariant || i.lowLatency {
+		t.Errorf("multivariant: %+v", i)
+	}
+	if i := inspectPlaylist([]byte(classicPlaylist)); i.multivariant || i.lowLatency {
+		t.Errorf("classic: %+v", i)
+	}
+}
+
+func TestPolicy(t *testing.T) {
+	playlist := &request{kind: kindPlaylist, ext: ".m3u8"}
+	blocking := &request{kind: kindPlaylist, ext: ".m3u8", hls: hlsQuery{msn: 3, hasMSN: true}}
+	segment := &request{kind: kindSegment, ext: ".mp4"}
+	part := &request{kind: kindPart, ext: ".mp4"}
+	for _, tc := range []struct {
+		name      string
+		req       *request
+		status    int
+		cc        string
+		body      string
+		ttl       time.Duration
+		immutable bool
+		viewerCC  string
+	}{
+		{"segment", segment, 200, "public, max-age=3600", "x", time.Hour, false, "public, max-age=3600"},
+		{"segment without cache-control", segment, 200, "", "x", 0, true, defaultImmutableCacheControl},
+		{"segment no-store", segment, 200, "no-store", "x", 0, false, "no-store"},
+		{"part no-cache", part, 200, "no-cache", "x", 0, false, "no-cache"},
+		{"LL media playlist", playlist, 200, "no-cache", llPlaylist, 100 * time.Millisecond, false, "no-cache"},
+		{"classic media playlist", playlist, 200, "public, max-age=2", classicPlaylist, mediaPlaylistTTL, false, "public, max-age=2"},
+		{"media playlist max-age=0", playlist, 200, "max-age=0", classicPlaylist, 0, false, "max-age=0"},
+		{"media playlist no cache-control", playlist, 200, "", classicPlaylist, mediaPlaylistTTL, false, "no-cache"},
+		{"blocking reload", blocking, 200, "no-cache", llPlaylist, blockingPlaylistTTL, false, "no-cache"},
+		{"blocking reload no-store", blocking, 200, "no-store", llPlaylist, 0, false, "no-cache"},
+		{"multivariant", playlist, 200, "public, max-age=30", multivariantPlaylist, multivariantTTLCap, false, "public, max-age=30"},
+		{"multivariant short", playlist, 200, "max-age=2", multivariantPlaylist, 2 * time.Second, false, "max-age=2"},
+		{"multivariant no cache-control", playlist, 200, "", multivariantPlaylist, multivariantDefaultTTL, false, "no-cache"},
+		{"404 segment", segment, 404, "", "", notFoundTTL, false, "no-cache"},
+		{"404 part", part, 404, "", "", 0, false, "no-cache"},
+		{"400", blocking, 400, "", "", 0, false, "no-cache"},
+	} {
+		ttl, immutable, viewerCC := policy(tc.req, tc.status, tc.cc, []byte(tc.body))
+		if ttl != tc.ttl || immutable != tc.immutable || viewerCC != tc.viewerCC {
+			t.Errorf("%s: ttl %v immutable %v cache-control %q; want %v %v %q",
+				tc.name, ttl, immutable, viewerCC, tc.ttl, tc.immutable, tc.viewerCC)
+		}
+	}
+}
+
+func TestLRU(t *testing.T) {
+	c := newLRU(8 * 1000)
+	evicted := 0
+	c.onEvict = func(n int) { evicted += n }
+	now := time.Now()
+	obj := func(n int) *object { return &object{status: 200, body: make([]byte, n)} }
+	// Each entry accounts 600 + 2 + 256 = 858 bytes: 9 fit in 8000.
+	keys := []string{"k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9"}
+	for _, k := range keys[:9] {
+		if !c.add(k, obj(600)) {
+			t.Fatalf("%s not kept", k)
+		}
+	}
+	if c.get("k0", now) == nil { // k0 becomes the most recently used
+		t.Fatal("k0 missing")
+	}
+	c.add("k9", obj(600))
+	if c.get("k1", now) != nil {
+		t.Error("k1, the least recently used, was not evicted")
+	}
+	if c.get("k0", now) == nil || c.get("k9", now) == nil {
+		t.Error("a recently used entry was evicted")
+	}
+	if size, n := c.size(); size > 8000 || n != 9 || evicted != 1 {
+		t.Errorf("size %d, %d entries, %d evicted", size, n, evicted)
+	}
+	if c.add("big", obj(1000)) {
+		t.Error("an object over an eighth of the budget was kept")
+	}
+	// Replacing a key does not double-count it.
+	c.add("k9", obj(10))
+	if size, n := c.size(); n != 9 || size != 8*858+entrySize("k9", obj(10)) {
+		t.Errorf("after replace: size %d, %d entries", size, n)
+	}
+	// Expired objects are not served and leave.
+	c.add("short", &object{status: 200, body: []byte("x"), expires: now.Add(time.Second)})
+	if c.get("short", now) == nil {
+		t.Error("fresh object missing")
+	}
+	if c.get("short", now.Add(2*time.Second)) != nil {
+		t.Error("expired object served")
+	}
+	if _, n := c.size(); n != 9 {
+		t.Errorf("expired object kept: %d entries", n)
+	}
+}

@@ -1,0 +1,270 @@
+package hlscache
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/streamgrid/streamgrid/bus"
+)
+
+// maxFileLen bounds the file name of a request.
+const maxFileLen = 200
+
+// kind is what a requested file is, for caching policy and metrics.
+type kind int
+
+const (
+	kindPlaylist kind = iota
+	kindSegment
+	kindPart
+	kindInit
+)
+
+func (k kind) String() string {
+	switch k {
+	case kindPlaylist:
+		return "playlist"
+	case kindPart:
+		return "part"
+	case kindInit:
+		return "init"
+	}
+	return "segment"
+}
+
+// kindOther labels metrics of requests rejected before their kind is known.
+const kindOther = "other"
+
+// mimeTypes are the Content-Types of the files the cache serves, by extension.
+var mimeTypes = map[string]string{
+	".m3u8": "application/vnd.apple.mpegurl",
+	".ts":   "video/mp2t",
+	".mp4":  "video/mp4",
+	".m4s":  "video/mp4",
+	".aac":  "audio/aac",
+}
+
+// hlsQuery holds the LL-HLS delivery directives of a playlist request: the
+// only query parameters forwarded to the origin and made part of cache keys.
+type hlsQuery struct {
+	msn, part       uint64
+	hasMSN, hasPart bool
+	skip            string // "", "YES" or "v2"
+}
+
+// blocking reports a blocking playlist reload (_HLS_msn, optionally _HLS_part).
+func (q hlsQuery) blocking() bool { return q.hasMSN }
+
+// encode renders the directives in a fixed order: _HLS_msn, _HLS_part, _HLS_skip.
+func (q hlsQuery) encode() string {
+	var b strings.Builder
+	if q.hasMSN {
+		b.WriteString("_HLS_msn=")
+		b.WriteString(strconv.FormatUint(q.msn, 10))
+	}
+	if q.hasPart {
+		if b.Len() > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString("_HLS_part=")
+		b.WriteString(strconv.FormatUint(q.part, 10))
+	}
+	if q.skip != "" {
+		if b.Len() > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString("_HLS_skip=")
+		b.WriteString(q.skip)
+	}
+	return b.String()
+}
+
+// request is a viewer request that passed validation.
+type request struct {
+	stream string // stream path, valid per bus.ValidatePath
+	file   string // file name within the stream
+	ext    string // one of the keys of mimeTypes
+	kind   kind
+	hls    hlsQuery // zero unless kind is kindPlaylist
+}
+
+// upstreamPath is the path and normalised query asked of the origin.
+func (r *request) upstreamPath() string {
+	p := "/" + r.stream + "/" + r.file
+	if q := r.hls.encode(); q != "" {
+		p += "?" + q
+	}
+	return p
+}
+
+// requestError is a request rejected before routing, with the status to answer.
+type requestError struct {
+	status int
+	msg    string
+}
+
+func (e *requestError) Error() string { return e.msg }
+
+func badRequest(msg string) error { return &requestError{status: http.StatusBadRequest, msg: msg} }
+func notFound(msg string) error   { return &requestError{status: http.StatusNotFound, msg: msg} }
+
+// parseRequest validates a viewer's URL path (as decoded by net/http) and
+// raw query. The path is /<stream path>/<file>: the stream path is everything
+// before the last '/'. A "." or ".." segment, an empty segment or a stream
+// path that breaks bus.ValidatePath is a bad request (400); a file name or
+// extension the cache does not serve is not found (404).
+func parseRequest(urlPath, rawQuery string) (*request, error) {
+	if !strings.HasPrefix(urlPath, "/") {
+		return nil, badRequest("bad path")
+	}
+	p := urlPath[1:]
+	if p == "" {
+		return nil, notFound("not found")
+	}
+	if len(p) > bus.MaxPathLen+1+maxFileLen {
+		return nil, badRequest("path too long")
+	}
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return nil, badRequest("bad path")
+		}
+	}
+	i := strings.LastIndexByte(p, '/')
+	if i < 0 {
+		return nil, notFound("not found")
+	}
+	stream, file := p[:i], p[i+1:]
+	if err := bus.ValidatePath(stream); err != nil {
+		return nil, badRequest("bad stream path")
+	}
+	if !validFileName(file) {
+		return nil, notFound("not found")
+	}
+	ext := file[strings.LastIndexByte(file, '.'):] // validFileName guarantees a known extension
+	req := &request{stream: stream, file: file, ext: ext, kind: fileKind(file, ext)}
+	if req.kind == kindPlaylist {
+		q, err := parseHLSQuery(rawQuery)
+		if err != nil {
+			return nil, err
+		}
+		req.hls = q
+	}
+	return req, nil
+}
+
+// validFileName reports a name matching [A-Za-z0-9][A-Za-z0-9_.-]* that ends
+// in an extension the cache serves.
+func validFileName(f string) bool {
+	if f == "" || len(f) > maxFileLen {
+		return false
+	}
+	for i := 0; i < len(f); i++ {
+		c := f[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '_' && c != '.' && c != '-') {
+			return false
+		}
+	}
+	dot := strings.LastIndexByte(f, '.')
+	if dot <= 0 {
+		return false
+	}
+	_, ok := mimeTypes[f[dot:]]
+	return ok
+}
+
+// fileKind classifies a valid file name. gohlslib names its files
+// <prefix>_<stream>_init.mp4, <prefix>_<stream>_seg<N>.mp4|.ts and
+// <prefix>_<stream>_part<N>.mp4; other packagers' "init.mp4" and "partN.m4s"
+// forms are recognised as well.
+func fileKind(file, ext string) kind {
+	if ext == ".m3u8" {
+		return kindPlaylist
+	}
+	base := strings.ToLower(file[:len(file)-len(ext)])
+	last := base
+	if i := strings.LastIndexAny(base, "_.-"); i >= 0 {
+		last = base[i+1:]
+	}
+	switch {
+	case last == "init" || strings.HasPrefix(base, "init_") || strings.HasPrefix(base, "init-"):
+		return kindInit
+	case len(last) > len("part") && strings.HasPrefix(last, "part") && allDigits(last[len("part"):]):
+		return kindPart
+	}
+	return kindSegment
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// parseHLSQuery extracts the LL-HLS directives from a raw query, ignoring
+// every other parameter (tokens, cache busters). A malformed or repeated
+// directive, or _HLS_part without _HLS_msn, is a bad request, as the LL-HLS
+// specification asks of servers.
+func parseHLSQuery(raw string) (hlsQuery, error) {
+	var q hlsQuery
+	for kv := range strings.SplitSeq(raw, "&") {
+		if kv == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(kv, "=")
+		key, err := url.QueryUnescape(k)
+		if err != nil || !strings.HasPrefix(key, "_HLS_") {
+			continue // not a directive: never forwarded, never part of a key
+		}
+		val, err := url.QueryUnescape(v)
+		if err != nil {
+			return q, badRequest("bad " + key)
+		}
+		switch key {
+		case "_HLS_msn":
+			if q.hasMSN {
+				return q, badRequest("repeated _HLS_msn")
+			}
+			if q.msn, err = parseDirectiveUint(val); err != nil {
+				return q, badRequest("bad _HLS_msn")
+			}
+			q.hasMSN = true
+		case "_HLS_part":
+			if q.hasPart {
+				return q, badRequest("repeated _HLS_part")
+			}
+			if q.part, err = parseDirectiveUint(val); err != nil {
+				return q, badRequest("bad _HLS_part")
+			}
+			q.hasPart = true
+		case "_HLS_skip":
+			if q.skip != "" {
+				return q, badRequest("repeated _HLS_skip")
+			}
+			if val != "YES" && val != "v2" {
+				return q, badRequest("bad _HLS_skip")
+			}
+			q.skip = val
+		}
+	}
+	if q.hasPart && !q.hasMSN {
+		return q, badRequest("_HLS_part without _HLS_msn")
+	}
+	return q, nil
+}
+
+var errNotDecimal = errors.New("not a decimal integer")
+
+// parseDirectiveUint parses a decimal-integer directive (digits only, at most 19 of them).
+func parseDirectiveUint(s string) (uint64, error) {
+	if s == "" || len(s) > 19 || !allDigits(s) {
+		return 0, errNotDecimal
+	}
+	return strconv.ParseUint(s, 10, 64)
+}

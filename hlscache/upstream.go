@@ -1,0 +1,188 @@
+package hlscache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const (
+	// maxObjectSize bounds an upstream body: objects are held in memory.
+	maxObjectSize = 64 << 20
+	// maxErrorBody bounds the text of a passed-through 4xx.
+	maxErrorBody = 512
+	userAgent    = "streamgrid-cache"
+)
+
+// upstreamError is a failed upstream fetch, with the status viewers get.
+type upstreamError struct {
+	status int    // 502, 503 or 504
+	reason string // timeout, connect, transport, status, body, closing
+	err    error
+}
+
+func (e *upstreamError) Error() string { return "upstream " + e.reason + ": " + e.err.Error() }
+func (e *upstreamError) Unwrap() error { return e.err }
+
+// ownerDown reports a failure that suggests the owner process is gone
+// (refused or broken connections) rather than slow or misbehaving.
+func (e *upstreamError) ownerDown() bool { return e.reason == "connect" || e.reason == "transport" }
+
+// message is the short text viewers get.
+func (e *upstreamError) message() string {
+	switch e.status {
+	case http.StatusGatewayTimeout:
+		return "upstream timeout"
+	case http.StatusServiceUnavailable:
+		return "cache shutting down"
+	}
+	return "upstream error"
+}
+
+// fetch makes the upstream request for req at rt under its own deadline (it
+// runs for every viewer waiting on key, not for one of them), stores a
+// cacheable answer and returns it.
+func (c *Cache) fetch(rt route, req *request, key string) (*object, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.upstreamDeadline(req))
+	defer cancel()
+	kind := req.kind.String()
+	c.m.upstreamRequests.WithLabelValues(kind).Inc()
+	obj, verified, err := c.fetchUpstream(ctx, rt, req)
+	if err != nil {
+		var ue *upstreamError
+		if errors.As(err, &ue) && ue.reason != "closing" {
+			c.m.upstreamErrors.WithLabelValues(kind, ue.reason).Inc()
+			c.logUpstreamError(rt, req, err)
+		}
+		return nil, err
+	}
+	if !verified {
+		c.Log.Debug("upstream answer not from the routed owner: not cached",
+			"stream", req.stream, "file", req.file, "node", rt.node, "epoch", rt.epoch)
+		return obj, nil
+	}
+	if obj.storable {
+		c.lru.add(key, obj)
+	}
+	if req.kind == kindPlaylist && obj.status == http.StatusOK && req.hls.skip == "" {
+		c.routes.storePlaylist(req.stream, req.file, obj)
+	}
+	return obj, nil
+}
+
+// fetchUpstream does the HTTP exchange. verified says the origin's headers
+// name the owner and epoch that were asked.
+func (c *Cache) fetchUpstream(ctx context.Context, rt route, req *request) (*object, bool, error) {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+rt.addr+req.upstreamPath(), nil)
+	if err != nil {
+		return nil, false, &upstreamError{status: http.StatusBadGateway, reason: "connect", err: err}
+	}
+	hreq.Header.Set("User-Agent", userAgent)
+	resp, err := c.Client.Do(hreq)
+	if err != nil {
+		return nil, false, c.classify(ctx, err)
+	}
+	defer resp.Body.Close()
+	verified := resp.Header.Get(HeaderOrigin) == rt.node &&
+		resp.Header.Get(HeaderEpoch) == strconv.FormatUint(rt.epoch, 10)
+
+	status := resp.StatusCode
+	var body []byte
+	switch {
+	case status == http.StatusOK:
+		if resp.ContentLength > maxObjectSize {
+			return nil, false, &upstreamError{status: http.StatusBadGateway, reason: "body",
+				err: fmt.Errorf("object of %d bytes is over the %d-byte limit", resp.ContentLength, maxObjectSize)}
+		}
+		body, err = io.ReadAll(io.LimitReader(resp.Body, maxObjectSize+1))
+		if err != nil {
+			return nil, false, c.classify(ctx, err)
+		}
+		if len(body) > maxObjectSize {
+			return nil, false, &upstreamError{status: http.StatusBadGateway, reason: "body",
+				err: fmt.Errorf("object over the %d-byte limit", maxObjectSize)}
+		}
+		if len(body) == 0 {
+			// gohlslib answers an empty 200 for files it does not have; no
+			// valid HLS object is empty.
+			status, body = http.StatusNotFound, []byte("not found")
+		}
+	case status >= 400 && status < 500:
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		if err != nil {
+			return nil, false, c.classify(ctx, err)
+		}
+		body = []byte(sanitizeText(b, status))
+	default:
+		return nil, false, &upstreamError{status: http.StatusBadGateway, reason: "status",
+			err: fmt.Errorf("origin answered %s", resp.Status)}
+	}
+
+	now := time.Now()
+	ttl, immutable, cc := policy(req, status, resp.Header.Get("Cache-Control"), body)
+	obj := &object{
+		status:       status,
+		body:         body,
+		cacheControl: cc,
+		etag:         resp.Header.Get("ETag"),
+		fetched:      now,
+		storable:     immutable || ttl > 0,
+	}
+	if t, err := http.ParseTime(resp.Header.Get("Last-Modified")); err == nil {
+		obj.modTime = t
+	}
+	if ttl > 0 {
+		obj.expires = now.Add(ttl)
+	}
+	return obj, verified, nil
+}
+
+// classify turns a transport error into the answer viewers get.
+func (c *Cache) classify(ctx context.Context, err error) *upstreamError {
+	if c.ctx.Err() != nil {
+		return &upstreamError{status: http.StatusServiceUnavailable, reason: "closing", err: err}
+	}
+	var ne net.Error
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		return &upstreamError{status: http.StatusGatewayTimeout, reason: "timeout", err: err}
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return &upstreamError{status: http.StatusBadGateway, reason: "connect", err: err}
+	}
+	return &upstreamError{status: http.StatusBadGateway, reason: "transport", err: err}
+}
+
+// sanitizeText keeps a passed-through error text printable and on one line.
+func sanitizeText(b []byte, status int) string {
+	s := strings.TrimSpace(string(b))
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	if s == "" {
+		s = strings.ToLower(http.StatusText(status))
+	}
+	return s
+}
+
+// logUpstreamError logs at most one upstream failure per second, with the
+// number left out since: a dead origin must not flood the log.
+func (c *Cache) logUpstreamError(rt route, req *request, err error) {
+	now := time.Now().UnixNano()
+	last := c.warnAt.Load()
+	if now-last < int64(time.Second) || !c.warnAt.CompareAndSwap(last, now) {
+		c.suppressed.Add(1)
+		return
+	}
+	c.Log.Warn("upstream fetch failed", "stream", req.stream, "file", req.file,
+		"node", rt.node, "addr", rt.addr, "suppressed", c.suppressed.Swap(0), "err", err)
+}
