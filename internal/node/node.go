@@ -1,0 +1,396 @@
+// Package node assembles one streamgrid process from its configuration: the
+// embedded NATS server where this node runs one, the bus connection and
+// registry, gossip membership, the edge, origin and cache roles, and the
+// per-node API (REST, /metrics, /healthz, status page).
+//
+// Roles: "run" (all-in-one: embedded NATS + edge + origin + cache), "bus",
+// "edge", "origin", "cache".
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/edge"
+	"github.com/streamgrid/streamgrid/hlscache"
+	"github.com/streamgrid/streamgrid/internal/config"
+	"github.com/streamgrid/streamgrid/internal/gossip"
+	"github.com/streamgrid/streamgrid/origin"
+)
+
+// Roles a node can run.
+const (
+	RoleRun    = "run"
+	RoleBus    = "bus"
+	RoleEdge   = "edge"
+	RoleOrigin = "origin"
+	RoleCache  = "cache"
+)
+
+// Node is one streamgrid process. Fill in the fields, then Start.
+type Node struct {
+	Config *config.Config
+	Role   string
+	Log    *slog.Logger
+
+	name     string
+	metrics  *prometheus.Registry
+	server   *bus.Server
+	nc       *nats.Conn
+	registry *bus.Registry
+	gossip   *gossip.Node
+	edge     *edge.Edge
+	origin   *origin.Origin
+	cache    *hlscache.Cache
+	api      *apiServer
+	started  time.Time
+
+	closeOnce sync.Once
+}
+
+func (n *Node) has(role string) bool { return n.Role == RoleRun || n.Role == role }
+
+// Name is the node's cluster name.
+func (n *Node) Name() string { return n.name }
+
+// Start brings every part up, in dependency order, and undoes the parts
+// already started when a later one fails.
+func (n *Node) Start() (err error) {
+	switch n.Role {
+	case RoleRun, RoleBus, RoleEdge, RoleOrigin, RoleCache:
+	default:
+		return fmt.Errorf("unknown role %q", n.Role)
+	}
+	if n.Log == nil {
+		n.Log = slog.Default()
+	}
+	c := n.Config
+	n.name = c.Node.Name
+	if n.name == "" {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "streamgrid"
+		}
+		n.name = host + "-" + n.Role
+	}
+	n.Log = n.Log.With("node", n.name)
+	n.started = time.Now()
+	n.metrics = prometheus.NewRegistry()
+	// Role components label their own metrics with node and role (an
+	// all-in-one node reports edge, origin and cache apart); the process-wide
+	// collectors get the node's labels here.
+	prometheus.WrapRegistererWith(prometheus.Labels{"node": n.name, "role": n.Role}, n.metrics).MustRegister(
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := n.metrics
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+
+	// Bus: embedded server for `bus`, and for `run` when no URLs are given.
+	urls := c.Bus.URLs
+	if n.Role == RoleBus || (n.Role == RoleRun && len(urls) == 0) {
+		if err := n.startServer(); err != nil {
+			return err
+		}
+		if len(urls) == 0 {
+			urls = []string{n.server.ClientURL()}
+		}
+	}
+	if len(urls) == 0 {
+		return errors.New("bus.urls is required for this role (the NATS servers to join)")
+	}
+	if n.Role != RoleBus {
+		n.nc, err = bus.Connect(bus.ConnOptions{
+			URLs: urls, Name: n.name, User: c.Bus.User, Password: c.Bus.Password,
+			Token: c.Bus.Token, CredsFile: c.Bus.CredsFile, Log: n.Log,
+		})
+		if err != nil {
+			return err
+		}
+		js, err := jetstream.New(n.nc)
+		if err != nil {
+			return fmt.Errorf("jetstream: %w", err)
+		}
+		n.registry = &bus.Registry{JS: js, Replicas: c.Bus.Replicas, LeaseTTL: c.Bus.LeaseTTL, StreamTTL: c.Bus.StreamTTL}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = n.registry.Start(ctx)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if err := n.startGossip(); err != nil {
+			return err
+		}
+	}
+	if n.has(RoleOrigin) {
+		n.origin = &origin.Origin{
+			Node: n.name, NC: n.nc, Registry: n.registry, Gossip: n.gossip,
+			HTTPAddress: c.Origin.HTTPAddress, AdvertiseHTTP: c.Origin.AdvertiseHTTP,
+			Capacity: c.Origin.Capacity,
+			HLS: origin.HLSConfig{
+				Variant: c.Origin.HLS.Variant, SegmentDuration: c.Origin.HLS.SegmentDuration,
+				PartDuration: c.Origin.HLS.PartDuration, SegmentCount: c.Origin.HLS.SegmentCount,
+				IdleTimeout: c.Origin.HLS.IdleTimeout,
+			},
+			Log: n.Log.With("role", "origin"), Metrics: reg,
+		}
+		if err := n.origin.Start(); err != nil {
+			n.origin = nil
+			return fmt.Errorf("origin: %w", err)
+		}
+		if err := n.gossip.SetMeta(n.meta()); err != nil {
+			return err
+		}
+	}
+	if n.has(RoleCache) {
+		n.cache = &hlscache.Cache{
+			Node: n.name, Registry: n.registry, Gossip: n.gossip,
+			HTTPAddress: c.Cache.HTTPAddress, MaxBytes: c.Cache.MaxBytes,
+			UpstreamTimeout: c.Cache.UpstreamTimeout, AllowOrigin: c.Cache.AllowOrigin,
+			Log: n.Log.With("role", "cache"), Metrics: reg,
+		}
+		if err := n.cache.Start(); err != nil {
+			n.cache = nil
+			return fmt.Errorf("cache: %w", err)
+		}
+	}
+	if n.has(RoleEdge) {
+		var sources []edge.Source
+		for _, s := range c.Sources {
+			sources = append(sources, edge.Source{
+				Name: s.Name, URL: s.URL, Transport: s.Transport,
+				BackoffMin: s.BackoffMin, BackoffMax: s.BackoffMax,
+			})
+		}
+		n.edge = &edge.Edge{
+			Node: n.name, NC: n.nc, Registry: n.registry,
+			RTSPAddress: c.Edge.RTSPAddress, UDPRTPAddress: c.Edge.RTPAddress, UDPRTCPAddress: c.Edge.RTCPAddress,
+			RTMPAddress: c.Edge.RTMPAddress, Sources: sources, ReadTimeout: c.Edge.ReadTimeout,
+			Log: n.Log.With("role", "edge"), Metrics: reg,
+		}
+		if err := n.edge.Start(); err != nil {
+			n.edge = nil
+			return fmt.Errorf("edge: %w", err)
+		}
+	}
+	if c.API.Address != "" {
+		n.api = &apiServer{node: n, Address: c.API.Address}
+		if err := n.api.start(); err != nil {
+			n.api = nil
+			return fmt.Errorf("api: %w", err)
+		}
+	}
+	n.Log.Info("streamgrid node started", "role", n.Role, "addrs", n.describeAddrs())
+	return nil
+}
+
+func (n *Node) startServer() error {
+	c := n.Config.Bus.Server
+	host, port, err := splitPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("bus.server.listen: %w", err)
+	}
+	s := &bus.Server{
+		Name: orDefault(c.Name, n.name), Host: host, Port: port,
+		ClusterName: c.ClusterName, ClusterAdvertise: c.ClusterAdvertise, Routes: c.Routes,
+		StoreDir: c.StoreDir, MaxPayload: int32(c.MaxPayload),
+		User: n.Config.Bus.User, Password: n.Config.Bus.Password,
+		Log: n.Log,
+	}
+	if c.ClusterListen != "" {
+		if s.ClusterHost, s.ClusterPort, err = splitPort(c.ClusterListen); err != nil {
+			return fmt.Errorf("bus.server.cluster_listen: %w", err)
+		}
+	}
+	if err := s.Start(); err != nil {
+		return err
+	}
+	n.server = s
+	return nil
+}
+
+func (n *Node) startGossip() error {
+	c := n.Config.Gossip
+	host, port, err := splitPort(c.Bind)
+	if err != nil {
+		return fmt.Errorf("gossip.bind: %w", err)
+	}
+	if port < 0 {
+		port = 0
+	}
+	g := &gossip.Node{Name: n.name, BindAddr: host, BindPort: port, Seeds: c.Seeds, Meta: n.meta(), Log: n.Log}
+	if c.Advertise != "" {
+		ah, ap, err := splitPort(c.Advertise)
+		if err != nil {
+			return fmt.Errorf("gossip.advertise: %w", err)
+		}
+		g.AdvertiseAddr, g.AdvertisePort = ah, max(ap, 0)
+	} else if host == "" || host == "0.0.0.0" {
+		// memberlist advertises a private address of its own choosing; leave it.
+	} else {
+		g.AdvertiseAddr = host
+	}
+	if g.SecretKey, err = c.Key(); err != nil {
+		return fmt.Errorf("gossip.secret_key: %w", err)
+	}
+	if err := g.Start(); err != nil {
+		return err
+	}
+	n.gossip = g
+	return nil
+}
+
+// meta is what this node gossips about itself.
+func (n *Node) meta() gossip.Meta {
+	m := gossip.Meta{Role: n.Role}
+	if n.origin != nil {
+		m.HTTP = n.origin.AdvertiseHTTP
+		m.Capacity = n.Config.Origin.Capacity
+		m.Load = len(n.origin.Streams())
+	} else if n.cache != nil {
+		m.HTTP = n.cache.HTTPAddr().String()
+	}
+	if n.api != nil {
+		m.API = n.api.addr().String()
+	}
+	return m
+}
+
+// Drain prepares a graceful stop: the origin hands its streams to others, the
+// cache finishes in-flight requests, the node leaves the membership.
+func (n *Node) Drain(ctx context.Context) {
+	n.Log.Info("draining")
+	if n.edge != nil {
+		n.edge.Close() // publishers reconnect to another edge; pulls move with their leases
+	}
+	if n.origin != nil {
+		n.origin.Drain(ctx)
+	}
+	if n.gossip != nil {
+		m := n.meta()
+		m.Draining = true
+		_ = n.gossip.SetMeta(m)
+		_ = n.gossip.Leave(time.Second)
+	}
+	if n.cache != nil {
+		n.cache.Drain(ctx)
+	}
+}
+
+// Close stops everything in reverse order and waits. Calling it twice is harmless.
+func (n *Node) Close() {
+	n.closeOnce.Do(func() {
+		if n.api != nil {
+			n.api.close()
+		}
+		if n.edge != nil {
+			n.edge.Close()
+		}
+		if n.cache != nil {
+			n.cache.Close()
+		}
+		if n.origin != nil {
+			n.origin.Close()
+		}
+		if n.gossip != nil {
+			n.gossip.Close()
+		}
+		if n.nc != nil {
+			_ = n.nc.Drain()
+			n.nc.Close()
+		}
+		if n.server != nil {
+			n.server.Close()
+		}
+	})
+}
+
+// Addresses the node listens on (tests start nodes on port 0).
+type Addrs struct {
+	RTSP, RTMP, Cache, Origin, API, NATS, Gossip string
+}
+
+// Addrs reports the bound addresses.
+func (n *Node) Addrs() Addrs {
+	var a Addrs
+	if n.edge != nil {
+		if x := n.edge.RTSPAddr(); x != nil {
+			a.RTSP = x.String()
+		}
+		if x := n.edge.RTMPAddr(); x != nil {
+			a.RTMP = x.String()
+		}
+	}
+	if n.cache != nil {
+		a.Cache = n.cache.HTTPAddr().String()
+	}
+	if n.origin != nil {
+		a.Origin = n.origin.HTTPAddr().String()
+	}
+	if n.api != nil {
+		a.API = n.api.addr().String()
+	}
+	if n.server != nil {
+		a.NATS = n.server.ClientURL()
+	}
+	if n.gossip != nil {
+		a.Gossip = n.gossip.Addr()
+	}
+	return a
+}
+
+func (n *Node) describeAddrs() []string {
+	a := n.Addrs()
+	var out []string
+	add := func(k, v string) {
+		if v != "" {
+			out = append(out, k+"="+v)
+		}
+	}
+	add("rtsp", a.RTSP)
+	add("rtmp", a.RTMP)
+	add("hls", a.Cache)
+	add("origin", a.Origin)
+	add("api", a.API)
+	add("nats", a.NATS)
+	add("gossip", a.Gossip)
+	return out
+}
+
+// splitPort parses host:port; port 0 becomes -1, which the NATS server reads as "random".
+func splitPort(a string) (string, int, error) {
+	host, p, err := net.SplitHostPort(a)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, err
+	}
+	if port == 0 {
+		port = -1
+	}
+	return host, port, nil
+}
+
+func orDefault(v, d string) string {
+	if v == "" {
+		return d
+	}
+	return v
+}

@@ -1,0 +1,206 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/streamgrid/streamgrid/internal/config"
+	"github.com/streamgrid/streamgrid/internal/testmedia"
+)
+
+// testLog is quiet unless SG_TEST_LOG is set.
+func testLog() *slog.Logger {
+	if os.Getenv("SG_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// freeUDPPair finds an even UDP port whose successor is free too (RTP/RTCP).
+func freeUDPPair(t *testing.T) (int, int) {
+	t.Helper()
+	for range 100 {
+		a, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := a.LocalAddr().(*net.UDPAddr).Port
+		a.Close()
+		if port%2 != 0 || port > 65000 {
+			continue
+		}
+		a, err = net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		b, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port+1))
+		a.Close()
+		if err != nil {
+			continue
+		}
+		b.Close()
+		return port, port + 1
+	}
+	t.Fatal("no free UDP port pair")
+	return 0, 0
+}
+
+// allInOneConfig is the default configuration on loopback with random ports.
+func allInOneConfig(t *testing.T) *config.Config {
+	c := config.Default()
+	c.Node.Name = "aio"
+	c.API.Address = "127.0.0.1:0"
+	c.Bus.Server.Listen = "127.0.0.1:0"
+	c.Bus.Server.StoreDir = t.TempDir()
+	c.Gossip.Bind = "127.0.0.1:0"
+	c.Edge.RTSPAddress = "127.0.0.1:0"
+	rtp, rtcp := freeUDPPair(t)
+	c.Edge.RTPAddress = "127.0.0.1:" + strconv.Itoa(rtp)
+	c.Edge.RTCPAddress = "127.0.0.1:" + strconv.Itoa(rtcp)
+	c.Edge.RTMPAddress = "127.0.0.1:0"
+	c.Origin.HTTPAddress = "127.0.0.1:0"
+	c.Cache.HTTPAddress = "127.0.0.1:0"
+	c.Origin.HLS.IdleTimeout = 3 * time.Second
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func startNode(t *testing.T, c *config.Config, role string) *Node {
+	t.Helper()
+	n := &Node{Config: c, Role: role, Log: testLog()}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	return n
+}
+
+func requireFFmpeg(t *testing.T) {
+	t.Helper()
+	for _, tool := range []string{"ffmpeg", "ffprobe"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s is missing, and CI=true requires it: apt-get install ffmpeg", tool)
+			}
+			t.Skipf("%s is missing: skipping (apt-get install ffmpeg to run this test)", tool)
+		}
+	}
+}
+
+// playlistState fetches a media playlist and returns its EXT-X-MEDIA-SEQUENCE,
+// EXT-X-DISCONTINUITY-SEQUENCE and count of EXT-X-DISCONTINUITY tags.
+func playlistState(url string) (msn, disc, discTags int, err error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, 0, 0, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "#EXT-X-MEDIA-SEQUENCE:"):
+			msn, _ = strconv.Atoi(strings.TrimPrefix(line, "#EXT-X-MEDIA-SEQUENCE:"))
+		case strings.HasPrefix(line, "#EXT-X-DISCONTINUITY-SEQUENCE:"):
+			disc, _ = strconv.Atoi(strings.TrimPrefix(line, "#EXT-X-DISCONTINUITY-SEQUENCE:"))
+		case line == "#EXT-X-DISCONTINUITY":
+			discTags++
+		}
+	}
+	return msn, disc, discTags, sc.Err()
+}
+
+// mediaPlaylistURL reads the multivariant playlist and returns the URL of its first media playlist.
+func mediaPlaylistURL(base string) (string, error) {
+	resp, err := http.Get(base + "/index.m3u8")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("index.m3u8: %s", resp.Status)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line != "" && !strings.HasPrefix(line, "#") {
+			return base + "/" + line, nil
+		}
+	}
+	if m := regexp.MustCompile(`#EXT-X-MEDIA:.*URI="([^"]+)"`).FindStringSubmatch(string(b)); m != nil {
+		return base + "/" + m[1], nil
+	}
+	return "", fmt.Errorf("no media playlist in %q", b)
+}
+
+// publishAndPlay publishes the sample with a synthetic camera and plays it back
+// from the cache, checking that frames arrive in order with sane timestamps.
+func publishAndPlay(t *testing.T, n *Node, pubURL, transport, path string) testmedia.Summary {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cam := &testmedia.Camera{URL: pubURL, Transport: transport, StampSEI: true}
+	start := time.Now()
+	if err := cam.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer cam.Close()
+	check := &testmedia.Check{RequireSEI: true, MaxGaps: 3}
+	r := &testmedia.Reader{
+		URL:           "http://" + n.Addrs().Cache + "/" + path + "/index.m3u8",
+		OnVideo:       check.Video,
+		OnAudio:       check.Audio,
+		RetryInterval: 100 * time.Millisecond,
+		Log:           testLog(),
+	}
+	rctx, rcancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	if err := check.WaitFrames(ctx, 75); err != nil {
+		t.Fatalf("frames: %v (summary %+v)", err, check.Summary())
+	}
+	rcancel()
+	<-done
+	s := check.Summary()
+	t.Logf("%s over %s: first frame at the viewer %v after the publisher started; %d frames, %d gaps, latency avg %v",
+		path, transport, s.FirstFrame.Sub(start).Round(time.Millisecond), s.Frames, s.Gaps, s.LatencyAvg.Round(time.Millisecond))
+	if err := s.Err(); err != nil {
+		t.Fatalf("playback check: %v", err)
+	}
+	return s
+}
+
+func TestAllInOnePublishPlay(t *testing.T) {
+	c := allInOneConfig(t)
+	n := startNode(t, c, RoleRun)
+	a := n.Addrs()
+	cases := []struct {
+		name, url, transport, path string
+	}{
+		{"rtsp-tcp", "rtsp://" + a.RTSP + "/live/cam1", "tcp", "live/cam1"},
+		{"rtsp-udp", "rtsp://" + a.RTSP + "/live/cam2", "udp", "live/cam2"},
+		{"rtmp", "rtmp://" + a.RTMP + "/rtmp/c1.live", "", "rtmp/c1.live"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			publishAndPlay(t, n, tc.url, tc.transport, tc.path)
+		})
+	}
+}
