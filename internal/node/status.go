@@ -67,6 +67,9 @@ type bufferWriter struct {
 	body   []byte
 }
 
-func (b *bufferWriter) Header() http.Header         { return b.header }
-func (b *bufferWriter) Write(p []byte) (int, error) { b.body = append(b.body, p...); return len(p), nil }
-func (b *bufferWriter) WriteHeader(int)             {}
+func (b *bufferWriter) Header() http.Header { return b.header }
+func (b *bufferWriter) Write(p []byte) (int, error) {
+	b.body = append(b.body, p...)
+	return len(p), nil
+}
+func (b *bufferWriter) WriteHeader(int) {}
