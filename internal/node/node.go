@@ -147,7 +147,7 @@ func (n *Node) Start() (err error) {
 				PartDuration: c.Origin.HLS.PartDuration, SegmentCount: c.Origin.HLS.SegmentCount,
 				IdleTimeout: c.Origin.HLS.IdleTimeout,
 			},
-			Log: n.Log.With("role", "origin"), Metrics: reg,
+			Log: n.Log, Metrics: reg,
 		}
 		if err := n.origin.Start(); err != nil {
 			n.origin = nil
@@ -162,7 +162,7 @@ func (n *Node) Start() (err error) {
 			Node: n.name, Registry: n.registry, Gossip: n.gossip,
 			HTTPAddress: c.Cache.HTTPAddress, MaxBytes: c.Cache.MaxBytes,
 			UpstreamTimeout: c.Cache.UpstreamTimeout, AllowOrigin: c.Cache.AllowOrigin,
-			Log: n.Log.With("role", "cache"), Metrics: reg,
+			Log: n.Log, Metrics: reg,
 		}
 		if err := n.cache.Start(); err != nil {
 			n.cache = nil
@@ -181,7 +181,7 @@ func (n *Node) Start() (err error) {
 			Node: n.name, NC: n.nc, Registry: n.registry,
 			RTSPAddress: c.Edge.RTSPAddress, UDPRTPAddress: c.Edge.RTPAddress, UDPRTCPAddress: c.Edge.RTCPAddress,
 			RTMPAddress: c.Edge.RTMPAddress, Sources: sources, ReadTimeout: c.Edge.ReadTimeout,
-			Log: n.Log.With("role", "edge"), Metrics: reg,
+			Log: n.Log, Metrics: reg,
 		}
 		if err := n.edge.Start(); err != nil {
 			n.edge = nil
