@@ -1,11 +1,12 @@
 package main
 
 import (
-	"fmt"
 	"io"
+	"os"
+
+	"github.com/streamgrid/streamgrid/loadtest"
 )
 
 func runLoadtest(args []string, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "streamgrid loadtest: not built yet (see the open issue for the load generator)")
-	return 2
+	return loadtest.Main(args, os.Stdout, stderr)
 }

@@ -1,0 +1,216 @@
+// Package loadtest is streamgrid's load generator (`streamgrid loadtest`):
+// synthetic cameras publish the embedded sample clip over RTSP or RTMP, with
+// an SEI send-time stamp in every video frame, and synthetic viewers play the
+// streams back over HLS / Low-Latency HLS from one or more caches. It measures
+// what users feel (glass-to-glass latency, startup time, stalls) and, when
+// given the servers' PIDs or /metrics URLs, what the servers pay for it (CPU
+// and memory per camera).
+//
+// Run is the library entry point; Main is the command line.
+package loadtest
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Bounds on a run: the generator is meant to load a deployment hard, not
+// without limit.
+const (
+	MaxDuration = time.Hour
+	MaxCameras  = 10000
+	MaxViewers  = 100000
+	// defaultWarmup is how long latency samples are ignored at the start.
+	defaultWarmup = 5 * time.Second
+	// defaultViewerDelay is how long a viewer waits after its camera started:
+	// a player finds nothing to play before the first segments exist.
+	defaultViewerDelay = 3 * time.Second
+	// minViewing is the least time the last viewer gets to play.
+	minViewing = 2 * time.Second
+	// maxRamp is the default ramp's ceiling (the default is min(10 s, Duration/4)).
+	maxRamp = 10 * time.Second
+)
+
+// ErrUsage marks a configuration error (Main exits 2 on it).
+var ErrUsage = errors.New("usage")
+
+// Config describes one load test run.
+type Config struct {
+	// Publish is the base publish URL, rtsp://host:8554/load or
+	// rtmp://host:1935/load: camera n publishes to <Publish>/cam%04d (cam0001,
+	// cam0002, ...).
+	Publish string
+	// Transport for RTSP cameras: "tcp" (the default) or "udp".
+	Transport string
+	// Play holds the base play URLs of the caches, e.g.
+	// http://host:8888/load: viewers play <base>/cam0001/index.m3u8, spread
+	// round-robin over the streams and over these URLs. Required when Viewers > 0.
+	Play []string
+	// Cameras and Viewers are how many of each run (Cameras >= 1, Viewers >= 0).
+	Cameras, Viewers int
+	// Duration is the whole run, from the first camera's start; required, at
+	// most MaxDuration.
+	Duration time.Duration
+	// Ramp staggers the camera starts (and the viewer starts) over this span.
+	// It defaults to min(10 s, Duration/4); it must be shorter than Duration.
+	Ramp time.Duration
+	// Warmup is how long from the start latency samples are ignored, and when
+	// the CPU average of the servers begins (together with the ramp). It
+	// defaults to min(5 s, Duration/2); it must be shorter than Duration.
+	Warmup time.Duration
+	// ViewerDelay is how long after its camera a viewer starts. It defaults to
+	// 3 s.
+	ViewerDelay time.Duration
+	// NoAudio publishes video only.
+	NoAudio bool
+	// PIDs are local server processes whose CPU and resident memory are sampled
+	// from /proc.
+	PIDs []int
+	// MetricsURLs are Prometheus /metrics endpoints of servers, read for
+	// process_cpu_seconds_total and process_resident_memory_bytes.
+	MetricsURLs []string
+	// AllowRemote lists the host names or addresses, exactly as written in the
+	// URLs, that may be targeted besides loopback.
+	AllowRemote []string
+	// Progress receives a live progress line every 2 s (rewritten in place
+	// with \r when it is a terminal). Nil prints nothing.
+	Progress io.Writer
+	// Log receives the first errors at Warn and the rest at Debug. It defaults
+	// to discarding.
+	Log *slog.Logger
+}
+
+// withDefaults validates c and returns a copy with the defaults filled in.
+// Every error wraps ErrUsage.
+func (c Config) withDefaults() (Config, error) {
+	usage := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrUsage, fmt.Sprintf(format, args...))
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Cameras < 1 || c.Cameras > MaxCameras {
+		return c, usage("cameras must be between 1 and %d, got %d", MaxCameras, c.Cameras)
+	}
+	if c.Viewers < 0 || c.Viewers > MaxViewers {
+		return c, usage("viewers must be between 0 and %d, got %d", MaxViewers, c.Viewers)
+	}
+	if c.Duration <= 0 || c.Duration > MaxDuration {
+		return c, usage("duration must be positive and at most %v, got %v", MaxDuration, c.Duration)
+	}
+	if c.Ramp < 0 || c.Warmup < 0 || c.ViewerDelay < 0 {
+		return c, usage("ramp, warmup and viewer delay must not be negative")
+	}
+	if c.Ramp == 0 {
+		c.Ramp = min(maxRamp, c.Duration/4)
+	}
+	if c.Ramp >= c.Duration {
+		return c, usage("ramp %v must be shorter than the duration %v", c.Ramp, c.Duration)
+	}
+	if c.Warmup == 0 {
+		c.Warmup = min(defaultWarmup, c.Duration/2)
+	}
+	if c.Warmup >= c.Duration {
+		return c, usage("warmup %v must be shorter than the duration %v", c.Warmup, c.Duration)
+	}
+	if c.ViewerDelay == 0 {
+		c.ViewerDelay = defaultViewerDelay
+	}
+	// The last viewer starts up to Ramp + ViewerDelay into the run; give it a
+	// few seconds to play, or the run can only fail.
+	if minimum := c.Ramp + c.ViewerDelay + minViewing; c.Viewers > 0 && c.Duration < minimum {
+		return c, usage("duration %v is too short for viewers: the last one starts after %v; use at least %v",
+			c.Duration, c.Ramp+c.ViewerDelay, minimum)
+	}
+
+	c.Transport = strings.ToLower(c.Transport)
+	if c.Transport == "" {
+		c.Transport = "tcp"
+	}
+	if c.Transport != "tcp" && c.Transport != "udp" {
+		return c, usage("transport must be tcp or udp, got %q", c.Transport)
+	}
+
+	pub, err := c.checkURL("publish", c.Publish, "rtsp", "rtmp")
+	if err != nil {
+		return c, err
+	}
+	c.Publish = strings.TrimRight(pub.String(), "/")
+
+	if c.Viewers > 0 && len(c.Play) == 0 {
+		return c, usage("viewers need at least one play URL")
+	}
+	play := make([]string, 0, len(c.Play))
+	for _, p := range c.Play {
+		u, err := c.checkURL("play", p, "http", "https")
+		if err != nil {
+			return c, err
+		}
+		play = append(play, strings.TrimRight(u.String(), "/"))
+	}
+	c.Play = play
+
+	for _, m := range c.MetricsURLs {
+		if _, err := c.checkURL("metrics", m, "http", "https"); err != nil {
+			return c, err
+		}
+	}
+	for _, pid := range c.PIDs {
+		if pid <= 0 {
+			return c, usage("invalid pid %d", pid)
+		}
+	}
+	return c, nil
+}
+
+// checkURL parses a target URL, checks its scheme and refuses hosts that are
+// neither loopback nor named in AllowRemote.
+//
+// Why the refusal: the generator opens thousands of connections and pushes
+// hundreds of Mbit/s; pointed at the wrong host by a typo or a copied command
+// line it becomes a denial-of-service tool against someone else's server. It
+// is meant for a local node or the project's own containers, so anything else
+// has to be named explicitly (--allow-remote edge1,cache1).
+func (c Config) checkURL(what, raw string, schemes ...string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s URL %q: %w", ErrUsage, what, raw, err)
+	}
+	if !slices.Contains(schemes, u.Scheme) {
+		return nil, fmt.Errorf("%w: %s URL %q: scheme must be one of %s", ErrUsage, what, raw,
+			strings.Join(schemes, ", "))
+	}
+	host := u.Hostname()
+	if host == "" {
+		return nil, fmt.Errorf("%w: %s URL %q has no host", ErrUsage, what, raw)
+	}
+	if !isLoopback(host) && !slices.ContainsFunc(c.AllowRemote, func(h string) bool {
+		return strings.EqualFold(strings.Trim(h, "[]"), host)
+	}) {
+		return nil, fmt.Errorf("%w: %s host %q is not loopback; name it with --allow-remote %s to target it",
+			ErrUsage, what, host, host)
+	}
+	return u, nil
+}
+
+// isLoopback reports whether host is localhost or a loopback address
+// (127.0.0.0/8, ::1).
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// cameraName is the stream name of camera i (0-based).
+func cameraName(i int) string {
+	return fmt.Sprintf("cam%04d", i+1)
+}

@@ -1,0 +1,185 @@
+package loadtest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+const mainUsage = `usage: streamgrid loadtest --publish URL [--play URL]... --duration D [options]
+
+Synthetic cameras publish the built-in sample clip (H264 + AAC, 640x360, 25 fps)
+to <publish>/cam0001, cam0002, ...; synthetic viewers play
+<play>/camNNNN/index.m3u8 over HLS / LL-HLS and measure glass-to-glass latency,
+startup time and stalls. Exits 0 when every camera ran without failure and at
+least 95% of the viewers played, 1 otherwise, 2 on usage errors.
+
+Targets must be loopback (127.0.0.0/8, ::1, localhost) unless named with
+--allow-remote.
+
+example:
+  streamgrid loadtest --publish rtsp://127.0.0.1:8554/load \
+    --play http://127.0.0.1:8888/load --cameras 20 --viewers 100 --duration 2m \
+    --metrics http://127.0.0.1:9997/metrics --json report.json
+
+options:
+`
+
+// Main is the `streamgrid loadtest` command line. It returns the exit code:
+// 0 when every camera was OK and at least 95 % of the viewers were, 1
+// otherwise (or when interrupted), 2 on usage errors. SIGINT or SIGTERM stop
+// the run early; the partial report is still written.
+func Main(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, mainUsage)
+		fs.PrintDefaults()
+	}
+
+	var (
+		cfg         Config
+		play        listFlag
+		pids        listFlag
+		metrics     listFlag
+		allowRemote listFlag
+	)
+	fs.StringVar(&cfg.Publish, "publish", "", "base publish URL, rtsp://host:8554/load or rtmp://host:1935/load (required)")
+	fs.StringVar(&cfg.Transport, "transport", "tcp", "RTSP transport: tcp or udp")
+	fs.Var(&play, "play", "base play URL of a cache, e.g. http://host:8888/load (repeatable or comma-separated; required with viewers)")
+	fs.IntVar(&cfg.Cameras, "cameras", 1, "number of synthetic cameras (1.."+strconv.Itoa(MaxCameras)+")")
+	fs.IntVar(&cfg.Viewers, "viewers", 0, "number of synthetic viewers (0.."+strconv.Itoa(MaxViewers)+")")
+	fs.DurationVar(&cfg.Duration, "duration", 0, "total run time, at most 1h (required)")
+	fs.DurationVar(&cfg.Ramp, "ramp", 0, "stagger camera and viewer starts over this span (default min(10s, duration/4))")
+	fs.DurationVar(&cfg.Warmup, "warmup", 0, "ignore latency samples before this (default min(5s, duration/2))")
+	fs.DurationVar(&cfg.ViewerDelay, "viewer-delay", 0, "start each viewer this long after its camera (default 3s)")
+	fs.BoolVar(&cfg.NoAudio, "no-audio", false, "publish video only")
+	fs.Var(&pids, "pid", "local server process to sample CPU and memory from /proc (repeatable)")
+	fs.Var(&metrics, "metrics", "Prometheus /metrics URL of a server to sample CPU and memory from (repeatable)")
+	fs.Var(&allowRemote, "allow-remote", "host that may be targeted although not loopback (repeatable or comma-separated)")
+	jsonPath := fs.String("json", "", "write the report as JSON to this file (- for stdout)")
+	quiet := fs.Bool("quiet", false, "no progress line")
+	verbose := fs.Bool("v", false, "debug logging")
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "loadtest: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	if cfg.Publish == "" || cfg.Duration == 0 {
+		fmt.Fprintln(stderr, "loadtest: --publish and --duration are required (see --help)")
+		return 2
+	}
+	cfg.Play = play
+	cfg.MetricsURLs = metrics
+	cfg.AllowRemote = allowRemote
+	for _, p := range pids {
+		pid, err := strconv.Atoi(p)
+		if err != nil {
+			fmt.Fprintf(stderr, "loadtest: invalid --pid %q\n", p)
+			return 2
+		}
+		cfg.PIDs = append(cfg.PIDs, pid)
+	}
+
+	// the logger and the progress line share stderr from several goroutines
+	stderr = &syncWriter{w: stderr}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	cfg.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if !*quiet {
+		cfg.Progress = stderr
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := Run(ctx, cfg)
+	if errors.Is(err, ErrUsage) {
+		fmt.Fprintf(stderr, "loadtest: %v\n", err)
+		return 2
+	}
+	if rep == nil {
+		fmt.Fprintf(stderr, "loadtest: %v\n", err)
+		return 1
+	}
+
+	rep.WriteTable(stdout)
+	if *jsonPath != "" {
+		if err := writeJSON(*jsonPath, rep, stdout); err != nil {
+			fmt.Fprintf(stderr, "loadtest: %v\n", err)
+			return 1
+		}
+	}
+	if err != nil || !rep.OK() {
+		return 1
+	}
+	return 0
+}
+
+func writeJSON(path string, rep *Report, stdout io.Writer) error {
+	data, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode report: %w", err)
+	}
+	data = append(data, '\n')
+	if path == "-" {
+		_, err = stdout.Write(data)
+		return err
+	}
+	// write then rename, so a reader never sees half a report
+	tmp := path + ".tmp-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
+
+// syncWriter serialises writes to a writer shared by goroutines.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// listFlag is a repeatable flag whose values may also be comma-separated.
+type listFlag []string
+
+func (l *listFlag) String() string {
+	return strings.Join(*l, ",")
+}
+
+func (l *listFlag) Set(v string) error {
+	for part := range strings.SplitSeq(v, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			*l = append(*l, part)
+		}
+	}
+	return nil
+}

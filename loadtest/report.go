@@ -1,0 +1,139 @@
+package loadtest
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// Report is the outcome of a run. Its JSON form is what `--json` writes and
+// what docs/ and CI compare between runs.
+type Report struct {
+	// Publish, Transport and Play echo the targets.
+	Publish   string   `json:"publish"`
+	Transport string   `json:"transport"`
+	Play      []string `json:"play"`
+
+	// CamerasOK counts cameras that published for the whole run without a
+	// failure (a reconnect-free run); Cameras is how many were asked for.
+	CamerasOK int `json:"cameras_ok"`
+	Cameras   int `json:"cameras"`
+	// ViewersOK counts viewers that got their first frame within 15 s of their
+	// start and never failed afterwards; Viewers is how many were asked for.
+	ViewersOK int `json:"viewers_ok"`
+	Viewers   int `json:"viewers"`
+
+	// Errors counts every failure: camera connects and disconnects, viewer
+	// failures, viewers without a first frame in time. ErrorSamples holds the
+	// first few messages.
+	Errors       int      `json:"errors"`
+	ErrorSamples []string `json:"error_samples"`
+	// CameraRestarts and ViewerRestarts count reconnections after a failure
+	// (each is also an error).
+	CameraRestarts int `json:"camera_restarts"`
+	ViewerRestarts int `json:"viewer_restarts"`
+
+	// LatencyMS is the glass-to-glass latency: from the SEI send time stamped
+	// by the camera to the frame's arrival at the viewer, after the warm-up.
+	LatencyMS Percentiles `json:"latency_ms"`
+	// StartupMS is the time from a viewer's start to its first frame.
+	StartupMS Percentiles `json:"startup_ms"`
+	// Stalls counts the times a playing viewer went more than 2 s without a
+	// frame.
+	Stalls int `json:"stalls"`
+
+	// FramesSent counts video frames published by all cameras; FramesReceived
+	// video frames received by all viewers.
+	FramesSent     uint64 `json:"frames_sent"`
+	FramesReceived uint64 `json:"frames_received"`
+	// DurationS is how long the run lasted, in seconds.
+	DurationS float64 `json:"duration_s"`
+	// Interrupted is set when the run was cut short by its context.
+	Interrupted bool `json:"interrupted"`
+
+	// Servers holds one entry per PID or metrics URL.
+	Servers []ServerUsage `json:"servers"`
+}
+
+// Percentiles summarise a distribution, in milliseconds. Count is the number
+// of values seen (the percentiles come from a uniform sample of at most
+// 100 000 of them; Max is exact).
+type Percentiles struct {
+	P50   float64 `json:"p50"`
+	P95   float64 `json:"p95"`
+	P99   float64 `json:"p99"`
+	Max   float64 `json:"max"`
+	Count uint64  `json:"count"`
+}
+
+// ServerUsage is what one server process cost during the run.
+type ServerUsage struct {
+	// Target is "pid 1234" or the metrics URL.
+	Target string `json:"target"`
+	// CPUPercent is the average CPU use over the steady part of the run (after
+	// the ramp and the warm-up), 100 = one core.
+	CPUPercent float64 `json:"cpu_percent"`
+	// RSSMB is the largest resident memory seen, in MiB; RSSBaseMB the first
+	// sample, taken before the cameras start.
+	RSSMB     float64 `json:"rss_mb"`
+	RSSBaseMB float64 `json:"rss_base_mb"`
+	// CPUPerCamera is CPUPercent / cameras; RSSPerCameraMB is
+	// (RSSMB - RSSBaseMB) / cameras, the memory the cameras added.
+	CPUPerCamera   float64 `json:"cpu_per_camera"`
+	RSSPerCameraMB float64 `json:"rss_per_camera_mb"`
+	// Samples counts successful samples; SampleErrors failed ones (process
+	// gone, endpoint down).
+	Samples      int `json:"samples"`
+	SampleErrors int `json:"sample_errors"`
+}
+
+// OK reports whether the run passed: every camera OK and at least 95 % of the
+// viewers OK, and the run not interrupted.
+func (r *Report) OK() bool {
+	if r.Interrupted || r.CamerasOK < r.Cameras {
+		return false
+	}
+	return r.ViewersOK*100 >= r.Viewers*95
+}
+
+// WriteTable writes the report for humans.
+func (r *Report) WriteTable(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(name, format string, args ...any) {
+		fmt.Fprintf(tw, "%s\t%s\n", name, fmt.Sprintf(format, args...))
+	}
+	row("publish", "%s (%s)", r.Publish, r.Transport)
+	if len(r.Play) > 0 {
+		row("play", "%s", strings.Join(r.Play, ", "))
+	}
+	status := "PASS"
+	if !r.OK() {
+		status = "FAIL"
+	}
+	if r.Interrupted {
+		status += " (interrupted)"
+	}
+	row("result", "%s after %.1f s", status, r.DurationS)
+	row("cameras ok", "%d / %d (%d restarts)", r.CamerasOK, r.Cameras, r.CameraRestarts)
+	row("viewers ok", "%d / %d (%d restarts)", r.ViewersOK, r.Viewers, r.ViewerRestarts)
+	row("errors", "%d", r.Errors)
+	row("stalls (>2 s)", "%d", r.Stalls)
+	row("frames", "%d sent, %d received", r.FramesSent, r.FramesReceived)
+	pct := func(p Percentiles) string {
+		if p.Count == 0 {
+			return "no samples"
+		}
+		return fmt.Sprintf("p50 %.0f  p95 %.0f  p99 %.0f  max %.0f  (%d samples)", p.P50, p.P95, p.P99, p.Max, p.Count)
+	}
+	row("latency ms", "%s", pct(r.LatencyMS))
+	row("startup ms", "%s", pct(r.StartupMS))
+	for _, s := range r.Servers {
+		row("server", "%s: cpu %.1f%% (%.2f%%/camera), rss max %.1f MiB (base %.1f, %.2f MiB/camera), %d samples, %d errors",
+			s.Target, s.CPUPercent, s.CPUPerCamera, s.RSSMB, s.RSSBaseMB, s.RSSPerCameraMB, s.Samples, s.SampleErrors)
+	}
+	tw.Flush()
+	for _, e := range r.ErrorSamples {
+		fmt.Fprintf(w, "  error: %s\n", e)
+	}
+}

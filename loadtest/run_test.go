@@ -1,0 +1,318 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2"
+	hlscodecs "github.com/bluenviron/gohlslib/v2/pkg/codecs"
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/pion/rtp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// standIn is a minimal stand-in for a streamgrid deployment: an RTSP server
+// that takes publishers on any path and feeds each one to a Low-Latency HLS
+// muxer, served over HTTP at /<path>/index.m3u8.
+type standIn struct {
+	rtsp    *gortsplib.Server
+	http    *httptest.Server
+	metrics http.Handler
+
+	mu       sync.Mutex
+	streams  map[string]*standInStream // by path
+	sessions map[*gortsplib.ServerSession]*standInStream
+}
+
+type standInStream struct {
+	path  string
+	muxer *gohlslib.Muxer
+	video *gohlslib.Track
+	audio *gohlslib.Track
+}
+
+func startStandIn(t *testing.T) *standIn {
+	t.Helper()
+	s := &standIn{
+		streams:  map[string]*standInStream{},
+		sessions: map[*gortsplib.ServerSession]*standInStream{},
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	s.rtsp = &gortsplib.Server{Handler: s, RTSPAddress: "127.0.0.1:0", WriteQueueSize: 4096}
+	if err := s.rtsp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.http = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
+	return s
+}
+
+// close stops publishing first, so that blocked LL-HLS requests are released
+// (the muxers close) before the HTTP server waits for them.
+func (s *standIn) close() {
+	s.rtsp.Close()
+	s.mu.Lock()
+	streams := s.streams
+	s.streams = map[string]*standInStream{}
+	s.mu.Unlock()
+	for _, st := range streams {
+		st.muxer.Close()
+	}
+	s.http.Close()
+}
+
+func (s *standIn) publishURL() string {
+	return "rtsp://" + s.rtsp.NetListener().Addr().String() + "/load"
+}
+
+func (s *standIn) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/metrics" {
+		s.metrics.ServeHTTP(w, r)
+		return
+	}
+	s.mu.Lock()
+	st := s.streams[strings.Trim(path.Dir(r.URL.Path), "/")]
+	s.mu.Unlock()
+	if st == nil {
+		http.NotFound(w, r)
+		return
+	}
+	st.muxer.Handle(w, r)
+}
+
+func (s *standIn) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Response, error) {
+	var vf *format.H264
+	if ctx.Description.FindFormat(&vf) == nil {
+		return &base.Response{StatusCode: base.StatusBadRequest}, nil
+	}
+	st := &standInStream{
+		path:  strings.Trim(ctx.Path, "/"),
+		video: &gohlslib.Track{Codec: &hlscodecs.H264{SPS: vf.SPS, PPS: vf.PPS}, ClockRate: 90000},
+	}
+	tracks := []*gohlslib.Track{st.video}
+	var af *format.MPEG4Audio
+	if ctx.Description.FindFormat(&af) != nil {
+		st.audio = &gohlslib.Track{Codec: &hlscodecs.MPEG4Audio{Config: *af.Config}, ClockRate: af.ClockRate()}
+		tracks = append(tracks, st.audio)
+	}
+	st.muxer = &gohlslib.Muxer{
+		Tracks:             tracks,
+		Variant:            gohlslib.MuxerVariantLowLatency,
+		SegmentCount:       7,
+		SegmentMinDuration: time.Second,
+		OnEncodeError:      func(error) {},
+	}
+	if err := st.muxer.Start(); err != nil {
+		return &base.Response{StatusCode: base.StatusInternalServerError}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old := s.streams[st.path]; old != nil {
+		old.muxer.Close()
+	}
+	s.streams[st.path] = st
+	s.sessions[ctx.Session] = st
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+func (s *standIn) OnSetup(*gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	return &base.Response{StatusCode: base.StatusOK}, nil, nil
+}
+
+func (s *standIn) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Response, error) {
+	s.mu.Lock()
+	st := s.sessions[ctx.Session]
+	s.mu.Unlock()
+	desc := ctx.Session.AnnouncedDescription()
+
+	var vf *format.H264
+	vm := desc.FindFormat(&vf)
+	vdec, err := vf.CreateDecoder()
+	if err != nil {
+		return &base.Response{StatusCode: base.StatusInternalServerError}, err
+	}
+	ctx.Session.OnPacketRTP(vm, vf, func(pkt *rtp.Packet) {
+		pts, ok := ctx.Session.PacketPTS(vm, pkt)
+		au, err := vdec.Decode(pkt)
+		if err != nil || !ok {
+			return
+		}
+		_ = st.muxer.WriteH264(st.video, time.Now(), pts, au)
+	})
+
+	if st.audio != nil {
+		var af *format.MPEG4Audio
+		am := desc.FindFormat(&af)
+		adec, err := af.CreateDecoder()
+		if err != nil {
+			return &base.Response{StatusCode: base.StatusInternalServerError}, err
+		}
+		ctx.Session.OnPacketRTP(am, af, func(pkt *rtp.Packet) {
+			pts, ok := ctx.Session.PacketPTS(am, pkt)
+			aus, err := adec.Decode(pkt)
+			if err != nil || !ok {
+				return
+			}
+			_ = st.muxer.WriteMPEG4Audio(st.audio, time.Now(), pts, aus)
+		})
+	}
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+func (s *standIn) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
+	s.mu.Lock()
+	st := s.sessions[ctx.Session]
+	delete(s.sessions, ctx.Session)
+	if st != nil && s.streams[st.path] == st {
+		delete(s.streams, st.path)
+	} else {
+		st = nil
+	}
+	s.mu.Unlock()
+	if st != nil {
+		st.muxer.Close()
+	}
+}
+
+func (s *standIn) OnPacketsLost(*gortsplib.ServerHandlerOnPacketsLostCtx) {}
+
+func (s *standIn) OnDecodeError(*gortsplib.ServerHandlerOnDecodeErrorCtx) {}
+
+func TestRunAgainstStandIn(t *testing.T) {
+	s := startStandIn(t)
+	defer s.close()
+
+	var progress bytes.Buffer
+	var progressMu sync.Mutex
+	rep, err := Run(t.Context(), Config{
+		Publish:     s.publishURL(),
+		Play:        []string{s.http.URL + "/load"},
+		Cameras:     2,
+		Viewers:     3,
+		Duration:    8 * time.Second,
+		Warmup:      time.Second,
+		PIDs:        []int{os.Getpid()},
+		MetricsURLs: []string{s.http.URL + "/metrics"},
+		Progress:    lockedWriter{&progressMu, &progress},
+		Log:         slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table bytes.Buffer
+	rep.WriteTable(&table)
+	t.Logf("report:\n%s", table.String())
+
+	if rep.CamerasOK != 2 || rep.ViewersOK != 3 || !rep.OK() {
+		t.Errorf("cameras ok %d/2, viewers ok %d/3", rep.CamerasOK, rep.ViewersOK)
+	}
+	if rep.LatencyMS.P50 <= 0 || rep.LatencyMS.Count == 0 || rep.StartupMS.Count != 3 {
+		t.Errorf("latency %+v, startup %+v", rep.LatencyMS, rep.StartupMS)
+	}
+	if rep.FramesSent == 0 || rep.FramesReceived == 0 {
+		t.Errorf("frames sent %d, received %d", rep.FramesSent, rep.FramesReceived)
+	}
+	if len(rep.Servers) != 2 {
+		t.Fatalf("servers %+v", rep.Servers)
+	}
+	for _, srv := range rep.Servers {
+		if srv.Samples == 0 || srv.SampleErrors != 0 || srv.RSSMB <= 0 || srv.CPUPercent <= 0 {
+			t.Errorf("server %+v", srv)
+		}
+	}
+	progressMu.Lock()
+	defer progressMu.Unlock()
+	if !strings.Contains(progress.String(), "cameras 2/2 up") {
+		t.Errorf("progress:\n%s", progress.String())
+	}
+}
+
+func TestRunInterrupted(t *testing.T) {
+	s := startStandIn(t)
+	defer s.close()
+	ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
+	defer cancel()
+	rep, err := Run(ctx, Config{
+		Publish:  s.publishURL(),
+		Play:     []string{s.http.URL + "/load"},
+		Cameras:  1,
+		Viewers:  1,
+		Duration: time.Minute,
+	})
+	if !errors.Is(err, context.DeadlineExceeded) || rep == nil || !rep.Interrupted || rep.OK() {
+		t.Fatalf("err %v, report %+v", err, rep)
+	}
+	if rep.DurationS > 30 {
+		t.Errorf("ran %v s after the interruption", rep.DurationS)
+	}
+}
+
+func TestMainCameraFailure(t *testing.T) {
+	// nothing listens there: every camera start fails and is retried
+	ln := httptest.NewServer(http.NotFoundHandler())
+	addr := ln.Listener.Addr().String()
+	ln.Close()
+	jsonPath := filepath.Join(t.TempDir(), "report.json")
+	var stdout, stderr bytes.Buffer
+	code := Main([]string{
+		"--publish", "rtsp://" + addr + "/load", "--cameras", "1", "--duration", "2500ms",
+		"--warmup", "1s", "--json", jsonPath,
+	}, &stdout, &stderr)
+	if code != 1 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "FAIL") || !strings.Contains(stderr.String(), "load test error") {
+		t.Errorf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	}
+	data, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Cameras != 1 || rep.CamerasOK != 0 || rep.Errors < 2 || rep.CameraRestarts < 1 || len(rep.ErrorSamples) == 0 {
+		t.Errorf("report %+v", rep)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}

@@ -1,0 +1,340 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestComputePercentiles(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		values []float64
+		want   Percentiles
+	}{
+		{"empty", nil, Percentiles{}},
+		{"one", []float64{7.5}, Percentiles{P50: 7.5, P95: 7.5, P99: 7.5, Max: 7.5, Count: 1}},
+		{"1..100", seq(1, 100), Percentiles{P50: 50, P95: 95, P99: 99, Max: 100, Count: 100}},
+		{"1..1000 reversed", reversed(seq(1, 1000)), Percentiles{P50: 500, P95: 950, P99: 990, Max: 1000, Count: 1000}},
+		{"two", []float64{2, 1}, Percentiles{P50: 1, P95: 2, P99: 2, Max: 2, Count: 2}},
+		{"rounded", []float64{1.23456}, Percentiles{P50: 1.235, P95: 1.235, P99: 1.235, Max: 1.235, Count: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := computePercentiles(tc.values); got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func seq(from, to int) []float64 {
+	var out []float64
+	for i := from; i <= to; i++ {
+		out = append(out, float64(i))
+	}
+	return out
+}
+
+func reversed(v []float64) []float64 {
+	slices.Reverse(v)
+	return v
+}
+
+func TestReservoirBounded(t *testing.T) {
+	r := newReservoir(1000, 42)
+	const n = 20000
+	for i := range n {
+		r.add(float64(i % 1000))
+	}
+	r.add(5000) // the maximum, late: the sample may miss it, Max must not
+	if len(r.samples) != 1000 {
+		t.Fatalf("%d samples kept", len(r.samples))
+	}
+	p := r.percentiles()
+	if p.Count != n+1 || p.Max != 5000 {
+		t.Errorf("count %d, max %v", p.Count, p.Max)
+	}
+	// a uniform sample of a uniform 0..999 distribution
+	if math.Abs(p.P50-500) > 60 || math.Abs(p.P95-950) > 30 {
+		t.Errorf("percentiles far off: %+v", p)
+	}
+	r.reset()
+	if p := r.percentiles(); p.Count != 0 || p.Max != 0 {
+		t.Errorf("after reset: %+v", p)
+	}
+}
+
+func TestReportJSON(t *testing.T) {
+	rep := &Report{
+		Cameras: 2, CamerasOK: 2, Viewers: 3, ViewersOK: 3,
+		ErrorSamples: []string{"x"},
+		LatencyMS:    Percentiles{P50: 1, P95: 2, P99: 3, Max: 4, Count: 5},
+		Servers:      []ServerUsage{{Target: "pid 1", CPUPercent: 50, RSSMB: 100, CPUPerCamera: 25, RSSPerCameraMB: 10}},
+	}
+	data, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{
+		"cameras_ok", "cameras", "viewers_ok", "viewers", "errors", "error_samples",
+		"latency_ms", "startup_ms", "stalls", "frames_sent", "frames_received", "duration_s", "servers",
+		"camera_restarts", "viewer_restarts", "interrupted", "publish", "transport", "play",
+	} {
+		if _, ok := m[key]; !ok {
+			t.Errorf("report JSON lacks %q: %s", key, data)
+		}
+	}
+	lat := m["latency_ms"].(map[string]any)
+	for _, key := range []string{"p50", "p95", "p99", "max", "count"} {
+		if _, ok := lat[key]; !ok {
+			t.Errorf("latency_ms lacks %q", key)
+		}
+	}
+	srv := m["servers"].([]any)[0].(map[string]any)
+	for _, key := range []string{"target", "cpu_percent", "rss_mb", "rss_base_mb", "cpu_per_camera", "rss_per_camera_mb", "samples", "sample_errors"} {
+		if _, ok := srv[key]; !ok {
+			t.Errorf("servers[0] lacks %q", key)
+		}
+	}
+
+	var table bytes.Buffer
+	rep.WriteTable(&table)
+	for _, want := range []string{"PASS", "2 / 2", "3 / 3", "p50 1", "pid 1", "error: x"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+}
+
+func TestReportOK(t *testing.T) {
+	for _, tc := range []struct {
+		rep  Report
+		want bool
+	}{
+		{Report{Cameras: 2, CamerasOK: 2, Viewers: 100, ViewersOK: 95}, true},
+		{Report{Cameras: 2, CamerasOK: 2, Viewers: 100, ViewersOK: 94}, false},
+		{Report{Cameras: 2, CamerasOK: 1}, false},
+		{Report{Cameras: 1, CamerasOK: 1}, true},
+		{Report{Cameras: 1, CamerasOK: 1, Interrupted: true}, false},
+		{Report{Cameras: 1, CamerasOK: 1, Viewers: 3, ViewersOK: 2}, false},
+	} {
+		if got := tc.rep.OK(); got != tc.want {
+			t.Errorf("%+v: OK %v", tc.rep, got)
+		}
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	base := Config{Publish: "rtsp://127.0.0.1:8554/load/", Play: []string{"http://localhost:8888/load"},
+		Cameras: 2, Viewers: 3, Duration: time.Minute}
+
+	got, err := base.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Ramp != 10*time.Second || got.Warmup != 5*time.Second || got.ViewerDelay != 3*time.Second ||
+		got.Transport != "tcp" || got.Publish != "rtsp://127.0.0.1:8554/load" || got.Log == nil {
+		t.Errorf("defaults: %+v", got)
+	}
+	short := base
+	short.Duration = 8 * time.Second
+	if got, err := short.withDefaults(); err != nil || got.Ramp != 2*time.Second {
+		t.Errorf("short ramp %v, %v", got.Ramp, err)
+	}
+
+	for _, tc := range []struct {
+		name string
+		mod  func(*Config)
+		ok   bool
+	}{
+		{"ipv6 loopback and rtmp", func(c *Config) { c.Publish = "rtmp://[::1]:1935/load" }, true},
+		{"127.x", func(c *Config) { c.Play = []string{"http://127.9.9.9:8888/load"} }, true},
+		{"remote publish", func(c *Config) { c.Publish = "rtsp://edge1:8554/load" }, false},
+		{"remote allowed", func(c *Config) {
+			c.Publish = "rtsp://edge1:8554/load"
+			c.AllowRemote = []string{"EDGE1"}
+		}, true},
+		{"remote play", func(c *Config) { c.Play = []string{"http://203.0.113.7/load"} }, false},
+		{"remote play allowed", func(c *Config) {
+			c.Play = []string{"http://[2001:db8::1]:8888/load"}
+			c.AllowRemote = []string{"[2001:db8::1]"}
+		}, true},
+		{"remote metrics", func(c *Config) { c.MetricsURLs = []string{"http://example.com/metrics"} }, false},
+		{"bad scheme", func(c *Config) { c.Publish = "srt://127.0.0.1/load" }, false},
+		{"play scheme", func(c *Config) { c.Play = []string{"rtsp://127.0.0.1/load"} }, false},
+		{"no host", func(c *Config) { c.Publish = "rtsp:///load" }, false},
+		{"no play", func(c *Config) { c.Play = nil }, false},
+		{"no play no viewers", func(c *Config) { c.Play, c.Viewers = nil, 0 }, true},
+		{"zero cameras", func(c *Config) { c.Cameras = 0 }, false},
+		{"too many cameras", func(c *Config) { c.Cameras = MaxCameras + 1 }, false},
+		{"negative viewers", func(c *Config) { c.Viewers = -1 }, false},
+		{"no duration", func(c *Config) { c.Duration = 0 }, false},
+		{"too long", func(c *Config) { c.Duration = MaxDuration + time.Second }, false},
+		{"ramp too long", func(c *Config) { c.Ramp = time.Minute }, false},
+		{"warmup too long", func(c *Config) { c.Warmup = 2 * time.Minute }, false},
+		{"negative ramp", func(c *Config) { c.Ramp = -time.Second }, false},
+		{"transport udp", func(c *Config) { c.Transport = "UDP" }, true},
+		{"transport bad", func(c *Config) { c.Transport = "quic" }, false},
+		{"bad pid", func(c *Config) { c.PIDs = []int{0} }, false},
+		{"too short for viewers", func(c *Config) { c.Duration = 6 * time.Second }, false},
+		{"short without viewers", func(c *Config) { c.Duration, c.Viewers = 2*time.Second, 0 }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := base
+			tc.mod(&c)
+			_, err := c.withDefaults()
+			if tc.ok && err != nil {
+				t.Errorf("refused: %v", err)
+			}
+			if !tc.ok && !errors.Is(err, ErrUsage) {
+				t.Errorf("accepted or wrong error: %v", err)
+			}
+		})
+	}
+}
+
+func TestMainUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"--help"}, 0},
+		{[]string{}, 2},
+		{[]string{"--publish", "rtsp://127.0.0.1:1/load"}, 2},
+		{[]string{"--publish", "rtsp://10.0.0.1:8554/load", "--duration", "5s"}, 2},
+		{[]string{"--publish", "rtsp://127.0.0.1:1/load", "--duration", "2h"}, 2},
+		{[]string{"--publish", "rtsp://127.0.0.1:1/load", "--duration", "5s", "--viewers", "2"}, 2},
+		{[]string{"--publish", "rtsp://127.0.0.1:1/load", "--duration", "5s", "--pid", "abc"}, 2},
+		{[]string{"--publish", "rtsp://127.0.0.1:1/load", "--duration", "5s", "extra"}, 2},
+		{[]string{"--bogus"}, 2},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := Main(tc.args, &stdout, &stderr); code != tc.code {
+			t.Errorf("%q: exit %d, want %d\n%s", tc.args, code, tc.code, stderr.String())
+		}
+	}
+}
+
+func TestListFlag(t *testing.T) {
+	var l listFlag
+	for _, v := range []string{"a,b", " c ", ",,", "d"} {
+		if err := l.Set(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []string{"a", "b", "c", "d"}; !slices.Equal(l, want) {
+		t.Errorf("got %q", l)
+	}
+	if l.String() != "a,b,c,d" {
+		t.Errorf("String %q", l.String())
+	}
+}
+
+func TestParseProc(t *testing.T) {
+	cpu, err := parseProcStat("1234 (we ird) (x)) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 8 0 100 1000 200 ...")
+	if err != nil || cpu != 3 {
+		t.Errorf("stat: %v, %v", cpu, err)
+	}
+	for _, bad := range []string{"", "1 (x", "1 (x) S 1 2", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 u 1 0"} {
+		if _, err := parseProcStat(bad); err == nil {
+			t.Errorf("stat %q accepted", bad)
+		}
+	}
+	rss, err := parseProcStatusRSS("Name:\tx\nVmPeak:\t 100 kB\nVmRSS:\t    2048 kB\n")
+	if err != nil || rss != 2048*1024 {
+		t.Errorf("status: %v, %v", rss, err)
+	}
+	if _, err := parseProcStatusRSS("Name:\tx\n"); err == nil {
+		t.Error("status without VmRSS accepted")
+	}
+
+	cpu, rss, err = readProcUsage("/proc", os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cpu < 0 || rss < 1<<20 {
+		t.Errorf("own usage: cpu %v s, rss %v B", cpu, rss)
+	}
+	if _, _, err := readProcUsage(t.TempDir(), 1); err == nil {
+		t.Error("missing process accepted")
+	}
+}
+
+func TestParseProcessMetrics(t *testing.T) {
+	const exposition = `# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
+# TYPE process_cpu_seconds_total counter
+process_cpu_seconds_total_extra 99
+process_cpu_seconds_total 12.5
+# HELP process_resident_memory_bytes Resident memory size in bytes.
+process_resident_memory_bytes{node="a"} 1.048576e+08 1700000000000
+process_resident_memory_bytes{node="b"} 5
+`
+	cpu, rss, err := parseProcessMetrics(strings.NewReader(exposition))
+	if err != nil || cpu != 12.5 || rss != 1.048576e8 {
+		t.Errorf("got %v, %v, %v", cpu, rss, err)
+	}
+	if _, _, err := parseProcessMetrics(strings.NewReader("process_cpu_seconds_total 1\n")); err == nil {
+		t.Error("metrics without RSS accepted")
+	}
+	if _, _, err := parseProcessMetrics(strings.NewReader("process_cpu_seconds_total NaN\nprocess_resident_memory_bytes 1\n")); err == nil {
+		t.Error("NaN accepted")
+	}
+}
+
+func FuzzParseProcessMetrics(f *testing.F) {
+	f.Add("process_cpu_seconds_total 1\nprocess_resident_memory_bytes 2\n")
+	f.Add("process_cpu_seconds_total{a=\"}\"} 1 2\nprocess_resident_memory_bytes{ 2\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		cpu, rss, err := parseProcessMetrics(strings.NewReader(s))
+		if err == nil && (math.IsNaN(cpu) || math.IsNaN(rss) || math.IsInf(cpu, 0) || math.IsInf(rss, 0)) {
+			t.Errorf("non-finite values %v %v", cpu, rss)
+		}
+	})
+}
+
+func FuzzParseProcStat(f *testing.F) {
+	f.Add("1 (x) S 1 1 1 0 -1 0 0 0 0 0 5 6 0 0")
+	f.Fuzz(func(t *testing.T, s string) {
+		if cpu, err := parseProcStat(s); err == nil && cpu < 0 {
+			t.Errorf("negative CPU %v", cpu)
+		}
+		_, _ = parseProcStatusRSS(s)
+	})
+}
+
+func TestUsageSampler(t *testing.T) {
+	now := time.Now()
+	s := &usageSampler{target: "x"}
+	// CPU 0.5 s per second, RSS growing from 100 MiB to 300 MiB
+	readings := []struct {
+		cpu, rss float64
+	}{{0, 100 << 20}, {0.5, 200 << 20}, {1, 300 << 20}, {1.5, 250 << 20}}
+	i := 0
+	s.read = func(context.Context) (float64, float64, error) {
+		r := readings[i]
+		i++
+		return r.cpu, r.rss, nil
+	}
+	for range readings {
+		s.sample(t.Context(), now)
+		time.Sleep(20 * time.Millisecond)
+	}
+	u := s.usage(4)
+	if u.Samples != 4 || u.RSSMB != 300 || u.RSSBaseMB != 100 || u.RSSPerCameraMB != 50 {
+		t.Errorf("usage %+v", u)
+	}
+	if u.CPUPercent <= 0 || u.CPUPerCamera != round3(u.CPUPercent/4) {
+		t.Errorf("cpu %+v", u)
+	}
+}
