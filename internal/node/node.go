@@ -322,7 +322,7 @@ func (n *Node) Close() {
 
 // Addresses the node listens on (tests start nodes on port 0).
 type Addrs struct {
-	RTSP, RTMP, Cache, Origin, API, NATS, Gossip string
+	RTSP, RTMP, Cache, Origin, API, NATS, NATSCluster, Gossip string
 }
 
 // Addrs reports the bound addresses.
@@ -347,6 +347,7 @@ func (n *Node) Addrs() Addrs {
 	}
 	if n.server != nil {
 		a.NATS = n.server.ClientURL()
+		a.NATSCluster = n.server.ClusterURL()
 	}
 	if n.gossip != nil {
 		a.Gossip = n.gossip.Addr()

@@ -1,0 +1,76 @@
+// Package origin is the origin role: it claims live streams from the
+// registry within its capacity, subscribes to their packets on the bus and
+// packages them as HLS (Low-Latency HLS by default, fMP4 or MPEG-TS
+// selectable) with gohlslib, served over HTTP to cache nodes.
+//
+// # Ownership
+//
+// A stream is packaged by exactly one origin: the holder of its ownership
+// lease in the registry. The lease is renewed every LeaseTTL/3; a renewal
+// that finds the lease gone (ErrLeaseLost), a newer owner seen on the owner
+// watch, or a playlist-state write refused as fenced (ErrFenced) stops the
+// packaging of that stream at once. When an owner disappears, every origin
+// with room tries to claim the stream after a delay that grows with its
+// load, so the least loaded origin usually wins; the registry's
+// compare-and-set arbitrates ties. A new owner fetches the last GOP from the
+// edge and feeds it first, so packaging starts without waiting for the next
+// keyframe.
+//
+// # Continuity across muxer instances
+//
+// gohlslib numbers every muxer's segments from zero (Low-Latency: seven
+// EXT-X-GAP placeholders, then segment 7) and knows nothing about
+// discontinuities, but a stream's muxer is re-created whenever the publisher
+// reconnects (a new generation), the edge flags a timestamp discontinuity,
+// writes keep failing, the stream idles, or another origin takes it over.
+// Viewers must never see the playlist go backwards, so the origin never
+// serves gohlslib's playlists as they are:
+//
+//   - Each muxer instance gets an offset: global MSN = local MSN + offset.
+//     The offset of a new instance is chosen so that its first real segment
+//     follows the last media sequence number the stream has used so far
+//     (including a partially built Low-Latency segment whose parts were
+//     already listed). Its gap placeholders then cover the previous
+//     instance's last segments.
+//   - One watcher goroutine per instance keeps an immutable snapshot of the
+//     instance's playlists, refreshed each time a Low-Latency part completes
+//     (it waits on gohlslib's own preload-hint request) or by polling for
+//     the other variants. HTTP requests are answered from these snapshots,
+//     never by blocking inside gohlslib, whose waits ignore request
+//     contexts.
+//   - The served media playlist is the newest instance's window, renumbered,
+//     with its gap placeholders replaced by the previous instances' real
+//     segments where those are still held, EXT-X-DISCONTINUITY (and, for
+//     fMP4, a fresh EXT-X-MAP) on the first segment of every later instance,
+//     and EXT-X-DISCONTINUITY-SEQUENCE computed from the discontinuities
+//     still in the window. Delta updates (_HLS_skip) never skip across a
+//     discontinuity.
+//   - A replaced instance stays open, unfed, for a grace period of
+//     SegmentCount target durations, so segments and parts that caches and
+//     players already hold stay fetchable. File names carry gohlslib's
+//     per-instance random prefix; a request is routed to the instance whose
+//     prefix matches.
+//   - Blocking playlist requests (_HLS_msn, _HLS_part) are evaluated against
+//     the merged, renumbered view, so a request for the next instance's first
+//     segment simply waits for it. Every wait is bounded (3 target durations
+//     plus a part); past it the origin answers 503.
+//   - The next media sequence number and the discontinuity count are written
+//     to the registry about once per second (fenced by the lease epoch). A
+//     running owner writes a small reserve ahead of what it has produced, so
+//     an owner that dies between two writes never makes its successor reuse
+//     a number viewers have already seen. A new owner continues from the
+//     stored state with a discontinuity.
+//
+// Consumers must pass these playlists through byte for byte: gohlslib's
+// playlist package keeps only one EXT-X-MAP per playlist, so parsing and
+// re-marshalling a playlist that spans two instances would lose the second
+// initialization section.
+//
+// # HTTP
+//
+// GET /<stream path>/<file>, where file is a name gohlslib produces
+// (index.m3u8, video1_stream.m3u8, <prefix>_video1_seg12.mp4, ...), and
+// GET /_streams for a JSON list of the streams held. Every response about a
+// stream carries X-Streamgrid-Origin and X-Streamgrid-Epoch, so a cache never
+// mixes objects of two owners.
+package origin

@@ -1,0 +1,415 @@
+package origin
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/streamgrid/streamgrid/bus"
+)
+
+// Response headers that tie every object to the owner that produced it.
+const (
+	HeaderOrigin = "X-Streamgrid-Origin"
+	HeaderEpoch  = "X-Streamgrid-Epoch"
+)
+
+const (
+	mpegurl       = "application/vnd.apple.mpegurl"
+	maxFileName   = 128
+	streamsPath   = "/_streams"
+	multivariant  = "index.m3u8"
+	mediaSuffix   = "_stream.m3u8"
+	retryAfterSec = "1"
+)
+
+func (o *Origin) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if !o.started {
+		http.Error(w, "origin not started", http.StatusServiceUnavailable)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if r.URL.Path == streamsPath {
+		o.m.requests.WithLabelValues("streams").Inc()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-cache")
+		list := o.Streams()
+		if list == nil {
+			list = []StreamStatus{}
+		}
+		_ = json.NewEncoder(w).Encode(list)
+		return
+	}
+	path, file, ok := splitRequestPath(r.URL.Path)
+	if !ok {
+		o.m.requests.WithLabelValues("bad").Inc()
+		http.Error(w, "invalid stream path or file name", http.StatusBadRequest)
+		return
+	}
+	s := o.lookup(path)
+	if s == nil || !s.serving.Load() {
+		http.Error(w, "stream not found", http.StatusNotFound)
+		return
+	}
+	h := w.Header()
+	h.Set(HeaderOrigin, o.Node)
+	h.Set(HeaderEpoch, strconv.FormatUint(s.epoch.Load(), 10))
+	switch {
+	case file == multivariant:
+		o.m.requests.WithLabelValues("multivariant").Inc()
+		s.serveMultivariant(w, r)
+	case strings.HasSuffix(file, mediaSuffix):
+		s.serveMedia(w, r, file)
+	default:
+		o.m.requests.WithLabelValues("segment").Inc()
+		s.serveObject(w, r, file)
+	}
+}
+
+// splitRequestPath splits "/<stream path>/<file>" and validates both parts.
+func splitRequestPath(p string) (string, string, bool) {
+	p = strings.TrimPrefix(p, "/")
+	k := strings.LastIndexByte(p, '/')
+	if k <= 0 {
+		return "", "", false
+	}
+	path, file := p[:k], p[k+1:]
+	if bus.ValidatePath(path) != nil || !validFileName(file) {
+		return "", "", false
+	}
+	return path, file, true
+}
+
+// validFileName accepts what gohlslib names files: [A-Za-z0-9_.-], not
+// starting with a dot.
+func validFileName(f string) bool {
+	if f == "" || len(f) > maxFileName || f[0] == '.' {
+		return false
+	}
+	for _, c := range []byte(f) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// waitResult is how a bounded wait ended.
+type waitResult int
+
+const (
+	waitChanged waitResult = iota
+	waitTimeout
+	waitGone
+)
+
+// wait blocks until what the stream serves changes, the deadline passes,
+// the request is cancelled or the origin closes.
+func (s *stream) wait(r *http.Request, changed <-chan struct{}, deadline <-chan time.Time) waitResult {
+	select {
+	case <-changed:
+		return waitChanged
+	case <-deadline:
+		return waitTimeout
+	case <-r.Context().Done():
+		return waitGone
+	case <-s.o.done:
+		return waitGone
+	}
+}
+
+// blockTimeout bounds a blocking request: three target durations plus a part.
+func (s *stream) blockTimeout() time.Duration {
+	if s.o.blockTimeout > 0 {
+		return s.o.blockTimeout
+	}
+	target, part := s.o.HLS.SegmentDuration, s.o.HLS.PartDuration
+	s.mu.Lock()
+	if head := s.headLocked(); head != nil {
+		pl := head.snap.media[head.snap.leading].pl
+		target = max(target, time.Duration(pl.TargetDuration)*time.Second)
+		if pl.PartInf != nil {
+			part = max(part, pl.PartInf.PartTarget)
+		}
+	}
+	s.mu.Unlock()
+	return 3*target + part
+}
+
+func (s *stream) timedOut(w http.ResponseWriter) {
+	s.o.m.blockTimeouts.Inc()
+	w.Header().Set("Retry-After", retryAfterSec)
+	w.Header().Set("Cache-Control", "no-cache")
+	http.Error(w, "not available yet", http.StatusServiceUnavailable)
+}
+
+func (s *stream) gone(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "no-cache")
+	http.Error(w, "stream not found", http.StatusNotFound)
+}
+
+// serveMultivariant answers with the newest instance's multivariant
+// playlist, waiting (bounded) for the first content.
+func (s *stream) serveMultivariant(w http.ResponseWriter, r *http.Request) {
+	deadline := time.NewTimer(s.blockTimeout())
+	defer deadline.Stop()
+	for {
+		if !s.serving.Load() {
+			s.gone(w)
+			return
+		}
+		s.mu.Lock()
+		head, changed := s.headLocked(), s.changed
+		var body []byte
+		var cc string
+		if head != nil {
+			body, cc = head.snap.multivariant, head.snap.multivariantCC
+		}
+		s.mu.Unlock()
+		if head != nil {
+			writePlaylist(w, r, body, cc)
+			return
+		}
+		switch s.wait(r, changed, deadline.C) {
+		case waitTimeout:
+			s.timedOut(w)
+			return
+		case waitGone:
+			s.gone(w)
+			return
+		}
+	}
+}
+
+// viewState says whether a media playlist can be served.
+type viewState int
+
+const (
+	viewNoContent viewState = iota // nothing published yet: wait
+	viewMissing                    // the current instance has no such playlist
+	viewReady
+)
+
+// layers collects the instances' versions of a media playlist, oldest first,
+// ending with the newest instance with content.
+func (s *stream) layers(name string) ([]*layer, uint64, <-chan struct{}, viewState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	head := s.headLocked()
+	if head == nil {
+		return nil, s.version, s.changed, viewNoContent
+	}
+	if head.snap.media[name] == nil {
+		return nil, s.version, s.changed, viewMissing
+	}
+	var ls []*layer
+	for _, i := range s.instances {
+		if i.closed || i.snap == nil {
+			continue
+		}
+		if l := i.snap.media[name]; l != nil {
+			ls = append(ls, l)
+		}
+		if i == head {
+			break
+		}
+	}
+	return ls, s.version, s.changed, viewReady
+}
+
+// serveMedia answers a media playlist request, holding blocking requests
+// (_HLS_msn, _HLS_part) until the merged playlist satisfies them.
+func (s *stream) serveMedia(w http.ResponseWriter, r *http.Request, name string) {
+	q := r.URL.Query()
+	msnS, partS, skipS := q.Get("_HLS_msn"), q.Get("_HLS_part"), q.Get("_HLS_skip")
+	msn, part := int64(-1), int64(-1)
+	if msnS != "" {
+		v, err := strconv.ParseUint(msnS, 10, 31)
+		if err != nil {
+			http.Error(w, "invalid _HLS_msn", http.StatusBadRequest)
+			return
+		}
+		msn = int64(v)
+	}
+	if partS != "" {
+		v, err := strconv.ParseUint(partS, 10, 31)
+		if err != nil || msnS == "" {
+			http.Error(w, "invalid _HLS_part", http.StatusBadRequest)
+			return
+		}
+		part = int64(v)
+	}
+	delta := skipS == "YES" || skipS == "v2"
+	if msn >= 0 {
+		s.o.m.requests.WithLabelValues("blocking").Inc()
+	} else {
+		s.o.m.requests.WithLabelValues("media").Inc()
+	}
+
+	deadline := time.NewTimer(s.blockTimeout())
+	defer deadline.Stop()
+	for {
+		if !s.serving.Load() {
+			s.gone(w)
+			return
+		}
+		ls, version, changed, state := s.layers(name)
+		switch state {
+		case viewMissing:
+			s.gone(w)
+			return
+		case viewReady:
+			v := buildView(ls, s.o.HLS.SegmentCount)
+			if !v.lowLatency() || msn < 0 {
+				s.writeView(w, r, name, v, version, delta)
+				return
+			}
+			if v.tooFar(msn) {
+				w.Header().Set("Cache-Control", "no-cache")
+				http.Error(w, "_HLS_msn is too far ahead", http.StatusBadRequest)
+				return
+			}
+			if v.satisfied(msn, part) {
+				s.writeView(w, r, name, v, version, delta)
+				return
+			}
+		}
+		switch s.wait(r, changed, deadline.C) {
+		case waitTimeout:
+			s.timedOut(w)
+			return
+		case waitGone:
+			s.gone(w)
+			return
+		}
+	}
+}
+
+// writeView renders (or reuses the render of) a view and writes it.
+func (s *stream) writeView(w http.ResponseWriter, r *http.Request, name string, v *view, version uint64, delta bool) {
+	key := renderKey{name: name, delta: delta}
+	s.mu.Lock()
+	body, ok := s.rendered[key]
+	if s.version != version {
+		ok = false
+	}
+	s.mu.Unlock()
+	if !ok {
+		var err error
+		body, err = v.render(delta)
+		if err != nil {
+			s.log.Warn("rendering a playlist failed", "playlist", name, "err", err)
+			http.Error(w, "playlist unavailable", http.StatusInternalServerError)
+			return
+		}
+		s.mu.Lock()
+		if s.version == version {
+			if s.rendered == nil {
+				s.rendered = map[renderKey][]byte{}
+			}
+			s.rendered[key] = body
+		}
+		s.mu.Unlock()
+	}
+	writePlaylist(w, r, body, v.head.cacheControl)
+}
+
+func writePlaylist(w http.ResponseWriter, r *http.Request, body []byte, cacheControl string) {
+	h := w.Header()
+	h.Set("Content-Type", mpegurl)
+	if cacheControl == "" {
+		cacheControl = "no-cache"
+	}
+	h.Set("Cache-Control", cacheControl)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+}
+
+// serveObject serves a segment, part or initialization section from the
+// instance whose prefix the name carries. A Low-Latency part that is not
+// complete yet (the preload hint) is waited for, bounded.
+func (s *stream) serveObject(w http.ResponseWriter, r *http.Request, file string) {
+	prefix, ok := filePrefix(file)
+	if !ok {
+		s.gone(w)
+		return
+	}
+	sid, partID, isPart := parsePartName(file)
+	var deadline *time.Timer
+	defer func() {
+		if deadline != nil {
+			deadline.Stop()
+		}
+	}()
+	for {
+		s.mu.Lock()
+		var inst *instance
+		for _, i := range s.instances {
+			if !i.closed && i.snap != nil && i.snap.prefix == prefix {
+				inst = i
+				break
+			}
+		}
+		changed := s.changed
+		pending := false
+		if inst != nil && isPart {
+			if l := inst.snap.media[sid+mediaSuffix]; l != nil && l.hintPart >= 0 && partID >= l.hintPart {
+				if inst.frozen || partID > l.hintPart+1 {
+					inst = nil // never coming, or not announced yet
+				} else {
+					pending = true
+				}
+			}
+		}
+		s.mu.Unlock()
+		if inst == nil {
+			s.gone(w)
+			return
+		}
+		if !pending {
+			pw := &probeWriter{ResponseWriter: w}
+			inst.muxer.Handle(pw, r)
+			if !pw.wrote {
+				s.gone(w)
+			}
+			return
+		}
+		if deadline == nil {
+			deadline = time.NewTimer(s.blockTimeout())
+		}
+		switch s.wait(r, changed, deadline.C) {
+		case waitTimeout:
+			s.timedOut(w)
+			return
+		case waitGone:
+			s.gone(w)
+			return
+		}
+	}
+}
+
+// probeWriter records whether the muxer's handler answered at all: gohlslib
+// writes nothing for a name it does not know.
+type probeWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (p *probeWriter) WriteHeader(code int) {
+	p.wrote = true
+	p.ResponseWriter.WriteHeader(code)
+}
+
+func (p *probeWriter) Write(b []byte) (int, error) {
+	p.wrote = true
+	return p.ResponseWriter.Write(b)
+}

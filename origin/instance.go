@@ -1,0 +1,477 @@
+package origin
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2"
+	"github.com/bluenviron/gohlslib/v2/pkg/codecs"
+	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+
+	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/internal/media"
+)
+
+var (
+	errInstanceClosed = errors.New("muxer closed")
+	errUnknownTrack   = errors.New("packet for a track the muxer does not have")
+)
+
+// llFirstSegmentID is the id of gohlslib's first real Low-Latency segment:
+// ids 0..6 are the EXT-X-GAP placeholders iOS needs.
+const llFirstSegmentID = 7
+
+// instance is one gohlslib muxer of a stream: one publisher generation (or
+// part of one, when the muxer had to be re-created), with its own file-name
+// prefix and its own media sequence numbering shifted by offset.
+type instance struct {
+	s          *stream
+	muxer      *gohlslib.Muxer
+	variant    gohlslib.MuxerVariant
+	writers    map[uint8]*trackWriter
+	generation uint64
+	// offset maps the muxer's local media sequence numbers to the stream's:
+	// global = local + offset.
+	offset int64
+	// firstID is the local id of the muxer's first real segment.
+	firstID int64
+	// disc is the discontinuity sequence number of the instance's segments;
+	// discStart says its first segment carries EXT-X-DISCONTINUITY.
+	disc      uint64
+	discStart bool
+
+	// Run-goroutine state.
+	errors    int // consecutive write errors
+	written   uint64
+	createdAt time.Time
+
+	// Guarded by s.mu.
+	snap     *snapshot
+	frozen   bool // no longer fed; snap is final
+	closed   bool // muxer closed, instance forgotten
+	closeAt  time.Time
+	quit     chan struct{} // closed when frozen or closed: stops polling watchers
+	quitOnce sync.Once
+}
+
+// trackWriter feeds one bus track into the muxer.
+type trackWriter struct {
+	track   *gohlslib.Track
+	codec   media.Codec
+	srcRate int // clock rate of the packets' timestamps
+}
+
+// muxerTracks turns a stream's track list into gohlslib tracks, choosing the
+// variant: MPEG-TS takes one H264 and one AAC track only, anything else
+// falls back to fMP4 (fallback then says why). The first video track leads;
+// further video tracks and undecodable tracks are left out (skipped says which).
+func muxerTracks(info *bus.StreamInfo, want gohlslib.MuxerVariant) (
+	tracks []*gohlslib.Track, writers map[uint8]*trackWriter, variant gohlslib.MuxerVariant, fallback string, skipped []string,
+) {
+	writers = map[uint8]*trackWriter{}
+	var video *gohlslib.Track
+	var audio []*gohlslib.Track
+	tsOK := true
+	for _, ti := range info.Tracks {
+		var t *gohlslib.Track
+		switch ti.Codec {
+		case media.CodecH264:
+			if video != nil {
+				skipped = append(skipped, fmt.Sprintf("track %d: second video track", ti.ID))
+				continue
+			}
+			t = &gohlslib.Track{Codec: &codecs.H264{SPS: ti.SPS, PPS: ti.PPS}, ClockRate: 90000}
+			video = t
+		case media.CodecH265:
+			if video != nil {
+				skipped = append(skipped, fmt.Sprintf("track %d: second video track", ti.ID))
+				continue
+			}
+			t = &gohlslib.Track{Codec: &codecs.H265{VPS: ti.VPS, SPS: ti.SPS, PPS: ti.PPS}, ClockRate: 90000}
+			video = t
+			tsOK = false
+		case media.CodecAAC:
+			var cfg mpeg4audio.AudioSpecificConfig
+			if err := cfg.Unmarshal(ti.AudioConfig); err != nil || cfg.SampleRate <= 0 {
+				skipped = append(skipped, fmt.Sprintf("track %d: invalid AAC AudioSpecificConfig", ti.ID))
+				continue
+			}
+			t = &gohlslib.Track{Codec: &codecs.MPEG4Audio{Config: cfg}, ClockRate: cfg.SampleRate}
+			audio = append(audio, t)
+		case media.CodecOpus:
+			ch := ti.Channels
+			if ch <= 0 {
+				ch = 2
+			}
+			t = &gohlslib.Track{Codec: &codecs.Opus{ChannelCount: ch}, ClockRate: 48000}
+			audio = append(audio, t)
+			tsOK = false
+		default:
+			skipped = append(skipped, fmt.Sprintf("track %d: unsupported codec %v", ti.ID, ti.Codec))
+			continue
+		}
+		rate := ti.ClockRate
+		if rate <= 0 {
+			rate = t.ClockRate
+		}
+		writers[ti.ID] = &trackWriter{track: t, codec: ti.Codec, srcRate: rate}
+	}
+	if video != nil {
+		tracks = append(tracks, video)
+	}
+	tracks = append(tracks, audio...)
+	variant = want
+	if want == gohlslib.MuxerVariantMPEGTS && (!tsOK || len(audio) > 1) {
+		variant = gohlslib.MuxerVariantFMP4
+		fallback = "MPEG-TS carries one H264 and one AAC track only"
+	}
+	return tracks, writers, variant, fallback, skipped
+}
+
+// start creates and starts the muxer.
+func (i *instance) start(tracks []*gohlslib.Track) error {
+	cfg := i.s.o.HLS
+	i.muxer = &gohlslib.Muxer{
+		Tracks:             tracks,
+		Variant:            i.variant,
+		SegmentCount:       cfg.SegmentCount,
+		SegmentMinDuration: cfg.SegmentDuration,
+		PartMinDuration:    cfg.PartDuration,
+		OnEncodeError: func(error) {
+			i.s.encodeErrs.Add(1)
+			i.s.o.m.encodeErrors.Inc()
+		},
+	}
+	if err := i.muxer.Start(); err != nil {
+		return fmt.Errorf("start HLS muxer: %w", err)
+	}
+	i.quit = make(chan struct{})
+	i.createdAt = time.Now()
+	return nil
+}
+
+// write feeds one packet to the muxer.
+func (i *instance) write(p *media.Packet) error {
+	tw := i.writers[p.Track]
+	if tw == nil || tw.codec != p.Codec {
+		return errUnknownTrack
+	}
+	pts := rescale(p.PTS, tw.srcRate, tw.track.ClockRate)
+	ntp := time.Now()
+	if p.WallClock != 0 {
+		ntp = time.Unix(0, p.WallClock)
+	}
+	switch tw.codec {
+	case media.CodecH264, media.CodecH265:
+		var au h264.AVCC
+		if err := au.Unmarshal(p.Payload); err != nil {
+			return fmt.Errorf("access unit: %w", err)
+		}
+		if tw.codec == media.CodecH264 {
+			return i.muxer.WriteH264(tw.track, ntp, pts, au)
+		}
+		return i.muxer.WriteH265(tw.track, ntp, pts, au)
+	case media.CodecAAC:
+		return i.muxer.WriteMPEG4Audio(tw.track, ntp, pts, [][]byte{p.Payload})
+	case media.CodecOpus:
+		return i.muxer.WriteOpus(tw.track, ntp, pts, [][]byte{p.Payload})
+	}
+	return errUnknownTrack
+}
+
+// rescale converts a timestamp between clock rates without overflowing.
+func rescale(v int64, from, to int) int64 {
+	if from == to || from <= 0 {
+		return v
+	}
+	f, t := int64(from), int64(to)
+	return v/f*t + v%f*t/f
+}
+
+func (i *instance) stopWatching() {
+	i.quitOnce.Do(func() { close(i.quit) })
+}
+
+// watch keeps the instance's playlist snapshot current until the muxer is
+// closed or frozen. Low-Latency: it waits on gohlslib's own preload-hint
+// request, which returns when the next part is complete, then re-reads the
+// playlists. Other variants have no such signal and are polled.
+func (i *instance) watch() {
+	defer i.s.iwg.Done()
+	ll := i.variant == gohlslib.MuxerVariantLowLatency
+	poll := min(max(i.s.o.HLS.SegmentDuration/10, 50*time.Millisecond), 200*time.Millisecond)
+	warned := false
+	for {
+		snap, err := i.fetchSnapshot()
+		if errors.Is(err, errInstanceClosed) {
+			return
+		}
+		if err != nil {
+			if !warned {
+				i.s.log.Warn("reading the muxer's playlists failed; retrying", "err", err)
+				warned = true
+			}
+			if !i.sleep(500 * time.Millisecond) {
+				return
+			}
+			continue
+		}
+		if !i.s.reserve(i, snap) || !i.s.storeSnapshot(i, snap) {
+			return
+		}
+		hint := ""
+		if ll {
+			if pl := snap.media[snap.leading]; pl != nil && pl.pl.PreloadHint != nil {
+				hint = pl.pl.PreloadHint.URI
+			}
+		}
+		if hint == "" {
+			if !i.sleep(poll) {
+				return
+			}
+			continue
+		}
+		// Blocks inside gohlslib until the hinted part is complete or the muxer closes.
+		switch code := i.fetchDiscard(hint); code {
+		case http.StatusOK:
+		case http.StatusNotFound:
+			return
+		default:
+			if !i.sleep(poll) {
+				return
+			}
+		}
+	}
+}
+
+func (i *instance) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-i.quit:
+		return false
+	}
+}
+
+// snapshot is an immutable copy of an instance's playlists, in the muxer's
+// local numbering, with what the HTTP side needs to serve and merge them.
+type snapshot struct {
+	multivariant   []byte
+	multivariantCC string // Cache-Control gohlslib sent
+	leading        string // name of the leading media playlist
+	leadingRaw     []byte // its bytes, to detect changes
+	prefix         string // per-instance file-name prefix
+	media          map[string]*layer
+}
+
+// lastUsed is the last global media sequence number the snapshot shows:
+// the last complete segment, or the segment being built when some of its
+// parts are already listed.
+func (sn *snapshot) lastUsed() int64 {
+	l := sn.media[sn.leading]
+	last := l.offset + int64(l.pl.MediaSequence) + int64(len(l.pl.Segments)) - 1
+	if len(l.pl.Parts) > 0 {
+		last++
+	}
+	return last
+}
+
+// fetchSnapshot reads the multivariant playlist and every media playlist it
+// names. The first call blocks inside gohlslib until the muxer has content;
+// later calls return at once. errInstanceClosed once the muxer is closed.
+func (i *instance) fetchSnapshot() (*snapshot, error) {
+	code, hdr, body := i.fetch("index.m3u8")
+	if code == http.StatusNotFound {
+		return nil, errInstanceClosed
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("multivariant playlist: status %d", code)
+	}
+	pl, err := playlist.Unmarshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("multivariant playlist: %w", err)
+	}
+	mv, ok := pl.(*playlist.Multivariant)
+	if !ok || len(mv.Variants) == 0 {
+		return nil, errors.New("multivariant playlist: no variant")
+	}
+	sn := &snapshot{
+		multivariant:   body,
+		multivariantCC: hdr.Get("Cache-Control"),
+		leading:        mv.Variants[0].URI,
+		media:          map[string]*layer{},
+	}
+	names := []string{sn.leading}
+	for _, r := range mv.Renditions {
+		if r.URI != nil && *r.URI != sn.leading {
+			names = append(names, *r.URI)
+		}
+	}
+	for _, name := range names {
+		code, hdr, body := i.fetch(name)
+		if code == http.StatusNotFound {
+			return nil, errInstanceClosed
+		}
+		if code != http.StatusOK {
+			return nil, fmt.Errorf("media playlist %s: status %d", name, code)
+		}
+		pl, err := playlist.Unmarshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("media playlist %s: %w", name, err)
+		}
+		m, ok := pl.(*playlist.Media)
+		if !ok {
+			return nil, fmt.Errorf("media playlist %s: not a media playlist", name)
+		}
+		l := &layer{
+			inst:         i,
+			pl:           m,
+			offset:       i.offset,
+			firstID:      i.firstID,
+			disc:         i.disc,
+			discStart:    i.discStart,
+			cacheControl: hdr.Get("Cache-Control"),
+			hintPart:     -1,
+		}
+		if m.Map != nil {
+			l.mapURI = m.Map.URI
+		}
+		if m.PreloadHint != nil {
+			if _, id, ok := parsePartName(m.PreloadHint.URI); ok {
+				l.hintPart = id
+			}
+		}
+		if sn.prefix == "" {
+			sn.prefix = prefixOf(m)
+		}
+		sn.media[name] = l
+		if name == sn.leading {
+			sn.leadingRaw = body
+		}
+	}
+	return sn, nil
+}
+
+// prefixOf finds the per-instance prefix in a playlist's URIs.
+func prefixOf(m *playlist.Media) string {
+	try := func(uri string) string {
+		if p, ok := filePrefix(uri); ok {
+			return p
+		}
+		return ""
+	}
+	if m.Map != nil {
+		if p := try(m.Map.URI); p != "" {
+			return p
+		}
+	}
+	for _, s := range m.Segments {
+		if !s.Gap {
+			if p := try(s.URI); p != "" {
+				return p
+			}
+		}
+	}
+	if m.PreloadHint != nil {
+		return try(m.PreloadHint.URI)
+	}
+	return ""
+}
+
+// prefixLen is the length of gohlslib's per-instance prefix (12 hex digits).
+const prefixLen = 12
+
+// filePrefix returns the prefix of a gohlslib segment, part or init file name.
+func filePrefix(name string) (string, bool) {
+	if len(name) <= prefixLen+1 || name[prefixLen] != '_' {
+		return "", false
+	}
+	for _, c := range []byte(name[:prefixLen]) {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return "", false
+		}
+	}
+	return name[:prefixLen], true
+}
+
+// parsePartName splits "<prefix>_<stream>_part<N>.mp4" into the stream id and N.
+func parsePartName(name string) (string, int64, bool) {
+	if _, ok := filePrefix(name); !ok || !strings.HasSuffix(name, ".mp4") {
+		return "", 0, false
+	}
+	rest := strings.TrimSuffix(name[prefixLen+1:], ".mp4")
+	k := strings.LastIndex(rest, "_part")
+	if k <= 0 {
+		return "", 0, false
+	}
+	n, err := strconv.ParseInt(rest[k+len("_part"):], 10, 64)
+	if err != nil || n < 0 {
+		return "", 0, false
+	}
+	return rest[:k], n, true
+}
+
+// fetch runs a GET for name through the muxer's handler in memory.
+func (i *instance) fetch(name string) (int, http.Header, []byte) {
+	w := &memWriter{header: http.Header{}}
+	i.muxer.Handle(w, newMemRequest(name))
+	return w.status(), w.header, w.body.Bytes()
+}
+
+// fetchDiscard is fetch without keeping the body.
+func (i *instance) fetchDiscard(name string) int {
+	w := &memWriter{header: http.Header{}, discard: true}
+	i.muxer.Handle(w, newMemRequest(name))
+	return w.status()
+}
+
+func newMemRequest(name string) *http.Request {
+	r, err := http.NewRequestWithContext(context.Background(), http.MethodGet, "/"+name, nil)
+	if err != nil {
+		// name comes from gohlslib's own playlists; a bad one cannot be fetched anyway
+		r, _ = http.NewRequestWithContext(context.Background(), http.MethodGet, "/", nil)
+	}
+	return r
+}
+
+// memWriter is an in-memory http.ResponseWriter for calling the muxer's handler.
+type memWriter struct {
+	header  http.Header
+	code    int
+	body    bytes.Buffer
+	discard bool
+}
+
+func (w *memWriter) Header() http.Header { return w.header }
+
+func (w *memWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+}
+
+func (w *memWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	if w.discard {
+		return io.Discard.Write(b)
+	}
+	return w.body.Write(b)
+}
+
+// status is the response code; 0 when the handler wrote nothing (gohlslib's
+// answer for a name it does not know).
+func (w *memWriter) status() int { return w.code }

@@ -1,0 +1,88 @@
+package origin
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the origin's Prometheus collectors, labelled with the node
+// name and the role so that several nodes can share one process.
+type metrics struct {
+	streams         prometheus.Gauge
+	claims          prometheus.Counter
+	releases        prometheus.Counter
+	losses          prometheus.Counter
+	packets         prometheus.Counter
+	packetsDropped  prometheus.Counter
+	writeErrors     prometheus.Counter
+	encodeErrors    prometheus.Counter
+	recreations     prometheus.Counter
+	discontinuities prometheus.Counter
+	stateErrors     prometheus.Counter
+	requests        *prometheus.CounterVec
+	blockTimeouts   prometheus.Counter
+
+	collectors []prometheus.Collector
+	reg        prometheus.Registerer
+}
+
+func newMetrics(reg prometheus.Registerer, node string) *metrics {
+	labels := prometheus.Labels{"node": node, "role": "origin"}
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "streamgrid", Subsystem: "origin", Name: name, Help: help, ConstLabels: labels,
+		})
+	}
+	m := &metrics{
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "streamgrid", Subsystem: "origin", Name: "streams",
+			Help: "Streams owned (lease held) by this origin.", ConstLabels: labels,
+		}),
+		claims:          counter("claims_total", "Ownership leases acquired."),
+		releases:        counter("releases_total", "Ownership leases given up (idle, drain, shutdown)."),
+		losses:          counter("lease_losses_total", "Ownership leases lost (expired, taken over or fenced)."),
+		packets:         counter("packets_total", "Packets received from the bus for owned streams."),
+		packetsDropped:  counter("packets_dropped_total", "Packets dropped: packaging queue full, stale generation or unknown track."),
+		writeErrors:     counter("muxer_write_errors_total", "Access units the HLS muxer refused."),
+		encodeErrors:    counter("muxer_encode_errors_total", "Non-fatal encode errors reported by the HLS muxer."),
+		recreations:     counter("muxer_recreations_total", "HLS muxers re-created (new generation, discontinuity, repeated errors, idle)."),
+		discontinuities: counter("discontinuities_total", "EXT-X-DISCONTINUITY boundaries started."),
+		stateErrors:     counter("state_write_errors_total", "Playlist-state writes to the registry that failed."),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "streamgrid", Subsystem: "origin", Name: "http_requests_total",
+			Help: "HTTP requests by kind (multivariant, media, blocking, segment, streams, bad).", ConstLabels: labels,
+		}, []string{"kind"}),
+		blockTimeouts: counter("blocking_timeouts_total", "Blocking playlist or part requests that timed out."),
+		reg:           reg,
+	}
+	m.collectors = []prometheus.Collector{
+		m.streams, m.claims, m.releases, m.losses, m.packets, m.packetsDropped, m.writeErrors,
+		m.encodeErrors, m.recreations, m.discontinuities, m.stateErrors, m.requests, m.blockTimeouts,
+	}
+	return m
+}
+
+// register adds every collector; on failure it undoes what it registered.
+func (m *metrics) register() error {
+	for i, c := range m.collectors {
+		if err := m.reg.Register(c); err != nil {
+			for _, done := range m.collectors[:i] {
+				m.reg.Unregister(done)
+			}
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return fmt.Errorf("origin: metrics already registered for this node: %w", err)
+			}
+			return fmt.Errorf("origin: register metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+func (m *metrics) unregister() {
+	for _, c := range m.collectors {
+		m.reg.Unregister(c)
+	}
+}

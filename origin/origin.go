@@ -1,0 +1,434 @@
+package origin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/internal/gossip"
+)
+
+// HLSConfig says how streams are packaged.
+type HLSConfig struct {
+	// Variant is "lowLatency" (default), "fmp4" or "mpegts". MPEG-TS carries
+	// only H264 and AAC: other streams fall back to fmp4.
+	Variant string
+	// SegmentDuration is the minimum segment duration; a segment ends at the
+	// first keyframe after it. Default 1 s.
+	SegmentDuration time.Duration
+	// PartDuration is the minimum Low-Latency part duration. Default 200 ms.
+	PartDuration time.Duration
+	// SegmentCount is the playlist length in segments. Default 7; Low-Latency
+	// needs at least 7, the other variants at least 3.
+	SegmentCount int
+	// IdleTimeout closes a stream's muxer this long after its last packet;
+	// a stream that has also left the registry is then released. Default 10 s.
+	IdleTimeout time.Duration
+}
+
+// StreamStatus describes one stream held by the origin.
+type StreamStatus struct {
+	Path       string    `json:"path"`
+	Generation uint64    `json:"generation"` // publisher generation being packaged (0 before the first packet)
+	Epoch      uint64    `json:"epoch"`      // ownership lease epoch (fencing token)
+	Since      time.Time `json:"since"`      // when the lease was acquired
+	Variant    string    `json:"variant"`    // lowLatency, fmp4 or mpegts
+	Ready      bool      `json:"ready"`      // a playlist is being served
+	// Segments is the number of segments in the current playlist window.
+	Segments int `json:"segments"`
+	// NextMSN is the next media sequence number; Discontinuity the current
+	// discontinuity sequence number.
+	NextMSN       uint64 `json:"next_msn"`
+	Discontinuity uint64 `json:"discontinuity"`
+	Packets       uint64 `json:"packets"`
+	Dropped       uint64 `json:"dropped"`
+	WriteErrors   uint64 `json:"write_errors"`
+	EncodeErrors  uint64 `json:"encode_errors"`
+	Recreations   uint64 `json:"recreations"`
+}
+
+// Origin claims streams, packages them as HLS and serves them to caches.
+// Fill in the fields, then Start.
+type Origin struct {
+	// Node is this node's name; it goes in the ownership leases. Required.
+	Node string
+	// NC is the bus connection. Required.
+	NC *nats.Conn
+	// Registry is the started cluster registry. Required.
+	Registry *bus.Registry
+	// Gossip, when set (and started), gets its Meta.Load, Capacity and
+	// Draining updated after claims and releases; the other fields are kept.
+	Gossip *gossip.Node
+	// HTTPAddress is the listen address for caches, e.g. ":8889". Port 0 picks one.
+	HTTPAddress string
+	// AdvertiseHTTP is the host:port caches dial. Default: the bound address,
+	// with 127.0.0.1 for an unspecified host.
+	AdvertiseHTTP string
+	// Capacity is the most streams owned at once. Default 100.
+	Capacity int
+	// HLS configures packaging.
+	HLS HLSConfig
+	// Log. Default slog.Default().
+	Log *slog.Logger
+	// Metrics receives the origin's collectors. Default: a private registry.
+	Metrics prometheus.Registerer
+
+	// blockTimeout, when set, replaces the computed bound of blocking waits (tests).
+	blockTimeout time.Duration
+
+	variant  gohlslib.MuxerVariant
+	ln       net.Listener
+	srv      *http.Server
+	m        *metrics
+	ctx      context.Context
+	cancel   context.CancelFunc
+	done     chan struct{} // closed by Close: wakes waiting HTTP handlers
+	kick     chan struct{} // capacity freed: rescan for claimable streams
+	metaKick chan struct{} // load changed: update gossip metadata
+	draining atomic.Bool
+
+	mu      sync.RWMutex
+	streams map[string]*stream
+
+	wg        sync.WaitGroup // run loop, HTTP server, metadata loop
+	swg       sync.WaitGroup // stream goroutines
+	started   bool
+	closeOnce sync.Once
+}
+
+// Variant names accepted in HLSConfig.Variant.
+const (
+	VariantLowLatency = "lowLatency"
+	VariantFMP4       = "fmp4"
+	VariantMPEGTS     = "mpegts"
+)
+
+func parseVariant(s string) (gohlslib.MuxerVariant, error) {
+	switch strings.ToLower(s) {
+	case "", "lowlatency", "low-latency", "ll":
+		return gohlslib.MuxerVariantLowLatency, nil
+	case "fmp4":
+		return gohlslib.MuxerVariantFMP4, nil
+	case "mpegts", "ts":
+		return gohlslib.MuxerVariantMPEGTS, nil
+	}
+	return 0, fmt.Errorf("origin: unknown HLS variant %q (lowLatency, fmp4 or mpegts)", s)
+}
+
+func variantName(v gohlslib.MuxerVariant) string {
+	switch v {
+	case gohlslib.MuxerVariantFMP4:
+		return VariantFMP4
+	case gohlslib.MuxerVariantMPEGTS:
+		return VariantMPEGTS
+	}
+	return VariantLowLatency
+}
+
+func (o *Origin) applyDefaults() error {
+	if o.Node == "" {
+		return errors.New("origin: Node is required")
+	}
+	if o.NC == nil {
+		return errors.New("origin: NC is required")
+	}
+	if o.Registry == nil {
+		return errors.New("origin: Registry is required")
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	o.Log = o.Log.With("component", "origin")
+	if o.Capacity <= 0 {
+		o.Capacity = 100
+	}
+	v, err := parseVariant(o.HLS.Variant)
+	if err != nil {
+		return err
+	}
+	o.variant = v
+	h := &o.HLS
+	if h.SegmentDuration <= 0 {
+		h.SegmentDuration = time.Second
+	}
+	if h.PartDuration <= 0 {
+		h.PartDuration = 200 * time.Millisecond
+	}
+	if h.SegmentCount <= 0 {
+		h.SegmentCount = 7
+	}
+	if h.IdleTimeout <= 0 {
+		h.IdleTimeout = 10 * time.Second
+	}
+	if v == gohlslib.MuxerVariantLowLatency && h.SegmentCount < 7 {
+		return fmt.Errorf("origin: HLS.SegmentCount %d: Low-Latency HLS needs at least 7", h.SegmentCount)
+	}
+	if h.SegmentCount < 3 {
+		return fmt.Errorf("origin: HLS.SegmentCount %d: at least 3 are needed", h.SegmentCount)
+	}
+	if h.PartDuration >= h.SegmentDuration {
+		return fmt.Errorf("origin: HLS.PartDuration %v must be shorter than HLS.SegmentDuration %v", h.PartDuration, h.SegmentDuration)
+	}
+	if o.Metrics == nil {
+		o.Metrics = prometheus.NewRegistry()
+	}
+	return nil
+}
+
+// Start listens for caches, then starts watching the registry and claiming
+// streams. On failure it undoes what it did.
+func (o *Origin) Start() error {
+	if err := o.applyDefaults(); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.HTTPAddress)
+	if err != nil {
+		return fmt.Errorf("origin: listen %q: %w", o.HTTPAddress, err)
+	}
+	if o.AdvertiseHTTP == "" {
+		o.AdvertiseHTTP = advertiseAddr(ln.Addr())
+	}
+	o.m = newMetrics(o.Metrics, o.Node)
+	if err := o.m.register(); err != nil {
+		ln.Close()
+		return err
+	}
+	o.ctx, o.cancel = context.WithCancel(context.Background())
+	streamsCh, err := o.Registry.WatchStreams(o.ctx)
+	if err != nil {
+		o.cancel()
+		o.m.unregister()
+		ln.Close()
+		return fmt.Errorf("origin: %w", err)
+	}
+	ownersCh, err := o.Registry.WatchOwners(o.ctx)
+	if err != nil {
+		o.cancel()
+		o.m.unregister()
+		ln.Close()
+		return fmt.Errorf("origin: %w", err)
+	}
+
+	o.ln = ln
+	o.done = make(chan struct{})
+	o.kick = make(chan struct{}, 1)
+	o.metaKick = make(chan struct{}, 1)
+	o.streams = map[string]*stream{}
+	o.srv = &http.Server{
+		Handler:           o.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
+	}
+	o.started = true
+
+	o.wg.Add(3)
+	go o.serve()
+	go o.metaLoop()
+	c := &claimer{o: o, streams: streamsCh, owners: ownersCh}
+	go c.run()
+
+	o.Log.Info("origin started", "http", ln.Addr().String(), "advertise", o.AdvertiseHTTP,
+		"variant", variantName(o.variant), "capacity", o.Capacity)
+	o.poke(o.metaKick)
+	return nil
+}
+
+// advertiseAddr turns a bound address into one other hosts can dial when the
+// host part is unspecified.
+func advertiseAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	host := tcp.IP.String()
+	if tcp.IP == nil || tcp.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, strconv.Itoa(tcp.Port))
+}
+
+func (o *Origin) serve() {
+	defer o.wg.Done()
+	err := o.srv.Serve(o.ln)
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		o.Log.Error("origin HTTP server stopped", "err", err)
+	}
+}
+
+// HTTPAddr is the address the HTTP server is bound to.
+func (o *Origin) HTTPAddr() net.Addr {
+	if o.ln == nil {
+		return nil
+	}
+	return o.ln.Addr()
+}
+
+// Handler is the origin's HTTP handler (the listener serves it too).
+func (o *Origin) Handler() http.Handler { return http.HandlerFunc(o.serveHTTP) }
+
+// Drain gives every lease up so other origins take the streams over, and
+// stops claiming new ones. It returns when all streams are released or ctx ends.
+func (o *Origin) Drain(ctx context.Context) {
+	if !o.started {
+		return
+	}
+	if !o.draining.Swap(true) {
+		o.Log.Info("origin draining")
+		o.poke(o.metaKick)
+	}
+	for _, s := range o.snapshotStreams() {
+		s.stop(stopRelease)
+	}
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for o.load() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Close releases every lease (so another origin can take over at once),
+// closes the muxers and the HTTP server, and waits. Calling it twice is harmless.
+func (o *Origin) Close() { o.shutdown(stopRelease) }
+
+// shutdown stops everything; mode says whether streams release their leases
+// (tests use stopAbandon to simulate a crashed origin).
+func (o *Origin) shutdown(mode stopMode) {
+	if !o.started {
+		return
+	}
+	o.closeOnce.Do(func() {
+		o.draining.Store(true)
+		o.cancel()
+		close(o.done)
+		for _, s := range o.snapshotStreams() {
+			s.stop(mode)
+		}
+		o.swg.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if err := o.srv.Shutdown(ctx); err != nil {
+			_ = o.srv.Close()
+		}
+		cancel()
+		o.wg.Wait()
+		o.m.unregister()
+		o.Log.Info("origin closed")
+	})
+}
+
+// Streams lists the streams held.
+func (o *Origin) Streams() []StreamStatus {
+	var out []StreamStatus
+	for _, s := range o.snapshotStreams() {
+		if st, ok := s.status(); ok {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+func (o *Origin) snapshotStreams() []*stream {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	out := make([]*stream, 0, len(o.streams))
+	for _, s := range o.streams {
+		out = append(out, s)
+	}
+	return out
+}
+
+func (o *Origin) lookup(path string) *stream {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	return o.streams[path]
+}
+
+func (o *Origin) load() int {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	return len(o.streams)
+}
+
+// addStream registers a stream being claimed; false when at capacity.
+func (o *Origin) addStream(s *stream) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.streams) >= o.Capacity || o.streams[s.path] != nil {
+		return false
+	}
+	o.streams[s.path] = s
+	o.swg.Add(1)
+	return true
+}
+
+// removeStream forgets a stream whose goroutine ended.
+func (o *Origin) removeStream(s *stream) {
+	o.mu.Lock()
+	if o.streams[s.path] == s {
+		delete(o.streams, s.path)
+	}
+	o.mu.Unlock()
+	o.poke(o.kick)
+	o.poke(o.metaKick)
+}
+
+func (o *Origin) poke(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// metaLoop publishes the origin's load in gossip metadata. SetMeta may wait
+// for memberlist, so it runs here rather than on the claim path.
+func (o *Origin) metaLoop() {
+	defer o.wg.Done()
+	if o.Gossip == nil {
+		return
+	}
+	for {
+		select {
+		case <-o.ctx.Done():
+			return
+		case <-o.metaKick:
+			// Read-modify-write of this node's own metadata; the origin owns
+			// HTTP (what caches dial), Load, Capacity and Draining.
+			meta := o.Gossip.CurrentMeta()
+			meta.HTTP = o.AdvertiseHTTP
+			meta.Load = o.owned()
+			meta.Capacity = o.Capacity
+			meta.Draining = o.draining.Load()
+			if err := o.Gossip.SetMeta(meta); err != nil {
+				o.Log.Warn("gossip metadata update failed", "err", err)
+			}
+		}
+	}
+}
+
+// owned counts the streams whose lease is held (not those still being claimed).
+func (o *Origin) owned() int {
+	n := 0
+	for _, s := range o.snapshotStreams() {
+		if s.serving.Load() {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,274 @@
+package origin
+
+import (
+	"math"
+	"strings"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+)
+
+// layer is one muxer instance's media playlist (in its local numbering) with
+// what is needed to place it in the stream's global numbering.
+type layer struct {
+	inst         *instance
+	pl           *playlist.Media
+	offset       int64 // global MSN = local MSN + offset
+	firstID      int64 // local id of the instance's first real segment
+	disc         uint64
+	discStart    bool
+	mapURI       string // fMP4 initialization section; "" for MPEG-TS
+	cacheControl string
+	hintPart     int64 // part id of the preload hint; -1 when none
+}
+
+// view is a media playlist as served: the newest layer's window in global
+// numbering, its gap placeholders filled with older layers' real segments.
+type view struct {
+	head  *layer
+	first int64 // global MSN of segs[0]
+	segs  []viewSeg
+	ds    uint64 // EXT-X-DISCONTINUITY-SEQUENCE
+}
+
+type viewSeg struct {
+	seg  *playlist.MediaSegment
+	l    *layer
+	disc uint64 // discontinuity sequence number of the segment
+	tag  bool   // EXT-X-DISCONTINUITY before it
+}
+
+// buildView merges layers (oldest first; the last one is the head). A
+// window shorter than segmentCount is extended backwards with older layers'
+// segments where they are contiguous.
+func buildView(layers []*layer, segmentCount int) *view {
+	head := layers[len(layers)-1]
+	older := layers[:len(layers)-1]
+	v := &view{head: head, first: head.offset + int64(head.pl.MediaSequence)}
+	for k, seg := range head.pl.Segments {
+		if seg.Gap {
+			if r, l := findReal(older, v.first+int64(k)); r != nil {
+				v.segs = append(v.segs, viewSeg{seg: r, l: l})
+				continue
+			}
+		}
+		v.segs = append(v.segs, viewSeg{seg: seg, l: head})
+	}
+	for len(v.segs) < segmentCount {
+		r, l := findReal(older, v.first-1)
+		if r == nil {
+			break
+		}
+		v.segs = append([]viewSeg{{seg: r, l: l}}, v.segs...)
+		v.first--
+	}
+
+	// Real segments carry their layer's number; the first real segment of a
+	// layer that starts with a discontinuity carries the tag.
+	for k := range v.segs {
+		vs := &v.segs[k]
+		if vs.seg.Gap {
+			continue
+		}
+		vs.disc = vs.l.disc
+		vs.tag = vs.l.discStart && v.first+int64(k)-vs.l.offset == vs.l.firstID
+	}
+	// A placeholder belongs with the real segment after it: same number,
+	// or one less when that segment opens a discontinuity.
+	next, nextTag := head.disc, false
+	for k := len(v.segs) - 1; k >= 0; k-- {
+		vs := &v.segs[k]
+		if !vs.seg.Gap {
+			next, nextTag = vs.disc, vs.tag
+			continue
+		}
+		vs.disc = next
+		if nextTag {
+			vs.disc--
+		}
+		next, nextTag = vs.disc, false
+	}
+	if len(v.segs) > 0 {
+		v.ds = v.segs[0].disc
+		if v.segs[0].tag {
+			v.ds--
+		}
+	}
+	return v
+}
+
+// findReal returns the real (non-gap) segment with global number msn from
+// the newest layer that has one.
+func findReal(layers []*layer, msn int64) (*playlist.MediaSegment, *layer) {
+	for j := len(layers) - 1; j >= 0; j-- {
+		l := layers[j]
+		idx := msn - l.offset - int64(l.pl.MediaSequence)
+		if idx >= 0 && idx < int64(len(l.pl.Segments)) && !l.pl.Segments[idx].Gap {
+			return l.pl.Segments[idx], l
+		}
+	}
+	return nil, nil
+}
+
+// lowLatency reports whether the playlist supports blocking reloads.
+func (v *view) lowLatency() bool {
+	return v.head.pl.ServerControl != nil && v.head.pl.ServerControl.CanBlockReload
+}
+
+// last is the global MSN of the last complete segment.
+func (v *view) last() int64 { return v.first + int64(len(v.segs)) - 1 }
+
+// tooFar reports a blocking request for a segment more than one past the one
+// being built: such a request gets 400 at once.
+func (v *view) tooFar(msn int64) bool { return msn > v.last()+2 }
+
+// satisfied reports whether the playlist already holds segment msn (part
+// part of it, when part >= 0), following the LL-HLS rule that a part index
+// past a segment's last part means part 0 of the next segment.
+func (v *view) satisfied(msn, part int64) bool {
+	last := v.last()
+	building := int64(len(v.head.pl.Parts))
+	switch {
+	case part < 0:
+		return msn <= last
+	case msn < last:
+		return true
+	case msn == last:
+		parts := int64(len(v.segs[len(v.segs)-1].seg.Parts))
+		return part < parts || building > 0
+	case msn == last+1:
+		return part < building
+	}
+	return false
+}
+
+// skippable counts the leading segments an _HLS_skip delta update may leave
+// out: those ending at least boundary before the end of the playlist, and
+// never a discontinuity, the segment just before it or anything after it.
+func (v *view) skippable(boundary time.Duration) int {
+	var remaining time.Duration
+	for _, vs := range v.segs {
+		remaining += vs.seg.Duration
+	}
+	n := 0
+	for k, vs := range v.segs {
+		// Keep the segment before a discontinuity too, so the initialization
+		// section in force never changes at the first segment shown.
+		if vs.tag || k+1 < len(v.segs) && v.segs[k+1].tag {
+			break
+		}
+		remaining -= vs.seg.Duration
+		if remaining < boundary {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// render writes the playlist. delta asks for an _HLS_skip delta update.
+func (v *view) render(delta bool) ([]byte, error) {
+	h := v.head.pl
+	ds := int(v.ds)
+	out := &playlist.Media{
+		Version:               h.Version,
+		IndependentSegments:   h.IndependentSegments,
+		AllowCache:            h.AllowCache,
+		TargetDuration:        h.TargetDuration,
+		ServerControl:         h.ServerControl,
+		PartInf:               h.PartInf,
+		MediaSequence:         int(v.first),
+		DiscontinuitySequence: &ds,
+		PlaylistType:          h.PlaylistType,
+		Start:                 h.Start,
+		Parts:                 h.Parts,
+		PreloadHint:           h.PreloadHint,
+		Endlist:               h.Endlist,
+	}
+	for _, r := range h.RenditionReport {
+		rr := *r
+		rr.LastMSN += int(v.head.offset)
+		out.RenditionReport = append(out.RenditionReport, &rr)
+	}
+
+	// The initialization section in force at the start of the window: that
+	// of the first real segment (placeholders are never fetched).
+	curMap := ""
+	for _, vs := range v.segs {
+		if !vs.seg.Gap {
+			curMap = vs.l.mapURI
+			break
+		}
+	}
+	skip := 0
+	if delta && h.ServerControl != nil && h.ServerControl.CanSkipUntil != nil {
+		skip = v.skippable(*h.ServerControl.CanSkipUntil)
+	}
+	if skip > 0 {
+		out.Skip = &playlist.MediaSkip{SkippedSegments: skip}
+	} else if curMap != "" {
+		out.Map = &playlist.MediaMap{URI: curMap}
+	}
+
+	maps := map[int]string{} // index in out.Segments → EXT-X-MAP to put before it
+	for k, vs := range v.segs {
+		if !vs.seg.Gap && vs.l.mapURI != curMap {
+			curMap = vs.l.mapURI
+			if k >= skip {
+				maps[k-skip] = curMap
+			}
+		}
+		if k < skip {
+			continue
+		}
+		seg := *vs.seg
+		seg.Discontinuity = vs.tag
+		if k < len(v.segs)-2 {
+			seg.Parts = nil // parts are listed for the last two segments only
+		}
+		if r := int(math.Round(seg.Duration.Seconds())); r > out.TargetDuration {
+			out.TargetDuration = r
+		}
+		out.Segments = append(out.Segments, &seg)
+	}
+
+	b, err := out.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	if len(maps) == 0 {
+		return b, nil
+	}
+	return []byte(insertMaps(string(b), out.Segments, maps)), nil
+}
+
+// insertMaps puts an EXT-X-MAP line in front of the tags of the segments
+// listed in maps (gohlslib's playlist type holds a single EXT-X-MAP). A
+// segment's tags start right after the previous segment's URI line, so the
+// text is walked segment by segment.
+func insertMaps(text string, segs []*playlist.MediaSegment, maps map[int]string) string {
+	var b strings.Builder
+	b.Grow(len(text) + 64*len(maps))
+	cursor := 0
+	for k, seg := range segs {
+		line := "\n" + seg.URI + "\n"
+		idx := strings.Index(text[cursor:], line)
+		if idx < 0 {
+			break // cannot happen: Marshal writes every URI on its own line
+		}
+		end := cursor + idx + len(line)
+		b.WriteString(text[cursor:end])
+		cursor = end
+		if m, ok := maps[k+1]; ok {
+			// Conventionally after the segment's EXT-X-DISCONTINUITY.
+			const disc = "#EXT-X-DISCONTINUITY\n"
+			if strings.HasPrefix(text[cursor:], disc) {
+				b.WriteString(disc)
+				cursor += len(disc)
+			}
+			b.WriteString(`#EXT-X-MAP:URI="` + m + "\"\n")
+		}
+	}
+	b.WriteString(text[cursor:])
+	return b.String()
+}

@@ -1,0 +1,269 @@
+package origin
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+)
+
+// llPlaylist builds a gohlslib-like Low-Latency media playlist: gaps for ids
+// below 7 still in the window, real segments up to lastID (local numbering),
+// and parts of the segment being built.
+func llPlaylist(prefix string, firstID, lastID, building int) *playlist.Media {
+	skipUntil := 6 * time.Second
+	hold := 500 * time.Millisecond
+	pl := &playlist.Media{
+		Version:        10,
+		TargetDuration: 1,
+		ServerControl:  &playlist.MediaServerControl{CanBlockReload: true, PartHoldBack: &hold, CanSkipUntil: &skipUntil},
+		PartInf:        &playlist.MediaPartInf{PartTarget: 200 * time.Millisecond},
+		MediaSequence:  firstID,
+		Map:            &playlist.MediaMap{URI: prefix + "_video1_init.mp4"},
+	}
+	part := 0
+	for id := firstID; id <= lastID; id++ {
+		if id < 7 {
+			pl.Segments = append(pl.Segments, &playlist.MediaSegment{Gap: true, Duration: time.Second, URI: "gap.mp4"})
+			continue
+		}
+		seg := &playlist.MediaSegment{Duration: time.Second, URI: fmt.Sprintf("%s_video1_seg%d.mp4", prefix, id)}
+		if lastID-id < 2 {
+			for range 5 {
+				seg.Parts = append(seg.Parts, &playlist.MediaPart{Duration: 200 * time.Millisecond,
+					URI: fmt.Sprintf("%s_video1_part%d.mp4", prefix, part)})
+				part++
+			}
+		}
+		pl.Segments = append(pl.Segments, seg)
+	}
+	for range building {
+		pl.Parts = append(pl.Parts, &playlist.MediaPart{Duration: 200 * time.Millisecond,
+			URI: fmt.Sprintf("%s_video1_part%d.mp4", prefix, part)})
+		part++
+	}
+	pl.PreloadHint = &playlist.MediaPreloadHint{URI: fmt.Sprintf("%s_video1_part%d.mp4", prefix, part)}
+	return pl
+}
+
+func llLayer(prefix string, offset int64, disc uint64, discStart bool, firstID, lastID, building int) *layer {
+	pl := llPlaylist(prefix, firstID, lastID, building)
+	return &layer{pl: pl, offset: offset, firstID: 7, disc: disc, discStart: discStart, mapURI: pl.Map.URI}
+}
+
+func renderView(t *testing.T, v *view, delta bool) (string, *playlist.Media) {
+	t.Helper()
+	b, err := v.render(delta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := playlist.Unmarshal(b)
+	if err != nil {
+		t.Fatalf("served playlist does not parse: %v\n%s", err, b)
+	}
+	return string(b), pl.(*playlist.Media)
+}
+
+func TestViewSingleFreshInstance(t *testing.T) {
+	// A fresh stream: gohlslib's window as it is (gaps 0..6, segment 7), no discontinuity.
+	v := buildView([]*layer{llLayer("aaaaaaaaaaaa", 0, 0, false, 1, 7, 2)}, 7)
+	text, pl := renderView(t, v, false)
+	if pl.MediaSequence != 1 || len(pl.Segments) != 7 || *pl.DiscontinuitySequence != 0 {
+		t.Fatalf("unexpected playlist:\n%s", text)
+	}
+	if strings.Contains(text, "#EXT-X-DISCONTINUITY\n") {
+		t.Fatalf("fresh stream must not have a discontinuity:\n%s", text)
+	}
+	if v.last() != 7 || !v.satisfied(7, 0) || !v.satisfied(8, 1) || v.satisfied(8, 2) || v.tooFar(9) || !v.tooFar(10) {
+		t.Fatalf("blocking bounds wrong: last=%d", v.last())
+	}
+}
+
+func TestViewMergesPreviousInstance(t *testing.T) {
+	// Instance A: local = global, segments 7..20 published, window 14..20, and
+	// 3 parts of segment 21 listed: 21 is used. B starts at 22 with its gaps
+	// covering 15..21.
+	a := llLayer("aaaaaaaaaaaa", 0, 0, false, 14, 20, 3)
+	b := llLayer("bbbbbbbbbbbb", 22-7, 1, true, 0, 7, 1)
+	v := buildView([]*layer{a, b}, 7)
+	text, pl := renderView(t, v, false)
+
+	if pl.MediaSequence != 15 {
+		t.Fatalf("media sequence %d, want 15:\n%s", pl.MediaSequence, text)
+	}
+	var uris []string
+	for _, s := range pl.Segments {
+		uris = append(uris, s.URI)
+	}
+	want := []string{
+		"aaaaaaaaaaaa_video1_seg15.mp4", "aaaaaaaaaaaa_video1_seg16.mp4", "aaaaaaaaaaaa_video1_seg17.mp4",
+		"aaaaaaaaaaaa_video1_seg18.mp4", "aaaaaaaaaaaa_video1_seg19.mp4", "aaaaaaaaaaaa_video1_seg20.mp4",
+		"gap.mp4", "bbbbbbbbbbbb_video1_seg7.mp4",
+	}
+	if strings.Join(uris, " ") != strings.Join(want[1:], " ") && strings.Join(uris, " ") != strings.Join(want, " ") {
+		t.Fatalf("segments %v\n%s", uris, text)
+	}
+	if *pl.DiscontinuitySequence != 0 {
+		t.Fatalf("discontinuity sequence %d, want 0:\n%s", *pl.DiscontinuitySequence, text)
+	}
+	if n := strings.Count(text, "#EXT-X-DISCONTINUITY\n"); n != 1 {
+		t.Fatalf("%d discontinuities, want 1:\n%s", n, text)
+	}
+	// The new instance's init section follows the discontinuity.
+	if !strings.Contains(text, "#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"bbbbbbbbbbbb_video1_init.mp4\"\n") {
+		t.Fatalf("no EXT-X-MAP for the new instance:\n%s", text)
+	}
+	if !strings.HasPrefix(strings.SplitAfter(text, "#EXT-X-MAP:")[1], `URI="aaaaaaaaaaaa_video1_init.mp4"`) {
+		t.Fatalf("first EXT-X-MAP must be the old instance's:\n%s", text)
+	}
+	// Segment 21 (parts listed by A) is a gap now; B's first segment is 22.
+	if v.last() != 22 || !v.satisfied(21, 4) || !v.satisfied(22, 0) || !v.satisfied(23, 0) || v.satisfied(23, 1) {
+		t.Fatalf("blocking evaluation wrong, last=%d", v.last())
+	}
+	// Old instance's parts are not listed on segments before the last two.
+	if strings.Contains(text, "aaaaaaaaaaaa_video1_part") {
+		t.Fatalf("old parts still listed:\n%s", text)
+	}
+
+	// While B has no content, A alone is served as it was.
+	v = buildView([]*layer{a}, 7)
+	if !v.satisfied(21, 2) || v.satisfied(21, 3) || v.tooFar(22) || !v.tooFar(23) {
+		t.Fatalf("blocking evaluation on the frozen head wrong")
+	}
+}
+
+func TestViewFailoverStart(t *testing.T) {
+	// A new owner read NextMSN=100, discontinuity 4: its gaps cover 93..99,
+	// its first segment 100 opens discontinuity 5.
+	v := buildView([]*layer{llLayer("cccccccccccc", 93, 5, true, 2, 8, 0)}, 7)
+	text, pl := renderView(t, v, false)
+	if pl.MediaSequence != 95 || *pl.DiscontinuitySequence != 4 {
+		t.Fatalf("media sequence %d / discontinuity sequence %d:\n%s", pl.MediaSequence, *pl.DiscontinuitySequence, text)
+	}
+	if !pl.Segments[5].Discontinuity || pl.Segments[5].URI != "cccccccccccc_video1_seg7.mp4" {
+		t.Fatalf("first real segment must open the discontinuity:\n%s", text)
+	}
+	// Once the tagged segment is the first one, the tag stays and the sequence is unchanged.
+	v = buildView([]*layer{llLayer("cccccccccccc", 93, 5, true, 7, 13, 0)}, 7)
+	_, pl = renderView(t, v, false)
+	if pl.MediaSequence != 100 || *pl.DiscontinuitySequence != 4 || !pl.Segments[0].Discontinuity {
+		t.Fatalf("got MS %d DS %d", pl.MediaSequence, *pl.DiscontinuitySequence)
+	}
+	// And once it has left the window, the sequence counts it.
+	v = buildView([]*layer{llLayer("cccccccccccc", 93, 5, true, 8, 14, 0)}, 7)
+	_, pl = renderView(t, v, false)
+	if *pl.DiscontinuitySequence != 5 {
+		t.Fatalf("DS %d, want 5", *pl.DiscontinuitySequence)
+	}
+}
+
+func TestViewGapsBeforeOlderInstance(t *testing.T) {
+	// A was the first instance after a failover (gaps, then segments from
+	// 100, discontinuity 1), short-lived; B follows. B's leading gaps that
+	// A cannot fill precede A's discontinuity and keep the number before it.
+	a := llLayer("aaaaaaaaaaaa", 93, 1, true, 1, 9, 0) // real 100..102
+	b := llLayer("bbbbbbbbbbbb", 103-7, 2, true, 0, 7, 0)
+	v := buildView([]*layer{a, b}, 7)
+	text, pl := renderView(t, v, false)
+	if pl.MediaSequence != 96 || *pl.DiscontinuitySequence != 0 {
+		t.Fatalf("MS %d DS %d:\n%s", pl.MediaSequence, *pl.DiscontinuitySequence, text)
+	}
+	if n := strings.Count(text, "#EXT-X-DISCONTINUITY\n"); n != 2 {
+		t.Fatalf("%d discontinuities, want 2:\n%s", n, text)
+	}
+	if n := strings.Count(text, "#EXT-X-MAP:"); n != 2 || !strings.Contains(text, `#EXT-X-MAP:URI="aaaaaaaaaaaa_video1_init.mp4"`) {
+		t.Fatalf("%d EXT-X-MAP, want 2 (A's, then B's):\n%s", n, text)
+	}
+}
+
+func TestViewDeltaUpdate(t *testing.T) {
+	a := llLayer("aaaaaaaaaaaa", 0, 0, false, 14, 20, 3)
+	b := llLayer("bbbbbbbbbbbb", 15, 1, true, 1, 13, 2) // window: gaps 1..6 → A 16..20 + gap 21, B 22..28
+	v := buildView([]*layer{a, b}, 13)
+	text, pl := renderView(t, v, true)
+	if pl.Skip == nil {
+		t.Fatalf("no skip:\n%s", text)
+	}
+	// Never skip the discontinuity or the segment before it.
+	if !strings.Contains(text, "gap.mp4") || !strings.Contains(text, "#EXT-X-DISCONTINUITY") {
+		t.Fatalf("skipped across the discontinuity:\n%s", text)
+	}
+	// No top-level EXT-X-MAP in a delta update; only the new instance's, after its discontinuity.
+	if strings.Count(text, "#EXT-X-MAP:") != 1 || !strings.Contains(text, "#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"bbbbbbbbbbbb") {
+		t.Fatalf("delta update maps wrong:\n%s", text)
+	}
+	full, _ := renderView(t, v, false)
+	if !strings.Contains(full, "EXT-X-MAP:URI=\"aaaaaaaaaaaa_video1_init.mp4\"") {
+		t.Fatalf("full playlist lacks the first map:\n%s", full)
+	}
+}
+
+func TestViewExtendsShortWindow(t *testing.T) {
+	// Non-LL variants start at 0 without gaps: the new instance's first
+	// segments are preceded by the old instance's last ones.
+	mk := func(prefix string, first, last int, offset int64, disc uint64, discStart bool) *layer {
+		pl := &playlist.Media{Version: 10, TargetDuration: 1, MediaSequence: first,
+			Map: &playlist.MediaMap{URI: prefix + "_video1_init.mp4"}}
+		for id := first; id <= last; id++ {
+			pl.Segments = append(pl.Segments, &playlist.MediaSegment{Duration: time.Second,
+				URI: fmt.Sprintf("%s_video1_seg%d.mp4", prefix, id)})
+		}
+		return &layer{pl: pl, offset: offset, disc: disc, discStart: discStart, mapURI: pl.Map.URI, hintPart: -1}
+	}
+	a := mk("aaaaaaaaaaaa", 5, 11, 0, 0, false)
+	b := mk("bbbbbbbbbbbb", 0, 1, 12, 1, true)
+	v := buildView([]*layer{a, b}, 7)
+	text, pl := renderView(t, v, false)
+	if pl.MediaSequence != 7 || len(pl.Segments) != 7 || !pl.Segments[5].Discontinuity || *pl.DiscontinuitySequence != 0 {
+		t.Fatalf("unexpected merge:\n%s", text)
+	}
+	if v.lowLatency() {
+		t.Fatal("not low-latency")
+	}
+}
+
+func TestRequestPathValidation(t *testing.T) {
+	for _, tc := range []struct {
+		path string
+		ok   bool
+	}{
+		{"/live/cam1/index.m3u8", true},
+		{"/rtmp/c1.live/video1_stream.m3u8", true},
+		{"/live/cam1/0123456789ab_video1_part3.mp4", true},
+		{"/a/b/c/main_stream.m3u8", true},
+		{"/index.m3u8", false},
+		{"/live/../etc/index.m3u8", false},
+		{"/live/cam1/..", false},
+		{"/live/cam1/.hidden", false},
+		{"/live/cam1/", false},
+		{"/live/ca$m/index.m3u8", false},
+		{"/live/cam 1/index.m3u8", false},
+		{"/live//cam1/index.m3u8", false},
+		{"/live/cam1/a b.m3u8", false},
+		{"/live/cam1/x%2F.m3u8", false},
+	} {
+		if _, _, ok := splitRequestPath(tc.path); ok != tc.ok {
+			t.Errorf("%s: ok=%v, want %v", tc.path, ok, tc.ok)
+		}
+	}
+}
+
+func TestFileNames(t *testing.T) {
+	if p, ok := filePrefix("0123456789ab_video1_seg7.mp4"); !ok || p != "0123456789ab" {
+		t.Fatal("prefix")
+	}
+	if _, ok := filePrefix("video1_stream.m3u8"); ok {
+		t.Fatal("playlist has no prefix")
+	}
+	if sid, n, ok := parsePartName("0123456789ab_audio2_part41.mp4"); !ok || sid != "audio2" || n != 41 {
+		t.Fatal("part name")
+	}
+	if _, _, ok := parsePartName("0123456789ab_video1_seg41.mp4"); ok {
+		t.Fatal("segment is not a part")
+	}
+	if rescale(90000, 90000, 90000) != 90000 || rescale(48000, 48000, 90000) != 90000 || rescale(1<<62, 1000, 1000) != 1<<62 {
+		t.Fatal("rescale")
+	}
+}
