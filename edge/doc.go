@@ -1,0 +1,35 @@
+// Package edge is the ingest role: it accepts RTSP publishers (ANNOUNCE and
+// RECORD over TCP or UDP) and RTMP publishers (including enhanced RTMP with
+// HEVC), pulls RTSP cameras, and publishes every stream on the bus.
+//
+// All three ingest paths feed one normaliser per live stream (stream.go,
+// normalizer.go), so the bus sees the same thing whatever the source:
+//
+//   - one packet per access unit; H264/H265 in AVCC framing with access unit
+//     delimiters and filler removed and the parameter sets (VPS/SPS/PPS) in
+//     front of every keyframe that lacks them; AAC raw frames; Opus packets;
+//   - timestamps on one monotonic 64-bit timeline per publication
+//     (generation), in each track's clock rate (90 kHz video, the sample rate
+//     for AAC, 48 kHz Opus), starting at 0 with the first video keyframe;
+//     RTMP's wrapping 32-bit milliseconds are unwrapped first; a source jump
+//     of more than 10 s against the wall clock (or backwards by more than 1 s)
+//     is re-anchored on the wall clock and flagged as a discontinuity;
+//   - video DTS derived from the bitstream (RTSP) or taken from the container
+//     (RTMP), and strictly increasing; nothing before the first video
+//     keyframe (audio included); units over 8 MiB or 50 NAL units dropped and
+//     counted;
+//   - a sequence number per unit and the edge's wall clock at receipt.
+//
+// Each live stream is registered in the bus registry (bus.Registry
+// ClaimStream, renewed every StreamTTL/3 with the current parameter sets,
+// released at the end); a second publisher on a live path is refused. The
+// edge keeps each stream's last GOP and answers bus.FetchGOP with it.
+//
+// Camera pulls are leased (bus.Registry AcquireSource): every edge may list
+// the same cameras, one pulls each, and another takes over when it dies.
+// Camera credentials never reach logs, errors or the status.
+//
+// Every audio packet is flagged as a keyframe (each frame decodes on its
+// own); video packets are keyframes at IDR (H264) or IRAP (H265: IDR, CRA)
+// access units.
+package edge

@@ -1,0 +1,263 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamgrid/streamgrid/bus"
+)
+
+// Edge ingests camera streams (RTSP and RTMP publishers, pulled RTSP
+// cameras) and publishes them on the bus. Fill in the fields, then Start.
+type Edge struct {
+	// Node is this node's name; it goes into StreamInfo.Edge and the source
+	// leases. Default: the host name.
+	Node string
+	// NC is the bus connection. Required.
+	NC *nats.Conn
+	// Registry is the cluster registry, started. Required.
+	Registry *bus.Registry
+
+	// RTSPAddress is the RTSP listen address, e.g. ":8554"; "" disables RTSP.
+	RTSPAddress string
+	// UDPRTPAddress and UDPRTCPAddress enable RTSP over UDP, e.g. ":8000" and
+	// ":8001" (an even port and the next one); both "" disable it.
+	UDPRTPAddress, UDPRTCPAddress string
+	// RTMPAddress is the RTMP listen address, e.g. ":1935"; "" disables RTMP.
+	RTMPAddress string
+	// Sources are the cameras this edge may pull (each one is pulled by one
+	// edge of the cluster at a time, through a lease).
+	Sources []Source
+
+	// ReadTimeout drops a publisher (or camera) that sends nothing for this
+	// long, and bounds handshakes. Default 10 s.
+	ReadTimeout time.Duration
+
+	// Log receives the edge's events. Default slog.Default().
+	Log *slog.Logger
+	// Metrics receives the edge's collectors (labelled node and role="edge").
+	// Default: a private registry, i.e. not exported.
+	Metrics prometheus.Registerer
+
+	log     *slog.Logger
+	m       *metrics
+	ctx     context.Context
+	cancel  context.CancelFunc
+	rtsp    *rtspServer
+	rtmp    *rtmpServer
+	pullers []*puller
+	lastGen atomic.Uint64
+
+	mu      sync.Mutex
+	streams map[string]*stream
+	closing bool
+	// wg counts live streams; Add only under mu while !closing.
+	wg sync.WaitGroup
+
+	started   bool
+	closeOnce sync.Once
+}
+
+// Start validates the configuration, opens every listener (a port clash fails
+// here, with nothing left running), then starts serving and pulling.
+func (e *Edge) Start() error {
+	if e.started {
+		return errors.New("edge: already started")
+	}
+	if e.NC == nil {
+		return errors.New("edge: NC is required")
+	}
+	if e.Registry == nil {
+		return errors.New("edge: Registry is required")
+	}
+	if e.Node == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("edge: Node not set and no host name: %w", err)
+		}
+		e.Node = host
+	}
+	if e.ReadTimeout <= 0 {
+		e.ReadTimeout = 10 * time.Second
+	}
+	e.log = e.Log
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	e.log = e.log.With("role", "edge")
+	if e.Metrics == nil {
+		e.Metrics = prometheus.NewRegistry()
+	}
+	if (e.UDPRTPAddress == "") != (e.UDPRTCPAddress == "") {
+		return errors.New("edge: UDPRTPAddress and UDPRTCPAddress must be set together")
+	}
+	if e.UDPRTPAddress != "" && e.RTSPAddress == "" {
+		return errors.New("edge: UDPRTPAddress needs RTSPAddress")
+	}
+	pullers, err := e.newPullers()
+	if err != nil {
+		return err
+	}
+
+	e.m = newMetrics(e.Node)
+	if err := e.m.register(e.Metrics); err != nil {
+		return err
+	}
+	e.streams = make(map[string]*stream)
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+
+	// Listeners first: nothing runs until every port is ours. The RTMP
+	// listener is a bare socket; the RTSP server starts serving as it binds,
+	// so it comes last.
+	fail := func(err error) error {
+		e.cancel()
+		e.m.unregister(e.Metrics)
+		return err
+	}
+	var rtmpLn net.Listener
+	if e.RTMPAddress != "" {
+		if rtmpLn, err = net.Listen("tcp", e.RTMPAddress); err != nil {
+			return fail(fmt.Errorf("edge: rtmp: %w", err))
+		}
+	}
+	if e.RTSPAddress != "" {
+		rs := &rtspServer{e: e}
+		if err := rs.start(); err != nil {
+			if rtmpLn != nil {
+				_ = rtmpLn.Close()
+			}
+			return fail(fmt.Errorf("edge: rtsp: %w", err))
+		}
+		e.rtsp = rs
+	}
+	if rtmpLn != nil {
+		e.rtmp = &rtmpServer{e: e, ln: rtmpLn}
+		e.rtmp.start()
+	}
+	e.pullers = pullers
+	for _, p := range e.pullers {
+		p.start()
+	}
+	e.started = true
+	e.log.Info("edge started", "node", e.Node, "rtsp", addrString(e.RTSPAddr()),
+		"rtmp", addrString(e.RTMPAddr()), "sources", len(e.pullers))
+	return nil
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// Close disconnects every publisher, stops the camera pulls (releasing their
+// leases), removes the stream records and waits for everything the edge
+// started. Calling it twice, or without Start, is harmless.
+func (e *Edge) Close() {
+	if !e.started {
+		return
+	}
+	e.closeOnce.Do(func() {
+		e.mu.Lock()
+		e.closing = true
+		e.mu.Unlock()
+		e.cancel() // fails registry calls of publications still starting
+
+		for _, p := range e.pullers {
+			p.close()
+		}
+		if e.rtsp != nil {
+			e.rtsp.close()
+		}
+		if e.rtmp != nil {
+			e.rtmp.close()
+		}
+		e.wg.Wait()
+		e.m.unregister(e.Metrics)
+		e.log.Info("edge stopped")
+	})
+}
+
+// RTSPAddr is the bound RTSP address; nil when RTSP is disabled.
+func (e *Edge) RTSPAddr() net.Addr {
+	if e.rtsp == nil {
+		return nil
+	}
+	return e.rtsp.srv.NetListener().Addr()
+}
+
+// RTMPAddr is the bound RTMP address; nil when RTMP is disabled.
+func (e *Edge) RTMPAddr() net.Addr {
+	if e.rtmp == nil {
+		return nil
+	}
+	return e.rtmp.ln.Addr()
+}
+
+// Streams lists the live streams of this edge, sorted by path.
+func (e *Edge) Streams() []StreamStatus {
+	e.mu.Lock()
+	live := make([]*stream, 0, len(e.streams))
+	for _, s := range e.streams {
+		live = append(live, s)
+	}
+	e.mu.Unlock()
+	out := make([]StreamStatus, len(live))
+	for i, s := range live {
+		out[i] = s.status()
+	}
+	slices.SortFunc(out, func(a, b StreamStatus) int { return strings.Compare(a.Path, b.Path) })
+	return out
+}
+
+// Kick disconnects the publisher of path; it reports whether one was live.
+// A pulled camera is reconnected after its backoff.
+func (e *Edge) Kick(path string) bool {
+	e.mu.Lock()
+	s := e.streams[path]
+	e.mu.Unlock()
+	if s == nil {
+		return false
+	}
+	s.log.Info("publisher kicked")
+	s.kick()
+	return true
+}
+
+// Pulls reports the state of the configured camera pulls, in Sources order.
+func (e *Edge) Pulls() []SourceStatus {
+	out := make([]SourceStatus, len(e.pullers))
+	for i, p := range e.pullers {
+		out[i] = p.status()
+	}
+	return out
+}
+
+// pathBusy reports whether a publisher is live on path here or elsewhere in
+// the cluster. It is an early check so that a second publisher is refused
+// before it sends media; the registry claim decides in the end.
+func (e *Edge) pathBusy(path string) bool {
+	e.mu.Lock()
+	_, local := e.streams[path]
+	e.mu.Unlock()
+	if local {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, registryTimeout)
+	defer cancel()
+	_, err := e.Registry.Stream(ctx, path)
+	return err == nil
+}

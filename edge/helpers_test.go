@@ -1,0 +1,283 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/internal/media"
+)
+
+// clipFrame is one video access unit of a test clip, in decode order.
+type clipFrame struct {
+	pts, dts int64 // 90 kHz, first DTS at 0
+	au       [][]byte
+}
+
+// clipAudio is one AAC frame of a test clip.
+type clipAudio struct {
+	pts   int64 // 90 kHz, on the video's timeline
+	frame []byte
+}
+
+// clip is a short test recording (testdata/*.ts, made with ffmpeg: 64x64,
+// 25 fps, 3 s, one keyframe a second, two B-frames).
+type clip struct {
+	h265  bool
+	video []clipFrame
+	audio []clipAudio
+	asc   *mpeg4audio.AudioSpecificConfig
+}
+
+func loadClip(t testing.TB, name string) *clip {
+	t.Helper()
+	f, err := os.Open(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := &mpegts.Reader{R: f}
+	if err := r.Initialize(); err != nil {
+		t.Fatal(err)
+	}
+	c := &clip{}
+	for _, tr := range r.Tracks() {
+		switch codec := tr.Codec.(type) {
+		case *mpegts.CodecH264:
+			r.OnDataH264(tr, func(pts, dts int64, au [][]byte) error {
+				c.video = append(c.video, clipFrame{pts: pts, dts: dts, au: cloneAU(au)})
+				return nil
+			})
+		case *mpegts.CodecH265:
+			c.h265 = true
+			r.OnDataH265(tr, func(pts, dts int64, au [][]byte) error {
+				c.video = append(c.video, clipFrame{pts: pts, dts: dts, au: cloneAU(au)})
+				return nil
+			})
+		case *mpegts.CodecMPEG4Audio:
+			conf := codec.Config
+			c.asc = &conf
+			r.OnDataMPEG4Audio(tr, func(pts int64, aus [][]byte) error {
+				for i, au := range aus {
+					c.audio = append(c.audio, clipAudio{
+						pts:   pts + int64(i)*mpeg4audio.SamplesPerAccessUnit*90000/int64(conf.SampleRate),
+						frame: slices.Clone(au),
+					})
+				}
+				return nil
+			})
+		}
+	}
+	for {
+		if err := r.Read(); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			t.Fatal(err)
+		}
+	}
+	if len(c.video) == 0 {
+		t.Fatal("clip has no video")
+	}
+	base := c.video[0].dts
+	for i := range c.video {
+		c.video[i].pts -= base
+		c.video[i].dts -= base
+	}
+	for i := range c.audio {
+		c.audio[i].pts -= base
+	}
+	return c
+}
+
+func cloneAU(au [][]byte) [][]byte {
+	out := make([][]byte, len(au))
+	for i, n := range au {
+		out[i] = slices.Clone(n)
+	}
+	return out
+}
+
+// params returns the clip's parameter sets (VPS, SPS, PPS) from its first keyframe.
+func (c *clip) params() (vps, sps, pps []byte) {
+	codec := media.CodecH264
+	if c.h265 {
+		codec = media.CodecH265
+	}
+	for _, nalu := range c.video[0].au {
+		switch classify(codec, nalu) {
+		case nalVPS:
+			vps = nalu
+		case nalSPS:
+			sps = nalu
+		case nalPPS:
+			pps = nalu
+		}
+	}
+	return vps, sps, pps
+}
+
+// testBus is an embedded NATS server with a registry.
+type testBus struct {
+	srv *bus.Server
+	nc  *nats.Conn
+	reg *bus.Registry
+}
+
+func startBus(t *testing.T) *testBus {
+	t.Helper()
+	s := &bus.Server{Host: "127.0.0.1", Port: -1, Log: slog.New(slog.DiscardHandler)}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	nc, err := bus.Connect(bus.ConnOptions{URLs: []string{s.ClientURL()}, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := &bus.Registry{JS: js, LeaseTTL: time.Second, StreamTTL: 2 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := reg.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return &testBus{srv: s, nc: nc, reg: reg}
+}
+
+// testLog collects log output so that tests can look into it.
+type testLog struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (l *testLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	return len(p), nil
+}
+
+func (l *testLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return string(l.buf)
+}
+
+// newEdge builds an edge on random loopback ports with RTSP (TCP and UDP) and RTMP.
+func newEdge(t *testing.T, b *testBus, node string, logOut io.Writer) *Edge {
+	t.Helper()
+	if logOut == nil {
+		logOut = io.Discard
+	}
+	rtp, rtcp := freeUDPPair(t)
+	return &Edge{
+		Node:           node,
+		NC:             b.nc,
+		Registry:       b.reg,
+		RTSPAddress:    "127.0.0.1:0",
+		UDPRTPAddress:  rtp,
+		UDPRTCPAddress: rtcp,
+		RTMPAddress:    "127.0.0.1:0",
+		ReadTimeout:    3 * time.Second,
+		Log:            slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Metrics:        prometheus.NewRegistry(),
+	}
+}
+
+func startEdge(t *testing.T, e *Edge) {
+	t.Helper()
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+}
+
+// freeUDPPair finds an even UDP port whose successor is free too.
+func freeUDPPair(t *testing.T) (string, string) {
+	t.Helper()
+	for range 100 {
+		a, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := a.LocalAddr().(*net.UDPAddr).Port
+		if port%2 != 0 || port >= 65535 {
+			a.Close()
+			continue
+		}
+		b, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+1)))
+		a.Close()
+		if err != nil {
+			continue
+		}
+		b.Close()
+		return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), net.JoinHostPort("127.0.0.1", strconv.Itoa(port+1))
+	}
+	t.Fatal("no free UDP port pair")
+	return "", ""
+}
+
+// collector gathers a stream's packets from the bus.
+type collector struct {
+	mu   sync.Mutex
+	pkts []*media.Packet
+	sub  *bus.Subscription
+}
+
+func collect(t *testing.T, nc *nats.Conn, path string) *collector {
+	t.Helper()
+	c := &collector{}
+	sub, err := bus.SubscribeMedia(nc, path, func(p *media.Packet) {
+		c.mu.Lock()
+		c.pkts = append(c.pkts, p)
+		c.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	c.sub = sub
+	t.Cleanup(sub.Close)
+	return c
+}
+
+func (c *collector) packets() []*media.Packet {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.pkts)
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,112 @@
+package edge
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Protocol names used in metrics, logs, StreamStatus and the registry.
+const (
+	ProtocolRTSP = "rtsp"
+	ProtocolRTMP = "rtmp"
+	ProtocolPull = "pull"
+)
+
+// Reasons of the rejected-connections metric.
+const (
+	rejectHandshake = "handshake" // malformed or stalled protocol handshake
+	rejectPath      = "bad_path"  // stream path fails bus.ValidatePath
+	rejectBusy      = "busy"      // a publisher is already live on the path
+	rejectNoTracks  = "no_tracks" // no supported track
+	rejectPlay      = "play"      // a reader: playback is served over HLS
+	rejectRegistry  = "registry"  // the registry could not be reached
+	rejectPanic     = "panic"     // a connection handler panicked
+	rejectClosing   = "closing"   // the edge is shutting down
+)
+
+// metrics are the edge's Prometheus collectors, labelled with the node and role.
+type metrics struct {
+	publishers      *prometheus.GaugeVec   // protocol
+	packetsIn       *prometheus.CounterVec // protocol: access units received
+	bytesIn         *prometheus.CounterVec // protocol: access-unit bytes received
+	published       prometheus.Counter     // packets published on the bus
+	publishErrors   prometheus.Counter
+	dropped         *prometheus.CounterVec // reason
+	droppedBy       [len(dropReasonNames)]prometheus.Counter
+	oversized       prometheus.Counter
+	decodeErrors    *prometheus.CounterVec // protocol
+	packetsLost     *prometheus.CounterVec // protocol
+	rejected        *prometheus.CounterVec // protocol, reason
+	discontinuities prometheus.Counter
+	paramChanges    prometheus.Counter
+	registryErrors  prometheus.Counter
+	pullReconnects  *prometheus.CounterVec // source
+	sourcesHeld     prometheus.Gauge
+
+	all []prometheus.Collector
+}
+
+func newMetrics(node string) *metrics {
+	labels := prometheus.Labels{"node": node, "role": "edge"}
+	m := &metrics{}
+	counter := func(name, help string) prometheus.Counter {
+		c := prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "streamgrid", Subsystem: "edge", Name: name, Help: help, ConstLabels: labels,
+		})
+		m.all = append(m.all, c)
+		return c
+	}
+	counterVec := func(name, help string, l ...string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "streamgrid", Subsystem: "edge", Name: name, Help: help, ConstLabels: labels,
+		}, l)
+		m.all = append(m.all, c)
+		return c
+	}
+	m.publishers = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "streamgrid", Subsystem: "edge", Name: "publishers",
+		Help: "Live publishers (streams) by ingest protocol.", ConstLabels: labels,
+	}, []string{"protocol"})
+	m.sourcesHeld = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "streamgrid", Subsystem: "edge", Name: "sources_held",
+		Help: "Camera sources whose pull lease this edge holds.", ConstLabels: labels,
+	})
+	m.all = append(m.all, m.publishers, m.sourcesHeld)
+	m.packetsIn = counterVec("packets_in_total", "Access units received from publishers.", "protocol")
+	m.bytesIn = counterVec("bytes_in_total", "Access-unit bytes received from publishers.", "protocol")
+	m.published = counter("packets_published_total", "Packets published on the bus.")
+	m.publishErrors = counter("publish_errors_total", "Packets the bus connection refused.")
+	m.dropped = counterVec("packets_dropped_total", "Access units dropped by the normalizer.", "reason")
+	for r := range m.droppedBy {
+		m.droppedBy[r] = m.dropped.WithLabelValues(dropReason(r).String())
+	}
+	m.oversized = counter("oversized_total", "Access units dropped for exceeding 8 MiB or 50 NAL units.")
+	m.decodeErrors = counterVec("decode_errors_total", "Undecodable packets or messages from publishers.", "protocol")
+	m.packetsLost = counterVec("packets_lost_total", "RTP packets lost on the way from publishers.", "protocol")
+	m.rejected = counterVec("rejected_total", "Connections or publications refused.", "protocol", "reason")
+	m.discontinuities = counter("timestamp_discontinuities_total", "Source timestamp jumps re-anchored on the wall clock.")
+	m.paramChanges = counter("param_changes_total", "In-band video parameter-set changes.")
+	m.registryErrors = counter("registry_errors_total", "Failed stream-registry operations.")
+	m.pullReconnects = counterVec("pull_reconnects_total", "Camera pull attempts after a failure.", "source")
+	return m
+}
+
+// register registers every collector, undoing the work on failure.
+func (m *metrics) register(r prometheus.Registerer) error {
+	for i, c := range m.all {
+		if err := r.Register(c); err != nil {
+			for _, done := range m.all[:i] {
+				r.Unregister(done)
+			}
+			return fmt.Errorf("edge: register metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+func (m *metrics) unregister(r prometheus.Registerer) {
+	for _, c := range m.all {
+		r.Unregister(c)
+	}
+}

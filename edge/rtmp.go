@@ -1,0 +1,233 @@
+package edge
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/gortmplib"
+	"github.com/bluenviron/gortmplib/pkg/amf0"
+	"github.com/bluenviron/gortmplib/pkg/message"
+
+	"github.com/streamgrid/streamgrid/bus"
+)
+
+// rtmpAnalyzePeriod is how much media gortmplib's Reader reads to find the
+// tracks before it returns; the setup deadline allows for it.
+const rtmpAnalyzePeriod = 2 * time.Second
+
+// maxRTMPDecodeErrors ends a connection after this many undecodable messages in a row.
+const maxRTMPDecodeErrors = 16
+
+// rtmpServer accepts RTMP publishers: H264 and AAC, and enhanced RTMP (HEVC,
+// Opus). Players are refused: playback is HLS.
+type rtmpServer struct {
+	e  *Edge
+	ln net.Listener
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+func (r *rtmpServer) start() {
+	r.conns = make(map[net.Conn]struct{})
+	r.wg.Add(1)
+	go r.acceptLoop()
+}
+
+// close stops accepting, disconnects every client and waits for their handlers.
+func (r *rtmpServer) close() {
+	r.mu.Lock()
+	r.closed = true
+	_ = r.ln.Close() // unblocks Accept
+	for c := range r.conns {
+		_ = c.Close()
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+func (r *rtmpServer) reject(reason string) {
+	r.e.m.rejected.WithLabelValues(ProtocolRTMP, reason).Inc()
+}
+
+func (r *rtmpServer) acceptLoop() {
+	defer r.wg.Done()
+	var delay time.Duration
+	for {
+		conn, err := r.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: wait, then try again.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			r.e.log.Warn("rtmp accept failed", "err", err, "retry_in", delay)
+			select {
+			case <-time.After(delay):
+			case <-r.e.ctx.Done():
+				return
+			}
+			continue
+		}
+		delay = 0
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			_ = conn.Close()
+			return
+		}
+		r.conns[conn] = struct{}{}
+		r.wg.Add(1)
+		r.mu.Unlock()
+		go r.serve(conn)
+	}
+}
+
+// serve runs one connection; a panic in it (a library bug on hostile input)
+// ends that connection only.
+func (r *rtmpServer) serve(conn net.Conn) {
+	defer r.wg.Done()
+	defer func() {
+		r.mu.Lock()
+		delete(r.conns, conn)
+		r.mu.Unlock()
+		_ = conn.Close()
+	}()
+	defer func() {
+		if v := recover(); v != nil {
+			r.reject(rejectPanic)
+			r.e.log.Error("rtmp connection handler panicked", "remote", conn.RemoteAddr().String(),
+				"err", fmt.Errorf("panic: %v", v), "stack", string(debug.Stack()))
+		}
+	}()
+	r.handle(conn)
+}
+
+// deadlineConn sets a read deadline before every read and a write deadline
+// before every write, so a client that stalls is dropped; until setupDone it
+// also enforces an overall deadline on the handshake.
+type deadlineConn struct {
+	net.Conn
+	idle  time.Duration
+	setup time.Time // zero once the publication runs
+}
+
+func (c *deadlineConn) Read(p []byte) (int, error) {
+	d := time.Now().Add(c.idle)
+	if !c.setup.IsZero() && c.setup.Before(d) {
+		d = c.setup
+	}
+	if err := c.Conn.SetReadDeadline(d); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *deadlineConn) Write(p []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.idle)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
+
+// rejectStatus tells an RTMP client why its publish or play was refused.
+func rejectStatus(sc *gortmplib.ServerConn, code, description string) {
+	_ = sc.Write(&message.CommandAMF0{ // the connection closes next anyway
+		ChunkStreamID:   5,
+		MessageStreamID: 0x1000000,
+		Name:            "onStatus",
+		Arguments: []any{
+			nil,
+			amf0.Object{
+				{Key: "level", Value: "error"},
+				{Key: "code", Value: code},
+				{Key: "description", Value: description},
+			},
+		},
+	})
+}
+
+func (r *rtmpServer) handle(conn net.Conn) {
+	e := r.e
+	remote := conn.RemoteAddr().String()
+	dc := &deadlineConn{Conn: conn, idle: e.ReadTimeout, setup: time.Now().Add(e.ReadTimeout)}
+	sc := &gortmplib.ServerConn{RW: dc}
+	if err := sc.Initialize(); err != nil {
+		r.reject(rejectHandshake)
+		e.log.Debug("rtmp handshake failed", "remote", remote, "err", err)
+		return
+	}
+	if err := sc.AcceptConn(); err != nil {
+		r.reject(rejectHandshake)
+		e.log.Debug("rtmp handshake failed", "remote", remote, "err", err)
+		return
+	}
+	if !sc.Publish {
+		r.reject(rejectPlay)
+		rejectStatus(sc, "NetStream.Play.Failed", "playback is served over HLS")
+		return
+	}
+	path := strings.Trim(sc.URL.Path, "/") // "rtmp://h/live/cam1?k=v" publishes live/cam1
+	if err := bus.ValidatePath(path); err != nil {
+		r.reject(rejectPath)
+		e.log.Warn("rtmp publish refused", "remote", remote, "path", fmt.Sprintf("%q", path), "err", err)
+		rejectStatus(sc, "NetStream.Publish.BadName", "invalid stream path")
+		return
+	}
+	log := e.log.With("stream", path, "protocol", ProtocolRTMP, "remote", remote)
+	if e.pathBusy(path) {
+		r.reject(rejectBusy)
+		log.Warn("rtmp publish refused: a publisher is already live on this path")
+		rejectStatus(sc, "NetStream.Publish.BadName", "a publisher is already live on this path")
+		return
+	}
+
+	dc.setup = time.Now().Add(e.ReadTimeout + rtmpAnalyzePeriod)
+	rd := &gortmplib.Reader{Conn: sc}
+	if err := rd.Initialize(); err != nil {
+		r.reject(rejectNoTracks)
+		log.Warn("rtmp publish failed before the tracks were known", "err", err)
+		return
+	}
+	ing := &rtmpIngest{}
+	tracks, ignored, err := ing.tracks(rd)
+	if len(ignored) > 0 {
+		log.Info("ignoring unsupported tracks", "codecs", strings.Join(ignored, ","))
+	}
+	if err == nil && len(tracks) == 0 {
+		err = errors.New("no supported track (H264, H265, AAC, Opus)")
+	}
+	if err != nil {
+		r.reject(rejectNoTracks)
+		log.Warn("rtmp publish refused", "err", err)
+		return
+	}
+
+	s, err := e.openStream(streamRequest{
+		path: path, protocol: ProtocolRTMP, remote: remote, tracks: tracks,
+		kick: func() { _ = conn.Close() }, // unblocks the read loop
+	})
+	switch {
+	case errors.Is(err, bus.ErrStreamBusy):
+		r.reject(rejectBusy)
+		log.Warn("rtmp publish refused: a publisher is already live on this path")
+		return
+	case errors.Is(err, errEdgeClosing):
+		r.reject(rejectClosing)
+		return
+	case err != nil:
+		r.reject(rejectRegistry)
+		log.Error("rtmp publish refused: stream registry unavailable", "err", err)
+		return
+	}
+	ing.s = s
+	dc.setup = time.Time{}
+	s.close(ing.readLoop(rd))
+}

@@ -1,0 +1,78 @@
+package edge
+
+import (
+	"errors"
+	"net"
+	"time"
+)
+
+// sniffListener hardens the RTSP listener. gortsplib skips bytes it does not
+// understand while it looks for a request, so a client sending garbage would
+// hold its connection until the idle timeout; here a connection whose first
+// bytes are not a request line (an upper-case method and a space) is dropped
+// at once. gortsplib also reads the first bytes without a deadline, so a
+// client that connects and sends nothing would stay forever: until the
+// method is read, reads time out after ReadTimeout. Accept also rides out
+// transient errors (out of file descriptors), which would otherwise stop the
+// gortsplib server for good.
+type sniffListener struct {
+	net.Listener
+	e *Edge
+}
+
+func (l *sniffListener) Accept() (net.Conn, error) {
+	var delay time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err == nil {
+			return &sniffConn{Conn: c, timeout: l.e.ReadTimeout}, nil
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return nil, err
+		}
+		delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+		l.e.log.Warn("rtsp accept failed", "err", err, "retry_in", delay)
+		select {
+		case <-time.After(delay):
+		case <-l.e.ctx.Done():
+			return nil, err
+		}
+	}
+}
+
+// errNotRTSP ends a connection that does not start with an RTSP request.
+var errNotRTSP = errors.New("not an RTSP request")
+
+// sniffConn checks the first request line's method as it is read.
+type sniffConn struct {
+	net.Conn
+	timeout   time.Duration
+	methodLen int
+	checked   bool
+}
+
+// maxMethodLen covers GET_PARAMETER and SET_PARAMETER.
+const maxMethodLen = 16
+
+func (c *sniffConn) Read(p []byte) (int, error) {
+	if !c.checked {
+		if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
+			return 0, err
+		}
+	}
+	n, err := c.Conn.Read(p)
+	for i := 0; i < n && !c.checked; i++ {
+		switch b := p[i]; {
+		case b == ' ' && c.methodLen > 0:
+			c.checked = true
+		case (b >= 'A' && b <= 'Z') || b == '_':
+			c.methodLen++
+			if c.methodLen > maxMethodLen {
+				return 0, errNotRTSP
+			}
+		default:
+			return 0, errNotRTSP
+		}
+	}
+	return n, err
+}

@@ -1,0 +1,417 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamgrid/streamgrid/bus"
+)
+
+// Source is a camera the edge pulls over RTSP. Every edge may list the same
+// sources: a lease in the registry makes exactly one edge pull each camera,
+// and another edge takes the camera over when that one dies.
+type Source struct {
+	// Name is the stream path the camera publishes as, e.g. "cams/door".
+	Name string
+	// URL is the camera's rtsp:// or rtsps:// URL; credentials may be in its
+	// user info. They never appear in logs, errors or the status.
+	URL string
+	// Transport is "tcp" (default), "udp" or "auto" (UDP, then TCP when no
+	// packet arrives).
+	Transport string
+	// BackoffMin and BackoffMax bound the wait between reconnection
+	// attempts: exponential with full jitter. Defaults 1 s and 30 s.
+	BackoffMin, BackoffMax time.Duration
+}
+
+// SourceStatus is the state of one configured camera pull.
+type SourceStatus struct {
+	Name string `json:"name"`
+	// URL is the camera URL without credentials.
+	URL string `json:"url"`
+	// Held: this edge holds the camera's pull lease.
+	Held bool `json:"held"`
+	// Pulling: the camera is connected and playing.
+	Pulling bool `json:"pulling"`
+	// Reconnects counts attempts after a failure.
+	Reconnects uint64 `json:"reconnects"`
+	// LastError is the last failure, without credentials.
+	LastError string `json:"last_error,omitempty"`
+}
+
+// stableSession is how long a pull must have played for the backoff to start over.
+const stableSession = 5 * time.Second
+
+// puller pulls one camera while it holds the camera's lease.
+type puller struct {
+	e     *Edge
+	src   Source
+	u     *base.URL
+	url   string // u without credentials
+	proto *gortsplib.Protocol
+	log   *slog.Logger
+
+	mReconnects prometheus.Counter
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu         sync.Mutex
+	held       bool
+	pulling    bool
+	reconnects uint64
+	lastErr    string
+}
+
+// newPullers validates the sources and builds their pullers.
+func (e *Edge) newPullers() ([]*puller, error) {
+	names := make(map[string]bool)
+	var out []*puller
+	for i, src := range e.Sources {
+		if err := bus.ValidatePath(src.Name); err != nil {
+			return nil, fmt.Errorf("edge: Sources[%d].Name: %w", i, err)
+		}
+		if names[src.Name] {
+			return nil, fmt.Errorf("edge: Sources[%d].Name: %q listed twice", i, src.Name)
+		}
+		names[src.Name] = true
+		u, err := base.ParseURL(src.URL)
+		if err != nil || (u.Scheme != "rtsp" && u.Scheme != "rtsps") || u.Host == "" {
+			// The URL itself may hold a password: do not echo it.
+			return nil, fmt.Errorf("edge: Sources[%d].URL: not an rtsp:// or rtsps:// URL", i)
+		}
+		p := &puller{src: src, u: u, url: redactURL(u)}
+		switch strings.ToLower(src.Transport) {
+		case "", "tcp":
+			p.proto = new(gortsplib.ProtocolTCP)
+		case "udp":
+			p.proto = new(gortsplib.ProtocolUDP)
+		case "auto":
+			p.proto = nil
+		default:
+			return nil, fmt.Errorf("edge: Sources[%d].Transport: %q is not tcp, udp or auto", i, src.Transport)
+		}
+		if p.src.BackoffMin <= 0 {
+			p.src.BackoffMin = time.Second
+		}
+		if p.src.BackoffMax <= 0 {
+			p.src.BackoffMax = 30 * time.Second
+		}
+		if p.src.BackoffMax < p.src.BackoffMin {
+			return nil, fmt.Errorf("edge: Sources[%d]: BackoffMax below BackoffMin", i)
+		}
+		out = append(out, p)
+	}
+	for _, p := range out {
+		p.e = e
+	}
+	return out, nil
+}
+
+// redactURL returns u as a string without its user info.
+func redactURL(u *base.URL) string {
+	c := *u
+	c.User = nil
+	return c.String()
+}
+
+// redactedError hides a URL's credentials from an error's text while
+// keeping the error chain.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (r *redactedError) Error() string { return r.msg }
+func (r *redactedError) Unwrap() error { return r.err }
+
+// redact removes u's credentials from err's text.
+func redact(err error, u *base.URL) error {
+	if err == nil || u.User == nil {
+		return err
+	}
+	msg := err.Error()
+	if pass, ok := u.User.Password(); ok && pass != "" {
+		msg = strings.ReplaceAll(msg, pass, "xxxxx")
+	}
+	if name := u.User.Username(); name != "" {
+		msg = strings.ReplaceAll(msg, name+":", "xxxxx:")
+		msg = strings.ReplaceAll(msg, name+"@", "xxxxx@")
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return &redactedError{msg: msg, err: err}
+}
+
+func (p *puller) start() {
+	p.log = p.e.log.With("source", p.src.Name, "url", p.url)
+	p.mReconnects = p.e.m.pullReconnects.WithLabelValues(p.src.Name)
+	p.ctx, p.cancel = context.WithCancel(p.e.ctx)
+	p.done = make(chan struct{})
+	go p.run()
+}
+
+// close stops pulling, releases the lease and waits.
+func (p *puller) close() {
+	p.cancel()
+	<-p.done
+}
+
+func (p *puller) status() SourceStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return SourceStatus{
+		Name: p.src.Name, URL: p.url, Held: p.held, Pulling: p.pulling,
+		Reconnects: p.reconnects, LastError: p.lastErr,
+	}
+}
+
+// wait sleeps for d; it returns false when the puller is closing.
+func wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// run tries to take the camera's lease every ~LeaseTTL/2 and pulls the
+// camera while it holds it.
+func (p *puller) run() {
+	defer close(p.done)
+	reg := p.e.Registry
+	failing := false
+	for {
+		ctx, cancel := context.WithTimeout(p.ctx, registryTimeout)
+		lease, err := reg.AcquireSource(ctx, p.src.Name, bus.Owner{Node: p.e.Node})
+		cancel()
+		switch {
+		case p.ctx.Err() != nil:
+			if err == nil {
+				p.release(lease)
+			}
+			return
+		case err == nil:
+			failing = false
+			p.hold(lease)
+		case errors.Is(err, bus.ErrOwned):
+			failing = false // another edge pulls the camera
+		default:
+			p.e.m.registryErrors.Inc()
+			if !failing {
+				p.log.Warn("camera lease unavailable", "err", err)
+				failing = true
+			}
+		}
+		half := max(reg.LeaseTTL/2, 50*time.Millisecond)
+		if !wait(p.ctx, half/2+rand.N(half)) {
+			return
+		}
+	}
+}
+
+func (p *puller) release(l *bus.Lease) {
+	ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
+	defer cancel()
+	if err := p.e.Registry.ReleaseSource(ctx, l); err != nil && !errors.Is(err, bus.ErrLeaseLost) {
+		p.log.Debug("camera lease not released; it expires by itself", "err", err)
+	}
+}
+
+// hold pulls the camera while it renews the lease every LeaseTTL/3. It
+// returns when the lease is lost (or cannot be renewed for a whole TTL) or
+// the puller closes, after the pull stopped.
+func (p *puller) hold(l *bus.Lease) {
+	reg := p.e.Registry
+	ttl := reg.LeaseTTL
+	p.setHeld(true)
+	p.e.m.sourcesHeld.Inc()
+	p.log.Info("camera lease acquired; pulling")
+
+	pullCtx, stopPull := context.WithCancel(p.ctx)
+	pullDone := make(chan struct{})
+	go func() {
+		defer close(pullDone)
+		p.pullLoop(pullCtx)
+	}()
+	defer func() {
+		stopPull()
+		<-pullDone
+		p.setHeld(false)
+		p.e.m.sourcesHeld.Dec()
+	}()
+
+	ticker := time.NewTicker(max(ttl/3, 10*time.Millisecond))
+	defer ticker.Stop()
+	lastOK := time.Now()
+	for {
+		select {
+		case <-p.ctx.Done():
+			stopPull()
+			<-pullDone
+			p.release(l)
+			p.log.Info("camera lease released")
+			return
+		case <-ticker.C:
+		}
+		ctx, cancel := context.WithTimeout(p.ctx, max(ttl/3, 10*time.Millisecond))
+		err := reg.RenewSource(ctx, l)
+		cancel()
+		switch {
+		case err == nil:
+			lastOK = time.Now()
+		case p.ctx.Err() != nil:
+		case errors.Is(err, bus.ErrLeaseLost) || time.Since(lastOK) >= ttl:
+			p.log.Warn("camera lease lost; stopping the pull", "err", err)
+			return
+		}
+	}
+}
+
+func (p *puller) setHeld(v bool) {
+	p.mu.Lock()
+	p.held = v
+	p.mu.Unlock()
+}
+
+func (p *puller) setPulling(v bool) {
+	p.mu.Lock()
+	p.pulling = v
+	p.mu.Unlock()
+}
+
+// backoff returns the wait before attempt n (0-based): a uniform draw in
+// [0, min(BackoffMax, BackoffMin·2^n)], at least a few milliseconds.
+func (p *puller) backoff(n int) time.Duration {
+	ceiling := p.src.BackoffMin
+	for i := 0; i < n && ceiling < p.src.BackoffMax; i++ {
+		ceiling *= 2
+	}
+	ceiling = min(ceiling, p.src.BackoffMax)
+	return max(rand.N(ceiling+1), 5*time.Millisecond)
+}
+
+// pullLoop pulls the camera until ctx ends, reconnecting with backoff.
+func (p *puller) pullLoop(ctx context.Context) {
+	attempt := 0
+	lastMsg := ""
+	for {
+		began := time.Now()
+		played, err := p.pullOnce(ctx)
+		p.setPulling(false)
+		if ctx.Err() != nil {
+			return
+		}
+		if played && time.Since(began) >= stableSession {
+			attempt = 0
+		}
+		msg := "camera pull ended"
+		if err != nil {
+			msg = err.Error()
+		}
+		p.mu.Lock()
+		p.reconnects++
+		p.lastErr = msg
+		p.mu.Unlock()
+		p.mReconnects.Inc()
+		// The same failure again (a camera that stays down) is logged at debug level.
+		level := slog.LevelWarn
+		if msg == lastMsg {
+			level = slog.LevelDebug
+		}
+		lastMsg = msg
+		d := p.backoff(attempt)
+		attempt++
+		p.log.Log(ctx, level, "camera pull failed; reconnecting", "err", err, "retry_in", d.Round(time.Millisecond))
+		if !wait(ctx, d) {
+			return
+		}
+	}
+}
+
+// pullOnce connects to the camera, publishes it until the connection ends
+// and reports whether it got to play. Errors carry no credentials.
+func (p *puller) pullOnce(ctx context.Context) (played bool, err error) {
+	e := p.e
+	attempt, kick := context.WithCancel(ctx)
+	defer kick()
+	c := &gortsplib.Client{
+		Scheme:       p.u.Scheme,
+		Host:         p.u.Host,
+		Protocol:     p.proto,
+		ReadTimeout:  e.ReadTimeout,
+		WriteTimeout: e.ReadTimeout,
+		OnTransportSwitch: func(err error) {
+			p.log.Debug("camera transport switched", "err", redact(err, p.u))
+		},
+		OnPacketsLost: func(n uint64) { e.m.packetsLost.WithLabelValues(ProtocolPull).Add(float64(n)) },
+		OnDecodeError: func(error) { e.m.decodeErrors.WithLabelValues(ProtocolPull).Inc() },
+	}
+	if err := c.Start(); err != nil {
+		return false, redact(fmt.Errorf("start client: %w", err), p.u)
+	}
+	stop := context.AfterFunc(attempt, c.Close)
+	defer func() {
+		stop()
+		c.Close()
+	}()
+
+	desc, _, err := c.Describe(p.u)
+	if err != nil {
+		return false, redact(fmt.Errorf("describe: %w", err), p.u)
+	}
+	tracks, ignored := rtpTracks(desc)
+	if len(ignored) > 0 {
+		p.log.Debug("ignoring unsupported camera tracks", "codecs", strings.Join(ignored, ","))
+	}
+	if len(tracks) == 0 {
+		return false, errors.New("camera offers no supported track (H264, H265, AAC, Opus)")
+	}
+	for _, tr := range tracks {
+		if _, err := c.Setup(desc.BaseURL, tr.media, 0, 0); err != nil {
+			return false, redact(fmt.Errorf("setup: %w", err), p.u)
+		}
+	}
+	s, err := e.openStream(streamRequest{
+		path: p.src.Name, protocol: ProtocolPull, remote: p.url,
+		tracks: trackInfos(tracks), kick: kick,
+	})
+	if err != nil {
+		return false, fmt.Errorf("publish %s: %w", p.src.Name, err)
+	}
+	for i, tr := range tracks {
+		if err := tr.attach(c, s, i); err != nil {
+			s.close(err)
+			return false, err
+		}
+	}
+	if _, err := c.Play(nil); err != nil {
+		err = redact(fmt.Errorf("play: %w", err), p.u)
+		s.close(err)
+		return false, err
+	}
+	p.setPulling(true)
+	err = c.Wait()
+	if attempt.Err() != nil {
+		err = nil // kicked or closing
+	} else {
+		err = redact(fmt.Errorf("camera connection: %w", err), p.u)
+	}
+	s.close(err)
+	return true, err
+}

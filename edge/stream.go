@@ -1,0 +1,453 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/internal/media"
+)
+
+// registryTimeout bounds one registry operation.
+const registryTimeout = 5 * time.Second
+
+// minParamRenewGap spaces registry updates triggered by parameter-set changes
+// (a stream alternating between two PPS must not hammer the registry).
+const minParamRenewGap = time.Second
+
+// StreamStatus describes a live stream for the REST API.
+type StreamStatus struct {
+	Path     string `json:"path"`
+	Protocol string `json:"protocol"` // rtsp, rtmp or pull
+	// Remote is the publisher's address; for a pull, the camera URL without credentials.
+	Remote     string        `json:"remote"`
+	Tracks     []TrackStatus `json:"tracks"`
+	Generation uint64        `json:"generation"`
+	Started    time.Time     `json:"started"`
+	// Bytes counts the access-unit bytes received from the publisher.
+	Bytes uint64 `json:"bytes"`
+	// Packets counts the packets (access units) published on the bus.
+	Packets uint64 `json:"packets"`
+}
+
+// TrackStatus describes one track of a live stream.
+type TrackStatus struct {
+	ID        uint8  `json:"id"`
+	Codec     string `json:"codec"`
+	ClockRate int    `json:"clock_rate"`
+	Channels  int    `json:"channels,omitempty"`
+	// Width and Height come from the video SPS when it parses.
+	Width  int `json:"width,omitempty"`
+	Height int `json:"height,omitempty"`
+}
+
+// streamRequest describes a publication that is about to start.
+type streamRequest struct {
+	path     string
+	protocol string
+	remote   string
+	tracks   []bus.TrackInfo
+	// kick disconnects the publisher; it must not block for long.
+	kick func()
+}
+
+// stream is one live publication: it normalises the publisher's access
+// units, publishes them on the bus, keeps the GOP cache, answers GOP
+// requests and keeps the stream's registry record alive. Every ingest path
+// (RTSP, RTMP, pull) feeds one through writeVideo/writeAudio.
+type stream struct {
+	e          *Edge
+	path       string
+	protocol   string
+	remote     string
+	generation uint64
+	started    time.Time
+	log        *slog.Logger
+	kick       func()
+	pub        *bus.Publisher
+
+	mPacketsIn, mBytesIn, mDecodeErrors, mLost prometheus.Counter
+
+	mu            sync.Mutex
+	norm          *normalizer
+	gop           *gopCache
+	closed        bool
+	publishFailed bool
+	seen          struct{ discont, dtsErr, params uint64 }
+
+	bytesIn    atomic.Uint64
+	packetsOut atomic.Uint64
+
+	// rev is the registry revision; run owns it while it runs.
+	rev     uint64
+	changed chan struct{}
+	cancel  context.CancelFunc
+	done    chan struct{}
+	gopSub  *nats.Subscription
+
+	closeOnce sync.Once
+}
+
+var errEdgeClosing = errors.New("edge is shutting down")
+
+// openStream registers a new publication: it reserves the path locally,
+// claims it in the registry (bus.ErrStreamBusy when another publisher holds
+// it anywhere in the cluster), starts answering GOP requests and starts the
+// record's renewal. The caller feeds the stream and closes it when the
+// publisher goes.
+func (e *Edge) openStream(req streamRequest) (*stream, error) {
+	gen := e.nextGeneration()
+	norm, err := newNormalizer(req.tracks, gen)
+	if err != nil {
+		return nil, err
+	}
+	s := &stream{
+		e:             e,
+		path:          req.path,
+		protocol:      req.protocol,
+		remote:        req.remote,
+		generation:    gen,
+		started:       time.Now().UTC(),
+		kick:          req.kick,
+		pub:           bus.NewPublisher(e.NC, req.path),
+		mPacketsIn:    e.m.packetsIn.WithLabelValues(req.protocol),
+		mBytesIn:      e.m.bytesIn.WithLabelValues(req.protocol),
+		mDecodeErrors: e.m.decodeErrors.WithLabelValues(req.protocol),
+		mLost:         e.m.packetsLost.WithLabelValues(req.protocol),
+		norm:          norm,
+		gop:           newGOPCache(norm.primary, defaultGOPBytes),
+		changed:       make(chan struct{}, 1),
+		done:          make(chan struct{}),
+	}
+	s.log = e.log.With("stream", req.path, "protocol", req.protocol, "remote", req.remote, "generation", gen)
+
+	e.mu.Lock()
+	if e.closing {
+		e.mu.Unlock()
+		return nil, errEdgeClosing
+	}
+	if _, busy := e.streams[req.path]; busy {
+		e.mu.Unlock()
+		return nil, bus.ErrStreamBusy
+	}
+	e.streams[req.path] = s
+	e.wg.Add(1) // under mu, so that Close never waits while a stream is being added
+	e.mu.Unlock()
+
+	info := s.info(true)
+	ctx, cancel := context.WithTimeout(e.ctx, registryTimeout)
+	rev, err := e.Registry.ClaimStream(ctx, &info)
+	cancel()
+	if err != nil {
+		e.removeStream(s)
+		if !errors.Is(err, bus.ErrStreamBusy) {
+			e.m.registryErrors.Inc()
+		}
+		return nil, err
+	}
+	s.rev = rev
+
+	sub, err := bus.ServeGOP(e.NC, req.path, s.gopSnapshot)
+	if err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
+		_ = e.Registry.ReleaseStream(ctx, req.path, rev) // best effort: the record expires anyway
+		cancel()
+		e.removeStream(s)
+		return nil, err
+	}
+	s.gopSub = sub
+
+	var runCtx context.Context
+	runCtx, s.cancel = context.WithCancel(e.ctx)
+	go s.run(runCtx)
+
+	e.m.publishers.WithLabelValues(req.protocol).Inc()
+	s.log.Info("publish started", "tracks", describeTracks(info.Tracks))
+	return s, nil
+}
+
+// removeStream drops s from the edge's table and releases its place in e.wg.
+func (e *Edge) removeStream(s *stream) {
+	e.mu.Lock()
+	if e.streams[s.path] == s {
+		delete(e.streams, s.path)
+	}
+	e.mu.Unlock()
+	e.wg.Done()
+}
+
+// nextGeneration returns a fresh generation: the wall clock in nanoseconds,
+// bumped when two publications start within the same nanosecond.
+func (e *Edge) nextGeneration() uint64 {
+	for {
+		last := e.lastGen.Load()
+		g := max(uint64(time.Now().UnixNano()), last+1)
+		if e.lastGen.CompareAndSwap(last, g) {
+			return g
+		}
+	}
+}
+
+func describeTracks(tracks []bus.TrackInfo) string {
+	parts := make([]string, len(tracks))
+	for i, t := range tracks {
+		parts[i] = fmt.Sprintf("%d:%s/%d", t.ID, t.Codec, t.ClockRate)
+	}
+	return strings.Join(parts, ",")
+}
+
+// info returns the stream's registry record with the current parameter sets.
+func (s *stream) info(clearChanged bool) bus.StreamInfo {
+	s.mu.Lock()
+	tracks, _ := s.norm.trackInfos(clearChanged)
+	s.mu.Unlock()
+	return bus.StreamInfo{
+		Path:       s.path,
+		Generation: s.generation,
+		Edge:       s.e.Node,
+		Protocol:   s.protocol,
+		Tracks:     tracks,
+		Started:    s.started,
+	}
+}
+
+// run keeps the registry record alive (every StreamTTL/3, and soon after a
+// parameter-set change) until ctx ends. A record that expired is claimed
+// again; when another publisher took the path meanwhile, this one is kicked.
+func (s *stream) run(ctx context.Context) {
+	defer close(s.done)
+	ticker := time.NewTicker(max(s.e.Registry.StreamTTL/3, 100*time.Millisecond))
+	defer ticker.Stop()
+	var last time.Time
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		case <-s.changed:
+			if time.Since(last) < minParamRenewGap {
+				continue // the next tick carries the change
+			}
+		}
+		last = time.Now()
+		err := s.renew(ctx)
+		switch {
+		case err == nil:
+			if failing {
+				s.log.Info("stream record renewed again")
+				failing = false
+			}
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, bus.ErrStreamBusy):
+			s.log.Warn("another publisher took the path while the record was lost; disconnecting")
+			s.kick()
+			return
+		default:
+			s.e.m.registryErrors.Inc()
+			if !failing {
+				s.log.Warn("stream record renewal failed", "err", err)
+				failing = true
+			}
+		}
+	}
+}
+
+func (s *stream) renew(ctx context.Context) error {
+	info := s.info(true)
+	ctx, cancel := context.WithTimeout(ctx, registryTimeout)
+	defer cancel()
+	rev, err := s.e.Registry.RenewStream(ctx, &info, s.rev)
+	if errors.Is(err, bus.ErrLeaseLost) {
+		rev, err = s.e.Registry.ClaimStream(ctx, &info)
+		if err == nil {
+			s.log.Info("stream record had expired; claimed again")
+		}
+	}
+	if err != nil {
+		return err // the next renewal carries the current parameter sets
+	}
+	s.rev = rev
+	return nil
+}
+
+// close ends the publication: it stops the renewal and the GOP service,
+// removes the registry record and logs the end once. reason is why the
+// publisher went (nil for a clean end).
+func (s *stream) close(reason error) {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.cancel()
+		<-s.done
+		_ = s.gopSub.Unsubscribe() // fails only when the connection is closed
+
+		ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
+		err := s.e.Registry.ReleaseStream(ctx, s.path, s.rev)
+		cancel()
+		if err != nil && !errors.Is(err, bus.ErrLeaseLost) {
+			s.e.m.registryErrors.Inc()
+			s.log.Warn("stream record not removed; it expires by itself", "err", err)
+		}
+
+		s.e.m.publishers.WithLabelValues(s.protocol).Dec()
+		s.e.removeStream(s)
+		attrs := []any{
+			"duration", time.Since(s.started).Round(time.Millisecond),
+			"packets", s.packetsOut.Load(), "bytes", s.bytesIn.Load(),
+		}
+		if reason != nil {
+			attrs = append(attrs, "err", reason)
+		}
+		s.log.Info("publish stopped", attrs...)
+	})
+}
+
+// writeVideo feeds one H264/H265 access unit (NAL units without start codes)
+// of track idx; pts (and dts when hasDTS) are on the source's 64-bit timeline
+// in the track's clock rate.
+func (s *stream) writeVideo(idx int, pts, dts int64, hasDTS bool, au [][]byte) {
+	wall := time.Now()
+	size := auSize(au)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.countIn(size)
+	pkt, reason := s.norm.pushVideo(idx, pts, dts, hasDTS, au, wall)
+	s.afterPush(pkt, reason)
+}
+
+// writeAudio feeds one audio frame of track idx; pts is on the source's
+// 64-bit timeline in the track's clock rate.
+func (s *stream) writeAudio(idx int, pts int64, frame []byte) {
+	wall := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.countIn(len(frame))
+	pkt, reason := s.norm.pushAudio(idx, pts, frame, wall)
+	s.afterPush(pkt, reason)
+}
+
+func (s *stream) countIn(size int) {
+	s.bytesIn.Add(uint64(size))
+	s.mPacketsIn.Inc()
+	s.mBytesIn.Add(float64(size))
+}
+
+// afterPush publishes what the normalizer emitted and accounts for it. It
+// runs under s.mu, so packets reach the bus in sequence order.
+func (s *stream) afterPush(pkt *media.Packet, reason dropReason) {
+	m := s.e.m
+	n := s.norm
+	if d := n.Discontinuities - s.seen.discont; d > 0 {
+		m.discontinuities.Add(float64(d))
+		s.seen.discont = n.Discontinuities
+	}
+	if d := n.DTSErrors - s.seen.dtsErr; d > 0 {
+		s.mDecodeErrors.Add(float64(d))
+		s.seen.dtsErr = n.DTSErrors
+	}
+	if d := n.ParamChanges - s.seen.params; d > 0 {
+		m.paramChanges.Add(float64(d))
+		s.seen.params = n.ParamChanges
+	}
+	if n.paramsChanged() {
+		select {
+		case s.changed <- struct{}{}:
+		default:
+		}
+	}
+	if pkt == nil {
+		m.droppedBy[reason].Inc()
+		if reason == dropOversized {
+			m.oversized.Inc()
+		}
+		return
+	}
+	if err := s.pub.Publish(pkt); err != nil {
+		m.publishErrors.Inc()
+		if !s.publishFailed {
+			s.publishFailed = true
+			s.log.Warn("publishing on the bus failed; further failures are only counted", "err", err)
+		}
+	} else {
+		s.packetsOut.Add(1)
+		m.published.Inc()
+	}
+	s.gop.add(pkt)
+}
+
+// decodeError counts a packet the ingest could not decode.
+func (s *stream) decodeError() { s.mDecodeErrors.Inc() }
+
+// lost counts packets lost between the publisher and the edge.
+func (s *stream) lost(n uint64) { s.mLost.Add(float64(n)) }
+
+func (s *stream) gopSnapshot() []*media.Packet {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gop.snapshot()
+}
+
+func (s *stream) status() StreamStatus {
+	infos := s.info(false).Tracks
+	st := StreamStatus{
+		Path:       s.path,
+		Protocol:   s.protocol,
+		Remote:     s.remote,
+		Generation: s.generation,
+		Started:    s.started,
+		Bytes:      s.bytesIn.Load(),
+		Packets:    s.packetsOut.Load(),
+		Tracks:     make([]TrackStatus, len(infos)),
+	}
+	for i, t := range infos {
+		ts := TrackStatus{ID: t.ID, Codec: t.Codec.String(), ClockRate: t.ClockRate, Channels: t.Channels}
+		ts.Width, ts.Height = videoSize(t)
+		st.Tracks[i] = ts
+	}
+	return st
+}
+
+// videoSize reads the picture size from a video track's SPS; 0, 0 when unknown.
+func videoSize(t bus.TrackInfo) (w, h int) {
+	if len(t.SPS) == 0 {
+		return 0, 0
+	}
+	defer func() {
+		if recover() != nil {
+			w, h = 0, 0
+		}
+	}()
+	switch t.Codec {
+	case media.CodecH264:
+		var sps h264.SPS
+		if sps.Unmarshal(t.SPS) == nil {
+			return sps.Width(), sps.Height()
+		}
+	case media.CodecH265:
+		var sps h265.SPS
+		if sps.Unmarshal(t.SPS) == nil {
+			return sps.Width(), sps.Height()
+		}
+	}
+	return 0, 0
+}
