@@ -111,11 +111,15 @@ func (r *Registry) Start(ctx context.Context) error {
 		cfg.Storage = jetstream.FileStorage
 		var kv jetstream.KeyValue
 		for attempt := 0; ; attempt++ {
-			kv, err = r.JS.CreateOrUpdateKeyValue(ctx, cfg)
+			// A request sent while a forming cluster elects its meta leader can
+			// go unanswered, and one answered "no suitable peers" is worth
+			// repeating: each attempt gets its own short deadline.
+			actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			kv, err = r.JS.CreateOrUpdateKeyValue(actx, cfg)
+			cancel()
 			if err == nil || attempt >= 50 || ctx.Err() != nil {
 				break
 			}
-			// JetStream in a forming cluster answers "no suitable peers" for a few seconds.
 			select {
 			case <-ctx.Done():
 			case <-time.After(200 * time.Millisecond):
@@ -148,6 +152,22 @@ func (r *Registry) ClaimStream(ctx context.Context, info *StreamInfo) (uint64, e
 	}
 	if err != nil {
 		return 0, fmt.Errorf("bus: claim stream %s: %w", info.Path, err)
+	}
+	return rev, nil
+}
+
+// ReplaceStream writes info over whatever record the path has. It is for a
+// camera pull: the source lease the caller holds already proves it is the one
+// edge to publish that path, so a record left by a crashed edge must not make
+// it wait for the record's TTL.
+func (r *Registry) ReplaceStream(ctx context.Context, info *StreamInfo) (uint64, error) {
+	b, err := json.Marshal(info)
+	if err != nil {
+		return 0, err
+	}
+	rev, err := r.streams.Put(ctx, EncodePath(info.Path), b)
+	if err != nil {
+		return 0, fmt.Errorf("bus: replace stream %s: %w", info.Path, err)
 	}
 	return rev, nil
 }

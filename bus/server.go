@@ -89,6 +89,10 @@ func (s *Server) Start() error {
 		Password:           s.Password,
 	}
 	if s.ClusterPort != 0 {
+		if len(s.Routes) == 0 {
+			s.cleanup()
+			return errors.New("bus: a clustered server needs routes (list every bus node, this one included)")
+		}
 		opts.Cluster = server.ClusterOpts{
 			Name:      orString(s.ClusterName, "streamgrid"),
 			Host:      s.ClusterHost,

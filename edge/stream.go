@@ -147,7 +147,13 @@ func (e *Edge) openStream(req streamRequest) (*stream, error) {
 
 	info := s.info(true)
 	ctx, cancel := context.WithTimeout(e.ctx, registryTimeout)
-	rev, err := e.Registry.ClaimStream(ctx, &info)
+	var rev uint64
+	if req.protocol == ProtocolPull {
+		// The source lease makes this edge the camera's only puller.
+		rev, err = e.Registry.ReplaceStream(ctx, &info)
+	} else {
+		rev, err = e.Registry.ClaimStream(ctx, &info)
+	}
 	cancel()
 	if err != nil {
 		e.removeStream(s)

@@ -144,6 +144,15 @@ func (n *Node) Member(name string) (Member, bool) {
 	return m, ok
 }
 
+// CurrentMeta returns this node's current metadata.
+func (n *Node) CurrentMeta() Meta {
+	var m Meta
+	if b := n.meta.Load(); b != nil {
+		_ = json.Unmarshal(*b, &m)
+	}
+	return m
+}
+
 // SetMeta changes this node's metadata and gossips it.
 func (n *Node) SetMeta(m Meta) error {
 	if err := n.encodeMeta(m); err != nil {
@@ -164,13 +173,21 @@ func (n *Node) Leave(timeout time.Duration) error {
 }
 
 // Close leaves (briefly) and shuts memberlist down. Calling it twice is harmless.
-func (n *Node) Close() {
+func (n *Node) Close() { n.stop(true) }
+
+// Shutdown stops gossiping without announcing a departure, as a crash would:
+// the others find out by failed probes. Used to rehearse failures.
+func (n *Node) Shutdown() { n.stop(false) }
+
+func (n *Node) stop(leave bool) {
 	n.closeMu.Do(func() {
 		if n.ml == nil {
 			return
 		}
 		close(n.done)
-		_ = n.ml.Leave(500 * time.Millisecond)
+		if leave {
+			_ = n.ml.Leave(500 * time.Millisecond)
+		}
 		_ = n.ml.Shutdown()
 		n.wg.Wait()
 	})

@@ -292,6 +292,23 @@ func (n *Node) Drain(ctx context.Context) {
 	}
 }
 
+// Crash stops the node the way a killed process stops: the bus connection
+// drops first (no lease is released, no record removed), gossip goes silent
+// without a leave, then everything else is torn down. The cluster tests use it
+// to rehearse failures in one process.
+func (n *Node) Crash() {
+	if n.nc != nil {
+		n.nc.Close()
+	}
+	if n.gossip != nil {
+		n.gossip.Shutdown()
+	}
+	if n.server != nil {
+		n.server.Close()
+	}
+	n.Close()
+}
+
 // Close stops everything in reverse order and waits. Calling it twice is harmless.
 func (n *Node) Close() {
 	n.closeOnce.Do(func() {

@@ -1,0 +1,276 @@
+package transcode
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// Encoder selects the video encoders of a ladder.
+type Encoder string
+
+// Encoders.
+const (
+	// EncoderAuto picks NVENC when a usable NVIDIA encoder is present and
+	// otherwise follows the Policy.
+	EncoderAuto Encoder = "auto"
+	// EncoderNVENC decodes, scales and encodes on an NVIDIA GPU (CUDA decode,
+	// scale_cuda, h264_nvenc / hevc_nvenc).
+	EncoderNVENC Encoder = "nvenc"
+	// EncoderX264 encodes on the CPU: libx264 for H264 renditions, libx265 for
+	// H265 ones.
+	EncoderX264 Encoder = "x264"
+)
+
+// Validate accepts "", auto, nvenc and x264. VAAPI and Quick Sync are refused:
+// streamgrid does not drive them.
+func (e Encoder) Validate() error {
+	switch e {
+	case "", EncoderAuto, EncoderNVENC, EncoderX264:
+		return nil
+	case "vaapi", "qsv":
+		return fmt.Errorf("encoder %q is not supported (use auto, nvenc or x264)", string(e))
+	}
+	return fmt.Errorf("encoder %q is not one of auto, nvenc, x264", string(e))
+}
+
+// Policy says what happens when no GPU encoder is usable.
+type Policy string
+
+// Policies.
+const (
+	// PolicyCPU falls back to the CPU encoders (the default).
+	PolicyCPU Policy = "cpu"
+	// PolicyRefuse refuses to transcode without a GPU encoder: no silent
+	// fallback.
+	PolicyRefuse Policy = "refuse"
+)
+
+// Validate accepts "", cpu and refuse.
+func (p Policy) Validate() error {
+	switch p {
+	case "", PolicyCPU, PolicyRefuse:
+		return nil
+	}
+	return fmt.Errorf("fallback policy %q is not one of cpu, refuse", string(p))
+}
+
+// Errors returned by Choose.
+var (
+	// ErrNoGPU: a GPU encoder was required (nvenc, or auto with policy
+	// refuse) and none is usable.
+	ErrNoGPU = errors.New("transcode: no usable GPU encoder")
+	// ErrNoEncoder: the CPU encoders the ladder needs are missing from ffmpeg.
+	ErrNoEncoder = errors.New("transcode: ffmpeg lacks the encoders the ladder needs")
+)
+
+// Capabilities is what Detect found out about an ffmpeg binary and the GPUs
+// it can use.
+type Capabilities struct {
+	// FFmpeg is ffmpeg's version string ("5.1.9-0+deb12u1"); empty when ffmpeg
+	// could not be run.
+	FFmpeg string
+	// X264 and X265: libx264 / libx265 encoded a test frame.
+	X264, X265 bool
+	// NVENCH264 and NVENCHEVC: h264_nvenc / hevc_nvenc encoded a test frame.
+	// Being compiled in is not enough: an H100, for one, has NVDEC but no
+	// NVENC, and the test encode fails there.
+	NVENCH264, NVENCHEVC bool
+	// CUDA: ffmpeg lists the cuda hwaccel and could open a CUDA device.
+	CUDA bool
+	// ScaleCUDA: ffmpeg has the scale_cuda filter.
+	ScaleCUDA bool
+	// GPUs is the number of NVIDIA devices (/dev/nvidiaN).
+	GPUs int
+	// Err explains the probes that failed, "; "-separated; empty when all
+	// succeeded.
+	Err string
+}
+
+// NVENC reports whether the full GPU pipeline (CUDA decode, scale_cuda and the
+// NVENC encoders that l needs) is usable.
+func (c Capabilities) NVENC(l Ladder) bool {
+	h264, h265 := l.needs()
+	return c.CUDA && c.ScaleCUDA && (!h264 || c.NVENCH264) && (!h265 || c.NVENCHEVC) && (h264 || h265)
+}
+
+// CPU reports whether the CPU encoders that l needs are usable.
+func (c Capabilities) CPU(l Ladder) bool {
+	h264, h265 := l.needs()
+	return (!h264 || c.X264) && (!h265 || c.X265)
+}
+
+// devGlob matches the device nodes of NVIDIA GPUs (not nvidiactl, nvidia-uvm).
+var devGlob = "/dev/nvidia[0-9]*"
+
+var versionRe = regexp.MustCompile(`^ffmpeg version (\S+)`)
+
+// Detect probes ffmpegPath ("ffmpeg" when empty): its version, encoders,
+// hwaccels and filters, then a one-frame test encode with every candidate
+// encoder and a CUDA device initialisation. It never fails: what could not be
+// probed is reported unusable and explained in Err. ctx bounds the whole probe.
+func Detect(ctx context.Context, ffmpegPath string) Capabilities {
+	if ffmpegPath == "" {
+		ffmpegPath = "ffmpeg"
+	}
+	var caps Capabilities
+	var problems []string
+	fail := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	defer func() { caps.Err = strings.Join(problems, "; ") }()
+
+	if devs, err := filepath.Glob(devGlob); err == nil {
+		caps.GPUs = len(devs)
+	}
+
+	out, err := probe(ctx, ffmpegPath, "-version")
+	if err != nil {
+		fail("run %s: %v", ffmpegPath, err)
+		return caps
+	}
+	if m := versionRe.FindSubmatch(out); m != nil {
+		caps.FFmpeg = string(m[1])
+	} else {
+		caps.FFmpeg = "unknown"
+	}
+
+	out, err = probe(ctx, ffmpegPath, "-encoders")
+	if err != nil {
+		fail("list encoders: %v", err)
+		return caps
+	}
+	encoders := listed(out, 1)
+	out, err = probe(ctx, ffmpegPath, "-filters")
+	if err != nil {
+		fail("list filters: %v", err)
+	}
+	filters := listed(out, 1)
+	out, err = probe(ctx, ffmpegPath, "-hwaccels")
+	if err != nil {
+		fail("list hwaccels: %v", err)
+	}
+	hwaccels := listed(out, 0)
+	caps.ScaleCUDA = filters["scale_cuda"]
+
+	testEncode := func(name string) bool {
+		if !encoders[name] {
+			fail("%s not compiled in", name)
+			return false
+		}
+		_, err := probe(ctx, ffmpegPath, "-loglevel", "error",
+			"-f", "lavfi", "-i", "color=s=256x144:d=0.04",
+			"-c:v", name, "-frames:v", "1", "-f", "null", "-")
+		if err != nil {
+			fail("%s test encode: %v", name, err)
+			return false
+		}
+		return true
+	}
+	caps.X264 = testEncode("libx264")
+	caps.X265 = testEncode("libx265")
+	caps.NVENCH264 = testEncode("h264_nvenc")
+	caps.NVENCHEVC = testEncode("hevc_nvenc")
+
+	if !hwaccels["cuda"] {
+		fail("cuda hwaccel not compiled in")
+	} else if _, err := probe(ctx, ffmpegPath, "-loglevel", "error", "-init_hw_device", "cuda",
+		"-f", "lavfi", "-i", "color=s=64x64:d=0.04", "-frames:v", "1", "-f", "null", "-"); err != nil {
+		fail("cuda device: %v", err)
+	} else {
+		caps.CUDA = true
+	}
+	return caps
+}
+
+// probe runs ffmpeg with args and returns its stdout; a failure carries the
+// last line ffmpeg wrote to stderr.
+func probe(ctx context.Context, ffmpegPath string, args ...string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, ffmpegPath, append([]string{"-hide_banner", "-nostdin"}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		if line := lastLine(stderr.Bytes()); line != "" {
+			return nil, fmt.Errorf("%w: %s", err, line)
+		}
+		return nil, err
+	}
+	return stdout.Bytes(), nil
+}
+
+// lastLine returns the last non-empty line of b, trimmed and capped.
+func lastLine(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	line := strings.TrimSpace(lines[len(lines)-1])
+	if len(line) > 200 {
+		line = line[:200] + "…"
+	}
+	return line
+}
+
+// listed collects the names in column col of ffmpeg's -encoders, -filters or
+// -hwaccels listing (whitespace-separated, after the " = " or "---" header).
+func listed(out []byte, col int) map[string]bool {
+	names := make(map[string]bool)
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) > col {
+			names[f[col]] = true
+		}
+	}
+	return names
+}
+
+// Choose resolves the configured encoder against the detected capabilities
+// for ladder l:
+//
+//   - auto: nvenc when usable; otherwise x264 with policy cpu, ErrNoGPU with
+//     policy refuse;
+//   - nvenc: nvenc when usable; otherwise x264 with policy cpu, ErrNoGPU with
+//     policy refuse;
+//   - x264: x264.
+//
+// Whatever resolves to x264 fails with ErrNoEncoder when ffmpeg lacks
+// libx264 (or libx265 for H265 renditions). Invalid values fail too.
+func Choose(enc Encoder, pol Policy, caps Capabilities, l Ladder) (Encoder, error) {
+	if err := enc.Validate(); err != nil {
+		return "", err
+	}
+	if err := pol.Validate(); err != nil {
+		return "", err
+	}
+	cpu := func() (Encoder, error) {
+		if !caps.CPU(l) {
+			return "", fmt.Errorf("%w: %s", ErrNoEncoder, explain(caps))
+		}
+		return EncoderX264, nil
+	}
+	switch enc {
+	case EncoderX264:
+		return cpu()
+	default: // auto, nvenc
+		if caps.NVENC(l) {
+			return EncoderNVENC, nil
+		}
+		if pol == PolicyRefuse {
+			return "", fmt.Errorf("%w (fallback policy refuse): %s", ErrNoGPU, explain(caps))
+		}
+		return cpu()
+	}
+}
+
+func explain(caps Capabilities) string {
+	if caps.Err == "" {
+		return "no detail"
+	}
+	return caps.Err
+}
