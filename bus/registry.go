@@ -318,7 +318,9 @@ func (r *Registry) AcquireSource(ctx context.Context, name string, o Owner) (*Le
 }
 
 // RenewSource renews a source lease.
-func (r *Registry) RenewSource(ctx context.Context, l *Lease) error { return r.renew(ctx, r.sources, l) }
+func (r *Registry) RenewSource(ctx context.Context, l *Lease) error {
+	return r.renew(ctx, r.sources, l)
+}
 
 // ReleaseSource gives a source lease up.
 func (r *Registry) ReleaseSource(ctx context.Context, l *Lease) error {

@@ -58,8 +58,7 @@ type Node struct {
 	Log *slog.Logger
 
 	ml      *memberlist.Memberlist
-	mlReady atomic.Bool // set once ml is assigned; events before that are ignored
-	refMu   sync.Mutex
+	refMu   sync.Mutex // serializes writers of members
 	meta    atomic.Pointer[[]byte]
 	members atomic.Pointer[map[string]Member]
 	changed chan struct{}
@@ -110,12 +109,10 @@ func (n *Node) Start() error {
 		return fmt.Errorf("gossip: %w", err)
 	}
 	n.ml = ml
-	n.mlReady.Store(true)
 	if cfg.BindPort == 0 {
 		// memberlist picked a port; advertise what it bound.
 		n.BindPort = int(ml.LocalNode().Port)
 	}
-	n.refresh()
 	n.wg.Add(2)
 	go n.notifyLoop()
 	go n.joinLoop()
@@ -205,20 +202,23 @@ func (n *Node) encodeMeta(m Meta) error {
 	return nil
 }
 
-// refresh rebuilds the member table from memberlist and signals a change.
-func (n *Node) refresh() {
+// apply copies one membership event into the member table. memberlist calls
+// its event delegate synchronously under its own lock, which is the only
+// moment its *Node may be read without racing memberlist's writers: copy
+// every field here, swap the table, poke the notify loop, never block.
+func (n *Node) apply(node *memberlist.Node, alive bool) {
 	n.refMu.Lock()
 	defer n.refMu.Unlock()
-	t := map[string]Member{}
-	for _, node := range n.ml.Members() {
-		if node.State != memberlist.StateAlive {
-			continue
-		}
-		var meta Meta
-		if json.Unmarshal(node.Meta, &meta) != nil {
-			continue
-		}
+	cur := *n.members.Load()
+	t := make(map[string]Member, len(cur)+1)
+	for k, v := range cur {
+		t[k] = v
+	}
+	var meta Meta
+	if alive && json.Unmarshal(node.Meta, &meta) == nil {
 		t[node.Name] = Member{Name: node.Name, Addr: node.Address(), Meta: meta}
+	} else {
+		delete(t, node.Name)
 	}
 	n.members.Store(&t)
 	select {
@@ -286,20 +286,13 @@ func (d delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d delegate) LocalState(join bool) []byte                { return nil }
 func (d delegate) MergeRemoteState(buf []byte, join bool)     {}
 
-// events never block: memberlist calls them under its own locks. They only
-// rebuild the atomically swapped table and poke the notify loop.
+// events are called by memberlist, serialized, under its lock: they copy
+// what they need and return.
 type events struct{ n *Node }
 
-func (e events) NotifyJoin(*memberlist.Node)   { e.n.refreshAsync() }
-func (e events) NotifyLeave(*memberlist.Node)  { e.n.refreshAsync() }
-func (e events) NotifyUpdate(*memberlist.Node) { e.n.refreshAsync() }
-
-func (n *Node) refreshAsync() {
-	if !n.mlReady.Load() {
-		return // during Create: Start refreshes right after
-	}
-	go n.refresh()
-}
+func (e events) NotifyJoin(node *memberlist.Node)   { e.n.apply(node, true) }
+func (e events) NotifyLeave(node *memberlist.Node)  { e.n.apply(node, false) }
+func (e events) NotifyUpdate(node *memberlist.Node) { e.n.apply(node, true) }
 
 // logWriter routes memberlist's log lines to slog at debug level, warnings and errors above it.
 type logWriter struct{ log *slog.Logger }

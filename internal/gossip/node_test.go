@@ -1,0 +1,80 @@
+package gossip
+
+import (
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func start(t *testing.T, name string, seeds []string, key []byte) *Node {
+	t.Helper()
+	n := &Node{Name: name, BindAddr: "127.0.0.1", Seeds: seeds, SecretKey: key,
+		Meta: Meta{Role: "origin", HTTP: "127.0.0.1:1"}, Log: slog.New(slog.DiscardHandler)}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func TestMembership(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	key := []byte("0123456789abcdef")
+	a := start(t, "a", nil, key)
+	defer a.Close()
+	b := start(t, "b", []string{a.Addr()}, key)
+	defer b.Close()
+	c := start(t, "c", []string{a.Addr()}, key)
+
+	waitFor(t, "three members everywhere", func() bool {
+		return len(a.Members()) == 3 && len(b.Members()) == 3 && len(c.Members()) == 3
+	})
+	if m, ok := b.Member("a"); !ok || m.Meta.Role != "origin" || m.Meta.HTTP != "127.0.0.1:1" {
+		t.Fatalf("b sees a as %+v %v", m, ok)
+	}
+	meta := a.CurrentMeta()
+	meta.Load = 7
+	if err := a.SetMeta(meta); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "updated metadata at b", func() bool { m, _ := b.Member("a"); return m.Meta.Load == 7 })
+
+	// A crashed node (no leave) is dropped by probing.
+	c.Shutdown()
+	waitFor(t, "c gone from a and b", func() bool {
+		_, inA := a.Member("c")
+		_, inB := b.Member("c")
+		return !inA && !inB
+	})
+	c.Close() // harmless after Shutdown
+}
+
+func TestMetaTooLarge(t *testing.T) {
+	n := &Node{Name: "x", BindAddr: "127.0.0.1", Meta: Meta{Role: strings.Repeat("r", 600)}, Log: slog.New(slog.DiscardHandler)}
+	if err := n.Start(); err == nil || !strings.Contains(err.Error(), "512") {
+		n.Close()
+		t.Fatalf("oversized metadata: %v", err)
+	}
+}
+
+func TestWrongKeyDoesNotJoin(t *testing.T) {
+	a := start(t, "a", nil, []byte("0123456789abcdef"))
+	defer a.Close()
+	b := start(t, "b", []string{a.Addr()}, []byte("fedcba9876543210"))
+	defer b.Close()
+	time.Sleep(500 * time.Millisecond) // nothing to poll for: the point is that nothing happens
+	if len(a.Members()) != 1 || len(b.Members()) != 1 {
+		t.Fatalf("nodes with different keys joined: %d %d", len(a.Members()), len(b.Members()))
+	}
+}
