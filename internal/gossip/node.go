@@ -58,6 +58,7 @@ type Node struct {
 	Log *slog.Logger
 
 	ml      *memberlist.Memberlist
+	addr    string
 	refMu   sync.Mutex // serializes writers of members
 	meta    atomic.Pointer[[]byte]
 	members atomic.Pointer[map[string]Member]
@@ -109,9 +110,13 @@ func (n *Node) Start() error {
 		return fmt.Errorf("gossip: %w", err)
 	}
 	n.ml = ml
+	// Read the local node once, before anything can change it (memberlist
+	// rewrites it under its own lock on every metadata update).
+	ln := ml.LocalNode()
+	n.addr = net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
 	if cfg.BindPort == 0 {
 		// memberlist picked a port; advertise what it bound.
-		n.BindPort = int(ml.LocalNode().Port)
+		n.BindPort = int(ln.Port)
 	}
 	n.wg.Add(2)
 	go n.notifyLoop()
@@ -120,10 +125,7 @@ func (n *Node) Start() error {
 }
 
 // Addr is this node's gossip address, for other nodes' seeds.
-func (n *Node) Addr() string {
-	ln := n.ml.LocalNode()
-	return net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
-}
+func (n *Node) Addr() string { return n.addr }
 
 // Members returns the alive members, this node included.
 func (n *Node) Members() []Member {
