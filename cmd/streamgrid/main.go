@@ -26,6 +26,8 @@ commands:
   origin    HLS / LL-HLS packaging
   cache     the viewers' HTTP server
   loadtest  synthetic cameras and viewers (streamgrid loadtest --help)
+  camera    a simulated IP camera: an RTSP server looping a test clip
+            (streamgrid camera [--listen :8554] [--path stream1])
 
 Every configuration key can be overridden with SG_<SECTION>_<KEY>.
 `
@@ -43,6 +45,8 @@ func run(args []string, stderr io.Writer) int {
 	case node.RoleRun, node.RoleBus, node.RoleEdge, node.RoleOrigin, node.RoleCache:
 	case "loadtest":
 		return runLoadtest(args, stderr)
+	case "camera":
+		return runCamera(args, stderr)
 	case "help":
 		fmt.Fprint(stderr, usage)
 		return 0

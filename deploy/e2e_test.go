@@ -1,0 +1,279 @@
+//go:build e2e
+
+// Package deploy holds the container deployment and its end-to-end test:
+// `go test -tags e2e ./deploy/` brings the compose cluster up, publishes with
+// ffmpeg, plays through both caches, and kills each kind of node in turn,
+// recording how long the playlist at a surviving cache stood still.
+package deploy
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var root = func() string { d, _ := filepath.Abs(".."); return d }()
+
+func compose(t *testing.T, args ...string) string {
+	t.Helper()
+	var cmd *exec.Cmd
+	if exec.Command("docker", "compose", "version").Run() == nil {
+		cmd = exec.Command("docker", append([]string{"compose"}, args...)...)
+	} else {
+		cmd = exec.Command("docker-compose", args...)
+	}
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("compose %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func get(url string) (int, []byte, error) {
+	c := http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		b.WriteString(sc.Text() + "\n")
+	}
+	return resp.StatusCode, []byte(b.String()), nil
+}
+
+func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > limit {
+			t.Fatalf("timed out after %v waiting for %s", limit, what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// mediaURL returns the first media playlist of a multivariant playlist.
+func mediaURL(base string) string {
+	code, b, err := get(base + "/index.m3u8")
+	if err != nil || code != 200 {
+		return ""
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if l != "" && !strings.HasPrefix(l, "#") {
+			return base + "/" + strings.TrimSpace(l)
+		}
+	}
+	return ""
+}
+
+func msn(url string) (int, error) {
+	code, b, err := get(url)
+	if err != nil {
+		return 0, err
+	}
+	if code != 200 {
+		return 0, fmt.Errorf("status %d", code)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "#EXT-X-MEDIA-SEQUENCE:"); ok {
+			return strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	return 0, fmt.Errorf("no media sequence")
+}
+
+type watch struct {
+	mu        sync.Mutex
+	last      int
+	moved     time.Time
+	backwards []string
+}
+
+func startWatch(ctx context.Context, url string) *watch {
+	w := &watch{last: -1, moved: time.Now()}
+	go func() {
+		for ctx.Err() == nil {
+			if m, err := msn(url); err == nil {
+				w.mu.Lock()
+				if m < w.last {
+					w.backwards = append(w.backwards, fmt.Sprintf("%d after %d", m, w.last))
+				} else if m > w.last {
+					w.last, w.moved = m, time.Now()
+				}
+				w.mu.Unlock()
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	return w
+}
+
+func (w *watch) cur() (int, time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last, w.moved
+}
+
+// stall runs fault and measures from the playlist's last advance before it
+// to its first advance after it.
+func (w *watch) stall(t *testing.T, what string, fault func()) time.Duration {
+	t.Helper()
+	m0, _ := w.cur()
+	waitFor(t, what+": playlist advancing", 15*time.Second, func() bool { m, _ := w.cur(); return m > m0 })
+	m1, moved1 := w.cur()
+	fault()
+	waitFor(t, what+": playlist advancing after the fault", 30*time.Second, func() bool { m, _ := w.cur(); return m > m1 })
+	m2, moved2 := w.cur()
+	d := moved2.Sub(moved1)
+	t.Logf("FIGURE %s: playlist stood still %.1f s (media sequence %d → %d)", what, d.Seconds(), m1, m2)
+	return d
+}
+
+func decode(t *testing.T, url string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-i", url, "-t", "3", "-f", "null", "-").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Fatalf("decode %s: %v\n%s", url, err, out)
+	}
+}
+
+type route struct {
+	Node  string `json:"node"`
+	Alive bool   `json:"alive"`
+}
+
+func owner(t *testing.T, path string) string {
+	t.Helper()
+	var node string
+	waitFor(t, "an owner for "+path, 20*time.Second, func() bool {
+		code, b, err := get("http://127.0.0.1:9997/v1/streams")
+		if err != nil || code != 200 {
+			return false
+		}
+		var v struct {
+			Cache map[string]route `json:"cache"`
+		}
+		if json.Unmarshal(b, &v) != nil {
+			return false
+		}
+		r, ok := v.Cache[path]
+		node = r.Node
+		return ok && r.Alive
+	})
+	return node
+}
+
+func pulling(t *testing.T, edge, source string) bool {
+	cmd := exec.Command("docker", "exec", "streamgrid-"+edge+"-1", "curl", "-fsS", "http://127.0.0.1:9997/v1/streams")
+	out, err := cmd.Output()
+	if err != nil {
+		cmd = exec.Command("docker", "exec", "streamgrid_"+edge+"_1", "curl", "-fsS", "http://127.0.0.1:9997/v1/streams")
+		if out, err = cmd.Output(); err != nil {
+			return false
+		}
+	}
+	return strings.Contains(string(out), `"path": "`+source+`"`)
+}
+
+func TestComposeCluster(t *testing.T) {
+	if exec.Command("docker", "info").Run() != nil {
+		t.Skip("no Docker engine answers: skipping the compose end-to-end test")
+	}
+	for _, tool := range []string{"ffmpeg", "ffprobe"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is required (apt-get install ffmpeg)", tool)
+		}
+	}
+	t.Log(compose(t, "up", "-d", "--build"))
+	if os.Getenv("SG_E2E_KEEP") == "" {
+		t.Cleanup(func() { compose(t, "down", "-v", "--remove-orphans") })
+	}
+	waitFor(t, "cache1 healthy", 120*time.Second, func() bool {
+		code, _, err := get("http://127.0.0.1:9997/healthz")
+		return err == nil && code == 200
+	})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pub := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
+		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25", "-bf", "0", "-c:a", "aac",
+		"-f", "rtsp", "-rtsp_transport", "tcp", "rtsp://127.0.0.1:8555/live/cl1")
+	if err := pub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = pub.Wait() }()
+	started := time.Now()
+
+	var m1, m2 string
+	waitFor(t, "live/cl1 at both caches", 60*time.Second, func() bool {
+		m1, m2 = mediaURL("http://127.0.0.1:8888/live/cl1"), mediaURL("http://127.0.0.1:8889/live/cl1")
+		return m1 != "" && m2 != ""
+	})
+	t.Logf("FIGURE publish to edge2 → playable at both caches: %.1f s", time.Since(started).Seconds())
+	decode(t, "http://127.0.0.1:8888/live/cl1/index.m3u8")
+	decode(t, "http://127.0.0.1:8889/live/cl1/index.m3u8")
+	w1 := startWatch(ctx, m1)
+	w2 := startWatch(ctx, m2)
+
+	restart := func(svc string) {
+		compose(t, "start", svc)
+	}
+	for i := range 2 {
+		own := owner(t, "live/cl1")
+		w1.stall(t, fmt.Sprintf("kill owning origin (%s, round %d)", own, i+1), func() { compose(t, "kill", own) })
+		decode(t, "http://127.0.0.1:8888/live/cl1/index.m3u8")
+		restart(own)
+		time.Sleep(3 * time.Second) // let it rejoin gossip before the next fault
+	}
+	w1.stall(t, "kill bus node bus2", func() { compose(t, "kill", "bus2") })
+	restart("bus2")
+	w1.stall(t, "kill cache2 (watching cache1)", func() { compose(t, "kill", "cache2") })
+	restart("cache2")
+
+	// The pulled camera moves to the other edge.
+	mc := ""
+	waitFor(t, "cams/demo playable", 60*time.Second, func() bool { mc = mediaURL("http://127.0.0.1:8888/cams/demo"); return mc != "" })
+	wc := startWatch(ctx, mc)
+	var holder string
+	waitFor(t, "an edge pulling cams/demo", 30*time.Second, func() bool {
+		for _, e := range []string{"edge1", "edge2"} {
+			if pulling(t, e, "cams/demo") {
+				holder = e
+				return true
+			}
+		}
+		return false
+	})
+	wc.stall(t, "kill edge pulling the camera ("+holder+")", func() { compose(t, "kill", holder) })
+	other := map[string]string{"edge1": "edge2", "edge2": "edge1"}[holder]
+	waitFor(t, other+" pulls cams/demo", 30*time.Second, func() bool { return pulling(t, other, "cams/demo") })
+	decode(t, "http://127.0.0.1:8888/cams/demo/index.m3u8")
+	restart(holder)
+
+	for name, w := range map[string]*watch{"cache1": w1, "cache2": w2, "camera": wc} {
+		w.mu.Lock()
+		if len(w.backwards) > 0 {
+			t.Errorf("%s: media sequence went backwards: %v", name, w.backwards)
+		}
+		w.mu.Unlock()
+	}
+}
