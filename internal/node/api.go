@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,6 +38,11 @@ func (a *apiServer) start() error {
 	mux.HandleFunc("DELETE /v1/streams/{path...}", a.kick)
 	mux.HandleFunc("GET /v1/nodes", a.nodes)
 	mux.HandleFunc("GET /{$}", a.status)
+	// Go profiles, for finding where a busy node spends its time.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = a.srv.Serve(ln) }()
 	return nil
