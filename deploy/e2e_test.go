@@ -151,7 +151,9 @@ func decode(t *testing.T, url string) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-i", url, "-t", "3", "-f", "null", "-").CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "" {
-		t.Fatalf("decode %s: %v\n%s", url, err, out)
+		diag, _ := exec.Command("curl", "-si", url).CombinedOutput()
+		logs, _ := exec.Command("bash", "-c", "cd "+root+" && (docker compose logs --tail 40 cache1 origin1 origin2 2>/dev/null || docker-compose logs --tail 40 cache1 origin1 origin2)").CombinedOutput()
+		t.Fatalf("decode %s: %v\n%s\n--- curl -si now:\n%s\n--- logs:\n%s", url, err, out, diag, logs)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -246,6 +247,9 @@ func TestClusterFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Viewers arriving during the faults must never be told the stream is gone.
+	statuses := pollStatuses(ctx, base1+"/index.m3u8", media1)
+
 	// 1. Kill the origin that owns the stream.
 	first := owner(t, cl, "live/cl1")
 	stall := stallAround(t, w1, "kill owning origin "+first.Name(), first.Crash, 15*time.Second)
@@ -288,6 +292,14 @@ func TestClusterFailover(t *testing.T) {
 		}
 		w.mu.Unlock()
 	}
+	statuses.mu.Lock()
+	t.Logf("playlist answers at cache1 during the faults: %v", statuses.counts)
+	for code, n := range statuses.counts {
+		if code == 404 || code >= 500 && code != 503 {
+			t.Errorf("cache1 answered %d %d times during the faults", code, n)
+		}
+	}
+	statuses.mu.Unlock()
 	s := check.Summary()
 	t.Logf("viewer at cache1: %d frames, %d gaps, max gap %v, %d backwards", s.Frames, s.Gaps, s.MaxGap, s.Backwards)
 	if s.Backwards > 0 {
@@ -341,4 +353,31 @@ func TestClusterPullMoves(t *testing.T) {
 		t.Fatal("the dead edge still holds the camera")
 	}
 	t.Logf("camera moved from %s to %s; playlist stood still %v", first.Name(), next.Name(), stall.Round(10*time.Millisecond))
+}
+
+type statusCounts struct {
+	mu     sync.Mutex
+	counts map[int]int
+}
+
+// pollStatuses requests the given URLs every 50 ms and counts the answers by status.
+func pollStatuses(ctx context.Context, urls ...string) *statusCounts {
+	sc := &statusCounts{counts: map[int]int{}}
+	client := &http.Client{Timeout: 10 * time.Second}
+	go func() {
+		for ctx.Err() == nil {
+			for _, u := range urls {
+				code := 0
+				if resp, err := client.Get(u); err == nil {
+					code = resp.StatusCode
+					resp.Body.Close()
+				}
+				sc.mu.Lock()
+				sc.counts[code]++
+				sc.mu.Unlock()
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	return sc
 }
