@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -82,13 +83,21 @@ func mediaURL(base string) string {
 	return ""
 }
 
+// msn reads a media playlist's EXT-X-MEDIA-SEQUENCE. A cache's stale copy
+// (served while a stream fails over) is not progress and does not count.
 func msn(url string) (int, error) {
-	code, b, err := get(url)
+	c := http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get(url)
 	if err != nil {
 		return 0, err
 	}
-	if code != 200 {
-		return 0, fmt.Errorf("status %d", code)
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Cache") == "STALE" {
+		return 0, fmt.Errorf("status %d %s", resp.StatusCode, resp.Header.Get("X-Cache"))
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
 	}
 	for _, l := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(l, "#EXT-X-MEDIA-SEQUENCE:"); ok {

@@ -425,6 +425,17 @@ func (c *Cache) serveRequest(w *viewerWriter, r *http.Request, req *request) str
 
 		attempts++
 		obj, res, err := c.get(ctx, rt, req)
+		if starting(err, obj, req, prev) {
+			// The new owner holds the lease but is still starting the
+			// stream: serve the last good playlist, or ask again shortly.
+			if stale := c.routes.stalePlaylist(req.stream, req.file, now); stale != nil && !req.hls.blocking() {
+				writeStale(w, r, req, stale)
+				return resultLabelStale
+			}
+			if sleepUntil(ctx, deadline, startingRetry) {
+				continue
+			}
+		}
 		if err == nil {
 			if obj.status == http.StatusNotFound && req.kind != kindPlaylist && prev.node != "" {
 				// A player still holding the previous owner's playlist asks
@@ -459,6 +470,40 @@ func (c *Cache) serveRequest(w *viewerWriter, r *http.Request, req *request) str
 		w.Header().Set("X-Cache", res.String())
 		writeText(w, status, msg)
 		return resultLabelError
+	}
+}
+
+// startingRetry is how soon a playlist request asks a starting owner again.
+const startingRetry = 150 * time.Millisecond
+
+// starting reports an answer of an owner that took the stream over a moment
+// ago and is not serving it yet: a 404 or 503 for a playlist while the
+// previous owner is still within the failover window.
+func starting(err error, obj *object, req *request, prev route) bool {
+	if req.kind != kindPlaylist || prev.node == "" {
+		return false
+	}
+	if err == nil {
+		return obj.status == http.StatusNotFound
+	}
+	var ue *upstreamError
+	return errors.As(err, &ue) && ue.reason == "status"
+}
+
+// sleepUntil waits d, or less when the deadline comes first; false when the
+// deadline passed or the viewer left.
+func sleepUntil(ctx context.Context, deadline time.Time, d time.Duration) bool {
+	d = min(d, time.Until(deadline))
+	if d <= 0 {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 

@@ -120,8 +120,10 @@ func inspectPlaylist(body []byte) playlistInfo {
 func policy(req *request, status int, originCC string, body []byte) (ttl time.Duration, immutable bool, viewerCC string) {
 	cc := parseCacheControl(originCC)
 	if status != 200 {
-		if status == 404 && req.kind != kindPart && !cc.noStore {
-			// Parts are not remembered: a part missing now may be complete a moment later.
+		if status == 404 && req.kind != kindPart && req.kind != kindPlaylist && !cc.noStore {
+			// Parts are not remembered: a part missing now may be complete a
+			// moment later. Nor are playlists: a new owner may be a moment
+			// from serving the stream.
 			return notFoundTTL, false, "no-cache"
 		}
 		return 0, false, "no-cache"

@@ -53,8 +53,15 @@ func (o *Origin) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s := o.lookup(path)
-	if s == nil || !s.serving.Load() {
+	if s == nil {
 		http.Error(w, "stream not found", http.StatusNotFound)
+		return
+	}
+	if !s.serving.Load() {
+		// Being claimed right now: a cache routed here by the new lease
+		// should come back in a moment, not tell viewers the stream is gone.
+		w.Header().Set("Retry-After", retryAfterSec)
+		http.Error(w, "stream starting", http.StatusServiceUnavailable)
 		return
 	}
 	h := w.Header()

@@ -112,6 +112,10 @@ func playlistState(url string) (msn, disc, discTags int, err error) {
 	if resp.StatusCode != http.StatusOK {
 		return 0, 0, 0, fmt.Errorf("%s: %s", url, resp.Status)
 	}
+	if resp.Header.Get("X-Cache") == "STALE" {
+		// A cache's last good copy during a failover is not progress.
+		return 0, 0, 0, fmt.Errorf("%s: stale copy", url)
+	}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
