@@ -217,9 +217,20 @@ func TestComposeCluster(t *testing.T) {
 	if os.Getenv("SG_E2E_KEEP") == "" {
 		t.Cleanup(func() { compose(t, "down", "-v", "--remove-orphans") })
 	}
-	waitFor(t, "cache1 healthy", 120*time.Second, func() bool {
-		code, _, err := get("http://127.0.0.1:9997/healthz")
-		return err == nil && code == 200
+	// Every node with a healthcheck healthy (the camera has none: running).
+	waitFor(t, "every node healthy", 180*time.Second, func() bool {
+		ids := strings.Fields(compose(t, "ps", "-q"))
+		if len(ids) < 10 {
+			return false
+		}
+		for _, id := range ids {
+			out, err := exec.Command("docker", "inspect", "--format",
+				"{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}", id).Output()
+			if st := strings.TrimSpace(string(out)); err != nil || st != "healthy" && st != "running" {
+				return false
+			}
+		}
+		return true
 	})
 
 	ctx, cancel := context.WithCancel(context.Background())
