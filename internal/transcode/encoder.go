@@ -9,7 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
+	"sync"
 )
 
 // Encoder selects the video encoders of a ladder.
@@ -113,16 +115,25 @@ var versionRe = regexp.MustCompile(`^ffmpeg version (\S+)`)
 
 // Detect probes ffmpegPath ("ffmpeg" when empty): its version, encoders,
 // hwaccels and filters, then a one-frame test encode with every candidate
-// encoder and a CUDA device initialisation. It never fails: what could not be
-// probed is reported unusable and explained in Err. ctx bounds the whole probe.
-func Detect(ctx context.Context, ffmpegPath string) Capabilities {
+// encoder and a CUDA device initialisation (run in parallel: each ffmpeg
+// start costs a fraction of a second). It never fails: what could not be
+// probed is reported unusable and explained in Err. ctx bounds the whole
+// probe.
+func Detect(ctx context.Context, ffmpegPath string) (caps Capabilities) {
 	if ffmpegPath == "" {
 		ffmpegPath = "ffmpeg"
 	}
-	var caps Capabilities
+	var mu sync.Mutex
 	var problems []string
-	fail := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-	defer func() { caps.Err = strings.Join(problems, "; ") }()
+	fail := func(format string, args ...any) {
+		mu.Lock()
+		problems = append(problems, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}
+	defer func() {
+		sort.Strings(problems)
+		caps.Err = strings.Join(problems, "; ")
+	}()
 
 	if devs, err := filepath.Glob(devGlob); err == nil {
 		caps.GPUs = len(devs)
@@ -139,56 +150,63 @@ func Detect(ctx context.Context, ffmpegPath string) Capabilities {
 		caps.FFmpeg = "unknown"
 	}
 
-	out, err = probe(ctx, ffmpegPath, "-encoders")
-	if err != nil {
-		fail("list encoders: %v", err)
-		return caps
+	var encoders, filters, hwaccels map[string]bool
+	var wg sync.WaitGroup
+	list := func(into *map[string]bool, col int, what string) {
+		defer wg.Done()
+		out, err := probe(ctx, ffmpegPath, "-"+what)
+		if err != nil {
+			fail("list %s: %v", what, err)
+		}
+		*into = listed(out, col)
 	}
-	encoders := listed(out, 1)
-	out, err = probe(ctx, ffmpegPath, "-filters")
-	if err != nil {
-		fail("list filters: %v", err)
-	}
-	filters := listed(out, 1)
-	out, err = probe(ctx, ffmpegPath, "-hwaccels")
-	if err != nil {
-		fail("list hwaccels: %v", err)
-	}
-	hwaccels := listed(out, 0)
+	wg.Add(3)
+	go list(&encoders, 1, "encoders")
+	go list(&filters, 1, "filters")
+	go list(&hwaccels, 0, "hwaccels")
+	wg.Wait()
 	caps.ScaleCUDA = filters["scale_cuda"]
 
-	testEncode := func(name string) bool {
+	testEncode := func(name string, usable *bool) {
+		defer wg.Done()
 		if !encoders[name] {
 			fail("%s not compiled in", name)
-			return false
+			return
 		}
 		_, err := probe(ctx, ffmpegPath, "-loglevel", "error",
 			"-f", "lavfi", "-i", "color=s=256x144:d=0.04",
 			"-c:v", name, "-frames:v", "1", "-f", "null", "-")
 		if err != nil {
 			fail("%s test encode: %v", name, err)
-			return false
+			return
 		}
-		return true
+		*usable = true
 	}
-	caps.X264 = testEncode("libx264")
-	caps.X265 = testEncode("libx265")
-	caps.NVENCH264 = testEncode("h264_nvenc")
-	caps.NVENCHEVC = testEncode("hevc_nvenc")
-
-	if !hwaccels["cuda"] {
-		fail("cuda hwaccel not compiled in")
-	} else if _, err := probe(ctx, ffmpegPath, "-loglevel", "error", "-init_hw_device", "cuda",
-		"-f", "lavfi", "-i", "color=s=64x64:d=0.04", "-frames:v", "1", "-f", "null", "-"); err != nil {
-		fail("cuda device: %v", err)
-	} else {
+	wg.Add(5)
+	go testEncode("libx264", &caps.X264)
+	go testEncode("libx265", &caps.X265)
+	go testEncode("h264_nvenc", &caps.NVENCH264)
+	go testEncode("hevc_nvenc", &caps.NVENCHEVC)
+	go func() {
+		defer wg.Done()
+		if !hwaccels["cuda"] {
+			fail("cuda hwaccel not compiled in")
+			return
+		}
+		_, err := probe(ctx, ffmpegPath, "-loglevel", "error", "-init_hw_device", "cuda",
+			"-f", "lavfi", "-i", "color=s=64x64:d=0.04", "-frames:v", "1", "-f", "null", "-")
+		if err != nil {
+			fail("cuda device: %v", err)
+			return
+		}
 		caps.CUDA = true
-	}
+	}()
+	wg.Wait()
 	return caps
 }
 
 // probe runs ffmpeg with args and returns its stdout; a failure carries the
-// last line ffmpeg wrote to stderr.
+// first line ffmpeg wrote to stderr (the cause, usually).
 func probe(ctx context.Context, ffmpegPath string, args ...string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -198,7 +216,7 @@ func probe(ctx context.Context, ffmpegPath string, args ...string) ([]byte, erro
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		if line := lastLine(stderr.Bytes()); line != "" {
+		if line := firstLine(stderr.Bytes()); line != "" {
 			return nil, fmt.Errorf("%w: %s", err, line)
 		}
 		return nil, err
@@ -206,10 +224,10 @@ func probe(ctx context.Context, ffmpegPath string, args ...string) ([]byte, erro
 	return stdout.Bytes(), nil
 }
 
-// lastLine returns the last non-empty line of b, trimmed and capped.
-func lastLine(b []byte) string {
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	line := strings.TrimSpace(lines[len(lines)-1])
+// firstLine returns the first non-empty line of b, trimmed and capped.
+func firstLine(b []byte) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	line = strings.TrimSpace(line)
 	if len(line) > 200 {
 		line = line[:200] + "…"
 	}

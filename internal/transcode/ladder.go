@@ -27,24 +27,24 @@ const (
 
 // Limits checked by Validate.
 const (
-	MaxRenditions     = 8
-	maxNameLength     = 32
-	minDimension      = 16
-	maxWidth          = 7680
-	maxHeight         = 4320
-	minBitrate        = 16_000
-	maxBitrate        = 200_000_000
-	maxFPS            = 240
-	minKeyframeGap    = 100 * time.Millisecond
-	maxKeyframeGap    = 10 * time.Second
-	minAudioBitrate   = 16_000
-	maxAudioBitrate   = 512_000
-	defaultAudioRate  = 128_000
-	maxRateNumerator  = 6 // default MaxRate = 1.2 × Bitrate
-	maxRateDenom      = 5
-	defaultKeyframeGp = time.Second
-	maxDerivedGOP     = 2 * time.Second
-	minDerivedGOP     = 500 * time.Millisecond
+	MaxRenditions      = 8
+	maxNameLength      = 32
+	minDimension       = 16
+	maxWidth           = 7680
+	maxHeight          = 4320
+	minBitrate         = 16_000
+	maxBitrate         = 200_000_000
+	maxFPS             = 240
+	minKeyframeGap     = 100 * time.Millisecond
+	maxKeyframeGap     = 10 * time.Second
+	minAudioBitrate    = 16_000
+	maxAudioBitrate    = 512_000
+	defaultAudioRate   = 128_000
+	maxRateNum         = 6 // default MaxRate = 1.2 × Bitrate
+	maxRateDen         = 5
+	defaultKeyframeGap = time.Second
+	maxDerivedGOP      = 2 * time.Second
+	minDerivedGOP      = 500 * time.Millisecond
 )
 
 var renditionName = regexp.MustCompile(`^[a-z0-9_-]+$`)
@@ -86,10 +86,10 @@ type Ladder struct {
 	AudioBitrate int `yaml:"audio_bitrate"`
 	// KeyframeInterval is the distance between the IDR frames of every
 	// rendition. 0 derives it from the source GOP: the source GOP itself when
-	// it lies between 0.5 s and 2 s, an even fraction of it not above 2 s when
-	// it is longer (so that the source's keyframes, and with them a
-	// passthrough rendition's, stay aligned with the transcoded ones), and 1 s
-	// when the source GOP is unknown.
+	// it lies between 0.5 s and 2 s; when it is longer, the source GOP divided
+	// into the fewest equal parts of at most 2 s (so that the source's
+	// keyframes, and with them a passthrough rendition's, stay on the
+	// transcoded ones' grid); 1 s when the source GOP is unknown or shorter.
 	KeyframeInterval time.Duration `yaml:"keyframe_interval"`
 }
 
@@ -196,7 +196,7 @@ func (r Rendition) maxRate() int {
 	if r.MaxRate > 0 {
 		return r.MaxRate
 	}
-	return r.Bitrate * maxRateNumerator / maxRateDenom
+	return r.Bitrate * maxRateNum / maxRateDen
 }
 
 // audioMode returns Audio with the default applied.
@@ -234,12 +234,12 @@ func (l Ladder) KeyframeGap(src SourceInfo) time.Duration {
 		return l.KeyframeInterval
 	}
 	if src.GOPFrames <= 0 || src.FPS <= 0 {
-		return defaultKeyframeGp
+		return defaultKeyframeGap
 	}
 	gop := time.Duration(src.GOPFrames) * time.Second / time.Duration(src.FPS)
 	switch {
 	case gop < minDerivedGOP:
-		return defaultKeyframeGp
+		return defaultKeyframeGap
 	case gop <= maxDerivedGOP:
 		return gop
 	}
@@ -258,6 +258,8 @@ type Output struct {
 	// FPS is the output frame rate; 0 when the source rate is unknown and the
 	// rendition sets no cap.
 	FPS int
+
+	capped bool // an fps filter enforces the rendition's cap
 }
 
 // Outputs returns what each rendition of the ladder produces from src, in
@@ -272,6 +274,7 @@ func (l Ladder) Outputs(src SourceInfo) []Output {
 		o.Width, o.Height = outputSize(r.Width, r.Height, src.Width, src.Height)
 		if r.FPS > 0 && (src.FPS == 0 || r.FPS < src.FPS) {
 			o.FPS = r.FPS
+			o.capped = true
 		}
 		out[i] = o
 	}

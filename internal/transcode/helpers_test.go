@@ -1,0 +1,297 @@
+package transcode
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamgrid/streamgrid/internal/media"
+	"github.com/streamgrid/streamgrid/internal/testmedia"
+)
+
+// needFFmpeg skips the test when ffmpeg is missing, except under CI=true.
+func needFFmpeg(t testing.TB) string {
+	t.Helper()
+	path, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("ffmpeg is missing: %v", err)
+		}
+		t.Skip("ffmpeg is missing")
+	}
+	return path
+}
+
+// waitFor polls cond every 10 ms until it holds or timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// clipSource describes the sample clip as a transcoder source.
+func clipSource(clip *testmedia.Clip) SourceInfo {
+	src := SourceInfo{
+		Codec:       media.CodecH264,
+		Width:       clip.Width,
+		Height:      clip.Height,
+		FPS:         clip.FPS,
+		GOPFrames:   clip.FPS, // 1 s GOP
+		AudioCodec:  media.CodecAAC,
+		AudioConfig: clip.AudioConfig,
+	}
+	return src
+}
+
+func ticks(d time.Duration) int64 { return int64(d) * 90000 / int64(time.Second) }
+
+// feeder pushes loops of a clip into a transcoder on one continuous timeline
+// starting at base (90 kHz), as fast as the transcoder's queue drains.
+type feeder struct {
+	tr      *Transcoder
+	clip    *testmedia.Clip
+	base    int64
+	loops   int  // loops fed so far
+	noAudio bool // feed video only
+
+	videoPTS map[int64]bool
+	video    int
+	audio    int
+}
+
+// feed pushes n more loops. With realtime it paces packets on the wall clock.
+func (f *feeder) feed(t testing.TB, n int, realtime bool) {
+	t.Helper()
+	if f.videoPTS == nil {
+		f.videoPTS = make(map[int64]bool)
+	}
+	type item struct {
+		at    time.Duration
+		frame testmedia.Frame
+		audio bool
+	}
+	start := time.Now()
+	for l := 0; l < n; l++ {
+		offset := time.Duration(f.loops) * f.clip.Duration
+		var items []item
+		for _, v := range f.clip.Video {
+			items = append(items, item{at: v.DTS + offset, frame: v})
+		}
+		for _, a := range f.clip.Audio {
+			if !f.noAudio {
+				items = append(items, item{at: a.PTS + offset, frame: a, audio: true})
+			}
+		}
+		sort.SliceStable(items, func(i, j int) bool { return items[i].at < items[j].at })
+		for _, it := range items {
+			if realtime {
+				if d := time.Duration(l)*f.clip.Duration + it.at - offset - time.Since(start); d > 0 {
+					time.Sleep(d)
+				}
+			} else {
+				waitFor(t, 10*time.Second, "the transcoder queue to drain", func() bool {
+					return f.tr.queued() < f.tr.QueueSize/2
+				})
+			}
+			var err error
+			if it.audio {
+				err = f.tr.WriteAudio(f.base+ticks(it.frame.PTS+offset), [][]byte{it.frame.Data})
+				f.audio++
+			} else {
+				pts := f.base + ticks(it.frame.PTS+offset)
+				err = f.tr.WriteVideo(pts, f.base+ticks(it.frame.DTS+offset), it.frame.NALUs)
+				f.videoPTS[pts] = true
+				f.video++
+			}
+			if err != nil {
+				t.Fatalf("write: %v", err)
+			}
+		}
+		f.loops++
+	}
+}
+
+// outFrame is one video access unit received from a rendition.
+type outFrame struct {
+	pts, dts int64
+	idr      bool
+	sps      []byte
+}
+
+// recorder collects what a transcoder outputs.
+type recorder struct {
+	h265 bool
+
+	mu       sync.Mutex
+	video    [][]outFrame
+	audio    [][]int64
+	restarts []error
+	attempts []int
+	arrivals map[int64]time.Time // rendition 0's frames by PTS, when set
+}
+
+func newRecorder(n int) *recorder {
+	return &recorder{video: make([][]outFrame, n), audio: make([][]int64, n)}
+}
+
+func (r *recorder) onVideo(i int, pts, dts int64, au [][]byte) {
+	f := outFrame{pts: pts, dts: dts}
+	for _, nalu := range au {
+		if r.h265 {
+			typ := h265.NALUType((nalu[0] >> 1) & 0x3f)
+			if typ == h265.NALUType_SPS_NUT {
+				f.sps = nalu
+			}
+		} else if h264.NALUType(nalu[0]&0x1f) == h264.NALUTypeSPS {
+			f.sps = nalu
+		}
+	}
+	if r.h265 {
+		f.idr = h265.IsRandomAccess(au)
+	} else {
+		f.idr = h264.IsRandomAccess(au)
+	}
+	r.mu.Lock()
+	r.video[i] = append(r.video[i], f)
+	if i == 0 && r.arrivals != nil {
+		r.arrivals[pts] = time.Now()
+	}
+	r.mu.Unlock()
+}
+
+func (r *recorder) onAudio(i int, pts int64, aus [][]byte) {
+	r.mu.Lock()
+	for range aus {
+		r.audio[i] = append(r.audio[i], pts)
+	}
+	r.mu.Unlock()
+}
+
+func (r *recorder) onRestart(attempt int, err error) {
+	r.mu.Lock()
+	r.restarts = append(r.restarts, err)
+	r.attempts = append(r.attempts, attempt)
+	r.mu.Unlock()
+}
+
+// frames returns a copy of rendition i's video frames.
+func (r *recorder) frames(i int) []outFrame {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]outFrame(nil), r.video[i]...)
+}
+
+func (r *recorder) audioCount(i int) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.audio[i])
+}
+
+func (r *recorder) restartCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.restarts)
+}
+
+// counts returns the number of video frames per rendition.
+func (r *recorder) counts() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]int, len(r.video))
+	for i := range r.video {
+		out[i] = len(r.video[i])
+	}
+	return out
+}
+
+// idrPTS lists the PTS of rendition i's IDR frames from index from on.
+func idrPTS(frames []outFrame) []int64 {
+	var out []int64
+	for _, f := range frames {
+		if f.idr {
+			out = append(out, f.pts)
+		}
+	}
+	return out
+}
+
+// checkMonotonic fails when DTS does not strictly increase.
+func checkMonotonic(t testing.TB, name string, frames []outFrame) {
+	t.Helper()
+	for i := 1; i < len(frames); i++ {
+		if frames[i].dts <= frames[i-1].dts {
+			t.Fatalf("%s: frame %d DTS %d not after %d", name, i, frames[i].dts, frames[i-1].dts)
+		}
+		if frames[i].pts < frames[i].dts {
+			t.Fatalf("%s: frame %d PTS %d before DTS %d", name, i, frames[i].pts, frames[i].dts)
+		}
+	}
+}
+
+// spsSize parses a H264 SPS.
+func spsSize(sps []byte) (int, int, error) {
+	var s h264.SPS
+	if err := s.Unmarshal(sps); err != nil {
+		return 0, 0, fmt.Errorf("parse SPS: %w", err)
+	}
+	return s.Width(), s.Height(), nil
+}
+
+// metricValue returns the value of the series of family name with the given
+// stream (and rendition, when not empty) label; -1 when there is none.
+func metricValue(t testing.TB, reg *prometheus.Registry, name, stream, rendition string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fam := range fams {
+		if fam.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range fam.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if (l.GetName() == "stream" && l.GetValue() != stream) ||
+					(rendition != "" && l.GetName() == "rendition" && l.GetValue() != rendition) {
+					continue series
+				}
+			}
+			switch {
+			case m.GetCounter() != nil:
+				return m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return -1
+}
+
+// seriesCount returns the number of series of family name.
+func seriesCount(t testing.TB, reg *prometheus.Registry, name string) int {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fam := range fams {
+		if fam.GetName() == name {
+			return len(fam.GetMetric())
+		}
+	}
+	return 0
+}
