@@ -145,8 +145,10 @@ func (w *watch) stall(t *testing.T, what string, fault func()) time.Duration {
 	t.Helper()
 	m0, _ := w.cur()
 	waitFor(t, what+": playlist advancing", 15*time.Second, func() bool { m, _ := w.cur(); return m > m0 })
-	m1, moved1 := w.cur()
 	fault()
+	// The fault is complete (docker has killed the container): measure from
+	// the playlist's last advance before that moment.
+	m1, moved1 := w.cur()
 	waitFor(t, what+": playlist advancing after the fault", 30*time.Second, func() bool { m, _ := w.cur(); return m > m1 })
 	m2, moved2 := w.cur()
 	d := moved2.Sub(moved1)

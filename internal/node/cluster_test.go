@@ -172,9 +172,9 @@ func stallAround(t *testing.T, w *msnWatch, what string, fault func(), limit tim
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	m0, moved0 := w.current()
 	fault()
 	faultAt := time.Now()
+	m0, moved0 := w.current() // the last advance before the fault was complete
 	for deadline := time.Now().Add(limit); ; {
 		m, moved := w.current()
 		if m > m0 {
