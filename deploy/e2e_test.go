@@ -195,15 +195,16 @@ func owner(t *testing.T, path string) string {
 }
 
 func pulling(t *testing.T, edge, source string) bool {
-	cmd := exec.Command("docker", "exec", "streamgrid-"+edge+"-1", "curl", "-fsS", "http://127.0.0.1:9997/v1/streams")
-	out, err := cmd.Output()
-	if err != nil {
-		cmd = exec.Command("docker", "exec", "streamgrid_"+edge+"_1", "curl", "-fsS", "http://127.0.0.1:9997/v1/streams")
-		if out, err = cmd.Output(); err != nil {
-			return false
-		}
+	var cmd *exec.Cmd
+	args := []string{"exec", "-T", edge, "curl", "-fsS", "http://127.0.0.1:9997/v1/streams"}
+	if exec.Command("docker", "compose", "version").Run() == nil {
+		cmd = exec.Command("docker", append([]string{"compose"}, args...)...)
+	} else {
+		cmd = exec.Command("docker-compose", args...)
 	}
-	return strings.Contains(string(out), `"path": "`+source+`"`)
+	cmd.Dir = root
+	out, err := cmd.Output()
+	return err == nil && strings.Contains(string(out), `"path": "`+source+`"`)
 }
 
 func TestComposeCluster(t *testing.T) {

@@ -96,7 +96,10 @@ func (n *Node) Start() error {
 	if len(n.SecretKey) > 0 {
 		cfg.SecretKey = n.SecretKey
 	}
-	cfg.DeadNodeReclaimTime = 10 * time.Second
+	// A node restarted under the same name may come back with a new address
+	// (a container's IP changes): let it rejoin at once rather than after
+	// memberlist's reaping, or caches could not route to it for ~30 s.
+	cfg.DeadNodeReclaimTime = time.Second
 	// Faster failure detection than the LAN preset: a dead origin should be noticed in ~2 s.
 	cfg.ProbeInterval = 500 * time.Millisecond
 	cfg.ProbeTimeout = 300 * time.Millisecond
