@@ -212,9 +212,17 @@ func (p *rtspPublisher) err() error {
 	}
 }
 
-// finish tears the session down; Camera waits one frame interval after the last
-// write, so the write queue has drained by then.
+// finishGrace is how long finish lets the client's write queue drain before
+// the teardown: gortsplib's Close drops what is still queued, and one frame
+// interval is not always enough on a loaded machine.
+const finishGrace = 300 * time.Millisecond
+
+// finish tears the session down after the write queue had time to drain.
 func (p *rtspPublisher) finish() {
+	select {
+	case <-time.After(finishGrace):
+	case <-p.waitDone: // the session ended by itself
+	}
 	p.close()
 }
 
