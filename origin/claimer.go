@@ -100,6 +100,7 @@ func (c *claimer) rewatch() <-chan time.Time {
 func (c *claimer) onStream(ev bus.StreamEvent) {
 	s := c.o.lookup(ev.Path)
 	if ev.Info == nil {
+		c.o.clearRefused(ev.Path)
 		delete(c.live, ev.Path)
 		delete(c.pending, ev.Path)
 		if s != nil {
@@ -128,6 +129,7 @@ func (c *claimer) onOwner(ev bus.OwnerEvent) {
 		return
 	}
 	c.owner[ev.Path] = *ev.Owner
+	c.o.clearRefused(ev.Path)
 	if ev.Owner.Node != c.o.Node {
 		delete(c.pending, ev.Path)
 	}
@@ -200,6 +202,7 @@ func (c *claimer) claim(path string) {
 		return
 	}
 	s := newStream(c.o, path, info)
+	s.plan = c.o.planFor(path)
 	if !c.o.addStream(s) {
 		return // at capacity, or already ours
 	}

@@ -66,10 +66,45 @@
 // re-marshalling a playlist that spans two instances would lose the second
 // initialization section.
 //
+// # ABR ladders (transcoding)
+//
+// With Transcode.Ladders configured, Start probes ffmpeg once
+// (transcode.Detect, bounded by DetectTimeout) and resolves every ladder's
+// encoder (transcode.Choose); Capabilities reports the result and the
+// streamgrid_origin_transcode_capability gauges expose it. A stream whose
+// path matches a ladder (path.Match, first match wins) is claimed only when
+// the ladder has a usable encoder and one of the origin's slots for it is
+// free (GPUSessions for NVENC, CPUSlots for x264); otherwise the origin
+// leaves it unowned for another origin, logs that once per stream, counts it
+// in streamgrid_origin_transcode_refused_total{reason} (no_gpu, no_encoder,
+// no_slot) and lists it in Streams with Refused set.
+//
+// A transcoded stream keeps its source instances (the passthrough rendition,
+// and the numbering that is persisted) and gets one more set of muxer
+// instances per rendition, fed by one transcode.Transcoder (one ffmpeg)
+// from the same packets. The transcoder starts once the source GOP is known
+// (two keyframes), at a keyframe where the source muxer starts a segment;
+// its keyframes follow the source GOP and its output keeps the input's
+// timestamps, so every rendition's muxer cuts segments at the same
+// timestamps as the source's, and each rendition instance is offset so that
+// those segments carry the same media sequence numbers (and the same
+// EXT-X-PROGRAM-DATE-TIME) as the source's. A transcoder restart retires
+// every rendition's instance: the next one starts after a discontinuity.
+// A rendition's media playlists are served as r<name>_<gohlslib name>
+// (r720p_video1_stream.m3u8; its segments keep gohlslib's unique per-muxer
+// prefix), and index.m3u8 becomes a master playlist
+// (transcode.MasterPlaylist) listing the source (with Ladder.Passthrough)
+// and every rendition with BANDWIDTH and AVERAGE-BANDWIDTH as gohlslib
+// measures them, RESOLUTION, CODECS and FRAME-RATE, and per rendition an
+// audio group when the variant carries audio in its own playlist. It is
+// answered once every rendition has content (bounded; past the bound with
+// those that have).
+//
 // # HTTP
 //
 // GET /<stream path>/<file>, where file is a name gohlslib produces
-// (index.m3u8, video1_stream.m3u8, <prefix>_video1_seg12.mp4, ...), and
+// (index.m3u8, video1_stream.m3u8, <prefix>_video1_seg12.mp4, ...) or a
+// rendition's media playlist (r<name>_video1_stream.m3u8), and
 // GET /_streams for a JSON list of the streams held. Every response about a
 // stream carries X-Streamgrid-Origin and X-Streamgrid-Epoch, so a cache never
 // mixes objects of two owners.

@@ -166,6 +166,10 @@ func (s *stream) gone(w http.ResponseWriter) {
 func (s *stream) serveMultivariant(w http.ResponseWriter, r *http.Request) {
 	deadline := time.NewTimer(s.blockTimeout())
 	defer deadline.Stop()
+	if s.plan != nil {
+		s.serveMaster(w, r, deadline.C)
+		return
+	}
 	for {
 		if !s.serving.Load() {
 			s.gone(w)
@@ -194,6 +198,43 @@ func (s *stream) serveMultivariant(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// serveMaster answers with the master playlist of a transcoded stream,
+// waiting (bounded) until every rendition has content; past the deadline it
+// lists the renditions that have.
+func (s *stream) serveMaster(w http.ResponseWriter, r *http.Request, deadline <-chan time.Time) {
+	timedOut := false
+	for {
+		if !s.serving.Load() {
+			s.gone(w)
+			return
+		}
+		s.mu.Lock()
+		body, complete, err := s.masterLocked()
+		changed := s.changed
+		s.mu.Unlock()
+		if err != nil {
+			s.log.Warn("building the master playlist failed", "err", err)
+			http.Error(w, "playlist unavailable", http.StatusInternalServerError)
+			return
+		}
+		if body != nil && (complete || timedOut) {
+			writePlaylist(w, r, body, "no-cache")
+			return
+		}
+		if timedOut {
+			s.timedOut(w)
+			return
+		}
+		switch s.wait(r, changed, deadline) {
+		case waitTimeout:
+			timedOut = true
+		case waitGone:
+			s.gone(w)
+			return
+		}
+	}
+}
+
 // viewState says whether a media playlist can be served.
 type viewState int
 
@@ -203,12 +244,13 @@ const (
 	viewReady
 )
 
-// layers collects the instances' versions of a media playlist, oldest first,
-// ending with the newest instance with content.
-func (s *stream) layers(name string) ([]*layer, uint64, <-chan struct{}, viewState) {
+// layers collects the versions of a media playlist held by the instances of
+// rendition set rend, oldest first, ending with its newest instance with
+// content.
+func (s *stream) layers(rend int, name string) ([]*layer, uint64, <-chan struct{}, viewState) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	head := s.headLocked()
+	head := s.headOfLocked(rend)
 	if head == nil {
 		return nil, s.version, s.changed, viewNoContent
 	}
@@ -217,7 +259,7 @@ func (s *stream) layers(name string) ([]*layer, uint64, <-chan struct{}, viewSta
 	}
 	var ls []*layer
 	for _, i := range s.instances {
-		if i.closed || i.snap == nil {
+		if i.rend != rend || i.closed || i.snap == nil {
 			continue
 		}
 		if l := i.snap.media[name]; l != nil {
@@ -259,6 +301,7 @@ func (s *stream) serveMedia(w http.ResponseWriter, r *http.Request, name string)
 		s.o.m.requests.WithLabelValues("media").Inc()
 	}
 
+	rend, inner, prefix := s.resolveName(name)
 	deadline := time.NewTimer(s.blockTimeout())
 	defer deadline.Stop()
 	for {
@@ -266,13 +309,14 @@ func (s *stream) serveMedia(w http.ResponseWriter, r *http.Request, name string)
 			s.gone(w)
 			return
 		}
-		ls, version, changed, state := s.layers(name)
+		ls, version, changed, state := s.layers(rend, inner)
 		switch state {
 		case viewMissing:
 			s.gone(w)
 			return
 		case viewReady:
 			v := buildView(ls, s.o.HLS.SegmentCount)
+			v.uriPrefix = prefix
 			if !v.lowLatency() || msn < 0 {
 				s.writeView(w, r, name, v, version, delta)
 				return

@@ -35,10 +35,16 @@ const llFirstSegmentID = 7
 // part of one, when the muxer had to be re-created), with its own file-name
 // prefix and its own media sequence numbering shifted by offset.
 type instance struct {
-	s          *stream
-	muxer      *gohlslib.Muxer
-	variant    gohlslib.MuxerVariant
-	writers    map[uint8]*trackWriter
+	s       *stream
+	muxer   *gohlslib.Muxer
+	variant gohlslib.MuxerVariant
+	writers map[uint8]*trackWriter
+	// rend is 0 for the source's instances, k+1 for ladder rendition k;
+	// vtrack, vcodec and atrack are a rendition instance's tracks.
+	rend       int
+	vtrack     *gohlslib.Track
+	vcodec     media.Codec
+	atrack     *gohlslib.Track
 	generation uint64
 	// offset maps the muxer's local media sequence numbers to the stream's:
 	// global = local + offset.

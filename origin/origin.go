@@ -58,6 +58,26 @@ type StreamStatus struct {
 	WriteErrors   uint64 `json:"write_errors"`
 	EncodeErrors  uint64 `json:"encode_errors"`
 	Recreations   uint64 `json:"recreations"`
+	// Refused, when set, says why this origin left a live stream unclaimed
+	// (a ladder matches it and it cannot be transcoded here); the other
+	// fields are then zero.
+	Refused string `json:"refused,omitempty"`
+	// Encoder transcodes the stream (nvenc or x264); empty for passthrough.
+	Encoder string `json:"encoder,omitempty"`
+	// Renditions of a transcoded stream, in the master playlist's order.
+	Renditions []RenditionStatus `json:"renditions,omitempty"`
+	// TranscodeRestarts counts ffmpeg restarts; TranscodeSpeed is its last
+	// reported speed (media seconds per second).
+	TranscodeRestarts uint64  `json:"transcode_restarts,omitempty"`
+	TranscodeSpeed    float64 `json:"transcode_speed,omitempty"`
+}
+
+// RenditionStatus is one rendition of a transcoded stream.
+type RenditionStatus struct {
+	Name     string `json:"name"`
+	Playlist string `json:"playlist,omitempty"` // media playlist file name, once ready
+	Ready    bool   `json:"ready"`
+	Segments int    `json:"segments"`
 }
 
 // Origin claims streams, packages them as HLS and serves them to caches.
@@ -81,6 +101,8 @@ type Origin struct {
 	Capacity int
 	// HLS configures packaging.
 	HLS HLSConfig
+	// Transcode configures ABR-ladder transcoding; no ladders: passthrough.
+	Transcode TranscodeConfig
 	// Log. Default slog.Default().
 	Log *slog.Logger
 	// Metrics receives the origin's collectors. Default: a private registry.
@@ -100,8 +122,11 @@ type Origin struct {
 	metaKick chan struct{} // load changed: update gossip metadata
 	draining atomic.Bool
 
+	tr transcoding
+
 	mu      sync.RWMutex
 	streams map[string]*stream
+	refused map[string]string // path → why it was left unclaimed
 
 	wg        sync.WaitGroup // run loop, HTTP server, metadata loop
 	swg       sync.WaitGroup // stream goroutines
@@ -202,7 +227,12 @@ func (o *Origin) Start() error {
 		o.AdvertiseHTTP = advertiseAddr(ln.Addr())
 	}
 	o.m = newMetrics(o.Metrics, o.Node)
+	if err := o.setupTranscode(); err != nil {
+		ln.Close()
+		return err
+	}
 	if err := o.m.register(); err != nil {
+		o.tr.metrics.Unregister()
 		ln.Close()
 		return err
 	}
@@ -211,6 +241,7 @@ func (o *Origin) Start() error {
 	if err != nil {
 		o.cancel()
 		o.m.unregister()
+		o.tr.metrics.Unregister()
 		ln.Close()
 		return fmt.Errorf("origin: %w", err)
 	}
@@ -218,6 +249,7 @@ func (o *Origin) Start() error {
 	if err != nil {
 		o.cancel()
 		o.m.unregister()
+		o.tr.metrics.Unregister()
 		ln.Close()
 		return fmt.Errorf("origin: %w", err)
 	}
@@ -227,6 +259,7 @@ func (o *Origin) Start() error {
 	o.kick = make(chan struct{}, 1)
 	o.metaKick = make(chan struct{}, 1)
 	o.streams = map[string]*stream{}
+	o.refused = map[string]string{}
 	o.srv = &http.Server{
 		Handler:           o.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -329,11 +362,13 @@ func (o *Origin) shutdown(mode stopMode) {
 		cancel()
 		o.wg.Wait()
 		o.m.unregister()
+		o.tr.metrics.Unregister()
 		o.Log.Info("origin closed")
 	})
 }
 
-// Streams lists the streams held.
+// Streams lists the streams held, then the live streams this origin refused
+// to claim because it cannot transcode them (Refused set).
 func (o *Origin) Streams() []StreamStatus {
 	var out []StreamStatus
 	for _, s := range o.snapshotStreams() {
@@ -341,6 +376,11 @@ func (o *Origin) Streams() []StreamStatus {
 			out = append(out, st)
 		}
 	}
+	o.mu.RLock()
+	for p, why := range o.refused {
+		out = append(out, StreamStatus{Path: p, Refused: why})
+	}
+	o.mu.RUnlock()
 	return out
 }
 
@@ -366,15 +406,23 @@ func (o *Origin) load() int {
 	return len(o.streams)
 }
 
-// addStream registers a stream being claimed; false when at capacity.
+// addStream registers a stream being claimed; false when at capacity, or
+// when the stream needs a transcode this origin cannot run now (the refusal
+// is recorded).
 func (o *Origin) addStream(s *stream) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if len(o.streams) >= o.Capacity || o.streams[s.path] != nil {
 		return false
 	}
+	if reason, msg := o.admitLocked(s.plan); reason != "" {
+		o.noteRefusedLocked(s.path, reason, msg)
+		return false
+	}
+	delete(o.refused, s.path)
 	o.streams[s.path] = s
 	o.swg.Add(1)
+	o.updateSlotGaugesLocked()
 	return true
 }
 
@@ -384,6 +432,7 @@ func (o *Origin) removeStream(s *stream) {
 	if o.streams[s.path] == s {
 		delete(o.streams, s.path)
 	}
+	o.updateSlotGaugesLocked()
 	o.mu.Unlock()
 	o.poke(o.kick)
 	o.poke(o.metaKick)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/media"
+	"github.com/streamgrid/streamgrid/internal/transcode"
 )
 
 const (
@@ -90,6 +91,26 @@ type stream struct {
 	fallbackNoted bool
 	idle          bool
 
+	// Transcoding (run goroutine, see rendition.go); plan is nil for
+	// passthrough streams. tcPtr publishes tc to status readers; tcSrc is
+	// written under mu (the master playlist reads it).
+	plan         *ladderPlan
+	rends        []*rendState
+	tc           *transcode.Transcoder
+	tcPtr        atomic.Pointer[transcode.Transcoder]
+	tcOut        chan *tcPacket
+	tcState      tcState
+	tcSrc        transcode.SourceInfo
+	tcVideo      int // source track fed to the transcoder; -1 until known
+	tcAudioTrack int // -1: none
+	gopStart     int64
+	gopDur       int64
+	gopFrames    int
+	cuts         []segCut
+	srcPTS       int64
+	srcNTP       time.Time
+	srcClock     bool
+
 	// stateMu serialises playlist-state writes; persisted is the last one written.
 	stateMu      sync.Mutex
 	persisted    bus.PlaylistState
@@ -124,6 +145,9 @@ func newStream(o *Origin, path string, info *bus.StreamInfo) *stream {
 		lostCh:  make(chan error, 1),
 		in:      make(chan *media.Packet, queueSize),
 		changed: make(chan struct{}),
+
+		tcVideo:      -1,
+		tcAudioTrack: -1,
 	}
 	s.info.Store(info)
 	s.variant.Store(int32(o.variant))
@@ -194,6 +218,7 @@ func (s *stream) runInner() error {
 		s.release()
 		return err
 	}
+	s.initRenditions()
 	// Writing at once fences a previous owner that may still be running.
 	initial := s.state(true)
 	if err := s.persist(initial, false); errors.Is(err, bus.ErrFenced) {
@@ -289,6 +314,8 @@ func (s *stream) loop() (string, stopMode) {
 			return "lease lost", stopNone
 		case p := <-s.in:
 			s.handlePacket(p, false)
+		case p := <-s.tcOut:
+			s.handleTranscoded(p)
 		case now := <-tick.C:
 			if s.housekeep(now) {
 				return "ended", stopRelease
@@ -301,6 +328,7 @@ func (s *stream) loop() (string, stopMode) {
 // the lease given up so another origin can take over at once. stopNone (lost)
 // and stopAbandon: neither.
 func (s *stream) finish(mode stopMode, reason string) {
+	s.stopTranscoder()
 	if mode == stopRelease {
 		if s.cur != nil {
 			s.retire(s.cur)
@@ -424,6 +452,9 @@ func (s *stream) persistLocked(st bus.PlaylistState) error {
 // when sn goes past the reserve, i.e. every few segments. False when the
 // write was fenced: the stream is no longer ours and sn must not be shown.
 func (s *stream) reserve(i *instance, sn *snapshot) bool {
+	if i.rend != 0 {
+		return true // renditions follow the source's numbers, which are reserved
+	}
 	need := uint64(sn.lastUsed() + 1)
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
@@ -488,7 +519,7 @@ func (s *stream) nextMSN() (uint64, uint64) {
 	defer s.mu.Unlock()
 	next, disc := s.baseNext, s.baseDisc
 	for _, i := range s.instances {
-		if i.frozen || i.closed || i.snap == nil {
+		if i.rend != 0 || i.frozen || i.closed || i.snap == nil {
 			continue
 		}
 		if n := uint64(i.snap.lastUsed() + 1); n > next {
@@ -563,6 +594,7 @@ func (s *stream) handlePacket(p *media.Packet, fromGOP bool) {
 	case err == nil:
 		s.cur.errors = 0
 		s.cur.written++
+		s.feedTranscoder(p)
 	case errors.Is(err, errUnknownTrack):
 		s.drop()
 	default:
@@ -578,6 +610,7 @@ func (s *stream) handlePacket(p *media.Packet, fromGOP bool) {
 
 // replace retires the current instance; the next packet starts a new one.
 func (s *stream) replace() {
+	s.stopTranscoder()
 	s.retire(s.cur)
 	s.cur = nil
 	s.lastRecreate = time.Now()
@@ -684,10 +717,19 @@ func (s *stream) retire(i *instance) {
 	if err == nil {
 		i.snap = final
 	}
-	if n := uint64(i.snap.lastUsed() + 1); n > s.baseNext {
-		s.baseNext, s.baseDisc = n, i.disc
+	n := uint64(i.snap.lastUsed() + 1)
+	if i.rend > 0 {
+		rs := s.rends[i.rend-1]
+		if n > rs.baseNext {
+			rs.baseNext, rs.baseDisc = n, i.disc
+		}
+		rs.visible = true
+	} else {
+		if n > s.baseNext {
+			s.baseNext, s.baseDisc = n, i.disc
+		}
+		s.visible = true
 	}
-	s.visible = true
 	target := time.Duration(i.snap.media[i.snap.leading].pl.TargetDuration) * time.Second
 	i.closeAt = time.Now().Add(time.Duration(s.o.HLS.SegmentCount) * max(target, s.o.HLS.SegmentDuration))
 	s.bumpLocked()
@@ -715,6 +757,9 @@ func (s *stream) closeAll() {
 		i.muxer.Close()
 	}
 	s.cur = nil
+	for _, rs := range s.rends {
+		rs.cur = nil
+	}
 }
 
 // housekeep closes retired instances whose grace period is over and
@@ -746,6 +791,7 @@ func (s *stream) housekeep(now time.Time) bool {
 		s.idle = true
 		s.log.Info("stream idle; HLS muxer closed", "idle_for", now.Sub(lastActivity).Round(time.Millisecond))
 		// Close everything now: gohlslib's blocking requests only end on Close.
+		s.stopTranscoder()
 		if s.cur != nil {
 			s.retire(s.cur)
 			s.cur = nil
@@ -803,25 +849,53 @@ func (s *stream) status() (StreamStatus, bool) {
 	if t := s.since.Load(); t != nil {
 		st.Since = *t
 	}
-	s.mu.Lock()
-	if head := s.headLocked(); head != nil {
-		st.Ready = true
-		for _, seg := range head.snap.media[head.snap.leading].pl.Segments {
-			if !seg.Gap {
-				st.Segments++
-			}
+	if s.plan != nil {
+		st.Encoder = string(s.plan.encoder)
+		if tc := s.tcPtr.Load(); tc != nil {
+			ts := tc.Stats()
+			st.TranscodeRestarts, st.TranscodeSpeed = ts.Restarts, ts.Speed
 		}
+	}
+	s.mu.Lock()
+	st.Ready, st.Segments = s.readyLocked(0)
+	for k, rs := range s.rends {
+		r := RenditionStatus{Name: rs.name}
+		r.Ready, r.Segments = s.readyLocked(k + 1)
+		if head := s.headOfLocked(k + 1); head != nil {
+			r.Playlist = rs.prefix + head.snap.leading
+		}
+		st.Renditions = append(st.Renditions, r)
 	}
 	s.mu.Unlock()
 	return st, true
 }
 
-// headLocked is the newest instance with published content.
-func (s *stream) headLocked() *instance {
+// headLocked is the newest source instance with published content.
+func (s *stream) headLocked() *instance { return s.headOfLocked(0) }
+
+// headOfLocked is the newest instance of rendition set rend with published
+// content.
+func (s *stream) headOfLocked(rend int) *instance {
 	for k := len(s.instances) - 1; k >= 0; k-- {
-		if i := s.instances[k]; !i.closed && i.snap != nil {
+		if i := s.instances[k]; i.rend == rend && !i.closed && i.snap != nil {
 			return i
 		}
 	}
 	return nil
+}
+
+// readyLocked says whether rendition set rend serves a playlist and how many
+// real segments its window holds.
+func (s *stream) readyLocked(rend int) (bool, int) {
+	head := s.headOfLocked(rend)
+	if head == nil {
+		return false, 0
+	}
+	n := 0
+	for _, seg := range head.snap.media[head.snap.leading].pl.Segments {
+		if !seg.Gap {
+			n++
+		}
+	}
+	return true, n
 }

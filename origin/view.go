@@ -29,6 +29,9 @@ type view struct {
 	first int64 // global MSN of segs[0]
 	segs  []viewSeg
 	ds    uint64 // EXT-X-DISCONTINUITY-SEQUENCE
+	// uriPrefix is put in front of the rendition reports' playlist names
+	// (those of a transcoded rendition are served as r<name>_<name>).
+	uriPrefix string
 }
 
 type viewSeg struct {
@@ -188,6 +191,7 @@ func (v *view) render(delta bool) ([]byte, error) {
 	for _, r := range h.RenditionReport {
 		rr := *r
 		rr.LastMSN += int(v.head.offset)
+		rr.URI = v.uriPrefix + rr.URI
 		out.RenditionReport = append(out.RenditionReport, &rr)
 	}
 

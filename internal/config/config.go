@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path"
 	"reflect"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/internal/transcode"
 )
 
 // Config is the whole file. Every field's yaml key is documented in the sample streamgrid.yml.
@@ -95,6 +97,34 @@ type Origin struct {
 	AdvertiseHTTP string `yaml:"advertise_http"`
 	Capacity      int    `yaml:"capacity"`
 	HLS           HLS    `yaml:"hls"`
+	// Transcode configures ABR-ladder transcoding; without ladders every
+	// stream is packaged as it comes (passthrough).
+	Transcode Transcode `yaml:"transcode"`
+}
+
+// Transcode is the origin's ABR-ladder transcoding.
+type Transcode struct {
+	// FFmpeg is the ffmpeg binary (looked up in PATH when it has no slash).
+	FFmpeg string `yaml:"ffmpeg"`
+	// Encoder is auto, nvenc or x264.
+	Encoder string `yaml:"encoder"`
+	// Fallback is cpu or refuse: what happens when no GPU encoder is usable.
+	Fallback string `yaml:"fallback"`
+	// GPUSessions is how many streams this origin transcodes on the GPU;
+	// 0 means 8 when NVENC is usable, else none.
+	GPUSessions int `yaml:"gpu_sessions"`
+	// CPUSlots is how many streams this origin transcodes on the CPU.
+	CPUSlots int `yaml:"cpu_slots"`
+	// Ladders, first match wins; a stream no ladder matches is passed through.
+	Ladders []LadderRule `yaml:"ladders"`
+}
+
+// LadderRule applies a ladder to the streams whose path matches Match.
+type LadderRule struct {
+	// Match is a path.Match pattern on the stream path ("live/*", "cams/door");
+	// '*' does not cross '/', and there is no "**".
+	Match            string `yaml:"match"`
+	transcode.Ladder `yaml:",inline"`
 }
 
 // HLS is the packaging of every stream.
@@ -158,6 +188,13 @@ func Default() *Config {
 				PartDuration:    200 * time.Millisecond,
 				SegmentCount:    7,
 				IdleTimeout:     10 * time.Second,
+			},
+			Transcode: Transcode{
+				FFmpeg:   "ffmpeg",
+				Encoder:  "auto",
+				Fallback: "cpu",
+				CPUSlots: 2,
+				Ladders:  []LadderRule{},
 			},
 		},
 		Cache: Cache{
@@ -466,6 +503,7 @@ func (c *Config) Validate() error {
 	if h.Variant == "lowLatency" && h.PartDuration > h.SegmentDuration {
 		bad("origin.hls.part_duration", "must not exceed origin.hls.segment_duration")
 	}
+	validateTranscode(c.Origin.Transcode, bad)
 	addr("cache.http_address", c.Cache.HTTPAddress, false)
 	if c.Cache.MaxBytes < 1<<20 {
 		bad("cache.max_bytes", "must be at least 1048576, got %d", c.Cache.MaxBytes)
@@ -503,4 +541,44 @@ func (g Gossip) Key() ([]byte, error) {
 		return nil, nil
 	}
 	return base64.StdEncoding.DecodeString(g.SecretKey)
+}
+
+// validateTranscode checks origin.transcode; bad records an error for a key.
+func validateTranscode(t Transcode, bad func(key, format string, args ...any)) {
+	const key = "origin.transcode"
+	if t.FFmpeg == "" {
+		bad(key+".ffmpeg", "must not be empty")
+	}
+	if t.Encoder == "" {
+		bad(key+".encoder", "must not be empty (auto, nvenc or x264)")
+	} else if err := transcode.Encoder(t.Encoder).Validate(); err != nil {
+		bad(key+".encoder", "%v", err)
+	}
+	if t.Fallback == "" {
+		bad(key+".fallback", "must not be empty (cpu or refuse)")
+	} else if err := transcode.Policy(t.Fallback).Validate(); err != nil {
+		bad(key+".fallback", "%v", err)
+	}
+	if t.GPUSessions < 0 {
+		bad(key+".gpu_sessions", "must not be negative, got %d", t.GPUSessions)
+	}
+	if t.CPUSlots < 0 {
+		bad(key+".cpu_slots", "must not be negative, got %d", t.CPUSlots)
+	}
+	for i, l := range t.Ladders {
+		lk := fmt.Sprintf("%s.ladders[%d]", key, i)
+		if l.Match == "" {
+			bad(lk+".match", "is required")
+		} else if _, err := path.Match(l.Match, "x"); err != nil {
+			bad(lk+".match", "%q is not a valid pattern: %v", l.Match, err)
+		}
+		if err := l.Ladder.Validate(); err != nil {
+			var fe *transcode.FieldError
+			if errors.As(err, &fe) {
+				bad(lk+"."+fe.Field, "%s", fe.Problem)
+			} else {
+				bad(lk, "%v", err)
+			}
+		}
+	}
 }

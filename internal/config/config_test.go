@@ -116,3 +116,64 @@ func TestSourcesDefaults(t *testing.T) {
 		t.Fatalf("defaults: %+v", s)
 	}
 }
+
+func TestExamplesLoad(t *testing.T) {
+	files, err := filepath.Glob("../../examples/*.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 2 {
+		t.Fatalf("expected the examples, found %v", files)
+	}
+	for _, f := range files {
+		c, err := Load(f, nil)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if strings.Contains(f, "abr-") {
+			tc := c.Origin.Transcode
+			if len(tc.Ladders) != 1 || len(tc.Ladders[0].Renditions) != 3 || tc.Ladders[0].Match != "live/*" {
+				t.Errorf("%s: ladder not loaded: %+v", f, tc.Ladders)
+			}
+		}
+	}
+}
+
+func TestTranscodeConfig(t *testing.T) {
+	c := mustLoad(t, write(t, `origin:
+  transcode:
+    encoder: x264
+    cpu_slots: 3
+    ladders:
+      - match: "live/*"
+        passthrough: true
+        keyframe_interval: 2s
+        renditions:
+          - {name: 360p, width: 640, height: 360, bitrate: 600000}
+`), []string{"SG_ORIGIN_TRANSCODE_FALLBACK=refuse", "SG_ORIGIN_TRANSCODE_GPU_SESSIONS=4"})
+	tc := c.Origin.Transcode
+	if tc.Encoder != "x264" || tc.CPUSlots != 3 || tc.Fallback != "refuse" || tc.GPUSessions != 4 || tc.FFmpeg != "ffmpeg" {
+		t.Fatalf("transcode: %+v", tc)
+	}
+	l := tc.Ladders[0]
+	if !l.Passthrough || l.KeyframeInterval != 2*time.Second || l.Renditions[0].Width != 640 || l.Renditions[0].Bitrate != 600000 {
+		t.Fatalf("ladder: %+v", l)
+	}
+
+	cases := []struct{ file, want string }{
+		{"origin:\n  transcode:\n    encoder: vaapi\n", "origin.transcode.encoder"},
+		{"origin:\n  transcode:\n    fallback: never\n", "origin.transcode.fallback"},
+		{"origin:\n  transcode:\n    cpu_slots: -1\n", "origin.transcode.cpu_slots"},
+		{"origin:\n  transcode:\n    ladders:\n      - match: \"live/[\"\n        renditions: [{name: a, bitrate: 600000}]\n", "origin.transcode.ladders[0].match"},
+		{"origin:\n  transcode:\n    ladders:\n      - match: \"live/*\"\n        renditions:\n          - {name: a, bitrate: 600000}\n          - {name: b, width: 641, bitrate: 600000}\n",
+			"origin.transcode.ladders[0].renditions[1].width: must be even"},
+		{"origin:\n  transcode:\n    ladders:\n      - match: \"live/*\"\n        renditions:\n          - {name: a, bitrate: 600000, sharpness: 3}\n", "sharpness"},
+	}
+	for _, tc := range cases {
+		_, err := Load(write(t, tc.file), nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err = %v, want it to name %q", tc.file, err, tc.want)
+		}
+	}
+}

@@ -60,6 +60,7 @@ type Node struct {
 	ml      *memberlist.Memberlist
 	addr    string
 	refMu   sync.Mutex // serializes writers of members
+	setMu   sync.Mutex // serializes SetMeta
 	meta    atomic.Pointer[[]byte]
 	members atomic.Pointer[map[string]Member]
 	changed chan struct{}
@@ -155,8 +156,11 @@ func (n *Node) CurrentMeta() Meta {
 	return m
 }
 
-// SetMeta changes this node's metadata and gossips it.
+// SetMeta changes this node's metadata and gossips it. It is safe for
+// concurrent use (memberlist's UpdateNode is not).
 func (n *Node) SetMeta(m Meta) error {
+	n.setMu.Lock()
+	defer n.setMu.Unlock()
 	if err := n.encodeMeta(m); err != nil {
 		return err
 	}

@@ -89,6 +89,9 @@ func (a *apiServer) healthz(w http.ResponseWriter, _ *http.Request) {
 	if n.gossip != nil {
 		checks["gossip_members"] = strconv.Itoa(len(n.gossip.Members()))
 	}
+	if t := n.transcodeCheck(); t != "" {
+		checks["transcode"] = t
+	}
 	code, status := http.StatusOK, "ok"
 	if !ok {
 		code, status = http.StatusServiceUnavailable, "unhealthy"

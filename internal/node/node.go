@@ -28,6 +28,7 @@ import (
 	"github.com/streamgrid/streamgrid/hlscache"
 	"github.com/streamgrid/streamgrid/internal/config"
 	"github.com/streamgrid/streamgrid/internal/gossip"
+	"github.com/streamgrid/streamgrid/internal/transcode"
 	"github.com/streamgrid/streamgrid/origin"
 )
 
@@ -147,7 +148,8 @@ func (n *Node) Start() (err error) {
 				PartDuration: c.Origin.HLS.PartDuration, SegmentCount: c.Origin.HLS.SegmentCount,
 				IdleTimeout: c.Origin.HLS.IdleTimeout,
 			},
-			Log: n.Log, Metrics: reg,
+			Transcode: originTranscode(c.Origin.Transcode),
+			Log:       n.Log, Metrics: reg,
 		}
 		if err := n.origin.Start(); err != nil {
 			n.origin = nil
@@ -411,4 +413,46 @@ func orDefault(v, d string) string {
 		return d
 	}
 	return v
+}
+
+// originTranscode maps the transcode configuration onto the origin's.
+func originTranscode(t config.Transcode) origin.TranscodeConfig {
+	oc := origin.TranscodeConfig{
+		FFmpeg: t.FFmpeg, Encoder: transcode.Encoder(t.Encoder), Fallback: transcode.Policy(t.Fallback),
+		GPUSessions: t.GPUSessions, CPUSlots: t.CPUSlots,
+	}
+	for _, l := range t.Ladders {
+		oc.Ladders = append(oc.Ladders, origin.LadderRule{Match: l.Match, Ladder: l.Ladder})
+	}
+	return oc
+}
+
+// transcodeCheck summarises the origin's encoder capabilities and transcode
+// slots for /healthz (checks.transcode); "" when no ladder is configured.
+func (n *Node) transcodeCheck() string {
+	if n.origin == nil {
+		return ""
+	}
+	st := n.origin.Capabilities()
+	if !st.Enabled {
+		return ""
+	}
+	c := st.Capabilities
+	yes := func(v bool) string {
+		if v {
+			return "yes"
+		}
+		return "no"
+	}
+	out := fmt.Sprintf("ffmpeg=%s x264=%s x265=%s nvenc_h264=%s nvenc_hevc=%s cuda=%s gpus=%d gpu_sessions=%d/%d cpu_slots=%d/%d",
+		c.FFmpeg, yes(c.X264), yes(c.X265), yes(c.NVENCH264), yes(c.NVENCHEVC), yes(c.CUDA), c.GPUs,
+		st.GPUInUse, st.GPUSessions, st.CPUInUse, st.CPUSlots)
+	for _, l := range st.Ladders {
+		if l.Refused != "" {
+			out += fmt.Sprintf(" ladder[%s]=refused(%s)", l.Match, l.Refused)
+		} else {
+			out += fmt.Sprintf(" ladder[%s]=%s", l.Match, l.Encoder)
+		}
+	}
+	return out
 }

@@ -1,0 +1,131 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// chromiumPath finds a Chromium binary; "" when none is installed.
+func chromiumPath() string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// videoState is what the test page's <video> element reports.
+type videoState struct {
+	Time   float64 `json:"t"`
+	Width  int     `json:"w"`
+	Height int     `json:"h"`
+	Ready  int     `json:"rs"`
+	Error  string  `json:"e"`
+}
+
+// TestABRPlaysInChromium loads the master playlist of a transcoded stream
+// (fMP4 variant) into a <video> element of headless Chromium (its built-in
+// HLS player) and waits until it plays.
+func TestABRPlaysInChromium(t *testing.T) {
+	requireFFmpeg(t)
+	chrome := chromiumPath()
+	if chrome == "" {
+		// Not fatal under CI=true: the CI image does not install it (apt-get install chromium).
+		t.Skip("chromium is missing: skipping (apt-get install chromium to run this test)")
+	}
+	c := allInOneConfig(t)
+	c.Origin.Transcode.Encoder = "x264"
+	c.Origin.Transcode.Ladders = abrLadder()
+	c.Origin.HLS.IdleTimeout = 10 * time.Second
+	// Chromium's built-in HLS player (156) answers MEDIA_ERR_SRC_NOT_SUPPORTED
+	// for the Low-Latency variant, passthrough streams included; it plays
+	// fMP4 and MPEG-TS.
+	c.Origin.HLS.Variant = "fmp4"
+	n := startNode(t, c, RoleRun)
+	a := n.Addrs()
+	startCamera(t, "rtsp://"+a.RTSP+"/live/abr1")
+	master := "http://" + a.Cache + "/live/abr1/index.m3u8"
+	variants := waitMaster(t, master, 4, 60*time.Second)
+	// A live player starts three target durations from the end: give every
+	// rendition a few segments first.
+	base := "http://" + a.Cache + "/live/abr1/"
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		ready := 0
+		for _, v := range variants {
+			if _, body, err := fetch(base + v.uri); err == nil && len(segments(body)) >= 4 {
+				ready++
+			}
+		}
+		if ready == len(variants) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d renditions have 4 segments", ready, len(variants))
+		}
+	}
+
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><html><body><video id="v" src="%s" muted autoplay playsinline></video></body></html>`, master)
+	}))
+	defer page.Close()
+
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chrome),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("mute-audio", true),
+		chromedp.UserDataDir(t.TempDir()),
+	}
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer acancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, tcancel := context.WithTimeout(ctx, 90*time.Second)
+	defer tcancel()
+	if err := chromedp.Run(ctx, chromedp.Navigate(page.URL)); err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	reloads := 0
+	const probe = `(() => { const v = document.getElementById('v');
+		return {t: v.currentTime, w: v.videoWidth, h: v.videoHeight, rs: v.readyState,
+			e: v.error ? v.error.code + ' ' + v.error.message : ''}; })()`
+	var st videoState
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		if err := chromedp.Run(ctx, chromedp.Evaluate(probe, &st)); err != nil {
+			t.Fatalf("chromium: %v", err)
+		}
+		if st.Time > 2 && st.Width > 0 {
+			t.Logf("chromium plays the master playlist: currentTime %.2f s, picture %dx%d", st.Time, st.Width, st.Height)
+			return
+		}
+		if st.Error != "" {
+			// Chromium's HLS player gives up for good on a fetch that fails
+			// or is slow under load; a viewer would reload.
+			if reloads++; reloads > 2 {
+				t.Fatalf("chromium cannot play %s: %s (after %d reloads)", master, st.Error, reloads-1)
+			}
+			t.Logf("chromium: media error %q; reloading", st.Error)
+			if err := chromedp.Run(ctx, chromedp.Reload()); err != nil {
+				t.Fatalf("chromium: %v", err)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("chromium did not play %s within 45 s: %+v", master, st)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
