@@ -70,6 +70,11 @@ type Config struct {
 	ViewerDelay time.Duration
 	// NoAudio publishes video only.
 	NoAudio bool
+	// ClipFile is an MPEG-TS file (H264 without B-frames, starting with an IDR,
+	// SPS/PPS in band, optionally AAC) that every camera publishes instead of
+	// the built-in 640x360 sample, e.g. a 720p25 2 Mbit/s clip made with
+	// loadtest/bench/clip720.sh. Empty publishes the sample.
+	ClipFile string
 	// PIDs are local server processes whose CPU and resident memory are sampled
 	// from /proc.
 	PIDs []int

@@ -19,11 +19,12 @@ import (
 
 const mainUsage = `usage: streamgrid loadtest --publish URL [--play URL]... --duration D [options]
 
-Synthetic cameras publish the built-in sample clip (H264 + AAC, 640x360, 25 fps)
-to <publish>/cam0001, cam0002, ...; synthetic viewers play
-<play>/camNNNN/index.m3u8 over HLS / LL-HLS and measure glass-to-glass latency,
-startup time and stalls. Exits 0 when every camera ran without failure and at
-least 95% of the viewers played, 1 otherwise, 2 on usage errors.
+Synthetic cameras publish the built-in sample clip (H264 + AAC, 640x360, 25 fps,
+~400 kbit/s; --clip FILE.ts publishes another) to <publish>/cam0001, cam0002,
+...; synthetic viewers play <play>/camNNNN/index.m3u8 over HLS / LL-HLS and
+measure glass-to-glass latency, startup time and stalls. Exits 0 when every
+camera ran without failure and at least 95% of the viewers played, 1
+otherwise, 2 on usage errors.
 
 Targets must be loopback (127.0.0.0/8, ::1, localhost) unless named with
 --allow-remote.
@@ -65,6 +66,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Warmup, "warmup", 0, "ignore latency samples before this (default min(5s, duration/2))")
 	fs.DurationVar(&cfg.ViewerDelay, "viewer-delay", 0, "start each viewer this long after its camera (default 3s)")
 	fs.BoolVar(&cfg.NoAudio, "no-audio", false, "publish video only")
+	fs.StringVar(&cfg.ClipFile, "clip", "", "MPEG-TS file to publish instead of the built-in sample (H264 without B-frames, SPS/PPS in band, optional AAC)")
 	fs.Var(&pids, "pid", "local server process to sample CPU and memory from /proc (repeatable)")
 	fs.Var(&metrics, "metrics", "Prometheus /metrics URL of a server to sample CPU and memory from (repeatable)")
 	fs.Var(&allowRemote, "allow-remote", "host that may be targeted although not loopback (repeatable or comma-separated)")

@@ -47,6 +47,13 @@ type Report struct {
 	// video frames received by all viewers.
 	FramesSent     uint64 `json:"frames_sent"`
 	FramesReceived uint64 `json:"frames_received"`
+	// CameraMaxLagMS is the worst delay of a camera's send behind its
+	// schedule (the load generator itself starved of CPU, or a server that
+	// stopped reading); CameraDroppedPackets counts RTSP packets the cameras
+	// gave up on because their write queue stayed full. Both cover the
+	// camera connections that ended by the end of the run (all of them).
+	CameraMaxLagMS       float64 `json:"camera_max_lag_ms"`
+	CameraDroppedPackets uint64  `json:"camera_dropped_packets"`
 	// DurationS is how long the run lasted, in seconds.
 	DurationS float64 `json:"duration_s"`
 	// Interrupted is set when the run was cut short by its context.
@@ -120,6 +127,7 @@ func (r *Report) WriteTable(w io.Writer) {
 	row("errors", "%d", r.Errors)
 	row("stalls (>2 s)", "%d", r.Stalls)
 	row("frames", "%d sent, %d received", r.FramesSent, r.FramesReceived)
+	row("camera lag", "max %.0f ms, %d packets dropped", r.CameraMaxLagMS, r.CameraDroppedPackets)
 	pct := func(p Percentiles) string {
 		if p.Count == 0 {
 			return "no samples"

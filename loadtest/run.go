@@ -28,6 +28,15 @@ const (
 	stallGap = 2 * time.Second
 	// restartDelay is the pause before a failed camera or viewer starts over.
 	restartDelay = time.Second
+	// firstFrameRetry is how long a player may go without its first frame
+	// before it is started over. gohlslib v2.4.5's client never returns when a
+	// live traditional-HLS playlist lists fewer segments than its start
+	// distance (3) on the first fetch: the stream downloader's "not enough
+	// segments" error waits on a channel the primary downloader only reads
+	// after the tracks are known (client_primary_downloader.go), so a viewer
+	// that starts early on a young nginx-rtmp or MPEG-TS stream would wait
+	// forever.
+	firstFrameRetry = 4 * time.Second
 	// readerRetry is how often a viewer asks again while its stream has
 	// nothing to play yet.
 	readerRetry = 500 * time.Millisecond
@@ -57,6 +66,8 @@ type runner struct {
 	startup *reservoir
 
 	framesReceived atomic.Uint64
+	cameraMaxLag   atomic.Int64 // ns, the worst camera send delay
+	cameraDropped  atomic.Uint64
 	stalls         atomic.Int64
 	cameraRestarts atomic.Int64
 	viewerRestarts atomic.Int64
@@ -101,9 +112,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	clip, err := testmedia.Load()
+	clip, err := loadClip(cfg.ClipFile)
 	if err != nil {
-		return nil, fmt.Errorf("load sample clip: %w", err)
+		return nil, err
 	}
 
 	transport := &http.Transport{
@@ -209,6 +220,38 @@ func (r *runner) run(parent context.Context) (*Report, error) {
 	return rep, nil
 }
 
+// loadClip returns the clip the cameras publish: the embedded sample, or the
+// MPEG-TS file at path when path is not empty.
+func loadClip(path string) (*testmedia.Clip, error) {
+	if path == "" {
+		clip, err := testmedia.Load()
+		if err != nil {
+			return nil, fmt.Errorf("load sample clip: %w", err)
+		}
+		return clip, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: open clip: %w", ErrUsage, err)
+	}
+	defer f.Close()
+	clip, err := testmedia.ParseClip(f)
+	if err != nil {
+		return nil, fmt.Errorf("%w: clip %s: %w", ErrUsage, path, err)
+	}
+	return clip, nil
+}
+
+// storeMax raises m to v when v is larger.
+func storeMax(m *atomic.Int64, v int64) {
+	for {
+		cur := m.Load()
+		if v <= cur || m.CompareAndSwap(cur, v) {
+			return
+		}
+	}
+}
+
 // fail records an error; logIt logs it too (the first ones at Warn).
 func (r *runner) fail(err error, logIt bool) {
 	r.errMu.Lock()
@@ -251,7 +294,10 @@ func (r *runner) runCamera(ctx context.Context, c *cameraSlot) {
 			c.current.Store(cam)
 			err = cam.Wait()
 			cam.Close()
-			c.sent.Add(cam.FramesSent())
+			st := cam.Stats()
+			c.sent.Add(st.VideoFrames)
+			r.cameraDropped.Add(st.DroppedPackets)
+			storeMax(&r.cameraMaxLag, int64(st.MaxLag))
 			c.current.Store(nil)
 			logIt = false // the camera logged its own failure
 			if err == nil && ctx.Err() == nil {
@@ -306,15 +352,34 @@ func (r *runner) runViewer(ctx context.Context, v *viewerSlot) {
 			RetryInterval: readerRetry,
 			Log:           log,
 		}
+		attemptCtx, cancelAttempt := context.WithCancel(ctx)
 		errCh := make(chan error, 1)
-		go func() { errCh <- rd.Run(ctx) }()
+		go func() { errCh <- rd.Run(attemptCtx) }()
+		// A player that got no frame for firstFrameRetry starts over (see
+		// firstFrameRetry); that is not a failure.
+		retry := time.NewTimer(firstFrameRetry)
+		retryC := retry.C
+		if v.lastFrame.Load() != 0 {
+			retry.Stop()
+			retryC = nil
+		}
 
 		var err error
+		restarted := false
 	wait:
 		for {
 			select {
 			case err = <-errCh:
 				break wait
+			case <-retryC:
+				retryC = nil
+				if v.lastFrame.Load() == 0 {
+					log.Debug("no frame yet: starting the player over", "url", v.url)
+					cancelAttempt()
+					<-errCh
+					restarted = true
+					break wait
+				}
 			case <-firstFrameC:
 				firstFrameC = nil
 				if v.lastFrame.Load() == 0 {
@@ -322,6 +387,11 @@ func (r *runner) runViewer(ctx context.Context, v *viewerSlot) {
 					r.fail(fmt.Errorf("viewer %d (%s): no frame within %v", v.id, v.url, firstFrameTimeout), true)
 				}
 			}
+		}
+		retry.Stop()
+		cancelAttempt()
+		if restarted && ctx.Err() == nil {
+			continue
 		}
 		if ctx.Err() != nil {
 			return
@@ -399,6 +469,8 @@ func (r *runner) report(end time.Time) *Report {
 		}
 	}
 	rep.FramesReceived = r.framesReceived.Load()
+	rep.CameraMaxLagMS = round3(ms(time.Duration(r.cameraMaxLag.Load())))
+	rep.CameraDroppedPackets = r.cameraDropped.Load()
 	rep.Stalls = int(r.stalls.Load())
 	rep.CameraRestarts = int(r.cameraRestarts.Load())
 	rep.ViewerRestarts = int(r.viewerRestarts.Load())

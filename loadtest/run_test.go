@@ -36,6 +36,10 @@ func TestMain(m *testing.M) {
 // that takes publishers on any path and feeds each one to a Low-Latency HLS
 // muxer, served over HTTP at /<path>/index.m3u8.
 type standIn struct {
+	// variant and segmentCount configure the muxers (LL-HLS, 7 by default).
+	variant      gohlslib.MuxerVariant
+	segmentCount int
+
 	rtsp    *gortsplib.Server
 	http    *httptest.Server
 	metrics http.Handler
@@ -54,9 +58,16 @@ type standInStream struct {
 
 func startStandIn(t *testing.T) *standIn {
 	t.Helper()
+	return startStandInVariant(t, gohlslib.MuxerVariantLowLatency, 7)
+}
+
+func startStandInVariant(t *testing.T, variant gohlslib.MuxerVariant, segmentCount int) *standIn {
+	t.Helper()
 	s := &standIn{
-		streams:  map[string]*standInStream{},
-		sessions: map[*gortsplib.ServerSession]*standInStream{},
+		variant:      variant,
+		segmentCount: segmentCount,
+		streams:      map[string]*standInStream{},
+		sessions:     map[*gortsplib.ServerSession]*standInStream{},
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -119,8 +130,8 @@ func (s *standIn) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.R
 	}
 	st.muxer = &gohlslib.Muxer{
 		Tracks:             tracks,
-		Variant:            gohlslib.MuxerVariantLowLatency,
-		SegmentCount:       7,
+		Variant:            s.variant,
+		SegmentCount:       s.segmentCount,
 		SegmentMinDuration: time.Second,
 		OnEncodeError:      func(error) {},
 	}
@@ -246,6 +257,34 @@ func TestRunAgainstStandIn(t *testing.T) {
 	defer progressMu.Unlock()
 	if !strings.Contains(progress.String(), "cameras 2/2 up") {
 		t.Errorf("progress:\n%s", progress.String())
+	}
+}
+
+// TestRunYoungTraditionalStream starts a viewer while the MPEG-TS playlist
+// still lists a single segment: gohlslib's client never returns on that (see
+// firstFrameRetry), so the viewer must start its player over and play.
+func TestRunYoungTraditionalStream(t *testing.T) {
+	s := startStandInVariant(t, gohlslib.MuxerVariantMPEGTS, 3)
+	defer s.close()
+	rep, err := Run(t.Context(), Config{
+		Publish:     s.publishURL(),
+		Play:        []string{s.http.URL + "/load"},
+		Cameras:     1,
+		Viewers:     1,
+		Duration:    9 * time.Second,
+		Ramp:        time.Millisecond,
+		Warmup:      time.Second,
+		ViewerDelay: 1500 * time.Millisecond,
+		NoAudio:     true,
+		Log:         slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.ViewersOK != 1 || rep.FramesReceived == 0 || rep.Errors != 0 {
+		var table bytes.Buffer
+		rep.WriteTable(&table)
+		t.Errorf("the viewer did not play:\n%s", table.String())
 	}
 }
 

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -218,11 +220,49 @@ func TestMainUsageErrors(t *testing.T) {
 		{[]string{"--publish", "rtsp://127.0.0.1:1/load", "--duration", "5s", "--pid", "abc"}, 2},
 		{[]string{"--publish", "rtsp://127.0.0.1:1/load", "--duration", "5s", "extra"}, 2},
 		{[]string{"--bogus"}, 2},
+		{[]string{"--publish", "rtsp://127.0.0.1:1/load", "--duration", "5s", "--clip", "/nonexistent.ts"}, 2},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := Main(tc.args, &stdout, &stderr); code != tc.code {
 			t.Errorf("%q: exit %d, want %d\n%s", tc.args, code, tc.code, stderr.String())
 		}
+	}
+}
+
+func TestLoadClip(t *testing.T) {
+	sample, err := loadClip("")
+	if err != nil || sample.Width != 640 {
+		t.Fatalf("sample: %v", err)
+	}
+	// the embedded sample, read from its file like any other clip
+	clip, err := loadClip(filepath.Join("..", "internal", "testmedia", "sample.ts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if clip.Width != sample.Width || clip.Height != sample.Height || len(clip.Video) != len(sample.Video) ||
+		len(clip.Audio) != len(sample.Audio) {
+		t.Errorf("clip %dx%d %d video %d audio frames, sample %dx%d %d/%d", clip.Width, clip.Height,
+			len(clip.Video), len(clip.Audio), sample.Width, sample.Height, len(sample.Video), len(sample.Audio))
+	}
+
+	garbage := filepath.Join(t.TempDir(), "garbage.ts")
+	if err := os.WriteFile(garbage, bytes.Repeat([]byte{0x47, 1, 2, 3}, 1000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{garbage, filepath.Join(t.TempDir(), "missing.ts")} {
+		if _, err := loadClip(path); !errors.Is(err, ErrUsage) {
+			t.Errorf("%s: %v", path, err)
+		}
+	}
+}
+
+func TestStoreMax(t *testing.T) {
+	var m atomic.Int64
+	for _, v := range []int64{3, 1, 7, 7, 2} {
+		storeMax(&m, v)
+	}
+	if m.Load() != 7 {
+		t.Errorf("max %d", m.Load())
 	}
 }
 

@@ -1,0 +1,64 @@
+#!/bin/bash
+# Cache serving, side by side: wrk fetches one video segment and one media
+# playlist from the all-in-one's HLS cache, and the same bytes as static files
+# from nginx (sendfile on). One camera keeps publishing (the 720p clip) to the
+# node meanwhile. Both servers are loaded at the same time (one wrk each),
+# ROUNDS times; the server CPU time per request is the figure that depends
+# least on what else runs on the machine.
+#
+# usage: cache.sh [ROUNDS] [CONNECTIONS] [SECONDS]   (default 2 64 10)
+# out:   one line per measurement: requests/s, MB/s, latency p99, server CPU
+#        per request, load
+. "$(dirname "$0")/lib.sh"
+rounds=${1:-2}
+conns=${2:-64}
+secs=${3:-10}
+command -v wrk >/dev/null || { echo "wrk is missing (apt-get install -y wrk)" >&2; exit 1; }
+clip=$SGB/clip720.ts
+sh "$(dirname "$0")/clip720.sh" "$clip" >/dev/null
+trap cleanup EXIT
+start_sg
+start_nginx
+budget=$(( rounds * 2 * (secs + 2) + 15 ))
+"$SG" loadtest --publish "$SG_RTSP/load" --cameras 1 --duration "${budget}s" --clip "$clip" --quiet >/dev/null 2>&1 &
+cam=$!
+sleep 6
+base=$SG_HLS/load/cam0001
+media=$(curl -sf "$base/index.m3u8" | grep -v '^#' | grep -m1 video) # the video media playlist
+seg=$(curl -sf "$base/$media" | grep -v '^#' | grep -m1 'seg') # its oldest complete segment
+[ -n "$media" ] && [ -n "$seg" ] || { echo "no playlist or segment at $base" >&2; exit 1; }
+html=$SGB/nginx/html/load/cam0001
+mkdir -p "$html"
+curl -sf -o "$html/$seg" "$base/$seg"
+curl -sf -o "$html/$media" "$base/$media"
+echo "segment $seg: $(stat -c %s "$html/$seg") bytes; playlist $media: $(stat -c %s "$html/$media") bytes"
+# cpu PID...: CPU seconds (user + system) used so far by these processes
+cpu() {
+	local t=0 p
+	for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+	echo "$t"
+}
+bench() { # bench NAME URL PID...: wrk, then requests/s, MB/s, p99 and server CPU per request
+	local name=$1 url=$2 out c0 c1
+	shift 2
+	c0=$(cpu "$@")
+	out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "$url")
+	c1=$(cpu "$@")
+	echo "$out" | awk -v name="$name" -v load="$(load)" -v ticks=$((c1 - c0)) '
+		/Requests\/sec/ {rps = $2} /Transfer\/sec/ {tps = $2} /^ +99%/ {p99 = $2} / Non-2xx/ {bad = $NF}
+		/requests in/ {n = $1}
+		END {printf "%-15s %9.0f req/s %10s/s p99 %8s  server cpu %5.1f us/req  non2xx %d  load %s\n",
+			name, rps, tps, p99, ticks * 10000 / (n > 0 ? n : 1), bad + 0, load}'
+}
+# Both servers are loaded at the same time, so they share the same conditions
+# (each wrk gets one thread; the machine is shared by everything).
+for r in $(seq "$rounds"); do
+	bench "sg segment" "$base/$seg" "$SG_PID" & a=$!
+	bench "nginx segment" "$NGINX_HTTP/load/cam0001/$seg" $NGINX_CHILDREN "$NGINX_PID" & b=$!
+	wait $a $b
+	bench "sg playlist" "$base/$media" "$SG_PID" & a=$!
+	bench "nginx playlist" "$NGINX_HTTP/load/cam0001/$media" $NGINX_CHILDREN "$NGINX_PID" & b=$!
+	wait $a $b
+done
+kill "$cam" 2>/dev/null || true
+wait "$cam" 2>/dev/null || true

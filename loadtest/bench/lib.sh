@@ -1,0 +1,130 @@
+# Shared by the benchmark scripts (sourced, not run). Everything lives under
+# $SGB (default /tmp/sgbench) and listens on loopback only. The ports are
+# offset from the defaults (RTSP 18554, RTMP 11935, HLS 18888, API 19997) so a
+# benchmark can run next to a compose cluster or a dev node on the defaults.
+set -eu
+SGB=${SGB:-/tmp/sgbench}
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+SG=${STREAMGRID_BIN:-$SGB/streamgrid} # another build to measure
+mkdir -p "$SGB"
+
+export SG_API_ADDRESS=127.0.0.1:19997
+export SG_BUS_SERVER_LISTEN=127.0.0.1:14222
+export SG_GOSSIP_BIND=127.0.0.1:17946
+export SG_EDGE_RTSP_ADDRESS=127.0.0.1:18554
+export SG_EDGE_RTP_ADDRESS=127.0.0.1:18000
+export SG_EDGE_RTCP_ADDRESS=127.0.0.1:18001
+export SG_EDGE_RTMP_ADDRESS=127.0.0.1:11935
+export SG_ORIGIN_HTTP_ADDRESS=127.0.0.1:18889
+export SG_CACHE_HTTP_ADDRESS=127.0.0.1:18888
+SG_RTSP=rtsp://127.0.0.1:18554
+SG_RTMP=rtmp://127.0.0.1:11935
+SG_HLS=http://127.0.0.1:18888
+NGINX_RTMP=rtmp://127.0.0.1:11936   # nginx-rtmp (application "live")
+NGINX_HTTP=http://127.0.0.1:18080   # nginx: its HLS output and static files
+
+# build_sg builds the binary once.
+build_sg() {
+	[ -x "$SG" ] || (cd "$REPO" && go build -o "$SG" ./cmd/streamgrid)
+}
+
+# start_sg [VAR=value...]: a fresh all-in-one node; sets SG_PID.
+start_sg() {
+	build_sg
+	stop_sg
+	env "$@" "$SG" run >"$SGB/sg.log" 2>&1 &
+	SG_PID=$!
+	for _ in $(seq 50); do
+		curl -sf -o /dev/null http://127.0.0.1:19997/healthz && return 0
+		sleep 0.2
+	done
+	echo "streamgrid did not come up:" >&2
+	cat "$SGB/sg.log" >&2
+	return 1
+}
+
+stop_sg() {
+	if [ -n "${SG_PID:-}" ] && kill -0 "$SG_PID" 2>/dev/null; then
+		kill "$SG_PID"
+		for _ in $(seq 50); do kill -0 "$SG_PID" 2>/dev/null || break; sleep 0.2; done
+		kill -9 "$SG_PID" 2>/dev/null || true
+	fi
+	SG_PID=
+}
+
+# start_nginx: a separate nginx instance (its own prefix, config and ports,
+# not the system service) with nginx-rtmp configured as the classic setup;
+# sets NGINX_PID (master), NGINX_WORKER and NGINX_CHILDREN (the worker and
+# the cache manager, which runs nginx-rtmp's HLS cleanup).
+start_nginx() {
+	stop_nginx
+	local p=$SGB/nginx
+	rm -rf "$p" "$SGB/hls"
+	mkdir -p "$p/logs" "$p/html" "$SGB/hls"
+	cat >"$p/nginx.conf" <<CONF
+load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
+worker_processes 1;
+pid $p/nginx.pid;
+error_log $p/logs/error.log warn;
+events { worker_connections 4096; }
+rtmp {
+    server {
+        listen 127.0.0.1:11936;
+        application live {
+            live on;
+            hls on;
+            hls_path $SGB/hls;
+            hls_fragment 1s;
+            hls_playlist_length 3s;
+        }
+    }
+}
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; video/mp4 mp4 m4s; }
+    server {
+        listen 127.0.0.1:18080;
+        location /hls/ { alias $SGB/hls/; add_header Cache-Control no-cache; }
+        # the loadtest's layout, <base>/camNNNN/index.m3u8, over nginx-rtmp's flat one
+        location ~ ^/live/(cam[0-9]+)/index\.m3u8\$ { alias $SGB/hls/\$1.m3u8; add_header Cache-Control no-cache; }
+        location ~ ^/live/cam[0-9]+/(.+\.ts)\$ { alias $SGB/hls/\$1; }
+        location / { root $p/html; }
+    }
+}
+CONF
+	nginx -p "$p" -c "$p/nginx.conf" -g 'daemon off;' &
+	NGINX_PID=$!
+	for _ in $(seq 50); do
+		NGINX_WORKER=$(ps -o pid=,args= --ppid "$NGINX_PID" | awk '/worker process/ {print $1; exit}')
+		if [ -n "$NGINX_WORKER" ]; then
+			sleep 0.5 # the cache manager starts after the worker
+			NGINX_CHILDREN=$(ps -o pid= --ppid "$NGINX_PID" | tr '\n' ' ')
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "nginx did not start" >&2
+	return 1
+}
+
+stop_nginx() {
+	if [ -n "${NGINX_PID:-}" ] && kill -0 "$NGINX_PID" 2>/dev/null; then
+		kill -QUIT "$NGINX_PID"
+		for _ in $(seq 50); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.2; done
+		kill -9 "$NGINX_PID" 2>/dev/null || true
+	fi
+	NGINX_PID=
+}
+
+cleanup() {
+	stop_sg
+	stop_nginx
+}
+
+# load: the 1-minute load average (other users of the machine).
+load() {
+	cut -d' ' -f1-3 /proc/loadavg
+}

@@ -1,0 +1,32 @@
+#!/bin/bash
+# Where the all-in-one's CPU goes: N RTMP cameras (the 720p clip, no viewers),
+# perf samples the node for 20 s in the steady part, and the Go runtime's
+# gctrace gives the live heap next to the RSS. The node serves no pprof, so
+# perf reads the Go symbol table of the (unstripped) binary instead.
+#
+# usage: profile.sh [CAMERAS] [PART]   (default 25; PART=ingest|viewers: add
+#        2 viewers per camera)
+# out:   $SGB/perf-N.txt (flat and cumulative top entries), $SGB/gctrace-N.log
+. "$(dirname "$0")/lib.sh"
+n=${1:-25}
+viewers=0
+[ "${2:-ingest}" = viewers ] && viewers=$((2 * n))
+clip=$SGB/clip720.ts
+sh "$(dirname "$0")/clip720.sh" "$clip" >/dev/null
+trap cleanup EXIT
+start_sg GODEBUG=gctrace=1
+"$SG" loadtest --publish "$SG_RTMP/load" --play "$SG_HLS/load" --cameras "$n" --viewers "$viewers" \
+	--duration 40s --clip "$clip" --pid "$SG_PID" --quiet --json "$SGB/profile-$n.json" >"$SGB/profile-$n.txt" 2>&1 &
+lt=$!
+sleep 15
+perf record -F 499 -g -p "$SG_PID" -o "$SGB/perf-$n.data" -- sleep 20 2>/dev/null
+wait "$lt" || true
+cp "$SGB/sg.log" "$SGB/gctrace-$n.log"
+{
+	echo "== flat (self) =="
+	perf report -i "$SGB/perf-$n.data" --no-children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40
+	echo "== cumulative (children) =="
+	perf report -i "$SGB/perf-$n.data" --children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -60
+} >"$SGB/perf-$n.txt"
+grep -E '^gc ' "$SGB/gctrace-$n.log" | tail -3
+jq -c '{cameras_ok, viewers_ok, latency_ms, servers}' "$SGB/profile-$n.json"
