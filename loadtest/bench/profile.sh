@@ -1,12 +1,13 @@
 #!/bin/bash
 # Where the all-in-one's CPU goes: N RTMP cameras (the 720p clip, no viewers),
 # perf samples the node for 20 s in the steady part, and the Go runtime's
-# gctrace gives the live heap next to the RSS. The node serves no pprof, so
-# perf reads the Go symbol table of the (unstripped) binary instead.
+# gctrace gives the live heap next to the RSS. perf reads the Go symbol table
+# of the (unstripped) binary; the API's /debug/pprof gives Go's own view.
 #
 # usage: profile.sh [CAMERAS] [PART]   (default 25; PART=ingest|viewers: add
 #        2 viewers per camera)
-# out:   $SGB/perf-N.txt (flat and cumulative top entries), $SGB/gctrace-N.log
+# out:   $SGB/perf-N.txt (flat and cumulative top entries, CPU by component),
+#        $SGB/gctrace-N.log (heap before -> after GC, and the goal, per cycle)
 . "$(dirname "$0")/lib.sh"
 n=${1:-25}
 viewers=0
@@ -27,6 +28,10 @@ cp "$SGB/sg.log" "$SGB/gctrace-$n.log"
 	perf report -i "$SGB/perf-$n.data" --no-children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40
 	echo "== cumulative (children) =="
 	perf report -i "$SGB/perf-$n.data" --children --sort symbol --stdio -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -60
+	echo "== by component (perfsplit.py) =="
+	perf script -i "$SGB/perf-$n.data" -F comm,tid,ip,sym 2>/dev/null >"$SGB/perf-$n.script"
+	python3 "$(dirname "$0")/perfsplit.py" "$SGB/perf-$n.script"
 } >"$SGB/perf-$n.txt"
+sed -n '/== by component/,$p' "$SGB/perf-$n.txt"
 grep -E '^gc ' "$SGB/gctrace-$n.log" | tail -3
 jq -c '{cameras_ok, viewers_ok, latency_ms, servers}' "$SGB/profile-$n.json"
