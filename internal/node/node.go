@@ -50,7 +50,8 @@ type Node struct {
 	name     string
 	metrics  *prometheus.Registry
 	server   *bus.Server
-	nc       *nats.Conn
+	nc       *nats.Conn // media
+	regNC    *nats.Conn // registry
 	registry *bus.Registry
 	gossip   *gossip.Node
 	edge     *edge.Edge
@@ -116,14 +117,21 @@ func (n *Node) Start() (err error) {
 		return errors.New("bus.urls is required for this role (the NATS servers to join)")
 	}
 	if n.Role != RoleBus {
-		n.nc, err = bus.Connect(bus.ConnOptions{
+		opts := bus.ConnOptions{
 			URLs: urls, Name: n.name, User: c.Bus.User, Password: c.Bus.Password,
 			Token: c.Bus.Token, CredsFile: c.Bus.CredsFile, Log: n.Log,
-		})
-		if err != nil {
+		}
+		if n.nc, err = bus.Connect(opts); err != nil {
 			return err
 		}
-		js, err := jetstream.New(n.nc)
+		// The registry (leases, stream records) gets a connection of its own:
+		// on one shared with the media, a lease renewal waits behind megabytes
+		// of packets and a busy node loses its streams.
+		opts.Name = n.name + "-registry"
+		if n.regNC, err = bus.Connect(opts); err != nil {
+			return err
+		}
+		js, err := jetstream.New(n.regNC)
 		if err != nil {
 			return fmt.Errorf("jetstream: %w", err)
 		}
@@ -302,6 +310,9 @@ func (n *Node) Crash() {
 	if n.nc != nil {
 		n.nc.Close()
 	}
+	if n.regNC != nil {
+		n.regNC.Close()
+	}
 	if n.gossip != nil {
 		n.gossip.Shutdown()
 	}
@@ -329,9 +340,11 @@ func (n *Node) Close() {
 		if n.gossip != nil {
 			n.gossip.Close()
 		}
-		if n.nc != nil {
-			_ = n.nc.Drain()
-			n.nc.Close()
+		for _, nc := range []*nats.Conn{n.nc, n.regNC} {
+			if nc != nil {
+				_ = nc.Drain()
+				nc.Close()
+			}
 		}
 		if n.server != nil {
 			n.server.Close()
