@@ -32,4 +32,8 @@
 // Every audio packet is flagged as a keyframe (each frame decodes on its
 // own); video packets are keyframes at IDR (H264) or IRAP (H265: IDR, CRA)
 // access units.
+//
+// RTMP starts late: gortmplib's Reader reads 2 s of media (its analyze period,
+// not settable) to learn the tracks before the first frame reaches the edge,
+// so an RTMP stream is playable about 2 s after an RTSP one would be.
 package edge
