@@ -1,12 +1,14 @@
 package bus
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -80,8 +82,8 @@ func (s *Server) Start() error {
 		Port:               port,
 		JetStream:          true,
 		StoreDir:           storeDir,
-		JetStreamMaxMemory: orDefault(s.JetStreamMaxMemory, 256<<20),
-		JetStreamMaxStore:  orDefault(s.JetStreamMaxStore, 1<<30),
+		JetStreamMaxMemory: cmp.Or(s.JetStreamMaxMemory, 256<<20),
+		JetStreamMaxStore:  cmp.Or(s.JetStreamMaxStore, 1<<30),
 		MaxPayload:         maxPayload,
 		MaxPending:         64 << 20,
 		NoSigs:             true,
@@ -94,7 +96,7 @@ func (s *Server) Start() error {
 			return errors.New("bus: a clustered server needs routes (list every bus node, this one included)")
 		}
 		opts.Cluster = server.ClusterOpts{
-			Name:      orString(s.ClusterName, "streamgrid"),
+			Name:      cmp.Or(s.ClusterName, "streamgrid"),
 			Host:      s.ClusterHost,
 			Port:      s.ClusterPort,
 			Advertise: s.ClusterAdvertise,
@@ -102,7 +104,7 @@ func (s *Server) Start() error {
 			Password:  s.Password,
 		}
 		if len(s.Routes) > 0 {
-			opts.Routes = server.RoutesFromStr(joinComma(s.Routes))
+			opts.Routes = server.RoutesFromStr(strings.Join(s.Routes, ","))
 		}
 	}
 	ns, err := server.NewServer(opts)
@@ -168,31 +170,6 @@ func (s *Server) cleanup() {
 		os.RemoveAll(s.tmpDir)
 		s.tmpDir = ""
 	}
-}
-
-func orDefault(v, d int64) int64 {
-	if v == 0 {
-		return d
-	}
-	return v
-}
-
-func orString(v, d string) string {
-	if v == "" {
-		return d
-	}
-	return v
-}
-
-func joinComma(v []string) string {
-	out := ""
-	for i, s := range v {
-		if i > 0 {
-			out += ","
-		}
-		out += s
-	}
-	return out
 }
 
 // natsLogger adapts slog to the nats-server logger interface.

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -303,7 +304,7 @@ func (e events) NotifyJoin(node *memberlist.Node)   { e.n.apply(node, true) }
 func (e events) NotifyLeave(node *memberlist.Node)  { e.n.apply(node, false) }
 func (e events) NotifyUpdate(node *memberlist.Node) { e.n.apply(node, true) }
 
-// logWriter routes memberlist's log lines to slog at debug level, warnings and errors above it.
+// logWriter routes memberlist's log lines to slog: errors as warnings, the rest at debug level.
 type logWriter struct{ log *slog.Logger }
 
 func (w *logWriter) Write(p []byte) (int, error) {
@@ -311,12 +312,9 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	if len(s) > 0 && s[len(s)-1] == '\n' {
 		s = s[:len(s)-1]
 	}
-	switch {
-	case len(s) > 7 && s[:7] == "[ERR] m":
+	if strings.HasPrefix(s, "[ERR] ") {
 		w.log.Warn(s)
-	case len(s) > 8 && s[:8] == "[WARN] m":
-		w.log.Debug(s)
-	default:
+	} else {
 		w.log.Debug(s)
 	}
 	return len(p), nil

@@ -8,6 +8,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -216,7 +217,7 @@ func (n *Node) startServer() error {
 		return fmt.Errorf("bus.server.listen: %w", err)
 	}
 	s := &bus.Server{
-		Name: orDefault(c.Name, n.name), Host: host, Port: port,
+		Name: cmp.Or(c.Name, n.name), Host: host, Port: port,
 		ClusterName: c.ClusterName, ClusterAdvertise: c.ClusterAdvertise, Routes: c.Routes,
 		StoreDir: c.StoreDir, MaxPayload: int32(c.MaxPayload),
 		User: n.Config.Bus.User, Password: n.Config.Bus.Password,
@@ -419,13 +420,6 @@ func splitPort(a string) (string, int, error) {
 		port = -1
 	}
 	return host, port, nil
-}
-
-func orDefault(v, d string) string {
-	if v == "" {
-		return d
-	}
-	return v
 }
 
 // originTranscode maps the transcode configuration onto the origin's.
