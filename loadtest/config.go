@@ -4,7 +4,8 @@
 // streams back over HLS / Low-Latency HLS from one or more caches. It measures
 // what users feel (glass-to-glass latency, startup time, stalls) and, when
 // given the servers' PIDs or /metrics URLs, what the servers pay for it (CPU
-// and memory per camera).
+// and memory per camera). Given the origins' URLs, it also measures how long
+// after the owning origin a cache serves each new LL-HLS part (partProbe).
 //
 // Run is the library entry point; Main is the command line.
 package loadtest
@@ -36,6 +37,10 @@ const (
 	minViewing = 2 * time.Second
 	// maxRamp is the default ramp's ceiling (the default is min(10 s, Duration/4)).
 	maxRamp = 10 * time.Second
+	// MaxPartProbes bounds Config.PartProbes; defaultPartProbes is its
+	// default with Origins set.
+	MaxPartProbes     = 64
+	defaultPartProbes = 4
 )
 
 // ErrUsage marks a configuration error (Main exits 2 on it).
@@ -53,6 +58,19 @@ type Config struct {
 	// http://host:8888/load: viewers play <base>/cam0001/index.m3u8, spread
 	// round-robin over the streams and over these URLs. Required when Viewers > 0.
 	Play []string
+	// Origins holds the base HLS URLs of the origins as the caches reach
+	// them, e.g. http://host:8889/load (origin.http_address). With Origins
+	// set, PartProbes streams are probed for part availability: how long
+	// after the owning origin has a new LL-HLS part the cache serves it (see
+	// partProbe). Origins that answer 404 or 503 for a stream do not own it
+	// and are skipped. Needs Play.
+	Origins []string
+	// PartProbes is how many (stream, cache) pairs are probed, laid out like
+	// the viewers (probe n: stream n mod Cameras through Play[(n mod Cameras
+	// + n/Cameras) mod len(Play)]), each starting ViewerDelay after its camera.
+	// It defaults to 4 with Origins set, is capped at Cameras x len(Play),
+	// and must be at most MaxPartProbes.
+	PartProbes int
 	// Cameras and Viewers are how many of each run (Cameras >= 1, Viewers >= 0).
 	Cameras, Viewers int
 	// Duration is the whole run, from the first camera's start; required, at
@@ -161,6 +179,31 @@ func (c Config) withDefaults() (Config, error) {
 		play = append(play, strings.TrimRight(u.String(), "/"))
 	}
 	c.Play = play
+
+	if c.PartProbes < 0 || c.PartProbes > MaxPartProbes {
+		return c, usage("part probes must be between 0 and %d, got %d", MaxPartProbes, c.PartProbes)
+	}
+	if c.PartProbes > 0 && len(c.Origins) == 0 {
+		return c, usage("part probes need at least one origin URL")
+	}
+	if len(c.Origins) > 0 {
+		if len(c.Play) == 0 {
+			return c, usage("part probes need a play URL (the cache side)")
+		}
+		origins := make([]string, 0, len(c.Origins))
+		for _, o := range c.Origins {
+			u, err := c.checkURL("origin", o, "http", "https")
+			if err != nil {
+				return c, err
+			}
+			origins = append(origins, strings.TrimRight(u.String(), "/"))
+		}
+		c.Origins = origins
+		if c.PartProbes == 0 {
+			c.PartProbes = defaultPartProbes
+		}
+		c.PartProbes = min(c.PartProbes, c.Cameras*len(c.Play))
+	}
 
 	for _, m := range c.MetricsURLs {
 		if _, err := c.checkURL("metrics", m, "http", "https"); err != nil {

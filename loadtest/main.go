@@ -22,7 +22,10 @@ const mainUsage = `usage: streamgrid loadtest --publish URL [--play URL]... --du
 Synthetic cameras publish the built-in sample clip (H264 + AAC, 640x360, 25 fps,
 ~400 kbit/s; --clip FILE.ts publishes another) to <publish>/cam0001, cam0002,
 ...; synthetic viewers play <play>/camNNNN/index.m3u8 over HLS / LL-HLS and
-measure glass-to-glass latency, startup time and stalls. Exits 0 when every
+measure glass-to-glass latency, startup time and stalls. With --origin, a
+few streams are also followed part by part at their owning origin and at the
+cache at once (LL-HLS blocking playlist reloads): part availability is how
+long after the origin the cache serves each new part. Exits 0 when every
 camera ran without failure and at least 95% of the viewers played, 1
 otherwise, 2 on usage errors.
 
@@ -33,6 +36,10 @@ example:
   streamgrid loadtest --publish rtsp://127.0.0.1:8554/load \
     --play http://127.0.0.1:8888/load --cameras 20 --viewers 100 --duration 2m \
     --metrics http://127.0.0.1:9997/metrics --json report.json
+  # part availability at the cache (the all-in-one's origin HLS port is 8889)
+  streamgrid loadtest --publish rtsp://127.0.0.1:8554/load \
+    --play http://127.0.0.1:8888/load --origin http://127.0.0.1:8889/load \
+    --cameras 10 --viewers 30 --duration 40s
 
 options:
 `
@@ -53,12 +60,15 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		cfg         Config
 		play        listFlag
 		pids        listFlag
+		origins     listFlag
 		metrics     listFlag
 		allowRemote listFlag
 	)
 	fs.StringVar(&cfg.Publish, "publish", "", "base publish URL, rtsp://host:8554/load or rtmp://host:1935/load (required)")
 	fs.StringVar(&cfg.Transport, "transport", "tcp", "RTSP transport: tcp or udp")
 	fs.Var(&play, "play", "base play URL of a cache, e.g. http://host:8888/load (repeatable or comma-separated; required with viewers)")
+	fs.Var(&origins, "origin", "base HLS URL of an origin as the caches reach it, e.g. http://host:8889/load (repeatable or comma-separated): probes part availability at the caches")
+	fs.IntVar(&cfg.PartProbes, "part-probes", 0, "streams x caches probed for part availability with --origin (default 4, at most "+strconv.Itoa(MaxPartProbes)+")")
 	fs.IntVar(&cfg.Cameras, "cameras", 1, "number of synthetic cameras (1.."+strconv.Itoa(MaxCameras)+")")
 	fs.IntVar(&cfg.Viewers, "viewers", 0, "number of synthetic viewers (0.."+strconv.Itoa(MaxViewers)+")")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "total run time, at most 1h (required)")
@@ -89,6 +99,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg.Play = play
+	cfg.Origins = origins
 	cfg.MetricsURLs = metrics
 	cfg.AllowRemote = allowRemote
 	for _, p := range pids {

@@ -39,6 +39,18 @@ type Report struct {
 	LatencyMS Percentiles `json:"latency_ms"`
 	// StartupMS is the time from a viewer's start to its first frame.
 	StartupMS Percentiles `json:"startup_ms"`
+	// PartAvailabilityMS is how long after the owning origin a cache served
+	// each new LL-HLS part, from the part probes (Config.Origins), after the
+	// warm-up. A sample is slightly negative when the probe read the cache's
+	// answer a moment before the origin's. PartSamples is its sample count, PartProbes how many (stream,
+	// cache) pairs were probed, PartProbeErrors the probe requests that
+	// failed (not counted in Errors). PartByCache splits the samples by
+	// cache. All are zero or empty without probes.
+	PartAvailabilityMS Percentiles  `json:"part_availability_ms"`
+	PartSamples        uint64       `json:"part_samples"`
+	PartProbes         int          `json:"part_probes"`
+	PartProbeErrors    int          `json:"part_probe_errors"`
+	PartByCache        []CacheParts `json:"part_availability_by_cache,omitempty"`
 	// Stalls counts the times a playing viewer went more than 2 s without a
 	// frame.
 	Stalls int `json:"stalls"`
@@ -72,6 +84,13 @@ type Percentiles struct {
 	P99   float64 `json:"p99"`
 	Max   float64 `json:"max"`
 	Count uint64  `json:"count"`
+}
+
+// CacheParts is the part availability measured through one cache.
+type CacheParts struct {
+	// Play is the cache's base play URL.
+	Play               string      `json:"play"`
+	PartAvailabilityMS Percentiles `json:"part_availability_ms"`
 }
 
 // ServerUsage is what one server process cost during the run.
@@ -128,14 +147,27 @@ func (r *Report) WriteTable(w io.Writer) {
 	row("stalls (>2 s)", "%d", r.Stalls)
 	row("frames", "%d sent, %d received", r.FramesSent, r.FramesReceived)
 	row("camera lag", "max %.0f ms, %d packets dropped", r.CameraMaxLagMS, r.CameraDroppedPackets)
-	pct := func(p Percentiles) string {
+	pctN := func(p Percentiles, decimals int) string {
 		if p.Count == 0 {
 			return "no samples"
 		}
-		return fmt.Sprintf("p50 %.0f  p95 %.0f  p99 %.0f  max %.0f  (%d samples)", p.P50, p.P95, p.P99, p.Max, p.Count)
+		return fmt.Sprintf("p50 %.*f  p95 %.*f  p99 %.*f  max %.*f  (%d samples)",
+			decimals, p.P50, decimals, p.P95, decimals, p.P99, decimals, p.Max, p.Count)
 	}
+	pct := func(p Percentiles) string { return pctN(p, 0) }
+	// part availability is often below a millisecond, and may be slightly
+	// negative (the cache's answer read first)
+	pctPart := func(p Percentiles) string { return pctN(p, 1) }
 	row("latency ms", "%s", pct(r.LatencyMS))
 	row("startup ms", "%s", pct(r.StartupMS))
+	if r.PartProbes > 0 {
+		row("part availability ms", "%s, %d probes, %d probe errors", pctPart(r.PartAvailabilityMS), r.PartProbes, r.PartProbeErrors)
+		if len(r.PartByCache) > 1 {
+			for _, c := range r.PartByCache {
+				row("  at "+c.Play, "%s", pctPart(c.PartAvailabilityMS))
+			}
+		}
+	}
 	for _, s := range r.Servers {
 		row("server", "%s: cpu %.1f%% (%.2f%%/camera), rss max %.1f MiB (base %.1f, %.2f MiB/camera), %d samples, %d errors",
 			s.Target, s.CPUPercent, s.CPUPerCamera, s.RSSMB, s.RSSBaseMB, s.RSSPerCameraMB, s.Samples, s.SampleErrors)

@@ -60,6 +60,13 @@ type runner struct {
 
 	cameras []*cameraSlot
 	viewers []*viewerSlot
+	probes  []*partProbe
+
+	// partAll holds every part availability sample, partByCache those of
+	// each play URL that has probes (in Play order).
+	partAll     *reservoir
+	partByCache []*reservoir
+	partErrors  atomic.Int64
 
 	latency *reservoir
 	window  *reservoir
@@ -134,16 +141,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		latency: newReservoir(latencySamples, 1),
 		window:  newReservoir(windowSamples, 2),
 		startup: newReservoir(latencySamples, 3),
+		partAll: newReservoir(partSamples, 4),
 	}
 	r.plan()
 	return r.run(ctx)
 }
 
-// plan lays the cameras and viewers out: camera starts spread evenly over the
-// ramp; viewer n watches stream n mod cameras from play URL
-// (n + n/cameras) mod len(Play), so every stream is read through every cache
-// when there are enough viewers, and starts ViewerDelay after its camera,
-// also spread over the ramp.
+// plan lays the cameras, viewers and part probes out: camera starts spread
+// evenly over the ramp; viewer n watches stream n mod cameras from play URL
+// (n mod cameras + n/cameras) mod len(Play), so every stream is read through
+// every cache when there are enough viewers, and starts ViewerDelay after its
+// camera, also spread over the ramp. Part probe n follows the same (stream,
+// cache) pair as viewer n, from ViewerDelay after its camera.
 func (r *runner) plan() {
 	cfg := r.cfg
 	r.cameras = make([]*cameraSlot, cfg.Cameras)
@@ -158,7 +167,7 @@ func (r *runner) plan() {
 	r.viewers = make([]*viewerSlot, cfg.Viewers)
 	for n := range r.viewers {
 		cam := n % cfg.Cameras
-		play := cfg.Play[(n+n/cfg.Cameras)%len(cfg.Play)]
+		play := cfg.Play[playIndex(n, cfg.Cameras, len(cfg.Play))]
 		r.viewers[n] = &viewerSlot{
 			id:  n + 1,
 			url: play + "/" + cameraName(cam) + "/index.m3u8",
@@ -166,6 +175,31 @@ func (r *runner) plan() {
 				time.Duration(int64(cfg.Ramp)*int64(n)/int64(cfg.Viewers))),
 		}
 	}
+	r.partByCache = make([]*reservoir, len(cfg.Play))
+	r.probes = make([]*partProbe, cfg.PartProbes)
+	for n := range r.probes {
+		cam := n % cfg.Cameras
+		play := playIndex(n, cfg.Cameras, len(cfg.Play))
+		if r.partByCache[play] == nil {
+			r.partByCache[play] = newReservoir(partSamples, uint64(10+play))
+		}
+		r.probes[n] = &partProbe{
+			r:       r,
+			stream:  cameraName(cam),
+			play:    cfg.Play[play],
+			startAt: r.cameras[cam].startAt + cfg.ViewerDelay,
+			cacheRs: r.partByCache[play],
+			origin:  map[partKey]time.Time{},
+			cache:   map[partKey]time.Time{},
+		}
+	}
+}
+
+// playIndex is the play URL of viewer (or probe) n: the pairs (n mod
+// cameras, playIndex) are all different for n < cameras x plays, whether or
+// not cameras is a multiple of plays.
+func playIndex(n, cameras, plays int) int {
+	return (n%cameras + n/cameras) % plays
 }
 
 func (r *runner) run(parent context.Context) (*Report, error) {
@@ -198,6 +232,9 @@ func (r *runner) run(parent context.Context) (*Report, error) {
 	}
 	for _, v := range r.viewers {
 		wg.Go(func() { r.runViewer(ctx, v) })
+	}
+	for _, p := range r.probes {
+		wg.Go(func() { p.run(ctx) })
 	}
 	if cfg.Progress != nil {
 		wg.Go(func() { r.runProgress(ctx) })
@@ -269,6 +306,16 @@ func (r *runner) fail(err error, logIt bool) {
 		level = slog.LevelWarn
 	}
 	r.cfg.Log.Log(context.Background(), level, "load test error", "err", err)
+}
+
+// partFail counts a part probe error and logs it (the first ones at Warn).
+// Probe errors are not viewer errors: they leave Errors and OK alone.
+func (r *runner) partFail(log *slog.Logger, err error) {
+	level := slog.LevelDebug
+	if r.partErrors.Add(1) <= maxWarnings {
+		level = slog.LevelWarn
+	}
+	log.Log(context.Background(), level, "part probe error", "err", err)
 }
 
 // runCamera publishes until the end of the run, starting over restartDelay
@@ -476,6 +523,17 @@ func (r *runner) report(end time.Time) *Report {
 	rep.ViewerRestarts = int(r.viewerRestarts.Load())
 	rep.LatencyMS = r.latency.percentiles()
 	rep.StartupMS = r.startup.percentiles()
+	rep.PartProbes = len(r.probes)
+	if len(r.probes) > 0 {
+		rep.PartAvailabilityMS = r.partAll.percentiles()
+		rep.PartSamples = rep.PartAvailabilityMS.Count
+		rep.PartProbeErrors = int(r.partErrors.Load())
+		for i, rs := range r.partByCache {
+			if rs != nil {
+				rep.PartByCache = append(rep.PartByCache, CacheParts{Play: cfg.Play[i], PartAvailabilityMS: rs.percentiles()})
+			}
+		}
+	}
 
 	r.errMu.Lock()
 	rep.Errors = r.errors

@@ -78,7 +78,10 @@ func TestReportJSON(t *testing.T) {
 		Cameras: 2, CamerasOK: 2, Viewers: 3, ViewersOK: 3,
 		ErrorSamples: []string{"x"},
 		LatencyMS:    Percentiles{P50: 1, P95: 2, P99: 3, Max: 4, Count: 5},
-		Servers:      []ServerUsage{{Target: "pid 1", CPUPercent: 50, RSSMB: 100, CPUPerCamera: 25, RSSPerCameraMB: 10}},
+		PartProbes:   2, PartSamples: 7, PartAvailabilityMS: Percentiles{P50: 11, P95: 12, P99: 13, Max: 14, Count: 7},
+		PartByCache: []CacheParts{{Play: "http://c1/load", PartAvailabilityMS: Percentiles{P50: 21, Count: 3}},
+			{Play: "http://c2/load", PartAvailabilityMS: Percentiles{P50: 22, Count: 4}}},
+		Servers: []ServerUsage{{Target: "pid 1", CPUPercent: 50, RSSMB: 100, CPUPerCamera: 25, RSSPerCameraMB: 10}},
 	}
 	data, err := json.Marshal(rep)
 	if err != nil {
@@ -92,6 +95,7 @@ func TestReportJSON(t *testing.T) {
 		"cameras_ok", "cameras", "viewers_ok", "viewers", "errors", "error_samples",
 		"latency_ms", "startup_ms", "stalls", "frames_sent", "frames_received", "duration_s", "servers",
 		"camera_restarts", "viewer_restarts", "interrupted", "publish", "transport", "play",
+		"part_availability_ms", "part_samples", "part_probes", "part_probe_errors", "part_availability_by_cache",
 	} {
 		if _, ok := m[key]; !ok {
 			t.Errorf("report JSON lacks %q: %s", key, data)
@@ -112,7 +116,8 @@ func TestReportJSON(t *testing.T) {
 
 	var table bytes.Buffer
 	rep.WriteTable(&table)
-	for _, want := range []string{"PASS", "2 / 2", "3 / 3", "p50 1", "pid 1", "error: x"} {
+	for _, want := range []string{"PASS", "2 / 2", "3 / 3", "p50 1", "pid 1", "error: x",
+		"part availability ms", "p50 11.0", "2 probes", "at http://c2/load", "p50 22.0"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
@@ -191,6 +196,17 @@ func TestConfigValidation(t *testing.T) {
 		{"bad pid", func(c *Config) { c.PIDs = []int{0} }, false},
 		{"too short for viewers", func(c *Config) { c.Duration = 6 * time.Second }, false},
 		{"short without viewers", func(c *Config) { c.Duration, c.Viewers = 2*time.Second, 0 }, true},
+		{"origin", func(c *Config) { c.Origins = []string{"http://127.0.0.1:8889/load"} }, true},
+		{"origin and probes", func(c *Config) { c.Origins, c.PartProbes = []string{"http://[::1]:8889/load"}, MaxPartProbes }, true},
+		{"remote origin", func(c *Config) { c.Origins = []string{"http://origin1:8889/load"} }, false},
+		{"remote origin allowed", func(c *Config) {
+			c.Origins, c.AllowRemote = []string{"http://origin1:8889/load"}, []string{"origin1"}
+		}, true},
+		{"origin scheme", func(c *Config) { c.Origins = []string{"rtsp://127.0.0.1:8889/load"} }, false},
+		{"origin without play", func(c *Config) { c.Origins, c.Play, c.Viewers = []string{"http://127.0.0.1:8889/load"}, nil, 0 }, false},
+		{"probes without origin", func(c *Config) { c.PartProbes = 2 }, false},
+		{"too many probes", func(c *Config) { c.Origins, c.PartProbes = []string{"http://127.0.0.1:8889/load"}, MaxPartProbes+1 }, false},
+		{"negative probes", func(c *Config) { c.Origins, c.PartProbes = []string{"http://127.0.0.1:8889/load"}, -1 }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := base
@@ -221,6 +237,10 @@ func TestMainUsageErrors(t *testing.T) {
 		{[]string{"--publish", "rtsp://127.0.0.1:1/load", "--duration", "5s", "extra"}, 2},
 		{[]string{"--bogus"}, 2},
 		{[]string{"--publish", "rtsp://127.0.0.1:1/load", "--duration", "5s", "--clip", "/nonexistent.ts"}, 2},
+		{[]string{"--publish", "rtsp://127.0.0.1:1/load", "--duration", "5s", "--part-probes", "2"}, 2},
+		{[]string{"--publish", "rtsp://127.0.0.1:1/load", "--duration", "5s", "--origin", "http://127.0.0.1:1/load"}, 2},
+		{[]string{"--publish", "rtsp://127.0.0.1:1/load", "--duration", "5s", "--play", "http://127.0.0.1:2/load",
+			"--origin", "http://10.1.1.1:8889/load"}, 2},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := Main(tc.args, &stdout, &stderr); code != tc.code {
