@@ -49,7 +49,11 @@ var errNotServed = errors.New("stream not served here")
 // origin chain fell behind (the load generator starved) and its time is late
 // for all but the newest. A cache sighting that lists
 // several new parts gives them all that time, which is when the cache served
-// them at the latest: never an underestimate. The first answer of each
+// them at the latest: never an underestimate. So the figure is exact (to a
+// request's round trip) while the cache answers within a part duration; a
+// cache slower than that makes its chain fall behind, and the figure becomes
+// an upper bound that grows with the backlog (a cache delaying every answer
+// by 300 ms with 200 ms parts reads as 400-500 ms). The first answer of each
 // chain (and the first after an owner change) only sets where to start.
 type partProbe struct {
 	r       *runner
