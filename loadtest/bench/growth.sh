@@ -23,7 +23,7 @@ for n in $counts; do
 		>"$SGB/growth-$n.txt" 2>&1 || rc=$?
 	# the load generator's own CPU: seconds used / seconds it ran
 	gen="$(( ($(awk '{print $14 + $15 + $16 + $17}' /proc/$$/stat) - t0) / 100 ))s/$(( $(date +%s) - w0 ))s"
-	drops=$(curl -sf http://127.0.0.1:19997/metrics |
+	drops=$(curl -sf $SG_API/metrics |
 		awk '/^streamgrid_(edge|origin)_packets_(dropped|lost)_total/ && !/no_picture/ {s += $NF} END {print s + 0}')
 	stop_sg
 	cp "$SGB/sg.log" "$SGB/growth-$n.log"

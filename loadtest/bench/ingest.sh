@@ -52,9 +52,9 @@ if [ -n "${SYSCALLS:-}" ]; then # syscalls/s of each server over 10 s
 else
 	sleep "$(( ${dur%s} / 4 ))"
 fi
-streams=$(curl -sf http://127.0.0.1:19997/v1/streams | jq '.origin | length' 2>/dev/null || echo '?')
+streams=$(curl -sf $SG_API/v1/streams | jq '.origin | length' 2>/dev/null || echo '?')
 playlists=$(ls "$SGB/hls" 2>/dev/null | grep -c '\.m3u8$' || true)
-curl -s http://127.0.0.1:19997/metrics >"$SGB/ingest-$n-sg.metrics" || true
+curl -s $SG_API/metrics >"$SGB/ingest-$n-sg.metrics" || true
 drops=$(grep -E '^streamgrid_(edge|origin)_packets_(dropped|lost)_total' "$SGB/ingest-$n-sg.metrics" |
 	awk '{s += $NF} END {print s + 0}')
 wait "${jobs[@]}" || true

@@ -1,27 +1,35 @@
 # Shared by the benchmark scripts (sourced, not run). Everything lives under
 # $SGB (default /tmp/sgbench) and listens on loopback only. The ports are
-# offset from the defaults (RTSP 18554, RTMP 11935, HLS 18888, API 19997) so a
-# benchmark can run next to a compose cluster or a dev node on the defaults.
+# offset from the defaults by $PORT_OFFSET (default 10000: RTSP 18554, RTMP
+# 11935, HLS 18888, origin HLS 18889, API 19997) so a benchmark can run next
+# to a compose cluster or a dev node on the defaults; another offset
+# (PORT_OFFSET=20000) lets it run next to another benchmark's node.
 set -eu
 SGB=${SGB:-/tmp/sgbench}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 SG=${STREAMGRID_BIN:-$SGB/streamgrid} # another build to measure
 mkdir -p "$SGB"
+PORT_OFFSET=${PORT_OFFSET:-10000}
+port() { echo $(($1 + PORT_OFFSET)); }
 
-export SG_API_ADDRESS=127.0.0.1:19997
-export SG_BUS_SERVER_LISTEN=127.0.0.1:14222
-export SG_GOSSIP_BIND=127.0.0.1:17946
-export SG_EDGE_RTSP_ADDRESS=127.0.0.1:18554
-export SG_EDGE_RTP_ADDRESS=127.0.0.1:18000
-export SG_EDGE_RTCP_ADDRESS=127.0.0.1:18001
-export SG_EDGE_RTMP_ADDRESS=127.0.0.1:11935
-export SG_ORIGIN_HTTP_ADDRESS=127.0.0.1:18889
-export SG_CACHE_HTTP_ADDRESS=127.0.0.1:18888
-SG_RTSP=rtsp://127.0.0.1:18554
-SG_RTMP=rtmp://127.0.0.1:11935
-SG_HLS=http://127.0.0.1:18888
-NGINX_RTMP=rtmp://127.0.0.1:11936   # nginx-rtmp (application "live")
-NGINX_HTTP=http://127.0.0.1:18080   # nginx: its HLS output and static files
+export SG_API_ADDRESS=127.0.0.1:$(port 9997)
+export SG_BUS_SERVER_LISTEN=127.0.0.1:$(port 4222)
+export SG_GOSSIP_BIND=127.0.0.1:$(port 7946)
+export SG_EDGE_RTSP_ADDRESS=127.0.0.1:$(port 8554)
+export SG_EDGE_RTP_ADDRESS=127.0.0.1:$(port 8000)
+export SG_EDGE_RTCP_ADDRESS=127.0.0.1:$(port 8001)
+export SG_EDGE_RTMP_ADDRESS=127.0.0.1:$(port 1935)
+export SG_ORIGIN_HTTP_ADDRESS=127.0.0.1:$(port 8889)
+export SG_CACHE_HTTP_ADDRESS=127.0.0.1:$(port 8888)
+SG_API=http://$SG_API_ADDRESS
+SG_RTSP=rtsp://$SG_EDGE_RTSP_ADDRESS
+SG_RTMP=rtmp://$SG_EDGE_RTMP_ADDRESS
+SG_HLS=http://$SG_CACHE_HTTP_ADDRESS
+SG_ORIGIN=http://$SG_ORIGIN_HTTP_ADDRESS # the origin's HLS for caches (origin.http_address)
+NGINX_RTMP_ADDRESS=127.0.0.1:$(port 1936)
+NGINX_HTTP_ADDRESS=127.0.0.1:$((8080 + PORT_OFFSET))
+NGINX_RTMP=rtmp://$NGINX_RTMP_ADDRESS # nginx-rtmp (application "live")
+NGINX_HTTP=http://$NGINX_HTTP_ADDRESS  # nginx: its HLS output and static files
 
 # build_sg builds the binary once.
 build_sg() {
@@ -32,10 +40,15 @@ build_sg() {
 start_sg() {
 	build_sg
 	stop_sg
+	# a node left by another run would answer the health check for this one
+	if curl -sf -o /dev/null "$SG_API/healthz"; then
+		echo "another node already answers on $SG_API (try another PORT_OFFSET)" >&2
+		return 1
+	fi
 	env "$@" "$SG" run >"$SGB/sg.log" 2>&1 &
 	SG_PID=$!
 	for _ in $(seq 50); do
-		curl -sf -o /dev/null http://127.0.0.1:19997/healthz && return 0
+		curl -sf -o /dev/null "$SG_API/healthz" && kill -0 "$SG_PID" 2>/dev/null && return 0
 		sleep 0.2
 	done
 	echo "streamgrid did not come up:" >&2
@@ -69,7 +82,7 @@ error_log $p/logs/error.log warn;
 events { worker_connections 4096; }
 rtmp {
     server {
-        listen 127.0.0.1:11936;
+        listen $NGINX_RTMP_ADDRESS;
         application live {
             live on;
             hls on;
@@ -86,7 +99,7 @@ http {
     keepalive_requests 1000000;
     types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; video/mp4 mp4 m4s; }
     server {
-        listen 127.0.0.1:18080;
+        listen $NGINX_HTTP_ADDRESS;
         location /hls/ { alias $SGB/hls/; add_header Cache-Control no-cache; }
         # the loadtest's layout, <base>/camNNNN/index.m3u8, over nginx-rtmp's flat one
         location ~ ^/live/(cam[0-9]+)/index\.m3u8\$ { alias $SGB/hls/\$1.m3u8; add_header Cache-Control no-cache; }
