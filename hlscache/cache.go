@@ -1,7 +1,6 @@
 package hlscache
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,6 +92,8 @@ type Cache struct {
 	hmu      sync.RWMutex // guards closed against handlers.Add
 	closed   bool
 	handlers sync.WaitGroup
+
+	cors []headerValue // the CORS headers of every answer, built by setDefaults
 
 	closeOnce  sync.Once
 	warnAt     atomic.Int64 // unix ns of the last upstream warning
@@ -179,6 +181,7 @@ func (c *Cache) setDefaults() {
 	if c.AllowOrigin == "" {
 		c.AllowOrigin = "*"
 	}
+	c.cors = corsHeader(c.AllowOrigin)
 	if c.Metrics == nil {
 		c.Metrics = prometheus.NewRegistry()
 	}
@@ -343,7 +346,7 @@ func (c *Cache) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		w.Header().Set("Allow", "GET, HEAD, OPTIONS")
 		writeText(w, http.StatusMethodNotAllowed, "method not allowed")
-		c.count(kindOther, resultLabelBadRequest)
+		c.m.badRequests.Inc()
 		return
 	}
 	req, err := parseRequest(r.URL.Path, r.URL.RawQuery)
@@ -353,28 +356,38 @@ func (c *Cache) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			re = &requestError{status: http.StatusBadRequest, msg: "bad request"}
 		}
 		writeText(w, re.status, re.msg)
-		c.count(kindOther, resultLabelBadRequest)
+		c.m.badRequests.Inc()
 		return
 	}
 	vw := newViewerWriter(w)
-	result := c.serveRequest(vw, r, req)
+	res := c.serveRequest(vw, r, req)
 	vw.finish()
-	c.count(req.kind.String(), result)
-	c.m.servedBytes.WithLabelValues(req.kind.String()).Add(float64(vw.n))
+	c.m.requestsBy[req.kind][res].Inc()
+	c.m.servedBy[req.kind].Add(float64(vw.n))
+}
+
+// headerValue is one header, its key canonical and its value shared (see objectHeader).
+type headerValue struct {
+	key   string
+	value []string
+}
+
+// corsHeader returns the CORS headers for allowOrigin.
+func corsHeader(allowOrigin string) []headerValue {
+	h := []headerValue{{"Access-Control-Allow-Origin", []string{allowOrigin}}}
+	if allowOrigin != "*" {
+		h = append(h, headerValue{"Access-Control-Allow-Credentials", []string{"true"}})
+	}
+	return append(h,
+		headerValue{"Access-Control-Allow-Methods", []string{"GET, HEAD, OPTIONS"}},
+		headerValue{"Access-Control-Allow-Headers", []string{"Range, Origin, Content-Type, Accept"}},
+		headerValue{"Access-Control-Expose-Headers", []string{"Content-Length, Content-Range"}})
 }
 
 func (c *Cache) setCORS(h http.Header) {
-	h.Set("Access-Control-Allow-Origin", c.AllowOrigin)
-	if c.AllowOrigin != "*" {
-		h.Set("Access-Control-Allow-Credentials", "true")
+	for _, v := range c.cors {
+		h[v.key] = v.value
 	}
-	h.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
-	h.Set("Access-Control-Allow-Headers", "Range, Origin, Content-Type, Accept")
-	h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range")
-}
-
-func (c *Cache) count(kind, result string) {
-	c.m.requests.WithLabelValues(kind, result).Inc()
 }
 
 // upstreamDeadline is how long one upstream fetch for req may take.
@@ -385,7 +398,7 @@ func (c *Cache) upstreamDeadline(req *request) time.Duration {
 	return c.UpstreamTimeout
 }
 
-// serveRequest answers a valid request and returns the result label.
+// serveRequest answers a valid request and says how it ended.
 //
 // With a routable owner it serves from the LRU or the (shared) upstream
 // fetch. While a stream fails over it serves what it still holds (the last
@@ -393,7 +406,7 @@ func (c *Cache) upstreamDeadline(req *request) time.Duration {
 // new owner is routable or the request's deadline passes. An owner that
 // refuses connections is taken as dying: playlists then get the last good
 // copy, or wait for gossip to move the route.
-func (c *Cache) serveRequest(w *viewerWriter, r *http.Request, req *request) string {
+func (c *Cache) serveRequest(w *viewerWriter, r *http.Request, req *request) outcome {
 	ctx := r.Context()
 	deadline := time.Now().Add(c.upstreamDeadline(req))
 	attempts := 0
@@ -403,7 +416,7 @@ func (c *Cache) serveRequest(w *viewerWriter, r *http.Request, req *request) str
 		switch state {
 		case routeUnknown:
 			writeText(w, http.StatusNotFound, "stream not found")
-			return resultLabelNotFound
+			return outcomeNotFound
 		case routeFailover:
 			if res, ok := c.serveHeld(w, r, req, prev, now); ok {
 				return res
@@ -412,15 +425,15 @@ func (c *Cache) serveRequest(w *viewerWriter, r *http.Request, req *request) str
 				continue
 			}
 			if ctx.Err() != nil {
-				return resultLabelGone
+				return outcomeGone
 			}
 			if stale := c.routes.stalePlaylist(req.stream, req.file, time.Now()); req.kind == kindPlaylist && stale != nil {
-				writeStale(w, r, req, stale)
-				return resultLabelStale
+				writeStale(w, r, stale)
+				return outcomeStale
 			}
 			w.Header().Set("Retry-After", "1")
 			writeText(w, http.StatusServiceUnavailable, "stream failing over")
-			return resultLabelError
+			return outcomeError
 		}
 
 		attempts++
@@ -429,8 +442,8 @@ func (c *Cache) serveRequest(w *viewerWriter, r *http.Request, req *request) str
 			// The new owner holds the lease but is still starting the
 			// stream: serve the last good playlist, or ask again shortly.
 			if stale := c.routes.stalePlaylist(req.stream, req.file, now); stale != nil && !req.hls.blocking() {
-				writeStale(w, r, req, stale)
-				return resultLabelStale
+				writeStale(w, r, stale)
+				return outcomeStale
 			}
 			if sleepUntil(ctx, deadline, startingRetry) {
 				continue
@@ -444,17 +457,17 @@ func (c *Cache) serveRequest(w *viewerWriter, r *http.Request, req *request) str
 					obj, res = old, resultHit
 				}
 			}
-			writeObject(w, r, req, obj, res.String())
-			return resultLabel(res)
+			writeObject(w, r, obj, res)
+			return fetchOutcome(res)
 		}
 		if ctx.Err() != nil {
-			return resultLabelGone
+			return outcomeGone
 		}
 		var ue *upstreamError
 		if errors.As(err, &ue) && ue.ownerDown() && req.kind == kindPlaylist {
 			if stale := c.routes.stalePlaylist(req.stream, req.file, now); stale != nil && !req.hls.blocking() {
-				writeStale(w, r, req, stale)
-				return resultLabelStale
+				writeStale(w, r, stale)
+				return outcomeStale
 			}
 			if attempts < maxUpstreamAttempts && c.waitRoute(ctx, changed, deadline) {
 				continue
@@ -469,7 +482,7 @@ func (c *Cache) serveRequest(w *viewerWriter, r *http.Request, req *request) str
 		}
 		w.Header().Set("X-Cache", res.String())
 		writeText(w, status, msg)
-		return resultLabelError
+		return outcomeError
 	}
 }
 
@@ -510,24 +523,24 @@ func sleepUntil(ctx context.Context, deadline time.Time, d time.Duration) bool {
 // serveHeld answers, during a failover, what needs no new owner: the last
 // good copy of a playlist (non-blocking requests; a blocking one waits for
 // the new owner), or an object of the previous owner still in the LRU.
-func (c *Cache) serveHeld(w *viewerWriter, r *http.Request, req *request, prev route, now time.Time) (string, bool) {
+func (c *Cache) serveHeld(w *viewerWriter, r *http.Request, req *request, prev route, now time.Time) (outcome, bool) {
 	if req.kind == kindPlaylist {
 		if req.hls.blocking() {
-			return "", false
+			return 0, false
 		}
 		stale := c.routes.stalePlaylist(req.stream, req.file, now)
 		if stale == nil {
-			return "", false
+			return 0, false
 		}
-		writeStale(w, r, req, stale)
-		return resultLabelStale, true
+		writeStale(w, r, stale)
+		return outcomeStale, true
 	}
 	obj := c.lru.get(cacheKey(prev, req), now)
 	if obj == nil || obj.status != http.StatusOK {
-		return "", false
+		return 0, false
 	}
-	writeObject(w, r, req, obj, resultHit.String())
-	return resultLabelHit, true
+	writeObject(w, r, obj, resultHit)
+	return outcomeHit, true
 }
 
 // waitRoute waits for a routing change; false when the deadline, the
@@ -554,7 +567,17 @@ func (c *Cache) waitRoute(ctx context.Context, changed <-chan struct{}, deadline
 // cacheKey names an object of one owner: objects of different owners or
 // epochs never share a key.
 func cacheKey(rt route, req *request) string {
-	return rt.node + "\x00" + strconv.FormatUint(rt.epoch, 10) + "\x00" + req.upstreamPath()
+	var num [20]byte
+	epoch := strconv.AppendUint(num[:0], rt.epoch, 10)
+	q := req.hls.encode()
+	var b strings.Builder // one allocation, where concatenation made two or three
+	b.Grow(len(rt.node) + 1 + len(epoch) + 1 + req.upstreamPathLen(q))
+	b.WriteString(rt.node)
+	b.WriteByte(0)
+	b.Write(epoch)
+	b.WriteByte(0)
+	req.writeUpstreamPath(&b, q)
+	return b.String()
 }
 
 // get returns req's object from rt: from the LRU, or from the one upstream
@@ -569,40 +592,49 @@ func (c *Cache) get(ctx context.Context, rt route, req *request) (*object, fetch
 		func() (*object, error) { return c.fetch(rt, req, key) })
 }
 
-func resultLabel(r fetchResult) string {
+func fetchOutcome(r fetchResult) outcome {
 	switch r {
 	case resultHit:
-		return resultLabelHit
+		return outcomeHit
 	case resultMiss:
-		return resultLabelMiss
+		return outcomeMiss
 	}
-	return resultLabelCoalesced
+	return outcomeCoalesced
 }
 
 // ---- writing answers ----
 
-func writeObject(w http.ResponseWriter, r *http.Request, req *request, obj *object, xcache string) {
+// Header values of stale playlists, shared (see objectHeader).
+var (
+	staleXCache       = []string{"STALE"}
+	staleCacheControl = []string{"no-cache"}
+)
+
+// writeObject answers with a stored object: its 200 with the headers built
+// with it, or its passed-through 4xx.
+func writeObject(w *viewerWriter, r *http.Request, obj *object, res fetchResult) {
 	h := w.Header()
-	h.Set("X-Cache", xcache)
+	h["X-Cache"] = res.header()
 	if obj.status != http.StatusOK {
 		writeText(w, obj.status, string(obj.body))
 		return
 	}
-	h.Set("Content-Type", mimeTypes[req.ext])
-	h.Set("Cache-Control", obj.cacheControl)
-	if obj.etag != "" {
-		h.Set("ETag", obj.etag)
+	h["Content-Type"] = obj.header.contentType
+	h["Cache-Control"] = obj.header.cacheControl
+	if obj.header.etag != nil {
+		h["Etag"] = obj.header.etag // the canonical form of "ETag"
 	}
-	http.ServeContent(w, r, "", obj.modTime, bytes.NewReader(obj.body))
+	w.serveBody(r, obj.body, obj.modTime, &obj.header)
 }
 
-// writeStale serves the last good copy of a playlist during a failover.
-func writeStale(w http.ResponseWriter, r *http.Request, req *request, obj *object) {
+// writeStale serves the last good copy of a playlist during a failover,
+// with neither its ETag nor its Last-Modified.
+func writeStale(w *viewerWriter, r *http.Request, obj *object) {
 	h := w.Header()
-	h.Set("X-Cache", "STALE")
-	h.Set("Content-Type", mimeTypes[req.ext])
-	h.Set("Cache-Control", "no-cache")
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(obj.body))
+	h["X-Cache"] = staleXCache
+	h["Content-Type"] = obj.header.contentType
+	h["Cache-Control"] = staleCacheControl
+	w.serveBody(r, obj.body, time.Time{}, &obj.header)
 }
 
 func writeText(w http.ResponseWriter, status int, msg string) {

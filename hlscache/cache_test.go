@@ -662,3 +662,35 @@ func TestRoutes(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// Every answer is counted by kind and result, with the body bytes it wrote.
+func TestRequestMetrics(t *testing.T) {
+	e := newEnv(t, nil)
+	seg := bytes.Repeat([]byte("0123456789"), 100)
+	e.origin.set("/live/cam1/abc_video1_seg7.mp4", seg)
+	e.own("live/cam1")
+
+	e.get("/live/cam1/abc_video1_seg7.mp4")                            // miss: 1000 bytes
+	e.get("/live/cam1/abc_video1_seg7.mp4")                            // hit: 1000
+	e.do(http.MethodHead, "/live/cam1/abc_video1_seg7.mp4")            // hit: 0
+	e.get("/live/cam1/abc_video1_seg7.mp4", "Range", "bytes=0-9")      // hit: 10
+	e.get("/live/cam1/abc_video1_seg7.mp4", "If-None-Match", `"none"`) // hit: 1000 (no ETag to match)
+	e.get("/live/nope/abc_video1_seg7.mp4")                            // not_found: 17 ("stream not found\n")
+	e.get("/live/cam1/../x.mp4")                                       // bad request
+	e.get("/live/cam1/index.html")                                     // bad request
+
+	for _, c := range []struct {
+		kind, result string
+		want         float64
+	}{
+		{"segment", "miss", 1}, {"segment", "hit", 4}, {"segment", "not_found", 1},
+		{"playlist", "hit", 0}, {"other", "bad_request", 2},
+	} {
+		if got := metricValue(e.cache.m.requests.WithLabelValues(c.kind, c.result)); got != c.want {
+			t.Errorf("requests %s/%s: %v, want %v", c.kind, c.result, got, c.want)
+		}
+	}
+	if got := metricValue(e.cache.m.servedBytes.WithLabelValues("segment")); got != 3027 {
+		t.Errorf("segment bytes served: %v, want 3027", got)
+	}
+}

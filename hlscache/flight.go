@@ -28,6 +28,12 @@ func (r fetchResult) String() string {
 	return "COALESCED"
 }
 
+// X-Cache values by fetchResult, shared (see objectHeader).
+var xCacheValues = [...][]string{resultHit: {"HIT"}, resultMiss: {"MISS"}, resultCoalesced: {"COALESCED"}}
+
+// header is r.String() as an X-Cache header value (shared).
+func (r fetchResult) header() []string { return xCacheValues[r] }
+
 // flight is one upstream fetch that any number of requests wait on.
 type flight struct {
 	done    chan struct{} // closed once obj and err are set

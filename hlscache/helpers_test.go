@@ -39,7 +39,7 @@ type fakeOrigin struct {
 	override func(w http.ResponseWriter, r *http.Request) bool
 }
 
-func newFakeOrigin(t *testing.T, node string) *fakeOrigin {
+func newFakeOrigin(t testing.TB, node string) *fakeOrigin {
 	o := &fakeOrigin{node: node, files: map[string][]byte{}, hits: map[string]int{}}
 	o.srv = httptest.NewServer(http.HandlerFunc(o.serve))
 	t.Cleanup(o.srv.Close)
@@ -106,7 +106,7 @@ func (o *fakeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 // env is a small cluster on loopback: an embedded NATS with the registry,
 // an origin's gossip node and the cache's own, and a started Cache.
 type env struct {
-	t            *testing.T
+	t            testing.TB
 	server       *bus.Server
 	nc           *nats.Conn
 	reg          *bus.Registry
@@ -119,7 +119,7 @@ type env struct {
 }
 
 // newEnv starts the cluster; tune, when set, adjusts the cache before Start.
-func newEnv(t *testing.T, tune func(c *Cache)) *env {
+func newEnv(t testing.TB, tune func(c *Cache)) *env {
 	t.Helper()
 	e := &env{t: t}
 	e.server = &bus.Server{Host: "127.0.0.1", Port: -1, Log: quiet}
@@ -261,7 +261,7 @@ func (e *env) request(ctx context.Context, method, path string, hdr ...string) (
 }
 
 // waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {

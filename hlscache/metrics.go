@@ -2,17 +2,28 @@ package hlscache
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// Request results, the "result" label of streamgrid_cache_requests_total.
+// outcome is how a viewer request that passed validation ended: the
+// "result" label of streamgrid_cache_requests_total.
+type outcome int
+
 const (
-	resultLabelHit        = "hit"         // answered from the LRU
-	resultLabelMiss       = "miss"        // this request made the upstream fetch
-	resultLabelCoalesced  = "coalesced"   // joined another request's upstream fetch
-	resultLabelStale      = "stale"       // last good playlist served during a failover
-	resultLabelError      = "error"       // 502, 503 or 504 made by the cache
-	resultLabelNotFound   = "not_found"   // no route to the stream
-	resultLabelBadRequest = "bad_request" // rejected by URL validation (400, 404, 405)
-	resultLabelGone       = "gone"        // the viewer left before the answer
+	outcomeHit       outcome = iota // answered from the LRU
+	outcomeMiss                     // this request made the upstream fetch
+	outcomeCoalesced                // joined another request's upstream fetch
+	outcomeStale                    // last good playlist served during a failover
+	outcomeError                    // 502, 503 or 504 made by the cache
+	outcomeNotFound                 // no route to the stream
+	outcomeGone                     // the viewer left before the answer
+	numOutcomes
 )
+
+var outcomeLabels = [numOutcomes]string{"hit", "miss", "coalesced", "stale", "error", "not_found", "gone"}
+
+func (o outcome) String() string { return outcomeLabels[o] }
+
+// resultLabelBadRequest is the result of a request rejected by URL
+// validation (400, 404, 405), counted under kind "other".
+const resultLabelBadRequest = "bad_request"
 
 // metrics are the cache's Prometheus collectors, labelled node and role.
 type metrics struct {
@@ -26,6 +37,14 @@ type metrics struct {
 	routes           prometheus.GaugeFunc
 	held             prometheus.Gauge
 	fetches          prometheus.GaugeFunc
+
+	// requestsBy, badRequests and servedBy are the series of requests and
+	// servedBytes that viewer requests add to, resolved once here so that a
+	// request does no label lookups. (So every kind × result series is
+	// exported from the start, at 0.)
+	requestsBy  [numKinds][numOutcomes]prometheus.Counter
+	badRequests prometheus.Counter
+	servedBy    [numKinds]prometheus.Counter
 
 	registered []prometheus.Collector
 }
@@ -74,6 +93,13 @@ func newMetrics(node string, routes, inFlight func() float64) *metrics {
 			Help: "Upstream fetches running.",
 		}, inFlight),
 	}
+	for k := range numKinds {
+		for o := range numOutcomes {
+			m.requestsBy[k][o] = m.requests.WithLabelValues(k.String(), o.String())
+		}
+		m.servedBy[k] = m.servedBytes.WithLabelValues(k.String())
+	}
+	m.badRequests = m.requests.WithLabelValues(kindOther, resultLabelBadRequest)
 	return m
 }
 

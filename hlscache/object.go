@@ -2,6 +2,7 @@ package hlscache
 
 import (
 	"bytes"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -33,17 +34,47 @@ const (
 // object is an upstream answer as the cache keeps and serves it. It is never
 // modified once built, so it is shared between requests without locking.
 type object struct {
-	status       int    // 200, or a passed-through 4xx
-	body         []byte // the payload (200) or a short text (4xx)
-	cacheControl string // Cache-Control for viewers of a 200
-	etag         string
-	modTime      time.Time
-	fetched      time.Time
+	status  int    // 200, or a passed-through 4xx
+	body    []byte // the payload (200) or a short text (4xx)
+	modTime time.Time
+	// header holds the response header values of a 200, see newObjectHeader.
+	header  objectHeader
+	fetched time.Time
 	// expires is when the LRU must stop serving it; zero means never
 	// (immutable: kept until evicted).
 	expires time.Time
 	// storable says the object may enter the LRU at all.
 	storable bool
+}
+
+// objectHeader holds the values of an object's response headers, built once
+// with the object so that serving it formats and allocates none of them: a
+// handler assigns them to its header map under their canonical keys.
+//
+// Every slice holds one value and has no spare capacity, so a handler that
+// adds to one of these headers (Header.Add) appends into a new array and
+// never into the shared one; nothing in net/http writes a value in place.
+type objectHeader struct {
+	contentType   []string
+	cacheControl  []string // for viewers of a 200
+	etag          []string // nil when the origin sent none
+	lastModified  []string // nil when modTime is zero, as http.ServeContent leaves it out
+	contentLength []string
+}
+
+func newObjectHeader(contentType, cacheControl, etag string, modTime time.Time, size int) objectHeader {
+	h := objectHeader{
+		contentType:   []string{contentType},
+		cacheControl:  []string{cacheControl},
+		contentLength: []string{strconv.Itoa(size)},
+	}
+	if etag != "" {
+		h.etag = []string{etag}
+	}
+	if !modTime.IsZero() && !modTime.Equal(time.Unix(0, 0)) {
+		h.lastModified = []string{modTime.UTC().Format(http.TimeFormat)}
+	}
+	return h
 }
 
 // fresh reports whether a stored object may still be served at now.

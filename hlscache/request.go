@@ -21,6 +21,7 @@ const (
 	kindSegment
 	kindPart
 	kindInit
+	numKinds // the number of kinds, for tables indexed by kind
 )
 
 func (k kind) String() string {
@@ -93,11 +94,32 @@ type request struct {
 
 // upstreamPath is the path and normalised query asked of the origin.
 func (r *request) upstreamPath() string {
-	p := "/" + r.stream + "/" + r.file
-	if q := r.hls.encode(); q != "" {
-		p += "?" + q
+	q := r.hls.encode()
+	var b strings.Builder
+	b.Grow(r.upstreamPathLen(q))
+	r.writeUpstreamPath(&b, q)
+	return b.String()
+}
+
+// upstreamPathLen is the length of upstreamPath, q being r.hls.encode().
+func (r *request) upstreamPathLen(q string) int {
+	n := 2 + len(r.stream) + len(r.file)
+	if q != "" {
+		n += 1 + len(q)
 	}
-	return p
+	return n
+}
+
+// writeUpstreamPath writes upstreamPath to b, q being r.hls.encode().
+func (r *request) writeUpstreamPath(b *strings.Builder, q string) {
+	b.WriteByte('/')
+	b.WriteString(r.stream)
+	b.WriteByte('/')
+	b.WriteString(r.file)
+	if q != "" {
+		b.WriteByte('?')
+		b.WriteString(q)
+	}
 }
 
 // requestError is a request rejected before routing, with the status to answer.

@@ -127,16 +127,15 @@ func (c *Cache) fetchUpstream(ctx context.Context, rt route, req *request) (*obj
 	now := time.Now()
 	ttl, immutable, cc := policy(req, status, resp.Header.Get("Cache-Control"), body)
 	obj := &object{
-		status:       status,
-		body:         body,
-		cacheControl: cc,
-		etag:         resp.Header.Get("ETag"),
-		fetched:      now,
-		storable:     immutable || ttl > 0,
+		status:   status,
+		body:     body,
+		fetched:  now,
+		storable: immutable || ttl > 0,
 	}
 	if t, err := http.ParseTime(resp.Header.Get("Last-Modified")); err == nil {
 		obj.modTime = t
 	}
+	obj.header = newObjectHeader(mimeTypes[req.ext], cc, resp.Header.Get("ETag"), obj.modTime, len(body))
 	if ttl > 0 {
 		obj.expires = now.Add(ttl)
 	}

@@ -7,6 +7,8 @@
 # least on what else runs on the machine.
 #
 # usage: cache.sh [ROUNDS] [CONNECTIONS] [SECONDS]   (default 2 64 10)
+# env:   PPROF=FILE also saves the node's CPU profile (/debug/pprof) over the
+#        first segment measurement to FILE (it costs the node a little CPU)
 # out:   one line per measurement: requests/s, MB/s, latency p99, server CPU
 #        per request, load
 . "$(dirname "$0")/lib.sh"
@@ -53,6 +55,9 @@ bench() { # bench NAME URL PID...: wrk, then requests/s, MB/s, p99 and server CP
 # Both servers are loaded at the same time, so they share the same conditions
 # (each wrk gets one thread; the machine is shared by everything).
 for r in $(seq "$rounds"); do
+	if [ "$r" = 1 ] && [ -n "${PPROF:-}" ]; then
+		curl -sf -o "$PPROF" "http://$SG_API_ADDRESS/debug/pprof/profile?seconds=$secs" &
+	fi
 	bench "sg segment" "$base/$seg" "$SG_PID" & a=$!
 	bench "nginx segment" "$NGINX_HTTP/load/cam0001/$seg" $NGINX_CHILDREN "$NGINX_PID" & b=$!
 	wait $a $b

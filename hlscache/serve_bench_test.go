@@ -1,0 +1,62 @@
+package hlscache
+
+import (
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"testing"
+)
+
+// benchSegmentSize is the size of the LL-HLS video segment the cache
+// benchmark (loadtest/bench/cache.sh) fetches: 262 220 bytes.
+const benchSegmentSize = 262220
+
+// BenchmarkServeSegment fetches a ~260 KB segment, already in the LRU,
+// through the cache's real HTTP server over loopback with keep-alive
+// connections. The client runs in the same process, so ns/op and allocs/op
+// include its share; compare runs, not absolutes.
+//
+//	flock /tmp/sgbench.lock go test -run '^$' -bench Serve -benchmem ./hlscache/
+func BenchmarkServeSegment(b *testing.B) {
+	seg := make([]byte, benchSegmentSize)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range seg {
+		seg[i] = byte(r.Uint32())
+	}
+	benchServe(b, "/live/cam1/abc_video1_seg7.mp4", seg)
+}
+
+// BenchmarkServeSmall is BenchmarkServeSegment for an object the size of a
+// playlist, where the per-request cost dominates. (An immutable file stands
+// in for the playlist, which the LRU would keep only mediaPlaylistTTL.)
+func BenchmarkServeSmall(b *testing.B) {
+	benchServe(b, "/live/cam1/abc_video1_init.mp4", []byte(llPlaylist))
+}
+
+func benchServe(b *testing.B, path string, body []byte) {
+	e := newEnv(b, nil)
+	e.origin.set(path, body)
+	e.own("live/cam1")
+	if r := e.get(path); r.status != http.StatusOK || r.body != string(body) {
+		b.Fatalf("warm-up: %d, %d bytes", r.status, len(r.body))
+	}
+	url := e.base + path
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := e.client.Get(url)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			n, err := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK || n != int64(len(body)) {
+				b.Errorf("%d, %d bytes, %v", resp.StatusCode, n, err)
+				return
+			}
+		}
+	})
+}
