@@ -152,6 +152,17 @@ func (s *Server) ClusterURL() string {
 	return "nats://" + net.JoinHostPort(host, strconv.Itoa(a.Port))
 }
 
+// Interest returns how many subscriptions match subject in the clients'
+// account of this server, other nodes' interest through routes included. It
+// is what a Hub asks before it puts an in-process packet on NATS.
+func (s *Server) Interest(subject string) int {
+	ns := s.ns
+	if ns == nil {
+		return 0
+	}
+	return ns.GlobalAccount().Interest(subject)
+}
+
 // NATS exposes the underlying server (for health checks and tests).
 func (s *Server) NATS() *server.Server { return s.ns }
 

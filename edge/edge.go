@@ -27,6 +27,9 @@ type Edge struct {
 	Node string
 	// NC is the bus connection. Required.
 	NC *nats.Conn
+	// Hub, when set, hands packets to origins of this process directly
+	// (streamgrid run); they go on NATS only for subscribers elsewhere.
+	Hub *bus.Hub
 	// Registry is the cluster registry, started. Required.
 	Registry *bus.Registry
 

@@ -110,22 +110,62 @@ func (r *rtmpServer) serve(conn net.Conn) {
 	r.handle(conn)
 }
 
-// deadlineConn sets a read deadline before every read and a write deadline
-// before every write, so a client that stalls is dropped; until setupDone it
-// also enforces an overall deadline on the handshake.
+// rtmpReadBuffer is what one read from a publisher's socket may take in.
+// gortmplib reads through a 4 KiB bufio.Reader, so a 10 KB frame would cost
+// three read syscalls and a 100 KB keyframe twenty-five; with this buffer
+// underneath, a frame costs one, whatever its size.
+const rtmpReadBuffer = 64 << 10
+
+// deadlineRefresh is how stale the idle read deadline may get before it is
+// moved again: it moves at most once a second instead of on every read.
+const deadlineRefresh = time.Second
+
+// deadlineConn buffers a publisher's reads and keeps a read deadline on
+// them, so a client that stalls is dropped; it sets a write deadline before
+// every write; until setup is cleared it also enforces an overall deadline
+// on the handshake.
 type deadlineConn struct {
 	net.Conn
 	idle  time.Duration
 	setup time.Time // zero once the publication runs
+
+	buf          []byte
+	start, end   int       // unread bytes are buf[start:end]
+	readDeadline time.Time // the deadline set on the socket
 }
 
 func (c *deadlineConn) Read(p []byte) (int, error) {
-	d := time.Now().Add(c.idle)
+	if c.start == c.end {
+		if len(p) >= rtmpReadBuffer {
+			return c.fill(p)
+		}
+		if c.buf == nil {
+			c.buf = make([]byte, rtmpReadBuffer)
+		}
+		n, err := c.fill(c.buf)
+		c.start, c.end = 0, n
+		if n == 0 {
+			return 0, err
+		}
+		// An error that came with data shows again on the next read.
+	}
+	n := copy(p, c.buf[c.start:c.end])
+	c.start += n
+	return n, nil
+}
+
+// fill reads from the socket under the read deadline.
+func (c *deadlineConn) fill(p []byte) (int, error) {
+	now := time.Now()
+	d := now.Add(c.idle)
 	if !c.setup.IsZero() && c.setup.Before(d) {
 		d = c.setup
 	}
-	if err := c.Conn.SetReadDeadline(d); err != nil {
-		return 0, err
+	if !c.setup.IsZero() || d.Sub(c.readDeadline) >= deadlineRefresh || d.Before(c.readDeadline) {
+		if err := c.Conn.SetReadDeadline(d); err != nil {
+			return 0, err
+		}
+		c.readDeadline = d
 	}
 	return c.Conn.Read(p)
 }

@@ -120,7 +120,6 @@ func (e *Edge) openStream(req streamRequest) (*stream, error) {
 		generation:    gen,
 		started:       time.Now().UTC(),
 		kick:          req.kick,
-		pub:           bus.NewPublisher(e.NC, req.path),
 		mPacketsIn:    e.m.packetsIn.WithLabelValues(req.protocol),
 		mBytesIn:      e.m.bytesIn.WithLabelValues(req.protocol),
 		mDecodeErrors: e.m.decodeErrors.WithLabelValues(req.protocol),
@@ -144,6 +143,7 @@ func (e *Edge) openStream(req streamRequest) (*stream, error) {
 	e.streams[req.path] = s
 	e.wg.Add(1) // under mu, so that Close never waits while a stream is being added
 	e.mu.Unlock()
+	s.pub = e.newPublisher(req.path) // closed by removeStream
 
 	info := s.info(true)
 	ctx, cancel := context.WithTimeout(e.ctx, registryTimeout)
@@ -183,6 +183,13 @@ func (e *Edge) openStream(req streamRequest) (*stream, error) {
 	return s, nil
 }
 
+func (e *Edge) newPublisher(path string) *bus.Publisher {
+	if e.Hub != nil {
+		return e.Hub.NewPublisher(path)
+	}
+	return bus.NewPublisher(e.NC, path)
+}
+
 // removeStream drops s from the edge's table and releases its place in e.wg.
 func (e *Edge) removeStream(s *stream) {
 	e.mu.Lock()
@@ -190,6 +197,7 @@ func (e *Edge) removeStream(s *stream) {
 		delete(e.streams, s.path)
 	}
 	e.mu.Unlock()
+	s.pub.Close()
 	e.wg.Done()
 }
 

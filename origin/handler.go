@@ -57,6 +57,7 @@ func (o *Origin) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "stream not found", http.StatusNotFound)
 		return
 	}
+	s.touch()
 	if !s.serving.Load() {
 		// Being claimed right now: a cache routed here by the new lease
 		// should come back in a moment, not tell viewers the stream is gone.

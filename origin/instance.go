@@ -247,6 +247,14 @@ func (i *instance) watch() {
 			}
 			continue
 		}
+		if demand := i.s.demandSignal(); !i.s.watched() {
+			// Nobody fetches the playlists: refresh them (and the state
+			// they reserve) once a second, until a request comes.
+			if !i.idle(demand, unwatchedRefresh) {
+				return
+			}
+			continue
+		}
 		// Blocks inside gohlslib until the hinted part is complete or the muxer closes.
 		switch code := i.fetchDiscard(hint); code {
 		case http.StatusOK:
@@ -258,6 +266,20 @@ func (i *instance) watch() {
 			}
 		}
 	}
+}
+
+// idle waits d, or until demand is closed by a request for the stream;
+// false once the instance is closed.
+func (i *instance) idle(demand <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-demand:
+	case <-i.quit:
+		return false
+	}
+	return true
 }
 
 func (i *instance) sleep(d time.Duration) bool {
@@ -476,6 +498,18 @@ func (w *memWriter) Write(b []byte) (int, error) {
 		return io.Discard.Write(b)
 	}
 	return w.body.Write(b)
+}
+
+// ReadFrom spares io.Copy inside the muxer's handler its 32 KiB buffer
+// per response (a part every 200 ms, per stream).
+func (w *memWriter) ReadFrom(r io.Reader) (int64, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	if w.discard {
+		return io.Copy(io.Discard, r) // io.Discard reads into pooled buffers
+	}
+	return w.body.ReadFrom(r)
 }
 
 // status is the response code; 0 when the handler wrote nothing (gohlslib's

@@ -87,6 +87,9 @@ type Origin struct {
 	Node string
 	// NC is the bus connection. Required.
 	NC *nats.Conn
+	// Hub, when set, receives packets from edges of this process directly
+	// (streamgrid run), and from other edges through NATS.
+	Hub *bus.Hub
 	// Registry is the started cluster registry. Required.
 	Registry *bus.Registry
 	// Gossip, when set (and started), gets its Meta.Load, Capacity and

@@ -35,6 +35,14 @@ const (
 	kvTimeout = 2 * time.Second
 	// infoRefreshInterval limits registry reads for a generation the watch has not shown yet.
 	infoRefreshInterval = time.Second
+	// watchedFor is how long after a request for a stream its Low-Latency
+	// playlists are re-read after every part; afterwards, with nobody
+	// fetching them, once per unwatchedRefresh until a request comes.
+	watchedFor       = 30 * time.Second
+	unwatchedRefresh = time.Second
+	// freshWait bounds how long the first request after a quiet spell waits
+	// for playlists refreshed at once instead of up to unwatchedRefresh ago.
+	freshWait = 100 * time.Millisecond
 	// staleGenerations is how many replaced generations are remembered, so
 	// late packets of an old publisher do not flip the muxer back.
 	staleGenerations = 8
@@ -65,18 +73,35 @@ type stream struct {
 	generation atomic.Uint64
 	variant    atomic.Int32
 
+	// lastRequest is when a cache last asked for the stream (Unix ns).
+	// demand is closed and replaced, under demandMu, by the first request
+	// after a quiet spell: it wakes the instance watchers.
+	lastRequest atomic.Int64
+	demandMu    sync.Mutex
+	demand      chan struct{}
+
 	stopCh   chan struct{}
 	stopOnce sync.Once
 	mode     atomic.Int32
 	lostCh   chan error
-	in       chan *media.Packet
 
-	// Subscription-goroutine state: after a drop, video waits for a keyframe.
+	// Packets waiting to be packaged, oldest first, at most queueSize, under
+	// qmu; after a drop, video waits for a keyframe (needKey). The
+	// subscription's goroutine (an edge's, for the in-process hub) packages
+	// them itself when procMu is free and the stream does not transcode, so
+	// a packet needs no goroutine hand-off; otherwise kick tells the run
+	// goroutine. procMu guards the run-goroutine state below.
+	qmu     sync.Mutex
+	queue   []*media.Packet
+	spare   []*media.Packet // under procMu
 	needKey bool
+	kick    chan struct{}
+	procMu  sync.Mutex
+	inline  atomic.Bool
 
 	packets, dropped, writeErrs, encodeErrs, recreations atomic.Uint64
 
-	// Run-goroutine state.
+	// Run-goroutine state (held under procMu while the stream runs).
 	lease         *bus.Lease
 	cur           *instance
 	acquiredAt    time.Time
@@ -142,8 +167,9 @@ func newStream(o *Origin, path string, info *bus.StreamInfo) *stream {
 		path:    path,
 		log:     o.Log.With("stream", path),
 		stopCh:  make(chan struct{}),
+		demand:  make(chan struct{}),
 		lostCh:  make(chan error, 1),
-		in:      make(chan *media.Packet, queueSize),
+		kick:    make(chan struct{}, 1),
 		changed: make(chan struct{}),
 
 		tcVideo:      -1,
@@ -155,7 +181,45 @@ func newStream(o *Origin, path string, info *bus.StreamInfo) *stream {
 }
 
 func (s *stream) setInfo(info *bus.StreamInfo) { s.info.Store(info) }
-func (s *stream) setEnded(v bool)              { s.ended.Store(v) }
+
+// touch records a request for the stream. On a Low-Latency stream nobody
+// asked for in watchedFor, it wakes the instance watchers, so playlists
+// follow every part again, and waits up to freshWait for the refreshed ones.
+func (s *stream) touch() {
+	now := time.Now().UnixNano()
+	if now-s.lastRequest.Swap(now) < int64(watchedFor) {
+		return // the watchers follow every part already
+	}
+	if s.variant.Load() != int32(gohlslib.MuxerVariantLowLatency) {
+		return // other variants are polled at their own pace
+	}
+	s.mu.Lock()
+	changed := s.changed
+	s.mu.Unlock()
+	s.demandMu.Lock()
+	close(s.demand)
+	s.demand = make(chan struct{})
+	s.demandMu.Unlock()
+	t := time.NewTimer(freshWait)
+	defer t.Stop()
+	select {
+	case <-changed:
+	case <-t.C:
+	}
+}
+
+// demandSignal returns the channel the next touch after a quiet spell closes.
+func (s *stream) demandSignal() <-chan struct{} {
+	s.demandMu.Lock()
+	defer s.demandMu.Unlock()
+	return s.demand
+}
+
+// watched reports whether a cache asked for the stream lately.
+func (s *stream) watched() bool {
+	return time.Now().UnixNano()-s.lastRequest.Load() < int64(watchedFor)
+}
+func (s *stream) setEnded(v bool) { s.ended.Store(v) }
 
 // stop asks the stream to end; the first mode asked wins.
 func (s *stream) stop(mode stopMode) {
@@ -226,8 +290,17 @@ func (s *stream) runInner() error {
 		return fmt.Errorf("claim: %w", err)
 	}
 
-	sub, err := bus.SubscribeMedia(s.o.NC, s.path, s.enqueue)
+	// Live packets wait in the queue until the GOP is packaged.
+	s.procMu.Lock()
+	s.inline.Store(s.plan == nil) // stopping a transcoder may take seconds: never on an edge's goroutine
+	var sub *bus.Subscription
+	if s.o.Hub != nil {
+		sub, err = s.o.Hub.SubscribeMedia(s.path, s.enqueue)
+	} else {
+		sub, err = bus.SubscribeMedia(s.o.NC, s.path, s.enqueue)
+	}
 	if err != nil {
+		s.procMu.Unlock()
 		s.release()
 		return fmt.Errorf("claim: %w", err)
 	}
@@ -251,12 +324,17 @@ func (s *stream) runInner() error {
 	go s.keep(keepStop, keepDone)
 
 	s.feedGOP()
+	s.drain()
+	s.procMu.Unlock()
 	reason, mode := s.loop()
 
 	sub.Close()
 	close(keepStop)
 	<-keepDone
+	s.procMu.Lock() // a packet being packaged on a subscription goroutine
+	s.inline.Store(false)
 	s.finish(mode, reason)
+	s.procMu.Unlock()
 	s.o.m.streams.Dec()
 	return nil
 }
@@ -312,12 +390,19 @@ func (s *stream) loop() (string, stopMode) {
 		case err := <-s.lostCh:
 			s.log.Warn("ownership lost, packaging stopped", "err", err)
 			return "lease lost", stopNone
-		case p := <-s.in:
-			s.handlePacket(p, false)
+		case <-s.kick:
+			s.procMu.Lock()
+			s.drain()
+			s.procMu.Unlock()
 		case p := <-s.tcOut:
+			s.procMu.Lock()
 			s.handleTranscoded(p)
+			s.procMu.Unlock()
 		case now := <-tick.C:
-			if s.housekeep(now) {
+			s.procMu.Lock()
+			ended := s.housekeep(now)
+			s.procMu.Unlock()
+			if ended {
 				return "ended", stopRelease
 			}
 		}
@@ -533,18 +618,53 @@ func (s *stream) nextMSN() (uint64, uint64) {
 // queue drops the packet (counted), and video then waits for a keyframe.
 func (s *stream) enqueue(p *media.Packet) {
 	video := p.Codec.IsVideo()
-	if s.needKey && video && !p.Keyframe() {
+	s.qmu.Lock()
+	switch {
+	case s.needKey && video && !p.Keyframe():
+		s.qmu.Unlock()
+		s.drop()
+		return
+	case len(s.queue) >= queueSize:
+		s.needKey = true
+		s.qmu.Unlock()
 		s.drop()
 		return
 	}
-	select {
-	case s.in <- p:
-		if video {
-			s.needKey = false
+	s.queue = append(s.queue, p)
+	if video {
+		s.needKey = false
+	}
+	s.qmu.Unlock()
+	if s.inline.Load() && s.procMu.TryLock() {
+		if s.inline.Load() {
+			s.drain()
+			s.procMu.Unlock()
+			return
 		}
-	default:
-		s.drop()
-		s.needKey = true
+		s.procMu.Unlock()
+	}
+	select {
+	case s.kick <- struct{}{}:
+	default: // the run goroutine has been told already
+	}
+}
+
+// drain packages every queued packet. Called under procMu.
+func (s *stream) drain() {
+	for {
+		s.qmu.Lock()
+		batch := s.queue
+		s.queue = s.spare[:0]
+		s.qmu.Unlock()
+		if len(batch) == 0 {
+			s.spare = batch
+			return
+		}
+		for i, p := range batch {
+			s.handlePacket(p, false)
+			batch[i] = nil
+		}
+		s.spare = batch[:0]
 	}
 }
 

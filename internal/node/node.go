@@ -52,6 +52,7 @@ type Node struct {
 	metrics  *prometheus.Registry
 	server   *bus.Server
 	nc       *nats.Conn // media
+	hub      *bus.Hub   // all-in-one: media between edge and origin in process
 	regNC    *nats.Conn // registry
 	registry *bus.Registry
 	gossip   *gossip.Node
@@ -147,9 +148,15 @@ func (n *Node) Start() (err error) {
 			return err
 		}
 	}
+	if n.Role == RoleRun {
+		n.hub = &bus.Hub{NC: n.nc}
+		if n.server != nil {
+			n.hub.Interest = n.server.Interest
+		}
+	}
 	if n.has(RoleOrigin) {
 		n.origin = &origin.Origin{
-			Node: n.name, NC: n.nc, Registry: n.registry, Gossip: n.gossip,
+			Node: n.name, NC: n.nc, Hub: n.hub, Registry: n.registry, Gossip: n.gossip,
 			HTTPAddress: c.Origin.HTTPAddress, AdvertiseHTTP: c.Origin.AdvertiseHTTP,
 			Capacity: c.Origin.Capacity,
 			HLS: origin.HLSConfig{
@@ -189,7 +196,7 @@ func (n *Node) Start() (err error) {
 			})
 		}
 		n.edge = &edge.Edge{
-			Node: n.name, NC: n.nc, Registry: n.registry,
+			Node: n.name, NC: n.nc, Hub: n.hub, Registry: n.registry,
 			RTSPAddress: c.Edge.RTSPAddress, UDPRTPAddress: c.Edge.RTPAddress, UDPRTCPAddress: c.Edge.RTCPAddress,
 			RTMPAddress: c.Edge.RTMPAddress, Sources: sources, ReadTimeout: c.Edge.ReadTimeout,
 			Log: n.Log, Metrics: reg,

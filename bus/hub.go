@@ -1,0 +1,152 @@
+package bus
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/streamgrid/streamgrid/internal/media"
+)
+
+// Hub is the in-process shortcut of the media subjects, for an edge and an
+// origin that run in one process (streamgrid run). A packet an edge of this
+// process publishes reaches this process's subscribers by a function call:
+// no marshalling, no copy, no socket, no goroutine hand-off. It still goes
+// on NATS when somebody outside the process subscribes to the stream (an
+// origin of another node that claimed it), so the all-in-one stays a full
+// member of a cluster.
+//
+// Subscriptions made through the hub also subscribe on NATS, for streams
+// published by edges of other processes; while a stream has a publisher in
+// this process, its NATS copies are ignored, so a subscriber never sees a
+// packet twice.
+//
+// Packets delivered in process are shared: the publisher and every
+// subscriber see the same *media.Packet and payload, and none may modify
+// them.
+type Hub struct {
+	// NC is the process's media connection. Required.
+	NC *nats.Conn
+	// Interest, when set, returns how many subscriptions the NATS server
+	// holds for a subject (the embedded server's account interest). A
+	// published packet then goes on NATS only when there are more than this
+	// process's own. Nil: unknown, and every packet is also published on NATS.
+	Interest func(subject string) int
+
+	mu    sync.Mutex
+	paths map[string]*hubPath
+}
+
+// hubPath is one stream's entry in the hub; it lives while it has a
+// publisher or a subscriber.
+type hubPath struct {
+	publishers atomic.Int32
+	natsSubs   atomic.Int32                    // this process's NATS subscriptions to the subject
+	subs       atomic.Pointer[[]*Subscription] // copy on write, under Hub.mu
+	refs       int                             // under Hub.mu
+}
+
+// acquire returns path's entry, creating it. Called under h.mu.
+func (h *Hub) acquire(path string) *hubPath {
+	if h.paths == nil {
+		h.paths = make(map[string]*hubPath)
+	}
+	hp := h.paths[path]
+	if hp == nil {
+		hp = &hubPath{}
+		hp.subs.Store(&[]*Subscription{})
+		h.paths[path] = hp
+	}
+	hp.refs++
+	return hp
+}
+
+// release drops a reference to path's entry. Called under h.mu.
+func (h *Hub) release(path string, hp *hubPath) {
+	hp.refs--
+	if hp.refs == 0 && h.paths[path] == hp {
+		delete(h.paths, path)
+	}
+}
+
+// NewPublisher returns a publisher for path that delivers to this process's
+// subscribers directly. Close it when the publication ends.
+func (h *Hub) NewPublisher(path string) *Publisher {
+	h.mu.Lock()
+	hp := h.acquire(path)
+	hp.publishers.Add(1)
+	h.mu.Unlock()
+	p := NewPublisher(h.NC, path)
+	p.hub, p.hp, p.path = h, hp, path
+	return p
+}
+
+// SubscribeMedia subscribes to path's packets from publishers in this
+// process and, through NATS, from edges elsewhere. The handler is called
+// with one packet at a time, from the publisher's goroutine or the NATS
+// subscription's; it must not block and must not modify the packet.
+func (h *Hub) SubscribeMedia(path string, handler func(*media.Packet)) (*Subscription, error) {
+	h.mu.Lock()
+	hp := h.acquire(path)
+	h.mu.Unlock()
+	s := &Subscription{hub: h, hp: hp, path: path, localHandler: handler}
+	s, err := subscribeMedia(h.NC, path, func(p *media.Packet) {
+		if hp.publishers.Load() > 0 {
+			s.shadowed.Add(1) // the in-process copy was (or will be) delivered
+			return
+		}
+		handler(p)
+	}, s)
+	if err != nil {
+		h.mu.Lock()
+		h.release(path, hp)
+		h.mu.Unlock()
+		return nil, err
+	}
+	h.mu.Lock()
+	old := *hp.subs.Load()
+	subs := make([]*Subscription, len(old), len(old)+1)
+	copy(subs, old)
+	subs = append(subs, s)
+	hp.subs.Store(&subs)
+	hp.natsSubs.Add(1)
+	h.mu.Unlock()
+	return s, nil
+}
+
+// unsubscribe removes s from its path's local subscribers.
+func (h *Hub) unsubscribe(s *Subscription) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	old := *s.hp.subs.Load()
+	subs := make([]*Subscription, 0, len(old))
+	for _, o := range old {
+		if o != s {
+			subs = append(subs, o)
+		}
+	}
+	s.hp.subs.Store(&subs)
+	s.hp.natsSubs.Add(-1)
+	h.release(s.path, s.hp)
+}
+
+// closePublisher removes p's publication from its path.
+func (h *Hub) closePublisher(p *Publisher) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p.hp.publishers.Add(-1)
+	h.release(p.path, p.hp)
+}
+
+// deliverLocal hands pkt to the in-process subscribers of p's path and
+// reports whether it must go on NATS as well.
+func (p *Publisher) deliverLocal(pkt *media.Packet) (toNATS bool) {
+	for _, s := range *p.hp.subs.Load() {
+		s.deliver(pkt)
+	}
+	if p.hub.Interest == nil {
+		return true
+	}
+	return p.hub.Interest(p.subject) > int(p.hp.natsSubs.Load())
+}

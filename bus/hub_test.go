@@ -1,0 +1,248 @@
+package bus
+
+import (
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/streamgrid/streamgrid/internal/media"
+)
+
+// collector gathers delivered packets.
+type collector struct {
+	mu   sync.Mutex
+	pkts []*media.Packet
+}
+
+func (c *collector) add(p *media.Packet) {
+	c.mu.Lock()
+	c.pkts = append(c.pkts, p)
+	c.mu.Unlock()
+}
+
+func (c *collector) seqs() []uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]uint64, len(c.pkts))
+	for i, p := range c.pkts {
+		out[i] = p.Seq
+	}
+	return out
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func otherConn(t *testing.T, s *Server) *nats.Conn {
+	t.Helper()
+	nc, err := Connect(ConnOptions{URLs: []string{s.ClientURL()}, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func hubPacket(seq uint64) *media.Packet {
+	return &media.Packet{Codec: media.CodecH264, Flags: media.FlagKeyframe, Seq: seq, PTS: int64(seq) * 3600, Payload: []byte{0, 0, 0, 1, 0x65}}
+}
+
+func TestHubDeliversInProcessWithoutNATS(t *testing.T) {
+	s, nc := startBus(t, 0)
+	h := &Hub{NC: nc, Interest: s.Interest}
+	var got collector
+	sub, err := h.SubscribeMedia("live/cam.1", got.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	pub := h.NewPublisher("live/cam.1")
+	defer pub.Close()
+	before := nc.Stats().OutMsgs
+	sent := make([]*media.Packet, 5)
+	for i := range sent {
+		sent[i] = hubPacket(uint64(i))
+		if err := pub.Publish(sent[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Delivery is synchronous: every packet is there, the same object, in order.
+	got.mu.Lock()
+	n := len(got.pkts)
+	for i := 0; i < n && i < len(sent); i++ {
+		if got.pkts[i] != sent[i] {
+			t.Errorf("packet %d: a copy was delivered, want the publisher's packet", i)
+		}
+	}
+	got.mu.Unlock()
+	if n != len(sent) {
+		t.Fatalf("got %d packets, want %d", n, len(sent))
+	}
+	if d := nc.Stats().OutMsgs - before; d != 0 {
+		t.Fatalf("%d messages went on NATS with no subscriber outside the process", d)
+	}
+}
+
+func TestHubPublishesOnNATSForRemoteSubscribers(t *testing.T) {
+	s, nc := startBus(t, 0)
+	h := &Hub{NC: nc, Interest: s.Interest}
+	var local, remote collector
+	lsub, err := h.SubscribeMedia("live/cam.1", local.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lsub.Close()
+	rsub, err := SubscribeMedia(otherConn(t, s), "live/cam.1", remote.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rsub.Close()
+	waitFor(t, "the remote subscription at the server", func() bool { return s.Interest(MediaSubject("live/cam.1")) == 2 })
+
+	pub := h.NewPublisher("live/cam.1")
+	defer pub.Close()
+	for i := range 10 {
+		if err := pub.Publish(hubPacket(uint64(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "10 packets at the remote subscriber", func() bool { return len(remote.seqs()) == 10 })
+	waitFor(t, "the NATS copies ignored", func() bool { return lsub.Shadowed() == 10 })
+	seqs := local.seqs()
+	if len(seqs) != 10 {
+		t.Fatalf("local subscriber got %d packets (%v), want each of 10 once", len(seqs), seqs)
+	}
+	for i, q := range seqs {
+		if q != uint64(i) {
+			t.Fatalf("local subscriber got %v, want 0..9 in order", seqs)
+		}
+	}
+}
+
+func TestHubReceivesFromRemotePublishers(t *testing.T) {
+	s, nc := startBus(t, 1024)
+	h := &Hub{NC: nc, Interest: s.Interest}
+	var got collector
+	sub, err := h.SubscribeMedia("live/cam.1", got.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	remote := NewPublisher(otherConn(t, s), "live/cam.1")
+	big := &media.Packet{Codec: media.CodecH264, Flags: media.FlagKeyframe, Seq: 1, Payload: make([]byte, 5000)}
+	if err := remote.Publish(big); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the remote packet", func() bool { return len(got.seqs()) == 1 })
+
+	// A local publisher takes over the path: NATS copies are ignored while it lives.
+	local := h.NewPublisher("live/cam.1")
+	if err := remote.Publish(hubPacket(2)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the remote packet ignored", func() bool { return sub.Shadowed() == 1 })
+	if err := local.Publish(hubPacket(3)); err != nil {
+		t.Fatal(err)
+	}
+	local.Close()
+	local.Close() // harmless
+	if err := remote.Publish(hubPacket(4)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the remote packet after the local publisher left", func() bool { return len(got.seqs()) == 3 })
+	if seqs := got.seqs(); seqs[1] != 3 || seqs[2] != 4 {
+		t.Fatalf("got %v, want [1 3 4]", seqs)
+	}
+
+	sub.Close()
+	sub.Close() // harmless
+	p := h.NewPublisher("live/cam.1")
+	if err := p.Publish(hubPacket(5)); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	if n := len(got.seqs()); n != 3 {
+		t.Fatalf("a closed subscription got a packet (%d)", n)
+	}
+	h.mu.Lock()
+	left := len(h.paths)
+	h.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d paths left in the hub after every publisher and subscriber closed", left)
+	}
+}
+
+func TestHubWithoutInterestPublishesOnNATS(t *testing.T) {
+	s, nc := startBus(t, 0)
+	h := &Hub{NC: nc} // an external NATS: interest unknown
+	var remote collector
+	rsub, err := SubscribeMedia(otherConn(t, s), "live/x", remote.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rsub.Close()
+	waitFor(t, "the subscription", func() bool { return s.Interest(MediaSubject("live/x")) == 1 })
+	pub := h.NewPublisher("live/x")
+	defer pub.Close()
+	if err := pub.Publish(hubPacket(1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the packet on NATS", func() bool { return len(remote.seqs()) == 1 })
+}
+
+func BenchmarkHubPublish(b *testing.B) {
+	s := &Server{Host: "127.0.0.1", Port: -1, Log: slog.New(slog.DiscardHandler)}
+	if err := s.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	nc, err := Connect(ConnOptions{URLs: []string{s.ClientURL()}, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	h := &Hub{NC: nc, Interest: s.Interest}
+	ch := make(chan *media.Packet, 1024)
+	sub, err := h.SubscribeMedia("live/b", func(p *media.Packet) {
+		select {
+		case ch <- p:
+		default:
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sub.Close()
+	go func() {
+		for range ch {
+		}
+	}()
+	defer close(ch)
+	pub := h.NewPublisher("live/b")
+	defer pub.Close()
+	pkt := &media.Packet{Codec: media.CodecH264, Payload: make([]byte, 10000)}
+	b.ReportAllocs()
+	for b.Loop() {
+		pkt.Seq++
+		if err := pub.Publish(pkt); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
