@@ -232,6 +232,7 @@ func (i *instance) watch() {
 			}
 			continue
 		}
+		i.s.refreshes.Add(1)
 		if !i.s.reserve(i, snap) || !i.s.storeSnapshot(i, snap) {
 			return
 		}

@@ -129,6 +129,9 @@ type Origin struct {
 
 	mu      sync.RWMutex
 	streams map[string]*stream
+
+	// watchedFor: see the constant; tests shorten it.
+	watchedFor time.Duration
 	refused map[string]string // path → why it was left unclaimed
 
 	wg        sync.WaitGroup // run loop, HTTP server, metadata loop
@@ -167,6 +170,9 @@ func variantName(v gohlslib.MuxerVariant) string {
 }
 
 func (o *Origin) applyDefaults() error {
+	if o.watchedFor == 0 {
+		o.watchedFor = watchedFor
+	}
 	if o.Node == "" {
 		return errors.New("origin: Node is required")
 	}

@@ -757,3 +757,56 @@ func TestRenewalReplyLostKeepsLease(t *testing.T) {
 		t.Fatalf("lease dropped or re-acquired: %+v", now)
 	}
 }
+
+// TestUnwatchedPlaylistsRefreshSlowly: a Low-Latency stream nobody asks for
+// re-reads its playlists about once a second instead of after every part; a
+// request brings the per-part refresh back, and it lapses again once the
+// requests stop.
+func TestUnwatchedPlaylistsRefreshSlowly(t *testing.T) {
+	checkLeaks(t)
+	c := loadClip(t)
+	b := startBus(t, time.Second)
+	o := b.origin("o1", func(o *Origin) { o.watchedFor = 400 * time.Millisecond })
+	p := newPublisher(t, b, c, camPath, 1)
+	eventually(t, 5*time.Second, "claim", serving(o, camPath))
+	p.background(1500*time.Millisecond, 30*time.Second)
+	eventually(t, 10*time.Second, "first segment", ready(o, camPath))
+	s := o.lookup(camPath)
+	u := base(o, camPath)
+
+	// Quiet: 10 parts of 200 ms in 2 s, but about 2 refreshes.
+	quiet := func() uint64 {
+		n0 := s.refreshes.Load()
+		time.Sleep(2 * time.Second) // the quiet spell is what is tested
+		return s.refreshes.Load() - n0
+	}
+	if n := quiet(); n > 4 {
+		t.Fatalf("%d playlist refreshes in 2 s with nobody watching, want about 2", n)
+	}
+
+	// Watched: every part again (about 5 a second).
+	eventually(t, 10*time.Second, "per-part refreshes while watched", func() bool {
+		n0 := s.refreshes.Load()
+		deadline := time.Now().Add(1200 * time.Millisecond)
+		for time.Now().Before(deadline) {
+			if r := get(t, u+"video1_stream.m3u8"); r.code != http.StatusOK {
+				t.Fatalf("media playlist: %d", r.code)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return s.refreshes.Load()-n0 >= 4
+	})
+
+	// The requests stop: after watchedFor, slow again.
+	time.Sleep(500 * time.Millisecond)
+	if n := quiet(); n > 4 {
+		t.Fatalf("%d playlist refreshes in 2 s after the requests stopped, want about 2", n)
+	}
+	// Still current: a blocking request for the next part is answered.
+	pl, _ := mediaPlaylist(t, u+"video1_stream.m3u8")
+	msn := pl.MediaSequence + len(pl.Segments)
+	pl2, text := mediaPlaylist(t, fmt.Sprintf("%svideo1_stream.m3u8?_HLS_msn=%d&_HLS_part=%d", u, msn, len(pl.Parts)))
+	if last := pl2.MediaSequence + len(pl2.Segments) - 1; last < msn-1 {
+		t.Fatalf("blocking reload for %d.%d answered with an old playlist:\n%s", msn, len(pl.Parts), text)
+	}
+}

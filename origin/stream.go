@@ -100,6 +100,8 @@ type stream struct {
 	inline  atomic.Bool
 
 	packets, dropped, writeErrs, encodeErrs, recreations atomic.Uint64
+	// refreshes counts playlist snapshots taken by the instance watchers.
+	refreshes atomic.Uint64
 
 	// Run-goroutine state (held under procMu while the stream runs).
 	lease         *bus.Lease
@@ -187,7 +189,7 @@ func (s *stream) setInfo(info *bus.StreamInfo) { s.info.Store(info) }
 // follow every part again, and waits up to freshWait for the refreshed ones.
 func (s *stream) touch() {
 	now := time.Now().UnixNano()
-	if now-s.lastRequest.Swap(now) < int64(watchedFor) {
+	if now-s.lastRequest.Swap(now) < int64(s.o.watchedFor) {
 		return // the watchers follow every part already
 	}
 	if s.variant.Load() != int32(gohlslib.MuxerVariantLowLatency) {
@@ -217,7 +219,7 @@ func (s *stream) demandSignal() <-chan struct{} {
 
 // watched reports whether a cache asked for the stream lately.
 func (s *stream) watched() bool {
-	return time.Now().UnixNano()-s.lastRequest.Load() < int64(watchedFor)
+	return time.Now().UnixNano()-s.lastRequest.Load() < int64(s.o.watchedFor)
 }
 func (s *stream) setEnded(v bool) { s.ended.Store(v) }
 
