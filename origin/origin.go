@@ -132,7 +132,7 @@ type Origin struct {
 
 	// watchedFor: see the constant; tests shorten it.
 	watchedFor time.Duration
-	refused map[string]string // path → why it was left unclaimed
+	refused    map[string]string // path → why it was left unclaimed
 
 	wg        sync.WaitGroup // run loop, HTTP server, metadata loop
 	swg       sync.WaitGroup // stream goroutines
