@@ -55,10 +55,12 @@
 //     segment simply waits for it. Every wait is bounded (3 target durations
 //     plus a part); past it the origin answers 503.
 //   - The next media sequence number and the discontinuity count are written
-//     to the registry about once per second (fenced by the lease epoch). A
-//     running owner writes a small reserve ahead of what it has produced, so
-//     an owner that dies between two writes never makes its successor reuse
-//     a number viewers have already seen. A new owner continues from the
+//     to the registry, fenced by the lease epoch: a running owner stores a
+//     small reserve (a few segments) ahead of what it has produced, and
+//     writes again only before it serves a playlist that goes past the
+//     reserve, when the discontinuity number moves, or to retry a failed
+//     write. An owner that dies between two writes never makes its
+//     successor reuse a number viewers have already seen. A new owner continues from the
 //     stored state with a discontinuity.
 //
 // Consumers must pass these playlists through byte for byte: gohlslib's

@@ -21,8 +21,10 @@ import (
 const (
 	// queueSize bounds the packets waiting to be packaged per stream.
 	queueSize = 1024
-	// housekeepInterval paces idle checks and the closing of retired muxers.
-	housekeepInterval = 100 * time.Millisecond
+	// housekeepInterval paces idle checks, the end of a stream and the
+	// closing of retired muxers: all on the scale of seconds. (A tick is a
+	// wake-up per stream; at 100 ms they were 250 a second at 25 streams.)
+	housekeepInterval = 500 * time.Millisecond
 	// statePersistInterval paces playlist-state writes while the state changes.
 	statePersistInterval = time.Second
 	// maxConsecutiveWriteErrors re-creates a muxer that keeps refusing input.
@@ -453,8 +455,8 @@ func (s *stream) release() {
 	}
 }
 
-// keep renews the lease every LeaseTTL/3 and writes the playlist state about
-// once per second while it changes. A lost lease or a fenced write stops the
+// keep renews the lease every LeaseTTL/3 and, once a second, writes the
+// playlist state when persistDue says so. A lost lease or a fenced write stops the
 // stream.
 func (s *stream) keep(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
@@ -489,12 +491,27 @@ func (s *stream) keep(stop <-chan struct{}, done chan<- struct{}) {
 				s.log.Warn("lease renewal failed; retrying", "err", err)
 			}
 		case <-persist.C:
-			if err := s.persist(s.state(true), false); errors.Is(err, bus.ErrFenced) {
+			st := s.state(true)
+			if !s.persistDue(st) {
+				continue
+			}
+			if err := s.persist(st, false); errors.Is(err, bus.ErrFenced) {
 				s.signalLost(err)
 				return
 			}
 		}
 	}
+}
+
+// persistDue says whether the keeper must write st: when the last write
+// failed, or the discontinuity number moved. The media sequence number needs
+// no periodic write: reserve stores it ahead, before any snapshot that goes
+// past the stored number is served, so the registry sees one write per
+// reserveSegments segments instead of one per second for every stream.
+func (s *stream) persistDue(st bus.PlaylistState) bool {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	return s.stateFailing.Load() || s.persisted.Epoch != st.Epoch || st.Discontinuity != s.persisted.Discontinuity
 }
 
 // persist writes st unless it is what was written last. Writes are
