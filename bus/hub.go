@@ -33,6 +33,12 @@ type Hub struct {
 	// published packet then goes on NATS only when there are more than this
 	// process's own. Nil: unknown, and every packet is also published on NATS.
 	Interest func(subject string) int
+	// Subscriptions, when set with Interest, returns how many subscriptions
+	// the server holds in all (the account's total). A publisher asks
+	// Interest again only when that number moved, or after Recheck: the
+	// exact question walks the server's subject tree, and at a packet per
+	// access unit it was 4 % of the all-in-one's CPU.
+	Subscriptions func() int
 
 	mu    sync.Mutex
 	paths map[string]*hubPath
@@ -78,7 +84,7 @@ func (h *Hub) NewPublisher(path string) *Publisher {
 	hp.publishers.Add(1)
 	h.mu.Unlock()
 	p := NewPublisher(h.NC, path)
-	p.hub, p.hp, p.path = h, hp, path
+	p.hub, p.hp, p.path, p.recheck = h, hp, path, true
 	return p
 }
 
@@ -145,8 +151,29 @@ func (p *Publisher) deliverLocal(pkt *media.Packet) (toNATS bool) {
 	for _, s := range *p.hp.subs.Load() {
 		s.deliver(pkt)
 	}
-	if p.hub.Interest == nil {
+	h := p.hub
+	if h.Interest == nil {
 		return true
 	}
-	return p.hub.Interest(p.subject) > int(p.hp.natsSubs.Load())
+	if h.Subscriptions == nil {
+		return h.Interest(p.subject) > int(p.hp.natsSubs.Load())
+	}
+	// A subscription added and another removed between two packets leave the
+	// total unchanged; an origin elsewhere that subscribes then asks for the
+	// GOP, and the edge calls Recheck before it answers.
+	if n := h.Subscriptions(); n != p.seenSubs || p.recheck {
+		p.seenSubs, p.recheck = n, false
+		p.toNATS = h.Interest(p.subject) > int(p.hp.natsSubs.Load())
+	}
+	return p.toNATS
+}
+
+// Recheck makes a Hub publisher ask the server about outside interest again
+// before its next packet. The edge calls it when it answers a GOP request:
+// the origin asking has subscribed to the stream just before, so every
+// packet after the GOP it gets also reaches it.
+func (p *Publisher) Recheck() {
+	p.mu.Lock()
+	p.recheck = true
+	p.mu.Unlock()
 }

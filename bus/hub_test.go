@@ -61,7 +61,7 @@ func hubPacket(seq uint64) *media.Packet {
 
 func TestHubDeliversInProcessWithoutNATS(t *testing.T) {
 	s, nc := startBus(t, 0)
-	h := &Hub{NC: nc, Interest: s.Interest}
+	h := &Hub{NC: nc, Interest: s.Interest, Subscriptions: s.Subscriptions}
 	var got collector
 	sub, err := h.SubscribeMedia("live/cam.1", got.add)
 	if err != nil {
@@ -100,7 +100,7 @@ func TestHubDeliversInProcessWithoutNATS(t *testing.T) {
 
 func TestHubPublishesOnNATSForRemoteSubscribers(t *testing.T) {
 	s, nc := startBus(t, 0)
-	h := &Hub{NC: nc, Interest: s.Interest}
+	h := &Hub{NC: nc, Interest: s.Interest, Subscriptions: s.Subscriptions}
 	var local, remote collector
 	lsub, err := h.SubscribeMedia("live/cam.1", local.add)
 	if err != nil {
@@ -136,7 +136,7 @@ func TestHubPublishesOnNATSForRemoteSubscribers(t *testing.T) {
 
 func TestHubReceivesFromRemotePublishers(t *testing.T) {
 	s, nc := startBus(t, 1024)
-	h := &Hub{NC: nc, Interest: s.Interest}
+	h := &Hub{NC: nc, Interest: s.Interest, Subscriptions: s.Subscriptions}
 	var got collector
 	sub, err := h.SubscribeMedia("live/cam.1", got.add)
 	if err != nil {
@@ -207,6 +207,68 @@ func TestHubWithoutInterestPublishesOnNATS(t *testing.T) {
 	waitFor(t, "the packet on NATS", func() bool { return len(remote.seqs()) == 1 })
 }
 
+func TestHubExactInterestWithoutSubscriptionCount(t *testing.T) {
+	s, nc := startBus(t, 0)
+	h := &Hub{NC: nc, Interest: s.Interest} // asks the server on every packet
+	var remote collector
+	pub := h.NewPublisher("live/x")
+	defer pub.Close()
+	if err := pub.Publish(hubPacket(0)); err != nil { // nobody outside: not on NATS
+		t.Fatal(err)
+	}
+	rsub, err := SubscribeMedia(otherConn(t, s), "live/x", remote.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rsub.Close()
+	waitFor(t, "the subscription", func() bool { return s.Interest(MediaSubject("live/x")) == 1 })
+	if err := pub.Publish(hubPacket(1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the packet on NATS", func() bool { return len(remote.seqs()) == 1 })
+	if got := remote.seqs(); got[0] != 1 {
+		t.Fatalf("remote got %v, want [1]", got)
+	}
+}
+
+func TestHubRecheckSeesACountNeutralChange(t *testing.T) {
+	s, nc := startBus(t, 0)
+	h := &Hub{NC: nc, Interest: s.Interest, Subscriptions: s.Subscriptions}
+	other := otherConn(t, s)
+	unrelated, err := other.SubscribeSync("unrelated")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the unrelated subscription", func() bool { return s.Interest("unrelated") == 1 })
+	pub := h.NewPublisher("live/x")
+	defer pub.Close()
+	if err := pub.Publish(hubPacket(0)); err != nil { // decides: nobody outside
+		t.Fatal(err)
+	}
+	// One subscription goes, the stream's comes: the total does not move.
+	before := s.Subscriptions()
+	var remote collector
+	if err := unrelated.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	rsub, err := SubscribeMedia(other, "live/x", remote.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rsub.Close()
+	waitFor(t, "the swap at the server", func() bool {
+		return s.Interest(MediaSubject("live/x")) == 1 && s.Interest("unrelated") == 0
+	})
+	if s.Subscriptions() != before {
+		t.Skipf("the server's total moved (%d → %d): nothing to show", before, s.Subscriptions())
+	}
+	pub.Recheck() // what the edge does when it answers a GOP request
+	if err := pub.Publish(hubPacket(1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the packet on NATS after Recheck", func() bool { return len(remote.seqs()) == 1 })
+}
+
 func BenchmarkHubPublish(b *testing.B) {
 	s := &Server{Host: "127.0.0.1", Port: -1, Log: slog.New(slog.DiscardHandler)}
 	if err := s.Start(); err != nil {
@@ -218,7 +280,7 @@ func BenchmarkHubPublish(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer nc.Close()
-	h := &Hub{NC: nc, Interest: s.Interest}
+	h := &Hub{NC: nc, Interest: s.Interest, Subscriptions: s.Subscriptions}
 	ch := make(chan *media.Packet, 1024)
 	sub, err := h.SubscribeMedia("live/b", func(p *media.Packet) {
 		select {

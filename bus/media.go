@@ -24,6 +24,10 @@ type Publisher struct {
 	hp        *hubPath
 	path      string
 	closeOnce sync.Once
+	// Outside interest, as last asked (under mu).
+	seenSubs int
+	recheck  bool
+	toNATS   bool
 
 	// Chunked counts access units that needed more than one message.
 	Chunked atomic.Uint64

@@ -163,6 +163,16 @@ func (s *Server) Interest(subject string) int {
 	return ns.GlobalAccount().Interest(subject)
 }
 
+// Subscriptions returns how many subscriptions the clients' account of this
+// server holds in all; a Hub asks Interest again only when it moves.
+func (s *Server) Subscriptions() int {
+	ns := s.ns
+	if ns == nil {
+		return 0
+	}
+	return ns.GlobalAccount().TotalSubs()
+}
+
 // NATS exposes the underlying server (for health checks and tests).
 func (s *Server) NATS() *server.Server { return s.ns }
 

@@ -418,6 +418,9 @@ func (s *stream) lost(n uint64) { s.mLost.Add(float64(n)) }
 func (s *stream) gopSnapshot() []*media.Packet {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The origin asking subscribed just before: from the next packet on,
+	// the publisher must see its interest.
+	s.pub.Recheck()
 	return s.gop.snapshot()
 }
 

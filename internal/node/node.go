@@ -152,6 +152,7 @@ func (n *Node) Start() (err error) {
 		n.hub = &bus.Hub{NC: n.nc}
 		if n.server != nil {
 			n.hub.Interest = n.server.Interest
+			n.hub.Subscriptions = n.server.Subscriptions
 		}
 	}
 	if n.has(RoleOrigin) {

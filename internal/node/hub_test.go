@@ -1,0 +1,71 @@
+package node
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/streamgrid/streamgrid/internal/testmedia"
+)
+
+// TestAllInOneFeedsAnOriginElsewhere: the all-in-one's edge hands packets to
+// its own origin in process, and still puts them on NATS for an origin of
+// another node that owns the stream. The all-in-one's origin drains, the
+// other origin claims the stream, fetches the GOP and packages every packet
+// that follows it: a viewer of its playlists gets an unbroken stream.
+func TestAllInOneFeedsAnOriginElsewhere(t *testing.T) {
+	c := allInOneConfig(t)
+	aio := startNode(t, c, RoleRun)
+	a := aio.Addrs()
+
+	oc := roleConfig(t, "far-origin")
+	oc.Bus.Replicas = 1
+	oc.Bus.URLs = []string{a.NATS}
+	oc.Gossip.Seeds = []string{a.Gossip}
+	if err := oc.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	far := startNode(t, oc, RoleOrigin)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cam := &testmedia.Camera{URL: "rtsp://" + a.RTSP + "/live/far", Transport: "tcp", StampSEI: true}
+	if err := cam.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer cam.Close()
+
+	// Whoever claimed it first, the all-in-one's origin hands it over.
+	deadline := time.Now().Add(20 * time.Second)
+	for len(far.origin.Streams()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the other origin never claimed the stream")
+		}
+		if len(aio.origin.Streams()) > 0 {
+			dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+			aio.origin.Drain(dctx)
+			dcancel()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	check := &testmedia.Check{RequireSEI: true, MaxGaps: 3}
+	r := &testmedia.Reader{
+		URL:           "http://" + far.Addrs().Origin + "/live/far/index.m3u8",
+		OnVideo:       check.Video,
+		OnAudio:       check.Audio,
+		RetryInterval: 100 * time.Millisecond,
+		Log:           testLog(),
+	}
+	rctx, rcancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	if err := check.WaitFrames(ctx, 75); err != nil {
+		t.Fatalf("frames from the other origin: %v (summary %+v)", err, check.Summary())
+	}
+	rcancel()
+	<-done
+	if err := check.Summary().Err(); err != nil {
+		t.Fatalf("playback through the other origin: %v", err)
+	}
+}
