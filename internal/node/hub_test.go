@@ -49,23 +49,8 @@ func TestAllInOneFeedsAnOriginElsewhere(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	check := &testmedia.Check{RequireSEI: true, MaxGaps: 3}
-	r := &testmedia.Reader{
-		URL:           "http://" + far.Addrs().Origin + "/live/far/index.m3u8",
-		OnVideo:       check.Video,
-		OnAudio:       check.Audio,
-		RetryInterval: 100 * time.Millisecond,
-		Log:           testLog(),
-	}
-	rctx, rcancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
-	if err := check.WaitFrames(ctx, 75); err != nil {
-		t.Fatalf("frames from the other origin: %v (summary %+v)", err, check.Summary())
-	}
-	rcancel()
-	<-done
-	if err := check.Summary().Err(); err != nil {
+	s := playChecked(t, ctx, "http://"+far.Addrs().Origin+"/live/far/index.m3u8", 75)
+	if err := s.Err(); err != nil {
 		t.Fatalf("playback through the other origin: %v", err)
 	}
 }

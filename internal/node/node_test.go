@@ -166,9 +166,22 @@ func publishAndPlay(t *testing.T, n *Node, pubURL, transport, path string) testm
 		t.Fatal(err)
 	}
 	defer cam.Close()
+	s := playChecked(t, ctx, "http://"+n.Addrs().Cache+"/"+path+"/index.m3u8", 75)
+	t.Logf("%s over %s: first frame at the viewer %v after the publisher started; %d frames, %d gaps, latency avg %v",
+		path, transport, s.FirstFrame.Sub(start).Round(time.Millisecond), s.Frames, s.Gaps, s.LatencyAvg.Round(time.Millisecond))
+	if err := s.Err(); err != nil {
+		t.Fatalf("playback check: %v", err)
+	}
+	return s
+}
+
+// playChecked plays url with the test viewer until it has frames video
+// frames, checking each (SEI stamps, gaps), and returns the summary.
+func playChecked(t *testing.T, ctx context.Context, url string, frames int) testmedia.Summary {
+	t.Helper()
 	check := &testmedia.Check{RequireSEI: true, MaxGaps: 3}
 	r := &testmedia.Reader{
-		URL:           "http://" + n.Addrs().Cache + "/" + path + "/index.m3u8",
+		URL:           url,
 		OnVideo:       check.Video,
 		OnAudio:       check.Audio,
 		RetryInterval: 100 * time.Millisecond,
@@ -177,18 +190,12 @@ func publishAndPlay(t *testing.T, n *Node, pubURL, transport, path string) testm
 	rctx, rcancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(rctx) }()
-	if err := check.WaitFrames(ctx, 75); err != nil {
-		t.Fatalf("frames: %v (summary %+v)", err, check.Summary())
+	if err := check.WaitFrames(ctx, frames); err != nil {
+		t.Fatalf("frames from %s: %v (summary %+v)", url, err, check.Summary())
 	}
 	rcancel()
 	<-done
-	s := check.Summary()
-	t.Logf("%s over %s: first frame at the viewer %v after the publisher started; %d frames, %d gaps, latency avg %v",
-		path, transport, s.FirstFrame.Sub(start).Round(time.Millisecond), s.Frames, s.Gaps, s.LatencyAvg.Round(time.Millisecond))
-	if err := s.Err(); err != nil {
-		t.Fatalf("playback check: %v", err)
-	}
-	return s
+	return check.Summary()
 }
 
 func TestAllInOnePublishPlay(t *testing.T) {
