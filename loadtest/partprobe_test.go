@@ -1,8 +1,6 @@
 package loadtest
 
 import (
-	"bytes"
-	"encoding/json"
 	"io"
 	"log"
 	"log/slog"
@@ -287,8 +285,7 @@ func TestRunPartProbe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var table bytes.Buffer
-	rep.WriteTable(&table)
+	table := reportTable(rep)
 	t.Logf("report:\n%s", table.String())
 	if rep.PartProbes != 2 || rep.PartSamples == 0 || rep.PartSamples != rep.PartAvailabilityMS.Count ||
 		len(rep.PartByCache) != 1 || rep.PartByCache[0].PartAvailabilityMS.Count != rep.PartSamples {
@@ -301,17 +298,10 @@ func TestRunPartProbe(t *testing.T) {
 	if !strings.Contains(table.String(), "part availability ms") {
 		t.Errorf("table lacks the part availability")
 	}
-	data, err := json.Marshal(rep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(data, &m); err != nil {
-		t.Fatal(err)
-	}
+	m := reportJSON(t, rep)
 	pa, ok := m["part_availability_ms"].(map[string]any)
 	if !ok || m["part_samples"] == nil || pa["p50"] == nil || pa["p95"] == nil || pa["p99"] == nil {
-		t.Errorf("JSON lacks part availability: %s", data)
+		t.Errorf("JSON lacks part availability: %v", m)
 	}
 }
 

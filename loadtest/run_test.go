@@ -232,8 +232,7 @@ func TestRunAgainstStandIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var table bytes.Buffer
-	rep.WriteTable(&table)
+	table := reportTable(rep)
 	t.Logf("report:\n%s", table.String())
 
 	if rep.CamerasOK != 2 || rep.ViewersOK != 3 || !rep.OK() {
@@ -282,9 +281,7 @@ func TestRunYoungTraditionalStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	if rep.ViewersOK != 1 || rep.FramesReceived == 0 || rep.Errors != 0 {
-		var table bytes.Buffer
-		rep.WriteTable(&table)
-		t.Errorf("the viewer did not play:\n%s", table.String())
+		t.Errorf("the viewer did not play:\n%s", reportTable(rep).String())
 	}
 }
 

@@ -83,14 +83,7 @@ func TestReportJSON(t *testing.T) {
 			{Play: "http://c2/load", PartAvailabilityMS: Percentiles{P50: 22, Count: 4}}},
 		Servers: []ServerUsage{{Target: "pid 1", CPUPercent: 50, RSSMB: 100, CPUPerCamera: 25, RSSPerCameraMB: 10}},
 	}
-	data, err := json.Marshal(rep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(data, &m); err != nil {
-		t.Fatal(err)
-	}
+	m := reportJSON(t, rep)
 	for _, key := range []string{
 		"cameras_ok", "cameras", "viewers_ok", "viewers", "errors", "error_samples",
 		"latency_ms", "startup_ms", "stalls", "frames_sent", "frames_received", "duration_s", "servers",
@@ -98,7 +91,7 @@ func TestReportJSON(t *testing.T) {
 		"part_availability_ms", "part_samples", "part_probes", "part_probe_errors", "part_availability_by_cache",
 	} {
 		if _, ok := m[key]; !ok {
-			t.Errorf("report JSON lacks %q: %s", key, data)
+			t.Errorf("report JSON lacks %q: %v", key, m)
 		}
 	}
 	lat := m["latency_ms"].(map[string]any)
@@ -114,8 +107,7 @@ func TestReportJSON(t *testing.T) {
 		}
 	}
 
-	var table bytes.Buffer
-	rep.WriteTable(&table)
+	table := reportTable(rep)
 	for _, want := range []string{"PASS", "2 / 2", "3 / 3", "p50 1", "pid 1", "error: x",
 		"part availability ms", "p50 11.0", "2 probes", "at http://c2/load", "p50 22.0"} {
 		if !strings.Contains(table.String(), want) {
@@ -397,4 +389,25 @@ func TestUsageSampler(t *testing.T) {
 	if u.CPUPercent <= 0 || u.CPUPerCamera != round3(u.CPUPercent/4) {
 		t.Errorf("cpu %+v", u)
 	}
+}
+
+// reportTable renders rep as the table the command prints.
+func reportTable(rep *Report) *bytes.Buffer {
+	var b bytes.Buffer
+	rep.WriteTable(&b)
+	return &b
+}
+
+// reportJSON returns rep as the JSON object --json writes.
+func reportJSON(t *testing.T, rep *Report) map[string]any {
+	t.Helper()
+	data, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
