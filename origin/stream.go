@@ -503,15 +503,21 @@ func (s *stream) keep(stop <-chan struct{}, done chan<- struct{}) {
 	}
 }
 
-// persistDue says whether the keeper must write st: when the last write
-// failed, or the discontinuity number moved. The media sequence number needs
-// no periodic write: reserve stores it ahead, before any snapshot that goes
-// past the stored number is served, so the registry sees one write per
-// reserveSegments segments instead of one per second for every stream.
+// persistDue says whether the keeper must write st (a state with its
+// reserve): when the last write failed, the epoch or the discontinuity
+// number moved, or what was produced is within a segment of the stored
+// reserve. The last keeps the reserve ahead from this goroutine, so the
+// watcher's reserve (which must write before it serves a playlist past the
+// stored number, and would hold up the playlists while the bus is slow)
+// seldom has to; and it writes about every reserveSegments-1 segments
+// instead of once a second for every stream.
 func (s *stream) persistDue(st bus.PlaylistState) bool {
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
-	return s.stateFailing.Load() || s.persisted.Epoch != st.Epoch || st.Discontinuity != s.persisted.Discontinuity
+	p := s.persisted
+	produced := st.NextMSN - s.reserveSegments()
+	return s.stateFailing.Load() || p.Epoch != st.Epoch || st.Discontinuity != p.Discontinuity ||
+		produced+1 >= p.NextMSN
 }
 
 // persist writes st unless it is what was written last. Writes are
