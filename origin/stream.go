@@ -223,6 +223,7 @@ func (s *stream) demandSignal() <-chan struct{} {
 func (s *stream) watched() bool {
 	return time.Now().UnixNano()-s.lastRequest.Load() < int64(s.o.watchedFor)
 }
+
 func (s *stream) setEnded(v bool) { s.ended.Store(v) }
 
 // stop asks the stream to end; the first mode asked wins.
@@ -456,8 +457,8 @@ func (s *stream) release() {
 }
 
 // keep renews the lease every LeaseTTL/3 and, once a second, writes the
-// playlist state when persistDue says so. A lost lease or a fenced write stops the
-// stream.
+// playlist state when persistDue says so. A lost lease or a fenced write
+// stops the stream.
 func (s *stream) keep(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	ttl := s.o.Registry.LeaseTTL
