@@ -55,14 +55,10 @@
 //     segment simply waits for it. Every wait is bounded (3 target durations
 //     plus a part); past it the origin answers 503.
 //   - The next media sequence number and the discontinuity count are written
-//     to the registry, fenced by the lease epoch: a running owner stores a
-//     small reserve (three segments at 1 s) ahead of what it has produced.
-//     Its keeper writes the next reserve when production comes within a
-//     segment of the stored one (about every other segment, not every
-//     second), when the discontinuity number moves, or to retry a failed
-//     write; a watcher about to serve a playlist past the stored number
-//     writes first itself. An owner that dies between two writes never makes its
-//     successor reuse a number viewers have already seen. A new owner continues from the
+//     to the registry about once per second (fenced by the lease epoch). A
+//     running owner writes a small reserve ahead of what it has produced, so
+//     an owner that dies between two writes never makes its successor reuse
+//     a number viewers have already seen. A new owner continues from the
 //     stored state with a discontinuity.
 //
 // Consumers must pass these playlists through byte for byte: gohlslib's

@@ -21,10 +21,8 @@ import (
 const (
 	// queueSize bounds the packets waiting to be packaged per stream.
 	queueSize = 1024
-	// housekeepInterval paces idle checks, the end of a stream and the
-	// closing of retired muxers: all on the scale of seconds. (A tick is a
-	// wake-up per stream; at 100 ms they were 250 a second at 25 streams.)
-	housekeepInterval = 500 * time.Millisecond
+	// housekeepInterval paces idle checks and the closing of retired muxers.
+	housekeepInterval = 100 * time.Millisecond
 	// statePersistInterval paces playlist-state writes while the state changes.
 	statePersistInterval = time.Second
 	// maxConsecutiveWriteErrors re-creates a muxer that keeps refusing input.
@@ -456,9 +454,9 @@ func (s *stream) release() {
 	}
 }
 
-// keep renews the lease every LeaseTTL/3 and, once a second, writes the
-// playlist state when persistDue says so. A lost lease or a fenced write
-// stops the stream.
+// keep renews the lease every LeaseTTL/3 and writes the playlist state about
+// once per second while it changes. A lost lease or a fenced write stops the
+// stream.
 func (s *stream) keep(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	ttl := s.o.Registry.LeaseTTL
@@ -492,33 +490,12 @@ func (s *stream) keep(stop <-chan struct{}, done chan<- struct{}) {
 				s.log.Warn("lease renewal failed; retrying", "err", err)
 			}
 		case <-persist.C:
-			st := s.state(true)
-			if !s.persistDue(st) {
-				continue
-			}
-			if err := s.persist(st, false); errors.Is(err, bus.ErrFenced) {
+			if err := s.persist(s.state(true), false); errors.Is(err, bus.ErrFenced) {
 				s.signalLost(err)
 				return
 			}
 		}
 	}
-}
-
-// persistDue says whether the keeper must write st (a state with its
-// reserve): when the last write failed, the epoch or the discontinuity
-// number moved, or what was produced is within a segment of the stored
-// reserve. The last keeps the reserve ahead from this goroutine, so the
-// watcher's reserve (which must write before it serves a playlist past the
-// stored number, and would hold up the playlists while the bus is slow)
-// seldom has to; and it writes about every reserveSegments-1 segments
-// instead of once a second for every stream.
-func (s *stream) persistDue(st bus.PlaylistState) bool {
-	s.stateMu.Lock()
-	defer s.stateMu.Unlock()
-	p := s.persisted
-	produced := st.NextMSN - s.reserveSegments()
-	return s.stateFailing.Load() || p.Epoch != st.Epoch || st.Discontinuity != p.Discontinuity ||
-		produced+1 >= p.NextMSN
 }
 
 // persist writes st unless it is what was written last. Writes are
