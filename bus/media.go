@@ -153,8 +153,9 @@ func (s *Subscription) Dropped() uint64 {
 	return uint64(max(n, 0))
 }
 
-// Close unsubscribes. Once it returns the handler is not called again.
-// Calling it twice is harmless.
+// Close unsubscribes. For a Hub subscription, once it returns the handler
+// is not called again (both deliveries hold mu while they run); NATS may
+// still finish a callback of a plain one. Calling it twice is harmless.
 func (s *Subscription) Close() {
 	_ = s.sub.Unsubscribe() // fails only when already closed
 	if s.hub != nil {
