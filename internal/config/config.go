@@ -32,6 +32,7 @@ type Config struct {
 	Edge    Edge     `yaml:"edge"`
 	Origin  Origin   `yaml:"origin"`
 	Cache   Cache    `yaml:"cache"`
+	Auth    Auth     `yaml:"auth"`
 	Sources []Source `yaml:"sources"`
 }
 
@@ -144,6 +145,55 @@ type Cache struct {
 	AllowOrigin     string        `yaml:"allow_origin"`
 }
 
+// Auth is who may do what (publish, read, api, metrics, pprof), on every
+// protocol, plus the keys for signed playback URLs and for origin requests.
+// Without users and without http_address, publishing and reading are open
+// and api/metrics/pprof are served to loopback clients only.
+type Auth struct {
+	// Users and their permissions; "any" as user means no credentials needed.
+	Users []AuthUser `yaml:"users"`
+	// HTTPAddress is an optional external authorizer (http://host/path): it
+	// receives POST JSON {user, pass, ip, action, path, protocol, query}; a 2xx
+	// answer allows.
+	HTTPAddress string `yaml:"http_address"`
+	// HTTPTimeout bounds one call to the external authorizer.
+	HTTPTimeout time.Duration `yaml:"http_timeout"`
+	// HTTPCacheTTL is how long an authorizer decision (allow or deny) is reused.
+	HTTPCacheTTL time.Duration `yaml:"http_cache_ttl"`
+	// HTTPFallback is deny or allow: what applies when the authorizer is down.
+	HTTPFallback string `yaml:"http_fallback"`
+	// SigningKey is base64 of an HMAC key (at least 16 bytes); when set,
+	// viewers need signed URLs (/s/<token>/<path>/...) at the caches.
+	SigningKey string `yaml:"signing_key"`
+	// OriginSecret is a secret shared by caches and origins: caches send it
+	// with every upstream request and origins refuse requests without it.
+	// Empty: origins serve anyone who reaches their HLS port.
+	OriginSecret string `yaml:"origin_secret"`
+}
+
+// AuthUser is one user and what it may do.
+type AuthUser struct {
+	User string `yaml:"user"`
+	// Pass is plain, "sha256:<base64 of the digest>" or "argon2:<PHC string>".
+	Pass string `yaml:"pass"`
+	// IPs are the client networks (CIDR, or a bare address) this user may
+	// come from; empty means anywhere.
+	IPs         []string         `yaml:"ips"`
+	Permissions []AuthPermission `yaml:"permissions"`
+}
+
+// AuthPermission grants an action on the stream paths Path matches
+// (path.Match; empty = every path).
+type AuthPermission struct {
+	Action string `yaml:"action"` // publish, read, api, metrics or pprof
+	Path   string `yaml:"path"`
+}
+
+// Enabled reports whether an auth section says anything about users: without
+// it the node keeps the open defaults (publish and read for anyone; api,
+// metrics and pprof for loopback clients only).
+func (a Auth) Enabled() bool { return len(a.Users) > 0 || a.HTTPAddress != "" }
+
 // Source is a camera the edges pull.
 type Source struct {
 	Name       string        `yaml:"name"`
@@ -203,6 +253,11 @@ func Default() *Config {
 			UpstreamTimeout: 5 * time.Second,
 			AllowOrigin:     "*",
 		},
+		Auth: Auth{
+			HTTPTimeout:  2 * time.Second,
+			HTTPCacheTTL: 10 * time.Second,
+			HTTPFallback: "deny",
+		},
 	}
 }
 
@@ -249,6 +304,9 @@ func (c *Config) decode(b []byte) error {
 		c.Gossip.Seeds = nilIfEmpty(c.Gossip.Seeds)
 		if len(c.Sources) == 0 {
 			c.Sources = nil
+		}
+		if len(c.Auth.Users) == 0 {
+			c.Auth.Users = nil
 		}
 		return nil
 	}
@@ -509,6 +567,7 @@ func (c *Config) Validate() error {
 		bad("cache.max_bytes", "must be at least 1048576, got %d", c.Cache.MaxBytes)
 	}
 	positive("cache.upstream_timeout", c.Cache.UpstreamTimeout)
+	validateAuth(c.Auth, bad)
 	seen := map[string]bool{}
 	for i, s := range c.Sources {
 		key := fmt.Sprintf("sources[%d]", i)
@@ -580,5 +639,67 @@ func validateTranscode(t Transcode, bad func(key, format string, args ...any)) {
 				bad(lk, "%v", err)
 			}
 		}
+	}
+}
+
+// validateAuth checks the auth section; bad records an error for a key.
+func validateAuth(a Auth, bad func(key, format string, args ...any)) {
+	users := map[string]bool{}
+	for i, u := range a.Users {
+		key := fmt.Sprintf("auth.users[%d]", i)
+		if u.User == "" {
+			bad(key+".user", "is required (\"any\" for no credentials)")
+		} else if users[u.User] {
+			bad(key+".user", "%q is listed twice", u.User)
+		}
+		users[u.User] = true
+		if u.User != "any" && u.Pass == "" {
+			bad(key+".pass", "is required for a named user")
+		}
+		if scheme, rest, ok := strings.Cut(u.Pass, ":"); ok && (scheme == "sha256" || scheme == "argon2") && rest == "" {
+			bad(key+".pass", "%s: hash is empty", scheme)
+		}
+		for j, ip := range u.IPs {
+			if _, _, err := net.ParseCIDR(ip); err != nil && net.ParseIP(ip) == nil {
+				bad(fmt.Sprintf("%s.ips[%d]", key, j), "%q is neither a CIDR network nor an IP address", ip)
+			}
+		}
+		for j, p := range u.Permissions {
+			pk := fmt.Sprintf("%s.permissions[%d]", key, j)
+			switch p.Action {
+			case "publish", "read", "api", "metrics", "pprof":
+			default:
+				bad(pk+".action", "%q is not one of publish, read, api, metrics, pprof", p.Action)
+			}
+			if p.Path != "" {
+				if _, err := path.Match(p.Path, "x"); err != nil {
+					bad(pk+".path", "%q is not a valid pattern: %v", p.Path, err)
+				}
+			}
+		}
+	}
+	if a.HTTPAddress != "" && !strings.HasPrefix(a.HTTPAddress, "http://") && !strings.HasPrefix(a.HTTPAddress, "https://") {
+		bad("auth.http_address", "%q must be an http:// or https:// URL", a.HTTPAddress)
+	}
+	if a.HTTPTimeout <= 0 {
+		bad("auth.http_timeout", "must be a positive duration, got %s", a.HTTPTimeout)
+	}
+	if a.HTTPCacheTTL < 0 {
+		bad("auth.http_cache_ttl", "must not be negative, got %s", a.HTTPCacheTTL)
+	}
+	switch a.HTTPFallback {
+	case "deny", "allow":
+	default:
+		bad("auth.http_fallback", "%q is not one of deny, allow", a.HTTPFallback)
+	}
+	if a.SigningKey != "" {
+		if k, err := base64.StdEncoding.DecodeString(a.SigningKey); err != nil {
+			bad("auth.signing_key", "is not base64: %v", err)
+		} else if len(k) < 16 {
+			bad("auth.signing_key", "must decode to at least 16 bytes, got %d", len(k))
+		}
+	}
+	if a.OriginSecret != "" && len(a.OriginSecret) < 16 {
+		bad("auth.origin_secret", "must be at least 16 characters, got %d", len(a.OriginSecret))
 	}
 }
