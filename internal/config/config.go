@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/transcode"
