@@ -2,6 +2,7 @@ package hlscache
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +25,9 @@ import (
 const (
 	HeaderOrigin = "X-Streamgrid-Origin" // the origin's node name
 	HeaderEpoch  = "X-Streamgrid-Epoch"  // the origin's lease epoch for the stream, decimal
+	// HeaderAuth carries the cluster's origin secret on every upstream
+	// request (see Cache.OriginSecret); origins refuse requests without it.
+	HeaderAuth = "X-Streamgrid-Auth"
 )
 
 const (
@@ -32,6 +36,14 @@ const (
 	defaultUpstreamTimeout = 5 * time.Second
 	defaultBlockingHold    = 6 * time.Second
 	defaultFailoverWindow  = 10 * time.Second
+	defaultHeaderTimeout   = 10 * time.Second
+	defaultMaxConnsPerIP   = 256
+	defaultMaxUpstream     = 1024
+	// maxHeaderBytes bounds a viewer's request line and headers (cookies of
+	// a shared domain included).
+	maxHeaderBytes = 32 << 10
+	// idleTimeout closes a keep-alive connection without a new request.
+	idleTimeout = 2 * time.Minute
 	// shutdownTimeout bounds Close's wait for in-flight requests.
 	shutdownTimeout = 5 * time.Second
 	// refreshInterval is how often routes are re-checked against gossip.
@@ -70,6 +82,32 @@ type Cache struct {
 	// AllowOrigin is Access-Control-Allow-Origin. Default "*"; any other
 	// value also sends Access-Control-Allow-Credentials: true.
 	AllowOrigin string
+	// SigningKey, when set, makes every viewer request carry a signed-URL
+	// token (/s/<token>/<stream>/<file>, see Sign); requests without a valid
+	// one get 403. Authorize is then not asked. Default: none, open.
+	SigningKey []byte
+	// Authorize, when set and SigningKey is not, is asked for every viewer
+	// request with its stream path: nil serves, an error wrapping
+	// ErrUnauthenticated answers 401 with a Basic challenge, any other 403.
+	// It is called concurrently and should answer from memory.
+	Authorize func(r *http.Request, stream string) error
+	// OriginSecret, when set, is sent as HeaderAuth with every upstream
+	// request, proving to origins that the request comes from a cache.
+	OriginSecret string
+	// HeaderTimeout is how long a connection may take to send a request's
+	// headers before it is closed. Default 10 s.
+	HeaderTimeout time.Duration
+	// MaxConnsPerIP caps the open connections of one client IP; more are
+	// answered 429 and closed at accept. Default 256; negative: no cap.
+	MaxConnsPerIP int
+	// MaxUpstreamConns caps the concurrent upstream fetches to one origin;
+	// more wait (within their deadline) for a slot, then get 503. Default 1024.
+	MaxUpstreamConns int
+	// TLSCert and TLSKey, both set, are PEM files: viewers then connect over
+	// HTTPS, with HTTP/2.
+	TLSCert, TLSKey string
+	// Now is the clock for token expiry. Default time.Now.
+	Now func() time.Time
 	// Client makes the upstream requests. Default: a keep-alive transport
 	// tuned for many requests to few hosts, no redirects.
 	Client *http.Client
@@ -78,16 +116,20 @@ type Cache struct {
 	// Metrics receives the collectors. Default: a private registry.
 	Metrics prometheus.Registerer
 
-	ctx       context.Context // cancelled by Close: ends fetches and loops
-	cancel    context.CancelFunc
-	ln        net.Listener
-	srv       *http.Server
-	routes    *routeTable
-	lru       *lru
-	flights   *flightGroup
-	m         *metrics
-	ownClient bool
-	wg        sync.WaitGroup // serve, watch and refresh loops
+	ctx        context.Context // cancelled by Close: ends fetches and loops
+	cancel     context.CancelFunc
+	ln         net.Listener
+	serveLn    net.Listener   // ln behind the per-IP cap and TLS
+	limit      *limitListener // nil without a per-IP cap
+	srv        *http.Server
+	slots      upstreamSlots
+	signingKey []byte // SigningKey, nil when empty
+	routes     *routeTable
+	lru        *lru
+	flights    *flightGroup
+	m          *metrics
+	ownClient  bool
+	wg         sync.WaitGroup // serve, watch and refresh loops
 
 	hmu      sync.RWMutex // guards closed against handlers.Add
 	closed   bool
@@ -109,7 +151,19 @@ func (c *Cache) Start() error {
 	if c.Gossip == nil {
 		return errors.New("hlscache: Gossip is required")
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("hlscache: TLSCert and TLSKey go together")
+	}
 	c.setDefaults()
+	var tlsConf *tls.Config
+	if c.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return fmt.Errorf("hlscache: TLS certificate: %w", err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+			NextProtos: []string{"h2", "http/1.1"}}
+	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.routes = newRouteTable(c.Gossip, c.FailoverWindow, c.Log)
 	c.lru = newLRU(c.MaxBytes)
@@ -140,16 +194,38 @@ func (c *Cache) Start() error {
 		return fmt.Errorf("hlscache: watch owners: %w", err)
 	}
 	c.ln = ln
+	serveLn := ln
+	if c.MaxConnsPerIP > 0 {
+		c.limit = newLimitListener(ln, c.MaxConnsPerIP, tlsConf == nil, c.m.connsRefused.Inc)
+		serveLn = c.limit
+	}
+	if tlsConf != nil {
+		serveLn = tls.NewListener(serveLn, tlsConf)
+	}
 	c.srv = &http.Server{
-		Handler:           c.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		Handler: c.Handler(),
+		// A connection that has not sent its headers (or finished its TLS
+		// handshake) in time is closed: slow-header clients hold nothing
+		// for long. There is no ReadTimeout: requests carry no body (one
+		// that announces a body is refused), and a ReadTimeout would also
+		// cut held LL-HLS requests short.
+		ReadHeaderTimeout: c.HeaderTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		IdleTimeout:       idleTimeout,
 		// Bounds the whole exchange: a held request may wait through a
 		// failover and a blocking fetch before it writes; body writes then
 		// move the deadline forward chunk by chunk (see viewerWriter).
 		WriteTimeout: 2*(c.UpstreamTimeout+c.BlockingHold) + 30*time.Second,
 		ErrorLog:     slog.NewLogLogger(c.Log.Handler(), slog.LevelDebug),
 	}
+	if tlsConf != nil {
+		c.srv.TLSConfig = tlsConf
+		var p http.Protocols
+		p.SetHTTP1(true)
+		p.SetHTTP2(true)
+		c.srv.Protocols = &p
+	}
+	c.serveLn = serveLn
 	c.wg.Add(3)
 	go c.serve()
 	go c.watchLoop(owners)
@@ -177,6 +253,19 @@ func (c *Cache) setDefaults() {
 	}
 	if c.FailoverWindow <= 0 {
 		c.FailoverWindow = defaultFailoverWindow
+	}
+	if c.HeaderTimeout <= 0 {
+		c.HeaderTimeout = defaultHeaderTimeout
+	}
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = defaultMaxConnsPerIP
+	}
+	if c.MaxUpstreamConns <= 0 {
+		c.MaxUpstreamConns = defaultMaxUpstream
+	}
+	c.slots = upstreamSlots{max: c.MaxUpstreamConns, slots: map[string]chan struct{}{}}
+	if len(c.SigningKey) > 0 {
+		c.signingKey = c.SigningKey
 	}
 	if c.AllowOrigin == "" {
 		c.AllowOrigin = "*"
@@ -272,7 +361,7 @@ func (c *Cache) Routes() map[string]Route {
 
 func (c *Cache) serve() {
 	defer c.wg.Done()
-	if err := c.srv.Serve(c.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := c.srv.Serve(c.serveLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		c.Log.Error("hls cache server stopped", "err", err)
 	}
 }
@@ -349,7 +438,19 @@ func (c *Cache) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		c.m.badRequests.Inc()
 		return
 	}
-	req, err := parseRequest(r.URL.Path, r.URL.RawQuery)
+	if r.ContentLength != 0 {
+		// GET and HEAD carry no body here; nothing reads one.
+		writeText(w, http.StatusRequestEntityTooLarge, "request body not accepted")
+		c.m.badRequests.Inc()
+		return
+	}
+	urlPath, tok := r.URL.Path, ""
+	if c.signingKey != nil {
+		// The token is a path prefix: strip it, so that the lookup (and the
+		// cached object) is the same for every viewer.
+		tok, urlPath, _ = splitSignedPath(urlPath)
+	}
+	req, err := parseRequest(urlPath, r.URL.RawQuery)
 	if err != nil {
 		var re *requestError
 		if !errors.As(err, &re) {
@@ -357,6 +458,10 @@ func (c *Cache) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		writeText(w, re.status, re.msg)
 		c.m.badRequests.Inc()
+		return
+	}
+	if status, reason, msg := c.access(r, req, tok); status != 0 {
+		c.deny(w, status, reason, msg)
 		return
 	}
 	vw := newViewerWriter(w)
@@ -437,7 +542,19 @@ func (c *Cache) serveRequest(w *viewerWriter, r *http.Request, req *request) out
 		}
 
 		attempts++
-		obj, res, err := c.get(ctx, rt, req)
+		var obj *object
+		var res fetchResult
+		var err error
+		if req.hls.blocking() {
+			obj, res, err = c.boundBlocking(ctx, rt, req)
+		}
+		if err == nil && obj == nil {
+			obj, res, err = c.get(ctx, rt, req)
+		}
+		if re := (*requestError)(nil); errors.As(err, &re) {
+			writeText(w, re.status, re.msg)
+			return outcomeRefused
+		}
 		if starting(err, obj, req, prev) {
 			// The new owner holds the lease but is still starting the
 			// stream: serve the last good playlist, or ask again shortly.

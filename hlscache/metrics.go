@@ -14,10 +14,11 @@ const (
 	outcomeError                    // 502, 503 or 504 made by the cache
 	outcomeNotFound                 // no route to the stream
 	outcomeGone                     // the viewer left before the answer
+	outcomeRefused                  // 400: a blocking reload outside the playlist's window
 	numOutcomes
 )
 
-var outcomeLabels = [numOutcomes]string{"hit", "miss", "coalesced", "stale", "error", "not_found", "gone"}
+var outcomeLabels = [numOutcomes]string{"hit", "miss", "coalesced", "stale", "error", "not_found", "gone", "refused"}
 
 func (o outcome) String() string { return outcomeLabels[o] }
 
@@ -37,6 +38,9 @@ type metrics struct {
 	routes           prometheus.GaugeFunc
 	held             prometheus.Gauge
 	fetches          prometheus.GaugeFunc
+	deniedVec        *prometheus.CounterVec
+	connsRefused     prometheus.Counter
+	upstreamWaiting  prometheus.Gauge
 
 	// requestsBy, badRequests and servedBy are the series of requests and
 	// servedBytes that viewer requests add to, resolved once here so that a
@@ -45,6 +49,7 @@ type metrics struct {
 	requestsBy  [numKinds][numOutcomes]prometheus.Counter
 	badRequests prometheus.Counter
 	servedBy    [numKinds]prometheus.Counter
+	denied      map[string]prometheus.Counter // by reason, every reason resolved up front
 
 	registered []prometheus.Collector
 }
@@ -92,6 +97,23 @@ func newMetrics(node string, routes, inFlight func() float64) *metrics {
 			Name: "streamgrid_cache_upstream_in_flight", ConstLabels: labels,
 			Help: "Upstream fetches running.",
 		}, inFlight),
+		deniedVec: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "streamgrid_cache_denied_total", ConstLabels: labels,
+			Help: "Viewer requests refused by signed-URL or read-permission checks, by reason " +
+				"(missing, malformed, version, signature, expired, network, unauthenticated, forbidden).",
+		}, []string{"reason"}),
+		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamgrid_cache_conns_refused_total", ConstLabels: labels,
+			Help: "Viewer connections closed at accept because their IP held max_conns_per_ip already.",
+		}),
+		upstreamWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "streamgrid_cache_upstream_waiting", ConstLabels: labels,
+			Help: "Upstream fetches waiting for a connection slot (max_upstream_conns per origin).",
+		}),
+	}
+	m.denied = map[string]prometheus.Counter{}
+	for _, r := range deniedReasons {
+		m.denied[r] = m.deniedVec.WithLabelValues(r)
 	}
 	for k := range numKinds {
 		for o := range numOutcomes {
@@ -105,7 +127,8 @@ func newMetrics(node string, routes, inFlight func() float64) *metrics {
 
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.requests, m.servedBytes, m.upstreamRequests, m.upstreamErrors,
-		m.lruBytes, m.lruObjects, m.lruEvictions, m.routes, m.held, m.fetches}
+		m.lruBytes, m.lruObjects, m.lruEvictions, m.routes, m.held, m.fetches,
+		m.deniedVec, m.connsRefused, m.upstreamWaiting}
 }
 
 // register adds every collector to reg; on failure it removes what it added.

@@ -45,6 +45,8 @@ type object struct {
 	expires time.Time
 	// storable says the object may enter the LRU at all.
 	storable bool
+	// window is a full media playlist's window (see window.go); nil otherwise.
+	window *playlistWindow
 }
 
 // objectHeader holds the values of an object's response headers, built once

@@ -283,6 +283,19 @@ func (t *routeTable) stalePlaylist(stream, file string, now time.Time) *object {
 	return obj
 }
 
+// playlistWindow returns the window of the newest full copy of a playlist, of any
+// age; nil when none was fetched.
+func (t *routeTable) playlistWindow(stream, file string) *playlistWindow {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if e := t.streams[stream]; e != nil {
+		if obj := e.playlists[file]; obj != nil {
+			return obj.window
+		}
+	}
+	return nil
+}
+
 // Route is where the cache sends a stream's requests.
 type Route struct {
 	// Node is the owning origin's node name.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -36,6 +37,9 @@ func (e *upstreamError) ownerDown() bool { return e.reason == "connect" || e.rea
 
 // message is the short text viewers get.
 func (e *upstreamError) message() string {
+	if e.reason == "busy" {
+		return "upstream busy"
+	}
 	switch e.status {
 	case http.StatusGatewayTimeout:
 		return "upstream timeout"
@@ -52,6 +56,12 @@ func (c *Cache) fetch(rt route, req *request, key string) (*object, error) {
 	ctx, cancel := context.WithTimeout(c.ctx, c.upstreamDeadline(req))
 	defer cancel()
 	kind := req.kind.String()
+	release, err := c.acquireSlot(ctx, rt.addr)
+	if err != nil {
+		c.m.upstreamErrors.WithLabelValues(kind, "busy").Inc()
+		return nil, err
+	}
+	defer release()
 	c.m.upstreamRequests.WithLabelValues(kind).Inc()
 	obj, verified, err := c.fetchUpstream(ctx, rt, req)
 	if err != nil {
@@ -84,6 +94,9 @@ func (c *Cache) fetchUpstream(ctx context.Context, rt route, req *request) (*obj
 		return nil, false, &upstreamError{status: http.StatusBadGateway, reason: "connect", err: err}
 	}
 	hreq.Header.Set("User-Agent", userAgent)
+	if c.OriginSecret != "" {
+		hreq.Header.Set(HeaderAuth, c.OriginSecret)
+	}
 	resp, err := c.Client.Do(hreq)
 	if err != nil {
 		return nil, false, c.classify(ctx, err)
@@ -135,11 +148,52 @@ func (c *Cache) fetchUpstream(ctx context.Context, rt route, req *request) (*obj
 	if t, err := http.ParseTime(resp.Header.Get("Last-Modified")); err == nil {
 		obj.modTime = t
 	}
+	if req.kind == kindPlaylist && status == http.StatusOK && req.hls.skip == "" {
+		obj.window = parseWindow(body)
+	}
 	obj.header = newObjectHeader(mimeTypes[req.ext], cc, resp.Header.Get("ETag"), obj.modTime, len(body))
 	if ttl > 0 {
 		obj.expires = now.Add(ttl)
 	}
 	return obj, verified, nil
+}
+
+// upstreamSlots caps the concurrent fetches per origin address.
+type upstreamSlots struct {
+	max   int
+	mu    sync.Mutex
+	slots map[string]chan struct{} // addr → semaphore; addresses are few (one per origin)
+}
+
+func (s *upstreamSlots) get(addr string) chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := s.slots[addr]
+	if ch == nil {
+		ch = make(chan struct{}, s.max)
+		s.slots[addr] = ch
+	}
+	return ch
+}
+
+// acquireSlot takes one of the MaxUpstreamConns slots of addr, waiting until
+// ctx (the fetch's deadline) ends; a fetch that gets none fails with 503.
+func (c *Cache) acquireSlot(ctx context.Context, addr string) (func(), error) {
+	ch := c.slots.get(addr)
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	default:
+	}
+	c.m.upstreamWaiting.Inc()
+	defer c.m.upstreamWaiting.Dec()
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, &upstreamError{status: http.StatusServiceUnavailable, reason: "busy",
+			err: fmt.Errorf("all %d upstream slots of %s in use", c.slots.max, addr)}
+	}
 }
 
 // classify turns a transport error into the answer viewers get.

@@ -1,6 +1,7 @@
 package origin
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -14,7 +15,29 @@ import (
 const (
 	HeaderOrigin = "X-Streamgrid-Origin"
 	HeaderEpoch  = "X-Streamgrid-Epoch"
+	// HeaderAuth carries the cluster's shared secret (Origin.Secret) on
+	// requests from caches.
+	HeaderAuth = "X-Streamgrid-Auth"
 )
+
+const (
+	// maxHeaderBytes bounds a request's headers: caches send a few short ones.
+	maxHeaderBytes = 16 << 10
+	// writeSlack is what the write timeout allows beyond the longest hold.
+	writeSlack = 30 * time.Second
+)
+
+// writeTimeout bounds a whole exchange: the longest blocking hold (three
+// target durations and a part, at the configured durations; a playlist's
+// larger target raises the hold, so the bound is at least two minutes) plus
+// the time to write a segment.
+func (o *Origin) writeTimeout() time.Duration {
+	hold := 3*o.HLS.SegmentDuration + o.HLS.PartDuration
+	if o.blockTimeout > 0 {
+		hold = o.blockTimeout
+	}
+	return max(hold+writeSlack, 2*time.Minute)
+}
 
 const (
 	mpegurl       = "application/vnd.apple.mpegurl"
@@ -30,9 +53,19 @@ func (o *Origin) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "origin not started", http.StatusServiceUnavailable)
 		return
 	}
+	if o.secret != nil && subtle.ConstantTimeCompare([]byte(r.Header.Get(HeaderAuth)), o.secret) != 1 {
+		o.m.requests.WithLabelValues("unauthorized").Inc()
+		http.Error(w, "origins serve caches only", http.StatusForbidden)
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if r.ContentLength != 0 {
+		o.m.requests.WithLabelValues("bad").Inc()
+		http.Error(w, "request body not accepted", http.StatusRequestEntityTooLarge)
 		return
 	}
 	if r.URL.Path == streamsPath {

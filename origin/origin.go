@@ -106,6 +106,10 @@ type Origin struct {
 	HLS HLSConfig
 	// Transcode configures ABR-ladder transcoding; no ladders: passthrough.
 	Transcode TranscodeConfig
+	// Secret, when set, is the cluster's shared credential: every request
+	// must carry it in HeaderAuth (caches add it), else it gets 403, so that
+	// the origin port cannot bypass the caches' signed URLs. Empty: open.
+	Secret string
 	// Log. Default slog.Default().
 	Log *slog.Logger
 	// Metrics receives the origin's collectors. Default: a private registry.
@@ -113,6 +117,7 @@ type Origin struct {
 
 	// blockTimeout, when set, replaces the computed bound of blocking waits (tests).
 	blockTimeout time.Duration
+	secret       []byte // Secret, nil when empty
 
 	variant  gohlslib.MuxerVariant
 	ln       net.Listener
@@ -272,8 +277,17 @@ func (o *Origin) Start() error {
 	o.srv = &http.Server{
 		Handler:           o.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
+		MaxHeaderBytes:    maxHeaderBytes,
+		// Longer than the caches' 90 s idle keep-alive, so that the cache,
+		// not the origin, closes an idle connection (no request races a close).
+		IdleTimeout: 120 * time.Second,
+		// Blocking playlist and part requests are held up to blockTimeout
+		// (three target durations and a part) before the answer is written.
+		WriteTimeout: o.writeTimeout(),
+		ErrorLog:     slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
+	}
+	if o.Secret != "" {
+		o.secret = []byte(o.Secret)
 	}
 	o.started = true
 

@@ -143,6 +143,16 @@ type Cache struct {
 	MaxBytes        int64         `yaml:"max_bytes"`
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout"`
 	AllowOrigin     string        `yaml:"allow_origin"`
+	// MaxConnsPerIP caps the open viewer connections of one client IP;
+	// more are answered 429 and closed. 0 = no cap.
+	MaxConnsPerIP int `yaml:"max_conns_per_ip"`
+	// MaxUpstreamConns caps the concurrent requests to one origin; more
+	// wait (within their deadline) for a slot.
+	MaxUpstreamConns int `yaml:"max_upstream_conns"`
+	// TLSCert and TLSKey are PEM files; both set: viewers connect over
+	// HTTPS (HTTP/2 on).
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
 }
 
 // Auth is who may do what (publish, read, api, metrics, pprof), on every
@@ -250,8 +260,10 @@ func Default() *Config {
 		Cache: Cache{
 			HTTPAddress:     ":8888",
 			MaxBytes:        256 << 20,
-			UpstreamTimeout: 5 * time.Second,
-			AllowOrigin:     "*",
+			UpstreamTimeout:  5 * time.Second,
+			AllowOrigin:      "*",
+			MaxConnsPerIP:    256,
+			MaxUpstreamConns: 1024,
 		},
 		Auth: Auth{
 			HTTPTimeout:  2 * time.Second,
@@ -567,6 +579,23 @@ func (c *Config) Validate() error {
 		bad("cache.max_bytes", "must be at least 1048576, got %d", c.Cache.MaxBytes)
 	}
 	positive("cache.upstream_timeout", c.Cache.UpstreamTimeout)
+	if c.Cache.MaxConnsPerIP < 0 {
+		bad("cache.max_conns_per_ip", "must not be negative (0 = no cap), got %d", c.Cache.MaxConnsPerIP)
+	}
+	if c.Cache.MaxUpstreamConns < 1 {
+		bad("cache.max_upstream_conns", "must be at least 1, got %d", c.Cache.MaxUpstreamConns)
+	}
+	if (c.Cache.TLSCert == "") != (c.Cache.TLSKey == "") {
+		bad("cache.tls_cert", "cache.tls_cert and cache.tls_key go together")
+	}
+	for _, f := range []struct{ key, path string }{{"cache.tls_cert", c.Cache.TLSCert}, {"cache.tls_key", c.Cache.TLSKey}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			bad(f.key, "%v", err)
+		}
+	}
 	validateAuth(c.Auth, bad)
 	seen := map[string]bool{}
 	for i, s := range c.Sources {

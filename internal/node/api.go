@@ -43,7 +43,18 @@ func (a *apiServer) start() error {
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	a.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		// Bounds a whole request, body included. A ReadTimeout also ends a
+		// handler's context when it passes, and a CPU profile or trace runs
+		// for the seconds it was asked (pprof refuses more than WriteTimeout),
+		// so both are the same.
+		ReadTimeout:    2 * time.Minute,
+		WriteTimeout:   2 * time.Minute,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+	}
 	go func() { _ = a.srv.Serve(ln) }()
 	return nil
 }

@@ -10,6 +10,7 @@ package node
 import (
 	"cmp"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -166,6 +167,7 @@ func (n *Node) Start() (err error) {
 				IdleTimeout: c.Origin.HLS.IdleTimeout,
 			},
 			Transcode: originTranscode(c.Origin.Transcode),
+			Secret:    c.Auth.OriginSecret,
 			Log:       n.Log, Metrics: reg,
 		}
 		if err := n.origin.Start(); err != nil {
@@ -181,7 +183,15 @@ func (n *Node) Start() (err error) {
 			Node: n.name, Registry: n.registry, Gossip: n.gossip,
 			HTTPAddress: c.Cache.HTTPAddress, MaxBytes: c.Cache.MaxBytes,
 			UpstreamTimeout: c.Cache.UpstreamTimeout, AllowOrigin: c.Cache.AllowOrigin,
-			Log: n.Log, Metrics: reg,
+			MaxConnsPerIP: cmp.Or(c.Cache.MaxConnsPerIP, -1), MaxUpstreamConns: c.Cache.MaxUpstreamConns,
+			TLSCert: c.Cache.TLSCert, TLSKey: c.Cache.TLSKey,
+			OriginSecret: c.Auth.OriginSecret,
+			Log:          n.Log, Metrics: reg,
+		}
+		if c.Auth.SigningKey != "" {
+			if n.cache.SigningKey, err = base64.StdEncoding.DecodeString(c.Auth.SigningKey); err != nil {
+				return fmt.Errorf("auth.signing_key: %w", err)
+			}
 		}
 		if err := n.cache.Start(); err != nil {
 			n.cache = nil
