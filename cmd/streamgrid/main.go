@@ -28,6 +28,7 @@ commands:
   loadtest  synthetic cameras and viewers (streamgrid loadtest --help)
   camera    a simulated IP camera: an RTSP server looping a test clip
             (streamgrid camera [--listen :8554] [--path stream1])
+  sign      a signed playback URL path (streamgrid sign --path live/cam1 [--ttl 1h] [--ip CIDR])
 
 Every configuration key can be overridden with SG_<SECTION>_<KEY>.
 `
@@ -47,6 +48,8 @@ func run(args []string, stderr io.Writer) int {
 		return runLoadtest(args, stderr)
 	case "camera":
 		return runCamera(args, stderr)
+	case "sign":
+		return runSign(args, os.Stdout, stderr)
 	case "help":
 		fmt.Fprint(stderr, usage)
 		return 0
