@@ -258,8 +258,8 @@ func Default() *Config {
 			},
 		},
 		Cache: Cache{
-			HTTPAddress:     ":8888",
-			MaxBytes:        256 << 20,
+			HTTPAddress:      ":8888",
+			MaxBytes:         256 << 20,
 			UpstreamTimeout:  5 * time.Second,
 			AllowOrigin:      "*",
 			MaxConnsPerIP:    256,
