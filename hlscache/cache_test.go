@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -590,6 +591,13 @@ func TestStartErrors(t *testing.T) {
 	if err := c.Start(); err == nil {
 		c.Close()
 		t.Error("Start on a taken port succeeded")
+	}
+	for _, tls := range [][2]string{{"cert.pem", ""}, {filepath.Join(t.TempDir(), "none.pem"), filepath.Join(t.TempDir(), "none.key")}} {
+		c := &Cache{Registry: e.reg, Gossip: e.cacheGossip, HTTPAddress: "127.0.0.1:0", TLSCert: tls[0], TLSKey: tls[1], Log: quiet}
+		if err := c.Start(); err == nil {
+			c.Close()
+			t.Errorf("Start with TLS files %q succeeded", tls)
+		}
 	}
 	// The same registry takes a second cache once the first is closed (metrics unregistered).
 	reg := prometheus.NewRegistry()
