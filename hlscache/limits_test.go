@@ -236,3 +236,21 @@ func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
 }
+
+// FuzzParseWindow: any playlist body (it comes from an origin) parses
+// without a panic into nothing or a sane window.
+func FuzzParseWindow(f *testing.F) {
+	f.Add([]byte(llPlaylist))
+	f.Add([]byte("#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:18446744073709551615\n#EXTINF:1,\na\n"))
+	f.Add([]byte("#EXT-X-PART-INF:PART-TARGET=0\n#EXT-X-TARGETDURATION:1e308\n#EXTINF:"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		w := parseWindow(body)
+		if w == nil {
+			return
+		}
+		if w.next < w.first {
+			t.Fatalf("window %+v: next below first", w)
+		}
+		_ = w.judge(hlsQuery{msn: w.next, hasMSN: true, part: w.maxPart, hasPart: true})
+	})
+}

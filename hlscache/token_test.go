@@ -185,3 +185,44 @@ func FuzzToken(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSignedRequest: a viewer's path with a token prefix splits into a
+// token without '/' and the path the cache looks up; an accepted request
+// names the stream the token was checked for.
+func FuzzSignedRequest(f *testing.F) {
+	now := time.Unix(1_800_000_000, 0)
+	f.Add("/s/" + Sign(testKey, "live/cam1", now.Add(time.Hour), nil) + "/live/cam1/index.m3u8")
+	f.Add("/s/x/live/cam1/abc_video1_part3.mp4")
+	f.Add("/s//live/../x.ts")
+	f.Add("/s/")
+	f.Add("/s/a/b/")
+	f.Fuzz(func(t *testing.T, p string) {
+		tok, rest, ok := splitSignedPath(p)
+		if !ok {
+			if rest != p || tok != "" {
+				t.Fatalf("%q: not signed, yet split into %q %q", p, tok, rest)
+			}
+			return
+		}
+		if strings.Contains(tok, "/") || p != "/s/"+tok+rest && !(rest == "/" && p == "/s/"+tok) {
+			t.Fatalf("%q: split into %q %q", p, tok, rest)
+		}
+		req, err := parseRequest(rest, "")
+		if err != nil {
+			return
+		}
+		if rest != "/"+req.stream+"/"+req.file {
+			t.Fatalf("%q: looked up as %q + %q", p, req.stream, req.file)
+		}
+		// Whatever the token, it verifies for at most the stream it was signed for.
+		if Verify(testKey, tok, req.stream, netip.MustParseAddr("192.0.2.1"), now) == nil {
+			parsed, err := parseToken(tok)
+			if err != nil {
+				t.Fatalf("accepted token %q does not parse: %v", tok, err)
+			}
+			if parsed.network == "" && tok != Sign(testKey, req.stream, time.Unix(parsed.expires, 0), nil) {
+				t.Fatalf("%q: token accepted for %q but not Sign's", p, req.stream)
+			}
+		}
+	})
+}

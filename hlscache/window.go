@@ -28,6 +28,9 @@ import (
 // playlist is fetched first (through the LRU and the flight group, so a
 // burst costs one upstream request) and the request judged against it.
 
+// maxPartsPerSegment caps the parts per segment a playlist can claim.
+const maxPartsPerSegment = 1000
+
 // playlistWindow is what a media playlist says about the blocking reloads it
 // can answer.
 type playlistWindow struct {
@@ -78,7 +81,9 @@ func parseWindow(body []byte) *playlistWindow {
 	w.next = w.first + segments
 	w.blocking = canBlock
 	if partTarget > 0 && target > 0 {
-		w.maxPart = 2*uint64(math.Ceil(target/partTarget)) + 1
+		// Capped: an origin's odd numbers must not make the bound useless.
+		parts := min(math.Ceil(target/partTarget), maxPartsPerSegment)
+		w.maxPart = 2*uint64(parts) + 1
 	}
 	return &w
 }
