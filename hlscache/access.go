@@ -45,8 +45,8 @@ var deniedReasons = []string{"missing", "malformed", "version", "signature", "ex
 // (when set) is. It returns the status to refuse with (0 to serve) and the
 // metric reason.
 func (c *Cache) access(r *http.Request, req *request, tok string) (status int, reason, msg string) {
-	if c.signingKey != nil {
-		err := Verify(c.signingKey, tok, req.stream, clientAddr(r), c.now())
+	if c.verifier != nil {
+		err := c.verifier.verify(tok, req.stream, clientAddr(r), c.now())
 		if err == nil {
 			return 0, "", ""
 		}

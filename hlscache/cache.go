@@ -116,20 +116,20 @@ type Cache struct {
 	// Metrics receives the collectors. Default: a private registry.
 	Metrics prometheus.Registerer
 
-	ctx        context.Context // cancelled by Close: ends fetches and loops
-	cancel     context.CancelFunc
-	ln         net.Listener
-	serveLn    net.Listener   // ln behind the per-IP cap and TLS
-	limit      *limitListener // nil without a per-IP cap
-	srv        *http.Server
-	slots      upstreamSlots
-	signingKey []byte // SigningKey, nil when empty
-	routes     *routeTable
-	lru        *lru
-	flights    *flightGroup
-	m          *metrics
-	ownClient  bool
-	wg         sync.WaitGroup // serve, watch and refresh loops
+	ctx       context.Context // cancelled by Close: ends fetches and loops
+	cancel    context.CancelFunc
+	ln        net.Listener
+	serveLn   net.Listener   // ln behind the per-IP cap and TLS
+	limit     *limitListener // nil without a per-IP cap
+	srv       *http.Server
+	slots     upstreamSlots
+	verifier  *verifier // checks tokens with SigningKey; nil without one
+	routes    *routeTable
+	lru       *lru
+	flights   *flightGroup
+	m         *metrics
+	ownClient bool
+	wg        sync.WaitGroup // serve, watch and refresh loops
 
 	hmu      sync.RWMutex // guards closed against handlers.Add
 	closed   bool
@@ -265,7 +265,7 @@ func (c *Cache) setDefaults() {
 	}
 	c.slots = upstreamSlots{max: c.MaxUpstreamConns, slots: map[string]chan struct{}{}}
 	if len(c.SigningKey) > 0 {
-		c.signingKey = c.SigningKey
+		c.verifier = newVerifier(c.SigningKey)
 	}
 	if c.AllowOrigin == "" {
 		c.AllowOrigin = "*"
@@ -445,7 +445,7 @@ func (c *Cache) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	urlPath, tok := r.URL.Path, ""
-	if c.signingKey != nil {
+	if c.verifier != nil {
 		// The token is a path prefix: strip it, so that the lookup (and the
 		// cached object) is the same for every viewer.
 		tok, urlPath, _ = splitSignedPath(urlPath)

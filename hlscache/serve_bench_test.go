@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"testing"
+	"time"
 )
 
 // benchSegmentSize is the size of the LL-HLS video segment the cache
@@ -17,26 +18,52 @@ const benchSegmentSize = 262220
 // include its share; compare runs, not absolutes.
 //
 //	flock /tmp/sgbench.lock go test -run '^$' -bench Serve -benchmem ./hlscache/
+//
+// The Signed variants are the same through a signed URL: the difference is
+// what the token check costs a request.
 func BenchmarkServeSegment(b *testing.B) {
 	seg := make([]byte, benchSegmentSize)
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range seg {
 		seg[i] = byte(r.Uint32())
 	}
-	benchServe(b, "/live/cam1/abc_video1_seg7.mp4", seg)
+	benchServe(b, "/live/cam1/abc_video1_seg7.mp4", seg, false)
+}
+
+// BenchmarkServeSegmentSigned is BenchmarkServeSegment through a signed URL
+// (the cache has a signing key and checks every request's token).
+func BenchmarkServeSegmentSigned(b *testing.B) {
+	seg := make([]byte, benchSegmentSize)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range seg {
+		seg[i] = byte(r.Uint32())
+	}
+	benchServe(b, "/live/cam1/abc_video1_seg7.mp4", seg, true)
 }
 
 // BenchmarkServeSmall is BenchmarkServeSegment for an object the size of a
 // playlist, where the per-request cost dominates. (An immutable file stands
 // in for the playlist, which the LRU would keep only mediaPlaylistTTL.)
 func BenchmarkServeSmall(b *testing.B) {
-	benchServe(b, "/live/cam1/abc_video1_init.mp4", []byte(llPlaylist))
+	benchServe(b, "/live/cam1/abc_video1_init.mp4", []byte(llPlaylist), false)
 }
 
-func benchServe(b *testing.B, path string, body []byte) {
-	e := newEnv(b, nil)
+// BenchmarkServeSmallSigned is BenchmarkServeSmall through a signed URL.
+func BenchmarkServeSmallSigned(b *testing.B) {
+	benchServe(b, "/live/cam1/abc_video1_init.mp4", []byte(llPlaylist), true)
+}
+
+func benchServe(b *testing.B, path string, body []byte, signed bool) {
+	e := newEnv(b, func(c *Cache) {
+		if signed {
+			c.SigningKey = testKey
+		}
+	})
 	e.origin.set(path, body)
 	e.own("live/cam1")
+	if signed {
+		path = "/s/" + Sign(testKey, "live/cam1", time.Now().Add(time.Hour), nil) + path
+	}
 	if r := e.get(path); r.status != http.StatusOK || r.body != string(body) {
 		b.Fatalf("warm-up: %d, %d bytes", r.status, len(r.body))
 	}

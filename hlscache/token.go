@@ -1,14 +1,18 @@
 package hlscache
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"hash"
+	"io"
 	"net"
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -82,16 +86,48 @@ func SignPath(key []byte, p string, expires time.Time, network *net.IPNet) strin
 
 // tokenMAC is HMAC-SHA256(key, "sg1\n" + path + "\n" + exp + "\n" + net).
 func tokenMAC(key []byte, p, exp, nw string) []byte {
-	m := hmac.New(sha256.New, key)
-	buf := make([]byte, 0, len(macLabel)+len(p)+len(exp)+len(nw)+2)
-	buf = append(buf, macLabel...)
-	buf = append(buf, p...)
-	buf = append(buf, '\n')
-	buf = append(buf, exp...)
-	buf = append(buf, '\n')
-	buf = append(buf, nw...)
-	m.Write(buf)
-	return m.Sum(nil)
+	var out [sha256.Size]byte
+	macInto(hmac.New(sha256.New, key), p, exp, nw, &out)
+	return out[:]
+}
+
+// macInto computes the token MAC with h (an HMAC-SHA256 of the key, in any
+// state) into out.
+func macInto(h hash.Hash, p, exp, nw string, out *[sha256.Size]byte) {
+	h.Reset()
+	io.WriteString(h, macLabel)
+	io.WriteString(h, p)
+	h.Write(newline)
+	io.WriteString(h, exp)
+	h.Write(newline)
+	io.WriteString(h, nw)
+	h.Sum(out[:0])
+}
+
+var newline = []byte{'\n'}
+
+// verifier checks tokens with one key, reusing its HMAC states: the check
+// every signed request pays allocates nothing but the parsed network.
+type verifier struct {
+	macs sync.Pool // of hash.Hash, HMAC-SHA256 with the key
+}
+
+func newVerifier(key []byte) *verifier {
+	k := bytes.Clone(key)
+	return &verifier{macs: sync.Pool{New: func() any { return hmac.New(sha256.New, k) }}}
+}
+
+// verify is Verify with the verifier's key.
+func (v *verifier) verify(s, p string, client netip.Addr, now time.Time) error {
+	t, err := parseToken(s)
+	if err != nil {
+		return err
+	}
+	h := v.macs.Get().(hash.Hash)
+	var mac [sha256.Size]byte
+	macInto(h, p, t.exp, t.network, &mac)
+	v.macs.Put(h)
+	return t.check(mac[:], client, now)
 }
 
 // token is a parsed, not yet verified token.
@@ -152,7 +188,13 @@ func Verify(key []byte, s, p string, client netip.Addr, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	if !hmac.Equal(t.sig[:], tokenMAC(key, p, t.exp, t.network)) {
+	return t.check(tokenMAC(key, p, t.exp, t.network), client, now)
+}
+
+// check compares the token's signature with mac, the one computed for the
+// asked stream, then the claims it covers.
+func (t *token) check(mac []byte, client netip.Addr, now time.Time) error {
+	if !hmac.Equal(t.sig[:], mac) {
 		return ErrTokenSignature
 	}
 	if now.Unix() >= t.expires {

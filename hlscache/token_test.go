@@ -44,6 +44,7 @@ func TestVerify(t *testing.T) {
 	in4 := netip.MustParseAddr("203.0.113.7")
 	out4 := netip.MustParseAddr("198.51.100.7")
 	in6 := netip.MustParseAddr("2001:db8::1")
+	v := newVerifier(testKey)
 	flip := func(s string, i int) string { // another base64url character at i
 		b := []byte(s)
 		if b[i] == 'A' {
@@ -92,6 +93,11 @@ func TestVerify(t *testing.T) {
 		if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
 			t.Errorf("%s: Verify = %v, want %v", tc.name, err, tc.want)
 		}
+		for range 2 { // the cache's verifier, a fresh and a reused HMAC state
+			if verr := v.verify(tc.token, tc.stream, tc.client, tc.now); verr != err {
+				t.Errorf("%s: verifier says %v, Verify %v", tc.name, verr, err)
+			}
+		}
 	}
 }
 
@@ -139,6 +145,15 @@ func BenchmarkVerify(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if err := Verify(testKey, tok, "live/cam1", client, now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		v := newVerifier(testKey)
+		b.Run(bc.name+"-cache", func(b *testing.B) { // the cache's pooled HMAC states
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := v.verify(tok, "live/cam1", client, now); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -1,0 +1,100 @@
+#!/bin/bash
+# The cost of signed-URL checks at the cache, side by side: an all-in-one
+# node (bus, edge, origin) packages one camera (the 720p clip, 1 s GOP);
+# two cache-only nodes join it and are fed by its origin: cache A without
+# auth.signing_key, cache B with one. wrk loads both at the same time, A with
+# the plain URL and B with a signed one (/s/<token>/...), for one 1 s video
+# segment and then for the video media playlist, ROUNDS times. Both caches
+# are separate processes doing the same work but for the token check, so
+# their req/s and server CPU per request compare directly.
+#
+# usage: signed.sh [ROUNDS] [CONNECTIONS] [SECONDS]   (default 3 64 10)
+# out:   one line per measurement: requests/s, MB/s, latency p99, server CPU
+#        per request, non-2xx answers, load
+. "$(dirname "$0")/lib.sh"
+rounds=${1:-3}
+conns=${2:-64}
+secs=${3:-10}
+command -v wrk >/dev/null || { echo "wrk is missing (apt-get install -y wrk)" >&2; exit 1; }
+clip=$SGB/clip720.ts
+sh "$(dirname "$0")/clip720.sh" "$clip" >/dev/null
+CACHE_PIDS=
+stop_caches() {
+	local p
+	for p in $CACHE_PIDS; do kill "$p" 2>/dev/null || true; done
+	for p in $CACHE_PIDS; do wait "$p" 2>/dev/null || true; done
+	CACHE_PIDS=
+}
+trap 'stop_caches; cleanup' EXIT
+start_sg
+key=$(head -c 32 /dev/urandom | base64 -w0)
+# start_cache NAME N [VAR=value...]: a cache-only node on ports offset by N;
+# sets CACHE_PID and CACHE_HLS.
+start_cache() {
+	local name=$1 n=$2
+	shift 2
+	local api=127.0.0.1:$(port $((9997 + 100 * n)))
+	CACHE_HLS=http://127.0.0.1:$(port $((8888 + 100 * n)))
+	env SG_NODE_NAME="$name" SG_BUS_URLS="nats://$SG_BUS_SERVER_LISTEN" SG_GOSSIP_SEEDS="$SG_GOSSIP_BIND" \
+		SG_GOSSIP_BIND=127.0.0.1:$(port $((7946 + 100 * n))) SG_API_ADDRESS="$api" \
+		SG_CACHE_HTTP_ADDRESS="${CACHE_HLS#http://}" "$@" "$SG" cache >"$SGB/$name.log" 2>&1 &
+	CACHE_PID=$!
+	CACHE_PIDS="$CACHE_PIDS $CACHE_PID"
+	for _ in $(seq 50); do
+		curl -sf -o /dev/null "http://$api/healthz" && return 0
+		sleep 0.2
+	done
+	echo "cache $name did not come up:" >&2
+	cat "$SGB/$name.log" >&2
+	return 1
+}
+start_cache cacheA 1
+PID_A=$CACHE_PID HLS_A=$CACHE_HLS
+start_cache cacheB 2 SG_AUTH_SIGNING_KEY="$key"
+PID_B=$CACHE_PID HLS_B=$CACHE_HLS
+budget=$((rounds * 2 * (secs + 2) + 30))
+"$SG" loadtest --publish "$SG_RTSP/load" --cameras 1 --duration "${budget}s" --clip "$clip" --quiet >/dev/null 2>&1 &
+cam=$!
+signed=$(SG_AUTH_SIGNING_KEY="$key" "$SG" sign --path load/cam0001 --ttl 1h)
+base_a=$HLS_A/load/cam0001
+base_b=$HLS_B${signed%/index.m3u8}
+for _ in $(seq 50); do
+	media=$(curl -sf "$base_a/index.m3u8" | grep -v '^#' | grep -m1 video) || true
+	[ -n "$media" ] && seg=$(curl -sf "$base_a/$media" | grep -v '^#' | grep -m1 'seg') || true
+	[ -n "${seg:-}" ] && break
+	sleep 0.3
+done
+[ -n "${media:-}" ] && [ -n "${seg:-}" ] || { echo "no playlist or segment at $base_a" >&2; exit 1; }
+for u in "$base_b/$media" "$base_b/$seg"; do
+	curl -sf -o /dev/null "$u" || { echo "signed $u refused" >&2; exit 1; }
+done
+code=$(curl -s -o /dev/null -w '%{http_code}' "$HLS_B/load/cam0001/$seg")
+[ "$code" = 403 ] || { echo "unsigned request to cache B answered $code, want 403" >&2; exit 1; }
+echo "segment $seg: $(curl -sf "$base_a/$seg" | wc -c) bytes; playlist $media; signed prefix ${signed%%/load/*}"
+cpu() {
+	local t=0 p
+	for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+	echo "$t"
+}
+bench() { # bench NAME URL PID: wrk, then requests/s, MB/s, p99 and server CPU per request
+	local name=$1 url=$2 out c0 c1
+	shift 2
+	c0=$(cpu "$@")
+	out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "$url")
+	c1=$(cpu "$@")
+	echo "$out" | awk -v name="$name" -v load="$(load)" -v ticks=$((c1 - c0)) '
+		/Requests\/sec/ {rps = $2} /Transfer\/sec/ {tps = $2} /^ +99%/ {p99 = $2} / Non-2xx/ {bad = $NF}
+		/requests in/ {n = $1}
+		END {printf "%-17s %9.0f req/s %10s/s p99 %8s  server cpu %5.1f us/req  non2xx %d  load %s\n",
+			name, rps, tps, p99, ticks * 10000 / (n > 0 ? n : 1), bad + 0, load}'
+}
+for r in $(seq "$rounds"); do
+	bench "plain segment" "$base_a/$seg" "$PID_A" & a=$!
+	bench "signed segment" "$base_b/$seg" "$PID_B" & b=$!
+	wait $a $b
+	bench "plain playlist" "$base_a/$media" "$PID_A" & a=$!
+	bench "signed playlist" "$base_b/$media" "$PID_B" & b=$!
+	wait $a $b
+done
+kill "$cam" 2>/dev/null || true
+wait "$cam" 2>/dev/null || true
