@@ -33,4 +33,13 @@
 // (503 with Retry-After). An owner that refuses connections before gossip
 // notices it died is handled the same way for playlists. Unknown streams get
 // 404 "stream not found".
+//
+// Access. With a signing key every request must start with /s/<token>/
+// (token.go: an HMAC over stream path, expiry and optional client network);
+// the prefix is stripped before the lookup, so every viewer shares the
+// cached objects, and refusals are 403s counted by reason. Without a key an
+// optional Authorize hook decides (401/403). Upstream requests carry the
+// cluster's origin secret. Limits: a header timeout, connections per client
+// IP (limitListener), upstream fetches per origin, and LL-HLS directives
+// bounded by the playlist's window (window.go).
 package hlscache

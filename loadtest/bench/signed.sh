@@ -9,6 +9,9 @@
 # their req/s and server CPU per request compare directly.
 #
 # usage: signed.sh [ROUNDS] [CONNECTIONS] [SECONDS]   (default 3 64 10)
+# env:   CONTROL=1 gives cache B no key and loads it with the plain URL too:
+#        the difference between two identical caches under this setup (the
+#        lines are still labelled "signed" for B)
 # out:   one line per measurement: requests/s, MB/s, latency p99, server CPU
 #        per request, non-2xx answers, load
 . "$(dirname "$0")/lib.sh"
@@ -50,7 +53,11 @@ start_cache() {
 }
 start_cache cacheA 1
 PID_A=$CACHE_PID HLS_A=$CACHE_HLS
-start_cache cacheB 2 SG_AUTH_SIGNING_KEY="$key"
+if [ -n "${CONTROL:-}" ]; then
+	start_cache cacheB 2
+else
+	start_cache cacheB 2 SG_AUTH_SIGNING_KEY="$key"
+fi
 PID_B=$CACHE_PID HLS_B=$CACHE_HLS
 budget=$((rounds * 2 * (secs + 2) + 30))
 "$SG" loadtest --publish "$SG_RTSP/load" --cameras 1 --duration "${budget}s" --clip "$clip" --quiet >/dev/null 2>&1 &
@@ -58,6 +65,7 @@ cam=$!
 signed=$(SG_AUTH_SIGNING_KEY="$key" "$SG" sign --path load/cam0001 --ttl 1h)
 base_a=$HLS_A/load/cam0001
 base_b=$HLS_B${signed%/index.m3u8}
+[ -n "${CONTROL:-}" ] && base_b=$HLS_B/load/cam0001
 for _ in $(seq 50); do
 	media=$(curl -sf "$base_a/index.m3u8" | grep -v '^#' | grep -m1 video) || true
 	[ -n "$media" ] && seg=$(curl -sf "$base_a/$media" | grep -v '^#' | grep -m1 'seg') || true
@@ -69,7 +77,7 @@ for u in "$base_b/$media" "$base_b/$seg"; do
 	curl -sf -o /dev/null "$u" || { echo "signed $u refused" >&2; exit 1; }
 done
 code=$(curl -s -o /dev/null -w '%{http_code}' "$HLS_B/load/cam0001/$seg")
-[ "$code" = 403 ] || { echo "unsigned request to cache B answered $code, want 403" >&2; exit 1; }
+[ -n "${CONTROL:-}" ] || [ "$code" = 403 ] || { echo "unsigned request to cache B answered $code, want 403" >&2; exit 1; }
 echo "segment $seg: $(curl -sf "$base_a/$seg" | wc -c) bytes; playlist $media; signed prefix ${signed%%/load/*}"
 cpu() {
 	local t=0 p
