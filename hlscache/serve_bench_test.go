@@ -87,3 +87,52 @@ func benchServe(b *testing.B, path string, body []byte, signed bool) {
 		}
 	})
 }
+
+// discardWriter is a ResponseWriter that keeps nothing, for measuring the
+// handler alone.
+type discardWriter struct{ h http.Header }
+
+func (d *discardWriter) Header() http.Header         { return d.h }
+func (d *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discardWriter) WriteHeader(int)             {}
+
+// BenchmarkHandler measures the cache's handler alone (no sockets, no
+// net/http server) for a playlist-sized cached object, plain and through a
+// signed URL: the difference is the whole cost of the token check
+// (prefix split, client address, HMAC, expiry).
+//
+//	go test -run '^$' -bench Handler -benchmem ./hlscache/
+func BenchmarkHandler(b *testing.B) {
+	for _, signed := range []bool{false, true} {
+		name := "plain"
+		if signed {
+			name = "signed"
+		}
+		b.Run(name, func(b *testing.B) {
+			e := newEnv(b, func(c *Cache) {
+				if signed {
+					c.SigningKey = testKey
+				}
+			})
+			const p = "/live/cam1/abc_video1_init.mp4"
+			e.origin.set(p, []byte(llPlaylist))
+			e.own("live/cam1")
+			target := p
+			if signed {
+				target = "/s/" + Sign(testKey, "live/cam1", time.Now().Add(time.Hour), nil) + p
+			}
+			if r := e.get(target); r.status != http.StatusOK {
+				b.Fatalf("warm-up: %d", r.status)
+			}
+			h := e.cache.Handler()
+			req, _ := http.NewRequest(http.MethodGet, "http://cache"+target, nil)
+			req.RemoteAddr = "192.0.2.10:51234"
+			w := &discardWriter{h: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.h)
+				h.ServeHTTP(w, req)
+			}
+		})
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"hash"
-	"io"
 	"net"
 	"net/netip"
 	"strconv"
@@ -87,34 +86,44 @@ func SignPath(key []byte, p string, expires time.Time, network *net.IPNet) strin
 // tokenMAC is HMAC-SHA256(key, "sg1\n" + path + "\n" + exp + "\n" + net).
 func tokenMAC(key []byte, p, exp, nw string) []byte {
 	var out [sha256.Size]byte
-	macInto(hmac.New(sha256.New, key), p, exp, nw, &out)
+	m := &mac{h: hmac.New(sha256.New, key)}
+	m.sum(p, exp, nw, &out)
 	return out[:]
 }
 
-// macInto computes the token MAC with h (an HMAC-SHA256 of the key, in any
-// state) into out.
-func macInto(h hash.Hash, p, exp, nw string, out *[sha256.Size]byte) {
-	h.Reset()
-	io.WriteString(h, macLabel)
-	io.WriteString(h, p)
-	h.Write(newline)
-	io.WriteString(h, exp)
-	h.Write(newline)
-	io.WriteString(h, nw)
-	h.Sum(out[:0])
+// mac is an HMAC-SHA256 state of the key and a buffer for the message.
+type mac struct {
+	h   hash.Hash
+	buf []byte
+	out []byte // the last sum; its array is reused
 }
 
-var newline = []byte{'\n'}
+// sum computes the token MAC into out, reusing m's state and buffer.
+func (m *mac) sum(p, exp, nw string, out *[sha256.Size]byte) {
+	b := append(m.buf[:0], macLabel...)
+	b = append(b, p...)
+	b = append(b, '\n')
+	b = append(b, exp...)
+	b = append(b, '\n')
+	b = append(b, nw...)
+	m.buf = b
+	m.h.Reset()
+	m.h.Write(b)
+	m.out = m.h.Sum(m.out[:0])
+	copy(out[:], m.out)
+}
 
-// verifier checks tokens with one key, reusing its HMAC states: the check
-// every signed request pays allocates nothing but the parsed network.
+// verifier checks tokens with one key, reusing HMAC states and buffers:
+// the check every signed request pays allocates nothing without a network.
 type verifier struct {
-	macs sync.Pool // of hash.Hash, HMAC-SHA256 with the key
+	macs sync.Pool // of *mac with the key
 }
 
 func newVerifier(key []byte) *verifier {
 	k := bytes.Clone(key)
-	return &verifier{macs: sync.Pool{New: func() any { return hmac.New(sha256.New, k) }}}
+	return &verifier{macs: sync.Pool{New: func() any {
+		return &mac{h: hmac.New(sha256.New, k), buf: make([]byte, 0, 128), out: make([]byte, 0, sha256.Size)}
+	}}}
 }
 
 // verify is Verify with the verifier's key.
@@ -123,11 +132,11 @@ func (v *verifier) verify(s, p string, client netip.Addr, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	h := v.macs.Get().(hash.Hash)
-	var mac [sha256.Size]byte
-	macInto(h, p, t.exp, t.network, &mac)
-	v.macs.Put(h)
-	return t.check(mac[:], client, now)
+	m := v.macs.Get().(*mac)
+	var sum [sha256.Size]byte
+	m.sum(p, t.exp, t.network, &sum)
+	v.macs.Put(m)
+	return t.check(sum[:], client, now)
 }
 
 // token is a parsed, not yet verified token.
