@@ -24,6 +24,11 @@ rc=0
 	--cameras "$n" --viewers "$v" --duration "$dur" --clip "$clip" --pid "$SG_PID" \
 	--quiet --json "$SGB/parts.json" >"$SGB/parts.txt" 2>&1 || rc=$?
 cp "$SGB/sg.log" "$SGB/parts.log"
+# The cache's refusals of blocking reloads outside the window and its waits for
+# upstream slots: normal viewing must cause none.
+curl -sf "$SG_API/metrics" | awk '/^streamgrid_cache_requests_total.*result="refused"/ {r += $NF}
+  /^streamgrid_cache_upstream_errors_total.*reason="busy"/ {b += $NF}
+  END {printf "cache: blocking reloads refused %d, upstream slot timeouts %d\n", r, b}' || true
 jq -r --arg load "$l0 -> $(load)" --arg rc "$rc" '
   "parts rc=\($rc) cameras_ok=\(.cameras_ok)/\(.cameras) viewers_ok=\(.viewers_ok)/\(.viewers) " +
   "part_availability_ms p50=\(.part_availability_ms.p50) p95=\(.part_availability_ms.p95) " +
