@@ -49,7 +49,8 @@ func (a *apiServer) start() error {
 		// Bounds a whole request, body included. A ReadTimeout also ends a
 		// handler's context when it passes, and a CPU profile or trace runs
 		// for the seconds it was asked (pprof refuses more than WriteTimeout),
-		// so both are the same.
+		// so both are the same. A long-lived answer (an event stream) must
+		// move its deadlines forward with http.ResponseController.
 		ReadTimeout:    2 * time.Minute,
 		WriteTimeout:   2 * time.Minute,
 		IdleTimeout:    2 * time.Minute,
