@@ -94,6 +94,10 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"unknown env", "", []string{"SG_EDGE_RTSP=1"}, "SG_EDGE_RTSP"},
 		{"bad env value", "", []string{"SG_ORIGIN_CAPACITY=many"}, "origin.capacity"},
 		{"bad log level", "node:\n  log_level: loud\n", nil, "node.log_level"},
+		{"negative conns per ip", "cache:\n  max_conns_per_ip: -1\n", nil, "cache.max_conns_per_ip"},
+		{"no upstream conns", "", []string{"SG_CACHE_MAX_UPSTREAM_CONNS=0"}, "cache.max_upstream_conns"},
+		{"cert without key", "cache:\n  tls_cert: /etc/hostname\n", nil, "cache.tls_cert"},
+		{"missing cert", "cache:\n  tls_cert: /nonexistent/cert.pem\n  tls_key: /nonexistent/key.pem\n", nil, "cache.tls_key"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
