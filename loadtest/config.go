@@ -65,6 +65,10 @@ type Config struct {
 	// partProbe). Origins that answer 404 or 503 for a stream do not own it
 	// and are skipped. Needs Play.
 	Origins []string
+	// OriginSecret is the cluster's auth.origin_secret: sent, as the caches
+	// send it, with every request to Origins (origins with a secret answer
+	// 403 without it). Empty: none sent.
+	OriginSecret string
 	// PartProbes is how many (stream, cache) pairs are probed, laid out like
 	// the viewers (probe n: stream n mod Cameras through Play[(n mod Cameras
 	// + n/Cameras) mod len(Play)]), each starting ViewerDelay after its camera.

@@ -68,6 +68,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Transport, "transport", "tcp", "RTSP transport: tcp or udp")
 	fs.Var(&play, "play", "base play URL of a cache, e.g. http://host:8888/load (repeatable or comma-separated; required with viewers)")
 	fs.Var(&origins, "origin", "base HLS URL of an origin as the caches reach it, e.g. http://host:8889/load (repeatable or comma-separated): probes part availability at the caches")
+	fs.StringVar(&cfg.OriginSecret, "origin-secret", os.Getenv("SG_AUTH_ORIGIN_SECRET"), "the cluster's auth.origin_secret, sent to --origin URLs (default $SG_AUTH_ORIGIN_SECRET)")
 	fs.IntVar(&cfg.PartProbes, "part-probes", 0, "streams x caches probed for part availability with --origin (default 4, at most "+strconv.Itoa(MaxPartProbes)+")")
 	fs.IntVar(&cfg.Cameras, "cameras", 1, "number of synthetic cameras (1.."+strconv.Itoa(MaxCameras)+")")
 	fs.IntVar(&cfg.Viewers, "viewers", 0, "number of synthetic viewers (0.."+strconv.Itoa(MaxViewers)+")")

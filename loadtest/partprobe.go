@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -235,6 +236,10 @@ func (p *partProbe) fetch(ctx context.Context, url string, prev *mediaPlaylist) 
 	return &probeAnswer{pl: pl, at: at}, nil
 }
 
+// headerOriginAuth carries the origin secret (hlscache.HeaderAuth, which
+// caches add to their upstream requests).
+const headerOriginAuth = "X-Streamgrid-Auth"
+
 // get fetches url and returns its body and the time the body had arrived.
 // A 404 or 503 answer wraps errNotServed.
 func (p *partProbe) get(ctx context.Context, url string) (string, time.Time, error) {
@@ -243,6 +248,9 @@ func (p *partProbe) get(ctx context.Context, url string) (string, time.Time, err
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return "", time.Time{}, err
+	}
+	if p.r.cfg.OriginSecret != "" && slices.ContainsFunc(p.r.cfg.Origins, func(o string) bool { return strings.HasPrefix(url, o+"/") }) {
+		req.Header.Set(headerOriginAuth, p.r.cfg.OriginSecret)
 	}
 	resp, err := p.r.http.Do(req)
 	if err != nil {

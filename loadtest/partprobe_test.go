@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -325,5 +326,31 @@ func TestRunPartProbeClassic(t *testing.T) {
 	}
 	if rep.PartProbes != 1 || rep.PartSamples != 0 || rep.PartProbeErrors != 2 {
 		t.Errorf("probes %d, samples %d, errors %d", rep.PartProbes, rep.PartSamples, rep.PartProbeErrors)
+	}
+}
+
+// TestPartProbeOriginSecret: the probe sends the origin secret to the
+// origins, as caches do, and never to a cache.
+func TestPartProbeOriginSecret(t *testing.T) {
+	const secret = "cluster-secret-0123456789"
+	got := map[string]string{}
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got[r.URL.Path] = r.Header.Get(headerOriginAuth)
+		mu.Unlock()
+		_, _ = io.WriteString(w, "#EXTM3U\n")
+	}))
+	defer srv.Close()
+	p := &partProbe{r: &runner{http: srv.Client(), cfg: Config{
+		Origins: []string{srv.URL + "/origin"}, OriginSecret: secret,
+	}}}
+	for _, u := range []string{srv.URL + "/origin/cam0001/v.m3u8", srv.URL + "/cache/cam0001/v.m3u8", srv.URL + "/originx/cam0001/v.m3u8"} {
+		if _, _, err := p.get(t.Context(), u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got["/origin/cam0001/v.m3u8"] != secret || got["/cache/cam0001/v.m3u8"] != "" || got["/originx/cam0001/v.m3u8"] != "" {
+		t.Errorf("secret sent: %q", got)
 	}
 }
