@@ -359,6 +359,11 @@ func (c *Cache) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		c.m.badRequests.Inc()
 		return
 	}
+	if req.kind == kindPage {
+		servePlayerPage(w, r, req.stream)
+		c.m.requestsBy[kindPage][outcomeHit].Inc()
+		return
+	}
 	vw := newViewerWriter(w)
 	res := c.serveRequest(vw, r, req)
 	vw.finish()
