@@ -1,6 +1,10 @@
 package hlscache
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // outcome is how a viewer request that passed validation ended: the
 // "result" label of streamgrid_cache_requests_total.
@@ -45,6 +49,10 @@ type metrics struct {
 	requestsBy  [numKinds][numOutcomes]prometheus.Counter
 	badRequests prometheus.Counter
 	servedBy    [numKinds]prometheus.Counter
+
+	// perStream exports the per-stream viewer and request series; set
+	// before register.
+	perStream prometheus.Collector
 
 	registered []prometheus.Collector
 }
@@ -104,8 +112,12 @@ func newMetrics(node string, routes, inFlight func() float64) *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.servedBytes, m.upstreamRequests, m.upstreamErrors,
+	out := []prometheus.Collector{m.requests, m.servedBytes, m.upstreamRequests, m.upstreamErrors,
 		m.lruBytes, m.lruObjects, m.lruEvictions, m.routes, m.held, m.fetches}
+	if m.perStream != nil {
+		out = append(out, m.perStream)
+	}
+	return out
 }
 
 // register adds every collector to reg; on failure it removes what it added.
@@ -125,4 +137,34 @@ func (m *metrics) unregister(reg prometheus.Registerer) {
 		reg.Unregister(c)
 	}
 	m.registered = nil
+}
+
+var (
+	descStreamViewers = prometheus.NewDesc("streamgrid_cache_stream_viewers",
+		"Estimated viewers of a stream at this cache: distinct (address, User-Agent) pairs that asked for one of its playlists in the last 10 s. "+
+			"The series goes when nobody asked for the stream for 10 s.",
+		[]string{"node", "role", "stream"}, nil)
+	descStreamRequests = prometheus.NewDesc("streamgrid_cache_stream_requests_total",
+		"Viewer requests for a stream (every kind), since it was last first asked for here.",
+		[]string{"node", "role", "stream"}, nil)
+)
+
+// streamCollector exports the per-stream series from the viewer table at
+// scrape time, so they exist only while the stream has an audience
+// (bounded cardinality) and a request costs no label lookup.
+type streamCollector struct {
+	node    string
+	viewers *viewerTracker
+}
+
+func (s *streamCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descStreamViewers
+	ch <- descStreamRequests
+}
+
+func (s *streamCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, st := range s.viewers.stats(time.Now()) {
+		ch <- prometheus.MustNewConstMetric(descStreamViewers, prometheus.GaugeValue, float64(st.Viewers), s.node, "cache", name)
+		ch <- prometheus.MustNewConstMetric(descStreamRequests, prometheus.CounterValue, float64(st.Requests), s.node, "cache", name)
+	}
 }

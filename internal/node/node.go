@@ -30,6 +30,7 @@ import (
 	"github.com/streamgrid/streamgrid/internal/config"
 	"github.com/streamgrid/streamgrid/internal/gossip"
 	"github.com/streamgrid/streamgrid/internal/transcode"
+	"github.com/streamgrid/streamgrid/internal/version"
 	"github.com/streamgrid/streamgrid/origin"
 )
 
@@ -61,6 +62,8 @@ type Node struct {
 	cache    *hlscache.Cache
 	api      *apiServer
 	started  time.Time
+	statsSub *nats.Subscription // answers the other nodes' statistics requests
+	rates    rateMeter          // the edge's bit and frame rates
 
 	closeOnce sync.Once
 }
@@ -187,6 +190,13 @@ func (n *Node) Start() (err error) {
 			n.cache = nil
 			return fmt.Errorf("cache: %w", err)
 		}
+		// The cache's address joins what this node gossips (read-modify-write:
+		// the origin owns the other fields).
+		m := n.gossip.CurrentMeta()
+		m.Cache = n.cache.HTTPAddr().String()
+		if err := n.gossip.SetMeta(m); err != nil {
+			return err
+		}
 	}
 	if n.has(RoleEdge) {
 		var sources []edge.Source
@@ -205,6 +215,11 @@ func (n *Node) Start() (err error) {
 		if err := n.edge.Start(); err != nil {
 			n.edge = nil
 			return fmt.Errorf("edge: %w", err)
+		}
+	}
+	if n.nc != nil {
+		if err := n.serveStats(); err != nil {
+			return fmt.Errorf("stats: %w", err)
 		}
 	}
 	if c.API.Address != "" {
@@ -276,13 +291,16 @@ func (n *Node) startGossip() error {
 
 // meta is what this node gossips about itself.
 func (n *Node) meta() gossip.Meta {
-	m := gossip.Meta{Role: n.Role}
+	m := gossip.Meta{Role: n.Role, Version: version.String()}
 	if n.origin != nil {
 		m.HTTP = n.origin.AdvertiseHTTP
 		m.Capacity = n.Config.Origin.Capacity
 		m.Load = len(n.origin.Streams())
 	} else if n.cache != nil {
 		m.HTTP = n.cache.HTTPAddr().String()
+	}
+	if n.cache != nil {
+		m.Cache = n.cache.HTTPAddr().String()
 	}
 	if n.api != nil {
 		m.API = n.api.addr().String()
@@ -336,6 +354,9 @@ func (n *Node) Close() {
 	n.closeOnce.Do(func() {
 		if n.api != nil {
 			n.api.close()
+		}
+		if n.statsSub != nil {
+			_ = n.statsSub.Unsubscribe()
 		}
 		if n.edge != nil {
 			n.edge.Close()
