@@ -228,6 +228,13 @@ func (n *Node) Start() (err error) {
 			n.api = nil
 			return fmt.Errorf("api: %w", err)
 		}
+		if n.gossip != nil {
+			m := n.gossip.CurrentMeta()
+			m.API = n.api.addr().String()
+			if err := n.gossip.SetMeta(m); err != nil {
+				return err
+			}
+		}
 	}
 	n.Log.Info("streamgrid node started", "role", n.Role, "addrs", n.describeAddrs())
 	return nil

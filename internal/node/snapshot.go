@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -66,6 +67,8 @@ type snapshotter struct {
 
 	mu      sync.Mutex
 	entries map[snapKey]*snapEntry
+
+	decodes atomic.Int64 // ffmpeg runs, for tests
 }
 
 func (s *snapshotter) init() {
@@ -186,6 +189,7 @@ func (s *snapshotter) decode(ctx context.Context, path string, width int) ([]byt
 		return nil, ctx.Err()
 	}
 	defer func() { <-s.slots }()
+	s.decodes.Add(1)
 	return runFFmpegJPEG(ctx, bin, key.Codec, annexB, width)
 }
 
