@@ -100,7 +100,8 @@ func (n *Node) Start() (err error) {
 	// all-in-one node reports edge, origin and cache apart); the process-wide
 	// collectors get the node's labels here.
 	prometheus.WrapRegistererWith(prometheus.Labels{"node": n.name, "role": n.Role}, n.metrics).MustRegister(
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfo())
 	reg := n.metrics
 	defer func() {
 		if err != nil {
@@ -440,6 +441,17 @@ func (n *Node) describeAddrs() []string {
 	add("nats", a.NATS)
 	add("gossip", a.Gossip)
 	return out
+}
+
+// buildInfo is streamgrid_build_info: 1, labelled with the version and the Go release.
+func buildInfo() prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "streamgrid_build_info",
+		Help:        "Always 1; its labels say which streamgrid version and Go release built this binary.",
+		ConstLabels: prometheus.Labels{"version": version.String(), "goversion": version.GoVersion()},
+	})
+	g.Set(1)
+	return g
 }
 
 // splitPort parses host:port; port 0 becomes -1, which the NATS server reads as "random".
