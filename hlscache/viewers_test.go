@@ -30,8 +30,8 @@ func TestViewerTracker(t *testing.T) {
 		t.Fatalf("stats: %+v", st)
 	}
 	// live/c's client is silent past the window: its viewer goes, then the stream.
-	v.prune(t0.Add(viewerWindow + 1500*time.Millisecond))
-	st = v.stats(t0.Add(viewerWindow + 1500*time.Millisecond))
+	v.prune(t0.Add(viewerWindow + 500*time.Millisecond))
+	st = v.stats(t0.Add(viewerWindow + 500*time.Millisecond))
 	if _, ok := st["live/c"]; ok || st["live/a"].Viewers != 2 || len(gone) != 1 || gone[0] != "live/c" {
 		t.Fatalf("after prune: %+v, gone %v", st, gone)
 	}
