@@ -155,6 +155,7 @@ var (
 type streamCollector struct {
 	node    string
 	viewers *viewerTracker
+	now     func() time.Time // default time.Now
 }
 
 func (s *streamCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -163,7 +164,11 @@ func (s *streamCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (s *streamCollector) Collect(ch chan<- prometheus.Metric) {
-	for name, st := range s.viewers.stats(time.Now()) {
+	now := time.Now
+	if s.now != nil {
+		now = s.now
+	}
+	for name, st := range s.viewers.stats(now()) {
 		ch <- prometheus.MustNewConstMetric(descStreamViewers, prometheus.GaugeValue, float64(st.Viewers), s.node, "cache", name)
 		ch <- prometheus.MustNewConstMetric(descStreamRequests, prometheus.CounterValue, float64(st.Requests), s.node, "cache", name)
 	}

@@ -38,7 +38,7 @@ func TestViewerTracker(t *testing.T) {
 
 	// The per-stream series follow the table.
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(&streamCollector{node: "n1", viewers: v})
+	reg.MustRegister(&streamCollector{node: "n1", viewers: v, now: func() time.Time { return t0.Add(viewerWindow) }})
 	series := func() map[string]float64 {
 		out := map[string]float64{}
 		mfs, err := reg.Gather()
