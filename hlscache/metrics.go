@@ -41,6 +41,8 @@ type metrics struct {
 	routes           prometheus.GaugeFunc
 	held             prometheus.Gauge
 	fetches          prometheus.GaugeFunc
+	upstreamSeconds  *prometheus.HistogramVec // kind, result
+	blockingSeconds  prometheus.Histogram
 
 	// requestsBy, badRequests and servedBy are the series of requests and
 	// servedBytes that viewer requests add to, resolved once here so that a
@@ -96,6 +98,16 @@ func newMetrics(node string, routes, inFlight func() float64) *metrics {
 			Name: "streamgrid_cache_held_requests", ConstLabels: labels,
 			Help: "Viewer requests held while their stream fails over.",
 		}),
+		upstreamSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "streamgrid_cache_upstream_fetch_seconds", ConstLabels: labels,
+			Help:    "Duration of origin requests other than blocking playlist reloads, by kind and result (ok, error).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"kind", "result"}),
+		blockingSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "streamgrid_cache_blocking_reload_seconds", ConstLabels: labels,
+			Help:    "Duration of LL-HLS blocking playlist reloads (_HLS_msn) at the origin: mostly the wait for the next part.",
+			Buckets: []float64{.01, .05, .1, .2, .3, .5, .75, 1, 1.5, 2, 3, 5, 8, 12},
+		}),
 		fetches: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "streamgrid_cache_upstream_in_flight", ConstLabels: labels,
 			Help: "Upstream fetches running.",
@@ -113,7 +125,7 @@ func newMetrics(node string, routes, inFlight func() float64) *metrics {
 
 func (m *metrics) collectors() []prometheus.Collector {
 	out := []prometheus.Collector{m.requests, m.servedBytes, m.upstreamRequests, m.upstreamErrors,
-		m.lruBytes, m.lruObjects, m.lruEvictions, m.routes, m.held, m.fetches}
+		m.lruBytes, m.lruObjects, m.lruEvictions, m.routes, m.held, m.fetches, m.upstreamSeconds, m.blockingSeconds}
 	if m.perStream != nil {
 		out = append(out, m.perStream)
 	}

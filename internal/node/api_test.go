@@ -59,7 +59,7 @@ func TestAPI(t *testing.T) {
 		t.Fatalf("nodes: %d %s", code, body)
 	}
 	_, metrics := httpGet(t, api+"/metrics")
-	for _, m := range []string{"streamgrid_edge_packets_in_total", "streamgrid_origin_", "streamgrid_cache_", `go_goroutines{node="aio",role="run"}`,
+	for _, m := range []string{"streamgrid_edge_received_packets_total", `streamgrid_edge_stream_received_bytes_total{node="aio",protocol="rtsp",role="edge",stream="live/api"}`, "streamgrid_origin_", "streamgrid_cache_", `go_goroutines{node="aio",role="run"}`,
 		`streamgrid_build_info{goversion="go`} {
 		if !strings.Contains(metrics, m) {
 			t.Errorf("/metrics lacks %s", m)
