@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/streamgrid/streamgrid/bus"
@@ -27,6 +28,8 @@ type apiServer struct {
 	srv     *http.Server
 	cluster clusterView
 	snaps   snapshotter
+	// snapResults counts snapshot requests by result (streamgrid_api_snapshots_total).
+	snapResults *prometheus.CounterVec
 }
 
 func (a *apiServer) start() error {
@@ -36,6 +39,18 @@ func (a *apiServer) start() error {
 	}
 	a.cluster.n = a.node
 	if err := a.cluster.start(); err != nil {
+		ln.Close()
+		return err
+	}
+	a.snapResults = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamgrid_api_snapshots_total",
+		Help: "Snapshot requests by result: ok, bad_request, not_found, unavailable (no keyframe yet, no ffmpeg, no bus).",
+	}, []string{"result"})
+	for _, r := range []string{"ok", "bad_request", "not_found", "unavailable"} {
+		a.snapResults.WithLabelValues(r)
+	}
+	if err := prometheus.WrapRegistererWith(prometheus.Labels{"node": a.node.name, "role": a.node.Role}, a.node.metrics).Register(a.snapResults); err != nil {
+		a.cluster.close()
 		ln.Close()
 		return err
 	}
@@ -167,7 +182,10 @@ func (a *apiServer) stream(w http.ResponseWriter, r *http.Request) {
 
 // snapshot answers a JPEG of the stream's latest keyframe; ?width=N scales it.
 func (a *apiServer) snapshot(w http.ResponseWriter, r *http.Request, p string) {
+	result := "unavailable"
+	defer func() { a.snapResults.WithLabelValues(result).Inc() }()
 	if err := bus.ValidatePath(p); err != nil {
+		result = "bad_request"
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
@@ -175,6 +193,7 @@ func (a *apiServer) snapshot(w http.ResponseWriter, r *http.Request, p string) {
 	if v := r.URL.Query().Get("width"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < minSnapshotW || n > maxSnapshotW {
+			result = "bad_request"
 			writeJSON(w, http.StatusBadRequest, map[string]string{
 				"error": "width must be an integer from " + strconv.Itoa(minSnapshotW) + " to " + strconv.Itoa(maxSnapshotW)})
 			return
@@ -186,6 +205,7 @@ func (a *apiServer) snapshot(w http.ResponseWriter, r *http.Request, p string) {
 		return
 	}
 	if !a.cluster.has(p) {
+		result = "not_found"
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "stream not found: " + p})
 		return
 	}
@@ -199,6 +219,7 @@ func (a *apiServer) snapshot(w http.ResponseWriter, r *http.Request, p string) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "no snapshot of " + p + ": " + err.Error()})
 		return
 	}
+	result = "ok"
 	w.Header().Set("Content-Type", "image/jpeg")
 	w.Header().Set("Cache-Control", "max-age="+strconv.Itoa(int(snapshotTTL/time.Second)))
 	w.Header().Set("Content-Length", strconv.Itoa(len(jpeg)))

@@ -138,6 +138,12 @@ func TestSnapshot(t *testing.T) {
 			t.Errorf("%s: %d %s, want %d with a JSON error", tc.url, code, b, tc.code)
 		}
 	}
+	_, metrics := httpGet(t, api+"/metrics")
+	for _, want := range []string{`streamgrid_api_snapshots_total{node="aio",result="not_found",role="run"} 1`, `streamgrid_api_snapshots_total{node="aio",result="bad_request",role="run"} 3`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	n.api.snaps.ffmpeg = "/nonexistent/ffmpeg"
 	if code, _, b := get(snap + "?width=200"); code != 503 || !strings.Contains(string(b), "ffmpeg is not installed") {
 		t.Errorf("without ffmpeg: %d %s", code, b)

@@ -19,7 +19,7 @@ import (
 // statsSubject is where a node asks every other node of the cluster for its
 // local stream statistics (scatter-gather: each answers on the reply
 // inbox). It costs nothing while no console or /v1/streams is asked.
-const statsSubject = "sg.api.stats"
+const statsSubject = bus.StatsSubject
 
 // localStats is what one node knows first-hand about the streams it
 // handles: the per-role detail of /v1/streams?local=1.
