@@ -17,8 +17,8 @@ func TestViewerTracker(t *testing.T) {
 		at               time.Duration
 	}{
 		{"live/a", "10.0.0.1:5000", "chrome", true, 0},
-		{"live/a", "10.0.0.1:5001", "chrome", true, time.Second}, // same client, new port
-		{"live/a", "10.0.0.1:5002", "vlc", true, time.Second},    // same address, another player
+		{"live/a", "10.0.0.1:5001", "chrome", true, time.Second},  // same client, new port
+		{"live/a", "10.0.0.1:5002", "vlc", true, time.Second},     // same address, another player
 		{"live/a", "10.0.0.2:5000", "chrome", false, time.Second}, // a segment only: not counted as watching
 		{"live/b", "10.0.0.3:1", "x", true, 2 * time.Second},
 		{"live/c", "bad-address", "x", true, 0},
