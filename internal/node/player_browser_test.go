@@ -131,8 +131,8 @@ func TestPlayerPagePlaysInChromium(t *testing.T) {
 	}
 
 	st := b.waitPlaying(page, 60*time.Second)
-	t.Logf("player page (auto): %s player, currentTime %.2f s, picture %dx%d, %d segments, status %q",
-		st.Mode, st.Time, st.Width, st.Height, st.Segments, st.Status)
+	t.Logf("player page (auto): %s player, currentTime %.2f s, picture %dx%d, %d segments, status %q, native player: %q",
+		st.Mode, st.Time, st.Width, st.Height, st.Segments, st.Status, st.Native)
 
 	st = b.waitPlaying(page+"?player=mse", 60*time.Second)
 	if st.Mode != "mse" || st.Segments == 0 {
@@ -200,4 +200,38 @@ func TestPlayerPageMPEGTS(t *testing.T) {
 		t.Fatalf("the page did not use the native player: %+v", st)
 	}
 	t.Logf("player page (native, MPEG-TS): currentTime %.2f s, picture %dx%d", st.Time, st.Width, st.Height)
+}
+
+// TestPlayerPageNative: with the fmp4 variant, which Chromium's own HLS
+// player accepts, the page plays through the native player.
+func TestPlayerPageNative(t *testing.T) {
+	requireFFmpeg(t)
+	b := startBrowser(t, 3*time.Minute)
+	c := allInOneConfig(t)
+	c.Origin.HLS.Variant = "fmp4"
+	c.Origin.HLS.IdleTimeout = 10 * time.Second
+	n := startNode(t, c, RoleRun)
+	a := n.Addrs()
+	startCamera(t, "rtsp://"+a.RTSP+"/live/nat")
+	page := "http://" + a.Cache + "/live/nat/"
+	b.run(chromedp.Navigate(page))
+	var native string
+	b.run(chromedp.Evaluate(`document.getElementById('v').canPlayType('application/vnd.apple.mpegurl')`, &native))
+	if native == "" {
+		t.Skip("this Chromium has no native HLS player")
+	}
+	// Give the playlist a few segments, as a live player starts from its end.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		if _, body, err := fetch("http://" + a.Cache + "/live/nat/video1_stream.m3u8"); err == nil && len(segments(body)) >= 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no 4 segments within 30 s")
+		}
+	}
+	st := b.waitPlaying(page, 60*time.Second)
+	if st.Mode != "native" || st.Native != "" {
+		t.Fatalf("the page did not play with the native player: %+v", st)
+	}
+	t.Logf("player page (native, fmp4): currentTime %.2f s, picture %dx%d", st.Time, st.Width, st.Height)
 }
