@@ -14,6 +14,7 @@ import (
 
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/gossip"
+	"github.com/streamgrid/streamgrid/origin"
 )
 
 // clusterView is the API's picture of every stream of the cluster: the
@@ -119,6 +120,15 @@ func (v *clusterView) watch(ctx context.Context, streams <-chan bus.StreamEvent,
 			backoff = min(2*backoff, 5*time.Second)
 			v.n.Log.Debug("api: registry watch failed, retrying", "err", err)
 		}
+		// The new watch sends every current entry again; deletions made
+		// while it was down would otherwise linger.
+		v.mu.Lock()
+		if streams != nil {
+			clear(v.streams)
+		} else {
+			clear(v.owners)
+		}
+		v.mu.Unlock()
 		backoff = 250 * time.Millisecond
 	}
 }
@@ -253,6 +263,21 @@ func (v *clusterView) records(ctx context.Context, host, only string) []streamRe
 	}
 	stats := v.gather(ctx)
 	caches := v.cacheURLs(host)
+	// Index the nodes' figures by stream path.
+	type originStream struct {
+		node string
+		origin.StreamStatus
+	}
+	edges := make(map[string][]edgeStream)
+	origins := make(map[string][]originStream)
+	for _, st := range stats {
+		for _, e := range st.Edge {
+			edges[e.Path] = append(edges[e.Path], e)
+		}
+		for _, o := range st.Origin {
+			origins[o.Path] = append(origins[o.Path], originStream{st.Node, o})
+		}
+	}
 	now := time.Now()
 	out := make([]streamRecord, 0, len(infos))
 	for _, info := range infos {
@@ -278,20 +303,20 @@ func (v *clusterView) records(ctx context.Context, host, only string) []streamRe
 			since := o.Since
 			r.Origin, r.OriginEpoch, r.OriginSince = o.Node, o.Epoch, &since
 		}
+		for _, e := range edges[info.Path] {
+			if e.Generation == info.Generation {
+				r.BitrateIn, r.BytesIn, r.Drops = e.BitrateIn, e.Bytes, r.Drops+e.Dropped
+				if e.FPS > 0 {
+					r.FPS = e.FPS
+				}
+			}
+		}
+		for _, o := range origins[info.Path] {
+			if o.node == r.Origin {
+				r.Variant, r.Ready, r.Drops = o.Variant, o.Ready, r.Drops+o.Dropped
+			}
+		}
 		for _, st := range stats {
-			for _, e := range st.Edge {
-				if e.Path == info.Path && e.Generation == info.Generation {
-					r.BitrateIn, r.BytesIn, r.Drops = e.BitrateIn, e.Bytes, r.Drops+e.Dropped
-					if e.FPS > 0 {
-						r.FPS = e.FPS
-					}
-				}
-			}
-			for _, o := range st.Origin {
-				if o.Path == info.Path && st.Node == r.Origin {
-					r.Variant, r.Ready, r.Drops = o.Variant, o.Ready, r.Drops+o.Dropped
-				}
-			}
 			if vs, ok := st.Viewers[info.Path]; ok {
 				r.Viewers += vs.Viewers
 				r.Requests += vs.Requests
