@@ -19,7 +19,7 @@ import (
 	"github.com/streamgrid/streamgrid/internal/version"
 )
 
-// apiServer is the per-node REST API, /metrics, /healthz and the status page.
+// apiServer is the per-node REST API, /metrics, /healthz and the console.
 type apiServer struct {
 	node    *Node
 	Address string

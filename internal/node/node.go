@@ -1,7 +1,7 @@
 // Package node assembles one streamgrid process from its configuration: the
 // embedded NATS server where this node runs one, the bus connection and
 // registry, gossip membership, the edge, origin and cache roles, and the
-// per-node API (REST, /metrics, /healthz, status page).
+// per-node API (REST, /metrics, /healthz, the console).
 //
 // Roles: "run" (all-in-one: embedded NATS + edge + origin + cache), "bus",
 // "edge", "origin", "cache".
