@@ -131,3 +131,9 @@ func MediaSubject(path string) string { return mediaPrefix + EncodePath(path) }
 
 // GOPSubject is the subject on which the edge answers requests for a stream's last GOP.
 func GOPSubject(path string) string { return gopPrefix + EncodePath(path) }
+
+// StatsSubject is where a node's API asks every other node for its
+// first-hand figures (scatter-gather: each answers on the reply inbox) to
+// build the cluster-wide stream list. Every role publishes requests on it,
+// subscribes to it and answers.
+const StatsSubject = "sg.api.stats"

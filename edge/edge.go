@@ -115,6 +115,7 @@ func (e *Edge) Start() error {
 	}
 
 	e.m = newMetrics(e.Node)
+	e.m.all = append(e.m.all, streamCollector{e})
 	if err := e.m.register(e.Metrics); err != nil {
 		return err
 	}

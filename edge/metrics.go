@@ -73,8 +73,8 @@ func newMetrics(node string) *metrics {
 		Help: "Camera sources whose pull lease this edge holds.", ConstLabels: labels,
 	})
 	m.all = append(m.all, m.publishers, m.sourcesHeld)
-	m.packetsIn = counterVec("packets_in_total", "Access units received from publishers.", "protocol")
-	m.bytesIn = counterVec("bytes_in_total", "Access-unit bytes received from publishers.", "protocol")
+	m.packetsIn = counterVec("received_packets_total", "Access units received from publishers.", "protocol")
+	m.bytesIn = counterVec("received_bytes_total", "Access-unit bytes received from publishers.", "protocol")
 	m.published = counter("packets_published_total", "Packets published on the bus.")
 	m.publishErrors = counter("publish_errors_total", "Packets the bus connection refused.")
 	m.dropped = counterVec("packets_dropped_total", "Access units dropped by the normalizer.", "reason")
@@ -108,5 +108,31 @@ func (m *metrics) register(r prometheus.Registerer) error {
 func (m *metrics) unregister(r prometheus.Registerer) {
 	for _, c := range m.all {
 		r.Unregister(c)
+	}
+}
+
+var (
+	descStreamBytes = prometheus.NewDesc("streamgrid_edge_stream_received_bytes_total",
+		"Access-unit bytes received from a stream's publisher in its current publication. The series goes when the publication ends.",
+		[]string{"node", "role", "stream", "protocol"}, nil)
+	descStreamDropped = prometheus.NewDesc("streamgrid_edge_stream_dropped_packets_total",
+		"Access units of a stream's current publication dropped by the normalizer. The series goes when the publication ends.",
+		[]string{"node", "role", "stream", "protocol"}, nil)
+)
+
+// streamCollector exports the per-stream series from the live streams at
+// scrape time: they exist while the stream is published (bounded
+// cardinality) and cost the media path nothing.
+type streamCollector struct{ e *Edge }
+
+func (s streamCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descStreamBytes
+	ch <- descStreamDropped
+}
+
+func (s streamCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, st := range s.e.Streams() {
+		ch <- prometheus.MustNewConstMetric(descStreamBytes, prometheus.CounterValue, float64(st.Bytes), s.e.Node, "edge", st.Path, st.Protocol)
+		ch <- prometheus.MustNewConstMetric(descStreamDropped, prometheus.CounterValue, float64(st.Dropped), s.e.Node, "edge", st.Path, st.Protocol)
 	}
 }

@@ -39,6 +39,11 @@ type StreamStatus struct {
 	Bytes uint64 `json:"bytes"`
 	// Packets counts the packets (access units) published on the bus.
 	Packets uint64 `json:"packets"`
+	// VideoFrames counts the video access units received (for a frame rate).
+	VideoFrames uint64 `json:"video_frames"`
+	// Dropped counts the access units the normalizer dropped (see
+	// streamgrid_edge_packets_dropped_total for the reasons).
+	Dropped uint64 `json:"dropped"`
 }
 
 // TrackStatus describes one track of a live stream.
@@ -86,8 +91,10 @@ type stream struct {
 	publishFailed bool
 	seen          struct{ discont, dtsErr, params uint64 }
 
-	bytesIn    atomic.Uint64
-	packetsOut atomic.Uint64
+	bytesIn     atomic.Uint64
+	packetsOut  atomic.Uint64
+	videoFrames atomic.Uint64
+	dropped     atomic.Uint64
 
 	// rev is the registry revision; run owns it while it runs.
 	rev     uint64
@@ -342,6 +349,7 @@ func (s *stream) writeVideo(idx int, pts, dts int64, hasDTS bool, au [][]byte) {
 		return
 	}
 	s.countIn(size)
+	s.videoFrames.Add(1)
 	pkt, reason := s.norm.pushVideo(idx, pts, dts, hasDTS, au, wall)
 	s.afterPush(pkt, reason)
 }
@@ -390,6 +398,7 @@ func (s *stream) afterPush(pkt *media.Packet, reason dropReason) {
 		}
 	}
 	if pkt == nil {
+		s.dropped.Add(1)
 		m.droppedBy[reason].Inc()
 		if reason == dropOversized {
 			m.oversized.Inc()
@@ -427,14 +436,16 @@ func (s *stream) gopSnapshot() []*media.Packet {
 func (s *stream) status() StreamStatus {
 	infos := s.info(false).Tracks
 	st := StreamStatus{
-		Path:       s.path,
-		Protocol:   s.protocol,
-		Remote:     s.remote,
-		Generation: s.generation,
-		Started:    s.started,
-		Bytes:      s.bytesIn.Load(),
-		Packets:    s.packetsOut.Load(),
-		Tracks:     make([]TrackStatus, len(infos)),
+		Path:        s.path,
+		Protocol:    s.protocol,
+		Remote:      s.remote,
+		Generation:  s.generation,
+		Started:     s.started,
+		Bytes:       s.bytesIn.Load(),
+		Packets:     s.packetsOut.Load(),
+		VideoFrames: s.videoFrames.Load(),
+		Dropped:     s.dropped.Load(),
+		Tracks:      make([]TrackStatus, len(infos)),
 	}
 	for i, t := range infos {
 		ts := TrackStatus{ID: t.ID, Codec: t.Codec.String(), ClockRate: t.ClockRate, Channels: t.Channels}

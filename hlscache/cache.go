@@ -127,6 +127,7 @@ type Cache struct {
 	routes    *routeTable
 	lru       *lru
 	flights   *flightGroup
+	viewers   *viewerTracker
 	m         *metrics
 	ownClient bool
 	wg        sync.WaitGroup // serve, watch and refresh loops
@@ -168,9 +169,11 @@ func (c *Cache) Start() error {
 	c.routes = newRouteTable(c.Gossip, c.FailoverWindow, c.Log)
 	c.lru = newLRU(c.MaxBytes)
 	c.flights = newFlightGroup()
+	c.viewers = newViewerTracker(nil)
 	c.m = newMetrics(c.Node,
 		func() float64 { return float64(c.routes.owners()) },
 		func() float64 { return float64(c.flights.inFlight()) })
+	c.m.perStream = &streamCollector{node: c.Node, viewers: c.viewers}
 	c.lru.onEvict = func(n int) { c.m.lruEvictions.Add(float64(n)) }
 	c.lru.onSize = func(b int64, n int) {
 		c.m.lruBytes.Set(float64(b))
@@ -340,6 +343,14 @@ func (c *Cache) Drain(ctx context.Context) error {
 	return err
 }
 
+// Viewers returns, per stream asked for recently, its audience at this cache.
+func (c *Cache) Viewers() map[string]ViewerStats {
+	if c.viewers == nil {
+		return map[string]ViewerStats{}
+	}
+	return c.viewers.stats(time.Now())
+}
+
 // HTTPAddr is the address viewers connect to (nil before Start).
 func (c *Cache) HTTPAddr() net.Addr {
 	if c.ln == nil {
@@ -402,12 +413,15 @@ func (c *Cache) refreshLoop() {
 	defer c.wg.Done()
 	t := time.NewTicker(refreshInterval)
 	defer t.Stop()
-	for {
+	for i := 0; ; i++ {
 		select {
 		case <-c.ctx.Done():
 			return
 		case now := <-t.C:
 			c.routes.refresh(now)
+			if i%10 == 0 {
+				c.viewers.prune(now)
+			}
 		}
 	}
 }
@@ -462,6 +476,12 @@ func (c *Cache) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if status, reason, msg := c.access(r, req, tok); status != 0 {
 		c.deny(w, status, reason, msg)
+		return
+	}
+	c.viewers.seen(req.stream, r.RemoteAddr, r.UserAgent(), req.kind == kindPlaylist, time.Now())
+	if req.kind == kindPage {
+		servePlayerPage(w, r, req.stream)
+		c.m.requestsBy[kindPage][outcomeHit].Inc()
 		return
 	}
 	vw := newViewerWriter(w)

@@ -146,7 +146,7 @@ func TestBadRequests(t *testing.T) {
 		{"/live/cam1/%2e%2e/index.m3u8", 400},
 		{"/live//cam1/index.m3u8", 400},
 		{"/live/c%20m/index.m3u8", 400},
-		{"/live/cam1/", 400},
+		{"/live/c%20m/", 400},
 		{"/live/cam1/index.m3u8?_HLS_part=1", 400},
 		{"/live/cam1/index.m3u8?_HLS_msn=x", 400},
 		{"/live/cam1/index.m3u8?_HLS_msn=1&_HLS_msn=2", 400},

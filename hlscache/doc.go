@@ -42,4 +42,14 @@
 // cluster's origin secret. Limits: a header timeout, connections per client
 // IP (limitListener), upstream fetches per origin, and LL-HLS directives
 // bounded by the playlist's window (window.go).
+//
+// Player page. GET /<stream path>/ (an empty file name) answers an HTML page
+// with a <video> that plays the stream: the browser's native HLS, else a
+// small player of ours on Media Source Extensions (player.html, embedded).
+// It is served live or not, asks no origin, and uses relative URLs only.
+//
+// Audience. Every request is noted per stream (viewers.go): a viewer is a
+// distinct (address, User-Agent) asking for a playlist within 10 s. The
+// table feeds Viewers() and the per-stream series, and forgets a stream
+// nobody asked for in 10 s.
 package hlscache

@@ -1,6 +1,10 @@
 package hlscache
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // outcome is how a viewer request that passed validation ended: the
 // "result" label of streamgrid_cache_requests_total.
@@ -41,6 +45,8 @@ type metrics struct {
 	deniedVec        *prometheus.CounterVec
 	connsRefused     prometheus.Counter
 	upstreamWaiting  prometheus.Gauge
+	upstreamSeconds  *prometheus.HistogramVec // kind, result
+	blockingSeconds  prometheus.Histogram
 
 	// requestsBy, badRequests and servedBy are the series of requests and
 	// servedBytes that viewer requests add to, resolved once here so that a
@@ -50,6 +56,10 @@ type metrics struct {
 	badRequests prometheus.Counter
 	servedBy    [numKinds]prometheus.Counter
 	denied      map[string]prometheus.Counter // by reason, every reason resolved up front
+
+	// perStream exports the per-stream viewer and request series; set
+	// before register.
+	perStream prometheus.Collector
 
 	registered []prometheus.Collector
 }
@@ -93,6 +103,16 @@ func newMetrics(node string, routes, inFlight func() float64) *metrics {
 			Name: "streamgrid_cache_held_requests", ConstLabels: labels,
 			Help: "Viewer requests held while their stream fails over.",
 		}),
+		upstreamSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "streamgrid_cache_upstream_fetch_seconds", ConstLabels: labels,
+			Help:    "Duration of origin requests other than blocking playlist reloads, by kind and result (ok, error).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"kind", "result"}),
+		blockingSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "streamgrid_cache_blocking_reload_seconds", ConstLabels: labels,
+			Help:    "Duration of LL-HLS blocking playlist reloads (_HLS_msn) at the origin: mostly the wait for the next part.",
+			Buckets: []float64{.01, .05, .1, .2, .3, .5, .75, 1, 1.5, 2, 3, 5, 8, 12},
+		}),
 		fetches: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "streamgrid_cache_upstream_in_flight", ConstLabels: labels,
 			Help: "Upstream fetches running.",
@@ -126,9 +146,13 @@ func newMetrics(node string, routes, inFlight func() float64) *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.servedBytes, m.upstreamRequests, m.upstreamErrors,
+	out := []prometheus.Collector{m.requests, m.servedBytes, m.upstreamRequests, m.upstreamErrors,
 		m.lruBytes, m.lruObjects, m.lruEvictions, m.routes, m.held, m.fetches,
-		m.deniedVec, m.connsRefused, m.upstreamWaiting}
+		m.deniedVec, m.connsRefused, m.upstreamWaiting, m.upstreamSeconds, m.blockingSeconds}
+	if m.perStream != nil {
+		out = append(out, m.perStream)
+	}
+	return out
 }
 
 // register adds every collector to reg; on failure it removes what it added.
@@ -148,4 +172,39 @@ func (m *metrics) unregister(reg prometheus.Registerer) {
 		reg.Unregister(c)
 	}
 	m.registered = nil
+}
+
+var (
+	descStreamViewers = prometheus.NewDesc("streamgrid_cache_stream_viewers",
+		"Estimated viewers of a stream at this cache: distinct (address, User-Agent) pairs that asked for one of its playlists in the last 10 s. "+
+			"The series goes when nobody asked for the stream for 10 s.",
+		[]string{"node", "role", "stream"}, nil)
+	descStreamRequests = prometheus.NewDesc("streamgrid_cache_stream_requests_total",
+		"Viewer requests for a stream (every kind), since it was last first asked for here.",
+		[]string{"node", "role", "stream"}, nil)
+)
+
+// streamCollector exports the per-stream series from the viewer table at
+// scrape time, so they exist only while the stream has an audience
+// (bounded cardinality) and a request costs no label lookup.
+type streamCollector struct {
+	node    string
+	viewers *viewerTracker
+	now     func() time.Time // default time.Now
+}
+
+func (s *streamCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descStreamViewers
+	ch <- descStreamRequests
+}
+
+func (s *streamCollector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now
+	if s.now != nil {
+		now = s.now
+	}
+	for name, st := range s.viewers.stats(now()) {
+		ch <- prometheus.MustNewConstMetric(descStreamViewers, prometheus.GaugeValue, float64(st.Viewers), s.node, "cache", name)
+		ch <- prometheus.MustNewConstMetric(descStreamRequests, prometheus.CounterValue, float64(st.Requests), s.node, "cache", name)
+	}
 }

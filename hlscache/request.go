@@ -21,6 +21,7 @@ const (
 	kindSegment
 	kindPart
 	kindInit
+	kindPage // the player page, /<stream path>/
 	numKinds // the number of kinds, for tables indexed by kind
 )
 
@@ -32,6 +33,8 @@ func (k kind) String() string {
 		return "part"
 	case kindInit:
 		return "init"
+	case kindPage:
+		return "page"
 	}
 	return "segment"
 }
@@ -135,7 +138,7 @@ func notFound(msg string) error   { return &requestError{status: http.StatusNotF
 
 // parseRequest validates a viewer's URL path (as decoded by net/http) and
 // raw query. The path is /<stream path>/<file>: the stream path is everything
-// before the last '/'. A "." or ".." segment, an empty segment or a stream
+// before the last '/'; an empty file (/<stream path>/) asks for the player page. A "." or ".." segment, an empty segment or a stream
 // path that breaks bus.ValidatePath is a bad request (400); a file name or
 // extension the cache does not serve is not found (404).
 func parseRequest(urlPath, rawQuery string) (*request, error) {
@@ -148,6 +151,12 @@ func parseRequest(urlPath, rawQuery string) (*request, error) {
 	}
 	if len(p) > bus.MaxPathLen+1+maxFileLen {
 		return nil, badRequest("path too long")
+	}
+	if stream, ok := strings.CutSuffix(p, "/"); ok {
+		if bus.ValidatePath(stream) != nil {
+			return nil, badRequest("bad stream path")
+		}
+		return &request{stream: stream, kind: kindPage}, nil
 	}
 	for seg := range strings.SplitSeq(p, "/") {
 		if seg == "" || seg == "." || seg == ".." {

@@ -44,7 +44,11 @@ func TestParseRequest(t *testing.T) {
 		{path: "/live/cam1/..", status: 400},
 		{path: "//index.m3u8", status: 400},
 		{path: "/live//index.m3u8", status: 400},
-		{path: "/live/cam1/", status: 400},
+		{path: "/live/cam1/", stream: "live/cam1", kind: kindPage, upstream: "/live/cam1/"},
+		{path: "/rtmp/c1.live/", stream: "rtmp/c1.live", kind: kindPage, upstream: "/rtmp/c1.live/"},
+		{path: "/live/../", status: 400},
+		{path: "/live//", status: 400},
+		{path: "/live/ca m/", status: 400},
 		{path: "/live/ca m/index.m3u8", status: 400},
 		{path: "/live/ca*m/index.m3u8", status: 400},
 		{path: "/live/cam1/index.html", status: 404},
@@ -103,6 +107,7 @@ func FuzzParseRequest(f *testing.F) {
 		"//\x00&&&=",
 		"/live/cam1/x.m3u8\x00_HLS_msn=0&_HLS_msn=0",
 		"/%2e%2e/x.aac\x00",
+		"/live/cam1/\x00player=mse",
 	} {
 		f.Add(s)
 	}
@@ -118,6 +123,12 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		if err := bus.ValidatePath(req.stream); err != nil {
 			t.Fatalf("%q: accepted stream %q: %v", in, req.stream, err)
+		}
+		if req.kind == kindPage {
+			if req.file != "" || path != "/"+req.stream+"/" {
+				t.Fatalf("%q: page of %q, file %q", in, req.stream, req.file)
+			}
+			return
 		}
 		if !validFileName(req.file) || strings.Contains(req.file, "/") {
 			t.Fatalf("%q: accepted file %q", in, req.file)

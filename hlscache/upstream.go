@@ -63,7 +63,17 @@ func (c *Cache) fetch(rt route, req *request, key string) (*object, error) {
 	}
 	defer release()
 	c.m.upstreamRequests.WithLabelValues(kind).Inc()
+	began := time.Now()
 	obj, verified, err := c.fetchUpstream(ctx, rt, req)
+	took := time.Since(began).Seconds()
+	switch {
+	case req.hls.blocking():
+		c.m.blockingSeconds.Observe(took)
+	case err != nil:
+		c.m.upstreamSeconds.WithLabelValues(kind, "error").Observe(took)
+	default:
+		c.m.upstreamSeconds.WithLabelValues(kind, "ok").Observe(took)
+	}
 	if err != nil {
 		var ue *upstreamError
 		if errors.As(err, &ue) && ue.reason != "closing" {

@@ -5,16 +5,21 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
 	"syscall"
 
 	"github.com/streamgrid/streamgrid/internal/config"
 	"github.com/streamgrid/streamgrid/internal/node"
+	"github.com/streamgrid/streamgrid/internal/version"
 )
 
 const usage = `usage: streamgrid [command] [--config streamgrid.yml]
@@ -29,15 +34,54 @@ commands:
   camera    a simulated IP camera: an RTSP server looping a test clip
             (streamgrid camera [--listen :8554] [--path stream1])
   sign      a signed playback URL path (streamgrid sign --path live/cam1 [--ttl 1h] [--ip CIDR])
+  version   print the version and exit (also --version)
 
+Without --config, ./streamgrid.yml and then /etc/streamgrid/streamgrid.yml
+are read when they exist (the log says which); else the defaults apply.
 Every configuration key can be overridden with SG_<SECTION>_<KEY>.
 `
 
-func main() {
-	os.Exit(run(os.Args[1:], os.Stderr))
+// configSearch is where a configuration is looked for without --config, in order.
+var configSearch = []string{"streamgrid.yml", "/etc/streamgrid/streamgrid.yml"}
+
+// findConfig returns the configuration file to read: the explicit one, else
+// the first of configSearch that exists ("" when none does).
+func findConfig(explicit string, exists func(string) bool) string {
+	if explicit != "" {
+		return explicit
+	}
+	for _, p := range configSearch {
+		if exists(p) {
+			return p
+		}
+	}
+	return ""
 }
 
-func run(args []string, stderr io.Writer) int {
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
+}
+
+// versionLine is what `streamgrid version` prints.
+func versionLine() string {
+	return fmt.Sprintf("streamgrid %s (%s, %s/%s)", version.String(), version.GoVersion(), runtime.GOOS, runtime.GOARCH)
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	for _, a := range args {
+		if a == "--version" || a == "-version" {
+			fmt.Fprintln(stdout, versionLine())
+			return 0
+		}
+		if a == "--" {
+			break
+		}
+	}
 	role := node.RoleRun
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		role, args = args[0], args[1:]
@@ -51,7 +95,10 @@ func run(args []string, stderr io.Writer) int {
 	case "sign":
 		return runSign(args, os.Stdout, stderr)
 	case "help":
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "version":
+		fmt.Fprintln(stdout, versionLine())
 		return 0
 	default:
 		fmt.Fprintf(stderr, "streamgrid: unknown command %q\n\n%s", role, usage)
@@ -59,17 +106,27 @@ func run(args []string, stderr io.Writer) int {
 	}
 	fs := flag.NewFlagSet(role, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
-	cfgPath := fs.String("config", "", "configuration file (streamgrid.yml)")
+	fs.Usage = func() { fmt.Fprint(stdout, usage) }
+	cfgFlag := fs.String("config", "", "configuration file (default: ./streamgrid.yml, then /etc/streamgrid/streamgrid.yml, when present)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
-	cfg, err := config.Load(*cfgPath, os.Environ())
+	cfgPath := findConfig(*cfgFlag, fileExists)
+	cfg, err := config.Load(cfgPath, os.Environ())
 	if err != nil {
 		fmt.Fprintf(stderr, "streamgrid: %v\n", err)
 		return 2
 	}
 	log := newLogger(cfg.Node, stderr)
+	if cfgPath != "" {
+		abs, _ := filepath.Abs(cfgPath)
+		log.Info("configuration read", "file", abs, "version", version.String())
+	} else {
+		log.Info("no configuration file (looked for "+strings.Join(configSearch, ", ")+"): defaults and SG_* variables apply", "version", version.String())
+	}
 
 	n := &node.Node{Config: cfg, Role: role, Log: log}
 	if err := n.Start(); err != nil {

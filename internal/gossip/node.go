@@ -28,6 +28,11 @@ type Meta struct {
 	Load     int    `json:"l,omitempty"` // streams held
 	Capacity int    `json:"c,omitempty"` // streams it will hold
 	Draining bool   `json:"d,omitempty"`
+	// Cache is host:port of the viewers' HTTP server of a node that runs a
+	// cache (the cache role, and the all-in-one whose HTTP is its origin's).
+	Cache string `json:"ch,omitempty"`
+	// Version is the node's streamgrid version.
+	Version string `json:"v,omitempty"`
 }
 
 // Member is an alive node of the cluster.

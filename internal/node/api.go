@@ -11,18 +11,25 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/edge"
+	"github.com/streamgrid/streamgrid/internal/version"
 )
 
-// apiServer is the per-node REST API, /metrics, /healthz and the status page.
+// apiServer is the per-node REST API, /metrics, /healthz and the console.
 type apiServer struct {
 	node    *Node
 	Address string
 
-	ln  net.Listener
-	srv *http.Server
+	ln      net.Listener
+	srv     *http.Server
+	cluster clusterView
+	snaps   snapshotter
+	// snapResults counts snapshot requests by result (streamgrid_api_snapshots_total).
+	snapResults *prometheus.CounterVec
 }
 
 func (a *apiServer) start() error {
@@ -30,12 +37,33 @@ func (a *apiServer) start() error {
 	if err != nil {
 		return err
 	}
+	a.cluster.n = a.node
+	if err := a.cluster.start(); err != nil {
+		ln.Close()
+		return err
+	}
+	a.snapResults = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "streamgrid_api_snapshots_total",
+		Help: "Snapshot requests by result: ok, bad_request, not_found, unavailable (no keyframe yet, no ffmpeg, no bus).",
+	}, []string{"result"})
+	for _, r := range []string{"ok", "bad_request", "not_found", "unavailable"} {
+		a.snapResults.WithLabelValues(r)
+	}
+	if err := prometheus.WrapRegistererWith(prometheus.Labels{"node": a.node.name, "role": a.node.Role}, a.node.metrics).Register(a.snapResults); err != nil {
+		a.cluster.close()
+		ln.Close()
+		return err
+	}
+	a.snaps.nc = a.node.nc
+	a.snaps.ffmpeg = a.node.Config.Origin.Transcode.FFmpeg
 	a.ln = ln
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", a.healthz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.node.metrics, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /v1/streams", a.streams)
+	mux.HandleFunc("GET /v1/streams/{path...}", a.stream) // and .../snapshot.jpg
 	mux.HandleFunc("DELETE /v1/streams/{path...}", a.kick)
+	mux.HandleFunc("GET /v1/sources", a.sources)
 	mux.HandleFunc("GET /v1/nodes", a.nodes)
 	mux.HandleFunc("GET /{$}", a.status)
 	// Go profiles, for finding where a busy node spends its time.
@@ -66,6 +94,8 @@ func (a *apiServer) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = a.srv.Shutdown(ctx)
+	a.cluster.close()
+	a.snaps.close()
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -114,18 +144,122 @@ func (a *apiServer) healthz(w http.ResponseWriter, _ *http.Request) {
 	})
 }
 
-func (a *apiServer) streams(w http.ResponseWriter, _ *http.Request) {
-	n := a.node
-	out := map[string]any{}
-	if n.edge != nil {
-		out["edge"] = n.edge.Streams()
+// streams answers every stream of the cluster (from the registry, joined
+// with the nodes' statistics) and this node's own per-role detail under
+// "edge", "origin", "cache", "viewers" and "sources". ?local=1 answers only
+// the detail.
+func (a *apiServer) streams(w http.ResponseWriter, r *http.Request) {
+	local := a.node.localStats()
+	if r.URL.Query().Get("local") != "" {
+		writeJSON(w, http.StatusOK, local)
+		return
 	}
-	if n.origin != nil {
-		out["origin"] = n.origin.Streams()
+	writeJSON(w, http.StatusOK, struct {
+		Streams []streamRecord `json:"streams"`
+		localStats
+	}{a.cluster.records(r.Context(), requestHost(r), ""), local})
+}
+
+// requestHost is the host name the client used to reach the API.
+func requestHost(r *http.Request) string {
+	if h, _, err := net.SplitHostPort(r.Host); err == nil {
+		return h
 	}
-	if n.cache != nil {
-		out["cache"] = n.cache.Routes()
+	if r.Host != "" {
+		return r.Host
 	}
+	return "localhost"
+}
+
+// stream answers GET /v1/streams/<path> (the stream's record) and
+// GET /v1/streams/<path>/snapshot.jpg. A stream whose last path segment is
+// "snapshot.jpg" has its record read as that of its parent's snapshot.
+func (a *apiServer) stream(w http.ResponseWriter, r *http.Request) {
+	p := strings.Trim(r.PathValue("path"), "/")
+	if sp, ok := strings.CutSuffix(p, "/snapshot.jpg"); ok {
+		a.snapshot(w, r, sp)
+		return
+	}
+	if err := bus.ValidatePath(p); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	recs := a.cluster.records(r.Context(), requestHost(r), p)
+	if len(recs) == 0 {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "stream not found: " + p})
+		return
+	}
+	writeJSON(w, http.StatusOK, recs[0])
+}
+
+// snapshot answers a JPEG of the stream's latest keyframe; ?width=N scales it.
+func (a *apiServer) snapshot(w http.ResponseWriter, r *http.Request, p string) {
+	result := "unavailable"
+	defer func() { a.snapResults.WithLabelValues(result).Inc() }()
+	if err := bus.ValidatePath(p); err != nil {
+		result = "bad_request"
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	width := 0
+	if v := r.URL.Query().Get("width"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < minSnapshotW || n > maxSnapshotW {
+			result = "bad_request"
+			writeJSON(w, http.StatusBadRequest, map[string]string{
+				"error": "width must be an integer from " + strconv.Itoa(minSnapshotW) + " to " + strconv.Itoa(maxSnapshotW)})
+			return
+		}
+		width = n &^ 1 // even, as encoders want
+	}
+	if a.node.registry == nil || a.node.nc == nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "this node has no bus connection (a bus node): ask another node"})
+		return
+	}
+	if !a.cluster.has(p) {
+		result = "not_found"
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "stream not found: " + p})
+		return
+	}
+	jpeg, err := a.snaps.get(r.Context(), p, width)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return
+		}
+		a.node.Log.Debug("snapshot failed", "stream", p, "err", err)
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "no snapshot of " + p + ": " + err.Error()})
+		return
+	}
+	result = "ok"
+	w.Header().Set("Content-Type", "image/jpeg")
+	w.Header().Set("Cache-Control", "max-age="+strconv.Itoa(int(snapshotTTL/time.Second)))
+	w.Header().Set("Content-Length", strconv.Itoa(len(jpeg)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(jpeg)
+	}
+}
+
+// sources answers the camera pulls of every edge of the cluster: each
+// configured source as each edge sees it (held: that edge pulls it).
+func (a *apiServer) sources(w http.ResponseWriter, r *http.Request) {
+	type source struct {
+		Node string `json:"node"`
+		edge.SourceStatus
+	}
+	out := []source{}
+	for _, st := range a.cluster.gather(r.Context()) {
+		for _, s := range st.Sources {
+			out = append(out, source{Node: st.Node, SourceStatus: s})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].Node < out[j].Node
+	})
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -150,18 +284,23 @@ type nodeView struct {
 	API      string `json:"api,omitempty"`
 	Load     int    `json:"load"`
 	Capacity int    `json:"capacity,omitempty"`
-	Draining bool   `json:"draining,omitempty"`
+	Draining bool   `json:"draining"`
+	Cache    string `json:"cache,omitempty"`
+	Version  string `json:"version,omitempty"`
+	Self     bool   `json:"self,omitempty"`
 }
 
 func (a *apiServer) nodeViews() []nodeView {
 	if a.node.gossip == nil {
-		return nil
+		// A bus node does not gossip: itself only.
+		return []nodeView{{Name: a.node.name, Role: a.node.Role, Version: version.String(), Self: true}}
 	}
 	var out []nodeView
 	for _, m := range a.node.gossip.Members() {
 		out = append(out, nodeView{
 			Name: m.Name, Role: m.Meta.Role, Gossip: m.Addr, HTTP: m.Meta.HTTP, API: m.Meta.API,
 			Load: m.Meta.Load, Capacity: m.Meta.Capacity, Draining: m.Meta.Draining,
+			Cache: m.Meta.Cache, Version: m.Meta.Version, Self: m.Name == a.node.name,
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -169,9 +308,5 @@ func (a *apiServer) nodeViews() []nodeView {
 }
 
 func (a *apiServer) nodes(w http.ResponseWriter, _ *http.Request) {
-	if a.node.gossip == nil {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "this node does not gossip"})
-		return
-	}
 	writeJSON(w, http.StatusOK, a.nodeViews())
 }

@@ -1,7 +1,7 @@
 // Package node assembles one streamgrid process from its configuration: the
 // embedded NATS server where this node runs one, the bus connection and
 // registry, gossip membership, the edge, origin and cache roles, and the
-// per-node API (REST, /metrics, /healthz, status page).
+// per-node API (REST, /metrics, /healthz, the console).
 //
 // Roles: "run" (all-in-one: embedded NATS + edge + origin + cache), "bus",
 // "edge", "origin", "cache".
@@ -31,6 +31,7 @@ import (
 	"github.com/streamgrid/streamgrid/internal/config"
 	"github.com/streamgrid/streamgrid/internal/gossip"
 	"github.com/streamgrid/streamgrid/internal/transcode"
+	"github.com/streamgrid/streamgrid/internal/version"
 	"github.com/streamgrid/streamgrid/origin"
 )
 
@@ -62,6 +63,8 @@ type Node struct {
 	cache    *hlscache.Cache
 	api      *apiServer
 	started  time.Time
+	statsSub *nats.Subscription // answers the other nodes' statistics requests
+	rates    rateMeter          // the edge's bit and frame rates
 
 	closeOnce sync.Once
 }
@@ -98,7 +101,8 @@ func (n *Node) Start() (err error) {
 	// all-in-one node reports edge, origin and cache apart); the process-wide
 	// collectors get the node's labels here.
 	prometheus.WrapRegistererWith(prometheus.Labels{"node": n.name, "role": n.Role}, n.metrics).MustRegister(
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfo())
 	reg := n.metrics
 	defer func() {
 		if err != nil {
@@ -197,6 +201,13 @@ func (n *Node) Start() (err error) {
 			n.cache = nil
 			return fmt.Errorf("cache: %w", err)
 		}
+		// The cache's address joins what this node gossips (read-modify-write:
+		// the origin owns the other fields).
+		m := n.gossip.CurrentMeta()
+		m.Cache = n.cache.HTTPAddr().String()
+		if err := n.gossip.SetMeta(m); err != nil {
+			return err
+		}
 	}
 	if n.has(RoleEdge) {
 		var sources []edge.Source
@@ -217,11 +228,23 @@ func (n *Node) Start() (err error) {
 			return fmt.Errorf("edge: %w", err)
 		}
 	}
+	if n.nc != nil {
+		if err := n.serveStats(); err != nil {
+			return fmt.Errorf("stats: %w", err)
+		}
+	}
 	if c.API.Address != "" {
 		n.api = &apiServer{node: n, Address: c.API.Address}
 		if err := n.api.start(); err != nil {
 			n.api = nil
 			return fmt.Errorf("api: %w", err)
+		}
+		if n.gossip != nil {
+			m := n.gossip.CurrentMeta()
+			m.API = n.api.addr().String()
+			if err := n.gossip.SetMeta(m); err != nil {
+				return err
+			}
 		}
 	}
 	n.Log.Info("streamgrid node started", "role", n.Role, "addrs", n.describeAddrs())
@@ -286,13 +309,16 @@ func (n *Node) startGossip() error {
 
 // meta is what this node gossips about itself.
 func (n *Node) meta() gossip.Meta {
-	m := gossip.Meta{Role: n.Role}
+	m := gossip.Meta{Role: n.Role, Version: version.String()}
 	if n.origin != nil {
 		m.HTTP = n.origin.AdvertiseHTTP
 		m.Capacity = n.Config.Origin.Capacity
 		m.Load = len(n.origin.Streams())
 	} else if n.cache != nil {
 		m.HTTP = n.cache.HTTPAddr().String()
+	}
+	if n.cache != nil {
+		m.Cache = n.cache.HTTPAddr().String()
 	}
 	if n.api != nil {
 		m.API = n.api.addr().String()
@@ -346,6 +372,9 @@ func (n *Node) Close() {
 	n.closeOnce.Do(func() {
 		if n.api != nil {
 			n.api.close()
+		}
+		if n.statsSub != nil {
+			_ = n.statsSub.Unsubscribe()
 		}
 		if n.edge != nil {
 			n.edge.Close()
@@ -422,6 +451,17 @@ func (n *Node) describeAddrs() []string {
 	add("nats", a.NATS)
 	add("gossip", a.Gossip)
 	return out
+}
+
+// buildInfo is streamgrid_build_info: 1, labelled with the version and the Go release.
+func buildInfo() prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "streamgrid_build_info",
+		Help:        "Always 1; its labels say which streamgrid version and Go release built this binary.",
+		ConstLabels: prometheus.Labels{"version": version.String(), "goversion": version.GoVersion()},
+	})
+	g.Set(1)
+	return g
 }
 
 // splitPort parses host:port; port 0 becomes -1, which the NATS server reads as "random".

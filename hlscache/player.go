@@ -1,0 +1,71 @@
+package hlscache
+
+import (
+	"bytes"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/base64"
+	"html/template"
+	"net/http"
+	"regexp"
+)
+
+// The player page, GET /<stream path>/: a <video> element that plays the
+// stream's index.m3u8 with the browser's own HLS player where it has one,
+// and otherwise (or when the native player refuses the playlist, as
+// Chromium's does for Low-Latency HLS) with a small player of ours on Media
+// Source Extensions: it reads the multivariant and media playlists, appends
+// the fMP4 init section and whole segments to SourceBuffers and follows the
+// live edge. Nothing is fetched from elsewhere, and every URL it uses is
+// relative, so the page works under a path prefix (signed URLs) as well.
+// ?player=mse or ?player=native forces one player.
+//
+//go:embed player.html
+var playerHTML string
+
+var (
+	playerTmpl = template.Must(template.New("player").Parse(playerHTML))
+	// playerCSP allows only the page's own inline script (by hash), the
+	// stream's objects from this server and the MSE player's blob: URL.
+	playerCSP = "default-src 'none'; script-src '" + scriptHash() + "'; style-src 'unsafe-inline'; " +
+		"connect-src 'self'; media-src 'self' blob:; img-src 'self' data:; base-uri 'none'; form-action 'none'"
+)
+
+var scriptRE = regexp.MustCompile(`(?s)<script>(.*?)</script>`)
+
+// scriptHash is the CSP source expression of the page's one inline script,
+// hashed as html/template renders it (it drops JS comments). The script holds
+// no template actions, so its text is the same on every page.
+func scriptHash() string {
+	var page bytes.Buffer
+	if err := playerTmpl.Execute(&page, struct{ Path string }{"x"}); err != nil {
+		panic("hlscache: player.html: " + err.Error())
+	}
+	m := scriptRE.FindSubmatch(page.Bytes())
+	if m == nil {
+		panic("hlscache: player.html has no <script>")
+	}
+	sum := sha256.Sum256(m[1])
+	return "sha256-" + base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// servePlayerPage answers the player page of stream. The page is served
+// whether or not the stream is live: its player waits and retries, so a
+// page opened before the camera (or an on-demand one) starts plays when it does.
+func servePlayerPage(w http.ResponseWriter, r *http.Request, stream string) {
+	var buf bytes.Buffer
+	if err := playerTmpl.Execute(&buf, struct{ Path string }{stream}); err != nil {
+		writeText(w, http.StatusInternalServerError, "player page: "+err.Error())
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", playerCSP)
+	h.Set("Referrer-Policy", "no-referrer")
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(buf.Bytes())
+	}
+}

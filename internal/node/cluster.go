@@ -1,0 +1,365 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/internal/gossip"
+	"github.com/streamgrid/streamgrid/origin"
+)
+
+// clusterView is the API's picture of every stream of the cluster: the
+// registry's stream records and owners (watched, so reading it costs
+// nothing), joined on demand with each node's first-hand statistics
+// gathered over the bus.
+type clusterView struct {
+	n *Node
+
+	mu      sync.Mutex
+	streams map[string]*bus.StreamInfo
+	owners  map[string]bus.Owner
+
+	gmu      sync.Mutex // one gathering at a time; others use its result
+	gathered []localStats
+	gatherAt time.Time
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// gatherTimeout bounds the wait for the other nodes' statistics; a node
+// that does not answer in time is left out of that answer.
+const gatherTimeout = 800 * time.Millisecond
+
+// gatherTTL is how long gathered statistics are reused: a wall of consoles
+// polling every 2 s costs the cluster one round each TTL.
+const gatherTTL = time.Second
+
+func (v *clusterView) start() error {
+	v.streams = make(map[string]*bus.StreamInfo)
+	v.owners = make(map[string]bus.Owner)
+	if v.n.registry == nil {
+		return nil // a bus node: no registry connection
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	v.cancel = cancel
+	streams, err := v.n.registry.WatchStreams(ctx)
+	if err != nil {
+		cancel()
+		return err
+	}
+	owners, err := v.n.registry.WatchOwners(ctx)
+	if err != nil {
+		cancel()
+		return err
+	}
+	v.wg.Add(2)
+	go v.watch(ctx, streams, nil)
+	go v.watch(ctx, nil, owners)
+	return nil
+}
+
+func (v *clusterView) close() {
+	if v.cancel != nil {
+		v.cancel()
+	}
+	v.wg.Wait()
+}
+
+// watch applies registry events; when a watch ends before close (the bus
+// connection failed over), it is opened again.
+func (v *clusterView) watch(ctx context.Context, streams <-chan bus.StreamEvent, owners <-chan bus.OwnerEvent) {
+	defer v.wg.Done()
+	backoff := 250 * time.Millisecond
+	for {
+		if streams != nil {
+			for ev := range streams {
+				v.mu.Lock()
+				if ev.Info == nil {
+					delete(v.streams, ev.Path)
+				} else {
+					v.streams[ev.Path] = ev.Info
+				}
+				v.mu.Unlock()
+			}
+		} else {
+			for ev := range owners {
+				v.mu.Lock()
+				if ev.Owner == nil {
+					delete(v.owners, ev.Path)
+				} else {
+					v.owners[ev.Path] = *ev.Owner
+				}
+				v.mu.Unlock()
+			}
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			var err error
+			if streams != nil {
+				streams, err = v.n.registry.WatchStreams(ctx)
+			} else {
+				owners, err = v.n.registry.WatchOwners(ctx)
+			}
+			if err == nil {
+				break
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			v.n.Log.Debug("api: registry watch failed, retrying", "err", err)
+		}
+		// The new watch sends every current entry again; deletions made
+		// while it was down would otherwise linger.
+		v.mu.Lock()
+		if streams != nil {
+			clear(v.streams)
+		} else {
+			clear(v.owners)
+		}
+		v.mu.Unlock()
+		backoff = 250 * time.Millisecond
+	}
+}
+
+// has reports whether the registry lists path as live.
+func (v *clusterView) has(path string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	_, ok := v.streams[path]
+	return ok
+}
+
+// gather returns every node's first-hand statistics: this node's own, and
+// those the others answer within gatherTimeout.
+func (v *clusterView) gather(ctx context.Context) []localStats {
+	v.gmu.Lock()
+	defer v.gmu.Unlock()
+	if time.Since(v.gatherAt) < gatherTTL && v.gathered != nil {
+		return v.gathered
+	}
+	n := v.n
+	out := []localStats{n.localStats()}
+	expect := 0
+	if n.gossip != nil {
+		for _, m := range n.gossip.Members() {
+			if m.Name != n.name && m.Meta.Role != RoleBus {
+				expect++
+			}
+		}
+	}
+	if n.nc != nil && expect > 0 {
+		out = append(out, v.scatter(ctx, expect)...)
+	}
+	v.gathered, v.gatherAt = out, time.Now()
+	return out
+}
+
+// scatter asks the other nodes for their statistics and collects up to
+// expect answers until gatherTimeout.
+func (v *clusterView) scatter(ctx context.Context, expect int) []localStats {
+	nc := v.n.nc
+	inbox := nc.NewRespInbox()
+	ch := make(chan *nats.Msg, expect+8)
+	sub, err := nc.ChanSubscribe(inbox, ch)
+	if err != nil {
+		return nil
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.PublishRequest(statsSubject, inbox, nil); err != nil {
+		return nil
+	}
+	t := time.NewTimer(gatherTimeout)
+	defer t.Stop()
+	var out []localStats
+	for len(out) < expect {
+		select {
+		case m := <-ch:
+			var st localStats
+			if json.Unmarshal(m.Data, &st) == nil && st.Node != v.n.name {
+				out = append(out, st)
+			}
+		case <-t.C:
+			return out
+		case <-ctx.Done():
+			return out
+		}
+	}
+	return out
+}
+
+// streamRecord is one stream of the cluster as /v1/streams and the console show it.
+type streamRecord struct {
+	Path       string        `json:"path"`
+	Protocol   string        `json:"protocol"` // rtsp, rtmp, pull
+	Edge       string        `json:"edge"`     // the ingesting edge's node
+	Generation uint64        `json:"generation"`
+	Started    time.Time     `json:"started"`
+	Uptime     float64       `json:"uptime_seconds"`
+	Codecs     []string      `json:"codecs"`
+	Tracks     []trackRecord `json:"tracks"`
+	Width      int           `json:"width,omitempty"`
+	Height     int           `json:"height,omitempty"`
+	// FPS is the measured video frame rate at the edge, else the one the SPS signals.
+	FPS float64 `json:"fps,omitempty"`
+	// BitrateIn (bits/s) and BytesIn: what the edge receives.
+	BitrateIn float64 `json:"bitrate_in"`
+	BytesIn   uint64  `json:"bytes_in"`
+	// Origin is the owning origin's node ("" while unowned), with its lease.
+	Origin      string     `json:"origin,omitempty"`
+	OriginEpoch uint64     `json:"origin_epoch,omitempty"`
+	OriginSince *time.Time `json:"origin_since,omitempty"`
+	// Variant and Ready: how the owner packages it and whether a playlist is served.
+	Variant string `json:"variant,omitempty"`
+	Ready   bool   `json:"ready"`
+	// Viewers (estimated) and Requests (total), summed over the caches that answered.
+	Viewers  int    `json:"viewers"`
+	Requests uint64 `json:"requests"`
+	// Drops: access units dropped at the edge (normalizer) and at the origin (queue).
+	Drops uint64 `json:"drops"`
+	// Snapshot is the API path of a JPEG of the latest keyframe.
+	Snapshot string `json:"snapshot"`
+	// Play lists the stream's player page at each cache of the cluster.
+	Play []string `json:"play,omitempty"`
+}
+
+type trackRecord struct {
+	Codec     string `json:"codec"`
+	ClockRate int    `json:"clock_rate"`
+	Channels  int    `json:"channels,omitempty"`
+	Width     int    `json:"width,omitempty"`
+	Height    int    `json:"height,omitempty"`
+}
+
+// records builds the cluster's stream records, sorted by path; only is
+// non-empty to build one.
+func (v *clusterView) records(ctx context.Context, host, only string) []streamRecord {
+	v.mu.Lock()
+	var infos []*bus.StreamInfo
+	for p, info := range v.streams {
+		if only == "" || p == only {
+			infos = append(infos, info)
+		}
+	}
+	owners := make(map[string]bus.Owner, len(v.owners))
+	for p, o := range v.owners {
+		owners[p] = o
+	}
+	v.mu.Unlock()
+	slices.SortFunc(infos, func(a, b *bus.StreamInfo) int { return strings.Compare(a.Path, b.Path) })
+	if len(infos) == 0 {
+		return []streamRecord{}
+	}
+	stats := v.gather(ctx)
+	caches := v.cacheURLs(host)
+	// Index the nodes' figures by stream path.
+	type originStream struct {
+		node string
+		origin.StreamStatus
+	}
+	edges := make(map[string][]edgeStream)
+	origins := make(map[string][]originStream)
+	for _, st := range stats {
+		for _, e := range st.Edge {
+			edges[e.Path] = append(edges[e.Path], e)
+		}
+		for _, o := range st.Origin {
+			origins[o.Path] = append(origins[o.Path], originStream{st.Node, o})
+		}
+	}
+	now := time.Now()
+	out := make([]streamRecord, 0, len(infos))
+	for _, info := range infos {
+		r := streamRecord{
+			Path: info.Path, Protocol: info.Protocol, Edge: info.Edge, Generation: info.Generation,
+			Started: info.Started, Uptime: max(0, now.Sub(info.Started).Seconds()),
+			Codecs: []string{}, Tracks: []trackRecord{},
+			Snapshot: "/v1/streams/" + info.Path + "/snapshot.jpg",
+		}
+		for _, t := range info.Tracks {
+			tr := trackRecord{Codec: t.Codec.String(), ClockRate: t.ClockRate, Channels: t.Channels}
+			if t.Codec.IsVideo() {
+				var fps float64
+				tr.Width, tr.Height, fps = videoInfo(t)
+				if r.Width == 0 {
+					r.Width, r.Height, r.FPS = tr.Width, tr.Height, fps
+				}
+			}
+			r.Codecs = append(r.Codecs, tr.Codec)
+			r.Tracks = append(r.Tracks, tr)
+		}
+		if o, ok := owners[info.Path]; ok {
+			since := o.Since
+			r.Origin, r.OriginEpoch, r.OriginSince = o.Node, o.Epoch, &since
+		}
+		for _, e := range edges[info.Path] {
+			if e.Generation == info.Generation {
+				r.BitrateIn, r.BytesIn, r.Drops = e.BitrateIn, e.Bytes, r.Drops+e.Dropped
+				if e.FPS > 0 {
+					r.FPS = e.FPS
+				}
+			}
+		}
+		for _, o := range origins[info.Path] {
+			if o.node == r.Origin {
+				r.Variant, r.Ready, r.Drops = o.Variant, o.Ready, r.Drops+o.Dropped
+			}
+		}
+		for _, st := range stats {
+			if vs, ok := st.Viewers[info.Path]; ok {
+				r.Viewers += vs.Viewers
+				r.Requests += vs.Requests
+			}
+		}
+		for _, c := range caches {
+			r.Play = append(r.Play, c+"/"+info.Path+"/")
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// cacheURLs are the base URLs of the cluster's caches, as a browser that
+// reached this API at host would reach them: a cache listening on every
+// interface is named by that host.
+func (v *clusterView) cacheURLs(host string) []string {
+	n := v.n
+	var out []string
+	add := func(addr string) {
+		h, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return
+		}
+		if ip := net.ParseIP(h); h == "" || (ip != nil && ip.IsUnspecified()) {
+			h = host
+		}
+		u := url.URL{Scheme: "http", Host: net.JoinHostPort(h, port)}
+		if s := u.String(); !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	if n.cache != nil {
+		add(n.cache.HTTPAddr().String())
+	}
+	if n.gossip != nil {
+		members := n.gossip.Members()
+		slices.SortFunc(members, func(a, b gossip.Member) int { return strings.Compare(a.Name, b.Name) })
+		for _, m := range members {
+			if m.Name != n.name && m.Meta.Cache != "" {
+				add(m.Meta.Cache)
+			}
+		}
+	}
+	return out
+}
