@@ -79,6 +79,9 @@ func (r *rtspServer) authenticate(ctx *gortsplib.ServerHandlerOnAnnounceCtx, pat
 	case err == nil:
 		return nil, nil
 	case errors.Is(err, sgauth.ErrUnauthorized):
+		// The challenge's Digest nonce is made on the connection's first
+		// VerifyCredentials call; without one it would be empty.
+		ctx.Conn.VerifyCredentials(ctx.Request, "-", "")
 		r.reject(rejectUnauthorized)
 		if !errors.Is(err, sgauth.ErrNoCredentials) {
 			e.log.Warn("rtsp publish refused: wrong credentials", "stream", path, "remote", remote, "user", req.User)
