@@ -44,6 +44,7 @@ type rtspSession struct {
 type rtspConn struct {
 	requests  atomic.Uint64
 	recording atomic.Bool
+	timedOut  atomic.Bool
 	deadline  *time.Timer // closes a connection that has not reached RECORD
 }
 
@@ -100,7 +101,12 @@ func (r *rtspServer) OnConnOpen(ctx *gortsplib.ServerHandlerOnConnOpenCtx) {
 		if c.recording.Load() {
 			return
 		}
-		r.reject(rejectHandshakeTimeout)
+		c.timedOut.Store(true)
+		if c.requests.Load() == 0 {
+			r.reject(rejectHandshake) // not a single request: not speaking RTSP
+		} else {
+			r.reject(rejectHandshakeTimeout)
+		}
 		r.e.log.Debug("rtsp connection closed: no RECORD within the read timeout", "remote", conn.NetConn().RemoteAddr().String())
 		conn.Close()
 	})
@@ -121,7 +127,7 @@ func (r *rtspServer) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
 	if ok {
 		c.deadline.Stop()
 	}
-	if !ok || c.requests.Load() > 0 || ctx.Error == nil {
+	if !ok || c.timedOut.Load() || c.requests.Load() > 0 || ctx.Error == nil {
 		return
 	}
 	var terminated liberrors.ErrServerTerminated
