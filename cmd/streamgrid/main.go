@@ -28,6 +28,8 @@ commands:
   loadtest  synthetic cameras and viewers (streamgrid loadtest --help)
   camera    a simulated IP camera: an RTSP server looping a test clip
             (streamgrid camera [--listen :8554] [--path stream1])
+  passwd    hash a password read from stdin for auth.users[].pass
+            (echo -n 'secret' | streamgrid passwd [--sha256])
 
 Every configuration key can be overridden with SG_<SECTION>_<KEY>.
 `
@@ -47,6 +49,8 @@ func run(args []string, stderr io.Writer) int {
 		return runLoadtest(args, stderr)
 	case "camera":
 		return runCamera(args, stderr)
+	case "passwd":
+		return runPasswd(args, os.Stdin, os.Stdout, stderr)
 	case "help":
 		fmt.Fprint(stderr, usage)
 		return 0
