@@ -395,3 +395,26 @@ func TestExternalAuthorizerDown(t *testing.T) {
 		t.Fatalf("dead authorizer: %v", err)
 	}
 }
+
+// FuzzParsePassword: any pass value either is refused with an error or
+// checks passwords without panicking; a plain one matches itself.
+func FuzzParsePassword(f *testing.F) {
+	for _, s := range []string{"plain", "", HashSHA256("x"), "sha256:", "argon2:",
+		"argon2:$argon2i$v=19$m=65536,t=2,p=4$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG",
+		"argon2:$argon2id$v=19$m=8,t=1,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG"} {
+		f.Add(s, "x")
+	}
+	f.Fuzz(func(t *testing.T, conf, try string) {
+		p, err := parsePassword(conf)
+		if err != nil {
+			return
+		}
+		if p.kind == passArgon2 && p.a2.memory*p.a2.time > 64*4 {
+			return // a real hash: too slow to run on every input
+		}
+		p.matches(try)
+		if plain, ok := p.plainText(); ok && (!p.matches(plain) || plain != conf) {
+			t.Fatalf("plain %q does not match itself", conf)
+		}
+	})
+}
