@@ -209,7 +209,7 @@ func (a *Authenticator) Enabled() bool { return a.rules.Load().enabled }
 // later (up to a few seconds), so password guessing is slow.
 func (a *Authenticator) Authenticate(ctx context.Context, req Request) error {
 	r := a.rules.Load()
-	err, reason := a.decide(ctx, r, &req)
+	reason, err := a.decide(ctx, r, &req)
 	ip := addrOf(req.IP)
 	if err == nil {
 		if req.hasCredentials() {
@@ -226,27 +226,28 @@ func (a *Authenticator) Authenticate(ctx context.Context, req Request) error {
 	return err
 }
 
-func (a *Authenticator) decide(ctx context.Context, r *rules, req *Request) (error, string) {
+// decide returns nil, or the refusal and its reason (a label of the denied metric).
+func (a *Authenticator) decide(ctx context.Context, r *rules, req *Request) (string, error) {
 	ip := addrOf(req.IP)
 	if !validAction(req.Action) {
-		return fmt.Errorf("%w: unknown action %q", ErrForbidden, req.Action), reasonForbidden
+		return reasonForbidden, fmt.Errorf("%w: unknown action %q", ErrForbidden, req.Action)
 	}
 	if !r.enabled {
 		switch req.Action {
 		case ActionPublish, ActionRead:
-			return nil, ""
+			return "", nil
 		}
 		if ip.IsLoopback() {
-			return nil, ""
+			return "", nil
 		}
-		return fmt.Errorf("%w: %s is served to loopback clients only while no auth section is configured", ErrForbidden, req.Action), reasonNotLoopback
+		return reasonNotLoopback, fmt.Errorf("%w: %s is served to loopback clients only while no auth section is configured", ErrForbidden, req.Action)
 	}
 	credsOK := false // some user accepted the credentials
 	for i := range r.users {
 		u := &r.users[i]
 		if u.any {
 			if u.ipAllowed(ip) && u.permits(req.Action, req.Path) {
-				return nil, ""
+				return "", nil
 			}
 			continue
 		}
@@ -255,7 +256,7 @@ func (a *Authenticator) decide(ctx context.Context, r *rules, req *Request) (err
 		}
 		credsOK = true
 		if u.ipAllowed(ip) && u.permits(req.Action, req.Path) {
-			return nil, ""
+			return "", nil
 		}
 	}
 	if r.http != nil && !credsOK {
@@ -263,11 +264,11 @@ func (a *Authenticator) decide(ctx context.Context, r *rules, req *Request) (err
 	}
 	switch {
 	case credsOK:
-		return fmt.Errorf("%w: user %q may not %s %q from %s", ErrForbidden, req.User, req.Action, req.Path, ip), reasonForbidden
+		return reasonForbidden, fmt.Errorf("%w: user %q may not %s %q from %s", ErrForbidden, req.User, req.Action, req.Path, ip)
 	case !req.hasCredentials():
-		return ErrNoCredentials, reasonNoCredentials
+		return reasonNoCredentials, ErrNoCredentials
 	default:
-		return ErrBadCredentials, reasonBadCredentials
+		return reasonBadCredentials, ErrBadCredentials
 	}
 }
 
@@ -302,10 +303,10 @@ func (a *Authenticator) checkPassword(ctx context.Context, u *user, req *Request
 	return ok
 }
 
-func (a *Authenticator) askAuthorizer(ctx context.Context, h *authorizer, req *Request) (error, string) {
+func (a *Authenticator) askAuthorizer(ctx context.Context, h *authorizer, req *Request) (string, error) {
 	if req.Verify != nil {
 		// Digest: there is no password to pass on.
-		return fmt.Errorf("%w: the external authorizer needs the password (use Basic)", ErrBadCredentials), reasonBadCredentials
+		return reasonBadCredentials, fmt.Errorf("%w: the external authorizer needs the password (use Basic)", ErrBadCredentials)
 	}
 	ip := ""
 	if req.IP != nil {
@@ -317,17 +318,17 @@ func (a *Authenticator) askAuthorizer(ctx context.Context, h *authorizer, req *R
 	})
 	switch {
 	case err != nil && h.fallback:
-		return nil, ""
+		return "", nil
 	case err != nil:
-		return fmt.Errorf("%w: %v (auth.http_fallback is deny)", ErrForbidden, err), reasonAuthorizerDown
+		return reasonAuthorizerDown, fmt.Errorf("%w: %v (auth.http_fallback is deny)", ErrForbidden, err)
 	case status >= 200 && status < 300:
-		return nil, ""
+		return "", nil
 	case !req.hasCredentials():
-		return ErrNoCredentials, reasonNoCredentials
+		return reasonNoCredentials, ErrNoCredentials
 	case status == http.StatusUnauthorized:
-		return ErrBadCredentials, reasonBadCredentials
+		return reasonBadCredentials, ErrBadCredentials
 	default:
-		return fmt.Errorf("%w: the external authorizer answered %d", ErrForbidden, status), reasonForbidden
+		return reasonForbidden, fmt.Errorf("%w: the external authorizer answered %d", ErrForbidden, status)
 	}
 }
 
