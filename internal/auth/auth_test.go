@@ -49,7 +49,7 @@ func TestAuthenticate(t *testing.T) {
 			{Action: "publish"}, {Action: "read"}, {Action: "api"}, {Action: "metrics"}, {Action: "pprof"}}},
 		{User: "cam", Pass: HashSHA256("campw"), IPs: []string{"192.168.1.0/24", "127.0.0.1"},
 			Permissions: []config.AuthPermission{{Action: "publish", Path: "live/*"}}},
-		{User: "argon", Pass: HashArgon2("argonpw", testSalt),
+		{User: "argon", Pass: hashArgon2("argonpw", testSalt, 64, 1, 1),
 			Permissions: []config.AuthPermission{{Action: "publish", Path: "a/b"}}},
 		{User: "any", Permissions: []config.AuthPermission{{Action: "read", Path: "public/*"}}},
 	}
@@ -172,7 +172,8 @@ func TestParsePassword(t *testing.T) {
 		{HashSHA256("x"), ""},
 		{"sha256:!!", "not base64"},
 		{"sha256:aGVsbG8=", "32 bytes"},
-		{HashArgon2("x", testSalt), ""},
+		{HashArgon2("x", testSalt), ""}, // parsed only: nothing is checked against it
+		{hashArgon2("x", testSalt, 8, 1, 1), ""},
 		{"argon2:$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", ""},
 		{"argon2:$argon2d$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", "variant"},
 		{"argon2:$argon2id$v=16$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", "version"},

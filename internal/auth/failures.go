@@ -14,7 +14,7 @@ const (
 	failureDelayMax  = 3 * time.Second
 	failureWindow    = 5 * time.Minute
 	// maxFailureIPs bounds the table: when it is full, expired entries go,
-	// then the oldest.
+	// then others at random.
 	maxFailureIPs = 4096
 )
 
@@ -65,21 +65,20 @@ func failureDelay(n int) time.Duration {
 	return min(d, failureDelayMax)
 }
 
-// evict drops expired entries, and the oldest when none had expired.
+// evict drops expired entries; when that frees too little, it drops
+// entries at random (map order) down to three quarters of the bound, so
+// that the scan is paid once per thousand insertions, not on each.
 func (f *failures) evict(now time.Time) {
-	var oldest netip.Addr
-	var oldestAt time.Time
 	for ip, e := range f.m {
 		if now.Sub(e.last) > failureWindow {
 			delete(f.m, ip)
-			continue
-		}
-		if oldestAt.IsZero() || e.last.Before(oldestAt) {
-			oldest, oldestAt = ip, e.last
 		}
 	}
-	if len(f.m) >= maxFailureIPs {
-		delete(f.m, oldest)
+	for ip := range f.m {
+		if len(f.m) < maxFailureIPs*3/4 {
+			break
+		}
+		delete(f.m, ip)
 	}
 }
 

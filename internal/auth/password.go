@@ -164,7 +164,11 @@ func HashSHA256(pass string) string {
 // pass key, with the given salt (at least 8 random bytes) and the RFC 9106
 // second recommended parameters (m=64 MiB, t=3, p=4).
 func HashArgon2(pass string, salt []byte) string {
-	const m, t, p = 64 << 10, 3, 4
+	return hashArgon2(pass, salt, 64<<10, 3, 4)
+}
+
+// hashArgon2 is HashArgon2 with chosen parameters (tests use cheap ones).
+func hashArgon2(pass string, salt []byte, m, t uint32, p uint8) string {
 	key := argon2.IDKey([]byte(pass), salt, t, m, p, 32)
 	return fmt.Sprintf("argon2:$argon2id$v=19$m=%d,t=%d,p=%d$%s$%s", m, t, p,
 		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key))
