@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamgrid/streamgrid/internal/auth"
 	"github.com/streamgrid/streamgrid/internal/config"
 )
 
@@ -236,5 +237,36 @@ func TestCapProfileSeconds(t *testing.T) {
 		if r.URL.RawQuery != want {
 			t.Errorf("%q → %q, want %q", in, r.URL.RawQuery, want)
 		}
+	}
+}
+
+// TestPublishHashedBasicFFmpeg: a hashed password serves RTSP Basic (the
+// edge offers only Basic, as the configuration requires) and RTMP.
+func TestPublishHashedBasicFFmpeg(t *testing.T) {
+	requireFFmpeg(t)
+	c := allInOneConfig(t)
+	c.Edge.RTSPAuthMethods = []string{"basic"}
+	c.Auth.Users = []config.AuthUser{{User: "cam", Pass: auth.HashSHA256("campw"),
+		Permissions: []config.AuthPermission{{Action: "publish", Path: "live/*"}}}}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, c, RoleRun)
+	a := n.Addrs()
+	out := ffmpegRefused(t, "rtsp", "rtsp://cam:wrong@"+a.RTSP+"/live/h", "-rtsp_transport", "tcp")
+	if !strings.Contains(out, "401") {
+		t.Fatalf("wrong password: %q", out)
+	}
+	for _, tc := range []struct{ format, url, path string }{
+		{"rtsp", "rtsp://cam:campw@" + a.RTSP + "/live/h", "live/h"},
+		{"flv", "rtmp://" + a.RTMP + "/live/h2?user=cam&pass=campw", "live/h2"},
+	} {
+		var extra []string
+		if tc.format == "rtsp" {
+			extra = []string{"-rtsp_transport", "tcp"}
+		}
+		start := time.Now()
+		ffmpegPublish(t, "h264", tc.format, tc.url, extra...)
+		waitPlayable(t, "http://"+a.Cache+"/"+tc.path+"/index.m3u8", start, 20*time.Second)
 	}
 }
