@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/url"
+	"regexp"
 
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/auth"
@@ -111,6 +112,22 @@ func rtmpCredentials(u *url.URL) (user, pass string) {
 	}
 	q, _ := url.ParseQuery(u.RawQuery) // what parses is used; the rest is ignored
 	return q.Get("user"), q.Get("pass")
+}
+
+// passParam finds a pass=... query parameter in text.
+var passParam = regexp.MustCompile(`(?i)(pass(word)?=)[^&\s"']*`)
+
+// redactQueryPass hides pass= values in an error's text: gortmplib's URL
+// errors quote the tcUrl and stream name, query included.
+func redactQueryPass(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := passParam.ReplaceAllString(err.Error(), "${1}xxxxx")
+	if msg == err.Error() {
+		return err
+	}
+	return &redactedError{msg: msg, err: err}
 }
 
 func remoteIP(a net.Addr) net.IP {

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/url"
 	"strconv"
@@ -267,5 +268,15 @@ func TestSDPMediaBound(t *testing.T) {
 	n, _ := conn.Read(buf)
 	if !strings.HasPrefix(string(buf[:n]), "RTSP/1.0 400") {
 		t.Fatalf("response %q, want 400", buf[:n])
+	}
+}
+
+func TestRedactQueryPass(t *testing.T) {
+	err := redactQueryPass(errors.New(`parse "rtmp://h/live/x?user=a&pass=s3cret%zz": invalid URL escape "%zz"`))
+	if strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "user=a&pass=xxxxx") {
+		t.Fatalf("%v", err)
+	}
+	if e := errors.New("plain"); redactQueryPass(e) != e {
+		t.Fatal("an error without a password was rewrapped")
 	}
 }

@@ -264,7 +264,7 @@ func (r *rtmpServer) handle(conn net.Conn) {
 		} else {
 			r.reject(rejectHandshake)
 		}
-		e.log.Debug("rtmp handshake failed", "remote", remote, "err", err)
+		e.log.Debug("rtmp handshake failed", "remote", remote, "err", redactQueryPass(err))
 		return
 	}
 	if !sc.Publish {
