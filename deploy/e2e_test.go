@@ -177,8 +177,9 @@ func owner(t *testing.T, path string) string {
 	t.Helper()
 	var node string
 	waitFor(t, "an owner for "+path, 20*time.Second, func() bool {
-		code, b, err := get("http://127.0.0.1:9997/v1/streams")
-		if err != nil || code != 200 {
+		// The API answers loopback clients only (no auth section): ask from inside.
+		b, err := apiStreams("cache1")
+		if err != nil {
 			return false
 		}
 		var v struct {
@@ -194,16 +195,22 @@ func owner(t *testing.T, path string) string {
 	return node
 }
 
-func pulling(t *testing.T, edge, source string) bool {
+// apiStreams reads /v1/streams of a service from inside its container: the
+// API serves loopback clients only while no auth section is configured.
+func apiStreams(service string) ([]byte, error) {
 	var cmd *exec.Cmd
-	args := []string{"exec", "-T", edge, "curl", "-fsS", "http://127.0.0.1:9997/v1/streams"}
+	args := []string{"exec", "-T", service, "curl", "-fsS", "http://127.0.0.1:9997/v1/streams"}
 	if exec.Command("docker", "compose", "version").Run() == nil {
 		cmd = exec.Command("docker", append([]string{"compose"}, args...)...)
 	} else {
 		cmd = exec.Command("docker-compose", args...)
 	}
 	cmd.Dir = root
-	out, err := cmd.Output()
+	return cmd.Output()
+}
+
+func pulling(t *testing.T, edge, source string) bool {
+	out, err := apiStreams(edge)
 	return err == nil && strings.Contains(string(out), `"path": "`+source+`"`)
 }
 

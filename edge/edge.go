@@ -44,9 +44,23 @@ type Edge struct {
 	// edge of the cluster at a time, through a lease).
 	Sources []Source
 
+	// Auth decides who may publish; nil lets everyone publish.
+	Auth Authenticator
+	// RTSPAuthMethods are the RTSP authentication schemes offered:
+	// RTSPAuthBasic and RTSPAuthDigest. Digest cannot check hashed
+	// passwords or consult an external authorizer. Default: both.
+	RTSPAuthMethods []string
+
 	// ReadTimeout drops a publisher (or camera) that sends nothing for this
-	// long, and bounds handshakes. Default 10 s.
+	// long, and bounds handshakes (RTSP until RECORD, RTMP until the publish
+	// command). Default 10 s.
 	ReadTimeout time.Duration
+	// MediaTimeout drops a publisher (or camera) that sends no media for
+	// this long, however busy it keeps its connection. Default 10 s.
+	MediaTimeout time.Duration
+	// MaxPublishers bounds the RTSP and RTMP publishers of this edge;
+	// pulled cameras are not counted. 0 means no limit.
+	MaxPublishers int
 
 	// Log receives the edge's events. Default slog.Default().
 	Log *slog.Logger
@@ -65,6 +79,7 @@ type Edge struct {
 
 	mu      sync.Mutex
 	streams map[string]*stream
+	pushers int // streams that are not pulls, for MaxPublishers
 	closing bool
 	// wg counts live streams; Add only under mu while !closing.
 	wg sync.WaitGroup
@@ -94,6 +109,9 @@ func (e *Edge) Start() error {
 	}
 	if e.ReadTimeout <= 0 {
 		e.ReadTimeout = 10 * time.Second
+	}
+	if e.MediaTimeout <= 0 {
+		e.MediaTimeout = 10 * time.Second
 	}
 	e.log = e.Log
 	if e.log == nil {
@@ -248,6 +266,17 @@ func (e *Edge) Pulls() []SourceStatus {
 		out[i] = p.status()
 	}
 	return out
+}
+
+// errTooManyPublishers refuses a publisher beyond MaxPublishers.
+var errTooManyPublishers = errors.New("publisher limit of this edge reached")
+
+// full reports whether MaxPublishers publishers are live: an early check,
+// so a publisher is refused before it sends media; openStream decides.
+func (e *Edge) full() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.MaxPublishers > 0 && e.pushers >= e.MaxPublishers
 }
 
 // pathBusy reports whether a publisher is live on path here or elsewhere in

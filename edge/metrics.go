@@ -15,14 +15,20 @@ const (
 
 // Reasons of the rejected-connections metric.
 const (
-	rejectHandshake = "handshake" // malformed or stalled protocol handshake
-	rejectPath      = "bad_path"  // stream path fails bus.ValidatePath
-	rejectBusy      = "busy"      // a publisher is already live on the path
-	rejectNoTracks  = "no_tracks" // no supported track
-	rejectPlay      = "play"      // a reader: playback is served over HLS
-	rejectRegistry  = "registry"  // the registry could not be reached
-	rejectPanic     = "panic"     // a connection handler panicked
-	rejectClosing   = "closing"   // the edge is shutting down
+	rejectHandshake        = "handshake"         // malformed or stalled protocol handshake
+	rejectPath             = "bad_path"          // stream path fails bus.ValidatePath
+	rejectBusy             = "busy"              // a publisher is already live on the path
+	rejectNoTracks         = "no_tracks"         // no supported track
+	rejectPlay             = "play"              // a reader: playback is served over HLS
+	rejectRegistry         = "registry"          // the registry could not be reached
+	rejectPanic            = "panic"             // a connection handler panicked
+	rejectClosing          = "closing"           // the edge is shutting down
+	rejectRedirect         = "redirect"          // a pulled camera redirected to another host
+	rejectNoMedia          = "no_media"          // a publisher sent no media for MediaTimeout
+	rejectLimit            = "limit"             // MaxPublishers reached
+	rejectSetupSize        = "setup_too_large"   // RTMP: too many bytes before the tracks were known
+	rejectSDP              = "bad_sdp"           // an SDP with too many media sections
+	rejectHandshakeTimeout = "handshake_timeout" // no RECORD / publish within ReadTimeout
 )
 
 // metrics are the edge's Prometheus collectors, labelled with the node and role.

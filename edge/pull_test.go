@@ -1,8 +1,10 @@
 package edge
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +16,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 	"github.com/pion/rtp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/media"
@@ -264,5 +267,79 @@ func TestSourceValidation(t *testing.T) {
 				t.Fatalf("error %q", err)
 			}
 		})
+	}
+}
+
+// TestPullRedirectPinned: a camera answering DESCRIBE with a redirect to
+// another host does not get the edge to connect there (with the camera's
+// credentials); the refusal is counted and the pull keeps retrying.
+func TestPullRedirectPinned(t *testing.T) {
+	elsewhere, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Skipf("no second loopback address: %v", err)
+	}
+	defer elsewhere.Close()
+	var dialed atomic.Int64
+	go func() {
+		for {
+			c, err := elsewhere.Accept()
+			if err != nil {
+				return
+			}
+			dialed.Add(1)
+			c.Close()
+		}
+	}()
+	cam, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cam.Close()
+	go func() {
+		for {
+			c, err := cam.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req := base.Request{}
+					if err := req.Unmarshal(br); err != nil {
+						return
+					}
+					res := base.Response{StatusCode: base.StatusOK, Header: base.Header{"CSeq": req.Header["CSeq"]}}
+					switch req.Method {
+					case base.Options:
+						res.Header["Public"] = base.HeaderValue{"DESCRIBE, SETUP, PLAY, TEARDOWN"}
+					case base.Describe:
+						res.StatusCode = base.StatusFound
+						res.Header["Location"] = base.HeaderValue{"rtsp://" + elsewhere.Addr().String() + "/stream"}
+					}
+					b, _ := res.Marshal()
+					if _, err := c.Write(b); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+
+	b := startBus(t)
+	e := newEdge(t, b, "edge-a", nil)
+	e.RTSPAddress, e.UDPRTPAddress, e.UDPRTCPAddress, e.RTMPAddress = "", "", "", ""
+	e.Sources = []Source{{Name: "cams/door", URL: "rtsp://" + camUser + ":" + camPass + "@" + cam.Addr().String() + "/stream",
+		BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond}}
+	startEdge(t, e)
+	g := e.Metrics.(prometheus.Gatherer)
+	waitFor(t, 10*time.Second, "redirects refused", func() bool {
+		return metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "pull", "reason": "redirect"}) >= 2
+	})
+	if n := dialed.Load(); n != 0 {
+		t.Fatalf("the edge connected %d times to the host the camera redirected to", n)
+	}
+	if st := e.Pulls(); !strings.Contains(st[0].LastError, "redirected to another host") {
+		t.Fatalf("pull status: %+v", st[0])
 	}
 }

@@ -3,6 +3,7 @@ package edge
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"runtime/debug"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/bluenviron/gortmplib/pkg/message"
 
 	"github.com/streamgrid/streamgrid/bus"
+	sgauth "github.com/streamgrid/streamgrid/internal/auth"
 )
 
 // rtmpAnalyzePeriod is how much media gortmplib's Reader reads to find the
@@ -128,6 +130,9 @@ type deadlineConn struct {
 	net.Conn
 	idle  time.Duration
 	setup time.Time // zero once the publication runs
+	// limit, when positive, bounds the bytes read so far (total): the
+	// library buffers what it reads before the tracks are known.
+	limit, total int64
 
 	buf          []byte
 	start, end   int       // unread bytes are buf[start:end]
@@ -167,8 +172,26 @@ func (c *deadlineConn) fill(p []byte) (int, error) {
 		}
 		c.readDeadline = d
 	}
-	return c.Conn.Read(p)
+	if c.limit > 0 && c.total >= c.limit {
+		return 0, errSetupTooLarge
+	}
+	n, err := c.Conn.Read(p)
+	c.total += int64(n)
+	return n, err
 }
+
+// errSetupTooLarge ends an RTMP connection that sends more than its
+// allowance before it is authenticated, or before its tracks are known.
+var errSetupTooLarge = errors.New("too many bytes before the publication started")
+
+// Allowances of an RTMP connection: until the publish command (handshake,
+// connect, createStream, publish: a few kilobytes in practice), and until
+// the tracks are known (gortmplib buffers up to 5000 messages of up to
+// 10 MiB while it looks for them; a camera needs a keyframe or two).
+const (
+	rtmpHandshakeBytes = 1 << 20
+	rtmpSetupBytes     = 16 << 20
+)
 
 func (c *deadlineConn) Write(p []byte) (int, error) {
 	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.idle)); err != nil {
@@ -194,19 +217,54 @@ func rejectStatus(sc *gortmplib.ServerConn, code, description string) {
 	})
 }
 
+// authenticate checks a publisher's credentials (the stream name's
+// ?user=&pass= query); on refusal it tells the client and reports false.
+func (r *rtmpServer) authenticate(sc *gortmplib.ServerConn, path string, conn net.Conn, log *slog.Logger) bool {
+	e := r.e
+	if e.Auth == nil {
+		return true
+	}
+	user, pass := rtmpCredentials(sc.URL)
+	err := e.Auth.Authenticate(e.ctx, sgauth.Request{
+		User: user, Pass: pass, IP: remoteIP(conn.RemoteAddr()), Action: sgauth.ActionPublish,
+		Path: path, Protocol: ProtocolRTMP, Query: sc.URL.RawQuery,
+	})
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, sgauth.ErrUnauthorized):
+		r.reject(rejectUnauthorized)
+		log.Warn("rtmp publish refused: credentials missing or wrong (?user=...&pass=... on the stream name)", "user", user)
+		rejectStatus(sc, "NetStream.Publish.Unauthorized", "authentication failed")
+	default:
+		r.reject(rejectForbidden)
+		log.Warn("rtmp publish refused", "user", user, "err", err)
+		rejectStatus(sc, "NetStream.Publish.Unauthorized", "no publish permission on this path")
+	}
+	return false
+}
+
 func (r *rtmpServer) handle(conn net.Conn) {
 	e := r.e
 	remote := conn.RemoteAddr().String()
-	dc := &deadlineConn{Conn: conn, idle: e.ReadTimeout, setup: time.Now().Add(e.ReadTimeout)}
+	dc := &deadlineConn{Conn: conn, idle: e.ReadTimeout, setup: time.Now().Add(e.ReadTimeout), limit: rtmpHandshakeBytes}
 	sc := &gortmplib.ServerConn{RW: dc}
 	if err := sc.Initialize(); err != nil {
-		r.reject(rejectHandshake)
+		if errors.Is(err, errSetupTooLarge) {
+			r.reject(rejectSetupSize)
+		} else {
+			r.reject(rejectHandshake)
+		}
 		e.log.Debug("rtmp handshake failed", "remote", remote, "err", err)
 		return
 	}
 	if err := sc.AcceptConn(); err != nil {
-		r.reject(rejectHandshake)
-		e.log.Debug("rtmp handshake failed", "remote", remote, "err", err)
+		if errors.Is(err, errSetupTooLarge) {
+			r.reject(rejectSetupSize)
+		} else {
+			r.reject(rejectHandshake)
+		}
+		e.log.Debug("rtmp handshake failed", "remote", remote, "err", redactQueryPass(err))
 		return
 	}
 	if !sc.Publish {
@@ -222,6 +280,15 @@ func (r *rtmpServer) handle(conn net.Conn) {
 		return
 	}
 	log := e.log.With("stream", path, "protocol", ProtocolRTMP, "remote", remote)
+	if !r.authenticate(sc, path, conn, log) {
+		return
+	}
+	if e.full() {
+		r.reject(rejectLimit)
+		log.Warn("rtmp publish refused: edge.max_publishers reached", "max", e.MaxPublishers)
+		rejectStatus(sc, "NetStream.Publish.Rejected", "publisher limit of this edge reached")
+		return
+	}
 	if e.pathBusy(path) {
 		r.reject(rejectBusy)
 		log.Warn("rtmp publish refused: a publisher is already live on this path")
@@ -230,8 +297,14 @@ func (r *rtmpServer) handle(conn net.Conn) {
 	}
 
 	dc.setup = time.Now().Add(e.ReadTimeout + rtmpAnalyzePeriod)
+	dc.limit = dc.total + rtmpSetupBytes
 	rd := &gortmplib.Reader{Conn: sc}
 	if err := rd.Initialize(); err != nil {
+		if errors.Is(err, errSetupTooLarge) {
+			r.reject(rejectSetupSize)
+			log.Warn("rtmp publish refused: too much data before the tracks were known", "limit_bytes", rtmpSetupBytes)
+			return
+		}
 		r.reject(rejectNoTracks)
 		log.Warn("rtmp publish failed before the tracks were known", "err", err)
 		return
@@ -262,6 +335,10 @@ func (r *rtmpServer) handle(conn net.Conn) {
 	case errors.Is(err, errEdgeClosing):
 		r.reject(rejectClosing)
 		return
+	case errors.Is(err, errTooManyPublishers):
+		r.reject(rejectLimit)
+		log.Warn("rtmp publish refused: edge.max_publishers reached", "max", e.MaxPublishers)
+		return
 	case err != nil:
 		r.reject(rejectRegistry)
 		log.Error("rtmp publish refused: stream registry unavailable", "err", err)
@@ -269,5 +346,6 @@ func (r *rtmpServer) handle(conn net.Conn) {
 	}
 	ing.s = s
 	dc.setup = time.Time{}
+	dc.limit = 0
 	s.close(ing.readLoop(rd))
 }

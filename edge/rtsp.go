@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
@@ -41,12 +42,24 @@ type rtspSession struct {
 
 // rtspConn is the state of a connection (its UserData).
 type rtspConn struct {
-	requests atomic.Uint64
+	requests  atomic.Uint64
+	recording atomic.Bool
+	timedOut  atomic.Bool
+	deadline  *time.Timer // closes a connection that has not reached RECORD
 }
+
+// maxSDPMedias bounds the media sections of an ANNOUNCE (gortsplib bounds
+// the SDP to 128 KiB); a camera has two or three.
+const maxSDPMedias = 16
 
 func (r *rtspServer) start() error {
 	e := r.e
+	methods, err := rtspAuthMethods(e.RTSPAuthMethods)
+	if err != nil {
+		return err
+	}
 	r.srv = &gortsplib.Server{
+		AuthMethods:    methods,
 		Handler:        r,
 		RTSPAddress:    e.RTSPAddress,
 		UDPRTPAddress:  e.UDPRTPAddress,
@@ -79,8 +92,25 @@ func refusal(code base.StatusCode, msg string) (*base.Response, error) {
 }
 
 // OnConnOpen implements gortsplib.ServerHandlerOnConnOpen.
+// A connection has ReadTimeout to get to RECORD: keepalives alone do not
+// hold a socket forever.
 func (r *rtspServer) OnConnOpen(ctx *gortsplib.ServerHandlerOnConnOpenCtx) {
-	ctx.Conn.SetUserData(&rtspConn{})
+	c := &rtspConn{}
+	conn := ctx.Conn
+	c.deadline = time.AfterFunc(r.e.ReadTimeout, func() {
+		if c.recording.Load() {
+			return
+		}
+		c.timedOut.Store(true)
+		if c.requests.Load() == 0 {
+			r.reject(rejectHandshake) // not a single request: not speaking RTSP
+		} else {
+			r.reject(rejectHandshakeTimeout)
+		}
+		r.e.log.Debug("rtsp connection closed: no RECORD within the read timeout", "remote", conn.NetConn().RemoteAddr().String())
+		conn.Close()
+	})
+	conn.SetUserData(c)
 }
 
 // OnRequest implements gortsplib.ServerHandlerOnRequest.
@@ -94,7 +124,10 @@ func (r *rtspServer) OnRequest(sc *gortsplib.ServerConn, _ *base.Request) {
 // that failed before a single well-formed request was not speaking RTSP.
 func (r *rtspServer) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
 	c, ok := ctx.Conn.UserData().(*rtspConn)
-	if !ok || c.requests.Load() > 0 || ctx.Error == nil {
+	if ok {
+		c.deadline.Stop()
+	}
+	if !ok || c.timedOut.Load() || c.requests.Load() > 0 || ctx.Error == nil {
 		return
 	}
 	var terminated liberrors.ErrServerTerminated
@@ -122,7 +155,20 @@ func (r *rtspServer) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*bas
 		e.log.Warn("rtsp publish refused", "remote", remote, "path", fmt.Sprintf("%q", path), "err", err)
 		return refusal(base.StatusBadRequest, "Bad Request (invalid stream path)")
 	}
+	if res, err := r.authenticate(ctx, path, remote); res != nil {
+		return res, err
+	}
 	log := e.log.With("stream", path, "protocol", ProtocolRTSP, "remote", remote)
+	if n := len(ctx.Description.Medias); n > maxSDPMedias {
+		r.reject(rejectSDP)
+		log.Warn("rtsp publish refused: too many media sections in the SDP", "medias", n)
+		return refusal(base.StatusBadRequest, fmt.Sprintf("Bad Request (more than %d media sections)", maxSDPMedias))
+	}
+	if e.full() {
+		r.reject(rejectLimit)
+		log.Warn("rtsp publish refused: edge.max_publishers reached", "max", e.MaxPublishers)
+		return refusal(base.StatusServiceUnavailable, "Service Unavailable (publisher limit of this edge reached)")
+	}
 	tracks, ignored := rtpTracks(ctx.Description)
 	if len(ignored) > 0 {
 		log.Info("ignoring unsupported tracks", "codecs", strings.Join(ignored, ","))
@@ -186,6 +232,10 @@ func (r *rtspServer) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Re
 	case errors.Is(err, errEdgeClosing):
 		r.reject(rejectClosing)
 		return refusal(base.StatusServiceUnavailable, "Service Unavailable (edge shutting down)")
+	case errors.Is(err, errTooManyPublishers):
+		r.reject(rejectLimit)
+		log.Warn("rtsp publish refused: edge.max_publishers reached", "max", e.MaxPublishers)
+		return refusal(base.StatusServiceUnavailable, "Service Unavailable (publisher limit of this edge reached)")
 	case err != nil:
 		r.reject(rejectRegistry)
 		log.Error("rtsp publish refused: stream registry unavailable", "err", err)
@@ -199,6 +249,9 @@ func (r *rtspServer) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Re
 		}
 	}
 	rs.stream.Store(s)
+	if c, ok := ctx.Conn.UserData().(*rtspConn); ok {
+		c.recording.Store(true)
+	}
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -117,6 +118,22 @@ func (e *Edge) newPullers() ([]*puller, error) {
 		p.e = e
 	}
 	return out, nil
+}
+
+// errRedirectElsewhere refuses a camera's redirect to another host: the
+// client would send the camera's credentials there.
+var errRedirectElsewhere = errors.New("the camera redirected to another host; refused (pulls stay on the configured host)")
+
+// pinnedDial dials only the configured camera's host (any port): gortsplib
+// follows DESCRIBE redirects and keeps the URL's credentials.
+func (p *puller) pinnedDial(ctx context.Context, network, address string) (net.Conn, error) {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil || !strings.EqualFold(host, p.u.Hostname()) {
+		p.e.m.rejected.WithLabelValues(ProtocolPull, rejectRedirect).Inc()
+		return nil, errRedirectElsewhere
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, address)
 }
 
 // redactURL returns u as a string without its user info.
@@ -359,6 +376,7 @@ func (p *puller) pullOnce(ctx context.Context) (played bool, err error) {
 		OnTransportSwitch: func(err error) {
 			p.log.Debug("camera transport switched", "err", redact(err, p.u))
 		},
+		DialContext:   p.pinnedDial,
 		OnPacketsLost: func(n uint64) { e.m.packetsLost.WithLabelValues(ProtocolPull).Add(float64(n)) },
 		OnDecodeError: func(error) { e.m.decodeErrors.WithLabelValues(ProtocolPull).Inc() },
 	}

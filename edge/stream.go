@@ -95,6 +95,7 @@ type stream struct {
 	packetsOut  atomic.Uint64
 	videoFrames atomic.Uint64
 	dropped     atomic.Uint64
+	lastMedia   atomic.Int64 // unix nanoseconds of the last access unit received
 
 	// rev is the registry revision; run owns it while it runs.
 	rev     uint64
@@ -137,6 +138,7 @@ func (e *Edge) openStream(req streamRequest) (*stream, error) {
 		done:          make(chan struct{}),
 	}
 	s.log = e.log.With("stream", req.path, "protocol", req.protocol, "remote", req.remote, "generation", gen)
+	s.lastMedia.Store(time.Now().UnixNano())
 
 	e.mu.Lock()
 	if e.closing {
@@ -146,6 +148,13 @@ func (e *Edge) openStream(req streamRequest) (*stream, error) {
 	if _, busy := e.streams[req.path]; busy {
 		e.mu.Unlock()
 		return nil, bus.ErrStreamBusy
+	}
+	if req.protocol != ProtocolPull {
+		if e.MaxPublishers > 0 && e.pushers >= e.MaxPublishers {
+			e.mu.Unlock()
+			return nil, errTooManyPublishers
+		}
+		e.pushers++
 	}
 	e.streams[req.path] = s
 	e.wg.Add(1) // under mu, so that Close never waits while a stream is being added
@@ -203,6 +212,9 @@ func (e *Edge) removeStream(s *stream) {
 	if e.streams[s.path] == s {
 		delete(e.streams, s.path)
 	}
+	if s.protocol != ProtocolPull {
+		e.pushers--
+	}
 	e.mu.Unlock()
 	s.pub.Close()
 	e.wg.Done()
@@ -246,16 +258,28 @@ func (s *stream) info(clearChanged bool) bus.StreamInfo {
 // run keeps the registry record alive (every StreamTTL/3, and soon after a
 // parameter-set change) until ctx ends. A record that expired is claimed
 // again; when another publisher took the path meanwhile, this one is kicked.
+// A publisher that sends no media for MediaTimeout is kicked too: its
+// keepalives would otherwise hold a path and an origin slot forever.
 func (s *stream) run(ctx context.Context) {
 	defer close(s.done)
 	ticker := time.NewTicker(max(s.e.Registry.StreamTTL/3, 100*time.Millisecond))
 	defer ticker.Stop()
+	idle := time.NewTicker(max(s.e.MediaTimeout/4, 10*time.Millisecond))
+	defer idle.Stop()
 	var last time.Time
 	failing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-idle.C:
+			if silent := time.Since(time.Unix(0, s.lastMedia.Load())); silent > s.e.MediaTimeout {
+				s.e.m.rejected.WithLabelValues(s.protocol, rejectNoMedia).Inc()
+				s.log.Warn("no media received; disconnecting the publisher", "silent", silent.Round(time.Millisecond))
+				s.kick()
+				return
+			}
+			continue
 		case <-ticker.C:
 		case <-s.changed:
 			if time.Since(last) < minParamRenewGap {
@@ -369,6 +393,7 @@ func (s *stream) writeAudio(idx int, pts int64, frame []byte) {
 }
 
 func (s *stream) countIn(size int) {
+	s.lastMedia.Store(time.Now().UnixNano())
 	s.bytesIn.Add(uint64(size))
 	s.mPacketsIn.Inc()
 	s.mBytesIn.Add(float64(size))

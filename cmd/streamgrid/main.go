@@ -35,6 +35,8 @@ commands:
             (streamgrid camera [--listen :8554] [--path stream1])
   sign      a signed playback URL path (streamgrid sign --path live/cam1 [--ttl 1h] [--ip CIDR])
   version   print the version and exit (also --version)
+  passwd    hash a password read from stdin for auth.users[].pass
+            (echo -n 'secret' | streamgrid passwd [--sha256])
 
 Without --config, ./streamgrid.yml and then /etc/streamgrid/streamgrid.yml
 are read when they exist (the log says which); else the defaults apply.
@@ -94,6 +96,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runCamera(args, stderr)
 	case "sign":
 		return runSign(args, os.Stdout, stderr)
+	case "passwd":
+		return runPasswd(args, os.Stdin, os.Stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -90,6 +90,16 @@ type Edge struct {
 	RTCPAddress string        `yaml:"rtcp_address"`
 	RTMPAddress string        `yaml:"rtmp_address"`
 	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// MediaTimeout drops a publisher (or pulled camera) that sends no media
+	// for this long, even while it keeps its connection alive.
+	MediaTimeout time.Duration `yaml:"media_timeout"`
+	// MaxPublishers bounds the RTSP and RTMP publishers of this edge (pulled
+	// cameras are not counted); 0 means no limit.
+	MaxPublishers int `yaml:"max_publishers"`
+	// RTSPAuthMethods are the RTSP authentication schemes offered to
+	// publishers: basic and digest. Digest cannot check hashed passwords or
+	// ask the external authorizer.
+	RTSPAuthMethods []string `yaml:"rtsp_auth_methods"`
 }
 
 // Origin is packaging.
@@ -238,6 +248,10 @@ func Default() *Config {
 			RTCPAddress: ":8001",
 			RTMPAddress: ":1935",
 			ReadTimeout: 10 * time.Second,
+
+			MediaTimeout:    10 * time.Second,
+			MaxPublishers:   500,
+			RTSPAuthMethods: []string{"basic", "digest"},
 		},
 		Origin: Origin{
 			HTTPAddress: "127.0.0.1:8889",
@@ -551,6 +565,11 @@ func (c *Config) Validate() error {
 		}
 	}
 	positive("edge.read_timeout", c.Edge.ReadTimeout)
+	positive("edge.media_timeout", c.Edge.MediaTimeout)
+	if c.Edge.MaxPublishers < 0 {
+		bad("edge.max_publishers", "must not be negative, got %d", c.Edge.MaxPublishers)
+	}
+	validateRTSPAuth(c.Edge.RTSPAuthMethods, c.Auth, bad)
 	addr("origin.http_address", c.Origin.HTTPAddress, false)
 	addr("origin.advertise_http", c.Origin.AdvertiseHTTP, true)
 	if c.Origin.Capacity < 1 {
@@ -667,6 +686,38 @@ func validateTranscode(t Transcode, bad func(key, format string, args ...any)) {
 			} else {
 				bad(lk, "%v", err)
 			}
+		}
+	}
+}
+
+// validateRTSPAuth checks edge.rtsp_auth_methods against the auth section:
+// Digest never sends the password, so it cannot be checked against a hash
+// or passed to the external authorizer.
+func validateRTSPAuth(methods []string, a Auth, bad func(key, format string, args ...any)) {
+	const key = "edge.rtsp_auth_methods"
+	if len(methods) == 0 {
+		bad(key, "must list basic, digest or both")
+	}
+	digest := false
+	for i, m := range methods {
+		switch m {
+		case "basic":
+		case "digest":
+			digest = true
+		default:
+			bad(fmt.Sprintf("%s[%d]", key, i), "%q is not one of basic, digest", m)
+		}
+	}
+	if !digest {
+		return
+	}
+	if a.HTTPAddress != "" {
+		bad(key, "digest cannot be used with auth.http_address (the authorizer needs the password); use [basic]")
+	}
+	for i, u := range a.Users {
+		if strings.HasPrefix(u.Pass, "sha256:") || strings.HasPrefix(u.Pass, "argon2:") {
+			bad(key, "digest cannot check the hashed password of auth.users[%d]; use [basic] (and TLS) or a plain password", i)
+			break
 		}
 	}
 }

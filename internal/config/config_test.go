@@ -98,6 +98,12 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"no upstream conns", "", []string{"SG_CACHE_MAX_UPSTREAM_CONNS=0"}, "cache.max_upstream_conns"},
 		{"cert without key", "cache:\n  tls_cert: /etc/hostname\n", nil, "cache.tls_cert"},
 		{"missing cert", "cache:\n  tls_cert: /nonexistent/cert.pem\n  tls_key: /nonexistent/key.pem\n", nil, "cache.tls_key"},
+		{"negative publisher limit", "edge:\n  max_publishers: -1\n", nil, "edge.max_publishers"},
+		{"no media timeout", "edge:\n  media_timeout: 0s\n", nil, "edge.media_timeout"},
+		{"unknown rtsp auth", "edge:\n  rtsp_auth_methods: [ntlm]\n", nil, "edge.rtsp_auth_methods[0]"},
+		{"no rtsp auth", "edge:\n  rtsp_auth_methods: []\n", nil, "edge.rtsp_auth_methods"},
+		{"digest with a hash", "auth:\n  users:\n    - {user: u, pass: \"sha256:MMlS+rEiw/l1nwKm2Vw3WLJGtP7iOZV7LU/uRuJhcMQ=\", permissions: [{action: publish}]}\n", nil, "edge.rtsp_auth_methods"},
+		{"digest with an authorizer", "auth:\n  http_address: http://a/\n", nil, "edge.rtsp_auth_methods"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -72,7 +72,7 @@ func (a *apiServer) start() error {
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	a.srv = &http.Server{
-		Handler:           mux,
+		Handler:           a.guard(mux),
 		ReadHeaderTimeout: 5 * time.Second,
 		// Bounds a whole request, body included. A ReadTimeout also ends a
 		// handler's context when it passes, and a CPU profile or trace runs

@@ -28,6 +28,7 @@ import (
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/edge"
 	"github.com/streamgrid/streamgrid/hlscache"
+	"github.com/streamgrid/streamgrid/internal/auth"
 	"github.com/streamgrid/streamgrid/internal/config"
 	"github.com/streamgrid/streamgrid/internal/gossip"
 	"github.com/streamgrid/streamgrid/internal/transcode"
@@ -57,6 +58,7 @@ type Node struct {
 	hub      *bus.Hub   // all-in-one: media between edge and origin in process
 	regNC    *nats.Conn // registry
 	registry *bus.Registry
+	auth     *auth.Authenticator
 	gossip   *gossip.Node
 	edge     *edge.Edge
 	origin   *origin.Origin
@@ -109,6 +111,11 @@ func (n *Node) Start() (err error) {
 			n.Close()
 		}
 	}()
+	n.auth = &auth.Authenticator{Config: c.Auth, Node: n.name, Role: n.Role, Log: n.Log, Metrics: reg}
+	if err := n.auth.Start(); err != nil {
+		n.auth = nil
+		return err
+	}
 
 	// Bus: embedded server for `bus`, and for `run` when no URLs are given.
 	urls := c.Bus.URLs
@@ -190,6 +197,7 @@ func (n *Node) Start() (err error) {
 			MaxConnsPerIP: cmp.Or(c.Cache.MaxConnsPerIP, -1), MaxUpstreamConns: c.Cache.MaxUpstreamConns,
 			TLSCert: c.Cache.TLSCert, TLSKey: c.Cache.TLSKey,
 			OriginSecret: c.Auth.OriginSecret,
+			Authorize:    n.cacheAuthorize,
 			Log:          n.Log, Metrics: reg,
 		}
 		if c.Auth.SigningKey != "" {
@@ -221,6 +229,8 @@ func (n *Node) Start() (err error) {
 			Node: n.name, NC: n.nc, Hub: n.hub, Registry: n.registry,
 			RTSPAddress: c.Edge.RTSPAddress, UDPRTPAddress: c.Edge.RTPAddress, UDPRTCPAddress: c.Edge.RTCPAddress,
 			RTMPAddress: c.Edge.RTMPAddress, Sources: sources, ReadTimeout: c.Edge.ReadTimeout,
+			MediaTimeout: c.Edge.MediaTimeout, MaxPublishers: c.Edge.MaxPublishers,
+			Auth: n.auth, RTSPAuthMethods: c.Edge.RTSPAuthMethods,
 			Log: n.Log, Metrics: reg,
 		}
 		if err := n.edge.Start(); err != nil {
@@ -397,7 +407,19 @@ func (n *Node) Close() {
 		if n.server != nil {
 			n.server.Close()
 		}
+		if n.auth != nil {
+			n.auth.Close()
+		}
 	})
+}
+
+// UpdateAuth replaces the node's authentication rules (publishers, API)
+// at once; on error the old rules stay. For a configuration reload.
+func (n *Node) UpdateAuth(c config.Auth) error {
+	if n.auth == nil {
+		return errors.New("node not started")
+	}
+	return n.auth.Update(c)
 }
 
 // Addresses the node listens on (tests start nodes on port 0).
