@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"net"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/hlscache"
 	"github.com/streamgrid/streamgrid/internal/gossip"
 	"github.com/streamgrid/streamgrid/origin"
 )
@@ -322,13 +324,28 @@ func (v *clusterView) records(ctx context.Context, host, only string) []streamRe
 				r.Requests += vs.Requests
 			}
 		}
+		prefix := v.playPrefix(info.Path)
 		for _, c := range caches {
-			r.Play = append(r.Play, c+"/"+info.Path+"/")
+			r.Play = append(r.Play, c+prefix+"/"+info.Path+"/")
 		}
 		out = append(out, r)
 	}
 	return out
 }
+
+// playPrefix is what goes before a stream's path in the player links the
+// API hands out: with auth.signing_key set, /s/<token> valid for an hour
+// (whoever reads the API holds the api permission, so may watch); else "".
+func (v *clusterView) playPrefix(path string) string {
+	key, err := base64.StdEncoding.DecodeString(v.n.Config.Auth.SigningKey)
+	if err != nil || len(key) == 0 {
+		return ""
+	}
+	return "/s/" + hlscache.Sign(key, path, time.Now().Add(playLinkTTL), nil)
+}
+
+// playLinkTTL is how long a player link of the API stays valid.
+const playLinkTTL = time.Hour
 
 // cacheURLs are the base URLs of the cluster's caches, as a browser that
 // reached this API at host would reach them: a cache listening on every

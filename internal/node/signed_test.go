@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -75,6 +76,19 @@ func TestSignedPlayback(t *testing.T) {
 		cancel()
 		if err == nil || !strings.Contains(string(out), "403") {
 			t.Errorf("ffprobe %s: %v %q, want a 403 failure", name, err, out)
+		}
+	}
+	// The console's player links are signed: the page and its playlist answer.
+	var rec streamRecord
+	if code, body := httpGet(t, "http://"+a.API+"/v1/streams/live/sig1"); code != 200 || json.Unmarshal([]byte(body), &rec) != nil || len(rec.Play) == 0 {
+		t.Fatalf("API record of live/sig1: %d %s", code, body)
+	}
+	if !strings.Contains(rec.Play[0], "/s/") {
+		t.Errorf("player link not signed: %s", rec.Play[0])
+	}
+	for _, u := range []string{rec.Play[0], rec.Play[0] + "index.m3u8"} {
+		if code, body, err := fetch(u); err != nil || code != http.StatusOK {
+			t.Errorf("console link %s: %d %q %v", u, code, body, err)
 		}
 	}
 	// The origin port is no way around the signed URLs.
