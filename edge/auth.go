@@ -83,13 +83,17 @@ func (r *rtspServer) authenticate(ctx *gortsplib.ServerHandlerOnAnnounceCtx, pat
 		// The challenge's Digest nonce is made on the connection's first
 		// VerifyCredentials call; without one it would be empty.
 		ctx.Conn.VerifyCredentials(ctx.Request, "-", "")
-		r.reject(rejectUnauthorized)
-		if !errors.Is(err, sgauth.ErrNoCredentials) {
+		if errors.Is(err, sgauth.ErrNoCredentials) {
+			// The usual first ANNOUNCE before the client answers the
+			// challenge: counted, not reported as a refused publisher.
+			r.reject(rejectUnauthorized)
+		} else {
+			r.rejectPublisher(rejectUnauthorized, path, remote)
 			e.log.Warn("rtsp publish refused: wrong credentials", "stream", path, "remote", remote, "user", req.User)
 		}
 		return &base.Response{StatusCode: base.StatusUnauthorized}, liberrors.ErrServerAuth{}
 	default:
-		r.reject(rejectForbidden)
+		r.rejectPublisher(rejectForbidden, path, remote)
 		e.log.Warn("rtsp publish refused", "stream", path, "remote", remote, "user", req.User, "err", err)
 		return refusal(base.StatusForbidden, "Forbidden (no publish permission on this path)")
 	}

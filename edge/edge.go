@@ -62,6 +62,11 @@ type Edge struct {
 	// pulled cameras are not counted. 0 means no limit.
 	MaxPublishers int
 
+	// OnEvent, when set, is called with publications that start and end and
+	// publishers that are refused (for webhooks). It runs on the ingest path
+	// and must not block: copy and enqueue.
+	OnEvent func(Event)
+
 	// Log receives the edge's events. Default slog.Default().
 	Log *slog.Logger
 	// Metrics receives the edge's collectors (labelled node and role="edge").
@@ -74,8 +79,11 @@ type Edge struct {
 	cancel  context.CancelFunc
 	rtsp    *rtspServer
 	rtmp    *rtmpServer
-	pullers []*puller
 	lastGen atomic.Uint64
+
+	// pmu guards pullers, which SetSources replaces while the edge runs.
+	pmu     sync.Mutex
+	pullers []*puller
 
 	mu      sync.Mutex
 	streams map[string]*stream
@@ -168,10 +176,21 @@ func (e *Edge) Start() error {
 		e.rtmp = &rtmpServer{e: e, ln: rtmpLn}
 		e.rtmp.start()
 	}
-	e.pullers = pullers
-	for _, p := range e.pullers {
-		p.start()
+	for i, p := range pullers {
+		if err := p.start(); err != nil {
+			for _, q := range pullers[:i] {
+				q.close()
+			}
+			if e.rtsp != nil {
+				e.rtsp.close()
+			}
+			if e.rtmp != nil {
+				e.rtmp.close()
+			}
+			return fail(err)
+		}
 	}
+	e.pullers = pullers
 	e.started = true
 	e.log.Info("edge started", "node", e.Node, "rtsp", addrString(e.RTSPAddr()),
 		"rtmp", addrString(e.RTMPAddr()), "sources", len(e.pullers))
@@ -198,7 +217,11 @@ func (e *Edge) Close() {
 		e.mu.Unlock()
 		e.cancel() // fails registry calls of publications still starting
 
-		for _, p := range e.pullers {
+		e.pmu.Lock()
+		pullers := e.pullers
+		e.pullers = nil
+		e.pmu.Unlock()
+		for _, p := range pullers {
 			p.close()
 		}
 		if e.rtsp != nil {
@@ -261,8 +284,11 @@ func (e *Edge) Kick(path string) bool {
 
 // Pulls reports the state of the configured camera pulls, in Sources order.
 func (e *Edge) Pulls() []SourceStatus {
-	out := make([]SourceStatus, len(e.pullers))
-	for i, p := range e.pullers {
+	e.pmu.Lock()
+	pullers := e.pullers
+	e.pmu.Unlock()
+	out := make([]SourceStatus, len(pullers))
+	for i, p := range pullers {
 		out[i] = p.status()
 	}
 	return out

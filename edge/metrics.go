@@ -48,6 +48,8 @@ type metrics struct {
 	paramChanges    prometheus.Counter
 	registryErrors  prometheus.Counter
 	pullReconnects  *prometheus.CounterVec // source
+	demands         *prometheus.CounterVec // source: viewers' demand messages for on-demand cameras
+	demandPulls     *prometheus.CounterVec // source: on-demand pulls started here
 	sourcesHeld     prometheus.Gauge
 
 	all []prometheus.Collector
@@ -95,6 +97,8 @@ func newMetrics(node string) *metrics {
 	m.paramChanges = counter("param_changes_total", "In-band video parameter-set changes.")
 	m.registryErrors = counter("registry_errors_total", "Failed stream-registry operations.")
 	m.pullReconnects = counterVec("pull_reconnects_total", "Camera pull attempts after a failure.", "source")
+	m.demands = counterVec("demand_received_total", "Viewers' demand messages received for on-demand cameras (at most about one per second per cache).", "source")
+	m.demandPulls = counterVec("demand_pulls_total", "On-demand camera pulls this edge started (lease acquired on demand).", "source")
 	return m
 }
 

@@ -59,6 +59,13 @@ func (r *rtmpServer) reject(reason string) {
 	r.e.m.rejected.WithLabelValues(ProtocolRTMP, reason).Inc()
 }
 
+// rejectPublisher counts a refused publication of path and reports it
+// (Edge.OnEvent).
+func (r *rtmpServer) rejectPublisher(reason, path, remote string) {
+	r.reject(reason)
+	r.e.refused(ProtocolRTMP, reason, path, remote)
+}
+
 func (r *rtmpServer) acceptLoop() {
 	defer r.wg.Done()
 	var delay time.Duration
@@ -233,11 +240,11 @@ func (r *rtmpServer) authenticate(sc *gortmplib.ServerConn, path string, conn ne
 	case err == nil:
 		return true
 	case errors.Is(err, sgauth.ErrUnauthorized):
-		r.reject(rejectUnauthorized)
+		r.rejectPublisher(rejectUnauthorized, path, conn.RemoteAddr().String())
 		log.Warn("rtmp publish refused: credentials missing or wrong (?user=...&pass=... on the stream name)", "user", user)
 		rejectStatus(sc, "NetStream.Publish.Unauthorized", "authentication failed")
 	default:
-		r.reject(rejectForbidden)
+		r.rejectPublisher(rejectForbidden, path, conn.RemoteAddr().String())
 		log.Warn("rtmp publish refused", "user", user, "err", err)
 		rejectStatus(sc, "NetStream.Publish.Unauthorized", "no publish permission on this path")
 	}
@@ -274,7 +281,7 @@ func (r *rtmpServer) handle(conn net.Conn) {
 	}
 	path := strings.Trim(sc.URL.Path, "/") // "rtmp://h/live/cam1?k=v" publishes live/cam1
 	if err := bus.ValidatePath(path); err != nil {
-		r.reject(rejectPath)
+		r.rejectPublisher(rejectPath, path, remote)
 		e.log.Warn("rtmp publish refused", "remote", remote, "path", fmt.Sprintf("%q", path), "err", err)
 		rejectStatus(sc, "NetStream.Publish.BadName", "invalid stream path")
 		return
@@ -284,13 +291,13 @@ func (r *rtmpServer) handle(conn net.Conn) {
 		return
 	}
 	if e.full() {
-		r.reject(rejectLimit)
+		r.rejectPublisher(rejectLimit, path, remote)
 		log.Warn("rtmp publish refused: edge.max_publishers reached", "max", e.MaxPublishers)
 		rejectStatus(sc, "NetStream.Publish.Rejected", "publisher limit of this edge reached")
 		return
 	}
 	if e.pathBusy(path) {
-		r.reject(rejectBusy)
+		r.rejectPublisher(rejectBusy, path, remote)
 		log.Warn("rtmp publish refused: a publisher is already live on this path")
 		rejectStatus(sc, "NetStream.Publish.BadName", "a publisher is already live on this path")
 		return
@@ -301,11 +308,11 @@ func (r *rtmpServer) handle(conn net.Conn) {
 	rd := &gortmplib.Reader{Conn: sc}
 	if err := rd.Initialize(); err != nil {
 		if errors.Is(err, errSetupTooLarge) {
-			r.reject(rejectSetupSize)
+			r.rejectPublisher(rejectSetupSize, path, remote)
 			log.Warn("rtmp publish refused: too much data before the tracks were known", "limit_bytes", rtmpSetupBytes)
 			return
 		}
-		r.reject(rejectNoTracks)
+		r.rejectPublisher(rejectNoTracks, path, remote)
 		log.Warn("rtmp publish failed before the tracks were known", "err", err)
 		return
 	}
@@ -318,7 +325,7 @@ func (r *rtmpServer) handle(conn net.Conn) {
 		err = errors.New("no supported track (H264, H265, AAC, Opus)")
 	}
 	if err != nil {
-		r.reject(rejectNoTracks)
+		r.rejectPublisher(rejectNoTracks, path, remote)
 		log.Warn("rtmp publish refused", "err", err)
 		return
 	}
@@ -329,18 +336,18 @@ func (r *rtmpServer) handle(conn net.Conn) {
 	})
 	switch {
 	case errors.Is(err, bus.ErrStreamBusy):
-		r.reject(rejectBusy)
+		r.rejectPublisher(rejectBusy, path, remote)
 		log.Warn("rtmp publish refused: a publisher is already live on this path")
 		return
 	case errors.Is(err, errEdgeClosing):
-		r.reject(rejectClosing)
+		r.rejectPublisher(rejectClosing, path, remote)
 		return
 	case errors.Is(err, errTooManyPublishers):
-		r.reject(rejectLimit)
+		r.rejectPublisher(rejectLimit, path, remote)
 		log.Warn("rtmp publish refused: edge.max_publishers reached", "max", e.MaxPublishers)
 		return
 	case err != nil:
-		r.reject(rejectRegistry)
+		r.rejectPublisher(rejectRegistry, path, remote)
 		log.Error("rtmp publish refused: stream registry unavailable", "err", err)
 		return
 	}

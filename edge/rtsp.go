@@ -85,6 +85,13 @@ func (r *rtspServer) reject(reason string) {
 	r.e.m.rejected.WithLabelValues(ProtocolRTSP, reason).Inc()
 }
 
+// rejectPublisher counts a refused publication of path and reports it
+// (Edge.OnEvent).
+func (r *rtspServer) rejectPublisher(reason, path, remote string) {
+	r.reject(reason)
+	r.e.refused(ProtocolRTSP, reason, path, remote)
+}
+
 // refusal is the response and error for a refused request; the error makes
 // gortsplib close the connection after writing the response.
 func refusal(code base.StatusCode, msg string) (*base.Response, error) {
@@ -151,7 +158,7 @@ func (r *rtspServer) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*bas
 	remote := ctx.Conn.NetConn().RemoteAddr().String()
 	path := strings.Trim(ctx.Path, "/")
 	if err := bus.ValidatePath(path); err != nil {
-		r.reject(rejectPath)
+		r.rejectPublisher(rejectPath, path, remote)
 		e.log.Warn("rtsp publish refused", "remote", remote, "path", fmt.Sprintf("%q", path), "err", err)
 		return refusal(base.StatusBadRequest, "Bad Request (invalid stream path)")
 	}
@@ -160,12 +167,12 @@ func (r *rtspServer) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*bas
 	}
 	log := e.log.With("stream", path, "protocol", ProtocolRTSP, "remote", remote)
 	if n := len(ctx.Description.Medias); n > maxSDPMedias {
-		r.reject(rejectSDP)
+		r.rejectPublisher(rejectSDP, path, remote)
 		log.Warn("rtsp publish refused: too many media sections in the SDP", "medias", n)
 		return refusal(base.StatusBadRequest, fmt.Sprintf("Bad Request (more than %d media sections)", maxSDPMedias))
 	}
 	if e.full() {
-		r.reject(rejectLimit)
+		r.rejectPublisher(rejectLimit, path, remote)
 		log.Warn("rtsp publish refused: edge.max_publishers reached", "max", e.MaxPublishers)
 		return refusal(base.StatusServiceUnavailable, "Service Unavailable (publisher limit of this edge reached)")
 	}
@@ -174,12 +181,12 @@ func (r *rtspServer) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*bas
 		log.Info("ignoring unsupported tracks", "codecs", strings.Join(ignored, ","))
 	}
 	if len(tracks) == 0 {
-		r.reject(rejectNoTracks)
+		r.rejectPublisher(rejectNoTracks, path, remote)
 		log.Warn("rtsp publish refused: no supported track (H264, H265, AAC, Opus)")
 		return refusal(base.StatusUnsupportedMediaType, "Unsupported Media Type (no H264, H265, AAC or Opus track)")
 	}
 	if e.pathBusy(path) {
-		r.reject(rejectBusy)
+		r.rejectPublisher(rejectBusy, path, remote)
 		log.Warn("rtsp publish refused: a publisher is already live on this path")
 		return refusal(statusConflict, "Conflict (a publisher is already live on this path)")
 	}
@@ -214,7 +221,7 @@ func (r *rtspServer) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Re
 		}
 	}
 	if len(tracks) == 0 {
-		r.reject(rejectNoTracks)
+		r.rejectPublisher(rejectNoTracks, rs.path, rs.remote)
 		log.Warn("rtsp publish refused: no supported track was set up")
 		return refusal(base.StatusUnsupportedMediaType, "Unsupported Media Type (no supported track set up)")
 	}
@@ -226,18 +233,18 @@ func (r *rtspServer) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Re
 	})
 	switch {
 	case errors.Is(err, bus.ErrStreamBusy):
-		r.reject(rejectBusy)
+		r.rejectPublisher(rejectBusy, rs.path, rs.remote)
 		log.Warn("rtsp publish refused: a publisher is already live on this path")
 		return refusal(statusConflict, "Conflict (a publisher is already live on this path)")
 	case errors.Is(err, errEdgeClosing):
-		r.reject(rejectClosing)
+		r.rejectPublisher(rejectClosing, rs.path, rs.remote)
 		return refusal(base.StatusServiceUnavailable, "Service Unavailable (edge shutting down)")
 	case errors.Is(err, errTooManyPublishers):
-		r.reject(rejectLimit)
+		r.rejectPublisher(rejectLimit, rs.path, rs.remote)
 		log.Warn("rtsp publish refused: edge.max_publishers reached", "max", e.MaxPublishers)
 		return refusal(base.StatusServiceUnavailable, "Service Unavailable (publisher limit of this edge reached)")
 	case err != nil:
-		r.reject(rejectRegistry)
+		r.rejectPublisher(rejectRegistry, rs.path, rs.remote)
 		log.Error("rtsp publish refused: stream registry unavailable", "err", err)
 		return refusal(base.StatusServiceUnavailable, "Service Unavailable (stream registry unavailable)")
 	}

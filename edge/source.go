@@ -9,10 +9,12 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamgrid/streamgrid/bus"
@@ -33,7 +35,21 @@ type Source struct {
 	// BackoffMin and BackoffMax bound the wait between reconnection
 	// attempts: exponential with full jitter. Defaults 1 s and 30 s.
 	BackoffMin, BackoffMax time.Duration
+	// OnDemand: the camera is pulled only while viewers ask for it (demand
+	// messages from the caches, see bus.ServeDemand), not from the start.
+	OnDemand bool
+	// CloseAfter stops an on-demand pull this long after the last demand.
+	// Default 10 s.
+	CloseAfter time.Duration
 }
+
+// States of a camera pull (SourceStatus.State).
+const (
+	SourceIdle       = "idle"       // on demand, and no viewer asks for it
+	SourceStandby    = "standby"    // wanted, but another edge holds its lease (or the registry is unreachable)
+	SourceConnecting = "connecting" // this edge holds the lease and is (re)connecting to the camera
+	SourcePulling    = "pulling"    // connected and playing
+)
 
 // SourceStatus is the state of one configured camera pull.
 type SourceStatus struct {
@@ -44,6 +60,10 @@ type SourceStatus struct {
 	Held bool `json:"held"`
 	// Pulling: the camera is connected and playing.
 	Pulling bool `json:"pulling"`
+	// OnDemand: pulled only while viewers ask for it.
+	OnDemand bool `json:"on_demand"`
+	// State is idle, standby, connecting or pulling.
+	State string `json:"state"`
 	// Reconnects counts attempts after a failure.
 	Reconnects uint64 `json:"reconnects"`
 	// LastError is the last failure, without credentials.
@@ -68,6 +88,12 @@ type puller struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
+	// On demand: demand wakes run; lastDemand is the last demand's time
+	// (unix ns); sub receives the demand messages.
+	demand     chan struct{}
+	lastDemand atomic.Int64
+	sub        *nats.Subscription
+
 	mu         sync.Mutex
 	held       bool
 	pulling    bool
@@ -76,10 +102,13 @@ type puller struct {
 }
 
 // newPullers validates the sources and builds their pullers.
-func (e *Edge) newPullers() ([]*puller, error) {
+func (e *Edge) newPullers() ([]*puller, error) { return e.buildPullers(e.Sources) }
+
+// buildPullers validates sources and builds their pullers, not started.
+func (e *Edge) buildPullers(sources []Source) ([]*puller, error) {
 	names := make(map[string]bool)
 	var out []*puller
-	for i, src := range e.Sources {
+	for i, src := range sources {
 		if err := bus.ValidatePath(src.Name); err != nil {
 			return nil, fmt.Errorf("edge: Sources[%d].Name: %w", i, err)
 		}
@@ -92,7 +121,7 @@ func (e *Edge) newPullers() ([]*puller, error) {
 			// The URL itself may hold a password: do not echo it.
 			return nil, fmt.Errorf("edge: Sources[%d].URL: not an rtsp:// or rtsps:// URL", i)
 		}
-		p := &puller{src: src, u: u, url: redactURL(u)}
+		p := &puller{e: e, src: src, u: u, url: redactURL(u), demand: make(chan struct{}, 1)}
 		switch strings.ToLower(src.Transport) {
 		case "", "tcp":
 			p.proto = new(gortsplib.ProtocolTCP)
@@ -112,10 +141,10 @@ func (e *Edge) newPullers() ([]*puller, error) {
 		if p.src.BackoffMax < p.src.BackoffMin {
 			return nil, fmt.Errorf("edge: Sources[%d]: BackoffMax below BackoffMin", i)
 		}
+		if p.src.CloseAfter <= 0 {
+			p.src.CloseAfter = 10 * time.Second
+		}
 		out = append(out, p)
-	}
-	for _, p := range out {
-		p.e = e
 	}
 	return out, nil
 }
@@ -172,27 +201,71 @@ func redact(err error, u *base.URL) error {
 	return &redactedError{msg: msg, err: err}
 }
 
-func (p *puller) start() {
+// start subscribes to the camera's demand (on demand) and starts pulling.
+func (p *puller) start() error {
 	p.log = p.e.log.With("source", p.src.Name, "url", p.url)
 	p.mReconnects = p.e.m.pullReconnects.WithLabelValues(p.src.Name)
+	if p.src.OnDemand {
+		sub, err := bus.ServeDemand(p.e.NC, p.src.Name, p.onDemand)
+		if err != nil {
+			return fmt.Errorf("edge: source %s: %w", p.src.Name, err)
+		}
+		p.sub = sub
+	}
 	p.ctx, p.cancel = context.WithCancel(p.e.ctx)
 	p.done = make(chan struct{})
 	go p.run()
+	return nil
 }
 
 // close stops pulling, releases the lease and waits.
 func (p *puller) close() {
+	if p.sub != nil {
+		_ = p.sub.Unsubscribe()
+	}
 	p.cancel()
 	<-p.done
+}
+
+// onDemand records a viewer's demand and wakes run. It runs on the NATS
+// connection's goroutine and never blocks.
+func (p *puller) onDemand() {
+	p.lastDemand.Store(time.Now().UnixNano())
+	p.e.m.demands.WithLabelValues(p.src.Name).Inc()
+	select {
+	case p.demand <- struct{}{}:
+	default:
+	}
+}
+
+// wanted reports whether the camera is to be pulled: always, or on demand
+// while the last demand is less than CloseAfter old.
+func (p *puller) wanted() bool {
+	if !p.src.OnDemand {
+		return true
+	}
+	last := p.lastDemand.Load()
+	return last != 0 && time.Since(time.Unix(0, last)) < p.src.CloseAfter
 }
 
 func (p *puller) status() SourceStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return SourceStatus{
-		Name: p.src.Name, URL: p.url, Held: p.held, Pulling: p.pulling,
+	st := SourceStatus{
+		Name: p.src.Name, URL: p.url, Held: p.held, Pulling: p.pulling, OnDemand: p.src.OnDemand,
 		Reconnects: p.reconnects, LastError: p.lastErr,
 	}
+	switch {
+	case p.held && p.pulling:
+		st.State = SourcePulling
+	case p.held:
+		st.State = SourceConnecting
+	case !p.wanted():
+		st.State = SourceIdle
+	default:
+		st.State = SourceStandby
+	}
+	return st
 }
 
 // wait sleeps for d; it returns false when the puller is closing.
@@ -214,6 +287,15 @@ func (p *puller) run() {
 	reg := p.e.Registry
 	failing := false
 	for {
+		if !p.wanted() {
+			// On demand and nobody watches: wait for a viewer.
+			select {
+			case <-p.ctx.Done():
+				return
+			case <-p.demand:
+			}
+			continue
+		}
 		ctx, cancel := context.WithTimeout(p.ctx, registryTimeout)
 		lease, err := reg.AcquireSource(ctx, p.src.Name, bus.Owner{Node: p.e.Node})
 		cancel()
@@ -239,6 +321,13 @@ func (p *puller) run() {
 		if !wait(p.ctx, half/2+rand.N(half)) {
 			return
 		}
+		if !p.src.OnDemand {
+			continue
+		}
+		select { // a demand that came while this edge held the lease or waited is not news
+		case <-p.demand:
+		default:
+		}
 	}
 }
 
@@ -258,7 +347,10 @@ func (p *puller) hold(l *bus.Lease) {
 	ttl := reg.LeaseTTL
 	p.setHeld(true)
 	p.e.m.sourcesHeld.Inc()
-	p.log.Info("camera lease acquired; pulling")
+	p.log.Info("camera lease acquired; pulling", "on_demand", p.src.OnDemand)
+	if p.src.OnDemand {
+		p.e.m.demandPulls.WithLabelValues(p.src.Name).Inc()
+	}
 
 	pullCtx, stopPull := context.WithCancel(p.ctx)
 	pullDone := make(chan struct{})
@@ -285,6 +377,13 @@ func (p *puller) hold(l *bus.Lease) {
 			p.log.Info("camera lease released")
 			return
 		case <-ticker.C:
+		}
+		if !p.wanted() {
+			stopPull()
+			<-pullDone
+			p.release(l)
+			p.log.Info("no viewer asked for the camera; pull stopped and lease released", "close_after", p.src.CloseAfter)
+			return
 		}
 		ctx, cancel := context.WithTimeout(p.ctx, max(ttl/3, 10*time.Millisecond))
 		err := reg.RenewSource(ctx, l)

@@ -196,6 +196,8 @@ func (e *Edge) openStream(req streamRequest) (*stream, error) {
 
 	e.m.publishers.WithLabelValues(req.protocol).Inc()
 	s.log.Info("publish started", "tracks", describeTracks(info.Tracks))
+	e.emit(Event{Kind: EventReady, Path: s.path, Protocol: s.protocol, Remote: req.remote,
+		Generation: info.Generation, Tracks: trackCodecs(s)})
 	return s, nil
 }
 
@@ -354,10 +356,14 @@ func (s *stream) close(reason error) {
 			"duration", time.Since(s.started).Round(time.Millisecond),
 			"packets", s.packetsOut.Load(), "bytes", s.bytesIn.Load(),
 		}
+		ev := Event{Kind: EventGone, Path: s.path, Protocol: s.protocol, Remote: s.remote,
+			Generation: s.generation, Duration: time.Since(s.started)}
 		if reason != nil {
 			attrs = append(attrs, "err", reason)
+			ev.Reason = reason.Error()
 		}
 		s.log.Info("publish stopped", attrs...)
+		s.e.emit(ev)
 	})
 }
 

@@ -108,6 +108,14 @@ type Cache struct {
 	TLSCert, TLSKey string
 	// Now is the clock for token expiry. Default time.Now.
 	Now func() time.Time
+	// Demander, when set, signals viewers' demand for on-demand cameras: a
+	// request for a stream without a route waits (up to DemandWait) when an
+	// edge pulls that path on demand, and requests for such a stream keep
+	// its camera pulled. See demand.go.
+	Demander Demander
+	// DemandWait bounds the wait of a request for an on-demand camera that is
+	// starting. Default UpstreamTimeout+BlockingHold.
+	DemandWait time.Duration
 	// Client makes the upstream requests. Default: a keep-alive transport
 	// tuned for many requests to few hosts, no redirects.
 	Client *http.Client
@@ -137,6 +145,8 @@ type Cache struct {
 	handlers sync.WaitGroup
 
 	cors []headerValue // the CORS headers of every answer, built by setDefaults
+
+	demand *demandTable // nil without a Demander
 
 	closeOnce  sync.Once
 	warnAt     atomic.Int64 // unix ns of the last upstream warning
@@ -182,6 +192,11 @@ func (c *Cache) Start() error {
 	if err := c.m.register(c.Metrics); err != nil {
 		c.cancel()
 		return fmt.Errorf("hlscache: metrics: %w", err)
+	}
+	if err := c.startDemand(); err != nil {
+		c.m.unregister(c.Metrics)
+		c.cancel()
+		return err
 	}
 	ln, err := net.Listen("tcp", c.HTTPAddress)
 	if err != nil {
@@ -269,6 +284,9 @@ func (c *Cache) setDefaults() {
 	c.slots = upstreamSlots{max: c.MaxUpstreamConns, slots: map[string]chan struct{}{}}
 	if len(c.SigningKey) > 0 {
 		c.verifier = newVerifier(c.SigningKey)
+	}
+	if c.DemandWait <= 0 {
+		c.DemandWait = c.UpstreamTimeout + c.BlockingHold
 	}
 	if c.AllowOrigin == "" {
 		c.AllowOrigin = "*"
@@ -535,11 +553,30 @@ func (c *Cache) serveRequest(w *viewerWriter, r *http.Request, req *request) out
 	ctx := r.Context()
 	deadline := time.Now().Add(c.upstreamDeadline(req))
 	attempts := 0
+	demanded := false // an on-demand camera this request waits for
 	for {
 		now := time.Now()
 		rt, prev, state, changed := c.routes.resolve(req.stream, now)
+		if state != routeUnknown && c.demand != nil {
+			c.demand.seen(req.stream)
+		}
 		switch state {
 		case routeUnknown:
+			if !demanded && c.demand != nil && c.demand.unknown(ctx, req.stream) {
+				demanded = true
+				deadline = now.Add(c.DemandWait)
+			}
+			if demanded && c.waitDemanded(ctx, changed, deadline) {
+				continue
+			}
+			if demanded {
+				if ctx.Err() != nil {
+					return outcomeGone
+				}
+				w.Header().Set("Retry-After", "1")
+				writeText(w, http.StatusServiceUnavailable, "on-demand camera not ready yet")
+				return outcomeError
+			}
 			writeText(w, http.StatusNotFound, "stream not found")
 			return outcomeNotFound
 		case routeFailover:
@@ -575,7 +612,7 @@ func (c *Cache) serveRequest(w *viewerWriter, r *http.Request, req *request) out
 			writeText(w, re.status, re.msg)
 			return outcomeRefused
 		}
-		if starting(err, obj, req, prev) {
+		if starting(err, obj, req, prev) || demanded && starting(err, obj, req, rt) {
 			// The new owner holds the lease but is still starting the
 			// stream: serve the last good playlist, or ask again shortly.
 			if stale := c.routes.stalePlaylist(req.stream, req.file, now); stale != nil && !req.hls.blocking() {
@@ -585,6 +622,10 @@ func (c *Cache) serveRequest(w *viewerWriter, r *http.Request, req *request) out
 			if sleepUntil(ctx, deadline, startingRetry) {
 				continue
 			}
+		}
+		if demanded {
+			c.demand.waits.WithLabelValues("ready").Inc()
+			demanded = false
 		}
 		if err == nil {
 			if obj.status == http.StatusNotFound && req.kind != kindPlaylist && prev.node != "" {

@@ -64,11 +64,12 @@ func (c *lru) get(key string, now time.Time) *object {
 // recently used entries until the budget holds. It reports whether obj was kept.
 func (c *lru) add(key string, obj *object) bool {
 	size := entrySize(key, obj)
-	if size > c.maxBytes/8 {
-		return false
-	}
 	evicted := 0
 	c.mu.Lock()
+	if size > c.maxBytes/8 {
+		c.mu.Unlock()
+		return false
+	}
 	if el, ok := c.items[key]; ok {
 		c.removeLocked(el)
 	}
@@ -84,6 +85,22 @@ func (c *lru) add(key string, obj *object) bool {
 		c.onEvict(evicted)
 	}
 	return true
+}
+
+// setMax changes the budget, evicting until it holds.
+func (c *lru) setMax(maxBytes int64) {
+	evicted := 0
+	c.mu.Lock()
+	c.maxBytes = maxBytes
+	for c.bytes > c.maxBytes && c.order.Len() > 0 {
+		c.removeLocked(c.order.Back())
+		evicted++
+	}
+	c.reportLocked()
+	c.mu.Unlock()
+	if evicted > 0 && c.onEvict != nil {
+		c.onEvict(evicted)
+	}
 }
 
 // size returns the bytes accounted and the number of entries.

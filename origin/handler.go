@@ -170,7 +170,7 @@ func (s *stream) blockTimeout() time.Duration {
 	if s.o.blockTimeout > 0 {
 		return s.o.blockTimeout
 	}
-	target, part := s.o.HLS.SegmentDuration, s.o.HLS.PartDuration
+	target, part := s.hls.SegmentDuration, s.hls.PartDuration
 	s.mu.Lock()
 	if head := s.headLocked(); head != nil {
 		pl := head.snap.media[head.snap.leading].pl
@@ -349,7 +349,7 @@ func (s *stream) serveMedia(w http.ResponseWriter, r *http.Request, name string)
 			s.gone(w)
 			return
 		case viewReady:
-			v := buildView(ls, s.o.HLS.SegmentCount)
+			v := buildView(ls, s.hls.SegmentCount)
 			v.uriPrefix = prefix
 			if !v.lowLatency() || msn < 0 {
 				s.writeView(w, r, name, v, version, delta)

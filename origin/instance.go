@@ -146,7 +146,7 @@ func muxerTracks(info *bus.StreamInfo, want gohlslib.MuxerVariant) (
 
 // start creates and starts the muxer.
 func (i *instance) start(tracks []*gohlslib.Track) error {
-	cfg := i.s.o.HLS
+	cfg := i.s.hls
 	i.muxer = &gohlslib.Muxer{
 		Tracks:             tracks,
 		Variant:            i.variant,
@@ -215,7 +215,7 @@ func (i *instance) stopWatching() {
 func (i *instance) watch() {
 	defer i.s.iwg.Done()
 	ll := i.variant == gohlslib.MuxerVariantLowLatency
-	poll := min(max(i.s.o.HLS.SegmentDuration/10, 50*time.Millisecond), 200*time.Millisecond)
+	poll := min(max(i.s.hls.SegmentDuration/10, 50*time.Millisecond), 200*time.Millisecond)
 	warned := false
 	for {
 		snap, err := i.fetchSnapshot()

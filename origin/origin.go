@@ -120,6 +120,7 @@ type Origin struct {
 	secret       []byte // Secret, nil when empty
 
 	variant  gohlslib.MuxerVariant
+	hls      atomic.Pointer[hlsSettings] // for streams claimed from now on; see SetHLS
 	ln       net.Listener
 	srv      *http.Server
 	m        *metrics
@@ -224,6 +225,7 @@ func (o *Origin) applyDefaults() error {
 	if o.Metrics == nil {
 		o.Metrics = prometheus.NewRegistry()
 	}
+	o.hls.Store(&hlsSettings{cfg: o.HLS, variant: o.variant})
 	return nil
 }
 
@@ -485,7 +487,7 @@ func (o *Origin) metaLoop() {
 			meta := o.Gossip.CurrentMeta()
 			meta.HTTP = o.AdvertiseHTTP
 			meta.Load = o.owned()
-			meta.Capacity = o.Capacity
+			meta.Capacity = o.capacity()
 			meta.Draining = o.draining.Load()
 			if err := o.Gossip.SetMeta(meta); err != nil {
 				o.Log.Warn("gossip metadata update failed", "err", err)

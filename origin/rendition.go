@@ -160,7 +160,7 @@ func packetTime(p *media.Packet) time.Time {
 // (at a keyframe at least SegmentDuration after the previous start); true
 // when pts starts one.
 func (s *stream) noteKeyframe(pts int64, ntp time.Time) bool {
-	minDur := int64(s.o.HLS.SegmentDuration * 90000 / time.Second)
+	minDur := int64(s.hls.SegmentDuration * 90000 / time.Second)
 	if n := len(s.cuts); n > 0 && pts-s.cuts[n-1].pts < minDur {
 		return false
 	}
@@ -407,7 +407,7 @@ func (s *stream) newRenditionInstance(r int, pts int64, au [][]byte) *instance {
 		vt.Codec = &codecs.H265{VPS: vps, SPS: sps, PPS: pps}
 	}
 	tracks := []*gohlslib.Track{vt}
-	variant := s.o.variant
+	variant := s.baseVariant
 	var at *gohlslib.Track
 	if s.tc.Stats().Audio {
 		switch acodec, aconf := s.plan.rule.Ladder.AudioOutput(s.tcSrc); acodec {

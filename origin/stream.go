@@ -64,6 +64,10 @@ type stream struct {
 	o    *Origin
 	path string
 	log  *slog.Logger
+	// hls and baseVariant are the origin's packaging settings when the
+	// stream was claimed: a reload changes them for later streams only.
+	hls         HLSConfig
+	baseVariant gohlslib.MuxerVariant
 
 	info       atomic.Pointer[bus.StreamInfo]
 	ended      atomic.Bool
@@ -177,8 +181,10 @@ func newStream(o *Origin, path string, info *bus.StreamInfo) *stream {
 		tcVideo:      -1,
 		tcAudioTrack: -1,
 	}
+	h := o.hls.Load()
+	s.hls, s.baseVariant = h.cfg, h.variant
 	s.info.Store(info)
-	s.variant.Store(int32(o.variant))
+	s.variant.Store(int32(h.variant))
 	return s
 }
 
@@ -561,7 +567,7 @@ func (s *stream) reserve(i *instance, sn *snapshot) bool {
 // reserveSegments is how far ahead of what was produced NextMSN is stored:
 // more than the segments one persist interval can produce.
 func (s *stream) reserveSegments() uint64 {
-	seg := s.o.HLS.SegmentDuration
+	seg := s.hls.SegmentDuration
 	return uint64((statePersistInterval+seg-1)/seg) + 2
 }
 
@@ -759,7 +765,7 @@ func (s *stream) newInstance(gen uint64) *instance {
 	if info == nil || info == s.badInfo {
 		return nil
 	}
-	tracks, writers, variant, fallback, skipped := muxerTracks(info, s.o.variant)
+	tracks, writers, variant, fallback, skipped := muxerTracks(info, s.baseVariant)
 	for _, sk := range skipped {
 		s.log.Warn("track not packaged", "reason", sk)
 	}
@@ -854,7 +860,7 @@ func (s *stream) retire(i *instance) {
 		s.visible = true
 	}
 	target := time.Duration(i.snap.media[i.snap.leading].pl.TargetDuration) * time.Second
-	i.closeAt = time.Now().Add(time.Duration(s.o.HLS.SegmentCount) * max(target, s.o.HLS.SegmentDuration))
+	i.closeAt = time.Now().Add(time.Duration(s.hls.SegmentCount) * max(target, s.hls.SegmentDuration))
 	s.bumpLocked()
 }
 
@@ -907,7 +913,7 @@ func (s *stream) housekeep(now time.Time) bool {
 	if s.acquiredAt.After(lastActivity) {
 		lastActivity = s.acquiredAt
 	}
-	if now.Sub(lastActivity) < s.o.HLS.IdleTimeout {
+	if now.Sub(lastActivity) < s.hls.IdleTimeout {
 		return false
 	}
 	if !s.idle {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -86,7 +87,7 @@ type ladderPlan struct {
 type transcoding struct {
 	enabled  bool
 	caps     transcode.Capabilities
-	plans    []*ladderPlan
+	plans    atomic.Pointer[[]*ladderPlan] // replaced by SetLadders
 	gpuSlots int
 	cpuSlots int
 	metrics  *transcode.Metrics
@@ -168,23 +169,8 @@ func (o *Origin) setupTranscode() error {
 		tr.gpuSlots = 0
 	}
 	tr.cpuSlots = t.CPUSlots
-	for k, r := range t.Ladders {
-		p := &ladderPlan{rule: r}
-		if len(r.Ladder.Renditions) > 0 {
-			enc, err := transcode.Choose(t.Encoder, t.Fallback, c, r.Ladder)
-			switch {
-			case errors.Is(err, transcode.ErrNoGPU):
-				p.reason, p.refuse = refuseNoGPU, "no GPU encoder and fallback is "+string(t.Fallback)
-			case err != nil:
-				p.reason, p.refuse = refuseNoEncoder, err.Error()
-			default:
-				p.encoder = enc
-			}
-			o.Log.Info("transcode ladder", "index", k, "match", r.Match, "renditions", len(r.Ladder.Renditions),
-				"encoder", string(p.encoder), "refused", p.refuse)
-		}
-		tr.plans = append(tr.plans, p)
-	}
+	plans := o.buildPlans(t.Ladders)
+	tr.plans.Store(&plans)
 	o.Log.Info("transcode capabilities", "ffmpeg", c.FFmpeg, "x264", c.X264, "x265", c.X265,
 		"nvenc_h264", c.NVENCH264, "nvenc_hevc", c.NVENCHEVC, "cuda", c.CUDA, "scale_cuda", c.ScaleCUDA,
 		"gpus", c.GPUs, "gpu_sessions", tr.gpuSlots, "cpu_slots", tr.cpuSlots, "probe_errors", c.Err)
@@ -210,10 +196,42 @@ func (o *Origin) setupTranscode() error {
 	return nil
 }
 
+// buildPlans chooses the encoder of every ladder rule, from the detected capabilities.
+func (o *Origin) buildPlans(ladders []LadderRule) []*ladderPlan {
+	t, c := &o.Transcode, o.tr.caps
+	var plans []*ladderPlan
+	for k, r := range ladders {
+		p := &ladderPlan{rule: r}
+		if len(r.Ladder.Renditions) > 0 {
+			enc, err := transcode.Choose(t.Encoder, t.Fallback, c, r.Ladder)
+			switch {
+			case errors.Is(err, transcode.ErrNoGPU):
+				p.reason, p.refuse = refuseNoGPU, "no GPU encoder and fallback is "+string(t.Fallback)
+			case err != nil:
+				p.reason, p.refuse = refuseNoEncoder, err.Error()
+			default:
+				p.encoder = enc
+			}
+			o.Log.Info("transcode ladder", "index", k, "match", r.Match, "renditions", len(r.Ladder.Renditions),
+				"encoder", string(p.encoder), "refused", p.refuse)
+		}
+		plans = append(plans, p)
+	}
+	return plans
+}
+
+// ladderPlans returns the current ladder plans.
+func (o *Origin) ladderPlans() []*ladderPlan {
+	if p := o.tr.plans.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // planFor returns the ladder plan of path; nil for passthrough (no rule
 // matches, or the rule has no rendition to transcode).
 func (o *Origin) planFor(p string) *ladderPlan {
-	for _, pl := range o.tr.plans {
+	for _, pl := range o.ladderPlans() {
 		if ok, _ := path.Match(pl.rule.Match, p); ok {
 			if len(pl.rule.Ladder.Renditions) == 0 {
 				return nil
@@ -300,7 +318,7 @@ func (o *Origin) Capabilities() TranscodeStatus {
 		st.CPUInUse = o.slotsUsedLocked(transcode.EncoderX264)
 		o.mu.RUnlock()
 	}
-	for _, p := range o.tr.plans {
+	for _, p := range o.ladderPlans() {
 		st.Ladders = append(st.Ladders, LadderStatus{Match: p.rule.Match, Encoder: string(p.encoder), Refused: p.refuse})
 	}
 	return st

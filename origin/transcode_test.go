@@ -18,7 +18,8 @@ func TestPlanForAndAdmission(t *testing.T) {
 	gpu := &ladderPlan{rule: LadderRule{Match: "gpu/*", Ladder: ladder}, encoder: transcode.EncoderNVENC}
 	refused := &ladderPlan{rule: LadderRule{Match: "hw/*", Ladder: ladder}, reason: refuseNoGPU, refuse: "no GPU encoder and fallback is refuse"}
 	pass := &ladderPlan{rule: LadderRule{Match: "pass/*", Ladder: transcode.Ladder{Passthrough: true}}}
-	o.tr.plans = []*ladderPlan{cpu, gpu, refused, pass}
+	plans := []*ladderPlan{cpu, gpu, refused, pass}
+	o.tr.plans.Store(&plans)
 	o.tr.cpuSlots, o.tr.gpuSlots = 1, 0
 
 	for path, want := range map[string]*ladderPlan{
@@ -86,7 +87,7 @@ func TestResolveName(t *testing.T) {
 
 func TestNoteKeyframeFollowsTheSegmenter(t *testing.T) {
 	o := &Origin{HLS: HLSConfig{SegmentDuration: 1e9}}
-	s := &stream{o: o, cur: &instance{firstID: llFirstSegmentID}}
+	s := &stream{o: o, hls: o.HLS, cur: &instance{firstID: llFirstSegmentID}}
 	// 0.5 s GOP: gohlslib cuts every second keyframe.
 	var cuts []bool
 	for k := int64(0); k < 5; k++ {

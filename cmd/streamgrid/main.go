@@ -124,7 +124,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "streamgrid: %v\n", err)
 		return 2
 	}
-	log := newLogger(cfg.Node, stderr)
+	level := new(slog.LevelVar)
+	log := newLogger(cfg.Node, level, stderr)
 	if cfgPath != "" {
 		abs, _ := filepath.Abs(cfgPath)
 		log.Info("configuration read", "file", abs, "version", version.String())
@@ -132,14 +133,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Info("no configuration file (looked for "+strings.Join(configSearch, ", ")+"): defaults and SG_* variables apply", "version", version.String())
 	}
 
-	n := &node.Node{Config: cfg, Role: role, Log: log}
+	n := &node.Node{Config: cfg, Role: role, Log: log, LogLevel: level}
 	if err := n.Start(); err != nil {
 		log.Error("start failed", "err", err)
 		return 1
 	}
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	sig := <-sigs
+	sig := waitReloading(n, cfgPath, log, sigs)
 	log.Info("signal received, draining (a second signal exits at once)", "signal", sig.String(), "timeout", cfg.Node.DrainTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Node.DrainTimeout)
 	done := make(chan struct{})
@@ -157,8 +158,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func newLogger(c config.Node, w io.Writer) *slog.Logger {
-	var level slog.Level
+func newLogger(c config.Node, level *slog.LevelVar, w io.Writer) *slog.Logger {
 	_ = level.UnmarshalText([]byte(c.LogLevel))
 	opts := &slog.HandlerOptions{Level: level}
 	if c.LogFormat == "json" {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,7 @@ type Config struct {
 	Origin  Origin   `yaml:"origin"`
 	Cache   Cache    `yaml:"cache"`
 	Auth    Auth     `yaml:"auth"`
+	Hooks   Hooks    `yaml:"hooks"`
 	Sources []Source `yaml:"sources"`
 }
 
@@ -221,7 +223,28 @@ type Source struct {
 	Transport  string        `yaml:"transport"`
 	BackoffMin time.Duration `yaml:"backoff_min"`
 	BackoffMax time.Duration `yaml:"backoff_max"`
+	// OnDemand: the camera is pulled only while viewers ask for it at a cache.
+	OnDemand bool `yaml:"on_demand"`
+	// CloseAfter stops an on-demand pull this long after the last viewer request.
+	CloseAfter time.Duration `yaml:"close_after"`
 }
+
+// Hooks is the HTTP webhook for integrators: a POST of JSON per event.
+type Hooks struct {
+	// URL receives the events (http:// or https://); empty disables hooks.
+	URL string `yaml:"url"`
+	// Events to send: ready, gone, refused, failover.
+	Events []string `yaml:"events"`
+	// Timeout bounds one delivery attempt.
+	Timeout time.Duration `yaml:"timeout"`
+	// Retries after a failed attempt (exponential backoff).
+	Retries int `yaml:"retries"`
+	// QueueSize bounds the events waiting for delivery; past it new events are dropped and counted.
+	QueueSize int `yaml:"queue_size"`
+}
+
+// HookEvents are the event names hooks.events accepts.
+var HookEvents = []string{"ready", "gone", "refused", "failover"}
 
 // Default returns the configuration with every default filled in. The
 // listeners that only the cluster uses (NATS, memberlist, origin HLS) bind
@@ -284,8 +307,17 @@ func Default() *Config {
 			HTTPCacheTTL: 10 * time.Second,
 			HTTPFallback: "deny",
 		},
+		Hooks: Hooks{
+			Events:    slices.Clone(HookEvents),
+			Timeout:   5 * time.Second,
+			Retries:   3,
+			QueueSize: 1024,
+		},
 	}
 }
+
+// DefaultCloseAfter is sources[].close_after when the file leaves it out.
+const DefaultCloseAfter = 10 * time.Second
 
 // Load reads the file at path (none when path is ""), then the environment.
 func Load(path string, environ []string) (*Config, error) {
@@ -312,6 +344,9 @@ func Load(path string, environ []string) (*Config, error) {
 		}
 		if s.BackoffMax == 0 {
 			s.BackoffMax = 30 * time.Second
+		}
+		if s.CloseAfter == 0 {
+			s.CloseAfter = DefaultCloseAfter
 		}
 	}
 	if err := c.Validate(); err != nil {
@@ -638,7 +673,11 @@ func (c *Config) Validate() error {
 		if s.BackoffMin <= 0 || s.BackoffMax < s.BackoffMin {
 			bad(key+".backoff_max", "backoff_min must be positive and backoff_max at least backoff_min")
 		}
+		if s.CloseAfter < time.Second {
+			bad(key+".close_after", "must be at least 1s, got %s", s.CloseAfter)
+		}
 	}
+	validateHooks(c.Hooks, bad)
 	return errors.Join(errs...)
 }
 
@@ -719,6 +758,27 @@ func validateRTSPAuth(methods []string, a Auth, bad func(key, format string, arg
 			bad(key, "digest cannot check the hashed password of auth.users[%d]; use [basic] (and TLS) or a plain password", i)
 			break
 		}
+	}
+}
+
+// validateHooks checks the hooks section; bad records an error for a key.
+func validateHooks(h Hooks, bad func(key, format string, args ...any)) {
+	if h.URL != "" && !strings.HasPrefix(h.URL, "http://") && !strings.HasPrefix(h.URL, "https://") {
+		bad("hooks.url", "%q must be an http:// or https:// URL", h.URL)
+	}
+	for i, e := range h.Events {
+		if !slices.Contains(HookEvents, e) {
+			bad(fmt.Sprintf("hooks.events[%d]", i), "%q is not one of %s", e, strings.Join(HookEvents, ", "))
+		}
+	}
+	if h.Timeout <= 0 {
+		bad("hooks.timeout", "must be a positive duration, got %s", h.Timeout)
+	}
+	if h.Retries < 0 || h.Retries > 20 {
+		bad("hooks.retries", "must be 0..20, got %d", h.Retries)
+	}
+	if h.QueueSize < 1 {
+		bad("hooks.queue_size", "must be at least 1, got %d", h.QueueSize)
 	}
 }
 

@@ -31,6 +31,7 @@ import (
 	"github.com/streamgrid/streamgrid/internal/auth"
 	"github.com/streamgrid/streamgrid/internal/config"
 	"github.com/streamgrid/streamgrid/internal/gossip"
+	"github.com/streamgrid/streamgrid/internal/hooks"
 	"github.com/streamgrid/streamgrid/internal/transcode"
 	"github.com/streamgrid/streamgrid/internal/version"
 	"github.com/streamgrid/streamgrid/origin"
@@ -50,6 +51,9 @@ type Node struct {
 	Config *config.Config
 	Role   string
 	Log    *slog.Logger
+	// LogLevel, when set, is the level of Log: a reload changes it to the
+	// new node.log_level.
+	LogLevel *slog.LevelVar
 
 	name     string
 	metrics  *prometheus.Registry
@@ -67,6 +71,11 @@ type Node struct {
 	started  time.Time
 	statsSub *nats.Subscription // answers the other nodes' statistics requests
 	rates    rateMeter          // the edge's bit and frame rates
+
+	reload reloader // see reload.go
+	hooks  *hooks.Notifier
+	bg     context.CancelFunc // ends the node's own watchers
+	bgWG   sync.WaitGroup
 
 	closeOnce sync.Once
 }
@@ -99,6 +108,7 @@ func (n *Node) Start() (err error) {
 	n.Log = n.Log.With("node", n.name)
 	n.started = time.Now()
 	n.metrics = prometheus.NewRegistry()
+	n.reload.current = c
 	// Role components label their own metrics with node and role (an
 	// all-in-one node reports edge, origin and cache apart); the process-wide
 	// collectors get the node's labels here.
@@ -160,6 +170,11 @@ func (n *Node) Start() (err error) {
 			return err
 		}
 	}
+	if n.Role != RoleBus {
+		if err := n.startHooks(); err != nil {
+			return err
+		}
+	}
 	if n.Role == RoleRun {
 		n.hub = &bus.Hub{NC: n.nc}
 		if n.server != nil {
@@ -188,10 +203,22 @@ func (n *Node) Start() (err error) {
 		if err := n.gossip.SetMeta(n.meta()); err != nil {
 			return err
 		}
+		ctx, cancel := context.WithCancel(context.Background())
+		owners, err := n.registry.WatchOwners(ctx)
+		if err != nil {
+			cancel()
+			return fmt.Errorf("failover hooks: %w", err)
+		}
+		n.bg = cancel
+		n.bgWG.Add(1)
+		go func() {
+			defer n.bgWG.Done()
+			n.watchFailovers(ctx, owners)
+		}()
 	}
 	if n.has(RoleCache) {
 		n.cache = &hlscache.Cache{
-			Node: n.name, Registry: n.registry, Gossip: n.gossip,
+			Node: n.name, Registry: n.registry, Gossip: n.gossip, Demander: bus.Demander{NC: n.nc},
 			HTTPAddress: c.Cache.HTTPAddress, MaxBytes: c.Cache.MaxBytes,
 			UpstreamTimeout: c.Cache.UpstreamTimeout, AllowOrigin: c.Cache.AllowOrigin,
 			MaxConnsPerIP: cmp.Or(c.Cache.MaxConnsPerIP, -1), MaxUpstreamConns: c.Cache.MaxUpstreamConns,
@@ -218,19 +245,12 @@ func (n *Node) Start() (err error) {
 		}
 	}
 	if n.has(RoleEdge) {
-		var sources []edge.Source
-		for _, s := range c.Sources {
-			sources = append(sources, edge.Source{
-				Name: s.Name, URL: s.URL, Transport: s.Transport,
-				BackoffMin: s.BackoffMin, BackoffMax: s.BackoffMax,
-			})
-		}
 		n.edge = &edge.Edge{
 			Node: n.name, NC: n.nc, Hub: n.hub, Registry: n.registry,
 			RTSPAddress: c.Edge.RTSPAddress, UDPRTPAddress: c.Edge.RTPAddress, UDPRTCPAddress: c.Edge.RTCPAddress,
-			RTMPAddress: c.Edge.RTMPAddress, Sources: sources, ReadTimeout: c.Edge.ReadTimeout,
+			RTMPAddress: c.Edge.RTMPAddress, Sources: edgeSources(c.Sources), ReadTimeout: c.Edge.ReadTimeout,
 			MediaTimeout: c.Edge.MediaTimeout, MaxPublishers: c.Edge.MaxPublishers,
-			Auth: n.auth, RTSPAuthMethods: c.Edge.RTSPAuthMethods,
+			Auth: n.auth, RTSPAuthMethods: c.Edge.RTSPAuthMethods, OnEvent: n.edgeEvent,
 			Log: n.Log, Metrics: reg,
 		}
 		if err := n.edge.Start(); err != nil {
@@ -242,6 +262,9 @@ func (n *Node) Start() (err error) {
 		if err := n.serveStats(); err != nil {
 			return fmt.Errorf("stats: %w", err)
 		}
+	}
+	if err := n.reload.start(n); err != nil {
+		return err
 	}
 	if c.API.Address != "" {
 		n.api = &apiServer{node: n, Address: c.API.Address}
@@ -322,7 +345,7 @@ func (n *Node) meta() gossip.Meta {
 	m := gossip.Meta{Role: n.Role, Version: version.String()}
 	if n.origin != nil {
 		m.HTTP = n.origin.AdvertiseHTTP
-		m.Capacity = n.Config.Origin.Capacity
+		m.Capacity = n.CurrentConfig().Origin.Capacity
 		m.Load = len(n.origin.Streams())
 	} else if n.cache != nil {
 		m.HTTP = n.cache.HTTPAddr().String()
@@ -394,6 +417,13 @@ func (n *Node) Close() {
 		}
 		if n.origin != nil {
 			n.origin.Close()
+		}
+		if n.bg != nil {
+			n.bg()
+			n.bgWG.Wait()
+		}
+		if n.hooks != nil {
+			n.hooks.Close()
 		}
 		if n.gossip != nil {
 			n.gossip.Close()

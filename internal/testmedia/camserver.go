@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
@@ -73,7 +74,17 @@ type CameraServer struct {
 	cancel    context.CancelFunc
 	done      chan struct{}
 	closeOnce sync.Once
+
+	describes atomic.Int64
+	sessions  atomic.Int64
 }
+
+// Describes counts the DESCRIBE requests received (on-demand tests check
+// that nobody asked before a viewer did).
+func (s *CameraServer) Describes() int64 { return s.describes.Load() }
+
+// Sessions is the number of RTSP sessions open now.
+func (s *CameraServer) Sessions() int64 { return s.sessions.Load() }
 
 // Start listens and starts streaming. The listeners are open when it returns.
 func (s *CameraServer) Start() error {
@@ -320,10 +331,15 @@ func (h *cameraServerHandler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeC
 	if res, err := h.authorize(ctx.Conn, ctx.Request); res != nil {
 		return res, nil, err
 	}
+	h.s.describes.Add(1)
 	if !h.s.matches(ctx.Path) {
 		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
 	}
 	return &base.Response{StatusCode: base.StatusOK}, h.s.stream, nil
+}
+
+func (h *cameraServerHandler) OnSessionOpen(*gortsplib.ServerHandlerOnSessionOpenCtx) {
+	h.s.sessions.Add(1)
 }
 
 func (h *cameraServerHandler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (
@@ -345,6 +361,7 @@ func (h *cameraServerHandler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*ba
 }
 
 func (h *cameraServerHandler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
+	h.s.sessions.Add(-1)
 	h.s.Log.Debug("camera server session closed", "err", ctx.Error)
 }
 

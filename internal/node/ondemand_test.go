@@ -1,0 +1,168 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/streamgrid/streamgrid/edge"
+	"github.com/streamgrid/streamgrid/internal/config"
+)
+
+// TestOnDemandCamera: an on-demand camera is not pulled before a viewer asks
+// for it; the first request waits and answers a playlist; the stream plays;
+// the pull stops close_after after the last request.
+func TestOnDemandCamera(t *testing.T) {
+	cam := startCameraServer(t, "od")
+	c := allInOneConfig(t)
+	src := source("cams/od", cam.URL())
+	src.OnDemand = true
+	src.CloseAfter = 2 * time.Second
+	c.Sources = append(c.Sources, src)
+	n := startNode(t, c, RoleRun)
+	cacheURL := "http://" + n.Addrs().Cache
+
+	state := func() string { return sourceStates(t, n)["cams/od"] }
+	if st := state(); st != edge.SourceIdle {
+		t.Fatalf("source state before any viewer: %q, want idle", st)
+	}
+	// Nothing pulls it: a lease period passes (the edge would have taken the
+	// lease and connected within one) and the camera hears nothing.
+	time.Sleep(c.Bus.LeaseTTL)
+	if d := cam.Describes(); d != 0 {
+		t.Fatalf("the camera got %d DESCRIBEs before any viewer asked", d)
+	}
+	// A path nobody pulls on demand still answers 404 at once.
+	resp, err := http.Get(cacheURL + "/cams/nobody/index.m3u8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("unknown path: %s, want 404", resp.Status)
+	}
+
+	// The first request waits and answers a playlist.
+	began := time.Now()
+	resp, err = http.Get(cacheURL + "/cams/od/index.m3u8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(body), "#EXTM3U") {
+		t.Fatalf("first request: %s %q", resp.Status, body)
+	}
+	t.Logf("first request answered 200 after %v", time.Since(began).Round(time.Millisecond))
+	if cam.Describes() == 0 {
+		t.Fatal("playable but the camera was never asked")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := playChecked(t, ctx, cacheURL+"/cams/od/index.m3u8", 50)
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if st := state(); st != edge.SourcePulling {
+		t.Errorf("source state while watched: %q, want pulling", st)
+	}
+	if v := metricTotal(t, n, "streamgrid_edge_demand_pulls_total"); v != 1 {
+		t.Errorf("on-demand pulls counted: %v, want 1", v)
+	}
+	if v := metricTotal(t, n, "streamgrid_cache_demand_waits_total"); v < 1 {
+		t.Errorf("requests that waited for the camera: %v, want at least 1", v)
+	}
+
+	// No more requests: the pull stops after close_after.
+	stopped := time.Now()
+	waitCond(t, src.CloseAfter+15*time.Second, "the camera session to close", func() bool { return cam.Sessions() == 0 })
+	t.Logf("camera session closed %v after the last request (close_after %v)", time.Since(stopped).Round(time.Millisecond), src.CloseAfter)
+	waitCond(t, 5*time.Second, "the source to be idle", func() bool { return state() == edge.SourceIdle })
+}
+
+// metricTotal adds up every series of the metric family name in n's registry.
+func metricTotal(t *testing.T, n *Node, name string) float64 {
+	t.Helper()
+	mfs, err := n.metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum
+}
+
+// TestOnDemandAtAnotherCache: a viewer at a cache of another node starts an
+// on-demand camera of the all-in-one node, and keeps it pulled for longer
+// than close_after while watching there.
+func TestOnDemandAtAnotherCache(t *testing.T) {
+	cam := startCameraServer(t, "od")
+	c := allInOneConfig(t)
+	src := source("cams/od", cam.URL())
+	src.OnDemand = true
+	src.CloseAfter = 2 * time.Second
+	c.Sources = []config.Source{src}
+	a := startNode(t, c, RoleRun)
+
+	cc := roleConfig(t, "cache2")
+	cc.Bus.Replicas = 1
+	cc.Bus.URLs = []string{a.Addrs().NATS}
+	cc.Gossip.Seeds = []string{a.Addrs().Gossip}
+	b := startNode(t, cc, RoleCache)
+	waitCond(t, 10*time.Second, "gossip between the nodes", func() bool { return len(b.gossip.Members()) >= 2 })
+
+	url := "http://" + b.Addrs().Cache + "/cams/od/index.m3u8"
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("first request at the other cache: %s", resp.Status)
+	}
+	// Watch for about twice close_after at the other cache only: the pull
+	// must not stop (no second DESCRIBE, the session stays).
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := playChecked(t, ctx, url, 110)
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if d := cam.Describes(); d != 1 {
+		t.Errorf("the camera got %d DESCRIBEs while watched at the other cache; want 1 (the pull stopped and restarted)", d)
+	}
+	if v := metricTotal(t, b, "streamgrid_cache_demand_signals_total"); v < 2 {
+		t.Errorf("the other cache signalled demand %v times, want repeats while watched", v)
+	}
+	waitCond(t, src.CloseAfter+15*time.Second, "the camera session to close", func() bool { return cam.Sessions() == 0 })
+}
+
+// sourceStates reads GET /v1/sources.
+func sourceStates(t *testing.T, n *Node) map[string]string {
+	t.Helper()
+	resp, err := http.Get("http://" + n.Addrs().API + "/v1/sources")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list []edge.SourceStatus
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, s := range list {
+		out[s.Name] = s.State
+	}
+	return out
+}
