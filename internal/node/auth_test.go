@@ -292,7 +292,7 @@ func TestCacheReadAuth(t *testing.T) {
 		{"/live/x/index.m3u8", "admin", "wrong", 401},
 		{"/live/x/index.m3u8", "ops", "opspw", 403},
 		{"/live/x/index.m3u8", "admin", "adminpw", 404}, // allowed; no such stream
-		{"/public/x/index.m3u8", "", "", 404},          // "any" reads public/*
+		{"/public/x/index.m3u8", "", "", 404},           // "any" reads public/*
 	} {
 		code, h := apiStatus(t, cache+tc.path, tc.user, tc.pass)
 		if code != tc.want {
