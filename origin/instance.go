@@ -144,13 +144,23 @@ func muxerTracks(info *bus.StreamInfo, want gohlslib.MuxerVariant) (
 	return tracks, writers, variant, fallback, skipped
 }
 
+// retainedSegments is how many segments the muxer keeps beyond the listed
+// window (the served playlist shows the newest listed ones; see buildView).
+// RFC 8216 §6.2.2: a segment that left the playlist stays available for its
+// duration plus the duration of the longest playlist that listed it, i.e.
+// about listed+1 segment durations, during which as many new segments
+// complete (each completion drops the muxer's oldest segment). One more
+// covers segments of uneven length. The cost is the media of listed+2
+// segments per stream and rendition, in memory (docs/players.md).
+func retainedSegments(listed int) int { return listed + 2 }
+
 // start creates and starts the muxer.
 func (i *instance) start(tracks []*gohlslib.Track) error {
 	cfg := i.s.o.HLS
 	i.muxer = &gohlslib.Muxer{
 		Tracks:             tracks,
 		Variant:            i.variant,
-		SegmentCount:       cfg.SegmentCount,
+		SegmentCount:       cfg.SegmentCount + retainedSegments(cfg.SegmentCount),
 		SegmentMinDuration: cfg.SegmentDuration,
 		PartMinDuration:    cfg.PartDuration,
 		OnEncodeError: func(error) {

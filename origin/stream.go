@@ -159,8 +159,8 @@ type stream struct {
 }
 
 type renderKey struct {
-	name  string
-	delta bool
+	name          string
+	delta, compat bool
 }
 
 func newStream(o *Origin, path string, info *bus.StreamInfo) *stream {
@@ -854,7 +854,11 @@ func (s *stream) retire(i *instance) {
 		s.visible = true
 	}
 	target := time.Duration(i.snap.media[i.snap.leading].pl.TargetDuration) * time.Second
-	i.closeAt = time.Now().Add(time.Duration(s.o.HLS.SegmentCount) * max(target, s.o.HLS.SegmentDuration))
+	// Its last segments may be listed (filling the next instance's gap
+	// placeholders) for SegmentCount segments more, and must then stay
+	// available for their duration plus the playlist's (RFC 8216 §6.2.2).
+	keep := 2*s.o.HLS.SegmentCount + 3
+	i.closeAt = time.Now().Add(time.Duration(keep) * max(target, s.o.HLS.SegmentDuration))
 	s.bumpLocked()
 }
 
@@ -1014,8 +1018,10 @@ func (s *stream) readyLocked(rend int) (bool, int) {
 	if head == nil {
 		return false, 0
 	}
+	segs := head.snap.media[head.snap.leading].pl.Segments
+	segs = segs[max(len(segs)-s.o.HLS.SegmentCount, 0):] // the listed window
 	n := 0
-	for _, seg := range head.snap.media[head.snap.leading].pl.Segments {
+	for _, seg := range segs {
 		if !seg.Gap {
 			n++
 		}

@@ -57,6 +57,12 @@ func buildView(layers []*layer, segmentCount int) *view {
 		}
 		v.segs = append(v.segs, viewSeg{seg: seg, l: head})
 	}
+	// The muxer keeps more segments than are listed (see retainedSegments):
+	// the playlist shows the newest segmentCount of them.
+	if extra := len(v.segs) - segmentCount; extra > 0 {
+		v.segs = v.segs[extra:]
+		v.first += int64(extra)
+	}
 	for len(v.segs) < segmentCount {
 		r, l := findReal(older, v.first-1)
 		if r == nil {
@@ -111,6 +117,17 @@ func findReal(layers []*layer, msn int64) (*playlist.MediaSegment, *layer) {
 		}
 	}
 	return nil, nil
+}
+
+// realSegments counts the segments that are not gap placeholders.
+func (v *view) realSegments() int {
+	n := 0
+	for _, vs := range v.segs {
+		if !vs.seg.Gap {
+			n++
+		}
+	}
+	return n
 }
 
 // lowLatency reports whether the playlist supports blocking reloads.
@@ -170,9 +187,22 @@ func (v *view) skippable(boundary time.Duration) int {
 }
 
 // render writes the playlist. delta asks for an _HLS_skip delta update.
-func (v *view) render(delta bool) ([]byte, error) {
+// compat asks for the compatible view (see compat.go): the same segments
+// without Low-Latency tags, parts or leading gap placeholders.
+func (v *view) render(delta, compat bool) ([]byte, error) {
 	h := v.head.pl
+	// lead: leading gap placeholders left out of a compatible view.
+	lead := 0
+	for compat && lead < len(v.segs) && v.segs[lead].seg.Gap {
+		lead++
+	}
 	ds := int(v.ds)
+	if lead > 0 && lead < len(v.segs) {
+		ds = int(v.segs[lead].disc)
+		if v.segs[lead].tag {
+			ds--
+		}
+	}
 	out := &playlist.Media{
 		Version:               h.Version,
 		IndependentSegments:   h.IndependentSegments,
@@ -180,7 +210,7 @@ func (v *view) render(delta bool) ([]byte, error) {
 		TargetDuration:        h.TargetDuration,
 		ServerControl:         h.ServerControl,
 		PartInf:               h.PartInf,
-		MediaSequence:         int(v.first),
+		MediaSequence:         int(v.first) + lead,
 		DiscontinuitySequence: &ds,
 		PlaylistType:          h.PlaylistType,
 		Start:                 h.Start,
@@ -188,7 +218,14 @@ func (v *view) render(delta bool) ([]byte, error) {
 		PreloadHint:           h.PreloadHint,
 		Endlist:               h.Endlist,
 	}
+	if compat {
+		out.ServerControl, out.PartInf, out.Parts, out.PreloadHint = nil, nil, nil, nil
+		delta = false
+	}
 	for _, r := range h.RenditionReport {
+		if compat {
+			break
+		}
 		rr := *r
 		rr.LastMSN += int(v.head.offset)
 		rr.URI = v.uriPrefix + rr.URI
@@ -213,6 +250,10 @@ func (v *view) render(delta bool) ([]byte, error) {
 	} else if curMap != "" {
 		out.Map = &playlist.MediaMap{URI: curMap}
 	}
+	if compat {
+		out.Version = compatVersion(h.Version, curMap != "")
+	}
+	skip = max(skip, lead) // segments before skip are not written
 
 	maps := map[int]string{} // index in out.Segments → EXT-X-MAP to put before it
 	for k, vs := range v.segs {
@@ -227,7 +268,7 @@ func (v *view) render(delta bool) ([]byte, error) {
 		}
 		seg := *vs.seg
 		seg.Discontinuity = vs.tag
-		if k < len(v.segs)-2 {
+		if compat || k < len(v.segs)-2 {
 			seg.Parts = nil // parts are listed for the last two segments only
 		}
 		if r := int(math.Round(seg.Duration.Seconds())); r > out.TargetDuration {
