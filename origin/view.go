@@ -222,6 +222,15 @@ func (v *view) render(delta, compat bool) ([]byte, error) {
 		out.ServerControl, out.PartInf, out.Parts, out.PreloadHint = nil, nil, nil, nil
 		delta = false
 	}
+	if sc := out.ServerControl; sc != nil && sc.PartHoldBack != nil && out.PartInf != nil {
+		// gohlslib writes 2.5 part targets; the LL-HLS revision of RFC 8216
+		// asks for at least three (§4.4.3.8).
+		if min := 3 * out.PartInf.PartTarget; *sc.PartHoldBack < min {
+			c := *sc
+			c.PartHoldBack = &min
+			out.ServerControl = &c
+		}
+	}
 	for _, r := range h.RenditionReport {
 		if compat {
 			break

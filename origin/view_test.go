@@ -76,6 +76,9 @@ func TestViewSingleFreshInstance(t *testing.T) {
 	if strings.Contains(text, "#EXT-X-DISCONTINUITY\n") {
 		t.Fatalf("fresh stream must not have a discontinuity:\n%s", text)
 	}
+	if !strings.Contains(text, "PART-HOLD-BACK=0.60000") {
+		t.Fatalf("PART-HOLD-BACK not raised to 3 part targets:\n%s", text)
+	}
 	if v.last() != 7 || !v.satisfied(7, 0) || !v.satisfied(8, 1) || v.satisfied(8, 2) || v.tooFar(9) || !v.tooFar(10) {
 		t.Fatalf("blocking bounds wrong: last=%d", v.last())
 	}
