@@ -225,9 +225,9 @@ func (v *view) render(delta, compat bool) ([]byte, error) {
 	if sc := out.ServerControl; sc != nil && sc.PartHoldBack != nil && out.PartInf != nil {
 		// gohlslib writes 2.5 part targets; the LL-HLS revision of RFC 8216
 		// asks for at least three (§4.4.3.8).
-		if min := 3 * out.PartInf.PartTarget; *sc.PartHoldBack < min {
+		if least := 3 * out.PartInf.PartTarget; *sc.PartHoldBack < least {
 			c := *sc
-			c.PartHoldBack = &min
+			c.PartHoldBack = &least
 			out.ServerControl = &c
 		}
 	}
