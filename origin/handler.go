@@ -289,15 +289,15 @@ const (
 // layers collects the versions of a media playlist held by the instances of
 // rendition set rend, oldest first, ending with its newest instance with
 // content.
-func (s *stream) layers(rend int, name string) ([]*layer, uint64, <-chan struct{}, viewState) {
+func (s *stream) layers(rend int, name string) ([]*layer, map[string]*layer, uint64, <-chan struct{}, viewState) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	head := s.headOfLocked(rend)
 	if head == nil {
-		return nil, s.version, s.changed, viewNoContent
+		return nil, nil, s.version, s.changed, viewNoContent
 	}
 	if head.snap.media[name] == nil {
-		return nil, s.version, s.changed, viewMissing
+		return nil, nil, s.version, s.changed, viewMissing
 	}
 	var ls []*layer
 	for _, i := range s.instances {
@@ -311,7 +311,7 @@ func (s *stream) layers(rend int, name string) ([]*layer, uint64, <-chan struct{
 			break
 		}
 	}
-	return ls, s.version, s.changed, viewReady
+	return ls, head.snap.media, s.version, s.changed, viewReady
 }
 
 // serveMedia answers a media playlist request, holding blocking requests
@@ -358,7 +358,7 @@ func (s *stream) serveMedia(w http.ResponseWriter, r *http.Request, name string,
 			s.gone(w)
 			return
 		}
-		ls, version, changed, state := s.layers(rend, inner)
+		ls, siblings, version, changed, state := s.layers(rend, inner)
 		switch state {
 		case viewMissing:
 			s.gone(w)
@@ -366,6 +366,7 @@ func (s *stream) serveMedia(w http.ResponseWriter, r *http.Request, name string,
 		case viewReady:
 			v := buildView(ls, s.o.HLS.SegmentCount)
 			v.uriPrefix = prefix
+			v.name, v.siblings = inner, siblings
 			if compat {
 				if v.realSegments() >= min(compatMinSegments, s.o.HLS.SegmentCount) {
 					s.writeView(w, r, name, v, version, false, true)

@@ -183,10 +183,7 @@ func (i *instance) write(p *media.Packet) error {
 		return errUnknownTrack
 	}
 	pts := rescale(p.PTS, tw.srcRate, tw.track.ClockRate)
-	ntp := time.Now()
-	if p.WallClock != 0 {
-		ntp = time.Unix(0, p.WallClock)
-	}
+	ntp := i.s.packetTime(p, tw.srcRate)
 	switch tw.codec {
 	case media.CodecH264, media.CodecH265:
 		var au h264.AVCC

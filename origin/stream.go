@@ -117,6 +117,12 @@ type stream struct {
 	infoRefreshed time.Time
 	fallbackNoted bool
 	idle          bool
+	// The anchor of packetTime: a wall-clock time and the timestamp it
+	// dates, per publisher generation.
+	clockSet  bool
+	clockGen  uint64
+	clockWall time.Time
+	clockPTS  time.Duration
 
 	// Transcoding (run goroutine, see rendition.go); plan is nil for
 	// passthrough streams. tcPtr publishes tc to status readers; tcSrc is
@@ -729,6 +735,38 @@ func (s *stream) handlePacket(p *media.Packet, fromGOP bool) {
 			s.replace()
 		}
 	}
+}
+
+// maxClockDrift bounds how far packetTime's dates may drift from the
+// edge's wall clock before they are re-anchored.
+const maxClockDrift = 2 * time.Second
+
+// packetTime dates a packet for EXT-X-PROGRAM-DATE-TIME. Dates follow the
+// packets' timestamps from an anchor (the edge's wall clock at receipt of
+// the generation's first packet), so consecutive segments are dated exactly
+// their durations apart: the receipt time itself jitters with the network
+// and the publisher's pacing by hundreds of milliseconds. The anchor is
+// reset for a new generation and when the dates drift from the wall clock
+// by more than maxClockDrift. Called under procMu.
+func (s *stream) packetTime(p *media.Packet, rate int) time.Time {
+	wall := time.Now()
+	if p.WallClock != 0 {
+		wall = time.Unix(0, p.WallClock)
+	}
+	if rate <= 0 {
+		return wall
+	}
+	pts := time.Duration(rescale(p.PTS, rate, int(time.Second)))
+	if !s.clockSet || s.clockGen != p.Generation {
+		s.clockSet, s.clockGen, s.clockWall, s.clockPTS = true, p.Generation, wall, pts
+		return wall
+	}
+	t := s.clockWall.Add(pts - s.clockPTS)
+	if d := wall.Sub(t); d > maxClockDrift || d < -maxClockDrift {
+		s.clockWall, s.clockPTS = wall, pts
+		return wall
+	}
+	return t
 }
 
 // replace retires the current instance; the next packet starts a new one.

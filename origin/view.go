@@ -2,6 +2,7 @@ package origin
 
 import (
 	"math"
+	"sort"
 	"strings"
 	"time"
 
@@ -32,6 +33,11 @@ type view struct {
 	// uriPrefix is put in front of the rendition reports' playlist names
 	// (those of a transcoded rendition are served as r<name>_<name>).
 	uriPrefix string
+	// name is the playlist's name in its instance; siblings are the
+	// instance's media playlists by name (immutable snapshot), for
+	// rendition reports.
+	name     string
+	siblings map[string]*layer
 }
 
 type viewSeg struct {
@@ -117,6 +123,39 @@ func findReal(layers []*layer, msn int64) (*playlist.MediaSegment, *layer) {
 		}
 	}
 	return nil, nil
+}
+
+// renditionReports reports the instance's other media playlists (a
+// separate audio rendition): the LL-HLS revision of RFC 8216 (§4.4.5.4)
+// has every Low-Latency media playlist report the other renditions of its
+// multivariant playlist, so a player switching to one can ask for the
+// right part at once. gohlslib writes none.
+func (v *view) renditionReports() []*playlist.MediaRenditionReport {
+	var names []string
+	for n := range v.siblings {
+		if n != v.name {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	var out []*playlist.MediaRenditionReport
+	for _, n := range names {
+		l := v.siblings[n]
+		if l.pl == nil || len(l.pl.Segments) == 0 {
+			continue
+		}
+		last := l.offset + int64(l.pl.MediaSequence) + int64(len(l.pl.Segments)) - 1
+		lastPart := len(l.pl.Segments[len(l.pl.Segments)-1].Parts) - 1
+		if len(l.pl.Parts) > 0 {
+			last, lastPart = last+1, len(l.pl.Parts)-1
+		}
+		rr := &playlist.MediaRenditionReport{URI: v.uriPrefix + n, LastMSN: int(last)}
+		if lastPart >= 0 {
+			rr.LastPart = &lastPart
+		}
+		out = append(out, rr)
+	}
+	return out
 }
 
 // realSegments counts the segments that are not gap placeholders.
@@ -239,6 +278,9 @@ func (v *view) render(delta, compat bool) ([]byte, error) {
 		rr.LastMSN += int(v.head.offset)
 		rr.URI = v.uriPrefix + rr.URI
 		out.RenditionReport = append(out.RenditionReport, &rr)
+	}
+	if !compat && len(h.RenditionReport) == 0 && h.ServerControl != nil && h.ServerControl.CanBlockReload {
+		out.RenditionReport = v.renditionReports()
 	}
 
 	// The initialization section in force at the start of the window: that
