@@ -149,7 +149,6 @@ func (s *stream) feedTranscoder(p *media.Packet) {
 	_ = s.tc.WriteAudio(pts, [][]byte{p.Payload})
 }
 
-
 // noteKeyframe records where gohlslib starts segments in the source muxer
 // (at a keyframe at least SegmentDuration after the previous start); true
 // when pts starts one.
