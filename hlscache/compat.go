@@ -11,9 +11,9 @@ import (
 // from a browser's own media element (Sec-Fetch-Dest: video or audio) in a
 // browser whose built-in HLS player has no Low-Latency support: Chromium
 // and its derivatives (Chrome, Edge, Opera; "Chrome/" in the User-Agent) and
-// Firefox. Safari's player (no "Chrome/"), hls.js and other script players
-// (Sec-Fetch-Dest: empty), ffmpeg and VLC (no Sec-Fetch-Dest) keep the
-// Low-Latency playlists. Only the multivariant playlist is chosen this way:
+// Firefox; and VLC 3 (see wantsCompat). Safari's player (no "Chrome/"),
+// hls.js and other script players (Sec-Fetch-Dest: empty) and ffmpeg keep
+// the Low-Latency playlists. Only the multivariant playlist is chosen this way:
 // the media playlists it links have names of their own, so every object
 // below it stays cacheable by name alone.
 const (
@@ -22,14 +22,20 @@ const (
 )
 
 // wantsCompat reports whether a request for index.m3u8 should get the
-// compatible view.
+// compatible view. VLC 3 ("VLC/" User-Agent) gets it too: it plays whole
+// segments only (no parts, no blocking reloads), so it loses no latency,
+// and it stops with "Failed to create demuxer" on the EXT-X-GAP
+// placeholders a Low-Latency stream lists in its first seconds.
 func wantsCompat(r *http.Request) bool {
+	ua := r.Header.Get("User-Agent")
+	if strings.HasPrefix(ua, "VLC/") {
+		return true
+	}
 	switch r.Header.Get("Sec-Fetch-Dest") {
 	case "video", "audio":
 	default:
 		return false
 	}
-	ua := r.Header.Get("User-Agent")
 	return strings.Contains(ua, "Chrome/") || strings.Contains(ua, "Firefox/")
 }
 

@@ -20,7 +20,8 @@ func TestNegotiateCompat(t *testing.T) {
 		{"safari video element", "index.m3u8", safari, "video", "index.m3u8"},
 		{"ffmpeg", "index.m3u8", "Lavf/59.27.100", "", "index.m3u8"},
 		{"media playlist untouched", "video1_stream.m3u8", chrome, "video", "video1_stream.m3u8"},
-		{"asked by name", "compat.m3u8", "VLC/3.0.18 LibVLC/3.0.18", "", "compat.m3u8"},
+		{"asked by name", "compat.m3u8", "Lavf/59.27.100", "", "compat.m3u8"},
+		{"vlc 3", "index.m3u8", "VLC/3.0.21 LibVLC/3.0.21", "", "compat.m3u8"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest("GET", "/live/cam1/"+tc.file, nil)

@@ -62,12 +62,15 @@ type instance struct {
 	createdAt time.Time
 
 	// Guarded by s.mu.
-	snap     *snapshot
-	frozen   bool // no longer fed; snap is final
-	closed   bool // muxer closed, instance forgotten
-	closeAt  time.Time
-	quit     chan struct{} // closed when frozen or closed: stops polling watchers
-	quitOnce sync.Once
+	snap   *snapshot
+	frozen bool // no longer fed; snap is final
+	closed bool // muxer closed, instance forgotten
+	// keepFor is how long a frozen instance outlives the listing of its
+	// last segment; unlistedAt is when that was first seen (housekeep).
+	keepFor    time.Duration
+	unlistedAt time.Time
+	quit       chan struct{} // closed when frozen or closed: stops polling watchers
+	quitOnce   sync.Once
 }
 
 // trackWriter feeds one bus track into the muxer.

@@ -891,13 +891,37 @@ func (s *stream) retire(i *instance) {
 		}
 		s.visible = true
 	}
-	target := time.Duration(i.snap.media[i.snap.leading].pl.TargetDuration) * time.Second
-	// Its last segments may be listed (filling the next instance's gap
-	// placeholders) for SegmentCount segments more, and must then stay
-	// available for their duration plus the playlist's (RFC 8216 §6.2.2).
-	keep := 2*s.o.HLS.SegmentCount + 3
-	i.closeAt = time.Now().Add(time.Duration(keep) * max(target, s.o.HLS.SegmentDuration))
+	// Its last segments may stay listed (filling the next instance's gap
+	// placeholders) until the next instance has filled the window; they
+	// must then stay available for their duration plus the playlist's (RFC
+	// 8216 §6.2.2). housekeep closes it once that time has passed.
+	i.keepFor = time.Duration(s.o.HLS.SegmentCount+2) * max(s.targetOf(i), s.o.HLS.SegmentDuration)
 	s.bumpLocked()
+}
+
+// targetOf is an instance's target duration.
+func (s *stream) targetOf(i *instance) time.Duration {
+	return time.Duration(i.snap.media[i.snap.leading].pl.TargetDuration) * time.Second
+}
+
+// unlistedLocked reports whether a frozen instance's segments have been out
+// of the served playlist for keepFor: none of them is in the window of the
+// newest instance of its rendition set. An instance that is still the
+// newest (the publisher is gone) stays until the stream idles.
+func (s *stream) unlistedLocked(i *instance, now time.Time) bool {
+	head := s.headOfLocked(i.rend)
+	if head == nil || head == i || i.snap == nil {
+		return false
+	}
+	hl := head.snap.media[head.snap.leading]
+	first := hl.offset + int64(hl.pl.MediaSequence) + int64(len(hl.pl.Segments)) - int64(s.o.HLS.SegmentCount)
+	if first <= i.snap.lastUsed() {
+		return false
+	}
+	if i.unlistedAt.IsZero() {
+		i.unlistedAt = now
+	}
+	return now.Sub(i.unlistedAt) >= i.keepFor
 }
 
 // closeLocked forgets an instance; the caller closes its muxer after unlocking.
@@ -933,7 +957,7 @@ func (s *stream) housekeep(now time.Time) bool {
 	var expired []*instance
 	s.mu.Lock()
 	for _, i := range s.instances {
-		if i.frozen && !i.closeAt.IsZero() && now.After(i.closeAt) {
+		if i.frozen && !i.closed && s.unlistedLocked(i, now) {
 			expired = append(expired, i)
 		}
 	}

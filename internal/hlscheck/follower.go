@@ -280,18 +280,26 @@ func (f *follower) observe(m *playlist.Media, maps [][]string) {
 	}
 
 	// preload-hint: the hinted part is the next part listed.
+	// A discontinuity (a new publisher, a new encoder) may leave a hint
+	// unfulfilled: the part after one is not judged.
 	var parts []string
+	var discAfter []bool // a discontinuity between parts[k-1] and parts[k]
 	for _, s := range m.Segments {
-		for _, p := range s.Parts {
+		for j, p := range s.Parts {
 			parts = append(parts, p.URI)
+			discAfter = append(discAfter, j == 0 && s.Discontinuity)
 		}
 	}
 	for _, p := range m.Parts {
 		parts = append(parts, p.URI)
+		discAfter = append(discAfter, false)
 	}
 	if f.prevHint != "" && f.prevLast != "" {
 		for k, p := range parts {
 			if p == f.prevLast && k+1 < len(parts) {
+				if discAfter[k+1] {
+					break
+				}
 				r.exercised(RulePreloadHint)
 				if parts[k+1] != f.prevHint {
 					r.violate(RulePreloadHint, f.url, "the preload hint named %s, but the next part listed is %s", f.prevHint, parts[k+1])

@@ -44,6 +44,12 @@ func startBrowser(t *testing.T) *browser {
 		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
 		chromedp.Flag("no-first-run", true),
 		chromedp.Flag("mute-audio", true),
+		// Several tabs play at once: none is a "background" tab whose
+		// muted video Chromium would pause.
+		chromedp.Flag("disable-background-media-suspend", true),
+		chromedp.Flag("disable-renderer-backgrounding", true),
+		chromedp.Flag("disable-backgrounding-occluded-windows", true),
+		chromedp.Flag("disable-background-timer-throttling", true),
 		chromedp.UserDataDir(t.TempDir()),
 	}
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
