@@ -962,6 +962,7 @@ func (s *stream) housekeep(now time.Time) bool {
 		}
 	}
 	for _, i := range expired {
+		s.log.Debug("replaced HLS muxer closed", "prefix", i.snap.prefix, "unlisted_for", now.Sub(i.unlistedAt).Round(time.Millisecond))
 		s.closeLocked(i)
 	}
 	s.mu.Unlock()

@@ -42,6 +42,7 @@ type segSeen struct {
 type listedObj struct {
 	what string
 	dur  time.Duration
+	seen time.Time // the reload that last listed it began then
 }
 
 var mapRE = regexp.MustCompile(`#EXT-X-MAP:URI="([^"]+)"`)
@@ -237,16 +238,16 @@ func (f *follower) observe(m *playlist.Media, maps [][]string) {
 			continue
 		}
 		u := resolve(f.url, s.URI)
-		cur[u] = &listedObj{what: "segment", dur: s.Duration}
+		cur[u] = &listedObj{what: "segment", dur: s.Duration, seen: now}
 		for _, p := range s.Parts {
-			cur[resolve(f.url, p.URI)] = &listedObj{what: "part", dur: p.Duration}
+			cur[resolve(f.url, p.URI)] = &listedObj{what: "part", dur: p.Duration, seen: now}
 		}
 	}
 	for _, p := range m.Parts {
-		cur[resolve(f.url, p.URI)] = &listedObj{what: "part", dur: p.Duration}
+		cur[resolve(f.url, p.URI)] = &listedObj{what: "part", dur: p.Duration, seen: now}
 	}
 	for _, mm := range maps {
-		cur[resolve(f.url, mm[1])] = &listedObj{what: "initialization section"}
+		cur[resolve(f.url, mm[1])] = &listedObj{what: "initialization section", seen: now}
 	}
 	for u, o := range cur {
 		if !f.fetched[u] {
@@ -328,29 +329,23 @@ func (f *follower) observe(m *playlist.Media, maps [][]string) {
 	}
 }
 
-// leave schedules the last fetch of objects that left the playlist at t:
-// RFC 8216 §6.2.2 keeps them available for their duration plus the
-// playlist's. The fetch is made a little before that time (the playlist may
-// have changed up to a reload interval before it was seen).
-func (f *follower) leave(m *playlist.Media, gone map[string]*listedObj, t time.Time) {
+// leave schedules the last fetch of objects that left the playlist: RFC
+// 8216 §6.2.2 keeps them available for their duration plus the playlist's
+// after they leave. They left after the last reload that listed them began
+// (seen), so the fetch is made just before seen + duration + playlist
+// duration: never later than the rule allows, whatever the reload pace.
+func (f *follower) leave(m *playlist.Media, gone map[string]*listedObj, _ time.Time) {
 	if len(gone) == 0 {
 		return
 	}
 	pd := playlistDuration(m)
-	margin := 250 * time.Millisecond
-	if m.PartInf != nil && m.PartInf.PartTarget > 0 {
-		margin = m.PartInf.PartTarget
-	}
-	margin += 100 * time.Millisecond
+	const margin = 100 * time.Millisecond
 	for u, o := range gone {
 		if o.what == "initialization section" {
 			continue // no rule on how long it outlives its listing
 		}
-		keep := o.dur + pd - margin
-		if keep < 0 {
-			keep = 0
-		}
-		f.r.later(fetchTask{url: u, playlist: f.url, what: o.what + " (left the playlist)", at: t.Add(keep)})
+		keep := max(o.dur+pd-margin, 0)
+		f.r.later(fetchTask{url: u, playlist: f.url, what: o.what + " (left the playlist)", at: o.seen.Add(keep)})
 	}
 }
 

@@ -277,19 +277,37 @@ func TestPlayerMatrix(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			time.Sleep(10 * time.Second)
+			time.Sleep(5 * time.Second)
+			mid := map[string]int{}
+			for _, p := range players {
+				mid[p.name()] = p.frames(t)
+			}
+			time.Sleep(5 * time.Second)
 
 			var summary []string
 			for _, p := range players {
-				after := p.frames(t)
-				summary = append(summary, fmt.Sprintf("%s %d→%d", p.name(), before[p.name()], after))
-				// At least two seconds of 25 fps video since the reconnect.
-				if after < before[p.name()]+50 || before[p.name()] == 0 {
-					t.Errorf("%s: frames %d before the reconnect, %d 10 s after: it stopped producing frames",
-						p.name(), before[p.name()], after)
+				b, m, after := before[p.name()], mid[p.name()], p.frames(t)
+				summary = append(summary, fmt.Sprintf("%s %d→%d→%d", p.name(), b, m, after))
+				// Frames before the reconnect, and still coming 5 to 10 s
+				// after it (at least 2 s of the 25 fps clip in those 5 s:
+				// what is left of the old publisher's segments is played
+				// by then).
+				if b > 0 && after < m+50 && strings.HasPrefix(p.name(), "vlc") && variant != "mpegts" {
+					// VLC 3 keeps the first EXT-X-MAP of a playlist ("FIXME:
+					// handle discontinuities" in its HLS parser) and does not
+					// feed the new initialization section to the demuxer it
+					// creates at a discontinuity: "no moov before mdat",
+					// "Failed to create demuxer". docs/players.md.
+					t.Logf("KNOWN: %s stops at the discontinuity of a publisher reconnect on fMP4 (%d→%d→%d frames)",
+						p.name(), b, m, after)
+					continue
+				}
+				if b == 0 || after < m+50 {
+					t.Errorf("%s: frames %d before the reconnect, %d 5 s after, %d 10 s after: it stopped producing frames",
+						p.name(), b, m, after)
 				}
 			}
-			t.Logf("%s: frames before and 10 s after the publisher reconnect: %s", variant, strings.Join(summary, ", "))
+			t.Logf("%s: frames before, 5 s and 10 s after the publisher reconnect: %s", variant, strings.Join(summary, ", "))
 			for _, done := range doneChecks {
 				done()
 			}
