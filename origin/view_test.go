@@ -324,3 +324,19 @@ func TestCompatMultivariant(t *testing.T) {
 		t.Fatalf("got\n%s\nwant\n%s", got, want)
 	}
 }
+
+func FuzzCompatMultivariant(f *testing.F) {
+	f.Add("#EXTM3U\n#EXT-X-VERSION:10\n#EXT-X-MEDIA:TYPE=AUDIO,URI=\"a_stream.m3u8\"\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv_stream.m3u8\n")
+	f.Add("#EXTM3U\n#EXT-X-VERSION:x\n\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		out := string(compatMultivariantBody([]byte(in)))
+		// Every media playlist line gains the prefix and nothing else changes
+		// in line count.
+		if strings.Count(out, "\n") != strings.Count(in, "\n") {
+			t.Fatalf("line count changed:\n%q\n%q", in, out)
+		}
+		if strings.Count(out, compatPrefix) < strings.Count(in, compatPrefix) {
+			t.Fatalf("prefix lost:\n%q\n%q", in, out)
+		}
+	})
+}
