@@ -311,7 +311,28 @@ func (s *stream) layers(rend int, name string) ([]*layer, map[string]*layer, uin
 			break
 		}
 	}
-	return ls, head.snap.media, s.version, s.changed, viewReady
+	return ls, s.siblingsLocked(), s.version, s.changed, viewReady
+}
+
+// siblingsLocked maps the served name of every media playlist of the
+// stream (every rendition set's newest instance) to its layer, for
+// rendition reports.
+func (s *stream) siblingsLocked() map[string]*layer {
+	sib := map[string]*layer{}
+	for r := 0; r <= len(s.rends); r++ {
+		h := s.headOfLocked(r)
+		if h == nil || r == 0 && s.plan != nil && !s.plan.rule.Ladder.Passthrough {
+			continue // not in the master playlist
+		}
+		prefix := ""
+		if r > 0 {
+			prefix = s.rends[r-1].prefix
+		}
+		for n, l := range h.snap.media {
+			sib[prefix+n] = l
+		}
+	}
+	return sib
 }
 
 // serveMedia answers a media playlist request, holding blocking requests
@@ -366,7 +387,7 @@ func (s *stream) serveMedia(w http.ResponseWriter, r *http.Request, name string,
 		case viewReady:
 			v := buildView(ls, s.o.HLS.SegmentCount)
 			v.uriPrefix = prefix
-			v.name, v.siblings = inner, siblings
+			v.name, v.siblings = name, siblings
 			if compat {
 				if v.realSegments() >= min(compatMinSegments, s.o.HLS.SegmentCount) {
 					s.writeView(w, r, name, v, version, false, true)

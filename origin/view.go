@@ -33,9 +33,9 @@ type view struct {
 	// uriPrefix is put in front of the rendition reports' playlist names
 	// (those of a transcoded rendition are served as r<name>_<name>).
 	uriPrefix string
-	// name is the playlist's name in its instance; siblings are the
-	// instance's media playlists by name (immutable snapshot), for
-	// rendition reports.
+	// name is the playlist's served name; siblings are every media
+	// playlist of the stream by served name (layers of immutable
+	// snapshots), for rendition reports.
 	name     string
 	siblings map[string]*layer
 }
@@ -125,11 +125,11 @@ func findReal(layers []*layer, msn int64) (*playlist.MediaSegment, *layer) {
 	return nil, nil
 }
 
-// renditionReports reports the instance's other media playlists (a
-// separate audio rendition): the LL-HLS revision of RFC 8216 (§4.4.5.4)
-// has every Low-Latency media playlist report the other renditions of its
-// multivariant playlist, so a player switching to one can ask for the
-// right part at once. gohlslib writes none.
+// renditionReports reports the stream's other media playlists (a separate
+// audio rendition, the other renditions of a ladder): the LL-HLS revision
+// of RFC 8216 (§4.4.5.4) has every Low-Latency media playlist report the
+// other renditions of its multivariant playlist, so a player switching to
+// one can ask for the right part at once. gohlslib writes none.
 func (v *view) renditionReports() []*playlist.MediaRenditionReport {
 	var names []string
 	for n := range v.siblings {
@@ -149,7 +149,7 @@ func (v *view) renditionReports() []*playlist.MediaRenditionReport {
 		if len(l.pl.Parts) > 0 {
 			last, lastPart = last+1, len(l.pl.Parts)-1
 		}
-		rr := &playlist.MediaRenditionReport{URI: v.uriPrefix + n, LastMSN: int(last)}
+		rr := &playlist.MediaRenditionReport{URI: n, LastMSN: int(last)}
 		if lastPart >= 0 {
 			rr.LastPart = &lastPart
 		}
