@@ -27,13 +27,13 @@ func requireChromium(t *testing.T) string {
 	return p
 }
 
-// browser is one headless Chromium.
-type browser struct {
+// chromeProc is one headless Chromium.
+type chromeProc struct {
 	ctx    context.Context
 	cancel func()
 }
 
-func startBrowser(t *testing.T) *browser {
+func startChrome(t *testing.T) *chromeProc {
 	t.Helper()
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(requireChromium(t)),
@@ -54,7 +54,7 @@ func startBrowser(t *testing.T) *browser {
 	}
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
-	b := &browser{ctx: ctx, cancel: func() { cancel(); acancel() }}
+	b := &chromeProc{ctx: ctx, cancel: func() { cancel(); acancel() }}
 	if err := chromedp.Run(ctx); err != nil { // starts the browser
 		b.cancel()
 		t.Fatalf("chromium: %v", err)
@@ -69,8 +69,8 @@ const videoProbe = `(() => { const v = document.getElementById('v');
 	return {t: v.currentTime, w: v.videoWidth, h: v.videoHeight, rs: v.readyState, f: q.totalVideoFrames,
 		e: v.error ? v.error.code + ' ' + v.error.message : ''}; })()`
 
-// playerState is what videoProbe reports.
-type playerState struct {
+// tabState is what videoProbe reports.
+type tabState struct {
 	Time   float64 `json:"t"`
 	Width  int     `json:"w"`
 	Height int     `json:"h"`
@@ -79,7 +79,7 @@ type playerState struct {
 	Error  string  `json:"e"`
 }
 
-// videoPage serves a page whose <video> plays src with the browser's own
+// videoPage serves a page whose <video> plays src with the chromeProc's own
 // HLS player, as a player page does.
 func videoPage(t *testing.T, src string) string {
 	t.Helper()
@@ -92,7 +92,7 @@ func videoPage(t *testing.T, src string) string {
 }
 
 // open loads a page in a new tab; the tab closes with the test.
-func (b *browser) open(t *testing.T, url string) context.Context {
+func (b *chromeProc) open(t *testing.T, url string) context.Context {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(b.ctx)
 	t.Cleanup(cancel)
@@ -102,9 +102,9 @@ func (b *browser) open(t *testing.T, url string) context.Context {
 	return ctx
 }
 
-func probe(t *testing.T, ctx context.Context) playerState {
+func probe(t *testing.T, ctx context.Context) tabState {
 	t.Helper()
-	var st playerState
+	var st tabState
 	if err := chromedp.Run(ctx, chromedp.Evaluate(videoProbe, &st)); err != nil {
 		t.Fatalf("chromium: %v", err)
 	}
@@ -113,7 +113,7 @@ func probe(t *testing.T, ctx context.Context) playerState {
 
 // waitPlaying polls the tab until its video's currentTime passes minTime;
 // a media error fails at once (no reload: a viewer's first try must play).
-func waitPlaying(t *testing.T, ctx context.Context, what string, minTime float64, limit time.Duration) playerState {
+func waitPlaying(t *testing.T, ctx context.Context, what string, minTime float64, limit time.Duration) tabState {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for {
@@ -136,7 +136,7 @@ func waitPlaying(t *testing.T, ctx context.Context, what string, minTime float64
 // index.m3u8, starting in the first second of the stream and in its
 // middle: the cache answers Chromium's <video> with the compatible view.
 func TestDefaultStreamPlaysInChromium(t *testing.T) {
-	b := startBrowser(t)
+	b := startChrome(t)
 	c := allInOneConfig(t)
 	c.Origin.HLS.IdleTimeout = 10 * time.Second
 	n := startNode(t, c, RoleRun)
@@ -160,7 +160,7 @@ func TestDefaultStreamPlaysInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	if code, media, _ := fetch("http://" + a.Cache + "/live/chrome/" + lastLine(body)); code != 200 || !contains(media, "#EXT-X-SERVER-CONTROL") {
-		t.Fatalf("index.m3u8 without a browser's headers is not Low-Latency (%d):\n%s", code, media)
+		t.Fatalf("index.m3u8 without a chromeProc's headers is not Low-Latency (%d):\n%s", code, media)
 	}
 }
 

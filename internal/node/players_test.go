@@ -134,7 +134,7 @@ type chromiumPlayer struct {
 // stops the video of a tab once another tab opens.
 func startChromiumPlayer(t *testing.T, label, url string) *chromiumPlayer {
 	t.Helper()
-	b := startBrowser(t)
+	b := startChrome(t)
 	return &chromiumPlayer{label: label, ctx: b.open(t, videoPage(t, url))}
 }
 
