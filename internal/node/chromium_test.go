@@ -79,7 +79,7 @@ type tabState struct {
 	Error  string  `json:"e"`
 }
 
-// videoPage serves a page whose <video> plays src with the chromeProc's own
+// videoPage serves a page whose <video> plays src with the browser's own
 // HLS player, as a player page does.
 func videoPage(t *testing.T, src string) string {
 	t.Helper()
@@ -160,7 +160,7 @@ func TestDefaultStreamPlaysInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	if code, media, _ := fetch("http://" + a.Cache + "/live/chrome/" + lastLine(body)); code != 200 || !contains(media, "#EXT-X-SERVER-CONTROL") {
-		t.Fatalf("index.m3u8 without a chromeProc's headers is not Low-Latency (%d):\n%s", code, media)
+		t.Fatalf("index.m3u8 without a browser's headers is not Low-Latency (%d):\n%s", code, media)
 	}
 }
 
