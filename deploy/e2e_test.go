@@ -21,6 +21,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/streamgrid/streamgrid/internal/hlscheck"
 )
 
 var root = func() string { d, _ := filepath.Abs(".."); return d }()
@@ -214,6 +216,33 @@ func pulling(t *testing.T, edge, source string) bool {
 	return err == nil && strings.Contains(string(out), `"path": "`+source+`"`)
 }
 
+// conform follows each stream with the conformance checker (RFC 8216 and
+// LL-HLS rules, segments fetched after they left the playlist) for 15 s,
+// all at once, and fails on any violation.
+func conform(t *testing.T, urls ...string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, u := range urls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			rep, err := (&hlscheck.Checker{URL: u, Duration: 15 * time.Second}).Run(ctx)
+			if err != nil {
+				t.Errorf("check %s: %v", u, err)
+				return
+			}
+			t.Logf("FIGURE check %s: %d reloads, %d segments, %d parts, %d fetches (%d after leaving the playlist), %d violations",
+				u, rep.Reloads, rep.Segments, rep.Parts, rep.Fetches, rep.LateFetches, len(rep.Violations))
+			for _, v := range rep.Violations {
+				t.Errorf("check %s: %s %s: %s", u, v.Rule, v.Playlist, v.Detail)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 func TestComposeCluster(t *testing.T) {
 	if exec.Command("docker", "info").Run() != nil {
 		t.Skip("no Docker engine answers: skipping the compose end-to-end test")
@@ -263,6 +292,7 @@ func TestComposeCluster(t *testing.T) {
 	t.Logf("FIGURE publish to edge2 → playable at both caches: %.1f s", time.Since(started).Seconds())
 	decode(t, "http://127.0.0.1:8888/live/cl1/index.m3u8")
 	decode(t, "http://127.0.0.1:8889/live/cl1/index.m3u8")
+	conform(t, "http://127.0.0.1:8888/live/cl1/index.m3u8", "http://127.0.0.1:8889/live/cl1/index.m3u8")
 	w1 := startWatch(ctx, m1)
 	w2 := startWatch(ctx, m2)
 
@@ -284,6 +314,7 @@ func TestComposeCluster(t *testing.T) {
 	// The pulled camera moves to the other edge.
 	mc := ""
 	waitFor(t, "cams/demo playable", 60*time.Second, func() bool { mc = mediaURL("http://127.0.0.1:8888/cams/demo"); return mc != "" })
+	conform(t, "http://127.0.0.1:8888/cams/demo/index.m3u8")
 	wc := startWatch(ctx, mc)
 	var holder string
 	waitFor(t, "an edge pulling cams/demo", 30*time.Second, func() bool {

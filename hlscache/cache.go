@@ -502,6 +502,7 @@ func (c *Cache) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		c.m.requestsBy[kindPage][outcomeHit].Inc()
 		return
 	}
+	negotiate(w, r, req)
 	vw := newViewerWriter(w)
 	res := c.serveRequest(vw, r, req)
 	vw.finish()

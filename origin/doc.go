@@ -45,11 +45,13 @@
 //     and EXT-X-DISCONTINUITY-SEQUENCE computed from the discontinuities
 //     still in the window. Delta updates (_HLS_skip) never skip across a
 //     discontinuity.
-//   - A replaced instance stays open, unfed, for a grace period of
-//     SegmentCount target durations, so segments and parts that caches and
-//     players already hold stay fetchable. File names carry gohlslib's
-//     per-instance random prefix; a request is routed to the instance whose
-//     prefix matches.
+//   - Each muxer keeps SegmentCount+2 segments more than the playlist lists
+//     (the view shows the newest SegmentCount), and a replaced instance
+//     stays open, unfed, until its last segment has been out of the playlist
+//     for SegmentCount+2 target durations: a segment or part stays fetchable
+//     for its duration plus the playlist's after it leaves (RFC 8216
+//     §6.2.2). File names carry gohlslib's per-instance random prefix; a
+//     request is routed to the instance whose prefix matches.
 //   - Blocking playlist requests (_HLS_msn, _HLS_part) are evaluated against
 //     the merged, renumbered view, so a request for the next instance's first
 //     segment simply waits for it. Every wait is bounded (3 target durations
@@ -65,6 +67,13 @@
 // playlist package keeps only one EXT-X-MAP per playlist, so parsing and
 // re-marshalling a playlist that spans two instances would lose the second
 // initialization section.
+//
+// # The compatible view
+//
+// compat.m3u8 and compat_<media playlist> serve the same segments without
+// Low-Latency tags or leading gap placeholders, once three segments are
+// listed, for players without LL-HLS (Chromium's built-in player, VLC 3);
+// see compat.go and docs/players.md.
 //
 // # ABR ladders (transcoding)
 //

@@ -102,11 +102,12 @@ func (o *Origin) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set(HeaderOrigin, o.Node)
 	h.Set(HeaderEpoch, strconv.FormatUint(s.epoch.Load(), 10))
 	switch {
-	case file == multivariant:
+	case file == multivariant || file == compatMultivariant:
 		o.m.requests.WithLabelValues("multivariant").Inc()
-		s.serveMultivariant(w, r)
+		s.serveMultivariant(w, r, file == compatMultivariant)
 	case strings.HasSuffix(file, mediaSuffix):
-		s.serveMedia(w, r, file)
+		name, compat := strings.CutPrefix(file, compatPrefix)
+		s.serveMedia(w, r, name, compat)
 	default:
 		o.m.requests.WithLabelValues("segment").Inc()
 		s.serveObject(w, r, file)
@@ -196,12 +197,13 @@ func (s *stream) gone(w http.ResponseWriter) {
 }
 
 // serveMultivariant answers with the newest instance's multivariant
-// playlist, waiting (bounded) for the first content.
-func (s *stream) serveMultivariant(w http.ResponseWriter, r *http.Request) {
+// playlist (compat: the compatible one), waiting (bounded) for the first
+// content.
+func (s *stream) serveMultivariant(w http.ResponseWriter, r *http.Request, compat bool) {
 	deadline := time.NewTimer(s.blockTimeout())
 	defer deadline.Stop()
 	if s.plan != nil {
-		s.serveMaster(w, r, deadline.C)
+		s.serveMaster(w, r, deadline.C, compat)
 		return
 	}
 	for {
@@ -218,6 +220,9 @@ func (s *stream) serveMultivariant(w http.ResponseWriter, r *http.Request) {
 		}
 		s.mu.Unlock()
 		if head != nil {
+			if compat {
+				body = compatMultivariantBody(body)
+			}
 			writePlaylist(w, r, body, cc)
 			return
 		}
@@ -235,7 +240,7 @@ func (s *stream) serveMultivariant(w http.ResponseWriter, r *http.Request) {
 // serveMaster answers with the master playlist of a transcoded stream,
 // waiting (bounded) until every rendition has content; past the deadline it
 // lists the renditions that have.
-func (s *stream) serveMaster(w http.ResponseWriter, r *http.Request, deadline <-chan time.Time) {
+func (s *stream) serveMaster(w http.ResponseWriter, r *http.Request, deadline <-chan time.Time, compat bool) {
 	timedOut := false
 	for {
 		if !s.serving.Load() {
@@ -252,6 +257,9 @@ func (s *stream) serveMaster(w http.ResponseWriter, r *http.Request, deadline <-
 			return
 		}
 		if body != nil && (complete || timedOut) {
+			if compat {
+				body = compatMultivariantBody(body)
+			}
 			writePlaylist(w, r, body, "no-cache")
 			return
 		}
@@ -281,15 +289,15 @@ const (
 // layers collects the versions of a media playlist held by the instances of
 // rendition set rend, oldest first, ending with its newest instance with
 // content.
-func (s *stream) layers(rend int, name string) ([]*layer, uint64, <-chan struct{}, viewState) {
+func (s *stream) layers(rend int, name string) ([]*layer, map[string]*layer, uint64, <-chan struct{}, viewState) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	head := s.headOfLocked(rend)
 	if head == nil {
-		return nil, s.version, s.changed, viewNoContent
+		return nil, nil, s.version, s.changed, viewNoContent
 	}
 	if head.snap.media[name] == nil {
-		return nil, s.version, s.changed, viewMissing
+		return nil, nil, s.version, s.changed, viewMissing
 	}
 	var ls []*layer
 	for _, i := range s.instances {
@@ -303,12 +311,35 @@ func (s *stream) layers(rend int, name string) ([]*layer, uint64, <-chan struct{
 			break
 		}
 	}
-	return ls, s.version, s.changed, viewReady
+	return ls, s.siblingsLocked(), s.version, s.changed, viewReady
+}
+
+// siblingsLocked maps the served name of every media playlist of the
+// stream (every rendition set's newest instance) to its layer, for
+// rendition reports.
+func (s *stream) siblingsLocked() map[string]*layer {
+	sib := map[string]*layer{}
+	for r := 0; r <= len(s.rends); r++ {
+		h := s.headOfLocked(r)
+		if h == nil || r == 0 && s.plan != nil && !s.plan.rule.Ladder.Passthrough {
+			continue // not in the master playlist
+		}
+		prefix := ""
+		if r > 0 {
+			prefix = s.rends[r-1].prefix
+		}
+		for n, l := range h.snap.media {
+			sib[prefix+n] = l
+		}
+	}
+	return sib
 }
 
 // serveMedia answers a media playlist request, holding blocking requests
-// (_HLS_msn, _HLS_part) until the merged playlist satisfies them.
-func (s *stream) serveMedia(w http.ResponseWriter, r *http.Request, name string) {
+// (_HLS_msn, _HLS_part) until the merged playlist satisfies them. compat
+// asks for the compatible view (compat.go): delivery directives are
+// ignored, and the answer waits (bounded) for compatMinSegments segments.
+func (s *stream) serveMedia(w http.ResponseWriter, r *http.Request, name string, compat bool) {
 	q := r.URL.Query()
 	msnS, partS, skipS := q.Get("_HLS_msn"), q.Get("_HLS_part"), q.Get("_HLS_skip")
 	msn, part := int64(-1), int64(-1)
@@ -329,6 +360,9 @@ func (s *stream) serveMedia(w http.ResponseWriter, r *http.Request, name string)
 		part = int64(v)
 	}
 	delta := skipS == "YES" || skipS == "v2"
+	if compat {
+		msn, part, delta = -1, -1, false
+	}
 	if msn >= 0 {
 		s.o.m.requests.WithLabelValues("blocking").Inc()
 	} else {
@@ -338,12 +372,14 @@ func (s *stream) serveMedia(w http.ResponseWriter, r *http.Request, name string)
 	rend, inner, prefix := s.resolveName(name)
 	deadline := time.NewTimer(s.blockTimeout())
 	defer deadline.Stop()
+	var short *view // a compatible view still too short, served on timeout
+	var shortVersion uint64
 	for {
 		if !s.serving.Load() {
 			s.gone(w)
 			return
 		}
-		ls, version, changed, state := s.layers(rend, inner)
+		ls, siblings, version, changed, state := s.layers(rend, inner)
 		switch state {
 		case viewMissing:
 			s.gone(w)
@@ -351,8 +387,17 @@ func (s *stream) serveMedia(w http.ResponseWriter, r *http.Request, name string)
 		case viewReady:
 			v := buildView(ls, s.hls.SegmentCount)
 			v.uriPrefix = prefix
+			v.name, v.siblings = name, siblings
+			if compat {
+				if v.realSegments() >= min(compatMinSegments, s.hls.SegmentCount) {
+					s.writeView(w, r, name, v, version, false, true)
+					return
+				}
+				short, shortVersion = v, version
+				break
+			}
 			if !v.lowLatency() || msn < 0 {
-				s.writeView(w, r, name, v, version, delta)
+				s.writeView(w, r, name, v, version, delta, false)
 				return
 			}
 			if v.tooFar(msn) {
@@ -361,12 +406,16 @@ func (s *stream) serveMedia(w http.ResponseWriter, r *http.Request, name string)
 				return
 			}
 			if v.satisfied(msn, part) {
-				s.writeView(w, r, name, v, version, delta)
+				s.writeView(w, r, name, v, version, delta, false)
 				return
 			}
 		}
 		switch s.wait(r, changed, deadline.C) {
 		case waitTimeout:
+			if short != nil && short.realSegments() > 0 {
+				s.writeView(w, r, name, short, shortVersion, false, true)
+				return
+			}
 			s.timedOut(w)
 			return
 		case waitGone:
@@ -377,8 +426,8 @@ func (s *stream) serveMedia(w http.ResponseWriter, r *http.Request, name string)
 }
 
 // writeView renders (or reuses the render of) a view and writes it.
-func (s *stream) writeView(w http.ResponseWriter, r *http.Request, name string, v *view, version uint64, delta bool) {
-	key := renderKey{name: name, delta: delta}
+func (s *stream) writeView(w http.ResponseWriter, r *http.Request, name string, v *view, version uint64, delta, compat bool) {
+	key := renderKey{name: name, delta: delta, compat: compat}
 	s.mu.Lock()
 	body, ok := s.rendered[key]
 	if s.version != version {
@@ -387,7 +436,7 @@ func (s *stream) writeView(w http.ResponseWriter, r *http.Request, name string, 
 	s.mu.Unlock()
 	if !ok {
 		var err error
-		body, err = v.render(delta)
+		body, err = v.render(delta, compat)
 		if err != nil {
 			s.log.Warn("rendering a playlist failed", "playlist", name, "err", err)
 			http.Error(w, "playlist unavailable", http.StatusInternalServerError)

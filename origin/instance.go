@@ -62,12 +62,15 @@ type instance struct {
 	createdAt time.Time
 
 	// Guarded by s.mu.
-	snap     *snapshot
-	frozen   bool // no longer fed; snap is final
-	closed   bool // muxer closed, instance forgotten
-	closeAt  time.Time
-	quit     chan struct{} // closed when frozen or closed: stops polling watchers
-	quitOnce sync.Once
+	snap   *snapshot
+	frozen bool // no longer fed; snap is final
+	closed bool // muxer closed, instance forgotten
+	// keepFor is how long a frozen instance outlives the listing of its
+	// last segment; unlistedAt is when that was first seen (housekeep).
+	keepFor    time.Duration
+	unlistedAt time.Time
+	quit       chan struct{} // closed when frozen or closed: stops polling watchers
+	quitOnce   sync.Once
 }
 
 // trackWriter feeds one bus track into the muxer.
@@ -144,13 +147,23 @@ func muxerTracks(info *bus.StreamInfo, want gohlslib.MuxerVariant) (
 	return tracks, writers, variant, fallback, skipped
 }
 
+// retainedSegments is how many segments the muxer keeps beyond the listed
+// window (the served playlist shows the newest listed ones; see buildView).
+// RFC 8216 §6.2.2: a segment that left the playlist stays available for its
+// duration plus the duration of the longest playlist that listed it, i.e.
+// about listed+1 segment durations, during which as many new segments
+// complete (each completion drops the muxer's oldest segment). One more
+// covers segments of uneven length. The cost is the media of listed+2
+// segments per stream and rendition, in memory (docs/players.md).
+func retainedSegments(listed int) int { return listed + 2 }
+
 // start creates and starts the muxer.
 func (i *instance) start(tracks []*gohlslib.Track) error {
 	cfg := i.s.hls
 	i.muxer = &gohlslib.Muxer{
 		Tracks:             tracks,
 		Variant:            i.variant,
-		SegmentCount:       cfg.SegmentCount,
+		SegmentCount:       cfg.SegmentCount + retainedSegments(cfg.SegmentCount),
 		SegmentMinDuration: cfg.SegmentDuration,
 		PartMinDuration:    cfg.PartDuration,
 		OnEncodeError: func(error) {
@@ -173,10 +186,7 @@ func (i *instance) write(p *media.Packet) error {
 		return errUnknownTrack
 	}
 	pts := rescale(p.PTS, tw.srcRate, tw.track.ClockRate)
-	ntp := time.Now()
-	if p.WallClock != 0 {
-		ntp = time.Unix(0, p.WallClock)
-	}
+	ntp := i.s.packetTime(p, tw.srcRate)
 	switch tw.codec {
 	case media.CodecH264, media.CodecH265:
 		var au h264.AVCC

@@ -126,7 +126,7 @@ func (s *stream) feedTranscoder(p *media.Packet) {
 			return
 		}
 		s.tcVideo = int(p.Track)
-		s.srcPTS, s.srcNTP, s.srcClock = pts, packetTime(p), true
+		s.srcPTS, s.srcNTP, s.srcClock = pts, s.packetTime(p, tw.srcRate), true
 		cut := false
 		if p.Keyframe() {
 			cut = s.noteKeyframe(pts, s.srcNTP)
@@ -147,13 +147,6 @@ func (s *stream) feedTranscoder(p *media.Packet) {
 		return
 	}
 	_ = s.tc.WriteAudio(pts, [][]byte{p.Payload})
-}
-
-func packetTime(p *media.Packet) time.Time {
-	if p.WallClock != 0 {
-		return time.Unix(0, p.WallClock)
-	}
-	return time.Now()
 }
 
 // noteKeyframe records where gohlslib starts segments in the source muxer

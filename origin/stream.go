@@ -121,6 +121,12 @@ type stream struct {
 	infoRefreshed time.Time
 	fallbackNoted bool
 	idle          bool
+	// The anchor of packetTime: a wall-clock time and the timestamp it
+	// dates, per publisher generation.
+	clockSet  bool
+	clockGen  uint64
+	clockWall time.Time
+	clockPTS  time.Duration
 
 	// Transcoding (run goroutine, see rendition.go); plan is nil for
 	// passthrough streams. tcPtr publishes tc to status readers; tcSrc is
@@ -163,8 +169,8 @@ type stream struct {
 }
 
 type renderKey struct {
-	name  string
-	delta bool
+	name          string
+	delta, compat bool
 }
 
 func newStream(o *Origin, path string, info *bus.StreamInfo) *stream {
@@ -737,6 +743,38 @@ func (s *stream) handlePacket(p *media.Packet, fromGOP bool) {
 	}
 }
 
+// maxClockDrift bounds how far packetTime's dates may drift from the
+// edge's wall clock before they are re-anchored.
+const maxClockDrift = 2 * time.Second
+
+// packetTime dates a packet for EXT-X-PROGRAM-DATE-TIME. Dates follow the
+// packets' timestamps from an anchor (the edge's wall clock at receipt of
+// the generation's first packet), so consecutive segments are dated exactly
+// their durations apart: the receipt time itself jitters with the network
+// and the publisher's pacing by hundreds of milliseconds. The anchor is
+// reset for a new generation and when the dates drift from the wall clock
+// by more than maxClockDrift. Called under procMu.
+func (s *stream) packetTime(p *media.Packet, rate int) time.Time {
+	wall := time.Now()
+	if p.WallClock != 0 {
+		wall = time.Unix(0, p.WallClock)
+	}
+	if rate <= 0 {
+		return wall
+	}
+	pts := time.Duration(rescale(p.PTS, rate, int(time.Second)))
+	if !s.clockSet || s.clockGen != p.Generation {
+		s.clockSet, s.clockGen, s.clockWall, s.clockPTS = true, p.Generation, wall, pts
+		return wall
+	}
+	t := s.clockWall.Add(pts - s.clockPTS)
+	if d := wall.Sub(t); d > maxClockDrift || d < -maxClockDrift {
+		s.clockWall, s.clockPTS = wall, pts
+		return wall
+	}
+	return t
+}
+
 // replace retires the current instance; the next packet starts a new one.
 func (s *stream) replace() {
 	s.stopTranscoder()
@@ -859,9 +897,37 @@ func (s *stream) retire(i *instance) {
 		}
 		s.visible = true
 	}
-	target := time.Duration(i.snap.media[i.snap.leading].pl.TargetDuration) * time.Second
-	i.closeAt = time.Now().Add(time.Duration(s.hls.SegmentCount) * max(target, s.hls.SegmentDuration))
+	// Its last segments may stay listed (filling the next instance's gap
+	// placeholders) until the next instance has filled the window; they
+	// must then stay available for their duration plus the playlist's (RFC
+	// 8216 §6.2.2). housekeep closes it once that time has passed.
+	i.keepFor = time.Duration(s.hls.SegmentCount+2) * max(s.targetOf(i), s.hls.SegmentDuration)
 	s.bumpLocked()
+}
+
+// targetOf is an instance's target duration.
+func (s *stream) targetOf(i *instance) time.Duration {
+	return time.Duration(i.snap.media[i.snap.leading].pl.TargetDuration) * time.Second
+}
+
+// unlistedLocked reports whether a frozen instance's segments have been out
+// of the served playlist for keepFor: none of them is in the window of the
+// newest instance of its rendition set. An instance that is still the
+// newest (the publisher is gone) stays until the stream idles.
+func (s *stream) unlistedLocked(i *instance, now time.Time) bool {
+	head := s.headOfLocked(i.rend)
+	if head == nil || head == i || i.snap == nil {
+		return false
+	}
+	hl := head.snap.media[head.snap.leading]
+	first := hl.offset + int64(hl.pl.MediaSequence) + int64(len(hl.pl.Segments)) - int64(s.hls.SegmentCount)
+	if first <= i.snap.lastUsed() {
+		return false
+	}
+	if i.unlistedAt.IsZero() {
+		i.unlistedAt = now
+	}
+	return now.Sub(i.unlistedAt) >= i.keepFor
 }
 
 // closeLocked forgets an instance; the caller closes its muxer after unlocking.
@@ -897,11 +963,12 @@ func (s *stream) housekeep(now time.Time) bool {
 	var expired []*instance
 	s.mu.Lock()
 	for _, i := range s.instances {
-		if i.frozen && !i.closeAt.IsZero() && now.After(i.closeAt) {
+		if i.frozen && !i.closed && s.unlistedLocked(i, now) {
 			expired = append(expired, i)
 		}
 	}
 	for _, i := range expired {
+		s.log.Debug("replaced HLS muxer closed", "prefix", i.snap.prefix, "unlisted_for", now.Sub(i.unlistedAt).Round(time.Millisecond))
 		s.closeLocked(i)
 	}
 	s.mu.Unlock()
@@ -1020,8 +1087,10 @@ func (s *stream) readyLocked(rend int) (bool, int) {
 	if head == nil {
 		return false, 0
 	}
+	segs := head.snap.media[head.snap.leading].pl.Segments
+	segs = segs[max(len(segs)-s.hls.SegmentCount, 0):] // the listed window
 	n := 0
-	for _, seg := range head.snap.media[head.snap.leading].pl.Segments {
+	for _, seg := range segs {
 		if !seg.Gap {
 			n++
 		}

@@ -2,6 +2,7 @@ package origin
 
 import (
 	"math"
+	"sort"
 	"strings"
 	"time"
 
@@ -32,6 +33,11 @@ type view struct {
 	// uriPrefix is put in front of the rendition reports' playlist names
 	// (those of a transcoded rendition are served as r<name>_<name>).
 	uriPrefix string
+	// name is the playlist's served name; siblings are every media
+	// playlist of the stream by served name (layers of immutable
+	// snapshots), for rendition reports.
+	name     string
+	siblings map[string]*layer
 }
 
 type viewSeg struct {
@@ -56,6 +62,12 @@ func buildView(layers []*layer, segmentCount int) *view {
 			}
 		}
 		v.segs = append(v.segs, viewSeg{seg: seg, l: head})
+	}
+	// The muxer keeps more segments than are listed (see retainedSegments):
+	// the playlist shows the newest segmentCount of them.
+	if extra := len(v.segs) - segmentCount; extra > 0 {
+		v.segs = v.segs[extra:]
+		v.first += int64(extra)
 	}
 	for len(v.segs) < segmentCount {
 		r, l := findReal(older, v.first-1)
@@ -111,6 +123,50 @@ func findReal(layers []*layer, msn int64) (*playlist.MediaSegment, *layer) {
 		}
 	}
 	return nil, nil
+}
+
+// renditionReports reports the stream's other media playlists (a separate
+// audio rendition, the other renditions of a ladder): the LL-HLS revision
+// of RFC 8216 (§4.4.5.4) has every Low-Latency media playlist report the
+// other renditions of its multivariant playlist, so a player switching to
+// one can ask for the right part at once. gohlslib writes none.
+func (v *view) renditionReports() []*playlist.MediaRenditionReport {
+	var names []string
+	for n := range v.siblings {
+		if n != v.name {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	var out []*playlist.MediaRenditionReport
+	for _, n := range names {
+		l := v.siblings[n]
+		if l.pl == nil || len(l.pl.Segments) == 0 {
+			continue
+		}
+		last := l.offset + int64(l.pl.MediaSequence) + int64(len(l.pl.Segments)) - 1
+		lastPart := len(l.pl.Segments[len(l.pl.Segments)-1].Parts) - 1
+		if len(l.pl.Parts) > 0 {
+			last, lastPart = last+1, len(l.pl.Parts)-1
+		}
+		rr := &playlist.MediaRenditionReport{URI: n, LastMSN: int(last)}
+		if lastPart >= 0 {
+			rr.LastPart = &lastPart
+		}
+		out = append(out, rr)
+	}
+	return out
+}
+
+// realSegments counts the segments that are not gap placeholders.
+func (v *view) realSegments() int {
+	n := 0
+	for _, vs := range v.segs {
+		if !vs.seg.Gap {
+			n++
+		}
+	}
+	return n
 }
 
 // lowLatency reports whether the playlist supports blocking reloads.
@@ -170,9 +226,22 @@ func (v *view) skippable(boundary time.Duration) int {
 }
 
 // render writes the playlist. delta asks for an _HLS_skip delta update.
-func (v *view) render(delta bool) ([]byte, error) {
+// compat asks for the compatible view (see compat.go): the same segments
+// without Low-Latency tags, parts or leading gap placeholders.
+func (v *view) render(delta, compat bool) ([]byte, error) {
 	h := v.head.pl
+	// lead: leading gap placeholders left out of a compatible view.
+	lead := 0
+	for compat && lead < len(v.segs) && v.segs[lead].seg.Gap {
+		lead++
+	}
 	ds := int(v.ds)
+	if lead > 0 && lead < len(v.segs) {
+		ds = int(v.segs[lead].disc)
+		if v.segs[lead].tag {
+			ds--
+		}
+	}
 	out := &playlist.Media{
 		Version:               h.Version,
 		IndependentSegments:   h.IndependentSegments,
@@ -180,7 +249,7 @@ func (v *view) render(delta bool) ([]byte, error) {
 		TargetDuration:        h.TargetDuration,
 		ServerControl:         h.ServerControl,
 		PartInf:               h.PartInf,
-		MediaSequence:         int(v.first),
+		MediaSequence:         int(v.first) + lead,
 		DiscontinuitySequence: &ds,
 		PlaylistType:          h.PlaylistType,
 		Start:                 h.Start,
@@ -188,11 +257,30 @@ func (v *view) render(delta bool) ([]byte, error) {
 		PreloadHint:           h.PreloadHint,
 		Endlist:               h.Endlist,
 	}
+	if compat {
+		out.ServerControl, out.PartInf, out.Parts, out.PreloadHint = nil, nil, nil, nil
+		delta = false
+	}
+	if sc := out.ServerControl; sc != nil && sc.PartHoldBack != nil && out.PartInf != nil {
+		// gohlslib writes 2.5 part targets; the LL-HLS revision of RFC 8216
+		// asks for at least three (§4.4.3.8).
+		if least := 3 * out.PartInf.PartTarget; *sc.PartHoldBack < least {
+			c := *sc
+			c.PartHoldBack = &least
+			out.ServerControl = &c
+		}
+	}
 	for _, r := range h.RenditionReport {
+		if compat {
+			break
+		}
 		rr := *r
 		rr.LastMSN += int(v.head.offset)
 		rr.URI = v.uriPrefix + rr.URI
 		out.RenditionReport = append(out.RenditionReport, &rr)
+	}
+	if !compat && len(h.RenditionReport) == 0 && h.ServerControl != nil && h.ServerControl.CanBlockReload {
+		out.RenditionReport = v.renditionReports()
 	}
 
 	// The initialization section in force at the start of the window: that
@@ -213,6 +301,10 @@ func (v *view) render(delta bool) ([]byte, error) {
 	} else if curMap != "" {
 		out.Map = &playlist.MediaMap{URI: curMap}
 	}
+	if compat {
+		out.Version = compatVersion(h.Version, curMap != "")
+	}
+	skip = max(skip, lead) // segments before skip are not written
 
 	maps := map[int]string{} // index in out.Segments → EXT-X-MAP to put before it
 	for k, vs := range v.segs {
@@ -227,7 +319,7 @@ func (v *view) render(delta bool) ([]byte, error) {
 		}
 		seg := *vs.seg
 		seg.Discontinuity = vs.tag
-		if k < len(v.segs)-2 {
+		if compat || k < len(v.segs)-2 {
 			seg.Parts = nil // parts are listed for the last two segments only
 		}
 		if r := int(math.Round(seg.Duration.Seconds())); r > out.TargetDuration {

@@ -55,7 +55,7 @@ func llLayer(prefix string, offset int64, disc uint64, discStart bool, firstID, 
 
 func renderView(t *testing.T, v *view, delta bool) (string, *playlist.Media) {
 	t.Helper()
-	b, err := v.render(delta)
+	b, err := v.render(delta, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,6 +76,9 @@ func TestViewSingleFreshInstance(t *testing.T) {
 	if strings.Contains(text, "#EXT-X-DISCONTINUITY\n") {
 		t.Fatalf("fresh stream must not have a discontinuity:\n%s", text)
 	}
+	if !strings.Contains(text, "PART-HOLD-BACK=0.60000") {
+		t.Fatalf("PART-HOLD-BACK not raised to 3 part targets:\n%s", text)
+	}
 	if v.last() != 7 || !v.satisfied(7, 0) || !v.satisfied(8, 1) || v.satisfied(8, 2) || v.tooFar(9) || !v.tooFar(10) {
 		t.Fatalf("blocking bounds wrong: last=%d", v.last())
 	}
@@ -86,12 +89,12 @@ func TestViewMergesPreviousInstance(t *testing.T) {
 	// 3 parts of segment 21 listed: 21 is used. B starts at 22 with its gaps
 	// covering 15..21.
 	a := llLayer("aaaaaaaaaaaa", 0, 0, false, 14, 20, 3)
-	b := llLayer("bbbbbbbbbbbb", 22-7, 1, true, 0, 7, 1)
+	b := llLayer("bbbbbbbbbbbb", 22-7, 1, true, 1, 7, 1)
 	v := buildView([]*layer{a, b}, 7)
 	text, pl := renderView(t, v, false)
 
-	if pl.MediaSequence != 15 {
-		t.Fatalf("media sequence %d, want 15:\n%s", pl.MediaSequence, text)
+	if pl.MediaSequence != 16 {
+		t.Fatalf("media sequence %d, want 16:\n%s", pl.MediaSequence, text)
 	}
 	var uris []string
 	for _, s := range pl.Segments {
@@ -164,10 +167,10 @@ func TestViewGapsBeforeOlderInstance(t *testing.T) {
 	// 100, discontinuity 1), short-lived; B follows. B's leading gaps that
 	// A cannot fill precede A's discontinuity and keep the number before it.
 	a := llLayer("aaaaaaaaaaaa", 93, 1, true, 1, 9, 0) // real 100..102
-	b := llLayer("bbbbbbbbbbbb", 103-7, 2, true, 0, 7, 0)
+	b := llLayer("bbbbbbbbbbbb", 103-7, 2, true, 1, 7, 0)
 	v := buildView([]*layer{a, b}, 7)
 	text, pl := renderView(t, v, false)
-	if pl.MediaSequence != 96 || *pl.DiscontinuitySequence != 0 {
+	if pl.MediaSequence != 97 || *pl.DiscontinuitySequence != 0 {
 		t.Fatalf("MS %d DS %d:\n%s", pl.MediaSequence, *pl.DiscontinuitySequence, text)
 	}
 	if n := strings.Count(text, "#EXT-X-DISCONTINUITY\n"); n != 2 {
@@ -266,4 +269,74 @@ func TestFileNames(t *testing.T) {
 	if rescale(90000, 90000, 90000) != 90000 || rescale(48000, 48000, 90000) != 90000 || rescale(1<<62, 1000, 1000) != 1<<62 {
 		t.Fatal("rescale")
 	}
+}
+
+func TestViewListsTheNewestOfTheRetainedSegments(t *testing.T) {
+	// The muxer keeps 7+9 segments; the playlist lists the newest 7.
+	v := buildView([]*layer{llLayer("aaaaaaaaaaaa", 0, 0, false, 20, 35, 1)}, 7)
+	text, pl := renderView(t, v, false)
+	if pl.MediaSequence != 29 || len(pl.Segments) != 7 || pl.Segments[0].URI != "aaaaaaaaaaaa_video1_seg29.mp4" {
+		t.Fatalf("MS %d, %d segments:\n%s", pl.MediaSequence, len(pl.Segments), text)
+	}
+}
+
+func TestViewCompat(t *testing.T) {
+	// A fresh stream (gaps 1..6, segments 7..9): the compatible view starts
+	// at the first real segment, without Low-Latency tags or parts.
+	v := buildView([]*layer{llLayer("aaaaaaaaaaaa", 0, 0, false, 3, 9, 2)}, 7)
+	if v.realSegments() != 3 {
+		t.Fatalf("%d real segments, want 3", v.realSegments())
+	}
+	b, err := v.render(false, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	for _, tag := range []string{"#EXT-X-GAP", "#EXT-X-PART", "#EXT-X-PRELOAD-HINT", "#EXT-X-SERVER-CONTROL",
+		"#EXT-X-RENDITION-REPORT", "#EXT-X-SKIP", "gap.mp4"} {
+		if strings.Contains(text, tag) {
+			t.Fatalf("compatible view has %s:\n%s", tag, text)
+		}
+	}
+	pl, err := playlist.Unmarshal(b)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	m := pl.(*playlist.Media)
+	if m.MediaSequence != 7 || len(m.Segments) != 3 || m.Version != 6 ||
+		m.Segments[0].URI != "aaaaaaaaaaaa_video1_seg7.mp4" || m.Map == nil {
+		t.Fatalf("unexpected compatible view:\n%s", text)
+	}
+	// A delta request is answered in full.
+	if b2, _ := v.render(true, true); string(b2) != text {
+		t.Fatalf("delta changed the compatible view:\n%s", b2)
+	}
+}
+
+func TestCompatMultivariant(t *testing.T) {
+	in := "#EXTM3U\n#EXT-X-VERSION:10\n#EXT-X-INDEPENDENT-SEGMENTS\n" +
+		"#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio2\",AUTOSELECT=YES,DEFAULT=YES,URI=\"audio2_stream.m3u8\"\n" +
+		"#EXT-X-STREAM-INF:BANDWIDTH=342096,CODECS=\"avc1.4d401e,mp4a.40.2\",AUDIO=\"audio\"\nvideo1_stream.m3u8\n"
+	want := "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-INDEPENDENT-SEGMENTS\n" +
+		"#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio2\",AUTOSELECT=YES,DEFAULT=YES,URI=\"compat_audio2_stream.m3u8\"\n" +
+		"#EXT-X-STREAM-INF:BANDWIDTH=342096,CODECS=\"avc1.4d401e,mp4a.40.2\",AUDIO=\"audio\"\ncompat_video1_stream.m3u8\n"
+	if got := string(compatMultivariantBody([]byte(in))); got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func FuzzCompatMultivariant(f *testing.F) {
+	f.Add("#EXTM3U\n#EXT-X-VERSION:10\n#EXT-X-MEDIA:TYPE=AUDIO,URI=\"a_stream.m3u8\"\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv_stream.m3u8\n")
+	f.Add("#EXTM3U\n#EXT-X-VERSION:x\n\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		out := string(compatMultivariantBody([]byte(in)))
+		// Every media playlist line gains the prefix and nothing else changes
+		// in line count.
+		if strings.Count(out, "\n") != strings.Count(in, "\n") {
+			t.Fatalf("line count changed:\n%q\n%q", in, out)
+		}
+		if strings.Count(out, compatPrefix) < strings.Count(in, compatPrefix) {
+			t.Fatalf("prefix lost:\n%q\n%q", in, out)
+		}
+	})
 }

@@ -37,6 +37,8 @@ commands:
   version   print the version and exit (also --version)
   passwd    hash a password read from stdin for auth.users[].pass
             (echo -n 'secret' | streamgrid passwd [--sha256])
+  check     check a live HLS stream against RFC 8216 / LL-HLS
+            (streamgrid check URL [--duration 20s] [--json])
 
 Without --config, ./streamgrid.yml and then /etc/streamgrid/streamgrid.yml
 are read when they exist (the log says which); else the defaults apply.
@@ -98,6 +100,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runSign(args, os.Stdout, stderr)
 	case "passwd":
 		return runPasswd(args, os.Stdin, os.Stdout, stderr)
+	case "check":
+		return runCheck(args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -1,0 +1,391 @@
+//go:build players
+
+// The player matrix (go test -tags players -run TestPlayer ./internal/node/;
+// .ci/run runs it): real players on every variant, started in the first
+// second of a stream and in its middle, across a publisher reconnect, with
+// the conformance checker following the same streams. See docs/players.md.
+
+package node
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/streamgrid/streamgrid/internal/hlscheck"
+	"github.com/streamgrid/streamgrid/internal/testmedia"
+)
+
+// player is one real player following a stream; frames says how many video
+// frames it has produced so far.
+type player interface {
+	name() string
+	frames(t *testing.T) int
+}
+
+// ffmpegPlayer decodes the stream and reports decoded frames (-progress).
+type ffmpegPlayer struct {
+	label string
+	n     atomic.Int64
+	cmd   *exec.Cmd
+}
+
+func startFFmpegPlayer(t *testing.T, label, url string) *ffmpegPlayer {
+	t.Helper()
+	p := &ffmpegPlayer{label: label}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cmd = exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostats", "-loglevel", "error",
+		"-i", url, "-map", "0:v:0", "-f", "null", "-", "-progress", "pipe:1")
+	out, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "frame="); ok {
+				if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+					p.n.Store(n)
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		_ = p.cmd.Wait()
+		<-done
+	})
+	return p
+}
+
+func (p *ffmpegPlayer) name() string          { return p.label }
+func (p *ffmpegPlayer) frames(*testing.T) int { return int(p.n.Load()) }
+
+// vlcPlayer records the stream to an MPEG-TS file with cvlc (as a non-root
+// user: VLC refuses to run as root); its frames are counted in that file.
+type vlcPlayer struct {
+	label, out string
+}
+
+func startVLCPlayer(t *testing.T, label, url string) *vlcPlayer {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sg-vlc-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	p := &vlcPlayer{label: label, out: filepath.Join(dir, "out.ts")}
+	args := []string{"-q", "--intf", "dummy", url, "--sout", "#std{access=file,mux=ts,dst=" + p.out + "}"}
+	ctx, cancel := context.WithCancel(context.Background())
+	var cmd *exec.Cmd
+	if os.Geteuid() == 0 {
+		cmd = exec.CommandContext(ctx, "runuser", append([]string{"-u", "nobody", "--", "cvlc"}, args...)...)
+	} else {
+		cmd = exec.CommandContext(ctx, "cvlc", args...)
+	}
+	cmd.Env = append(os.Environ(), "HOME="+dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+	})
+	return p
+}
+
+func (p *vlcPlayer) name() string { return p.label }
+
+func (p *vlcPlayer) frames(t *testing.T) int {
+	out, err := exec.Command("ffprobe", "-v", "error", "-count_packets", "-select_streams", "v:0",
+		"-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", p.out).Output()
+	if err != nil {
+		return 0 // nothing written yet
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(strings.Split(string(out), "\n")[0]))
+	return n
+}
+
+// chromiumPlayer is a tab of headless Chromium playing the stream with its
+// own HLS player; frames is getVideoPlaybackQuality().totalVideoFrames.
+type chromiumPlayer struct {
+	label string
+	ctx   context.Context
+}
+
+// startChromiumPlayer starts a browser of its own: a headless Chromium
+// stops the video of a tab once another tab opens.
+func startChromiumPlayer(t *testing.T, label, url string) *chromiumPlayer {
+	t.Helper()
+	b := startChrome(t)
+	return &chromiumPlayer{label: label, ctx: b.open(t, videoPage(t, url))}
+}
+
+func (p *chromiumPlayer) name() string { return p.label }
+
+func (p *chromiumPlayer) frames(t *testing.T) int {
+	st := probe(t, p.ctx)
+	if st.Error != "" {
+		t.Errorf("%s: media error %q", p.label, st.Error)
+	}
+	return st.Frames
+}
+
+func requireVLC(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("cvlc"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("cvlc is missing, and CI=true requires it: apt-get install vlc-bin vlc-plugin-base")
+		}
+		t.Skip("cvlc is missing: skipping (apt-get install vlc-bin vlc-plugin-base)")
+	}
+}
+
+// waitHLS polls url until it answers 200.
+func waitHLS(t *testing.T, url string, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		if code, _, err := fetch(url); err == nil && code == 200 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not answer 200 within %v", url, limit)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// checkStream runs the conformance checker on url for d in the background;
+// the returned function waits for it and fails the test on a violation.
+func checkStream(t *testing.T, url string, d time.Duration) func() {
+	var rep *hlscheck.Report
+	var err error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), d+60*time.Second)
+		defer cancel()
+		rep, err = (&hlscheck.Checker{URL: url, Duration: d}).Run(ctx)
+	}()
+	return func() {
+		t.Helper()
+		wg.Wait()
+		if err != nil {
+			t.Errorf("check %s: %v", url, err)
+			return
+		}
+		t.Logf("check %s: %d reloads, %d segments, %d parts, %d fetches (%d after leaving the playlist), rules %v",
+			url, rep.Reloads, rep.Segments, rep.Parts, rep.Fetches, rep.LateFetches, rep.Checked)
+		for _, v := range rep.Violations {
+			t.Errorf("check %s: %s %s: %s", url, v.Rule, v.Playlist, v.Detail)
+		}
+		if rep.LateFetches == 0 {
+			t.Errorf("check %s: nothing was fetched after leaving the playlist", url)
+		}
+	}
+}
+
+// TestPlayerMatrix: on every variant, ffmpeg, VLC and Chromium start in the
+// first second of a stream and in its middle and keep producing frames
+// across a publisher reconnect, while the checker follows the stream at the
+// origin and through the cache, and a second stream nobody else watches
+// (segments fetched from the origin only after they left the playlist).
+func TestPlayerMatrix(t *testing.T) {
+	requireFFmpeg(t)
+	requireVLC(t)
+	requireChromium(t)
+	for _, variant := range []string{"lowLatency", "fmp4", "mpegts"} {
+		t.Run(variant, func(t *testing.T) {
+			start := time.Now()
+			c := allInOneConfig(t)
+			c.Origin.HLS.Variant = variant
+			if variant != "lowLatency" {
+				c.Origin.HLS.SegmentCount = 3 // the nginx-rtmp-like setting the issue tried
+			}
+			c.Origin.HLS.IdleTimeout = 20 * time.Second
+			n := startNode(t, c, RoleRun)
+			a := n.Addrs()
+			cache := "http://" + a.Cache + "/live/m/index.m3u8"
+
+			cam := &testmedia.Camera{URL: "rtsp://" + a.RTSP + "/live/m"}
+			if err := cam.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			alone := &testmedia.Camera{URL: "rtsp://" + a.RTSP + "/live/alone"}
+			if err := alone.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(alone.Close)
+
+			waitHLS(t, cache, 20*time.Second)
+			const checkFor = 22 * time.Second
+			doneChecks := []func(){
+				checkStream(t, cache, checkFor),
+				checkStream(t, "http://"+a.Origin+"/live/m/index.m3u8", checkFor),
+			}
+			players := []player{
+				startFFmpegPlayer(t, "ffmpeg (first second)", cache),
+				startVLCPlayer(t, "vlc (first second)", cache),
+				startChromiumPlayer(t, "chromium (first second)", cache),
+			}
+			aloneURL := "http://" + a.Cache + "/live/alone/index.m3u8"
+			waitHLS(t, aloneURL, 20*time.Second)
+			doneChecks = append(doneChecks, checkStream(t, aloneURL, 12*time.Second))
+
+			time.Sleep(6 * time.Second)
+			players = append(players,
+				startFFmpegPlayer(t, "ffmpeg (middle)", cache),
+				startVLCPlayer(t, "vlc (middle)", cache),
+				startChromiumPlayer(t, "chromium (middle)", cache))
+			time.Sleep(5 * time.Second)
+
+			before := map[string]int{}
+			for _, p := range players {
+				before[p.name()] = p.frames(t)
+			}
+			// The publisher reconnects: a new generation, a discontinuity.
+			cam.Close()
+			_ = cam.Wait()
+			// The edge may still be finishing the previous session (409).
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				cam2 := &testmedia.Camera{URL: "rtsp://" + a.RTSP + "/live/m"}
+				err := cam2.Start(context.Background())
+				if err == nil {
+					t.Cleanup(cam2.Close)
+					break
+				}
+				if !strings.Contains(err.Error(), "409") || time.Now().After(deadline) {
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(5 * time.Second)
+			mid := map[string]int{}
+			for _, p := range players {
+				mid[p.name()] = p.frames(t)
+			}
+			time.Sleep(5 * time.Second)
+
+			var summary []string
+			for _, p := range players {
+				b, m, after := before[p.name()], mid[p.name()], p.frames(t)
+				summary = append(summary, fmt.Sprintf("%s %d→%d→%d", p.name(), b, m, after))
+				// Frames before the reconnect, and still coming 5 to 10 s
+				// after it (at least 2 s of the 25 fps clip in those 5 s:
+				// what is left of the old publisher's segments is played
+				// by then).
+				if b > 0 && after < m+50 && strings.HasPrefix(p.name(), "vlc") && variant != "mpegts" {
+					// VLC 3 keeps the first EXT-X-MAP of a playlist ("FIXME:
+					// handle discontinuities" in its HLS parser) and does not
+					// feed the new initialization section to the demuxer it
+					// creates at a discontinuity: "no moov before mdat",
+					// "Failed to create demuxer". docs/players.md.
+					t.Logf("KNOWN: %s stops at the discontinuity of a publisher reconnect on fMP4 (%d→%d→%d frames)",
+						p.name(), b, m, after)
+					continue
+				}
+				if b == 0 || after < m+50 {
+					t.Errorf("%s: frames %d before the reconnect, %d 5 s after, %d 10 s after: it stopped producing frames",
+						p.name(), b, m, after)
+				}
+			}
+			t.Logf("%s: frames before, 5 s and 10 s after the publisher reconnect: %s", variant, strings.Join(summary, ", "))
+			for _, done := range doneChecks {
+				done()
+			}
+			t.Logf("FIGURE player matrix %s: %.1f s", variant, time.Since(start).Seconds())
+		})
+	}
+}
+
+// TestPlayerFailover: in the in-process cluster (3 bus, 2 origins, 2
+// caches, 2 edges), ffmpeg, VLC and Chromium play the default stream at a
+// cache while the owning origin dies; each keeps producing frames. The
+// checker follows the stream through the cache meanwhile: the segments the
+// dead origin produced that the cache does not hold cannot be served by the
+// new owner (docs/players.md), so availability misses across the failover
+// are reported, not failed; every other rule must hold.
+func TestPlayerFailover(t *testing.T) {
+	requireFFmpeg(t)
+	requireVLC(t)
+	requireChromium(t)
+	cl := startCluster(t, nil)
+	cam := &testmedia.Camera{URL: "rtsp://" + cl.byName["edge2"].Addrs().RTSP + "/live/fo"}
+	if err := cam.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cam.Close)
+	url := "http://" + cl.byName["cache1"].Addrs().Cache + "/live/fo/index.m3u8"
+	waitHLS(t, url, 30*time.Second)
+	var rep *hlscheck.Report
+	var cerr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		rep, cerr = (&hlscheck.Checker{URL: url, Duration: 25 * time.Second}).Run(ctx)
+	}()
+	players := []player{
+		startFFmpegPlayer(t, "ffmpeg", url),
+		startVLCPlayer(t, "vlc", url),
+		startChromiumPlayer(t, "chromium", url),
+	}
+	time.Sleep(8 * time.Second)
+	before := map[string]int{}
+	for _, p := range players {
+		before[p.name()] = p.frames(t)
+	}
+	first := owner(t, cl, "live/fo")
+	first.Crash()
+	time.Sleep(6 * time.Second)
+	mid := map[string]int{}
+	for _, p := range players {
+		mid[p.name()] = p.frames(t)
+	}
+	time.Sleep(5 * time.Second)
+	var summary []string
+	for _, p := range players {
+		b, m, after := before[p.name()], mid[p.name()], p.frames(t)
+		summary = append(summary, fmt.Sprintf("%s %d→%d→%d", p.name(), b, m, after))
+		if b > 0 && after < m+50 && p.name() == "vlc" {
+			t.Logf("KNOWN: vlc stops at the discontinuity of an origin failover on fMP4 (%d→%d→%d frames)", b, m, after)
+			continue
+		}
+		if b == 0 || after < m+50 {
+			t.Errorf("%s: frames %d before the failover, %d 6 s after, %d 11 s after: it stopped producing frames", p.name(), b, m, after)
+		}
+	}
+	t.Logf("frames before, 6 s and 11 s after the owning origin (%s) died: %s", first.Name(), strings.Join(summary, ", "))
+	wg.Wait()
+	if cerr != nil {
+		t.Fatalf("check: %v", cerr)
+	}
+	t.Logf("check %s: %d reloads, %d segments, %d fetches (%d late), violations %v", url, rep.Reloads, rep.Segments, rep.Fetches, rep.LateFetches, rep.Counts)
+	for _, v := range rep.Violations {
+		if v.Rule == hlscheck.RuleAvailability {
+			t.Logf("KNOWN across the failover: %s", v.Detail)
+			continue
+		}
+		t.Errorf("check: %s %s: %s", v.Rule, v.Playlist, v.Detail)
+	}
+}

@@ -1,0 +1,66 @@
+package origin
+
+import (
+	"strconv"
+	"strings"
+)
+
+// The compatible view of a stream is for players that do not speak
+// Low-Latency HLS: Chromium's built-in HLS player, older players, smart TVs.
+// It lists the same segments under the same names and media sequence
+// numbers as the default playlists, without EXT-X-SERVER-CONTROL,
+// EXT-X-PART-INF, EXT-X-PART, EXT-X-PRELOAD-HINT, EXT-X-RENDITION-REPORT,
+// without the EXT-X-GAP placeholders gohlslib puts at the start of a
+// Low-Latency stream, and with the lowest EXT-X-VERSION its tags need. A
+// compatible media playlist is answered once it lists compatMinSegments real
+// segments (bounded by the blocking-request timeout): Chromium gives up
+// (MEDIA_ERR_SRC_NOT_SUPPORTED, "Segment queue never had any data") when the
+// playlist it starts from holds less media than the time it takes to start
+// playing, which a freshly started stream's one or two segments are.
+//
+// Names: compat.m3u8 is the compatible multivariant playlist; it links
+// compat_<name> for every media playlist <name> (compat_video1_stream.m3u8,
+// compat_r720p_video1_stream.m3u8). Segments, parts and initialization
+// sections are shared with the default view.
+const (
+	compatMultivariant = "compat.m3u8"
+	compatPrefix       = "compat_"
+	compatMinSegments  = 3
+)
+
+// compatVersion is the EXT-X-VERSION of a compatible playlist: 6 with
+// EXT-X-MAP (fMP4), 3 otherwise, never more than the original's.
+func compatVersion(orig int, fmp4 bool) int {
+	v := 3
+	if fmp4 {
+		v = 6
+	}
+	if orig > 0 && orig < v {
+		return orig
+	}
+	return v
+}
+
+// compatMultivariantBody rewrites a multivariant playlist into the
+// compatible one: every media playlist URI gets compatPrefix and
+// EXT-X-VERSION is lowered to what the tags need (6: fMP4 variants may
+// need EXT-X-MAP).
+func compatMultivariantBody(body []byte) []byte {
+	lines := strings.Split(string(body), "\n")
+	for k, line := range lines {
+		switch {
+		case strings.HasPrefix(line, "#EXT-X-VERSION:"):
+			if v, err := strconv.Atoi(strings.TrimPrefix(line, "#EXT-X-VERSION:")); err == nil {
+				lines[k] = "#EXT-X-VERSION:" + strconv.Itoa(compatVersion(v, true))
+			}
+		case strings.HasPrefix(line, "#"):
+			// URI attributes (EXT-X-MEDIA renditions) name media playlists.
+			if i := strings.Index(line, `URI="`); i >= 0 && strings.Contains(line[i:], ".m3u8\"") {
+				lines[k] = line[:i+len(`URI="`)] + compatPrefix + line[i+len(`URI="`):]
+			}
+		case strings.HasSuffix(strings.TrimSpace(line), ".m3u8"):
+			lines[k] = compatPrefix + line
+		}
+	}
+	return []byte(strings.Join(lines, "\n"))
+}
