@@ -1,8 +1,10 @@
 package bus
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -20,11 +22,20 @@ type ConnOptions struct {
 	Password  string
 	Token     string
 	CredsFile string
+	// InboxPrefix replaces "_INBOX" in reply subjects (see InboxPrefix).
+	// Default: NATS's "_INBOX".
+	InboxPrefix string
+	// ConnectTimeout is how long Connect keeps retrying the first
+	// connection while no server answers (the bus starting in the same
+	// deployment). 0 tries once. A refused authentication fails at once.
+	ConnectTimeout time.Duration
 	// Log receives connection events. Default slog.Default().
 	Log *slog.Logger
 }
 
-// Connect dials the bus. The connection reconnects forever; events are logged.
+// Connect dials the bus, retrying for up to o.ConnectTimeout. Once up, the
+// connection reconnects forever; events are logged. URLs in errors and logs
+// carry no credentials.
 func Connect(o ConnOptions) (*nats.Conn, error) {
 	log := o.Log
 	if log == nil {
@@ -45,7 +56,7 @@ func Connect(o ConnOptions) (*nats.Conn, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("bus reconnected", "server", nc.ConnectedUrlRedacted())
+			log.Info("bus reconnected", "server", Redact(nc.ConnectedUrl()))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subj := ""
@@ -64,9 +75,29 @@ func Connect(o ConnOptions) (*nats.Conn, error) {
 	if o.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(o.CredsFile))
 	}
-	nc, err := nats.Connect(strings.Join(o.URLs, ","), opts...)
-	if err != nil {
-		return nil, fmt.Errorf("bus: connect %v: %w", o.URLs, err)
+	if o.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
 	}
-	return nc, nil
+	urls := strings.Join(o.URLs, ",")
+	deadline := time.Now().Add(o.ConnectTimeout)
+	wait := 250 * time.Millisecond
+	for {
+		nc, err := nats.Connect(urls, opts...)
+		if err == nil {
+			return nc, nil
+		}
+		err = fmt.Errorf("bus: connect %s: %w", Redact(urls), err)
+		if authFailed(err) || time.Now().Add(wait).After(deadline) {
+			return nil, err
+		}
+		log.Warn("bus not reachable yet, retrying", "in", wait, "err", err)
+		time.Sleep(wait + rand.N(wait/4))
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// authFailed reports a refusal that retrying will not change.
+func authFailed(err error) bool {
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+		errors.Is(err, nats.ErrAuthRevoked) || strings.Contains(strings.ToLower(err.Error()), "authorization violation")
 }

@@ -40,7 +40,7 @@ var ErrNoGOP = errors.New("no GOP available")
 
 // FetchGOP asks the edge of path for its last GOP and returns its packets in order.
 func FetchGOP(ctx context.Context, nc *nats.Conn, path string) ([]*media.Packet, error) {
-	inbox := nats.NewInbox()
+	inbox := nc.NewInbox() // under the connection's inbox prefix: the only replies its user may read
 	ch := make(chan *nats.Msg, 4096)
 	sub, err := nc.ChanSubscribe(inbox, ch)
 	if err != nil {

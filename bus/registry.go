@@ -16,7 +16,7 @@ import (
 const (
 	BucketStreams = "sg_streams" // live streams: key = EncodePath(path), value = StreamInfo; TTL = StreamTTL
 	BucketOwners  = "sg_owners"  // stream → origin lease: value = Owner; TTL = LeaseTTL
-	BucketState   = "sg_state"   // stream → PlaylistState, written only by the current owner (fenced)
+	BucketState   = "sg_state"   // stream → PlaylistState, written only by the current owner (fenced); TTL = StateTTL
 	BucketSources = "sg_sources" // camera pull → edge lease: value = Owner; TTL = LeaseTTL
 )
 
@@ -27,6 +27,10 @@ var (
 	ErrLeaseLost  = errors.New("lease lost")
 	ErrFenced     = errors.New("fenced: a newer owner holds the stream")
 	ErrNotFound   = errors.New("not found")
+	// ErrBucketMismatch: a registry bucket exists with other settings than
+	// this node's (another lease TTL, say). The bucket's settings hold for
+	// the whole cluster, so a node that disagrees refuses to start.
+	ErrBucketMismatch = errors.New("registry bucket settings differ from this node's")
 )
 
 // TrackInfo describes one track of a stream: enough to package it without
@@ -87,11 +91,20 @@ type Registry struct {
 	LeaseTTL time.Duration
 	// StreamTTL is how long a stream record outlives its edge's last refresh. Default 10 s.
 	StreamTTL time.Duration
+	// StateTTL is how long a stream's playlist state outlives its last
+	// write: long enough that a stream which comes back (a camera
+	// reconnecting, an origin taking over) continues its numbering, short
+	// enough that paths used once do not fill the store. Default 6 h.
+	StateTTL time.Duration
 
 	streams, owners, state, sources jetstream.KeyValue
 }
 
-// Start opens (creating where missing) the buckets.
+// Start opens the buckets, creating those that are missing. A bucket that
+// exists keeps its settings: when they differ from this node's (replicas,
+// TTLs), Start fails with ErrBucketMismatch, naming the setting, rather than
+// change them for every node of the cluster. Start never updates a bucket,
+// so a role's NATS user needs no right to.
 func (r *Registry) Start(ctx context.Context) error {
 	if r.Replicas <= 0 {
 		r.Replicas = 1
@@ -102,8 +115,11 @@ func (r *Registry) Start(ctx context.Context) error {
 	if r.StreamTTL <= 0 {
 		r.StreamTTL = 10 * time.Second
 	}
+	if r.StateTTL <= 0 {
+		r.StateTTL = 6 * time.Hour
+	}
 	var err error
-	open := func(cfg jetstream.KeyValueConfig) jetstream.KeyValue {
+	open := func(cfg jetstream.KeyValueConfig, ttlKey string) jetstream.KeyValue {
 		if err != nil {
 			return nil
 		}
@@ -115,9 +131,9 @@ func (r *Registry) Start(ctx context.Context) error {
 			// go unanswered, and one answered "no suitable peers" is worth
 			// repeating: each attempt gets its own short deadline.
 			actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			kv, err = r.JS.CreateOrUpdateKeyValue(actx, cfg)
+			kv, err = r.openBucket(actx, cfg, ttlKey)
 			cancel()
-			if err == nil || attempt >= 50 || ctx.Err() != nil {
+			if err == nil || errors.Is(err, ErrBucketMismatch) || attempt >= 50 || ctx.Err() != nil {
 				break
 			}
 			select {
@@ -125,16 +141,67 @@ func (r *Registry) Start(ctx context.Context) error {
 			case <-time.After(200 * time.Millisecond):
 			}
 		}
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrBucketMismatch) {
 			err = fmt.Errorf("bus: bucket %s: %w", cfg.Bucket, err)
 		}
 		return kv
 	}
-	r.streams = open(jetstream.KeyValueConfig{Bucket: BucketStreams, History: 1, TTL: r.StreamTTL, LimitMarkerTTL: r.StreamTTL})
-	r.owners = open(jetstream.KeyValueConfig{Bucket: BucketOwners, History: 1, TTL: r.LeaseTTL, LimitMarkerTTL: r.LeaseTTL})
-	r.state = open(jetstream.KeyValueConfig{Bucket: BucketState, History: 1})
-	r.sources = open(jetstream.KeyValueConfig{Bucket: BucketSources, History: 1, TTL: r.LeaseTTL, LimitMarkerTTL: r.LeaseTTL})
+	r.streams = open(jetstream.KeyValueConfig{Bucket: BucketStreams, History: 1, TTL: r.StreamTTL, LimitMarkerTTL: r.StreamTTL}, "bus.stream_ttl")
+	r.owners = open(jetstream.KeyValueConfig{Bucket: BucketOwners, History: 1, TTL: r.LeaseTTL, LimitMarkerTTL: r.LeaseTTL}, "bus.lease_ttl")
+	r.state = open(jetstream.KeyValueConfig{Bucket: BucketState, History: 1, TTL: r.StateTTL}, "bus.state_ttl")
+	r.sources = open(jetstream.KeyValueConfig{Bucket: BucketSources, History: 1, TTL: r.LeaseTTL, LimitMarkerTTL: r.LeaseTTL}, "bus.lease_ttl")
 	return err
+}
+
+// openBucket opens cfg's bucket, creating it when missing, and checks that
+// an existing one has cfg's settings. ttlKey names the configuration key
+// behind cfg.TTL, for the error.
+func (r *Registry) openBucket(ctx context.Context, cfg jetstream.KeyValueConfig, ttlKey string) (jetstream.KeyValue, error) {
+	kv, err := r.JS.KeyValue(ctx, cfg.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = r.JS.CreateKeyValue(ctx, cfg)
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			// Created meanwhile by another node, or by another version with
+			// other defaults: compare what matters below.
+			kv, err = r.JS.KeyValue(ctx, cfg.Bucket)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return kv, nil
+	}
+	have := bs.StreamInfo().Config
+	mismatch := func(what string, theirs, ours any, key string) error {
+		return fmt.Errorf("%w: bucket %s has %s %v, this node wants %v (%s): every node of the cluster needs the same %s; "+
+			"to change it, stop the cluster and remove the bucket (nats kv rm %s) or the bus's store",
+			ErrBucketMismatch, cfg.Bucket, what, theirs, ours, key, key, cfg.Bucket)
+	}
+	switch {
+	case have.Replicas != cfg.Replicas:
+		return nil, mismatch("replicas", have.Replicas, cfg.Replicas, "bus.replicas")
+	case have.MaxAge != cfg.TTL:
+		return nil, mismatch("TTL", ttlString(have.MaxAge), ttlString(cfg.TTL), ttlKey)
+	case have.SubjectDeleteMarkerTTL != cfg.LimitMarkerTTL:
+		return nil, mismatch("expiry marker TTL", ttlString(have.SubjectDeleteMarkerTTL), ttlString(cfg.LimitMarkerTTL), ttlKey)
+	case have.MaxMsgsPerSubject != int64(cfg.History):
+		return nil, fmt.Errorf("%w: bucket %s keeps %d revisions per key, this version %d: remove the bucket (nats kv rm %s)",
+			ErrBucketMismatch, cfg.Bucket, have.MaxMsgsPerSubject, cfg.History, cfg.Bucket)
+	}
+	return kv, nil
+}
+
+func ttlString(d time.Duration) string {
+	if d == 0 {
+		return "none"
+	}
+	return d.String()
 }
 
 // ---- streams ----

@@ -1,0 +1,105 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// TestBucketSettingsMismatch: a node whose TTLs or replicas differ from the
+// buckets' refuses to start, naming the key, and leaves the buckets as they were.
+func TestBucketSettingsMismatch(t *testing.T) {
+	_, nc := startBus(t, 0)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	first := &Registry{JS: js, LeaseTTL: 3 * time.Second, StreamTTL: 10 * time.Second, StateTTL: time.Hour}
+	if err := first.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	same := &Registry{JS: js, LeaseTTL: 3 * time.Second, StreamTTL: 10 * time.Second, StateTTL: time.Hour}
+	if err := same.Start(ctx); err != nil {
+		t.Fatalf("a node with the same settings: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		r    Registry
+		key  string
+	}{
+		{"lease ttl", Registry{LeaseTTL: 5 * time.Second, StreamTTL: 10 * time.Second, StateTTL: time.Hour}, "bus.lease_ttl"},
+		{"stream ttl", Registry{LeaseTTL: 3 * time.Second, StreamTTL: 20 * time.Second, StateTTL: time.Hour}, "bus.stream_ttl"},
+		{"state ttl", Registry{LeaseTTL: 3 * time.Second, StreamTTL: 10 * time.Second, StateTTL: 2 * time.Hour}, "bus.state_ttl"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.r
+			r.JS = js
+			err := r.Start(ctx)
+			if !errors.Is(err, ErrBucketMismatch) {
+				t.Fatalf("want ErrBucketMismatch, got %v", err)
+			}
+			if !strings.Contains(err.Error(), tc.key) {
+				t.Fatalf("%q does not name %s", err, tc.key)
+			}
+		})
+	}
+	// The buckets still hold the first node's settings.
+	kv, err := js.KeyValue(ctx, BucketOwners)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.TTL() != 3*time.Second {
+		t.Fatalf("owners TTL changed to %s", st.TTL())
+	}
+	// A replicas mismatch (R3 asked of a one-node bus's R1 buckets).
+	r3 := &Registry{JS: js, Replicas: 3, LeaseTTL: 3 * time.Second, StreamTTL: 10 * time.Second, StateTTL: time.Hour}
+	if err := r3.Start(ctx); !errors.Is(err, ErrBucketMismatch) || !strings.Contains(err.Error(), "bus.replicas") {
+		t.Fatalf("replicas: %v", err)
+	}
+}
+
+// TestStateExpires: playlist state of a path nobody writes any more goes
+// away after StateTTL, so paths used once do not fill the store.
+func TestStateExpires(t *testing.T) {
+	_, nc := startBus(t, 0)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r := &Registry{JS: js, StateTTL: time.Second}
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.PutState(ctx, "live/once", PlaylistState{NextMSN: 3, Epoch: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _, err := r.State(ctx, "live/once"); err != nil || st.NextMSN != 3 {
+		t.Fatalf("state: %+v %v", st, err)
+	}
+	for {
+		_, _, err := r.State(ctx, "live/once")
+		if errors.Is(err, ErrNotFound) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("state never expired: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// A returning stream starts a new record.
+	if err := r.PutState(ctx, "live/once", PlaylistState{NextMSN: 1, Epoch: 9}); err != nil {
+		t.Fatal(err)
+	}
+}
