@@ -54,15 +54,20 @@ type API struct {
 
 // Bus says how to reach NATS, and how to run an embedded node.
 type Bus struct {
-	URLs      []string      `yaml:"urls"`
-	User      string        `yaml:"user"`
-	Password  string        `yaml:"password"`
-	Token     string        `yaml:"token"`
-	CredsFile string        `yaml:"creds_file"`
-	Replicas  int           `yaml:"replicas"`
-	LeaseTTL  time.Duration `yaml:"lease_ttl"`
-	StreamTTL time.Duration `yaml:"stream_ttl"`
-	Server    BusServer     `yaml:"server"`
+	URLs      []string `yaml:"urls"`
+	User      string   `yaml:"user"`
+	Password  string   `yaml:"password"`
+	Token     string   `yaml:"token"`
+	CredsFile string   `yaml:"creds_file"`
+	// ConnectTimeout is how long a role keeps retrying its first connection
+	// to the bus (the bus starting alongside it) before it gives up.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	Replicas       int           `yaml:"replicas"`
+	LeaseTTL       time.Duration `yaml:"lease_ttl"`
+	StreamTTL      time.Duration `yaml:"stream_ttl"`
+	// StateTTL is how long a stream's playlist state outlives its last write.
+	StateTTL time.Duration `yaml:"state_ttl"`
+	Server   BusServer     `yaml:"server"`
 }
 
 // BusServer is the embedded NATS server (`streamgrid bus`, and the all-in-one).
@@ -75,7 +80,26 @@ type BusServer struct {
 	Routes           []string `yaml:"routes"`
 	StoreDir         string   `yaml:"store_dir"`
 	MaxPayload       int      `yaml:"max_payload"`
+	// Users are the passwords of the role users clients authenticate as.
+	Users BusUsers `yaml:"users"`
+	// ClusterPassword authenticates the routes between bus nodes (user "route").
+	ClusterPassword string `yaml:"cluster_password"`
+	// Insecure allows a listener off loopback without credentials.
+	Insecure bool `yaml:"insecure"`
 }
+
+// BusUsers are the embedded server's users, a password each (plain or a
+// bcrypt hash); an empty one leaves that user out.
+type BusUsers struct {
+	Edge   string `yaml:"edge"`
+	Origin string `yaml:"origin"`
+	Cache  string `yaml:"cache"`
+	Run    string `yaml:"run"`
+	Admin  string `yaml:"admin"`
+}
+
+// Any reports whether a user is configured.
+func (u BusUsers) Any() bool { return u.Edge+u.Origin+u.Cache+u.Run+u.Admin != "" }
 
 // Gossip is memberlist.
 type Gossip struct {
@@ -83,6 +107,8 @@ type Gossip struct {
 	Advertise string   `yaml:"advertise"`
 	Seeds     []string `yaml:"seeds"`
 	SecretKey string   `yaml:"secret_key"`
+	// Insecure allows a bind off loopback without secret_key.
+	Insecure bool `yaml:"insecure"`
 }
 
 // Edge is ingest.
@@ -254,9 +280,11 @@ func Default() *Config {
 		Node: Node{LogLevel: "info", LogFormat: "text", DrainTimeout: 15 * time.Second},
 		API:  API{Address: ":9997"},
 		Bus: Bus{
-			Replicas:  1,
-			LeaseTTL:  3 * time.Second,
-			StreamTTL: 10 * time.Second,
+			ConnectTimeout: time.Minute,
+			Replicas:       1,
+			LeaseTTL:       3 * time.Second,
+			StreamTTL:      10 * time.Second,
+			StateTTL:       6 * time.Hour,
 			Server: BusServer{
 				Listen:        "127.0.0.1:4222",
 				ClusterName:   "streamgrid",
@@ -563,6 +591,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Bus.StreamTTL < c.Bus.LeaseTTL {
 		bad("bus.stream_ttl", "must be at least bus.lease_ttl (%s), got %s", c.Bus.LeaseTTL, c.Bus.StreamTTL)
+	}
+	if c.Bus.ConnectTimeout < 0 {
+		bad("bus.connect_timeout", "must not be negative, got %s", c.Bus.ConnectTimeout)
+	}
+	if c.Bus.StateTTL < time.Minute {
+		bad("bus.state_ttl", "must be at least 1m, got %s", c.Bus.StateTTL)
+	}
+	if c.Bus.Token != "" && c.Bus.Server.Users.Any() {
+		bad("bus.token", "cannot be combined with bus.server.users (a NATS server takes a token or users)")
 	}
 	for i, u := range c.Bus.URLs {
 		if !strings.HasPrefix(u, "nats://") && !strings.HasPrefix(u, "tls://") {

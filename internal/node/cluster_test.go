@@ -15,7 +15,11 @@ import (
 
 // cluster is a whole streamgrid cluster in one process, every node on its own
 // loopback ports: three clustered NATS nodes (registry buckets R3), two edges,
-// two origins, two caches, joined by gossip.
+// two origins, two caches, joined by gossip. It runs secured as the compose
+// cluster does: every role connects as its own bus user (so each does its
+// work within its subject permissions), routes authenticate, gossip is
+// encrypted.
+
 type cluster struct {
 	buses, edges, origins, caches []*Node
 	byName                        map[string]*Node
@@ -34,7 +38,18 @@ func roleConfig(t *testing.T, name string) *config.Config {
 	c.Bus.Replicas = 3
 	c.Bus.LeaseTTL = 2 * time.Second
 	c.Bus.StreamTTL = 6 * time.Second
+	c.Bus.Server.Users = clusterUsers
+	c.Bus.Server.ClusterPassword = "route-test-password"
+	c.Gossip.SecretKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes
 	return c
+}
+
+var clusterUsers = config.BusUsers{Edge: "edge-test-pw", Origin: "origin-test-pw", Cache: "cache-test-pw", Run: "run-test-pw"}
+
+// rolePassword is the bus password of a role's user.
+func rolePassword(role string) string {
+	return map[string]string{RoleEdge: clusterUsers.Edge, RoleOrigin: clusterUsers.Origin,
+		RoleCache: clusterUsers.Cache, RoleRun: clusterUsers.Run}[role]
 }
 
 func startCluster(t *testing.T, sources []config.Source) *cluster {
@@ -89,6 +104,7 @@ func startCluster(t *testing.T, sources []config.Source) *cluster {
 	start := func(name, role string) *Node {
 		c := roleConfig(t, name)
 		c.Bus.URLs = urls
+		c.Bus.Password = rolePassword(role) // the user is the role's
 		c.Gossip.Seeds = seeds
 		if role == RoleEdge {
 			c.Sources = sources

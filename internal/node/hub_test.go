@@ -13,13 +13,21 @@ import (
 // another node that owns the stream. The all-in-one's origin drains, the
 // other origin claims the stream, fetches the GOP and packages every packet
 // that follows it: a viewer of its playlists gets an unbroken stream.
+//
+// The all-in-one's embedded bus has role users (it connects as "run"
+// itself) and the other origin joins as "origin".
 func TestAllInOneFeedsAnOriginElsewhere(t *testing.T) {
 	c := allInOneConfig(t)
+	c.Bus.Server.Users = clusterUsers
+	oc := roleConfig(t, "far-origin")
+	c.Gossip.SecretKey = oc.Gossip.SecretKey
 	aio := startNode(t, c, RoleRun)
 	a := aio.Addrs()
 
-	oc := roleConfig(t, "far-origin")
 	oc.Bus.Replicas = 1
+	// The registry's settings are the cluster's: the same on every node.
+	oc.Bus.LeaseTTL, oc.Bus.StreamTTL = c.Bus.LeaseTTL, c.Bus.StreamTTL
+	oc.Bus.Password = rolePassword(RoleOrigin)
 	oc.Bus.URLs = []string{a.NATS}
 	oc.Gossip.Seeds = []string{a.Gossip}
 	if err := oc.Validate(); err != nil {

@@ -141,10 +141,7 @@ func (n *Node) Start() (err error) {
 		return errors.New("bus.urls is required for this role (the NATS servers to join)")
 	}
 	if n.Role != RoleBus {
-		opts := bus.ConnOptions{
-			URLs: urls, Name: n.name, User: c.Bus.User, Password: c.Bus.Password,
-			Token: c.Bus.Token, CredsFile: c.Bus.CredsFile, Log: n.Log,
-		}
+		opts := n.connOptions(urls)
 		if n.nc, err = bus.Connect(opts); err != nil {
 			return err
 		}
@@ -159,7 +156,7 @@ func (n *Node) Start() (err error) {
 		if err != nil {
 			return fmt.Errorf("jetstream: %w", err)
 		}
-		n.registry = &bus.Registry{JS: js, Replicas: c.Bus.Replicas, LeaseTTL: c.Bus.LeaseTTL, StreamTTL: c.Bus.StreamTTL}
+		n.registry = &bus.Registry{JS: js, Replicas: c.Bus.Replicas, LeaseTTL: c.Bus.LeaseTTL, StreamTTL: c.Bus.StreamTTL, StateTTL: c.Bus.StateTTL}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err = n.registry.Start(ctx)
 		cancel()
@@ -200,9 +197,6 @@ func (n *Node) Start() (err error) {
 			n.origin = nil
 			return fmt.Errorf("origin: %w", err)
 		}
-		if err := n.gossip.SetMeta(n.meta()); err != nil {
-			return err
-		}
 		ctx, cancel := context.WithCancel(context.Background())
 		owners, err := n.registry.WatchOwners(ctx)
 		if err != nil {
@@ -236,13 +230,6 @@ func (n *Node) Start() (err error) {
 			n.cache = nil
 			return fmt.Errorf("cache: %w", err)
 		}
-		// The cache's address joins what this node gossips (read-modify-write:
-		// the origin owns the other fields).
-		m := n.gossip.CurrentMeta()
-		m.Cache = n.cache.HTTPAddr().String()
-		if err := n.gossip.SetMeta(m); err != nil {
-			return err
-		}
 	}
 	if n.has(RoleEdge) {
 		n.edge = &edge.Edge{
@@ -272,34 +259,81 @@ func (n *Node) Start() (err error) {
 			n.api = nil
 			return fmt.Errorf("api: %w", err)
 		}
-		if n.gossip != nil {
-			m := n.gossip.CurrentMeta()
-			m.API = n.api.addr().String()
-			if err := n.gossip.SetMeta(m); err != nil {
-				return err
-			}
+	}
+	// Gossip started before the roles, so its metadata could not name their
+	// addresses yet: announce them now that every listener is bound.
+	if n.gossip != nil {
+		if err := n.gossip.SetMeta(n.meta()); err != nil {
+			return err
 		}
 	}
 	n.Log.Info("streamgrid node started", "role", n.Role, "addrs", n.describeAddrs())
 	return nil
 }
 
+// connOptions is how this node's roles reach the bus: bus.user/password,
+// the user defaulting to the role's; on an all-in-one's own embedded server
+// with role users and no client credentials, the run user (or admin).
+func (n *Node) connOptions(urls []string) bus.ConnOptions {
+	c := n.Config.Bus
+	o := bus.ConnOptions{
+		URLs: urls, Name: n.name, User: c.User, Password: c.Password,
+		Token: c.Token, CredsFile: c.CredsFile, ConnectTimeout: c.ConnectTimeout, Log: n.Log,
+	}
+	if n.server != nil && o.User == "" && o.Password == "" && o.Token == "" {
+		switch users := c.Server.Users; {
+		case users.Run != "":
+			o.User, o.Password = bus.UserRun, users.Run
+		case users.Admin != "":
+			o.User, o.Password = bus.UserAdmin, users.Admin
+		}
+	}
+	if o.User == "" && o.Password != "" {
+		o.User = n.Role // edge, origin, cache, run: the role users' names
+	}
+	switch o.User {
+	case bus.UserEdge, bus.UserOrigin, bus.UserCache, bus.UserRun:
+		// The role users may read only their own inboxes.
+		o.InboxPrefix = bus.InboxPrefix(o.User)
+	}
+	return o
+}
+
 func (n *Node) startServer() error {
-	c := n.Config.Bus.Server
+	bc := n.Config.Bus
+	c := bc.Server
 	host, port, err := splitPort(c.Listen)
 	if err != nil {
 		return fmt.Errorf("bus.server.listen: %w", err)
+	}
+	if bc.CredsFile != "" {
+		return errors.New("bus.creds_file: the embedded NATS server cannot check a .creds file (that is for an external NATS with decentralized auth); use bus.server.users")
 	}
 	s := &bus.Server{
 		Name: cmp.Or(c.Name, n.name), Host: host, Port: port,
 		ClusterName: c.ClusterName, ClusterAdvertise: c.ClusterAdvertise, Routes: c.Routes,
 		StoreDir: c.StoreDir, MaxPayload: int32(c.MaxPayload),
-		User: n.Config.Bus.User, Password: n.Config.Bus.Password,
+		Users: bus.Users{Edge: c.Users.Edge, Origin: c.Users.Origin, Cache: c.Users.Cache, Run: c.Users.Run, Admin: c.Users.Admin},
+		Token: bc.Token, RoutePassword: c.ClusterPassword,
 		Log: n.Log,
+	}
+	if !c.Users.Any() {
+		// Without role users, bus.user/bus.password is the server's one user.
+		s.User, s.Password = bc.User, bc.Password
 	}
 	if c.ClusterListen != "" {
 		if s.ClusterHost, s.ClusterPort, err = splitPort(c.ClusterListen); err != nil {
 			return fmt.Errorf("bus.server.cluster_listen: %w", err)
+		}
+	}
+	if !c.Insecure {
+		if !isLoopback(host) && !c.Users.Any() && s.User == "" && s.Token == "" {
+			return fmt.Errorf("bus.server.listen %q is reachable from other hosts and the bus has no credentials: "+
+				"set bus.server.users (see docs/security.md), or bus.server.insecure: true to run it open", c.Listen)
+		}
+		if s.ClusterPort != 0 && !isLoopback(s.ClusterHost) && c.ClusterPassword == "" && s.Password == "" {
+			return fmt.Errorf("bus.server.cluster_listen %q is reachable from other hosts and routes have no password: "+
+				"set bus.server.cluster_password, or bus.server.insecure: true", c.ClusterListen)
 		}
 	}
 	if err := s.Start(); err != nil {
@@ -317,6 +351,10 @@ func (n *Node) startGossip() error {
 	}
 	if port < 0 {
 		port = 0
+	}
+	if !isLoopback(host) && c.SecretKey == "" && !c.Insecure {
+		return fmt.Errorf("gossip.bind %q is reachable from other hosts and gossip is not encrypted: "+
+			"set gossip.secret_key (openssl rand -base64 32), or gossip.insecure: true to run it open", c.Bind)
 	}
 	g := &gossip.Node{Name: n.name, BindAddr: host, BindPort: port, Seeds: c.Seeds, Meta: n.meta(), Log: n.Log}
 	if c.Advertise != "" {
@@ -348,15 +386,29 @@ func (n *Node) meta() gossip.Meta {
 		m.Capacity = n.CurrentConfig().Origin.Capacity
 		m.Load = len(n.origin.Streams())
 	} else if n.cache != nil {
-		m.HTTP = n.cache.HTTPAddr().String()
+		m.HTTP = n.reachable(n.cache.HTTPAddr())
 	}
 	if n.cache != nil {
-		m.Cache = n.cache.HTTPAddr().String()
+		m.Cache = n.reachable(n.cache.HTTPAddr())
 	}
 	if n.api != nil {
-		m.API = n.api.addr().String()
+		m.API = n.reachable(n.api.addr())
 	}
 	return m
+}
+
+// reachable is a listener's address as other nodes can dial it: a wildcard
+// host (":9997", "0.0.0.0:8888") becomes the host gossip advertises.
+func (n *Node) reachable(a net.Addr) string {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok || !ta.IP.IsUnspecified() || n.gossip == nil {
+		return a.String()
+	}
+	host, _, err := net.SplitHostPort(n.gossip.Addr())
+	if err != nil {
+		return a.String()
+	}
+	return net.JoinHostPort(host, strconv.Itoa(ta.Port))
 }
 
 // Drain prepares a graceful stop: the origin hands its streams to others, the
@@ -514,6 +566,16 @@ func buildInfo() prometheus.Collector {
 	})
 	g.Set(1)
 	return g
+}
+
+// isLoopback reports whether a listener on host is reachable from this
+// machine only: a loopback address or "localhost". "" and 0.0.0.0 are not.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // splitPort parses host:port; port 0 becomes -1, which the NATS server reads as "random".
