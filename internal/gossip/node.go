@@ -56,6 +56,11 @@ type Node struct {
 	Seeds []string
 	// SecretKey, when set (16, 24 or 32 bytes), encrypts gossip with AES-GCM.
 	SecretKey []byte
+	// ReclaimAfter is how long after a member was declared dead another
+	// address may take its name. A node that left cleanly can be replaced at
+	// once. Default 10 s: a restarted container with a new address rejoins
+	// within seconds, a name cannot be snatched the moment its node fails.
+	ReclaimAfter time.Duration
 	// Meta is the initial metadata.
 	Meta Meta
 	// OnChange, if set, is called (from one goroutine, never concurrently) after membership changed.
@@ -104,9 +109,14 @@ func (n *Node) Start() error {
 		cfg.SecretKey = n.SecretKey
 	}
 	// A node restarted under the same name may come back with a new address
-	// (a container's IP changes): let it rejoin at once rather than after
-	// memberlist's reaping, or caches could not route to it for ~30 s.
-	cfg.DeadNodeReclaimTime = time.Second
+	// (a container's IP changes): let it rejoin rather than after
+	// memberlist's reaping (never, without a reclaim time). Not at once,
+	// though: the name of a member that just failed is not free for anyone
+	// who reaches the gossip port (with an encryption key, anyone who holds it).
+	cfg.DeadNodeReclaimTime = n.ReclaimAfter
+	if cfg.DeadNodeReclaimTime <= 0 {
+		cfg.DeadNodeReclaimTime = 10 * time.Second
+	}
 	// Faster failure detection than the LAN preset: a dead origin should be noticed in ~2 s.
 	cfg.ProbeInterval = 500 * time.Millisecond
 	cfg.ProbeTimeout = 300 * time.Millisecond

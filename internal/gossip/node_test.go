@@ -3,6 +3,7 @@ package gossip
 import (
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -79,4 +80,64 @@ func TestWrongKeyDoesNotJoin(t *testing.T) {
 	if len(a.Members()) != 1 || len(b.Members()) != 1 {
 		t.Fatalf("nodes with different keys joined: %d %d", len(a.Members()), len(b.Members()))
 	}
+}
+
+// TestDeadNameReclaim: the name of a member that just failed is not taken
+// over by another address at once, only after ReclaimAfter.
+func TestDeadNameReclaim(t *testing.T) {
+	key := []byte("0123456789abcdef")
+	for _, tc := range []struct {
+		name     string
+		reclaim  time.Duration
+		accepted bool
+	}{
+		{"default window", 0, false},
+		{"window passed", time.Millisecond, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logs := &syncBuf{}
+			a := &Node{Name: "a", BindAddr: "127.0.0.1", SecretKey: key, ReclaimAfter: tc.reclaim,
+				Meta: Meta{Role: "cache"}, Log: slog.New(slog.NewTextHandler(logs, nil))}
+			if err := a.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			victim := start(t, "origin-x", []string{a.Addr()}, key)
+			waitFor(t, "the victim at a", func() bool { _, ok := a.Member("origin-x"); return ok })
+			victim.Shutdown() // a crash: no leave
+			waitFor(t, "the victim declared dead", func() bool { _, ok := a.Member("origin-x"); return !ok })
+
+			impostor := start(t, "origin-x", []string{a.Addr()}, key)
+			defer impostor.Close()
+			if tc.accepted {
+				waitFor(t, "the new address accepted", func() bool {
+					m, ok := a.Member("origin-x")
+					return ok && m.Addr == impostor.Addr()
+				})
+				return
+			}
+			// a has seen the impostor's claim once it logs the conflict.
+			waitFor(t, "the conflict noticed", func() bool { return strings.Contains(logs.String(), "Conflicting address for origin-x") })
+			if m, ok := a.Member("origin-x"); ok {
+				t.Fatalf("a gave the dead member's name to %s at once", m.Addr)
+			}
+		})
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -107,7 +107,8 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 // healthz answers 200 while the node can do its job: its NATS server runs and
-// its bus connection is up.
+// its bus connection is up. A draining node answers 503 with status
+// "draining", so a load balancer stops sending it new work.
 func (a *apiServer) healthz(w http.ResponseWriter, _ *http.Request) {
 	n := a.node
 	checks := map[string]string{}
@@ -138,8 +139,12 @@ func (a *apiServer) healthz(w http.ResponseWriter, _ *http.Request) {
 	if !ok {
 		code, status = http.StatusServiceUnavailable, "unhealthy"
 	}
+	draining := n.draining.Load()
+	if draining {
+		code, status = http.StatusServiceUnavailable, "draining"
+	}
 	writeJSON(w, code, map[string]any{
-		"status": status, "node": n.name, "role": n.Role,
+		"status": status, "node": n.name, "role": n.Role, "draining": draining,
 		"uptime": time.Since(n.started).Round(time.Second).String(), "checks": checks,
 	})
 }

@@ -18,6 +18,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -71,6 +72,7 @@ type Node struct {
 	started  time.Time
 	statsSub *nats.Subscription // answers the other nodes' statistics requests
 	rates    rateMeter          // the edge's bit and frame rates
+	draining atomic.Bool // set by Drain; /healthz answers 503 from then on
 
 	reload reloader // see reload.go
 	hooks  *hooks.Notifier
@@ -415,6 +417,7 @@ func (n *Node) reachable(a net.Addr) string {
 // cache finishes in-flight requests, the node leaves the membership.
 func (n *Node) Drain(ctx context.Context) {
 	n.Log.Info("draining")
+	n.draining.Store(true)
 	if n.edge != nil {
 		n.edge.Close() // publishers reconnect to another edge; pulls move with their leases
 	}
