@@ -269,7 +269,7 @@ func (n *Node) Start() (err error) {
 			return err
 		}
 	}
-	n.Log.Info("streamgrid node started", "role", n.Role, "addrs", n.describeAddrs())
+	n.Log.Info("streamgrid node started", "role", n.Role, "version", version.String(), "addrs", n.describeAddrs())
 	return nil
 }
 
