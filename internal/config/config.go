@@ -107,6 +107,9 @@ type Gossip struct {
 	Advertise string   `yaml:"advertise"`
 	Seeds     []string `yaml:"seeds"`
 	SecretKey string   `yaml:"secret_key"`
+	// OldKeys are further keys (base64) accepted for incoming gossip but
+	// never used to send: the keys being rotated in or out.
+	OldKeys []string `yaml:"old_keys"`
 	// Insecure allows a bind off loopback without secret_key.
 	Insecure bool `yaml:"insecure"`
 }
@@ -391,6 +394,7 @@ func (c *Config) decode(b []byte) error {
 		c.Bus.URLs = nilIfEmpty(c.Bus.URLs)
 		c.Bus.Server.Routes = nilIfEmpty(c.Bus.Server.Routes)
 		c.Gossip.Seeds = nilIfEmpty(c.Gossip.Seeds)
+		c.Gossip.OldKeys = nilIfEmpty(c.Gossip.OldKeys)
 		if len(c.Sources) == 0 {
 			c.Sources = nil
 		}
@@ -614,12 +618,21 @@ func (c *Config) Validate() error {
 	}
 	addr("gossip.bind", c.Gossip.Bind, false)
 	addr("gossip.advertise", c.Gossip.Advertise, true)
-	if c.Gossip.SecretKey != "" {
-		if k, err := c.Gossip.Key(); err != nil {
-			bad("gossip.secret_key", "%v", err)
+	gossipKey := func(key, v string) {
+		if k, err := base64.StdEncoding.DecodeString(v); err != nil {
+			bad(key, "%v", err)
 		} else if n := len(k); n != 16 && n != 24 && n != 32 {
-			bad("gossip.secret_key", "must decode (base64) to 16, 24 or 32 bytes, got %d", n)
+			bad(key, "must decode (base64) to 16, 24 or 32 bytes, got %d", n)
 		}
+	}
+	if c.Gossip.SecretKey != "" {
+		gossipKey("gossip.secret_key", c.Gossip.SecretKey)
+	}
+	for i, k := range c.Gossip.OldKeys {
+		gossipKey(fmt.Sprintf("gossip.old_keys[%d]", i), k)
+	}
+	if len(c.Gossip.OldKeys) > 0 && c.Gossip.SecretKey == "" {
+		bad("gossip.old_keys", "needs gossip.secret_key (the key gossip is sent with)")
 	}
 	addr("edge.rtsp_address", c.Edge.RTSPAddress, true)
 	addr("edge.rtp_address", c.Edge.RTPAddress, true)
@@ -724,6 +737,19 @@ func (g Gossip) Key() ([]byte, error) {
 		return nil, nil
 	}
 	return base64.StdEncoding.DecodeString(g.SecretKey)
+}
+
+// Keys decodes gossip.old_keys (base64).
+func (g Gossip) Keys() ([][]byte, error) {
+	var out [][]byte
+	for _, k := range g.OldKeys {
+		b, err := base64.StdEncoding.DecodeString(k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
 }
 
 // validateTranscode checks origin.transcode; bad records an error for a key.

@@ -56,6 +56,10 @@ type Node struct {
 	Seeds []string
 	// SecretKey, when set (16, 24 or 32 bytes), encrypts gossip with AES-GCM.
 	SecretKey []byte
+	// OldKeys are further keys accepted from others but never sent with:
+	// during a rotation, the new key (before it is SecretKey everywhere) or
+	// the old one (until no node sends with it any more).
+	OldKeys [][]byte
 	// ReclaimAfter is how long after a member was declared dead another
 	// address may take its name. A node that left cleanly can be replaced at
 	// once. Default 10 s: a restarted container with a new address rejoins
@@ -106,7 +110,11 @@ func (n *Node) Start() error {
 		cfg.AdvertisePort = n.BindPort
 	}
 	if len(n.SecretKey) > 0 {
-		cfg.SecretKey = n.SecretKey
+		kr, err := memberlist.NewKeyring(n.OldKeys, n.SecretKey)
+		if err != nil {
+			return fmt.Errorf("gossip: keys: %w", err)
+		}
+		cfg.Keyring = kr
 	}
 	// A node restarted under the same name may come back with a new address
 	// (a container's IP changes): let it rejoin rather than after

@@ -82,6 +82,23 @@ func TestWrongKeyDoesNotJoin(t *testing.T) {
 	}
 }
 
+// TestKeyRotation: nodes that send with different keys, each accepting the
+// other's as an old key, form one cluster: the middle step of a rotation.
+func TestKeyRotation(t *testing.T) {
+	k1, k2 := []byte("0123456789abcdef"), []byte("fedcba9876543210")
+	a := &Node{Name: "a", BindAddr: "127.0.0.1", SecretKey: k1, OldKeys: [][]byte{k2}, Meta: Meta{Role: "cache"}, Log: slog.New(slog.DiscardHandler)}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b := &Node{Name: "b", BindAddr: "127.0.0.1", SecretKey: k2, OldKeys: [][]byte{k1}, Seeds: []string{a.Addr()}, Meta: Meta{Role: "cache"}, Log: slog.New(slog.DiscardHandler)}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	waitFor(t, "a and b joined", func() bool { return len(a.Members()) == 2 && len(b.Members()) == 2 })
+}
+
 // TestDeadNameReclaim: the name of a member that just failed is not taken
 // over by another address at once, only after ReclaimAfter.
 func TestDeadNameReclaim(t *testing.T) {

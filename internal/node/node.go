@@ -373,6 +373,9 @@ func (n *Node) startGossip() error {
 	if g.SecretKey, err = c.Key(); err != nil {
 		return fmt.Errorf("gossip.secret_key: %w", err)
 	}
+	if g.OldKeys, err = c.Keys(); err != nil {
+		return fmt.Errorf("gossip.old_keys: %w", err)
+	}
 	if err := g.Start(); err != nil {
 		return err
 	}
