@@ -187,3 +187,32 @@ func TestTranscodeConfig(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecode reads arbitrary bytes as a configuration file, as an operator's
+// typo or a hostile file would reach Load: decoding, the key-naming of
+// errors and validation must never panic.
+func FuzzDecode(f *testing.F) {
+	if b, err := os.ReadFile("../../streamgrid.yml"); err == nil {
+		f.Add(b)
+	}
+	for _, s := range []string{
+		"bus:\n  lease_ttl: 1s\n",
+		"bus:\n  server:\n    users:\n      edge: x\n",
+		"sources:\n  - name: a\n    url: rtsp://h/x\n",
+		"gossip:\n  old_keys: [\"zz\"]\n",
+		"origin:\n  hls:\n    segment_count: [1]\n",
+		"auth:\n  users:\n    - user: any\n      permissions: [{action: read, path: \"[\"}]\n",
+		"node: &a [*a]\n",
+		"\t",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c := Default()
+		if err := c.decode(b); err != nil {
+			_ = err.Error()
+			return
+		}
+		_ = c.Validate()
+	})
+}

@@ -159,3 +159,44 @@ func BenchmarkMarshal(b *testing.B) {
 		buf, _ = p.Marshal(0, buf, func([]byte) error { return nil })
 	}
 }
+
+// FuzzAssembler feeds a sequence of messages, as a hostile or broken
+// publisher could put on a media subject: chunks out of order, of other
+// units, repeated, truncated. The input is split into messages by a 2-byte
+// big-endian length before each. Nothing may panic, and no reassembled unit
+// may exceed MaxSize.
+func FuzzAssembler(f *testing.F) {
+	frame := func(msgs [][]byte) []byte {
+		var b []byte
+		for _, m := range msgs {
+			b = append(b, byte(len(m)>>8), byte(len(m)))
+			b = append(b, m...)
+		}
+		return b
+	}
+	chunks := marshalAll(f, &Packet{Codec: CodecH264, Seq: 7, Payload: bytes.Repeat([]byte{5}, 500)}, 100)
+	f.Add(frame(chunks))
+	f.Add(frame([][]byte{chunks[0], chunks[2], chunks[1]}))
+	f.Add(frame(append(append([][]byte{}, chunks...), chunks...)))
+	f.Add(frame([][]byte{chunks[0][:HeaderSize-1]}))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		a := Assembler{MaxSize: 1024}
+		for len(in) >= 2 {
+			n := int(in[0])<<8 | int(in[1])
+			in = in[2:]
+			if n > len(in) {
+				n = len(in)
+			}
+			msg := in[:n]
+			in = in[n:]
+			h, _, herr := ParseHeader(msg)
+			p, err := a.Push(msg)
+			if err != nil || p == nil {
+				continue
+			}
+			if herr == nil && h.ChunkCount > 1 && len(p.Payload) > a.MaxSize {
+				t.Fatalf("reassembled %d bytes, over MaxSize %d", len(p.Payload), a.MaxSize)
+			}
+		}
+	})
+}
