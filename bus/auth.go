@@ -1,8 +1,11 @@
 package bus
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -183,4 +186,46 @@ func Redact(s string) string {
 		return s
 	}
 	return userinfo.ReplaceAllString(s, "${1}***@")
+}
+
+// ServerTLS loads a bus node's certificate for its client listener.
+func ServerTLS(certFile, keyFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("bus: tls certificate: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// RouteTLS is the configuration of routes between bus nodes: mutual TLS,
+// each node presenting certFile and verifying the others against caFile
+// (the system's roots when empty).
+func RouteTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
+	c, err := ServerTLS(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	if caFile != "" {
+		pool, err := loadCAs(caFile)
+		if err != nil {
+			return nil, err
+		}
+		c.RootCAs, c.ClientCAs = pool, pool
+	} else if c.ClientCAs, err = x509.SystemCertPool(); err != nil {
+		return nil, fmt.Errorf("bus: system CAs: %w", err)
+	}
+	c.ClientAuth = tls.RequireAndVerifyClientCert
+	return c, nil
+}
+
+func loadCAs(file string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("bus: tls ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("bus: tls ca %s: no PEM certificate", file)
+	}
+	return pool, nil
 }

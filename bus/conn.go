@@ -22,6 +22,9 @@ type ConnOptions struct {
 	Password  string
 	Token     string
 	CredsFile string
+	// TLSCA, when set, is the CA file that verifies the servers'
+	// certificates; the connection then uses TLS.
+	TLSCA string
 	// InboxPrefix replaces "_INBOX" in reply subjects (see InboxPrefix).
 	// Default: NATS's "_INBOX".
 	InboxPrefix string
@@ -74,6 +77,9 @@ func Connect(o ConnOptions) (*nats.Conn, error) {
 	}
 	if o.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(o.CredsFile))
+	}
+	if o.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(o.TLSCA))
 	}
 	if o.InboxPrefix != "" {
 		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"cmp"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,6 +56,13 @@ type Server struct {
 	// credentials. Required for a clustered server that authenticates clients
 	// with Users or Token.
 	RoutePassword string
+	// TLS, when set, is required from clients (its Certificates identify the
+	// server). Routes then use RouteTLS.
+	TLS *tls.Config
+	// RouteTLS, when set, secures the routes: the same configuration dials
+	// and accepts them, so it holds this node's certificate, the CAs that
+	// verify the others (RootCAs and ClientCAs) and requires their certificates.
+	RouteTLS *tls.Config
 	// Log receives the server's notices. Default slog.Default().
 	Log *slog.Logger
 
@@ -112,6 +120,12 @@ func (s *Server) Start() error {
 		Authorization:      s.Token,
 		Users:              s.Users.serverUsers(),
 	}
+	if s.TLS != nil {
+		opts.TLSConfig = s.TLS
+		opts.TLS = true
+		opts.TLSVerify = s.TLS.ClientAuth == tls.RequireAndVerifyClientCert
+		opts.TLSTimeout = 5
+	}
 	if s.ClusterPort != 0 {
 		if len(s.Routes) == 0 {
 			s.cleanup()
@@ -132,6 +146,10 @@ func (s *Server) Start() error {
 			Advertise: s.ClusterAdvertise,
 			Username:  routeUser,
 			Password:  routePass,
+		}
+		if s.RouteTLS != nil {
+			opts.Cluster.TLSConfig = s.RouteTLS
+			opts.Cluster.TLSTimeout = 5
 		}
 		routes := make([]string, 0, len(s.Routes))
 		for _, r := range s.Routes {

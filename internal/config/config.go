@@ -59,6 +59,8 @@ type Bus struct {
 	Password  string   `yaml:"password"`
 	Token     string   `yaml:"token"`
 	CredsFile string   `yaml:"creds_file"`
+	// TLSCA is a PEM file of the CAs that verify the bus's certificate.
+	TLSCA string `yaml:"tls_ca"`
 	// ConnectTimeout is how long a role keeps retrying its first connection
 	// to the bus (the bus starting alongside it) before it gives up.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
@@ -84,6 +86,11 @@ type BusServer struct {
 	Users BusUsers `yaml:"users"`
 	// ClusterPassword authenticates the routes between bus nodes (user "route").
 	ClusterPassword string `yaml:"cluster_password"`
+	// TLSCert and TLSKey (PEM files), when set, make clients use TLS and
+	// routes mutual TLS, verified against TLSCA (the system's CAs when empty).
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	TLSCA   string `yaml:"tls_ca"`
 	// Insecure allows a listener off loopback without credentials.
 	Insecure bool `yaml:"insecure"`
 }
@@ -601,6 +608,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Bus.StateTTL < time.Minute {
 		bad("bus.state_ttl", "must be at least 1m, got %s", c.Bus.StateTTL)
+	}
+	if (c.Bus.Server.TLSCert == "") != (c.Bus.Server.TLSKey == "") {
+		bad("bus.server.tls_cert", "bus.server.tls_cert and bus.server.tls_key are set together or not at all")
 	}
 	if c.Bus.Token != "" && c.Bus.Server.Users.Any() {
 		bad("bus.token", "cannot be combined with bus.server.users (a NATS server takes a token or users)")

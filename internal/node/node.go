@@ -280,7 +280,10 @@ func (n *Node) connOptions(urls []string) bus.ConnOptions {
 	c := n.Config.Bus
 	o := bus.ConnOptions{
 		URLs: urls, Name: n.name, User: c.User, Password: c.Password,
-		Token: c.Token, CredsFile: c.CredsFile, ConnectTimeout: c.ConnectTimeout, Log: n.Log,
+		Token: c.Token, CredsFile: c.CredsFile, TLSCA: c.TLSCA, ConnectTimeout: c.ConnectTimeout, Log: n.Log,
+	}
+	if n.server != nil && o.TLSCA == "" {
+		o.TLSCA = c.Server.TLSCA // an all-in-one on its own TLS server
 	}
 	if n.server != nil && o.User == "" && o.Password == "" && o.Token == "" {
 		switch users := c.Server.Users; {
@@ -318,6 +321,14 @@ func (n *Node) startServer() error {
 		Users: bus.Users{Edge: c.Users.Edge, Origin: c.Users.Origin, Cache: c.Users.Cache, Run: c.Users.Run, Admin: c.Users.Admin},
 		Token: bc.Token, RoutePassword: c.ClusterPassword,
 		Log: n.Log,
+	}
+	if c.TLSCert != "" {
+		if s.TLS, err = bus.ServerTLS(c.TLSCert, c.TLSKey); err != nil {
+			return fmt.Errorf("bus.server.tls_cert: %w", err)
+		}
+		if s.RouteTLS, err = bus.RouteTLS(c.TLSCert, c.TLSKey, c.TLSCA); err != nil {
+			return fmt.Errorf("bus.server.tls_ca: %w", err)
+		}
 	}
 	if !c.Users.Any() {
 		// Without role users, bus.user/bus.password is the server's one user.

@@ -1,0 +1,151 @@
+package bus
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/streamgrid/streamgrid/internal/media"
+)
+
+// testPKI writes a CA and a certificate it signed for 127.0.0.1 (server and
+// client use) into dir; it returns the file names.
+func testPKI(t *testing.T, dir string) (caFile, certFile, keyFile string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "bus"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	write := func(name, typ string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	return write("ca.pem", "CERTIFICATE", caDER), write("cert.pem", "CERTIFICATE", der), write("key.pem", "EC PRIVATE KEY", keyDER)
+}
+
+// TestTLS: clients must speak TLS and verify the bus's certificate; routes
+// are mutual TLS, and a node whose certificate another CA signed stays out.
+func TestTLS(t *testing.T) {
+	caFile, certFile, keyFile := testPKI(t, t.TempDir())
+	_, otherCert, otherKey := testPKI(t, t.TempDir())
+	ports := []int{freePort(t), freePort(t)}
+	routes := []string{"nats://127.0.0.1:" + strconv.Itoa(ports[0]), "nats://127.0.0.1:" + strconv.Itoa(ports[1])}
+	logs := &lockedBuf{}
+	var servers []*Server
+	for i, p := range ports {
+		st, err := ServerTLS(certFile, keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt, err := RouteTLS(certFile, keyFile, caFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &Server{Name: "tls" + strconv.Itoa(i), Host: "127.0.0.1", Port: -1, ClusterHost: "127.0.0.1", ClusterPort: p,
+			Routes: routes, Users: testUsers, RoutePassword: "rpw", TLS: st, RouteTLS: rt,
+			Log: slog.New(slog.NewTextHandler(logs, nil))}
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		servers = append(servers, s)
+	}
+
+	// Without the CA the client cannot verify the server.
+	if _, err := Connect(ConnOptions{URLs: []string{servers[0].ClientURL()}, User: UserEdge, Password: testUsers.Edge,
+		Log: slog.New(slog.DiscardHandler)}); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("connected without the CA: %v", err)
+	}
+	conn := func(s *Server, user, pass string) *nats.Conn {
+		nc, err := Connect(ConnOptions{URLs: []string{s.ClientURL()}, User: user, Password: pass, TLSCA: caFile,
+			InboxPrefix: InboxPrefix(user), Log: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		if !nc.TLSRequired() {
+			t.Fatal("the connection does not use TLS")
+		}
+		return nc
+	}
+	edge := conn(servers[0], UserEdge, testUsers.Edge)
+	origin := conn(servers[1], UserOrigin, testUsers.Origin)
+	got := make(chan *media.Packet, 1)
+	sub, err := SubscribeMedia(origin, "live/tls", func(p *media.Packet) { got <- p })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	pub := NewPublisher(edge, "live/tls")
+	deadline := time.Now().Add(20 * time.Second)
+	for seq := uint64(1); ; seq++ {
+		if err := pub.Publish(&media.Packet{Codec: media.CodecH264, Seq: seq, Payload: []byte{1}}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-got:
+		case <-time.After(50 * time.Millisecond):
+			if time.Now().After(deadline) {
+				t.Fatalf("no media across the TLS route; log:\n%s", logs.String())
+			}
+			continue
+		}
+		break
+	}
+
+	// A node whose certificate another CA signed: its routes fail the handshake.
+	before := servers[0].NATS().NumRoutes()
+	st, _ := ServerTLS(otherCert, otherKey)
+	rt, _ := RouteTLS(otherCert, otherKey, caFile)
+	bad := &Server{Name: "intruder", Host: "127.0.0.1", Port: -1, ClusterHost: "127.0.0.1", ClusterPort: -1,
+		Routes: routes[:1], Users: testUsers, RoutePassword: "rpw", TLS: st, RouteTLS: rt, Log: slog.New(slog.DiscardHandler)}
+	if err := bad.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	for !strings.Contains(logs.String(), "TLS route handshake error") {
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			t.Fatalf("the intruder's TLS route was not refused; log:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := bad.NATS().NumRoutes(); n != 0 {
+		t.Fatalf("the intruder has %d routes", n)
+	}
+	if n := servers[0].NATS().NumRoutes(); n != before {
+		t.Fatalf("%d routes, %d before the intruder", n, before)
+	}
+}
