@@ -64,17 +64,23 @@ func kvWrite(bucket string) []string { return []string{"$KV." + bucket + ".>"} }
 // origin, cache or run); nil for admin and for an unknown user.
 func RolePermissions(user string) *server.Permissions {
 	var pub, sub []string
+	// Every role may open the buckets and read and watch the cluster's
+	// topology (streams, owners, camera pulls): the console and /v1/streams
+	// of any node list the whole cluster. Playlist state is the origins'.
 	open := func() {
 		pub = append(pub, "$JS.API.INFO")
 		for _, b := range []string{BucketStreams, BucketOwners, BucketState, BucketSources} {
 			pub = append(pub, kvOpen(b)...)
+		}
+		for _, b := range []string{BucketStreams, BucketOwners, BucketSources} {
+			pub = append(pub, kvRead(b)...)
+			pub = append(pub, kvWatch(b)...)
 		}
 	}
 	edge := func() {
 		pub = append(pub, mediaPrefix+">")
 		for _, b := range []string{BucketStreams, BucketSources} {
 			pub = append(pub, kvWrite(b)...)
-			pub = append(pub, kvRead(b)...)
 		}
 		sub = append(sub, gopPrefix+">") // answered through the responses permission
 	}
@@ -83,19 +89,8 @@ func RolePermissions(user string) *server.Permissions {
 		for _, b := range []string{BucketOwners, BucketState} {
 			pub = append(pub, kvWrite(b)...)
 		}
-		for _, b := range []string{BucketStreams, BucketOwners, BucketState} {
-			pub = append(pub, kvRead(b)...)
-		}
-		for _, b := range []string{BucketStreams, BucketOwners} {
-			pub = append(pub, kvWatch(b)...)
-		}
+		pub = append(pub, kvRead(BucketState)...)
 		sub = append(sub, mediaPrefix+">")
-	}
-	cache := func() {
-		for _, b := range []string{BucketStreams, BucketOwners, BucketSources} {
-			pub = append(pub, kvRead(b)...)
-			pub = append(pub, kvWatch(b)...)
-		}
 	}
 	switch user {
 	case UserEdge:
@@ -105,13 +100,11 @@ func RolePermissions(user string) *server.Permissions {
 		open()
 		origin()
 	case UserCache:
-		open()
-		cache()
+		open() // reading is all a cache does
 	case UserRun:
 		open()
 		edge()
 		origin()
-		cache()
 	default:
 		return nil
 	}
