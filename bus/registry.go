@@ -178,6 +178,13 @@ func (r *Registry) openBucket(ctx context.Context, cfg jetstream.KeyValueConfig,
 		return kv, nil
 	}
 	have := bs.StreamInfo().Config
+	if cfg.Bucket == BucketState && have.MaxAge == 0 && cfg.TTL > 0 && have.Replicas == cfg.Replicas {
+		// A store from before state TTLs: give the bucket its TTL once. A
+		// role user may not update buckets; it then gets the mismatch below.
+		if kv2, err := r.JS.UpdateKeyValue(ctx, cfg); err == nil {
+			return kv2, nil
+		}
+	}
 	mismatch := func(what string, theirs, ours any, key string) error {
 		return fmt.Errorf("%w: bucket %s has %s %v, this node wants %v (%s): every node of the cluster needs the same %s; "+
 			"to change it, stop the cluster and remove the bucket (nats kv rm %s) or the bus's store",

@@ -103,3 +103,27 @@ func TestStateExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestStateBucketUpgrade: a sg_state bucket from before state TTLs (none)
+// gets this node's TTL instead of refusing to start.
+func TestStateBucketUpgrade(t *testing.T) {
+	_, nc := startBus(t, 0)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketState, History: 1, Replicas: 1, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	r := &Registry{JS: js, StateTTL: 2 * time.Hour}
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kv, _ := js.KeyValue(ctx, BucketState)
+	st, err := kv.Status(ctx)
+	if err != nil || st.TTL() != 2*time.Hour {
+		t.Fatalf("state TTL %v %v", st.TTL(), err)
+	}
+}
