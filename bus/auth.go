@@ -67,8 +67,10 @@ func RolePermissions(user string) *server.Permissions {
 	// Every role may open the buckets and read and watch the cluster's
 	// topology (streams, owners, camera pulls): the console and /v1/streams
 	// of any node list the whole cluster. Playlist state is the origins'.
+	// Every node's API also asks the others for their statistics, and answers.
 	open := func() {
-		pub = append(pub, "$JS.API.INFO")
+		pub = append(pub, "$JS.API.INFO", StatsSubject)
+		sub = append(sub, StatsSubject)
 		for _, b := range []string{BucketStreams, BucketOwners, BucketState, BucketSources} {
 			pub = append(pub, kvOpen(b)...)
 		}

@@ -200,6 +200,19 @@ func TestRolePermissions(t *testing.T) {
 		t.Fatalf("origin fetches the GOP from the edge: %d packets, %v", len(pk), err)
 	}
 
+	// Any node's API asks every other node for its statistics.
+	ss, err := edge.nc.Subscribe(StatsSubject, func(m *nats.Msg) { _ = m.Respond([]byte("edge-stats")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Unsubscribe()
+	if err := edge.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := cache.nc.Request(StatsSubject, nil, 5*time.Second); err != nil || string(m.Data) != "edge-stats" {
+		t.Fatalf("a cache asking for statistics: %v", err)
+	}
+
 	// What each role must not do.
 	if _, err := cache.reg.AcquireOwner(shortCtx(t), "live/other", Owner{Node: "evil"}); err == nil {
 		t.Fatal("a cache took a lease")
