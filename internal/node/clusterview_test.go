@@ -12,10 +12,16 @@ import (
 // stream's bit rate in (measured at the all-in-one's edge), and the
 // all-in-one's API shows the viewer watching at the cache node.
 func TestClusterView(t *testing.T) {
-	aio := startNode(t, allInOneConfig(t), RoleRun)
-	a := aio.Addrs()
+	ac := allInOneConfig(t)
 	c := roleConfig(t, "cache9")
+	// Secured as a cluster runs: role users on the all-in-one's bus, one gossip key.
+	ac.Bus.Server.Users = clusterUsers
+	ac.Gossip.SecretKey = c.Gossip.SecretKey
+	aio := startNode(t, ac, RoleRun)
+	a := aio.Addrs()
 	c.Bus.Replicas = 1
+	c.Bus.LeaseTTL, c.Bus.StreamTTL = ac.Bus.LeaseTTL, ac.Bus.StreamTTL // the registry's settings are the cluster's
+	c.Bus.Password = rolePassword(RoleCache)
 	c.Bus.URLs = []string{a.NATS}
 	c.Gossip.Seeds = []string{a.Gossip}
 	cache := startNode(t, c, RoleCache)
