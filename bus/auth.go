@@ -67,9 +67,10 @@ func RolePermissions(user string) *server.Permissions {
 	// Every role may open the buckets and read and watch the cluster's
 	// topology (streams, owners, camera pulls): the console and /v1/streams
 	// of any node list the whole cluster. Playlist state is the origins'.
-	// Every node's API also asks the others for their statistics, and answers.
+	// Every node's API also asks the others for their statistics, and answers,
+	// and asks an edge for a stream's GOP (the console's snapshots).
 	open := func() {
-		pub = append(pub, "$JS.API.INFO", StatsSubject)
+		pub = append(pub, "$JS.API.INFO", StatsSubject, gopPrefix+">")
 		sub = append(sub, StatsSubject)
 		for _, b := range []string{BucketStreams, BucketOwners, BucketState, BucketSources} {
 			pub = append(pub, kvOpen(b)...)
@@ -87,7 +88,6 @@ func RolePermissions(user string) *server.Permissions {
 		sub = append(sub, gopPrefix+">") // answered through the responses permission
 	}
 	origin := func() {
-		pub = append(pub, gopPrefix+">")
 		for _, b := range []string{BucketOwners, BucketState} {
 			pub = append(pub, kvWrite(b)...)
 		}
