@@ -68,9 +68,10 @@ func RolePermissions(user string) *server.Permissions {
 	// topology (streams, owners, camera pulls): the console and /v1/streams
 	// of any node list the whole cluster. Playlist state is the origins'.
 	// Every node's API also asks the others for their statistics, and answers,
-	// and asks an edge for a stream's GOP (the console's snapshots).
+	// and asks an edge for a stream's GOP (the console's snapshots); any node
+	// may signal viewers' demand for an on-demand camera (caches do).
 	open := func() {
-		pub = append(pub, "$JS.API.INFO", StatsSubject, gopPrefix+">")
+		pub = append(pub, "$JS.API.INFO", StatsSubject, gopPrefix+">", demandPrefix+">")
 		sub = append(sub, StatsSubject)
 		for _, b := range []string{BucketStreams, BucketOwners, BucketState, BucketSources} {
 			pub = append(pub, kvOpen(b)...)
@@ -85,7 +86,7 @@ func RolePermissions(user string) *server.Permissions {
 		for _, b := range []string{BucketStreams, BucketSources} {
 			pub = append(pub, kvWrite(b)...)
 		}
-		sub = append(sub, gopPrefix+">") // answered through the responses permission
+		sub = append(sub, gopPrefix+">", demandPrefix+">") // answered through the responses permission
 	}
 	origin := func() {
 		for _, b := range []string{BucketOwners, BucketState} {

@@ -204,6 +204,20 @@ func TestRolePermissions(t *testing.T) {
 	if pk, err := FetchGOP(ctx, cache.nc, "live/cam1"); err != nil || len(pk) != 2 {
 		t.Fatalf("a cache fetches the GOP for a snapshot: %d packets, %v", len(pk), err)
 	}
+	// A cache signals demand for an on-demand camera; the edge listing it answers.
+	demanded := make(chan struct{}, 1)
+	ds, err := ServeDemand(edge.nc, "cams/od", func() { demanded <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ds.Unsubscribe()
+	if err := edge.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := (Demander{NC: cache.nc}).Demand(ctx, "cams/od"); !ok || err != nil {
+		t.Fatalf("a cache's demand: %v %v", ok, err)
+	}
+	<-demanded
 	// Any node's API asks every other node for its statistics.
 	ss, err := edge.nc.Subscribe(StatsSubject, func(m *nats.Msg) { _ = m.Respond([]byte("edge-stats")) })
 	if err != nil {
@@ -266,6 +280,7 @@ func TestRolePermissions(t *testing.T) {
 		{"origin publishes media", origin, MediaSubject("live/cam1"), false},
 		{"cache subscribes to media", cache, MediaSubject("live/cam1"), true},
 		{"edge subscribes to media", edge, MediaSubject("live/cam1"), true},
+		{"cache listens for demand", cache, DemandSubject("cams/od"), true},
 		{"edge reads the origin's inbox", edge, InboxPrefix(UserOrigin) + ".>", true},
 		{"cache deletes a bucket", cache, "$JS.API.STREAM.DELETE.KV_" + BucketOwners, false},
 		{"edge updates a bucket", edge, "$JS.API.STREAM.UPDATE.KV_" + BucketOwners, false},
