@@ -72,7 +72,7 @@ type Node struct {
 	started  time.Time
 	statsSub *nats.Subscription // answers the other nodes' statistics requests
 	rates    rateMeter          // the edge's bit and frame rates
-	draining atomic.Bool // set by Drain; /healthz answers 503 from then on
+	draining atomic.Bool        // set by Drain; /healthz answers 503 from then on
 
 	reload reloader // see reload.go
 	hooks  *hooks.Notifier
