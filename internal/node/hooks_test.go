@@ -121,6 +121,7 @@ func TestFailoverHook(t *testing.T) {
 	start := func(name, role string) *Node {
 		c := roleConfig(t, name)
 		c.Bus.Replicas = 1
+		c.Bus.Password = rolePassword(role) // the bus has role users (roleConfig)
 		c.Bus.URLs = []string{b.Addrs().NATS}
 		c.Gossip.Seeds = seeds
 		c.Hooks.URL = srv.URL

@@ -113,10 +113,16 @@ func TestOnDemandAtAnotherCache(t *testing.T) {
 	src.OnDemand = true
 	src.CloseAfter = 2 * time.Second
 	c.Sources = []config.Source{src}
+	cc := roleConfig(t, "cache2")
+	// Secured as a cluster runs: role users on the all-in-one's bus (the
+	// cache's demand goes through its user's permissions), one gossip key.
+	c.Bus.Server.Users = clusterUsers
+	c.Gossip.SecretKey = cc.Gossip.SecretKey
 	a := startNode(t, c, RoleRun)
 
-	cc := roleConfig(t, "cache2")
 	cc.Bus.Replicas = 1
+	cc.Bus.LeaseTTL, cc.Bus.StreamTTL = c.Bus.LeaseTTL, c.Bus.StreamTTL // the registry's settings are the cluster's
+	cc.Bus.Password = rolePassword(RoleCache)
 	cc.Bus.URLs = []string{a.Addrs().NATS}
 	cc.Gossip.Seeds = []string{a.Addrs().Gossip}
 	b := startNode(t, cc, RoleCache)
