@@ -80,6 +80,11 @@ type PlaylistState struct {
 	Epoch uint64 `json:"epoch"`
 	// Node that wrote it.
 	Node string `json:"node"`
+	// NextTime is the media timestamp, in nanoseconds, at or after which the
+	// next packager starts its output (like NextMSN, a little ahead of what
+	// was produced), so timestamps never go backwards across the
+	// discontinuity of a failover. 0: none.
+	NextTime int64 `json:"next_time,omitempty"`
 }
 
 // Registry is the cluster's shared state in JetStream KV. Fill in the fields, then Start.

@@ -64,3 +64,26 @@ func compatMultivariantBody(body []byte) []byte {
 	}
 	return []byte(strings.Join(lines, "\n"))
 }
+
+// compatInitPrefix names a self-initializing segment of the compatible view:
+// compat_init_<segment> is the fMP4 segment <segment> with its
+// initialization section (ftyp and moov) in front of it. A compatible media
+// playlist lists the first segment after every EXT-X-DISCONTINUITY of an
+// fMP4 stream under this name (and still puts the new EXT-X-MAP before it).
+//
+// Why: VLC 3's adaptive demuxer keeps the first EXT-X-MAP of a playlist
+// ("FIXME: handle discontinuities" in modules/demux/hls/playlist/Parser.cpp)
+// and sends an initialization section to a demuxer only when a stream
+// starts, seeks or switches representation (SegmentTracker's init_sent).
+// At a discontinuity it destroys the MP4 demuxer and opens a new one on the
+// next segment, which then sees moof and mdat without a moov ("no moov
+// before mdat", "Failed to create demuxer") and the stream ends. A segment
+// that carries its own ftyp and moov is one a fresh MP4 demuxer can open,
+// and a player that applies EXT-X-MAP reads a repeated, identical moov
+// before the fragments, which ISO BMFF parsers (Chromium's, ffmpeg's,
+// VLC's) take as the same initialization again.
+//
+// The name starts with neither "init" nor ends in "_init", so a cache
+// classifies it as a segment (immutable, cached by URL); the plain segment
+// and the initialization section stay shared with the default view.
+const compatInitPrefix = compatPrefix + "init_"

@@ -108,6 +108,9 @@ func (o *Origin) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasSuffix(file, mediaSuffix):
 		name, compat := strings.CutPrefix(file, compatPrefix)
 		s.serveMedia(w, r, name, compat)
+	case strings.HasPrefix(file, compatInitPrefix):
+		o.m.requests.WithLabelValues("segment").Inc()
+		s.serveSelfInitializing(w, r, strings.TrimPrefix(file, compatInitPrefix))
 	default:
 		o.m.requests.WithLabelValues("segment").Inc()
 		s.serveObject(w, r, file)
@@ -546,4 +549,60 @@ func (p *probeWriter) WriteHeader(code int) {
 func (p *probeWriter) Write(b []byte) (int, error) {
 	p.wrote = true
 	return p.ResponseWriter.Write(b)
+}
+
+// serveSelfInitializing answers compat_init_<seg>: the initialization
+// section of the fMP4 segment seg followed by the segment (see
+// compatInitPrefix). Only a complete segment a muxer still lists, with an
+// EXT-X-MAP, has one; anything else is not found.
+func (s *stream) serveSelfInitializing(w http.ResponseWriter, r *http.Request, seg string) {
+	prefix, ok := filePrefix(seg)
+	if _, _, isPart := parsePartName(seg); !ok || isPart {
+		s.gone(w)
+		return
+	}
+	var inst *instance
+	mapURI := ""
+	s.mu.Lock()
+	for _, i := range s.instances {
+		if i.closed || i.snap == nil || i.snap.prefix != prefix {
+			continue
+		}
+		for _, l := range i.snap.media {
+			for _, ms := range l.pl.Segments {
+				if ms.URI == seg && !ms.Gap {
+					inst, mapURI = i, l.mapURI
+				}
+			}
+		}
+	}
+	s.mu.Unlock()
+	if inst == nil || mapURI == "" {
+		s.gone(w)
+		return
+	}
+	code, _, init := inst.fetch(mapURI)
+	if code != http.StatusOK {
+		s.gone(w)
+		return
+	}
+	code, hdr, body := inst.fetch(seg)
+	if code != http.StatusOK {
+		s.gone(w)
+		return
+	}
+	h := w.Header()
+	for _, k := range []string{"Content-Type", "Cache-Control"} {
+		if v := hdr.Get(k); v != "" {
+			h.Set(k, v)
+		}
+	}
+	h.Set("Content-Length", strconv.Itoa(len(init)+len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	if _, err := w.Write(init); err == nil {
+		_, _ = w.Write(body)
+	}
 }

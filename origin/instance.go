@@ -46,6 +46,10 @@ type instance struct {
 	vcodec     media.Codec
 	atrack     *gohlslib.Track
 	generation uint64
+	// shift is added to the timestamps of the packets fed (see
+	// stream.timeShift), set at the first packet.
+	shift   time.Duration
+	shifted bool
 	// offset maps the muxer's local media sequence numbers to the stream's:
 	// global = local + offset.
 	offset int64
@@ -185,8 +189,14 @@ func (i *instance) write(p *media.Packet) error {
 	if tw == nil || tw.codec != p.Codec {
 		return errUnknownTrack
 	}
-	pts := rescale(p.PTS, tw.srcRate, tw.track.ClockRate)
 	ntp := i.s.packetTime(p, tw.srcRate)
+	at := time.Duration(rescale(p.PTS, tw.srcRate, int(time.Second)))
+	if !i.shifted {
+		i.shifted = true
+		i.shift = i.s.timeShift(at)
+	}
+	i.s.extendTimeline(at + i.shift)
+	pts := rescale(p.PTS, tw.srcRate, tw.track.ClockRate) + rescale(int64(i.shift), int(time.Second), tw.track.ClockRate)
 	switch tw.codec {
 	case media.CodecH264, media.CodecH265:
 		var au h264.AVCC

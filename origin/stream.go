@@ -155,6 +155,9 @@ type stream struct {
 
 	mu        sync.Mutex
 	instances []*instance // oldest first; the last one is being fed unless frozen
+	// timelineEnd is the latest timestamp fed to any instance, shifted (see
+	// timeShift).
+	timelineEnd time.Duration
 	// baseNext and baseDisc fold in every instance no longer fed (and the
 	// state read at claim): the next free media sequence number and the
 	// discontinuity number of the latest segments. visible says whether
@@ -368,6 +371,7 @@ func (s *stream) loadState() error {
 	}
 	s.mu.Lock()
 	s.baseNext, s.baseDisc, s.visible = st.NextMSN, st.Discontinuity, true
+	s.timelineEnd = time.Duration(st.NextTime)
 	s.mu.Unlock()
 	return nil
 }
@@ -562,7 +566,7 @@ func (s *stream) reserve(i *instance, sn *snapshot) bool {
 		return true
 	}
 	st := bus.PlaylistState{NextMSN: need + s.reserveSegments(), Discontinuity: i.disc,
-		Epoch: s.lease.Owner.Epoch, Node: s.o.Node}
+		Epoch: s.lease.Owner.Epoch, Node: s.o.Node, NextTime: s.nextTime()}
 	if err := s.persistLocked(st); errors.Is(err, bus.ErrFenced) {
 		s.signalLost(err)
 		return false
@@ -609,7 +613,48 @@ func (s *stream) state(reserve bool) bus.PlaylistState {
 	if reserve {
 		next += s.reserveSegments()
 	}
-	return bus.PlaylistState{NextMSN: next, Discontinuity: disc, Epoch: s.lease.Owner.Epoch, Node: s.o.Node}
+	return bus.PlaylistState{NextMSN: next, Discontinuity: disc, Epoch: s.lease.Owner.Epoch, Node: s.o.Node,
+		NextTime: s.nextTime()}
+}
+
+// nextTime is the timestamp a successor's output starts at, for the
+// playlist state: the latest one fed plus the duration of the segments
+// NextMSN is reserved ahead by.
+func (s *stream) nextTime() int64 {
+	s.mu.Lock()
+	end := s.timelineEnd
+	s.mu.Unlock()
+	return int64(end + time.Duration(s.reserveSegments()+1)*s.hls.SegmentDuration)
+}
+
+// timeShift is what is added to the timestamps of a new instance whose
+// first packet has timestamp pts, so that its output continues right after
+// the latest timestamp of the instances before it (on this origin, or the
+// previous owner's per the playlist state) instead of going back to the
+// publisher's zero. VLC 3 keeps one clock for a stream's separate audio and
+// video playlists across an EXT-X-DISCONTINUITY: timestamps that go back
+// there stall it for good (docs/players.md). The first instance of a stream
+// keeps its timestamps.
+func (s *stream) timeShift(pts time.Duration) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.timelineEnd == 0 {
+		return 0
+	}
+	return s.timelineEnd + timelineStep - pts
+}
+
+// timelineStep separates the last timestamp of an instance from the first
+// of the next one: about a frame.
+const timelineStep = 40 * time.Millisecond
+
+// extendTimeline records the latest timestamp fed, on the stream's timeline.
+func (s *stream) extendTimeline(t time.Duration) {
+	s.mu.Lock()
+	if t > s.timelineEnd {
+		s.timelineEnd = t
+	}
+	s.mu.Unlock()
 }
 
 // nextMSN is the next free media sequence number and the current

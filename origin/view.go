@@ -230,10 +230,11 @@ func (v *view) skippable(boundary time.Duration) int {
 // without Low-Latency tags, parts or leading gap placeholders.
 func (v *view) render(delta, compat bool) ([]byte, error) {
 	h := v.head.pl
-	// lead: leading gap placeholders left out of a compatible view.
-	lead := 0
-	for compat && lead < len(v.segs) && v.segs[lead].seg.Gap {
-		lead++
+	// A compatible view lists segs[lead:end]: without the leading gap
+	// placeholders, and without any further in (see compatWindow).
+	lead, end := 0, len(v.segs)
+	if compat {
+		lead, end = v.compatWindow()
 	}
 	ds := int(v.ds)
 	if lead > 0 && lead < len(v.segs) {
@@ -286,7 +287,7 @@ func (v *view) render(delta, compat bool) ([]byte, error) {
 	// The initialization section in force at the start of the window: that
 	// of the first real segment (placeholders are never fetched).
 	curMap := ""
-	for _, vs := range v.segs {
+	for _, vs := range v.segs[lead:] {
 		if !vs.seg.Gap {
 			curMap = vs.l.mapURI
 			break
@@ -307,7 +308,7 @@ func (v *view) render(delta, compat bool) ([]byte, error) {
 	skip = max(skip, lead) // segments before skip are not written
 
 	maps := map[int]string{} // index in out.Segments → EXT-X-MAP to put before it
-	for k, vs := range v.segs {
+	for k, vs := range v.segs[:end] {
 		if !vs.seg.Gap && vs.l.mapURI != curMap {
 			curMap = vs.l.mapURI
 			if k >= skip {
@@ -319,6 +320,12 @@ func (v *view) render(delta, compat bool) ([]byte, error) {
 		}
 		seg := *vs.seg
 		seg.Discontinuity = vs.tag
+		if compat && vs.tag && vs.l.mapURI != "" {
+			// VLC 3 does not fetch the new initialization section at a
+			// discontinuity: the compatible view carries it in the segment
+			// (see compat.go, selfInitializing).
+			seg.URI = compatInitPrefix + seg.URI
+		}
 		if compat || k < len(v.segs)-2 {
 			seg.Parts = nil // parts are listed for the last two segments only
 		}
@@ -336,6 +343,37 @@ func (v *view) render(delta, compat bool) ([]byte, error) {
 		return b, nil
 	}
 	return []byte(insertMaps(string(b), out.Segments, maps)), nil
+}
+
+// compatWindow is the part of the window a compatible view lists,
+// segs[lead:end]: never an EXT-X-GAP placeholder, which players without
+// Low-Latency support fetch and fail on (VLC 3 ends the stream at its
+// 404). Leading placeholders are left out. One further in (after a
+// publisher reconnect, the number of the segment the replaced muxer was
+// building when it stopped: its parts were announced, so the number stays
+// taken) splits the window: the view lists the segments after it once
+// there are compatMinSegments of them, and until then the ones before it
+// while they are as many, so that it holds three target durations of
+// media (RFC 8216 §6.2.2) while the numbers after the placeholder fill.
+func (v *view) compatWindow() (lead, end int) {
+	end = len(v.segs)
+	for lead < end && v.segs[lead].seg.Gap {
+		lead++
+	}
+	for k := end - 1; k > lead; k-- {
+		if !v.segs[k].seg.Gap {
+			continue
+		}
+		switch {
+		case end-(k+1) >= compatMinSegments:
+			return k + 1, end
+		case k-lead >= compatMinSegments || end == k+1:
+			end = k
+		default:
+			return k + 1, end // too short either way: the newest media
+		}
+	}
+	return lead, end
 }
 
 // insertMaps puts an EXT-X-MAP line in front of the tags of the segments
