@@ -388,7 +388,12 @@ func (s *stream) serveMedia(w http.ResponseWriter, r *http.Request, name string,
 			s.gone(w)
 			return
 		case viewReady:
-			v := buildView(ls, s.hls.SegmentCount)
+			var v *view
+			if compat {
+				v = compatView(ls, s.hls.SegmentCount)
+			} else {
+				v = buildView(ls, s.hls.SegmentCount)
+			}
 			v.uriPrefix = prefix
 			v.name, v.siblings = name, siblings
 			if compat {

@@ -345,6 +345,37 @@ func (v *view) render(delta, compat bool) ([]byte, error) {
 	return []byte(insertMaps(string(b), out.Segments, maps)), nil
 }
 
+// compatView is the view a compatible media playlist shows. At an fMP4
+// discontinuity it holds the previous muxer's final window until the new
+// one has compatMinSegments segments after the discontinuity, then lists
+// from the discontinuity on: a player then reaches the discontinuity in
+// every media playlist (video, audio) at once, after playing out what it
+// had. VLC 3 resets its clock at a discontinuity only when all of its
+// streams (one per media playlist) report it in the same round
+// (PlaylistManager::dequeue keeps the highest status); otherwise it stalls
+// for good after restarting its demuxers (docs/players.md). MPEG-TS
+// streams have one media playlist and are shown as they are.
+func compatView(layers []*layer, segmentCount int) *view {
+	v := buildView(layers, segmentCount)
+	for len(layers) > 1 {
+		lead, end := v.compatWindow()
+		k := lead
+		for k < end && !(v.segs[k].tag && v.segs[k].l.mapURI != "") {
+			k++
+		}
+		if k == end || end-k >= compatMinSegments {
+			return v
+		}
+		layers = layers[:len(layers)-1]
+		older := buildView(layers, segmentCount)
+		if older.realSegments() < compatMinSegments {
+			return v
+		}
+		v = older
+	}
+	return v
+}
+
 // compatWindow is the part of the window a compatible view lists,
 // segs[lead:end]: never an EXT-X-GAP placeholder, which players without
 // Low-Latency support fetch and fail on (VLC 3 ends the stream at its
