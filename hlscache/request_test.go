@@ -29,6 +29,9 @@ func TestParseRequest(t *testing.T) {
 			upstream: "/live/cam1/0a1b2c3d4e5f_video1_part40.mp4"},
 		{path: "/live/cam1/0a1b2c3d4e5f_video1_init.mp4", stream: "live/cam1", file: "0a1b2c3d4e5f_video1_init.mp4", kind: kindInit,
 			upstream: "/live/cam1/0a1b2c3d4e5f_video1_init.mp4"},
+		// The compatible view's self-initializing segment is a segment.
+		{path: "/live/cam1/compat_init_0a1b2c3d4e5f_video1_seg7.mp4", stream: "live/cam1", file: "compat_init_0a1b2c3d4e5f_video1_seg7.mp4", kind: kindSegment,
+			upstream: "/live/cam1/compat_init_0a1b2c3d4e5f_video1_seg7.mp4"},
 		{path: "/live/cam1/init-stream0.m4s", stream: "live/cam1", file: "init-stream0.m4s", kind: kindInit, upstream: "/live/cam1/init-stream0.m4s"},
 		{path: "/live/cam1/chunk-part3.m4s", stream: "live/cam1", file: "chunk-part3.m4s", kind: kindPart, upstream: "/live/cam1/chunk-part3.m4s"},
 		{path: "/live/cam1/main_seg1.ts", stream: "live/cam1", file: "main_seg1.ts", kind: kindSegment, upstream: "/live/cam1/main_seg1.ts"},

@@ -340,3 +340,78 @@ func FuzzCompatMultivariant(f *testing.F) {
 		}
 	})
 }
+
+// compatURIs renders the compatible view of layers and returns its segment
+// URIs with the playlist.
+func compatURIs(t *testing.T, layers []*layer, count int) ([]string, *playlist.Media, string) {
+	t.Helper()
+	b, err := compatView(layers, count).render(false, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := playlist.Unmarshal(b)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	m := pl.(*playlist.Media)
+	var uris []string
+	for _, s := range m.Segments {
+		uris = append(uris, s.URI)
+	}
+	return uris, m, string(b)
+}
+
+func TestViewCompatAcrossReconnect(t *testing.T) {
+	a := func(last, building int) *layer { return llLayer("aaaaaaaaaaaa", 0, 0, false, last-6, last, building) }
+	seg := func(p string, ids ...int) []string {
+		var out []string
+		for _, id := range ids {
+			out = append(out, fmt.Sprintf("%s_video1_seg%d.mp4", p, id))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name   string
+		layers []*layer
+		want   []string
+		msn    int
+		disc   bool
+	}{
+		// Low-Latency: A stopped while building segment 21 (its parts were
+		// listed, so 21 stays a gap); B starts at 22.
+		{"gap, one segment after it: A's segments before the gap",
+			[]*layer{a(20, 3), llLayer("bbbbbbbbbbbb", 22-7, 1, true, 1, 7, 1)},
+			seg("aaaaaaaaaaaa", 16, 17, 18, 19, 20), 16, false},
+		{"gap, three segments after it: from the discontinuity on, self-initializing",
+			[]*layer{a(20, 3), llLayer("bbbbbbbbbbbb", 22-7, 1, true, 3, 9, 1)},
+			append([]string{"compat_init_bbbbbbbbbbbb_video1_seg7.mp4"}, seg("bbbbbbbbbbbb", 8, 9)...), 22, true},
+		// No gap (fmp4, mpegts): B's segment 7 follows A's 20 directly.
+		{"discontinuity, two segments after it: A's final window held",
+			[]*layer{a(20, 0), llLayer("bbbbbbbbbbbb", 21-7, 1, true, 7, 8, 0)},
+			seg("aaaaaaaaaaaa", 14, 15, 16, 17, 18, 19, 20), 14, false},
+		{"discontinuity, three segments after it: listed across it",
+			[]*layer{a(20, 0), llLayer("bbbbbbbbbbbb", 21-7, 1, true, 7, 9, 0)},
+			append(append(seg("aaaaaaaaaaaa", 17, 18, 19, 20), "compat_init_bbbbbbbbbbbb_video1_seg7.mp4"), seg("bbbbbbbbbbbb", 8, 9)...), 17, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			uris, m, text := compatURIs(t, tc.layers, 7)
+			if strings.Join(uris, " ") != strings.Join(tc.want, " ") || m.MediaSequence != tc.msn {
+				t.Fatalf("segments %v from %d, want %v from %d:\n%s", uris, m.MediaSequence, tc.want, tc.msn, text)
+			}
+			if strings.Contains(text, "gap.mp4") || strings.Contains(text, "#EXT-X-GAP") {
+				t.Fatalf("a gap placeholder is listed:\n%s", text)
+			}
+			if got := strings.Contains(text, "#EXT-X-DISCONTINUITY\n") && strings.Contains(text, `#EXT-X-MAP:URI="bbbbbbbbbbbb_video1_init.mp4"`); got != tc.disc {
+				t.Fatalf("discontinuity with B's EXT-X-MAP: %v, want %v:\n%s", got, tc.disc, text)
+			}
+			if *m.DiscontinuitySequence != 0 {
+				t.Fatalf("discontinuity sequence %d, want 0:\n%s", *m.DiscontinuitySequence, text)
+			}
+		})
+	}
+	// The default view is unchanged: plain names, the gap listed.
+	text, _ := renderView(t, buildView([]*layer{a(20, 3), llLayer("bbbbbbbbbbbb", 22-7, 1, true, 3, 9, 1)}, 7), false)
+	if strings.Contains(text, "compat_init_") || !strings.Contains(text, "gap.mp4") {
+		t.Fatalf("default view changed:\n%s", text)
+	}
+}
