@@ -78,10 +78,10 @@ func compatMultivariantBody(body []byte) []byte {
 // At a discontinuity it destroys the MP4 demuxer and opens a new one on the
 // next segment, which then sees moof and mdat without a moov ("no moov
 // before mdat", "Failed to create demuxer") and the stream ends. A segment
-// that carries its own ftyp and moov is one a fresh MP4 demuxer can open,
-// and a player that applies EXT-X-MAP reads a repeated, identical moov
-// before the fragments, which ISO BMFF parsers (Chromium's, ffmpeg's,
-// VLC's) take as the same initialization again.
+// that carries its own ftyp and moov is one a fresh MP4 demuxer can open;
+// a player that applies EXT-X-MAP reads the same moov twice before the
+// fragments (Chromium, which also gets this view, plays across it in the
+// player matrix).
 //
 // The name starts with neither "init" nor ends in "_init", so a cache
 // classifies it as a segment (immutable, cached by URL); the plain segment
