@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,6 +41,16 @@ type Edge struct {
 	UDPRTPAddress, UDPRTCPAddress string
 	// RTMPAddress is the RTMP listen address, e.g. ":1935"; "" disables RTMP.
 	RTMPAddress string
+	// TLSCert and TLSKey, both set, are PEM files: the edge then also
+	// accepts RTSPS on RTSPSAddress and RTMPS on RTMPSAddress. They are read
+	// once, at Start.
+	TLSCert, TLSKey string
+	// RTSPSAddress is the RTSPS (RTSP over TLS, TCP-interleaved transport
+	// only) listen address, e.g. ":8322"; used only with TLSCert, "" disables it.
+	RTSPSAddress string
+	// RTMPSAddress is the RTMPS (RTMP over TLS) listen address, e.g.
+	// ":1936"; used only with TLSCert, "" disables it.
+	RTMPSAddress string
 	// Sources are the cameras this edge may pull (each one is pulled by one
 	// edge of the cluster at a time, through a lease).
 	Sources []Source
@@ -79,6 +90,8 @@ type Edge struct {
 	cancel  context.CancelFunc
 	rtsp    *rtspServer
 	rtmp    *rtmpServer
+	rtsps   *rtspServer // RTSP over TLS
+	rtmps   *rtmpServer // RTMP over TLS
 	lastGen atomic.Uint64
 
 	// pmu guards pullers, which SetSources replaces while the edge runs.
@@ -132,6 +145,9 @@ func (e *Edge) Start() error {
 	if (e.UDPRTPAddress == "") != (e.UDPRTCPAddress == "") {
 		return errors.New("edge: UDPRTPAddress and UDPRTCPAddress must be set together")
 	}
+	if (e.TLSCert == "") != (e.TLSKey == "") {
+		return errors.New("edge: TLSCert and TLSKey go together")
+	}
 	if e.UDPRTPAddress != "" && e.RTSPAddress == "" {
 		return errors.New("edge: UDPRTPAddress needs RTSPAddress")
 	}
@@ -156,44 +172,79 @@ func (e *Edge) Start() error {
 		e.m.unregister(e.Metrics)
 		return err
 	}
-	var rtmpLn net.Listener
+	var tlsConf *tls.Config
+	if e.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(e.TLSCert, e.TLSKey)
+		if err != nil {
+			return fail(fmt.Errorf("edge: TLS certificate: %w", err))
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	var rtmpLn, rtmpsLn net.Listener
+	closeAll := func() {
+		for _, ln := range []net.Listener{rtmpLn, rtmpsLn} {
+			if ln != nil {
+				_ = ln.Close()
+			}
+		}
+		for _, rs := range []*rtspServer{e.rtsp, e.rtsps} {
+			if rs != nil {
+				rs.close()
+			}
+		}
+		e.rtsp, e.rtsps = nil, nil
+	}
 	if e.RTMPAddress != "" {
 		if rtmpLn, err = net.Listen("tcp", e.RTMPAddress); err != nil {
 			return fail(fmt.Errorf("edge: rtmp: %w", err))
 		}
 	}
+	if tlsConf != nil && e.RTMPSAddress != "" {
+		ln, err := net.Listen("tcp", e.RTMPSAddress)
+		if err != nil {
+			closeAll()
+			return fail(fmt.Errorf("edge: rtmps: %w", err))
+		}
+		rtmpsLn = tls.NewListener(ln, tlsConf)
+	}
 	if e.RTSPAddress != "" {
 		rs := &rtspServer{e: e}
 		if err := rs.start(); err != nil {
-			if rtmpLn != nil {
-				_ = rtmpLn.Close()
-			}
+			closeAll()
 			return fail(fmt.Errorf("edge: rtsp: %w", err))
 		}
 		e.rtsp = rs
 	}
+	if tlsConf != nil && e.RTSPSAddress != "" {
+		rs := &rtspServer{e: e, tls: tlsConf}
+		if err := rs.start(); err != nil {
+			closeAll()
+			return fail(fmt.Errorf("edge: rtsps: %w", err))
+		}
+		e.rtsps = rs
+	}
 	if rtmpLn != nil {
 		e.rtmp = &rtmpServer{e: e, ln: rtmpLn}
 		e.rtmp.start()
+	}
+	if rtmpsLn != nil {
+		e.rtmps = &rtmpServer{e: e, ln: rtmpsLn}
+		e.rtmps.start()
 	}
 	for i, p := range pullers {
 		if err := p.start(); err != nil {
 			for _, q := range pullers[:i] {
 				q.close()
 			}
-			if e.rtsp != nil {
-				e.rtsp.close()
-			}
-			if e.rtmp != nil {
-				e.rtmp.close()
-			}
+			e.closeListeners()
 			return fail(err)
 		}
 	}
 	e.pullers = pullers
 	e.started = true
 	e.log.Info("edge started", "node", e.Node, "rtsp", addrString(e.RTSPAddr()),
-		"rtmp", addrString(e.RTMPAddr()), "sources", len(e.pullers))
+		"rtmp", addrString(e.RTMPAddr()), "rtsps", addrString(e.RTSPSAddr()),
+		"rtmps", addrString(e.RTMPSAddr()), "sources", len(e.pullers))
 	return nil
 }
 
@@ -224,16 +275,26 @@ func (e *Edge) Close() {
 		for _, p := range pullers {
 			p.close()
 		}
-		if e.rtsp != nil {
-			e.rtsp.close()
-		}
-		if e.rtmp != nil {
-			e.rtmp.close()
-		}
+		e.closeListeners()
 		e.wg.Wait()
 		e.m.unregister(e.Metrics)
 		e.log.Info("edge stopped")
 	})
+}
+
+// closeListeners stops the RTSP(S) and RTMP(S) servers, disconnecting their
+// clients.
+func (e *Edge) closeListeners() {
+	for _, rs := range []*rtspServer{e.rtsp, e.rtsps} {
+		if rs != nil {
+			rs.close()
+		}
+	}
+	for _, rs := range []*rtmpServer{e.rtmp, e.rtmps} {
+		if rs != nil {
+			rs.close()
+		}
+	}
 }
 
 // RTSPAddr is the bound RTSP address; nil when RTSP is disabled.
@@ -250,6 +311,22 @@ func (e *Edge) RTMPAddr() net.Addr {
 		return nil
 	}
 	return e.rtmp.ln.Addr()
+}
+
+// RTSPSAddr is the bound RTSPS address; nil when RTSPS is disabled.
+func (e *Edge) RTSPSAddr() net.Addr {
+	if e.rtsps == nil {
+		return nil
+	}
+	return e.rtsps.srv.NetListener().Addr()
+}
+
+// RTMPSAddr is the bound RTMPS address; nil when RTMPS is disabled.
+func (e *Edge) RTMPSAddr() net.Addr {
+	if e.rtmps == nil {
+		return nil
+	}
+	return e.rtmps.ln.Addr()
 }
 
 // Streams lists the live streams of this edge, sorted by path.

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -254,6 +255,14 @@ func (r *rtmpServer) authenticate(sc *gortmplib.ServerConn, path string, conn ne
 func (r *rtmpServer) handle(conn net.Conn) {
 	e := r.e
 	remote := conn.RemoteAddr().String()
+	if tc, ok := conn.(*tls.Conn); ok { // RTMPS: the TLS handshake first, within the read timeout
+		_ = tc.SetDeadline(time.Now().Add(e.ReadTimeout))
+		if err := tc.Handshake(); err != nil {
+			r.reject(rejectHandshake)
+			e.log.Debug("rtmps TLS handshake failed", "remote", remote, "err", err)
+			return
+		}
+	}
 	dc := &deadlineConn{Conn: conn, idle: e.ReadTimeout, setup: time.Now().Add(e.ReadTimeout), limit: rtmpHandshakeBytes}
 	sc := &gortmplib.ServerConn{RW: dc}
 	if err := sc.Initialize(); err != nil {

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -27,8 +28,12 @@ const statusConflict base.StatusCode = 409
 
 // rtspServer accepts RTSP publishers (ANNOUNCE/RECORD over TCP or UDP). It
 // is the gortsplib server's handler. Readers are refused: playback is HLS.
+// With tls set it is the RTSPS server: the same handler behind a TLS
+// listener, TCP-interleaved transport only (gortsplib refuses plain UDP on
+// RTSPS, since the media would travel in clear).
 type rtspServer struct {
 	e   *Edge
+	tls *tls.Config
 	srv *gortsplib.Server
 }
 
@@ -58,22 +63,36 @@ func (r *rtspServer) start() error {
 	if err != nil {
 		return err
 	}
+	address, rtpAddress, rtcpAddress := e.RTSPAddress, e.UDPRTPAddress, e.UDPRTCPAddress
+	if r.tls != nil {
+		address, rtpAddress, rtcpAddress = e.RTSPSAddress, "", ""
+	}
 	r.srv = &gortsplib.Server{
 		AuthMethods:    methods,
 		Handler:        r,
-		RTSPAddress:    e.RTSPAddress,
-		UDPRTPAddress:  e.UDPRTPAddress,
-		UDPRTCPAddress: e.UDPRTCPAddress,
+		RTSPAddress:    address,
+		UDPRTPAddress:  rtpAddress,
+		UDPRTCPAddress: rtcpAddress,
 		ReadTimeout:    e.ReadTimeout,
 		WriteTimeout:   e.ReadTimeout,
 		IdleTimeout:    e.ReadTimeout,
 		WriteQueueSize: rtspWriteQueueSize,
+		TLSConfig:      r.tls,
 		Listen: func(network, address string) (net.Listener, error) {
 			ln, err := net.Listen(network, address)
 			if err != nil {
 				return nil, err
 			}
 			return &sniffListener{Listener: ln, e: e}, nil
+		},
+		// The sniffer goes above TLS, on the decrypted request; its read
+		// deadline also bounds the TLS handshake.
+		TLSListen: func(network, address string, conf *tls.Config) (net.Listener, error) {
+			ln, err := net.Listen(network, address)
+			if err != nil {
+				return nil, err
+			}
+			return &sniffListener{Listener: tls.NewListener(ln, conf), e: e}, nil
 		},
 	}
 	return r.srv.Start()

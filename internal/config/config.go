@@ -138,6 +138,15 @@ type Edge struct {
 	// publishers: basic and digest. Digest cannot check hashed passwords or
 	// ask the external authorizer.
 	RTSPAuthMethods []string `yaml:"rtsp_auth_methods"`
+	// TLSCert and TLSKey are PEM files; both set: publishers may also
+	// connect over RTSPS (RTSPSAddress) and RTMPS (RTMPSAddress). Read at
+	// start; a new certificate needs a restart.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// RTSPSAddress and RTMPSAddress are the TLS listen addresses, used only
+	// when TLSCert is set; "" disables that one.
+	RTSPSAddress string `yaml:"rtsps_address"`
+	RTMPSAddress string `yaml:"rtmps_address"`
 }
 
 // Origin is packaging.
@@ -313,6 +322,8 @@ func Default() *Config {
 			MediaTimeout:    10 * time.Second,
 			MaxPublishers:   500,
 			RTSPAuthMethods: []string{"basic", "digest"},
+			RTSPSAddress:    ":8322",
+			RTMPSAddress:    ":1936",
 		},
 		Origin: Origin{
 			HTTPAddress: "127.0.0.1:8889",
@@ -593,6 +604,23 @@ func (c *Config) Validate() error {
 			bad(key, "%q has a bad port", a)
 		}
 	}
+	// tlsFiles checks a section's tls_cert and tls_key: both or neither,
+	// and readable.
+	tlsFiles := func(section, cert, key string) {
+		if (cert == "") != (key == "") {
+			bad(section+".tls_cert", "%s.tls_cert and %s.tls_key go together", section, section)
+		}
+		for _, f := range []struct{ key, path string }{{section + ".tls_cert", cert}, {section + ".tls_key", key}} {
+			if f.path == "" {
+				continue
+			}
+			if b, err := os.Open(f.path); err != nil {
+				bad(f.key, "%v", err)
+			} else {
+				_ = b.Close()
+			}
+		}
+	}
 	addr("api.address", c.API.Address, true)
 	if c.Bus.Replicas < 1 || c.Bus.Replicas > 5 {
 		bad("bus.replicas", "must be 1..5, got %d", c.Bus.Replicas)
@@ -665,6 +693,9 @@ func (c *Config) Validate() error {
 		bad("edge.max_publishers", "must not be negative, got %d", c.Edge.MaxPublishers)
 	}
 	validateRTSPAuth(c.Edge.RTSPAuthMethods, c.Auth, bad)
+	addr("edge.rtsps_address", c.Edge.RTSPSAddress, true)
+	addr("edge.rtmps_address", c.Edge.RTMPSAddress, true)
+	tlsFiles("edge", c.Edge.TLSCert, c.Edge.TLSKey)
 	addr("origin.http_address", c.Origin.HTTPAddress, false)
 	addr("origin.advertise_http", c.Origin.AdvertiseHTTP, true)
 	if c.Origin.Capacity < 1 {
@@ -699,17 +730,7 @@ func (c *Config) Validate() error {
 	if c.Cache.MaxUpstreamConns < 1 {
 		bad("cache.max_upstream_conns", "must be at least 1, got %d", c.Cache.MaxUpstreamConns)
 	}
-	if (c.Cache.TLSCert == "") != (c.Cache.TLSKey == "") {
-		bad("cache.tls_cert", "cache.tls_cert and cache.tls_key go together")
-	}
-	for _, f := range []struct{ key, path string }{{"cache.tls_cert", c.Cache.TLSCert}, {"cache.tls_key", c.Cache.TLSKey}} {
-		if f.path == "" {
-			continue
-		}
-		if _, err := os.Stat(f.path); err != nil {
-			bad(f.key, "%v", err)
-		}
-	}
+	tlsFiles("cache", c.Cache.TLSCert, c.Cache.TLSKey)
 	validateAuth(c.Auth, bad)
 	seen := map[string]bool{}
 	for i, s := range c.Sources {

@@ -238,6 +238,8 @@ func (n *Node) Start() (err error) {
 			Node: n.name, NC: n.nc, Hub: n.hub, Registry: n.registry,
 			RTSPAddress: c.Edge.RTSPAddress, UDPRTPAddress: c.Edge.RTPAddress, UDPRTCPAddress: c.Edge.RTCPAddress,
 			RTMPAddress: c.Edge.RTMPAddress, Sources: edgeSources(c.Sources), ReadTimeout: c.Edge.ReadTimeout,
+			TLSCert: c.Edge.TLSCert, TLSKey: c.Edge.TLSKey,
+			RTSPSAddress: c.Edge.RTSPSAddress, RTMPSAddress: c.Edge.RTMPSAddress,
 			MediaTimeout: c.Edge.MediaTimeout, MaxPublishers: c.Edge.MaxPublishers,
 			Auth: n.auth, RTSPAuthMethods: c.Edge.RTSPAuthMethods, OnEvent: n.edgeEvent,
 			Log: n.Log, Metrics: reg,
@@ -523,7 +525,7 @@ func (n *Node) UpdateAuth(c config.Auth) error {
 
 // Addresses the node listens on (tests start nodes on port 0).
 type Addrs struct {
-	RTSP, RTMP, Cache, Origin, API, NATS, NATSCluster, Gossip string
+	RTSP, RTMP, RTSPS, RTMPS, Cache, Origin, API, NATS, NATSCluster, Gossip string
 }
 
 // Addrs reports the bound addresses.
@@ -535,6 +537,12 @@ func (n *Node) Addrs() Addrs {
 		}
 		if x := n.edge.RTMPAddr(); x != nil {
 			a.RTMP = x.String()
+		}
+		if x := n.edge.RTSPSAddr(); x != nil {
+			a.RTSPS = x.String()
+		}
+		if x := n.edge.RTMPSAddr(); x != nil {
+			a.RTMPS = x.String()
 		}
 	}
 	if n.cache != nil {
@@ -566,6 +574,8 @@ func (n *Node) describeAddrs() []string {
 	}
 	add("rtsp", a.RTSP)
 	add("rtmp", a.RTMP)
+	add("rtsps", a.RTSPS)
+	add("rtmps", a.RTMPS)
 	add("hls", a.Cache)
 	add("origin", a.Origin)
 	add("api", a.API)
