@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -192,11 +193,18 @@ func publishRTMP(t *testing.T, addr net.Addr, path string, c *clip) (*gortmplib.
 // offset (the RTMP writer sends them modulo 2^32 ms).
 func publishRTMPAt(t *testing.T, addr net.Addr, path string, c *clip, offset time.Duration) (*gortmplib.Client, error) {
 	t.Helper()
-	u, err := url.Parse("rtmp://" + addr.String() + "/" + path)
+	return publishRTMPURL(t, "rtmp://"+addr.String()+"/"+path, nil, c, offset)
+}
+
+// publishRTMPURL publishes a clip to an rtmp:// or rtmps:// URL (over TLS
+// with tlsConf) and leaves the connection open.
+func publishRTMPURL(t *testing.T, rawURL string, tlsConf *tls.Config, c *clip, offset time.Duration) (*gortmplib.Client, error) {
+	t.Helper()
+	u, err := url.Parse(rawURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := &gortmplib.Client{URL: u, Publish: true}
+	cl := &gortmplib.Client{URL: u, Publish: true, TLSConfig: tlsConf}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := cl.Initialize(ctx); err != nil {
