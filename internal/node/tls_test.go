@@ -73,3 +73,63 @@ func TestCacheTLS(t *testing.T) {
 		t.Errorf("ffprobe accepted the certificate against another CA:\n%s", out)
 	}
 }
+
+// TestEdgeTLSFFmpeg: with edge.tls_cert and edge.tls_key, ffmpeg publishes
+// over RTSPS (TCP) and RTMPS, and each stream plays at the cache; the plain
+// ports keep working next to them; plain RTSP and RTMP on the TLS ports fail.
+func TestEdgeTLSFFmpeg(t *testing.T) {
+	requireFFmpeg(t)
+	c := allInOneConfig(t)
+	certFile, keyFile, _ := selfSigned(t, t.TempDir())
+	c.Edge.TLSCert, c.Edge.TLSKey = certFile, keyFile
+	c.Edge.RTSPSAddress, c.Edge.RTMPSAddress = "127.0.0.1:0", "127.0.0.1:0"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, c, RoleRun)
+	a := n.Addrs()
+	if a.RTSPS == "" || a.RTMPS == "" {
+		t.Fatalf("TLS listeners missing: %+v", a)
+	}
+	cases := []struct {
+		name, format, url, path string
+		extra                   []string
+	}{
+		{"rtsps", "rtsp", "rtsps://" + a.RTSPS + "/live/x", "live/x", []string{"-rtsp_transport", "tcp"}},
+		{"rtmps", "flv", "rtmps://" + a.RTMPS + "/live/y", "live/y", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			ffmpegPublish(t, "h264", tc.format, tc.url, tc.extra...)
+			url := "http://" + a.Cache + "/" + tc.path + "/index.m3u8"
+			took := waitPlayable(t, url, start, 20*time.Second)
+			t.Logf("%s: playable at the cache %v after ffmpeg started", tc.url, took.Round(time.Millisecond))
+			if codecs := ffprobeCodecs(t, url); !strings.Contains(codecs, "h264|640|360") || !strings.Contains(codecs, "aac") {
+				t.Fatalf("ffprobe: %q, want h264 640x360 and aac", codecs)
+			}
+		})
+	}
+	// A plain client on a TLS port gets an error, not a publication.
+	for _, u := range [][]string{
+		{"-rtsp_transport", "tcp", "-f", "rtsp", "rtsp://" + a.RTSPS + "/live/plain1"},
+		{"-f", "flv", "rtmp://" + a.RTMPS + "/live/plain2"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := exec.CommandContext(ctx, "ffmpeg", append([]string{"-hide_banner", "-loglevel", "error", "-re",
+			"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-t", "3", "-c:v", "libx264",
+			"-preset", "ultrafast"}, u...)...).CombinedOutput()
+		timedOut := ctx.Err() != nil
+		cancel()
+		if err == nil || timedOut {
+			t.Errorf("plain %s on the TLS port: %v (timed out: %v)\n%s", u[len(u)-1], err, timedOut, out)
+		} else {
+			t.Logf("plain %s on the TLS port: %v: %s", u[len(u)-1], err, strings.TrimSpace(string(out)))
+		}
+	}
+	for _, st := range n.edge.Streams() {
+		if strings.Contains(st.Path, "plain") {
+			t.Errorf("a plain client published on a TLS port: %+v", st)
+		}
+	}
+}
