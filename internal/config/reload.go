@@ -14,7 +14,8 @@ import (
 // needing a restart and the running value is kept.
 
 // LiveKeys are the keys (or whole sections, or lists) a running node applies
-// without a restart. Every other key needs one.
+// without a restart. Every other key needs one: among them the TLS
+// certificates (cache.tls_*, edge.tls_*, bus.server.tls_*), read at start.
 var LiveKeys = []string{
 	"node.log_level",
 	"origin.capacity",

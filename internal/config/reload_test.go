@@ -30,6 +30,10 @@ func TestReconcile(t *testing.T) {
 			c.Bus.URLs = []string{"nats://x:4222"}
 			c.Cache.MaxBytes = 2 << 20
 		}, []string{"cache.max_bytes"}, []string{"bus.urls", "cache.http_address", "node.name"}},
+		{"certificates need a restart", func(c *Config) {
+			c.Edge.TLSCert, c.Edge.TLSKey = "/etc/hostname", "/etc/hostname"
+			c.Edge.RTSPSAddress = ":8323"
+		}, nil, []string{"edge.rtsps_address", "edge.tls_cert", "edge.tls_key"}},
 		{"hooks", func(c *Config) { c.Hooks.URL = "http://h/x"; c.Hooks.QueueSize = 5 }, []string{"hooks.url"}, []string{"hooks.queue_size"}},
 	}
 	for _, tc := range cases {
