@@ -1,6 +1,8 @@
 // Package edge is the ingest role: it accepts RTSP publishers (ANNOUNCE and
 // RECORD over TCP or UDP) and RTMP publishers (including enhanced RTMP with
-// HEVC), pulls RTSP cameras, and publishes every stream on the bus.
+// HEVC), pulls RTSP cameras, and publishes every stream on the bus. With a
+// certificate it also accepts RTSPS (TCP only) and RTMPS on their own ports:
+// the same handlers behind a TLS listener.
 //
 // All three ingest paths feed one normaliser per live stream (stream.go,
 // normalizer.go), so the bus sees the same thing whatever the source:

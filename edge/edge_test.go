@@ -26,6 +26,7 @@ import (
 
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/media"
+	"github.com/streamgrid/streamgrid/internal/testcert"
 )
 
 // Audio tracks clipDesc can describe.
@@ -609,15 +610,23 @@ func TestStartFailsOnPortClash(t *testing.T) {
 		defer l.Close()
 		return l.Addr().String()
 	}
-	for _, clash := range []string{"rtmp", "rtsp"} {
+	certFile, keyFile, _ := testcert.Write(t, t.TempDir())
+	for _, clash := range []string{"rtmp", "rtsp", "rtmps", "rtsps"} {
 		t.Run(clash, func(t *testing.T) {
 			e := newEdge(t, b, "edge-1", nil)
 			e.UDPRTPAddress, e.UDPRTCPAddress = "", ""
-			other := freePort()
-			if clash == "rtmp" {
-				e.RTMPAddress, e.RTSPAddress = busy.Addr().String(), other
-			} else {
-				e.RTSPAddress, e.RTMPAddress = busy.Addr().String(), other
+			e.TLSCert, e.TLSKey = certFile, keyFile
+			// Every listener on a free port but the clashing one.
+			others := map[string]*string{"rtmp": &e.RTMPAddress, "rtsp": &e.RTSPAddress,
+				"rtmps": &e.RTMPSAddress, "rtsps": &e.RTSPSAddress}
+			var free []string
+			for name, a := range others {
+				if name == clash {
+					*a = busy.Addr().String()
+					continue
+				}
+				*a = freePort()
+				free = append(free, *a)
 			}
 			reg := e.Metrics
 			if err := e.Start(); err == nil {
@@ -625,13 +634,15 @@ func TestStartFailsOnPortClash(t *testing.T) {
 				t.Fatal("Start succeeded on a busy port")
 			}
 			e.Close() // harmless
-			// Nothing is left: the other port is free again and the
+			// Nothing is left: the other ports are free again and the
 			// metrics can be registered once more.
-			l, err := net.Listen("tcp", other)
-			if err != nil {
-				t.Fatalf("port %s still held: %v", other, err)
+			for _, other := range free {
+				l, err := net.Listen("tcp", other)
+				if err != nil {
+					t.Fatalf("port %s still held: %v", other, err)
+				}
+				l.Close()
 			}
-			l.Close()
 			e2 := newEdge(t, b, "edge-1", nil)
 			e2.Metrics = reg
 			e2.UDPRTPAddress, e2.UDPRTCPAddress = "", ""

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
 
 	sgauth "github.com/streamgrid/streamgrid/internal/auth"
 	"github.com/streamgrid/streamgrid/internal/config"
@@ -135,4 +136,47 @@ func TestEdgeTLSConfig(t *testing.T) {
 			t.Errorf("%s: Start: %v, want %q", tc.name, err, tc.want)
 		}
 	}
+}
+
+// TestNoGoroutineLeakTLS: publishers on the TLS ports, and a plain client
+// stuck on one, leave nothing behind once the edge is closed.
+func TestNoGoroutineLeakTLS(t *testing.T) {
+	certFile, keyFile, pool := testcert.Write(t, t.TempDir())
+	c := loadClip(t, "h264_aac.ts")
+	b := startBus(t)
+	snapshot := goleak.IgnoreCurrent()
+	e := newEdge(t, b, "edge-1", nil)
+	e.TLSCert, e.TLSKey = certFile, keyFile
+	e.RTSPSAddress, e.RTMPSAddress = "127.0.0.1:0", "127.0.0.1:0"
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	clientTLS := &tls.Config{RootCAs: pool}
+	col := collect(t, b.nc, "live/a")
+	desc := clipDesc(c, "")
+	rc := &gortsplib.Client{Protocol: new(gortsplib.ProtocolTCP), TLSConfig: clientTLS, WriteQueueSize: 4096}
+	if err := rc.StartRecording("rtsps://"+e.RTSPSAddr().String()+"/live/a", desc); err != nil {
+		t.Fatal(err)
+	}
+	w := &rtpWriter{c: c, desc: desc, write: rc.WritePacketRTP, base: 1}
+	if err := w.send(); err != nil {
+		t.Fatal(err)
+	}
+	mc, err := publishRTMPURL(t, "rtmps://"+e.RTMPSAddr().String()+"/live/b", clientTLS, c, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle, err := net.Dial("tcp", e.RTSPSAddr().String()) // sends nothing
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	waitFor(t, 10*time.Second, "media", func() bool {
+		return videoCount(col.packets()) > 0 && len(e.Streams()) == 2
+	})
+	e.Close()
+	rc.Close()
+	mc.Close()
+	col.sub.Close()
+	goleak.VerifyNone(t, snapshot)
 }
