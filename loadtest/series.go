@@ -130,8 +130,26 @@ func SampleMain(args []string, stdout, stderr io.Writer) int {
 	out := fs.String("out", "", "JSON file to write; the plot goes to the same name with .svg (required)")
 	var marks markFlag
 	fs.Var(&marks, "mark", "SECONDS=LABEL drawn as a vertical line on the plot (repeatable)")
+	replot := fs.String("replot", "", "read this JSON file (written by an earlier run) and write its plot next to it; nothing is sampled")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *replot != "" {
+		var s Series
+		b, err := os.ReadFile(*replot)
+		if err == nil {
+			err = json.Unmarshal(b, &s)
+		}
+		if err == nil {
+			var svg strings.Builder
+			WriteSeriesSVG(&svg, &s)
+			err = os.WriteFile(svgName(*replot), []byte(svg.String()), 0o644)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "loadtest sample: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 	if *url == "" || *out == "" || *every <= 0 {
 		fmt.Fprintln(stderr, "loadtest sample: --metrics and --out are required")
@@ -260,9 +278,10 @@ func WriteSeriesSVG(w io.Writer, s *Series) {
 			fmt.Fprintf(w, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#eee"/>`, xOf(t), xOf(t), y0, y0+panelH)
 			fmt.Fprintf(w, `<text x="%.1f" y="%.1f" text-anchor="middle">%ss</text>`+"\n", xOf(t), y0+panelH+14, strconv.FormatFloat(t, 'f', -1, 64))
 		}
-		for _, m := range s.Marks {
+		for mi, m := range s.Marks {
+			// Labels at the bottom, staggered: marks may be close together.
 			fmt.Fprintf(w, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#555" stroke-dasharray="4 3"/>`, xOf(m.T), xOf(m.T), y0, y0+panelH)
-			fmt.Fprintf(w, `<text x="%.1f" y="%.1f" fill="#555">%s</text>`+"\n", xOf(m.T)+3, y0+12, xmlEscape(m.Label))
+			fmt.Fprintf(w, `<text x="%.1f" y="%.1f" fill="#555" font-size="11">%s</text>`+"\n", xOf(m.T)+3, y0+panelH-6-float64(mi%3)*13, xmlEscape(m.Label))
 		}
 		for li, l := range p.lines {
 			var pts strings.Builder

@@ -9,7 +9,8 @@
 #
 # usage: flock /tmp/sgbench.lock soak.sh [CAMERAS] [VIEWERS] [DURATION] [TAIL]
 #        (default 25 100 30m 90s; EVERY=5s; NODE_ENV="VAR=value ..." for the node)
-# out:   $SGB/soak-N-M-DURATION.{json,svg,txt} (samples, plot, loadtest report)
+# out:   $SGB/soak-N-M-DURATION.{json,svg,txt,report.json} (samples, plot, loadtest
+#        report), .{load,idle}.heap.pprof (heap profiles under load and idle)
 #        and a summary line
 . "$(dirname "$0")/lib.sh"
 cams=${1:-25}
@@ -28,22 +29,38 @@ clip=()
 [ -n "${CLIP:-}" ] && clip=(--clip "$CLIP")
 "$SG" loadtest sample --metrics "$SG_API/metrics" --every "$every" \
 	--duration "$(($(secs "$dur") + $(secs "$tail") + 2))s" --out "$base.json" \
-	--mark "2=load starts" --mark "$(($(secs "$dur") + 2))=load ends" >"$base.sample.txt" 2>&1 &
+	--mark "2=load starts" --mark "$(($(secs "$dur") + 2 - 20))=GC + heap profile" \
+	--mark "$(($(secs "$dur") + 2))=load ends" --mark "$(($(secs "$dur") + 2 + $(secs "$tail") / 2))=GC + heap profile" \
+	>"$base.sample.txt" 2>&1 &
 sampler=$!
+s0=$SECONDS
 sleep 2
 rc=0
 "$SG" loadtest --publish "$SG_RTSP/load" --play "$SG_HLS/load" --cameras "$cams" --viewers "$viewers" \
-	--duration "$dur" "${clip[@]}" --pid "$SG_PID" --quiet --json "$base.report.json" >"$base.txt" 2>&1 || rc=$?
+	--duration "$dur" "${clip[@]}" --pid "$SG_PID" --quiet --json "$base.report.json" >"$base.txt" 2>&1 &
+loader=$!
+# Heap profiles (after a forced GC: ?gc=1) 20 s before the load ends and
+# half-way through the tail: what the heap really holds under load and idle,
+# by function (go tool pprof -top -sample_index=inuse_space FILE). The GC
+# they force also shows in the following samples: without allocation, an
+# idle node's heap in use keeps the garbage of the load until the runtime's
+# periodic GC (every 2 minutes).
+at() { local d=$(($1 - (SECONDS - s0))); [ "$d" -gt 0 ] && sleep "$d"; return 0; }
+at $(($(secs "$dur") + 2 - 20))
+curl -sf -o "$base.load.heap.pprof" "$SG_API/debug/pprof/heap?gc=1" || true
+wait "$loader" || rc=$?
+at $(($(secs "$dur") + 2 + $(secs "$tail") / 2))
+curl -sf -o "$base.idle.heap.pprof" "$SG_API/debug/pprof/heap?gc=1" || true
 wait "$sampler" || rc=$?
 stop_sg
 cp "$SGB/sg.log" "$base.log"
 # RSS at minute 2 and at the end of the load, the largest, the heap at the
 # end of the load and at the end of the tail (idle), goroutines and files.
-jq -r --arg rc "$rc" --argjson end "$(($(secs "$dur") + 2))" '
+jq -r --arg rc "$rc" --argjson loadend "$(($(secs "$dur") + 2))" '
   def mib: . / 1048576 | floor;
   def at($t): [.samples[] | select(.t <= $t)] | last;
-  (at(122)) as $m2 | (at($end)) as $e | (.samples | last) as $idle |
-  "cameras/viewers=\(input_filename) rc=\($rc) samples=\(.samples | length) " +
+  (at(122)) as $m2 | (at($loadend)) as $e | (.samples | last) as $idle |
+  "rc=\($rc) samples=\(.samples | length) " +
   "rss_MiB min2=\($m2.rss_bytes | mib) end=\($e.rss_bytes | mib) max=\([.samples[].rss_bytes] | max | mib) idle=\($idle.rss_bytes | mib) " +
   "heap_MiB end=\($e.heap_inuse_bytes | mib) idle=\($idle.heap_inuse_bytes | mib) lru_MiB end=\($e.cache_lru_bytes | mib) idle=\($idle.cache_lru_bytes | mib) " +
   "goroutines min2=\($m2.goroutines) end=\($e.goroutines) idle=\($idle.goroutines) fds min2=\($m2.open_fds) end=\($e.open_fds) idle=\($idle.open_fds)"' "$base.json"
