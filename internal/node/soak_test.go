@@ -113,7 +113,7 @@ loop:
 	if g1 > g0+g0/10+10 {
 		t.Errorf("goroutines grew under a steady load: %d → %d", g0, g1)
 	}
-	if f1 > f0+6 {
+	if f1 > f0+f0/10+6 {
 		t.Errorf("open files grew under a steady load: %d → %d", f0, f1)
 	}
 
