@@ -179,6 +179,11 @@ func (c *lru) removeLocked(el *list.Element) {
 	if e.index >= 0 {
 		heap.Remove(&c.expiry, e.index)
 	}
+	if len(c.items) == 0 && cap(c.expiry) > 64 {
+		// Empty: give back the map's buckets and the queue's array, which
+		// never shrink (a quiet node holds nothing of its busy hours).
+		c.items, c.expiry = map[string]*list.Element{}, nil
+	}
 }
 
 func (c *lru) reportLocked() {
