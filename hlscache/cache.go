@@ -185,6 +185,7 @@ func (c *Cache) Start() error {
 		func() float64 { return float64(c.flights.inFlight()) })
 	c.m.perStream = &streamCollector{node: c.Node, viewers: c.viewers}
 	c.lru.onEvict = func(n int) { c.m.lruEvictions.Add(float64(n)) }
+	c.lru.onExpire = func(n int) { c.m.lruExpired.Add(float64(n)) }
 	c.lru.onSize = func(b int64, n int) {
 		c.m.lruBytes.Set(float64(b))
 		c.m.lruObjects.Set(float64(n))
@@ -244,12 +245,34 @@ func (c *Cache) Start() error {
 		c.srv.Protocols = &p
 	}
 	c.serveLn = serveLn
-	c.wg.Add(3)
+	c.wg.Add(4)
 	go c.serve()
 	go c.watchLoop(owners)
 	go c.refreshLoop()
+	go c.expireLoop()
 	c.Log.Info("hls cache listening", "addr", ln.Addr().String())
 	return nil
+}
+
+// expireInterval is how often the LRU drops the objects past their deadline
+// (lru.expire); an object lives at most this much past it, and only when no
+// add dropped it first.
+const expireInterval = time.Second
+
+// expireLoop drops expired objects while no request comes, so that a quiet
+// node gives its memory back.
+func (c *Cache) expireLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(expireInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case now := <-t.C:
+			c.lru.expire(now)
+		}
+	}
 }
 
 func (c *Cache) setDefaults() {

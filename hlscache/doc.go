@@ -18,8 +18,14 @@
 // X-Streamgrid-Epoch headers match the owner asked.
 //
 // Lifetimes. Segments, parts and init files are immutable and stay in a
-// byte-bounded LRU until evicted (objects over an eighth of the budget are
-// not kept). Media playlists are kept for at most 250 ms (half a part target
+// byte-bounded LRU (objects over an eighth of the budget are not kept) for
+// as long as they can be asked for: segments and parts for their stream's
+// availability window from when they were fetched (2 × the longest media
+// playlist's duration + 3 target durations, RFC 8216 §6.2.2), init sections
+// until nobody asked for them for that long; a min-heap of deadlines drops
+// them (lru.expire) without budget pressure. The LRU counts each body's
+// capacity plus a fixed per-entry overhead, bodies are sized exactly
+// (readBody), so its byte gauge is what the heap holds. Media playlists are kept for at most 250 ms (half a part target
 // when shorter, never past the origin's max-age) so a burst of viewers costs
 // one request; answers to blocking reloads for one (msn, part) for 3 s;
 // multivariant playlists per the origin's max-age, capped at 5 s; upstream

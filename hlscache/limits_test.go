@@ -19,11 +19,11 @@ func TestParseWindow(t *testing.T) {
 		body string
 		want *playlistWindow
 	}{
-		{"ll", llPlaylist, &playlistWindow{first: 7, next: 8, maxPart: 21, blocking: true}},
+		{"ll", llPlaylist, &playlistWindow{first: 7, next: 8, maxPart: 21, blocking: true, duration: 2 * time.Second, target: 2 * time.Second}},
 		{"classic", "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-MEDIA-SEQUENCE:100\n#EXTINF:4,\na.ts\n#EXTINF:4,\nb.ts\n",
-			&playlistWindow{first: 100, next: 102}},
+			&playlistWindow{first: 100, next: 102, duration: 8 * time.Second, target: 4 * time.Second}},
 		{"crlf", "#EXTM3U\r\n#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES\r\n#EXT-X-TARGETDURATION:1\r\n#EXT-X-PART-INF:PART-TARGET=0.33334\r\n#EXT-X-MEDIA-SEQUENCE:5\r\n#EXTINF:1,\r\na.mp4\r\n",
-			&playlistWindow{first: 5, next: 6, maxPart: 7, blocking: true}},
+			&playlistWindow{first: 5, next: 6, maxPart: 7, blocking: true, duration: time.Second, target: time.Second}},
 		{"multivariant", "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv.m3u8\n", nil},
 		{"bad sequence", "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:-1\n", nil},
 		{"empty", "", nil},

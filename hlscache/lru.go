@@ -1,45 +1,64 @@
 package hlscache
 
 import (
+	"container/heap"
 	"container/list"
 	"sync"
 	"time"
 )
 
-// entryOverhead approximates the memory an entry costs beyond its body and
-// key (list element, map slot, object header), so that many tiny objects
-// (404s, playlists) are accounted for too.
-const entryOverhead = 256
+// entryOverhead is the memory an entry holds beyond its key and its body's
+// capacity: the object and its header values, the list element, the LRU
+// entry, its map slot and expiry-queue slot. Measured by
+// TestLRUBytesMatchHeap (about 600 bytes with Go 1.26 on amd64), rounded up.
+const entryOverhead = 640
 
-// lru is a byte-bounded least-recently-used store of objects. It is safe for
-// concurrent use.
+// lru is a byte-bounded least-recently-used store of objects. Every entry
+// may carry a deadline, kept in a min-heap: expire drops the entries whose
+// deadline has passed without looking at the others, so objects that can no
+// longer be requested leave without waiting for budget pressure. It is safe
+// for concurrent use.
 type lru struct {
 	// maxBytes is the budget; objects larger than maxBytes/8 are not kept.
 	maxBytes int64
 	// onEvict, if set, is called (without the lock) with the number of
 	// entries evicted to make room.
 	onEvict func(n int)
+	// onExpire, if set, is called (without the lock) with the number of
+	// entries dropped because their deadline passed.
+	onExpire func(n int)
 	// onSize, if set, is called (under the lock) with the new byte total and entry count.
 	onSize func(bytes int64, entries int)
 
-	mu    sync.Mutex
-	order *list.List // front = most recently used
-	items map[string]*list.Element
-	bytes int64
+	mu     sync.Mutex
+	order  *list.List // front = most recently used
+	items  map[string]*list.Element
+	bytes  int64
+	expiry expiryQueue // entries with a deadline, soonest first
 }
 
 type lruEntry struct {
 	key  string
 	obj  *object
 	size int64
+	// deadline is when the entry leaves the LRU; zero: only by eviction.
+	deadline time.Time
+	// idle, when positive, moves deadline to the time of use + idle on
+	// every hit (objects requested for as long as the stream lives, such
+	// as init sections).
+	idle time.Duration
+	// index is the entry's place in the expiry queue, -1 when not in it.
+	index int
 }
 
 func newLRU(maxBytes int64) *lru {
 	return &lru{maxBytes: maxBytes, order: list.New(), items: map[string]*list.Element{}}
 }
 
+// entrySize is what an entry holds in memory: the body's capacity (what
+// was allocated, not what is used), the key and a fixed overhead.
 func entrySize(key string, obj *object) int64 {
-	return int64(len(key)+len(obj.body)) + entryOverhead
+	return int64(len(key)+cap(obj.body)) + entryOverhead
 }
 
 // get returns the fresh object under key and marks it used; an expired one is dropped.
@@ -51,30 +70,45 @@ func (c *lru) get(key string, now time.Time) *object {
 		return nil
 	}
 	e := el.Value.(*lruEntry)
-	if !e.obj.fresh(now) {
+	if !e.obj.fresh(now) || !e.deadline.IsZero() && !now.Before(e.deadline) {
 		c.removeLocked(el)
 		c.reportLocked()
 		return nil
+	}
+	if e.idle > 0 {
+		e.deadline = now.Add(e.idle)
+		heap.Fix(&c.expiry, e.index)
 	}
 	c.order.MoveToFront(el)
 	return e.obj
 }
 
 // add stores obj under key, replacing what was there, and evicts the least
-// recently used entries until the budget holds. It reports whether obj was kept.
-func (c *lru) add(key string, obj *object) bool {
+// recently used entries until the budget holds. It reports whether obj was
+// kept. The entry leaves at the object's expiry or at deadline, whichever
+// comes first (zero: none); with idle > 0 the deadline moves to each hit +
+// idle. Entries already past their deadline at now are dropped first.
+func (c *lru) add(key string, obj *object, now, deadline time.Time, idle time.Duration) bool {
 	size := entrySize(key, obj)
+	if !obj.expires.IsZero() && (deadline.IsZero() || obj.expires.Before(deadline)) {
+		deadline = obj.expires
+	}
 	evicted := 0
 	c.mu.Lock()
 	if size > c.maxBytes/8 {
 		c.mu.Unlock()
 		return false
 	}
+	expired := c.expireLocked(now)
 	if el, ok := c.items[key]; ok {
 		c.removeLocked(el)
 	}
-	c.items[key] = c.order.PushFront(&lruEntry{key: key, obj: obj, size: size})
+	e := &lruEntry{key: key, obj: obj, size: size, deadline: deadline, idle: idle, index: -1}
+	c.items[key] = c.order.PushFront(e)
 	c.bytes += size
+	if !deadline.IsZero() {
+		heap.Push(&c.expiry, e)
+	}
 	for c.bytes > c.maxBytes {
 		c.removeLocked(c.order.Back())
 		evicted++
@@ -84,7 +118,34 @@ func (c *lru) add(key string, obj *object) bool {
 	if evicted > 0 && c.onEvict != nil {
 		c.onEvict(evicted)
 	}
+	if expired > 0 && c.onExpire != nil {
+		c.onExpire(expired)
+	}
 	return true
+}
+
+// expire drops every entry whose deadline is at or before now. It costs
+// O(log n) per entry dropped and nothing for the others.
+func (c *lru) expire(now time.Time) int {
+	c.mu.Lock()
+	n := c.expireLocked(now)
+	if n > 0 {
+		c.reportLocked()
+	}
+	c.mu.Unlock()
+	if n > 0 && c.onExpire != nil {
+		c.onExpire(n)
+	}
+	return n
+}
+
+func (c *lru) expireLocked(now time.Time) int {
+	n := 0
+	for len(c.expiry) > 0 && !now.Before(c.expiry[0].deadline) {
+		c.removeLocked(c.items[c.expiry[0].key])
+		n++
+	}
+	return n
 }
 
 // setMax changes the budget, evicting until it holds.
@@ -115,10 +176,44 @@ func (c *lru) removeLocked(el *list.Element) {
 	c.order.Remove(el)
 	delete(c.items, e.key)
 	c.bytes -= e.size
+	if e.index >= 0 {
+		heap.Remove(&c.expiry, e.index)
+	}
+	if len(c.items) == 0 && cap(c.expiry) > 64 {
+		// Empty: give back the map's buckets and the queue's array, which
+		// never shrink (a quiet node holds nothing of its busy hours).
+		c.items, c.expiry = map[string]*list.Element{}, nil
+	}
 }
 
 func (c *lru) reportLocked() {
 	if c.onSize != nil {
 		c.onSize(c.bytes, len(c.items))
 	}
+}
+
+// expiryQueue is a min-heap of entries by deadline (container/heap).
+type expiryQueue []*lruEntry
+
+func (q expiryQueue) Len() int           { return len(q) }
+func (q expiryQueue) Less(i, j int) bool { return q[i].deadline.Before(q[j].deadline) }
+func (q expiryQueue) Swap(i, j int) {
+	q[i], q[j] = q[j], q[i]
+	q[i].index = i
+	q[j].index = j
+}
+
+func (q *expiryQueue) Push(x any) {
+	e := x.(*lruEntry)
+	e.index = len(*q)
+	*q = append(*q, e)
+}
+
+func (q *expiryQueue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	e.index = -1
+	*q = old[:len(old)-1]
+	return e
 }

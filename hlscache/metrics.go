@@ -39,6 +39,7 @@ type metrics struct {
 	lruBytes         prometheus.Gauge
 	lruObjects       prometheus.Gauge
 	lruEvictions     prometheus.Counter
+	lruExpired       prometheus.Counter
 	routes           prometheus.GaugeFunc
 	held             prometheus.Gauge
 	fetches          prometheus.GaugeFunc
@@ -95,6 +96,10 @@ func newMetrics(node string, routes, inFlight func() float64) *metrics {
 			Name: "streamgrid_cache_lru_evictions_total", ConstLabels: labels,
 			Help: "Objects evicted from the object cache to stay within its byte budget.",
 		}),
+		lruExpired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "streamgrid_cache_lru_expired_total", ConstLabels: labels,
+			Help: "Objects dropped from the object cache because they can no longer be requested (segments and parts past their availability, stale playlists, init sections of ended streams).",
+		}),
 		routes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "streamgrid_cache_routes", ConstLabels: labels,
 			Help: "Streams with a known owner.",
@@ -147,7 +152,7 @@ func newMetrics(node string, routes, inFlight func() float64) *metrics {
 
 func (m *metrics) collectors() []prometheus.Collector {
 	out := []prometheus.Collector{m.requests, m.servedBytes, m.upstreamRequests, m.upstreamErrors,
-		m.lruBytes, m.lruObjects, m.lruEvictions, m.routes, m.held, m.fetches,
+		m.lruBytes, m.lruObjects, m.lruEvictions, m.lruExpired, m.routes, m.held, m.fetches,
 		m.deniedVec, m.connsRefused, m.upstreamWaiting, m.upstreamSeconds, m.blockingSeconds}
 	if m.perStream != nil {
 		out = append(out, m.perStream)

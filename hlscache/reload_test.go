@@ -12,7 +12,7 @@ func TestLRUSetMaxEvicts(t *testing.T) {
 	l.onEvict = func(n int) { evicted += n }
 	body := make([]byte, 10<<10)
 	for i := range 50 {
-		if !l.add(fmt.Sprintf("k%d", i), &object{status: 200, body: body}) {
+		if !l.add(fmt.Sprintf("k%d", i), &object{status: 200, body: body}, time.Now(), time.Time{}, 0) {
 			t.Fatal("object not kept")
 		}
 	}

@@ -296,6 +296,22 @@ func (t *routeTable) playlistWindow(stream, file string) *playlistWindow {
 	return nil
 }
 
+// longestWindow returns the window of the stream's stored media playlist
+// with the longest duration; nil when none is known.
+func (t *routeTable) longestWindow(stream string) *playlistWindow {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var best *playlistWindow
+	if e := t.streams[stream]; e != nil {
+		for _, obj := range e.playlists {
+			if w := obj.window; w != nil && (best == nil || w.duration > best.duration) {
+				best = w
+			}
+		}
+	}
+	return best
+}
+
 // Route is where the cache sends a stream's requests.
 type Route struct {
 	// Node is the owning origin's node name.

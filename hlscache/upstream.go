@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,7 +89,8 @@ func (c *Cache) fetch(rt route, req *request, key string) (*object, error) {
 		return obj, nil
 	}
 	if obj.storable {
-		c.lru.add(key, obj)
+		deadline, idle := c.lifetime(req, obj)
+		c.lru.add(key, obj, obj.fetched, deadline, idle)
 	}
 	if req.kind == kindPlaylist && obj.status == http.StatusOK && req.hls.skip == "" {
 		c.routes.storePlaylist(req.stream, req.file, obj)
@@ -123,13 +125,12 @@ func (c *Cache) fetchUpstream(ctx context.Context, rt route, req *request) (*obj
 			return nil, false, &upstreamError{status: http.StatusBadGateway, reason: "body",
 				err: fmt.Errorf("object of %d bytes is over the %d-byte limit", resp.ContentLength, maxObjectSize)}
 		}
-		body, err = io.ReadAll(io.LimitReader(resp.Body, maxObjectSize+1))
+		body, err = readBody(resp.Body, resp.ContentLength, maxObjectSize)
+		if errors.Is(err, errObjectTooLarge) {
+			return nil, false, &upstreamError{status: http.StatusBadGateway, reason: "body", err: err}
+		}
 		if err != nil {
 			return nil, false, c.classify(ctx, err)
-		}
-		if len(body) > maxObjectSize {
-			return nil, false, &upstreamError{status: http.StatusBadGateway, reason: "body",
-				err: fmt.Errorf("object over the %d-byte limit", maxObjectSize)}
 		}
 		if len(body) == 0 {
 			// gohlslib answers an empty 200 for files it does not have; no
@@ -167,6 +168,60 @@ func (c *Cache) fetchUpstream(ctx context.Context, rt route, req *request) (*obj
 	}
 	return obj, verified, nil
 }
+
+// lifetime says how long a stored object stays in the LRU beyond its own
+// expiry (see lru.add): a segment or part until it can no longer be asked
+// for (playlistWindow.availability from when it was fetched); an init
+// section for as long as it is asked for within that time (it serves the
+// stream for its whole life). Playlists and error answers carry their
+// expiry in the object.
+func (c *Cache) lifetime(req *request, obj *object) (deadline time.Time, idle time.Duration) {
+	if obj.status != http.StatusOK {
+		return time.Time{}, 0
+	}
+	switch req.kind {
+	case kindSegment, kindPart:
+		return obj.fetched.Add(c.routes.longestWindow(req.stream).availability()), 0
+	case kindInit:
+		avail := c.routes.longestWindow(req.stream).availability()
+		return obj.fetched.Add(avail), avail
+	}
+	return time.Time{}, 0
+}
+
+// readBody reads a body of at most limit bytes into a buffer of its exact
+// size, so that what the cache accounts (the capacity) is what it holds.
+// With a known length (size >= 0) it allocates once; otherwise it reads
+// into a growing buffer and copies the result to an exact one. A body over
+// limit is an error; so is one shorter or longer than its Content-Length.
+func readBody(r io.Reader, size int64, limit int) ([]byte, error) {
+	if size > int64(limit) {
+		return nil, errObjectTooLarge
+	}
+	if size >= 0 {
+		// slices.Grow rounds the capacity up to the allocator's size
+		// class, so cap() is what the heap really holds for it.
+		body := slices.Grow([]byte(nil), int(size))[:size]
+		if _, err := io.ReadFull(r, body); err != nil {
+			if err == io.ErrUnexpectedEOF {
+				err = fmt.Errorf("body shorter than its Content-Length %d: %w", size, err)
+			}
+			return nil, err
+		}
+		return body, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > limit {
+		return nil, errObjectTooLarge
+	}
+	return append(slices.Grow([]byte(nil), len(b))[:0], b...), nil
+}
+
+// errObjectTooLarge is a body over maxObjectSize.
+var errObjectTooLarge = fmt.Errorf("object over the %d-byte limit", maxObjectSize)
 
 // upstreamSlots caps the concurrent fetches per origin address.
 type upstreamSlots struct {

@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // Bounds on LL-HLS blocking reloads.
@@ -38,6 +39,10 @@ type playlistWindow struct {
 	next     uint64 // msn of the segment being written (first + full segments)
 	maxPart  uint64 // the highest acceptable _HLS_part
 	blocking bool   // CAN-BLOCK-RELOAD=YES and a PART-INF or segments to wait for
+	// duration is the sum of the listed segments' EXTINF, target the
+	// EXT-X-TARGETDURATION: they bound how long a segment stays available
+	// (see availability).
+	duration, target time.Duration
 }
 
 // parseWindow reads a playlist's window; nil when it is no media playlist
@@ -61,6 +66,13 @@ func parseWindow(body []byte) *playlistWindow {
 		switch {
 		case bytes.HasPrefix(line, []byte("#EXTINF:")):
 			segments++
+			v := line[len("#EXTINF:"):]
+			if j := bytes.IndexByte(v, ','); j >= 0 {
+				v = v[:j]
+			}
+			if d, err := strconv.ParseFloat(string(v), 64); err == nil && d > 0 && d < 3600 {
+				w.duration += time.Duration(d * float64(time.Second))
+			}
 		case bytes.HasPrefix(line, []byte("#EXT-X-MEDIA-SEQUENCE:")):
 			v, err := strconv.ParseUint(string(line[len("#EXT-X-MEDIA-SEQUENCE:"):]), 10, 63)
 			if err != nil {
@@ -79,6 +91,9 @@ func parseWindow(body []byte) *playlistWindow {
 		return nil // no media playlist
 	}
 	w.next = w.first + segments
+	if target > 0 && target < 3600 {
+		w.target = time.Duration(target * float64(time.Second))
+	}
 	w.blocking = canBlock
 	if partTarget > 0 && target > 0 {
 		// Capped: an origin's odd numbers must not make the bound useless.
@@ -156,4 +171,24 @@ func (c *Cache) boundBlocking(ctx context.Context, rt route, req *request) (*obj
 		req.hls.msn, req.hls.part, req.hls.hasMSN, req.hls.hasPart = 0, 0, false, false
 	}
 	return nil, resultHit, nil
+}
+
+// fallbackAvailability is how long a segment or part is kept when no media
+// playlist of its stream is known (it was asked for directly): a shorter
+// stay than its real availability costs one more upstream fetch, nothing else.
+const fallbackAvailability = 2 * time.Minute
+
+// availability is how long after the cache fetched it a segment or part of
+// a stream whose longest media playlist is w can still be asked for. A
+// segment is listed from when it completes (its parts from up to a target
+// duration before) for about the playlist's duration, then must stay
+// available for its own duration plus the playlist's (RFC 8216 §6.2.2); the
+// origin keeps segment_count + 2 more segments than it lists, i.e. the
+// playlist's duration + 2 target durations past leaving it. So:
+// 2 × duration + 3 × target covers every request the origin can still answer.
+func (w *playlistWindow) availability() time.Duration {
+	if w == nil || w.target <= 0 {
+		return fallbackAvailability
+	}
+	return 2*max(w.duration, w.target) + 3*w.target
 }

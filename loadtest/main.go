@@ -29,6 +29,12 @@ long after the origin the cache serves each new part. Exits 0 when every
 camera ran without failure and at least 95% of the viewers played, 1
 otherwise, 2 on usage errors.
 
+streamgrid loadtest sample --metrics URL --out FILE.json [--every 5s]
+[--duration D] [--mark SECONDS=LABEL]... reads a node's /metrics instead
+(RSS, Go heap in use, the cache's LRU bytes, goroutines, open files) until
+D or SIGINT/SIGTERM, and writes FILE.json and a plot, FILE.svg
+(loadtest/bench/soak.sh runs both).
+
 Targets must be loopback (127.0.0.0/8, ::1, localhost) unless named with
 --allow-remote.
 

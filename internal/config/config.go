@@ -45,6 +45,11 @@ type Node struct {
 	LogFormat string `yaml:"log_format"`
 	// DrainTimeout bounds the graceful stop on SIGTERM.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// MemoryLimit is the node's memory budget in bytes: Go's soft memory
+	// limit (unless GOMEMLIMIT is set) and the cap of the cache's LRU (half
+	// of it). 0: 80 % of the container's cgroup limit, none outside one;
+	// -1: no limit. See internal/memlimit and docs/operations.md.
+	MemoryLimit int64 `yaml:"memory_limit"`
 }
 
 // API is the REST API, /metrics, /healthz and the status page.
@@ -591,6 +596,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	positive("node.drain_timeout", c.Node.DrainTimeout)
+	if m := c.Node.MemoryLimit; m < -1 || m > 0 && m < 64<<20 {
+		bad("node.memory_limit", "must be 0 (80%% of the cgroup limit), -1 (off) or at least 67108864 bytes, got %d", m)
+	}
 	addr := func(key, a string, optional bool) {
 		if a == "" {
 			if !optional {

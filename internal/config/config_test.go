@@ -94,6 +94,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"unknown env", "", []string{"SG_EDGE_RTSP=1"}, "SG_EDGE_RTSP"},
 		{"bad env value", "", []string{"SG_ORIGIN_CAPACITY=many"}, "origin.capacity"},
 		{"bad log level", "node:\n  log_level: loud\n", nil, "node.log_level"},
+		{"small memory limit", "node:\n  memory_limit: 1000000\n", nil, "node.memory_limit"},
+		{"negative memory limit", "", []string{"SG_NODE_MEMORY_LIMIT=-2"}, "node.memory_limit"},
 		{"negative conns per ip", "cache:\n  max_conns_per_ip: -1\n", nil, "cache.max_conns_per_ip"},
 		{"no upstream conns", "", []string{"SG_CACHE_MAX_UPSTREAM_CONNS=0"}, "cache.max_upstream_conns"},
 		{"cert without key", "cache:\n  tls_cert: /etc/hostname\n", nil, "cache.tls_cert"},

@@ -33,6 +33,7 @@ import (
 	"github.com/streamgrid/streamgrid/internal/config"
 	"github.com/streamgrid/streamgrid/internal/gossip"
 	"github.com/streamgrid/streamgrid/internal/hooks"
+	"github.com/streamgrid/streamgrid/internal/memlimit"
 	"github.com/streamgrid/streamgrid/internal/transcode"
 	"github.com/streamgrid/streamgrid/internal/version"
 	"github.com/streamgrid/streamgrid/origin"
@@ -75,9 +76,11 @@ type Node struct {
 	draining atomic.Bool        // set by Drain; /healthz answers 503 from then on
 
 	reload reloader // see reload.go
-	hooks  *hooks.Notifier
-	bg     context.CancelFunc // ends the node's own watchers
-	bgWG   sync.WaitGroup
+	// memLimit is the node's memory limit (node.memory_limit, see memory.go).
+	memLimit memlimit.Limit
+	hooks    *hooks.Notifier
+	bg       context.CancelFunc // ends the node's own watchers
+	bgWG     sync.WaitGroup
 
 	closeOnce sync.Once
 }
@@ -118,6 +121,9 @@ func (n *Node) Start() (err error) {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo())
 	reg := n.metrics
+	if err := n.startMemoryLimit(); err != nil {
+		return err
+	}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -215,7 +221,7 @@ func (n *Node) Start() (err error) {
 	if n.has(RoleCache) {
 		n.cache = &hlscache.Cache{
 			Node: n.name, Registry: n.registry, Gossip: n.gossip, Demander: bus.Demander{NC: n.nc},
-			HTTPAddress: c.Cache.HTTPAddress, MaxBytes: c.Cache.MaxBytes,
+			HTTPAddress: c.Cache.HTTPAddress, MaxBytes: memlimit.CacheBudget(c.Cache.MaxBytes, n.memLimit),
 			UpstreamTimeout: c.Cache.UpstreamTimeout, AllowOrigin: c.Cache.AllowOrigin,
 			MaxConnsPerIP: cmp.Or(c.Cache.MaxConnsPerIP, -1), MaxUpstreamConns: c.Cache.MaxUpstreamConns,
 			TLSCert: c.Cache.TLSCert, TLSKey: c.Cache.TLSKey,

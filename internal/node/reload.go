@@ -10,6 +10,7 @@ import (
 
 	"github.com/streamgrid/streamgrid/edge"
 	"github.com/streamgrid/streamgrid/internal/config"
+	"github.com/streamgrid/streamgrid/internal/memlimit"
 	"github.com/streamgrid/streamgrid/origin"
 )
 
@@ -127,7 +128,7 @@ func (n *Node) Reload(next *config.Config) error {
 		}
 	}
 	if ch.Has("cache.max_bytes") && n.cache != nil {
-		apply("cache.max_bytes", n.cache.SetMaxBytes(next.Cache.MaxBytes),
+		apply("cache.max_bytes", n.cache.SetMaxBytes(memlimit.CacheBudget(next.Cache.MaxBytes, n.memLimit)),
 			func() { next.Cache.MaxBytes = old.Cache.MaxBytes })
 	}
 	if ch.Has("hooks") && n.hooks != nil {
