@@ -255,7 +255,9 @@ func TestClusterFailover(t *testing.T) {
 	w2 := watchMSN(ctx, media2)
 
 	check := &testmedia.Check{MaxGaps: 100}
-	r := &testmedia.Reader{URL: base1 + "/index.m3u8", OnVideo: check.Video, RetryInterval: 200 * time.Millisecond, Log: testLog()}
+	rec1 := newHTTPRecord()
+	rec1.dumpOnFailure(t, "the first viewer at cache1")
+	r := &testmedia.Reader{URL: base1 + "/index.m3u8", HTTPClient: rec1.client(), OnVideo: rec1.frames(check.Video), RetryInterval: 200 * time.Millisecond, Log: testLog()}
 	rdone := make(chan error, 1)
 	rctx, rcancel := context.WithCancel(ctx)
 	go func() { rdone <- r.Run(rctx) }()
@@ -289,7 +291,9 @@ func TestClusterFailover(t *testing.T) {
 		t.Logf("first viewer ended: %v", err)
 	}
 	after := &testmedia.Check{MaxGaps: 3}
-	r2 := &testmedia.Reader{URL: base1 + "/index.m3u8", OnVideo: after.Video, RetryInterval: 200 * time.Millisecond, Log: testLog()}
+	rec2 := newHTTPRecord()
+	rec2.dumpOnFailure(t, "the viewer after the faults")
+	r2 := &testmedia.Reader{URL: base1 + "/index.m3u8", HTTPClient: rec2.client(), OnVideo: rec2.frames(after.Video), RetryInterval: 200 * time.Millisecond, Log: testLog()}
 	r2ctx, r2cancel := context.WithTimeout(ctx, 30*time.Second)
 	r2done := make(chan error, 1)
 	go func() { r2done <- r2.Run(r2ctx) }()
