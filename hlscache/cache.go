@@ -731,7 +731,9 @@ func (c *Cache) serveHeld(w *viewerWriter, r *http.Request, req *request, prev r
 			return 0, false
 		}
 		stale := c.routes.stalePlaylist(req.stream, req.file, now)
-		if stale == nil {
+		if stale == nil || c.overtaken(prev, req, stale, now) {
+			// A copy whose hinted part was served already would send a
+			// client back to that part: wait for the new owner instead.
 			return 0, false
 		}
 		writeStale(w, r, stale)
@@ -786,12 +788,37 @@ func cacheKey(rt route, req *request) string {
 // fetch all concurrent requests for it share.
 func (c *Cache) get(ctx context.Context, rt route, req *request) (*object, fetchResult, error) {
 	key := cacheKey(rt, req)
-	if obj := c.lru.get(key, time.Now()); obj != nil {
+	stored := func() *object {
+		now := time.Now()
+		obj := c.lru.get(key, now)
+		if obj != nil && !req.hls.blocking() && c.overtaken(rt, req, obj, now) {
+			return nil
+		}
+		return obj
+	}
+	if obj := stored(); obj != nil {
 		return obj, resultHit, nil
 	}
-	return c.flights.do(ctx, key,
-		func() *object { return c.lru.get(key, time.Now()) },
+	return c.flights.do(ctx, key, stored,
 		func() (*object, error) { return c.fetch(rt, req, key) })
+}
+
+// overtaken reports a playlist copy older than a part this cache already
+// holds: the part its EXT-X-PRELOAD-HINT announces is complete in the LRU
+// (under rt, the owner the copy came from). Such a copy must not be served
+// as the playlist: a client that downloads the hinted part and then reloads
+// the playlist, as LL-HLS clients do (gohlslib's among them, without
+// _HLS_msn), would be told to fetch the same part again, get it at once from
+// the LRU, and replay it until the copy expires. A plain playlist is kept
+// up to half a part target, so the copy fetched just before a part completed
+// is still fresh when its viewer asks again right after that part.
+func (c *Cache) overtaken(rt route, req *request, obj *object, now time.Time) bool {
+	if obj.hint == "" || obj.status != http.StatusOK {
+		return false
+	}
+	part := request{stream: req.stream, file: obj.hint, kind: kindPart}
+	p := c.lru.get(cacheKey(rt, &part), now)
+	return p != nil && p.status == http.StatusOK
 }
 
 func fetchOutcome(r fetchResult) outcome {

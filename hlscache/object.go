@@ -47,6 +47,40 @@ type object struct {
 	storable bool
 	// window is a full media playlist's window (see window.go); nil otherwise.
 	window *playlistWindow
+	// hint is the file named by an LL-HLS media playlist's
+	// EXT-X-PRELOAD-HINT of TYPE=PART, when it lies in the stream's own
+	// directory; "" otherwise. See overtaken.
+	hint string
+}
+
+// preloadHintPart returns the file of a media playlist's EXT-X-PRELOAD-HINT
+// of TYPE=PART, or "" when there is none or it is no plain file name of the
+// playlist's directory.
+func preloadHintPart(body []byte) string {
+	const tag = "#EXT-X-PRELOAD-HINT:"
+	i := bytes.LastIndex(body, []byte(tag))
+	if i < 0 {
+		return ""
+	}
+	line := body[i+len(tag):]
+	if j := bytes.IndexByte(line, '\n'); j >= 0 {
+		line = line[:j]
+	}
+	line = bytes.TrimRight(line, "\r")
+	if !bytes.Contains(line, []byte("TYPE=PART")) || bytes.Contains(line, []byte("BYTERANGE-")) {
+		return ""
+	}
+	const uri = `URI="`
+	k := bytes.Index(line, []byte(uri))
+	if k < 0 {
+		return ""
+	}
+	v := line[k+len(uri):]
+	end := bytes.IndexByte(v, '"')
+	if end <= 0 || bytes.ContainsAny(v[:end], "/?#\\") {
+		return ""
+	}
+	return string(v[:end])
 }
 
 // objectHeader holds the values of an object's response headers, built once

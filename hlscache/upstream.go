@@ -162,6 +162,9 @@ func (c *Cache) fetchUpstream(ctx context.Context, rt route, req *request) (*obj
 	if req.kind == kindPlaylist && status == http.StatusOK && req.hls.skip == "" {
 		obj.window = parseWindow(body)
 	}
+	if req.kind == kindPlaylist && status == http.StatusOK {
+		obj.hint = preloadHintPart(body)
+	}
 	obj.header = newObjectHeader(mimeTypes[req.ext], cc, resp.Header.Get("ETag"), obj.modTime, len(body))
 	if ttl > 0 {
 		obj.expires = now.Add(ttl)
