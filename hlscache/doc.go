@@ -27,13 +27,17 @@
 // capacity plus a fixed per-entry overhead, bodies are sized exactly
 // (readBody), so its byte gauge is what the heap holds. Media playlists are kept for at most 250 ms (half a part target
 // when shorter, never past the origin's max-age) so a burst of viewers costs
-// one request; answers to blocking reloads for one (msn, part) for 3 s;
+// one request, and no longer than its EXT-X-PRELOAD-HINT part is missing:
+// a copy whose hinted part is in the LRU is refetched, since a client that
+// reloads right after that part (gohlslib's, without _HLS_msn) would be sent
+// back to it; answers to blocking reloads for one (msn, part) for 3 s;
 // multivariant playlists per the origin's max-age, capped at 5 s; upstream
 // 404s for 500 ms (not for parts, which may appear a moment later).
 //
 // Failover. When a stream loses its routable owner, the cache keeps treating
 // it as live for FailoverWindow: non-blocking playlist requests get the last
-// good copy (Cache-Control: no-cache, X-Cache: STALE), objects of the old
+// good copy (Cache-Control: no-cache, X-Cache: STALE; held like blocking
+// reloads while its hinted part is in the LRU), objects of the old
 // owner still in the LRU are served, and everything else is held until a new
 // owner is routable (then forwarded) or the request's deadline passes
 // (503 with Retry-After). An owner that refuses connections before gossip
