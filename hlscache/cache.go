@@ -639,12 +639,23 @@ func (c *Cache) serveRequest(w *viewerWriter, r *http.Request, req *request) out
 		if starting(err, obj, req, prev) || demanded && starting(err, obj, req, rt) {
 			// The new owner holds the lease but is still starting the
 			// stream: serve the last good playlist, or ask again shortly.
-			if stale := c.routes.stalePlaylist(req.stream, req.file, now); stale != nil && !req.hls.blocking() {
+			// A copy overtaken by its hinted part (which the previous
+			// owner's objects still serve) is the answer only at the
+			// deadline, rather than a 404.
+			stale := c.routes.stalePlaylist(req.stream, req.file, now)
+			if stale != nil && req.hls.blocking() {
+				stale = nil
+			}
+			if stale != nil && !c.overtaken(prev, req, stale, now) {
 				writeStale(w, r, stale)
 				return outcomeStale
 			}
 			if sleepUntil(ctx, deadline, startingRetry) {
 				continue
+			}
+			if stale != nil {
+				writeStale(w, r, stale)
+				return outcomeStale
 			}
 		}
 		if demanded {
@@ -667,12 +678,22 @@ func (c *Cache) serveRequest(w *viewerWriter, r *http.Request, req *request) out
 		}
 		var ue *upstreamError
 		if errors.As(err, &ue) && ue.ownerDown() && req.kind == kindPlaylist {
-			if stale := c.routes.stalePlaylist(req.stream, req.file, now); stale != nil && !req.hls.blocking() {
+			stale := c.routes.stalePlaylist(req.stream, req.file, now)
+			if stale != nil && req.hls.blocking() {
+				stale = nil
+			}
+			// An overtaken copy (see overtaken) waits for gossip to move
+			// the route first.
+			if stale != nil && !c.overtaken(rt, req, stale, now) {
 				writeStale(w, r, stale)
 				return outcomeStale
 			}
 			if attempts < maxUpstreamAttempts && c.waitRoute(ctx, changed, deadline) {
 				continue
+			}
+			if stale != nil && ctx.Err() == nil {
+				writeStale(w, r, stale)
+				return outcomeStale
 			}
 		}
 		status, msg := http.StatusBadGateway, "upstream error"
