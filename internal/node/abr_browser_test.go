@@ -1,10 +1,6 @@
 package node
 
 import (
-	"context"
-	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os/exec"
 	"testing"
 	"time"
@@ -36,8 +32,7 @@ type videoState struct {
 // HLS player) and waits until it plays.
 func TestABRPlaysInChromium(t *testing.T) {
 	requireFFmpeg(t)
-	chrome := chromiumPath()
-	if chrome == "" {
+	if chromiumPath() == "" {
 		// Not fatal under CI=true: the CI image does not install it (apt-get install chromium).
 		t.Skip("chromium is missing: skipping (apt-get install chromium to run this test)")
 	}
@@ -71,30 +66,9 @@ func TestABRPlaysInChromium(t *testing.T) {
 		}
 	}
 
-	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprintf(w, `<!doctype html><html><body><video id="v" src="%s" muted autoplay playsinline></video></body></html>`, master)
-	}))
-	defer page.Close()
-
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chrome),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("mute-audio", true),
-		chromedp.UserDataDir(t.TempDir()),
-	}
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer acancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, tcancel := context.WithTimeout(ctx, 90*time.Second)
-	defer tcancel()
-	if err := chromedp.Run(ctx, chromedp.Navigate(page.URL)); err != nil {
+	pageURL := videoPage(t, master)
+	ctx := startBrowser(t, 90*time.Second).ctx
+	if err := chromedp.Run(ctx, chromedp.Navigate(pageURL)); err != nil {
 		t.Fatalf("chromium: %v", err)
 	}
 	reloads := 0

@@ -50,6 +50,7 @@ func startChrome(t *testing.T) *chromeProc {
 		chromedp.Flag("disable-renderer-backgrounding", true),
 		chromedp.Flag("disable-backgrounding-occluded-windows", true),
 		chromedp.Flag("disable-background-timer-throttling", true),
+		chromedp.WindowSize(1280, 900),
 		chromedp.UserDataDir(t.TempDir()),
 	}
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)

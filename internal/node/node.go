@@ -361,6 +361,10 @@ func (n *Node) startServer() error {
 		return err
 	}
 	n.server = s
+	// The NATS server's own monitoring figures, read at scrape time.
+	if err := n.metrics.Register(s.Collector(prometheus.Labels{"node": n.name, "role": RoleBus})); err != nil {
+		return fmt.Errorf("bus metrics: %w", err)
+	}
 	return nil
 }
 

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,39 +15,12 @@ type browser struct {
 	ctx context.Context
 }
 
-// startBrowser starts headless Chromium, or skips the test when none is installed.
+// startBrowser starts headless Chromium (startChrome: skipped without one,
+// failed under CI=true) with a deadline for everything the test does in it.
 func startBrowser(t *testing.T, limit time.Duration) *browser {
 	t.Helper()
-	chrome := chromiumPath()
-	if chrome == "" {
-		t.Skip("chromium is missing: skipping (apt-get install chromium to run this test)")
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chrome),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("mute-audio", true),
-		chromedp.WindowSize(1280, 900),
-	}
-	// Not t.TempDir: Chromium may still write there while the test's cleanup removes it.
-	dir, err := os.MkdirTemp("", "sg-chromium-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts = append(opts, chromedp.UserDataDir(dir))
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(actx)
-	ctx, tcancel := context.WithTimeout(ctx, limit)
-	t.Cleanup(func() {
-		tcancel()
-		cancel()
-		acancel()
-		_ = os.RemoveAll(dir)
-	})
+	ctx, cancel := context.WithTimeout(startChrome(t).ctx, limit)
+	t.Cleanup(cancel)
 	return &browser{t: t, ctx: ctx}
 }
 

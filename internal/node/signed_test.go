@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os/exec"
 	"strings"
 	"testing"
@@ -101,8 +99,7 @@ func TestSignedPlayback(t *testing.T) {
 // a signed URL (fMP4 variant: see TestABRPlaysInChromium).
 func TestSignedPlaybackChromium(t *testing.T) {
 	requireFFmpeg(t)
-	chrome := chromiumPath()
-	if chrome == "" {
+	if chromiumPath() == "" {
 		t.Skip("chromium is missing: skipping (apt-get install chromium to run this test)")
 	}
 	c := signedConfig(t)
@@ -126,29 +123,9 @@ func TestSignedPlaybackChromium(t *testing.T) {
 		return err == nil && len(segments(body)) >= 4
 	})
 
-	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprintf(w, `<!doctype html><html><body><video id="v" src="%s" muted autoplay playsinline></video></body></html>`, signed)
-	}))
-	defer page.Close()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chrome),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("mute-audio", true),
-		chromedp.UserDataDir(t.TempDir()),
-	}
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer acancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, tcancel := context.WithTimeout(ctx, 90*time.Second)
-	defer tcancel()
-	if err := chromedp.Run(ctx, chromedp.Navigate(page.URL)); err != nil {
+	pageURL := videoPage(t, signed)
+	ctx := startBrowser(t, 90*time.Second).ctx
+	if err := chromedp.Run(ctx, chromedp.Navigate(pageURL)); err != nil {
 		t.Fatalf("chromium: %v", err)
 	}
 	const probe = `(() => { const v = document.getElementById('v');
