@@ -153,11 +153,13 @@ type stream struct {
 	persisted    bus.PlaylistState
 	stateFailing atomic.Bool
 
+	// timelineEnd is the latest timestamp (ns) fed to any instance, shifted
+	// (see timeShift). Atomic: every packet raises it, and the packet path
+	// must not queue behind playlist requests on mu.
+	timelineEnd atomic.Int64
+
 	mu        sync.Mutex
 	instances []*instance // oldest first; the last one is being fed unless frozen
-	// timelineEnd is the latest timestamp fed to any instance, shifted (see
-	// timeShift).
-	timelineEnd time.Duration
 	// baseNext and baseDisc fold in every instance no longer fed (and the
 	// state read at claim): the next free media sequence number and the
 	// discontinuity number of the latest segments. visible says whether
@@ -371,8 +373,8 @@ func (s *stream) loadState() error {
 	}
 	s.mu.Lock()
 	s.baseNext, s.baseDisc, s.visible = st.NextMSN, st.Discontinuity, true
-	s.timelineEnd = time.Duration(st.NextTime)
 	s.mu.Unlock()
+	s.timelineEnd.Store(st.NextTime)
 	return nil
 }
 
@@ -621,9 +623,7 @@ func (s *stream) state(reserve bool) bus.PlaylistState {
 // playlist state: the latest one fed plus the duration of the segments
 // NextMSN is reserved ahead by.
 func (s *stream) nextTime() int64 {
-	s.mu.Lock()
-	end := s.timelineEnd
-	s.mu.Unlock()
+	end := time.Duration(s.timelineEnd.Load())
 	return int64(end + time.Duration(s.reserveSegments()+1)*s.hls.SegmentDuration)
 }
 
@@ -636,12 +636,11 @@ func (s *stream) nextTime() int64 {
 // there stall it for good (docs/players.md). The first instance of a stream
 // keeps its timestamps.
 func (s *stream) timeShift(pts time.Duration) time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.timelineEnd == 0 {
+	end := time.Duration(s.timelineEnd.Load())
+	if end == 0 {
 		return 0
 	}
-	return s.timelineEnd + timelineStep - pts
+	return end + timelineStep - pts
 }
 
 // timelineStep separates the last timestamp of an instance from the first
@@ -650,11 +649,12 @@ const timelineStep = 40 * time.Millisecond
 
 // extendTimeline records the latest timestamp fed, on the stream's timeline.
 func (s *stream) extendTimeline(t time.Duration) {
-	s.mu.Lock()
-	if t > s.timelineEnd {
-		s.timelineEnd = t
+	for {
+		end := s.timelineEnd.Load()
+		if int64(t) <= end || s.timelineEnd.CompareAndSwap(end, int64(t)) {
+			return
+		}
 	}
-	s.mu.Unlock()
 }
 
 // nextMSN is the next free media sequence number and the current
