@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,14 +35,19 @@ type viewerTracker struct {
 	seed   maphash.Seed
 	onGone func(stream string) // a stream left the table
 
-	mu      sync.Mutex
+	// mu guards the table; every request takes it shared only (a stream's
+	// own counters are atomic and its clients have their own lock), so
+	// viewers of different streams never wait on each other.
+	mu      sync.RWMutex
 	streams map[string]*streamViewers
 }
 
 type streamViewers struct {
-	requests uint64
-	lastSeen time.Time
-	clients  map[uint64]time.Time // hash of (address, User-Agent) → last playlist request
+	requests atomic.Uint64
+	lastSeen atomic.Int64 // unix ns of the last request
+
+	mu      sync.Mutex
+	clients map[uint64]time.Time // hash of (address, User-Agent) → last playlist request
 }
 
 func newViewerTracker(onGone func(string)) *viewerTracker {
@@ -64,19 +70,25 @@ func (v *viewerTracker) seen(stream, remoteAddr, userAgent string, playlist bool
 		h.WriteString(userAgent)
 		key = h.Sum64()
 	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
+	v.mu.RLock()
 	s := v.streams[stream]
+	v.mu.RUnlock()
 	if s == nil {
-		s = &streamViewers{clients: make(map[uint64]time.Time)}
-		v.streams[stream] = s
+		v.mu.Lock()
+		if s = v.streams[stream]; s == nil {
+			s = &streamViewers{clients: make(map[uint64]time.Time)}
+			v.streams[stream] = s
+		}
+		v.mu.Unlock()
 	}
-	s.requests++
-	s.lastSeen = now
+	s.requests.Add(1)
+	s.lastSeen.Store(now.UnixNano())
 	if playlist {
+		s.mu.Lock()
 		if _, ok := s.clients[key]; ok || len(s.clients) < maxClientsPerStream {
 			s.clients[key] = now
 		}
+		s.mu.Unlock()
 	}
 }
 
@@ -86,12 +98,15 @@ func (v *viewerTracker) prune(now time.Time) {
 	var gone []string
 	v.mu.Lock()
 	for name, s := range v.streams {
+		s.mu.Lock()
 		for k, at := range s.clients {
 			if now.Sub(at) > viewerWindow {
 				delete(s.clients, k)
 			}
 		}
-		if len(s.clients) == 0 && now.Sub(s.lastSeen) > viewerWindow {
+		idle := len(s.clients) == 0
+		s.mu.Unlock()
+		if idle && now.Sub(time.Unix(0, s.lastSeen.Load())) > viewerWindow {
 			delete(v.streams, name)
 			gone = append(gone, name)
 		}
@@ -106,17 +121,19 @@ func (v *viewerTracker) prune(now time.Time) {
 
 // stats returns every tracked stream's audience as of now.
 func (v *viewerTracker) stats(now time.Time) map[string]ViewerStats {
-	v.mu.Lock()
-	defer v.mu.Unlock()
+	v.mu.RLock()
+	defer v.mu.RUnlock()
 	out := make(map[string]ViewerStats, len(v.streams))
 	for name, s := range v.streams {
 		n := 0
+		s.mu.Lock()
 		for _, at := range s.clients {
 			if now.Sub(at) <= viewerWindow {
 				n++
 			}
 		}
-		out[name] = ViewerStats{Viewers: n, Requests: s.requests}
+		s.mu.Unlock()
+		out[name] = ViewerStats{Viewers: n, Requests: s.requests.Load()}
 	}
 	return out
 }
