@@ -137,14 +137,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Info("no configuration file (looked for "+strings.Join(configSearch, ", ")+"): defaults and SG_* variables apply", "version", version.String())
 	}
 
+	// Signals are caught before the node starts: a SIGHUP that arrives as
+	// the start-up log line is written must reload, not kill, the process.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	n := &node.Node{Config: cfg, Role: role, Log: log, LogLevel: level}
 	if err := n.Start(); err != nil {
 		log.Error("start failed", "err", err)
 		return 1
 	}
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	sig := waitReloading(n, cfgPath, log, sigs)
+	sig := waitReloading(n, cfgPath, log, hup, sigs)
 	log.Info("signal received, draining (a second signal exits at once)", "signal", sig.String(), "timeout", cfg.Node.DrainTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Node.DrainTimeout)
 	done := make(chan struct{})
