@@ -1,11 +1,10 @@
 package loadtest
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
+
+	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 )
 
 // maxPlaylistBody bounds a playlist read by the part probe.
@@ -71,55 +70,35 @@ func (p *mediaPlaylist) last() (partKey, bool) {
 }
 
 // parseMediaPlaylist reads the media sequence, the segment count and the
-// parts of an HLS media playlist. Parts belong to the segment whose URI
-// follows them; parts after the last URI belong to the segment being built.
-// It does not validate the playlist beyond what it reads.
+// parts of an HLS media playlist, with gohlslib's playlist parser (the one
+// the origin renders its playlists with). Parts belong to the segment whose
+// URI follows them; parts after the last URI belong to the segment being
+// built. A playlist must list one complete segment at least (gohlslib's rule;
+// streamgrid's origins and caches serve none before that).
 func parseMediaPlaylist(text string) (*mediaPlaylist, error) {
-	sc := bufio.NewScanner(strings.NewReader(text))
-	sc.Buffer(make([]byte, 0, 4096), maxPlaylistBody)
-	if !sc.Scan() || strings.TrimSpace(sc.Text()) != "#EXTM3U" {
-		return nil, errors.New("not an HLS playlist (no #EXTM3U)")
+	pl, err := playlist.Unmarshal([]byte(text))
+	if err != nil {
+		return nil, fmt.Errorf("parse media playlist: %w", err)
 	}
-	p := &mediaPlaylist{}
-	var partIdx uint64 // index of the next part within the current segment
-	var media bool
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		switch {
-		case line == "":
-		case strings.HasPrefix(line, "#EXT-X-STREAM-INF"):
-			return nil, errors.New("a multivariant playlist, not a media playlist")
-		case strings.HasPrefix(line, "#EXT-X-TARGETDURATION:"):
-			media = true
-		case strings.HasPrefix(line, "#EXT-X-PART-INF:"):
-			p.lowLatency = true
-		case strings.HasPrefix(line, "#EXT-X-MEDIA-SEQUENCE:"):
-			v, err := strconv.ParseUint(strings.TrimPrefix(line, "#EXT-X-MEDIA-SEQUENCE:"), 10, 63)
-			if err != nil {
-				return nil, fmt.Errorf("bad EXT-X-MEDIA-SEQUENCE: %w", err)
-			}
-			p.mediaSequence = v
-		case strings.HasPrefix(line, "#EXT-X-SKIP:"):
-			n, err := attrUint(strings.TrimPrefix(line, "#EXT-X-SKIP:"), "SKIPPED-SEGMENTS")
-			if err != nil {
-				return nil, fmt.Errorf("bad EXT-X-SKIP: %w", err)
-			}
-			p.segments += int(n)
-		case strings.HasPrefix(line, "#EXT-X-PART:"):
-			p.parts = append(p.parts, partKey{msn: p.mediaSequence + uint64(p.segments), part: partIdx})
-			partIdx++
-		case line[0] == '#':
-		default: // a segment URI ends the segment
-			p.segments++
-			partIdx = 0
+	m, ok := pl.(*playlist.Media)
+	if !ok {
+		return nil, errors.New("a multivariant playlist, not a media playlist")
+	}
+	p := &mediaPlaylist{lowLatency: m.PartInf != nil, mediaSequence: uint64(m.MediaSequence)}
+	if m.Skip != nil {
+		p.segments = m.Skip.SkippedSegments
+	}
+	addParts := func(parts []*playlist.MediaPart) {
+		msn := p.mediaSequence + uint64(p.segments)
+		for i := range parts {
+			p.parts = append(p.parts, partKey{msn: msn, part: uint64(i)})
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read playlist: %w", err)
+	for _, seg := range m.Segments {
+		addParts(seg.Parts)
+		p.segments++
 	}
-	if !media {
-		return nil, errors.New("not a media playlist (no EXT-X-TARGETDURATION)")
-	}
+	addParts(m.Parts)
 	return p, nil
 }
 
@@ -127,39 +106,17 @@ func parseMediaPlaylist(text string) (*mediaPlaylist, error) {
 // first variant's URI when text is a multivariant playlist, "" when text is
 // a media playlist itself.
 func mediaPlaylistURI(text string) (string, error) {
-	sc := bufio.NewScanner(strings.NewReader(text))
-	sc.Buffer(make([]byte, 0, 4096), maxPlaylistBody)
-	if !sc.Scan() || strings.TrimSpace(sc.Text()) != "#EXTM3U" {
-		return "", errors.New("not an HLS playlist (no #EXTM3U)")
+	pl, err := playlist.Unmarshal([]byte(text))
+	if err != nil {
+		return "", fmt.Errorf("parse playlist: %w", err)
 	}
-	variant := false
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		switch {
-		case line == "":
-		case strings.HasPrefix(line, "#EXT-X-STREAM-INF"):
-			variant = true
-		case strings.HasPrefix(line, "#EXT-X-TARGETDURATION:"):
-			return "", nil
-		case line[0] == '#':
-		case variant:
-			return line, nil
+	switch pl := pl.(type) {
+	case *playlist.Multivariant:
+		if len(pl.Variants) == 0 {
+			return "", errors.New("a multivariant playlist without variants")
 		}
+		return pl.Variants[0].URI, nil
+	default:
+		return "", nil
 	}
-	if err := sc.Err(); err != nil {
-		return "", fmt.Errorf("read playlist: %w", err)
-	}
-	return "", errors.New("neither a media playlist nor a variant")
-}
-
-// attrUint reads a decimal attribute from an attribute list
-// (NAME=1,OTHER="x").
-func attrUint(list, name string) (uint64, error) {
-	for attr := range strings.SplitSeq(list, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(attr), "=")
-		if ok && k == name {
-			return strconv.ParseUint(v, 10, 31)
-		}
-	}
-	return 0, fmt.Errorf("no %s", name)
 }

@@ -1,7 +1,6 @@
 package loadtest
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 // seriesMetrics are the series a soak samples from a node's /metrics, in
@@ -54,68 +55,29 @@ type SeriesMark struct {
 	Label string  `json:"label"`
 }
 
-// parseSeriesMetrics reads the seriesMetrics from a Prometheus text
-// exposition; a metric with several series (streamgrid_cache_lru_bytes of
-// several caches) is summed. Every one must be present.
-func parseSeriesMetrics(r io.Reader) ([]float64, error) {
+// seriesValues returns the seriesMetrics from a parsed exposition; a
+// metric with several series (streamgrid_cache_lru_bytes of several caches)
+// is summed. Every one must be present.
+func seriesValues(fams map[string]*dto.MetricFamily) ([]float64, error) {
 	vals := make([]float64, len(seriesMetrics))
-	seen := make([]bool, len(seriesMetrics))
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
+	for i, name := range seriesMetrics {
+		vs := metricValues(fams[name])
+		if len(vs) == 0 {
+			return nil, fmt.Errorf("no %s in the metrics", name)
 		}
-		for i, name := range seriesMetrics {
-			rest, ok := strings.CutPrefix(line, name)
-			if !ok || rest == "" || rest[0] != ' ' && rest[0] != '{' {
-				continue
-			}
-			if rest[0] == '{' {
-				end := strings.LastIndexByte(rest, '}')
-				if end < 0 {
-					continue
-				}
-				rest = rest[end+1:]
-			}
-			f := strings.Fields(rest)
-			if len(f) == 0 {
-				continue
-			}
-			v, err := strconv.ParseFloat(f[0], 64)
-			if err != nil || math.IsNaN(v) {
-				continue
-			}
+		for _, v := range vs {
 			vals[i] += v
-			seen[i] = true
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	for i, ok := range seen {
-		if !ok {
-			return nil, fmt.Errorf("no %s in the metrics", seriesMetrics[i])
 		}
 	}
 	return vals, nil
 }
 
 func scrapeSeries(ctx context.Context, client *http.Client, url string) ([]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	fams, err := scrapeMetrics(ctx, client, url)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return parseSeriesMetrics(io.LimitReader(resp.Body, maxMetricsBody))
+	return seriesValues(fams)
 }
 
 // SampleMain is `streamgrid loadtest sample`: it reads a node's /metrics

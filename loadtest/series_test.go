@@ -26,6 +26,15 @@ streamgrid_cache_lru_bytes{node="c2",role="cache"} 2e+06
 streamgrid_cache_lru_bytes_total_fake 7
 `
 
+// parseSeriesMetrics is scrapeSeries without the request.
+func parseSeriesMetrics(r io.Reader) ([]float64, error) {
+	fams, err := parseMetrics(r)
+	if err != nil {
+		return nil, err
+	}
+	return seriesValues(fams)
+}
+
 func TestParseSeriesMetrics(t *testing.T) {
 	v, err := parseSeriesMetrics(strings.NewReader(seriesExposition))
 	if err != nil {

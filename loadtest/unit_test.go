@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -293,22 +294,34 @@ func TestListFlag(t *testing.T) {
 	}
 }
 
-func TestParseProc(t *testing.T) {
-	cpu, err := parseProcStat("1234 (we ird) (x)) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 8 0 100 1000 200 ...")
-	if err != nil || cpu != 3 {
-		t.Errorf("stat: %v, %v", cpu, err)
-	}
-	for _, bad := range []string{"", "1 (x", "1 (x) S 1 2", "1 (x) S 1 1 1 0 -1 0 0 0 0 0 u 1 0"} {
-		if _, err := parseProcStat(bad); err == nil {
-			t.Errorf("stat %q accepted", bad)
+// procStat is a /proc/<pid>/stat line: a command name with spaces and
+// parentheses, utime 250 and stime 50 ticks (3 s), RSS 512 pages.
+const procStat = "1234 (we ird) (x)) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 8 0 100 1000000 512 " +
+	"18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0\n"
+
+func TestReadProcUsage(t *testing.T) {
+	root := t.TempDir()
+	write := func(pid, stat string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Join(root, pid), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, pid, "stat"), []byte(stat), 0o644); err != nil {
+			t.Fatal(err)
 		}
 	}
-	rss, err := parseProcStatusRSS("Name:\tx\nVmPeak:\t 100 kB\nVmRSS:\t    2048 kB\n")
-	if err != nil || rss != 2048*1024 {
-		t.Errorf("status: %v, %v", rss, err)
+	write("1234", procStat)
+	write("66", strings.Replace(procStat, ") S ", ") Z ", 1))
+	write("77", "77 (x) S 1 2\n")
+
+	cpu, rss, err := readProcUsage(root, 1234)
+	if err != nil || cpu != 3 || rss != float64(512*os.Getpagesize()) {
+		t.Errorf("stat: cpu %v, rss %v, %v", cpu, rss, err)
 	}
-	if _, err := parseProcStatusRSS("Name:\tx\n"); err == nil {
-		t.Error("status without VmRSS accepted")
+	for _, pid := range []int{66, 77, 88} { // a zombie, a short line, no process
+		if _, _, err := readProcUsage(root, pid); err == nil {
+			t.Errorf("pid %d accepted", pid)
+		}
 	}
 
 	cpu, rss, err = readProcUsage("/proc", os.Getpid())
@@ -318,50 +331,62 @@ func TestParseProc(t *testing.T) {
 	if cpu < 0 || rss < 1<<20 {
 		t.Errorf("own usage: cpu %v s, rss %v B", cpu, rss)
 	}
-	if _, _, err := readProcUsage(t.TempDir(), 1); err == nil {
-		t.Error("missing process accepted")
+}
+
+func TestProcessMetrics(t *testing.T) {
+	const exposition = `# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
+# TYPE process_cpu_seconds_total counter
+process_cpu_seconds_total 12.5
+process_cpu_seconds_total_extra 99
+# HELP process_resident_memory_bytes Resident memory size in bytes.
+# TYPE process_resident_memory_bytes gauge
+process_resident_memory_bytes{node="a"} NaN
+process_resident_memory_bytes{node="b"} 1.048576e+08 1700000000000
+process_resident_memory_bytes{node="c"} 5
+`
+	for _, tc := range []struct {
+		name, text string
+		cpu, rss   float64
+		err        bool
+	}{
+		{name: "first finite series", text: exposition, cpu: 12.5, rss: 1.048576e8},
+		{name: "no rss", text: "process_cpu_seconds_total 1\n", err: true},
+		{name: "only NaN", text: "process_cpu_seconds_total NaN\nprocess_resident_memory_bytes 1\n", err: true},
+		{name: "malformed", text: "process_cpu_seconds_total{ 1\nprocess_resident_memory_bytes 1\n", err: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cpu, rss, err := parseProcessMetrics(strings.NewReader(tc.text))
+			if tc.err {
+				if err == nil {
+					t.Errorf("accepted: %v, %v", cpu, rss)
+				}
+				return
+			}
+			if err != nil || cpu != tc.cpu || rss != tc.rss {
+				t.Errorf("got %v, %v, %v", cpu, rss, err)
+			}
+		})
 	}
 }
 
-func TestParseProcessMetrics(t *testing.T) {
-	const exposition = `# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
-# TYPE process_cpu_seconds_total counter
-process_cpu_seconds_total_extra 99
-process_cpu_seconds_total 12.5
-# HELP process_resident_memory_bytes Resident memory size in bytes.
-process_resident_memory_bytes{node="a"} 1.048576e+08 1700000000000
-process_resident_memory_bytes{node="b"} 5
-`
-	cpu, rss, err := parseProcessMetrics(strings.NewReader(exposition))
-	if err != nil || cpu != 12.5 || rss != 1.048576e8 {
-		t.Errorf("got %v, %v, %v", cpu, rss, err)
+// parseProcessMetrics is scrapeProcessMetrics without the request.
+func parseProcessMetrics(r io.Reader) (cpuSeconds, rssBytes float64, err error) {
+	fams, err := parseMetrics(r)
+	if err != nil {
+		return 0, 0, err
 	}
-	if _, _, err := parseProcessMetrics(strings.NewReader("process_cpu_seconds_total 1\n")); err == nil {
-		t.Error("metrics without RSS accepted")
-	}
-	if _, _, err := parseProcessMetrics(strings.NewReader("process_cpu_seconds_total NaN\nprocess_resident_memory_bytes 1\n")); err == nil {
-		t.Error("NaN accepted")
-	}
+	return processMetrics(fams)
 }
 
 func FuzzParseProcessMetrics(f *testing.F) {
 	f.Add("process_cpu_seconds_total 1\nprocess_resident_memory_bytes 2\n")
 	f.Add("process_cpu_seconds_total{a=\"}\"} 1 2\nprocess_resident_memory_bytes{ 2\n")
+	f.Add("# TYPE process_cpu_seconds_total summary\nprocess_cpu_seconds_total{quantile=\"0.5\"} +Inf\n")
 	f.Fuzz(func(t *testing.T, s string) {
 		cpu, rss, err := parseProcessMetrics(strings.NewReader(s))
 		if err == nil && (math.IsNaN(cpu) || math.IsNaN(rss) || math.IsInf(cpu, 0) || math.IsInf(rss, 0)) {
 			t.Errorf("non-finite values %v %v", cpu, rss)
 		}
-	})
-}
-
-func FuzzParseProcStat(f *testing.F) {
-	f.Add("1 (x) S 1 1 1 0 -1 0 0 0 0 0 5 6 0 0")
-	f.Fuzz(func(t *testing.T, s string) {
-		if cpu, err := parseProcStat(s); err == nil && cpu < 0 {
-			t.Errorf("negative CPU %v", cpu)
-		}
-		_, _ = parseProcStatusRSS(s)
 	})
 }
 

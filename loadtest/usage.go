@@ -1,27 +1,17 @@
 package loadtest
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
-	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/procfs"
 )
-
-// clockTicksPerSecond is USER_HZ, the unit of utime and stime in
-// /proc/<pid>/stat. The kernel fixes it at 100 for user space on every
-// architecture Linux runs Go on (sysconf(_SC_CLK_TCK) would need cgo).
-const clockTicksPerSecond = 100
-
-// maxMetricsBody bounds a /metrics response.
-const maxMetricsBody = 16 << 20
 
 // usageSampler samples one server's CPU time and resident memory at a fixed
 // interval, from /proc or from Prometheus metrics.
@@ -134,150 +124,49 @@ func (s *usageSampler) usage(cameras int) ServerUsage {
 	return u
 }
 
-// readProcUsage reads a process' CPU time (user + system) from
-// <root>/<pid>/stat and its resident memory from <root>/<pid>/status.
+// readProcUsage reads a process' CPU time (user + system) and resident
+// memory from <root>/<pid>/stat, through procfs.
 func readProcUsage(root string, pid int) (cpuSeconds, rssBytes float64, err error) {
-	dir := root + "/" + strconv.Itoa(pid)
-	stat, err := os.ReadFile(dir + "/stat")
+	fs, err := procfs.NewFS(root)
+	if err != nil {
+		return 0, 0, fmt.Errorf("open %s: %w", root, err)
+	}
+	p, err := fs.Proc(pid)
 	if err != nil {
 		return 0, 0, fmt.Errorf("read process stat: %w", err)
 	}
-	cpuSeconds, err = parseProcStat(string(stat))
+	st, err := p.Stat()
 	if err != nil {
-		return 0, 0, fmt.Errorf("pid %d: %w", pid, err)
+		return 0, 0, fmt.Errorf("pid %d: read process stat: %w", pid, err)
 	}
-	status, err := os.ReadFile(dir + "/status")
-	if err != nil {
-		return 0, 0, fmt.Errorf("read process status: %w", err)
+	if st.State == "Z" {
+		// its memory is gone: not a sample of the server
+		return 0, 0, fmt.Errorf("pid %d is a zombie", pid)
 	}
-	rssBytes, err = parseProcStatusRSS(string(status))
-	if err != nil {
-		return 0, 0, fmt.Errorf("pid %d: %w", pid, err)
-	}
-	return cpuSeconds, rssBytes, nil
+	return st.CPUTime(), float64(st.ResidentMemory()), nil
 }
 
-// parseProcStat returns utime + stime, in seconds, from the contents of
-// /proc/<pid>/stat. The command name (field 2) may hold spaces and
-// parentheses, so fields are counted from its closing parenthesis.
-func parseProcStat(stat string) (float64, error) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, errors.New("malformed stat: no command name")
-	}
-	// after ")": state(3) ppid(4) ... utime(14) stime(15)
-	fields := strings.Fields(stat[i+1:])
-	if len(fields) < 13 {
-		return 0, errors.New("malformed stat: too few fields")
-	}
-	utime, err := strconv.ParseUint(fields[11], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("malformed stat utime: %w", err)
-	}
-	stime, err := strconv.ParseUint(fields[12], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("malformed stat stime: %w", err)
-	}
-	return float64(utime+stime) / clockTicksPerSecond, nil
-}
-
-// parseProcStatusRSS returns VmRSS, in bytes, from the contents of
-// /proc/<pid>/status.
-func parseProcStatusRSS(status string) (float64, error) {
-	for line := range strings.Lines(status) {
-		rest, ok := strings.CutPrefix(line, "VmRSS:")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(rest)
-		if len(f) != 2 || f[1] != "kB" {
-			return 0, fmt.Errorf("malformed VmRSS line %q", strings.TrimSpace(line))
-		}
-		kb, err := strconv.ParseUint(f[0], 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("malformed VmRSS: %w", err)
-		}
-		return float64(kb) * 1024, nil
-	}
-	return 0, errors.New("no VmRSS in status (a zombie or kernel thread?)")
-}
-
-// scrapeProcessMetrics fetches a Prometheus text exposition and returns its
+// scrapeProcessMetrics fetches a Prometheus exposition and returns its
 // process_cpu_seconds_total and process_resident_memory_bytes.
 func scrapeProcessMetrics(ctx context.Context, client *http.Client, url string) (cpuSeconds, rssBytes float64, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	fams, err := scrapeMetrics(ctx, client, url)
 	if err != nil {
-		return 0, 0, fmt.Errorf("metrics request: %w", err)
+		return 0, 0, err
 	}
-	req.Header.Set("Accept", "text/plain;version=0.0.4")
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, 0, fmt.Errorf("fetch metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return 0, 0, fmt.Errorf("fetch metrics: %s", resp.Status)
-	}
-	return parseProcessMetrics(io.LimitReader(resp.Body, maxMetricsBody))
+	return processMetrics(fams)
 }
 
-// parseProcessMetrics reads a Prometheus text exposition and returns the
-// values of process_cpu_seconds_total and process_resident_memory_bytes (the
-// first series of each, whatever its labels).
-func parseProcessMetrics(r io.Reader) (cpuSeconds, rssBytes float64, err error) {
+// processMetrics returns the values of process_cpu_seconds_total and
+// process_resident_memory_bytes (the first finite series of each, whatever
+// its labels).
+func processMetrics(fams map[string]*dto.MetricFamily) (cpuSeconds, rssBytes float64, err error) {
 	const (
 		cpuName = "process_cpu_seconds_total"
 		rssName = "process_resident_memory_bytes"
 	)
-	var haveCPU, haveRSS bool
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() && !(haveCPU && haveRSS) {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		var target *float64
-		var have *bool
-		var rest string
-		switch {
-		case strings.HasPrefix(line, cpuName):
-			target, have, rest = &cpuSeconds, &haveCPU, line[len(cpuName):]
-		case strings.HasPrefix(line, rssName):
-			target, have, rest = &rssBytes, &haveRSS, line[len(rssName):]
-		default:
-			continue
-		}
-		if *have || rest == "" {
-			continue
-		}
-		switch rest[0] {
-		case '{':
-			end := strings.LastIndexByte(rest, '}')
-			if end < 0 {
-				continue
-			}
-			rest = rest[end+1:]
-		case ' ', '\t':
-		default:
-			continue // a longer name sharing the prefix
-		}
-		f := strings.Fields(rest)
-		if len(f) == 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(f[0], 64)
-		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-			continue
-		}
-		*target, *have = v, true
-	}
-	if err := sc.Err(); err != nil {
-		return 0, 0, fmt.Errorf("read metrics: %w", err)
-	}
-	if !haveCPU || !haveRSS {
+	cpu, rss := metricValues(fams[cpuName]), metricValues(fams[rssName])
+	if len(cpu) == 0 || len(rss) == 0 {
 		return 0, 0, fmt.Errorf("metrics lack %s or %s", cpuName, rssName)
 	}
-	return cpuSeconds, rssBytes, nil
+	return cpu[0], rss[0], nil
 }
