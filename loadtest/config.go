@@ -117,35 +117,46 @@ type Config struct {
 // withDefaults validates c and returns a copy with the defaults filled in.
 // Every error wraps ErrUsage.
 func (c Config) withDefaults() (Config, error) {
-	usage := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", ErrUsage, fmt.Sprintf(format, args...))
-	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
+	c, err := c.withSchedule()
+	if err != nil {
+		return c, err
+	}
+	return c.withTargets()
+}
+
+// usageErr is a configuration error: it wraps ErrUsage.
+func usageErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrUsage, fmt.Sprintf(format, args...))
+}
+
+// withSchedule checks the counts and times of c and fills in their defaults.
+func (c Config) withSchedule() (Config, error) {
 	if c.Cameras < 1 || c.Cameras > MaxCameras {
-		return c, usage("cameras must be between 1 and %d, got %d", MaxCameras, c.Cameras)
+		return c, usageErr("cameras must be between 1 and %d, got %d", MaxCameras, c.Cameras)
 	}
 	if c.Viewers < 0 || c.Viewers > MaxViewers {
-		return c, usage("viewers must be between 0 and %d, got %d", MaxViewers, c.Viewers)
+		return c, usageErr("viewers must be between 0 and %d, got %d", MaxViewers, c.Viewers)
 	}
 	if c.Duration <= 0 || c.Duration > MaxDuration {
-		return c, usage("duration must be positive and at most %v, got %v", MaxDuration, c.Duration)
+		return c, usageErr("duration must be positive and at most %v, got %v", MaxDuration, c.Duration)
 	}
 	if c.Ramp < 0 || c.Warmup < 0 || c.ViewerDelay < 0 {
-		return c, usage("ramp, warmup and viewer delay must not be negative")
+		return c, usageErr("ramp, warmup and viewer delay must not be negative")
 	}
 	if c.Ramp == 0 {
 		c.Ramp = min(maxRamp, c.Duration/4)
 	}
 	if c.Ramp >= c.Duration {
-		return c, usage("ramp %v must be shorter than the duration %v", c.Ramp, c.Duration)
+		return c, usageErr("ramp %v must be shorter than the duration %v", c.Ramp, c.Duration)
 	}
 	if c.Warmup == 0 {
 		c.Warmup = min(defaultWarmup, c.Duration/2)
 	}
 	if c.Warmup >= c.Duration {
-		return c, usage("warmup %v must be shorter than the duration %v", c.Warmup, c.Duration)
+		return c, usageErr("warmup %v must be shorter than the duration %v", c.Warmup, c.Duration)
 	}
 	if c.ViewerDelay == 0 {
 		c.ViewerDelay = defaultViewerDelay
@@ -153,16 +164,21 @@ func (c Config) withDefaults() (Config, error) {
 	// The last viewer starts up to Ramp + ViewerDelay into the run; give it a
 	// few seconds to play, or the run can only fail.
 	if minimum := c.Ramp + c.ViewerDelay + minViewing; c.Viewers > 0 && c.Duration < minimum {
-		return c, usage("duration %v is too short for viewers: the last one starts after %v; use at least %v",
+		return c, usageErr("duration %v is too short for viewers: the last one starts after %v; use at least %v",
 			c.Duration, c.Ramp+c.ViewerDelay, minimum)
 	}
+	return c, nil
+}
 
+// withTargets checks the URLs, the transport, the part probes and the PIDs
+// of c and fills in their defaults.
+func (c Config) withTargets() (Config, error) {
 	c.Transport = strings.ToLower(c.Transport)
 	if c.Transport == "" {
 		c.Transport = "tcp"
 	}
 	if c.Transport != "tcp" && c.Transport != "udp" {
-		return c, usage("transport must be tcp or udp, got %q", c.Transport)
+		return c, usageErr("transport must be tcp or udp, got %q", c.Transport)
 	}
 
 	pub, err := c.checkURL("publish", c.Publish, "rtsp", "rtmp")
@@ -172,54 +188,54 @@ func (c Config) withDefaults() (Config, error) {
 	c.Publish = strings.TrimRight(pub.String(), "/")
 
 	if c.Viewers > 0 && len(c.Play) == 0 {
-		return c, usage("viewers need at least one play URL")
+		return c, usageErr("viewers need at least one play URL")
 	}
-	play := make([]string, 0, len(c.Play))
-	for _, p := range c.Play {
-		u, err := c.checkURL("play", p, "http", "https")
-		if err != nil {
-			return c, err
-		}
-		play = append(play, strings.TrimRight(u.String(), "/"))
+	if c.Play, err = c.checkBaseURLs("play", c.Play, "http", "https"); err != nil {
+		return c, err
 	}
-	c.Play = play
 
 	if c.PartProbes < 0 || c.PartProbes > MaxPartProbes {
-		return c, usage("part probes must be between 0 and %d, got %d", MaxPartProbes, c.PartProbes)
+		return c, usageErr("part probes must be between 0 and %d, got %d", MaxPartProbes, c.PartProbes)
 	}
 	if c.PartProbes > 0 && len(c.Origins) == 0 {
-		return c, usage("part probes need at least one origin URL")
+		return c, usageErr("part probes need at least one origin URL")
 	}
 	if len(c.Origins) > 0 {
 		if len(c.Play) == 0 {
-			return c, usage("part probes need a play URL (the cache side)")
+			return c, usageErr("part probes need a play URL (the cache side)")
 		}
-		origins := make([]string, 0, len(c.Origins))
-		for _, o := range c.Origins {
-			u, err := c.checkURL("origin", o, "http", "https")
-			if err != nil {
-				return c, err
-			}
-			origins = append(origins, strings.TrimRight(u.String(), "/"))
+		if c.Origins, err = c.checkBaseURLs("origin", c.Origins, "http", "https"); err != nil {
+			return c, err
 		}
-		c.Origins = origins
 		if c.PartProbes == 0 {
 			c.PartProbes = defaultPartProbes
 		}
 		c.PartProbes = min(c.PartProbes, c.Cameras*len(c.Play))
 	}
 
-	for _, m := range c.MetricsURLs {
-		if _, err := c.checkURL("metrics", m, "http", "https"); err != nil {
-			return c, err
-		}
+	if _, err := c.checkBaseURLs("metrics", c.MetricsURLs, "http", "https"); err != nil {
+		return c, err
 	}
 	for _, pid := range c.PIDs {
 		if pid <= 0 {
-			return c, usage("invalid pid %d", pid)
+			return c, usageErr("invalid pid %d", pid)
 		}
 	}
 	return c, nil
+}
+
+// checkBaseURLs checks each URL of list with checkURL and returns them
+// without a trailing slash.
+func (c Config) checkBaseURLs(what string, list []string, schemes ...string) ([]string, error) {
+	out := make([]string, 0, len(list))
+	for _, raw := range list {
+		u, err := c.checkURL(what, raw, schemes...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, strings.TrimRight(u.String(), "/"))
+	}
+	return out, nil
 }
 
 // checkURL parses a target URL, checks its scheme and refuses hosts that are

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // Report is the outcome of a run. Its JSON form is what `--json` writes and
@@ -176,4 +177,67 @@ func (r *Report) WriteTable(w io.Writer) {
 	for _, e := range r.ErrorSamples {
 		fmt.Fprintf(w, "  error: %s\n", e)
 	}
+}
+
+// report builds the report once every goroutine has ended.
+func (r *runner) report(end time.Time) *Report {
+	cfg := r.cfg
+	rep := &Report{
+		Publish:   cfg.Publish,
+		Transport: cfg.Transport,
+		Play:      cfg.Play,
+		Cameras:   cfg.Cameras,
+		Viewers:   cfg.Viewers,
+		DurationS: round3(end.Sub(r.start).Seconds()),
+		Servers:   []ServerUsage{},
+	}
+	for _, c := range r.cameras {
+		rep.FramesSent += c.sent.Load()
+		if c.started.Load() && !c.failed.Load() {
+			rep.CamerasOK++
+		}
+		if !c.started.Load() {
+			r.fail(fmt.Errorf("camera %s: run ended before its start", c.name), false)
+		}
+	}
+	for _, v := range r.viewers {
+		last := v.lastFrame.Load()
+		switch {
+		case v.startedAt.Load() == 0:
+			r.fail(fmt.Errorf("viewer %d: run ended before its start", v.id), false)
+		case last == 0 && !v.late.Load():
+			r.fail(fmt.Errorf("viewer %d (%s): no frame before the run ended", v.id, v.url), false)
+		}
+		if last != 0 && end.Sub(time.Unix(0, last)) > stallGap {
+			r.stalls.Add(1) // stalled at the end
+		}
+		if v.firstInTime.Load() && !v.failed.Load() {
+			rep.ViewersOK++
+		}
+	}
+	rep.FramesReceived = r.framesReceived.Load()
+	rep.CameraMaxLagMS = round3(ms(time.Duration(r.cameraMaxLag.Load())))
+	rep.CameraDroppedPackets = r.cameraDropped.Load()
+	rep.Stalls = int(r.stalls.Load())
+	rep.CameraRestarts = int(r.cameraRestarts.Load())
+	rep.ViewerRestarts = int(r.viewerRestarts.Load())
+	rep.LatencyMS = r.latency.percentiles()
+	rep.StartupMS = r.startup.percentiles()
+	rep.PartProbes = len(r.probes)
+	if len(r.probes) > 0 {
+		rep.PartAvailabilityMS = r.partAll.percentiles()
+		rep.PartSamples = rep.PartAvailabilityMS.Count
+		rep.PartProbeErrors = int(r.partErrors.Load())
+		for i, rs := range r.partByCache {
+			if rs != nil {
+				rep.PartByCache = append(rep.PartByCache, CacheParts{Play: cfg.Play[i], PartAvailabilityMS: rs.percentiles()})
+			}
+		}
+	}
+
+	r.errMu.Lock()
+	rep.Errors = r.errors
+	rep.ErrorSamples = append([]string{}, r.errorSamples...)
+	r.errMu.Unlock()
+	return rep
 }

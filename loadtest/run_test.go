@@ -20,6 +20,7 @@ import (
 	hlscodecs "github.com/bluenviron/gohlslib/v2/pkg/codecs"
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/pion/rtp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -164,12 +165,7 @@ func (s *standIn) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Respo
 	if err != nil {
 		return &base.Response{StatusCode: base.StatusInternalServerError}, err
 	}
-	ctx.Session.OnPacketRTP(vm, vf, func(pkt *rtp.Packet) {
-		pts, ok := ctx.Session.PacketPTS(vm, pkt)
-		au, err := vdec.Decode(pkt)
-		if err != nil || !ok {
-			return
-		}
+	onAccessUnit(ctx.Session, vm, vf, vdec.Decode, func(pts int64, au [][]byte) {
 		_ = st.muxer.WriteH264(st.video, time.Now(), pts, au)
 	})
 
@@ -180,16 +176,26 @@ func (s *standIn) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Respo
 		if err != nil {
 			return &base.Response{StatusCode: base.StatusInternalServerError}, err
 		}
-		ctx.Session.OnPacketRTP(am, af, func(pkt *rtp.Packet) {
-			pts, ok := ctx.Session.PacketPTS(am, pkt)
-			aus, err := adec.Decode(pkt)
-			if err != nil || !ok {
-				return
-			}
+		onAccessUnit(ctx.Session, am, af, adec.Decode, func(pts int64, aus [][]byte) {
 			_ = st.muxer.WriteMPEG4Audio(st.audio, time.Now(), pts, aus)
 		})
 	}
 	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+// onAccessUnit hands every RTP packet of format f on media m, decoded into
+// access units (or audio frames), with its PTS to write.
+func onAccessUnit(sess *gortsplib.ServerSession, m *description.Media, f format.Format,
+	decode func(*rtp.Packet) ([][]byte, error), write func(pts int64, au [][]byte),
+) {
+	sess.OnPacketRTP(m, f, func(pkt *rtp.Packet) {
+		pts, ok := sess.PacketPTS(m, pkt)
+		au, err := decode(pkt)
+		if err != nil || !ok {
+			return
+		}
+		write(pts, au)
+	})
 }
 
 func (s *standIn) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
