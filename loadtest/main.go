@@ -55,6 +55,56 @@ options:
 // otherwise (or when interrupted), 2 on usage errors. SIGINT or SIGTERM stop
 // the run early; the partial report is still written.
 func Main(args []string, stdout, stderr io.Writer) int {
+	cfg, opts, code := parseMainFlags(args, stderr)
+	if code >= 0 {
+		return code
+	}
+
+	// the logger and the progress line share stderr from several goroutines
+	stderr = &syncWriter{w: stderr}
+	level := slog.LevelWarn
+	if opts.verbose {
+		level = slog.LevelDebug
+	}
+	cfg.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if !opts.quiet {
+		cfg.Progress = stderr
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := Run(ctx, cfg)
+	if errors.Is(err, ErrUsage) {
+		fmt.Fprintf(stderr, "loadtest: %v\n", err)
+		return 2
+	}
+	if rep == nil {
+		fmt.Fprintf(stderr, "loadtest: %v\n", err)
+		return 1
+	}
+
+	rep.WriteTable(stdout)
+	if opts.jsonPath != "" {
+		if err := writeJSON(opts.jsonPath, rep, stdout); err != nil {
+			fmt.Fprintf(stderr, "loadtest: %v\n", err)
+			return 1
+		}
+	}
+	if err != nil || !rep.OK() {
+		return 1
+	}
+	return 0
+}
+
+// mainOptions are the command line's settings that are not Config's.
+type mainOptions struct {
+	jsonPath       string
+	quiet, verbose bool
+}
+
+// parseMainFlags reads Main's command line into a Config. code is the exit
+// code when Main must stop here (help, usage error), -1 otherwise.
+func parseMainFlags(args []string, stderr io.Writer) (_ Config, _ mainOptions, code int) {
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -64,6 +114,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 	var (
 		cfg         Config
+		opts        mainOptions
 		play        listFlag
 		pids        listFlag
 		origins     listFlag
@@ -87,23 +138,23 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&pids, "pid", "local server process to sample CPU and memory from /proc (repeatable)")
 	fs.Var(&metrics, "metrics", "Prometheus /metrics URL of a server to sample CPU and memory from (repeatable)")
 	fs.Var(&allowRemote, "allow-remote", "host that may be targeted although not loopback (repeatable or comma-separated)")
-	jsonPath := fs.String("json", "", "write the report as JSON to this file (- for stdout)")
-	quiet := fs.Bool("quiet", false, "no progress line")
-	verbose := fs.Bool("v", false, "debug logging")
+	fs.StringVar(&opts.jsonPath, "json", "", "write the report as JSON to this file (- for stdout)")
+	fs.BoolVar(&opts.quiet, "quiet", false, "no progress line")
+	fs.BoolVar(&opts.verbose, "v", false, "debug logging")
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			return cfg, opts, 0
 		}
-		return 2
+		return cfg, opts, 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "loadtest: unexpected arguments %q\n", fs.Args())
-		return 2
+		return cfg, opts, 2
 	}
 	if cfg.Publish == "" || cfg.Duration == 0 {
 		fmt.Fprintln(stderr, "loadtest: --publish and --duration are required (see --help)")
-		return 2
+		return cfg, opts, 2
 	}
 	cfg.Play = play
 	cfg.Origins = origins
@@ -113,45 +164,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		pid, err := strconv.Atoi(p)
 		if err != nil {
 			fmt.Fprintf(stderr, "loadtest: invalid --pid %q\n", p)
-			return 2
+			return cfg, opts, 2
 		}
 		cfg.PIDs = append(cfg.PIDs, pid)
 	}
-
-	// the logger and the progress line share stderr from several goroutines
-	stderr = &syncWriter{w: stderr}
-	level := slog.LevelWarn
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	cfg.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if !*quiet {
-		cfg.Progress = stderr
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	rep, err := Run(ctx, cfg)
-	if errors.Is(err, ErrUsage) {
-		fmt.Fprintf(stderr, "loadtest: %v\n", err)
-		return 2
-	}
-	if rep == nil {
-		fmt.Fprintf(stderr, "loadtest: %v\n", err)
-		return 1
-	}
-
-	rep.WriteTable(stdout)
-	if *jsonPath != "" {
-		if err := writeJSON(*jsonPath, rep, stdout); err != nil {
-			fmt.Fprintf(stderr, "loadtest: %v\n", err)
-			return 1
-		}
-	}
-	if err != nil || !rep.OK() {
-		return 1
-	}
-	return 0
+	return cfg, opts, -1
 }
 
 func writeJSON(path string, rep *Report, stdout io.Writer) error {

@@ -97,17 +97,7 @@ func SampleMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *replot != "" {
-		var s Series
-		b, err := os.ReadFile(*replot)
-		if err == nil {
-			err = json.Unmarshal(b, &s)
-		}
-		if err == nil {
-			var svg strings.Builder
-			WriteSeriesSVG(&svg, &s)
-			err = os.WriteFile(svgName(*replot), []byte(svg.String()), 0o644)
-		}
-		if err != nil {
+		if err := replotSeries(*replot); err != nil {
 			fmt.Fprintf(stderr, "loadtest sample: %v\n", err)
 			return 1
 		}
@@ -134,29 +124,7 @@ func SampleMain(args []string, stdout, stderr io.Writer) int {
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
-	client := &http.Client{Timeout: *every}
-	began := time.Now()
-	tick := time.NewTicker(*every)
-	defer tick.Stop()
-	failures := 0
-	for {
-		now := time.Now()
-		v, err := scrapeSeries(ctx, client, *url)
-		switch {
-		case err == nil:
-			s.Samples = append(s.Samples, SeriesSample{T: now.Sub(began).Seconds(),
-				RSS: v[0], HeapInuse: v[1], LRUBytes: v[2], Goroutines: v[3], OpenFDs: v[4]})
-		case ctx.Err() == nil:
-			failures++
-			fmt.Fprintf(stderr, "loadtest sample: %v\n", err)
-		}
-		select {
-		case <-ctx.Done():
-		case <-tick.C:
-			continue
-		}
-		break
-	}
+	failures := s.sample(ctx, *every, stderr)
 	if err := writeSeries(*out, &s); err != nil {
 		fmt.Fprintf(stderr, "loadtest sample: %v\n", err)
 		return 1
@@ -168,6 +136,46 @@ func SampleMain(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// sample reads s.URL every interval until ctx ends, appending to
+// s.Samples; it reports failed reads to stderr and returns their count.
+func (s *Series) sample(ctx context.Context, every time.Duration, stderr io.Writer) (failures int) {
+	client := &http.Client{Timeout: every}
+	began := time.Now()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		now := time.Now()
+		v, err := scrapeSeries(ctx, client, s.URL)
+		switch {
+		case err == nil:
+			s.Samples = append(s.Samples, SeriesSample{T: now.Sub(began).Seconds(),
+				RSS: v[0], HeapInuse: v[1], LRUBytes: v[2], Goroutines: v[3], OpenFDs: v[4]})
+		case ctx.Err() == nil:
+			failures++
+			fmt.Fprintf(stderr, "loadtest sample: %v\n", err)
+		}
+		select {
+		case <-ctx.Done():
+			return failures
+		case <-tick.C:
+		}
+	}
+}
+
+// replotSeries reads a Series written by an earlier run and writes its
+// plot next to it.
+func replotSeries(path string) error {
+	var s Series
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	return writePlot(path, &s)
+}
+
 func svgName(jsonPath string) string {
 	return strings.TrimSuffix(jsonPath, ".json") + ".svg"
 }
@@ -177,9 +185,14 @@ func writeSeries(path string, s *Series) error {
 	if err != nil {
 		return err
 	}
+	return errors.Join(os.WriteFile(path, append(b, '\n'), 0o644), writePlot(path, s))
+}
+
+// writePlot writes s's plot (WriteSeriesSVG) next to the JSON file at path.
+func writePlot(path string, s *Series) error {
 	var svg strings.Builder
 	WriteSeriesSVG(&svg, s)
-	return errors.Join(os.WriteFile(path, append(b, '\n'), 0o644), os.WriteFile(svgName(path), []byte(svg.String()), 0o644))
+	return os.WriteFile(svgName(path), []byte(svg.String()), 0o644)
 }
 
 // WriteSeriesSVG plots a series: memory (RSS, heap in use, cache LRU) in
