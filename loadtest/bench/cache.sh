@@ -34,35 +34,18 @@ mkdir -p "$html"
 curl -sf -o "$html/$seg" "$base/$seg"
 curl -sf -o "$html/$media" "$base/$media"
 echo "segment $seg: $(stat -c %s "$html/$seg") bytes; playlist $media: $(stat -c %s "$html/$media") bytes"
-# cpu PID...: CPU seconds (user + system) used so far by these processes
-cpu() {
-	local t=0 p
-	for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
-	echo "$t"
-}
-bench() { # bench NAME URL PID...: wrk, then requests/s, MB/s, p99 and server CPU per request
-	local name=$1 url=$2 out c0 c1
-	shift 2
-	c0=$(cpu "$@")
-	out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "$url")
-	c1=$(cpu "$@")
-	echo "$out" | awk -v name="$name" -v load="$(load)" -v ticks=$((c1 - c0)) '
-		/Requests\/sec/ {rps = $2} /Transfer\/sec/ {tps = $2} /^ +99%/ {p99 = $2} / Non-2xx/ {bad = $NF}
-		/requests in/ {n = $1}
-		END {printf "%-15s %9.0f req/s %10s/s p99 %8s  server cpu %5.1f us/req  non2xx %d  load %s\n",
-			name, rps, tps, p99, ticks * 10000 / (n > 0 ? n : 1), bad + 0, load}'
-}
+NAME_WIDTH=15 # the column width of wrk_bench lines
 # Both servers are loaded at the same time, so they share the same conditions
 # (each wrk gets one thread; the machine is shared by everything).
 for r in $(seq "$rounds"); do
 	if [ "$r" = 1 ] && [ -n "${PPROF:-}" ]; then
 		curl -sf -o "$PPROF" "http://$SG_API_ADDRESS/debug/pprof/profile?seconds=$secs" &
 	fi
-	bench "sg segment" "$base/$seg" "$SG_PID" & a=$!
-	bench "nginx segment" "$NGINX_HTTP/load/cam0001/$seg" $NGINX_CHILDREN "$NGINX_PID" & b=$!
+	wrk_bench "sg segment" "$base/$seg" "$SG_PID" & a=$!
+	wrk_bench "nginx segment" "$NGINX_HTTP/load/cam0001/$seg" $NGINX_CHILDREN "$NGINX_PID" & b=$!
 	wait $a $b
-	bench "sg playlist" "$base/$media" "$SG_PID" & a=$!
-	bench "nginx playlist" "$NGINX_HTTP/load/cam0001/$media" $NGINX_CHILDREN "$NGINX_PID" & b=$!
+	wrk_bench "sg playlist" "$base/$media" "$SG_PID" & a=$!
+	wrk_bench "nginx playlist" "$NGINX_HTTP/load/cam0001/$media" $NGINX_CHILDREN "$NGINX_PID" & b=$!
 	wait $a $b
 done
 kill "$cam" 2>/dev/null || true

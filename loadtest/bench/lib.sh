@@ -141,3 +141,28 @@ cleanup() {
 load() {
 	cut -d' ' -f1-3 /proc/loadavg
 }
+
+# cpu_ticks PID...: CPU time (user + system, in clock ticks of 10 ms) used so
+# far by these processes.
+cpu_ticks() {
+	local t=0 p
+	for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+	echo "$t"
+}
+
+# wrk_bench NAME URL PID...: wrk with $conns connections for $secs seconds,
+# then one line: requests/s, MB/s, latency p99, the CPU time the server
+# processes PID... spent per request, non-2xx answers, load. NAME_WIDTH
+# (default 17) pads the name column.
+wrk_bench() {
+	local name=$1 url=$2 out c0 c1
+	shift 2
+	c0=$(cpu_ticks "$@")
+	out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "$url")
+	c1=$(cpu_ticks "$@")
+	echo "$out" | awk -v name="$name" -v width="${NAME_WIDTH:-17}" -v load="$(load)" -v ticks=$((c1 - c0)) '
+		/Requests\/sec/ {rps = $2} /Transfer\/sec/ {tps = $2} /^ +99%/ {p99 = $2} / Non-2xx/ {bad = $NF}
+		/requests in/ {n = $1}
+		END {printf "%-" width "s %9.0f req/s %10s/s p99 %8s  server cpu %5.1f us/req  non2xx %d  load %s\n",
+			name, rps, tps, p99, ticks * 10000 / (n > 0 ? n : 1), bad + 0, load}'
+}

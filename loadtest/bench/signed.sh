@@ -79,29 +79,12 @@ done
 code=$(curl -s -o /dev/null -w '%{http_code}' "$HLS_B/load/cam0001/$seg")
 [ -n "${CONTROL:-}" ] || [ "$code" = 403 ] || { echo "unsigned request to cache B answered $code, want 403" >&2; exit 1; }
 echo "segment $seg: $(curl -sf "$base_a/$seg" | wc -c) bytes; playlist $media; signed prefix ${signed%%/load/*}"
-cpu() {
-	local t=0 p
-	for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
-	echo "$t"
-}
-bench() { # bench NAME URL PID: wrk, then requests/s, MB/s, p99 and server CPU per request
-	local name=$1 url=$2 out c0 c1
-	shift 2
-	c0=$(cpu "$@")
-	out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "$url")
-	c1=$(cpu "$@")
-	echo "$out" | awk -v name="$name" -v load="$(load)" -v ticks=$((c1 - c0)) '
-		/Requests\/sec/ {rps = $2} /Transfer\/sec/ {tps = $2} /^ +99%/ {p99 = $2} / Non-2xx/ {bad = $NF}
-		/requests in/ {n = $1}
-		END {printf "%-17s %9.0f req/s %10s/s p99 %8s  server cpu %5.1f us/req  non2xx %d  load %s\n",
-			name, rps, tps, p99, ticks * 10000 / (n > 0 ? n : 1), bad + 0, load}'
-}
 for r in $(seq "$rounds"); do
-	bench "plain segment" "$base_a/$seg" "$PID_A" & a=$!
-	bench "signed segment" "$base_b/$seg" "$PID_B" & b=$!
+	wrk_bench "plain segment" "$base_a/$seg" "$PID_A" & a=$!
+	wrk_bench "signed segment" "$base_b/$seg" "$PID_B" & b=$!
 	wait $a $b
-	bench "plain playlist" "$base_a/$media" "$PID_A" & a=$!
-	bench "signed playlist" "$base_b/$media" "$PID_B" & b=$!
+	wrk_bench "plain playlist" "$base_a/$media" "$PID_A" & a=$!
+	wrk_bench "signed playlist" "$base_b/$media" "$PID_B" & b=$!
 	wait $a $b
 done
 kill "$cam" 2>/dev/null || true
