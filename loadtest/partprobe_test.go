@@ -3,7 +3,6 @@ package loadtest
 import (
 	"io"
 	"log"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -285,7 +284,7 @@ func TestRunPartProbe(t *testing.T) {
 		Duration:    8 * time.Second,
 		Warmup:      time.Second,
 		ViewerDelay: time.Second,
-		Log:         slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Log:         testLog(t),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -222,7 +222,7 @@ func TestRunAgainstStandIn(t *testing.T) {
 	defer s.close()
 
 	var progress bytes.Buffer
-	var progressMu sync.Mutex
+	progressW := &syncWriter{w: &progress}
 	rep, err := Run(t.Context(), Config{
 		Publish:     s.publishURL(),
 		Play:        []string{s.http.URL + "/load"},
@@ -232,8 +232,8 @@ func TestRunAgainstStandIn(t *testing.T) {
 		Warmup:      time.Second,
 		PIDs:        []int{os.Getpid()},
 		MetricsURLs: []string{s.http.URL + "/metrics"},
-		Progress:    lockedWriter{&progressMu, &progress},
-		Log:         slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Progress:    progressW,
+		Log:         testLog(t),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -258,8 +258,8 @@ func TestRunAgainstStandIn(t *testing.T) {
 			t.Errorf("server %+v", srv)
 		}
 	}
-	progressMu.Lock()
-	defer progressMu.Unlock()
+	progressW.mu.Lock()
+	defer progressW.mu.Unlock()
 	if !strings.Contains(progress.String(), "cameras 2/2 up") {
 		t.Errorf("progress:\n%s", progress.String())
 	}
@@ -281,7 +281,7 @@ func TestRunYoungTraditionalStream(t *testing.T) {
 		Warmup:      time.Second,
 		ViewerDelay: 1500 * time.Millisecond,
 		NoAudio:     true,
-		Log:         slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Log:         testLog(t),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -341,15 +341,9 @@ func TestMainCameraFailure(t *testing.T) {
 	}
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
+// testLog logs Warn and above to t.
+func testLog(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 type testWriter struct{ t *testing.T }

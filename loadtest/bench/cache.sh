@@ -15,9 +15,8 @@
 rounds=${1:-2}
 conns=${2:-64}
 secs=${3:-10}
-command -v wrk >/dev/null || { echo "wrk is missing (apt-get install -y wrk)" >&2; exit 1; }
-clip=$SGB/clip720.ts
-sh "$(dirname "$0")/clip720.sh" "$clip" >/dev/null
+require_wrk
+clip=$(clip720)
 trap cleanup EXIT
 start_sg
 start_nginx
@@ -26,9 +25,7 @@ budget=$(( rounds * 2 * (secs + 2) + 15 ))
 cam=$!
 sleep 6
 base=$SG_HLS/load/cam0001
-media=$(curl -sf "$base/index.m3u8" | grep -v '^#' | grep -m1 video) # the video media playlist
-seg=$(curl -sf "$base/$media" | grep -v '^#' | grep -m1 'seg') # its oldest complete segment
-[ -n "$media" ] && [ -n "$seg" ] || { echo "no playlist or segment at $base" >&2; exit 1; }
+find_media_segment "$base" # sets media (the video media playlist) and seg (its oldest complete segment)
 html=$SGB/nginx/html/load/cam0001
 mkdir -p "$html"
 curl -sf -o "$html/$seg" "$base/$seg"

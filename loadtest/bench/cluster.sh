@@ -41,8 +41,7 @@ else
 fi
 compose+=(-p "$project" -f "$REPO/docker-compose.yml" -f "$REPO/loadtest/bench/cluster-compose.yml")
 
-clip=$SGB/clip720.ts
-sh "$(dirname "$0")/clip720.sh" "$clip" >/dev/null
+clip=$(clip720)
 gen=$SGB/streamgrid-static
 (cd "$REPO" && CGO_ENABLED=0 go build -o "$gen" ./cmd/streamgrid)
 

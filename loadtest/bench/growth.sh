@@ -9,8 +9,7 @@
 # out:   $SGB/growth-N.{json,txt,log} and one line per count
 . "$(dirname "$0")/lib.sh"
 counts=${*:-1 10 25 50 100}
-clip=$SGB/clip720.ts
-sh "$(dirname "$0")/clip720.sh" "$clip" >/dev/null
+clip=$(clip720)
 trap cleanup EXIT
 for n in $counts; do
 	start_sg

@@ -12,8 +12,7 @@
 . "$(dirname "$0")/lib.sh"
 n=${1:?usage: ingest.sh CAMERAS [DURATION]}
 dur=${2:-40s}
-clip=$SGB/clip720.ts
-sh "$(dirname "$0")/clip720.sh" "$clip" >/dev/null
+clip=$(clip720)
 clipargs=(--clip "$clip")
 [ "${CLIP:-}" = sample ] && clipargs=() # CLIP=sample: the built-in 640x360 ~400 kbit/s clip
 trap cleanup EXIT

@@ -18,8 +18,7 @@ mode=${1:?usage: latency.sh lowLatency|mpegts|fmp4|nginx [CAMERAS] [VIEWERS] [DU
 n=${2:-10}
 v=${3:-30}
 dur=${4:-40s}
-clip=$SGB/clip720.ts
-sh "$(dirname "$0")/clip720.sh" "$clip" >/dev/null
+clip=$(clip720)
 trap cleanup EXIT
 delay=3s
 case $mode in

@@ -142,6 +142,35 @@ load() {
 	cut -d' ' -f1-3 /proc/loadavg
 }
 
+# clip720: makes the 720p25 2 Mbit/s clip (clip720.sh) unless it exists and
+# prints its path.
+clip720() {
+	local clip=$SGB/clip720.ts
+	sh "$REPO/loadtest/bench/clip720.sh" "$clip" >/dev/null
+	echo "$clip"
+}
+
+# require_wrk: exit when wrk is not installed.
+require_wrk() {
+	command -v wrk >/dev/null || { echo "wrk is missing (apt-get install -y wrk)" >&2; exit 1; }
+}
+
+# find_media_segment BASE: the video media playlist of the stream at
+# BASE/index.m3u8 and its oldest complete segment, in $media and $seg;
+# tries for 15 s.
+find_media_segment() {
+	local base=$1
+	media= seg=
+	for _ in $(seq 50); do
+		media=$(curl -sf "$base/index.m3u8" | grep -v '^#' | grep -m1 video) || true
+		[ -n "$media" ] && seg=$(curl -sf "$base/$media" | grep -v '^#' | grep -m1 'seg') || true
+		[ -n "$seg" ] && return 0
+		sleep 0.3
+	done
+	echo "no playlist or segment at $base" >&2
+	return 1
+}
+
 # cpu_ticks PID...: CPU time (user + system, in clock ticks of 10 ms) used so
 # far by these processes.
 cpu_ticks() {

@@ -14,8 +14,7 @@ n=${1:-10}
 v=${2:-30}
 dur=${3:-40s}
 probes=${4:-10}
-clip=$SGB/clip720.ts
-sh "$(dirname "$0")/clip720.sh" "$clip" >/dev/null
+clip=$(clip720)
 trap cleanup EXIT
 start_sg
 l0=$(load)

@@ -9,8 +9,7 @@
 #        go tool pprof -sample_index=inuse_space -top $SG $SGB/pprof-N.heap
 . "$(dirname "$0")/lib.sh"
 n=${1:-25}
-clip=$SGB/clip720.ts
-sh "$(dirname "$0")/clip720.sh" "$clip" >/dev/null
+clip=$(clip720)
 trap cleanup EXIT
 start_sg ${NODE_ENV:-}
 out=$SGB/pprof-$n

@@ -12,8 +12,7 @@
 n=${1:-25}
 viewers=0
 [ "${2:-ingest}" = viewers ] && viewers=$((2 * n))
-clip=$SGB/clip720.ts
-sh "$(dirname "$0")/clip720.sh" "$clip" >/dev/null
+clip=$(clip720)
 trap cleanup EXIT
 start_sg GODEBUG=gctrace=1
 "$SG" loadtest --publish "$SG_RTMP/load" --play "$SG_HLS/load" --cameras "$n" --viewers "$viewers" \

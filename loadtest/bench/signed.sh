@@ -18,9 +18,8 @@
 rounds=${1:-3}
 conns=${2:-64}
 secs=${3:-10}
-command -v wrk >/dev/null || { echo "wrk is missing (apt-get install -y wrk)" >&2; exit 1; }
-clip=$SGB/clip720.ts
-sh "$(dirname "$0")/clip720.sh" "$clip" >/dev/null
+require_wrk
+clip=$(clip720)
 CACHE_PIDS=
 stop_caches() {
 	local p
@@ -66,13 +65,7 @@ signed=$(SG_AUTH_SIGNING_KEY="$key" "$SG" sign --path load/cam0001 --ttl 1h)
 base_a=$HLS_A/load/cam0001
 base_b=$HLS_B${signed%/index.m3u8}
 [ -n "${CONTROL:-}" ] && base_b=$HLS_B/load/cam0001
-for _ in $(seq 50); do
-	media=$(curl -sf "$base_a/index.m3u8" | grep -v '^#' | grep -m1 video) || true
-	[ -n "$media" ] && seg=$(curl -sf "$base_a/$media" | grep -v '^#' | grep -m1 'seg') || true
-	[ -n "${seg:-}" ] && break
-	sleep 0.3
-done
-[ -n "${media:-}" ] && [ -n "${seg:-}" ] || { echo "no playlist or segment at $base_a" >&2; exit 1; }
+find_media_segment "$base_a" # sets media and seg
 for u in "$base_b/$media" "$base_b/$seg"; do
 	curl -sf -o /dev/null "$u" || { echo "signed $u refused" >&2; exit 1; }
 done
