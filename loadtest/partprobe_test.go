@@ -357,3 +357,14 @@ func TestPartProbeOriginSecret(t *testing.T) {
 		t.Errorf("secret sent: %q", got)
 	}
 }
+
+// BenchmarkParseMediaPlaylist is the cost of reading one probe answer with
+// gohlslib's parser: a probe reads about two per part and side (at most
+// MaxPartProbes probes), far from the load generator's hot path.
+func BenchmarkParseMediaPlaylist(b *testing.B) {
+	for b.Loop() {
+		if _, err := parseMediaPlaylist(llPlaylist); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
