@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/streamgrid/streamgrid/internal/hlsproto"
 )
 
 const (
@@ -220,7 +222,7 @@ var errNotLowLatency = errors.New("not a Low-Latency HLS playlist (no EXT-X-PART
 func (p *partProbe) fetch(ctx context.Context, url string, prev *mediaPlaylist) (*probeAnswer, error) {
 	if prev != nil {
 		k := prev.next()
-		url += fmt.Sprintf("?_HLS_msn=%d&_HLS_part=%d", k.msn, k.part)
+		url += "?" + hlsproto.Directives{MSN: k.msn, Part: k.part, HasMSN: true, HasPart: true}.Encode()
 	}
 	body, at, err := p.get(ctx, url)
 	if err != nil {
@@ -236,10 +238,6 @@ func (p *partProbe) fetch(ctx context.Context, url string, prev *mediaPlaylist) 
 	return &probeAnswer{pl: pl, at: at}, nil
 }
 
-// headerOriginAuth carries the origin secret (hlscache.HeaderAuth, which
-// caches add to their upstream requests).
-const headerOriginAuth = "X-Streamgrid-Auth"
-
 // get fetches url and returns its body and the time the body had arrived.
 // A 404 or 503 answer wraps errNotServed.
 func (p *partProbe) get(ctx context.Context, url string) (string, time.Time, error) {
@@ -250,7 +248,7 @@ func (p *partProbe) get(ctx context.Context, url string) (string, time.Time, err
 		return "", time.Time{}, err
 	}
 	if p.r.cfg.OriginSecret != "" && slices.ContainsFunc(p.r.cfg.Origins, func(o string) bool { return strings.HasPrefix(url, o+"/") }) {
-		req.Header.Set(headerOriginAuth, p.r.cfg.OriginSecret)
+		req.Header.Set(hlsproto.HeaderAuth, p.r.cfg.OriginSecret)
 	}
 	resp, err := p.r.http.Do(req)
 	if err != nil {

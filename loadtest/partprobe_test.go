@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2"
+
+	"github.com/streamgrid/streamgrid/internal/hlsproto"
 )
 
 // llPlaylist is a Low-Latency media playlist as the origin renders it: the
@@ -265,7 +267,7 @@ func TestRunPartProbe(t *testing.T) {
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	proxy.ErrorLog = log.New(io.Discard, "", 0) // requests cut at the end of the run
 	cache := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Has("_HLS_msn") {
+		if r.URL.Query().Has(hlsproto.MSN) {
 			blocking.Add(1)
 		}
 		proxy.ServeHTTP(w, r)
@@ -340,7 +342,7 @@ func TestPartProbeOriginSecret(t *testing.T) {
 	var mu sync.Mutex
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
-		got[r.URL.Path] = r.Header.Get(headerOriginAuth)
+		got[r.URL.Path] = r.Header.Get(hlsproto.HeaderAuth)
 		mu.Unlock()
 		_, _ = io.WriteString(w, "#EXTM3U\n")
 	}))
