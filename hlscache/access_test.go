@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/streamgrid/streamgrid/internal/hlsproto"
 )
 
 // With a signing key, only signed URLs are served; every viewer's token is
@@ -145,7 +147,7 @@ func TestOriginSecretSent(t *testing.T) {
 	e := newEnv(t, func(c *Cache) { c.OriginSecret = secret })
 	var bad atomic.Int32
 	e.origin.handle(func(w http.ResponseWriter, r *http.Request) bool {
-		if r.Header.Get(HeaderAuth) != secret {
+		if r.Header.Get(hlsproto.HeaderAuth) != secret {
 			bad.Add(1)
 			http.Error(w, "origins serve caches only", http.StatusForbidden)
 			return true

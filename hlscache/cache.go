@@ -20,16 +20,6 @@ import (
 	"github.com/streamgrid/streamgrid/internal/gossip"
 )
 
-// Headers an origin puts on every answer, naming who produced it. The cache
-// stores an answer only when they match the owner it asked.
-const (
-	HeaderOrigin = "X-Streamgrid-Origin" // the origin's node name
-	HeaderEpoch  = "X-Streamgrid-Epoch"  // the origin's lease epoch for the stream, decimal
-	// HeaderAuth carries the cluster's origin secret on every upstream
-	// request (see Cache.OriginSecret); origins refuse requests without it.
-	HeaderAuth = "X-Streamgrid-Auth"
-)
-
 const (
 	defaultHTTPAddress     = ":8888"
 	defaultMaxBytes        = 256 << 20
@@ -91,7 +81,7 @@ type Cache struct {
 	// ErrUnauthenticated answers 401 with a Basic challenge, any other 403.
 	// It is called concurrently and should answer from memory.
 	Authorize func(r *http.Request, stream string) error
-	// OriginSecret, when set, is sent as HeaderAuth with every upstream
+	// OriginSecret, when set, is sent as hlsproto.HeaderAuth with every upstream
 	// request, proving to origins that the request comes from a cache.
 	OriginSecret string
 	// HeaderTimeout is how long a connection may take to send a request's
@@ -559,7 +549,7 @@ func (c *Cache) setCORS(h http.Header) {
 
 // upstreamDeadline is how long one upstream fetch for req may take.
 func (c *Cache) upstreamDeadline(req *request) time.Duration {
-	if req.kind == kindPart || req.hls.blocking() {
+	if req.kind == kindPart || req.hls.Blocking() {
 		return c.UpstreamTimeout + c.BlockingHold
 	}
 	return c.UpstreamTimeout
@@ -626,7 +616,7 @@ func (c *Cache) serveRequest(w *viewerWriter, r *http.Request, req *request) out
 		var obj *object
 		var res fetchResult
 		var err error
-		if req.hls.blocking() {
+		if req.hls.Blocking() {
 			obj, res, err = c.boundBlocking(ctx, rt, req)
 		}
 		if err == nil && obj == nil {
@@ -643,7 +633,7 @@ func (c *Cache) serveRequest(w *viewerWriter, r *http.Request, req *request) out
 			// owner's objects still serve) is the answer only at the
 			// deadline, rather than a 404.
 			stale := c.routes.stalePlaylist(req.stream, req.file, now)
-			if stale != nil && req.hls.blocking() {
+			if stale != nil && req.hls.Blocking() {
 				stale = nil
 			}
 			if stale != nil && !c.overtaken(prev, req, stale, now) {
@@ -679,7 +669,7 @@ func (c *Cache) serveRequest(w *viewerWriter, r *http.Request, req *request) out
 		var ue *upstreamError
 		if errors.As(err, &ue) && ue.ownerDown() && req.kind == kindPlaylist {
 			stale := c.routes.stalePlaylist(req.stream, req.file, now)
-			if stale != nil && req.hls.blocking() {
+			if stale != nil && req.hls.Blocking() {
 				stale = nil
 			}
 			// An overtaken copy (see overtaken) waits for gossip to move
@@ -748,7 +738,7 @@ func sleepUntil(ctx context.Context, deadline time.Time, d time.Duration) bool {
 // the new owner), or an object of the previous owner still in the LRU.
 func (c *Cache) serveHeld(w *viewerWriter, r *http.Request, req *request, prev route, now time.Time) (outcome, bool) {
 	if req.kind == kindPlaylist {
-		if req.hls.blocking() {
+		if req.hls.Blocking() {
 			return 0, false
 		}
 		stale := c.routes.stalePlaylist(req.stream, req.file, now)
@@ -794,7 +784,7 @@ func (c *Cache) waitRoute(ctx context.Context, changed <-chan struct{}, deadline
 func cacheKey(rt route, req *request) string {
 	var num [20]byte
 	epoch := strconv.AppendUint(num[:0], rt.epoch, 10)
-	q := req.hls.encode()
+	q := req.hls.Encode()
 	var b strings.Builder // one allocation, where concatenation made two or three
 	b.Grow(len(rt.node) + 1 + len(epoch) + 1 + req.upstreamPathLen(q))
 	b.WriteString(rt.node)
@@ -812,7 +802,7 @@ func (c *Cache) get(ctx context.Context, rt route, req *request) (*object, fetch
 	stored := func() *object {
 		now := time.Now()
 		obj := c.lru.get(key, now)
-		if obj != nil && !req.hls.blocking() && c.overtaken(rt, req, obj, now) {
+		if obj != nil && !req.hls.Blocking() && c.overtaken(rt, req, obj, now) {
 			return nil
 		}
 		return obj

@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
+
+	"github.com/streamgrid/streamgrid/internal/hlsproto"
 )
 
 const llPlaylist = `#EXTM3U
@@ -250,7 +252,7 @@ func TestCoalescedBlockingPlaylist(t *testing.T) {
 		}()
 	}
 	req := &request{stream: "live/cam1", file: "video1_stream.m3u8", kind: kindPlaylist,
-		hls: hlsQuery{msn: 8, part: 2, hasMSN: true, hasPart: true}}
+		hls: hlsproto.Directives{MSN: 8, Part: 2, HasMSN: true, HasPart: true}}
 	key := cacheKey(route{node: "origin1", epoch: l.Owner.Epoch}, req)
 	waitFor(t, 10*time.Second, "all blocking reloads waiting on one fetch", func() bool {
 		return e.cache.flights.waiting(key) == viewers
@@ -387,7 +389,7 @@ func TestMismatchedOriginHeadersNotCached(t *testing.T) {
 	const path = "/live/cam1/abc_video1_seg7.mp4"
 	e.origin.set(path, []byte("segment"))
 	e.origin.handle(func(w http.ResponseWriter, r *http.Request) bool {
-		w.Header().Set(HeaderEpoch, "999999")
+		w.Header().Set(hlsproto.HeaderEpoch, "999999")
 		return false
 	})
 	e.own("live/cam1")

@@ -21,6 +21,7 @@ import (
 
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/gossip"
+	"github.com/streamgrid/streamgrid/internal/hlsproto"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -86,8 +87,8 @@ func (o *fakeOrigin) serve(w http.ResponseWriter, r *http.Request) {
 	body, ok := o.files[r.URL.Path]
 	override := o.override
 	o.mu.Unlock()
-	w.Header().Set(HeaderOrigin, o.node)
-	w.Header().Set(HeaderEpoch, strconv.FormatUint(o.epoch.Load(), 10))
+	w.Header().Set(hlsproto.HeaderOrigin, o.node)
+	w.Header().Set(hlsproto.HeaderEpoch, strconv.FormatUint(o.epoch.Load(), 10))
 	if override != nil && override(w, r) {
 		return
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/streamgrid/streamgrid/internal/hlsproto"
 )
 
 func TestParseWindow(t *testing.T) {
@@ -251,6 +253,6 @@ func FuzzParseWindow(f *testing.F) {
 		if w.next < w.first {
 			t.Fatalf("window %+v: next below first", w)
 		}
-		_ = w.judge(hlsQuery{msn: w.next, hasMSN: true, part: w.maxPart, hasPart: true})
+		_ = w.judge(hlsproto.Directives{MSN: w.next, HasMSN: true, Part: w.maxPart, HasPart: true})
 	})
 }

@@ -223,14 +223,14 @@ func policy(req *request, status int, originCC string, body []byte) (ttl time.Du
 		return multivariantDefaultTTL, false, viewerCC
 	}
 	viewerCC = originCC
-	if viewerCC == "" || info.lowLatency || req.hls.blocking() {
+	if viewerCC == "" || info.lowLatency || req.hls.Blocking() {
 		// An LL media playlist changes every part: viewers must revalidate.
 		viewerCC = "no-cache"
 	}
 	switch {
 	case cc.noStore:
 		return 0, false, viewerCC
-	case req.hls.blocking():
+	case req.hls.Blocking():
 		return blockingPlaylistTTL, false, viewerCC
 	}
 	ttl = mediaPlaylistTTL

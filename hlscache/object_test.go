@@ -3,6 +3,8 @@ package hlscache
 import (
 	"testing"
 	"time"
+
+	"github.com/streamgrid/streamgrid/internal/hlsproto"
 )
 
 const multivariantPlaylist = `#EXTM3U
@@ -55,7 +57,7 @@ func TestInspectPlaylist(t *testing.T) {
 
 func TestPolicy(t *testing.T) {
 	playlist := &request{kind: kindPlaylist, ext: ".m3u8"}
-	blocking := &request{kind: kindPlaylist, ext: ".m3u8", hls: hlsQuery{msn: 3, hasMSN: true}}
+	blocking := &request{kind: kindPlaylist, ext: ".m3u8", hls: hlsproto.Directives{MSN: 3, HasMSN: true}}
 	segment := &request{kind: kindSegment, ext: ".mp4"}
 	part := &request{kind: kindPart, ext: ".mp4"}
 	for _, tc := range []struct {

@@ -1,13 +1,11 @@
 package hlscache
 
 import (
-	"errors"
 	"net/http"
-	"net/url"
-	"strconv"
 	"strings"
 
 	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/internal/hlsproto"
 )
 
 // maxFileLen bounds the file name of a request.
@@ -51,60 +49,25 @@ var mimeTypes = map[string]string{
 	".aac":  "audio/aac",
 }
 
-// hlsQuery holds the LL-HLS delivery directives of a playlist request: the
-// only query parameters forwarded to the origin and made part of cache keys.
-type hlsQuery struct {
-	msn, part       uint64
-	hasMSN, hasPart bool
-	skip            string // "", "YES" or "v2"
-}
-
-// blocking reports a blocking playlist reload (_HLS_msn, optionally _HLS_part).
-func (q hlsQuery) blocking() bool { return q.hasMSN }
-
-// encode renders the directives in a fixed order: _HLS_msn, _HLS_part, _HLS_skip.
-func (q hlsQuery) encode() string {
-	var b strings.Builder
-	if q.hasMSN {
-		b.WriteString("_HLS_msn=")
-		b.WriteString(strconv.FormatUint(q.msn, 10))
-	}
-	if q.hasPart {
-		if b.Len() > 0 {
-			b.WriteByte('&')
-		}
-		b.WriteString("_HLS_part=")
-		b.WriteString(strconv.FormatUint(q.part, 10))
-	}
-	if q.skip != "" {
-		if b.Len() > 0 {
-			b.WriteByte('&')
-		}
-		b.WriteString("_HLS_skip=")
-		b.WriteString(q.skip)
-	}
-	return b.String()
-}
-
 // request is a viewer request that passed validation.
 type request struct {
 	stream string // stream path, valid per bus.ValidatePath
 	file   string // file name within the stream
 	ext    string // one of the keys of mimeTypes
 	kind   kind
-	hls    hlsQuery // zero unless kind is kindPlaylist
+	hls    hlsproto.Directives // zero unless kind is kindPlaylist
 }
 
 // upstreamPath is the path and normalised query asked of the origin.
 func (r *request) upstreamPath() string {
-	q := r.hls.encode()
+	q := r.hls.Encode()
 	var b strings.Builder
 	b.Grow(r.upstreamPathLen(q))
 	r.writeUpstreamPath(&b, q)
 	return b.String()
 }
 
-// upstreamPathLen is the length of upstreamPath, q being r.hls.encode().
+// upstreamPathLen is the length of upstreamPath, q being r.hls.Encode().
 func (r *request) upstreamPathLen(q string) int {
 	n := 2 + len(r.stream) + len(r.file)
 	if q != "" {
@@ -113,7 +76,7 @@ func (r *request) upstreamPathLen(q string) int {
 	return n
 }
 
-// writeUpstreamPath writes upstreamPath to b, q being r.hls.encode().
+// writeUpstreamPath writes upstreamPath to b, q being r.hls.Encode().
 func (r *request) writeUpstreamPath(b *strings.Builder, q string) {
 	b.WriteByte('/')
 	b.WriteString(r.stream)
@@ -177,11 +140,14 @@ func parseRequest(urlPath, rawQuery string) (*request, error) {
 	ext := file[strings.LastIndexByte(file, '.'):] // validFileName guarantees a known extension
 	req := &request{stream: stream, file: file, ext: ext, kind: fileKind(file, ext)}
 	if req.kind == kindPlaylist {
-		q, err := parseHLSQuery(rawQuery)
+		// Only the LL-HLS directives are kept: they alone are forwarded
+		// and make part of cache keys. A malformed one is a 400 whose
+		// text names it.
+		d, err := hlsproto.Parse(rawQuery)
 		if err != nil {
-			return nil, err
+			return nil, badRequest(err.Error())
 		}
-		req.hls = q
+		req.hls = d
 	}
 	return req, nil
 }
@@ -236,66 +202,4 @@ func allDigits(s string) bool {
 		}
 	}
 	return s != ""
-}
-
-// parseHLSQuery extracts the LL-HLS directives from a raw query, ignoring
-// every other parameter (tokens, cache busters). A malformed or repeated
-// directive, or _HLS_part without _HLS_msn, is a bad request, as the LL-HLS
-// specification asks of servers.
-func parseHLSQuery(raw string) (hlsQuery, error) {
-	var q hlsQuery
-	for kv := range strings.SplitSeq(raw, "&") {
-		if kv == "" {
-			continue
-		}
-		k, v, _ := strings.Cut(kv, "=")
-		key, err := url.QueryUnescape(k)
-		if err != nil || !strings.HasPrefix(key, "_HLS_") {
-			continue // not a directive: never forwarded, never part of a key
-		}
-		val, err := url.QueryUnescape(v)
-		if err != nil {
-			return q, badRequest("bad " + key)
-		}
-		switch key {
-		case "_HLS_msn":
-			if q.hasMSN {
-				return q, badRequest("repeated _HLS_msn")
-			}
-			if q.msn, err = parseDirectiveUint(val); err != nil {
-				return q, badRequest("bad _HLS_msn")
-			}
-			q.hasMSN = true
-		case "_HLS_part":
-			if q.hasPart {
-				return q, badRequest("repeated _HLS_part")
-			}
-			if q.part, err = parseDirectiveUint(val); err != nil {
-				return q, badRequest("bad _HLS_part")
-			}
-			q.hasPart = true
-		case "_HLS_skip":
-			if q.skip != "" {
-				return q, badRequest("repeated _HLS_skip")
-			}
-			if val != "YES" && val != "v2" {
-				return q, badRequest("bad _HLS_skip")
-			}
-			q.skip = val
-		}
-	}
-	if q.hasPart && !q.hasMSN {
-		return q, badRequest("_HLS_part without _HLS_msn")
-	}
-	return q, nil
-}
-
-var errNotDecimal = errors.New("not a decimal integer")
-
-// parseDirectiveUint parses a decimal-integer directive (digits only, at most 19 of them).
-func parseDirectiveUint(s string) (uint64, error) {
-	if s == "" || len(s) > 19 || !allDigits(s) {
-		return 0, errNotDecimal
-	}
-	return strconv.ParseUint(s, 10, 64)
 }

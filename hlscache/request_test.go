@@ -7,12 +7,14 @@ import (
 	"testing"
 
 	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/internal/hlsproto"
 )
 
 func TestParseRequest(t *testing.T) {
 	for _, tc := range []struct {
 		path, query string
 		status      int    // 0: valid
+		msg         string // the error's text, when given
 		stream      string // when valid
 		file        string
 		kind        kind
@@ -61,20 +63,27 @@ func TestParseRequest(t *testing.T) {
 		{path: "/live/cam1/a~b.m3u8", status: 404},
 		{path: "/live/cam1/" + strings.Repeat("a", maxFileLen) + ".ts", status: 404},
 		{path: "/" + strings.Repeat("a", bus.MaxPathLen+1) + "/x.ts", status: 400},
-		{path: "/live/cam1/x.m3u8", query: "_HLS_part=1", status: 400},
-		{path: "/live/cam1/x.m3u8", query: "_HLS_msn=-1", status: 400},
-		{path: "/live/cam1/x.m3u8", query: "_HLS_msn=+1", status: 400},
-		{path: "/live/cam1/x.m3u8", query: "_HLS_msn=99999999999999999999", status: 400},
-		{path: "/live/cam1/x.m3u8", query: "_HLS_msn=1&_HLS_part=1&_HLS_part=2", status: 400},
-		{path: "/live/cam1/x.m3u8", query: "_HLS_skip=yes", status: 400},
-		{path: "/live/cam1/x.m3u8", query: "_HLS_skip=YES&_HLS_skip=YES", status: 400},
-		{path: "/live/cam1/x.m3u8", query: "_HLS_msn=%zz", status: 400},
+		// The LL-HLS directives (internal/hlsproto): a malformed one is a
+		// 400 whose text names it.
+		{path: "/live/cam1/x.m3u8", query: "_HLS_part=1", status: 400, msg: "_HLS_part without _HLS_msn"},
+		{path: "/live/cam1/x.m3u8", query: "_HLS_msn=-1", status: 400, msg: "bad _HLS_msn"},
+		{path: "/live/cam1/x.m3u8", query: "_HLS_msn=+1", status: 400, msg: "bad _HLS_msn"},
+		{path: "/live/cam1/x.m3u8", query: "_HLS_msn=99999999999999999999", status: 400, msg: "bad _HLS_msn"},
+		{path: "/live/cam1/x.m3u8", query: "_HLS_msn=1&_HLS_msn=2", status: 400, msg: "repeated _HLS_msn"},
+		{path: "/live/cam1/x.m3u8", query: "_HLS_msn=1&_HLS_part=x", status: 400, msg: "bad _HLS_part"},
+		{path: "/live/cam1/x.m3u8", query: "_HLS_msn=1&_HLS_part=1&_HLS_part=2", status: 400, msg: "repeated _HLS_part"},
+		{path: "/live/cam1/x.m3u8", query: "_HLS_skip=yes", status: 400, msg: "bad _HLS_skip"},
+		{path: "/live/cam1/x.m3u8", query: "_HLS_skip=YES&_HLS_skip=YES", status: 400, msg: "repeated _HLS_skip"},
+		{path: "/live/cam1/x.m3u8", query: "_HLS_msn=%zz", status: 400, msg: "bad _HLS_msn"},
+		{path: "/live/cam1/x.m3u8", query: "_HLS_other=%zz", status: 400, msg: "bad _HLS_other"},
+		// Directives of other kinds are not parsed: not forwarded, no 400.
+		{path: "/live/cam1/a_seg1.mp4", query: "_HLS_msn=x", stream: "live/cam1", file: "a_seg1.mp4", kind: kindSegment, upstream: "/live/cam1/a_seg1.mp4"},
 	} {
 		req, err := parseRequest(tc.path, tc.query)
 		if tc.status != 0 {
 			var re *requestError
-			if !errors.As(err, &re) || re.status != tc.status {
-				t.Errorf("%q ?%q: err %v, want status %d", tc.path, tc.query, err, tc.status)
+			if !errors.As(err, &re) || re.status != tc.status || tc.msg != "" && re.msg != tc.msg {
+				t.Errorf("%q ?%q: err %v, want status %d %q", tc.path, tc.query, err, tc.status, tc.msg)
 			}
 			continue
 		}
@@ -85,17 +94,6 @@ func TestParseRequest(t *testing.T) {
 		if req.stream != tc.stream || req.file != tc.file || req.kind != tc.kind || req.upstreamPath() != tc.upstream {
 			t.Errorf("%q ?%q: got %q %q %v %q", tc.path, tc.query, req.stream, req.file, req.kind, req.upstreamPath())
 		}
-	}
-}
-
-func TestHLSQueryBlocking(t *testing.T) {
-	q, err := parseHLSQuery("_HLS_msn=5")
-	if err != nil || !q.blocking() {
-		t.Fatalf("%+v %v", q, err)
-	}
-	q, err = parseHLSQuery("_HLS_skip=YES")
-	if err != nil || q.blocking() {
-		t.Fatalf("%+v %v", q, err)
 	}
 }
 
@@ -155,7 +153,7 @@ func FuzzParseRequest(f *testing.F) {
 			t.Fatalf("%q: query forwarded for a %v", in, req.kind)
 		}
 		// Normalisation is idempotent: the forwarded query parses to itself.
-		q, err := parseHLSQuery(u.RawQuery)
+		q, err := hlsproto.Parse(u.RawQuery)
 		if err != nil || q != req.hls {
 			t.Fatalf("%q: forwarded query %q reparsed to %+v, %v", in, u.RawQuery, q, err)
 		}

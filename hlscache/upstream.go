@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/streamgrid/streamgrid/internal/hlsproto"
 )
 
 const (
@@ -68,7 +70,7 @@ func (c *Cache) fetch(rt route, req *request, key string) (*object, error) {
 	obj, verified, err := c.fetchUpstream(ctx, rt, req)
 	took := time.Since(began).Seconds()
 	switch {
-	case req.hls.blocking():
+	case req.hls.Blocking():
 		c.m.blockingSeconds.Observe(took)
 	case err != nil:
 		c.m.upstreamSeconds.WithLabelValues(kind, "error").Observe(took)
@@ -92,7 +94,7 @@ func (c *Cache) fetch(rt route, req *request, key string) (*object, error) {
 		deadline, idle := c.lifetime(req, obj)
 		c.lru.add(key, obj, obj.fetched, deadline, idle)
 	}
-	if req.kind == kindPlaylist && obj.status == http.StatusOK && req.hls.skip == "" {
+	if req.kind == kindPlaylist && obj.status == http.StatusOK && !req.hls.Delta() {
 		c.routes.storePlaylist(req.stream, req.file, obj)
 	}
 	return obj, nil
@@ -107,15 +109,15 @@ func (c *Cache) fetchUpstream(ctx context.Context, rt route, req *request) (*obj
 	}
 	hreq.Header.Set("User-Agent", userAgent)
 	if c.OriginSecret != "" {
-		hreq.Header.Set(HeaderAuth, c.OriginSecret)
+		hreq.Header.Set(hlsproto.HeaderAuth, c.OriginSecret)
 	}
 	resp, err := c.Client.Do(hreq)
 	if err != nil {
 		return nil, false, c.classify(ctx, err)
 	}
 	defer resp.Body.Close()
-	verified := resp.Header.Get(HeaderOrigin) == rt.node &&
-		resp.Header.Get(HeaderEpoch) == strconv.FormatUint(rt.epoch, 10)
+	verified := resp.Header.Get(hlsproto.HeaderOrigin) == rt.node &&
+		resp.Header.Get(hlsproto.HeaderEpoch) == strconv.FormatUint(rt.epoch, 10)
 
 	status := resp.StatusCode
 	var body []byte
@@ -159,7 +161,7 @@ func (c *Cache) fetchUpstream(ctx context.Context, rt route, req *request) (*obj
 	if t, err := http.ParseTime(resp.Header.Get("Last-Modified")); err == nil {
 		obj.modTime = t
 	}
-	if req.kind == kindPlaylist && status == http.StatusOK && req.hls.skip == "" {
+	if req.kind == kindPlaylist && status == http.StatusOK && !req.hls.Delta() {
 		obj.window = parseWindow(body)
 	}
 	if req.kind == kindPlaylist && status == http.StatusOK {

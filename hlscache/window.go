@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/streamgrid/streamgrid/internal/hlsproto"
 )
 
 // Bounds on LL-HLS blocking reloads.
@@ -127,17 +129,17 @@ const (
 )
 
 // judge says how a blocking reload q fares against w (nil: unknown).
-func (w *playlistWindow) judge(q hlsQuery) windowVerdict {
+func (w *playlistWindow) judge(q hlsproto.Directives) windowVerdict {
 	if w == nil {
 		return windowUnknown
 	}
 	if !w.blocking {
 		return windowPlain
 	}
-	if q.msn > w.next+1 || q.hasPart && q.part > w.maxPart {
+	if q.MSN > w.next+1 || q.HasPart && q.Part > w.maxPart {
 		return windowTooFar
 	}
-	if q.msn < w.first {
+	if q.MSN < w.first {
 		return windowPlain
 	}
 	return windowOK
@@ -154,7 +156,7 @@ func (c *Cache) boundBlocking(ctx context.Context, rt route, req *request) (*obj
 	v := c.routes.playlistWindow(req.stream, req.file).judge(req.hls)
 	if v == windowUnknown || v == windowTooFar {
 		plain := *req
-		plain.hls = hlsQuery{}
+		plain.hls = hlsproto.Directives{}
 		obj, res, err := c.get(ctx, rt, &plain)
 		if err != nil {
 			return nil, res, err
@@ -168,7 +170,7 @@ func (c *Cache) boundBlocking(ctx context.Context, rt route, req *request) (*obj
 	case windowTooFar:
 		return nil, resultHit, errOutsideWindow
 	case windowPlain, windowUnknown:
-		req.hls.msn, req.hls.part, req.hls.hasMSN, req.hls.hasPart = 0, 0, false, false
+		req.hls = hlsproto.Directives{Skip: req.hls.Skip}
 	}
 	return nil, resultHit, nil
 }
