@@ -2,7 +2,6 @@ package hlscache
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,17 +61,13 @@ type demandTable struct {
 }
 
 func newDemandTable(d Demander, ctx context.Context, node string, spawn func(func()) bool) *demandTable {
-	labels := prometheus.Labels{"node": node, "role": "cache"}
+	o := newMetricOpts(node)
 	return &demandTable{
 		d: d, ctx: ctx, spawn: spawn, now: time.Now,
-		signals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "streamgrid_cache_demand_signals_total", ConstLabels: labels,
-			Help: "Demand messages sent for viewer requests, by answer (on_demand: an edge pulls the path on demand; not_on_demand; error).",
-		}, []string{"result"}),
-		waits: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "streamgrid_cache_demand_waits_total", ConstLabels: labels,
-			Help: "Viewer requests that waited for an on-demand camera to start, by how the wait ended (ready, timeout, gone).",
-		}, []string{"result"}),
+		signals: o.counterVec("streamgrid_cache_demand_signals_total",
+			"Demand messages sent for viewer requests, by answer (on_demand: an edge pulls the path on demand; not_on_demand; error).", "result"),
+		waits: o.counterVec("streamgrid_cache_demand_waits_total",
+			"Viewer requests that waited for an on-demand camera to start, by how the wait ended (ready, timeout, gone).", "result"),
 	}
 }
 
@@ -163,22 +158,6 @@ func (t *demandTable) seen(path string) {
 	}
 }
 
-// startDemand sets up demand signalling when a Demander is set; its metrics
-// are unregistered with the cache's.
-func (c *Cache) startDemand() error {
-	if c.Demander == nil {
-		return nil
-	}
-	c.demand = newDemandTable(c.Demander, c.ctx, c.Node, c.spawnHandlerTask)
-	for _, col := range c.demand.collectors() {
-		if err := c.Metrics.Register(col); err != nil {
-			return fmt.Errorf("hlscache: metrics: %w", err)
-		}
-		c.m.registered = append(c.m.registered, col)
-	}
-	return nil
-}
-
 // waitDemanded holds a request for an on-demand stream that has no route
 // yet: it waits for a routing change until deadline. It reports whether a
 // change came.
@@ -192,20 +171,4 @@ func (c *Cache) waitDemanded(ctx context.Context, changed <-chan struct{}, deadl
 		c.demand.waits.WithLabelValues("timeout").Inc()
 	}
 	return false
-}
-
-// spawnHandlerTask runs f on a goroutine that Close waits for; false when
-// the cache is closing.
-func (c *Cache) spawnHandlerTask(f func()) bool {
-	c.hmu.RLock()
-	defer c.hmu.RUnlock()
-	if c.closed {
-		return false
-	}
-	c.handlers.Add(1)
-	go func() {
-		defer c.handlers.Done()
-		f()
-	}()
-	return true
 }

@@ -31,6 +31,8 @@ func (o outcome) String() string { return outcomeLabels[o] }
 const resultLabelBadRequest = "bad_request"
 
 // metrics are the cache's Prometheus collectors, labelled node and role.
+// newMetrics makes them, register adds them to a registry (all or none),
+// unregister takes them away again.
 type metrics struct {
 	requests         *prometheus.CounterVec
 	servedBytes      *prometheus.CounterVec
@@ -58,91 +60,84 @@ type metrics struct {
 	servedBy    [numKinds]prometheus.Counter
 	denied      map[string]prometheus.Counter // by reason, every reason resolved up front
 
-	// perStream exports the per-stream viewer and request series; set
-	// before register.
-	perStream prometheus.Collector
+	// extra are collectors of other parts (the per-stream series, the
+	// demand table's), registered and unregistered with these; set before
+	// register.
+	extra []prometheus.Collector
 
 	registered []prometheus.Collector
 }
 
+// metricOpts makes the cache's collectors, each with the node's constant labels.
+type metricOpts struct{ labels prometheus.Labels }
+
+func newMetricOpts(node string) metricOpts {
+	return metricOpts{labels: prometheus.Labels{"node": node, "role": "cache"}}
+}
+
+func (o metricOpts) counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: o.labels})
+}
+
+func (o metricOpts) counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: o.labels}, labels)
+}
+
+func (o metricOpts) gauge(name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: o.labels})
+}
+
+func (o metricOpts) gaugeFunc(name, help string, f func() float64) prometheus.GaugeFunc {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: o.labels}, f)
+}
+
+func (o metricOpts) histogram(name, help string, buckets []float64) prometheus.HistogramOpts {
+	return prometheus.HistogramOpts{Name: name, Help: help, ConstLabels: o.labels, Buckets: buckets}
+}
+
+// newMetrics makes the collectors; routes and inFlight are read at scrape
+// time.
 func newMetrics(node string, routes, inFlight func() float64) *metrics {
-	labels := prometheus.Labels{"node": node, "role": "cache"}
+	o := newMetricOpts(node)
 	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "streamgrid_cache_requests_total", ConstLabels: labels,
-			Help: "Viewer requests by kind (playlist, segment, part, init, other) and result.",
-		}, []string{"kind", "result"}),
-		servedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "streamgrid_cache_served_bytes_total", ConstLabels: labels,
-			Help: "Response body bytes written to viewers, by kind.",
-		}, []string{"kind"}),
-		upstreamRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "streamgrid_cache_upstream_requests_total", ConstLabels: labels,
-			Help: "Requests made to origins, by kind.",
-		}, []string{"kind"}),
-		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "streamgrid_cache_upstream_errors_total", ConstLabels: labels,
-			Help: "Failed origin requests, by kind and reason (timeout, connect, status, body).",
-		}, []string{"kind", "reason"}),
-		lruBytes: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "streamgrid_cache_lru_bytes", ConstLabels: labels,
-			Help: "Bytes held by the object cache.",
-		}),
-		lruObjects: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "streamgrid_cache_lru_objects", ConstLabels: labels,
-			Help: "Objects held by the object cache.",
-		}),
-		lruEvictions: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "streamgrid_cache_lru_evictions_total", ConstLabels: labels,
-			Help: "Objects evicted from the object cache to stay within its byte budget.",
-		}),
-		lruExpired: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "streamgrid_cache_lru_expired_total", ConstLabels: labels,
-			Help: "Objects dropped from the object cache because they can no longer be requested (segments and parts past their availability, stale playlists, init sections of ended streams).",
-		}),
-		routes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "streamgrid_cache_routes", ConstLabels: labels,
-			Help: "Streams with a known owner.",
-		}, routes),
-		held: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "streamgrid_cache_held_requests", ConstLabels: labels,
-			Help: "Viewer requests held while their stream fails over.",
-		}),
-		upstreamSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "streamgrid_cache_upstream_fetch_seconds", ConstLabels: labels,
-			Help:    "Duration of origin requests other than blocking playlist reloads, by kind and result (ok, error).",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-		}, []string{"kind", "result"}),
-		blockingSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "streamgrid_cache_blocking_reload_seconds", ConstLabels: labels,
-			Help:    "Duration of LL-HLS blocking playlist reloads (_HLS_msn) at the origin: mostly the wait for the next part.",
-			Buckets: []float64{.01, .05, .1, .2, .3, .5, .75, 1, 1.5, 2, 3, 5, 8, 12},
-		}),
-		fetches: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "streamgrid_cache_upstream_in_flight", ConstLabels: labels,
-			Help: "Upstream fetches running.",
-		}, inFlight),
-		deniedVec: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "streamgrid_cache_denied_total", ConstLabels: labels,
-			Help: "Viewer requests refused by signed-URL or read-permission checks, by reason " +
-				"(missing, malformed, version, signature, expired, network, unauthenticated, forbidden).",
-		}, []string{"reason"}),
-		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "streamgrid_cache_conns_refused_total", ConstLabels: labels,
-			Help: "Viewer connections closed at accept because their IP held max_conns_per_ip already.",
-		}),
-		upstreamWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "streamgrid_cache_upstream_waiting", ConstLabels: labels,
-			Help: "Upstream fetches waiting for a connection slot (max_upstream_conns per origin).",
-		}),
+		requests: o.counterVec("streamgrid_cache_requests_total",
+			"Viewer requests by kind (playlist, segment, part, init, other) and result.", "kind", "result"),
+		servedBytes: o.counterVec("streamgrid_cache_served_bytes_total",
+			"Response body bytes written to viewers, by kind.", "kind"),
+		upstreamRequests: o.counterVec("streamgrid_cache_upstream_requests_total",
+			"Requests made to origins, by kind.", "kind"),
+		upstreamErrors: o.counterVec("streamgrid_cache_upstream_errors_total",
+			"Failed origin requests, by kind and reason (timeout, connect, status, body).", "kind", "reason"),
+		lruBytes:   o.gauge("streamgrid_cache_lru_bytes", "Bytes held by the object cache."),
+		lruObjects: o.gauge("streamgrid_cache_lru_objects", "Objects held by the object cache."),
+		lruEvictions: o.counter("streamgrid_cache_lru_evictions_total",
+			"Objects evicted from the object cache to stay within its byte budget."),
+		lruExpired: o.counter("streamgrid_cache_lru_expired_total",
+			"Objects dropped from the object cache because they can no longer be requested (segments and parts past their availability, stale playlists, init sections of ended streams)."),
+		routes: o.gaugeFunc("streamgrid_cache_routes", "Streams with a known owner.", routes),
+		held:   o.gauge("streamgrid_cache_held_requests", "Viewer requests held while their stream fails over."),
+		upstreamSeconds: prometheus.NewHistogramVec(o.histogram("streamgrid_cache_upstream_fetch_seconds",
+			"Duration of origin requests other than blocking playlist reloads, by kind and result (ok, error).",
+			[]float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}), []string{"kind", "result"}),
+		blockingSeconds: prometheus.NewHistogram(o.histogram("streamgrid_cache_blocking_reload_seconds",
+			"Duration of LL-HLS blocking playlist reloads (_HLS_msn) at the origin: mostly the wait for the next part.",
+			[]float64{.01, .05, .1, .2, .3, .5, .75, 1, 1.5, 2, 3, 5, 8, 12})),
+		fetches: o.gaugeFunc("streamgrid_cache_upstream_in_flight", "Upstream fetches running.", inFlight),
+		deniedVec: o.counterVec("streamgrid_cache_denied_total",
+			"Viewer requests refused by signed-URL or read-permission checks, by reason "+
+				"(missing, malformed, version, signature, expired, network, unauthenticated, forbidden).", "reason"),
+		connsRefused: o.counter("streamgrid_cache_conns_refused_total",
+			"Viewer connections closed at accept because their IP held max_conns_per_ip already."),
+		upstreamWaiting: o.gauge("streamgrid_cache_upstream_waiting",
+			"Upstream fetches waiting for a connection slot (max_upstream_conns per origin)."),
 	}
 	m.denied = map[string]prometheus.Counter{}
 	for _, r := range deniedReasons {
 		m.denied[r] = m.deniedVec.WithLabelValues(r)
 	}
 	for k := range numKinds {
-		for o := range numOutcomes {
-			m.requestsBy[k][o] = m.requests.WithLabelValues(k.String(), o.String())
+		for res := range numOutcomes {
+			m.requestsBy[k][res] = m.requests.WithLabelValues(k.String(), res.String())
 		}
 		m.servedBy[k] = m.servedBytes.WithLabelValues(k.String())
 	}
@@ -154,10 +149,7 @@ func (m *metrics) collectors() []prometheus.Collector {
 	out := []prometheus.Collector{m.requests, m.servedBytes, m.upstreamRequests, m.upstreamErrors,
 		m.lruBytes, m.lruObjects, m.lruEvictions, m.lruExpired, m.routes, m.held, m.fetches,
 		m.deniedVec, m.connsRefused, m.upstreamWaiting, m.upstreamSeconds, m.blockingSeconds}
-	if m.perStream != nil {
-		out = append(out, m.perStream)
-	}
-	return out
+	return append(out, m.extra...)
 }
 
 // register adds every collector to reg; on failure it removes what it added.
@@ -172,6 +164,7 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	return nil
 }
 
+// unregister removes what register added; a second call does nothing.
 func (m *metrics) unregister(reg prometheus.Registerer) {
 	for _, c := range m.registered {
 		reg.Unregister(c)

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/streamgrid/streamgrid/internal/hlsproto"
@@ -300,12 +301,27 @@ func sanitizeText(b []byte, status int) string {
 // logUpstreamError logs at most one upstream failure per second, with the
 // number left out since: a dead origin must not flood the log.
 func (c *Cache) logUpstreamError(rt route, req *request, err error) {
-	now := time.Now().UnixNano()
-	last := c.warnAt.Load()
-	if now-last < int64(time.Second) || !c.warnAt.CompareAndSwap(last, now) {
-		c.suppressed.Add(1)
-		return
+	if suppressed, ok := c.warn.allow(time.Now()); ok {
+		c.Log.Warn("upstream fetch failed", "stream", req.stream, "file", req.file,
+			"node", rt.node, "addr", rt.addr, "suppressed", suppressed, "err", err)
 	}
-	c.Log.Warn("upstream fetch failed", "stream", req.stream, "file", req.file,
-		"node", rt.node, "addr", rt.addr, "suppressed", c.suppressed.Swap(0), "err", err)
+}
+
+// warnLimiter lets one warning a second through and counts the others.
+// It is safe for concurrent use.
+type warnLimiter struct {
+	at         atomic.Int64 // unix ns of the last warning let through
+	suppressed atomic.Int64 // warnings held back since
+}
+
+// allow reports whether a warning may be logged at now and, when it may,
+// how many were held back since the last one.
+func (l *warnLimiter) allow(now time.Time) (suppressed int64, ok bool) {
+	ns := now.UnixNano()
+	last := l.at.Load()
+	if ns-last < int64(time.Second) || !l.at.CompareAndSwap(last, ns) {
+		l.suppressed.Add(1)
+		return 0, false
+	}
+	return l.suppressed.Swap(0), true
 }
