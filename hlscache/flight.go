@@ -47,6 +47,17 @@ type flight struct {
 // The fetch runs in a goroutine of its own, not in any viewer's request: a
 // viewer that goes away stops waiting, while the fetch carries on (bounded by
 // its own deadline) for the others and for the cache.
+//
+// Why not golang.org/x/sync/singleflight (whose DoChan also detaches the
+// fetch): do consults the LRU under the group's lock, so a request arriving
+// as a fetch ends finds its stored result instead of starting a second
+// fetch; close refuses new fetches and waits for the running ones, which
+// Close needs; and the group counts its fetches and their waiters for the
+// metrics and tests. singleflight offers none of these.
+//
+// Invariants, under mu: a key has at most one flight in flights; a flight
+// leaves flights before its done is closed, and after fetch has stored its
+// result; once closed is set no flight is added, so wg.Wait in close ends.
 type flightGroup struct {
 	mu      sync.Mutex
 	flights map[string]*flight

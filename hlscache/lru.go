@@ -18,6 +18,18 @@ const entryOverhead = 640
 // deadline has passed without looking at the others, so objects that can no
 // longer be requested leave without waiting for budget pressure. It is safe
 // for concurrent use.
+//
+// Why its own: the budget is in bytes of heap actually held (body capacity
+// plus entryOverhead, checked against the heap by TestLRUBytesMatchHeap),
+// entries carry per-object deadlines that a hit may extend (init sections),
+// and a reload may shrink the budget while it runs; the count-bounded or
+// TTL-only caches of common libraries do none of these together, and this
+// is some 200 lines of container/list and container/heap.
+//
+// Invariants, under mu: items and order hold the same entries; bytes is the
+// sum of their sizes and, after every add and setMax, at most maxBytes; an
+// entry is in expiry (index >= 0) exactly when its deadline is set; no
+// entry is larger than maxBytes/8 when it is added.
 type lru struct {
 	// maxBytes is the budget; objects larger than maxBytes/8 are not kept.
 	maxBytes int64
@@ -93,7 +105,6 @@ func (c *lru) add(key string, obj *object, now, deadline time.Time, idle time.Du
 	if !obj.expires.IsZero() && (deadline.IsZero() || obj.expires.Before(deadline)) {
 		deadline = obj.expires
 	}
-	evicted := 0
 	c.mu.Lock()
 	if size > c.maxBytes/8 {
 		c.mu.Unlock()
@@ -109,18 +120,10 @@ func (c *lru) add(key string, obj *object, now, deadline time.Time, idle time.Du
 	if !deadline.IsZero() {
 		heap.Push(&c.expiry, e)
 	}
-	for c.bytes > c.maxBytes {
-		c.removeLocked(c.order.Back())
-		evicted++
-	}
+	evicted := c.evictLocked()
 	c.reportLocked()
 	c.mu.Unlock()
-	if evicted > 0 && c.onEvict != nil {
-		c.onEvict(evicted)
-	}
-	if expired > 0 && c.onExpire != nil {
-		c.onExpire(expired)
-	}
+	c.report(evicted, expired)
 	return true
 }
 
@@ -133,9 +136,7 @@ func (c *lru) expire(now time.Time) int {
 		c.reportLocked()
 	}
 	c.mu.Unlock()
-	if n > 0 && c.onExpire != nil {
-		c.onExpire(n)
-	}
+	c.report(0, n)
 	return n
 }
 
@@ -150,17 +151,32 @@ func (c *lru) expireLocked(now time.Time) int {
 
 // setMax changes the budget, evicting until it holds.
 func (c *lru) setMax(maxBytes int64) {
-	evicted := 0
 	c.mu.Lock()
 	c.maxBytes = maxBytes
-	for c.bytes > c.maxBytes && c.order.Len() > 0 {
-		c.removeLocked(c.order.Back())
-		evicted++
-	}
+	evicted := c.evictLocked()
 	c.reportLocked()
 	c.mu.Unlock()
+	c.report(evicted, 0)
+}
+
+// evictLocked drops the least recently used entries until the budget holds,
+// and returns how many it dropped.
+func (c *lru) evictLocked() int {
+	n := 0
+	for c.bytes > c.maxBytes && c.order.Len() > 0 {
+		c.removeLocked(c.order.Back())
+		n++
+	}
+	return n
+}
+
+// report tells onEvict and onExpire, without the lock, of entries dropped.
+func (c *lru) report(evicted, expired int) {
 	if evicted > 0 && c.onEvict != nil {
 		c.onEvict(evicted)
+	}
+	if expired > 0 && c.onExpire != nil {
+		c.onExpire(expired)
 	}
 }
 

@@ -1,0 +1,55 @@
+package hlscache
+
+import (
+	"testing"
+	"time"
+)
+
+func TestLRU(t *testing.T) {
+	c := newLRU(1 << 20)
+	evicted := 0
+	c.onEvict = func(n int) { evicted += n }
+	now := time.Now()
+	obj := func(n int) *object { return &object{status: 200, body: make([]byte, n)} }
+	// Each entry accounts 600 + 2 + entryOverhead bytes: 9 fit in 9 of them.
+	each := entrySize("k0", obj(600))
+	c.setMax(9*each + each/2)
+	keys := []string{"k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8", "k9"}
+	for _, k := range keys[:9] {
+		if !c.add(k, obj(600), now, time.Time{}, 0) {
+			t.Fatalf("%s not kept", k)
+		}
+	}
+	if c.get("k0", now) == nil { // k0 becomes the most recently used
+		t.Fatal("k0 missing")
+	}
+	c.add("k9", obj(600), now, time.Time{}, 0)
+	if c.get("k1", now) != nil {
+		t.Error("k1, the least recently used, was not evicted")
+	}
+	if c.get("k0", now) == nil || c.get("k9", now) == nil {
+		t.Error("a recently used entry was evicted")
+	}
+	if size, n := c.size(); size > 9*each+each/2 || n != 9 || evicted != 1 {
+		t.Errorf("size %d, %d entries, %d evicted", size, n, evicted)
+	}
+	if c.add("big", obj(1000), now, time.Time{}, 0) {
+		t.Error("an object over an eighth of the budget was kept")
+	}
+	// Replacing a key does not double-count it.
+	c.add("k9", obj(10), now, time.Time{}, 0)
+	if size, n := c.size(); n != 9 || size != 8*each+entrySize("k9", obj(10)) {
+		t.Errorf("after replace: size %d, %d entries", size, n)
+	}
+	// Expired objects are not served and leave.
+	c.add("short", &object{status: 200, body: []byte("x"), expires: now.Add(time.Second)}, now, time.Time{}, 0)
+	if c.get("short", now) == nil {
+		t.Error("fresh object missing")
+	}
+	if c.get("short", now.Add(2*time.Second)) != nil {
+		t.Error("expired object served")
+	}
+	if _, n := c.size(); n != 9 {
+		t.Errorf("expired object kept: %d entries", n)
+	}
+}
