@@ -25,6 +25,18 @@ abc_video1_seg7.mp4
 `
 }
 
+// The playlist of the overtaken-copy tests, before and after its hinted
+// part 31 completes.
+const (
+	hintedPlaylist = "/live/cam1/video1_stream.m3u8"
+	hintedPart31   = "/live/cam1/abc_video1_part31.mp4"
+)
+
+var (
+	hintedBefore = llHintPlaylist("abc_video1_part30.mp4", "abc_video1_part31.mp4")
+	hintedAfter  = llHintPlaylist("abc_video1_part31.mp4", "abc_video1_part32.mp4")
+)
+
 func TestPreloadHintPart(t *testing.T) {
 	for _, tc := range []struct {
 		body, want string
@@ -51,12 +63,8 @@ func TestPreloadHintPart(t *testing.T) {
 // same part, served from the LRU, in a loop until the copy expires.
 func TestPlaylistCopyOvertakenByItsHintedPart(t *testing.T) {
 	e := newEnv(t, nil)
-	const (
-		playlist = "/live/cam1/video1_stream.m3u8"
-		part31   = "/live/cam1/abc_video1_part31.mp4"
-	)
-	before := llHintPlaylist("abc_video1_part30.mp4", "abc_video1_part31.mp4")
-	after := llHintPlaylist("abc_video1_part31.mp4", "abc_video1_part32.mp4")
+	const playlist, part31 = hintedPlaylist, hintedPart31
+	before, after := hintedBefore, hintedAfter
 	e.origin.set(playlist, []byte(before))
 	e.own("live/cam1")
 
@@ -91,12 +99,8 @@ func TestPlaylistCopyOvertakenByItsHintedPart(t *testing.T) {
 // part.
 func TestFailoverHoldsOvertakenPlaylistCopy(t *testing.T) {
 	e := newEnv(t, nil)
-	const (
-		playlist = "/live/cam1/video1_stream.m3u8"
-		part31   = "/live/cam1/abc_video1_part31.mp4"
-	)
-	before := llHintPlaylist("abc_video1_part30.mp4", "abc_video1_part31.mp4")
-	after := llHintPlaylist("abc_video1_part31.mp4", "abc_video1_part32.mp4")
+	const playlist, part31 = hintedPlaylist, hintedPart31
+	before, after := hintedBefore, hintedAfter
 	e.origin.set(playlist, []byte(before))
 	e.origin.set(part31, []byte("part-31"))
 	l := e.own("live/cam1")

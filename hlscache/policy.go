@@ -10,29 +10,6 @@ import (
 // The caching policy: how long the cache keeps an upstream answer, and the
 // Cache-Control its viewers get with it (policy).
 
-// Cache lifetimes chosen by the cache itself (the origin's Cache-Control can
-// only shorten them, never lengthen them, except where noted).
-const (
-	// mediaPlaylistTTL: a media playlist without blocking directives is kept
-	// this long (or half a part target when shorter), so a burst of viewers
-	// makes one upstream request while the playlist stays live.
-	mediaPlaylistTTL = 250 * time.Millisecond
-	// blockingPlaylistTTL: the answer to a blocking reload for one (msn, part)
-	// changes only as the window slides, so it is kept a few seconds.
-	blockingPlaylistTTL = 3 * time.Second
-	// multivariantTTLCap caps the origin's max-age of a multivariant playlist;
-	// multivariantDefaultTTL applies when the origin gives none.
-	multivariantTTLCap     = 5 * time.Second
-	multivariantDefaultTTL = time.Second
-	// notFoundTTL: an upstream 404 is remembered briefly, so a burst of
-	// requests for a missing file costs the origin one request.
-	notFoundTTL = 500 * time.Millisecond
-	// defaultImmutableCacheControl is sent to viewers for segments, parts and
-	// init files when the origin gave no Cache-Control: their names are unique
-	// per packager instance.
-	defaultImmutableCacheControl = "public, max-age=3600"
-)
-
 // cacheControl is the part of a Cache-Control header the cache acts on.
 type cacheControl struct {
 	maxAge    time.Duration
@@ -96,6 +73,29 @@ func inspectPlaylist(body []byte) playlistInfo {
 	}
 	return info
 }
+
+// Cache lifetimes chosen by the cache itself (the origin's Cache-Control can
+// only shorten them, never lengthen them, except where noted).
+const (
+	// mediaPlaylistTTL: a media playlist without blocking directives is kept
+	// this long (or half a part target when shorter), so a burst of viewers
+	// makes one upstream request while the playlist stays live.
+	mediaPlaylistTTL = 250 * time.Millisecond
+	// blockingPlaylistTTL: the answer to a blocking reload for one (msn, part)
+	// changes only as the window slides, so it is kept a few seconds.
+	blockingPlaylistTTL = 3 * time.Second
+	// multivariantTTLCap caps the origin's max-age of a multivariant playlist;
+	// multivariantDefaultTTL applies when the origin gives none.
+	multivariantTTLCap     = 5 * time.Second
+	multivariantDefaultTTL = time.Second
+	// notFoundTTL: an upstream 404 is remembered briefly, so a burst of
+	// requests for a missing file costs the origin one request.
+	notFoundTTL = 500 * time.Millisecond
+	// defaultImmutableCacheControl is sent to viewers for segments, parts and
+	// init files when the origin gave no Cache-Control: their names are unique
+	// per packager instance.
+	defaultImmutableCacheControl = "public, max-age=3600"
+)
 
 // policy decides how long the cache keeps an upstream answer (ttl 0 and
 // immutable false: not at all) and the Cache-Control viewers get with it.
