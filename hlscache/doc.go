@@ -7,6 +7,11 @@
 // address is the member's gossiped HTTP address. A viewer request
 // GET /<stream path>/<file> is forwarded to
 // http://<owner>/<stream path>/<file>?<_HLS_msn, _HLS_part, _HLS_skip only>.
+// The directives are parsed and rendered by internal/hlsproto, the contract
+// origins share (a malformed one is a 400 naming it). When the owner watch
+// ends (the bus failed over), it is re-established after 250 ms, then with
+// pauses doubling from 0.5 s to 5 s (cenkalti/backoff), and owners no event
+// re-announces within a grace period are dropped.
 //
 // One upstream request per object. Objects are keyed by (owner node, lease
 // epoch, path, file, normalised LL-HLS directives), so objects of different
@@ -15,7 +20,8 @@
 // preload-hinted parts included); the fetch runs detached from the viewers,
 // under its own deadline, so a viewer leaving never cancels it for others.
 // An answer is stored only when the origin's X-Streamgrid-Origin and
-// X-Streamgrid-Epoch headers match the owner asked.
+// X-Streamgrid-Epoch headers (hlsproto.HeaderOrigin, HeaderEpoch) match the
+// owner asked.
 //
 // Lifetimes. Segments, parts and init files are immutable and stay in a
 // byte-bounded LRU (objects over an eighth of the budget are not kept) for
@@ -25,9 +31,10 @@
 // until nobody asked for them for that long; a min-heap of deadlines drops
 // them (lru.expire) without budget pressure. The LRU counts each body's
 // capacity plus a fixed per-entry overhead, bodies are sized exactly
-// (readBody), so its byte gauge is what the heap holds. Media playlists are kept for at most 250 ms (half a part target
-// when shorter, never past the origin's max-age) so a burst of viewers costs
-// one request, and no longer than its EXT-X-PRELOAD-HINT part is missing:
+// (readBody), so its byte gauge is what the heap holds. Media playlists are
+// kept for at most 250 ms (half a part target when shorter, never past the
+// origin's max-age) so a burst of viewers costs one request, and no longer
+// than its EXT-X-PRELOAD-HINT part is missing:
 // a copy whose hinted part is in the LRU is refetched, since a client that
 // reloads right after that part (gohlslib's, without _HLS_msn) would be sent
 // back to it; answers to blocking reloads for one (msn, part) for 3 s;
@@ -51,7 +58,8 @@
 // optional Authorize hook decides (401/403). Upstream requests carry the
 // cluster's origin secret. Limits: a header timeout, connections per client
 // IP (limitListener), upstream fetches per origin, and LL-HLS directives
-// bounded by the playlist's window (window.go).
+// bounded by the playlist's window (window.go). Upstream requests carry the
+// secret as hlsproto.HeaderAuth.
 //
 // Player page. GET /<stream path>/ (an empty file name) answers an HTML page
 // with a <video> that plays the stream: the browser's native HLS, else a
@@ -62,4 +70,17 @@
 // distinct (address, User-Agent) asking for a playlist within 10 s. The
 // table feeds Viewers() and the per-stream series, and forgets a stream
 // nobody asked for in 10 s.
+//
+// Code map. cache.go: the Cache (configuration fields, Start, Drain, Close)
+// and loops.go its goroutines (server, owner watch, route refresh, LRU
+// expiry). handler.go: the viewers' handler (URL checks in request.go,
+// access in access.go and token.go, CORS, writing answers through
+// viewerwriter.go, content negotiation in compat.go). serve.go: how a valid
+// request finds its answer through routing states, failovers and on-demand
+// starts (demand.go). lookup.go: cache keys and the LRU-or-fetch path;
+// flight.go: the shared detached fetch; upstream.go: the exchange with the
+// origin; object.go and policy.go: what is kept and for how long; lru.go:
+// the byte-bounded store; window.go: playlist windows (blocking-reload
+// bounds, availability); routetable.go: stream → owner. Lifecycle helpers:
+// handlergate.go (requests Close waits for), connlimit.go, metrics.go.
 package hlscache
