@@ -601,11 +601,22 @@ func TestStartErrors(t *testing.T) {
 			t.Errorf("Start with TLS files %q succeeded", tls)
 		}
 	}
-	// The same registry takes a second cache once the first is closed (metrics unregistered).
+	// The same registry takes a second cache once the first is closed
+	// (metrics unregistered), and after a Start that failed (undone), the
+	// demand table's collectors included.
 	reg := prometheus.NewRegistry()
-	for range 2 {
-		c := &Cache{Registry: e.reg, Gossip: e.cacheGossip, HTTPAddress: "127.0.0.1:0", Metrics: reg, Log: quiet}
-		if err := c.Start(); err != nil {
+	demander := &fakeDemander{onDemand: map[string]bool{}, asks: map[string]int{}}
+	for _, addr := range []string{"127.0.0.1:0", taken, "127.0.0.1:0"} {
+		c := &Cache{Registry: e.reg, Gossip: e.cacheGossip, HTTPAddress: addr, Metrics: reg, Demander: demander, Log: quiet}
+		err := c.Start()
+		if addr == taken {
+			if err == nil {
+				t.Fatal("Start on a taken port succeeded")
+			}
+			c.Close()
+			continue
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 		c.Close()
