@@ -31,14 +31,9 @@ const (
 )
 
 const (
-	defaultHTTPAddress     = ":8888"
-	defaultMaxBytes        = 256 << 20
-	defaultUpstreamTimeout = 5 * time.Second
-	defaultBlockingHold    = 6 * time.Second
-	defaultFailoverWindow  = 10 * time.Second
-	defaultHeaderTimeout   = 10 * time.Second
-	defaultMaxConnsPerIP   = 256
-	defaultMaxUpstream     = 1024
+	defaultBlockingHold   = 6 * time.Second
+	defaultFailoverWindow = 10 * time.Second
+	defaultHeaderTimeout  = 10 * time.Second
 	// maxHeaderBytes bounds a viewer's request line and headers (cookies of
 	// a shared domain included).
 	maxHeaderBytes = 32 << 10
@@ -281,13 +276,13 @@ func (c *Cache) setDefaults() {
 	}
 	c.Log = c.Log.With("component", "hlscache")
 	if c.HTTPAddress == "" {
-		c.HTTPAddress = defaultHTTPAddress
+		c.HTTPAddress = DefaultHTTPAddress
 	}
 	if c.MaxBytes <= 0 {
-		c.MaxBytes = defaultMaxBytes
+		c.MaxBytes = DefaultMaxBytes
 	}
 	if c.UpstreamTimeout <= 0 {
-		c.UpstreamTimeout = defaultUpstreamTimeout
+		c.UpstreamTimeout = DefaultUpstreamTimeout
 	}
 	if c.BlockingHold <= 0 {
 		c.BlockingHold = defaultBlockingHold
@@ -299,10 +294,10 @@ func (c *Cache) setDefaults() {
 		c.HeaderTimeout = defaultHeaderTimeout
 	}
 	if c.MaxConnsPerIP == 0 {
-		c.MaxConnsPerIP = defaultMaxConnsPerIP
+		c.MaxConnsPerIP = DefaultMaxConnsPerIP
 	}
 	if c.MaxUpstreamConns <= 0 {
-		c.MaxUpstreamConns = defaultMaxUpstream
+		c.MaxUpstreamConns = DefaultMaxUpstreamConns
 	}
 	c.slots = upstreamSlots{max: c.MaxUpstreamConns, slots: map[string]chan struct{}{}}
 	if len(c.SigningKey) > 0 {
@@ -312,7 +307,7 @@ func (c *Cache) setDefaults() {
 		c.DemandWait = c.UpstreamTimeout + c.BlockingHold
 	}
 	if c.AllowOrigin == "" {
-		c.AllowOrigin = "*"
+		c.AllowOrigin = DefaultAllowOrigin
 	}
 	c.cors = corsHeader(c.AllowOrigin)
 	if c.Metrics == nil {
