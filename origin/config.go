@@ -12,8 +12,12 @@ import (
 // same defaults and checks a file with the same rules, so that a
 // configuration that loads is one the origin accepts.
 
-// DefaultCapacity is Origin.Capacity when it is not set.
-const DefaultCapacity = 100
+const (
+	// DefaultCapacity is Origin.Capacity when it is not set.
+	DefaultCapacity = 100
+	// DefaultFFmpeg is TranscodeConfig.FFmpeg when it is not set.
+	DefaultFFmpeg = "ffmpeg"
+)
 
 // DefaultHLS is the packaging an HLSConfig's zero fields get.
 func DefaultHLS() HLSConfig {

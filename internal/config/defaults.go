@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/streamgrid/streamgrid/hlscache"
+	"github.com/streamgrid/streamgrid/internal/transcode"
 	"github.com/streamgrid/streamgrid/origin"
 )
 
@@ -51,9 +52,9 @@ func Default() *Config {
 			// origin adds does not compile here until it is added here.
 			HLS: HLS(origin.DefaultHLS()),
 			Transcode: Transcode{
-				FFmpeg:   "ffmpeg",
-				Encoder:  "auto",
-				Fallback: "cpu",
+				FFmpeg:   origin.DefaultFFmpeg,
+				Encoder:  string(transcode.EncoderAuto),
+				Fallback: string(transcode.PolicyCPU),
 				CPUSlots: 2,
 				Ladders:  []LadderRule{},
 			},
