@@ -18,14 +18,9 @@ import (
 )
 
 const (
-	defaultHTTPAddress     = ":8888"
-	defaultMaxBytes        = 256 << 20
-	defaultUpstreamTimeout = 5 * time.Second
-	defaultBlockingHold    = 6 * time.Second
-	defaultFailoverWindow  = 10 * time.Second
-	defaultHeaderTimeout   = 10 * time.Second
-	defaultMaxConnsPerIP   = 256
-	defaultMaxUpstream     = 1024
+	defaultBlockingHold   = 6 * time.Second
+	defaultFailoverWindow = 10 * time.Second
+	defaultHeaderTimeout  = 10 * time.Second
 	// maxHeaderBytes bounds a viewer's request line and headers (cookies of
 	// a shared domain included).
 	maxHeaderBytes = 32 << 10
@@ -195,20 +190,20 @@ func (c *Cache) setDefaults() {
 	}
 	c.Log = c.Log.With("component", "hlscache")
 	if c.HTTPAddress == "" {
-		c.HTTPAddress = defaultHTTPAddress
+		c.HTTPAddress = DefaultHTTPAddress
 	}
-	orDefault(&c.MaxBytes, defaultMaxBytes)
-	orDefault(&c.UpstreamTimeout, defaultUpstreamTimeout)
+	orDefault(&c.MaxBytes, DefaultMaxBytes)
+	orDefault(&c.UpstreamTimeout, DefaultUpstreamTimeout)
 	orDefault(&c.BlockingHold, defaultBlockingHold)
 	orDefault(&c.FailoverWindow, defaultFailoverWindow)
 	orDefault(&c.HeaderTimeout, defaultHeaderTimeout)
 	if c.MaxConnsPerIP == 0 { // negative: no cap
-		c.MaxConnsPerIP = defaultMaxConnsPerIP
+		c.MaxConnsPerIP = DefaultMaxConnsPerIP
 	}
-	orDefault(&c.MaxUpstreamConns, defaultMaxUpstream)
+	orDefault(&c.MaxUpstreamConns, DefaultMaxUpstreamConns)
 	orDefault(&c.DemandWait, c.UpstreamTimeout+c.BlockingHold)
 	if c.AllowOrigin == "" {
-		c.AllowOrigin = "*"
+		c.AllowOrigin = DefaultAllowOrigin
 	}
 	if c.Metrics == nil {
 		c.Metrics = prometheus.NewRegistry()

@@ -185,8 +185,8 @@ func TestSlowHeaderConnections(t *testing.T) {
 	}
 	loop := netip.MustParseAddr("127.0.0.1")
 	waitFor(t, 5*time.Second, "the slow connections accepted or refused", func() bool {
-		return e.cache.limit.open(loop) == defaultMaxConnsPerIP &&
-			metricValue(e.cache.m.connsRefused) == slow-defaultMaxConnsPerIP
+		return e.cache.limit.open(loop) == DefaultMaxConnsPerIP &&
+			metricValue(e.cache.m.connsRefused) == slow-DefaultMaxConnsPerIP
 	})
 
 	// A real viewer, from 127.0.0.2, while they are open.
@@ -228,7 +228,7 @@ func TestSlowHeaderConnections(t *testing.T) {
 			t.Fatalf("slow connection: %q, %v", line, err)
 		}
 	}
-	if refused != slow-defaultMaxConnsPerIP || closed != defaultMaxConnsPerIP {
+	if refused != slow-DefaultMaxConnsPerIP || closed != DefaultMaxConnsPerIP {
 		t.Errorf("refused %d, closed %d", refused, closed)
 	}
 	waitFor(t, 5*time.Second, "no connection left counted for 127.0.0.1", func() bool { return e.cache.limit.open(loop) == 0 })

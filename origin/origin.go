@@ -193,35 +193,14 @@ func (o *Origin) applyDefaults() error {
 	}
 	o.Log = o.Log.With("component", "origin")
 	if o.Capacity <= 0 {
-		o.Capacity = 100
+		o.Capacity = DefaultCapacity
 	}
-	v, err := parseVariant(o.HLS.Variant)
+	o.HLS = o.HLS.withDefaults()
+	v, err := o.HLS.validate()
 	if err != nil {
 		return err
 	}
 	o.variant = v
-	h := &o.HLS
-	if h.SegmentDuration <= 0 {
-		h.SegmentDuration = time.Second
-	}
-	if h.PartDuration <= 0 {
-		h.PartDuration = 200 * time.Millisecond
-	}
-	if h.SegmentCount <= 0 {
-		h.SegmentCount = 7
-	}
-	if h.IdleTimeout <= 0 {
-		h.IdleTimeout = 10 * time.Second
-	}
-	if v == gohlslib.MuxerVariantLowLatency && h.SegmentCount < 7 {
-		return fmt.Errorf("origin: HLS.SegmentCount %d: Low-Latency HLS needs at least 7", h.SegmentCount)
-	}
-	if h.SegmentCount < 3 {
-		return fmt.Errorf("origin: HLS.SegmentCount %d: at least 3 are needed", h.SegmentCount)
-	}
-	if h.PartDuration >= h.SegmentDuration {
-		return fmt.Errorf("origin: HLS.PartDuration %v must be shorter than HLS.SegmentDuration %v", h.PartDuration, h.SegmentDuration)
-	}
 	if o.Metrics == nil {
 		o.Metrics = prometheus.NewRegistry()
 	}

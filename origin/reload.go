@@ -38,19 +38,12 @@ func (o *Origin) SetCapacity(n int) error {
 // already packaged keep their settings, so their playlists go on without a
 // discontinuity; they take the new ones when they are claimed again.
 func (o *Origin) SetHLS(h HLSConfig) error {
-	v, err := parseVariant(h.Variant)
+	if h.SegmentDuration <= 0 || h.PartDuration <= 0 || h.IdleTimeout <= 0 {
+		return errors.New("origin: HLS durations must be positive")
+	}
+	v, err := h.validate()
 	if err != nil {
 		return err
-	}
-	switch {
-	case h.SegmentDuration <= 0 || h.PartDuration <= 0 || h.IdleTimeout <= 0:
-		return errors.New("origin: HLS durations must be positive")
-	case v == gohlslib.MuxerVariantLowLatency && h.SegmentCount < 7:
-		return fmt.Errorf("origin: HLS.SegmentCount %d: Low-Latency HLS needs at least 7", h.SegmentCount)
-	case h.SegmentCount < 3:
-		return fmt.Errorf("origin: HLS.SegmentCount %d: at least 3 are needed", h.SegmentCount)
-	case h.PartDuration >= h.SegmentDuration:
-		return fmt.Errorf("origin: HLS.PartDuration %v must be shorter than HLS.SegmentDuration %v", h.PartDuration, h.SegmentDuration)
 	}
 	o.hls.Store(&hlsSettings{cfg: h, variant: v})
 	o.Log.Info("HLS settings for new streams changed", "variant", variantName(v),

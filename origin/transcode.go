@@ -102,7 +102,7 @@ type transcoding struct {
 func (o *Origin) setupTranscode() error {
 	t := &o.Transcode
 	if t.FFmpeg == "" {
-		t.FFmpeg = "ffmpeg"
+		t.FFmpeg = DefaultFFmpeg
 	}
 	if t.Encoder == "" {
 		t.Encoder = transcode.EncoderAuto

@@ -154,7 +154,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Node.DrainTimeout)
 	done := make(chan struct{})
 	go func() {
-		n.Drain(ctx)
+		if err := n.Drain(ctx); err != nil {
+			log.Warn("drain incomplete; closing", "err", err)
+		}
 		n.Close()
 		close(done)
 	}()

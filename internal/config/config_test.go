@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/streamgrid/streamgrid/hlscache"
+	"github.com/streamgrid/streamgrid/origin"
 )
 
 func write(t *testing.T, body string) string {
@@ -86,6 +89,9 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"bad variant", "origin:\n  hls:\n    variant: dash\n", nil, "origin.hls.variant"},
 		{"bad duration", "bus:\n  lease_ttl: soon\n", nil, "lease_ttl"},
 		{"short LL playlist", "origin:\n  hls:\n    segment_count: 3\n", nil, "origin.hls.segment_count"},
+		{"part as long as the segment", "origin:\n  hls:\n    part_duration: 1s\n", nil, "origin.hls.part_duration: 1s must be shorter than the segment duration 1s"},
+		{"part longer than an mpegts segment", "origin:\n  hls:\n    variant: mpegts\n    segment_count: 3\n    segment_duration: 200ms\n    part_duration: 300ms\n", nil, "origin.hls.part_duration"},
+		{"rtp without rtsp", "edge:\n  rtsp_address: \"\"\n", nil, "edge.rtp_address: RTP carries RTSP sessions"},
 		{"odd rtp port", "edge:\n  rtp_address: \":8001\"\n  rtcp_address: \":8002\"\n", nil, "edge.rtp_address"},
 		{"bad address", "cache:\n  http_address: \"8888\"\n", nil, "cache.http_address"},
 		{"source path", "sources:\n  - name: ../x\n    url: rtsp://c/1\n", nil, "sources[0].name"},
@@ -122,6 +128,22 @@ func TestErrorsNameTheKey(t *testing.T) {
 				t.Fatalf("err = %v, want it to name %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestLoadedIsAccepted: the defaults of the origin's packaging are the
+// origin's own, and a configuration that loads passes the origin's checks.
+func TestLoadedIsAccepted(t *testing.T) {
+	c := mustLoad(t, "", nil)
+	if got := origin.HLSConfig(c.Origin.HLS); got != origin.DefaultHLS() {
+		t.Fatalf("origin.hls defaults %+v, the origin's are %+v", got, origin.DefaultHLS())
+	}
+	if err := origin.HLSConfig(c.Origin.HLS).Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Origin.Capacity != origin.DefaultCapacity || c.Cache.MaxBytes != hlscache.DefaultMaxBytes ||
+		c.Cache.MaxConnsPerIP != hlscache.DefaultMaxConnsPerIP || c.Cache.MaxUpstreamConns != hlscache.DefaultMaxUpstreamConns {
+		t.Fatalf("role defaults differ: origin %+v, cache %+v", c.Origin, c.Cache)
 	}
 }
 

@@ -73,15 +73,17 @@ func (w *Watcher) Start() error {
 	return nil
 }
 
-// Close stops watching and waits. Calling it twice is harmless.
+// Close stops watching and waits. Calling it twice, or before Start, is harmless.
 func (w *Watcher) Close() {
-	if w.w == nil {
-		return
+	if w.w != nil {
+		w.once.Do(w.stop)
 	}
-	w.once.Do(func() {
-		w.w.Close()
-		<-w.done
-	})
+}
+
+// stop closes the file watch, which ends run, and waits for it.
+func (w *Watcher) stop() {
+	w.w.Close()
+	<-w.done
 }
 
 func (w *Watcher) hash() ([sha256.Size]byte, error) {

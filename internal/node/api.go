@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -11,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/streamgrid/streamgrid/bus"
@@ -28,8 +28,6 @@ type apiServer struct {
 	srv     *http.Server
 	cluster clusterView
 	snaps   snapshotter
-	// snapResults counts snapshot requests by result (streamgrid_api_snapshots_total).
-	snapResults *prometheus.CounterVec
 }
 
 func (a *apiServer) start() error {
@@ -39,18 +37,6 @@ func (a *apiServer) start() error {
 	}
 	a.cluster.n = a.node
 	if err := a.cluster.start(); err != nil {
-		ln.Close()
-		return err
-	}
-	a.snapResults = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "streamgrid_api_snapshots_total",
-		Help: "Snapshot requests by result: ok, bad_request, not_found, unavailable (no keyframe yet, no ffmpeg, no bus).",
-	}, []string{"result"})
-	for _, r := range []string{"ok", "bad_request", "not_found", "unavailable"} {
-		a.snapResults.WithLabelValues(r)
-	}
-	if err := prometheus.WrapRegistererWith(prometheus.Labels{"node": a.node.name, "role": a.node.Role}, a.node.metrics).Register(a.snapResults); err != nil {
-		a.cluster.close()
 		ln.Close()
 		return err
 	}
@@ -200,7 +186,7 @@ func (a *apiServer) stream(w http.ResponseWriter, r *http.Request) {
 // snapshot answers a JPEG of the stream's latest keyframe; ?width=N scales it.
 func (a *apiServer) snapshot(w http.ResponseWriter, r *http.Request, p string) {
 	result := "unavailable"
-	defer func() { a.snapResults.WithLabelValues(result).Inc() }()
+	defer func() { a.node.m.snapshots.WithLabelValues(result).Inc() }()
 	if err := bus.ValidatePath(p); err != nil {
 		result = "bad_request"
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
@@ -314,4 +300,34 @@ func (a *apiServer) nodeViews() []nodeView {
 
 func (a *apiServer) nodes(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, a.nodeViews())
+}
+
+// transcodeCheck summarises the origin's encoder capabilities and transcode
+// slots for /healthz (checks.transcode); "" when no ladder is configured.
+func (n *Node) transcodeCheck() string {
+	if n.origin == nil {
+		return ""
+	}
+	st := n.origin.Capabilities()
+	if !st.Enabled {
+		return ""
+	}
+	c := st.Capabilities
+	yes := func(v bool) string {
+		if v {
+			return "yes"
+		}
+		return "no"
+	}
+	out := fmt.Sprintf("ffmpeg=%s x264=%s x265=%s nvenc_h264=%s nvenc_hevc=%s cuda=%s gpus=%d gpu_sessions=%d/%d cpu_slots=%d/%d",
+		c.FFmpeg, yes(c.X264), yes(c.X265), yes(c.NVENCH264), yes(c.NVENCHEVC), yes(c.CUDA), c.GPUs,
+		st.GPUInUse, st.GPUSessions, st.CPUInUse, st.CPUSlots)
+	for _, l := range st.Ladders {
+		if l.Refused != "" {
+			out += fmt.Sprintf(" ladder[%s]=refused(%s)", l.Match, l.Refused)
+		} else {
+			out += fmt.Sprintf(" ladder[%s]=%s", l.Match, l.Encoder)
+		}
+	}
+	return out
 }

@@ -1,11 +1,8 @@
 package node
 
 import (
-	"fmt"
 	"os"
 	"runtime/debug"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamgrid/streamgrid/internal/memlimit"
 )
@@ -14,7 +11,7 @@ import (
 // the container's cgroup limit), sets it as Go's soft memory limit unless
 // GOMEMLIMIT is set, and exports it. The cache's budget is capped at a share
 // of it (memlimit.CacheBudget) where the cache starts and on reload.
-func (n *Node) startMemoryLimit() error {
+func (n *Node) startMemoryLimit() {
 	l, err := memlimit.Resolve(n.Config.Node.MemoryLimit, memlimit.Root)
 	if err != nil {
 		// An unreadable cgroup file is no reason not to run: the node
@@ -35,14 +32,5 @@ func (n *Node) startMemoryLimit() error {
 		n.Log.Info("memory limit set", "bytes", l.Bytes, "from", l.Source,
 			"cache_budget", memlimit.CacheBudget(n.Config.Cache.MaxBytes, l))
 	}
-	g := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name:        "streamgrid_node_memory_limit_bytes",
-		Help:        "The node's memory limit (node.memory_limit, or 80 % of the cgroup limit); 0: none.",
-		ConstLabels: prometheus.Labels{"node": n.name, "role": n.Role},
-	})
-	g.Set(float64(l.Bytes))
-	if err := n.metrics.Register(g); err != nil {
-		return fmt.Errorf("memory limit metric: %w", err)
-	}
-	return nil
+	n.m.memoryLimit.Set(float64(l.Bytes))
 }

@@ -19,10 +19,12 @@ func TestMemoryLimit(t *testing.T) {
 	t.Cleanup(func() { debug.SetMemoryLimit(old) })
 	c := config.Default()
 	c.Node.MemoryLimit = 300 << 20
-	n := &Node{Config: c, Role: RoleRun, Log: slog.New(slog.DiscardHandler), name: "n1", metrics: prometheus.NewRegistry()}
-	if err := n.startMemoryLimit(); err != nil {
+	n := &Node{Config: c, Role: RoleRun, Log: slog.New(slog.DiscardHandler), name: "n1", metrics: prometheus.NewRegistry(),
+		m: newMetrics("n1", RoleRun)}
+	if err := n.m.register(n.metrics); err != nil {
 		t.Fatal(err)
 	}
+	n.startMemoryLimit()
 	if got := debug.SetMemoryLimit(-1); got != 300<<20 {
 		t.Errorf("Go's memory limit %d, want %d", got, 300<<20)
 	}

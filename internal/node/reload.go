@@ -6,8 +6,6 @@ import (
 	"os"
 	"sync"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/streamgrid/streamgrid/edge"
 	"github.com/streamgrid/streamgrid/internal/config"
 	"github.com/streamgrid/streamgrid/internal/memlimit"
@@ -15,38 +13,10 @@ import (
 )
 
 // reloader is the node's part of a configuration reload: the running
-// configuration and the reload metrics.
+// configuration (its metrics are the node's, in metrics.go).
 type reloader struct {
 	mu      sync.Mutex // one reload at a time
 	current *config.Config
-
-	total   *prometheus.CounterVec // result: applied, refused, unchanged
-	lastOK  prometheus.Gauge
-	pending prometheus.Gauge
-}
-
-// start registers the reload metrics (Start set current already).
-func (r *reloader) start(n *Node) error {
-	labels := prometheus.Labels{"node": n.name, "role": n.Role}
-	r.total = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "streamgrid_config_reloads_total", ConstLabels: labels,
-		Help: "Configuration reloads (SIGHUP, file change) by result: applied, refused (invalid file, or a part failed), unchanged.",
-	}, []string{"result"})
-	r.lastOK = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "streamgrid_config_last_reload_success_timestamp_seconds", ConstLabels: labels,
-		Help: "When the configuration was last loaded successfully (start or reload), Unix seconds.",
-	})
-	r.pending = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "streamgrid_config_restart_pending_keys", ConstLabels: labels,
-		Help: "Keys changed in the file that only a restart applies (kept at their running values).",
-	})
-	r.lastOK.SetToCurrentTime()
-	for _, c := range []prometheus.Collector{r.total, r.lastOK, r.pending} {
-		if err := n.metrics.Register(c); err != nil {
-			return fmt.Errorf("reload metrics: %w", err)
-		}
-	}
-	return nil
 }
 
 // ReloadFile loads and validates the configuration file at path (and the
@@ -56,7 +26,7 @@ func (r *reloader) start(n *Node) error {
 func (n *Node) ReloadFile(path string) error {
 	next, err := config.Load(path, os.Environ())
 	if err != nil {
-		n.reload.total.WithLabelValues("refused").Inc()
+		n.m.reloads.WithLabelValues("refused").Inc()
 		n.Log.Error("configuration reload refused; the running configuration stays", "file", path, "err", err)
 		return err
 	}
@@ -78,17 +48,17 @@ func (n *Node) Reload(next *config.Config) error {
 	defer r.mu.Unlock()
 	ch, err := config.Reconcile(r.current, next)
 	if err != nil {
-		r.total.WithLabelValues("refused").Inc()
+		n.m.reloads.WithLabelValues("refused").Inc()
 		n.Log.Error("configuration reload refused; the running configuration stays", "err", err)
 		return err
 	}
 	for _, k := range ch.Restart {
 		n.Log.Warn("configuration key changed but needs a restart; keeping the running value", "key", k)
 	}
-	r.pending.Set(float64(len(ch.Restart)))
+	n.m.restartPending.Set(float64(len(ch.Restart)))
 	if len(ch.Applied) == 0 {
-		r.total.WithLabelValues("unchanged").Inc()
-		r.lastOK.SetToCurrentTime()
+		n.m.reloads.WithLabelValues("unchanged").Inc()
+		n.m.reloadOK.SetToCurrentTime()
 		n.Log.Info("configuration reloaded: nothing to apply", "needs_restart", ch.Restart)
 		return nil
 	}
@@ -119,7 +89,7 @@ func (n *Node) Reload(next *config.Config) error {
 				func() { next.Origin.Capacity = old.Origin.Capacity })
 		}
 		if ch.Has("origin.hls") {
-			apply("origin.hls", n.origin.SetHLS(originHLS(next.Origin.HLS)),
+			apply("origin.hls", n.origin.SetHLS(origin.HLSConfig(next.Origin.HLS)),
 				func() { next.Origin.HLS = old.Origin.HLS })
 		}
 		if ch.Has("origin.transcode.ladders") {
@@ -139,12 +109,12 @@ func (n *Node) Reload(next *config.Config) error {
 	}
 	r.current = next
 	if err := errors.Join(errs...); err != nil {
-		r.total.WithLabelValues("refused").Inc()
+		n.m.reloads.WithLabelValues("refused").Inc()
 		n.Log.Error("configuration reload partly failed", "applied", ch.Applied, "err", err)
 		return err
 	}
-	r.total.WithLabelValues("applied").Inc()
-	r.lastOK.SetToCurrentTime()
+	n.m.reloads.WithLabelValues("applied").Inc()
+	n.m.reloadOK.SetToCurrentTime()
 	n.Log.Info("configuration reloaded", "applied", ch.Applied, "needs_restart", ch.Restart)
 	return nil
 }
@@ -177,13 +147,4 @@ func edgeSources(in []config.Source) []edge.Source {
 		})
 	}
 	return out
-}
-
-// originHLS maps the HLS configuration onto the origin's.
-func originHLS(h config.HLS) origin.HLSConfig {
-	return origin.HLSConfig{
-		Variant: h.Variant, SegmentDuration: h.SegmentDuration,
-		PartDuration: h.PartDuration, SegmentCount: h.SegmentCount,
-		IdleTimeout: h.IdleTimeout,
-	}
 }

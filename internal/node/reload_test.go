@@ -163,7 +163,7 @@ func TestReloadAddsAndRemovesCameras(t *testing.T) {
 	if got := len(n.CurrentConfig().Sources); got != 2 || len(n.edge.Pulls()) != 2 {
 		t.Fatalf("after a refused reload: %d configured sources, %d pulls; want 2 and 2", got, len(n.edge.Pulls()))
 	}
-	if v := testutil.ToFloat64(n.reload.total.WithLabelValues("refused")); v < 1 {
+	if v := testutil.ToFloat64(n.m.reloads.WithLabelValues("refused")); v < 1 {
 		t.Errorf("refused reloads counted %v", v)
 	}
 

@@ -1,0 +1,105 @@
+package node
+
+import (
+	"cmp"
+	"context"
+	"encoding/base64"
+	"fmt"
+
+	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/edge"
+	"github.com/streamgrid/streamgrid/hlscache"
+	"github.com/streamgrid/streamgrid/internal/config"
+	"github.com/streamgrid/streamgrid/internal/memlimit"
+	"github.com/streamgrid/streamgrid/internal/transcode"
+	"github.com/streamgrid/streamgrid/origin"
+)
+
+// The roles' start steps (see startSteps): each one fills in its role from
+// the configuration and keeps it in the node once it started.
+
+// startOrigin starts the origin, then the watch that sends failover hooks.
+func (n *Node) startOrigin() error {
+	c := n.Config
+	o := &origin.Origin{
+		Node: n.name, NC: n.nc, Hub: n.hub, Registry: n.registry, Gossip: n.gossip,
+		HTTPAddress: c.Origin.HTTPAddress, AdvertiseHTTP: c.Origin.AdvertiseHTTP,
+		Capacity:  c.Origin.Capacity,
+		HLS:       origin.HLSConfig(c.Origin.HLS),
+		Transcode: originTranscode(c.Origin.Transcode),
+		Secret:    c.Auth.OriginSecret,
+		Log:       n.Log, Metrics: n.metrics,
+	}
+	if err := o.Start(); err != nil {
+		return fmt.Errorf("origin: %w", err)
+	}
+	n.origin = o
+	ctx, cancel := context.WithCancel(context.Background())
+	owners, err := n.registry.WatchOwners(ctx)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("failover hooks: %w", err)
+	}
+	n.bg = cancel
+	n.bgWG.Add(1)
+	go func() {
+		defer n.bgWG.Done()
+		n.watchFailovers(ctx, owners)
+	}()
+	return nil
+}
+
+func (n *Node) startCache() (err error) {
+	c := n.Config
+	h := &hlscache.Cache{
+		Node: n.name, Registry: n.registry, Gossip: n.gossip, Demander: bus.Demander{NC: n.nc},
+		HTTPAddress: c.Cache.HTTPAddress, MaxBytes: memlimit.CacheBudget(c.Cache.MaxBytes, n.memLimit),
+		UpstreamTimeout: c.Cache.UpstreamTimeout, AllowOrigin: c.Cache.AllowOrigin,
+		MaxConnsPerIP: cmp.Or(c.Cache.MaxConnsPerIP, -1), MaxUpstreamConns: c.Cache.MaxUpstreamConns,
+		TLSCert: c.Cache.TLSCert, TLSKey: c.Cache.TLSKey,
+		OriginSecret: c.Auth.OriginSecret,
+		Authorize:    n.cacheAuthorize,
+		Log:          n.Log, Metrics: n.metrics,
+	}
+	if c.Auth.SigningKey != "" {
+		if h.SigningKey, err = base64.StdEncoding.DecodeString(c.Auth.SigningKey); err != nil {
+			return fmt.Errorf("auth.signing_key: %w", err)
+		}
+	}
+	if err := h.Start(); err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	n.cache = h
+	return nil
+}
+
+func (n *Node) startEdge() error {
+	c := n.Config
+	e := &edge.Edge{
+		Node: n.name, NC: n.nc, Hub: n.hub, Registry: n.registry,
+		RTSPAddress: c.Edge.RTSPAddress, UDPRTPAddress: c.Edge.RTPAddress, UDPRTCPAddress: c.Edge.RTCPAddress,
+		RTMPAddress: c.Edge.RTMPAddress, Sources: edgeSources(c.Sources), ReadTimeout: c.Edge.ReadTimeout,
+		TLSCert: c.Edge.TLSCert, TLSKey: c.Edge.TLSKey,
+		RTSPSAddress: c.Edge.RTSPSAddress, RTMPSAddress: c.Edge.RTMPSAddress,
+		MediaTimeout: c.Edge.MediaTimeout, MaxPublishers: c.Edge.MaxPublishers,
+		Auth: n.auth, RTSPAuthMethods: c.Edge.RTSPAuthMethods, OnEvent: n.edgeEvent,
+		Log: n.Log, Metrics: n.metrics,
+	}
+	if err := e.Start(); err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
+	n.edge = e
+	return nil
+}
+
+// originTranscode maps the transcode configuration onto the origin's.
+func originTranscode(t config.Transcode) origin.TranscodeConfig {
+	oc := origin.TranscodeConfig{
+		FFmpeg: t.FFmpeg, Encoder: transcode.Encoder(t.Encoder), Fallback: transcode.Policy(t.Fallback),
+		GPUSessions: t.GPUSessions, CPUSlots: t.CPUSlots,
+	}
+	for _, l := range t.Ladders {
+		oc.Ladders = append(oc.Ladders, origin.LadderRule{Match: l.Match, Ladder: l.Ladder})
+	}
+	return oc
+}
