@@ -225,57 +225,16 @@ func (n *normalizer) checkJump(t *normTrack, in int64, wall time.Time) (int64, b
 	return in, jumped
 }
 
-// nalType returns the NAL unit type of a (non-empty) NAL unit.
-func nalType(codec media.Codec, nalu []byte) uint8 {
-	if codec == media.CodecH265 {
-		return (nalu[0] >> 1) & 0x3F
-	}
-	return nalu[0] & 0x1F
-}
-
-// NAL unit classes used by the normalizer.
-type nalClass uint8
-
+// NAL unit classes, named for the normalizer; media classifies.
 const (
-	nalOther nalClass = iota
-	nalDrop           // access unit delimiter, filler data
-	nalVPS
-	nalSPS
-	nalPPS
-	nalPicture // VCL: a slice of a picture
+	nalDrop    = media.NALDrop
+	nalVPS     = media.NALVPS
+	nalSPS     = media.NALSPS
+	nalPPS     = media.NALPPS
+	nalPicture = media.NALPicture
 )
 
-func classify(codec media.Codec, nalu []byte) nalClass {
-	typ := nalType(codec, nalu)
-	if codec == media.CodecH265 {
-		switch h265.NALUType(typ) {
-		case h265.NALUType_AUD_NUT, h265.NALUType_FD_NUT:
-			return nalDrop
-		case h265.NALUType_VPS_NUT:
-			return nalVPS
-		case h265.NALUType_SPS_NUT:
-			return nalSPS
-		case h265.NALUType_PPS_NUT:
-			return nalPPS
-		}
-		if typ <= 31 {
-			return nalPicture
-		}
-		return nalOther
-	}
-	switch h264.NALUType(typ) {
-	case h264.NALUTypeAccessUnitDelimiter, h264.NALUTypeFillerData:
-		return nalDrop
-	case h264.NALUTypeSPS:
-		return nalSPS
-	case h264.NALUTypePPS:
-		return nalPPS
-	case h264.NALUTypeNonIDR, h264.NALUTypeDataPartitionA, h264.NALUTypeDataPartitionB,
-		h264.NALUTypeDataPartitionC, h264.NALUTypeIDR:
-		return nalPicture
-	}
-	return nalOther
-}
+func classify(codec media.Codec, nalu []byte) media.NALClass { return media.ClassifyNAL(codec, nalu) }
 
 // filterAU drops empty NAL units, delimiters and filler, records in-band
 // parameter sets in t.info, and reports whether the unit holds a picture,
@@ -319,13 +278,6 @@ func (t *normTrack) setParam(dst *[]byte, nalu []byte) int {
 		return 1
 	}
 	return 0
-}
-
-func isKeyframe(codec media.Codec, au [][]byte) bool {
-	if codec == media.CodecH265 {
-		return h265.IsRandomAccess(au)
-	}
-	return h264.IsRandomAccess(au)
 }
 
 // withParams returns a keyframe with the track's parameter sets in front when
@@ -392,7 +344,7 @@ func (n *normalizer) pushVideo(idx int, pts, dts int64, hasDTS bool, au [][]byte
 	in, _ := n.checkJump(t, pts+t.adj, wall)
 	dts += t.adj
 
-	key := isKeyframe(t.info.Codec, au)
+	key := media.IsRandomAccess(t.info.Codec, au)
 	if !key {
 		if !n.started {
 			return nil, dropNotStarted
