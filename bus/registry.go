@@ -375,6 +375,27 @@ func (r *Registry) ReleaseOwner(ctx context.Context, l *Lease) error {
 	return r.release(ctx, r.owners, l)
 }
 
+// RecoverOwner handles a renewal the registry applied but whose reply was
+// lost (a timeout): l's revision is then stale although the record still
+// names l's node with l's epoch. Epochs are creation revisions, so an equal
+// epoch means nobody acquired the lease in between. When the lease is still
+// l's it refreshes l.Rev and returns nil; ErrLeaseLost when it is not.
+func (r *Registry) RecoverOwner(ctx context.Context, l *Lease) error {
+	e, err := r.owners.Get(ctx, EncodePath(l.Key))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return ErrLeaseLost
+	}
+	if err != nil {
+		return fmt.Errorf("bus: recover %s: %w", l.Key, err)
+	}
+	var cur Owner
+	if json.Unmarshal(e.Value(), &cur) != nil || cur.Node != l.Owner.Node || cur.Epoch != l.Owner.Epoch {
+		return ErrLeaseLost
+	}
+	l.Rev = e.Revision()
+	return nil
+}
+
 // OwnerOf returns the current owner of a stream.
 func (r *Registry) OwnerOf(ctx context.Context, path string) (*Owner, error) {
 	return getOwner(ctx, r.owners, path)

@@ -127,3 +127,54 @@ func TestStateBucketUpgrade(t *testing.T) {
 		t.Fatalf("state TTL %v %v", st.TTL(), err)
 	}
 }
+
+// TestRecoverOwner: a renewal applied whose reply was lost leaves the
+// lease's revision stale; RecoverOwner refreshes it while the record still
+// names the holder and its epoch, and refuses once another node holds it.
+func TestRecoverOwner(t *testing.T) {
+	_, nc := startBus(t, 0)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r := &Registry{JS: js, LeaseTTL: 3 * time.Second}
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l, err := r.AcquireOwner(ctx, "live/a", Owner{Node: "o1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := *l // the registry applies this renewal; its reply never reaches l
+	if err := r.RenewOwner(ctx, &applied); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RenewOwner(ctx, l); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("renewal with a stale revision: %v", err)
+	}
+	if err := r.RecoverOwner(ctx, l); err != nil {
+		t.Fatalf("recover: %v", err)
+	}
+	if l.Rev != applied.Rev {
+		t.Fatalf("revision %d after recovery, want %d", l.Rev, applied.Rev)
+	}
+	if err := r.RenewOwner(ctx, l); err != nil {
+		t.Fatalf("renewal after recovery: %v", err)
+	}
+
+	// Released and taken by another node: not ours to recover.
+	if err := r.ReleaseOwner(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RecoverOwner(ctx, l); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("recover a released lease: %v", err)
+	}
+	if _, err := r.AcquireOwner(ctx, "live/a", Owner{Node: "o2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RecoverOwner(ctx, l); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("recover a lease another node holds: %v", err)
+	}
+}

@@ -64,7 +64,7 @@ func (c *claimer) run() {
 			rewatch = c.rewatch()
 		case <-c.timer.C:
 			c.claimDue()
-		case <-c.o.kick:
+		case <-c.o.rescan:
 			c.scan()
 		case <-resync.C:
 			c.scan()

@@ -9,15 +9,7 @@ import (
 	"time"
 
 	"github.com/streamgrid/streamgrid/bus"
-)
-
-// Response headers that tie every object to the owner that produced it.
-const (
-	HeaderOrigin = "X-Streamgrid-Origin"
-	HeaderEpoch  = "X-Streamgrid-Epoch"
-	// HeaderAuth carries the cluster's shared secret (Origin.Secret) on
-	// requests from caches.
-	HeaderAuth = "X-Streamgrid-Auth"
+	"github.com/streamgrid/streamgrid/internal/hlsproto"
 )
 
 const (
@@ -53,7 +45,7 @@ func (o *Origin) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "origin not started", http.StatusServiceUnavailable)
 		return
 	}
-	if o.secret != nil && subtle.ConstantTimeCompare([]byte(r.Header.Get(HeaderAuth)), o.secret) != 1 {
+	if o.secret != nil && subtle.ConstantTimeCompare([]byte(r.Header.Get(hlsproto.HeaderAuth)), o.secret) != 1 {
 		o.m.requests.WithLabelValues("unauthorized").Inc()
 		http.Error(w, "origins serve caches only", http.StatusForbidden)
 		return
@@ -99,8 +91,8 @@ func (o *Origin) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := w.Header()
-	h.Set(HeaderOrigin, o.Node)
-	h.Set(HeaderEpoch, strconv.FormatUint(s.epoch.Load(), 10))
+	h.Set(hlsproto.HeaderOrigin, o.Node)
+	h.Set(hlsproto.HeaderEpoch, strconv.FormatUint(s.epoch.Load(), 10))
 	switch {
 	case file == multivariant || file == compatMultivariant:
 		o.m.requests.WithLabelValues("multivariant").Inc()
@@ -343,26 +335,10 @@ func (s *stream) siblingsLocked() map[string]*layer {
 // asks for the compatible view (compat.go): delivery directives are
 // ignored, and the answer waits (bounded) for compatMinSegments segments.
 func (s *stream) serveMedia(w http.ResponseWriter, r *http.Request, name string, compat bool) {
-	q := r.URL.Query()
-	msnS, partS, skipS := q.Get("_HLS_msn"), q.Get("_HLS_part"), q.Get("_HLS_skip")
-	msn, part := int64(-1), int64(-1)
-	if msnS != "" {
-		v, err := strconv.ParseUint(msnS, 10, 31)
-		if err != nil {
-			http.Error(w, "invalid _HLS_msn", http.StatusBadRequest)
-			return
-		}
-		msn = int64(v)
+	msn, part, delta, ok := directives(w, r)
+	if !ok {
+		return
 	}
-	if partS != "" {
-		v, err := strconv.ParseUint(partS, 10, 31)
-		if err != nil || msnS == "" {
-			http.Error(w, "invalid _HLS_part", http.StatusBadRequest)
-			return
-		}
-		part = int64(v)
-	}
-	delta := skipS == "YES" || skipS == "v2"
 	if compat {
 		msn, part, delta = -1, -1, false
 	}
@@ -431,6 +407,35 @@ func (s *stream) serveMedia(w http.ResponseWriter, r *http.Request, name string,
 			return
 		}
 	}
+}
+
+// maxDirective bounds _HLS_msn and _HLS_part: media sequence numbers and
+// part indexes stay far below it, and larger values are answered 400.
+const maxDirective = 1<<31 - 1
+
+// directives reads a media playlist request's delivery directives: msn and
+// part are -1 when absent. A malformed directive is answered 400 (false).
+func directives(w http.ResponseWriter, r *http.Request) (msn, part int64, delta, ok bool) {
+	d, err := hlsproto.Parse(r.URL.RawQuery)
+	switch {
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return 0, 0, false, false
+	case d.MSN > maxDirective:
+		http.Error(w, "bad "+hlsproto.MSN, http.StatusBadRequest)
+		return 0, 0, false, false
+	case d.Part > maxDirective:
+		http.Error(w, "bad "+hlsproto.Part, http.StatusBadRequest)
+		return 0, 0, false, false
+	}
+	msn, part = -1, -1
+	if d.HasMSN {
+		msn = int64(d.MSN)
+	}
+	if d.HasPart {
+		part = int64(d.Part)
+	}
+	return msn, part, d.Delta(), true
 }
 
 // writeView renders (or reuses the render of) a view and writes it.

@@ -25,10 +25,9 @@ type metrics struct {
 	blockTimeouts   prometheus.Counter
 
 	collectors []prometheus.Collector
-	reg        prometheus.Registerer
 }
 
-func newMetrics(reg prometheus.Registerer, node string) *metrics {
+func newMetrics(node string) *metrics {
 	labels := prometheus.Labels{"node": node, "role": "origin"}
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{
@@ -55,7 +54,6 @@ func newMetrics(reg prometheus.Registerer, node string) *metrics {
 			Help: "HTTP requests by kind (multivariant, media, blocking, segment, streams, bad).", ConstLabels: labels,
 		}, []string{"kind"}),
 		blockTimeouts: counter("blocking_timeouts_total", "Blocking playlist or part requests that timed out."),
-		reg:           reg,
 	}
 	m.collectors = []prometheus.Collector{
 		m.streams, m.claims, m.releases, m.losses, m.packets, m.packetsDropped, m.writeErrors,
@@ -64,12 +62,13 @@ func newMetrics(reg prometheus.Registerer, node string) *metrics {
 	return m
 }
 
-// register adds every collector; on failure it undoes what it registered.
-func (m *metrics) register() error {
+// register adds every collector to reg; on failure it undoes what it
+// registered.
+func (m *metrics) register(reg prometheus.Registerer) error {
 	for i, c := range m.collectors {
-		if err := m.reg.Register(c); err != nil {
+		if err := reg.Register(c); err != nil {
 			for _, done := range m.collectors[:i] {
-				m.reg.Unregister(done)
+				reg.Unregister(done)
 			}
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
@@ -81,8 +80,9 @@ func (m *metrics) register() error {
 	return nil
 }
 
-func (m *metrics) unregister() {
+// unregister removes every collector from reg.
+func (m *metrics) unregister(reg prometheus.Registerer) {
 	for _, c := range m.collectors {
-		m.reg.Unregister(c)
+		reg.Unregister(c)
 	}
 }

@@ -107,7 +107,7 @@ type Origin struct {
 	// Transcode configures ABR-ladder transcoding; no ladders: passthrough.
 	Transcode TranscodeConfig
 	// Secret, when set, is the cluster's shared credential: every request
-	// must carry it in HeaderAuth (caches add it), else it gets 403, so that
+	// must carry it in hlsproto.HeaderAuth (caches add it), else it gets 403, so that
 	// the origin port cannot bypass the caches' signed URLs. Empty: open.
 	Secret string
 	// Log. Default slog.Default().
@@ -119,17 +119,17 @@ type Origin struct {
 	blockTimeout time.Duration
 	secret       []byte // Secret, nil when empty
 
-	variant  gohlslib.MuxerVariant
-	hls      atomic.Pointer[hlsSettings] // for streams claimed from now on; see SetHLS
-	ln       net.Listener
-	srv      *http.Server
-	m        *metrics
-	ctx      context.Context
-	cancel   context.CancelFunc
-	done     chan struct{} // closed by Close: wakes waiting HTTP handlers
-	kick     chan struct{} // capacity freed: rescan for claimable streams
-	metaKick chan struct{} // load changed: update gossip metadata
-	draining atomic.Bool
+	variant     gohlslib.MuxerVariant
+	hls         atomic.Pointer[hlsSettings] // for streams claimed from now on; see SetHLS
+	ln          net.Listener
+	srv         *http.Server
+	m           *metrics
+	ctx         context.Context
+	cancel      context.CancelFunc
+	done        chan struct{} // closed by Close: wakes waiting HTTP handlers
+	rescan      chan struct{} // capacity freed or settings changed: look for claimable streams again
+	metaChanged chan struct{} // load changed: update gossip metadata
+	draining    atomic.Bool
 
 	tr transcoding
 
@@ -221,38 +221,29 @@ func (o *Origin) Start() error {
 	if o.AdvertiseHTTP == "" {
 		o.AdvertiseHTTP = advertiseAddr(ln.Addr())
 	}
-	o.m = newMetrics(o.Metrics, o.Node)
+	o.m = newMetrics(o.Node)
 	if err := o.setupTranscode(); err != nil {
 		ln.Close()
 		return err
 	}
-	if err := o.m.register(); err != nil {
+	if err := o.m.register(o.Metrics); err != nil {
 		o.tr.metrics.Unregister()
 		ln.Close()
 		return err
 	}
 	o.ctx, o.cancel = context.WithCancel(context.Background())
-	streamsCh, err := o.Registry.WatchStreams(o.ctx)
+	streamsCh, ownersCh, err := o.watchRegistry()
 	if err != nil {
 		o.cancel()
-		o.m.unregister()
-		o.tr.metrics.Unregister()
-		ln.Close()
-		return fmt.Errorf("origin: %w", err)
-	}
-	ownersCh, err := o.Registry.WatchOwners(o.ctx)
-	if err != nil {
-		o.cancel()
-		o.m.unregister()
-		o.tr.metrics.Unregister()
+		o.unregisterMetrics()
 		ln.Close()
 		return fmt.Errorf("origin: %w", err)
 	}
 
 	o.ln = ln
 	o.done = make(chan struct{})
-	o.kick = make(chan struct{}, 1)
-	o.metaKick = make(chan struct{}, 1)
+	o.rescan = make(chan struct{}, 1)
+	o.metaChanged = make(chan struct{}, 1)
 	o.streams = map[string]*stream{}
 	o.refused = map[string]string{}
 	o.srv = &http.Server{
@@ -280,8 +271,27 @@ func (o *Origin) Start() error {
 
 	o.Log.Info("origin started", "http", ln.Addr().String(), "advertise", o.AdvertiseHTTP,
 		"variant", variantName(o.variant), "capacity", o.Capacity)
-	o.poke(o.metaKick)
+	o.poke(o.metaChanged)
 	return nil
+}
+
+// watchRegistry opens the watches the claimer follows.
+func (o *Origin) watchRegistry() (<-chan bus.StreamEvent, <-chan bus.OwnerEvent, error) {
+	streams, err := o.Registry.WatchStreams(o.ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	owners, err := o.Registry.WatchOwners(o.ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return streams, owners, nil
+}
+
+// unregisterMetrics removes the origin's collectors and the transcoders'.
+func (o *Origin) unregisterMetrics() {
+	o.m.unregister(o.Metrics)
+	o.tr.metrics.Unregister()
 }
 
 // advertiseAddr turns a bound address into one other hosts can dial when the
@@ -318,14 +328,15 @@ func (o *Origin) HTTPAddr() net.Addr {
 func (o *Origin) Handler() http.Handler { return http.HandlerFunc(o.serveHTTP) }
 
 // Drain gives every lease up so other origins take the streams over, and
-// stops claiming new ones. It returns when all streams are released or ctx ends.
-func (o *Origin) Drain(ctx context.Context) {
+// stops claiming new ones. It returns when all streams are released, or
+// with an error when ctx ends first.
+func (o *Origin) Drain(ctx context.Context) error {
 	if !o.started {
-		return
+		return nil
 	}
 	if !o.draining.Swap(true) {
 		o.Log.Info("origin draining")
-		o.poke(o.metaKick)
+		o.poke(o.metaChanged)
 	}
 	for _, s := range o.snapshotStreams() {
 		s.stop(stopRelease)
@@ -335,10 +346,11 @@ func (o *Origin) Drain(ctx context.Context) {
 	for o.load() > 0 {
 		select {
 		case <-ctx.Done():
-			return
+			return fmt.Errorf("origin: drain: %d streams not released: %w", o.load(), ctx.Err())
 		case <-t.C:
 		}
 	}
+	return nil
 }
 
 // Close releases every lease (so another origin can take over at once),
@@ -365,8 +377,7 @@ func (o *Origin) shutdown(mode stopMode) {
 		}
 		cancel()
 		o.wg.Wait()
-		o.m.unregister()
-		o.tr.metrics.Unregister()
+		o.unregisterMetrics()
 		o.Log.Info("origin closed")
 	})
 }
@@ -438,8 +449,8 @@ func (o *Origin) removeStream(s *stream) {
 	}
 	o.updateSlotGaugesLocked()
 	o.mu.Unlock()
-	o.poke(o.kick)
-	o.poke(o.metaKick)
+	o.poke(o.rescan)
+	o.poke(o.metaChanged)
 }
 
 func (o *Origin) poke(ch chan struct{}) {
@@ -460,7 +471,7 @@ func (o *Origin) metaLoop() {
 		select {
 		case <-o.ctx.Done():
 			return
-		case <-o.metaKick:
+		case <-o.metaChanged:
 			// Read-modify-write of this node's own metadata; the origin owns
 			// HTTP (what caches dial), Load, Capacity and Draining.
 			meta := o.Gossip.CurrentMeta()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/gossip"
+	"github.com/streamgrid/streamgrid/internal/hlsproto"
 	"github.com/streamgrid/streamgrid/internal/media"
 )
 
@@ -154,8 +155,8 @@ func TestLowLatencyPlaylistAndPlayback(t *testing.T) {
 	if r.code != http.StatusOK || r.header.Get("Content-Type") != mpegurl {
 		t.Fatalf("multivariant: %d %q", r.code, r.header.Get("Content-Type"))
 	}
-	if r.header.Get(HeaderOrigin) != "o1" || r.header.Get(HeaderEpoch) != strconv.FormatUint(st.Epoch, 10) || st.Epoch == 0 {
-		t.Fatalf("owner headers %q %q, epoch %d", r.header.Get(HeaderOrigin), r.header.Get(HeaderEpoch), st.Epoch)
+	if r.header.Get(hlsproto.HeaderOrigin) != "o1" || r.header.Get(hlsproto.HeaderEpoch) != strconv.FormatUint(st.Epoch, 10) || st.Epoch == 0 {
+		t.Fatalf("owner headers %q %q, epoch %d", r.header.Get(hlsproto.HeaderOrigin), r.header.Get(hlsproto.HeaderEpoch), st.Epoch)
 	}
 	mv, err := playlist.Unmarshal(r.body)
 	if err != nil {
@@ -181,7 +182,7 @@ func TestLowLatencyPlaylistAndPlayback(t *testing.T) {
 		if r.code != http.StatusOK || r.header.Get("Content-Type") != "video/mp4" || len(r.body) == 0 {
 			t.Fatalf("%s: %d %q", uri, r.code, r.header.Get("Content-Type"))
 		}
-		if r.header.Get("Cache-Control") != "public, max-age=3600" || r.header.Get(HeaderOrigin) != "o1" {
+		if r.header.Get("Cache-Control") != "public, max-age=3600" || r.header.Get(hlsproto.HeaderOrigin) != "o1" {
 			t.Fatalf("%s: headers %v", uri, r.header)
 		}
 	}

@@ -29,8 +29,8 @@ func (o *Origin) SetCapacity(n int) error {
 	o.mu.Lock()
 	o.Capacity = n
 	o.mu.Unlock()
-	o.poke(o.kick)
-	o.poke(o.metaKick)
+	o.poke(o.rescan)
+	o.poke(o.metaChanged)
 	return nil
 }
 
@@ -72,6 +72,6 @@ func (o *Origin) SetLadders(ladders []LadderRule) error {
 	o.mu.Lock()
 	o.refused = map[string]string{} // decided under the old ladders
 	o.mu.Unlock()
-	o.poke(o.kick)
+	o.poke(o.rescan)
 	return nil
 }

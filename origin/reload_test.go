@@ -11,7 +11,7 @@ import (
 func TestSetLaddersAndHLS(t *testing.T) {
 	ladder := transcode.Ladder{Renditions: []transcode.Rendition{{Name: "360p", Width: 640, Height: 360, Bitrate: 600_000}}}
 	o := &Origin{Node: "o1", Log: slog.New(slog.DiscardHandler), streams: map[string]*stream{}, refused: map[string]string{},
-		kick: make(chan struct{}, 1), metaKick: make(chan struct{}, 1)}
+		rescan: make(chan struct{}, 1), metaChanged: make(chan struct{}, 1)}
 	o.Transcode = TranscodeConfig{Encoder: transcode.EncoderAuto, Fallback: transcode.PolicyCPU}
 	o.tr.caps = transcode.Capabilities{X264: true}
 

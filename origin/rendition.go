@@ -1,19 +1,15 @@
 package origin
 
 import (
-	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2"
 	"github.com/bluenviron/gohlslib/v2/pkg/codecs"
-	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 
 	"github.com/streamgrid/streamgrid/internal/media"
 	"github.com/streamgrid/streamgrid/internal/transcode"
@@ -40,8 +36,6 @@ const (
 	// maxCuts is how many source segment starts are remembered for
 	// numbering rendition instances.
 	maxCuts = 64
-	// restartHandoff bounds the wait to queue a transcoder restart marker.
-	restartHandoff = time.Second
 )
 
 // tcState is where a stream's transcoder is.
@@ -55,12 +49,42 @@ const (
 	tcFailed                   // it could not start; the stream stays passthrough
 )
 
+// transcodeRun is a transcoded stream's transcoder and rendition sets
+// (see the comment above). Only the goroutine holding procMu touches it,
+// except where noted.
+//
+// Invariants:
+//   - For a passthrough stream (stream.plan nil) everything here stays empty.
+//   - tc runs only in tcRunning; tcPtr publishes it to status readers.
+//   - tcOut holds the transcoder's output for the run goroutine: bounded,
+//     and a rendition's video resumes at its next IDR after a drop; restart
+//     markers are never dropped. Outputs of a transcoder already stopped
+//     are ignored (tcPacket.tc).
+//   - tcSrc is written under mu (the master playlist reads it).
+//   - cuts are the source segment starts, newest last, at most maxCuts.
+type transcodeRun struct {
+	rends        []*rendState
+	tc           *transcode.Transcoder
+	tcPtr        atomic.Pointer[transcode.Transcoder]
+	tcOut        *media.Queue[*tcPacket]
+	tcState      tcState
+	tcSrc        transcode.SourceInfo
+	tcVideo      int // source track fed to the transcoder; -1 until known
+	tcAudioTrack int // -1: none
+	gopStart     int64
+	gopDur       int64
+	gopFrames    int
+	cuts         []segCut
+	srcPTS       int64
+	srcNTP       time.Time
+	srcClock     bool
+}
+
 // rendState is one transcoded rendition's instance set.
 type rendState struct {
-	name    string
-	prefix  string    // "r<name>_": file-name prefix of its media playlists
-	cur     *instance // being fed; run goroutine
-	needKey atomic.Bool
+	name   string
+	prefix string    // "r<name>_": file-name prefix of its media playlists
+	cur    *instance // being fed; run goroutine
 
 	// Guarded by s.mu: what retired instances used (see stream.baseNext).
 	baseNext, baseDisc uint64
@@ -90,6 +114,7 @@ type tcPacket struct {
 	rend    int
 	pts     int64
 	au      [][]byte
+	flags   media.Flags // FlagKeyframe: video that starts an IDR
 	attempt int
 	err     error
 }
@@ -100,7 +125,7 @@ func (s *stream) initRenditions() {
 	if s.plan == nil {
 		return
 	}
-	s.tcOut = make(chan *tcPacket, tcQueueSize)
+	s.tcOut = media.NewQueue[*tcPacket](tcQueueSize)
 	s.mu.Lock()
 	for _, r := range s.plan.rule.Ladder.Renditions {
 		s.rends = append(s.rends, &rendState{name: r.Name, prefix: "r" + r.Name + "_",
@@ -140,7 +165,7 @@ func (s *stream) feedTranscoder(p *media.Packet) {
 			return // the source muxer counted it already
 		}
 		dts := rescale(p.DTS, tw.srcRate, 90000)
-		_ = s.tc.WriteVideo(pts, dts, au) // full queue: counted by the transcoder
+		_ = s.tc.WriteVideo(pts, dts, au, p.Keyframe()) // full queue: counted by the transcoder
 		return
 	}
 	if s.tcState != tcRunning || int(p.Track) != s.tcAudioTrack {
@@ -231,7 +256,7 @@ func (s *stream) startTranscoder() {
 	}
 	tc.OnVideo = func(r int, pts, _ int64, au [][]byte) { s.transcodedVideo(tc, r, pts, au) }
 	tc.OnAudio = func(r int, pts int64, aus [][]byte) {
-		s.transcoded(&tcPacket{tc: tc, kind: tcAudio, rend: r, pts: pts, au: aus})
+		s.transcoded(&tcPacket{tc: tc, kind: tcAudio, rend: r, pts: pts, au: aus}, media.Tag{Track: uint8(r)})
 	}
 	tc.OnRestart = func(attempt int, err error) { s.transcoderRestarted(tc, attempt, err) }
 	if err := tc.Start(); err != nil {
@@ -250,51 +275,57 @@ func (s *stream) startTranscoder() {
 		"keyframe_gap", s.plan.rule.Ladder.KeyframeGap(src))
 }
 
-// transcodedVideo queues a rendition's access unit; after a drop the
-// rendition waits for its next IDR.
+// transcodedVideo queues a rendition's access unit, detecting once
+// whether it starts an IDR (ffmpeg's output carries no flags); after a
+// drop the rendition waits for its next IDR.
 func (s *stream) transcodedVideo(tc *transcode.Transcoder, r int, pts int64, au [][]byte) {
-	rs := s.rends[r]
-	if rs.needKey.Load() {
-		if !randomAccess(s.plan.rule.Ladder.Renditions[r].Codec, au) {
-			s.drop()
-			return
-		}
-		rs.needKey.Store(false)
+	var flags media.Flags
+	if media.IsRandomAccess(s.renditionCodec(r), au) {
+		flags = media.FlagKeyframe
 	}
-	if !s.transcoded(&tcPacket{tc: tc, kind: tcVideo, rend: r, pts: pts, au: au}) {
-		rs.needKey.Store(true)
-	}
+	s.transcoded(&tcPacket{tc: tc, kind: tcVideo, rend: r, pts: pts, au: au, flags: flags},
+		media.Tag{Track: uint8(r), Video: true, Flags: flags})
 }
 
-// transcoded queues an output without blocking; false when it was dropped.
-func (s *stream) transcoded(p *tcPacket) bool {
-	select {
-	case s.tcOut <- p:
-		return true
-	default:
+// transcoded queues an output without blocking; a refused one is counted.
+func (s *stream) transcoded(p *tcPacket, tag media.Tag) {
+	if s.tcOut.Push(p, tag) != media.DropNone {
 		s.drop()
-		return false
 	}
 }
 
 // transcoderRestarted queues the restart marker ahead of the new run's
-// output (bounded wait: the run goroutine may be busy).
+// output; a marker is never dropped.
 func (s *stream) transcoderRestarted(tc *transcode.Transcoder, attempt int, err error) {
-	t := time.NewTimer(restartHandoff)
-	defer t.Stop()
-	select {
-	case s.tcOut <- &tcPacket{tc: tc, kind: tcRestart, attempt: attempt, err: err}:
-	case <-s.stopCh:
-	case <-t.C:
-		s.log.Warn("transcoder restart not marked: packaging queue full")
-	}
+	s.tcOut.Force(&tcPacket{tc: tc, kind: tcRestart, attempt: attempt, err: err})
 }
 
-func randomAccess(codec string, au [][]byte) bool {
-	if codec == transcode.CodecH265 {
-		return h265.IsRandomAccess(au)
+// renditionCodec is the video codec of rendition r's output.
+func (s *stream) renditionCodec(r int) media.Codec {
+	if s.plan.rule.Ladder.Renditions[r].Codec == transcode.CodecH265 {
+		return media.CodecH265
 	}
-	return h264.IsRandomAccess(au)
+	return media.CodecH264
+}
+
+// transcodedReady receives when transcoder output waits; nil (never) for a
+// passthrough stream.
+func (s *stream) transcodedReady() <-chan struct{} {
+	if s.tcOut == nil {
+		return nil
+	}
+	return s.tcOut.Ready()
+}
+
+// handleTranscodedQueue packages every queued transcoder output (run goroutine).
+func (s *stream) handleTranscodedQueue() {
+	for {
+		p, ok := s.tcOut.Pop()
+		if !ok {
+			return
+		}
+		s.handleTranscoded(p)
+	}
 }
 
 // handleTranscoded packages one transcoder output (run goroutine).
@@ -315,7 +346,7 @@ func (s *stream) handleTranscoded(p *tcPacket) {
 	}
 	rs := s.rends[p.rend]
 	if rs.cur == nil {
-		if !randomAccess(s.plan.rule.Ladder.Renditions[p.rend].Codec, p.au) {
+		if p.flags&media.FlagKeyframe == 0 {
 			return // gohlslib would drop it too
 		}
 		rs.cur = s.newRenditionInstance(p.rend, p.pts, p.au)
@@ -363,38 +394,11 @@ func (s *stream) ntpFor(pts int64) time.Time {
 	return s.srcNTP.Add(time.Duration(pts-s.srcPTS) * time.Second / 90000)
 }
 
-// parameterSets extracts SPS/PPS (and VPS) from an access unit.
-func parameterSets(codec media.Codec, au [][]byte) (vps, sps, pps []byte) {
-	for _, n := range au {
-		if len(n) == 0 {
-			continue
-		}
-		if codec == media.CodecH265 {
-			switch h265.NALUType((n[0] >> 1) & 0x3f) {
-			case h265.NALUType_VPS_NUT:
-				vps = n
-			case h265.NALUType_SPS_NUT:
-				sps = n
-			case h265.NALUType_PPS_NUT:
-				pps = n
-			}
-			continue
-		}
-		switch h264.NALUType(n[0] & 0x1f) {
-		case h264.NALUTypeSPS:
-			sps = n
-		case h264.NALUTypePPS:
-			pps = n
-		}
-	}
-	return vps, sps, pps
-}
-
 // newRenditionInstance creates the muxer of rendition r, starting with the
 // IDR at pts, numbered onto the source segment that starts there.
 func (s *stream) newRenditionInstance(r int, pts int64, au [][]byte) *instance {
 	out := s.plan.rule.Ladder.Outputs(s.tcSrc)[r]
-	vps, sps, pps := parameterSets(out.Codec, au)
+	vps, sps, pps := media.ParameterSets(out.Codec, au)
 	vt := &gohlslib.Track{Codec: &codecs.H264{SPS: sps, PPS: pps}, ClockRate: 90000}
 	if out.Codec == media.CodecH265 {
 		vt.Codec = &codecs.H265{VPS: vps, SPS: sps, PPS: pps}
@@ -471,12 +475,7 @@ func (s *stream) newRenditionInstance(r int, pts int64, au [][]byte) *instance {
 		s.log.Warn("cannot package rendition", "rendition", rs.name, "err", err)
 		return nil
 	}
-	s.mu.Lock()
-	s.instances = append(s.instances, i)
-	s.bumpLocked()
-	s.mu.Unlock()
-	s.iwg.Add(1)
-	go i.watch()
+	s.addInstance(i)
 	s.log.Debug("rendition muxer started", "rendition", rs.name, "first_msn", offset+firstID, "discontinuity", i.disc)
 	return i
 }
@@ -542,86 +541,4 @@ func (s *stream) resolveName(name string) (int, string, string) {
 		return 0, name, ""
 	}
 	return best + 1, strings.TrimPrefix(name, s.rends[best].prefix), s.rends[best].prefix
-}
-
-// masterLocked builds the master playlist of a transcoded stream from the
-// newest instance of every rendition set. complete says whether every
-// rendition has content; body is nil when none has.
-func (s *stream) masterLocked() (body []byte, complete bool, err error) {
-	type entry struct {
-		rend   int
-		prefix string
-		group  string
-		out    *transcode.Output
-	}
-	var entries []entry
-	l := s.plan.rule.Ladder
-	if l.Passthrough {
-		entries = append(entries, entry{rend: 0, group: "audio"})
-	}
-	outs := l.Outputs(s.tcSrc)
-	for k, rs := range s.rends {
-		entries = append(entries, entry{rend: k + 1, prefix: rs.prefix, group: "audio_" + rs.name, out: &outs[k]})
-	}
-	complete = true
-	var variants []transcode.Variant
-	var audio []transcode.AudioMedia
-	for _, e := range entries {
-		head := s.headOfLocked(e.rend)
-		if head == nil {
-			complete = false
-			continue
-		}
-		pl, err := playlist.Unmarshal(head.snap.multivariant)
-		if err != nil {
-			return nil, false, fmt.Errorf("multivariant playlist: %w", err)
-		}
-		mv, ok := pl.(*playlist.Multivariant)
-		if !ok || len(mv.Variants) == 0 {
-			return nil, false, errors.New("multivariant playlist: no variant")
-		}
-		v0 := mv.Variants[0]
-		v := transcode.Variant{URI: e.prefix + v0.URI, Bandwidth: v0.Bandwidth, Codecs: v0.Codecs}
-		if v0.AverageBandwidth != nil {
-			v.AverageBandwidth = *v0.AverageBandwidth
-		}
-		if v0.FrameRate != nil {
-			v.FrameRate = *v0.FrameRate
-		}
-		if w, h, ok := strings.Cut(v0.Resolution, "x"); ok {
-			v.Width, _ = strconv.Atoi(w)
-			v.Height, _ = strconv.Atoi(h)
-		}
-		if e.out != nil {
-			if v.Bandwidth <= 0 {
-				v.Bandwidth = e.out.Rendition.Bitrate * 6 / 5
-			}
-			if v.Width == 0 && e.out.Width > 0 {
-				v.Width, v.Height = e.out.Width, e.out.Height
-			}
-			if v.FrameRate == 0 && e.out.FPS > 0 {
-				v.FrameRate = float64(e.out.FPS)
-			}
-		}
-		if v.Bandwidth <= 0 {
-			v.Bandwidth = 1 // not measured yet; the attribute is required
-		}
-		for _, r := range mv.Renditions {
-			if r.Type != playlist.MultivariantRenditionTypeAudio || r.URI == nil {
-				continue
-			}
-			am := transcode.AudioMedia{GroupID: e.group, Name: r.Name, URI: e.prefix + *r.URI, Default: r.Default, Language: r.Language}
-			if r.Channels != nil {
-				am.Channels, _ = strconv.Atoi(*r.Channels)
-			}
-			audio = append(audio, am)
-			v.AudioGroup = e.group
-		}
-		variants = append(variants, v)
-	}
-	if len(variants) == 0 {
-		return nil, false, nil
-	}
-	body, err = transcode.MasterPlaylist(variants, audio)
-	return body, complete, err
 }

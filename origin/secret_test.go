@@ -7,6 +7,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/streamgrid/streamgrid/internal/hlsproto"
 )
 
 // With a secret, the origin serves only requests carrying it (the caches'):
@@ -36,7 +38,7 @@ func TestSecretRequired(t *testing.T) {
 			req.Body = nil
 		}
 		if tc.header != "" {
-			req.Header.Set(HeaderAuth, tc.header)
+			req.Header.Set(hlsproto.HeaderAuth, tc.header)
 		}
 		res, err := c.Do(req)
 		if err != nil {

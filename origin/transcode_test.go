@@ -66,7 +66,7 @@ func TestPlanForAndAdmission(t *testing.T) {
 }
 
 func TestResolveName(t *testing.T) {
-	s := &stream{rends: []*rendState{{name: "a", prefix: "ra_"}, {name: "a_b", prefix: "ra_b_"}}}
+	s := &stream{transcodeRun: transcodeRun{rends: []*rendState{{name: "a", prefix: "ra_"}, {name: "a_b", prefix: "ra_b_"}}}}
 	cases := []struct {
 		name   string
 		rend   int
@@ -87,7 +87,7 @@ func TestResolveName(t *testing.T) {
 
 func TestNoteKeyframeFollowsTheSegmenter(t *testing.T) {
 	o := &Origin{HLS: HLSConfig{SegmentDuration: 1e9}}
-	s := &stream{o: o, hls: o.HLS, cur: &instance{firstID: llFirstSegmentID}}
+	s := &stream{o: o, hls: o.HLS, packager: packager{cur: &instance{firstID: llFirstSegmentID}}}
 	// 0.5 s GOP: gohlslib cuts every second keyframe.
 	var cuts []bool
 	for k := int64(0); k < 5; k++ {

@@ -151,7 +151,9 @@ func (n *Node) Drain(ctx context.Context) error {
 		n.edge.Close() // publishers reconnect to another edge; pulls move with their leases
 	}
 	if n.origin != nil {
-		n.origin.Drain(ctx)
+		if err := n.origin.Drain(ctx); err != nil {
+			n.Log.Warn("origin drain incomplete", "err", err)
+		}
 	}
 	if n.gossip != nil {
 		m := n.meta()

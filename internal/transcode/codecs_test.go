@@ -105,7 +105,7 @@ func TestTranscoderH265FromOpus(t *testing.T) {
 			err = tr.WriteAudio(u.pts, u.data)
 			audio += len(u.data)
 		} else {
-			err = tr.WriteVideo(u.pts, u.dts, u.data)
+			err = tr.WriteVideo(u.pts, u.dts, u.data, media.IsRandomAccess(tr.Source.videoCodec(), u.data))
 			video++
 		}
 		if err != nil {

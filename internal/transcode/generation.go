@@ -228,10 +228,8 @@ func (g *generation) feed(ctx context.Context) error {
 		p := t.carry
 		t.carry = nil
 		if p == nil {
-			select {
-			case <-ctx.Done():
+			if p = t.next(ctx); p == nil {
 				return nil
-			case p = <-t.queue:
 			}
 		}
 		if !started {
@@ -374,7 +372,7 @@ func (g *generation) readProgress() error {
 		if known {
 			t.lagNanos.Store(int64(lag))
 		}
-		waiting := len(t.queue) > 0 || (known && lag > time.Second)
+		waiting := t.queue.Len() > 0 || (known && lag > time.Second)
 		fps, speed, behind, ok := meter.update(rep, t.now(), waiting)
 		if ok {
 			storeFloat(&t.fps, fps)

@@ -112,7 +112,8 @@ func (f *feeder) feed(t testing.TB, n int, realtime bool) {
 				f.audio++
 			} else {
 				pts := f.base + ticks(it.frame.PTS+offset)
-				err = f.tr.WriteVideo(pts, f.base+ticks(it.frame.DTS+offset), it.frame.NALUs)
+				au := it.frame.NALUs
+				err = f.tr.WriteVideo(pts, f.base+ticks(it.frame.DTS+offset), au, media.IsRandomAccess(f.tr.Source.videoCodec(), au))
 				f.videoPTS[pts] = true
 				f.video++
 			}

@@ -36,12 +36,12 @@ var (
 func TestEnqueueDrops(t *testing.T) {
 	tr := &Transcoder{
 		Source: SourceInfo{AudioCodec: media.CodecAAC, AudioConfig: testAAC},
-		queue:  make(chan *packet, 2),
+		queue:  media.NewQueue[*packet](2),
 		now:    time.Now,
 	}
 	write := func(au [][]byte) {
 		t.Helper()
-		if err := tr.WriteVideo(0, 0, au); err != nil {
+		if err := tr.WriteVideo(0, 0, au, media.IsRandomAccess(media.CodecH264, au)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -54,19 +54,19 @@ func TestEnqueueDrops(t *testing.T) {
 	if got := tr.Stats(); got.Dropped != 2 || got.VideoIn != 2 || got.AudioIn != 0 {
 		t.Fatalf("after overflow: %+v", got)
 	}
-	<-tr.queue
-	<-tr.queue
+	tr.queue.Pop()
+	tr.queue.Pop()
 	write(sliceAU)                                     // room again, but not a keyframe
 	if err := tr.WriteAudio(0, aacFrame); err != nil { // audio does not wait
 		t.Fatal(err)
 	}
-	if got := tr.Stats(); got.Dropped != 3 || got.AudioIn != 1 || len(tr.queue) != 1 {
-		t.Fatalf("while waiting for a keyframe: %+v, queued %d", got, len(tr.queue))
+	if got := tr.Stats(); got.Dropped != 3 || got.AudioIn != 1 || tr.queue.Len() != 1 {
+		t.Fatalf("while waiting for a keyframe: %+v, queued %d", got, tr.queue.Len())
 	}
 	write(idrAU)
 	write(sliceAU) // the queue is full again (audio + IDR)
-	<-tr.queue
-	<-tr.queue
+	tr.queue.Pop()
+	tr.queue.Pop()
 	write(sliceAU)
 	if got := tr.Stats(); got.VideoIn != 3 || got.Dropped != 5 {
 		t.Fatalf("after the keyframe: %+v", got)
@@ -76,19 +76,19 @@ func TestEnqueueDrops(t *testing.T) {
 	au := [][]byte{{0x65, 1, 2, 3}}
 	write(au)
 	au[0][1] = 9
-	if p := <-tr.queue; p.data[0][1] != 1 || !p.key {
+	if p, _ := tr.queue.Pop(); p.data[0][1] != 1 || !p.key {
 		t.Errorf("queued packet %+v shares the caller's buffer or lost its keyframe flag", p)
 	}
 
-	if err := tr.WriteVideo(0, 0, nil); err == nil {
+	if err := tr.WriteVideo(0, 0, nil, false); err == nil {
 		t.Error("empty access unit accepted")
 	}
-	noAudio := &Transcoder{queue: make(chan *packet, 1), now: time.Now}
+	noAudio := &Transcoder{queue: media.NewQueue[*packet](1), now: time.Now}
 	if err := noAudio.WriteAudio(0, aacFrame); !errors.Is(err, ErrNoAudio) {
 		t.Errorf("audio without an audio source: %v", err)
 	}
 	var unstarted Transcoder
-	if err := unstarted.WriteVideo(0, 0, idrAU); !errors.Is(err, ErrClosed) {
+	if err := unstarted.WriteVideo(0, 0, idrAU, true); !errors.Is(err, ErrClosed) {
 		t.Errorf("write before Start: %v", err)
 	}
 	unstarted.Close() // harmless
@@ -211,7 +211,7 @@ func TestStall(t *testing.T) {
 	go func() {
 		defer close(done)
 		for i := int64(0); !stop.Load() && i < 1000; i++ {
-			_ = tr.WriteVideo(i*3600, i*3600, big)
+			_ = tr.WriteVideo(i*3600, i*3600, big, true)
 			time.Sleep(10 * time.Millisecond)
 		}
 	}()

@@ -9,9 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
-
 	"github.com/streamgrid/streamgrid/internal/media"
 )
 
@@ -118,16 +115,15 @@ type Transcoder struct {
 	Stream string
 
 	outs      []Output
-	queue     chan *packet
+	queue     *media.Queue[*packet]
 	ctx       context.Context
 	cancel    context.CancelFunc
 	done      chan struct{}
 	closeOnce sync.Once
 	now       func() time.Time
 
-	mu      sync.Mutex // guards waitKey and closed against concurrent writes
-	waitKey bool
-	closed  bool
+	mu     sync.Mutex // guards closed against concurrent writes
+	closed bool
 
 	carry *packet                    // packet that ended a run as a discontinuity; owned by the feeding goroutine of the current run
 	gen   atomic.Pointer[generation] // the running ffmpeg, nil between runs
@@ -236,7 +232,7 @@ func (t *Transcoder) Start() error {
 		t.cancel()
 		return fmt.Errorf("transcode: start ffmpeg: %w", err)
 	}
-	t.queue = make(chan *packet, t.QueueSize)
+	t.queue = media.NewQueue[*packet](t.QueueSize)
 	t.done = make(chan struct{})
 	t.Log.Debug("transcoder started", "pid", gen.cmd.Process.Pid, "encoder", string(t.Encoder),
 		"renditions", len(t.outs))
@@ -261,20 +257,19 @@ func (t *Transcoder) Close() {
 }
 
 // WriteVideo queues one access unit (NAL units without start codes, in
-// decode order, pts/dts in 90 kHz units). It copies au and never blocks; when
-// the queue is full the unit is dropped, and so is every following unit until
+// decode order, pts/dts in 90 kHz units); key says it is a keyframe (the
+// packet's media.FlagKeyframe). It copies au and never blocks; when the
+// queue is full the unit is dropped, and so is every following unit until
 // the next keyframe (drops are counted, not returned as errors).
-func (t *Transcoder) WriteVideo(pts, dts int64, au [][]byte) error {
+func (t *Transcoder) WriteVideo(pts, dts int64, au [][]byte, key bool) error {
 	if len(au) == 0 {
 		return errors.New("transcode: empty access unit")
 	}
-	var key bool
-	if t.Source.videoCodec() == media.CodecH265 {
-		key = h265.IsRandomAccess(au)
-	} else {
-		key = h264.IsRandomAccess(au)
+	tag := media.Tag{Video: true}
+	if key {
+		tag.Flags = media.FlagKeyframe
 	}
-	return t.enqueue(&packet{key: key, pts: pts, dts: dts, data: cloneAll(au)})
+	return t.enqueue(&packet{key: key, pts: pts, dts: dts, data: cloneAll(au)}, tag)
 }
 
 // WriteAudio queues AAC access units or Opus packets whose first one starts
@@ -287,10 +282,10 @@ func (t *Transcoder) WriteAudio(pts int64, aus [][]byte) error {
 	if len(aus) == 0 {
 		return errors.New("transcode: no audio frames")
 	}
-	return t.enqueue(&packet{audio: true, key: true, pts: pts, dts: pts, data: cloneAll(aus)})
+	return t.enqueue(&packet{audio: true, key: true, pts: pts, dts: pts, data: cloneAll(aus)}, media.Tag{Track: 1})
 }
 
-func (t *Transcoder) enqueue(p *packet) error {
+func (t *Transcoder) enqueue(p *packet, tag media.Tag) error {
 	if t.queue == nil {
 		return ErrClosed
 	}
@@ -300,23 +295,31 @@ func (t *Transcoder) enqueue(p *packet) error {
 	if t.closed {
 		return ErrClosed
 	}
-	if !p.audio && t.waitKey && !p.key {
-		t.drop(dropWaitKey)
-		return nil
-	}
-	select {
-	case t.queue <- p:
+	switch t.queue.Push(p, tag) {
+	case media.DropNone:
 		if p.audio {
 			t.audioIn.Add(1)
 		} else {
-			t.waitKey = false
 			t.videoIn.Add(1)
 		}
-	default:
-		if !p.audio {
-			t.waitKey = true
-		}
+	case media.DropFull:
 		t.drop(dropQueueFull)
+	case media.DropWaitKeyframe:
+		t.drop(dropWaitKey)
+	}
+	return nil
+}
+
+// next waits for the next queued packet; nil once ctx ends.
+func (t *Transcoder) next(ctx context.Context) *packet {
+	for ctx.Err() == nil {
+		if p, ok := t.queue.Pop(); ok {
+			return p
+		}
+		select {
+		case <-ctx.Done():
+		case <-t.queue.Ready():
+		}
 	}
 	return nil
 }
@@ -469,4 +472,4 @@ func (t *Transcoder) pid() int {
 }
 
 // queued returns the number of packets waiting for ffmpeg (a test hook).
-func (t *Transcoder) queued() int { return len(t.queue) }
+func (t *Transcoder) queued() int { return t.queue.Len() }

@@ -218,7 +218,7 @@ func TestTranscoderLadder(t *testing.T) {
 	if tr.pid() != 0 {
 		t.Error("ffmpeg still registered after Close")
 	}
-	if err := tr.WriteVideo(0, 0, clip.Video[0].NALUs); !errors.Is(err, ErrClosed) {
+	if err := tr.WriteVideo(0, 0, clip.Video[0].NALUs, true); !errors.Is(err, ErrClosed) {
 		t.Errorf("WriteVideo after Close: %v, want ErrClosed", err)
 	}
 	if n := seriesCount(t, reg, "streamgrid_transcode_output_frames_total"); n != 0 {

@@ -1,0 +1,60 @@
+package origin
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2"
+)
+
+// requestDemand is when caches last asked for a stream. Low-Latency
+// playlists are re-read after every part only while somebody fetches them.
+//
+// Invariants:
+//   - lastRequest (Unix ns) only grows.
+//   - demand is closed and replaced, under demandMu, by the first request
+//     after a quiet spell of watchedFor: it wakes the instance watchers.
+type requestDemand struct {
+	lastRequest atomic.Int64
+	demandMu    sync.Mutex
+	demand      chan struct{}
+}
+
+// touch records a request for the stream. On a Low-Latency stream nobody
+// asked for in watchedFor, it wakes the instance watchers, so playlists
+// follow every part again, and waits up to freshWait for the refreshed ones.
+func (s *stream) touch() {
+	now := time.Now().UnixNano()
+	if now-s.lastRequest.Swap(now) < int64(s.o.watchedFor) {
+		return // the watchers follow every part already
+	}
+	if s.variant.Load() != int32(gohlslib.MuxerVariantLowLatency) {
+		return // other variants are polled at their own pace
+	}
+	s.mu.Lock()
+	changed := s.changed
+	s.mu.Unlock()
+	s.demandMu.Lock()
+	close(s.demand)
+	s.demand = make(chan struct{})
+	s.demandMu.Unlock()
+	t := time.NewTimer(freshWait)
+	defer t.Stop()
+	select {
+	case <-changed:
+	case <-t.C:
+	}
+}
+
+// demandSignal returns the channel the next touch after a quiet spell closes.
+func (s *stream) demandSignal() <-chan struct{} {
+	s.demandMu.Lock()
+	defer s.demandMu.Unlock()
+	return s.demand
+}
+
+// watched reports whether a cache asked for the stream lately.
+func (s *stream) watched() bool {
+	return time.Now().UnixNano()-s.lastRequest.Load() < int64(s.o.watchedFor)
+}

@@ -1,0 +1,59 @@
+package origin
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/streamgrid/streamgrid/internal/media"
+)
+
+// intake is the queue between a stream's subscription and its packaging.
+//
+// Invariants:
+//   - enqueue, on the subscription's goroutine (an edge's, for the
+//     in-process hub), never blocks: a full queue drops the packet, counted,
+//     and video then resumes at its next keyframe (media.Queue).
+//   - procMu is held by whoever packages: the run goroutine, or the
+//     subscription goroutine itself when inline is set and procMu is free,
+//     so a packet needs no goroutine hand-off. Otherwise the queue's Ready
+//     wakes the run goroutine.
+//   - inline is set only while the stream is passthrough and runs: stopping
+//     a transcoder may take seconds, never on an edge's goroutine.
+//   - spare, the batch buffer handed back to the queue, is used under procMu.
+type intake struct {
+	queue  *media.Queue[*media.Packet]
+	spare  []*media.Packet
+	procMu sync.Mutex
+	inline atomic.Bool
+}
+
+// enqueue runs on the subscription's goroutine. It never blocks: a full
+// queue drops the packet (counted), and video then waits for a keyframe.
+func (s *stream) enqueue(p *media.Packet) {
+	if s.queue.Push(p, p.Tag()) != media.DropNone {
+		s.drop()
+		return
+	}
+	if s.inline.Load() && s.procMu.TryLock() {
+		if s.inline.Load() {
+			s.drain()
+		}
+		s.procMu.Unlock()
+	}
+}
+
+// drain packages every queued packet. Called under procMu.
+func (s *stream) drain() {
+	for {
+		batch := s.queue.Take(s.spare)
+		if len(batch) == 0 {
+			s.spare = batch
+			return
+		}
+		for i, p := range batch {
+			s.handlePacket(p, false)
+			batch[i] = nil
+		}
+		s.spare = batch[:0]
+	}
+}

@@ -1,0 +1,254 @@
+package origin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/streamgrid/streamgrid/bus"
+)
+
+// ownership is a stream's hold on its lease, and the playlist state that
+// the lease fences in the registry.
+//
+// Invariants:
+//   - lease and acquiredAt are set once by claim, before anything else runs,
+//     and not changed after (only lease.Rev, by the keeper's renewals).
+//   - serving is true exactly while the lease is held and packets flow;
+//     epoch and since describe that lease.
+//   - stopCh closes once; mode is the first stop asked for. lostCh holds
+//     at most one reason: the first lease loss wins.
+//   - Playlist-state writes are serialised by stateMu; persisted is the last
+//     one the registry accepted. While the stream runs, the stored numbers
+//     never go back (see persist).
+type ownership struct {
+	lease      *bus.Lease
+	acquiredAt time.Time
+	serving    atomic.Bool // lease held: HTTP requests are answered
+	epoch      atomic.Uint64
+	since      atomic.Pointer[time.Time]
+
+	stopCh   chan struct{}
+	stopOnce sync.Once
+	mode     atomic.Int32
+	lostCh   chan error
+
+	stateMu      sync.Mutex
+	persisted    bus.PlaylistState
+	stateFailing atomic.Bool
+}
+
+// stop asks the stream to end; the first mode asked wins.
+func (s *stream) stop(mode stopMode) {
+	s.stopOnce.Do(func() {
+		s.mode.Store(int32(mode))
+		close(s.stopCh)
+	})
+}
+
+func (s *stream) signalLost(err error) {
+	select {
+	case s.lostCh <- err:
+	default:
+	}
+}
+
+// observeOwner is told every owner record of the stream's path: a newer
+// epoch than ours means another origin holds the lease now.
+func (s *stream) observeOwner(o bus.Owner) {
+	if e := s.epoch.Load(); e != 0 && o.Epoch > e {
+		s.signalLost(fmt.Errorf("%w: taken over by %s (epoch %d)", bus.ErrLeaseLost, o.Node, o.Epoch))
+	}
+}
+
+func kvContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), kvTimeout)
+}
+
+// loadState reads the playlist state a previous owner left, so this owner
+// continues its media sequence after a discontinuity.
+func (s *stream) loadState() error {
+	ctx, cancel := kvContext()
+	st, _, err := s.o.Registry.State(ctx, s.path)
+	cancel()
+	switch {
+	case errors.Is(err, bus.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("claim: read playlist state: %w", err)
+	}
+	s.mu.Lock()
+	s.baseNext, s.baseDisc, s.visible = st.NextMSN, st.Discontinuity, true
+	s.mu.Unlock()
+	s.timelineEnd.Store(st.NextTime)
+	return nil
+}
+
+func (s *stream) release() {
+	ctx, cancel := kvContext()
+	err := s.o.Registry.ReleaseOwner(ctx, s.lease)
+	cancel()
+	if errors.Is(err, bus.ErrLeaseLost) && s.recoverLease() {
+		ctx, cancel := kvContext()
+		err = s.o.Registry.ReleaseOwner(ctx, s.lease)
+		cancel()
+	}
+	if err != nil && !errors.Is(err, bus.ErrLeaseLost) {
+		s.log.Warn("releasing the lease failed; it will expire", "err", err)
+	}
+}
+
+// keep renews the lease every LeaseTTL/3 and writes the playlist state about
+// once per second while it changes. A lost lease or a fenced write stops the
+// stream.
+func (s *stream) keep(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	ttl := s.o.Registry.LeaseTTL
+	renew := time.NewTicker(ttl / 3)
+	defer renew.Stop()
+	persist := time.NewTicker(statePersistInterval)
+	defer persist.Stop()
+	r := renewal{last: time.Now()}
+	for {
+		select {
+		case <-stop:
+			return
+		case <-renew.C:
+			if err := s.renew(&r, ttl); err != nil {
+				s.signalLost(err)
+				return
+			}
+		case <-persist.C:
+			if err := s.persist(s.state(true), false); errors.Is(err, bus.ErrFenced) {
+				s.signalLost(err)
+				return
+			}
+		}
+	}
+}
+
+// renewal is the keeper's record of its renewals.
+type renewal struct {
+	last    time.Time // the last successful renewal
+	failing bool      // failures since then were logged
+}
+
+// renew renews the lease once. It returns an error only when the lease is
+// lost: taken, or not renewed for a whole TTL; other failures are retried
+// at the next tick (logged once per streak).
+func (s *stream) renew(r *renewal, ttl time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
+	err := s.o.Registry.RenewOwner(ctx, s.lease)
+	cancel()
+	switch {
+	case err == nil, errors.Is(err, bus.ErrLeaseLost) && s.recoverLease():
+		r.last, r.failing = time.Now(), false
+	case errors.Is(err, bus.ErrLeaseLost):
+		return err
+	case time.Since(r.last) >= ttl:
+		return fmt.Errorf("%w: not renewed for %v: %w", bus.ErrLeaseLost, ttl, err)
+	case !r.failing:
+		r.failing = true
+		s.log.Warn("lease renewal failed; retrying", "err", err)
+	}
+	return nil
+}
+
+// recoverLease handles a renewal the registry applied but whose reply was
+// lost (see bus.Registry.RecoverOwner); true when the lease is still ours
+// and its revision was refreshed.
+func (s *stream) recoverLease() bool {
+	ctx, cancel := kvContext()
+	defer cancel()
+	return s.o.Registry.RecoverOwner(ctx, s.lease) == nil
+}
+
+// persist writes st unless it is what was written last. Writes are
+// serialised, and while the stream runs the stored numbers never move
+// backwards (a reserve written for a newer snapshot stays); only the final
+// write of a released stream (final) may lower NextMSN to exactly what was
+// shown. Failures other than ErrFenced are counted and logged once per streak.
+func (s *stream) persist(st bus.PlaylistState, final bool) error {
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	if !final && s.persisted.Epoch == st.Epoch {
+		st.NextMSN = max(st.NextMSN, s.persisted.NextMSN)
+		st.Discontinuity = max(st.Discontinuity, s.persisted.Discontinuity)
+	}
+	return s.persistLocked(st)
+}
+
+func (s *stream) persistLocked(st bus.PlaylistState) error {
+	if st == s.persisted {
+		return nil
+	}
+	ctx, cancel := kvContext()
+	err := s.o.Registry.PutState(ctx, s.path, st)
+	cancel()
+	switch {
+	case err == nil:
+		s.persisted = st
+		s.stateFailing.Store(false)
+	case errors.Is(err, bus.ErrFenced):
+	default:
+		s.o.m.stateErrors.Inc()
+		if !s.stateFailing.Swap(true) {
+			s.log.Warn("writing the playlist state failed; retrying", "err", err)
+		}
+	}
+	return err
+}
+
+// reserve makes sure the stored NextMSN is past every media sequence number
+// snapshot sn shows, before sn is published: a successor taking over after a
+// crash must never reuse a number a viewer may have seen. It writes only
+// when sn goes past the reserve, i.e. every few segments. False when the
+// write was fenced: the stream is no longer ours and sn must not be shown.
+func (s *stream) reserve(i *instance, sn *snapshot) bool {
+	if i.rend != 0 {
+		return true // renditions follow the source's numbers, which are reserved
+	}
+	need := uint64(sn.lastUsed() + 1)
+	s.stateMu.Lock()
+	defer s.stateMu.Unlock()
+	if need <= s.persisted.NextMSN && s.persisted.Epoch != 0 {
+		return true
+	}
+	st := bus.PlaylistState{NextMSN: need + s.reserveSegments(), Discontinuity: i.disc,
+		Epoch: s.lease.Owner.Epoch, Node: s.o.Node, NextTime: s.nextTime()}
+	if err := s.persistLocked(st); errors.Is(err, bus.ErrFenced) {
+		s.signalLost(err)
+		return false
+	}
+	return true // on other errors availability wins; the keeper retries
+}
+
+// reserveSegments is how far ahead of what was produced NextMSN is stored:
+// more than the segments one persist interval can produce.
+func (s *stream) reserveSegments() uint64 {
+	seg := s.hls.SegmentDuration
+	return uint64((statePersistInterval+seg-1)/seg) + 2
+}
+
+// state is the playlist state to persist. With reserve, NextMSN is set a few
+// segments ahead of what was produced, so a successor taking over after a
+// crash never reuses a number viewers may have seen since the last write.
+func (s *stream) state(reserve bool) bus.PlaylistState {
+	next, disc := s.nextMSN()
+	if reserve {
+		next += s.reserveSegments()
+	}
+	return bus.PlaylistState{NextMSN: next, Discontinuity: disc, Epoch: s.lease.Owner.Epoch, Node: s.o.Node,
+		NextTime: s.nextTime()}
+}
+
+// nextTime is the timestamp a successor's output starts at, for the
+// playlist state: the latest one fed plus the duration of the segments
+// NextMSN is reserved ahead by.
+func (s *stream) nextTime() int64 {
+	end := time.Duration(s.timelineEnd.Load())
+	return int64(end + time.Duration(s.reserveSegments()+1)*s.hls.SegmentDuration)
+}
