@@ -31,6 +31,14 @@ var (
 // ids 0..6 are the EXT-X-GAP placeholders iOS needs.
 const llFirstSegmentID = 7
 
+// firstSegmentID is the id of a muxer's first real segment.
+func firstSegmentID(v gohlslib.MuxerVariant) int64 {
+	if v == gohlslib.MuxerVariantLowLatency {
+		return llFirstSegmentID
+	}
+	return 0
+}
+
 // instance is one gohlslib muxer of a stream: one publisher generation (or
 // part of one, when the muxer had to be re-created), with its own file-name
 // prefix and its own media sequence numbering shifted by offset.

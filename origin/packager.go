@@ -5,8 +5,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/bluenviron/gohlslib/v2"
-
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/media"
 )
@@ -171,10 +169,7 @@ func (s *stream) newInstance(gen uint64) *instance {
 		s.log.Warn("stream has no track that can be packaged", "generation", info.Generation)
 		return nil
 	}
-	firstID := int64(0)
-	if variant == gohlslib.MuxerVariantLowLatency {
-		firstID = llFirstSegmentID
-	}
+	firstID := firstSegmentID(variant)
 	s.mu.Lock()
 	i := &instance{
 		s:          s,

@@ -405,54 +405,18 @@ func (s *stream) newRenditionInstance(r int, pts int64, au [][]byte) *instance {
 	}
 	tracks := []*gohlslib.Track{vt}
 	variant := s.baseVariant
-	var at *gohlslib.Track
-	if s.tc.Stats().Audio {
-		switch acodec, aconf := s.plan.rule.Ladder.AudioOutput(s.tcSrc); acodec {
-		case media.CodecAAC:
-			if aconf != nil && aconf.SampleRate > 0 {
-				at = &gohlslib.Track{Codec: &codecs.MPEG4Audio{Config: *aconf}, ClockRate: aconf.SampleRate}
-			}
-		case media.CodecOpus:
-			ch := s.tcSrc.AudioChannels
-			if ch <= 0 {
-				ch = 2
-			}
-			at = &gohlslib.Track{Codec: &codecs.Opus{ChannelCount: ch}, ClockRate: 48000}
-		}
-	}
+	at := s.renditionAudioTrack()
 	if at != nil {
 		tracks = append(tracks, at)
 	}
 	if variant == gohlslib.MuxerVariantMPEGTS && (out.Codec == media.CodecH265 || at != nil && at.ClockRate == 48000 && isOpus(at)) {
 		variant = gohlslib.MuxerVariantFMP4
 	}
-	firstID := int64(0)
-	if variant == gohlslib.MuxerVariantLowLatency {
-		firstID = llFirstSegmentID
-	}
+	firstID := firstSegmentID(variant)
 
 	rs := s.rends[r]
 	s.mu.Lock()
-	// The global number of the source segment starting at pts, or of the
-	// one after the last source segment start before it.
-	msn := int64(-1)
-	if s.cur != nil {
-		for k := len(s.cuts) - 1; k >= 0; k-- {
-			c := s.cuts[k]
-			if c.pts == pts {
-				msn = c.id + s.cur.offset
-				break
-			}
-			if c.pts < pts {
-				msn = c.id + 1 + s.cur.offset
-				break
-			}
-		}
-	}
-	if msn < 0 {
-		msn = int64(s.baseNext)
-	}
-	offset := max(msn-firstID, int64(rs.baseNext)-firstID, 0)
+	offset := max(s.sourceMSNLocked(pts)-firstID, int64(rs.baseNext)-firstID, 0)
 	i := &instance{
 		s:          s,
 		variant:    variant,
@@ -478,6 +442,45 @@ func (s *stream) newRenditionInstance(r int, pts int64, au [][]byte) *instance {
 	s.addInstance(i)
 	s.log.Debug("rendition muxer started", "rendition", rs.name, "first_msn", offset+firstID, "discontinuity", i.disc)
 	return i
+}
+
+// renditionAudioTrack is the audio track of the renditions: the ladder's
+// audio output, when the transcoder carries audio.
+func (s *stream) renditionAudioTrack() *gohlslib.Track {
+	if !s.tc.Stats().Audio {
+		return nil
+	}
+	switch acodec, aconf := s.plan.rule.Ladder.AudioOutput(s.tcSrc); acodec {
+	case media.CodecAAC:
+		if aconf != nil && aconf.SampleRate > 0 {
+			return &gohlslib.Track{Codec: &codecs.MPEG4Audio{Config: *aconf}, ClockRate: aconf.SampleRate}
+		}
+	case media.CodecOpus:
+		ch := s.tcSrc.AudioChannels
+		if ch <= 0 {
+			ch = 2
+		}
+		return &gohlslib.Track{Codec: &codecs.Opus{ChannelCount: ch}, ClockRate: 48000}
+	}
+	return nil
+}
+
+// sourceMSNLocked is the global number of the source segment starting at
+// pts, or of the one after the last source segment start before it; the
+// source's next free number when no start is known.
+func (s *stream) sourceMSNLocked(pts int64) int64 {
+	if s.cur != nil {
+		for k := len(s.cuts) - 1; k >= 0; k-- {
+			c := s.cuts[k]
+			if c.pts == pts {
+				return c.id + s.cur.offset
+			}
+			if c.pts < pts {
+				return c.id + 1 + s.cur.offset
+			}
+		}
+	}
+	return int64(s.baseNext)
 }
 
 func isOpus(t *gohlslib.Track) bool {

@@ -101,6 +101,47 @@ type transcoding struct {
 // and registers the transcode metrics.
 func (o *Origin) setupTranscode() error {
 	t := &o.Transcode
+	if err := t.applyDefaults(); err != nil {
+		return err
+	}
+	tr := &o.tr
+	labels := prometheus.Labels{"node": o.Node, "role": "origin"}
+	tr.newCollectors(labels)
+	o.m.collectors = append(o.m.collectors, tr.refused, tr.capGauge, tr.slots, tr.inUse)
+	if len(t.Ladders) == 0 {
+		return nil
+	}
+	tr.enabled = true
+
+	ctx, cancel := context.WithTimeout(context.Background(), t.DetectTimeout)
+	tr.caps = transcode.Detect(ctx, t.FFmpeg)
+	cancel()
+	c := tr.caps
+	nvenc := c.CUDA && c.ScaleCUDA && (c.NVENCH264 || c.NVENCHEVC)
+	tr.gpuSlots = t.GPUSessions
+	if tr.gpuSlots == 0 && nvenc {
+		tr.gpuSlots = DefaultGPUSessions
+	}
+	if !nvenc {
+		tr.gpuSlots = 0
+	}
+	tr.cpuSlots = t.CPUSlots
+	plans := o.buildPlans(t.Ladders)
+	tr.plans.Store(&plans)
+	o.Log.Info("transcode capabilities", "ffmpeg", c.FFmpeg, "x264", c.X264, "x265", c.X265,
+		"nvenc_h264", c.NVENCH264, "nvenc_hevc", c.NVENCHEVC, "cuda", c.CUDA, "scale_cuda", c.ScaleCUDA,
+		"gpus", c.GPUs, "gpu_sessions", tr.gpuSlots, "cpu_slots", tr.cpuSlots, "probe_errors", c.Err)
+	tr.setGauges()
+	m, err := transcode.NewMetrics(o.Metrics, labels)
+	if err != nil {
+		return fmt.Errorf("origin: %w", err)
+	}
+	tr.metrics = m
+	return nil
+}
+
+// applyDefaults fills in the defaults and validates the configuration.
+func (t *TranscodeConfig) applyDefaults() error {
 	if t.FFmpeg == "" {
 		t.FFmpeg = DefaultFFmpeg
 	}
@@ -130,8 +171,11 @@ func (o *Origin) setupTranscode() error {
 			return fmt.Errorf("origin: transcode: ladders[%d]: %w", k, err)
 		}
 	}
-	tr := &o.tr
-	labels := prometheus.Labels{"node": o.Node, "role": "origin"}
+	return nil
+}
+
+// newCollectors creates the transcode metrics the origin registers with its own.
+func (tr *transcoding) newCollectors(labels prometheus.Labels) {
 	tr.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "streamgrid", Subsystem: "origin", Name: "transcode_refused_total",
 		Help:        "Streams a ladder matched that this origin left unclaimed (no_gpu, no_encoder, no_slot).",
@@ -150,30 +194,11 @@ func (o *Origin) setupTranscode() error {
 		Namespace: "streamgrid", Subsystem: "origin", Name: "transcode_slots_used",
 		Help: "Transcode slots taken, by kind (gpu, cpu).", ConstLabels: labels,
 	}, []string{"kind"})
-	o.m.collectors = append(o.m.collectors, tr.refused, tr.capGauge, tr.slots, tr.inUse)
-	if len(t.Ladders) == 0 {
-		return nil
-	}
-	tr.enabled = true
+}
 
-	ctx, cancel := context.WithTimeout(context.Background(), t.DetectTimeout)
-	tr.caps = transcode.Detect(ctx, t.FFmpeg)
-	cancel()
+// setGauges publishes the detected capabilities and the slot counts.
+func (tr *transcoding) setGauges() {
 	c := tr.caps
-	nvenc := c.CUDA && c.ScaleCUDA && (c.NVENCH264 || c.NVENCHEVC)
-	tr.gpuSlots = t.GPUSessions
-	if tr.gpuSlots == 0 && nvenc {
-		tr.gpuSlots = DefaultGPUSessions
-	}
-	if !nvenc {
-		tr.gpuSlots = 0
-	}
-	tr.cpuSlots = t.CPUSlots
-	plans := o.buildPlans(t.Ladders)
-	tr.plans.Store(&plans)
-	o.Log.Info("transcode capabilities", "ffmpeg", c.FFmpeg, "x264", c.X264, "x265", c.X265,
-		"nvenc_h264", c.NVENCH264, "nvenc_hevc", c.NVENCHEVC, "cuda", c.CUDA, "scale_cuda", c.ScaleCUDA,
-		"gpus", c.GPUs, "gpu_sessions", tr.gpuSlots, "cpu_slots", tr.cpuSlots, "probe_errors", c.Err)
 	b := func(v bool) float64 {
 		if v {
 			return 1
@@ -188,12 +213,6 @@ func (o *Origin) setupTranscode() error {
 	tr.slots.WithLabelValues("cpu").Set(float64(tr.cpuSlots))
 	tr.inUse.WithLabelValues("gpu").Set(0)
 	tr.inUse.WithLabelValues("cpu").Set(0)
-	m, err := transcode.NewMetrics(o.Metrics, labels)
-	if err != nil {
-		return fmt.Errorf("origin: %w", err)
-	}
-	tr.metrics = m
-	return nil
 }
 
 // buildPlans chooses the encoder of every ladder rule, from the detected capabilities.

@@ -235,7 +235,48 @@ func (v *view) render(delta, compat bool) ([]byte, error) {
 	lead, end := 0, len(v.segs)
 	if compat {
 		lead, end = v.compatWindow()
+		delta = false
 	}
+	out := v.header(lead, compat)
+
+	// The initialization section in force at the start of the window: that
+	// of the first real segment (placeholders are never fetched).
+	curMap := ""
+	for _, vs := range v.segs[lead:] {
+		if !vs.seg.Gap {
+			curMap = vs.l.mapURI
+			break
+		}
+	}
+	skip := 0
+	if delta && h.ServerControl != nil && h.ServerControl.CanSkipUntil != nil {
+		skip = v.skippable(*h.ServerControl.CanSkipUntil)
+	}
+	if skip > 0 {
+		out.Skip = &playlist.MediaSkip{SkippedSegments: skip}
+	} else if curMap != "" {
+		out.Map = &playlist.MediaMap{URI: curMap}
+	}
+	if compat {
+		out.Version = compatVersion(h.Version, curMap != "")
+	}
+	skip = max(skip, lead) // segments before skip are not written
+	maps := v.appendSegments(out, skip, end, curMap, compat)
+
+	b, err := out.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	if len(maps) == 0 {
+		return b, nil
+	}
+	return []byte(insertMaps(string(b), out.Segments, maps)), nil
+}
+
+// header is the rendered playlist without its segments: the newest
+// layer's tags, numbered for a window starting at segs[lead].
+func (v *view) header(lead int, compat bool) *playlist.Media {
+	h := v.head.pl
 	ds := int(v.ds)
 	if lead > 0 && lead < len(v.segs) {
 		ds = int(v.segs[lead].disc)
@@ -260,7 +301,7 @@ func (v *view) render(delta, compat bool) ([]byte, error) {
 	}
 	if compat {
 		out.ServerControl, out.PartInf, out.Parts, out.PreloadHint = nil, nil, nil, nil
-		delta = false
+		return out
 	}
 	if sc := out.ServerControl; sc != nil && sc.PartHoldBack != nil && out.PartInf != nil {
 		// gohlslib writes 2.5 part targets; the LL-HLS revision of RFC 8216
@@ -272,42 +313,22 @@ func (v *view) render(delta, compat bool) ([]byte, error) {
 		}
 	}
 	for _, r := range h.RenditionReport {
-		if compat {
-			break
-		}
 		rr := *r
 		rr.LastMSN += int(v.head.offset)
 		rr.URI = v.uriPrefix + rr.URI
 		out.RenditionReport = append(out.RenditionReport, &rr)
 	}
-	if !compat && len(h.RenditionReport) == 0 && h.ServerControl != nil && h.ServerControl.CanBlockReload {
+	if len(h.RenditionReport) == 0 && h.ServerControl != nil && h.ServerControl.CanBlockReload {
 		out.RenditionReport = v.renditionReports()
 	}
+	return out
+}
 
-	// The initialization section in force at the start of the window: that
-	// of the first real segment (placeholders are never fetched).
-	curMap := ""
-	for _, vs := range v.segs[lead:] {
-		if !vs.seg.Gap {
-			curMap = vs.l.mapURI
-			break
-		}
-	}
-	skip := 0
-	if delta && h.ServerControl != nil && h.ServerControl.CanSkipUntil != nil {
-		skip = v.skippable(*h.ServerControl.CanSkipUntil)
-	}
-	if skip > 0 {
-		out.Skip = &playlist.MediaSkip{SkippedSegments: skip}
-	} else if curMap != "" {
-		out.Map = &playlist.MediaMap{URI: curMap}
-	}
-	if compat {
-		out.Version = compatVersion(h.Version, curMap != "")
-	}
-	skip = max(skip, lead) // segments before skip are not written
-
-	maps := map[int]string{} // index in out.Segments → EXT-X-MAP to put before it
+// appendSegments adds segs[skip:end] to out. curMap is the initialization
+// section in force at the window's start; the result maps an index in
+// out.Segments to the EXT-X-MAP to put before that segment.
+func (v *view) appendSegments(out *playlist.Media, skip, end int, curMap string, compat bool) map[int]string {
+	maps := map[int]string{}
 	for k, vs := range v.segs[:end] {
 		if !vs.seg.Gap && vs.l.mapURI != curMap {
 			curMap = vs.l.mapURI
@@ -334,15 +355,7 @@ func (v *view) render(delta, compat bool) ([]byte, error) {
 		}
 		out.Segments = append(out.Segments, &seg)
 	}
-
-	b, err := out.Marshal()
-	if err != nil {
-		return nil, err
-	}
-	if len(maps) == 0 {
-		return b, nil
-	}
-	return []byte(insertMaps(string(b), out.Segments, maps)), nil
+	return maps
 }
 
 // compatView is the view a compatible media playlist shows. At an fMP4
