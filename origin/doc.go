@@ -116,5 +116,40 @@
 // rendition's media playlist (r<name>_video1_stream.m3u8), and
 // GET /_streams for a JSON list of the streams held. Every response about a
 // stream carries X-Streamgrid-Origin and X-Streamgrid-Epoch, so a cache never
-// mixes objects of two owners.
+// mixes objects of two owners. The headers and the delivery directives
+// (_HLS_msn, _HLS_part, _HLS_skip) are the contract of internal/hlsproto,
+// shared with the caches; a malformed directive is answered 400.
+//
+// # Lifecycle
+//
+// Start listens, opens the registry watches and starts claiming; Drain
+// gives every lease up and stops claiming, returning an error when its
+// context ends before every stream is released; Close releases what is
+// left and waits for every goroutine.
+//
+// # Code map
+//
+// Origin (origin.go) holds the streams; the claimer (claimer.go) decides
+// which to claim; reload.go changes settings while running. One stream is
+// a stream (stream.go: its run goroutine) made of small parts, one a file:
+//
+//   - ownership (lease.go): the lease, its renewal (the registry recovers a
+//     renewal whose reply was lost, bus.Registry.RecoverOwner) and the
+//     fenced playlist-state writes;
+//   - intake (intake.go): the stream's packet queue, a media.Queue: bounded,
+//     it never blocks the subscription, and after a drop video resumes at
+//     the next keyframe (media.FlagKeyframe, set once by the edge);
+//   - packager (packager.go): feeds packets to the current muxer instance
+//     and decides when a new one starts;
+//   - muxerSet (muxerset.go): every instance of the stream, its numbering
+//     base and the change signal HTTP requests wait on;
+//   - requestDemand (demand.go): when caches last asked, which paces the
+//     instance watchers;
+//   - transcodeRun (rendition.go): the transcoder and the rendition sets;
+//     its output reaches the run goroutine through another media.Queue.
+//
+// instance.go is one muxer instance and its watcher, view.go the merged
+// media playlist, master.go the master playlist of a transcoded stream,
+// handler.go the playlist requests, objects.go the segment and part
+// requests, compat.go the compatible view.
 package origin

@@ -33,37 +33,38 @@ func NALType(codec Codec, nalu []byte) uint8 {
 	return nalu[0] & 0x1F
 }
 
+// NAL unit classes by type; a type not listed is NALOther.
+var (
+	h264Classes = [32]NALClass{
+		h264.NALUTypeAccessUnitDelimiter: NALDrop,
+		h264.NALUTypeFillerData:          NALDrop,
+		h264.NALUTypeSPS:                 NALSPS,
+		h264.NALUTypePPS:                 NALPPS,
+		h264.NALUTypeNonIDR:              NALPicture,
+		h264.NALUTypeDataPartitionA:      NALPicture,
+		h264.NALUTypeDataPartitionB:      NALPicture,
+		h264.NALUTypeDataPartitionC:      NALPicture,
+		h264.NALUTypeIDR:                 NALPicture,
+	}
+	h265Classes = func() (c [64]NALClass) {
+		for typ := range 32 {
+			c[typ] = NALPicture // VCL types are 0..31
+		}
+		c[h265.NALUType_VPS_NUT] = NALVPS
+		c[h265.NALUType_SPS_NUT] = NALSPS
+		c[h265.NALUType_PPS_NUT] = NALPPS
+		c[h265.NALUType_AUD_NUT] = NALDrop
+		c[h265.NALUType_FD_NUT] = NALDrop
+		return c
+	}()
+)
+
 // ClassifyNAL says what a non-empty NAL unit is for.
 func ClassifyNAL(codec Codec, nalu []byte) NALClass {
-	typ := NALType(codec, nalu)
 	if codec == CodecH265 {
-		switch h265.NALUType(typ) {
-		case h265.NALUType_AUD_NUT, h265.NALUType_FD_NUT:
-			return NALDrop
-		case h265.NALUType_VPS_NUT:
-			return NALVPS
-		case h265.NALUType_SPS_NUT:
-			return NALSPS
-		case h265.NALUType_PPS_NUT:
-			return NALPPS
-		}
-		if typ <= 31 {
-			return NALPicture
-		}
-		return NALOther
+		return h265Classes[NALType(codec, nalu)]
 	}
-	switch h264.NALUType(typ) {
-	case h264.NALUTypeAccessUnitDelimiter, h264.NALUTypeFillerData:
-		return NALDrop
-	case h264.NALUTypeSPS:
-		return NALSPS
-	case h264.NALUTypePPS:
-		return NALPPS
-	case h264.NALUTypeNonIDR, h264.NALUTypeDataPartitionA, h264.NALUTypeDataPartitionB,
-		h264.NALUTypeDataPartitionC, h264.NALUTypeIDR:
-		return NALPicture
-	}
-	return NALOther
+	return h264Classes[NALType(codec, nalu)]
 }
 
 // ParameterSets returns the last VPS, SPS and PPS of an access unit (nil
