@@ -30,16 +30,19 @@ type intake struct {
 // enqueue runs on the subscription's goroutine. It never blocks: a full
 // queue drops the packet (counted), and video then waits for a keyframe.
 func (s *stream) enqueue(p *media.Packet) {
-	if s.queue.Push(p, p.Tag()) != media.DropNone {
+	if s.queue.PushQuiet(p, p.Tag()) != media.DropNone {
 		s.drop()
 		return
 	}
 	if s.inline.Load() && s.procMu.TryLock() {
 		if s.inline.Load() {
 			s.drain()
+			s.procMu.Unlock()
+			return
 		}
 		s.procMu.Unlock()
 	}
+	s.queue.Notify() // the run goroutine packages it
 }
 
 // drain packages every queued packet. Called under procMu.

@@ -19,8 +19,8 @@ import (
 //     never gets a unit whose references were lost. Audio and control items
 //     never wait.
 //   - Items come out in the order they went in.
-//   - Ready receives (at least) once after every push; a receive may find
-//     the queue already emptied by an earlier Take.
+//   - Ready receives (at least) once after every Push, Force or Notify; a
+//     receive may find the queue already emptied by an earlier Take.
 //
 // All methods are safe for concurrent use.
 type Queue[T any] struct {
@@ -73,8 +73,19 @@ func NewQueue[T any](limit int) *Queue[T] {
 }
 
 // Push queues v unless the queue is full or v is a video unit of a track
-// waiting for a keyframe; it never blocks.
+// waiting for a keyframe, and wakes the reader; it never blocks.
 func (q *Queue[T]) Push(v T, tag Tag) Drop {
+	d := q.PushQuiet(v, tag)
+	if d == DropNone {
+		q.Notify()
+	}
+	return d
+}
+
+// PushQuiet is Push without waking the reader: for a writer that may take
+// the reader's part and empty the queue itself. When it does not, it calls
+// Notify.
+func (q *Queue[T]) PushQuiet(v T, tag Tag) Drop {
 	bit, word := uint64(1)<<(tag.Track%64), tag.Track/64
 	q.mu.Lock()
 	switch {
@@ -93,7 +104,6 @@ func (q *Queue[T]) Push(v T, tag Tag) Drop {
 		q.waitKey[word] &^= bit
 	}
 	q.mu.Unlock()
-	q.signal()
 	return DropNone
 }
 
@@ -103,17 +113,18 @@ func (q *Queue[T]) Force(v T) {
 	q.mu.Lock()
 	q.items = append(q.items, v)
 	q.mu.Unlock()
-	q.signal()
+	q.Notify()
 }
 
-func (q *Queue[T]) signal() {
+// Notify wakes the reader (Ready).
+func (q *Queue[T]) Notify() {
 	select {
 	case q.ready <- struct{}{}:
 	default: // the reader has been told already
 	}
 }
 
-// Ready receives after a push; the reader then calls Take or Pop.
+// Ready receives after a push or Notify; the reader then calls Take or Pop.
 func (q *Queue[T]) Ready() <-chan struct{} { return q.ready }
 
 // Take removes and returns every queued item, oldest first. buf (its

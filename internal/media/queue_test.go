@@ -151,3 +151,25 @@ func TestPacketTag(t *testing.T) {
 		t.Fatal("AAC tagged as video")
 	}
 }
+
+func TestQueueReady(t *testing.T) {
+	q := NewQueue[int](2)
+	q.PushQuiet(1, Tag{})
+	select {
+	case <-q.Ready():
+		t.Fatal("PushQuiet woke the reader")
+	default:
+	}
+	q.Notify()
+	<-q.Ready()
+	q.Push(2, Tag{})
+	<-q.Ready()
+	if q.Push(3, Tag{}) != DropFull {
+		t.Fatal("third push into a queue of two")
+	}
+	select {
+	case <-q.Ready():
+		t.Fatal("a refused push woke the reader")
+	default:
+	}
+}
