@@ -8,11 +8,24 @@ import (
 	"github.com/bluenviron/gohlslib/v2"
 )
 
+const (
+	// watchedFor is how long after a request for a stream its Low-Latency
+	// playlists are re-read after every part; afterwards, with nobody
+	// fetching them, once per unwatchedRefresh until a request comes.
+	watchedFor       = 30 * time.Second
+	unwatchedRefresh = time.Second
+	// freshWait bounds how long the first request after a quiet spell waits
+	// for playlists refreshed at once instead of up to unwatchedRefresh ago.
+	freshWait = 100 * time.Millisecond
+)
+
 // requestDemand is when caches last asked for a stream. Low-Latency
 // playlists are re-read after every part only while somebody fetches them.
 //
 // Invariants:
-//   - lastRequest (Unix ns) only grows.
+//   - lastRequest is when a cache last asked (Unix ns; concurrent requests
+//     may store their times in either order, which only blurs a quiet spell
+//     by a request's duration).
 //   - demand is closed and replaced, under demandMu, by the first request
 //     after a quiet spell of watchedFor: it wakes the instance watchers.
 type requestDemand struct {

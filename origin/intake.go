@@ -7,6 +7,9 @@ import (
 	"github.com/streamgrid/streamgrid/internal/media"
 )
 
+// queueSize bounds the packets waiting to be packaged per stream.
+const queueSize = 1024
+
 // intake is the queue between a stream's subscription and its packaging.
 //
 // Invariants:

@@ -11,6 +11,13 @@ import (
 	"github.com/streamgrid/streamgrid/bus"
 )
 
+const (
+	// statePersistInterval paces playlist-state writes while the state changes.
+	statePersistInterval = time.Second
+	// kvTimeout bounds one registry operation.
+	kvTimeout = 2 * time.Second
+)
+
 // ownership is a stream's hold on its lease, and the playlist state that
 // the lease fences in the registry.
 //
@@ -64,6 +71,7 @@ func (s *stream) observeOwner(o bus.Owner) {
 	}
 }
 
+// kvContext bounds one registry operation.
 func kvContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), kvTimeout)
 }
@@ -87,6 +95,8 @@ func (s *stream) loadState() error {
 	return nil
 }
 
+// release gives the lease up, so another origin may claim the stream at
+// once; a lease the registry no longer has (expired, or taken) is left be.
 func (s *stream) release() {
 	ctx, cancel := kvContext()
 	err := s.o.Registry.ReleaseOwner(ctx, s.lease)

@@ -9,6 +9,18 @@ import (
 	"github.com/streamgrid/streamgrid/internal/media"
 )
 
+const (
+	// maxConsecutiveWriteErrors re-creates a muxer that keeps refusing input.
+	maxConsecutiveWriteErrors = 10
+	// minRecreateInterval stops an error storm from re-creating muxers in a loop.
+	minRecreateInterval = time.Second
+	// infoRefreshInterval limits registry reads for a generation the watch has not shown yet.
+	infoRefreshInterval = time.Second
+	// staleGenerations is how many replaced generations are remembered, so
+	// late packets of an old publisher do not flip the muxer back.
+	staleGenerations = 8
+)
+
 // packager is what packaging carries from one packet to the next: the
 // muxer instance being fed and the bookkeeping that decides when to start
 // a new one. Only the goroutine holding procMu touches it.

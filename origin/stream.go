@@ -15,33 +15,10 @@ import (
 )
 
 const (
-	// queueSize bounds the packets waiting to be packaged per stream.
-	queueSize = 1024
 	// housekeepInterval paces idle checks and the closing of retired muxers.
 	housekeepInterval = 100 * time.Millisecond
-	// statePersistInterval paces playlist-state writes while the state changes.
-	statePersistInterval = time.Second
-	// maxConsecutiveWriteErrors re-creates a muxer that keeps refusing input.
-	maxConsecutiveWriteErrors = 10
-	// minRecreateInterval stops an error storm from re-creating muxers in a loop.
-	minRecreateInterval = time.Second
 	// gopTimeout bounds the wait for the edge's last GOP on claim.
 	gopTimeout = time.Second
-	// kvTimeout bounds one registry operation.
-	kvTimeout = 2 * time.Second
-	// infoRefreshInterval limits registry reads for a generation the watch has not shown yet.
-	infoRefreshInterval = time.Second
-	// watchedFor is how long after a request for a stream its Low-Latency
-	// playlists are re-read after every part; afterwards, with nobody
-	// fetching them, once per unwatchedRefresh until a request comes.
-	watchedFor       = 30 * time.Second
-	unwatchedRefresh = time.Second
-	// freshWait bounds how long the first request after a quiet spell waits
-	// for playlists refreshed at once instead of up to unwatchedRefresh ago.
-	freshWait = 100 * time.Millisecond
-	// staleGenerations is how many replaced generations are remembered, so
-	// late packets of an old publisher do not flip the muxer back.
-	staleGenerations = 8
 )
 
 // stopMode says how a stream ends.
