@@ -150,9 +150,10 @@ func (n *Node) Drain(ctx context.Context) error {
 	if n.edge != nil {
 		n.edge.Close() // publishers reconnect to another edge; pulls move with their leases
 	}
+	var errs []error
 	if n.origin != nil {
 		if err := n.origin.Drain(ctx); err != nil {
-			n.Log.Warn("origin drain incomplete", "err", err)
+			errs = append(errs, err)
 		}
 	}
 	if n.gossip != nil {
@@ -161,7 +162,6 @@ func (n *Node) Drain(ctx context.Context) error {
 		_ = n.gossip.SetMeta(m)
 		_ = n.gossip.Leave(time.Second)
 	}
-	var errs []error
 	if n.cache != nil {
 		if err := n.cache.Drain(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("cache: %w", err))
