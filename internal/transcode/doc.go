@@ -78,9 +78,10 @@
 // next keyframe. The caller marks a discontinuity there. The few frames still
 // inside the old ffmpeg are lost.
 //
-// Writes never block: a bounded queue sits between WriteVideo/WriteAudio and
-// the feeder; when it is full, packets are dropped and counted, video until
-// the next keyframe. ffmpeg's stderr goes to the log at Warn, at most 20
+// Writes never block: a bounded media.Queue sits between WriteVideo/WriteAudio
+// and the feeder; when it is full, packets are dropped and counted, video
+// until the next keyframe (the caller says which units are keyframes: the
+// packet's media.FlagKeyframe; nothing here inspects NAL units for it). ffmpeg's stderr goes to the log at Warn, at most 20
 // lines per 10 s (the rest counted); its last lines explain an exit.
 // Progress reports give the encode rate and speed over each second, and a
 // run whose speed stays under 0.9 for 10 s while input waits is flagged
