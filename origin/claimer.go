@@ -159,6 +159,13 @@ func (c *claimer) schedule(path string) {
 	}
 	delay := time.Duration(c.o.load()+len(c.pending))*claimStep + tieBreak(c.o.Node, path)
 	delay = min(delay, c.o.Registry.LeaseTTL)
+	// A peer better suited to the stream (placement.go) gets a head start of
+	// a lease TTL: longer than its own claim delay, so it normally wins;
+	// when it cannot take the stream after all, this origin still does.
+	if peer, wait := c.o.placementWait(path); wait {
+		c.o.Log.Debug("claim put off: a better-suited origin has room", "stream", path, "peer", peer)
+		delay += c.o.Registry.LeaseTTL
+	}
 	c.pending[path] = time.Now().Add(delay)
 }
 

@@ -23,6 +23,7 @@ type metrics struct {
 	stateErrors     prometheus.Counter
 	requests        *prometheus.CounterVec
 	blockTimeouts   prometheus.Counter
+	deferred        *prometheus.CounterVec
 
 	collectors []prometheus.Collector
 }
@@ -54,10 +55,16 @@ func newMetrics(node string) *metrics {
 			Help: "HTTP requests by kind (multivariant, media, blocking, segment, streams, bad).", ConstLabels: labels,
 		}, []string{"kind"}),
 		blockTimeouts: counter("blocking_timeouts_total", "Blocking playlist or part requests that timed out."),
+		deferred: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "streamgrid", Subsystem: "origin", Name: "claims_deferred_total",
+			Help:        "Claims this origin put off by a lease TTL because a better-suited origin had room, by kind (ladder, passthrough).",
+			ConstLabels: labels,
+		}, []string{"kind"}),
 	}
 	m.collectors = []prometheus.Collector{
 		m.streams, m.claims, m.releases, m.losses, m.packets, m.packetsDropped, m.writeErrors,
 		m.encodeErrors, m.recreations, m.discontinuities, m.stateErrors, m.requests, m.blockTimeouts,
+		m.deferred,
 	}
 	return m
 }

@@ -92,8 +92,9 @@ type Origin struct {
 	Hub *bus.Hub
 	// Registry is the started cluster registry. Required.
 	Registry *bus.Registry
-	// Gossip, when set (and started), gets its Meta.Load, Capacity and
-	// Draining updated after claims and releases; the other fields are kept.
+	// Gossip, when set (and started), gets its Meta.Load, Capacity,
+	// Draining and Transcode updated after claims and releases; the other
+	// fields are kept. Placement reads the other origins' records from it.
 	Gossip *gossip.Node
 	// HTTPAddress is the listen address for caches, e.g. ":8889". Port 0 picks one.
 	HTTPAddress string
@@ -473,12 +474,13 @@ func (o *Origin) metaLoop() {
 			return
 		case <-o.metaChanged:
 			// Read-modify-write of this node's own metadata; the origin owns
-			// HTTP (what caches dial), Load, Capacity and Draining.
+			// HTTP (what caches dial), Load, Capacity, Draining and Transcode.
 			meta := o.Gossip.CurrentMeta()
 			meta.HTTP = o.AdvertiseHTTP
 			meta.Load = o.owned()
 			meta.Capacity = o.capacity()
 			meta.Draining = o.draining.Load()
+			meta.Transcode = o.transcodeRecord()
 			if err := o.Gossip.SetMeta(meta); err != nil {
 				o.Log.Warn("gossip metadata update failed", "err", err)
 			}

@@ -63,6 +63,9 @@ func (o *Origin) SetLadders(ladders []LadderRule) error {
 		if r.Match == "" {
 			return fmt.Errorf("origin: transcode: ladders[%d].match is empty", k)
 		}
+		if err := r.Fallback.Validate(); err != nil {
+			return fmt.Errorf("origin: transcode: ladders[%d]: %w", k, err)
+		}
 		if err := r.Ladder.Validate(); err != nil {
 			return fmt.Errorf("origin: transcode: ladders[%d]: %w", k, err)
 		}

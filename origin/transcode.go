@@ -32,13 +32,30 @@ type TranscodeConfig struct {
 	Ladders []LadderRule
 	// DetectTimeout bounds the encoder probe at Start; default 20 s.
 	DetectTimeout time.Duration
+	// Capabilities, when set, is used instead of probing ffmpeg at Start
+	// (transcode.Detect): tests give origins a "GPU" this way, and an
+	// operator can pin what a node offers. Everything downstream (plans,
+	// slots, gossip, placement) is the same as with detected capabilities.
+	Capabilities *transcode.Capabilities
 }
 
 // LadderRule applies Ladder to the streams whose path matches Match, a
 // path.Match pattern ('*' stays within one path element; there is no "**").
 type LadderRule struct {
-	Match  string
-	Ladder transcode.Ladder
+	Match string
+	// Fallback, when set, replaces TranscodeConfig.Fallback for this
+	// ladder: cpu lets an origin without a usable GPU encoder transcode it
+	// on the CPU, refuse keeps it on origins with a GPU.
+	Fallback transcode.Policy
+	Ladder   transcode.Ladder
+}
+
+// fallback is the rule's effective policy: its own, else the origin's.
+func (r LadderRule) fallback(def transcode.Policy) transcode.Policy {
+	if r.Fallback != "" {
+		return r.Fallback
+	}
+	return def
 }
 
 // DefaultGPUSessions is the GPU session count when GPUSessions is 0 and
@@ -107,15 +124,19 @@ func (o *Origin) setupTranscode() error {
 	tr := &o.tr
 	labels := prometheus.Labels{"node": o.Node, "role": "origin"}
 	tr.newCollectors(labels)
-	o.m.collectors = append(o.m.collectors, tr.refused, tr.capGauge, tr.slots, tr.inUse)
+	o.m.collectors = append(o.m.collectors, tr.refused, tr.capGauge, tr.slots, tr.inUse, o.unclaimedGauge())
 	if len(t.Ladders) == 0 {
 		return nil
 	}
 	tr.enabled = true
 
-	ctx, cancel := context.WithTimeout(context.Background(), t.DetectTimeout)
-	tr.caps = transcode.Detect(ctx, t.FFmpeg)
-	cancel()
+	if t.Capabilities != nil {
+		tr.caps = *t.Capabilities
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), t.DetectTimeout)
+		tr.caps = transcode.Detect(ctx, t.FFmpeg)
+		cancel()
+	}
 	c := tr.caps
 	nvenc := c.CUDA && c.ScaleCUDA && (c.NVENCH264 || c.NVENCHEVC)
 	tr.gpuSlots = t.GPUSessions
@@ -166,6 +187,9 @@ func (t *TranscodeConfig) applyDefaults() error {
 	for k, r := range t.Ladders {
 		if _, err := path.Match(r.Match, "x"); err != nil || r.Match == "" {
 			return fmt.Errorf("origin: transcode: ladders[%d].match %q is not a valid pattern", k, r.Match)
+		}
+		if err := r.Fallback.Validate(); err != nil {
+			return fmt.Errorf("origin: transcode: ladders[%d]: %w", k, err)
 		}
 		if err := r.Ladder.Validate(); err != nil {
 			return fmt.Errorf("origin: transcode: ladders[%d]: %w", k, err)
@@ -222,10 +246,11 @@ func (o *Origin) buildPlans(ladders []LadderRule) []*ladderPlan {
 	for k, r := range ladders {
 		p := &ladderPlan{rule: r}
 		if len(r.Ladder.Renditions) > 0 {
-			enc, err := transcode.Choose(t.Encoder, t.Fallback, c, r.Ladder)
+			pol := r.fallback(t.Fallback)
+			enc, err := transcode.Choose(t.Encoder, pol, c, r.Ladder)
 			switch {
 			case errors.Is(err, transcode.ErrNoGPU):
-				p.reason, p.refuse = refuseNoGPU, "no GPU encoder and fallback is "+string(t.Fallback)
+				p.reason, p.refuse = refuseNoGPU, "no GPU encoder and fallback is "+string(pol)
 			case err != nil:
 				p.reason, p.refuse = refuseNoEncoder, err.Error()
 			default:

@@ -178,7 +178,12 @@ type Transcode struct {
 type LadderRule struct {
 	// Match is a path.Match pattern on the stream path ("live/*", "cams/door");
 	// '*' does not cross '/', and there is no "**".
-	Match            string `yaml:"match"`
+	Match string `yaml:"match"`
+	// Fallback, when set (cpu or refuse), replaces origin.transcode.fallback
+	// for this ladder: cpu lets an origin without a usable GPU encoder
+	// transcode the ladder's streams on the CPU (when the GPU origins are
+	// full or gone), refuse keeps them on GPU origins only.
+	Fallback         string `yaml:"fallback"`
 	transcode.Ladder `yaml:",inline"`
 }
 

@@ -186,6 +186,7 @@ func TestTranscodeConfig(t *testing.T) {
     ladders:
       - match: "live/*"
         passthrough: true
+        fallback: cpu
         keyframe_interval: 2s
         renditions:
           - {name: 360p, width: 640, height: 360, bitrate: 600000}
@@ -195,7 +196,7 @@ func TestTranscodeConfig(t *testing.T) {
 		t.Fatalf("transcode: %+v", tc)
 	}
 	l := tc.Ladders[0]
-	if !l.Passthrough || l.KeyframeInterval != 2*time.Second || l.Renditions[0].Width != 640 || l.Renditions[0].Bitrate != 600000 {
+	if !l.Passthrough || l.Fallback != "cpu" || l.KeyframeInterval != 2*time.Second || l.Renditions[0].Width != 640 || l.Renditions[0].Bitrate != 600000 {
 		t.Fatalf("ladder: %+v", l)
 	}
 
@@ -203,6 +204,7 @@ func TestTranscodeConfig(t *testing.T) {
 		{"origin:\n  transcode:\n    encoder: vaapi\n", "origin.transcode.encoder"},
 		{"origin:\n  transcode:\n    fallback: never\n", "origin.transcode.fallback"},
 		{"origin:\n  transcode:\n    cpu_slots: -1\n", "origin.transcode.cpu_slots"},
+		{"origin:\n  transcode:\n    ladders:\n      - match: \"live/*\"\n        fallback: gpu\n        renditions: [{name: a, bitrate: 600000}]\n", "origin.transcode.ladders[0].fallback"},
 		{"origin:\n  transcode:\n    ladders:\n      - match: \"live/[\"\n        renditions: [{name: a, bitrate: 600000}]\n", "origin.transcode.ladders[0].match"},
 		{"origin:\n  transcode:\n    ladders:\n      - match: \"live/*\"\n        renditions:\n          - {name: a, bitrate: 600000}\n          - {name: b, width: 641, bitrate: 600000}\n",
 			"origin.transcode.ladders[0].renditions[1].width: must be even"},

@@ -293,6 +293,9 @@ func (ck *checker) transcode(t Transcode) {
 		} else {
 			ck.pattern(lk+".match", l.Match)
 		}
+		if err := transcode.Policy(l.Fallback).Validate(); err != nil {
+			ck.bad(lk+".fallback", "%v", err)
+		}
 		if err := l.Ladder.Validate(); err != nil {
 			var fe *transcode.FieldError
 			if errors.As(err, &fe) {

@@ -33,6 +33,57 @@ type Meta struct {
 	Cache string `json:"ch,omitempty"`
 	// Version is the node's streamgrid version.
 	Version string `json:"v,omitempty"`
+	// Transcode is an origin's transcoding capacity; nil when it runs no
+	// ladder (it never probed its encoders).
+	Transcode *Transcode `json:"t,omitempty"`
+}
+
+// Transcode is what an origin can transcode and how many more streams it
+// can take, kept to a few bytes ({"e":31,"g":8,"gf":7,"c":2,"cf":2}: about
+// 40) so the record stays far below memberlist's 512-byte limit.
+type Transcode struct {
+	// Encoders usable on this origin (after its configuration: an origin
+	// told to encode with x264 announces no NVENC).
+	Encoders Encoders `json:"e,omitempty"`
+	// GPU and CPU are the transcode slots; GPUFree and CPUFree those not
+	// taken.
+	GPU     int `json:"g,omitempty"`
+	GPUFree int `json:"gf,omitempty"`
+	CPU     int `json:"c,omitempty"`
+	CPUFree int `json:"cf,omitempty"`
+}
+
+// Encoders is a set of encoder capabilities, as bits.
+type Encoders uint8
+
+// Encoder capabilities.
+const (
+	// NVENCH264 and NVENCHEVC: the whole GPU pipeline (CUDA decode,
+	// scale_cuda, the NVENC encoder) works for that codec.
+	NVENCH264 Encoders = 1 << iota
+	NVENCHEVC
+	// X264 and X265: libx264 / libx265 on the CPU.
+	X264
+	X265
+	// NVDEC: ffmpeg opened a CUDA device (hardware decoding).
+	NVDEC
+)
+
+// Has reports whether every capability of want is in e.
+func (e Encoders) Has(want Encoders) bool { return e&want == want }
+
+// String lists the capabilities, "+"-separated ("nvenc_h264+x264"); "none" when empty.
+func (e Encoders) String() string {
+	var out []string
+	for i, name := range []string{"nvenc_h264", "nvenc_hevc", "x264", "x265", "nvdec"} {
+		if e&(1<<i) != 0 {
+			out = append(out, name)
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, "+")
 }
 
 // Member is an alive node of the cluster.

@@ -52,6 +52,14 @@ func TestMembership(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "updated metadata at b", func() bool { m, _ := b.Member("a"); return m.Meta.Load == 7 })
+	meta.Transcode = &Transcode{Encoders: NVENCH264 | X264, GPU: 8, GPUFree: 5, CPU: 2, CPUFree: 1}
+	if err := a.SetMeta(meta); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "transcode capacity at b", func() bool {
+		m, _ := b.Member("a")
+		return m.Meta.Transcode != nil && *m.Meta.Transcode == *meta.Transcode
+	})
 
 	// A crashed node (no leave) is dropped by probing.
 	c.Shutdown()
@@ -157,4 +165,45 @@ func (s *syncBuf) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestFullOriginRecordFits: an all-in-one origin's record with every field
+// at a realistic worst case, transcode capacity included, stays within
+// memberlist's limit with room to spare.
+func TestFullOriginRecordFits(t *testing.T) {
+	long := strings.Repeat("h", 63) // a DNS label at its longest
+	m := Meta{Role: "run", HTTP: long + ":65535", API: long + ":65535", Cache: long + ":65535",
+		Load: 100000, Capacity: 100000, Draining: true, Version: "v10.20.30-123-gabcdef0-dirty",
+		Transcode: &Transcode{Encoders: NVENCH264 | NVENCHEVC | X264 | X265 | NVDEC,
+			GPU: 1000, GPUFree: 1000, CPU: 1000, CPUFree: 1000}}
+	n := &Node{}
+	if err := n.encodeMeta(m); err != nil {
+		t.Fatal(err)
+	}
+	if size := len(*n.meta.Load()); size > 400 {
+		t.Fatalf("worst-case origin record is %d bytes: too close to memberlist's 512", size)
+	}
+	if got := n.CurrentMeta(); got.Transcode == nil || *got.Transcode != *m.Transcode {
+		t.Fatalf("transcode capacity did not round-trip: %+v", got.Transcode)
+	}
+}
+
+func TestEncoders(t *testing.T) {
+	for _, tc := range []struct {
+		e    Encoders
+		want string
+	}{
+		{0, "none"},
+		{X264, "x264"},
+		{NVENCH264 | X264 | NVDEC, "nvenc_h264+x264+nvdec"},
+		{NVENCH264 | NVENCHEVC | X264 | X265 | NVDEC, "nvenc_h264+nvenc_hevc+x264+x265+nvdec"},
+	} {
+		if got := tc.e.String(); got != tc.want {
+			t.Errorf("%08b: %q, want %q", tc.e, got, tc.want)
+		}
+	}
+	all := NVENCH264 | X264
+	if !all.Has(NVENCH264) || !all.Has(NVENCH264|X264) || all.Has(NVENCHEVC) || !all.Has(0) {
+		t.Fatal("Has")
+	}
 }

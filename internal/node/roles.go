@@ -99,7 +99,7 @@ func originTranscode(t config.Transcode) origin.TranscodeConfig {
 		GPUSessions: t.GPUSessions, CPUSlots: t.CPUSlots,
 	}
 	for _, l := range t.Ladders {
-		oc.Ladders = append(oc.Ladders, origin.LadderRule{Match: l.Match, Ladder: l.Ladder})
+		oc.Ladders = append(oc.Ladders, origin.LadderRule{Match: l.Match, Fallback: transcode.Policy(l.Fallback), Ladder: l.Ladder})
 	}
 	return oc
 }

@@ -98,13 +98,13 @@ type Capabilities struct {
 // NVENC reports whether the full GPU pipeline (CUDA decode, scale_cuda and the
 // NVENC encoders that l needs) is usable.
 func (c Capabilities) NVENC(l Ladder) bool {
-	h264, h265 := l.needs()
+	h264, h265 := l.Codecs()
 	return c.CUDA && c.ScaleCUDA && (!h264 || c.NVENCH264) && (!h265 || c.NVENCHEVC) && (h264 || h265)
 }
 
 // CPU reports whether the CPU encoders that l needs are usable.
 func (c Capabilities) CPU(l Ladder) bool {
-	h264, h265 := l.needs()
+	h264, h265 := l.Codecs()
 	return (!h264 || c.X264) && (!h265 || c.X265)
 }
 

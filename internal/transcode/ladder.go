@@ -215,8 +215,8 @@ func (l Ladder) audioBitrate() int {
 	return defaultAudioRate
 }
 
-// needs reports which video codecs the ladder encodes to.
-func (l Ladder) needs() (h264, h265 bool) {
+// Codecs reports which video codecs the ladder encodes to.
+func (l Ladder) Codecs() (h264, h265 bool) {
 	for _, r := range l.Renditions {
 		if r.codec() == CodecH265 {
 			h265 = true
