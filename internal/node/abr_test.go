@@ -388,6 +388,34 @@ func TestABRRefusedWithoutGPU(t *testing.T) {
 	if !strings.Contains(metrics, `streamgrid_origin_transcode_capability{capability="nvenc_h264",node="aio",role="origin"} 0`) {
 		t.Errorf("capability gauges missing:\n%s", grepLines(metrics, "capability"))
 	}
+	if !strings.Contains(metrics, `streamgrid_origin_streams_refused{node="aio",role="origin"} 1`) {
+		t.Errorf("unclaimed stream not in the gauge:\n%s", grepLines(metrics, "streams_refused"))
+	}
+	// The cluster's stream list says who refused the stream, and why.
+	_, body := httpGet(t, api+"/v1/streams")
+	var list struct{ Streams []streamRecord }
+	if err := json.Unmarshal([]byte(body), &list); err != nil {
+		t.Fatal(err)
+	}
+	var rec *streamRecord
+	for i := range list.Streams {
+		if list.Streams[i].Path == "live/gpu1" {
+			rec = &list.Streams[i]
+		}
+	}
+	if rec == nil || rec.Origin != "" || len(rec.Refused) != 1 || rec.Refused[0].Node != "aio" ||
+		!strings.Contains(rec.Refused[0].Reason, "no GPU encoder") {
+		t.Errorf("/v1/streams does not show the refusal: %s", body)
+	}
+	// The node list shows the origin's gossiped transcode capacity.
+	_, body = httpGet(t, api+"/v1/nodes")
+	var nodes []nodeView
+	if err := json.Unmarshal([]byte(body), &nodes); err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes) != 1 || nodes[0].Transcode == nil || nodes[0].Transcode.GPU != 0 || nodes[0].Transcode.CPU != 2 {
+		t.Errorf("/v1/nodes does not show transcode capacity: %s", body)
+	}
 	_, health := httpGet(t, api+"/healthz")
 	if !strings.Contains(health, "refused(no GPU encoder") {
 		t.Errorf("healthz does not show the refusal: %s", health)

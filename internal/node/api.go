@@ -279,6 +279,17 @@ type nodeView struct {
 	Cache    string `json:"cache,omitempty"`
 	Version  string `json:"version,omitempty"`
 	Self     bool   `json:"self,omitempty"`
+	// Transcode is an origin's transcoding capacity, from its gossip record.
+	Transcode *transcodeView `json:"transcode,omitempty"`
+}
+
+// transcodeView is an origin's gossiped transcoding capacity, spelled out.
+type transcodeView struct {
+	Encoders string `json:"encoders"` // "nvenc_h264+nvenc_hevc+x264+x265+nvdec", "none"
+	GPU      int    `json:"gpu_slots"`
+	GPUFree  int    `json:"gpu_free"`
+	CPU      int    `json:"cpu_slots"`
+	CPUFree  int    `json:"cpu_free"`
 }
 
 func (a *apiServer) nodeViews() []nodeView {
@@ -293,6 +304,10 @@ func (a *apiServer) nodeViews() []nodeView {
 			Load: m.Meta.Load, Capacity: m.Meta.Capacity, Draining: m.Meta.Draining,
 			Cache: m.Meta.Cache, Version: m.Meta.Version, Self: m.Name == a.node.name,
 		})
+		if t := m.Meta.Transcode; t != nil {
+			out[len(out)-1].Transcode = &transcodeView{Encoders: t.Encoders.String(),
+				GPU: t.GPU, GPUFree: t.GPUFree, CPU: t.CPU, CPUFree: t.CPUFree}
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

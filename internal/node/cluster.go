@@ -222,6 +222,10 @@ type streamRecord struct {
 	Origin      string     `json:"origin,omitempty"`
 	OriginEpoch uint64     `json:"origin_epoch,omitempty"`
 	OriginSince *time.Time `json:"origin_since,omitempty"`
+	// Refused, while no origin owns the stream, lists the origins that
+	// cannot take it now and why (no GPU encoder and fallback refuse, every
+	// transcode slot taken...): a stream no origin can take is visible here.
+	Refused []refusal `json:"refused,omitempty"`
 	// Variant and Ready: how the owner packages it and whether a playlist is served.
 	Variant string `json:"variant,omitempty"`
 	Ready   bool   `json:"ready"`
@@ -234,6 +238,12 @@ type streamRecord struct {
 	Snapshot string `json:"snapshot"`
 	// Play lists the stream's player page at each cache of the cluster.
 	Play []string `json:"play,omitempty"`
+}
+
+// refusal is one origin's reason for leaving a stream unclaimed.
+type refusal struct {
+	Node   string `json:"node"`
+	Reason string `json:"reason"`
 }
 
 type trackRecord struct {
@@ -314,10 +324,14 @@ func (v *clusterView) records(ctx context.Context, host, only string) []streamRe
 			}
 		}
 		for _, o := range origins[info.Path] {
-			if o.node == r.Origin {
+			switch {
+			case o.node == r.Origin:
 				r.Variant, r.Ready, r.Drops = o.Variant, o.Ready, r.Drops+o.Dropped
+			case r.Origin == "" && o.Refused != "":
+				r.Refused = append(r.Refused, refusal{Node: o.node, Reason: o.Refused})
 			}
 		}
+		slices.SortFunc(r.Refused, func(a, b refusal) int { return strings.Compare(a.Node, b.Node) })
 		for _, st := range stats {
 			if vs, ok := st.Viewers[info.Path]; ok {
 				r.Viewers += vs.Viewers
