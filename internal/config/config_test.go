@@ -163,6 +163,12 @@ func TestExamplesLoad(t *testing.T) {
 	if len(files) < 2 {
 		t.Fatalf("expected the examples, found %v", files)
 	}
+	// The compose cluster's per-role files too.
+	deploy, err := filepath.Glob("../../deploy/cluster-*.yml")
+	if err != nil || len(deploy) < 2 {
+		t.Fatalf("expected deploy/cluster-*.yml, found %v (%v)", deploy, err)
+	}
+	files = append(files, deploy...)
 	for _, f := range files {
 		c, err := Load(f, nil)
 		if err != nil {
