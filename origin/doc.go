@@ -88,6 +88,18 @@
 // in streamgrid_origin_transcode_refused_total{reason} (no_gpu, no_encoder,
 // no_slot) and lists it in Streams with Refused set.
 //
+// # Placement in a mixed cluster
+//
+// With Gossip set, the origin announces its transcode record (usable
+// encoders, GPU and CPU slots and how many are free; transcodeRecord) and
+// reads the other origins' records when it schedules a claim: an origin
+// that is not a first choice for a stream (a ladder: NVENC for its codecs
+// and a free GPU slot; passthrough: no GPU) waits one LeaseTTL longer when
+// a peer is (placement.go, docs/cluster.md). Admission stays local, so
+// stale gossip only delays. A ladder's Fallback (else Transcode.Fallback)
+// decides whether a CPU origin may take it at all. Transcode.Capabilities
+// replaces the probe, for tests and pinned deployments.
+//
 // A transcoded stream keeps its source instances (the passthrough rendition,
 // and the numbering that is persisted) and gets one more set of muxer
 // instances per rendition, fed by one transcode.Transcoder (one ffmpeg)
