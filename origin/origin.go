@@ -245,8 +245,10 @@ func (o *Origin) Start() error {
 	o.done = make(chan struct{})
 	o.rescan = make(chan struct{}, 1)
 	o.metaChanged = make(chan struct{}, 1)
+	o.mu.Lock() // the metrics registered above may be scraped already
 	o.streams = map[string]*stream{}
 	o.refused = map[string]string{}
+	o.mu.Unlock()
 	o.srv = &http.Server{
 		Handler:           o.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
