@@ -88,18 +88,6 @@
 // in streamgrid_origin_transcode_refused_total{reason} (no_gpu, no_encoder,
 // no_slot) and lists it in Streams with Refused set.
 //
-// # Placement in a mixed cluster
-//
-// With Gossip set, the origin announces its transcode record (usable
-// encoders, GPU and CPU slots and how many are free; transcodeRecord) and
-// reads the other origins' records when it schedules a claim: an origin
-// that is not a first choice for a stream (a ladder: NVENC for its codecs
-// and a free GPU slot; passthrough: no GPU) waits one LeaseTTL longer when
-// a peer is (placement.go, docs/cluster.md). Admission stays local, so
-// stale gossip only delays. A ladder's Fallback (else Transcode.Fallback)
-// decides whether a CPU origin may take it at all. Transcode.Capabilities
-// replaces the probe, for tests and pinned deployments.
-//
 // A transcoded stream keeps its source instances (the passthrough rendition,
 // and the numbering that is persisted) and gets one more set of muxer
 // instances per rendition, fed by one transcode.Transcoder (one ffmpeg)
@@ -120,6 +108,18 @@
 // audio group when the variant carries audio in its own playlist. It is
 // answered once every rendition has content (bounded; past the bound with
 // those that have).
+//
+// # Placement in a mixed cluster
+//
+// With Gossip set, the origin announces its transcode record (usable
+// encoders, GPU and CPU slots and how many are free; transcodeRecord) and
+// reads the other origins' records when it schedules a claim: an origin
+// that is not a first choice for a stream (a ladder: NVENC for its codecs
+// and a free GPU slot; passthrough: no GPU) waits one LeaseTTL longer when
+// a peer is (placement.go, docs/cluster.md). Admission stays local, so
+// stale gossip only delays. A ladder's Fallback (else Transcode.Fallback)
+// decides whether a CPU origin may take it at all. Transcode.Capabilities
+// replaces the probe, for tests and pinned deployments.
 //
 // # HTTP
 //
@@ -142,7 +142,8 @@
 // # Code map
 //
 // Origin (origin.go) holds the streams; the claimer (claimer.go) decides
-// which to claim; reload.go changes settings while running. One stream is
+// which to claim, and when (placement.go: which origin of a mixed cluster
+// should go first); reload.go changes settings while running. One stream is
 // a stream (stream.go: its run goroutine) made of small parts, one a file:
 //
 //   - ownership (lease.go): the lease, its renewal (the registry recovers a
