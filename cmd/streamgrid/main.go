@@ -39,6 +39,8 @@ commands:
             (echo -n 'secret' | streamgrid passwd [--sha256])
   check     check a live HLS stream against RFC 8216 / LL-HLS
             (streamgrid check URL [--duration 20s] [--json])
+  encoders  what the transcoder finds in ffmpeg: x264, NVENC, CUDA, NVDEC
+            (streamgrid encoders [--ffmpeg PATH] [--json])
 
 Without --config, ./streamgrid.yml and then /etc/streamgrid/streamgrid.yml
 are read when they exist (the log says which); else the defaults apply.
@@ -102,6 +104,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runPasswd(args, os.Stdin, os.Stdout, stderr)
 	case "check":
 		return runCheck(args, stdout, stderr)
+	case "encoders":
+		return runEncoders(args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		return 0

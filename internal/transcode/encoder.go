@@ -88,6 +88,10 @@ type Capabilities struct {
 	CUDA bool
 	// ScaleCUDA: ffmpeg has the scale_cuda filter.
 	ScaleCUDA bool
+	// NVDEC: a small H.264 clip decoded on the GPU through -hwaccel cuda
+	// (the transcoder's GPU decode path). Reported only: the GPU pipeline
+	// (NVENC) needs CUDA, and the CPU one does not use NVDEC.
+	NVDEC bool
 	// GPUs is the number of NVIDIA devices (/dev/nvidiaN).
 	GPUs int
 	// Err explains the probes that failed, "; "-separated; empty when all
@@ -182,7 +186,11 @@ func Detect(ctx context.Context, ffmpegPath string) (caps Capabilities) {
 		}
 		*usable = true
 	}
-	wg.Add(5)
+	wg.Add(6)
+	go func() {
+		defer wg.Done()
+		caps.NVDEC = testDecode(ctx, ffmpegPath, hwaccels["cuda"], encoders["libx264"], fail)
+	}()
 	go testEncode("libx264", &caps.X264)
 	go testEncode("libx265", &caps.X265)
 	go testEncode("h264_nvenc", &caps.NVENCH264)
@@ -205,13 +213,56 @@ func Detect(ctx context.Context, ffmpegPath string) (caps Capabilities) {
 	return caps
 }
 
+// testDecode reports whether NVDEC decodes H.264: a clip made with libx264
+// is decoded with -hwaccel cuda into CUDA frames, which hwdownload brings
+// back. Where NVDEC cannot take the stream, ffmpeg falls back to the CPU
+// decoder; hwdownload then gets no GPU frames and fails, so a clean exit
+// means the GPU decoded. Without the cuda hwaccel it reports false silently
+// (the CUDA probe explains that).
+func testDecode(ctx context.Context, ffmpegPath string, cuda, x264 bool, fail func(string, ...any)) bool {
+	if !cuda {
+		return false
+	}
+	if !x264 {
+		fail("nvdec test decode: no libx264 to make the test clip")
+		return false
+	}
+	clip, err := probe(ctx, ffmpegPath, "-loglevel", "error",
+		"-f", "lavfi", "-i", "testsrc2=s=256x144:r=25:d=0.2",
+		"-c:v", "libx264", "-pix_fmt", "yuv420p", "-f", "h264", "-")
+	if err != nil {
+		fail("nvdec test clip: %v", err)
+		return false
+	}
+	_, err = probeInput(ctx, ffmpegPath, clip, "-loglevel", "error",
+		"-hwaccel", "cuda", "-hwaccel_output_format", "cuda", "-f", "h264", "-i", "pipe:0",
+		"-vf", "hwdownload,format=nv12", "-f", "null", "-")
+	if err != nil {
+		fail("nvdec test decode: %v", err)
+		return false
+	}
+	return true
+}
+
 // probe runs ffmpeg with args and returns its stdout; a failure carries the
 // first line ffmpeg wrote to stderr (the cause, usually).
 func probe(ctx context.Context, ffmpegPath string, args ...string) ([]byte, error) {
+	return probeInput(ctx, ffmpegPath, nil, args...)
+}
+
+// probeInput is probe with stdin fed from in (nil: no input, -nostdin).
+func probeInput(ctx context.Context, ffmpegPath string, in []byte, args ...string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, ffmpegPath, append([]string{"-hide_banner", "-nostdin"}, args...)...)
+	pre := []string{"-hide_banner", "-nostdin"}
+	if in != nil {
+		pre = pre[:1]
+	}
+	cmd := exec.CommandContext(ctx, ffmpegPath, append(pre, args...)...)
+	if in != nil {
+		cmd.Stdin = bytes.NewReader(in)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr

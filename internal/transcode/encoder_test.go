@@ -79,7 +79,7 @@ func TestDetect(t *testing.T) {
 		t.Errorf("libx264 unusable: %s", caps.Err)
 	}
 	if gpus, _ := filepath.Glob(devGlob); len(gpus) == 0 {
-		if caps.NVENCH264 || caps.NVENCHEVC || caps.CUDA || caps.GPUs != 0 {
+		if caps.NVENCH264 || caps.NVENCHEVC || caps.CUDA || caps.NVDEC || caps.GPUs != 0 {
 			t.Errorf("GPU capabilities reported without a GPU: %+v", caps)
 		}
 		if caps.Err == "" {
