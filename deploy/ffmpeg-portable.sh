@@ -74,13 +74,17 @@ log "source: $src"
 
 # --- configure --------------------------------------------------------------
 # Every name below is one that some command line of streamgrid, its tests or
-# gpu-check.sh needs; the comments say which.
+# gpu-check.sh needs: the transcoder (internal/transcode/args.go), the encoder
+# probe (encoder.go), the snapshots (internal/node/snapshot.go: image2 +
+# mjpeg), RTSP publishing and HLS reading in gpu-check.sh. libx265 and
+# libopus are left out (size): H.265 renditions on the CPU and the tests
+# that make Opus or H.265 sources need a full ffmpeg.
 join() { local IFS=,; echo "$*"; }
 protocols=(file pipe tcp udp rtp http hls)
 demuxers=(mov mpegts h264 hevc aac rtsp sdp rtp hls)
-muxers=(mp4 mov mpegts rtsp rtp hls null segment rawvideo h264 hevc adts)
+muxers=(mp4 mov mpegts rtsp rtp hls null segment rawvideo h264 hevc adts image2)
 decoders=(h264 hevc aac h264_cuvid hevc_cuvid rawvideo wrapped_avframe 'pcm_*')
-encoders=(libx264 aac h264_nvenc hevc_nvenc rawvideo wrapped_avframe pcm_s16le)
+encoders=(libx264 aac h264_nvenc hevc_nvenc rawvideo wrapped_avframe pcm_s16le mjpeg)
 hwaccels=(h264_nvdec hevc_nvdec)
 parsers=(h264 hevc aac)
 bsfs=(h264_mp4toannexb hevc_mp4toannexb aac_adtstoasc extract_extradata dump_extra null)
