@@ -130,6 +130,10 @@ if ! command -v "$STREAMGRID" >/dev/null; then
 	echo "error: streamgrid binary $STREAMGRID not found (set STREAMGRID)"
 	exit 2
 fi
+# Relative paths with a slash (.gpu/ffmpeg) become absolute: streamgrid's
+# configuration names ffmpeg too.
+absolute() { if [[ $1 == */* ]]; then echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; else echo "$1"; fi; }
+STREAMGRID=$(absolute "$STREAMGRID") FFMPEG=$(absolute "$FFMPEG") FFPROBE=$(absolute "$FFPROBE")
 
 section "machine"
 echo "date:        $(date -u +%Y-%m-%dT%H:%M:%SZ)"
