@@ -95,8 +95,15 @@ bsfs=(h264_mp4toannexb hevc_mp4toannexb aac_adtstoasc extract_extradata dump_ext
 filters=(scale scale_cuda hwupload hwupload_cuda hwdownload format aformat fps split asplit setsar setpts
 	null anull aresample trim atrim copy transpose hflip vflip testsrc2 color sine anullsrc)
 
+# libx264 is linked in from its static archive: Debian's x264.pc says -lx264,
+# which the linker resolves to the shared library.
+pc=$build/pkgconfig
+mkdir -p "$pc"
+sed 's|^Libs:.*|Libs: -L${libdir} -l:libx264.a|' "$(pkg-config --variable=pcfiledir x264)/x264.pc" >"$pc/x264.pc"
+export PKG_CONFIG_PATH=$pc${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
+
 cd "$src"
-if [[ ! -f ffbuild/config.mak ]] || [[ ${RECONFIGURE:-} == 1 ]]; then
+if [[ ! -f ffbuild/config.mak ]] || [[ ${RECONFIGURE:-} == 1 ]] || ! grep -q 'l:libx264\.a' ffbuild/config.mak; then
 	log "configuring"
 	nice -n 10 ./configure \
 		--prefix="$build/prefix" \
@@ -128,11 +135,16 @@ strip "$out/ffmpeg" "$out/ffprobe"
 # --- streamgrid ---------------------------------------------------------------
 if command -v go >/dev/null; then
 	log "building streamgrid"
-	(cd "$root" && CGO_ENABLED=0 nice -n 10 go build -trimpath -o "$out/streamgrid" ./cmd/streamgrid)
+	(cd "$root" && CGO_ENABLED=0 nice -n 10 go build -trimpath -ldflags="-s -w" -o "$out/streamgrid" ./cmd/streamgrid)
 fi
 
 log "done:"
 ls -l "$out" >&2
 for b in ffmpeg ffprobe; do
-	log "$b links: $(ldd "$out/$b" | awk '{print $1}' | tr '\n' ' ')"
+	libs=$(ldd "$out/$b" | awk '{print $1}' | tr '\n' ' ')
+	log "$b links: $libs"
+	if grep -q x264 <<<"$libs"; then
+		log "error: $b links libx264 dynamically"
+		exit 1
+	fi
 done
