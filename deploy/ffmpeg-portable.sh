@@ -128,6 +128,9 @@ if [[ ! -f ffbuild/config.mak ]] || [[ ${RECONFIGURE:-} == 1 ]] || ! grep -q 'l:
 fi
 
 log "building with make -j$jobs"
+# The programs are relinked every time: make does not relink them when only
+# the libraries to link (config.mak) changed.
+rm -f ffmpeg ffmpeg_g ffprobe ffprobe_g
 nice -n 10 make -j"$jobs" ffmpeg ffprobe
 install -m 0755 ffmpeg ffprobe "$out/"
 strip "$out/ffmpeg" "$out/ffprobe"
