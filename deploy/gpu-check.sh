@@ -264,7 +264,7 @@ EOF
 		tail -n 20 "$dir/streamgrid.log"
 		return
 	fi
-	echo "node healthy in $(elapsed "$t_node") s (includes the encoder probe at start)"
+	echo "node healthy in $(elapsed "$t_node") s"
 
 	local t_pub
 	t_pub=$(now)
