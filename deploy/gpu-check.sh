@@ -212,7 +212,7 @@ decode_fps() {
 section "decode (1080p H.264, 1250 frames, wall clock incl. start-up)"
 decode_fps "CPU (h264, $(nproc) cores)"
 if ((nvdec)); then
-	decode_fps "NVDEC (-hwaccel cuda)" -hwaccel cuda -hwaccel_output_format cuda
+	decode_fps "NVDEC (-hwaccel cuda)" -hwaccel cuda
 elif [[ -n $gpu_name ]]; then
 	echo "NVDEC: skipped (not detected)"
 else
