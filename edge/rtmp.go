@@ -56,6 +56,14 @@ func (r *rtmpServer) close() {
 	r.wg.Wait()
 }
 
+// addr is the bound address; nil for a server that is not configured.
+func (r *rtmpServer) addr() net.Addr {
+	if r == nil {
+		return nil
+	}
+	return r.ln.Addr()
+}
+
 func (r *rtmpServer) reject(reason string) {
 	r.e.m.rejected.WithLabelValues(ProtocolRTMP, reason).Inc()
 }
@@ -69,24 +77,11 @@ func (r *rtmpServer) rejectPublisher(reason, path, remote string) {
 
 func (r *rtmpServer) acceptLoop() {
 	defer r.wg.Done()
-	var delay time.Duration
 	for {
-		conn, err := r.ln.Accept()
+		conn, err := r.e.accept(r.ln, "rtmp")
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: wait, then try again.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			r.e.log.Warn("rtmp accept failed", "err", err, "retry_in", delay)
-			select {
-			case <-time.After(delay):
-			case <-r.e.ctx.Done():
-				return
-			}
-			continue
+			return
 		}
-		delay = 0
 		r.mu.Lock()
 		if r.closed {
 			r.mu.Unlock()

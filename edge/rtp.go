@@ -142,6 +142,29 @@ func trackInfos(tracks []rtpTrack) []bus.TrackInfo {
 	return out
 }
 
+// attachVideo feeds the access units decode (an H264 or H265 depacketiser)
+// returns to s. Errors in wait are an access unit still incomplete, not a
+// decoding error.
+func (tr rtpTrack) attachVideo(src rtpSource, f format.Format, s *stream, idx int,
+	decode func(*rtp.Packet) ([][]byte, error), wait ...error) {
+	src.OnPacketRTP(tr.media, f, func(pkt *rtp.Packet) {
+		pts, ok := src.PacketPTS(tr.media, pkt)
+		au, err := decode(pkt)
+		if err != nil {
+			for _, w := range wait {
+				if errors.Is(err, w) {
+					return
+				}
+			}
+			s.decodeError()
+			return
+		}
+		if ok {
+			s.writeVideo(idx, pts, 0, false, au)
+		}
+	})
+}
+
 // attach decodes track idx of src into s. Every RTP packet goes through
 // PacketPTS first so that the timestamp decoder sees each one.
 func (tr rtpTrack) attach(src rtpSource, s *stream, idx int) error {
@@ -152,39 +175,13 @@ func (tr rtpTrack) attach(src rtpSource, s *stream, idx int) error {
 		if err != nil {
 			return fmt.Errorf("H264 decoder: %w", err)
 		}
-		src.OnPacketRTP(medi, f, func(pkt *rtp.Packet) {
-			pts, ok := src.PacketPTS(medi, pkt)
-			au, err := dec.Decode(pkt)
-			if err != nil {
-				if !errors.Is(err, rtph264.ErrMorePacketsNeeded) &&
-					!errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) {
-					s.decodeError()
-				}
-				return
-			}
-			if ok {
-				s.writeVideo(idx, pts, 0, false, au)
-			}
-		})
+		tr.attachVideo(src, f, s, idx, dec.Decode, rtph264.ErrMorePacketsNeeded, rtph264.ErrNonStartingPacketAndNoPrevious)
 	case *format.H265:
 		dec, err := f.CreateDecoder()
 		if err != nil {
 			return fmt.Errorf("H265 decoder: %w", err)
 		}
-		src.OnPacketRTP(medi, f, func(pkt *rtp.Packet) {
-			pts, ok := src.PacketPTS(medi, pkt)
-			au, err := dec.Decode(pkt)
-			if err != nil {
-				if !errors.Is(err, rtph265.ErrMorePacketsNeeded) &&
-					!errors.Is(err, rtph265.ErrNonStartingPacketAndNoPrevious) {
-					s.decodeError()
-				}
-				return
-			}
-			if ok {
-				s.writeVideo(idx, pts, 0, false, au)
-			}
-		})
+		tr.attachVideo(src, f, s, idx, dec.Decode, rtph265.ErrMorePacketsNeeded, rtph265.ErrNonStartingPacketAndNoPrevious)
 	case *format.MPEG4Audio:
 		dec, err := f.CreateDecoder()
 		if err != nil {

@@ -80,7 +80,7 @@ type stream struct {
 	started    time.Time
 	log        *slog.Logger
 	kick       func()
-	pub        *bus.Publisher
+	pub        bus.MediaPublisher
 
 	mPacketsIn, mBytesIn, mDecodeErrors, mLost prometheus.Counter
 
@@ -159,7 +159,7 @@ func (e *Edge) openStream(req streamRequest) (*stream, error) {
 	e.streams[req.path] = s
 	e.wg.Add(1) // under mu, so that Close never waits while a stream is being added
 	e.mu.Unlock()
-	s.pub = e.newPublisher(req.path) // closed by removeStream
+	s.pub = e.Media.NewPublisher(req.path) // closed by removeStream
 
 	info := s.info(true)
 	ctx, cancel := context.WithTimeout(e.ctx, registryTimeout)
@@ -199,13 +199,6 @@ func (e *Edge) openStream(req streamRequest) (*stream, error) {
 	e.emit(Event{Kind: EventReady, Path: s.path, Protocol: s.protocol, Remote: req.remote,
 		Generation: info.Generation, Tracks: trackCodecs(s)})
 	return s, nil
-}
-
-func (e *Edge) newPublisher(path string) *bus.Publisher {
-	if e.Hub != nil {
-		return e.Hub.NewPublisher(path)
-	}
-	return bus.NewPublisher(e.NC, path)
 }
 
 // removeStream drops s from the edge's table and releases its place in e.wg.
