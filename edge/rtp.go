@@ -165,6 +165,40 @@ func (tr rtpTrack) attachVideo(src rtpSource, f format.Format, s *stream, idx in
 	})
 }
 
+// attachLATM feeds the AAC frames of an MPEG-4 audio LATM track to s.
+func (tr rtpTrack) attachLATM(src rtpSource, f *format.MPEG4AudioLATM, s *stream, idx int) error {
+	dec, err := f.CreateDecoder()
+	if err != nil {
+		return fmt.Errorf("LATM decoder: %w", err)
+	}
+	conf := f.StreamMuxConfig
+	spf := tr.samplesPerFrame
+	src.OnPacketRTP(tr.media, f, func(pkt *rtp.Packet) {
+		pts, ok := src.PacketPTS(tr.media, pkt)
+		payload, err := dec.Decode(pkt)
+		if err != nil {
+			if !errors.Is(err, rtpfragmented.ErrMorePacketsNeeded) {
+				s.decodeError()
+			}
+			return
+		}
+		ame := mpeg4audio.AudioMuxElement{StreamMuxConfig: conf}
+		if err := ame.Unmarshal(payload); err != nil {
+			s.decodeError()
+			return
+		}
+		if !ok {
+			return
+		}
+		for i, sub := range ame.Payloads {
+			if len(sub) > 0 && len(sub[0]) > 0 {
+				s.writeAudio(idx, pts+int64(i)*spf, sub[0][0])
+			}
+		}
+	})
+	return nil
+}
+
 // attach decodes track idx of src into s. Every RTP packet goes through
 // PacketPTS first so that the timestamp decoder sees each one.
 func (tr rtpTrack) attach(src rtpSource, s *stream, idx int) error {
@@ -204,35 +238,7 @@ func (tr rtpTrack) attach(src rtpSource, s *stream, idx int) error {
 			}
 		})
 	case *format.MPEG4AudioLATM:
-		dec, err := f.CreateDecoder()
-		if err != nil {
-			return fmt.Errorf("LATM decoder: %w", err)
-		}
-		conf := f.StreamMuxConfig
-		spf := tr.samplesPerFrame
-		src.OnPacketRTP(medi, f, func(pkt *rtp.Packet) {
-			pts, ok := src.PacketPTS(medi, pkt)
-			payload, err := dec.Decode(pkt)
-			if err != nil {
-				if !errors.Is(err, rtpfragmented.ErrMorePacketsNeeded) {
-					s.decodeError()
-				}
-				return
-			}
-			ame := mpeg4audio.AudioMuxElement{StreamMuxConfig: conf}
-			if err := ame.Unmarshal(payload); err != nil {
-				s.decodeError()
-				return
-			}
-			if !ok {
-				return
-			}
-			for i, sub := range ame.Payloads {
-				if len(sub) > 0 && len(sub[0]) > 0 {
-					s.writeAudio(idx, pts+int64(i)*spf, sub[0][0])
-				}
-			}
-		})
+		return tr.attachLATM(src, f, s, idx)
 	case *format.Opus:
 		dec, err := f.CreateDecoder()
 		if err != nil {

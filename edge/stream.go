@@ -140,25 +140,9 @@ func (e *Edge) openStream(req streamRequest) (*stream, error) {
 	s.log = e.log.With("stream", req.path, "protocol", req.protocol, "remote", req.remote, "generation", gen)
 	s.lastMedia.Store(time.Now().UnixNano())
 
-	e.mu.Lock()
-	if e.closing {
-		e.mu.Unlock()
-		return nil, errEdgeClosing
+	if err := e.reserve(s); err != nil {
+		return nil, err
 	}
-	if _, busy := e.streams[req.path]; busy {
-		e.mu.Unlock()
-		return nil, bus.ErrStreamBusy
-	}
-	if req.protocol != ProtocolPull {
-		if e.MaxPublishers > 0 && e.pushers >= e.MaxPublishers {
-			e.mu.Unlock()
-			return nil, errTooManyPublishers
-		}
-		e.pushers++
-	}
-	e.streams[req.path] = s
-	e.wg.Add(1) // under mu, so that Close never waits while a stream is being added
-	e.mu.Unlock()
 	s.pub = e.Media.NewPublisher(req.path) // closed by removeStream
 
 	info := s.info(true)
@@ -199,6 +183,28 @@ func (e *Edge) openStream(req streamRequest) (*stream, error) {
 	e.emit(Event{Kind: EventReady, Path: s.path, Protocol: s.protocol, Remote: req.remote,
 		Generation: info.Generation, Tracks: trackCodecs(s)})
 	return s, nil
+}
+
+// reserve puts s in the edge's table, unless the edge is closing, the path
+// is live here or MaxPublishers are (pulls do not count).
+func (e *Edge) reserve(s *stream) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closing {
+		return errEdgeClosing
+	}
+	if _, busy := e.streams[s.path]; busy {
+		return bus.ErrStreamBusy
+	}
+	if s.protocol != ProtocolPull {
+		if e.MaxPublishers > 0 && e.pushers >= e.MaxPublishers {
+			return errTooManyPublishers
+		}
+		e.pushers++
+	}
+	e.streams[s.path] = s
+	e.wg.Add(1) // under mu, so that Close never waits while a stream is being added
+	return nil
 }
 
 // removeStream drops s from the edge's table and releases its place in e.wg.
