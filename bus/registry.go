@@ -371,8 +371,8 @@ func (r *Registry) ReleaseOwner(ctx context.Context, l *Lease) error {
 // epoch means nobody acquired the lease in between. When the lease is still
 // l's it refreshes l.Rev and returns nil; ErrLeaseLost when it is not.
 func (r *Registry) RecoverOwner(ctx context.Context, l *Lease) error {
-	e, err := r.owners.Get(ctx, EncodePath(l.Key))
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+	e, err := get(ctx, r.owners, l.Key)
+	if errors.Is(err, ErrNotFound) {
 		return ErrLeaseLost
 	}
 	if err != nil {
