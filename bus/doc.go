@@ -1,7 +1,15 @@
 // Package bus is the cluster's distributed backbone on NATS: the media
 // subjects (one per stream, one message per access unit, see internal/media
 // for the wire format), the stream registry and ownership leases in JetStream
-// KV, the last-GOP request/reply, and an embeddable NATS server node.
+// KV, the last-GOP request/reply, on-demand camera signals, and an
+// embeddable NATS server node.
+//
+// Roles move packets through the Media interface (media.go), which has two
+// implementations chosen when the node starts: NATSMedia, where every
+// packet goes on the stream's media subject (Publisher, Subscription), and
+// Hub (hub.go), for an edge and an origin in one process, where a packet
+// reaches the process's subscribers by a function call and goes on NATS
+// only for subscribers elsewhere.
 //
 // Stream paths are encoded into subject tokens and KV keys with EncodePath, so
 // '.', '*', '>' and spaces in a path never reach NATS raw.

@@ -10,24 +10,72 @@ import (
 	"github.com/streamgrid/streamgrid/internal/media"
 )
 
+// Media carries streams' packets from the edges that publish them to the
+// origins that subscribe. It has two implementations, and the node picks
+// one when it starts:
+//
+//   - NATSMedia, the distributed one: every packet goes on the stream's
+//     media subject, for roles in separate processes;
+//   - Hub, the in-process one (streamgrid run): a packet reaches the
+//     process's subscribers by a function call, and goes on NATS only for
+//     subscribers elsewhere in the cluster.
+type Media interface {
+	// NewPublisher returns a publisher for path. Close it when the
+	// publication ends.
+	NewPublisher(path string) MediaPublisher
+	// SubscribeMedia subscribes handler to path's packets. The handler is
+	// called with one packet at a time and must not block for long; it
+	// must not modify the packet (a Hub shares it with the publisher and
+	// every other subscriber).
+	SubscribeMedia(path string, handler func(*media.Packet)) (MediaSubscription, error)
+}
+
+// MediaPublisher sends one stream's packets. It is safe for concurrent use.
+type MediaPublisher interface {
+	// Publish sends pkt, which must not be modified afterwards.
+	Publish(pkt *media.Packet) error
+	// Recheck tells the publisher that a subscriber elsewhere may have
+	// just appeared (see Hub); a NATS publisher publishes every packet
+	// anyway and ignores it.
+	Recheck()
+	// Close ends the publication. Calling it twice is harmless.
+	Close()
+}
+
+// MediaSubscription is a subscription to one stream's packets.
+type MediaSubscription interface {
+	// Close unsubscribes. Calling it twice is harmless.
+	Close()
+}
+
+// NATSMedia is the distributed Media: every packet goes through the NATS
+// server on the stream's media subject.
+type NATSMedia struct {
+	// NC is the media connection. Required.
+	NC *nats.Conn
+}
+
+// NewPublisher returns a NATS publisher for path.
+func (m NATSMedia) NewPublisher(path string) MediaPublisher { return NewPublisher(m.NC, path) }
+
+// SubscribeMedia subscribes to path's media subject (see SubscribeMedia).
+func (m NATSMedia) SubscribeMedia(path string, handler func(*media.Packet)) (MediaSubscription, error) {
+	s, err := SubscribeMedia(m.NC, path, handler)
+	if err != nil {
+		return nil, err // not a nil *Subscription in an interface
+	}
+	return s, nil
+}
+
 // Publisher sends one stream's packets on its media subject, splitting units
 // larger than the server's max payload. It is safe for concurrent use.
 type Publisher struct {
 	nc      *nats.Conn
 	subject string
 
+	// mu serialises Publish (and guards a Hub publisher's state).
 	mu  sync.Mutex
 	buf []byte
-
-	// Set for a publisher made by a Hub.
-	hub       *Hub
-	hp        *hubPath
-	path      string
-	closeOnce sync.Once
-	// Outside interest, as last asked (under mu).
-	seenSubs int
-	recheck  bool
-	toNATS   bool
 
 	// Chunked counts access units that needed more than one message.
 	Chunked atomic.Uint64
@@ -38,16 +86,16 @@ func NewPublisher(nc *nats.Conn, path string) *Publisher {
 	return &Publisher{nc: nc, subject: MediaSubject(path)}
 }
 
-// Publish sends pkt. A publisher made by a Hub hands it to the process's
-// subscribers first; they keep it, so it must not be modified afterwards.
-// On NATS the payload is copied into the connection's buffer before Publish
-// returns.
+// Publish sends pkt. The payload is copied into the connection's buffer
+// before Publish returns.
 func (p *Publisher) Publish(pkt *media.Packet) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.hub != nil && !p.deliverLocal(pkt) {
-		return nil
-	}
+	return p.send(pkt)
+}
+
+// send marshals pkt onto the subject. Called under p.mu.
+func (p *Publisher) send(pkt *media.Packet) error {
 	maxMsg := int(p.nc.MaxPayload())
 	chunks := 0
 	buf, err := pkt.Marshal(maxMsg, p.buf, func(b []byte) error {
@@ -64,40 +112,21 @@ func (p *Publisher) Publish(pkt *media.Packet) error {
 	return nil
 }
 
-// Close ends a Hub publisher's registration; it is a no-op for others.
-// Calling it twice is harmless.
-func (p *Publisher) Close() {
-	if p.hub != nil {
-		p.closeOnce.Do(func() { p.hub.closePublisher(p) })
-	}
-}
+// Recheck does nothing: every packet goes on NATS.
+func (p *Publisher) Recheck() {}
 
-// Subscription delivers a stream's packets, reassembled, in order, to a
-// handler that is never called concurrently.
+// Close does nothing: a NATS publication holds no resources.
+func (p *Publisher) Close() {}
+
+// Subscription delivers a stream's packets from its media subject,
+// reassembled, in order, to a handler that is never called concurrently.
 type Subscription struct {
 	sub        *nats.Subscription
 	asm        media.Assembler
 	incomplete atomic.Uint64
 
-	// Set for a subscription made by a Hub: the in-process and the NATS
-	// deliveries take mu, so the handler runs for one packet at a time.
-	hub          *Hub
-	hp           *hubPath
-	path         string
-	mu           sync.Mutex
-	localHandler func(*media.Packet)
-	closeOnce    sync.Once
-	shadowed     atomic.Uint64
-
 	// Invalid counts messages that did not parse.
 	Invalid atomic.Uint64
-}
-
-// deliver runs the handler for an in-process packet.
-func (s *Subscription) deliver(p *media.Packet) {
-	s.mu.Lock()
-	s.localHandler(p)
-	s.mu.Unlock()
 }
 
 // SubscribeMedia subscribes to path's packets. The handler runs on the
@@ -105,11 +134,7 @@ func (s *Subscription) deliver(p *media.Packet) {
 // pending buffer is bounded and NATS drops (and reports) messages past it.
 // Every message is a fresh buffer, so the handler owns the packet and its payload.
 func SubscribeMedia(nc *nats.Conn, path string, handler func(*media.Packet)) (*Subscription, error) {
-	return subscribeMedia(nc, path, handler, &Subscription{})
-}
-
-// subscribeMedia subscribes s, whose hub fields are already set.
-func subscribeMedia(nc *nats.Conn, path string, handler func(*media.Packet), s *Subscription) (*Subscription, error) {
+	s := &Subscription{}
 	sub, err := nc.Subscribe(MediaSubject(path), func(m *nats.Msg) {
 		before := s.asm.Incomplete
 		pkt, err := s.asm.Push(m.Data)
@@ -121,10 +146,6 @@ func subscribeMedia(nc *nats.Conn, path string, handler func(*media.Packet), s *
 			return
 		}
 		if pkt != nil {
-			if s.hub != nil {
-				s.mu.Lock()
-				defer s.mu.Unlock()
-			}
 			handler(pkt)
 		}
 	})
@@ -133,7 +154,7 @@ func subscribeMedia(nc *nats.Conn, path string, handler func(*media.Packet), s *
 	}
 	// Bound what may queue for a slow handler: about 10 s of a 20 Mbit/s stream.
 	if err := sub.SetPendingLimits(20000, 32<<20); err != nil {
-		sub.Unsubscribe()
+		_ = sub.Unsubscribe()
 		return nil, err
 	}
 	s.sub = sub
@@ -143,26 +164,20 @@ func subscribeMedia(nc *nats.Conn, path string, handler func(*media.Packet), s *
 // Incomplete is the number of access units dropped because a chunk was lost.
 func (s *Subscription) Incomplete() uint64 { return s.incomplete.Load() }
 
-// Shadowed is the number of NATS messages a Hub subscription ignored
-// because a publisher in this process delivers the stream directly.
-func (s *Subscription) Shadowed() uint64 { return s.shadowed.Load() }
-
 // Dropped is the number of messages NATS dropped because the handler fell behind.
 func (s *Subscription) Dropped() uint64 {
 	n, _ := s.sub.Dropped()
 	return uint64(max(n, 0))
 }
 
-// Close unsubscribes. For a Hub subscription, once it returns the handler
-// is not called again (both deliveries hold mu while they run); NATS may
-// still finish a callback of a plain one. Calling it twice is harmless.
+// Close unsubscribes; NATS may still finish a callback that had begun.
+// Calling it twice is harmless.
 func (s *Subscription) Close() {
 	_ = s.sub.Unsubscribe() // fails only when already closed
-	if s.hub != nil {
-		s.closeOnce.Do(func() { s.hub.unsubscribe(s) })
-		// A delivery that loaded the old subscriber list may still be running.
-		s.mu.Lock()
-		s.localHandler = func(*media.Packet) {}
-		s.mu.Unlock()
-	}
 }
+
+// Both implementations, checked by the compiler.
+var (
+	_ Media = NATSMedia{}
+	_ Media = (*Hub)(nil)
+)

@@ -37,33 +37,23 @@ var natsSeries = []struct {
 	{"streamgrid_bus_slow_consumers_total", "Clients disconnected for not keeping up (slow consumers).", true,
 		func(v *server.Varz) float64 { return float64(v.SlowConsumers) }},
 	{"streamgrid_bus_jetstream_memory_bytes", "JetStream memory storage used on this bus node.", false,
-		func(v *server.Varz) float64 {
-			if v.JetStream.Stats == nil {
-				return 0
-			}
-			return float64(v.JetStream.Stats.Memory)
-		}},
+		jetStream(func(st *server.JetStreamStats) float64 { return float64(st.Memory) })},
 	{"streamgrid_bus_jetstream_storage_bytes", "JetStream file storage used on this bus node (the registry).", false,
-		func(v *server.Varz) float64 {
-			if v.JetStream.Stats == nil {
-				return 0
-			}
-			return float64(v.JetStream.Stats.Store)
-		}},
+		jetStream(func(st *server.JetStreamStats) float64 { return float64(st.Store) })},
 	{"streamgrid_bus_jetstream_api_requests_total", "JetStream API requests (registry reads and writes) this bus node served.", true,
-		func(v *server.Varz) float64 {
-			if v.JetStream.Stats == nil {
-				return 0
-			}
-			return float64(v.JetStream.Stats.API.Total)
-		}},
+		jetStream(func(st *server.JetStreamStats) float64 { return float64(st.API.Total) })},
 	{"streamgrid_bus_jetstream_api_errors_total", "JetStream API requests answered with an error.", true,
-		func(v *server.Varz) float64 {
-			if v.JetStream.Stats == nil {
-				return 0
-			}
-			return float64(v.JetStream.Stats.API.Errors)
-		}},
+		jetStream(func(st *server.JetStreamStats) float64 { return float64(st.API.Errors) })},
+}
+
+// jetStream reads a JetStream figure; 0 where JetStream is off.
+func jetStream(f func(*server.JetStreamStats) float64) func(*server.Varz) float64 {
+	return func(v *server.Varz) float64 {
+		if v.JetStream.Stats == nil {
+			return 0
+		}
+		return f(v.JetStream.Stats)
+	}
 }
 
 // Collector returns a Prometheus collector of the server's monitoring

@@ -275,18 +275,8 @@ func (r *Registry) ReleaseStream(ctx context.Context, path string, rev uint64) e
 
 // Stream returns a live stream's record.
 func (r *Registry) Stream(ctx context.Context, path string) (*StreamInfo, error) {
-	e, err := r.streams.Get(ctx, EncodePath(path))
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, err
-	}
-	var info StreamInfo
-	if err := json.Unmarshal(e.Value(), &info); err != nil {
-		return nil, fmt.Errorf("bus: stream record %s: %w", path, err)
-	}
-	return &info, nil
+	info, _, err := getJSON[StreamInfo](ctx, r.streams, path, "stream")
+	return info, err
 }
 
 // StreamEvent is a change of the stream set. Info is nil when the stream ended.
@@ -381,8 +371,8 @@ func (r *Registry) ReleaseOwner(ctx context.Context, l *Lease) error {
 // epoch means nobody acquired the lease in between. When the lease is still
 // l's it refreshes l.Rev and returns nil; ErrLeaseLost when it is not.
 func (r *Registry) RecoverOwner(ctx context.Context, l *Lease) error {
-	e, err := r.owners.Get(ctx, EncodePath(l.Key))
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+	e, err := get(ctx, r.owners, l.Key)
+	if errors.Is(err, ErrNotFound) {
 		return ErrLeaseLost
 	}
 	if err != nil {
@@ -448,10 +438,7 @@ func ownerEvent(path string, v []byte) (OwnerEvent, bool) {
 }
 
 func getOwner(ctx context.Context, kv jetstream.KeyValue, key string) (*Owner, error) {
-	e, err := kv.Get(ctx, EncodePath(key))
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return nil, ErrNotFound
-	}
+	e, err := get(ctx, kv, key)
 	if err != nil {
 		return nil, err
 	}
@@ -466,18 +453,7 @@ func getOwner(ctx context.Context, kv jetstream.KeyValue, key string) (*Owner, e
 
 // State returns a stream's playlist state; ErrNotFound when none was written.
 func (r *Registry) State(ctx context.Context, path string) (*PlaylistState, uint64, error) {
-	e, err := r.state.Get(ctx, EncodePath(path))
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return nil, 0, ErrNotFound
-	}
-	if err != nil {
-		return nil, 0, err
-	}
-	var st PlaylistState
-	if err := json.Unmarshal(e.Value(), &st); err != nil {
-		return nil, 0, fmt.Errorf("bus: state record %s: %w", path, err)
-	}
-	return &st, e.Revision(), nil
+	return getJSON[PlaylistState](ctx, r.state, path, "state")
 }
 
 // PutState writes st for path unless a newer epoch has written there: the
@@ -509,6 +485,29 @@ func (r *Registry) PutState(ctx context.Context, path string, st PlaylistState) 
 		return err
 	}
 	return fmt.Errorf("bus: put state %s: too much contention", path)
+}
+
+// get reads key's entry; ErrNotFound when it has none (or it was deleted).
+func get(ctx context.Context, kv jetstream.KeyValue, key string) (jetstream.KeyValueEntry, error) {
+	e, err := kv.Get(ctx, EncodePath(key))
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, ErrNotFound
+	}
+	return e, err
+}
+
+// getJSON reads key's record, a T in JSON, and its revision; what names
+// the record in errors.
+func getJSON[T any](ctx context.Context, kv jetstream.KeyValue, key, what string) (*T, uint64, error) {
+	e, err := get(ctx, kv, key)
+	if err != nil {
+		return nil, 0, err
+	}
+	var v T
+	if err := json.Unmarshal(e.Value(), &v); err != nil {
+		return nil, 0, fmt.Errorf("bus: %s record %s: %w", what, key, err)
+	}
+	return &v, e.Revision(), nil
 }
 
 // watch turns a KV watcher into a typed channel. Deletes and expiries arrive

@@ -75,6 +75,31 @@ func (s *Server) Start() error {
 	if s.Log == nil {
 		s.Log = slog.Default()
 	}
+	opts, err := s.options()
+	if err != nil {
+		s.cleanup()
+		return err
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		s.cleanup()
+		return fmt.Errorf("bus: nats server: %s", Redact(err.Error()))
+	}
+	ns.SetLoggerV2(&natsLogger{log: s.Log.With("component", "nats")}, false, false, false)
+	ns.Start()
+	if !ns.ReadyForConnections(15 * time.Second) {
+		ns.Shutdown()
+		s.cleanup()
+		return errors.New("bus: nats server not ready within 15s (port in use?)")
+	}
+	s.ns = ns
+	return nil
+}
+
+// options checks the fields and turns them into the NATS server's options,
+// creating the temporary store directory when StoreDir is empty (Start
+// removes it on failure).
+func (s *Server) options() (*server.Options, error) {
 	name := s.Name
 	if name == "" {
 		name = "streamgrid"
@@ -87,7 +112,7 @@ func (s *Server) Start() error {
 	if storeDir == "" {
 		d, err := os.MkdirTemp("", "streamgrid-nats-")
 		if err != nil {
-			return fmt.Errorf("bus: store dir: %w", err)
+			return nil, fmt.Errorf("bus: store dir: %w", err)
 		}
 		s.tmpDir, storeDir = d, d
 	}
@@ -95,14 +120,11 @@ func (s *Server) Start() error {
 	if maxPayload == 0 {
 		maxPayload = DefaultMaxPayload
 	}
-	auth := s.Users.any() || s.User != "" || s.Token != ""
 	switch {
 	case s.Token != "" && (s.Users.any() || s.User != ""):
-		s.cleanup()
-		return errors.New("bus: a token and users cannot be combined (NATS allows one or the other)")
+		return nil, errors.New("bus: a token and users cannot be combined (NATS allows one or the other)")
 	case s.User != "" && s.Users.any():
-		s.cleanup()
-		return errors.New("bus: the single user (bus.user) and role users (bus.server.users) cannot be combined")
+		return nil, errors.New("bus: the single user (bus.user) and role users (bus.server.users) cannot be combined")
 	}
 	opts := &server.Options{
 		ServerName:         name,
@@ -127,54 +149,47 @@ func (s *Server) Start() error {
 		opts.TLSTimeout = 5
 	}
 	if s.ClusterPort != 0 {
-		if len(s.Routes) == 0 {
-			s.cleanup()
-			return errors.New("bus: a clustered server needs routes (list every bus node, this one included)")
+		if err := s.clusterOptions(opts); err != nil {
+			return nil, err
 		}
-		routeUser, routePass := UserRoute, s.RoutePassword
-		if routePass == "" {
-			routeUser, routePass = s.User, s.Password
-		}
-		if auth && routePass == "" {
-			s.cleanup()
-			return errors.New("bus: a clustered server that authenticates clients needs a route password (bus.server.cluster_password)")
-		}
-		opts.Cluster = server.ClusterOpts{
-			Name:      cmp.Or(s.ClusterName, "streamgrid"),
-			Host:      s.ClusterHost,
-			Port:      s.ClusterPort,
-			Advertise: s.ClusterAdvertise,
-			Username:  routeUser,
-			Password:  routePass,
-		}
-		if s.RouteTLS != nil {
-			opts.Cluster.TLSConfig = s.RouteTLS
-			opts.Cluster.TLSTimeout = 5
-		}
-		routes := make([]string, 0, len(s.Routes))
-		for _, r := range s.Routes {
-			u, err := withUserinfo(strings.TrimSpace(r), routeUser, routePass)
-			if err != nil {
-				s.cleanup()
-				return fmt.Errorf("bus: %w", err)
-			}
-			routes = append(routes, u)
-		}
-		opts.Routes = server.RoutesFromStr(strings.Join(routes, ","))
 	}
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		s.cleanup()
-		return fmt.Errorf("bus: nats server: %s", Redact(err.Error()))
+	return opts, nil
+}
+
+// clusterOptions fills in the routes to the other bus nodes.
+func (s *Server) clusterOptions(opts *server.Options) error {
+	if len(s.Routes) == 0 {
+		return errors.New("bus: a clustered server needs routes (list every bus node, this one included)")
 	}
-	ns.SetLoggerV2(&natsLogger{log: s.Log.With("component", "nats")}, false, false, false)
-	ns.Start()
-	if !ns.ReadyForConnections(15 * time.Second) {
-		ns.Shutdown()
-		s.cleanup()
-		return errors.New("bus: nats server not ready within 15s (port in use?)")
+	routeUser, routePass := UserRoute, s.RoutePassword
+	if routePass == "" {
+		routeUser, routePass = s.User, s.Password
 	}
-	s.ns = ns
+	auth := s.Users.any() || s.User != "" || s.Token != ""
+	if auth && routePass == "" {
+		return errors.New("bus: a clustered server that authenticates clients needs a route password (bus.server.cluster_password)")
+	}
+	opts.Cluster = server.ClusterOpts{
+		Name:      cmp.Or(s.ClusterName, "streamgrid"),
+		Host:      s.ClusterHost,
+		Port:      s.ClusterPort,
+		Advertise: s.ClusterAdvertise,
+		Username:  routeUser,
+		Password:  routePass,
+	}
+	if s.RouteTLS != nil {
+		opts.Cluster.TLSConfig = s.RouteTLS
+		opts.Cluster.TLSTimeout = 5
+	}
+	routes := make([]string, 0, len(s.Routes))
+	for _, r := range s.Routes {
+		u, err := withUserinfo(strings.TrimSpace(r), routeUser, routePass)
+		if err != nil {
+			return fmt.Errorf("bus: %w", err)
+		}
+		routes = append(routes, u)
+	}
+	opts.Routes = server.RoutesFromStr(strings.Join(routes, ","))
 	return nil
 }
 

@@ -22,13 +22,19 @@
 //     counted;
 //   - a sequence number per unit and the edge's wall clock at receipt.
 //
+// Packets leave through Edge.Media (bus.Media): NATS by default, the
+// in-process bus.Hub when an origin runs in the same process.
+//
 // Each live stream is registered in the bus registry (bus.Registry
 // ClaimStream, renewed every StreamTTL/3 with the current parameter sets,
 // released at the end); a second publisher on a live path is refused. The
 // edge keeps each stream's last GOP and answers bus.FetchGOP with it.
 //
 // Camera pulls are leased (bus.Registry AcquireSource): every edge may list
-// the same cameras, one pulls each, and another takes over when it dies.
+// the same cameras, one pulls each, and another takes over when it dies. A
+// pull that fails reconnects after an exponential backoff with full jitter
+// (Source.BackoffMin, BackoffMax); a listener whose Accept fails (out of
+// file descriptors) retries after 5 ms, doubling up to 1 s (retry.go).
 // Camera credentials never reach logs, errors or the status.
 //
 // Every audio packet is flagged as a keyframe (each frame decodes on its

@@ -28,9 +28,10 @@ type Edge struct {
 	Node string
 	// NC is the bus connection. Required.
 	NC *nats.Conn
-	// Hub, when set, hands packets to origins of this process directly
-	// (streamgrid run); they go on NATS only for subscribers elsewhere.
-	Hub *bus.Hub
+	// Media carries the packets to the origins: a *bus.Hub hands them to
+	// origins of this process directly (streamgrid run) and puts them on
+	// NATS only for subscribers elsewhere. Default: bus.NATSMedia on NC.
+	Media bus.Media
 	// Registry is the cluster registry, started. Required.
 	Registry *bus.Registry
 
@@ -115,6 +116,53 @@ func (e *Edge) Start() error {
 	if e.started {
 		return errors.New("edge: already started")
 	}
+	if err := e.applyDefaults(); err != nil {
+		return err
+	}
+	pullers, err := e.newPullers()
+	if err != nil {
+		return err
+	}
+
+	e.m = newMetrics(e.Node)
+	e.m.all = append(e.m.all, streamCollector{e})
+	if err := e.m.register(e.Metrics); err != nil {
+		return err
+	}
+	e.streams = make(map[string]*stream)
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	fail := func(err error) error {
+		e.cancel()
+		e.m.unregister(e.Metrics)
+		return err
+	}
+	if err := e.listen(); err != nil {
+		return fail(err)
+	}
+	for _, rs := range []*rtmpServer{e.rtmp, e.rtmps} {
+		if rs != nil {
+			rs.start()
+		}
+	}
+	for i, p := range pullers {
+		if err := p.start(); err != nil {
+			for _, q := range pullers[:i] {
+				q.close()
+			}
+			e.closeListeners()
+			return fail(err)
+		}
+	}
+	e.pullers = pullers
+	e.started = true
+	e.log.Info("edge started", "node", e.Node, "rtsp", addrString(e.RTSPAddr()),
+		"rtmp", addrString(e.RTMPAddr()), "rtsps", addrString(e.RTSPSAddr()),
+		"rtmps", addrString(e.RTMPSAddr()), "sources", len(e.pullers))
+	return nil
+}
+
+// applyDefaults checks the required fields and fills in the defaults.
+func (e *Edge) applyDefaults() error {
 	if e.NC == nil {
 		return errors.New("edge: NC is required")
 	}
@@ -138,9 +186,12 @@ func (e *Edge) Start() error {
 	if e.log == nil {
 		e.log = slog.Default()
 	}
-	e.log = e.log.With("role", "edge")
+	e.log = e.log.With("component", "edge")
 	if e.Metrics == nil {
 		e.Metrics = prometheus.NewRegistry()
+	}
+	if e.Media == nil {
+		e.Media = bus.NATSMedia{NC: e.NC}
 	}
 	if (e.UDPRTPAddress == "") != (e.UDPRTCPAddress == "") {
 		return errors.New("edge: UDPRTPAddress and UDPRTCPAddress must be set together")
@@ -151,100 +202,56 @@ func (e *Edge) Start() error {
 	if e.UDPRTPAddress != "" && e.RTSPAddress == "" {
 		return errors.New("edge: UDPRTPAddress needs RTSPAddress")
 	}
-	pullers, err := e.newPullers()
-	if err != nil {
-		return err
-	}
+	return nil
+}
 
-	e.m = newMetrics(e.Node)
-	e.m.all = append(e.m.all, streamCollector{e})
-	if err := e.m.register(e.Metrics); err != nil {
-		return err
-	}
-	e.streams = make(map[string]*stream)
-	e.ctx, e.cancel = context.WithCancel(context.Background())
-
-	// Listeners first: nothing runs until every port is ours. The RTMP
-	// listener is a bare socket; the RTSP server starts serving as it binds,
-	// so it comes last.
-	fail := func(err error) error {
-		e.cancel()
-		e.m.unregister(e.Metrics)
-		return err
-	}
+// listen opens the listeners: nothing runs until every port is ours. The
+// RTMP(S) servers get their sockets and are started by Start; the RTSP(S)
+// servers start serving as they bind, so they come last. On failure
+// nothing is left open.
+func (e *Edge) listen() (err error) {
+	defer func() {
+		if err != nil {
+			e.closeListeners()
+			e.rtsp, e.rtsps, e.rtmp, e.rtmps = nil, nil, nil, nil
+		}
+	}()
 	var tlsConf *tls.Config
 	if e.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(e.TLSCert, e.TLSKey)
 		if err != nil {
-			return fail(fmt.Errorf("edge: TLS certificate: %w", err))
+			return fmt.Errorf("edge: TLS certificate: %w", err)
 		}
 		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	var rtmpLn, rtmpsLn net.Listener
-	closeAll := func() {
-		for _, ln := range []net.Listener{rtmpLn, rtmpsLn} {
-			if ln != nil {
-				_ = ln.Close()
-			}
-		}
-		for _, rs := range []*rtspServer{e.rtsp, e.rtsps} {
-			if rs != nil {
-				rs.close()
-			}
-		}
-		e.rtsp, e.rtsps = nil, nil
-	}
 	if e.RTMPAddress != "" {
-		if rtmpLn, err = net.Listen("tcp", e.RTMPAddress); err != nil {
-			return fail(fmt.Errorf("edge: rtmp: %w", err))
+		ln, err := net.Listen("tcp", e.RTMPAddress)
+		if err != nil {
+			return fmt.Errorf("edge: rtmp: %w", err)
 		}
+		e.rtmp = &rtmpServer{e: e, ln: ln}
 	}
 	if tlsConf != nil && e.RTMPSAddress != "" {
 		ln, err := net.Listen("tcp", e.RTMPSAddress)
 		if err != nil {
-			closeAll()
-			return fail(fmt.Errorf("edge: rtmps: %w", err))
+			return fmt.Errorf("edge: rtmps: %w", err)
 		}
-		rtmpsLn = tls.NewListener(ln, tlsConf)
+		e.rtmps = &rtmpServer{e: e, ln: tls.NewListener(ln, tlsConf)}
 	}
 	if e.RTSPAddress != "" {
 		rs := &rtspServer{e: e}
 		if err := rs.start(); err != nil {
-			closeAll()
-			return fail(fmt.Errorf("edge: rtsp: %w", err))
+			return fmt.Errorf("edge: rtsp: %w", err)
 		}
 		e.rtsp = rs
 	}
 	if tlsConf != nil && e.RTSPSAddress != "" {
 		rs := &rtspServer{e: e, tls: tlsConf}
 		if err := rs.start(); err != nil {
-			closeAll()
-			return fail(fmt.Errorf("edge: rtsps: %w", err))
+			return fmt.Errorf("edge: rtsps: %w", err)
 		}
 		e.rtsps = rs
 	}
-	if rtmpLn != nil {
-		e.rtmp = &rtmpServer{e: e, ln: rtmpLn}
-		e.rtmp.start()
-	}
-	if rtmpsLn != nil {
-		e.rtmps = &rtmpServer{e: e, ln: rtmpsLn}
-		e.rtmps.start()
-	}
-	for i, p := range pullers {
-		if err := p.start(); err != nil {
-			for _, q := range pullers[:i] {
-				q.close()
-			}
-			e.closeListeners()
-			return fail(err)
-		}
-	}
-	e.pullers = pullers
-	e.started = true
-	e.log.Info("edge started", "node", e.Node, "rtsp", addrString(e.RTSPAddr()),
-		"rtmp", addrString(e.RTMPAddr()), "rtsps", addrString(e.RTSPSAddr()),
-		"rtmps", addrString(e.RTMPSAddr()), "sources", len(e.pullers))
 	return nil
 }
 
@@ -298,36 +305,16 @@ func (e *Edge) closeListeners() {
 }
 
 // RTSPAddr is the bound RTSP address; nil when RTSP is disabled.
-func (e *Edge) RTSPAddr() net.Addr {
-	if e.rtsp == nil {
-		return nil
-	}
-	return e.rtsp.srv.NetListener().Addr()
-}
+func (e *Edge) RTSPAddr() net.Addr { return e.rtsp.addr() }
 
 // RTMPAddr is the bound RTMP address; nil when RTMP is disabled.
-func (e *Edge) RTMPAddr() net.Addr {
-	if e.rtmp == nil {
-		return nil
-	}
-	return e.rtmp.ln.Addr()
-}
+func (e *Edge) RTMPAddr() net.Addr { return e.rtmp.addr() }
 
 // RTSPSAddr is the bound RTSPS address; nil when RTSPS is disabled.
-func (e *Edge) RTSPSAddr() net.Addr {
-	if e.rtsps == nil {
-		return nil
-	}
-	return e.rtsps.srv.NetListener().Addr()
-}
+func (e *Edge) RTSPSAddr() net.Addr { return e.rtsps.addr() }
 
 // RTMPSAddr is the bound RTMPS address; nil when RTMPS is disabled.
-func (e *Edge) RTMPSAddr() net.Addr {
-	if e.rtmps == nil {
-		return nil
-	}
-	return e.rtmps.ln.Addr()
-}
+func (e *Edge) RTMPSAddr() net.Addr { return e.rtmps.addr() }
 
 // Streams lists the live streams of this edge, sorted by path.
 func (e *Edge) Streams() []StreamStatus {

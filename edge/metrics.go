@@ -58,28 +58,24 @@ type metrics struct {
 func newMetrics(node string) *metrics {
 	labels := prometheus.Labels{"node": node, "role": "edge"}
 	m := &metrics{}
+	counterOpts := func(name, help string) prometheus.CounterOpts {
+		return prometheus.CounterOpts{Namespace: "streamgrid", Subsystem: "edge", Name: name, Help: help, ConstLabels: labels}
+	}
 	counter := func(name, help string) prometheus.Counter {
-		c := prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "streamgrid", Subsystem: "edge", Name: name, Help: help, ConstLabels: labels,
-		})
+		c := prometheus.NewCounter(counterOpts(name, help))
 		m.all = append(m.all, c)
 		return c
 	}
 	counterVec := func(name, help string, l ...string) *prometheus.CounterVec {
-		c := prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "streamgrid", Subsystem: "edge", Name: name, Help: help, ConstLabels: labels,
-		}, l)
+		c := prometheus.NewCounterVec(counterOpts(name, help), l)
 		m.all = append(m.all, c)
 		return c
 	}
-	m.publishers = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: "streamgrid", Subsystem: "edge", Name: "publishers",
-		Help: "Live publishers (streams) by ingest protocol.", ConstLabels: labels,
-	}, []string{"protocol"})
-	m.sourcesHeld = prometheus.NewGauge(prometheus.GaugeOpts{
-		Namespace: "streamgrid", Subsystem: "edge", Name: "sources_held",
-		Help: "Camera sources whose pull lease this edge holds.", ConstLabels: labels,
-	})
+	gaugeOpts := func(name, help string) prometheus.GaugeOpts {
+		return prometheus.GaugeOpts{Namespace: "streamgrid", Subsystem: "edge", Name: name, Help: help, ConstLabels: labels}
+	}
+	m.publishers = prometheus.NewGaugeVec(gaugeOpts("publishers", "Live publishers (streams) by ingest protocol."), []string{"protocol"})
+	m.sourcesHeld = prometheus.NewGauge(gaugeOpts("sources_held", "Camera sources whose pull lease this edge holds."))
 	m.all = append(m.all, m.publishers, m.sourcesHeld)
 	m.packetsIn = counterVec("received_packets_total", "Access units received from publishers.", "protocol")
 	m.bytesIn = counterVec("received_bytes_total", "Access-unit bytes received from publishers.", "protocol")

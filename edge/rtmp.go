@@ -56,6 +56,14 @@ func (r *rtmpServer) close() {
 	r.wg.Wait()
 }
 
+// addr is the bound address; nil for a server that is not configured.
+func (r *rtmpServer) addr() net.Addr {
+	if r == nil {
+		return nil
+	}
+	return r.ln.Addr()
+}
+
 func (r *rtmpServer) reject(reason string) {
 	r.e.m.rejected.WithLabelValues(ProtocolRTMP, reason).Inc()
 }
@@ -69,24 +77,11 @@ func (r *rtmpServer) rejectPublisher(reason, path, remote string) {
 
 func (r *rtmpServer) acceptLoop() {
 	defer r.wg.Done()
-	var delay time.Duration
 	for {
-		conn, err := r.ln.Accept()
+		conn, err := r.e.accept(r.ln, "rtmp")
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: wait, then try again.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			r.e.log.Warn("rtmp accept failed", "err", err, "retry_in", delay)
-			select {
-			case <-time.After(delay):
-			case <-r.e.ctx.Done():
-				return
-			}
-			continue
+			return
 		}
-		delay = 0
 		r.mu.Lock()
 		if r.closed {
 			r.mu.Unlock()
@@ -252,35 +247,76 @@ func (r *rtmpServer) authenticate(sc *gortmplib.ServerConn, path string, conn ne
 	return false
 }
 
-func (r *rtmpServer) handle(conn net.Conn) {
+// handshake runs the TLS handshake of an RTMPS connection, then the RTMP
+// one up to the publish (or play) command, all within ReadTimeout. It
+// counts and logs a failure itself.
+func (r *rtmpServer) handshake(conn net.Conn, remote string) (*gortmplib.ServerConn, *deadlineConn, bool) {
 	e := r.e
-	remote := conn.RemoteAddr().String()
 	if tc, ok := conn.(*tls.Conn); ok { // RTMPS: the TLS handshake first, within the read timeout
 		_ = tc.SetDeadline(time.Now().Add(e.ReadTimeout))
 		if err := tc.Handshake(); err != nil {
 			r.reject(rejectHandshake)
 			e.log.Debug("rtmps TLS handshake failed", "remote", remote, "err", err)
-			return
+			return nil, nil, false
 		}
 	}
 	dc := &deadlineConn{Conn: conn, idle: e.ReadTimeout, setup: time.Now().Add(e.ReadTimeout), limit: rtmpHandshakeBytes}
 	sc := &gortmplib.ServerConn{RW: dc}
-	if err := sc.Initialize(); err != nil {
-		if errors.Is(err, errSetupTooLarge) {
-			r.reject(rejectSetupSize)
-		} else {
-			r.reject(rejectHandshake)
-		}
-		e.log.Debug("rtmp handshake failed", "remote", remote, "err", err)
-		return
+	err := sc.Initialize()
+	if err == nil {
+		err = sc.AcceptConn()
 	}
-	if err := sc.AcceptConn(); err != nil {
+	if err != nil {
 		if errors.Is(err, errSetupTooLarge) {
 			r.reject(rejectSetupSize)
 		} else {
 			r.reject(rejectHandshake)
 		}
 		e.log.Debug("rtmp handshake failed", "remote", remote, "err", redactQueryPass(err))
+		return nil, nil, false
+	}
+	return sc, dc, true
+}
+
+// readTracks reads the publication's first media (gortmplib's analyze
+// period) to learn its tracks. It counts and logs a refusal itself.
+func (r *rtmpServer) readTracks(sc *gortmplib.ServerConn, dc *deadlineConn, path, remote string, log *slog.Logger) (*gortmplib.Reader, *rtmpIngest, []bus.TrackInfo, bool) {
+	dc.setup = time.Now().Add(r.e.ReadTimeout + rtmpAnalyzePeriod)
+	dc.limit = dc.total + rtmpSetupBytes
+	rd := &gortmplib.Reader{Conn: sc}
+	if err := rd.Initialize(); err != nil {
+		if errors.Is(err, errSetupTooLarge) {
+			r.rejectPublisher(rejectSetupSize, path, remote)
+			log.Warn("rtmp publish refused: too much data before the tracks were known", "limit_bytes", rtmpSetupBytes)
+			return nil, nil, nil, false
+		}
+		r.rejectPublisher(rejectNoTracks, path, remote)
+		log.Warn("rtmp publish failed before the tracks were known", "err", err)
+		return nil, nil, nil, false
+	}
+	ing := &rtmpIngest{}
+	tracks, ignored, err := ing.tracks(rd)
+	if len(ignored) > 0 {
+		log.Info("ignoring unsupported tracks", "codecs", strings.Join(ignored, ","))
+	}
+	if err == nil && len(tracks) == 0 {
+		err = errors.New("no supported track (H264, H265, AAC, Opus)")
+	}
+	if err != nil {
+		r.rejectPublisher(rejectNoTracks, path, remote)
+		log.Warn("rtmp publish refused", "err", err)
+		return nil, nil, nil, false
+	}
+	return rd, ing, tracks, true
+}
+
+// handle runs one connection: the handshake, the checks on the publisher,
+// its tracks, then the publication until it ends.
+func (r *rtmpServer) handle(conn net.Conn) {
+	e := r.e
+	remote := conn.RemoteAddr().String()
+	sc, dc, ok := r.handshake(conn, remote)
+	if !ok {
 		return
 	}
 	if !sc.Publish {
@@ -312,30 +348,8 @@ func (r *rtmpServer) handle(conn net.Conn) {
 		return
 	}
 
-	dc.setup = time.Now().Add(e.ReadTimeout + rtmpAnalyzePeriod)
-	dc.limit = dc.total + rtmpSetupBytes
-	rd := &gortmplib.Reader{Conn: sc}
-	if err := rd.Initialize(); err != nil {
-		if errors.Is(err, errSetupTooLarge) {
-			r.rejectPublisher(rejectSetupSize, path, remote)
-			log.Warn("rtmp publish refused: too much data before the tracks were known", "limit_bytes", rtmpSetupBytes)
-			return
-		}
-		r.rejectPublisher(rejectNoTracks, path, remote)
-		log.Warn("rtmp publish failed before the tracks were known", "err", err)
-		return
-	}
-	ing := &rtmpIngest{}
-	tracks, ignored, err := ing.tracks(rd)
-	if len(ignored) > 0 {
-		log.Info("ignoring unsupported tracks", "codecs", strings.Join(ignored, ","))
-	}
-	if err == nil && len(tracks) == 0 {
-		err = errors.New("no supported track (H264, H265, AAC, Opus)")
-	}
-	if err != nil {
-		r.rejectPublisher(rejectNoTracks, path, remote)
-		log.Warn("rtmp publish refused", "err", err)
+	rd, ing, tracks, ok := r.readTracks(sc, dc, path, remote, log)
+	if !ok {
 		return
 	}
 

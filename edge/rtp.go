@@ -142,6 +142,63 @@ func trackInfos(tracks []rtpTrack) []bus.TrackInfo {
 	return out
 }
 
+// attachVideo feeds the access units decode (an H264 or H265 depacketiser)
+// returns to s. Errors in wait are an access unit still incomplete, not a
+// decoding error.
+func (tr rtpTrack) attachVideo(src rtpSource, f format.Format, s *stream, idx int,
+	decode func(*rtp.Packet) ([][]byte, error), wait ...error) {
+	src.OnPacketRTP(tr.media, f, func(pkt *rtp.Packet) {
+		pts, ok := src.PacketPTS(tr.media, pkt)
+		au, err := decode(pkt)
+		if err != nil {
+			for _, w := range wait {
+				if errors.Is(err, w) {
+					return
+				}
+			}
+			s.decodeError()
+			return
+		}
+		if ok {
+			s.writeVideo(idx, pts, 0, false, au)
+		}
+	})
+}
+
+// attachLATM feeds the AAC frames of an MPEG-4 audio LATM track to s.
+func (tr rtpTrack) attachLATM(src rtpSource, f *format.MPEG4AudioLATM, s *stream, idx int) error {
+	dec, err := f.CreateDecoder()
+	if err != nil {
+		return fmt.Errorf("LATM decoder: %w", err)
+	}
+	conf := f.StreamMuxConfig
+	spf := tr.samplesPerFrame
+	src.OnPacketRTP(tr.media, f, func(pkt *rtp.Packet) {
+		pts, ok := src.PacketPTS(tr.media, pkt)
+		payload, err := dec.Decode(pkt)
+		if err != nil {
+			if !errors.Is(err, rtpfragmented.ErrMorePacketsNeeded) {
+				s.decodeError()
+			}
+			return
+		}
+		ame := mpeg4audio.AudioMuxElement{StreamMuxConfig: conf}
+		if err := ame.Unmarshal(payload); err != nil {
+			s.decodeError()
+			return
+		}
+		if !ok {
+			return
+		}
+		for i, sub := range ame.Payloads {
+			if len(sub) > 0 && len(sub[0]) > 0 {
+				s.writeAudio(idx, pts+int64(i)*spf, sub[0][0])
+			}
+		}
+	})
+	return nil
+}
+
 // attach decodes track idx of src into s. Every RTP packet goes through
 // PacketPTS first so that the timestamp decoder sees each one.
 func (tr rtpTrack) attach(src rtpSource, s *stream, idx int) error {
@@ -152,39 +209,13 @@ func (tr rtpTrack) attach(src rtpSource, s *stream, idx int) error {
 		if err != nil {
 			return fmt.Errorf("H264 decoder: %w", err)
 		}
-		src.OnPacketRTP(medi, f, func(pkt *rtp.Packet) {
-			pts, ok := src.PacketPTS(medi, pkt)
-			au, err := dec.Decode(pkt)
-			if err != nil {
-				if !errors.Is(err, rtph264.ErrMorePacketsNeeded) &&
-					!errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) {
-					s.decodeError()
-				}
-				return
-			}
-			if ok {
-				s.writeVideo(idx, pts, 0, false, au)
-			}
-		})
+		tr.attachVideo(src, f, s, idx, dec.Decode, rtph264.ErrMorePacketsNeeded, rtph264.ErrNonStartingPacketAndNoPrevious)
 	case *format.H265:
 		dec, err := f.CreateDecoder()
 		if err != nil {
 			return fmt.Errorf("H265 decoder: %w", err)
 		}
-		src.OnPacketRTP(medi, f, func(pkt *rtp.Packet) {
-			pts, ok := src.PacketPTS(medi, pkt)
-			au, err := dec.Decode(pkt)
-			if err != nil {
-				if !errors.Is(err, rtph265.ErrMorePacketsNeeded) &&
-					!errors.Is(err, rtph265.ErrNonStartingPacketAndNoPrevious) {
-					s.decodeError()
-				}
-				return
-			}
-			if ok {
-				s.writeVideo(idx, pts, 0, false, au)
-			}
-		})
+		tr.attachVideo(src, f, s, idx, dec.Decode, rtph265.ErrMorePacketsNeeded, rtph265.ErrNonStartingPacketAndNoPrevious)
 	case *format.MPEG4Audio:
 		dec, err := f.CreateDecoder()
 		if err != nil {
@@ -207,35 +238,7 @@ func (tr rtpTrack) attach(src rtpSource, s *stream, idx int) error {
 			}
 		})
 	case *format.MPEG4AudioLATM:
-		dec, err := f.CreateDecoder()
-		if err != nil {
-			return fmt.Errorf("LATM decoder: %w", err)
-		}
-		conf := f.StreamMuxConfig
-		spf := tr.samplesPerFrame
-		src.OnPacketRTP(medi, f, func(pkt *rtp.Packet) {
-			pts, ok := src.PacketPTS(medi, pkt)
-			payload, err := dec.Decode(pkt)
-			if err != nil {
-				if !errors.Is(err, rtpfragmented.ErrMorePacketsNeeded) {
-					s.decodeError()
-				}
-				return
-			}
-			ame := mpeg4audio.AudioMuxElement{StreamMuxConfig: conf}
-			if err := ame.Unmarshal(payload); err != nil {
-				s.decodeError()
-				return
-			}
-			if !ok {
-				return
-			}
-			for i, sub := range ame.Payloads {
-				if len(sub) > 0 && len(sub[0]) > 0 {
-					s.writeAudio(idx, pts+int64(i)*spf, sub[0][0])
-				}
-			}
-		})
+		return tr.attachLATM(src, f, s, idx)
 	case *format.Opus:
 		dec, err := f.CreateDecoder()
 		if err != nil {

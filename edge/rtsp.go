@@ -100,6 +100,14 @@ func (r *rtspServer) start() error {
 
 func (r *rtspServer) close() { r.srv.Close() }
 
+// addr is the bound address; nil for a server that is not configured.
+func (r *rtspServer) addr() net.Addr {
+	if r == nil {
+		return nil
+	}
+	return r.srv.NetListener().Addr()
+}
+
 func (r *rtspServer) reject(reason string) {
 	r.e.m.rejected.WithLabelValues(ProtocolRTSP, reason).Inc()
 }

@@ -21,23 +21,11 @@ type sniffListener struct {
 }
 
 func (l *sniffListener) Accept() (net.Conn, error) {
-	var delay time.Duration
-	for {
-		c, err := l.Listener.Accept()
-		if err == nil {
-			return &sniffConn{Conn: c, timeout: l.e.ReadTimeout}, nil
-		}
-		if errors.Is(err, net.ErrClosed) {
-			return nil, err
-		}
-		delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-		l.e.log.Warn("rtsp accept failed", "err", err, "retry_in", delay)
-		select {
-		case <-time.After(delay):
-		case <-l.e.ctx.Done():
-			return nil, err
-		}
+	c, err := l.e.accept(l.Listener, "rtsp")
+	if err != nil {
+		return nil, err
 	}
+	return &sniffConn{Conn: c, timeout: l.e.ReadTimeout}, nil
 }
 
 // errNotRTSP ends a connection that does not start with an RTSP request.

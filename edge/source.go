@@ -268,18 +268,6 @@ func (p *puller) status() SourceStatus {
 	return st
 }
 
-// wait sleeps for d; it returns false when the puller is closing.
-func wait(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // run tries to take the camera's lease every ~LeaseTTL/2 and pulls the
 // camera while it holds it.
 func (p *puller) run() {
@@ -411,20 +399,9 @@ func (p *puller) setPulling(v bool) {
 	p.mu.Unlock()
 }
 
-// backoff returns the wait before attempt n (0-based): a uniform draw in
-// [0, min(BackoffMax, BackoffMin·2^n)], at least a few milliseconds.
-func (p *puller) backoff(n int) time.Duration {
-	ceiling := p.src.BackoffMin
-	for i := 0; i < n && ceiling < p.src.BackoffMax; i++ {
-		ceiling *= 2
-	}
-	ceiling = min(ceiling, p.src.BackoffMax)
-	return max(rand.N(ceiling+1), 5*time.Millisecond)
-}
-
 // pullLoop pulls the camera until ctx ends, reconnecting with backoff.
 func (p *puller) pullLoop(ctx context.Context) {
-	attempt := 0
+	retry := newPullBackoff(p.src.BackoffMin, p.src.BackoffMax)
 	lastMsg := ""
 	for {
 		began := time.Now()
@@ -434,7 +411,7 @@ func (p *puller) pullLoop(ctx context.Context) {
 			return
 		}
 		if played && time.Since(began) >= stableSession {
-			attempt = 0
+			retry.Reset()
 		}
 		msg := "camera pull ended"
 		if err != nil {
@@ -451,8 +428,7 @@ func (p *puller) pullLoop(ctx context.Context) {
 			level = slog.LevelDebug
 		}
 		lastMsg = msg
-		d := p.backoff(attempt)
-		attempt++
+		d := max(retry.NextBackOff(), minPullBackoff)
 		p.log.Log(ctx, level, "camera pull failed; reconnecting", "err", err, "retry_in", d.Round(time.Millisecond))
 		if !wait(ctx, d) {
 			return

@@ -80,7 +80,7 @@ type stream struct {
 	started    time.Time
 	log        *slog.Logger
 	kick       func()
-	pub        *bus.Publisher
+	pub        bus.MediaPublisher
 
 	mPacketsIn, mBytesIn, mDecodeErrors, mLost prometheus.Counter
 
@@ -140,26 +140,10 @@ func (e *Edge) openStream(req streamRequest) (*stream, error) {
 	s.log = e.log.With("stream", req.path, "protocol", req.protocol, "remote", req.remote, "generation", gen)
 	s.lastMedia.Store(time.Now().UnixNano())
 
-	e.mu.Lock()
-	if e.closing {
-		e.mu.Unlock()
-		return nil, errEdgeClosing
+	if err := e.reserve(s); err != nil {
+		return nil, err
 	}
-	if _, busy := e.streams[req.path]; busy {
-		e.mu.Unlock()
-		return nil, bus.ErrStreamBusy
-	}
-	if req.protocol != ProtocolPull {
-		if e.MaxPublishers > 0 && e.pushers >= e.MaxPublishers {
-			e.mu.Unlock()
-			return nil, errTooManyPublishers
-		}
-		e.pushers++
-	}
-	e.streams[req.path] = s
-	e.wg.Add(1) // under mu, so that Close never waits while a stream is being added
-	e.mu.Unlock()
-	s.pub = e.newPublisher(req.path) // closed by removeStream
+	s.pub = e.Media.NewPublisher(req.path) // closed by removeStream
 
 	info := s.info(true)
 	ctx, cancel := context.WithTimeout(e.ctx, registryTimeout)
@@ -201,11 +185,26 @@ func (e *Edge) openStream(req streamRequest) (*stream, error) {
 	return s, nil
 }
 
-func (e *Edge) newPublisher(path string) *bus.Publisher {
-	if e.Hub != nil {
-		return e.Hub.NewPublisher(path)
+// reserve puts s in the edge's table, unless the edge is closing, the path
+// is live here or MaxPublishers are (pulls do not count).
+func (e *Edge) reserve(s *stream) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closing {
+		return errEdgeClosing
 	}
-	return bus.NewPublisher(e.NC, path)
+	if _, busy := e.streams[s.path]; busy {
+		return bus.ErrStreamBusy
+	}
+	if s.protocol != ProtocolPull {
+		if e.MaxPublishers > 0 && e.pushers >= e.MaxPublishers {
+			return errTooManyPublishers
+		}
+		e.pushers++
+	}
+	e.streams[s.path] = s
+	e.wg.Add(1) // under mu, so that Close never waits while a stream is being added
+	return nil
 }
 
 // removeStream drops s from the edge's table and releases its place in e.wg.

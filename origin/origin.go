@@ -87,9 +87,10 @@ type Origin struct {
 	Node string
 	// NC is the bus connection. Required.
 	NC *nats.Conn
-	// Hub, when set, receives packets from edges of this process directly
-	// (streamgrid run), and from other edges through NATS.
-	Hub *bus.Hub
+	// Media brings the packets from the edges: a *bus.Hub takes them from
+	// edges of this process directly (streamgrid run), and from other edges
+	// through NATS. Default: bus.NATSMedia on NC.
+	Media bus.Media
 	// Registry is the started cluster registry. Required.
 	Registry *bus.Registry
 	// Gossip, when set (and started), gets its Meta.Load, Capacity,
@@ -185,6 +186,9 @@ func (o *Origin) applyDefaults() error {
 	}
 	if o.NC == nil {
 		return errors.New("origin: NC is required")
+	}
+	if o.Media == nil {
+		o.Media = bus.NATSMedia{NC: o.NC}
 	}
 	if o.Registry == nil {
 		return errors.New("origin: Registry is required")

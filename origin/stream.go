@@ -187,14 +187,8 @@ func (s *stream) claim() (bus.PlaylistState, error) {
 // subscribe starts the stream's packets flowing into the queue. It makes
 // sure the server has the subscription before the GOP is asked for, so
 // nothing falls between the GOP and the live packets.
-func (s *stream) subscribe() (*bus.Subscription, error) {
-	var sub *bus.Subscription
-	var err error
-	if s.o.Hub != nil {
-		sub, err = s.o.Hub.SubscribeMedia(s.path, s.enqueue)
-	} else {
-		sub, err = bus.SubscribeMedia(s.o.NC, s.path, s.enqueue)
-	}
+func (s *stream) subscribe() (bus.MediaSubscription, error) {
+	sub, err := s.o.Media.SubscribeMedia(s.path, s.enqueue)
 	if err != nil {
 		return nil, err
 	}

@@ -55,7 +55,7 @@ type Node struct {
 	m        *metrics             // the node's own collectors (metrics.go)
 	server   *bus.Server
 	nc       *nats.Conn // media
-	hub      *bus.Hub   // all-in-one: media between edge and origin in process
+	media    bus.Media  // all-in-one: a bus.Hub, media between edge and origin in process; else nil (NATS)
 	regNC    *nats.Conn // registry
 	registry *bus.Registry
 	auth     *auth.Authenticator

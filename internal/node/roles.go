@@ -22,7 +22,7 @@ import (
 func (n *Node) startOrigin() error {
 	c := n.Config
 	o := &origin.Origin{
-		Node: n.name, NC: n.nc, Hub: n.hub, Registry: n.registry, Gossip: n.gossip,
+		Node: n.name, NC: n.nc, Media: n.media, Registry: n.registry, Gossip: n.gossip,
 		HTTPAddress: c.Origin.HTTPAddress, AdvertiseHTTP: c.Origin.AdvertiseHTTP,
 		Capacity:  c.Origin.Capacity,
 		HLS:       origin.HLSConfig(c.Origin.HLS),
@@ -76,7 +76,7 @@ func (n *Node) startCache() (err error) {
 func (n *Node) startEdge() error {
 	c := n.Config
 	e := &edge.Edge{
-		Node: n.name, NC: n.nc, Hub: n.hub, Registry: n.registry,
+		Node: n.name, NC: n.nc, Media: n.media, Registry: n.registry,
 		RTSPAddress: c.Edge.RTSPAddress, UDPRTPAddress: c.Edge.RTPAddress, UDPRTCPAddress: c.Edge.RTCPAddress,
 		RTMPAddress: c.Edge.RTMPAddress, Sources: edgeSources(c.Sources), ReadTimeout: c.Edge.ReadTimeout,
 		TLSCert: c.Edge.TLSCert, TLSKey: c.Edge.TLSKey,

@@ -97,11 +97,12 @@ func (n *Node) startRegistry() error {
 
 // startHub (all-in-one) hands media between the edge and the origin in process.
 func (n *Node) startHub() error {
-	n.hub = &bus.Hub{NC: n.nc}
+	hub := &bus.Hub{NC: n.nc}
 	if n.server != nil {
-		n.hub.Interest = n.server.Interest
-		n.hub.Subscriptions = n.server.Subscriptions
+		hub.Interest = n.server.Interest
+		hub.Subscriptions = n.server.Subscriptions
 	}
+	n.media = hub
 	return nil
 }
 
