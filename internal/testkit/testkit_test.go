@@ -1,0 +1,110 @@
+package testkit
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// recorder is a testing.TB that records Fatalf and Skip instead of ending
+// the goroutine, so the helpers' failure paths can be checked.
+type recorder struct {
+	testing.TB
+	fatal, skip string
+}
+
+func (r *recorder) Helper() {}
+
+func (r *recorder) Fatalf(format string, args ...any) { r.fatal = fmt.Sprintf(format, args...) }
+
+func (r *recorder) Skipf(format string, args ...any) { r.skip = fmt.Sprintf(format, args...) }
+
+func (r *recorder) Skip(args ...any) { r.skip = fmt.Sprint(args...) }
+
+func TestWaitForReturnsOnceTrue(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int32
+	go func() {
+		for range 3 {
+			n.Add(1)
+		}
+	}()
+	WaitFor(t, 5*time.Second, "three increments", func() bool { return n.Load() == 3 })
+	calls := 0
+	WaitFor(t, 5*time.Second, "the third call", func() bool { calls++; return calls == 3 })
+	if calls != 3 {
+		t.Fatalf("cond called %d times, want 3", calls)
+	}
+}
+
+func TestWaitForTimesOut(t *testing.T) {
+	t.Parallel()
+	r := &recorder{TB: t}
+	calls := 0
+	WaitFor(r, 30*time.Millisecond, "nothing", func() bool {
+		calls++
+		return r.fatal != "" // ends the loop once the timeout was reported
+	})
+	if !strings.Contains(r.fatal, "timed out after 30ms waiting for nothing") {
+		t.Fatalf("failure %q", r.fatal)
+	}
+	if calls < 2 {
+		t.Fatalf("cond polled %d times", calls)
+	}
+}
+
+func TestRequireToolSkipsOrFails(t *testing.T) {
+	const missing = "streamgrid-no-such-tool"
+	for _, ci := range []string{"", "true"} {
+		t.Run("CI="+ci, func(t *testing.T) {
+			t.Setenv("CI", ci)
+			r := &recorder{TB: t}
+			if p := RequireTool(r, "apt-get install it", missing); p != "" {
+				t.Fatalf("path %q for a missing tool", p)
+			}
+			got, other := r.skip, r.fatal
+			if ci == "true" {
+				got, other = r.fatal, r.skip
+			}
+			if !strings.Contains(got, missing+" is missing") || !strings.Contains(got, "apt-get install it") || other != "" {
+				t.Fatalf("skip %q, fatal %q", r.skip, r.fatal)
+			}
+		})
+	}
+	r := &recorder{TB: t}
+	if p := RequireTool(r, "", missing, "go"); p == "" || r.skip != "" || r.fatal != "" {
+		t.Fatalf("go not found: path %q, skip %q, fatal %q", p, r.skip, r.fatal)
+	}
+}
+
+func TestLoggerFollowsEnv(t *testing.T) {
+	t.Setenv(LogEnv, "")
+	if Logger(t).Enabled(t.Context(), 8) {
+		t.Fatal("logger enabled without " + LogEnv)
+	}
+	t.Setenv(LogEnv, "1")
+	if !Logger(t).Enabled(t.Context(), -4) {
+		t.Fatal("debug not enabled with " + LogEnv + "=1")
+	}
+}
+
+func TestBufferConcurrent(t *testing.T) {
+	t.Parallel()
+	var b Buffer
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 100 {
+				_, _ = b.Write([]byte("x"))
+				_ = b.String()
+			}
+		})
+	}
+	wg.Wait()
+	if n := len(b.String()); n != 400 {
+		t.Fatalf("%d bytes, want 400", n)
+	}
+}
