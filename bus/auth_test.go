@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/streamgrid/streamgrid/internal/media"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 var testUsers = Users{Edge: "edge-pw-1", Origin: "origin-pw-2", Cache: "cache-pw-3", Run: "run-pw-4", Admin: "admin-pw-5"}
@@ -340,24 +341,6 @@ func TestRunUserJoinsAsEveryRole(t *testing.T) {
 	}
 }
 
-// lockedBuf collects a server's log lines.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func freePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -379,7 +362,7 @@ func TestClusterWithAuth(t *testing.T) {
 	for _, p := range ports {
 		routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(p))
 	}
-	logs := &lockedBuf{}
+	logs := &testkit.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var servers []*Server
 	for i, p := range ports {
@@ -450,7 +433,7 @@ func TestClusterWithAuth(t *testing.T) {
 	for i, s := range servers {
 		before[i] = s.NATS().NumRoutes() // pooled: several connections per peer
 	}
-	intruderLogs := &lockedBuf{}
+	intruderLogs := &testkit.Buffer{}
 	bad := &Server{Name: "intruder", Host: "127.0.0.1", Port: -1, ClusterHost: "127.0.0.1", ClusterPort: -1,
 		Routes: routes[:1], Users: testUsers, RoutePassword: "wrong", Log: slog.New(slog.NewTextHandler(intruderLogs, nil))}
 	if err := bad.Start(); err != nil {
@@ -528,7 +511,7 @@ func TestServerToken(t *testing.T) {
 func TestConnectRetries(t *testing.T) {
 	port := freePort(t)
 	url := "nats://edge:" + testUsers.Edge + "@127.0.0.1:" + strconv.Itoa(port)
-	logs := &lockedBuf{}
+	logs := &testkit.Buffer{}
 	type result struct {
 		nc  *nats.Conn
 		err error

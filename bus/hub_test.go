@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/streamgrid/streamgrid/internal/media"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // collector gathers delivered packets.
@@ -31,18 +32,6 @@ func (c *collector) seqs() []uint64 {
 		out[i] = p.Seq
 	}
 	return out
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func otherConn(t *testing.T, s *Server) *nats.Conn {
@@ -112,7 +101,7 @@ func TestHubPublishesOnNATSForRemoteSubscribers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rsub.Close()
-	waitFor(t, "the remote subscription at the server", func() bool { return s.Interest(MediaSubject("live/cam.1")) == 2 })
+	testkit.WaitFor(t, 5*time.Second, "the remote subscription at the server", func() bool { return s.Interest(MediaSubject("live/cam.1")) == 2 })
 
 	pub := h.NewPublisher("live/cam.1")
 	defer pub.Close()
@@ -121,8 +110,8 @@ func TestHubPublishesOnNATSForRemoteSubscribers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "10 packets at the remote subscriber", func() bool { return len(remote.seqs()) == 10 })
-	waitFor(t, "the NATS copies ignored", func() bool { return lsub.(*hubSubscription).Shadowed() == 10 })
+	testkit.WaitFor(t, 5*time.Second, "10 packets at the remote subscriber", func() bool { return len(remote.seqs()) == 10 })
+	testkit.WaitFor(t, 5*time.Second, "the NATS copies ignored", func() bool { return lsub.(*hubSubscription).Shadowed() == 10 })
 	seqs := local.seqs()
 	if len(seqs) != 10 {
 		t.Fatalf("local subscriber got %d packets (%v), want each of 10 once", len(seqs), seqs)
@@ -150,14 +139,14 @@ func TestHubReceivesFromRemotePublishers(t *testing.T) {
 	if err := remote.Publish(big); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the remote packet", func() bool { return len(got.seqs()) == 1 })
+	testkit.WaitFor(t, 5*time.Second, "the remote packet", func() bool { return len(got.seqs()) == 1 })
 
 	// A local publisher takes over the path: NATS copies are ignored while it lives.
 	local := h.NewPublisher("live/cam.1")
 	if err := remote.Publish(hubPacket(2)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the remote packet ignored", func() bool { return sub.(*hubSubscription).Shadowed() == 1 })
+	testkit.WaitFor(t, 5*time.Second, "the remote packet ignored", func() bool { return sub.(*hubSubscription).Shadowed() == 1 })
 	if err := local.Publish(hubPacket(3)); err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +155,7 @@ func TestHubReceivesFromRemotePublishers(t *testing.T) {
 	if err := remote.Publish(hubPacket(4)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the remote packet after the local publisher left", func() bool { return len(got.seqs()) == 3 })
+	testkit.WaitFor(t, 5*time.Second, "the remote packet after the local publisher left", func() bool { return len(got.seqs()) == 3 })
 	if seqs := got.seqs(); seqs[1] != 3 || seqs[2] != 4 {
 		t.Fatalf("got %v, want [1 3 4]", seqs)
 	}
@@ -198,13 +187,13 @@ func TestHubWithoutInterestPublishesOnNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rsub.Close()
-	waitFor(t, "the subscription", func() bool { return s.Interest(MediaSubject("live/x")) == 1 })
+	testkit.WaitFor(t, 5*time.Second, "the subscription", func() bool { return s.Interest(MediaSubject("live/x")) == 1 })
 	pub := h.NewPublisher("live/x")
 	defer pub.Close()
 	if err := pub.Publish(hubPacket(1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the packet on NATS", func() bool { return len(remote.seqs()) == 1 })
+	testkit.WaitFor(t, 5*time.Second, "the packet on NATS", func() bool { return len(remote.seqs()) == 1 })
 }
 
 func TestHubExactInterestWithoutSubscriptionCount(t *testing.T) {
@@ -221,11 +210,11 @@ func TestHubExactInterestWithoutSubscriptionCount(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rsub.Close()
-	waitFor(t, "the subscription", func() bool { return s.Interest(MediaSubject("live/x")) == 1 })
+	testkit.WaitFor(t, 5*time.Second, "the subscription", func() bool { return s.Interest(MediaSubject("live/x")) == 1 })
 	if err := pub.Publish(hubPacket(1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the packet on NATS", func() bool { return len(remote.seqs()) == 1 })
+	testkit.WaitFor(t, 5*time.Second, "the packet on NATS", func() bool { return len(remote.seqs()) == 1 })
 	if got := remote.seqs(); got[0] != 1 {
 		t.Fatalf("remote got %v, want [1]", got)
 	}
@@ -239,7 +228,7 @@ func TestHubRecheckSeesACountNeutralChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the unrelated subscription", func() bool { return s.Interest("unrelated") == 1 })
+	testkit.WaitFor(t, 5*time.Second, "the unrelated subscription", func() bool { return s.Interest("unrelated") == 1 })
 	pub := h.NewPublisher("live/x")
 	defer pub.Close()
 	if err := pub.Publish(hubPacket(0)); err != nil { // decides: nobody outside
@@ -256,7 +245,7 @@ func TestHubRecheckSeesACountNeutralChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rsub.Close()
-	waitFor(t, "the swap at the server", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "the swap at the server", func() bool {
 		return s.Interest(MediaSubject("live/x")) == 1 && s.Interest("unrelated") == 0
 	})
 	if s.Subscriptions() != before {
@@ -266,5 +255,5 @@ func TestHubRecheckSeesACountNeutralChange(t *testing.T) {
 	if err := pub.Publish(hubPacket(1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the packet on NATS after Recheck", func() bool { return len(remote.seqs()) == 1 })
+	testkit.WaitFor(t, 5*time.Second, "the packet on NATS after Recheck", func() bool { return len(remote.seqs()) == 1 })
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/streamgrid/streamgrid/internal/media"
 	"github.com/streamgrid/streamgrid/internal/testcert"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // TestTLS: clients must speak TLS and verify the bus's certificate; routes
@@ -20,7 +21,7 @@ func TestTLS(t *testing.T) {
 	_, otherCert, otherKey := testcert.WritePKI(t, t.TempDir())
 	ports := []int{freePort(t), freePort(t)}
 	routes := []string{"nats://127.0.0.1:" + strconv.Itoa(ports[0]), "nats://127.0.0.1:" + strconv.Itoa(ports[1])}
-	logs := &lockedBuf{}
+	logs := &testkit.Buffer{}
 	var servers []*Server
 	for i, p := range ports {
 		st, err := ServerTLS(certFile, keyFile)

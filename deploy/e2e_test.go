@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/streamgrid/streamgrid/internal/hlscheck"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 var root = func() string { d, _ := filepath.Abs(".."); return d }()
@@ -57,18 +58,6 @@ func get(url string) (int, []byte, error) {
 		b.WriteString(sc.Text() + "\n")
 	}
 	return resp.StatusCode, []byte(b.String()), nil
-}
-
-func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > limit {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return time.Since(start)
 }
 
 // mediaURL returns the first media playlist of a multivariant playlist.
@@ -146,12 +135,12 @@ func (w *watch) cur() (int, time.Time) {
 func (w *watch) stall(t *testing.T, what string, fault func()) time.Duration {
 	t.Helper()
 	m0, _ := w.cur()
-	waitFor(t, what+": playlist advancing", 15*time.Second, func() bool { m, _ := w.cur(); return m > m0 })
+	testkit.WaitFor(t, 15*time.Second, what+": playlist advancing", func() bool { m, _ := w.cur(); return m > m0 })
 	fault()
 	// The fault is complete (docker has killed the container): measure from
 	// the playlist's last advance before that moment.
 	m1, moved1 := w.cur()
-	waitFor(t, what+": playlist advancing after the fault", 30*time.Second, func() bool { m, _ := w.cur(); return m > m1 })
+	testkit.WaitFor(t, 30*time.Second, what+": playlist advancing after the fault", func() bool { m, _ := w.cur(); return m > m1 })
 	m2, moved2 := w.cur()
 	d := moved2.Sub(moved1)
 	t.Logf("FIGURE %s: playlist stood still %.1f s (media sequence %d → %d)", what, d.Seconds(), m1, m2)
@@ -178,7 +167,7 @@ type route struct {
 func owner(t *testing.T, path string) string {
 	t.Helper()
 	var node string
-	waitFor(t, "an owner for "+path, 20*time.Second, func() bool {
+	testkit.WaitFor(t, 20*time.Second, "an owner for "+path, func() bool {
 		// The API answers loopback clients only (no auth section): ask from inside.
 		b, err := apiStreams("cache1")
 		if err != nil {
@@ -244,20 +233,15 @@ func conform(t *testing.T, urls ...string) {
 }
 
 func TestComposeCluster(t *testing.T) {
-	if exec.Command("docker", "info").Run() != nil {
-		t.Skip("no Docker engine answers: skipping the compose end-to-end test")
-	}
-	for _, tool := range []string{"ffmpeg", "ffprobe"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is required (apt-get install ffmpeg)", tool)
-		}
-	}
+	testkit.RequireDocker(t)
+	testkit.RequireFFmpeg(t)
+	testkit.RequireFFprobe(t)
 	t.Log(compose(t, "up", "-d", "--build"))
 	if os.Getenv("SG_E2E_KEEP") == "" {
 		t.Cleanup(func() { compose(t, "down", "-v", "--remove-orphans") })
 	}
 	// Every node with a healthcheck healthy (the camera has none: running).
-	waitFor(t, "every node healthy", 180*time.Second, func() bool {
+	testkit.WaitFor(t, 180*time.Second, "every node healthy", func() bool {
 		ids := strings.Fields(compose(t, "ps", "-q"))
 		if len(ids) < 10 {
 			return false
@@ -285,7 +269,7 @@ func TestComposeCluster(t *testing.T) {
 	started := time.Now()
 
 	var m1, m2 string
-	waitFor(t, "live/cl1 at both caches", 60*time.Second, func() bool {
+	testkit.WaitFor(t, 60*time.Second, "live/cl1 at both caches", func() bool {
 		m1, m2 = mediaURL("http://127.0.0.1:8888/live/cl1"), mediaURL("http://127.0.0.1:8889/live/cl1")
 		return m1 != "" && m2 != ""
 	})
@@ -313,11 +297,11 @@ func TestComposeCluster(t *testing.T) {
 
 	// The pulled camera moves to the other edge.
 	mc := ""
-	waitFor(t, "cams/demo playable", 60*time.Second, func() bool { mc = mediaURL("http://127.0.0.1:8888/cams/demo"); return mc != "" })
+	testkit.WaitFor(t, 60*time.Second, "cams/demo playable", func() bool { mc = mediaURL("http://127.0.0.1:8888/cams/demo"); return mc != "" })
 	conform(t, "http://127.0.0.1:8888/cams/demo/index.m3u8")
 	wc := startWatch(ctx, mc)
 	var holder string
-	waitFor(t, "an edge pulling cams/demo", 30*time.Second, func() bool {
+	testkit.WaitFor(t, 30*time.Second, "an edge pulling cams/demo", func() bool {
 		for _, e := range []string{"edge1", "edge2"} {
 			if pulling(t, e, "cams/demo") {
 				holder = e
@@ -328,7 +312,7 @@ func TestComposeCluster(t *testing.T) {
 	})
 	wc.stall(t, "kill edge pulling the camera ("+holder+")", func() { compose(t, "kill", holder) })
 	other := map[string]string{"edge1": "edge2", "edge2": "edge1"}[holder]
-	waitFor(t, other+" pulls cams/demo", 30*time.Second, func() bool { return pulling(t, other, "cams/demo") })
+	testkit.WaitFor(t, 30*time.Second, other+" pulls cams/demo", func() bool { return pulling(t, other, "cams/demo") })
 	decode(t, "http://127.0.0.1:8888/cams/demo/index.m3u8")
 	restart(holder)
 

@@ -18,6 +18,7 @@ import (
 
 	sgauth "github.com/streamgrid/streamgrid/internal/auth"
 	"github.com/streamgrid/streamgrid/internal/config"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 func startAuth(t *testing.T, users ...config.AuthUser) *sgauth.Authenticator {
@@ -71,7 +72,7 @@ func TestRTSPAuth(t *testing.T) {
 	if err := recordRTSP(t, "rtsp://cam:campw@"+addr+"/live/a", c); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "packets on the bus", func() bool { return videoCount(col.packets()) > 0 })
+	testkit.WaitFor(t, 10*time.Second, "packets on the bus", func() bool { return videoCount(col.packets()) > 0 })
 	g := e.Metrics.(prometheus.Gatherer)
 	if n := metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtsp", "reason": "unauthorized"}); n < 2 {
 		t.Errorf("unauthorized refusals counted: %v", n)
@@ -94,7 +95,7 @@ func TestRTMPAuth(t *testing.T) {
 		if _, err := publishRTMP(t, e.RTMPAddr(), path, c); err == nil {
 			// The refusal may arrive after the client's last write: the
 			// connection must be gone and nothing published.
-			waitFor(t, 5*time.Second, "refusal counted", func() bool {
+			testkit.WaitFor(t, 5*time.Second, "refusal counted", func() bool {
 				return metricValue(t, e.Metrics.(prometheus.Gatherer), "streamgrid_edge_rejected_total",
 					map[string]string{"protocol": "rtmp"}) > 0
 			})
@@ -107,7 +108,7 @@ func TestRTMPAuth(t *testing.T) {
 	if _, err := publishRTMP(t, e.RTMPAddr(), "live/r?user=cam&pass=campw", c); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "packets on the bus", func() bool { return videoCount(col.packets()) > 0 })
+	testkit.WaitFor(t, 10*time.Second, "packets on the bus", func() bool { return videoCount(col.packets()) > 0 })
 	if st := e.Streams(); len(st) != 1 || st[0].Path != "live/r" {
 		t.Fatalf("streams: %+v", st)
 	}
@@ -129,7 +130,7 @@ func TestMaxPublishers(t *testing.T) {
 	}
 	_, _ = publishRTMP(t, e.RTMPAddr(), "live/three", c)
 	g := e.Metrics.(prometheus.Gatherer)
-	waitFor(t, 5*time.Second, "limit refusals counted", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "limit refusals counted", func() bool {
 		return metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtsp", "reason": "limit"}) == 1 &&
 			metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtmp", "reason": "limit"}) == 1
 	})
@@ -151,8 +152,8 @@ func TestNoMediaDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	waitFor(t, 10*time.Second, "the idle publisher dropped", func() bool { return len(e.Streams()) == 0 })
-	waitFor(t, 5*time.Second, "its record removed", recordGone(b, "live/idle"))
+	testkit.WaitFor(t, 10*time.Second, "the idle publisher dropped", func() bool { return len(e.Streams()) == 0 })
+	testkit.WaitFor(t, 5*time.Second, "its record removed", recordGone(b, "live/idle"))
 	g := e.Metrics.(prometheus.Gatherer)
 	if n := metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtsp", "reason": "no_media"}); n != 1 {
 		t.Fatalf("no_media count %v", n)
@@ -232,7 +233,7 @@ func TestRTMPSetupBytesCapped(t *testing.T) {
 		}
 	}()
 	g := e.Metrics.(prometheus.Gatherer)
-	waitFor(t, 20*time.Second, "the flood cut off", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the flood cut off", func() bool {
 		return metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtmp", "reason": "setup_too_large"}) == 1
 	})
 	cl.Close()

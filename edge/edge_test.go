@@ -27,6 +27,7 @@ import (
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/media"
 	"github.com/streamgrid/streamgrid/internal/testcert"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // Audio tracks clipDesc can describe.
@@ -317,7 +318,7 @@ func TestRTSPPublish(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 10*time.Second, "all frames on the bus", func() bool { return videoCount(col.packets()) >= len(c.video) })
+			testkit.WaitFor(t, 10*time.Second, "all frames on the bus", func() bool { return videoCount(col.packets()) >= len(c.video) })
 			pkts := col.packets()
 			checkPackets(t, pkts, media.CodecH264, len(c.video))
 			audio := len(pkts) - len(c.video)
@@ -360,8 +361,8 @@ func TestRTSPPublish(t *testing.T) {
 			}
 
 			client.Close()
-			waitFor(t, 5*time.Second, "record removed", recordGone(b, path))
-			waitFor(t, 5*time.Second, "stream gone", func() bool { return len(e.Streams()) == 0 })
+			testkit.WaitFor(t, 5*time.Second, "record removed", recordGone(b, path))
+			testkit.WaitFor(t, 5*time.Second, "stream gone", func() bool { return len(e.Streams()) == 0 })
 		})
 	}
 	if v := metricValue(t, e.Metrics.(prometheus.Gatherer), "streamgrid_edge_rejected_total",
@@ -379,7 +380,7 @@ func TestRTSPPublishH265Opus(t *testing.T) {
 	if _, err := publishRTSP(t, e.RTSPAddr(), "live/hevc", gortsplib.ProtocolTCP, c, audioOpus); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "all frames", func() bool { return videoCount(col.packets()) >= len(c.video) })
+	testkit.WaitFor(t, 10*time.Second, "all frames", func() bool { return videoCount(col.packets()) >= len(c.video) })
 	pkts := col.packets()
 	checkPackets(t, pkts, media.CodecH265, len(c.video))
 	opus := 0
@@ -402,7 +403,7 @@ func TestRTSPPublishLATM(t *testing.T) {
 	if _, err := publishRTSP(t, e.RTSPAddr(), "live/latm", gortsplib.ProtocolTCP, c, audioLATM); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "all frames", func() bool { return videoCount(col.packets()) >= len(c.video) })
+	testkit.WaitFor(t, 10*time.Second, "all frames", func() bool { return videoCount(col.packets()) >= len(c.video) })
 	pkts := col.packets()
 	checkPackets(t, pkts, media.CodecH264, len(c.video))
 	aac := 0
@@ -433,7 +434,7 @@ func TestRTMPPublish(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 10*time.Second, "all frames", func() bool { return videoCount(col.packets()) >= len(c.video) })
+			testkit.WaitFor(t, 10*time.Second, "all frames", func() bool { return videoCount(col.packets()) >= len(c.video) })
 			pkts := col.packets()
 			checkPackets(t, pkts, codec, len(c.video))
 
@@ -454,7 +455,7 @@ func TestRTMPPublish(t *testing.T) {
 			}
 
 			cl.Close()
-			waitFor(t, 5*time.Second, "record removed", recordGone(b, path))
+			testkit.WaitFor(t, 5*time.Second, "record removed", recordGone(b, path))
 		})
 	}
 }
@@ -472,7 +473,7 @@ func TestRTMPTimestampWrap(t *testing.T) {
 	if _, err := publishRTMPAt(t, e.RTMPAddr(), "live/long", c, (1<<32-2500)*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "all frames", func() bool { return videoCount(col.packets()) >= len(c.video) })
+	testkit.WaitFor(t, 10*time.Second, "all frames", func() bool { return videoCount(col.packets()) >= len(c.video) })
 	pkts := col.packets()
 	checkPackets(t, pkts, media.CodecH264, len(c.video))
 	last := pkts[len(pkts)-1]
@@ -500,7 +501,7 @@ func TestHostilePathsRefused(t *testing.T) {
 		_, _ = publishRTMP(t, e.RTMPAddr(), p, c)
 	}
 	g := e.Metrics.(prometheus.Gatherer)
-	waitFor(t, 5*time.Second, "rtmp refusals counted", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "rtmp refusals counted", func() bool {
 		return metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtmp", "reason": "bad_path"}) == 3
 	})
 	if n := metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtsp", "reason": "bad_path"}); n != 4 {
@@ -540,7 +541,7 @@ func TestGarbageInput(t *testing.T) {
 		}
 	}
 	g := e.Metrics.(prometheus.Gatherer)
-	waitFor(t, 5*time.Second, "garbage counted", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "garbage counted", func() bool {
 		return metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtmp", "reason": "handshake"}) == 3 &&
 			metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtsp", "reason": "handshake"}) == 3
 	})
@@ -553,7 +554,7 @@ func TestGarbageInput(t *testing.T) {
 	if _, err := publishRTMP(t, e.RTMPAddr(), "live/b", c); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "both publishers on the bus", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "both publishers on the bus", func() bool {
 		return videoCount(colA.packets()) == len(c.video) && videoCount(colB.packets()) == len(c.video)
 	})
 }
@@ -566,7 +567,7 @@ func TestKickAndPlayRefused(t *testing.T) {
 	if _, err := publishRTSP(t, e.RTSPAddr(), "live/k", gortsplib.ProtocolTCP, c, audioAAC); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "stream live", func() bool { return len(e.Streams()) == 1 })
+	testkit.WaitFor(t, 5*time.Second, "stream live", func() bool { return len(e.Streams()) == 1 })
 
 	// Readers are refused: playback is HLS.
 	reader := &gortsplib.Client{Scheme: "rtsp", Host: e.RTSPAddr().String()}
@@ -591,8 +592,8 @@ func TestKickAndPlayRefused(t *testing.T) {
 	if !e.Kick("live/k") {
 		t.Fatal("kick failed")
 	}
-	waitFor(t, 5*time.Second, "stream gone", func() bool { return len(e.Streams()) == 0 })
-	waitFor(t, 5*time.Second, "record removed", recordGone(b, "live/k"))
+	testkit.WaitFor(t, 5*time.Second, "stream gone", func() bool { return len(e.Streams()) == 0 })
+	testkit.WaitFor(t, 5*time.Second, "record removed", recordGone(b, "live/k"))
 }
 
 func TestStartFailsOnPortClash(t *testing.T) {
@@ -669,7 +670,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "media", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "media", func() bool {
 		return videoCount(col.packets()) == len(c.video) && len(e.Streams()) == 2
 	})
 	e.Close()
@@ -712,7 +713,7 @@ func TestStalledClientsDropped(t *testing.T) {
 		conn.Close()
 	}
 	g := e.Metrics.(prometheus.Gatherer)
-	waitFor(t, 5*time.Second, "stalls counted", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "stalls counted", func() bool {
 		return metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtmp", "reason": "handshake"}) == 2 &&
 			metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtsp", "reason": "handshake"}) >= 1
 	})
@@ -757,10 +758,10 @@ func TestRTSPTracksAndInBandParams(t *testing.T) {
 	if err := w.send(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "frames", func() bool { return videoCount(col.packets()) == len(c.video) })
+	testkit.WaitFor(t, 5*time.Second, "frames", func() bool { return videoCount(col.packets()) == len(c.video) })
 	checkPackets(t, col.packets(), media.CodecH264, len(c.video))
 	_, sps, pps := c.params()
-	waitFor(t, 5*time.Second, "parameter sets in the record", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "parameter sets in the record", func() bool {
 		info, err := b.reg.Stream(ctx, "live/inband")
 		return err == nil && string(info.Tracks[0].SPS) == string(sps) && string(info.Tracks[0].PPS) == string(pps)
 	})

@@ -165,25 +165,6 @@ func startBus(t *testing.T) *testBus {
 	return &testBus{srv: s, nc: nc, reg: reg}
 }
 
-// testLog collects log output so that tests can look into it.
-type testLog struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (l *testLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf = append(l.buf, p...)
-	return len(p), nil
-}
-
-func (l *testLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return string(l.buf)
-}
-
 // newEdge builds an edge on random loopback ports with RTSP (TCP and UDP) and RTMP.
 func newEdge(t *testing.T, b *testBus, node string, logOut io.Writer) *Edge {
 	t.Helper()
@@ -268,16 +249,4 @@ func (c *collector) packets() []*media.Packet {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.pkts)
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/media"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // camera is an RTSP server that plays a clip in a loop, like an IP camera,
@@ -125,7 +126,7 @@ func TestCameraPull(t *testing.T) {
 	camAddr := cam.srv.NetListener().Addr().String()
 	defer func() { cam.close() }()
 
-	var logs testLog
+	var logs testkit.Buffer
 	src := Source{
 		Name:       "cams/door",
 		URL:        "rtsp://" + camUser + ":" + camPass + "@" + camAddr + "/stream",
@@ -151,7 +152,7 @@ func TestCameraPull(t *testing.T) {
 	// prev and returns it with the edge that registered it.
 	waitGeneration := func(prev uint64) (uint64, string) {
 		var gen uint64
-		waitFor(t, 15*time.Second, "a new generation on the bus", func() bool {
+		testkit.WaitFor(t, 15*time.Second, "a new generation on the bus", func() bool {
 			n := 0
 			for _, p := range col.packets() {
 				if p.Generation > prev && p.Generation > gen {
@@ -166,7 +167,7 @@ func TestCameraPull(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		var info *bus.StreamInfo
-		waitFor(t, 5*time.Second, "the registry record of the new generation", func() bool {
+		testkit.WaitFor(t, 5*time.Second, "the registry record of the new generation", func() bool {
 			var err error
 			info, err = b.reg.Stream(ctx, src.Name)
 			// A later reconnection may already have replaced it.
@@ -199,7 +200,7 @@ func TestCameraPull(t *testing.T) {
 
 	// The camera restarts: the holder reconnects with a new generation.
 	cam.close()
-	waitFor(t, 10*time.Second, "a failed reconnection", func() bool { return edges[holder].Pulls()[0].Reconnects > 0 })
+	testkit.WaitFor(t, 10*time.Second, "a failed reconnection", func() bool { return edges[holder].Pulls()[0].Reconnects > 0 })
 	cam = startCamera(t, camAddr, c)
 	gen2, holder2 := waitGeneration(gen1)
 	if holder2 != holder {
@@ -333,7 +334,7 @@ func TestPullRedirectPinned(t *testing.T) {
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond}}
 	startEdge(t, e)
 	g := e.Metrics.(prometheus.Gatherer)
-	waitFor(t, 10*time.Second, "redirects refused", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "redirects refused", func() bool {
 		return metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "pull", "reason": "redirect"}) >= 2
 	})
 	if n := dialed.Load(); n != 0 {

@@ -16,6 +16,7 @@ import (
 	sgauth "github.com/streamgrid/streamgrid/internal/auth"
 	"github.com/streamgrid/streamgrid/internal/config"
 	"github.com/streamgrid/streamgrid/internal/testcert"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // TestEdgeTLS: with a certificate the edge takes publishers over RTSPS
@@ -64,12 +65,12 @@ func TestEdgeTLS(t *testing.T) {
 		if err := record("rtsps://cam:campw@"+rtsps+"/live/s", gortsplib.ProtocolTCP); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 10*time.Second, "RTSPS packets on the bus", func() bool { return videoCount(col.packets()) > 0 })
+		testkit.WaitFor(t, 10*time.Second, "RTSPS packets on the bus", func() bool { return videoCount(col.packets()) > 0 })
 	})
 	t.Run("rtmps", func(t *testing.T) {
 		base := "rtmps://" + e.RTMPSAddr().String() + "/live/m"
 		if _, err := publishRTMPURL(t, base+"?user=cam&pass=nope", clientTLS, c, 0); err == nil {
-			waitFor(t, 5*time.Second, "refusal counted", func() bool {
+			testkit.WaitFor(t, 5*time.Second, "refusal counted", func() bool {
 				return metricValue(t, g, "streamgrid_edge_rejected_total",
 					map[string]string{"protocol": "rtmp", "reason": "unauthorized"}) > 0
 			})
@@ -78,7 +79,7 @@ func TestEdgeTLS(t *testing.T) {
 		if _, err := publishRTMPURL(t, base+"?user=cam&pass=campw", clientTLS, c, 0); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 10*time.Second, "RTMPS packets on the bus", func() bool { return videoCount(col.packets()) > 0 })
+		testkit.WaitFor(t, 10*time.Second, "RTMPS packets on the bus", func() bool { return videoCount(col.packets()) > 0 })
 	})
 	t.Run("plain client on the TLS ports", func(t *testing.T) {
 		for _, tc := range []struct {
@@ -108,7 +109,7 @@ func TestEdgeTLS(t *testing.T) {
 			if len(reply) > 0 && reply[0] != 21 {
 				t.Errorf("%s: plain client got %d bytes starting %q", tc.proto, len(reply), reply[:min(len(reply), 32)])
 			}
-			waitFor(t, 5*time.Second, tc.proto+" handshake refusal counted", func() bool {
+			testkit.WaitFor(t, 5*time.Second, tc.proto+" handshake refusal counted", func() bool {
 				return metricValue(t, g, "streamgrid_edge_rejected_total", labels) > before
 			})
 		}
@@ -171,7 +172,7 @@ func TestNoGoroutineLeakTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer idle.Close()
-	waitFor(t, 10*time.Second, "media", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "media", func() bool {
 		return videoCount(col.packets()) > 0 && len(e.Streams()) == 2
 	})
 	e.Close()

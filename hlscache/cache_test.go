@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/streamgrid/streamgrid/internal/hlsproto"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 const llPlaylist = `#EXTM3U
@@ -197,7 +198,7 @@ func TestCoalescedSegment(t *testing.T) {
 		}()
 	}
 	key := cacheKey(route{node: "origin1", epoch: l.Owner.Epoch}, &request{stream: "live/cam1", file: "abc_video1_seg8.mp4"})
-	waitFor(t, 10*time.Second, "all viewers waiting on one fetch", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "all viewers waiting on one fetch", func() bool {
 		return e.cache.flights.waiting(key) == viewers
 	})
 	close(release)
@@ -254,7 +255,7 @@ func TestCoalescedBlockingPlaylist(t *testing.T) {
 	req := &request{stream: "live/cam1", file: "video1_stream.m3u8", kind: kindPlaylist,
 		hls: hlsproto.Directives{MSN: 8, Part: 2, HasMSN: true, HasPart: true}}
 	key := cacheKey(route{node: "origin1", epoch: l.Owner.Epoch}, req)
-	waitFor(t, 10*time.Second, "all blocking reloads waiting on one fetch", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "all blocking reloads waiting on one fetch", func() bool {
 		return e.cache.flights.waiting(key) == viewers
 	})
 	close(release)
@@ -299,12 +300,12 @@ func TestViewerLeavingKeepsSharedFetch(t *testing.T) {
 		r, _ := e.request(context.Background(), http.MethodGet, path)
 		stayer <- r
 	}()
-	waitFor(t, 10*time.Second, "two viewers waiting", func() bool { return e.cache.flights.waiting(key) == 2 })
+	testkit.WaitFor(t, 10*time.Second, "two viewers waiting", func() bool { return e.cache.flights.waiting(key) == 2 })
 	cancel()
 	if err := <-leaver; !errors.Is(err, context.Canceled) {
 		t.Fatalf("leaver: %v", err)
 	}
-	waitFor(t, 10*time.Second, "the leaver gone", func() bool { return e.cache.flights.waiting(key) == 1 })
+	testkit.WaitFor(t, 10*time.Second, "the leaver gone", func() bool { return e.cache.flights.waiting(key) == 1 })
 	close(release)
 	r := <-stayer
 	if r.status != 200 || r.body != "part-31" {
@@ -438,7 +439,7 @@ func TestFailoverServesLastGoodPlaylist(t *testing.T) {
 		held <- r
 	}()
 	// The held reload reaches no origin while there is no owner.
-	waitFor(t, 5*time.Second, "the blocking reload held", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "the blocking reload held", func() bool {
 		return metricValue(e.cache.m.held) == 1
 	})
 	if got := e.origin.count(playlist); got != 1 {
@@ -479,12 +480,12 @@ func TestFailoverOnGossipLossThenNotFound(t *testing.T) {
 	e.get(playlist)
 
 	e.originGossip.Close()
-	waitFor(t, 10*time.Second, "the owner seen dead", func() bool { return !e.cache.Routes()["live/cam1"].Alive })
+	testkit.WaitFor(t, 10*time.Second, "the owner seen dead", func() bool { return !e.cache.Routes()["live/cam1"].Alive })
 	r := e.get(playlist)
 	if r.status != 200 || r.header.Get("X-Cache") != "STALE" {
 		t.Fatalf("after the owner left gossip: %d %s", r.status, r.header.Get("X-Cache"))
 	}
-	waitFor(t, 10*time.Second, "the failover window to pass", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the failover window to pass", func() bool {
 		return e.get(playlist).status == 404
 	})
 }
@@ -512,7 +513,7 @@ func TestHungUpstreamTimesOut(t *testing.T) {
 		}
 		hung <- r
 	}()
-	waitFor(t, 5*time.Second, "the hung request upstream", func() bool { return e.origin.count("/live/hung/abc_seg1.mp4") == 1 })
+	testkit.WaitFor(t, 5*time.Second, "the hung request upstream", func() bool { return e.origin.count("/live/hung/abc_seg1.mp4") == 1 })
 	if r := e.get("/live/ok/index.m3u8"); r.status != 200 {
 		t.Fatalf("other stream: %d", r.status)
 	}
@@ -569,7 +570,7 @@ func TestDeadOwnerPlaylistServedStale(t *testing.T) {
 	e.own("live/cam1")
 	e.get(playlist)
 	e.origin.srv.Close()
-	waitFor(t, 5*time.Second, "the cached playlist to expire", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "the cached playlist to expire", func() bool {
 		r := e.get(playlist)
 		return r.header.Get("X-Cache") == "STALE"
 	})
@@ -643,10 +644,10 @@ func TestDrainAndClose(t *testing.T) {
 			r, _ := e.request(context.Background(), http.MethodGet, path)
 			inflight <- r
 		}()
-		waitFor(t, 5*time.Second, "the request upstream", func() bool { return e.origin.count(path) == 1 })
+		testkit.WaitFor(t, 5*time.Second, "the request upstream", func() bool { return e.origin.count(path) == 1 })
 		drained := make(chan error, 1)
 		go func() { drained <- e.cache.Drain(context.Background()) }()
-		waitFor(t, 5*time.Second, "the listener closed", func() bool {
+		testkit.WaitFor(t, 5*time.Second, "the listener closed", func() bool {
 			_, err := (&http.Client{Timeout: time.Second}).Get(e.base + path)
 			return err != nil
 		})

@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/bluenviron/gohlslib/v2"
 	"github.com/bluenviron/gohlslib/v2/pkg/codecs"
+
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // ffmpegH264 encodes seconds of a test pattern as Annex-B H264 (25 fps, an
@@ -22,12 +23,8 @@ import (
 // returns its access units, AUDs removed.
 func ffmpegH264(t *testing.T, seconds int) [][][]byte {
 	t.Helper()
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("ffmpeg is missing")
-		}
-		t.Skip("ffmpeg is missing")
-	}
+	testkit.Slow(t)
+	testkit.RequireFFmpeg(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin",
@@ -190,7 +187,7 @@ func TestGohlslibOrigin(t *testing.T) {
 		}
 		blocked <- r
 	}()
-	waitFor(t, 5*time.Second, "the blocking reload upstream", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "the blocking reload upstream", func() bool {
 		for _, q := range e.origin.receivedQueries() {
 			if q == "_HLS_msn="+strconv.Itoa(next) {
 				return true

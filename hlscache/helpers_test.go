@@ -22,6 +22,7 @@ import (
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/gossip"
 	"github.com/streamgrid/streamgrid/internal/hlsproto"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -158,7 +159,7 @@ func newEnv(t testing.TB, tune func(c *Cache)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.cacheGossip.Close)
-	waitFor(t, 10*time.Second, "cache gossip sees the origin", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "cache gossip sees the origin", func() bool {
 		_, ok := e.cacheGossip.Member("origin1")
 		return ok
 	})
@@ -198,7 +199,7 @@ func (e *env) own(path string) *bus.Lease {
 		e.t.Fatal(err)
 	}
 	e.origin.epoch.Store(l.Owner.Epoch)
-	waitFor(e.t, 10*time.Second, "cache routes "+path, func() bool {
+	testkit.WaitFor(e.t, 10*time.Second, "cache routes "+path, func() bool {
 		r, ok := e.cache.Routes()[path]
 		return ok && r.Alive && r.Epoch == l.Owner.Epoch
 	})
@@ -213,7 +214,7 @@ func (e *env) release(l *bus.Lease) {
 	if err := e.reg.ReleaseOwner(ctx, l); err != nil {
 		e.t.Fatal(err)
 	}
-	waitFor(e.t, 10*time.Second, "cache drops the owner of "+l.Key, func() bool {
+	testkit.WaitFor(e.t, 10*time.Second, "cache drops the owner of "+l.Key, func() bool {
 		_, ok := e.cache.Routes()[l.Key]
 		return !ok
 	})
@@ -259,18 +260,6 @@ func (e *env) request(ctx context.Context, method, path string, hdr ...string) (
 		return response{}, err
 	}
 	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}, nil
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // freeAddr returns a loopback address nothing listens on.

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // llHintPlaylist is llPlaylist with a part target whose TTL (half of it,
@@ -118,7 +120,7 @@ func TestFailoverHoldsOvertakenPlaylistCopy(t *testing.T) {
 		}
 		held <- r
 	}()
-	waitFor(t, 5*time.Second, "the overtaken copy's request held", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "the overtaken copy's request held", func() bool {
 		return metricValue(e.cache.m.held) == 1
 	})
 	e.origin.set(playlist, []byte(after))

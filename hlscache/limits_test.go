@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/streamgrid/streamgrid/internal/hlsproto"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 func TestParseWindow(t *testing.T) {
@@ -90,7 +91,7 @@ func TestBlockingReloadWindow(t *testing.T) {
 	// The window moves on: a request beyond the stored window makes the
 	// cache look at the playlist again before refusing.
 	e.origin.set(media, []byte(strings.Replace(llPlaylist, "MEDIA-SEQUENCE:7", "MEDIA-SEQUENCE:20", 1)))
-	waitFor(t, 5*time.Second, "msn 21 accepted once the window moved", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "msn 21 accepted once the window moved", func() bool {
 		return e.get(media+"?_HLS_msn=21").status == 200
 	})
 }
@@ -135,7 +136,7 @@ func TestUpstreamSlots(t *testing.T) {
 			parts <- r
 		}()
 	}
-	waitFor(t, 5*time.Second, "two parts held upstream", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "two parts held upstream", func() bool {
 		return e.origin.count("/live/cam1/abc_video1_part1.mp4") == 1 && e.origin.count("/live/cam1/abc_video1_part2.mp4") == 1
 	})
 	r := e.get("/live/cam1/abc_video1_seg1.mp4")
@@ -184,7 +185,7 @@ func TestSlowHeaderConnections(t *testing.T) {
 		conns = append(conns, c)
 	}
 	loop := netip.MustParseAddr("127.0.0.1")
-	waitFor(t, 5*time.Second, "the slow connections accepted or refused", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "the slow connections accepted or refused", func() bool {
 		return e.cache.limit.open(loop) == DefaultMaxConnsPerIP &&
 			metricValue(e.cache.m.connsRefused) == slow-DefaultMaxConnsPerIP
 	})
@@ -231,7 +232,7 @@ func TestSlowHeaderConnections(t *testing.T) {
 	if refused != slow-DefaultMaxConnsPerIP || closed != DefaultMaxConnsPerIP {
 		t.Errorf("refused %d, closed %d", refused, closed)
 	}
-	waitFor(t, 5*time.Second, "no connection left counted for 127.0.0.1", func() bool { return e.cache.limit.open(loop) == 0 })
+	testkit.WaitFor(t, 5*time.Second, "no connection left counted for 127.0.0.1", func() bool { return e.cache.limit.open(loop) == 0 })
 }
 
 func isTimeout(err error) bool {

@@ -3,6 +3,8 @@ package hlscache
 import (
 	"testing"
 	"time"
+
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // The pauses between failed owner watches: after watchRetryFirst before the
@@ -33,7 +35,7 @@ func TestHandlerGate(t *testing.T) {
 		g.close()
 		close(closed)
 	}()
-	waitFor(t, 5*time.Second, "close to begin", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "close to begin", func() bool {
 		g.mu.RLock()
 		defer g.mu.RUnlock()
 		return g.closed

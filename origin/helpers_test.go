@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"os/exec"
 	"sort"
 	"sync"
@@ -25,15 +24,8 @@ import (
 
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/media"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
-
-// testLog is silent unless ORIGIN_TEST_LOG is set.
-func testLog() *slog.Logger {
-	if os.Getenv("ORIGIN_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
 
 // checkLeaks registers a goroutine-leak check that runs after every other
 // cleanup of the test. Call it first.
@@ -91,7 +83,7 @@ func (b *testBus) origin(node string, mod func(*Origin)) *Origin {
 		NC:          nc,
 		Registry:    reg,
 		HTTPAddress: "127.0.0.1:0",
-		Log:         testLog().With("node", node),
+		Log:         testkit.Logger(b.t).With("node", node),
 		HLS:         HLSConfig{IdleTimeout: 5 * time.Second},
 	}
 	if mod != nil {
@@ -137,12 +129,7 @@ var (
 // loadClip generates the test clip with ffmpeg once per test binary.
 func loadClip(t *testing.T) *clip {
 	t.Helper()
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("ffmpeg is missing")
-		}
-		t.Skip("ffmpeg is missing")
-	}
+	testkit.RequireFFmpeg(t)
 	clipOnce.Do(func() { theClip, clipErr = makeClip() })
 	if clipErr != nil {
 		t.Fatal(clipErr)
@@ -394,18 +381,6 @@ func (p *publisher) background(burst, total time.Duration) {
 		cancel()
 		<-done
 	})
-}
-
-// eventually polls cond until it holds or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 type response struct {

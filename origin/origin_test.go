@@ -23,6 +23,7 @@ import (
 	"github.com/streamgrid/streamgrid/internal/gossip"
 	"github.com/streamgrid/streamgrid/internal/hlsproto"
 	"github.com/streamgrid/streamgrid/internal/media"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 const camPath = "live/cam1"
@@ -145,9 +146,9 @@ func TestLowLatencyPlaylistAndPlayback(t *testing.T) {
 	b := startBus(t, time.Second)
 	o := b.origin("o1", nil)
 	p := newPublisher(t, b, c, camPath, 1)
-	eventually(t, 5*time.Second, "claim", serving(o, camPath))
+	testkit.WaitFor(t, 5*time.Second, "claim", serving(o, camPath))
 	p.background(1500*time.Millisecond, 30*time.Second)
-	eventually(t, 10*time.Second, "first segment", ready(o, camPath))
+	testkit.WaitFor(t, 10*time.Second, "first segment", ready(o, camPath))
 	u := base(o, camPath)
 	st, _ := streamStatus(o, camPath)
 
@@ -221,12 +222,12 @@ func TestGenerationChangeContinuesSequence(t *testing.T) {
 	b := startBus(t, time.Second)
 	o := b.origin("o1", nil)
 	p := newPublisherNoGOP(t, b, c, camPath, 1)
-	eventually(t, 5*time.Second, "claim", serving(o, camPath))
+	testkit.WaitFor(t, 5*time.Second, "claim", serving(o, camPath))
 	ctx := context.Background()
 	p.play(ctx, 4*time.Second, 4*time.Second)
 	u := base(o, camPath)
 	var pl1 *playlist.Media
-	eventually(t, 10*time.Second, "three segments", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "three segments", func() bool {
 		if !ready(o, camPath)() {
 			return false
 		}
@@ -279,7 +280,7 @@ func TestGenerationChangeContinuesSequence(t *testing.T) {
 
 	var pl2 *playlist.Media
 	var text2 string
-	eventually(t, 10*time.Second, "new generation in the playlist", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "new generation in the playlist", func() bool {
 		pl2, text2 = mediaPlaylist(t, u+"video1_stream.m3u8")
 		for k, s := range pl2.Segments {
 			if s.Discontinuity && k < len(pl2.Segments)-1 {
@@ -337,7 +338,7 @@ func stablePlaylist(t *testing.T, url string) (*playlist.Media, string) {
 	t.Helper()
 	var pl *playlist.Media
 	var text, prev string
-	eventually(t, 10*time.Second, "a stable playlist", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "a stable playlist", func() bool {
 		pl, text = mediaPlaylist(t, url)
 		stable := text == prev
 		prev = text
@@ -358,9 +359,9 @@ func TestBlockingBoundsAndHTTPErrors(t *testing.T) {
 		o.HLS.IdleTimeout = 1500 * time.Millisecond
 	})
 	p := newPublisherNoGOP(t, b, c, camPath, 1)
-	eventually(t, 5*time.Second, "claim", serving(o, camPath))
+	testkit.WaitFor(t, 5*time.Second, "claim", serving(o, camPath))
 	p.play(context.Background(), 3*time.Second, 3*time.Second) // then the publisher stalls
-	eventually(t, 10*time.Second, "first segment", ready(o, camPath))
+	testkit.WaitFor(t, 10*time.Second, "first segment", ready(o, camPath))
 	u := base(o, camPath)
 	pl, _ := stablePlaylist(t, u+"video1_stream.m3u8")
 	next := pl.MediaSequence + len(pl.Segments)
@@ -426,7 +427,7 @@ func TestBlockingBoundsAndHTTPErrors(t *testing.T) {
 	}
 
 	// Idle: the muxer closes, the lease stays while the stream is live...
-	eventually(t, 5*time.Second, "idle", func() bool { st, ok := streamStatus(o, camPath); return ok && !st.Ready })
+	testkit.WaitFor(t, 5*time.Second, "idle", func() bool { st, ok := streamStatus(o, camPath); return ok && !st.Ready })
 	if r := get(t, u+"video1_stream.m3u8"); r.code != http.StatusServiceUnavailable {
 		t.Fatalf("idle stream playlist: %d", r.code)
 	}
@@ -436,7 +437,7 @@ func TestBlockingBoundsAndHTTPErrors(t *testing.T) {
 	if err := p.reg.ReleaseStream(ctx, camPath, p.rev); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "release", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "release", func() bool {
 		_, err := p.reg.OwnerOf(ctx, camPath)
 		return errors.Is(err, bus.ErrNotFound) && o.load() == 0
 	})
@@ -462,12 +463,12 @@ func TestVariants(t *testing.T) {
 				o.HLS.SegmentCount = 5
 			})
 			p := newPublisher(t, b, c, camPath, 1)
-			eventually(t, 5*time.Second, "claim", serving(o, camPath))
+			testkit.WaitFor(t, 5*time.Second, "claim", serving(o, camPath))
 			p.background(4*time.Second, 30*time.Second)
 			u := base(o, camPath)
 			var pl *playlist.Media
 			var text string
-			eventually(t, 10*time.Second, "three segments", func() bool {
+			testkit.WaitFor(t, 10*time.Second, "three segments", func() bool {
 				if !ready(o, camPath)() {
 					return false
 				}
@@ -498,9 +499,9 @@ func TestFailoverContinuesSequence(t *testing.T) {
 	b := startBus(t, time.Second)
 	a := b.origin("a", nil)
 	p := newPublisher(t, b, c, camPath, 1)
-	eventually(t, 5*time.Second, "claim", serving(a, camPath))
+	testkit.WaitFor(t, 5*time.Second, "claim", serving(a, camPath))
 	p.background(1500*time.Millisecond, 60*time.Second)
-	eventually(t, 10*time.Second, "first segment", ready(a, camPath))
+	testkit.WaitFor(t, 10*time.Second, "first segment", ready(a, camPath))
 	bo := b.origin("b", nil)
 
 	plA, _ := mediaPlaylist(t, base(a, camPath)+"video1_stream.m3u8")
@@ -508,14 +509,14 @@ func TestFailoverContinuesSequence(t *testing.T) {
 	stA, _ := streamStatus(a, camPath)
 
 	a.shutdown(stopAbandon) // a crash: no release, no final state
-	eventually(t, 10*time.Second, "takeover", ready(bo, camPath))
+	testkit.WaitFor(t, 10*time.Second, "takeover", ready(bo, camPath))
 	stB, _ := streamStatus(bo, camPath)
 	if stB.Epoch <= stA.Epoch {
 		t.Fatalf("epoch %d after %d", stB.Epoch, stA.Epoch)
 	}
 	var plB *playlist.Media
 	var textB string
-	eventually(t, 10*time.Second, "first segment of the new owner", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "first segment of the new owner", func() bool {
 		plB, textB = mediaPlaylist(t, base(bo, camPath)+"video1_stream.m3u8")
 		return strings.Contains(textB, "#EXT-X-DISCONTINUITY\n")
 	})
@@ -548,9 +549,9 @@ func TestDrainHandsOverAtOnce(t *testing.T) {
 	b := startBus(t, 10*time.Second) // takeover must not wait for the lease to expire
 	a := b.origin("a", nil)
 	p := newPublisher(t, b, c, camPath, 1)
-	eventually(t, 5*time.Second, "claim", serving(a, camPath))
+	testkit.WaitFor(t, 5*time.Second, "claim", serving(a, camPath))
 	p.background(1500*time.Millisecond, 60*time.Second)
-	eventually(t, 10*time.Second, "first segment", ready(a, camPath))
+	testkit.WaitFor(t, 10*time.Second, "first segment", ready(a, camPath))
 	bo := b.origin("b", nil)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -560,14 +561,14 @@ func TestDrainHandsOverAtOnce(t *testing.T) {
 		t.Fatal("drained origin still holds streams")
 	}
 	// b takes over well before a's lease could have expired, and continues.
-	eventually(t, 3*time.Second, "takeover", ready(bo, camPath))
-	eventually(t, 10*time.Second, "new owner's first segment", func() bool {
+	testkit.WaitFor(t, 3*time.Second, "takeover", ready(bo, camPath))
+	testkit.WaitFor(t, 10*time.Second, "new owner's first segment", func() bool {
 		_, text := mediaPlaylist(t, base(bo, camPath)+"video1_stream.m3u8")
 		return strings.Contains(text, "#EXT-X-DISCONTINUITY\n")
 	})
 	// A drained origin claims nothing new.
 	newPublisher(t, b, c, "live/cam2", 1)
-	eventually(t, 3*time.Second, "second stream to b", serving(bo, "live/cam2"))
+	testkit.WaitFor(t, 3*time.Second, "second stream to b", serving(bo, "live/cam2"))
 	if serving(a, "live/cam2")() {
 		t.Fatal("drained origin claimed a stream")
 	}
@@ -584,7 +585,7 @@ func TestTakeoverFencesOldOwner(t *testing.T) {
 	if _, err := reg.ClaimStream(ctx, info); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "claim", serving(a, camPath))
+	testkit.WaitFor(t, 5*time.Second, "claim", serving(a, camPath))
 	stA, _ := streamStatus(a, camPath)
 	if r := get(t, base(a, camPath)+"index.m3u8"); r.code != http.StatusServiceUnavailable {
 		t.Fatalf("stream without media yet: %d", r.code)
@@ -600,8 +601,8 @@ func TestTakeoverFencesOldOwner(t *testing.T) {
 	if err := kv.Purge(ctx, bus.EncodePath(camPath)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "b takes over", serving(bo, camPath))
-	eventually(t, 5*time.Second, "a stops", func() bool { return !serving(a, camPath)() })
+	testkit.WaitFor(t, 5*time.Second, "b takes over", serving(bo, camPath))
+	testkit.WaitFor(t, 5*time.Second, "a stops", func() bool { return !serving(a, camPath)() })
 	if r := get(t, base(a, camPath)+"index.m3u8"); r.code != http.StatusNotFound {
 		t.Fatalf("old owner still serves: %d", r.code)
 	}
@@ -627,7 +628,7 @@ func TestCapacity(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 5*time.Second, "one claim", func() bool { return len(o.Streams()) == 1 })
+	testkit.WaitFor(t, 5*time.Second, "one claim", func() bool { return len(o.Streams()) == 1 })
 	// A negative check needs a wait: a second claim would be scheduled within
 	// a few claim steps.
 	time.Sleep(300 * time.Millisecond)
@@ -682,12 +683,12 @@ func TestGossipLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	meta := func() gossip.Meta { m, _ := g.Member("o1"); return m.Meta }
-	eventually(t, 5*time.Second, "load 1 gossiped", func() bool { return meta().Load == 1 })
+	testkit.WaitFor(t, 5*time.Second, "load 1 gossiped", func() bool { return meta().Load == 1 })
 	if m := meta(); m.Role != "origin" || m.HTTP != o.AdvertiseHTTP || m.Capacity != 5 || m.Draining { // the origin advertises its own HTTP address
 		t.Fatalf("metadata %+v", m)
 	}
 	o.Drain(ctx)
-	eventually(t, 5*time.Second, "drain gossiped", func() bool { m := meta(); return m.Load == 0 && m.Draining })
+	testkit.WaitFor(t, 5*time.Second, "drain gossiped", func() bool { m := meta(); return m.Load == 0 && m.Draining })
 }
 
 func TestRepeatedWriteErrorsRecreateMuxer(t *testing.T) {
@@ -701,7 +702,7 @@ func TestRepeatedWriteErrorsRecreateMuxer(t *testing.T) {
 	if _, err := reg.ClaimStream(ctx, info); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "claim", serving(o, camPath))
+	testkit.WaitFor(t, 5*time.Second, "claim", serving(o, camPath))
 	pub := bus.NewPublisher(nc, camPath)
 	for k := range maxConsecutiveWriteErrors + 2 {
 		// A NAL unit length past the end of the payload: the access unit is refused.
@@ -711,7 +712,7 @@ func TestRepeatedWriteErrorsRecreateMuxer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 5*time.Second, "muxer re-created", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "muxer re-created", func() bool {
 		st, _ := streamStatus(o, camPath)
 		return st.WriteErrors >= maxConsecutiveWriteErrors && st.Recreations == 1
 	})
@@ -732,7 +733,7 @@ func TestRenewalReplyLostKeepsLease(t *testing.T) {
 	if _, err := reg.ClaimStream(ctx, info); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "claim", serving(o, camPath))
+	testkit.WaitFor(t, 5*time.Second, "claim", serving(o, camPath))
 	st, _ := streamStatus(o, camPath)
 
 	// A renewal applied by the registry whose reply never arrived: the record
@@ -750,7 +751,7 @@ func TestRenewalReplyLostKeepsLease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "renewed past the foreign revision", func() bool {
+	testkit.WaitFor(t, 5*time.Second, "renewed past the foreign revision", func() bool {
 		cur, err := kv.Get(ctx, key)
 		return err == nil && cur.Revision() > rev
 	})
@@ -769,9 +770,9 @@ func TestUnwatchedPlaylistsRefreshSlowly(t *testing.T) {
 	b := startBus(t, time.Second)
 	o := b.origin("o1", func(o *Origin) { o.watchedFor = 400 * time.Millisecond })
 	p := newPublisher(t, b, c, camPath, 1)
-	eventually(t, 5*time.Second, "claim", serving(o, camPath))
+	testkit.WaitFor(t, 5*time.Second, "claim", serving(o, camPath))
 	p.background(1500*time.Millisecond, 30*time.Second)
-	eventually(t, 10*time.Second, "first segment", ready(o, camPath))
+	testkit.WaitFor(t, 10*time.Second, "first segment", ready(o, camPath))
 	s := o.lookup(camPath)
 	u := base(o, camPath)
 
@@ -786,7 +787,7 @@ func TestUnwatchedPlaylistsRefreshSlowly(t *testing.T) {
 	}
 
 	// Watched: every part again (about 5 a second).
-	eventually(t, 10*time.Second, "per-part refreshes while watched", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "per-part refreshes while watched", func() bool {
 		n0 := s.refreshes.Load()
 		deadline := time.Now().Add(1200 * time.Millisecond)
 		for time.Now().Before(deadline) {

@@ -1,34 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
-
-// syncBuffer is a bytes.Buffer safe for the logger and the test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 const testConfig = `node: {name: hup, log_level: %s}
 api: {address: "127.0.0.1:0"}
@@ -53,7 +35,7 @@ func TestSIGHUPReloads(t *testing.T) {
 		}
 	}
 	write("info", "")
-	var log syncBuffer
+	var log testkit.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run([]string{"run", "--config", file}, io.Discard, &log) }()
 	waitLog := func(what string) {

@@ -3,11 +3,12 @@ package gossip
 import (
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 func start(t *testing.T, name string, seeds []string, key []byte) *Node {
@@ -18,15 +19,6 @@ func start(t *testing.T, name string, seeds []string, key []byte) *Node {
 		t.Fatal(err)
 	}
 	return n
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
 }
 
 func TestMembership(t *testing.T) {
@@ -40,7 +32,7 @@ func TestMembership(t *testing.T) {
 	defer b.Close()
 	c := start(t, "c", []string{a.Addr()}, key)
 
-	waitFor(t, "three members everywhere", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "three members everywhere", func() bool {
 		return len(a.Members()) == 3 && len(b.Members()) == 3 && len(c.Members()) == 3
 	})
 	if m, ok := b.Member("a"); !ok || m.Meta.Role != "origin" || m.Meta.HTTP != "127.0.0.1:1" {
@@ -51,19 +43,19 @@ func TestMembership(t *testing.T) {
 	if err := a.SetMeta(meta); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "updated metadata at b", func() bool { m, _ := b.Member("a"); return m.Meta.Load == 7 })
+	testkit.WaitFor(t, 10*time.Second, "updated metadata at b", func() bool { m, _ := b.Member("a"); return m.Meta.Load == 7 })
 	meta.Transcode = &Transcode{Encoders: NVENCH264 | X264, GPU: 8, GPUFree: 5, CPU: 2, CPUFree: 1}
 	if err := a.SetMeta(meta); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "transcode capacity at b", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "transcode capacity at b", func() bool {
 		m, _ := b.Member("a")
 		return m.Meta.Transcode != nil && *m.Meta.Transcode == *meta.Transcode
 	})
 
 	// A crashed node (no leave) is dropped by probing.
 	c.Shutdown()
-	waitFor(t, "c gone from a and b", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "c gone from a and b", func() bool {
 		_, inA := a.Member("c")
 		_, inB := b.Member("c")
 		return !inA && !inB
@@ -104,7 +96,7 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	waitFor(t, "a and b joined", func() bool { return len(a.Members()) == 2 && len(b.Members()) == 2 })
+	testkit.WaitFor(t, 10*time.Second, "a and b joined", func() bool { return len(a.Members()) == 2 && len(b.Members()) == 2 })
 }
 
 // TestDeadNameReclaim: the name of a member that just failed is not taken
@@ -120,7 +112,7 @@ func TestDeadNameReclaim(t *testing.T) {
 		{"window passed", time.Millisecond, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			logs := &syncBuf{}
+			logs := &testkit.Buffer{}
 			a := &Node{Name: "a", BindAddr: "127.0.0.1", SecretKey: key, ReclaimAfter: tc.reclaim,
 				Meta: Meta{Role: "cache"}, Log: slog.New(slog.NewTextHandler(logs, nil))}
 			if err := a.Start(); err != nil {
@@ -128,43 +120,26 @@ func TestDeadNameReclaim(t *testing.T) {
 			}
 			defer a.Close()
 			victim := start(t, "origin-x", []string{a.Addr()}, key)
-			waitFor(t, "the victim at a", func() bool { _, ok := a.Member("origin-x"); return ok })
+			testkit.WaitFor(t, 10*time.Second, "the victim at a", func() bool { _, ok := a.Member("origin-x"); return ok })
 			victim.Shutdown() // a crash: no leave
-			waitFor(t, "the victim declared dead", func() bool { _, ok := a.Member("origin-x"); return !ok })
+			testkit.WaitFor(t, 10*time.Second, "the victim declared dead", func() bool { _, ok := a.Member("origin-x"); return !ok })
 
 			impostor := start(t, "origin-x", []string{a.Addr()}, key)
 			defer impostor.Close()
 			if tc.accepted {
-				waitFor(t, "the new address accepted", func() bool {
+				testkit.WaitFor(t, 10*time.Second, "the new address accepted", func() bool {
 					m, ok := a.Member("origin-x")
 					return ok && m.Addr == impostor.Addr()
 				})
 				return
 			}
 			// a has seen the impostor's claim once it logs the conflict.
-			waitFor(t, "the conflict noticed", func() bool { return strings.Contains(logs.String(), "Conflicting address for origin-x") })
+			testkit.WaitFor(t, 10*time.Second, "the conflict noticed", func() bool { return strings.Contains(logs.String(), "Conflicting address for origin-x") })
 			if m, ok := a.Member("origin-x"); ok {
 				t.Fatalf("a gave the dead member's name to %s at once", m.Addr)
 			}
 		})
 	}
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestFullOriginRecordFits: an all-in-one origin's record with every field

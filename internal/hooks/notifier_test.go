@@ -12,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // receiver records the events POSTed to it; status says what to answer to
@@ -70,17 +72,6 @@ func start(t *testing.T, url string, retries, queue int, timeout time.Duration) 
 	return n
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestDeliversInOrder(t *testing.T) {
 	r := &receiver{}
 	srv := httptest.NewServer(r)
@@ -88,7 +79,7 @@ func TestDeliversInOrder(t *testing.T) {
 	n := start(t, srv.URL, 0, 16, time.Second)
 	n.Notify(Event{Event: "ready", Path: "live/a", Protocol: "rtsp"})
 	n.Notify(Event{Event: "gone", Path: "live/a"})
-	waitFor(t, "two events", func() bool { ev, _ := r.got(); return len(ev) == 2 })
+	testkit.WaitFor(t, 10*time.Second, "two events", func() bool { ev, _ := r.got(); return len(ev) == 2 })
 	ev, _ := r.got()
 	if ev[0].Event != "ready" || ev[1].Event != "gone" || ev[0].Node != "n1" || ev[0].Path != "live/a" || ev[0].Time.IsZero() {
 		t.Fatalf("events: %+v", ev)
@@ -114,7 +105,7 @@ func TestRetriesAFailingReceiver(t *testing.T) {
 			defer srv.Close()
 			n := start(t, srv.URL, tc.retries, 16, time.Second)
 			n.Notify(Event{Event: "ready", Path: "live/a"})
-			waitFor(t, "the delivery to end", func() bool {
+			testkit.WaitFor(t, 10*time.Second, "the delivery to end", func() bool {
 				return testutil.ToFloat64(n.delivered.WithLabelValues("ready"))+testutil.ToFloat64(n.failed.WithLabelValues("ready")) == 1
 			})
 			if _, attempts := r.got(); attempts != tc.attempts {
@@ -167,7 +158,7 @@ func TestUpdateAndFilter(t *testing.T) {
 	}
 	n.Notify(Event{Event: "ready", Path: "live/filtered"})
 	n.Notify(Event{Event: "gone", Path: "live/b"})
-	waitFor(t, "the gone event", func() bool { ev, _ := r.got(); return len(ev) == 1 })
+	testkit.WaitFor(t, 10*time.Second, "the gone event", func() bool { ev, _ := r.got(); return len(ev) == 1 })
 	if ev, attempts := r.got(); ev[0].Path != "live/b" || attempts != 1 {
 		t.Fatalf("events %+v after %d attempts", ev, attempts)
 	}

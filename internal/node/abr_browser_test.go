@@ -1,22 +1,13 @@
 package node
 
 import (
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-)
 
-// chromiumPath finds a Chromium binary; "" when none is installed.
-func chromiumPath() string {
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return ""
-}
+	"github.com/streamgrid/streamgrid/internal/testkit"
+)
 
 // videoState is what the test page's <video> element reports.
 type videoState struct {
@@ -31,11 +22,9 @@ type videoState struct {
 // (fMP4 variant) into a <video> element of headless Chromium (its built-in
 // HLS player) and waits until it plays.
 func TestABRPlaysInChromium(t *testing.T) {
-	requireFFmpeg(t)
-	if chromiumPath() == "" {
-		// Not fatal under CI=true: the CI image does not install it (apt-get install chromium).
-		t.Skip("chromium is missing: skipping (apt-get install chromium to run this test)")
-	}
+	testkit.Slow(t)
+	testkit.RequireFFmpeg(t)
+	testkit.RequireChromium(t)
 	c := allInOneConfig(t)
 	c.Origin.Transcode.Encoder = "x264"
 	c.Origin.Transcode.Ladders = abrLadder()

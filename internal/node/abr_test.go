@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/streamgrid/streamgrid/internal/config"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 	"github.com/streamgrid/streamgrid/internal/testmedia"
 	"github.com/streamgrid/streamgrid/internal/transcode"
 )
@@ -243,7 +244,8 @@ func originStreams(t *testing.T, api string) []originStatus {
 // CPU and checks the master playlist, every rendition's picture size, the
 // alignment of the renditions' segments, and a restart after ffmpeg dies.
 func TestABRLadder(t *testing.T) {
-	requireFFmpeg(t)
+	testkit.Slow(t)
+	testkit.RequireFFmpeg(t)
 	c := allInOneConfig(t)
 	c.Origin.Transcode.Encoder = "x264"
 	c.Origin.Transcode.Ladders = abrLadder()
@@ -349,7 +351,8 @@ func TestABRLadder(t *testing.T) {
 // TestABRRefusedWithoutGPU: nvenc with fallback refuse on a machine without
 // a usable NVENC leaves the stream unclaimed, visibly.
 func TestABRRefusedWithoutGPU(t *testing.T) {
-	requireFFmpeg(t)
+	testkit.Slow(t)
+	testkit.RequireFFmpeg(t)
 	c := allInOneConfig(t)
 	c.Origin.Transcode.Encoder = "nvenc"
 	c.Origin.Transcode.Fallback = "refuse"

@@ -11,6 +11,7 @@ import (
 
 	"github.com/streamgrid/streamgrid/internal/auth"
 	"github.com/streamgrid/streamgrid/internal/config"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // authConfig is the all-in-one with users: admin may do everything, cam
@@ -51,7 +52,8 @@ func ffmpegRefused(t *testing.T, format, url string, extra ...string) string {
 
 // TestPublishAuthFFmpeg: real ffmpeg publishers against a node with users.
 func TestPublishAuthFFmpeg(t *testing.T) {
-	requireFFmpeg(t)
+	testkit.Slow(t)
+	testkit.RequireFFmpeg(t)
 	n := startNode(t, authConfig(t), RoleRun)
 	a := n.Addrs()
 	rtsp := func(cred, path string) string { return "rtsp://" + cred + a.RTSP + "/" + path }
@@ -243,7 +245,8 @@ func TestCapProfileSeconds(t *testing.T) {
 // TestPublishHashedBasicFFmpeg: a hashed password serves RTSP Basic (the
 // edge offers only Basic, as the configuration requires) and RTMP.
 func TestPublishHashedBasicFFmpeg(t *testing.T) {
-	requireFFmpeg(t)
+	testkit.Slow(t)
+	testkit.RequireFFmpeg(t)
 	c := allInOneConfig(t)
 	c.Edge.RTSPAuthMethods = []string{"basic"}
 	c.Auth.Users = []config.AuthUser{{User: "cam", Pass: auth.HashSHA256("campw"),

@@ -5,27 +5,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-)
 
-// requireChromium returns the Chromium binary or skips the test; under
-// CI=true a missing Chromium fails it (.ci/run installs it).
-func requireChromium(t *testing.T) string {
-	t.Helper()
-	p := chromiumPath()
-	if p == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("chromium is missing, and CI=true requires it: apt-get install chromium")
-		}
-		t.Skip("chromium is missing: skipping (apt-get install chromium to run this test)")
-	}
-	return p
-}
+	"github.com/streamgrid/streamgrid/internal/testkit"
+)
 
 // chromeProc is one headless Chromium.
 type chromeProc struct {
@@ -35,8 +22,9 @@ type chromeProc struct {
 
 func startChrome(t *testing.T) *chromeProc {
 	t.Helper()
+	testkit.Slow(t)
 	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(requireChromium(t)),
+		chromedp.ExecPath(testkit.RequireChromium(t)),
 		chromedp.Flag("headless", true),
 		chromedp.Flag("no-sandbox", true),
 		chromedp.Flag("disable-gpu", true),

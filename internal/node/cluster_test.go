@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/streamgrid/streamgrid/internal/config"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
 
@@ -80,7 +81,7 @@ func startCluster(t *testing.T, sources []config.Source) *cluster {
 		wg.Add(1)
 		go func() { // the nodes wait for each other's routes: start them together
 			defer wg.Done()
-			n := &Node{Config: c, Role: RoleBus, Log: testLog()}
+			n := &Node{Config: c, Role: RoleBus, Log: testkit.Logger(t)}
 			if err := n.Start(); err != nil {
 				t.Error(err)
 				return
@@ -257,7 +258,7 @@ func TestClusterFailover(t *testing.T) {
 	check := &testmedia.Check{MaxGaps: 100}
 	rec1 := newHTTPRecord()
 	rec1.dumpOnFailure(t, "the first viewer at cache1")
-	r := &testmedia.Reader{URL: base1 + "/index.m3u8", HTTPClient: rec1.client(), OnVideo: rec1.frames(check.Video), RetryInterval: 200 * time.Millisecond, Log: testLog()}
+	r := &testmedia.Reader{URL: base1 + "/index.m3u8", HTTPClient: rec1.client(), OnVideo: rec1.frames(check.Video), RetryInterval: 200 * time.Millisecond, Log: testkit.Logger(t)}
 	rdone := make(chan error, 1)
 	rctx, rcancel := context.WithCancel(ctx)
 	go func() { rdone <- r.Run(rctx) }()
@@ -293,7 +294,7 @@ func TestClusterFailover(t *testing.T) {
 	after := &testmedia.Check{MaxGaps: 3}
 	rec2 := newHTTPRecord()
 	rec2.dumpOnFailure(t, "the viewer after the faults")
-	r2 := &testmedia.Reader{URL: base1 + "/index.m3u8", HTTPClient: rec2.client(), OnVideo: rec2.frames(after.Video), RetryInterval: 200 * time.Millisecond, Log: testLog()}
+	r2 := &testmedia.Reader{URL: base1 + "/index.m3u8", HTTPClient: rec2.client(), OnVideo: rec2.frames(after.Video), RetryInterval: 200 * time.Millisecond, Log: testkit.Logger(t)}
 	r2ctx, r2cancel := context.WithTimeout(ctx, 30*time.Second)
 	r2done := make(chan error, 1)
 	go func() { r2done <- r2.Run(r2ctx) }()

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // consoleState is what the console page reports.
@@ -39,7 +41,8 @@ const consoleProbe = `(() => { const c = window.sgConsole || {}, card = document
 // click on a stream plays it in the page. SG_CONSOLE_SCREENSHOT=docs/console.png
 // writes a screenshot.
 func TestConsoleInChromium(t *testing.T) {
-	requireFFmpeg(t)
+	testkit.Slow(t)
+	testkit.RequireFFmpeg(t)
 	b := startBrowser(t, 3*time.Minute)
 	c := allInOneConfig(t)
 	c.Origin.HLS.IdleTimeout = 10 * time.Second

@@ -5,11 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -17,16 +14,9 @@ import (
 	"time"
 
 	"github.com/streamgrid/streamgrid/internal/config"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
-
-// testLog is quiet unless SG_TEST_LOG is set.
-func testLog() *slog.Logger {
-	if os.Getenv("SG_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
 
 // freeUDPPair finds an even UDP port whose successor is free too (RTP/RTCP).
 func freeUDPPair(t *testing.T) (int, int) {
@@ -81,24 +71,12 @@ func allInOneConfig(t *testing.T) *config.Config {
 
 func startNode(t *testing.T, c *config.Config, role string) *Node {
 	t.Helper()
-	n := &Node{Config: c, Role: role, Log: testLog()}
+	n := &Node{Config: c, Role: role, Log: testkit.Logger(t)}
 	if err := n.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Close)
 	return n
-}
-
-func requireFFmpeg(t *testing.T) {
-	t.Helper()
-	for _, tool := range []string{"ffmpeg", "ffprobe"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is missing, and CI=true requires it: apt-get install ffmpeg", tool)
-			}
-			t.Skipf("%s is missing: skipping (apt-get install ffmpeg to run this test)", tool)
-		}
-	}
 }
 
 // playlistState fetches a media playlist and returns its EXT-X-MEDIA-SEQUENCE,
@@ -185,7 +163,7 @@ func playChecked(t *testing.T, ctx context.Context, url string, frames int) test
 		OnVideo:       check.Video,
 		OnAudio:       check.Audio,
 		RetryInterval: 100 * time.Millisecond,
-		Log:           testLog(),
+		Log:           testkit.Logger(t),
 	}
 	rctx, rcancel := context.WithCancel(ctx)
 	done := make(chan error, 1)

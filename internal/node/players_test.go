@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/streamgrid/streamgrid/internal/hlscheck"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
 
@@ -172,16 +173,6 @@ func (p *chromiumPlayer) frames(t *testing.T) int {
 	return st.Frames
 }
 
-func requireVLC(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("cvlc"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("cvlc is missing, and CI=true requires it: apt-get install vlc-bin vlc-plugin-base")
-		}
-		t.Skip("cvlc is missing: skipping (apt-get install vlc-bin vlc-plugin-base)")
-	}
-}
-
 // waitHLS polls url until it answers 200.
 func waitHLS(t *testing.T, url string, limit time.Duration) {
 	t.Helper()
@@ -234,9 +225,11 @@ func checkStream(t *testing.T, url string, d time.Duration) func() {
 // origin and through the cache, and a second stream nobody else watches
 // (segments fetched from the origin only after they left the playlist).
 func TestPlayerMatrix(t *testing.T) {
-	requireFFmpeg(t)
-	requireVLC(t)
-	requireChromium(t)
+	testkit.Slow(t)
+	testkit.RequireFFmpeg(t)
+	testkit.RequireFFprobe(t)
+	testkit.RequireTool(t, "apt-get install vlc-bin vlc-plugin-base", "cvlc")
+	testkit.RequireChromium(t)
 	for _, variant := range []string{"lowLatency", "fmp4", "mpegts"} {
 		t.Run(variant, func(t *testing.T) {
 			start := time.Now()
@@ -353,9 +346,11 @@ func TestPlayerMatrix(t *testing.T) {
 // new owner (docs/players.md), so availability misses across the failover
 // are reported, not failed; every other rule must hold.
 func TestPlayerFailover(t *testing.T) {
-	requireFFmpeg(t)
-	requireVLC(t)
-	requireChromium(t)
+	testkit.Slow(t)
+	testkit.RequireFFmpeg(t)
+	testkit.RequireFFprobe(t)
+	testkit.RequireTool(t, "apt-get install vlc-bin vlc-plugin-base", "cvlc")
+	testkit.RequireChromium(t)
 	cl := startCluster(t, nil)
 	cam := &testmedia.Camera{URL: "rtsp://" + cl.byName["edge2"].Addrs().RTSP + "/live/fo"}
 	if err := cam.Start(context.Background()); err != nil {

@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/streamgrid/streamgrid/internal/config"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
 
@@ -102,7 +103,7 @@ func TestReloadAddsAndRemovesCameras(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := startNode(t, loaded, RoleRun)
-	w := &config.Watcher{Path: file, OnChange: func() { _ = n.ReloadFile(file) }, Log: testLog(), Debounce: 50 * time.Millisecond}
+	w := &config.Watcher{Path: file, OnChange: func() { _ = n.ReloadFile(file) }, Log: testkit.Logger(t), Debounce: 50 * time.Millisecond}
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/streamgrid/streamgrid/internal/testkit"
 	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
 
@@ -22,7 +23,7 @@ import (
 func TestPublisherReconnect(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	c := allInOneConfig(t)
-	n := &Node{Config: c, Role: RoleRun, Log: testLog()}
+	n := &Node{Config: c, Role: RoleRun, Log: testkit.Logger(t)}
 	if err := n.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +110,7 @@ func TestPublisherReconnect(t *testing.T) {
 	t.Logf("media sequence %d (disc %d) before the reconnect, %d (disc %d) after", msn1, disc1, last, disc2)
 
 	check := &testmedia.Check{MaxGaps: 3}
-	r := &testmedia.Reader{URL: base + "/index.m3u8", OnVideo: check.Video, RetryInterval: 100 * time.Millisecond, Log: testLog()}
+	r := &testmedia.Reader{URL: base + "/index.m3u8", OnVideo: check.Video, RetryInterval: 100 * time.Millisecond, Log: testkit.Logger(t)}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	done := make(chan error, 1)

@@ -10,6 +10,7 @@ import (
 	"github.com/streamgrid/streamgrid/internal/config"
 	"github.com/streamgrid/streamgrid/internal/gossip"
 	"github.com/streamgrid/streamgrid/internal/testcert"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // TestInsecureListenersRefused: a bus or gossip listener off loopback needs
@@ -33,7 +34,7 @@ func TestInsecureListenersRefused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := allInOneConfig(t)
 			tc.edit(c)
-			n := &Node{Config: c, Role: RoleRun, Log: testLog()}
+			n := &Node{Config: c, Role: RoleRun, Log: testkit.Logger(t)}
 			err := n.Start()
 			if err == nil {
 				n.Close()

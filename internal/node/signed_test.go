@@ -14,6 +14,7 @@ import (
 
 	"github.com/streamgrid/streamgrid/hlscache"
 	"github.com/streamgrid/streamgrid/internal/config"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 var signingKey = []byte("streamgrid-test-signing-key-0123")
@@ -36,7 +37,9 @@ func signedConfig(t *testing.T) *config.Config {
 // URLs get 403 (ffprobe fails on them); the origin port refuses requests
 // without the cluster secret.
 func TestSignedPlayback(t *testing.T) {
-	requireFFmpeg(t)
+	testkit.Slow(t)
+	testkit.RequireFFmpeg(t)
+	testkit.RequireFFprobe(t)
 	n := startNode(t, signedConfig(t), RoleRun)
 	a := n.Addrs()
 	startCamera(t, "rtsp://"+a.RTSP+"/live/sig1")
@@ -98,10 +101,10 @@ func TestSignedPlayback(t *testing.T) {
 // TestSignedPlaybackChromium: headless Chromium's built-in HLS player plays
 // a signed URL (fMP4 variant: see TestABRPlaysInChromium).
 func TestSignedPlaybackChromium(t *testing.T) {
-	requireFFmpeg(t)
-	if chromiumPath() == "" {
-		t.Skip("chromium is missing: skipping (apt-get install chromium to run this test)")
-	}
+	testkit.Slow(t)
+	testkit.RequireFFmpeg(t)
+	testkit.RequireFFprobe(t)
+	testkit.RequireChromium(t)
 	c := signedConfig(t)
 	c.Origin.HLS.Variant = "fmp4"
 	c.Origin.HLS.IdleTimeout = 10 * time.Second

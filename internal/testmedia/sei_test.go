@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // seiTestTimes include values whose big-endian bytes hold 00 00 0x runs, which
@@ -141,7 +143,7 @@ func TestWithSEITimestamp(t *testing.T) {
 // ffprobe decodes every frame without complaint and reports the SEI as user
 // data unregistered.
 func TestSEIDecodesWithFFmpeg(t *testing.T) {
-	ffprobe := requireTool(t, "ffprobe")
+	ffprobe := testkit.RequireFFprobe(t)
 	clip, err := Load()
 	if err != nil {
 		t.Fatal(err)
@@ -179,20 +181,6 @@ func TestSEIDecodesWithFFmpeg(t *testing.T) {
 	if frames != len(clip.Video) || withSEI != frames {
 		t.Fatalf("ffprobe saw %d frames, %d with the SEI; want %d\n%s", frames, withSEI, len(clip.Video), out)
 	}
-}
-
-// requireTool returns the path of an installed tool, skipping the test when it
-// is missing (failing it under CI=true).
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is missing: %v", name, err)
-		}
-		t.Skipf("%s is missing: %v", name, err)
-	}
-	return path
 }
 
 func FuzzParseSEITimestamp(f *testing.F) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamgrid/streamgrid/internal/testkit"
 	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
 
@@ -16,7 +17,7 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkLadder -benchtime 3x ./internal/transcode/
 func BenchmarkLadder(b *testing.B) {
-	ffmpeg := needFFmpeg(b)
+	ffmpeg := testkit.RequireFFmpeg(b)
 	clip := generate720p(b, ffmpeg)
 	ladder := Ladder{Renditions: []Rendition{
 		{Name: "720p", Width: 1280, Height: 720, Bitrate: 2_500_000},
@@ -35,7 +36,7 @@ func BenchmarkLadder(b *testing.B) {
 		}
 		f := &feeder{tr: tr, clip: clip}
 		f.feed(b, 1, false)
-		waitFor(b, 5*time.Minute, "the ladder's frames", func() bool {
+		testkit.WaitFor(b, 5*time.Minute, "the ladder's frames", func() bool {
 			for _, n := range rec.counts() {
 				if n < f.video-3 {
 					return false

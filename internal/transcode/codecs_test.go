@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/streamgrid/streamgrid/internal/media"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
 
@@ -80,7 +81,8 @@ func generateTS(t testing.TB, ffmpeg string, args ...string) []tsUnit {
 // TestTranscoderH265FromOpus transcodes an H264 + Opus source to an H265
 // rendition with AAC audio.
 func TestTranscoderH265FromOpus(t *testing.T) {
-	ffmpeg := needFFmpeg(t)
+	testkit.Slow(t)
+	ffmpeg := testkit.RequireFFmpeg(t)
 	defer goleak.VerifyNone(t)
 	units := generateTS(t, ffmpeg,
 		"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
@@ -93,7 +95,7 @@ func TestTranscoderH265FromOpus(t *testing.T) {
 	rec := newRecorder(1)
 	rec.h265 = true
 	tr := &Transcoder{FFmpeg: ffmpeg, Ladder: ladder, Encoder: EncoderX264, Source: src,
-		OnVideo: rec.onVideo, OnAudio: rec.onAudio, Log: testLogger(t)}
+		OnVideo: rec.onVideo, OnAudio: rec.onAudio, Log: testkit.Logger(t)}
 	if err := tr.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +114,7 @@ func TestTranscoderH265FromOpus(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 30*time.Second, "the H265 frames", func() bool { return rec.counts()[0] >= video-3 })
+	testkit.WaitFor(t, 30*time.Second, "the H265 frames", func() bool { return rec.counts()[0] >= video-3 })
 	frames := rec.frames(0)
 	if frames[0].sps == nil || !frames[0].idr {
 		t.Fatal("first H265 frame is no IRAP with SPS")
@@ -128,7 +130,7 @@ func TestTranscoderH265FromOpus(t *testing.T) {
 		t.Errorf("H265 IRAP frames at %v, want one per second", idrs)
 	}
 	// 2 s of 48 kHz audio is ~94 AAC frames of 1024 samples.
-	waitFor(t, 10*time.Second, "the AAC frames", func() bool { return rec.audioCount(0) >= 80 })
+	testkit.WaitFor(t, 10*time.Second, "the AAC frames", func() bool { return rec.audioCount(0) >= 80 })
 	codec, conf := ladder.AudioOutput(src)
 	if codec != media.CodecAAC || conf.SampleRate != 48000 || AudioCodecString(codec, conf) != "mp4a.40.2" {
 		t.Errorf("AudioOutput = %v %+v", codec, conf)
@@ -140,7 +142,8 @@ func TestTranscoderH265FromOpus(t *testing.T) {
 // reconnecting): ffmpeg is restarted at once, OnRestart gets attempt 0 and
 // ErrDiscontinuity, and the output follows the new timeline.
 func TestTranscoderDiscontinuity(t *testing.T) {
-	ffmpeg := needFFmpeg(t)
+	testkit.Slow(t)
+	ffmpeg := testkit.RequireFFmpeg(t)
 	defer goleak.VerifyNone(t)
 	sample, err := testmedia.Load()
 	if err != nil {
@@ -149,7 +152,7 @@ func TestTranscoderDiscontinuity(t *testing.T) {
 	clip := sample.Head(2)
 	rec := newRecorder(1)
 	tr := &Transcoder{FFmpeg: ffmpeg, Ladder: oneRendition, Encoder: EncoderX264, Source: clipSource(clip),
-		OnVideo: rec.onVideo, OnAudio: rec.onAudio, OnRestart: rec.onRestart, Log: testLogger(t)}
+		OnVideo: rec.onVideo, OnAudio: rec.onAudio, OnRestart: rec.onRestart, Log: testkit.Logger(t)}
 	if err := tr.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -157,13 +160,13 @@ func TestTranscoderDiscontinuity(t *testing.T) {
 
 	first := &feeder{tr: tr, clip: clip, base: 50 * 90000}
 	first.feed(t, 1, false)
-	waitFor(t, 20*time.Second, "the first timeline", func() bool { return rec.counts()[0] >= first.video-3 })
+	testkit.WaitFor(t, 20*time.Second, "the first timeline", func() bool { return rec.counts()[0] >= first.video-3 })
 	before := rec.counts()[0]
 
 	second := &feeder{tr: tr, clip: clip, base: 5 * 90000} // back by 45 s
 	second.feed(t, 1, false)
-	waitFor(t, 20*time.Second, "the restart", func() bool { return rec.restartCount() == 1 })
-	waitFor(t, 20*time.Second, "the second timeline", func() bool { return rec.counts()[0] >= before+second.video-6 })
+	testkit.WaitFor(t, 20*time.Second, "the restart", func() bool { return rec.restartCount() == 1 })
+	testkit.WaitFor(t, 20*time.Second, "the second timeline", func() bool { return rec.counts()[0] >= before+second.video-6 })
 
 	rec.mu.Lock()
 	attempt, restartErr := rec.attempts[0], rec.restarts[0]
@@ -193,7 +196,8 @@ func TestTranscoderDiscontinuity(t *testing.T) {
 // sends none: the transcoder goes on video only, and back to audio when it
 // comes.
 func TestTranscoderDeclaredAudioAbsent(t *testing.T) {
-	ffmpeg := needFFmpeg(t)
+	testkit.Slow(t)
+	ffmpeg := testkit.RequireFFmpeg(t)
 	defer goleak.VerifyNone(t)
 	clip, err := testmedia.Load()
 	if err != nil {
@@ -201,7 +205,7 @@ func TestTranscoderDeclaredAudioAbsent(t *testing.T) {
 	}
 	rec := newRecorder(1)
 	tr := &Transcoder{FFmpeg: ffmpeg, Ladder: oneRendition, Encoder: EncoderX264, Source: clipSource(clip),
-		OnVideo: rec.onVideo, OnAudio: rec.onAudio, OnRestart: rec.onRestart, Log: testLogger(t)}
+		OnVideo: rec.onVideo, OnAudio: rec.onAudio, OnRestart: rec.onRestart, Log: testkit.Logger(t)}
 	if err := tr.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -212,9 +216,9 @@ func TestTranscoderDeclaredAudioAbsent(t *testing.T) {
 
 	f := &feeder{tr: tr, clip: clip, noAudio: true}
 	f.feed(t, 1, false) // as fast as it goes: all of it into the first run
-	waitFor(t, 20*time.Second, "the switch to video only", func() bool { return rec.restartCount() == 1 })
+	testkit.WaitFor(t, 20*time.Second, "the switch to video only", func() bool { return rec.restartCount() == 1 })
 	f.feed(t, 1, false)
-	waitFor(t, 20*time.Second, "video-only output", func() bool { return rec.counts()[0] >= 50 })
+	testkit.WaitFor(t, 20*time.Second, "video-only output", func() bool { return rec.counts()[0] >= 50 })
 	if s := tr.Stats(); s.Audio || s.Restarts != 1 {
 		t.Errorf("without audio: %+v", s)
 	}
@@ -227,7 +231,7 @@ func TestTranscoderDeclaredAudioAbsent(t *testing.T) {
 
 	f.noAudio = false
 	f.feed(t, 2, false)
-	waitFor(t, 20*time.Second, "audio again", func() bool { return rec.audioCount(0) > 50 })
+	testkit.WaitFor(t, 20*time.Second, "audio again", func() bool { return rec.audioCount(0) > 50 })
 	if s := tr.Stats(); !s.Audio || s.Restarts != 2 {
 		t.Errorf("with audio back: %+v", s)
 	}

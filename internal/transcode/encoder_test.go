@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 func TestChoose(t *testing.T) {
@@ -67,7 +69,8 @@ func TestChoose(t *testing.T) {
 // TestDetect probes this machine's ffmpeg: libx264 must be usable, and NVENC
 // must be reported unusable where no NVIDIA GPU exists.
 func TestDetect(t *testing.T) {
-	ffmpeg := needFFmpeg(t)
+	testkit.Slow(t)
+	ffmpeg := testkit.RequireFFmpeg(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	caps := Detect(ctx, ffmpeg)

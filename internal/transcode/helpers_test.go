@@ -2,8 +2,6 @@ package transcode
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
 	"sort"
 	"sync"
 	"testing"
@@ -14,33 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamgrid/streamgrid/internal/media"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
-
-// needFFmpeg skips the test when ffmpeg is missing, except under CI=true.
-func needFFmpeg(t testing.TB) string {
-	t.Helper()
-	path, err := exec.LookPath("ffmpeg")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("ffmpeg is missing: %v", err)
-		}
-		t.Skip("ffmpeg is missing")
-	}
-	return path
-}
-
-// waitFor polls cond every 10 ms until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // clipSource describes the sample clip as a transcoder source.
 func clipSource(clip *testmedia.Clip) SourceInfo {
@@ -102,7 +76,7 @@ func (f *feeder) feed(t testing.TB, n int, realtime bool) {
 					time.Sleep(d)
 				}
 			} else {
-				waitFor(t, 10*time.Second, "the transcoder queue to drain", func() bool {
+				testkit.WaitFor(t, 10*time.Second, "the transcoder queue to drain", func() bool {
 					return f.tr.queued() < f.tr.QueueSize/2
 				})
 			}

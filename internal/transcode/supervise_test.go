@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/streamgrid/streamgrid/internal/media"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
 
@@ -150,12 +151,12 @@ func TestRestartBackoff(t *testing.T) {
 		BackoffMax: 80 * time.Millisecond,
 		OnVideo:    rec.onVideo,
 		OnRestart:  rec.onRestart,
-		Log:        testLogger(t),
+		Log:        testkit.Logger(t),
 	}
 	if err := tr.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "five restarts", func() bool { return rec.restartCount() >= 5 })
+	testkit.WaitFor(t, 10*time.Second, "five restarts", func() bool { return rec.restartCount() >= 5 })
 	tr.Close()
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
@@ -199,7 +200,7 @@ func TestStall(t *testing.T) {
 		BackoffMin:   10 * time.Millisecond,
 		OnVideo:      rec.onVideo,
 		OnRestart:    rec.onRestart,
-		Log:          testLogger(t),
+		Log:          testkit.Logger(t),
 	}
 	if err := tr.Start(); err != nil {
 		t.Fatal(err)
@@ -215,7 +216,7 @@ func TestStall(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}()
-	waitFor(t, 10*time.Second, "a stall restart", func() bool { return rec.restartCount() >= 1 })
+	testkit.WaitFor(t, 10*time.Second, "a stall restart", func() bool { return rec.restartCount() >= 1 })
 	stop.Store(true)
 	<-done
 	rec.mu.Lock()

@@ -2,8 +2,6 @@ package transcode
 
 import (
 	"errors"
-	"log/slog"
-	"os"
 	"slices"
 	"syscall"
 	"testing"
@@ -12,22 +10,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/streamgrid/streamgrid/internal/testkit"
 	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
-
-func testLogger(t testing.TB) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).
-			With("test", t.Name())
-	}
-	return slog.New(slog.DiscardHandler)
-}
 
 // TestTranscoderLadder feeds the sample clip through a three-rendition x264
 // ladder and checks the outputs; then kills ffmpeg and checks that the
 // transcoder restarts it and the outputs resume.
 func TestTranscoderLadder(t *testing.T) {
-	ffmpeg := needFFmpeg(t)
+	testkit.Slow(t)
+	ffmpeg := testkit.RequireFFmpeg(t)
 	defer goleak.VerifyNone(t)
 
 	clip, err := testmedia.Load()
@@ -55,7 +47,7 @@ func TestTranscoderLadder(t *testing.T) {
 		OnVideo:   rec.onVideo,
 		OnAudio:   rec.onAudio,
 		OnRestart: rec.onRestart,
-		Log:       testLogger(t),
+		Log:       testkit.Logger(t),
 		Metrics:   metrics,
 		Stream:    "live/cam1",
 	}
@@ -73,7 +65,7 @@ func TestTranscoderLadder(t *testing.T) {
 	start := time.Now()
 	f.feed(t, 2, false)
 	wantFull, wantCapped := f.video, f.video*15/clip.FPS
-	waitFor(t, 20*time.Second, "the renditions' frames", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "the renditions' frames", func() bool {
 		c := rec.counts()
 		return c[0] >= wantFull-3 && c[1] >= wantCapped-3 && c[2] >= wantFull-3
 	})
@@ -152,7 +144,7 @@ func TestTranscoderLadder(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "OnRestart", func() bool { return rec.restartCount() == 1 })
+	testkit.WaitFor(t, 10*time.Second, "OnRestart", func() bool { return rec.restartCount() == 1 })
 	if tr.pid() == pid || tr.pid() == 0 {
 		t.Fatalf("ffmpeg pid %d after restart (was %d)", tr.pid(), pid)
 	}
@@ -169,7 +161,7 @@ func TestTranscoderLadder(t *testing.T) {
 	rec.mu.Unlock()
 	feedStart := time.Now()
 	f.feed(t, 1, true)
-	waitFor(t, 20*time.Second, "frames after the restart", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "frames after the restart", func() bool {
 		c := rec.counts()
 		return c[0] >= before[0]+clip.FPS*3 && c[2] >= before[2]+clip.FPS*3 && c[1] >= before[1]+15*3
 	})
