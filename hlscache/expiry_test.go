@@ -13,6 +13,8 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // livePlaylist is a media playlist of n 2 s segments with 0.5 s parts.
@@ -172,9 +174,7 @@ func TestReadBody(t *testing.T) {
 // the LRU accounts (what streamgrid_cache_lru_bytes shows) with what the
 // heap grew by, after a GC.
 func TestLRUBytesMatchHeap(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fills ~50 MB of heap")
-	}
+	testkit.Slow(t) // fills ~50 MB of heap
 	o := newFakeOrigin(t, "o1")
 	rng := rand.New(rand.NewPCG(1, 2))
 	type file struct {

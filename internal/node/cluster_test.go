@@ -229,9 +229,7 @@ func owner(t *testing.T, cl *cluster, path string) *Node {
 // the owning origin, a bus node and a cache: the playlists advance again, the
 // media sequence never goes backwards, and frames keep arriving.
 func TestClusterFailover(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test skipped in -short mode")
-	}
+	testkit.Slow(t) // a five-node cluster, nodes killed in turn
 	cl := startCluster(t, nil)
 	edge2 := cl.byName["edge2"]
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
@@ -331,9 +329,7 @@ func TestClusterFailover(t *testing.T) {
 // TestClusterPullMoves: a camera pulled by one edge moves to the other when
 // that edge dies, and the stream plays again at the cache.
 func TestClusterPullMoves(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test skipped in -short mode")
-	}
+	testkit.Slow(t) // a five-node cluster, nodes killed in turn
 	cam := &testmedia.CameraServer{Address: "127.0.0.1:0", Path: "stream1", User: "admin", Pass: "s3cret"}
 	if err := cam.Start(); err != nil {
 		t.Fatal(err)

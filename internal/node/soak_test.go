@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamgrid/streamgrid/internal/testkit"
 	"github.com/streamgrid/streamgrid/loadtest"
 )
 
@@ -22,9 +23,7 @@ import (
 // cache's LRU empty once its objects can no longer be requested. Nothing is
 // judged on time. Skipped with -short.
 func TestSoakAllInOne(t *testing.T) {
-	if testing.Short() {
-		t.Skip("soak: 75 s of load")
-	}
+	testkit.Slow(t) // soak: 75 s of load
 	c := allInOneConfig(t)
 	n := startNode(t, c, RoleRun)
 	a := n.Addrs()

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 func TestUnstamped(t *testing.T) {
@@ -16,9 +18,7 @@ func TestUnstamped(t *testing.T) {
 // TestStamped builds a program with -ldflags -X, as deploy/Dockerfile does,
 // and checks that String reports the stamp.
 func TestStamped(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a binary")
-	}
+	testkit.Slow(t) // builds a binary
 	bin := filepath.Join(t.TempDir(), "stamp")
 	build := exec.Command("go", "build", "-o", bin, "-ldflags", "-X github.com/streamgrid/streamgrid/internal/version.Version=v9.8.7", "./testdata/stamp")
 	if out, err := build.CombinedOutput(); err != nil {
