@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -17,11 +16,11 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/media"
+	"github.com/streamgrid/streamgrid/internal/testkit/testbus"
 )
 
 // clipFrame is one video access unit of a test clip, in decode order.
@@ -142,27 +141,9 @@ type testBus struct {
 
 func startBus(t *testing.T) *testBus {
 	t.Helper()
-	s := &bus.Server{Host: "127.0.0.1", Port: -1, Log: slog.New(slog.DiscardHandler)}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	nc, err := bus.Connect(bus.ConnOptions{URLs: []string{s.ClientURL()}, Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := &bus.Registry{JS: js, LeaseTTL: time.Second, StreamTTL: 2 * time.Second}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := reg.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return &testBus{srv: s, nc: nc, reg: reg}
+	s := testbus.StartServer(t, nil)
+	nc := testbus.Connect(t, s)
+	return &testBus{srv: s, nc: nc, reg: testbus.StartRegistry(t, nc, time.Second, 2*time.Second)}
 }
 
 // newEdge builds an edge on random loopback ports with RTSP (TCP and UDP) and RTMP.

@@ -6,125 +6,44 @@ import (
 	"errors"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
-	"github.com/bluenviron/gortsplib/v5/pkg/description"
-	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
-	"github.com/pion/rtp"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/media"
 	"github.com/streamgrid/streamgrid/internal/testkit"
+	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
-
-// camera is an RTSP server that plays a clip in a loop, like an IP camera,
-// behind a user name and password.
-type camera struct {
-	srv    *gortsplib.Server
-	stream *gortsplib.ServerStream
-	ready  atomic.Pointer[gortsplib.ServerStream] // stream, once it is initialised
-	stop   chan struct{}
-	wg     sync.WaitGroup
-}
 
 const camUser, camPass = "admin", "s3cretpass"
 
-type cameraHandler struct{ cam *camera }
-
-func (h cameraHandler) auth(sc *gortsplib.ServerConn, req *base.Request) (*base.Response, error) {
-	if !sc.VerifyCredentials(req, camUser, camPass) {
-		return &base.Response{StatusCode: base.StatusUnauthorized}, liberrors.ErrServerAuth{}
-	}
-	return &base.Response{StatusCode: base.StatusOK}, nil
-}
-
-func (h cameraHandler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
-	return h.serve(ctx.Conn, ctx.Request)
-}
-
-func (h cameraHandler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
-	return h.serve(ctx.Conn, ctx.Request)
-}
-
-func (h cameraHandler) serve(sc *gortsplib.ServerConn, req *base.Request) (*base.Response, *gortsplib.ServerStream, error) {
-	res, err := h.auth(sc, req)
-	if err != nil {
-		return res, nil, err
-	}
-	st := h.cam.ready.Load()
-	if st == nil {
-		return &base.Response{StatusCode: base.StatusServiceUnavailable}, nil, nil
-	}
-	return res, st, nil
-}
-
-func (h cameraHandler) OnPlay(*gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
-	return &base.Response{StatusCode: base.StatusOK}, nil
-}
-
-func startCamera(t *testing.T, addr string, c *clip) *camera {
+// startCamera starts a simulated IP camera (testmedia.CameraServer) on addr,
+// behind camUser and camPass, serving rtsp://addr/stream. It retries a while:
+// a camera restarting on the address of the previous one may find the port
+// still held for a moment.
+func startCamera(t *testing.T, addr string) *testmedia.CameraServer {
 	t.Helper()
-	cam := &camera{stop: make(chan struct{})}
-	cam.srv = &gortsplib.Server{Handler: cameraHandler{cam}, RTSPAddress: addr, WriteQueueSize: 4096}
 	var err error
-	for range 50 { // the previous camera's port may take a moment to free up
-		if err = cam.srv.Start(); err == nil {
-			break
+	for range 50 {
+		cam := &testmedia.CameraServer{Address: addr, Path: "stream", User: camUser, Pass: camPass}
+		if err = cam.Start(); err == nil {
+			return cam
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	desc := clipDesc(c, audioAAC)
-	cam.stream = &gortsplib.ServerStream{Server: cam.srv, Desc: desc}
-	if err := cam.stream.Initialize(); err != nil {
-		t.Fatal(err)
-	}
-	cam.ready.Store(cam.stream)
-	// Play the clip in a loop, about four times faster than real time.
-	errStopped := errors.New("camera stopped")
-	cam.wg.Go(func() {
-		clipLen := c.video[len(c.video)-1].dts + 3600
-		for loop := int64(0); ; loop++ {
-			w := &rtpWriter{c: c, desc: desc, base: loop * clipLen, write: func(m *description.Media, p *rtp.Packet) error {
-				if p.Marker && m == desc.Medias[0] {
-					select {
-					case <-cam.stop:
-						return errStopped
-					case <-time.After(10 * time.Millisecond):
-					}
-				}
-				_ = cam.stream.WritePacketRTP(m, p) // fails only when the stream is closed
-				return nil
-			}}
-			if w.send() != nil {
-				return
-			}
-		}
-	})
-	return cam
-}
-
-func (cam *camera) close() {
-	close(cam.stop)
-	cam.wg.Wait()
-	cam.stream.Close()
-	cam.srv.Close()
+	t.Fatal(err)
+	return nil
 }
 
 func TestCameraPull(t *testing.T) {
-	c := loadClip(t, "h264_aac.ts")
 	b := startBus(t)
-	cam := startCamera(t, "127.0.0.1:0", c)
-	camAddr := cam.srv.NetListener().Addr().String()
-	defer func() { cam.close() }()
+	cam := startCamera(t, "127.0.0.1:0")
+	camAddr := cam.Addr().String()
+	defer func() { cam.Close() }()
 
 	var logs testkit.Buffer
 	src := Source{
@@ -199,9 +118,9 @@ func TestCameraPull(t *testing.T) {
 	}
 
 	// The camera restarts: the holder reconnects with a new generation.
-	cam.close()
+	cam.Close()
 	testkit.WaitFor(t, 10*time.Second, "a failed reconnection", func() bool { return edges[holder].Pulls()[0].Reconnects > 0 })
-	cam = startCamera(t, camAddr, c)
+	cam = startCamera(t, camAddr)
 	gen2, holder2 := waitGeneration(gen1)
 	if holder2 != holder {
 		t.Fatalf("camera moved from %s to %s on a camera restart", holder, holder2)

@@ -1,13 +1,10 @@
 package origin
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
-	"os/exec"
 	"sort"
 	"sync"
 	"testing"
@@ -15,16 +12,14 @@ import (
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
-	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
-	tscodecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts/codecs"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/media"
 	"github.com/streamgrid/streamgrid/internal/testkit"
+	"github.com/streamgrid/streamgrid/internal/testkit/testbus"
+	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
 
 // checkLeaks registers a goroutine-leak check that runs after every other
@@ -46,33 +41,14 @@ type testBus struct {
 
 func startBus(t *testing.T, leaseTTL time.Duration) *testBus {
 	t.Helper()
-	s := &bus.Server{Host: "127.0.0.1", Port: -1, Log: slog.New(slog.DiscardHandler)}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return &testBus{t: t, srv: s, leaseTTL: leaseTTL}
+	return &testBus{t: t, srv: testbus.StartServer(t, nil), leaseTTL: leaseTTL}
 }
 
 // client opens a connection with its own started registry.
 func (b *testBus) client() (*nats.Conn, *bus.Registry) {
 	b.t.Helper()
-	nc, err := bus.Connect(bus.ConnOptions{URLs: []string{b.srv.ClientURL()}, Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	b.t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	reg := &bus.Registry{JS: js, LeaseTTL: b.leaseTTL, StreamTTL: 30 * time.Second}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := reg.Start(ctx); err != nil {
-		b.t.Fatal(err)
-	}
-	return nc, reg
+	nc := testbus.Connect(b.t, b.srv)
+	return nc, testbus.StartRegistry(b.t, nc, b.leaseTTL, 30*time.Second)
 }
 
 func (b *testBus) origin(node string, mod func(*Origin)) *Origin {
@@ -96,11 +72,12 @@ func (b *testBus) origin(node string, mod func(*Origin)) *Origin {
 	return o
 }
 
-// clip is a short H264+AAC recording, as the edge would publish it.
+// clip is testmedia's sample clip (H264 + AAC) as the edge would publish it.
 type clip struct {
 	sps, pps   []byte
 	asc        []byte
 	sampleRate int
+	channels   int
 	packets    []*media.Packet // decode order; track 0 video (90 kHz), track 1 AAC (sample rate)
 	duration   time.Duration
 }
@@ -108,7 +85,7 @@ type clip struct {
 func (c *clip) tracks() []bus.TrackInfo {
 	return []bus.TrackInfo{
 		{ID: 0, Codec: media.CodecH264, ClockRate: 90000, SPS: c.sps, PPS: c.pps},
-		{ID: 1, Codec: media.CodecAAC, ClockRate: c.sampleRate, AudioConfig: c.asc, Channels: 1},
+		{ID: 1, Codec: media.CodecAAC, ClockRate: c.sampleRate, AudioConfig: c.asc, Channels: c.channels},
 	}
 }
 
@@ -120,123 +97,49 @@ func (c *clip) at(p *media.Packet) time.Duration {
 	return time.Duration(p.PTS) * time.Second / time.Duration(c.sampleRate)
 }
 
-var (
-	clipOnce sync.Once
-	theClip  *clip
-	clipErr  error
-)
-
-// loadClip generates the test clip with ffmpeg once per test binary.
+// loadClip returns the sample clip (testmedia.Load), converted once per test binary.
 func loadClip(t *testing.T) *clip {
 	t.Helper()
-	testkit.RequireFFmpeg(t)
-	clipOnce.Do(func() { theClip, clipErr = makeClip() })
-	if clipErr != nil {
-		t.Fatal(clipErr)
+	c, err := sampleClip()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return theClip
+	return c
 }
 
-func makeClip() (*clip, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error",
-		"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
-		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-bf", "0", "-g", "25",
-		"-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k", "-ar", "48000", "-ac", "1",
-		"-t", "6", "-f", "mpegts", "pipe:1")
-	out, err := cmd.Output()
+var sampleClip = sync.OnceValues(func() (*clip, error) {
+	src, err := testmedia.Load()
 	if err != nil {
 		return nil, err
 	}
-	r := &mpegts.Reader{R: bytes.NewReader(out)}
-	if err := r.Initialize(); err != nil {
+	if src.AudioConfig == nil {
+		return nil, errors.New("the sample clip has no audio")
+	}
+	asc, err := src.AudioConfig.Marshal()
+	if err != nil {
 		return nil, err
 	}
-	c := &clip{}
-	type raw struct {
-		video bool
-		pts   int64 // 90 kHz
-		au    [][]byte
-	}
-	var units []raw
-	for _, tr := range r.Tracks() {
-		switch codec := tr.Codec.(type) {
-		case *tscodecs.H264:
-			r.OnDataH264(tr, func(pts, _ int64, au [][]byte) error {
-				units = append(units, raw{video: true, pts: pts, au: au})
-				return nil
-			})
-		case *tscodecs.MPEG4Audio:
-			cfg := codec.Config
-			c.sampleRate = cfg.SampleRate
-			b, err := cfg.Marshal()
-			if err != nil {
-				return nil, err
-			}
-			c.asc = b
-			r.OnDataMPEG4Audio(tr, func(pts int64, aus [][]byte) error {
-				for i, au := range aus {
-					p := pts + int64(i)*mpeg4audio.SamplesPerAccessUnit*90000/int64(cfg.SampleRate)
-					units = append(units, raw{pts: p, au: [][]byte{au}})
-				}
-				return nil
-			})
-		}
-	}
-	for {
-		if err := r.Read(); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
+	c := &clip{sps: src.SPS, pps: src.PPS, asc: asc, sampleRate: src.AudioConfig.SampleRate,
+		channels: src.AudioConfig.ChannelCount, duration: src.Duration}
+	ticks := func(d time.Duration, rate int) int64 { return int64(d) * int64(rate) / int64(time.Second) }
+	for _, f := range src.Video {
+		payload, err := h264.AVCC(f.NALUs).Marshal()
+		if err != nil {
 			return nil, err
 		}
-	}
-	if c.sampleRate == 0 || len(units) == 0 {
-		return nil, errors.New("clip: no audio or no video")
-	}
-	base := units[0].pts
-	for _, u := range units {
-		base = min(base, u.pts)
-	}
-	for _, u := range units {
-		p := &media.Packet{PTS: u.pts - base}
-		if u.video {
-			for _, n := range u.au {
-				switch h264.NALUType(n[0] & 0x1f) {
-				case h264.NALUTypeSPS:
-					c.sps = n
-				case h264.NALUTypePPS:
-					c.pps = n
-				}
-			}
-			payload, err := h264.AVCC(u.au).Marshal()
-			if err != nil {
-				return nil, err
-			}
-			p.Codec, p.Payload, p.DTS = media.CodecH264, payload, p.PTS
-			if h264.IsRandomAccess(u.au) {
-				p.Flags = media.FlagKeyframe
-			}
-		} else {
-			p.Track, p.Codec, p.Payload = 1, media.CodecAAC, u.au[0]
-			p.PTS = p.PTS * int64(c.sampleRate) / 90000
-			p.DTS = p.PTS
+		p := &media.Packet{Codec: media.CodecH264, Payload: payload, PTS: ticks(f.PTS, 90000), DTS: ticks(f.DTS, 90000)}
+		if f.Keyframe {
+			p.Flags = media.FlagKeyframe
 		}
 		c.packets = append(c.packets, p)
 	}
-	sort.SliceStable(c.packets, func(i, j int) bool { return c.at(c.packets[i]) < c.at(c.packets[j]) })
-	// Cut at the last keyframe so the clip loops on a GOP boundary.
-	for k := len(c.packets) - 1; k > 0; k-- {
-		if c.packets[k].Track == 0 && c.packets[k].Keyframe() {
-			c.duration = c.at(c.packets[k])
-			c.packets = c.packets[:k]
-			break
-		}
+	for _, f := range src.Audio {
+		pts := ticks(f.PTS, c.sampleRate)
+		c.packets = append(c.packets, &media.Packet{Track: 1, Codec: media.CodecAAC, Payload: f.Data, PTS: pts, DTS: pts})
 	}
+	sort.SliceStable(c.packets, func(i, j int) bool { return c.at(c.packets[i]) < c.at(c.packets[j]) })
 	return c, nil
-}
+})
 
 // publisher plays a clip on the bus as an edge would: it registers the
 // stream, publishes packets (looping the clip), and answers GOP requests.
