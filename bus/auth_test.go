@@ -356,6 +356,7 @@ func freePort(t *testing.T) int {
 // replicated buckets form, a node with a wrong route password is kept out,
 // and no password reaches the logs.
 func TestClusterWithAuth(t *testing.T) {
+	testkit.Slow(t)
 	const routePW = "route-secret-xyz"
 	ports := []int{freePort(t), freePort(t), freePort(t)}
 	var routes []string

@@ -45,6 +45,7 @@ func startRegistry(t *testing.T, nc *nats.Conn, ttl time.Duration) *Registry {
 }
 
 func TestPublishChunkedOverNATS(t *testing.T) {
+	t.Parallel()
 	// A 1 KiB max payload forces a 100 KB keyframe into ~100 messages; every one must arrive whole.
 	_, nc := startBus(t, 1024)
 	got := make(chan *media.Packet, 16)
@@ -76,6 +77,7 @@ func TestPublishChunkedOverNATS(t *testing.T) {
 }
 
 func TestGOPRequest(t *testing.T) {
+	t.Parallel()
 	_, nc := startBus(t, 1024)
 	gop := []*media.Packet{
 		{Codec: media.CodecH264, Flags: media.FlagKeyframe, Seq: 10, Payload: bytes.Repeat([]byte{7}, 5000)},
@@ -104,6 +106,7 @@ func TestGOPRequest(t *testing.T) {
 }
 
 func TestStreamClaim(t *testing.T) {
+	t.Parallel()
 	_, nc := startBus(t, 0)
 	r := startRegistry(t, nc, 2*time.Second)
 	ctx := context.Background()
@@ -134,6 +137,7 @@ func TestStreamClaim(t *testing.T) {
 }
 
 func TestOwnerLeaseExpiryAndFencing(t *testing.T) {
+	t.Parallel()
 	_, nc := startBus(t, 0)
 	r := startRegistry(t, nc, time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -49,6 +49,7 @@ func hubPacket(seq uint64) *media.Packet {
 }
 
 func TestHubDeliversInProcessWithoutNATS(t *testing.T) {
+	t.Parallel()
 	s, nc := startBus(t, 0)
 	h := &Hub{NC: nc, Interest: s.Interest, Subscriptions: s.Subscriptions}
 	var got collector
@@ -88,6 +89,7 @@ func TestHubDeliversInProcessWithoutNATS(t *testing.T) {
 }
 
 func TestHubPublishesOnNATSForRemoteSubscribers(t *testing.T) {
+	t.Parallel()
 	s, nc := startBus(t, 0)
 	h := &Hub{NC: nc, Interest: s.Interest, Subscriptions: s.Subscriptions}
 	var local, remote collector
@@ -124,6 +126,7 @@ func TestHubPublishesOnNATSForRemoteSubscribers(t *testing.T) {
 }
 
 func TestHubReceivesFromRemotePublishers(t *testing.T) {
+	t.Parallel()
 	s, nc := startBus(t, 1024)
 	h := &Hub{NC: nc, Interest: s.Interest, Subscriptions: s.Subscriptions}
 	var got collector
@@ -179,6 +182,7 @@ func TestHubReceivesFromRemotePublishers(t *testing.T) {
 }
 
 func TestHubWithoutInterestPublishesOnNATS(t *testing.T) {
+	t.Parallel()
 	s, nc := startBus(t, 0)
 	h := &Hub{NC: nc} // an external NATS: interest unknown
 	var remote collector
@@ -197,6 +201,7 @@ func TestHubWithoutInterestPublishesOnNATS(t *testing.T) {
 }
 
 func TestHubExactInterestWithoutSubscriptionCount(t *testing.T) {
+	t.Parallel()
 	s, nc := startBus(t, 0)
 	h := &Hub{NC: nc, Interest: s.Interest} // asks the server on every packet
 	var remote collector
@@ -221,6 +226,7 @@ func TestHubExactInterestWithoutSubscriptionCount(t *testing.T) {
 }
 
 func TestHubRecheckSeesACountNeutralChange(t *testing.T) {
+	t.Parallel()
 	s, nc := startBus(t, 0)
 	h := &Hub{NC: nc, Interest: s.Interest, Subscriptions: s.Subscriptions}
 	other := otherConn(t, s)

@@ -8,18 +8,29 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
-// TestBucketSettingsMismatch: a node whose TTLs or replicas differ from the
-// buckets' refuses to start, naming the key, and leaves the buckets as they were.
-func TestBucketSettingsMismatch(t *testing.T) {
+// startJS starts a bus and returns its JetStream, with a context for the
+// test's calls.
+func startJS(t *testing.T) (jetstream.JetStream, context.Context) {
+	t.Helper()
 	_, nc := startBus(t, 0)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
+	return js, ctx
+}
+
+// TestBucketSettingsMismatch: a node whose TTLs or replicas differ from the
+// buckets' refuses to start, naming the key, and leaves the buckets as they were.
+func TestBucketSettingsMismatch(t *testing.T) {
+	t.Parallel()
+	js, ctx := startJS(t)
 	first := &Registry{JS: js, LeaseTTL: 3 * time.Second, StreamTTL: 10 * time.Second, StateTTL: time.Hour}
 	if err := first.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -71,13 +82,8 @@ func TestBucketSettingsMismatch(t *testing.T) {
 // TestStateExpires: playlist state of a path nobody writes any more goes
 // away after StateTTL, so paths used once do not fill the store.
 func TestStateExpires(t *testing.T) {
-	_, nc := startBus(t, 0)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	t.Parallel()
+	js, ctx := startJS(t)
 	r := &Registry{JS: js, StateTTL: time.Second}
 	if err := r.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -88,16 +94,10 @@ func TestStateExpires(t *testing.T) {
 	if st, _, err := r.State(ctx, "live/once"); err != nil || st.NextMSN != 3 {
 		t.Fatalf("state: %+v %v", st, err)
 	}
-	for {
+	testkit.WaitFor(t, 15*time.Second, "the state to expire", func() bool {
 		_, _, err := r.State(ctx, "live/once")
-		if errors.Is(err, ErrNotFound) {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("state never expired: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return errors.Is(err, ErrNotFound)
+	})
 	// A returning stream starts a new record.
 	if err := r.PutState(ctx, "live/once", PlaylistState{NextMSN: 1, Epoch: 9}); err != nil {
 		t.Fatal(err)
@@ -107,13 +107,8 @@ func TestStateExpires(t *testing.T) {
 // TestStateBucketUpgrade: a sg_state bucket from before state TTLs (none)
 // gets this node's TTL instead of refusing to start.
 func TestStateBucketUpgrade(t *testing.T) {
-	_, nc := startBus(t, 0)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	t.Parallel()
+	js, ctx := startJS(t)
 	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketState, History: 1, Replicas: 1, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}

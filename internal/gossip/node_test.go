@@ -102,6 +102,7 @@ func TestKeyRotation(t *testing.T) {
 // TestDeadNameReclaim: the name of a member that just failed is not taken
 // over by another address at once, only after ReclaimAfter.
 func TestDeadNameReclaim(t *testing.T) {
+	testkit.Slow(t)
 	key := []byte("0123456789abcdef")
 	for _, tc := range []struct {
 		name     string

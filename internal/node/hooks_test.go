@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/streamgrid/streamgrid/internal/hooks"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
 
@@ -47,6 +48,7 @@ func (h *hookReceiver) find(kind, path string) *hooks.Event {
 // reload points the hooks at a working receiver, a real publisher's ready,
 // a second publisher's refusal and the end (gone) arrive there.
 func TestHooks(t *testing.T) {
+	testkit.Slow(t)
 	unstick := make(chan struct{})
 	stuck := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -108,6 +110,7 @@ func TestHooks(t *testing.T) {
 // TestFailoverHook: when the origin owning a stream dies, the origin that
 // takes it over sends one failover event naming both.
 func TestFailoverHook(t *testing.T) {
+	testkit.Slow(t)
 	recv := &hookReceiver{}
 	srv := httptest.NewServer(recv)
 	defer srv.Close()

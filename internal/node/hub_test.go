@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamgrid/streamgrid/internal/testkit"
 	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
 
@@ -17,6 +18,7 @@ import (
 // The all-in-one's embedded bus has role users (it connects as "run"
 // itself) and the other origin joins as "origin".
 func TestAllInOneFeedsAnOriginElsewhere(t *testing.T) {
+	testkit.Slow(t)
 	c := allInOneConfig(t)
 	c.Bus.Server.Users = clusterUsers
 	oc := roleConfig(t, "far-origin")

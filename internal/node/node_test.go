@@ -177,6 +177,7 @@ func playChecked(t *testing.T, ctx context.Context, url string, frames int) test
 }
 
 func TestAllInOnePublishPlay(t *testing.T) {
+	testkit.Slow(t)
 	c := allInOneConfig(t)
 	n := startNode(t, c, RoleRun)
 	a := n.Addrs()

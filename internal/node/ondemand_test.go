@@ -11,12 +11,14 @@ import (
 
 	"github.com/streamgrid/streamgrid/edge"
 	"github.com/streamgrid/streamgrid/internal/config"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // TestOnDemandCamera: an on-demand camera is not pulled before a viewer asks
 // for it; the first request waits and answers a playlist; the stream plays;
 // the pull stops close_after after the last request.
 func TestOnDemandCamera(t *testing.T) {
+	testkit.Slow(t)
 	cam := startCameraServer(t, "od")
 	c := allInOneConfig(t)
 	src := source("cams/od", cam.URL())
@@ -107,6 +109,7 @@ func metricTotal(t *testing.T, n *Node, name string) float64 {
 // on-demand camera of the all-in-one node, and keeps it pulled for longer
 // than close_after while watching there.
 func TestOnDemandAtAnotherCache(t *testing.T) {
+	testkit.Slow(t)
 	cam := startCameraServer(t, "od")
 	c := allInOneConfig(t)
 	src := source("cams/od", cam.URL())

@@ -93,6 +93,7 @@ func mediaState(t *testing.T, base string) (string, plState) {
 // An invalid file is refused and the running configuration stays; removing
 // the first camera stops its pull.
 func TestReloadAddsAndRemovesCameras(t *testing.T) {
+	testkit.Slow(t)
 	cam1, cam2 := startCameraServer(t, "one"), startCameraServer(t, "two")
 	c := allInOneConfig(t)
 	c.Sources = []config.Source{source("cams/one", cam1.URL())}
@@ -199,6 +200,7 @@ func TestReloadAddsAndRemovesCameras(t *testing.T) {
 // to streams that start afterwards; a stream already packaged keeps its
 // Low-Latency playlist.
 func TestReloadHLSForNewStreams(t *testing.T) {
+	testkit.Slow(t)
 	c := allInOneConfig(t)
 	n := startNode(t, c, RoleRun)
 	a := n.Addrs()

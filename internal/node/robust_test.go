@@ -21,6 +21,7 @@ import (
 // new generation, the switch is a discontinuity, and closing the node leaves
 // no goroutine behind.
 func TestPublisherReconnect(t *testing.T) {
+	testkit.Slow(t)
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	c := allInOneConfig(t)
 	n := &Node{Config: c, Role: RoleRun, Log: testkit.Logger(t)}
@@ -128,6 +129,7 @@ func TestPublisherReconnect(t *testing.T) {
 // TestHostileInput sends garbage to every listener and asks for hostile
 // paths; each gets a clear error and the node keeps serving a real publisher.
 func TestHostileInput(t *testing.T) {
+	testkit.Slow(t)
 	c := allInOneConfig(t)
 	// fMP4 segments: the strict in-order check at the end must not depend on
 	// gohlslib's LL-HLS client, which on a loaded machine can deliver a part's

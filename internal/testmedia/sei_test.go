@@ -143,6 +143,7 @@ func TestWithSEITimestamp(t *testing.T) {
 // ffprobe decodes every frame without complaint and reports the SEI as user
 // data unregistered.
 func TestSEIDecodesWithFFmpeg(t *testing.T) {
+	testkit.Slow(t)
 	ffprobe := testkit.RequireFFprobe(t)
 	clip, err := Load()
 	if err != nil {
