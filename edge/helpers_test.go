@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/media"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 	"github.com/streamgrid/streamgrid/internal/testkit/testbus"
 )
 
@@ -152,14 +152,14 @@ func newEdge(t *testing.T, b *testBus, node string, logOut io.Writer) *Edge {
 	if logOut == nil {
 		logOut = io.Discard
 	}
-	rtp, rtcp := freeUDPPair(t)
+	rtp, rtcp := testkit.FreeUDPPair(t)
 	return &Edge{
 		Node:           node,
 		NC:             b.nc,
 		Registry:       b.reg,
 		RTSPAddress:    "127.0.0.1:0",
-		UDPRTPAddress:  rtp,
-		UDPRTCPAddress: rtcp,
+		UDPRTPAddress:  "127.0.0.1:" + strconv.Itoa(rtp),
+		UDPRTCPAddress: "127.0.0.1:" + strconv.Itoa(rtcp),
 		RTMPAddress:    "127.0.0.1:0",
 		ReadTimeout:    3 * time.Second,
 		Log:            slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -173,31 +173,6 @@ func startEdge(t *testing.T, e *Edge) {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
-}
-
-// freeUDPPair finds an even UDP port whose successor is free too.
-func freeUDPPair(t *testing.T) (string, string) {
-	t.Helper()
-	for range 100 {
-		a, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := a.LocalAddr().(*net.UDPAddr).Port
-		if port%2 != 0 || port >= 65535 {
-			a.Close()
-			continue
-		}
-		b, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+1)))
-		a.Close()
-		if err != nil {
-			continue
-		}
-		b.Close()
-		return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), net.JoinHostPort("127.0.0.1", strconv.Itoa(port+1))
-	}
-	t.Fatal("no free UDP port pair")
-	return "", ""
 }
 
 // collector gathers a stream's packets from the bus.

@@ -22,8 +22,7 @@ type videoState struct {
 // (fMP4 variant) into a <video> element of headless Chromium (its built-in
 // HLS player) and waits until it plays.
 func TestABRPlaysInChromium(t *testing.T) {
-	testkit.Slow(t)
-	testkit.RequireFFmpeg(t)
+	requireFFmpeg(t)
 	testkit.RequireChromium(t)
 	c := allInOneConfig(t)
 	c.Origin.Transcode.Encoder = "x264"

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/streamgrid/streamgrid/internal/config"
-	"github.com/streamgrid/streamgrid/internal/testkit"
 	"github.com/streamgrid/streamgrid/internal/testmedia"
 	"github.com/streamgrid/streamgrid/internal/transcode"
 )
@@ -244,8 +243,7 @@ func originStreams(t *testing.T, api string) []originStatus {
 // CPU and checks the master playlist, every rendition's picture size, the
 // alignment of the renditions' segments, and a restart after ffmpeg dies.
 func TestABRLadder(t *testing.T) {
-	testkit.Slow(t)
-	testkit.RequireFFmpeg(t)
+	requireFFmpeg(t)
 	c := allInOneConfig(t)
 	c.Origin.Transcode.Encoder = "x264"
 	c.Origin.Transcode.Ladders = abrLadder()
@@ -351,8 +349,7 @@ func TestABRLadder(t *testing.T) {
 // TestABRRefusedWithoutGPU: nvenc with fallback refuse on a machine without
 // a usable NVENC leaves the stream unclaimed, visibly.
 func TestABRRefusedWithoutGPU(t *testing.T) {
-	testkit.Slow(t)
-	testkit.RequireFFmpeg(t)
+	requireFFmpeg(t)
 	c := allInOneConfig(t)
 	c.Origin.Transcode.Encoder = "nvenc"
 	c.Origin.Transcode.Fallback = "refuse"

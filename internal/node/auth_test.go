@@ -11,7 +11,6 @@ import (
 
 	"github.com/streamgrid/streamgrid/internal/auth"
 	"github.com/streamgrid/streamgrid/internal/config"
-	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // authConfig is the all-in-one with users: admin may do everything, cam
@@ -52,8 +51,7 @@ func ffmpegRefused(t *testing.T, format, url string, extra ...string) string {
 
 // TestPublishAuthFFmpeg: real ffmpeg publishers against a node with users.
 func TestPublishAuthFFmpeg(t *testing.T) {
-	testkit.Slow(t)
-	testkit.RequireFFmpeg(t)
+	requireFFmpeg(t)
 	n := startNode(t, authConfig(t), RoleRun)
 	a := n.Addrs()
 	rtsp := func(cred, path string) string { return "rtsp://" + cred + a.RTSP + "/" + path }
@@ -245,8 +243,7 @@ func TestCapProfileSeconds(t *testing.T) {
 // TestPublishHashedBasicFFmpeg: a hashed password serves RTSP Basic (the
 // edge offers only Basic, as the configuration requires) and RTMP.
 func TestPublishHashedBasicFFmpeg(t *testing.T) {
-	testkit.Slow(t)
-	testkit.RequireFFmpeg(t)
+	requireFFmpeg(t)
 	c := allInOneConfig(t)
 	c.Edge.RTSPAuthMethods = []string{"basic"}
 	c.Auth.Users = []config.AuthUser{{User: "cam", Pass: auth.HashSHA256("campw"),

@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-
-	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // consoleState is what the console page reports.
@@ -41,8 +39,7 @@ const consoleProbe = `(() => { const c = window.sgConsole || {}, card = document
 // click on a stream plays it in the page. SG_CONSOLE_SCREENSHOT=docs/console.png
 // writes a screenshot.
 func TestConsoleInChromium(t *testing.T) {
-	testkit.Slow(t)
-	testkit.RequireFFmpeg(t)
+	requireFFmpeg(t)
 	b := startBrowser(t, 3*time.Minute)
 	c := allInOneConfig(t)
 	c.Origin.HLS.IdleTimeout = 10 * time.Second

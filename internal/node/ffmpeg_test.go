@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // ffmpegPublish starts ffmpeg publishing a synthetic 1 s-GOP source until the test ends.
@@ -72,9 +70,7 @@ func ffmpegDecode(t *testing.T, url string) {
 // TestFFmpegPublishers pushes with real ffmpeg over every ingest path and
 // reads back with ffprobe and ffmpeg, which must decode without an error.
 func TestFFmpegPublishers(t *testing.T) {
-	testkit.Slow(t)
-	testkit.RequireFFmpeg(t)
-	testkit.RequireFFprobe(t)
+	requireFFmpeg(t)
 	c := allInOneConfig(t)
 	n := startNode(t, c, RoleRun)
 	a := n.Addrs()

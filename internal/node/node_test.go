@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -18,35 +17,6 @@ import (
 	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
 
-// freeUDPPair finds an even UDP port whose successor is free too (RTP/RTCP).
-func freeUDPPair(t *testing.T) (int, int) {
-	t.Helper()
-	for range 100 {
-		a, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := a.LocalAddr().(*net.UDPAddr).Port
-		a.Close()
-		if port%2 != 0 || port > 65000 {
-			continue
-		}
-		a, err = net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			continue
-		}
-		b, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port+1))
-		a.Close()
-		if err != nil {
-			continue
-		}
-		b.Close()
-		return port, port + 1
-	}
-	t.Fatal("no free UDP port pair")
-	return 0, 0
-}
-
 // allInOneConfig is the default configuration on loopback with random ports.
 func allInOneConfig(t *testing.T) *config.Config {
 	c := config.Default()
@@ -56,7 +26,7 @@ func allInOneConfig(t *testing.T) *config.Config {
 	c.Bus.Server.StoreDir = t.TempDir()
 	c.Gossip.Bind = "127.0.0.1:0"
 	c.Edge.RTSPAddress = "127.0.0.1:0"
-	rtp, rtcp := freeUDPPair(t)
+	rtp, rtcp := testkit.FreeUDPPair(t)
 	c.Edge.RTPAddress = "127.0.0.1:" + strconv.Itoa(rtp)
 	c.Edge.RTCPAddress = "127.0.0.1:" + strconv.Itoa(rtcp)
 	c.Edge.RTMPAddress = "127.0.0.1:0"
@@ -77,6 +47,15 @@ func startNode(t *testing.T, c *config.Config, role string) *Node {
 	}
 	t.Cleanup(n.Close)
 	return n
+}
+
+// requireFFmpeg marks a test that runs ffmpeg and ffprobe: slow (skipped
+// under -short), and skipped without them (failed under CI=true).
+func requireFFmpeg(t *testing.T) {
+	t.Helper()
+	testkit.Slow(t)
+	testkit.RequireFFmpeg(t)
+	testkit.RequireFFprobe(t)
 }
 
 // playlistState fetches a media playlist and returns its EXT-X-MEDIA-SEQUENCE,

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-
-	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // browser is a headless Chromium for the page tests.
@@ -82,8 +80,7 @@ func (b *browser) waitPlaying(url string, limit time.Duration) playerState {
 // page plays it (the native player, or ours when the native one refuses
 // the playlist), and plays it with the MSE player forced (?player=mse).
 func TestPlayerPagePlaysInChromium(t *testing.T) {
-	testkit.Slow(t)
-	testkit.RequireFFmpeg(t)
+	requireFFmpeg(t)
 	b := startBrowser(t, 3*time.Minute)
 	c := allInOneConfig(t)
 	c.Origin.HLS.IdleTimeout = 10 * time.Second
@@ -121,8 +118,7 @@ func TestPlayerPagePlaysInChromium(t *testing.T) {
 // Chromium's native HLS player, and the MSE player, forced, says clearly
 // that such a stream needs native HLS instead of failing silently.
 func TestPlayerPageMPEGTS(t *testing.T) {
-	testkit.Slow(t)
-	testkit.RequireFFmpeg(t)
+	requireFFmpeg(t)
 	b := startBrowser(t, 3*time.Minute)
 	c := allInOneConfig(t)
 	c.Origin.HLS.Variant = "mpegts"
@@ -181,8 +177,7 @@ func TestPlayerPageMPEGTS(t *testing.T) {
 // TestPlayerPageNative: with the fmp4 variant, which Chromium's own HLS
 // player accepts, the page plays through the native player.
 func TestPlayerPageNative(t *testing.T) {
-	testkit.Slow(t)
-	testkit.RequireFFmpeg(t)
+	requireFFmpeg(t)
 	b := startBrowser(t, 3*time.Minute)
 	c := allInOneConfig(t)
 	c.Origin.HLS.Variant = "fmp4"

@@ -225,9 +225,7 @@ func checkStream(t *testing.T, url string, d time.Duration) func() {
 // origin and through the cache, and a second stream nobody else watches
 // (segments fetched from the origin only after they left the playlist).
 func TestPlayerMatrix(t *testing.T) {
-	testkit.Slow(t)
-	testkit.RequireFFmpeg(t)
-	testkit.RequireFFprobe(t)
+	requireFFmpeg(t)
 	testkit.RequireTool(t, "apt-get install vlc-bin vlc-plugin-base", "cvlc")
 	testkit.RequireChromium(t)
 	for _, variant := range []string{"lowLatency", "fmp4", "mpegts"} {
@@ -346,9 +344,7 @@ func TestPlayerMatrix(t *testing.T) {
 // new owner (docs/players.md), so availability misses across the failover
 // are reported, not failed; every other rule must hold.
 func TestPlayerFailover(t *testing.T) {
-	testkit.Slow(t)
-	testkit.RequireFFmpeg(t)
-	testkit.RequireFFprobe(t)
+	requireFFmpeg(t)
 	testkit.RequireTool(t, "apt-get install vlc-bin vlc-plugin-base", "cvlc")
 	testkit.RequireChromium(t)
 	cl := startCluster(t, nil)

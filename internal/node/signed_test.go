@@ -37,9 +37,7 @@ func signedConfig(t *testing.T) *config.Config {
 // URLs get 403 (ffprobe fails on them); the origin port refuses requests
 // without the cluster secret.
 func TestSignedPlayback(t *testing.T) {
-	testkit.Slow(t)
-	testkit.RequireFFmpeg(t)
-	testkit.RequireFFprobe(t)
+	requireFFmpeg(t)
 	n := startNode(t, signedConfig(t), RoleRun)
 	a := n.Addrs()
 	startCamera(t, "rtsp://"+a.RTSP+"/live/sig1")
@@ -101,9 +99,7 @@ func TestSignedPlayback(t *testing.T) {
 // TestSignedPlaybackChromium: headless Chromium's built-in HLS player plays
 // a signed URL (fMP4 variant: see TestABRPlaysInChromium).
 func TestSignedPlaybackChromium(t *testing.T) {
-	testkit.Slow(t)
-	testkit.RequireFFmpeg(t)
-	testkit.RequireFFprobe(t)
+	requireFFmpeg(t)
 	testkit.RequireChromium(t)
 	c := signedConfig(t)
 	c.Origin.HLS.Variant = "fmp4"

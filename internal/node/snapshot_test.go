@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/streamgrid/streamgrid/internal/media"
-	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 func TestAVCCToAnnexB(t *testing.T) {
@@ -41,8 +40,7 @@ func TestAVCCToAnnexB(t *testing.T) {
 // requests, and with clear errors for an unknown stream, a bad width and a
 // node without ffmpeg.
 func TestSnapshot(t *testing.T) {
-	testkit.Slow(t)
-	testkit.RequireFFmpeg(t)
+	requireFFmpeg(t)
 	n := startNode(t, allInOneConfig(t), RoleRun)
 	a := n.Addrs()
 	api := "http://" + a.API

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/streamgrid/streamgrid/internal/testcert"
-	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and localhost and its key
@@ -26,9 +25,7 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 // HTTPS, HTTP/2 to a Go client, and ffprobe (checking the certificate
 // against its CA file) reads the stream through it.
 func TestCacheTLS(t *testing.T) {
-	testkit.Slow(t)
-	testkit.RequireFFmpeg(t)
-	testkit.RequireFFprobe(t)
+	requireFFmpeg(t)
 	c := allInOneConfig(t)
 	certFile, keyFile, pool := selfSigned(t, t.TempDir())
 	c.Cache.TLSCert, c.Cache.TLSKey = certFile, keyFile
@@ -81,9 +78,7 @@ func TestCacheTLS(t *testing.T) {
 // over RTSPS (TCP) and RTMPS, and each stream plays at the cache; the plain
 // ports keep working next to them; plain RTSP and RTMP on the TLS ports fail.
 func TestEdgeTLSFFmpeg(t *testing.T) {
-	testkit.Slow(t)
-	testkit.RequireFFmpeg(t)
-	testkit.RequireFFprobe(t)
+	requireFFmpeg(t)
 	c := allInOneConfig(t)
 	certFile, keyFile, _ := selfSigned(t, t.TempDir())
 	c.Edge.TLSCert, c.Edge.TLSKey = certFile, keyFile

@@ -108,3 +108,11 @@ func TestBufferConcurrent(t *testing.T) {
 		t.Fatalf("%d bytes, want 400", n)
 	}
 }
+
+func TestFreeUDPPair(t *testing.T) {
+	t.Parallel()
+	rtp, rtcp := FreeUDPPair(t)
+	if rtp%2 != 0 || rtcp != rtp+1 {
+		t.Fatalf("pair %d, %d", rtp, rtcp)
+	}
+}
