@@ -272,6 +272,29 @@ func (p *publisher) play(ctx context.Context, burst, total time.Duration) {
 	}
 }
 
+// startLive registers camPath with a publisher of c (generation 1), waits
+// for o to serve it, plays the first 1.5 s at once and the rest up to total
+// in real time, and waits for o's first segment.
+func startLive(t *testing.T, b *testBus, o *Origin, c *clip, total time.Duration) *publisher {
+	t.Helper()
+	p := newPublisher(t, b, c, camPath, 1)
+	testkit.WaitFor(t, 5*time.Second, "claim", serving(o, camPath))
+	p.background(1500*time.Millisecond, total)
+	testkit.WaitFor(t, 10*time.Second, "first segment", ready(o, camPath))
+	return p
+}
+
+// claimVideo claims path (generation 1, one H264 track) on reg, as an edge
+// does when a publisher connects, without sending any media.
+func claimVideo(t *testing.T, ctx context.Context, reg *bus.Registry, path string) *bus.StreamInfo {
+	t.Helper()
+	info := &bus.StreamInfo{Path: path, Generation: 1, Tracks: []bus.TrackInfo{{ID: 0, Codec: media.CodecH264, ClockRate: 90000}}}
+	if _, err := reg.ClaimStream(ctx, info); err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
 // background runs play in a goroutine stopped at cleanup.
 func (p *publisher) background(burst, total time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())

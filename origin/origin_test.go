@@ -145,10 +145,7 @@ func TestLowLatencyPlaylistAndPlayback(t *testing.T) {
 	c := loadClip(t)
 	b := startBus(t, time.Second)
 	o := b.origin("o1", nil)
-	p := newPublisher(t, b, c, camPath, 1)
-	testkit.WaitFor(t, 5*time.Second, "claim", serving(o, camPath))
-	p.background(1500*time.Millisecond, 30*time.Second)
-	testkit.WaitFor(t, 10*time.Second, "first segment", ready(o, camPath))
+	startLive(t, b, o, c, 30*time.Second)
 	u := base(o, camPath)
 	st, _ := streamStatus(o, camPath)
 
@@ -498,10 +495,7 @@ func TestFailoverContinuesSequence(t *testing.T) {
 	c := loadClip(t)
 	b := startBus(t, time.Second)
 	a := b.origin("a", nil)
-	p := newPublisher(t, b, c, camPath, 1)
-	testkit.WaitFor(t, 5*time.Second, "claim", serving(a, camPath))
-	p.background(1500*time.Millisecond, 60*time.Second)
-	testkit.WaitFor(t, 10*time.Second, "first segment", ready(a, camPath))
+	p := startLive(t, b, a, c, 60*time.Second)
 	bo := b.origin("b", nil)
 
 	plA, _ := mediaPlaylist(t, base(a, camPath)+"video1_stream.m3u8")
@@ -548,10 +542,7 @@ func TestDrainHandsOverAtOnce(t *testing.T) {
 	c := loadClip(t)
 	b := startBus(t, 10*time.Second) // takeover must not wait for the lease to expire
 	a := b.origin("a", nil)
-	p := newPublisher(t, b, c, camPath, 1)
-	testkit.WaitFor(t, 5*time.Second, "claim", serving(a, camPath))
-	p.background(1500*time.Millisecond, 60*time.Second)
-	testkit.WaitFor(t, 10*time.Second, "first segment", ready(a, camPath))
+	startLive(t, b, a, c, 60*time.Second)
 	bo := b.origin("b", nil)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -581,10 +572,7 @@ func TestTakeoverFencesOldOwner(t *testing.T) {
 	_, reg := b.client()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	info := &bus.StreamInfo{Path: camPath, Generation: 1, Tracks: []bus.TrackInfo{{ID: 0, Codec: media.CodecH264, ClockRate: 90000}}}
-	if _, err := reg.ClaimStream(ctx, info); err != nil {
-		t.Fatal(err)
-	}
+	claimVideo(t, ctx, reg, camPath)
 	testkit.WaitFor(t, 5*time.Second, "claim", serving(a, camPath))
 	stA, _ := streamStatus(a, camPath)
 	if r := get(t, base(a, camPath)+"index.m3u8"); r.code != http.StatusServiceUnavailable {
@@ -623,10 +611,7 @@ func TestCapacity(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, path := range []string{"live/a", "live/b"} {
-		info := &bus.StreamInfo{Path: path, Generation: 1, Tracks: []bus.TrackInfo{{ID: 0, Codec: media.CodecH264, ClockRate: 90000}}}
-		if _, err := reg.ClaimStream(ctx, info); err != nil {
-			t.Fatal(err)
-		}
+		claimVideo(t, ctx, reg, path)
 	}
 	testkit.WaitFor(t, 5*time.Second, "one claim", func() bool { return len(o.Streams()) == 1 })
 	// A negative check needs a wait: a second claim would be scheduled within
@@ -678,10 +663,7 @@ func TestGossipLoad(t *testing.T) {
 	_, reg := b.client()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	info := &bus.StreamInfo{Path: camPath, Generation: 1, Tracks: []bus.TrackInfo{{ID: 0, Codec: media.CodecH264, ClockRate: 90000}}}
-	if _, err := reg.ClaimStream(ctx, info); err != nil {
-		t.Fatal(err)
-	}
+	claimVideo(t, ctx, reg, camPath)
 	meta := func() gossip.Meta { m, _ := g.Member("o1"); return m.Meta }
 	testkit.WaitFor(t, 5*time.Second, "load 1 gossiped", func() bool { return meta().Load == 1 })
 	if m := meta(); m.Role != "origin" || m.HTTP != o.AdvertiseHTTP || m.Capacity != 5 || m.Draining { // the origin advertises its own HTTP address
@@ -698,10 +680,7 @@ func TestRepeatedWriteErrorsRecreateMuxer(t *testing.T) {
 	nc, reg := b.client()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	info := &bus.StreamInfo{Path: camPath, Generation: 1, Tracks: []bus.TrackInfo{{ID: 0, Codec: media.CodecH264, ClockRate: 90000}}}
-	if _, err := reg.ClaimStream(ctx, info); err != nil {
-		t.Fatal(err)
-	}
+	claimVideo(t, ctx, reg, camPath)
 	testkit.WaitFor(t, 5*time.Second, "claim", serving(o, camPath))
 	pub := bus.NewPublisher(nc, camPath)
 	for k := range maxConsecutiveWriteErrors + 2 {
@@ -729,10 +708,7 @@ func TestRenewalReplyLostKeepsLease(t *testing.T) {
 	_, reg := b.client()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	info := &bus.StreamInfo{Path: camPath, Generation: 1, Tracks: []bus.TrackInfo{{ID: 0, Codec: media.CodecH264, ClockRate: 90000}}}
-	if _, err := reg.ClaimStream(ctx, info); err != nil {
-		t.Fatal(err)
-	}
+	claimVideo(t, ctx, reg, camPath)
 	testkit.WaitFor(t, 5*time.Second, "claim", serving(o, camPath))
 	st, _ := streamStatus(o, camPath)
 
@@ -769,10 +745,7 @@ func TestUnwatchedPlaylistsRefreshSlowly(t *testing.T) {
 	c := loadClip(t)
 	b := startBus(t, time.Second)
 	o := b.origin("o1", func(o *Origin) { o.watchedFor = 400 * time.Millisecond })
-	p := newPublisher(t, b, c, camPath, 1)
-	testkit.WaitFor(t, 5*time.Second, "claim", serving(o, camPath))
-	p.background(1500*time.Millisecond, 30*time.Second)
-	testkit.WaitFor(t, 10*time.Second, "first segment", ready(o, camPath))
+	startLive(t, b, o, c, 30*time.Second)
 	s := o.lookup(camPath)
 	u := base(o, camPath)
 

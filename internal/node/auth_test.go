@@ -150,10 +150,7 @@ func apiStatus(t *testing.T, url, user, pass string) (int, http.Header) {
 func TestAPIAuth(t *testing.T) {
 	n := startNode(t, authConfig(t), RoleRun)
 	api := "http://" + n.Addrs().API
-	for _, tc := range []struct {
-		path, user, pass string
-		want             int
-	}{
+	checkStatuses(t, api, []authCase{
 		{"/healthz", "", "", 200},
 		{"/v1/streams", "", "", 401},
 		{"/v1/streams", "admin", "wrong", 401},
@@ -166,15 +163,7 @@ func TestAPIAuth(t *testing.T) {
 		{"/metrics", "admin", "adminpw", 200},
 		{"/debug/pprof/", "admin", "adminpw", 403},
 		{"/debug/pprof/", "", "", 401},
-	} {
-		code, h := apiStatus(t, api+tc.path, tc.user, tc.pass)
-		if code != tc.want {
-			t.Errorf("GET %s as %q: %d, want %d", tc.path, tc.user, code, tc.want)
-		}
-		if code == 401 && !strings.HasPrefix(h.Get("WWW-Authenticate"), "Basic ") {
-			t.Errorf("GET %s: 401 without a Basic challenge", tc.path)
-		}
-	}
+	})
 	if got := metricSum(t, n, "streamgrid_auth_denied_total", `action="api"`); got < 4 {
 		t.Errorf("api denials counted: %v", got)
 	}
@@ -207,6 +196,27 @@ func TestAPILoopbackOnly(t *testing.T) {
 	for path, want := range map[string]int{"/v1/streams": 403, "/metrics": 403, "/debug/pprof/": 403, "/": 403, "/healthz": 200} {
 		if code, _ := apiStatus(t, "http://"+ip+port+path, "", ""); code != want {
 			t.Errorf("GET %s from %s: %d, want %d", path, ip, code, want)
+		}
+	}
+}
+
+// authCase is a GET of path as user (none when empty) and the status it must get.
+type authCase struct {
+	path, user, pass string
+	want             int
+}
+
+// checkStatuses runs the cases against base and checks that every 401 comes
+// with a Basic challenge.
+func checkStatuses(t *testing.T, base string, cases []authCase) {
+	t.Helper()
+	for _, tc := range cases {
+		code, h := apiStatus(t, base+tc.path, tc.user, tc.pass)
+		if code != tc.want {
+			t.Errorf("GET %s as %q: %d, want %d", tc.path, tc.user, code, tc.want)
+		}
+		if code == 401 && !strings.HasPrefix(h.Get("WWW-Authenticate"), "Basic ") {
+			t.Errorf("GET %s: 401 without a Basic challenge", tc.path)
 		}
 	}
 }
@@ -284,24 +294,13 @@ func TestCacheReadAuth(t *testing.T) {
 	}
 	n := startNode(t, c, RoleRun)
 	cache := "http://" + n.Addrs().Cache
-	for _, tc := range []struct {
-		path, user, pass string
-		want             int
-	}{
+	checkStatuses(t, cache, []authCase{
 		{"/live/x/index.m3u8", "", "", 401},
 		{"/live/x/index.m3u8", "admin", "wrong", 401},
 		{"/live/x/index.m3u8", "ops", "opspw", 403},
 		{"/live/x/index.m3u8", "admin", "adminpw", 404}, // allowed; no such stream
 		{"/public/x/index.m3u8", "", "", 404},           // "any" reads public/*
-	} {
-		code, h := apiStatus(t, cache+tc.path, tc.user, tc.pass)
-		if code != tc.want {
-			t.Errorf("GET %s as %q: %d, want %d", tc.path, tc.user, code, tc.want)
-		}
-		if code == 401 && !strings.HasPrefix(h.Get("WWW-Authenticate"), "Basic ") {
-			t.Errorf("GET %s: 401 without a Basic challenge", tc.path)
-		}
-	}
+	})
 	if got := metricSum(t, n, "streamgrid_auth_denied_total", `action="read"`); got < 3 {
 		t.Errorf("read denials counted: %v", got)
 	}

@@ -39,12 +39,7 @@ const consoleProbe = `(() => { const c = window.sgConsole || {}, card = document
 // click on a stream plays it in the page. SG_CONSOLE_SCREENSHOT=docs/console.png
 // writes a screenshot.
 func TestConsoleInChromium(t *testing.T) {
-	requireFFmpeg(t)
-	b := startBrowser(t, 3*time.Minute)
-	c := allInOneConfig(t)
-	c.Origin.HLS.IdleTimeout = 10 * time.Second
-	n := startNode(t, c, RoleRun)
-	a := n.Addrs()
+	b, a := startBrowserNode(t, "")
 	startCamera(t, "rtsp://"+a.RTSP+"/live/con1")
 	startCamera(t, "rtsp://"+a.RTSP+"/live/con2")
 

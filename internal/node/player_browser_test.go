@@ -24,6 +24,22 @@ func startBrowser(t *testing.T, limit time.Duration) *browser {
 	return &browser{t: t, ctx: ctx}
 }
 
+// startBrowserNode starts headless Chromium, with three minutes for what the
+// test does in it, and an all-in-one node serving the HLS variant ("" for
+// the default) whose streams outlive the browser's pauses (10 s idle
+// timeout). The caller publishes with startCamera.
+func startBrowserNode(t *testing.T, variant string) (*browser, Addrs) {
+	t.Helper()
+	requireFFmpeg(t)
+	b := startBrowser(t, 3*time.Minute)
+	c := allInOneConfig(t)
+	if variant != "" {
+		c.Origin.HLS.Variant = variant
+	}
+	c.Origin.HLS.IdleTimeout = 10 * time.Second
+	return b, startNode(t, c, RoleRun).Addrs()
+}
+
 func (b *browser) run(actions ...chromedp.Action) {
 	b.t.Helper()
 	if err := chromedp.Run(b.ctx, actions...); err != nil {
@@ -80,12 +96,7 @@ func (b *browser) waitPlaying(url string, limit time.Duration) playerState {
 // page plays it (the native player, or ours when the native one refuses
 // the playlist), and plays it with the MSE player forced (?player=mse).
 func TestPlayerPagePlaysInChromium(t *testing.T) {
-	requireFFmpeg(t)
-	b := startBrowser(t, 3*time.Minute)
-	c := allInOneConfig(t)
-	c.Origin.HLS.IdleTimeout = 10 * time.Second
-	n := startNode(t, c, RoleRun)
-	a := n.Addrs()
+	b, a := startBrowserNode(t, "")
 	startCamera(t, "rtsp://"+a.RTSP+"/live/page")
 	page := "http://" + a.Cache + "/live/page/"
 
@@ -118,13 +129,7 @@ func TestPlayerPagePlaysInChromium(t *testing.T) {
 // Chromium's native HLS player, and the MSE player, forced, says clearly
 // that such a stream needs native HLS instead of failing silently.
 func TestPlayerPageMPEGTS(t *testing.T) {
-	requireFFmpeg(t)
-	b := startBrowser(t, 3*time.Minute)
-	c := allInOneConfig(t)
-	c.Origin.HLS.Variant = "mpegts"
-	c.Origin.HLS.IdleTimeout = 10 * time.Second
-	n := startNode(t, c, RoleRun)
-	a := n.Addrs()
+	b, a := startBrowserNode(t, "mpegts")
 	startCamera(t, "rtsp://"+a.RTSP+"/live/ts")
 	page := "http://" + a.Cache + "/live/ts/"
 
@@ -177,13 +182,7 @@ func TestPlayerPageMPEGTS(t *testing.T) {
 // TestPlayerPageNative: with the fmp4 variant, which Chromium's own HLS
 // player accepts, the page plays through the native player.
 func TestPlayerPageNative(t *testing.T) {
-	requireFFmpeg(t)
-	b := startBrowser(t, 3*time.Minute)
-	c := allInOneConfig(t)
-	c.Origin.HLS.Variant = "fmp4"
-	c.Origin.HLS.IdleTimeout = 10 * time.Second
-	n := startNode(t, c, RoleRun)
-	a := n.Addrs()
+	b, a := startBrowserNode(t, "fmp4")
 	startCamera(t, "rtsp://"+a.RTSP+"/live/nat")
 	page := "http://" + a.Cache + "/live/nat/"
 	b.run(chromedp.Navigate(page))

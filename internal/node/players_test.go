@@ -173,6 +173,25 @@ func (p *chromiumPlayer) frames(t *testing.T) int {
 	return st.Frames
 }
 
+// requirePlayers marks a test that runs the real players: ffmpeg (and
+// ffprobe), VLC and Chromium.
+func requirePlayers(t *testing.T) {
+	t.Helper()
+	requireFFmpeg(t)
+	testkit.RequireTool(t, "apt-get install vlc-bin vlc-plugin-base", "cvlc")
+	testkit.RequireChromium(t)
+}
+
+// frameCounts is how many frames each player has shown so far.
+func frameCounts(t *testing.T, players []player) map[string]int {
+	t.Helper()
+	n := make(map[string]int, len(players))
+	for _, p := range players {
+		n[p.name()] = p.frames(t)
+	}
+	return n
+}
+
 // waitHLS polls url until it answers 200.
 func waitHLS(t *testing.T, url string, limit time.Duration) {
 	t.Helper()
@@ -225,9 +244,7 @@ func checkStream(t *testing.T, url string, d time.Duration) func() {
 // origin and through the cache, and a second stream nobody else watches
 // (segments fetched from the origin only after they left the playlist).
 func TestPlayerMatrix(t *testing.T) {
-	requireFFmpeg(t)
-	testkit.RequireTool(t, "apt-get install vlc-bin vlc-plugin-base", "cvlc")
-	testkit.RequireChromium(t)
+	requirePlayers(t)
 	for _, variant := range []string{"lowLatency", "fmp4", "mpegts"} {
 		t.Run(variant, func(t *testing.T) {
 			start := time.Now()
@@ -276,10 +293,7 @@ func TestPlayerMatrix(t *testing.T) {
 				startChromiumPlayer(t, "chromium (middle)", cache))
 			time.Sleep(5 * time.Second)
 
-			before := map[string]int{}
-			for _, p := range players {
-				before[p.name()] = p.frames(t)
-			}
+			before := frameCounts(t, players)
 			// The publisher reconnects: a new generation, a discontinuity.
 			cam.Close()
 			_ = cam.Wait()
@@ -296,10 +310,7 @@ func TestPlayerMatrix(t *testing.T) {
 				}
 			}
 			time.Sleep(5 * time.Second)
-			mid := map[string]int{}
-			for _, p := range players {
-				mid[p.name()] = p.frames(t)
-			}
+			mid := frameCounts(t, players)
 			time.Sleep(5 * time.Second)
 
 			var summary []string
@@ -344,9 +355,7 @@ func TestPlayerMatrix(t *testing.T) {
 // new owner (docs/players.md), so availability misses across the failover
 // are reported, not failed; every other rule must hold.
 func TestPlayerFailover(t *testing.T) {
-	requireFFmpeg(t)
-	testkit.RequireTool(t, "apt-get install vlc-bin vlc-plugin-base", "cvlc")
-	testkit.RequireChromium(t)
+	requirePlayers(t)
 	cl := startCluster(t, nil)
 	cam := &testmedia.Camera{URL: "rtsp://" + cl.byName["edge2"].Addrs().RTSP + "/live/fo"}
 	if err := cam.Start(context.Background()); err != nil {
@@ -371,17 +380,11 @@ func TestPlayerFailover(t *testing.T) {
 		startChromiumPlayer(t, "chromium", url),
 	}
 	time.Sleep(8 * time.Second)
-	before := map[string]int{}
-	for _, p := range players {
-		before[p.name()] = p.frames(t)
-	}
+	before := frameCounts(t, players)
 	first := owner(t, cl, "live/fo")
 	first.Crash()
 	time.Sleep(6 * time.Second)
-	mid := map[string]int{}
-	for _, p := range players {
-		mid[p.name()] = p.frames(t)
-	}
+	mid := frameCounts(t, players)
 	time.Sleep(5 * time.Second)
 	var summary []string
 	for _, p := range players {
