@@ -15,11 +15,9 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
 	tscodecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts/codecs"
-	"go.uber.org/goleak"
 
 	"github.com/streamgrid/streamgrid/internal/media"
 	"github.com/streamgrid/streamgrid/internal/testkit"
-	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
 
 // tsUnit is one access unit read from an MPEG-TS file.
@@ -81,9 +79,7 @@ func generateTS(t testing.TB, ffmpeg string, args ...string) []tsUnit {
 // TestTranscoderH265FromOpus transcodes an H264 + Opus source to an H265
 // rendition with AAC audio.
 func TestTranscoderH265FromOpus(t *testing.T) {
-	testkit.Slow(t)
-	ffmpeg := testkit.RequireFFmpeg(t)
-	defer goleak.VerifyNone(t)
+	ffmpeg := ffmpegTest(t)
 	units := generateTS(t, ffmpeg,
 		"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
 		"-t", "2", "-c:v", "libx264", "-profile:v", "main", "-bf", "0", "-g", "25", "-sc_threshold", "0", "-b:v", "200k",
@@ -142,13 +138,8 @@ func TestTranscoderH265FromOpus(t *testing.T) {
 // reconnecting): ffmpeg is restarted at once, OnRestart gets attempt 0 and
 // ErrDiscontinuity, and the output follows the new timeline.
 func TestTranscoderDiscontinuity(t *testing.T) {
-	testkit.Slow(t)
-	ffmpeg := testkit.RequireFFmpeg(t)
-	defer goleak.VerifyNone(t)
-	sample, err := testmedia.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ffmpeg := ffmpegTest(t)
+	sample := sampleClip(t)
 	clip := sample.Head(2)
 	rec := newRecorder(1)
 	tr := &Transcoder{FFmpeg: ffmpeg, Ladder: oneRendition, Encoder: EncoderX264, Source: clipSource(clip),
@@ -196,13 +187,8 @@ func TestTranscoderDiscontinuity(t *testing.T) {
 // sends none: the transcoder goes on video only, and back to audio when it
 // comes.
 func TestTranscoderDeclaredAudioAbsent(t *testing.T) {
-	testkit.Slow(t)
-	ffmpeg := testkit.RequireFFmpeg(t)
-	defer goleak.VerifyNone(t)
-	clip, err := testmedia.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ffmpeg := ffmpegTest(t)
+	clip := sampleClip(t)
 	rec := newRecorder(1)
 	tr := &Transcoder{FFmpeg: ffmpeg, Ladder: oneRendition, Encoder: EncoderX264, Source: clipSource(clip),
 		OnVideo: rec.onVideo, OnAudio: rec.onAudio, OnRestart: rec.onRestart, Log: testkit.Logger(t)}

@@ -10,11 +10,33 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
 
 	"github.com/streamgrid/streamgrid/internal/media"
 	"github.com/streamgrid/streamgrid/internal/testkit"
 	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
+
+// ffmpegTest marks a test that runs ffmpeg: slow (skipped under -short),
+// skipped without ffmpeg (failed under CI=true), and checked for leaked
+// goroutines after its cleanups. It returns ffmpeg's path.
+func ffmpegTest(t *testing.T) string {
+	t.Helper()
+	testkit.Slow(t)
+	ffmpeg := testkit.RequireFFmpeg(t)
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	return ffmpeg
+}
+
+// sampleClip is testmedia's sample clip.
+func sampleClip(t testing.TB) *testmedia.Clip {
+	t.Helper()
+	clip, err := testmedia.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return clip
+}
 
 // clipSource describes the sample clip as a transcoder source.
 func clipSource(clip *testmedia.Clip) SourceInfo {

@@ -8,7 +8,6 @@ import (
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 
 	"github.com/streamgrid/streamgrid/internal/media"
-	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
 
 func TestMasterPlaylist(t *testing.T) {
@@ -73,10 +72,7 @@ func TestMasterPlaylist(t *testing.T) {
 }
 
 func TestCodecString(t *testing.T) {
-	clip, err := testmedia.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
+	clip := sampleClip(t)
 	want := "avc1." + hex.EncodeToString(clip.SPS[1:4])
 	if got := CodecString(clip.SPS); got != want || !strings.HasPrefix(got, "avc1.4d") {
 		t.Errorf("CodecString(sample SPS) = %q, want %q (Main profile)", got, want)

@@ -13,7 +13,6 @@ import (
 
 	"github.com/streamgrid/streamgrid/internal/media"
 	"github.com/streamgrid/streamgrid/internal/testkit"
-	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
 
 // fakeFFmpeg writes an executable shell script standing in for ffmpeg.
@@ -96,10 +95,7 @@ func TestEnqueueDrops(t *testing.T) {
 }
 
 func TestStartErrors(t *testing.T) {
-	clip, err := testmedia.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
+	clip := sampleClip(t)
 	good := func() *Transcoder {
 		return &Transcoder{FFmpeg: fakeFFmpeg(t, "exec sleep 30"), Ladder: oneRendition, Encoder: EncoderX264,
 			Source: clipSource(clip), OnVideo: func(int, int64, int64, [][]byte) {}}

@@ -8,24 +8,17 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/goleak"
 
 	"github.com/streamgrid/streamgrid/internal/testkit"
-	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
 
 // TestTranscoderLadder feeds the sample clip through a three-rendition x264
 // ladder and checks the outputs; then kills ffmpeg and checks that the
 // transcoder restarts it and the outputs resume.
 func TestTranscoderLadder(t *testing.T) {
-	testkit.Slow(t)
-	ffmpeg := testkit.RequireFFmpeg(t)
-	defer goleak.VerifyNone(t)
+	ffmpeg := ffmpegTest(t)
 
-	clip, err := testmedia.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
+	clip := sampleClip(t)
 	ladder := Ladder{Renditions: []Rendition{
 		{Name: "240p", Width: 426, Bitrate: 300_000},
 		{Name: "180p", Width: 320, Height: 180, Bitrate: 200_000, FPS: 15},
