@@ -165,17 +165,35 @@ func (f *fakeLive) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func runFake(t *testing.T, fault string) *Report {
 	t.Helper()
-	f := &fakeLive{fault: fault, t0: time.Now(), base: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	srv := httptest.NewServer(f)
-	t.Cleanup(srv.Close)
-	c := &Checker{URL: srv.URL + "/index.m3u8", Duration: 2 * time.Second}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	rep, err := c.Run(ctx)
-	if err != nil {
-		t.Fatal(err)
+	return runFakes(t, fault)[0]
+}
+
+// runFakes checks a fake live stream with each fault, all at once: a check
+// takes wall-clock time, not CPU, and parallel subtests would queue behind
+// -parallel (the number of CPUs).
+func runFakes(t *testing.T, faults ...string) []*Report {
+	t.Helper()
+	reps := make([]*Report, len(faults))
+	errs := make([]error, len(faults))
+	var wg sync.WaitGroup
+	for i, fault := range faults {
+		f := &fakeLive{fault: fault, t0: time.Now(), base: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+		srv := httptest.NewServer(f)
+		t.Cleanup(srv.Close)
+		c := &Checker{URL: srv.URL + "/index.m3u8", Duration: 2 * time.Second}
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			reps[i], errs[i] = c.Run(ctx)
+		})
 	}
-	return rep
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("fault %q: %v", faults[i], err)
+		}
+	}
+	return reps
 }
 
 func TestCheckerPassesAConformingStream(t *testing.T) {
@@ -197,7 +215,7 @@ func TestCheckerPassesAConformingStream(t *testing.T) {
 
 func TestCheckerFindsViolations(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct{ fault, rule string }{
+	cases := []struct{ fault, rule string }{
 		{"msn-back", RuleMediaSequence},
 		{"ds-back", RuleDiscontinuity},
 		{"target-duration", RuleTargetDuration},
@@ -208,10 +226,15 @@ func TestCheckerFindsViolations(t *testing.T) {
 		{"hint", RulePreloadHint},
 		{"reports", RuleRendition},
 		{"delta", RuleDeltaUpdate},
-	} {
+	}
+	faults := make([]string, len(cases))
+	for i, tc := range cases {
+		faults[i] = tc.fault
+	}
+	reps := runFakes(t, faults...)
+	for i, tc := range cases {
 		t.Run(tc.fault, func(t *testing.T) {
-			t.Parallel()
-			rep := runFake(t, tc.fault)
+			rep := reps[i]
 			if rep.Counts[tc.rule] == 0 {
 				t.Fatalf("fault %s: no %s violation reported; got %v", tc.fault, tc.rule, rep.Counts)
 			}
