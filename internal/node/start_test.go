@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // TestStartUndoesOnFailure: when the last step fails (the API's port is
@@ -18,7 +20,7 @@ func TestStartUndoesOnFailure(t *testing.T) {
 	defer taken.Close()
 	c := allInOneConfig(t)
 	c.API.Address = taken.Addr().String()
-	n := &Node{Config: c, Role: RoleRun, Log: testLog()}
+	n := &Node{Config: c, Role: RoleRun, Log: testkit.Logger(t)}
 	err = n.Start()
 	if err == nil {
 		n.Close()
