@@ -124,6 +124,7 @@ func TestUnauthenticatedRefused(t *testing.T) {
 // TestRolePermissions runs each role's real operations under its user, and
 // the ones it must not do.
 func TestRolePermissions(t *testing.T) {
+	testkit.Slow(t)
 	s := startAuthBus(t)
 	url := s.ClientURL()
 	edge := connectRole(t, url, UserEdge, testUsers.Edge, 1)

@@ -40,6 +40,7 @@ func startCamera(t *testing.T, addr string) *testmedia.CameraServer {
 }
 
 func TestCameraPull(t *testing.T) {
+	testkit.Slow(t)
 	b := startBus(t)
 	cam := startCamera(t, "127.0.0.1:0")
 	camAddr := cam.Addr().String()

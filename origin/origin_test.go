@@ -741,6 +741,7 @@ func TestRenewalReplyLostKeepsLease(t *testing.T) {
 // request brings the per-part refresh back, and it lapses again once the
 // requests stop.
 func TestUnwatchedPlaylistsRefreshSlowly(t *testing.T) {
+	testkit.Slow(t)
 	checkLeaks(t)
 	c := loadClip(t)
 	b := startBus(t, time.Second)
