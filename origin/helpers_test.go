@@ -295,6 +295,19 @@ func claimVideo(t *testing.T, ctx context.Context, reg *bus.Registry, path strin
 	return info
 }
 
+// claimServed claims camPath (one H264 track, no media) through a new
+// client of b and waits for o to serve it. It returns the client's registry
+// and a context for the test's registry calls.
+func claimServed(t *testing.T, b *testBus, o *Origin) (*bus.Registry, context.Context) {
+	t.Helper()
+	_, reg := b.client()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	claimVideo(t, ctx, reg, camPath)
+	testkit.WaitFor(t, 5*time.Second, "claim", serving(o, camPath))
+	return reg, ctx
+}
+
 // background runs play in a goroutine stopped at cleanup.
 func (p *publisher) background(burst, total time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())

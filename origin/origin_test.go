@@ -569,11 +569,7 @@ func TestTakeoverFencesOldOwner(t *testing.T) {
 	checkLeaks(t)
 	b := startBus(t, 3*time.Second)
 	a := b.origin("a", func(o *Origin) { o.blockTimeout = 200 * time.Millisecond })
-	_, reg := b.client()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	claimVideo(t, ctx, reg, camPath)
-	testkit.WaitFor(t, 5*time.Second, "claim", serving(a, camPath))
+	reg, ctx := claimServed(t, b, a)
 	stA, _ := streamStatus(a, camPath)
 	if r := get(t, base(a, camPath)+"index.m3u8"); r.code != http.StatusServiceUnavailable {
 		t.Fatalf("stream without media yet: %d", r.code)
@@ -705,11 +701,7 @@ func TestRenewalReplyLostKeepsLease(t *testing.T) {
 	checkLeaks(t)
 	b := startBus(t, time.Second)
 	o := b.origin("o1", nil)
-	_, reg := b.client()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	claimVideo(t, ctx, reg, camPath)
-	testkit.WaitFor(t, 5*time.Second, "claim", serving(o, camPath))
+	reg, ctx := claimServed(t, b, o)
 	st, _ := streamStatus(o, camPath)
 
 	// A renewal applied by the registry whose reply never arrived: the record

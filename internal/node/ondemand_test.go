@@ -12,18 +12,27 @@ import (
 	"github.com/streamgrid/streamgrid/edge"
 	"github.com/streamgrid/streamgrid/internal/config"
 	"github.com/streamgrid/streamgrid/internal/testkit"
+	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
+
+// onDemandCamera starts a camera server and returns it with an on-demand
+// source for it, cams/od, that closes its pull 2 s after the last request.
+func onDemandCamera(t *testing.T) (*testmedia.CameraServer, config.Source) {
+	t.Helper()
+	cam := startCameraServer(t, "od")
+	src := source("cams/od", cam.URL())
+	src.OnDemand = true
+	src.CloseAfter = 2 * time.Second
+	return cam, src
+}
 
 // TestOnDemandCamera: an on-demand camera is not pulled before a viewer asks
 // for it; the first request waits and answers a playlist; the stream plays;
 // the pull stops close_after after the last request.
 func TestOnDemandCamera(t *testing.T) {
 	testkit.Slow(t)
-	cam := startCameraServer(t, "od")
+	cam, src := onDemandCamera(t)
 	c := allInOneConfig(t)
-	src := source("cams/od", cam.URL())
-	src.OnDemand = true
-	src.CloseAfter = 2 * time.Second
 	c.Sources = append(c.Sources, src)
 	n := startNode(t, c, RoleRun)
 	cacheURL := "http://" + n.Addrs().Cache
@@ -110,11 +119,8 @@ func metricTotal(t *testing.T, n *Node, name string) float64 {
 // than close_after while watching there.
 func TestOnDemandAtAnotherCache(t *testing.T) {
 	testkit.Slow(t)
-	cam := startCameraServer(t, "od")
+	cam, src := onDemandCamera(t)
 	c := allInOneConfig(t)
-	src := source("cams/od", cam.URL())
-	src.OnDemand = true
-	src.CloseAfter = 2 * time.Second
 	c.Sources = []config.Source{src}
 	cc := roleConfig(t, "cache2")
 	// Secured as a cluster runs: role users on the all-in-one's bus (the

@@ -142,12 +142,7 @@ func TestTranscoderDiscontinuity(t *testing.T) {
 	sample := sampleClip(t)
 	clip := sample.Head(2)
 	rec := newRecorder(1)
-	tr := &Transcoder{FFmpeg: ffmpeg, Ladder: oneRendition, Encoder: EncoderX264, Source: clipSource(clip),
-		OnVideo: rec.onVideo, OnAudio: rec.onAudio, OnRestart: rec.onRestart, Log: testkit.Logger(t)}
-	if err := tr.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
+	tr := startX264(t, ffmpeg, clipSource(clip), rec)
 
 	first := &feeder{tr: tr, clip: clip, base: 50 * 90000}
 	first.feed(t, 1, false)
@@ -190,12 +185,7 @@ func TestTranscoderDeclaredAudioAbsent(t *testing.T) {
 	ffmpeg := ffmpegTest(t)
 	clip := sampleClip(t)
 	rec := newRecorder(1)
-	tr := &Transcoder{FFmpeg: ffmpeg, Ladder: oneRendition, Encoder: EncoderX264, Source: clipSource(clip),
-		OnVideo: rec.onVideo, OnAudio: rec.onAudio, OnRestart: rec.onRestart, Log: testkit.Logger(t)}
-	if err := tr.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
+	tr := startX264(t, ffmpeg, clipSource(clip), rec)
 	if !tr.Stats().Audio {
 		t.Error("the first run does not expect the declared audio")
 	}

@@ -28,6 +28,19 @@ func ffmpegTest(t *testing.T) string {
 	return ffmpeg
 }
 
+// startX264 starts a transcoder of src to the one-rendition x264 ladder,
+// reporting to rec. It is closed at cleanup.
+func startX264(t *testing.T, ffmpeg string, src SourceInfo, rec *recorder) *Transcoder {
+	t.Helper()
+	tr := &Transcoder{FFmpeg: ffmpeg, Ladder: oneRendition, Encoder: EncoderX264, Source: src,
+		OnVideo: rec.onVideo, OnAudio: rec.onAudio, OnRestart: rec.onRestart, Log: testkit.Logger(t)}
+	if err := tr.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr.Close)
+	return tr
+}
+
 // sampleClip is testmedia's sample clip.
 func sampleClip(t testing.TB) *testmedia.Clip {
 	t.Helper()
