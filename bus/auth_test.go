@@ -407,28 +407,7 @@ func TestClusterWithAuth(t *testing.T) {
 	if info, err := origin.reg.Stream(ctx, "live/x"); err != nil || info.Edge != "e" {
 		t.Fatalf("record across nodes: %+v %v", info, err)
 	}
-	got := make(chan *media.Packet, 1)
-	sub, err := SubscribeMedia(origin.nc, "live/x", func(p *media.Packet) { got <- p })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	pub := NewPublisher(edge.nc, "live/x")
-	// Interest crosses the route a moment after the subscription: publish until a packet arrives.
-	for seq := uint64(1); ; seq++ {
-		if err := pub.Publish(&media.Packet{Codec: media.CodecH264, Seq: seq, Payload: []byte{1}}); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-got:
-		case <-time.After(50 * time.Millisecond):
-			if ctx.Err() != nil {
-				t.Fatal("no media across the route")
-			}
-			continue
-		}
-		break
-	}
+	mediaAcross(t, edge.nc, origin.nc, "live/x", func() string { return "" })
 
 	// A fourth node with a wrong route password does not join.
 	before := make([]int, len(servers))

@@ -44,6 +44,39 @@ func startRegistry(t *testing.T, nc *nats.Conn, ttl time.Duration) *Registry {
 	return r
 }
 
+// mediaAcross subscribes to path through to and publishes on it through
+// from until a packet arrives: interest crosses a route a moment after the
+// subscription. After 20 s it fails, with detail() (a log) in the message.
+func mediaAcross(t *testing.T, from, to *nats.Conn, path string, detail func() string) {
+	t.Helper()
+	got := make(chan *media.Packet, 1)
+	sub, err := SubscribeMedia(to, path, func(p *media.Packet) {
+		select {
+		case got <- p:
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	pub := NewPublisher(from, path)
+	deadline := time.Now().Add(20 * time.Second)
+	for seq := uint64(1); ; seq++ {
+		if err := pub.Publish(&media.Packet{Codec: media.CodecH264, Seq: seq, Payload: []byte{1}}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-got:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no media on %s across the route; %s", path, detail())
+		}
+	}
+}
+
 func TestPublishChunkedOverNATS(t *testing.T) {
 	t.Parallel()
 	// A 1 KiB max payload forces a 100 KB keyframe into ~100 messages; every one must arrive whole.

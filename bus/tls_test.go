@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/streamgrid/streamgrid/internal/media"
 	"github.com/streamgrid/streamgrid/internal/testcert"
 	"github.com/streamgrid/streamgrid/internal/testkit"
 )
@@ -61,28 +60,7 @@ func TestTLS(t *testing.T) {
 	}
 	edge := conn(servers[0], UserEdge, testUsers.Edge)
 	origin := conn(servers[1], UserOrigin, testUsers.Origin)
-	got := make(chan *media.Packet, 1)
-	sub, err := SubscribeMedia(origin, "live/tls", func(p *media.Packet) { got <- p })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	pub := NewPublisher(edge, "live/tls")
-	deadline := time.Now().Add(20 * time.Second)
-	for seq := uint64(1); ; seq++ {
-		if err := pub.Publish(&media.Packet{Codec: media.CodecH264, Seq: seq, Payload: []byte{1}}); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-got:
-		case <-time.After(50 * time.Millisecond):
-			if time.Now().After(deadline) {
-				t.Fatalf("no media across the TLS route; log:\n%s", logs.String())
-			}
-			continue
-		}
-		break
-	}
+	mediaAcross(t, edge, origin, "live/tls", func() string { return "log:\n" + logs.String() })
 
 	// A node whose certificate another CA signed: its routes fail the handshake.
 	before := servers[0].NATS().NumRoutes()
@@ -94,15 +72,14 @@ func TestTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bad.Close()
+	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(logs.String(), "TLS route handshake error") {
-		if time.Now().After(deadline.Add(10 * time.Second)) {
+		if time.Now().After(deadline) {
 			t.Fatalf("the intruder's TLS route was not refused; log:\n%s", logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if n := bad.NATS().NumRoutes(); n != 0 {
-		t.Fatalf("the intruder has %d routes", n)
-	}
+	testkit.WaitFor(t, 5*time.Second, "the intruder's refused route to close", func() bool { return bad.NATS().NumRoutes() == 0 })
 	if n := servers[0].NATS().NumRoutes(); n != before {
 		t.Fatalf("%d routes, %d before the intruder", n, before)
 	}
