@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -83,14 +82,7 @@ func loadClip(t testing.TB, name string) *clip {
 			})
 		}
 	}
-	for {
-		if err := r.Read(); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			t.Fatal(err)
-		}
-	}
+	testkit.ReadToEOF(t, r.Read)
 	if len(c.video) == 0 {
 		t.Fatal("clip has no video")
 	}

@@ -1,7 +1,9 @@
 package testkit
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +21,8 @@ type recorder struct {
 func (r *recorder) Helper() {}
 
 func (r *recorder) Fatalf(format string, args ...any) { r.fatal = fmt.Sprintf(format, args...) }
+
+func (r *recorder) Fatal(args ...any) { r.fatal = fmt.Sprint(args...) }
 
 func (r *recorder) Skipf(format string, args ...any) { r.skip = fmt.Sprintf(format, args...) }
 
@@ -114,5 +118,31 @@ func TestFreeUDPPair(t *testing.T) {
 	rtp, rtcp := FreeUDPPair(t)
 	if rtp%2 != 0 || rtcp != rtp+1 {
 		t.Fatalf("pair %d, %d", rtp, rtcp)
+	}
+}
+
+func TestReadToEOF(t *testing.T) {
+	t.Parallel()
+	n := 0
+	ReadToEOF(t, func() error {
+		if n++; n == 3 {
+			return io.EOF
+		}
+		return nil
+	})
+	if n != 3 {
+		t.Fatalf("read called %d times, want 3", n)
+	}
+	r := &recorder{TB: t}
+	boom := errors.New("boom")
+	calls := 0
+	ReadToEOF(r, func() error {
+		if calls++; calls > 1 {
+			return io.EOF // the recorder does not stop the goroutine
+		}
+		return boom
+	})
+	if r.fatal == "" {
+		t.Fatal("an error other than EOF did not fail the test")
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,14 +64,7 @@ func generateTS(t testing.TB, ffmpeg string, args ...string) []tsUnit {
 			})
 		}
 	}
-	for {
-		if err := r.Read(); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			t.Fatal(err)
-		}
-	}
+	testkit.ReadToEOF(t, r.Read)
 	return units
 }
 
