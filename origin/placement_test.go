@@ -14,6 +14,7 @@ import (
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/gossip"
 	"github.com/streamgrid/streamgrid/internal/media"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 	"github.com/streamgrid/streamgrid/internal/transcode"
 )
 
@@ -249,22 +250,22 @@ func TestPlacementCluster(t *testing.T) {
 
 	gpu1 := c.origin("gpu1", testGPU, 1)
 	cpu1 := c.origin("cpu1", testCPU, 0)
-	eventually(t, 10*time.Second, "gpu1's free GPU slot in gossip", c.sees("gpu1", 1))
-	eventually(t, 10*time.Second, "cpu1's record in gossip", c.sees("cpu1", 0))
+	testkit.WaitFor(t, 10*time.Second, "gpu1's free GPU slot in gossip", c.sees("gpu1", 1))
+	testkit.WaitFor(t, 10*time.Second, "cpu1's record in gossip", c.sees("cpu1", 0))
 
 	// Passthrough goes to the CPU origin, a ladder to the GPU origin.
 	c.publish("pass/a")
 	c.publish("lad/a")
-	eventually(t, 10*time.Second, "pass/a on cpu1", c.ownedBy("pass/a", "cpu1"))
-	eventually(t, 10*time.Second, "lad/a on gpu1", c.ownedBy("lad/a", "gpu1"))
+	testkit.WaitFor(t, 10*time.Second, "pass/a on cpu1", c.ownedBy("pass/a", "cpu1"))
+	testkit.WaitFor(t, 10*time.Second, "lad/a on gpu1", c.ownedBy("lad/a", "gpu1"))
 
 	// gpu1 is full: a fallback-cpu ladder overflows to cpu1, a
 	// fallback-refuse one stays unclaimed, and says so.
-	eventually(t, 10*time.Second, "gpu1 full in gossip", c.sees("gpu1", 0))
+	testkit.WaitFor(t, 10*time.Second, "gpu1 full in gossip", c.sees("gpu1", 0))
 	c.publish("lad/b")
 	c.publish("gpu/a")
-	eventually(t, 10*time.Second, "lad/b on cpu1", c.ownedBy("lad/b", "cpu1"))
-	eventually(t, 10*time.Second, "gpu/a refused by both", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "lad/b on cpu1", c.ownedBy("lad/b", "cpu1"))
+	testkit.WaitFor(t, 10*time.Second, "gpu/a refused by both", func() bool {
 		return strings.Contains(refusedHere(cpu1, "gpu/a"), "fallback is refuse") &&
 			strings.Contains(refusedHere(gpu1, "gpu/a"), "slots are taken")
 	})
@@ -277,17 +278,17 @@ func TestPlacementCluster(t *testing.T) {
 
 	// A second GPU origin with two sessions picks the waiting stream up.
 	gpu2 := c.origin("gpu2", testGPU, 2)
-	eventually(t, 10*time.Second, "gpu/a on gpu2", c.ownedBy("gpu/a", "gpu2"))
-	eventually(t, 10*time.Second, "gpu/a no longer refused", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "gpu/a on gpu2", c.ownedBy("gpu/a", "gpu2"))
+	testkit.WaitFor(t, 10*time.Second, "gpu/a no longer refused", func() bool {
 		return refusedHere(cpu1, "gpu/a") == "" && refusedHere(gpu1, "gpu/a") == ""
 	})
-	eventually(t, 10*time.Second, "gpu2's free GPU slot in gossip", c.sees("gpu2", 1))
+	testkit.WaitFor(t, 10*time.Second, "gpu2's free GPU slot in gossip", c.sees("gpu2", 1))
 
 	// gpu1 crashes: its ladder moves to gpu2, which has a GPU slot free,
 	// not to cpu1, which has a CPU slot free.
 	c.gossip["gpu1"].Shutdown()
 	gpu1.shutdown(stopAbandon)
-	eventually(t, 15*time.Second, "lad/a on gpu2", c.ownedBy("lad/a", "gpu2"))
+	testkit.WaitFor(t, 15*time.Second, "lad/a on gpu2", c.ownedBy("lad/a", "gpu2"))
 	if o := c.owner("pass/a"); o != "cpu1" {
 		t.Fatalf("pass/a moved to %q", o)
 	}
@@ -295,8 +296,8 @@ func TestPlacementCluster(t *testing.T) {
 	// gpu2 drains: the fallback-cpu ladder moves to cpu1, the
 	// fallback-refuse one has nowhere to go.
 	gpu2.Drain(ctx)
-	eventually(t, 10*time.Second, "lad/a on cpu1", c.ownedBy("lad/a", "cpu1"))
-	eventually(t, 10*time.Second, "gpu/a refused by cpu1", func() bool { return refusedHere(cpu1, "gpu/a") != "" })
+	testkit.WaitFor(t, 10*time.Second, "lad/a on cpu1", c.ownedBy("lad/a", "cpu1"))
+	testkit.WaitFor(t, 10*time.Second, "gpu/a refused by cpu1", func() bool { return refusedHere(cpu1, "gpu/a") != "" })
 	if o := c.owner("gpu/a"); o != "" {
 		t.Fatalf("gpu/a (fallback refuse) claimed by %s after the drain", o)
 	}
