@@ -153,6 +153,7 @@ func checkCameraServerPlayed(t *testing.T, p *camServerPlayed, clip *Clip) {
 }
 
 func TestCameraServerTCP(t *testing.T) {
+	t.Parallel()
 	clip, err := Load()
 	if err != nil {
 		t.Fatal(err)
@@ -202,6 +203,7 @@ func TestCameraServerTCP(t *testing.T) {
 }
 
 func TestCameraServerUDP(t *testing.T) {
+	t.Parallel()
 	clip, err := Load()
 	if err != nil {
 		t.Fatal(err)
