@@ -60,8 +60,11 @@ type CameraServer struct {
 	// defaults to discarding.
 	Log *slog.Logger
 
-	server     *gortsplib.Server
-	stream     *gortsplib.ServerStream
+	server *gortsplib.Server
+	stream *gortsplib.ServerStream
+	// ready is stream once it is initialised: the server accepts readers as
+	// soon as it listens, before Start has built the stream they are given.
+	ready      atomic.Pointer[gortsplib.ServerStream]
 	videoMedia *description.Media
 	audioMedia *description.Media
 	videoEnc   *rtph264.Encoder
@@ -134,6 +137,7 @@ func (s *CameraServer) Start() error {
 		s.server.Close()
 		return fmt.Errorf("initialize RTSP stream: %w", err)
 	}
+	s.ready.Store(s.stream)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -335,7 +339,11 @@ func (h *cameraServerHandler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeC
 	if !h.s.matches(ctx.Path) {
 		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
 	}
-	return &base.Response{StatusCode: base.StatusOK}, h.s.stream, nil
+	st := h.s.ready.Load()
+	if st == nil { // a reader faster than Start
+		return &base.Response{StatusCode: base.StatusServiceUnavailable}, nil, nil
+	}
+	return &base.Response{StatusCode: base.StatusOK}, st, nil
 }
 
 func (h *cameraServerHandler) OnSessionOpen(*gortsplib.ServerHandlerOnSessionOpenCtx) {
@@ -351,7 +359,11 @@ func (h *cameraServerHandler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (
 	if !h.s.matches(ctx.Path) {
 		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
 	}
-	return &base.Response{StatusCode: base.StatusOK}, h.s.stream, nil
+	st := h.s.ready.Load()
+	if st == nil { // a reader faster than Start
+		return &base.Response{StatusCode: base.StatusServiceUnavailable}, nil, nil
+	}
+	return &base.Response{StatusCode: base.StatusOK}, st, nil
 }
 
 func (h *cameraServerHandler) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
