@@ -236,9 +236,7 @@ func refusedHere(o *Origin, path string) string {
 // a dead GPU origin's ladders move to another GPU origin, a drained one's to
 // the CPU origin (fallback cpu) or nowhere (fallback refuse).
 func TestPlacementCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("cluster test")
-	}
+	testkit.Slow(t) // a cluster of origins
 	b := startBus(t, 2*time.Second)
 	_, reg := b.client()
 	c := &placementCluster{t: t, b: b, reg: reg, gossip: map[string]*gossip.Node{}, revs: map[string]uint64{}}
