@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamgrid/streamgrid/internal/promreg"
 )
 
 // Protocol names used in metrics, logs, StreamStatus and the registry.
@@ -100,21 +102,14 @@ func newMetrics(node string) *metrics {
 
 // register registers every collector, undoing the work on failure.
 func (m *metrics) register(r prometheus.Registerer) error {
-	for i, c := range m.all {
-		if err := r.Register(c); err != nil {
-			for _, done := range m.all[:i] {
-				r.Unregister(done)
-			}
-			return fmt.Errorf("edge: register metrics: %w", err)
-		}
+	if err := promreg.Register(r, m.all...); err != nil {
+		return fmt.Errorf("edge: register metrics: %w", err)
 	}
 	return nil
 }
 
 func (m *metrics) unregister(r prometheus.Registerer) {
-	for _, c := range m.all {
-		r.Unregister(c)
-	}
+	promreg.Unregister(r, m.all...)
 }
 
 var (

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamgrid/streamgrid/internal/promreg"
 )
 
 // outcome is how a viewer request that passed validation ended: the
@@ -154,21 +156,17 @@ func (m *metrics) collectors() []prometheus.Collector {
 
 // register adds every collector to reg; on failure it removes what it added.
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for _, c := range m.collectors() {
-		if err := reg.Register(c); err != nil {
-			m.unregister(reg)
-			return err
-		}
-		m.registered = append(m.registered, c)
+	cs := m.collectors()
+	if err := promreg.Register(reg, cs...); err != nil {
+		return err
 	}
+	m.registered = cs
 	return nil
 }
 
 // unregister removes what register added; a second call does nothing.
 func (m *metrics) unregister(reg prometheus.Registerer) {
-	for _, c := range m.registered {
-		reg.Unregister(c)
-	}
+	promreg.Unregister(reg, m.registered...)
 	m.registered = nil
 }
 

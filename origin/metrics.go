@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamgrid/streamgrid/internal/promreg"
 )
 
 // metrics are the origin's Prometheus collectors, labelled with the node
@@ -72,24 +74,17 @@ func newMetrics(node string) *metrics {
 // register adds every collector to reg; on failure it undoes what it
 // registered.
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for i, c := range m.collectors {
-		if err := reg.Register(c); err != nil {
-			for _, done := range m.collectors[:i] {
-				reg.Unregister(done)
-			}
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return fmt.Errorf("origin: metrics already registered for this node: %w", err)
-			}
-			return fmt.Errorf("origin: register metrics: %w", err)
+	if err := promreg.Register(reg, m.collectors...); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			return fmt.Errorf("origin: metrics already registered for this node: %w", err)
 		}
+		return fmt.Errorf("origin: register metrics: %w", err)
 	}
 	return nil
 }
 
 // unregister removes every collector from reg.
 func (m *metrics) unregister(reg prometheus.Registerer) {
-	for _, c := range m.collectors {
-		reg.Unregister(c)
-	}
+	promreg.Unregister(reg, m.collectors...)
 }

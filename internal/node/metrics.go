@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/streamgrid/streamgrid/internal/promreg"
 	"github.com/streamgrid/streamgrid/internal/version"
 )
 
@@ -59,23 +60,15 @@ func newMetrics(node, role string) *metrics {
 // register adds every collector to reg, labelled; on failure none stays.
 func (m *metrics) register(reg prometheus.Registerer) error {
 	r := prometheus.WrapRegistererWith(m.labels, reg)
-	for i, c := range m.all {
-		if err := r.Register(c); err != nil {
-			for _, done := range m.all[:i] {
-				r.Unregister(done)
-			}
-			return fmt.Errorf("node metrics: %w", err)
-		}
+	if err := promreg.Register(r, m.all...); err != nil {
+		return fmt.Errorf("node metrics: %w", err)
 	}
 	return nil
 }
 
 // unregister removes what register added.
 func (m *metrics) unregister(reg prometheus.Registerer) {
-	r := prometheus.WrapRegistererWith(m.labels, reg)
-	for _, c := range m.all {
-		r.Unregister(c)
-	}
+	promreg.Unregister(prometheus.WrapRegistererWith(m.labels, reg), m.all...)
 }
 
 // buildInfo is streamgrid_build_info: 1, labelled with the version and the Go release.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamgrid/streamgrid/internal/promreg"
 )
 
 // Metrics are the Prometheus collectors of every Transcoder of one node. They
@@ -70,17 +72,12 @@ func NewMetrics(reg prometheus.Registerer, constLabels prometheus.Labels) (*Metr
 	if reg == nil {
 		return m, nil
 	}
-	for i, c := range m.collectors {
-		if err := reg.Register(c); err != nil {
-			for _, done := range m.collectors[:i] {
-				reg.Unregister(done)
-			}
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return nil, fmt.Errorf("transcode: metrics already registered: %w", err)
-			}
-			return nil, fmt.Errorf("transcode: register metrics: %w", err)
+	if err := promreg.Register(reg, m.collectors...); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			return nil, fmt.Errorf("transcode: metrics already registered: %w", err)
 		}
+		return nil, fmt.Errorf("transcode: register metrics: %w", err)
 	}
 	return m, nil
 }
@@ -90,9 +87,7 @@ func (m *Metrics) Unregister() {
 	if m == nil || m.reg == nil {
 		return
 	}
-	for _, c := range m.collectors {
-		m.reg.Unregister(c)
-	}
+	promreg.Unregister(m.reg, m.collectors...)
 }
 
 // forget deletes every series of one stream.
