@@ -106,21 +106,13 @@ func Parse(raw string) (Directives, error) {
 		}
 		switch key {
 		case MSN:
-			if d.HasMSN {
-				return d, bad("repeated " + MSN)
+			if err := setUint(MSN, val, &d.MSN, &d.HasMSN); err != nil {
+				return d, err
 			}
-			if d.MSN, err = parseUint(val); err != nil {
-				return d, bad("bad " + MSN)
-			}
-			d.HasMSN = true
 		case Part:
-			if d.HasPart {
-				return d, bad("repeated " + Part)
+			if err := setUint(Part, val, &d.Part, &d.HasPart); err != nil {
+				return d, err
 			}
-			if d.Part, err = parseUint(val); err != nil {
-				return d, bad("bad " + Part)
-			}
-			d.HasPart = true
 		case Skip:
 			if d.Skip != "" {
 				return d, bad("repeated " + Skip)
@@ -140,6 +132,21 @@ func Parse(raw string) (Directives, error) {
 var errNotDecimal = errors.New("not a decimal integer")
 
 // parseUint parses a decimal integer: digits only, at most 19 of them.
+// setUint sets a numeric directive key from its unescaped value val: *n
+// to the number and *has to true; an error for a repeated key (*has already
+// set) or a value that is not a decimal number.
+func setUint(key, val string, n *uint64, has *bool) error {
+	if *has {
+		return bad("repeated " + key)
+	}
+	v, err := parseUint(val)
+	if err != nil {
+		return bad("bad " + key)
+	}
+	*n, *has = v, true
+	return nil
+}
+
 func parseUint(s string) (uint64, error) {
 	if s == "" || len(s) > 19 {
 		return 0, errNotDecimal
