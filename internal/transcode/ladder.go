@@ -1,6 +1,7 @@
 package transcode
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
 	"time"
@@ -185,10 +186,7 @@ func checkDimension(field string, v, limit int) error {
 
 // codec returns the rendition's codec with the default applied.
 func (r Rendition) codec() string {
-	if r.Codec == "" {
-		return CodecH264
-	}
-	return r.Codec
+	return cmp.Or(r.Codec, CodecH264)
 }
 
 // maxRate returns MaxRate with the default applied.
@@ -201,10 +199,7 @@ func (r Rendition) maxRate() int {
 
 // audioMode returns Audio with the default applied.
 func (l Ladder) audioMode() string {
-	if l.Audio == "" {
-		return AudioCopy
-	}
-	return l.Audio
+	return cmp.Or(l.Audio, AudioCopy)
 }
 
 // audioBitrate returns AudioBitrate with the default applied.
