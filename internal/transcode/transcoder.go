@@ -410,9 +410,7 @@ func (t *Transcoder) supervise(gen *generation) {
 			}
 			attempt++
 			callbackAttempt = attempt
-			delay := t.backoff(attempt)
-			t.Log.Warn("ffmpeg ended; restarting", "err", err, "attempt", attempt, "backoff", delay)
-			if !t.sleep(delay) {
+			if !t.waitRetry("ffmpeg ended; restarting", err, attempt) {
 				return
 			}
 		}
@@ -425,9 +423,7 @@ func (t *Transcoder) supervise(gen *generation) {
 			}
 			attempt++
 			callbackAttempt = attempt
-			delay := t.backoff(attempt)
-			t.Log.Warn("restart ffmpeg failed", "err", spawnErr, "attempt", attempt, "backoff", delay)
-			if !t.sleep(delay) {
+			if !t.waitRetry("restart ffmpeg failed", spawnErr, attempt) {
 				return
 			}
 		}
@@ -448,6 +444,14 @@ func (t *Transcoder) backoff(n int) time.Duration {
 		d *= 2
 	}
 	return min(d, t.BackoffMax)
+}
+
+// waitRetry logs msg with err and the attempt number, then waits the
+// attempt's back-off; it reports whether the transcoder still runs.
+func (t *Transcoder) waitRetry(msg string, err error, attempt int) bool {
+	delay := t.backoff(attempt)
+	t.Log.Warn(msg, "err", err, "attempt", attempt, "backoff", delay)
+	return t.sleep(delay)
 }
 
 // sleep waits d or until Close; it reports whether the transcoder still runs.
