@@ -134,16 +134,11 @@ func (c *Camera) Start(ctx context.Context) error {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
-	if c.Clip == nil {
-		clip, err := Load()
-		if err != nil {
-			return fmt.Errorf("load sample clip: %w", err)
-		}
-		c.Clip = clip
+	clip, err := clipOrSample(c.Clip)
+	if err != nil {
+		return err
 	}
-	if len(c.Clip.Video) == 0 || c.Clip.Duration <= 0 {
-		return errors.New("clip has no video")
-	}
+	c.Clip = clip
 	if c.Loops < 0 {
 		return fmt.Errorf("invalid Loops %d", c.Loops)
 	}

@@ -97,16 +97,11 @@ func (s *CameraServer) Start() error {
 	if s.Log == nil {
 		s.Log = slog.New(slog.DiscardHandler)
 	}
-	if s.Clip == nil {
-		clip, err := Load()
-		if err != nil {
-			return fmt.Errorf("load sample clip: %w", err)
-		}
-		s.Clip = clip
+	clip, err := clipOrSample(s.Clip)
+	if err != nil {
+		return err
 	}
-	if len(s.Clip.Video) == 0 || s.Clip.Duration <= 0 {
-		return errors.New("clip has no video")
-	}
+	s.Clip = clip
 	s.Path = strings.Trim(s.Path, "/")
 	if s.Path == "" {
 		s.Path = "stream1"
@@ -336,14 +331,7 @@ func (h *cameraServerHandler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeC
 		return res, nil, err
 	}
 	h.s.describes.Add(1)
-	if !h.s.matches(ctx.Path) {
-		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
-	}
-	st := h.s.ready.Load()
-	if st == nil { // a reader faster than Start
-		return &base.Response{StatusCode: base.StatusServiceUnavailable}, nil, nil
-	}
-	return &base.Response{StatusCode: base.StatusOK}, st, nil
+	return h.s.streamAt(ctx.Path)
 }
 
 func (h *cameraServerHandler) OnSessionOpen(*gortsplib.ServerHandlerOnSessionOpenCtx) {
@@ -356,11 +344,18 @@ func (h *cameraServerHandler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (
 	if res, err := h.authorize(ctx.Conn, ctx.Request); res != nil {
 		return res, nil, err
 	}
-	if !h.s.matches(ctx.Path) {
+	return h.s.streamAt(ctx.Path)
+}
+
+// streamAt answers a DESCRIBE or SETUP of path: the stream, 404 for another
+// path, or 503 before Start has initialised the stream (a reader faster than
+// Start).
+func (s *CameraServer) streamAt(path string) (*base.Response, *gortsplib.ServerStream, error) {
+	if !s.matches(path) {
 		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
 	}
-	st := h.s.ready.Load()
-	if st == nil { // a reader faster than Start
+	st := s.ready.Load()
+	if st == nil {
 		return &base.Response{StatusCode: base.StatusServiceUnavailable}, nil, nil
 	}
 	return &base.Response{StatusCode: base.StatusOK}, st, nil

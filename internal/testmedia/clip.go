@@ -111,6 +111,21 @@ var loadSample = sync.OnceValues(func() (*Clip, error) {
 	return ParseClip(bytes.NewReader(sampleTS))
 })
 
+// clipOrSample returns clip, or the sample clip (Load) when clip is nil, and
+// checks that it has video.
+func clipOrSample(clip *Clip) (*Clip, error) {
+	if clip == nil {
+		var err error
+		if clip, err = Load(); err != nil {
+			return nil, fmt.Errorf("load sample clip: %w", err)
+		}
+	}
+	if len(clip.Video) == 0 || clip.Duration <= 0 {
+		return nil, errors.New("clip has no video")
+	}
+	return clip, nil
+}
+
 // Load returns the embedded sample clip (sample.ts: 640x360 H264 at 25 fps with
 // a 1 s GOP, AAC-LC 44.1 kHz stereo, 4 s). It is parsed on the first call and
 // the same read-only *Clip is returned to every caller.
