@@ -138,42 +138,44 @@ func (r *Reader) setupTracks(client *gohlslib.Client, tracks []*gohlslib.Track, 
 				}
 			})
 
-		case *hlscodecs.MPEG4Audio:
+		case *hlscodecs.MPEG4Audio, *hlscodecs.Opus:
 			if haveAudio {
 				continue
 			}
 			haveAudio = true
-			client.OnDataMPEG4Audio(track, func(pts int64, aus [][]byte) {
-				gotFrame.Store(true)
-				if r.OnAudio == nil {
-					return
-				}
-				now := time.Now()
-				for i := range aus {
-					r.OnAudio(ticksToDuration(pts+int64(i)*mpeg4audio.SamplesPerAccessUnit, clockRate), now)
-				}
-			})
-
-		case *hlscodecs.Opus:
-			if haveAudio {
-				continue
-			}
-			haveAudio = true
-			client.OnDataOpus(track, func(pts int64, packets [][]byte) {
-				gotFrame.Store(true)
-				if r.OnAudio == nil {
-					return
-				}
-				now := time.Now()
-				for _, pkt := range packets {
-					r.OnAudio(ticksToDuration(pts, clockRate), now)
-					pts += opus.PacketDuration2(pkt) // in 1/48000 s, Opus' clock rate
-				}
-			})
+			r.readAudio(client, track, clockRate, gotFrame)
 		}
 	}
 	if !haveVideo && !haveAudio {
 		return errors.New("no H264, H265, AAC or Opus track in the stream")
 	}
 	return nil
+}
+
+// readAudio hands OnAudio the frames of an AAC or Opus track, one call per
+// frame.
+func (r *Reader) readAudio(client *gohlslib.Client, track *gohlslib.Track, clockRate int64, gotFrame *atomic.Bool) {
+	// frames reports n frames, the first at pts ticks, each following the
+	// one before by duration(i) ticks.
+	frames := func(pts int64, n int, duration func(i int) int64) {
+		gotFrame.Store(true)
+		if r.OnAudio == nil {
+			return
+		}
+		now := time.Now()
+		for i := range n {
+			r.OnAudio(ticksToDuration(pts, clockRate), now)
+			pts += duration(i)
+		}
+	}
+	if _, ok := track.Codec.(*hlscodecs.Opus); ok {
+		client.OnDataOpus(track, func(pts int64, packets [][]byte) {
+			// in 1/48000 s, Opus' clock rate
+			frames(pts, len(packets), func(i int) int64 { return opus.PacketDuration2(packets[i]) })
+		})
+		return
+	}
+	client.OnDataMPEG4Audio(track, func(pts int64, aus [][]byte) {
+		frames(pts, len(aus), func(int) int64 { return mpeg4audio.SamplesPerAccessUnit })
+	})
 }
