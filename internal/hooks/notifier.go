@@ -24,6 +24,8 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamgrid/streamgrid/internal/promreg"
 )
 
 // Config says where events go and how hard to try.
@@ -123,14 +125,8 @@ func (n *Notifier) Start() error {
 		Namespace: "streamgrid", Subsystem: "hooks", Name: "queued", ConstLabels: labels,
 		Help: "Webhook events waiting for delivery.",
 	}, func() float64 { return float64(len(n.queue)) })
-	cs := []prometheus.Collector{n.delivered, n.failed, n.dropped, n.retries, n.queued}
-	for i, c := range cs {
-		if err := n.Metrics.Register(c); err != nil {
-			for _, d := range cs[:i] {
-				n.Metrics.Unregister(d)
-			}
-			return fmt.Errorf("hooks: metrics: %w", err)
-		}
+	if err := promreg.Register(n.Metrics, n.collectors()...); err != nil {
+		return fmt.Errorf("hooks: metrics: %w", err)
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.done = make(chan struct{})
@@ -146,10 +142,12 @@ func (n *Notifier) Close() {
 	n.once.Do(func() {
 		n.cancel()
 		<-n.done
-		for _, c := range []prometheus.Collector{n.delivered, n.failed, n.dropped, n.retries, n.queued} {
-			n.Metrics.Unregister(c)
-		}
+		promreg.Unregister(n.Metrics, n.collectors()...)
 	})
+}
+
+func (n *Notifier) collectors() []prometheus.Collector {
+	return []prometheus.Collector{n.delivered, n.failed, n.dropped, n.retries, n.queued}
 }
 
 // Update replaces the URL, events, timeout and retries (a configuration
