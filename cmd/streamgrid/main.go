@@ -79,68 +79,106 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	for _, a := range args {
-		if a == "--version" || a == "-version" {
-			fmt.Fprintln(stdout, versionLine())
-			return 0
-		}
-		if a == "--" {
-			break
-		}
+	if hasVersionFlag(args) {
+		fmt.Fprintln(stdout, versionLine())
+		return 0
 	}
 	role := node.RoleRun
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		role, args = args[0], args[1:]
 	}
+	if code, done := runCommand(role, args, stdout, stderr); done {
+		return code
+	}
+	cfgPath, cfg, code := loadConfig(role, args, stdout, stderr)
+	if cfg == nil {
+		return code
+	}
+	level := new(slog.LevelVar)
+	log := newLogger(cfg.Node, level, stderr)
+	logConfigSource(log, cfgPath)
+	return runNode(&node.Node{Config: cfg, Role: role, Log: log, LogLevel: level}, cfgPath, log)
+}
+
+// hasVersionFlag reports a --version (or -version) before any "--".
+func hasVersionFlag(args []string) bool {
+	for _, a := range args {
+		if a == "--version" || a == "-version" {
+			return true
+		}
+		if a == "--" {
+			break
+		}
+	}
+	return false
+}
+
+// runCommand runs the commands that are not a node role; done is false for
+// a role, which run starts as a node.
+func runCommand(role string, args []string, stdout, stderr io.Writer) (code int, done bool) {
 	switch role {
 	case node.RoleRun, node.RoleBus, node.RoleEdge, node.RoleOrigin, node.RoleCache:
+		return 0, false
 	case "loadtest":
-		return runLoadtest(args, stderr)
+		return runLoadtest(args, stderr), true
 	case "camera":
-		return runCamera(args, stderr)
+		return runCamera(args, stderr), true
 	case "sign":
-		return runSign(args, os.Stdout, stderr)
+		return runSign(args, os.Stdout, stderr), true
 	case "passwd":
-		return runPasswd(args, os.Stdin, os.Stdout, stderr)
+		return runPasswd(args, os.Stdin, os.Stdout, stderr), true
 	case "check":
-		return runCheck(args, stdout, stderr)
+		return runCheck(args, stdout, stderr), true
 	case "encoders":
-		return runEncoders(args, stdout, stderr)
+		return runEncoders(args, stdout, stderr), true
 	case "help":
 		fmt.Fprint(stdout, usage)
-		return 0
+		return 0, true
 	case "version":
 		fmt.Fprintln(stdout, versionLine())
-		return 0
+		return 0, true
 	default:
 		fmt.Fprintf(stderr, "streamgrid: unknown command %q\n\n%s", role, usage)
-		return 2
+		return 2, true
 	}
+}
+
+// loadConfig parses a role's flags and loads its configuration; when cfg is
+// nil, run exits with code.
+func loadConfig(role string, args []string, stdout, stderr io.Writer) (cfgPath string, cfg *config.Config, code int) {
 	fs := flag.NewFlagSet(role, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stdout, usage) }
 	cfgFlag := fs.String("config", "", "configuration file (default: ./streamgrid.yml, then /etc/streamgrid/streamgrid.yml, when present)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			return "", nil, 0
 		}
-		return 2
+		return "", nil, 2
 	}
-	cfgPath := findConfig(*cfgFlag, fileExists)
+	cfgPath = findConfig(*cfgFlag, fileExists)
 	cfg, err := config.Load(cfgPath, os.Environ())
 	if err != nil {
 		fmt.Fprintf(stderr, "streamgrid: %v\n", err)
-		return 2
+		return "", nil, 2
 	}
-	level := new(slog.LevelVar)
-	log := newLogger(cfg.Node, level, stderr)
+	return cfgPath, cfg, 0
+}
+
+// logConfigSource logs which configuration file was read, if any.
+func logConfigSource(log *slog.Logger, cfgPath string) {
 	if cfgPath != "" {
 		abs, _ := filepath.Abs(cfgPath)
 		log.Info("configuration read", "file", abs, "version", version.String())
 	} else {
 		log.Info("no configuration file (looked for "+strings.Join(configSearch, ", ")+"): defaults and SG_* variables apply", "version", version.String())
 	}
+}
 
+// runNode starts n, reloads cfgPath on SIGHUP, and drains then closes n on
+// SIGINT or SIGTERM (a second one exits at once). log is the process's
+// logger (n's own gains the node's name at Start).
+func runNode(n *node.Node, cfgPath string, log *slog.Logger) int {
 	// Signals are caught before the node starts: a SIGHUP that arrives as
 	// the start-up log line is written must reload, not kill, the process.
 	sigs := make(chan os.Signal, 2)
@@ -148,14 +186,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	n := &node.Node{Config: cfg, Role: role, Log: log, LogLevel: level}
 	if err := n.Start(); err != nil {
 		log.Error("start failed", "err", err)
 		return 1
 	}
 	sig := waitReloading(n, cfgPath, log, hup, sigs)
-	log.Info("signal received, draining (a second signal exits at once)", "signal", sig.String(), "timeout", cfg.Node.DrainTimeout)
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.Node.DrainTimeout)
+	timeout := n.Config.Node.DrainTimeout
+	log.Info("signal received, draining (a second signal exits at once)", "signal", sig.String(), "timeout", timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
 	done := make(chan struct{})
 	go func() {
 		if err := n.Drain(ctx); err != nil {
@@ -169,7 +208,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case <-sigs:
 		log.Warn("second signal: exiting now")
 	}
-	cancel()
 	return 0
 }
 

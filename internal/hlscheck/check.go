@@ -152,20 +152,34 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 		rep:     &Report{URL: c.URL, Counts: map[string]int{}},
 		checked: map[string]bool{}, fetchQ: make(chan fetchTask, 4096), dueCh: make(chan struct{}, 1)}
 
-	body, _, err := r.get(c.URL)
+	medias, err := r.mediaPlaylists()
+	if err != nil {
+		return nil, err
+	}
+	r.rep.Playlists = medias
+	r.followAll(ctx, medias, d)
+	return r.finish(), nil
+}
+
+// mediaPlaylists loads the Checker's URL and returns the media playlists
+// to follow, by absolute URL: the variants' and renditions' of a
+// multivariant playlist (each once), or the URL itself.
+func (r *run) mediaPlaylists() ([]string, error) {
+	base := r.c.URL
+	body, _, err := r.get(base)
 	if err != nil {
 		return nil, fmt.Errorf("hlscheck: %w", err)
 	}
 	pl, err := playlist.Unmarshal(body)
 	if err != nil {
-		return nil, fmt.Errorf("hlscheck: %s: %w", c.URL, err)
+		return nil, fmt.Errorf("hlscheck: %s: %w", base, err)
 	}
 	var medias []string
 	switch p := pl.(type) {
 	case *playlist.Multivariant:
 		seen := map[string]bool{}
 		add := func(u string) {
-			if abs := resolve(c.URL, u); !seen[abs] {
+			if abs := resolve(base, u); !seen[abs] {
 				seen[abs] = true
 				medias = append(medias, abs)
 			}
@@ -179,10 +193,15 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 			}
 		}
 	case *playlist.Media:
-		medias = []string{c.URL}
+		medias = []string{base}
 	}
-	r.rep.Playlists = medias
+	return medias, nil
+}
 
+// followAll follows medias for d (a follower each), with the fetchers and
+// the late-fetch loop; it returns once the late fetches still due (bounded
+// by ctx) and every fetch have run.
+func (r *run) followAll(ctx context.Context, medias []string, d time.Duration) {
 	for range 4 {
 		r.fwg.Add(1)
 		go r.fetcher()
@@ -209,7 +228,11 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 	<-lateDone
 	close(r.fetchQ)
 	r.fwg.Wait()
+}
 
+// finish completes the report: the rules exercised (sorted), the
+// violations in time order, the duration.
+func (r *run) finish() *Report {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for k := range r.checked {
@@ -218,7 +241,7 @@ func (c *Checker) Run(ctx context.Context) (*Report, error) {
 	sort.Strings(r.rep.Checked)
 	sort.SliceStable(r.rep.Violations, func(i, j int) bool { return r.rep.Violations[i].At.Before(r.rep.Violations[j].At) })
 	r.rep.DurationSecs = time.Since(r.start).Seconds()
-	return r.rep, nil
+	return r.rep
 }
 
 func (r *run) violate(rule, pl, format string, args ...any) {

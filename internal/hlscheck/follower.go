@@ -123,14 +123,26 @@ func playlistDuration(m *playlist.Media) time.Duration {
 
 // observe applies the per-reload rules and schedules object fetches.
 func (f *follower) observe(m *playlist.Media, maps [][]string) {
-	r := f.r
 	now := time.Now()
-	// media-sequence, discontinuity-sequence
+	ds := f.checkSequences(m)
+	f.checkTargetDuration(m)
+	f.checkPartTarget(m)
+	f.checkSegments(m, ds)
+	cur := f.listedIn(m, maps, now)
+	f.fetchNew(cur)
+	f.relist(m, cur, now)
+	f.checkPreloadHint(m)
+	f.checkRenditionReports(m)
+}
+
+// checkSequences checks that EXT-X-MEDIA-SEQUENCE and
+// EXT-X-DISCONTINUITY-SEQUENCE never go back; it returns the latter.
+func (f *follower) checkSequences(m *playlist.Media) (ds int) {
+	r := f.r
 	r.exercised(RuleMediaSequence)
 	if f.lastMSN >= 0 && m.MediaSequence < f.lastMSN {
 		r.violate(RuleMediaSequence, f.url, "EXT-X-MEDIA-SEQUENCE went back from %d to %d", f.lastMSN, m.MediaSequence)
 	}
-	ds := 0
 	if m.DiscontinuitySequence != nil {
 		ds = *m.DiscontinuitySequence
 	}
@@ -139,17 +151,25 @@ func (f *follower) observe(m *playlist.Media, maps [][]string) {
 		r.violate(RuleDiscontinuity, f.url, "EXT-X-DISCONTINUITY-SEQUENCE went back from %d to %d", f.lastDS, ds)
 	}
 	f.lastMSN, f.lastDS = m.MediaSequence, ds
+	return ds
+}
 
-	// target-duration
-	r.exercised(RuleTargetDuration)
+// checkTargetDuration checks every EXTINF, rounded, against
+// EXT-X-TARGETDURATION.
+func (f *follower) checkTargetDuration(m *playlist.Media) {
+	f.r.exercised(RuleTargetDuration)
 	for k, s := range m.Segments {
 		if rd := int(math.Round(s.Duration.Seconds())); rd > m.TargetDuration {
-			r.violate(RuleTargetDuration, f.url, "segment %d: EXTINF %.3f s rounds to %d s, above EXT-X-TARGETDURATION %d",
+			f.r.violate(RuleTargetDuration, f.url, "segment %d: EXTINF %.3f s rounds to %d s, above EXT-X-TARGETDURATION %d",
 				m.MediaSequence+k, s.Duration.Seconds(), rd, m.TargetDuration)
 		}
 	}
+}
 
-	// part-target
+// checkPartTarget checks, in a playlist with parts, EXT-X-PART-INF, the
+// PART-HOLD-BACK and every part's duration.
+func (f *follower) checkPartTarget(m *playlist.Media) {
+	r := f.r
 	partTarget := time.Duration(0)
 	if m.PartInf != nil {
 		partTarget = m.PartInf.PartTarget
@@ -158,43 +178,47 @@ func (f *follower) observe(m *playlist.Media, maps [][]string) {
 	for _, s := range m.Segments {
 		hasParts = hasParts || len(s.Parts) > 0
 	}
-	if hasParts || m.PartInf != nil {
-		r.exercised(RulePartTarget)
-		if partTarget <= 0 {
-			r.violate(RulePartTarget, f.url, "EXT-X-PART listed without EXT-X-PART-INF")
-		}
-		if partTarget > 0 {
-			if sc := m.ServerControl; sc == nil || sc.PartHoldBack == nil {
-				r.violate(RulePartTarget, f.url, "EXT-X-PART-INF without PART-HOLD-BACK in EXT-X-SERVER-CONTROL")
-			} else if *sc.PartHoldBack < 3*partTarget {
-				r.violate(RulePartTarget, f.url, "PART-HOLD-BACK %.3f s is less than three part targets (%.3f s)",
-					sc.PartHoldBack.Seconds(), 3*partTarget.Seconds())
-			}
-			check := func(p *playlist.MediaPart) {
-				// Rounding in the playlist text (5 decimals) is tolerated.
-				if p.Duration > partTarget+time.Millisecond {
-					r.violate(RulePartTarget, f.url, "part %s: %.3f s, above PART-TARGET %.3f s",
-						p.URI, p.Duration.Seconds(), partTarget.Seconds())
-				}
-			}
-			for _, s := range m.Segments {
-				for _, p := range s.Parts {
-					check(p)
-				}
-			}
-			for _, p := range m.Parts {
-				check(p)
-			}
+	if !hasParts && m.PartInf == nil {
+		return
+	}
+	r.exercised(RulePartTarget)
+	if partTarget <= 0 {
+		r.violate(RulePartTarget, f.url, "EXT-X-PART listed without EXT-X-PART-INF")
+		return
+	}
+	if sc := m.ServerControl; sc == nil || sc.PartHoldBack == nil {
+		r.violate(RulePartTarget, f.url, "EXT-X-PART-INF without PART-HOLD-BACK in EXT-X-SERVER-CONTROL")
+	} else if *sc.PartHoldBack < 3*partTarget {
+		r.violate(RulePartTarget, f.url, "PART-HOLD-BACK %.3f s is less than three part targets (%.3f s)",
+			sc.PartHoldBack.Seconds(), 3*partTarget.Seconds())
+	}
+	check := func(p *playlist.MediaPart) {
+		// Rounding in the playlist text (5 decimals) is tolerated.
+		if p.Duration > partTarget+time.Millisecond {
+			r.violate(RulePartTarget, f.url, "part %s: %.3f s, above PART-TARGET %.3f s",
+				p.URI, p.Duration.Seconds(), partTarget.Seconds())
 		}
 	}
+	for _, s := range m.Segments {
+		for _, p := range s.Parts {
+			check(p)
+		}
+	}
+	for _, p := range m.Parts {
+		check(p)
+	}
+}
 
-	// The segments, in media sequence order, with their discontinuity numbers.
+// checkSegments walks the segments in media sequence order, with their
+// discontinuity numbers (ds is the playlist's discontinuity sequence): each
+// is compared with what an earlier reload listed under its number, and
+// consecutive dated segments with each other; f.seen remembers them.
+func (f *follower) checkSegments(m *playlist.Media, ds int) {
 	skipped := 0
 	if m.Skip != nil {
 		skipped = m.Skip.SkippedSegments
 	}
 	disc := ds
-	cur := map[string]*listedObj{}
 	var prev *segSeen
 	for k, s := range m.Segments {
 		msn := m.MediaSequence + skipped + k
@@ -203,19 +227,7 @@ func (f *follower) observe(m *playlist.Media, maps [][]string) {
 		}
 		ss := &segSeen{uri: s.URI, disc: disc, pdt: s.DateTime, dur: s.Duration}
 		if old := f.seen[msn]; old != nil {
-			if !s.Gap && old.uri != "" && old.uri != s.URI {
-				r.violate(RuleMediaSequence, f.url, "segment %d was %s, is now %s", msn, old.uri, s.URI)
-			}
-			if old.disc != disc {
-				r.violate(RuleDiscontinuity, f.url, "segment %d had discontinuity number %d, now %d", msn, old.disc, disc)
-			}
-			if old.pdt != nil && s.DateTime != nil {
-				r.exercised(RuleDateTime)
-				if d := s.DateTime.Sub(*old.pdt); d > time.Millisecond || d < -time.Millisecond {
-					r.violate(RuleDateTime, f.url, "segment %d was dated %s, now %s", msn,
-						old.pdt.Format(time.RFC3339Nano), s.DateTime.Format(time.RFC3339Nano))
-				}
-			}
+			f.compareSeen(msn, s, disc, old)
 			if ss.pdt == nil {
 				ss.pdt = old.pdt
 			}
@@ -225,20 +237,47 @@ func (f *follower) observe(m *playlist.Media, maps [][]string) {
 		}
 		// Consecutive dated segments without a discontinuity between them.
 		if prev != nil && prev.pdt != nil && ss.pdt != nil && !s.Discontinuity {
-			r.exercised(RuleDateTime)
+			f.r.exercised(RuleDateTime)
 			gap := ss.pdt.Sub(*prev.pdt)
 			if diff := gap - prev.dur; diff > 500*time.Millisecond || diff < -500*time.Millisecond {
-				r.violate(RuleDateTime, f.url, "segments %d and %d are dated %.3f s apart, but the first lasts %.3f s",
+				f.r.violate(RuleDateTime, f.url, "segments %d and %d are dated %.3f s apart, but the first lasts %.3f s",
 					msn-1, msn, gap.Seconds(), prev.dur.Seconds())
 			}
 		}
 		f.seen[msn] = ss
 		prev = ss
+	}
+}
+
+// compareSeen checks segment msn, s with discontinuity number disc, against
+// old, what an earlier reload listed under that number: same URI (unless a
+// gap), same discontinuity number, same date.
+func (f *follower) compareSeen(msn int, s *playlist.MediaSegment, disc int, old *segSeen) {
+	r := f.r
+	if !s.Gap && old.uri != "" && old.uri != s.URI {
+		r.violate(RuleMediaSequence, f.url, "segment %d was %s, is now %s", msn, old.uri, s.URI)
+	}
+	if old.disc != disc {
+		r.violate(RuleDiscontinuity, f.url, "segment %d had discontinuity number %d, now %d", msn, old.disc, disc)
+	}
+	if old.pdt != nil && s.DateTime != nil {
+		r.exercised(RuleDateTime)
+		if d := s.DateTime.Sub(*old.pdt); d > time.Millisecond || d < -time.Millisecond {
+			r.violate(RuleDateTime, f.url, "segment %d was dated %s, now %s", msn,
+				old.pdt.Format(time.RFC3339Nano), s.DateTime.Format(time.RFC3339Nano))
+		}
+	}
+}
+
+// listedIn returns what m lists, by absolute URL: segments (gaps aside),
+// parts and the initialization sections maps names.
+func (f *follower) listedIn(m *playlist.Media, maps [][]string, now time.Time) map[string]*listedObj {
+	cur := map[string]*listedObj{}
+	for _, s := range m.Segments {
 		if s.Gap {
 			continue
 		}
-		u := resolve(f.url, s.URI)
-		cur[u] = &listedObj{what: "segment", dur: s.Duration, seen: now}
+		cur[resolve(f.url, s.URI)] = &listedObj{what: "segment", dur: s.Duration, seen: now}
 		for _, p := range s.Parts {
 			cur[resolve(f.url, p.URI)] = &listedObj{what: "part", dur: p.Duration, seen: now}
 		}
@@ -249,22 +288,33 @@ func (f *follower) observe(m *playlist.Media, maps [][]string) {
 	for _, mm := range maps {
 		cur[resolve(f.url, mm[1])] = &listedObj{what: "initialization section", seen: now}
 	}
+	return cur
+}
+
+// fetchNew fetches, once each, what cur lists for the first time, and
+// counts the segments and parts.
+func (f *follower) fetchNew(cur map[string]*listedObj) {
 	for u, o := range cur {
-		if !f.fetched[u] {
-			f.fetched[u] = true
-			r.fetch(fetchTask{url: u, playlist: f.url, what: o.what})
-			f.r.count(func(rep *Report) {
-				switch o.what {
-				case "segment":
-					rep.Segments++
-				case "part":
-					rep.Parts++
-				}
-			})
+		if f.fetched[u] {
+			continue
 		}
+		f.fetched[u] = true
+		f.r.fetch(fetchTask{url: u, playlist: f.url, what: o.what})
+		f.r.count(func(rep *Report) {
+			switch o.what {
+			case "segment":
+				rep.Segments++
+			case "part":
+				rep.Parts++
+			}
+		})
 	}
-	// What left: fetch it once more just before the rules let it go. A
-	// delta update lists fewer segments without removing any.
+}
+
+// relist makes cur, what m lists, the listed set. What left is fetched once
+// more just before the rules let it go. A delta update lists fewer segments
+// without removing any.
+func (f *follower) relist(m *playlist.Media, cur map[string]*listedObj, now time.Time) {
 	gone := map[string]*listedObj{}
 	for u, o := range f.listed {
 		if cur[u] == nil && m.Skip == nil {
@@ -274,15 +324,18 @@ func (f *follower) observe(m *playlist.Media, maps [][]string) {
 	f.leave(m, gone, now)
 	if m.Skip == nil {
 		f.listed = cur
-	} else {
-		for u, o := range cur {
-			f.listed[u] = o
-		}
+		return
 	}
+	for u, o := range cur {
+		f.listed[u] = o
+	}
+}
 
-	// preload-hint: the hinted part is the next part listed.
-	// A discontinuity (a new publisher, a new encoder) may leave a hint
-	// unfulfilled: the part after one is not judged.
+// checkPreloadHint checks that the part the previous reload hinted is the
+// next part listed, and remembers this reload's hint. A discontinuity (a
+// new publisher, a new encoder) may leave a hint unfulfilled: the part
+// after one is not judged.
+func (f *follower) checkPreloadHint(m *playlist.Media) {
 	var parts []string
 	var discAfter []bool // a discontinuity between parts[k-1] and parts[k]
 	for _, s := range m.Segments {
@@ -301,9 +354,9 @@ func (f *follower) observe(m *playlist.Media, maps [][]string) {
 				if discAfter[k+1] {
 					break
 				}
-				r.exercised(RulePreloadHint)
+				f.r.exercised(RulePreloadHint)
 				if parts[k+1] != f.prevHint {
-					r.violate(RulePreloadHint, f.url, "the preload hint named %s, but the next part listed is %s", f.prevHint, parts[k+1])
+					f.r.violate(RulePreloadHint, f.url, "the preload hint named %s, but the next part listed is %s", f.prevHint, parts[k+1])
 				}
 				break
 			}
@@ -313,18 +366,22 @@ func (f *follower) observe(m *playlist.Media, maps [][]string) {
 	if m.PreloadHint != nil && len(parts) > 0 {
 		f.prevHint, f.prevLast = m.PreloadHint.URI, parts[len(parts)-1]
 	}
+}
 
-	// rendition-report
-	if f.multi && m.ServerControl != nil && m.ServerControl.CanBlockReload {
-		r.exercised(RuleRendition)
-		have := map[string]bool{}
-		for _, rr := range m.RenditionReport {
-			have[resolve(f.url, rr.URI)] = true
-		}
-		for _, o := range f.others {
-			if o != f.url && !have[o] {
-				r.violate(RuleRendition, f.url, "no EXT-X-RENDITION-REPORT for %s", o)
-			}
+// checkRenditionReports checks that a blocking playlist of a multivariant
+// stream reports every other rendition.
+func (f *follower) checkRenditionReports(m *playlist.Media) {
+	if !f.multi || m.ServerControl == nil || !m.ServerControl.CanBlockReload {
+		return
+	}
+	f.r.exercised(RuleRendition)
+	have := map[string]bool{}
+	for _, rr := range m.RenditionReport {
+		have[resolve(f.url, rr.URI)] = true
+	}
+	for _, o := range f.others {
+		if o != f.url && !have[o] {
+			f.r.violate(RuleRendition, f.url, "no EXT-X-RENDITION-REPORT for %s", o)
 		}
 	}
 }

@@ -257,6 +257,33 @@ type trackRecord struct {
 // records builds the cluster's stream records, sorted by path; only is
 // non-empty to build one.
 func (v *clusterView) records(ctx context.Context, host, only string) []streamRecord {
+	infos, owners := v.streamsAndOwners(only)
+	if len(infos) == 0 {
+		return []streamRecord{}
+	}
+	figs := indexFigures(v.gather(ctx))
+	caches := v.cacheURLs(host)
+	now := time.Now()
+	out := make([]streamRecord, 0, len(infos))
+	for _, info := range infos {
+		r := newStreamRecord(info, now)
+		if o, ok := owners[info.Path]; ok {
+			since := o.Since
+			r.Origin, r.OriginEpoch, r.OriginSince = o.Node, o.Epoch, &since
+		}
+		figs.add(&r, info)
+		prefix := v.playPrefix(info.Path)
+		for _, c := range caches {
+			r.Play = append(r.Play, c+prefix+"/"+info.Path+"/")
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// streamsAndOwners copies the streams (sorted by path; only the one at
+// only when that is non-empty) and the origins' ownership out of v.
+func (v *clusterView) streamsAndOwners(only string) ([]*bus.StreamInfo, map[string]bus.Owner) {
 	v.mu.Lock()
 	var infos []*bus.StreamInfo
 	for p, info := range v.streams {
@@ -270,81 +297,88 @@ func (v *clusterView) records(ctx context.Context, host, only string) []streamRe
 	}
 	v.mu.Unlock()
 	slices.SortFunc(infos, func(a, b *bus.StreamInfo) int { return strings.Compare(a.Path, b.Path) })
-	if len(infos) == 0 {
-		return []streamRecord{}
+	return infos, owners
+}
+
+// newStreamRecord returns the record of info as the bus describes it: its
+// tracks, and the first video track's size and rate as the stream's.
+func newStreamRecord(info *bus.StreamInfo, now time.Time) streamRecord {
+	r := streamRecord{
+		Path: info.Path, Protocol: info.Protocol, Edge: info.Edge, Generation: info.Generation,
+		Started: info.Started, Uptime: max(0, now.Sub(info.Started).Seconds()),
+		Codecs: []string{}, Tracks: []trackRecord{},
+		Snapshot: "/v1/streams/" + info.Path + "/snapshot.jpg",
 	}
-	stats := v.gather(ctx)
-	caches := v.cacheURLs(host)
-	// Index the nodes' figures by stream path.
-	type originStream struct {
-		node string
-		origin.StreamStatus
+	for _, t := range info.Tracks {
+		tr := trackRecord{Codec: t.Codec.String(), ClockRate: t.ClockRate, Channels: t.Channels}
+		if t.Codec.IsVideo() {
+			var fps float64
+			tr.Width, tr.Height, fps = videoInfo(t)
+			if r.Width == 0 {
+				r.Width, r.Height, r.FPS = tr.Width, tr.Height, fps
+			}
+		}
+		r.Codecs = append(r.Codecs, tr.Codec)
+		r.Tracks = append(r.Tracks, tr)
 	}
-	edges := make(map[string][]edgeStream)
-	origins := make(map[string][]originStream)
+	return r
+}
+
+// originStream is one origin node's figures for a stream.
+type originStream struct {
+	node string
+	origin.StreamStatus
+}
+
+// streamFigures are the nodes' figures, the edges' and origins' indexed by
+// stream path.
+type streamFigures struct {
+	stats   []localStats
+	edges   map[string][]edgeStream
+	origins map[string][]originStream
+}
+
+// indexFigures indexes stats by stream path.
+func indexFigures(stats []localStats) streamFigures {
+	f := streamFigures{stats: stats, edges: map[string][]edgeStream{}, origins: map[string][]originStream{}}
 	for _, st := range stats {
 		for _, e := range st.Edge {
-			edges[e.Path] = append(edges[e.Path], e)
+			f.edges[e.Path] = append(f.edges[e.Path], e)
 		}
 		for _, o := range st.Origin {
-			origins[o.Path] = append(origins[o.Path], originStream{st.Node, o})
+			f.origins[o.Path] = append(f.origins[o.Path], originStream{st.Node, o})
 		}
 	}
-	now := time.Now()
-	out := make([]streamRecord, 0, len(infos))
-	for _, info := range infos {
-		r := streamRecord{
-			Path: info.Path, Protocol: info.Protocol, Edge: info.Edge, Generation: info.Generation,
-			Started: info.Started, Uptime: max(0, now.Sub(info.Started).Seconds()),
-			Codecs: []string{}, Tracks: []trackRecord{},
-			Snapshot: "/v1/streams/" + info.Path + "/snapshot.jpg",
-		}
-		for _, t := range info.Tracks {
-			tr := trackRecord{Codec: t.Codec.String(), ClockRate: t.ClockRate, Channels: t.Channels}
-			if t.Codec.IsVideo() {
-				var fps float64
-				tr.Width, tr.Height, fps = videoInfo(t)
-				if r.Width == 0 {
-					r.Width, r.Height, r.FPS = tr.Width, tr.Height, fps
-				}
-			}
-			r.Codecs = append(r.Codecs, tr.Codec)
-			r.Tracks = append(r.Tracks, tr)
-		}
-		if o, ok := owners[info.Path]; ok {
-			since := o.Since
-			r.Origin, r.OriginEpoch, r.OriginSince = o.Node, o.Epoch, &since
-		}
-		for _, e := range edges[info.Path] {
-			if e.Generation == info.Generation {
-				r.BitrateIn, r.BytesIn, r.Drops = e.BitrateIn, e.Bytes, r.Drops+e.Dropped
-				if e.FPS > 0 {
-					r.FPS = e.FPS
-				}
+	return f
+}
+
+// add fills in r, the record of info (its owner already set), with the
+// figures of the edge that carries this generation, of its origin (or the
+// refusals of the others when it has none) and of the caches' viewers.
+func (f streamFigures) add(r *streamRecord, info *bus.StreamInfo) {
+	for _, e := range f.edges[info.Path] {
+		if e.Generation == info.Generation {
+			r.BitrateIn, r.BytesIn, r.Drops = e.BitrateIn, e.Bytes, r.Drops+e.Dropped
+			if e.FPS > 0 {
+				r.FPS = e.FPS
 			}
 		}
-		for _, o := range origins[info.Path] {
-			switch {
-			case o.node == r.Origin:
-				r.Variant, r.Ready, r.Drops = o.Variant, o.Ready, r.Drops+o.Dropped
-			case r.Origin == "" && o.Refused != "":
-				r.Refused = append(r.Refused, refusal{Node: o.node, Reason: o.Refused})
-			}
-		}
-		slices.SortFunc(r.Refused, func(a, b refusal) int { return strings.Compare(a.Node, b.Node) })
-		for _, st := range stats {
-			if vs, ok := st.Viewers[info.Path]; ok {
-				r.Viewers += vs.Viewers
-				r.Requests += vs.Requests
-			}
-		}
-		prefix := v.playPrefix(info.Path)
-		for _, c := range caches {
-			r.Play = append(r.Play, c+prefix+"/"+info.Path+"/")
-		}
-		out = append(out, r)
 	}
-	return out
+	for _, o := range f.origins[info.Path] {
+		switch {
+		case o.node == r.Origin:
+			r.Variant, r.Ready, r.Drops = o.Variant, o.Ready, r.Drops+o.Dropped
+		case r.Origin == "" && o.Refused != "":
+			r.Refused = append(r.Refused, refusal{Node: o.node, Reason: o.Refused})
+		}
+	}
+	slices.SortFunc(r.Refused, func(a, b refusal) int { return strings.Compare(a.Node, b.Node) })
+	for _, st := range f.stats {
+		if vs, ok := st.Viewers[info.Path]; ok {
+			r.Viewers += vs.Viewers
+			r.Requests += vs.Requests
+		}
+	}
 }
 
 // playPrefix is what goes before a stream's path in the player links the

@@ -127,17 +127,8 @@ func Detect(ctx context.Context, ffmpegPath string) (caps Capabilities) {
 	if ffmpegPath == "" {
 		ffmpegPath = "ffmpeg"
 	}
-	var mu sync.Mutex
-	var problems []string
-	fail := func(format string, args ...any) {
-		mu.Lock()
-		problems = append(problems, fmt.Sprintf(format, args...))
-		mu.Unlock()
-	}
-	defer func() {
-		sort.Strings(problems)
-		caps.Err = strings.Join(problems, "; ")
-	}()
+	d := &detector{ctx: ctx, ffmpeg: ffmpegPath}
+	defer func() { caps.Err = d.err() }()
 
 	if devs, err := filepath.Glob(devGlob); err == nil {
 		caps.GPUs = len(devs)
@@ -145,7 +136,7 @@ func Detect(ctx context.Context, ffmpegPath string) (caps Capabilities) {
 
 	out, err := probe(ctx, ffmpegPath, "-version")
 	if err != nil {
-		fail("run %s: %v", ffmpegPath, err)
+		d.fail("run %s: %v", ffmpegPath, err)
 		return caps
 	}
 	if m := versionRe.FindSubmatch(out); m != nil {
@@ -154,63 +145,106 @@ func Detect(ctx context.Context, ffmpegPath string) (caps Capabilities) {
 		caps.FFmpeg = "unknown"
 	}
 
-	var encoders, filters, hwaccels map[string]bool
+	l := d.list()
+	caps.ScaleCUDA = l.filters["scale_cuda"]
+
+	// The test runs are independent; each sets its own field of caps.
 	var wg sync.WaitGroup
-	list := func(into *map[string]bool, col int, what string) {
+	parallel := func(f func()) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f()
+		}()
+	}
+	parallel(func() { caps.NVDEC = testDecode(ctx, ffmpegPath, l.hwaccels["cuda"], l.encoders["libx264"], d.fail) })
+	parallel(func() { caps.X264 = d.testEncode(l.encoders, "libx264") })
+	parallel(func() { caps.X265 = d.testEncode(l.encoders, "libx265") })
+	parallel(func() { caps.NVENCH264 = d.testEncode(l.encoders, "h264_nvenc") })
+	parallel(func() { caps.NVENCHEVC = d.testEncode(l.encoders, "hevc_nvenc") })
+	parallel(func() { caps.CUDA = d.testCUDA(l.hwaccels) })
+	wg.Wait()
+	return caps
+}
+
+// detector is one Detect run: the ffmpeg it probes and the problems its
+// probes (which run in parallel) met.
+type detector struct {
+	ctx    context.Context
+	ffmpeg string
+
+	mu       sync.Mutex
+	problems []string
+}
+
+// fail records a problem.
+func (d *detector) fail(format string, args ...any) {
+	d.mu.Lock()
+	d.problems = append(d.problems, fmt.Sprintf(format, args...))
+	d.mu.Unlock()
+}
+
+// err returns the problems met, sorted, joined by "; " ("" for none).
+func (d *detector) err() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	sort.Strings(d.problems)
+	return strings.Join(d.problems, "; ")
+}
+
+// listings are the names the ffmpeg build lists.
+type listings struct{ encoders, filters, hwaccels map[string]bool }
+
+// list asks ffmpeg for its encoders, filters and hardware accelerations,
+// in parallel.
+func (d *detector) list() listings {
+	var l listings
+	var wg sync.WaitGroup
+	one := func(into *map[string]bool, col int, what string) {
 		defer wg.Done()
-		out, err := probe(ctx, ffmpegPath, "-"+what)
+		out, err := probe(d.ctx, d.ffmpeg, "-"+what)
 		if err != nil {
-			fail("list %s: %v", what, err)
+			d.fail("list %s: %v", what, err)
 		}
 		*into = listed(out, col)
 	}
 	wg.Add(3)
-	go list(&encoders, 1, "encoders")
-	go list(&filters, 1, "filters")
-	go list(&hwaccels, 0, "hwaccels")
+	go one(&l.encoders, 1, "encoders")
+	go one(&l.filters, 1, "filters")
+	go one(&l.hwaccels, 0, "hwaccels")
 	wg.Wait()
-	caps.ScaleCUDA = filters["scale_cuda"]
+	return l
+}
 
-	testEncode := func(name string, usable *bool) {
-		defer wg.Done()
-		if !encoders[name] {
-			fail("%s not compiled in", name)
-			return
-		}
-		_, err := probe(ctx, ffmpegPath, "-loglevel", "error",
-			"-f", "lavfi", "-i", "color=s=256x144:d=0.04",
-			"-c:v", name, "-frames:v", "1", "-f", "null", "-")
-		if err != nil {
-			fail("%s test encode: %v", name, err)
-			return
-		}
-		*usable = true
+// testEncode reports whether encoder name, when compiled in, encodes a frame.
+func (d *detector) testEncode(encoders map[string]bool, name string) bool {
+	if !encoders[name] {
+		d.fail("%s not compiled in", name)
+		return false
 	}
-	wg.Add(6)
-	go func() {
-		defer wg.Done()
-		caps.NVDEC = testDecode(ctx, ffmpegPath, hwaccels["cuda"], encoders["libx264"], fail)
-	}()
-	go testEncode("libx264", &caps.X264)
-	go testEncode("libx265", &caps.X265)
-	go testEncode("h264_nvenc", &caps.NVENCH264)
-	go testEncode("hevc_nvenc", &caps.NVENCHEVC)
-	go func() {
-		defer wg.Done()
-		if !hwaccels["cuda"] {
-			fail("cuda hwaccel not compiled in")
-			return
-		}
-		_, err := probe(ctx, ffmpegPath, "-loglevel", "error", "-init_hw_device", "cuda",
-			"-f", "lavfi", "-i", "color=s=64x64:d=0.04", "-frames:v", "1", "-f", "null", "-")
-		if err != nil {
-			fail("cuda device: %v", err)
-			return
-		}
-		caps.CUDA = true
-	}()
-	wg.Wait()
-	return caps
+	_, err := probe(d.ctx, d.ffmpeg, "-loglevel", "error",
+		"-f", "lavfi", "-i", "color=s=256x144:d=0.04",
+		"-c:v", name, "-frames:v", "1", "-f", "null", "-")
+	if err != nil {
+		d.fail("%s test encode: %v", name, err)
+		return false
+	}
+	return true
+}
+
+// testCUDA reports whether the cuda hwaccel, when compiled in, opens a device.
+func (d *detector) testCUDA(hwaccels map[string]bool) bool {
+	if !hwaccels["cuda"] {
+		d.fail("cuda hwaccel not compiled in")
+		return false
+	}
+	_, err := probe(d.ctx, d.ffmpeg, "-loglevel", "error", "-init_hw_device", "cuda",
+		"-f", "lavfi", "-i", "color=s=64x64:d=0.04", "-frames:v", "1", "-f", "null", "-")
+	if err != nil {
+		d.fail("cuda device: %v", err)
+		return false
+	}
+	return true
 }
 
 // testDecode reports whether NVDEC decodes H.264: a clip made with libx264

@@ -65,74 +65,98 @@ func (t *Transcoder) spawn(withAudio bool) (*generation, error) {
 		src.AudioCodec, src.AudioConfig = media.CodecInvalid, nil
 	}
 	args := BuildArgs(t.Ladder, t.Encoder, src)
-	g.stderr = &stderrLog{log: t.Log, now: t.now, onDropped: func(n int) {
-		t.logDrops.Add(uint64(n))
-		if t.Metrics != nil {
-			t.Metrics.logDropped.WithLabelValues(t.Stream).Add(float64(n))
-		}
-	}}
+	g.stderr = t.newStderrLog()
 
-	var parentEnds, childEnds []*os.File
-	closeAll := func(files []*os.File) {
-		for _, f := range files {
-			_ = f.Close()
-		}
-	}
-	pipe := func() (r, w *os.File, err error) {
-		r, w, err = os.Pipe()
-		if err != nil {
-			closeAll(parentEnds)
-			closeAll(childEnds)
-			return nil, nil, fmt.Errorf("create pipe: %w", err)
-		}
-		return r, w, nil
-	}
-
-	stdinR, stdinW, err := pipe()
+	pp, err := openFFmpegPipes(len(t.outs))
 	if err != nil {
 		return nil, err
 	}
-	parentEnds, childEnds = append(parentEnds, stdinW), append(childEnds, stdinR)
-	extra := make([]*os.File, 0, len(t.outs)+1)
-	for range t.outs {
-		r, w, err := pipe()
-		if err != nil {
-			return nil, err
-		}
-		parentEnds, childEnds = append(parentEnds, r), append(childEnds, w)
-		g.outs = append(g.outs, r)
-		extra = append(extra, w)
-	}
-	progR, progW, err := pipe()
-	if err != nil {
-		return nil, err
-	}
-	parentEnds, childEnds = append(parentEnds, progR), append(childEnds, progW)
-	extra = append(extra, progW)
-	errR, errW, err := pipe()
-	if err != nil {
-		return nil, err
-	}
-	parentEnds, childEnds = append(parentEnds, errR), append(childEnds, errW)
-
 	cmd := exec.Command(t.FFmpeg, args...)
-	cmd.Stdin = stdinR
-	cmd.Stderr = errW
-	cmd.ExtraFiles = extra
+	cmd.Stdin = pp.stdinR
+	cmd.Stderr = pp.errW
+	cmd.ExtraFiles = append(append(make([]*os.File, 0, len(pp.outW)+1), pp.outW...), pp.progW)
 	setProcAttr(cmd)
 	err = cmd.Start()
-	closeAll(childEnds) // the child has its copies now
+	closeFiles(pp.childEnds()) // the child has its copies now
 	if err != nil {
-		closeAll(parentEnds)
+		closeFiles(pp.parentEnds())
 		return nil, err
 	}
-	g.cmd, g.stdin, g.progress, g.stderrR = cmd, stdinW, progR, errR
+	g.cmd, g.stdin, g.outs, g.progress, g.stderrR = cmd, pp.stdinW, pp.outR, pp.progR, pp.errR
 	g.startedAt = t.now()
 	t.gen.Store(g)
 	if t.Metrics != nil {
 		t.Metrics.running.Inc()
 	}
 	return g, nil
+}
+
+// newStderrLog returns the keeper of one ffmpeg run's stderr; the lines it
+// drops are counted.
+func (t *Transcoder) newStderrLog() *stderrLog {
+	return &stderrLog{log: t.Log, now: t.now, onDropped: func(n int) {
+		t.logDrops.Add(uint64(n))
+		if t.Metrics != nil {
+			t.Metrics.logDropped.WithLabelValues(t.Stream).Add(float64(n))
+		}
+	}}
+}
+
+// ffmpegPipes are the pipes between the transcoder and one ffmpeg run: the
+// parent keeps one end of each, the child inherits the other.
+type ffmpegPipes struct {
+	stdinR, stdinW *os.File   // ffmpeg's stdin
+	outR, outW     []*os.File // one per rendition; the child's ends become fds 3, 4, ...
+	progR, progW   *os.File   // -progress, the fd after the renditions'
+	errR, errW     *os.File   // ffmpeg's stderr
+}
+
+// openFFmpegPipes opens the pipes of a run with outs renditions; when one
+// fails it closes those already open.
+func openFFmpegPipes(outs int) (*ffmpegPipes, error) {
+	pp := &ffmpegPipes{}
+	fail := func(err error) (*ffmpegPipes, error) {
+		closeFiles(pp.parentEnds())
+		closeFiles(pp.childEnds())
+		return nil, fmt.Errorf("create pipe: %w", err)
+	}
+	var err error
+	if pp.stdinR, pp.stdinW, err = os.Pipe(); err != nil {
+		return fail(err)
+	}
+	for range outs {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		pp.outR, pp.outW = append(pp.outR, r), append(pp.outW, w)
+	}
+	if pp.progR, pp.progW, err = os.Pipe(); err != nil {
+		return fail(err)
+	}
+	if pp.errR, pp.errW, err = os.Pipe(); err != nil {
+		return fail(err)
+	}
+	return pp, nil
+}
+
+// parentEnds are the ends the transcoder keeps (those open so far).
+func (pp *ffmpegPipes) parentEnds() []*os.File {
+	return append([]*os.File{pp.stdinW, pp.progR, pp.errR}, pp.outR...)
+}
+
+// childEnds are the ends ffmpeg inherits (those open so far).
+func (pp *ffmpegPipes) childEnds() []*os.File {
+	return append([]*os.File{pp.stdinR, pp.progW, pp.errW}, pp.outW...)
+}
+
+// closeFiles closes files, skipping nil ones.
+func closeFiles(files []*os.File) {
+	for _, f := range files {
+		if f != nil {
+			_ = f.Close()
+		}
+	}
 }
 
 // run serves the process until it ends (or Close) and returns why it ended.
@@ -197,30 +221,10 @@ func (g *generation) run() error {
 // timelineStart.
 func (g *generation) feed(ctx context.Context) error {
 	t := g.t
-	bw := bufio.NewWriterSize(g.stdin, pipeBuffer)
-	videoTrack := &mpegts.Track{Codec: &tscodecs.H264{}}
-	if t.Source.videoCodec() == media.CodecH265 {
-		videoTrack.Codec = &tscodecs.H265{}
+	in, err := g.newTSInput()
+	if err != nil {
+		return err
 	}
-	tracks := []*mpegts.Track{videoTrack}
-	var audioTrack *mpegts.Track
-	switch {
-	case !g.withAudio:
-	case t.Source.AudioCodec == media.CodecAAC:
-		audioTrack = &mpegts.Track{Codec: &tscodecs.MPEG4Audio{Config: *t.Source.AudioConfig}}
-	case t.Source.AudioCodec == media.CodecOpus:
-		audioTrack = &mpegts.Track{Codec: &tscodecs.Opus{
-			Desc: &substructs.OpusAudioDescriptor{ChannelConfigCode: uint8(t.Source.audioChannels())},
-		}}
-	}
-	if audioTrack != nil {
-		tracks = append(tracks, audioTrack)
-	}
-	w := &mpegts.Writer{W: bw, Tracks: tracks}
-	if err := w.Initialize(); err != nil {
-		return fmt.Errorf("initialise MPEG-TS writer: %w", err)
-	}
-
 	started := false
 	var base, lastDTS int64
 	var offeredFrom int64 = -1 // first audio PTS offered to a video-only run
@@ -244,7 +248,7 @@ func (g *generation) feed(ctx context.Context) error {
 			t.carry = p
 			return fmt.Errorf("%w: DTS %d after %d", ErrDiscontinuity, p.dts, lastDTS)
 		}
-		if p.audio && audioTrack == nil {
+		if p.audio && in.audio == nil {
 			// A video-only run: restart with audio once it has been
 			// coming for a while.
 			if offeredFrom < 0 {
@@ -255,40 +259,95 @@ func (g *generation) feed(ctx context.Context) error {
 			}
 			continue
 		}
-		if !p.audio && audioTrack != nil && g.audioWritten.Load() == 0 && p.dts-base >= audioGrace {
+		if !p.audio && in.audio != nil && g.audioWritten.Load() == 0 && p.dts-base >= audioGrace {
 			return fmt.Errorf("%w: no audio %v after the first keyframe", ErrAudioChanged,
 				time.Duration(p.dts-base)*time.Second/90000)
 		}
 		ts := p.pts - base + timelineStart
-		var err error
-		switch {
-		case p.audio && ts < 0:
+		if p.audio && ts < 0 {
 			continue
-		case p.audio && t.Source.AudioCodec == media.CodecAAC:
-			err = w.WriteMPEG4Audio(audioTrack, ts, p.data)
-		case p.audio:
-			err = w.WriteOpus(audioTrack, ts, p.data)
-		case t.Source.videoCodec() == media.CodecH265:
-			err = w.WriteH265(videoTrack, ts, p.dts-base+timelineStart, p.data)
-		default:
-			err = w.WriteH264(videoTrack, ts, p.dts-base+timelineStart, p.data)
 		}
-		if err == nil {
-			err = bw.Flush()
-		}
-		if err != nil {
+		if err := in.write(p, ts, p.dts-base+timelineStart); err != nil {
 			return fmt.Errorf("write to ffmpeg: %w", err)
 		}
-		if p.audio {
-			g.audioWritten.Add(1)
-		} else {
-			g.videoWritten.Add(1)
+		if !p.audio {
 			lastDTS = p.dts
-			g.inDTS.Store(p.dts)
-			if g.firstWrite.Load() == 0 {
-				g.firstWrite.Store(t.now().UnixNano())
-			}
 		}
+		g.noteWritten(p)
+	}
+}
+
+// tsInput muxes the packets fed to one ffmpeg run into MPEG-TS on its stdin.
+type tsInput struct {
+	bw           *bufio.Writer
+	w            *mpegts.Writer
+	video, audio *mpegts.Track // audio is nil in a video-only run
+	h265, aac    bool          // the source's video and audio codecs
+}
+
+// newTSInput returns the muxer of g's stdin: the source's video track, and
+// its audio track when the run has audio.
+func (g *generation) newTSInput() (*tsInput, error) {
+	src := g.t.Source
+	in := &tsInput{
+		bw:    bufio.NewWriterSize(g.stdin, pipeBuffer),
+		video: &mpegts.Track{Codec: &tscodecs.H264{}},
+		h265:  src.videoCodec() == media.CodecH265,
+		aac:   src.AudioCodec == media.CodecAAC,
+	}
+	if in.h265 {
+		in.video.Codec = &tscodecs.H265{}
+	}
+	tracks := []*mpegts.Track{in.video}
+	switch {
+	case !g.withAudio:
+	case src.AudioCodec == media.CodecAAC:
+		in.audio = &mpegts.Track{Codec: &tscodecs.MPEG4Audio{Config: *src.AudioConfig}}
+	case src.AudioCodec == media.CodecOpus:
+		in.audio = &mpegts.Track{Codec: &tscodecs.Opus{
+			Desc: &substructs.OpusAudioDescriptor{ChannelConfigCode: uint8(src.audioChannels())},
+		}}
+	}
+	if in.audio != nil {
+		tracks = append(tracks, in.audio)
+	}
+	in.w = &mpegts.Writer{W: in.bw, Tracks: tracks}
+	if err := in.w.Initialize(); err != nil {
+		return nil, fmt.Errorf("initialise MPEG-TS writer: %w", err)
+	}
+	return in, nil
+}
+
+// write muxes p with presentation time ts and (video) decoding time dts,
+// both on the run's timeline, and flushes it to ffmpeg.
+func (in *tsInput) write(p *packet, ts, dts int64) error {
+	var err error
+	switch {
+	case p.audio && in.aac:
+		err = in.w.WriteMPEG4Audio(in.audio, ts, p.data)
+	case p.audio:
+		err = in.w.WriteOpus(in.audio, ts, p.data)
+	case in.h265:
+		err = in.w.WriteH265(in.video, ts, dts, p.data)
+	default:
+		err = in.w.WriteH264(in.video, ts, dts, p.data)
+	}
+	if err != nil {
+		return err
+	}
+	return in.bw.Flush()
+}
+
+// noteWritten counts p as written to ffmpeg.
+func (g *generation) noteWritten(p *packet) {
+	if p.audio {
+		g.audioWritten.Add(1)
+		return
+	}
+	g.videoWritten.Add(1)
+	g.inDTS.Store(p.dts)
+	if g.firstWrite.Load() == 0 {
+		g.firstWrite.Store(g.t.now().UnixNano())
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"github.com/streamgrid/streamgrid/internal/media"
 )
 
@@ -437,13 +439,23 @@ func (t *Transcoder) supervise(gen *generation) {
 	}
 }
 
-// backoff returns the delay before restart attempt n (1-based).
+// newRestartBackoff returns the pacing of ffmpeg restarts (cenkalti/backoff):
+// lo, doubling up to hi, without jitter.
+func newRestartBackoff(lo, hi time.Duration) *backoff.ExponentialBackOff {
+	return &backoff.ExponentialBackOff{InitialInterval: lo, Multiplier: 2, MaxInterval: hi}
+}
+
+// backoff returns the delay before restart attempt n (1-based): the n-th
+// pause of newRestartBackoff. supervise counts the attempts (and starts over
+// after a stable run), so the policy is replayed from its start; once at the
+// ceiling it stays there.
 func (t *Transcoder) backoff(n int) time.Duration {
-	d := t.BackoffMin
+	b := newRestartBackoff(t.BackoffMin, t.BackoffMax)
+	d := b.NextBackOff()
 	for i := 1; i < n && d < t.BackoffMax; i++ {
-		d *= 2
+		d = b.NextBackOff()
 	}
-	return min(d, t.BackoffMax)
+	return d
 }
 
 // waitRetry logs msg with err and the attempt number, then waits the
