@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,6 +25,7 @@ type chromeProc struct {
 func startChrome(t *testing.T) *chromeProc {
 	t.Helper()
 	testkit.Slow(t)
+	profile := chromeProfileDir(t)
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(testkit.RequireChromium(t)),
 		chromedp.Flag("headless", true),
@@ -39,7 +42,7 @@ func startChrome(t *testing.T) *chromeProc {
 		chromedp.Flag("disable-backgrounding-occluded-windows", true),
 		chromedp.Flag("disable-background-timer-throttling", true),
 		chromedp.WindowSize(1280, 900),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 	}
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
@@ -48,8 +51,57 @@ func startChrome(t *testing.T) *chromeProc {
 		b.cancel()
 		t.Fatalf("chromium: %v", err)
 	}
-	t.Cleanup(b.cancel)
+	var proc *os.Process
+	if c := chromedp.FromContext(ctx); c != nil && c.Browser != nil {
+		proc = c.Browser.Process()
+	}
+	// Registered after the profile's cleanup, so it runs before it.
+	t.Cleanup(func() {
+		b.cancel()
+		waitExited(proc, 5*time.Second)
+	})
 	return b
+}
+
+// chromeProfileDir is a fresh Chromium profile directory. It is not
+// t.TempDir: Chromium's helper processes may still write to the profile for a
+// moment after the browser is cancelled, and t.TempDir's cleanup fails the
+// test when its RemoveAll meets them ("directory not empty"). This one's
+// cleanup, which runs after the browser's (cleanups run last-registered
+// first), retries for a couple of seconds and only logs if it gives up.
+func chromeProfileDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "streamgrid-chrome-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		var err error
+		for deadline := time.Now().Add(3 * time.Second); ; {
+			if err = os.RemoveAll(dir); err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("chromium profile %s left behind: %v", dir, err)
+	})
+	return dir
+}
+
+// waitExited waits, up to limit, for proc (reaped by chromedp) to be gone.
+func waitExited(proc *os.Process, limit time.Duration) {
+	if proc == nil {
+		return
+	}
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); {
+		if proc.Signal(syscall.Signal(0)) != nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // videoProbe reads the page's <video id="v">, with the frames it decoded.
