@@ -17,6 +17,7 @@ import (
 // stripped before the lookup, so viewers with different tokens share one
 // cached object; each refusal is a 403 counted by reason.
 func TestSignedURLs(t *testing.T) {
+	t.Parallel()
 	var now atomic.Int64
 	now.Store(time.Unix(1_800_000_000, 0).Unix())
 	e := newEnv(t, func(c *Cache) {
@@ -92,6 +93,7 @@ func TestSignedURLs(t *testing.T) {
 // Without a signing key the Authorize hook decides: 401 with a Basic
 // challenge for ErrUnauthenticated, 403 for other errors.
 func TestAuthorizeHook(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *Cache) {
 		c.Authorize = func(r *http.Request, stream string) error {
 			user, pass, ok := r.BasicAuth()
@@ -133,6 +135,7 @@ func TestAuthorizeHook(t *testing.T) {
 
 // Without a key, /s/... is an ordinary path; nothing is stripped.
 func TestNoKeyNoPrefix(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.origin.set("/s/cam/video1_stream.m3u8", []byte(llPlaylist))
 	e.own("s/cam")
@@ -143,6 +146,7 @@ func TestNoKeyNoPrefix(t *testing.T) {
 
 // The cache sends the origin secret with every upstream request.
 func TestOriginSecretSent(t *testing.T) {
+	t.Parallel()
 	const secret = "a-cluster-secret-of-some-length"
 	e := newEnv(t, func(c *Cache) { c.OriginSecret = secret })
 	var bad atomic.Int32

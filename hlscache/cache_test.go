@@ -33,6 +33,7 @@ abc_video1_seg7.mp4
 `
 
 func TestServePlaylistAndSegment(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.origin.set("/live/cam1/video1_stream.m3u8", []byte(llPlaylist))
 	seg := bytes.Repeat([]byte("0123456789"), 100)
@@ -125,6 +126,7 @@ func checkHeaders(t *testing.T, r response, want map[string]string) {
 }
 
 func TestSpecificAllowOrigin(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *Cache) { c.AllowOrigin = "https://player.example" })
 	r := e.get("/live/nope/index.m3u8")
 	if r.status != 404 || strings.TrimSpace(r.body) != "stream not found" {
@@ -138,6 +140,7 @@ func TestSpecificAllowOrigin(t *testing.T) {
 }
 
 func TestBadRequests(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.origin.set("/live/cam1/index.m3u8", []byte(llPlaylist))
 	e.own("live/cam1")
@@ -175,6 +178,7 @@ func TestBadRequests(t *testing.T) {
 
 // Many viewers asking for one segment at once cost the origin one request.
 func TestCoalescedSegment(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	const path = "/live/cam1/abc_video1_seg8.mp4"
 	seg := bytes.Repeat([]byte{0xAB}, 50_000)
@@ -225,6 +229,7 @@ func TestCoalescedSegment(t *testing.T) {
 // whatever the order of the directives and whatever other parameters come
 // with them; only the directives reach the origin.
 func TestCoalescedBlockingPlaylist(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	const path = "/live/cam1/video1_stream.m3u8"
 	e.origin.set(path, []byte(llPlaylist))
@@ -278,6 +283,7 @@ func TestCoalescedBlockingPlaylist(t *testing.T) {
 
 // A viewer that gives up does not cancel the fetch others wait on.
 func TestViewerLeavingKeepsSharedFetch(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	const path = "/live/cam1/abc_video1_part31.mp4"
 	e.origin.set(path, []byte("part-31"))
@@ -317,6 +323,7 @@ func TestViewerLeavingKeepsSharedFetch(t *testing.T) {
 }
 
 func TestLRUEvictsByBytes(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *Cache) { c.MaxBytes = 20 << 10 })
 	body := bytes.Repeat([]byte("x"), 1500) // ~2.1 KiB accounted: 9 fit in 20 KiB
 	for i := range 12 {
@@ -361,6 +368,7 @@ func TestLRUEvictsByBytes(t *testing.T) {
 // When the owner changes, so do the keys: the new owner's object is fetched,
 // never the old one's served in its place.
 func TestOwnerChangeChangesKeys(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	const path = "/live/cam1/init.mp4"
 	e.origin.set(path, []byte("init-of-epoch-1"))
@@ -386,6 +394,7 @@ func TestOwnerChangeChangesKeys(t *testing.T) {
 // An answer whose X-Streamgrid headers name another owner or epoch is served
 // but never stored.
 func TestMismatchedOriginHeadersNotCached(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	const path = "/live/cam1/abc_video1_seg7.mp4"
 	e.origin.set(path, []byte("segment"))
@@ -408,6 +417,7 @@ func TestMismatchedOriginHeadersNotCached(t *testing.T) {
 // playlist and the old owner's cached segments, blocking reloads are held
 // until a new owner appears, and nothing answers 404 or 502 meanwhile.
 func TestFailoverServesLastGoodPlaylist(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	const (
 		playlist = "/live/cam1/video1_stream.m3u8"
@@ -473,6 +483,7 @@ func TestFailoverServesLastGoodPlaylist(t *testing.T) {
 // An owner that leaves gossip (its node died) fails over the same way, and
 // once the window has passed the stream is unknown.
 func TestFailoverOnGossipLossThenNotFound(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *Cache) { c.FailoverWindow = time.Second })
 	const playlist = "/live/cam1/index.m3u8"
 	e.origin.set(playlist, []byte(llPlaylist))
@@ -493,6 +504,7 @@ func TestFailoverOnGossipLossThenNotFound(t *testing.T) {
 // A hung origin answers 504 within the deadline, and other streams are
 // served meanwhile.
 func TestHungUpstreamTimesOut(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *Cache) { c.UpstreamTimeout = 300 * time.Millisecond })
 	e.origin.set("/live/ok/index.m3u8", []byte(llPlaylist))
 	e.origin.handle(func(w http.ResponseWriter, r *http.Request) bool {
@@ -527,6 +539,7 @@ func TestHungUpstreamTimesOut(t *testing.T) {
 }
 
 func TestUpstreamErrors(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	e.origin.handle(func(w http.ResponseWriter, r *http.Request) bool {
 		switch r.URL.Path {
@@ -564,6 +577,7 @@ func TestUpstreamErrors(t *testing.T) {
 // An owner whose HTTP server is gone (before gossip notices) costs playlist
 // viewers nothing: they get the last good copy.
 func TestDeadOwnerPlaylistServedStale(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	const playlist = "/live/cam1/index.m3u8"
 	e.origin.set(playlist, []byte(llPlaylist))
@@ -585,6 +599,7 @@ func TestDeadOwnerPlaylistServedStale(t *testing.T) {
 }
 
 func TestStartErrors(t *testing.T) {
+	t.Parallel()
 	if err := (&Cache{}).Start(); err == nil {
 		t.Error("Start without Registry succeeded")
 	}
@@ -673,6 +688,7 @@ func TestDrainAndClose(t *testing.T) {
 
 // The routes table follows the registry.
 func TestRoutes(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	l := e.own("live/a")
 	got := e.cache.Routes()["live/a"]
@@ -689,6 +705,7 @@ func TestRoutes(t *testing.T) {
 
 // Every answer is counted by kind and result, with the body bytes it wrote.
 func TestRequestMetrics(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	seg := bytes.Repeat([]byte("0123456789"), 100)
 	e.origin.set("/live/cam1/abc_video1_seg7.mp4", seg)

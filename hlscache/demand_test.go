@@ -28,6 +28,7 @@ func (f *fakeDemander) count(path string) int {
 }
 
 func TestDemandTableRateLimits(t *testing.T) {
+	t.Parallel()
 	f := &fakeDemander{onDemand: map[string]bool{"cams/od": true}, asks: map[string]int{}}
 	now := time.Unix(1000, 0)
 	tb := newDemandTable(f, context.Background(), "c1", func(fn func()) bool { fn(); return true })

@@ -28,6 +28,7 @@ func livePlaylist(first, n int) []byte {
 }
 
 func TestWindowAvailability(t *testing.T) {
+	t.Parallel()
 	w := parseWindow(livePlaylist(10, 7))
 	if w == nil || w.duration != 14*time.Second || w.target != 2*time.Second {
 		t.Fatalf("window %+v", w)
@@ -44,6 +45,7 @@ func TestWindowAvailability(t *testing.T) {
 }
 
 func TestLRUExpiry(t *testing.T) {
+	t.Parallel()
 	l := newLRU(1 << 30)
 	expired := 0
 	l.onExpire = func(n int) { expired += n }
@@ -89,6 +91,7 @@ func TestLRUExpiry(t *testing.T) {
 // and checks that the LRU is empty once the availability window has passed,
 // with no budget pressure and without anyone asking again.
 func TestStreamEndEmptiesLRU(t *testing.T) {
+	t.Parallel()
 	c := &Cache{routes: newRouteTable(nil, time.Second, quiet)}
 	c.routes.streams = map[string]*routeEntry{"live/cam1": {}}
 	c.lru = newLRU(1 << 30)
@@ -142,6 +145,7 @@ func TestStreamEndEmptiesLRU(t *testing.T) {
 }
 
 func TestReadBody(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		r     io.Reader

@@ -79,6 +79,7 @@ var uriAttr = regexp.MustCompile(`URI="([^"]+)"`)
 // through byte for byte, a blocking reload is answered once the muxer
 // produces the segment, and gohlslib's empty 200 for unknown files is a 404.
 func TestGohlslibOrigin(t *testing.T) {
+	t.Parallel()
 	aus := ffmpegH264(t, 6)
 	if len(aus) < 100 {
 		t.Fatalf("ffmpeg produced %d access units", len(aus))

@@ -40,6 +40,7 @@ var (
 )
 
 func TestPreloadHintPart(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		body, want string
 	}{
@@ -64,6 +65,7 @@ func TestPreloadHintPart(t *testing.T) {
 // copy kept from before the part was: that copy would send it back to the
 // same part, served from the LRU, in a loop until the copy expires.
 func TestPlaylistCopyOvertakenByItsHintedPart(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	const playlist, part31 = hintedPlaylist, hintedPart31
 	before, after := hintedBefore, hintedAfter
@@ -100,6 +102,7 @@ func TestPlaylistCopyOvertakenByItsHintedPart(t *testing.T) {
 // request waits for the new owner instead of sending the client back to that
 // part.
 func TestFailoverHoldsOvertakenPlaylistCopy(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	const playlist, part31 = hintedPlaylist, hintedPart31
 	before, after := hintedBefore, hintedAfter

@@ -17,6 +17,7 @@ import (
 )
 
 func TestParseWindow(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		body string
@@ -42,6 +43,7 @@ func TestParseWindow(t *testing.T) {
 // fetched for them; below the window, or on a playlist that cannot block,
 // they are answered as the plain playlist.
 func TestBlockingReloadWindow(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	const media = "/live/cam1/video1_stream.m3u8"
 	e.origin.set(media, []byte(llPlaylist)) // MEDIA-SEQUENCE 7, one segment: next is 8
@@ -99,6 +101,7 @@ func TestBlockingReloadWindow(t *testing.T) {
 // Fetches beyond max_upstream_conns to one origin wait for a slot within
 // their deadline, then get 503; other viewers of cached objects are served.
 func TestUpstreamSlots(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *Cache) {
 		c.MaxUpstreamConns = 2
 		c.UpstreamTimeout = 300 * time.Millisecond
@@ -164,6 +167,7 @@ func TestUpstreamSlots(t *testing.T) {
 // per-IP cap) are held until the header timeout closes them, the rest are
 // answered 429 at once; a viewer from another address is served throughout.
 func TestSlowHeaderConnections(t *testing.T) {
+	t.Parallel()
 	const slow = 300
 	e := newEnv(t, func(c *Cache) { c.HeaderTimeout = 700 * time.Millisecond })
 	e.origin.set("/live/cam1/video1_stream.m3u8", []byte(llPlaylist))

@@ -10,6 +10,7 @@ import (
 // The pauses between failed owner watches: after watchRetryFirst before the
 // first try, they double up to watchRetryMax, exactly (no jitter).
 func TestWatchBackOff(t *testing.T) {
+	t.Parallel()
 	b := watchBackOff()
 	b.Reset()
 	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second}
@@ -21,6 +22,7 @@ func TestWatchBackOff(t *testing.T) {
 }
 
 func TestHandlerGate(t *testing.T) {
+	t.Parallel()
 	var g handlerGate
 	if !g.enter() {
 		t.Fatal("enter refused on an open gate")
@@ -56,6 +58,7 @@ func TestHandlerGate(t *testing.T) {
 }
 
 func TestWarnLimiter(t *testing.T) {
+	t.Parallel()
 	var l warnLimiter
 	t0 := time.Unix(1000, 0)
 	for _, tc := range []struct {

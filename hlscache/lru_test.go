@@ -7,6 +7,7 @@ import (
 )
 
 func TestLRU(t *testing.T) {
+	t.Parallel()
 	c := newLRU(1 << 20)
 	evicted := 0
 	c.onEvict = func(n int) { evicted += n }
@@ -56,6 +57,7 @@ func TestLRU(t *testing.T) {
 }
 
 func TestLRUSetMaxEvicts(t *testing.T) {
+	t.Parallel()
 	l := newLRU(1 << 20)
 	evicted := 0
 	l.onEvict = func(n int) { evicted += n }

@@ -10,6 +10,7 @@ import (
 // asking an origin; it names the stream, loads nothing from elsewhere and
 // its CSP admits exactly its own script.
 func TestPlayerPage(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, nil)
 	for _, path := range []string{"/live/cam1/", "/rtmp/c1.live/"} {
 		r := e.get(path)

@@ -23,6 +23,7 @@ main_seg3.ts
 `
 
 func TestParseCacheControl(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		in   string
 		want cacheControl
@@ -44,6 +45,7 @@ func TestParseCacheControl(t *testing.T) {
 }
 
 func TestInspectPlaylist(t *testing.T) {
+	t.Parallel()
 	if i := inspectPlaylist([]byte(llPlaylist)); i.multivariant || !i.lowLatency || i.partTarget != 200*time.Millisecond {
 		t.Errorf("LL: %+v", i)
 	}
@@ -56,6 +58,7 @@ func TestInspectPlaylist(t *testing.T) {
 }
 
 func TestPolicy(t *testing.T) {
+	t.Parallel()
 	playlist := &request{kind: kindPlaylist, ext: ".m3u8"}
 	blocking := &request{kind: kindPlaylist, ext: ".m3u8", hls: hlsproto.Directives{MSN: 3, HasMSN: true}}
 	segment := &request{kind: kindSegment, ext: ".mp4"}

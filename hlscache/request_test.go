@@ -11,6 +11,7 @@ import (
 )
 
 func TestParseRequest(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		path, query string
 		status      int    // 0: valid

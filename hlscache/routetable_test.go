@@ -33,6 +33,7 @@ func (f *fakeMembers) set(m gossip.Member, alive bool) {
 }
 
 func TestUpstreamAddr(t *testing.T) {
+	t.Parallel()
 	members := &fakeMembers{m: map[string]gossip.Member{}}
 	rt := newRouteTable(members, time.Second, quiet)
 	for _, tc := range []struct {
@@ -58,6 +59,7 @@ func TestUpstreamAddr(t *testing.T) {
 }
 
 func TestRouteTableFailoverWindow(t *testing.T) {
+	t.Parallel()
 	members := &fakeMembers{m: map[string]gossip.Member{}}
 	origin := gossip.Member{Name: "o1", Addr: "127.0.0.1:7946", Meta: gossip.Meta{HTTP: "127.0.0.1:8889"}}
 	members.set(origin, true)
@@ -108,6 +110,7 @@ func TestRouteTableFailoverWindow(t *testing.T) {
 }
 
 func TestRouteTableResync(t *testing.T) {
+	t.Parallel()
 	members := &fakeMembers{m: map[string]gossip.Member{}}
 	members.set(gossip.Member{Name: "o1", Addr: "127.0.0.1:7946", Meta: gossip.Meta{HTTP: "127.0.0.1:8889"}}, true)
 	rt := newRouteTable(members, time.Second, quiet)
@@ -127,6 +130,7 @@ func TestRouteTableResync(t *testing.T) {
 }
 
 func TestStalePlaylistsBounded(t *testing.T) {
+	t.Parallel()
 	members := &fakeMembers{m: map[string]gossip.Member{}}
 	rt := newRouteTable(members, time.Minute, quiet)
 	t0 := time.Now()

@@ -15,6 +15,7 @@ var testKey = []byte("0123456789abcdef0123456789abcdef")
 // base64.urlsafe_b64encode with the padding stripped): a backend following
 // the README gets these exact tokens.
 func TestTokenKnownAnswer(t *testing.T) {
+	t.Parallel()
 	exp := time.Unix(1767225600, 0)
 	_, nw, _ := net.ParseCIDR("203.0.113.0/24")
 	for _, tc := range []struct {
@@ -34,6 +35,7 @@ func TestTokenKnownAnswer(t *testing.T) {
 }
 
 func TestVerify(t *testing.T) {
+	t.Parallel()
 	now := time.Unix(1_800_000_000, 0)
 	exp := now.Add(time.Hour)
 	_, v4net, _ := net.ParseCIDR("203.0.113.0/24")
@@ -104,6 +106,7 @@ func TestVerify(t *testing.T) {
 // A token signed over a network field that is no CIDR (a signer not
 // following the recipe) is refused, not trusted to mean "anyone".
 func TestVerifySignedGarbageNetwork(t *testing.T) {
+	t.Parallel()
 	exp := time.Unix(1_800_000_000, 0)
 	e := "1800000000"
 	tok := "1." + e + "." + b64.EncodeToString([]byte("not a cidr")) + "." +
@@ -114,6 +117,7 @@ func TestVerifySignedGarbageNetwork(t *testing.T) {
 }
 
 func TestSplitSignedPath(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ in, tok, rest string }{
 		{"/s/1.2..x/live/cam1/index.m3u8", "1.2..x", "/live/cam1/index.m3u8"},
 		{"/s/tok", "tok", "/"},

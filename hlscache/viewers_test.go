@@ -8,6 +8,7 @@ import (
 )
 
 func TestViewerTracker(t *testing.T) {
+	t.Parallel()
 	var gone []string
 	v := newViewerTracker(func(s string) { gone = append(gone, s) })
 	t0 := time.Unix(1000, 0)

@@ -78,6 +78,7 @@ func (s *bodyServer) do(t *testing.T, method, path string, hdr ...string) (respo
 }
 
 func TestServeBody(t *testing.T) {
+	t.Parallel()
 	body := bytes.Repeat([]byte("0123456789"), 30000) // 300 000 bytes, more than one Write of ServeContent's
 	size := strconv.Itoa(len(body))
 	mod := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -161,6 +162,7 @@ func TestServeBody(t *testing.T) {
 
 // The plain-GET path sends what http.ServeContent would, header for header.
 func TestServeBodyMatchesServeContent(t *testing.T) {
+	t.Parallel()
 	body := []byte("#EXTM3U\n")
 	mod := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	for _, tc := range []struct {
@@ -193,6 +195,7 @@ func TestServeBodyMatchesServeContent(t *testing.T) {
 // A viewer that stops reading is dropped once a write waits longer than the
 // write timeout, even when the body goes out in one Write.
 func TestServeBodyDropsStalledViewer(t *testing.T) {
+	t.Parallel()
 	body := make([]byte, 64<<20) // far more than loopback's socket buffers hold
 	obj := &object{status: http.StatusOK, body: body,
 		header: newObjectHeader("video/mp4", "public, max-age=3600", "", time.Time{}, len(body))}

@@ -17,6 +17,7 @@ import (
 	"github.com/bluenviron/gohlslib/v2"
 
 	"github.com/streamgrid/streamgrid/internal/hlsproto"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // llPlaylist is a Low-Latency media playlist as the origin renders it: the
@@ -257,6 +258,7 @@ func cameraNumber(name string) int {
 // owning origin, a reverse proxy in front of it the cache, and a second
 // "origin" that answers 404 for every stream is skipped.
 func TestRunPartProbe(t *testing.T) {
+	testkit.Slow(t)
 	s := startStandIn(t)
 	defer s.close()
 	target, err := url.Parse(s.http.URL)
@@ -314,6 +316,7 @@ func TestRunPartProbe(t *testing.T) {
 // TestRunPartProbeClassic: a classic HLS stream has no parts; the probe says
 // so once per side instead of looping.
 func TestRunPartProbeClassic(t *testing.T) {
+	testkit.Slow(t)
 	s := startStandInVariant(t, gohlslib.MuxerVariantFMP4, 3)
 	defer s.close()
 	rep, err := Run(t.Context(), Config{

@@ -27,6 +27,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/goleak"
+
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
@@ -218,6 +220,7 @@ func (s *standIn) OnPacketsLost(*gortsplib.ServerHandlerOnPacketsLostCtx) {}
 func (s *standIn) OnDecodeError(*gortsplib.ServerHandlerOnDecodeErrorCtx) {}
 
 func TestRunAgainstStandIn(t *testing.T) {
+	testkit.Slow(t)
 	s := startStandIn(t)
 	defer s.close()
 
@@ -269,6 +272,7 @@ func TestRunAgainstStandIn(t *testing.T) {
 // still lists a single segment: gohlslib's client never returns on that (see
 // firstFrameRetry), so the viewer must start its player over and play.
 func TestRunYoungTraditionalStream(t *testing.T) {
+	testkit.Slow(t)
 	s := startStandInVariant(t, gohlslib.MuxerVariantMPEGTS, 3)
 	defer s.close()
 	rep, err := Run(t.Context(), Config{
@@ -292,6 +296,7 @@ func TestRunYoungTraditionalStream(t *testing.T) {
 }
 
 func TestRunInterrupted(t *testing.T) {
+	testkit.Slow(t)
 	s := startStandIn(t)
 	defer s.close()
 	ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
@@ -312,6 +317,7 @@ func TestRunInterrupted(t *testing.T) {
 }
 
 func TestMainCameraFailure(t *testing.T) {
+	testkit.Slow(t)
 	// nothing listens there: every camera start fails and is retried
 	ln := httptest.NewServer(http.NotFoundHandler())
 	addr := ln.Listener.Addr().String()

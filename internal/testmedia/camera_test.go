@@ -351,6 +351,7 @@ func waitEnded(t *testing.T, rec *received) {
 }
 
 func TestCameraPublishes(t *testing.T) {
+	t.Parallel()
 	full, err := Load()
 	if err != nil {
 		t.Fatal(err)
@@ -444,6 +445,7 @@ func TestCameraPublishes(t *testing.T) {
 }
 
 func TestCameraCloseWhilePublishing(t *testing.T) {
+	t.Parallel()
 	for _, scheme := range []string{"rtsp", "rtmp"} {
 		t.Run(scheme, func(t *testing.T) {
 			t.Parallel()
