@@ -22,6 +22,8 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/pion/rtp"
+
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // received is what a test server got from a camera.
@@ -365,14 +367,18 @@ func TestCameraPublishes(t *testing.T) {
 		loops     int
 		stamp     bool
 		noAudio   bool
+		slow      bool // skipped under -short: the others cover the publisher there
 	}{
 		{name: "rtsp tcp", scheme: "rtsp", loops: 2, stamp: true},
-		{name: "rtsp udp", scheme: "rtsp", transport: "udp", loops: 2},
+		{name: "rtsp udp", scheme: "rtsp", transport: "udp", loops: 2, slow: true},
 		{name: "rtsp no audio", scheme: "rtsp", loops: 1, noAudio: true},
 		// gortmplib's reader analyses 2 s of media before it returns tracks
-		{name: "rtmp", scheme: "rtmp", loops: 3, stamp: true},
+		{name: "rtmp", scheme: "rtmp", loops: 3, stamp: true, slow: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.slow {
+				testkit.Slow(t)
+			}
 			t.Parallel()
 			var rec *received
 			var addr string

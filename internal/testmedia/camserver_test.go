@@ -18,6 +18,8 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/pion/rtp"
+
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // camServerPlayed is what a test reader got from a CameraServer.
@@ -153,6 +155,7 @@ func checkCameraServerPlayed(t *testing.T, p *camServerPlayed, clip *Clip) {
 }
 
 func TestCameraServerTCP(t *testing.T) {
+	testkit.Slow(t)
 	t.Parallel()
 	clip, err := Load()
 	if err != nil {
@@ -203,6 +206,7 @@ func TestCameraServerTCP(t *testing.T) {
 }
 
 func TestCameraServerUDP(t *testing.T) {
+	testkit.Slow(t)
 	t.Parallel()
 	clip, err := Load()
 	if err != nil {
