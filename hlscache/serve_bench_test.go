@@ -22,23 +22,23 @@ const benchSegmentSize = 262220
 // The Signed variants are the same through a signed URL: the difference is
 // what the token check costs a request.
 func BenchmarkServeSegment(b *testing.B) {
-	seg := make([]byte, benchSegmentSize)
-	r := rand.New(rand.NewPCG(1, 2))
-	for i := range seg {
-		seg[i] = byte(r.Uint32())
-	}
-	benchServe(b, "/live/cam1/abc_video1_seg7.mp4", seg, false)
+	benchServe(b, "/live/cam1/abc_video1_seg7.mp4", benchSegment(), false)
 }
 
 // BenchmarkServeSegmentSigned is BenchmarkServeSegment through a signed URL
 // (the cache has a signing key and checks every request's token).
 func BenchmarkServeSegmentSigned(b *testing.B) {
+	benchServe(b, "/live/cam1/abc_video1_seg7.mp4", benchSegment(), true)
+}
+
+// benchSegment is benchSegmentSize bytes of fixed pseudo-random media.
+func benchSegment() []byte {
 	seg := make([]byte, benchSegmentSize)
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range seg {
 		seg[i] = byte(r.Uint32())
 	}
-	benchServe(b, "/live/cam1/abc_video1_seg7.mp4", seg, true)
+	return seg
 }
 
 // BenchmarkServeSmall is BenchmarkServeSegment for an object the size of a
