@@ -132,26 +132,37 @@ func TestStartErrors(t *testing.T) {
 	tr.Close()
 }
 
+// startFakeTranscoder starts a one-rendition Transcoder whose "ffmpeg" is the
+// shell script, reporting to rec; tune sets what the test is about first.
+// The caller closes it.
+func startFakeTranscoder(t *testing.T, script string, rec *recorder, tune func(*Transcoder)) *Transcoder {
+	t.Helper()
+	tr := &Transcoder{
+		FFmpeg:    fakeFFmpeg(t, script),
+		Ladder:    oneRendition,
+		Encoder:   EncoderX264,
+		Source:    SourceInfo{},
+		OnVideo:   rec.onVideo,
+		OnRestart: rec.onRestart,
+		Log:       testkit.Logger(t),
+	}
+	tune(tr)
+	if err := tr.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
 // TestRestartBackoff runs an "ffmpeg" that dies at once: the transcoder keeps
 // restarting it with a growing backoff, reports each attempt, and Close
 // interrupts the backoff.
 func TestRestartBackoff(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	rec := newRecorder(1)
-	tr := &Transcoder{
-		FFmpeg:     fakeFFmpeg(t, "echo 'boom: no such codec' >&2; exit 1"),
-		Ladder:     oneRendition,
-		Encoder:    EncoderX264,
-		Source:     SourceInfo{},
-		BackoffMin: 20 * time.Millisecond,
-		BackoffMax: 80 * time.Millisecond,
-		OnVideo:    rec.onVideo,
-		OnRestart:  rec.onRestart,
-		Log:        testkit.Logger(t),
-	}
-	if err := tr.Start(); err != nil {
-		t.Fatal(err)
-	}
+	tr := startFakeTranscoder(t, "echo 'boom: no such codec' >&2; exit 1", rec, func(tr *Transcoder) {
+		tr.BackoffMin = 20 * time.Millisecond
+		tr.BackoffMax = 80 * time.Millisecond
+	})
 	testkit.WaitFor(t, 10*time.Second, "five restarts", func() bool { return rec.restartCount() >= 5 })
 	tr.Close()
 	rec.mu.Lock()
@@ -186,21 +197,11 @@ func TestRestartBackoff(t *testing.T) {
 func TestStall(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	rec := newRecorder(1)
-	tr := &Transcoder{
-		FFmpeg:       fakeFFmpeg(t, "exec sleep 30"),
-		Ladder:       oneRendition,
-		Encoder:      EncoderX264,
-		Source:       SourceInfo{},
-		QueueSize:    8,
-		StallTimeout: 300 * time.Millisecond,
-		BackoffMin:   10 * time.Millisecond,
-		OnVideo:      rec.onVideo,
-		OnRestart:    rec.onRestart,
-		Log:          testkit.Logger(t),
-	}
-	if err := tr.Start(); err != nil {
-		t.Fatal(err)
-	}
+	tr := startFakeTranscoder(t, "exec sleep 30", rec, func(tr *Transcoder) {
+		tr.QueueSize = 8
+		tr.StallTimeout = 300 * time.Millisecond
+		tr.BackoffMin = 10 * time.Millisecond
+	})
 	defer tr.Close()
 	big := [][]byte{append([]byte{0x65}, make([]byte, 16<<10)...)} // 16 KiB keyframes fill the pipe
 	var stop atomic.Bool
