@@ -38,6 +38,23 @@ func (p *camServerPlayed) frames() int {
 	return len(p.pts)
 }
 
+// decoded takes a depacketizer's result: nothing while it waits for more
+// packets (any of wait), the error if it failed, else record, all under the lock.
+func (p *camServerPlayed) decoded(err error, record func(), wait ...error) {
+	for _, w := range wait {
+		if errors.Is(err, w) {
+			return
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		p.errs = append(p.errs, err)
+		return
+	}
+	record()
+}
+
 // playCameraServer reads rawURL with a gortsplib client until want video
 // access units have arrived or a deadline passes.
 func playCameraServer(rawURL string, protocol gortsplib.Protocol, want int) (*camServerPlayed, error) {
@@ -81,38 +98,22 @@ func playCameraServer(rawURL string, protocol gortsplib.Protocol, want int) (*ca
 		// of an access unit
 		pts, ptsOK := c.PacketPTS(vm, pkt)
 		au, err := vdec.Decode(pkt)
-		if errors.Is(err, rtph264.ErrMorePacketsNeeded) || errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) {
-			return
-		}
-		played.mu.Lock()
-		defer played.mu.Unlock()
-		if err != nil {
-			played.errs = append(played.errs, err)
-			return
-		}
-		if !ptsOK {
-			return // before the first random access
-		}
-		played.pts = append(played.pts, pts)
-		if ts, ok := AUTimestamp(au); ok {
-			played.stamps = append(played.stamps, ts)
-		}
-		if h264.IsRandomAccess(au) {
-			played.idr++
-		}
+		played.decoded(err, func() {
+			if !ptsOK {
+				return // before the first random access
+			}
+			played.pts = append(played.pts, pts)
+			if ts, ok := AUTimestamp(au); ok {
+				played.stamps = append(played.stamps, ts)
+			}
+			if h264.IsRandomAccess(au) {
+				played.idr++
+			}
+		}, rtph264.ErrMorePacketsNeeded, rtph264.ErrNonStartingPacketAndNoPrevious)
 	})
 	c.OnPacketRTP(am, af, func(pkt *rtp.Packet) {
 		aus, err := adec.Decode(pkt)
-		if errors.Is(err, rtpmpeg4audio.ErrMorePacketsNeeded) {
-			return
-		}
-		played.mu.Lock()
-		defer played.mu.Unlock()
-		if err != nil {
-			played.errs = append(played.errs, err)
-			return
-		}
-		played.audio += len(aus)
+		played.decoded(err, func() { played.audio += len(aus) }, rtpmpeg4audio.ErrMorePacketsNeeded)
 	})
 	if _, err := c.Play(nil); err != nil {
 		return nil, fmt.Errorf("PLAY: %w", err)
