@@ -17,6 +17,7 @@ import (
 	rtmpcodecs "github.com/bluenviron/gortmplib/pkg/codecs"
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
@@ -181,18 +182,7 @@ func (h *rtspRecorder) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.
 	if err != nil {
 		return &base.Response{StatusCode: base.StatusBadRequest}, err
 	}
-	ctx.Session.OnPacketRTP(vm, vf, func(pkt *rtp.Packet) {
-		pts, ok := ctx.Session.PacketPTS(vm, pkt)
-		if !ok {
-			return
-		}
-		au, err := dec.Decode(pkt)
-		if err != nil {
-			if !errors.Is(err, rtph264.ErrMorePacketsNeeded) {
-				h.rec.addErr(fmt.Errorf("decode H264: %w", err))
-			}
-			return
-		}
+	h.onDecoded(ctx.Session, vm, vf, "H264", dec.Decode, rtph264.ErrMorePacketsNeeded, func(pts int64, au [][]byte) {
 		h.rec.addVideo(ticksToDuration(pts, 90000), au)
 	})
 
@@ -203,22 +193,35 @@ func (h *rtspRecorder) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.
 			return &base.Response{StatusCode: base.StatusBadRequest}, err
 		}
 		rate := int64(af.ClockRate())
-		ctx.Session.OnPacketRTP(am, af, func(pkt *rtp.Packet) {
-			pts, ok := ctx.Session.PacketPTS(am, pkt)
-			if !ok {
-				return
-			}
-			aus, err := adec.Decode(pkt)
-			if err != nil {
-				h.rec.addErr(fmt.Errorf("decode AAC: %w", err))
-				return
-			}
+		h.onDecoded(ctx.Session, am, af, "AAC", adec.Decode, nil, func(pts int64, aus [][]byte) {
 			for i := range aus {
 				h.rec.addAudio(ticksToDuration(pts+int64(i)*mpeg4audio.SamplesPerAccessUnit, rate))
 			}
 		})
 	}
 	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+// onDecoded hands every packet of format f on media m that has a PTS,
+// decoded, to use. Decode errors are recorded, except wait (the decoder
+// needs more packets), which is no error.
+func (h *rtspRecorder) onDecoded(s *gortsplib.ServerSession, m *description.Media, f format.Format, codec string,
+	decode func(*rtp.Packet) ([][]byte, error), wait error, use func(pts int64, au [][]byte),
+) {
+	s.OnPacketRTP(m, f, func(pkt *rtp.Packet) {
+		pts, ok := s.PacketPTS(m, pkt)
+		if !ok {
+			return
+		}
+		au, err := decode(pkt)
+		if err != nil {
+			if wait == nil || !errors.Is(err, wait) {
+				h.rec.addErr(fmt.Errorf("decode %s: %w", codec, err))
+			}
+			return
+		}
+		use(pts, au)
+	})
 }
 
 func (h *rtspRecorder) OnSessionClose(*gortsplib.ServerHandlerOnSessionCloseCtx) {
