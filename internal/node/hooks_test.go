@@ -84,7 +84,7 @@ func TestHooks(t *testing.T) {
 	if err := pub.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitCond(t, 15*time.Second, "the ready event", func() bool { return good.find("ready", "live/hk") != nil })
+	testkit.WaitFor(t, 15*time.Second, "the ready event", func() bool { return good.find("ready", "live/hk") != nil })
 	ready := good.find("ready", "live/hk")
 	if ready.Protocol != "rtmp" || ready.Node != "aio" || ready.Tracks == "" || ready.Generation == 0 {
 		t.Errorf("ready event: %+v", ready)
@@ -95,13 +95,13 @@ func TestHooks(t *testing.T) {
 		second.Close()
 		t.Error("a second publisher on a live path was accepted")
 	}
-	waitCond(t, 15*time.Second, "the refused event", func() bool { return good.find("refused", "live/hk") != nil })
+	testkit.WaitFor(t, 15*time.Second, "the refused event", func() bool { return good.find("refused", "live/hk") != nil })
 	if ev := good.find("refused", "live/hk"); ev.Reason != "busy" || ev.Protocol != "rtsp" {
 		t.Errorf("refused event: %+v", ev)
 	}
 
 	pub.Close()
-	waitCond(t, 15*time.Second, "the gone event", func() bool { return good.find("gone", "live/hk") != nil })
+	testkit.WaitFor(t, 15*time.Second, "the gone event", func() bool { return good.find("gone", "live/hk") != nil })
 	if ev := good.find("gone", "live/hk"); ev.Duration <= 0 {
 		t.Errorf("gone event: %+v", ev)
 	}
@@ -146,7 +146,7 @@ func TestFailoverHook(t *testing.T) {
 	}
 	defer cam.Close()
 	var owner string
-	waitCond(t, 20*time.Second, "an origin to own the stream", func() bool {
+	testkit.WaitFor(t, 20*time.Second, "an origin to own the stream", func() bool {
 		o, err := e.registry.OwnerOf(ctx, "live/fo")
 		if err == nil {
 			owner = o.Node
@@ -154,7 +154,7 @@ func TestFailoverHook(t *testing.T) {
 		return err == nil
 	})
 	origins[owner].Crash()
-	waitCond(t, 30*time.Second, "the failover event", func() bool { return recv.find("failover", "live/fo") != nil })
+	testkit.WaitFor(t, 30*time.Second, "the failover event", func() bool { return recv.find("failover", "live/fo") != nil })
 	ev := recv.find("failover", "live/fo")
 	if ev.PreviousOrigin != owner || ev.Origin == owner || ev.Origin != ev.Node || ev.Epoch == 0 {
 		t.Fatalf("failover event %+v (the crashed owner was %s)", ev, owner)

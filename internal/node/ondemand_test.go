@@ -90,9 +90,9 @@ func TestOnDemandCamera(t *testing.T) {
 
 	// No more requests: the pull stops after close_after.
 	stopped := time.Now()
-	waitCond(t, src.CloseAfter+15*time.Second, "the camera session to close", func() bool { return cam.Sessions() == 0 })
+	testkit.WaitFor(t, src.CloseAfter+15*time.Second, "the camera session to close", func() bool { return cam.Sessions() == 0 })
 	t.Logf("camera session closed %v after the last request (close_after %v)", time.Since(stopped).Round(time.Millisecond), src.CloseAfter)
-	waitCond(t, 5*time.Second, "the source to be idle", func() bool { return state() == edge.SourceIdle })
+	testkit.WaitFor(t, 5*time.Second, "the source to be idle", func() bool { return state() == edge.SourceIdle })
 }
 
 // metricTotal adds up every series of the metric family name in n's registry.
@@ -135,7 +135,7 @@ func TestOnDemandAtAnotherCache(t *testing.T) {
 	cc.Bus.URLs = []string{a.Addrs().NATS}
 	cc.Gossip.Seeds = []string{a.Addrs().Gossip}
 	b := startNode(t, cc, RoleCache)
-	waitCond(t, 10*time.Second, "gossip between the nodes", func() bool { return len(b.gossip.Members()) >= 2 })
+	testkit.WaitFor(t, 10*time.Second, "gossip between the nodes", func() bool { return len(b.gossip.Members()) >= 2 })
 
 	url := "http://" + b.Addrs().Cache + "/cams/od/index.m3u8"
 	resp, err := http.Get(url)
@@ -160,7 +160,7 @@ func TestOnDemandAtAnotherCache(t *testing.T) {
 	if v := metricTotal(t, b, "streamgrid_cache_demand_signals_total"); v < 2 {
 		t.Errorf("the other cache signalled demand %v times, want repeats while watched", v)
 	}
-	waitCond(t, src.CloseAfter+15*time.Second, "the camera session to close", func() bool { return cam.Sessions() == 0 })
+	testkit.WaitFor(t, src.CloseAfter+15*time.Second, "the camera session to close", func() bool { return cam.Sessions() == 0 })
 }
 
 // sourceStates reads GET /v1/sources.

@@ -18,18 +18,6 @@ import (
 	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
 
-// waitCond polls cond every 50 ms until it holds or timeout passes.
-func waitCond(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // startCameraServer starts a simulated IP camera serving path.
 func startCameraServer(t *testing.T, path string) *testmedia.CameraServer {
 	t.Helper()
@@ -70,7 +58,7 @@ type plState struct{ msn, disc, discTags int }
 func mediaState(t *testing.T, base string) (string, plState) {
 	t.Helper()
 	var url string
-	waitCond(t, 20*time.Second, base+" playable", func() bool {
+	testkit.WaitFor(t, 20*time.Second, base+" playable", func() bool {
 		u, err := mediaPlaylistURL(base)
 		if err != nil {
 			return false
@@ -140,7 +128,7 @@ func TestReloadAddsAndRemovesCameras(t *testing.T) {
 		before    plState
 	}{{"pushed stream", pushURL, push0}, {"first camera", oneURL, one0}} {
 		var now plState
-		waitCond(t, 10*time.Second, st.name+" advancing", func() bool {
+		testkit.WaitFor(t, 10*time.Second, st.name+" advancing", func() bool {
 			msn, disc, tags, err := playlistState(st.url)
 			now = plState{msn, disc, tags}
 			return err == nil && msn > st.before.msn
@@ -172,10 +160,10 @@ func TestReloadAddsAndRemovesCameras(t *testing.T) {
 	// Removing the first camera stops its pull.
 	c.Sources = c.Sources[1:]
 	writeConfig(t, file, c)
-	waitCond(t, 15*time.Second, "the removed camera's session to close", func() bool {
+	testkit.WaitFor(t, 15*time.Second, "the removed camera's session to close", func() bool {
 		return cam1.Sessions() == 0 && len(n.edge.Pulls()) == 1
 	})
-	waitCond(t, 15*time.Second, "the removed camera's stream to end at the edge", func() bool {
+	testkit.WaitFor(t, 15*time.Second, "the removed camera's stream to end at the edge", func() bool {
 		for _, s := range n.edge.Streams() {
 			if s.Path == "cams/one" {
 				return false

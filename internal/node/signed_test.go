@@ -43,7 +43,7 @@ func TestSignedPlayback(t *testing.T) {
 	startCamera(t, "rtsp://"+a.RTSP+"/live/sig1")
 	base := "http://" + a.Cache
 	signed := base + hlscache.SignPath(signingKey, "live/sig1", time.Now().Add(time.Hour), nil)
-	waitSigned(t, 30*time.Second, "the signed playlist answers 200", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the signed playlist answers 200", func() bool {
 		code, _, err := fetch(signed)
 		return err == nil && code == http.StatusOK
 	})
@@ -110,7 +110,7 @@ func TestSignedPlaybackChromium(t *testing.T) {
 	signedPath := hlscache.SignPath(signingKey, "live/sigweb", time.Now().Add(time.Hour), nil)
 	signed := "http://" + a.Cache + signedPath
 	mediaURL := ""
-	waitSigned(t, 30*time.Second, "the signed media playlist has 4 segments", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the signed media playlist has 4 segments", func() bool {
 		if mediaURL == "" {
 			u, err := mediaPlaylistURL(strings.TrimSuffix(signed, "/index.m3u8"))
 			if err != nil {
@@ -158,17 +158,5 @@ func TestSignedPlaybackChromium(t *testing.T) {
 	// The same page with an unsigned URL plays nothing.
 	if code, _, err := fetch("http://" + a.Cache + "/live/sigweb/index.m3u8"); err != nil || code != http.StatusForbidden {
 		t.Errorf("unsigned: %d %v", code, err)
-	}
-}
-
-// waitSigned polls cond until it holds or limit passes.
-func waitSigned(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for: %s", limit, what)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }

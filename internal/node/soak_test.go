@@ -117,7 +117,7 @@ loop:
 	}
 
 	// After the load: streams end, their objects expire, the LRU empties.
-	waitCond(t, 90*time.Second, "the cache's LRU empty after the streams ended", func() bool {
+	testkit.WaitFor(t, 90*time.Second, "the cache's LRU empty after the streams ended", func() bool {
 		return gaugeValue(t, n, "streamgrid_cache_lru_objects") == 0 && gaugeValue(t, n, "streamgrid_cache_lru_bytes") == 0
 	})
 	// The cache's keep-alive connections to the origin are pooled for 90 s

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/streamgrid/streamgrid/internal/testcert"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and localhost and its key
@@ -40,7 +41,7 @@ func TestCacheTLS(t *testing.T) {
 		TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
 	defer client.CloseIdleConnections()
 	var proto string
-	waitSigned(t, 30*time.Second, "the playlist over HTTPS", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the playlist over HTTPS", func() bool {
 		resp, err := client.Get(url)
 		if err != nil {
 			return false
