@@ -294,13 +294,10 @@ func TestClusterFailover(t *testing.T) {
 	rec2.dumpOnFailure(t, "the viewer after the faults")
 	r2 := &testmedia.Reader{URL: base1 + "/index.m3u8", HTTPClient: rec2.client(), OnVideo: rec2.frames(after.Video), RetryInterval: 200 * time.Millisecond, Log: testkit.Logger(t)}
 	r2ctx, r2cancel := context.WithTimeout(ctx, 30*time.Second)
-	r2done := make(chan error, 1)
-	go func() { r2done <- r2.Run(r2ctx) }()
-	if err := after.WaitFrames(r2ctx, 50); err != nil {
+	defer r2cancel()
+	if err := playFrames(r2ctx, r2, after, 50); err != nil {
 		t.Fatalf("frames after the faults: %v", err)
 	}
-	r2cancel()
-	<-r2done
 	if err := after.Summary().Err(); err != nil {
 		t.Errorf("playback after the faults: %v", err)
 	}

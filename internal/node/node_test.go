@@ -144,15 +144,23 @@ func playChecked(t *testing.T, ctx context.Context, url string, frames int) test
 		RetryInterval: 100 * time.Millisecond,
 		Log:           testkit.Logger(t),
 	}
-	rctx, rcancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(rctx) }()
-	if err := check.WaitFrames(ctx, frames); err != nil {
+	if err := playFrames(ctx, r, check, frames); err != nil {
 		t.Fatalf("frames from %s: %v (summary %+v)", url, err, check.Summary())
 	}
-	rcancel()
-	<-done
 	return check.Summary()
+}
+
+// playFrames runs r until check has seen n video frames or ctx ends, then
+// stops r and waits for it.
+func playFrames(ctx context.Context, r *testmedia.Reader, check *testmedia.Check, n int) error {
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	err := check.WaitFrames(rctx, n)
+	cancel()
+	<-done
+	return err
 }
 
 func TestAllInOnePublishPlay(t *testing.T) {

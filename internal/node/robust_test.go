@@ -114,13 +114,9 @@ func TestPublisherReconnect(t *testing.T) {
 	r := &testmedia.Reader{URL: base + "/index.m3u8", OnVideo: check.Video, RetryInterval: 100 * time.Millisecond, Log: testkit.Logger(t)}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	if err := check.WaitFrames(ctx, 25); err != nil {
+	if err := playFrames(ctx, r, check, 25); err != nil {
 		t.Fatalf("playback after reconnect: %v", err)
 	}
-	cancel()
-	<-done
 	cam.Close()
 	_ = cam.Wait()
 	n.Close()
