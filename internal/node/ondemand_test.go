@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -48,25 +47,18 @@ func TestOnDemandCamera(t *testing.T) {
 		t.Fatalf("the camera got %d DESCRIBEs before any viewer asked", d)
 	}
 	// A path nobody pulls on demand still answers 404 at once.
-	resp, err := http.Get(cacheURL + "/cams/nobody/index.m3u8")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotFound {
-		t.Fatalf("unknown path: %s, want 404", resp.Status)
+	if code, _, err := fetch(cacheURL + "/cams/nobody/index.m3u8"); err != nil || code != http.StatusNotFound {
+		t.Fatalf("unknown path: %d %v, want 404", code, err)
 	}
 
 	// The first request waits and answers a playlist.
 	began := time.Now()
-	resp, err = http.Get(cacheURL + "/cams/od/index.m3u8")
+	code, body, err := fetch(cacheURL + "/cams/od/index.m3u8")
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(body), "#EXTM3U") {
-		t.Fatalf("first request: %s %q", resp.Status, body)
+	if code != http.StatusOK || !strings.HasPrefix(body, "#EXTM3U") {
+		t.Fatalf("first request: %d %q", code, body)
 	}
 	t.Logf("first request answered 200 after %v", time.Since(began).Round(time.Millisecond))
 	if cam.Describes() == 0 {

@@ -174,13 +174,8 @@ func TestReloadAddsAndRemovesCameras(t *testing.T) {
 	if cam2.Sessions() != 1 {
 		t.Errorf("the kept camera has %d sessions, want 1", cam2.Sessions())
 	}
-	resp, err := http.Get(cacheURL + "/live/push/index.m3u8")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("pushed stream after the removal: %s", resp.Status)
+	if code, _, err := fetch(cacheURL + "/live/push/index.m3u8"); err != nil || code != http.StatusOK {
+		t.Errorf("pushed stream after the removal: %d %v", code, err)
 	}
 }
 
