@@ -152,13 +152,15 @@ func newEnv(t testing.TB, tune func(c *Cache)) *env {
 	if err := e.originGossip.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(e.originGossip.Close)
+	t.Cleanup(e.originGossip.Shutdown) // as the cache's below
 	e.cacheGossip = &gossip.Node{Name: "cache1", BindAddr: "127.0.0.1",
 		Seeds: []string{e.originGossip.Addr()}, Meta: gossip.Meta{Role: "cache"}, Log: quiet}
 	if err := e.cacheGossip.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(e.cacheGossip.Close)
+	// Shutdown, not Close: announcing a departure waits up to 500 ms for the
+	// broadcast, and no test looks at the nodes leaving after it ended.
+	t.Cleanup(e.cacheGossip.Shutdown)
 	testkit.WaitFor(t, 10*time.Second, "cache gossip sees the origin", func() bool {
 		_, ok := e.cacheGossip.Member("origin1")
 		return ok
