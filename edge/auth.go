@@ -13,14 +13,14 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/headers"
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 
-	sgauth "github.com/streamgrid/streamgrid/internal/auth"
+	"github.com/streamgrid/streamgrid/internal/auth/authreq"
 )
 
 // Authenticator decides whether a client may publish (internal/auth's
 // Authenticator is the implementation). An error wrapping
-// sgauth.ErrUnauthorized asks for credentials; any other error refuses.
+// authreq.ErrUnauthorized asks for credentials; any other error refuses.
 type Authenticator interface {
-	Authenticate(ctx context.Context, req sgauth.Request) error
+	Authenticate(ctx context.Context, req authreq.Request) error
 }
 
 // RTSP authentication methods (Edge.RTSPAuthMethods).
@@ -60,8 +60,8 @@ func (r *rtspServer) authenticate(ctx *gortsplib.ServerHandlerOnAnnounceCtx, pat
 	if e.Auth == nil {
 		return nil, nil
 	}
-	req := sgauth.Request{
-		IP: remoteIP(ctx.Conn.NetConn().RemoteAddr()), Action: sgauth.ActionPublish,
+	req := authreq.Request{
+		IP: remoteIP(ctx.Conn.NetConn().RemoteAddr()), Action: authreq.ActionPublish,
 		Path: path, Protocol: ProtocolRTSP, Query: ctx.Query,
 	}
 	var h headers.Authorization
@@ -79,11 +79,11 @@ func (r *rtspServer) authenticate(ctx *gortsplib.ServerHandlerOnAnnounceCtx, pat
 	switch {
 	case err == nil:
 		return nil, nil
-	case errors.Is(err, sgauth.ErrUnauthorized):
+	case errors.Is(err, authreq.ErrUnauthorized):
 		// The challenge's Digest nonce is made on the connection's first
 		// VerifyCredentials call; without one it would be empty.
 		ctx.Conn.VerifyCredentials(ctx.Request, "-", "")
-		if errors.Is(err, sgauth.ErrNoCredentials) {
+		if errors.Is(err, authreq.ErrNoCredentials) {
 			// The usual first ANNOUNCE before the client answers the
 			// challenge: counted, not reported as a refused publisher.
 			r.reject(rejectUnauthorized)

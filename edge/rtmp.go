@@ -16,7 +16,7 @@ import (
 	"github.com/bluenviron/gortmplib/pkg/message"
 
 	"github.com/streamgrid/streamgrid/bus"
-	sgauth "github.com/streamgrid/streamgrid/internal/auth"
+	"github.com/streamgrid/streamgrid/internal/auth/authreq"
 )
 
 // rtmpAnalyzePeriod is how much media gortmplib's Reader reads to find the
@@ -228,14 +228,14 @@ func (r *rtmpServer) authenticate(sc *gortmplib.ServerConn, path string, conn ne
 		return true
 	}
 	user, pass := rtmpCredentials(sc.URL)
-	err := e.Auth.Authenticate(e.ctx, sgauth.Request{
-		User: user, Pass: pass, IP: remoteIP(conn.RemoteAddr()), Action: sgauth.ActionPublish,
+	err := e.Auth.Authenticate(e.ctx, authreq.Request{
+		User: user, Pass: pass, IP: remoteIP(conn.RemoteAddr()), Action: authreq.ActionPublish,
 		Path: path, Protocol: ProtocolRTMP, Query: sc.URL.RawQuery,
 	})
 	switch {
 	case err == nil:
 		return true
-	case errors.Is(err, sgauth.ErrUnauthorized):
+	case errors.Is(err, authreq.ErrUnauthorized):
 		r.rejectPublisher(rejectUnauthorized, path, conn.RemoteAddr().String())
 		log.Warn("rtmp publish refused: credentials missing or wrong (?user=...&pass=... on the stream name)", "user", user)
 		rejectStatus(sc, "NetStream.Publish.Unauthorized", "authentication failed")

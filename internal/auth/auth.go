@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"sync"
@@ -20,33 +19,39 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/streamgrid/streamgrid/internal/auth/authreq"
 	"github.com/streamgrid/streamgrid/internal/config"
 )
 
-// Action is what a client wants to do.
-type Action string
+// The request vocabulary lives in authreq (which the edge imports without
+// this package); these are its names here.
+type (
+	// Action is what a client wants to do.
+	Action = authreq.Action
+	// Request is one thing a client wants to do.
+	Request = authreq.Request
+)
 
 // Actions, as the permissions in streamgrid.yml name them.
 const (
-	ActionPublish Action = "publish"
-	ActionRead    Action = "read"
-	ActionAPI     Action = "api"
-	ActionMetrics Action = "metrics"
-	ActionPprof   Action = "pprof"
+	ActionPublish = authreq.ActionPublish
+	ActionRead    = authreq.ActionRead
+	ActionAPI     = authreq.ActionAPI
+	ActionMetrics = authreq.ActionMetrics
+	ActionPprof   = authreq.ActionPprof
 )
 
 // Errors of Authenticate. Callers map ErrUnauthorized to 401 (ask for
 // credentials) and ErrForbidden to 403.
 var (
 	// ErrUnauthorized: the credentials are missing or wrong.
-	ErrUnauthorized = errors.New("auth: credentials missing or wrong")
-	// ErrNoCredentials is ErrUnauthorized when the client sent none: the
-	// usual first step of RTSP and HTTP clients, answered with a challenge.
-	ErrNoCredentials = fmt.Errorf("%w (none sent)", ErrUnauthorized)
+	ErrUnauthorized = authreq.ErrUnauthorized
+	// ErrNoCredentials is ErrUnauthorized when the client sent none.
+	ErrNoCredentials = authreq.ErrNoCredentials
 	// ErrBadCredentials is ErrUnauthorized when the client sent wrong ones.
-	ErrBadCredentials = fmt.Errorf("%w (wrong user or password)", ErrUnauthorized)
+	ErrBadCredentials = authreq.ErrBadCredentials
 	// ErrForbidden: the client is known (or needs none) but may not do this.
-	ErrForbidden = errors.New("auth: forbidden")
+	ErrForbidden = authreq.ErrForbidden
 )
 
 // Reasons of the denied metric.
@@ -57,30 +62,6 @@ const (
 	reasonNotLoopback    = "not_loopback"
 	reasonAuthorizerDown = "authorizer_down"
 )
-
-// Request is one thing a client wants to do.
-type Request struct {
-	// User and Pass are the credentials the client sent ("" when none).
-	User, Pass string
-	// IP is the client's address.
-	IP net.IP
-	// Action and Path (the stream path, for publish and read).
-	Action Action
-	Path   string
-	// Protocol is rtsp, rtmp or http; it goes to the external authorizer
-	// and into the denied metric.
-	Protocol string
-	// Query is the request's query string, for the external authorizer.
-	Query string
-	// Verify, when set, checks credentials the client proved without
-	// sending the password (RTSP Digest): it is called with a configured
-	// user and its plain password. User is then the name the client claimed
-	// and Pass is empty. Hashed passwords and the external authorizer need
-	// the password itself, so they never match this way.
-	Verify func(user, pass string) bool
-}
-
-func (r *Request) hasCredentials() bool { return r.User != "" || r.Pass != "" || r.Verify != nil }
 
 // maxArgon2Checks bounds the argon2 computations running at once: each
 // takes tens of megabytes and tens of milliseconds.
@@ -212,7 +193,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, req Request) error {
 	reason, err := a.decide(ctx, r, &req)
 	ip := addrOf(req.IP)
 	if err == nil {
-		if req.hasCredentials() {
+		if req.HasCredentials() {
 			a.fails.succeed(ip)
 		}
 		return nil
@@ -265,7 +246,7 @@ func (a *Authenticator) decide(ctx context.Context, r *rules, req *Request) (str
 	switch {
 	case credsOK:
 		return reasonForbidden, fmt.Errorf("%w: user %q may not %s %q from %s", ErrForbidden, req.User, req.Action, req.Path, ip)
-	case !req.hasCredentials():
+	case !req.HasCredentials():
 		return reasonNoCredentials, ErrNoCredentials
 	default:
 		return reasonBadCredentials, ErrBadCredentials
@@ -323,7 +304,7 @@ func (a *Authenticator) askAuthorizer(ctx context.Context, h *authorizer, req *R
 		return reasonAuthorizerDown, fmt.Errorf("%w: %v (auth.http_fallback is deny)", ErrForbidden, err)
 	case status >= 200 && status < 300:
 		return "", nil
-	case !req.hasCredentials():
+	case !req.HasCredentials():
 		return reasonNoCredentials, ErrNoCredentials
 	case status == http.StatusUnauthorized:
 		return reasonBadCredentials, ErrBadCredentials
