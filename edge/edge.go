@@ -177,10 +177,10 @@ func (e *Edge) applyDefaults() error {
 		e.Node = host
 	}
 	if e.ReadTimeout <= 0 {
-		e.ReadTimeout = 10 * time.Second
+		e.ReadTimeout = DefaultReadTimeout
 	}
 	if e.MediaTimeout <= 0 {
-		e.MediaTimeout = 10 * time.Second
+		e.MediaTimeout = DefaultMediaTimeout
 	}
 	e.log = e.Log
 	if e.log == nil {
@@ -193,16 +193,7 @@ func (e *Edge) applyDefaults() error {
 	if e.Media == nil {
 		e.Media = bus.NATSMedia{NC: e.NC}
 	}
-	if (e.UDPRTPAddress == "") != (e.UDPRTCPAddress == "") {
-		return errors.New("edge: UDPRTPAddress and UDPRTCPAddress must be set together")
-	}
-	if (e.TLSCert == "") != (e.TLSKey == "") {
-		return errors.New("edge: TLSCert and TLSKey go together")
-	}
-	if e.UDPRTPAddress != "" && e.RTSPAddress == "" {
-		return errors.New("edge: UDPRTPAddress needs RTSPAddress")
-	}
-	return nil
+	return e.Validate()
 }
 
 // listen opens the listeners: nothing runs until every port is ours. The
