@@ -17,15 +17,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	sgauth "github.com/streamgrid/streamgrid/internal/auth"
-	"github.com/streamgrid/streamgrid/internal/config"
+	"github.com/streamgrid/streamgrid/internal/auth/authconf"
 	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
-func startAuth(t *testing.T, users ...config.AuthUser) *sgauth.Authenticator {
+func startAuth(t *testing.T, users ...authconf.AuthUser) *sgauth.Authenticator {
 	t.Helper()
-	c := config.Default().Auth
-	c.Users = users
-	a := &sgauth.Authenticator{Config: c, Node: "edge-1", Role: "edge"}
+	// Users only, no external authorizer: its keys (timeouts, fallback) do not apply.
+	a := &sgauth.Authenticator{Config: authconf.Auth{Users: users}, Node: "edge-1", Role: "edge"}
 	if err := a.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -52,8 +51,8 @@ func recordRTSP(t *testing.T, u string, c *clip) error {
 func TestRTSPAuth(t *testing.T) {
 	b := startBus(t)
 	e := newEdge(t, b, "edge-1", nil)
-	e.Auth = startAuth(t, config.AuthUser{User: "cam", Pass: sgauth.HashSHA256("campw"),
-		Permissions: []config.AuthPermission{{Action: "publish", Path: "live/*"}}})
+	e.Auth = startAuth(t, authconf.AuthUser{User: "cam", Pass: sgauth.HashSHA256("campw"),
+		Permissions: []authconf.AuthPermission{{Action: "publish", Path: "live/*"}}})
 	e.RTSPAuthMethods = []string{RTSPAuthBasic}
 	startEdge(t, e)
 	c := loadClip(t, "h264_aac.ts")
@@ -87,8 +86,8 @@ func TestRTSPAuth(t *testing.T) {
 func TestRTMPAuth(t *testing.T) {
 	b := startBus(t)
 	e := newEdge(t, b, "edge-1", nil)
-	e.Auth = startAuth(t, config.AuthUser{User: "cam", Pass: "campw",
-		Permissions: []config.AuthPermission{{Action: "publish", Path: "live/*"}}})
+	e.Auth = startAuth(t, authconf.AuthUser{User: "cam", Pass: "campw",
+		Permissions: []authconf.AuthPermission{{Action: "publish", Path: "live/*"}}})
 	startEdge(t, e)
 	c := loadClip(t, "h264_aac.ts")
 	for _, path := range []string{"live/r", "live/r?user=cam&pass=x", "other/r?user=cam&pass=campw"} {

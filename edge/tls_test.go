@@ -14,7 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	sgauth "github.com/streamgrid/streamgrid/internal/auth"
-	"github.com/streamgrid/streamgrid/internal/config"
+	"github.com/streamgrid/streamgrid/internal/auth/authconf"
 	"github.com/streamgrid/streamgrid/internal/testcert"
 	"github.com/streamgrid/streamgrid/internal/testkit"
 )
@@ -29,8 +29,8 @@ func TestEdgeTLS(t *testing.T) {
 	e := newEdge(t, b, "edge-1", nil)
 	e.TLSCert, e.TLSKey = certFile, keyFile
 	e.RTSPSAddress, e.RTMPSAddress = "127.0.0.1:0", "127.0.0.1:0"
-	e.Auth = startAuth(t, config.AuthUser{User: "cam", Pass: sgauth.HashSHA256("campw"),
-		Permissions: []config.AuthPermission{{Action: "publish", Path: "live/*"}}})
+	e.Auth = startAuth(t, authconf.AuthUser{User: "cam", Pass: sgauth.HashSHA256("campw"),
+		Permissions: []authconf.AuthPermission{{Action: "publish", Path: "live/*"}}})
 	e.RTSPAuthMethods = []string{RTSPAuthBasic}
 	startEdge(t, e)
 	if e.RTSPSAddr() == nil || e.RTMPSAddr() == nil {

@@ -19,8 +19,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/streamgrid/streamgrid/internal/auth/authconf"
 	"github.com/streamgrid/streamgrid/internal/auth/authreq"
-	"github.com/streamgrid/streamgrid/internal/config"
 )
 
 // The request vocabulary lives in authreq (which the edge imports without
@@ -79,7 +79,7 @@ const (
 // fields, Start, then Update to replace the rules.
 type Authenticator struct {
 	// Config is the auth section to start with.
-	Config config.Auth
+	Config authconf.Auth
 	// Node and Role label the metrics.
 	Node, Role string
 	// Log receives refusals (never passwords) and authorizer outages.
@@ -155,7 +155,7 @@ func (a *Authenticator) Close() {
 
 // Update replaces the rules at once; requests in flight finish under the
 // old ones. On error the old rules stay.
-func (a *Authenticator) Update(c config.Auth) error {
+func (a *Authenticator) Update(c authconf.Auth) error {
 	r, err := compile(c)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)

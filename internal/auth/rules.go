@@ -7,7 +7,7 @@ import (
 	"net/netip"
 	"path"
 
-	"github.com/streamgrid/streamgrid/internal/config"
+	"github.com/streamgrid/streamgrid/internal/auth/authconf"
 )
 
 // rules is the compiled auth section; it is replaced whole by Update.
@@ -22,11 +22,11 @@ type user struct {
 	any   bool // "any": no credentials needed
 	pass  password
 	nets  []netip.Prefix // empty: anywhere
-	perms []config.AuthPermission
+	perms []authconf.AuthPermission
 }
 
 // compile checks and compiles an auth section; errors name the key.
-func compile(c config.Auth) (*rules, error) {
+func compile(c authconf.Auth) (*rules, error) {
 	r := &rules{enabled: c.Enabled()}
 	for i, cu := range c.Users {
 		key := fmt.Sprintf("auth.users[%d]", i)

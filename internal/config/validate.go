@@ -14,13 +14,15 @@ import (
 	"time"
 
 	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/edge"
 	"github.com/streamgrid/streamgrid/internal/transcode"
 	"github.com/streamgrid/streamgrid/origin"
 )
 
 // Validate checks every key and names each bad one. Where a role has rules
-// of its own (the origin's packaging), they are the role's, called here, so
-// that a configuration that loads is one the roles accept.
+// of its own (the edge's listeners and limits, the origin's packaging), they
+// are the role's, called here, so that a configuration that loads is one the
+// roles accept.
 func (c *Config) Validate() error {
 	ck := &checker{}
 	ck.node(c.Node)
@@ -172,37 +174,53 @@ func (ck *checker) gossip(g Gossip) {
 	}
 }
 
-// edge checks the edge section as the edge does at Start (internal/auth,
-// which the edge imports, imports this package: the edge's own checks
-// cannot be called from here).
+// edge checks the edge section with the edge's own rules
+// (edge.Edge.Validate), each refusal named by its key here.
 func (ck *checker) edge(e Edge) {
-	ck.addr("edge.rtsp_address", e.RTSPAddress, true)
-	ck.addr("edge.rtp_address", e.RTPAddress, true)
-	ck.addr("edge.rtcp_address", e.RTCPAddress, true)
-	ck.addr("edge.rtmp_address", e.RTMPAddress, true)
-	if (e.RTPAddress == "") != (e.RTCPAddress == "") {
-		ck.bad("edge.rtp_address", "edge.rtp_address and edge.rtcp_address are set together or not at all")
-	} else if e.RTPAddress != "" {
-		_, rtp, _ := net.SplitHostPort(e.RTPAddress)
-		_, rtcp, _ := net.SplitHostPort(e.RTCPAddress)
-		a, _ := strconv.Atoi(rtp)
-		b, _ := strconv.Atoi(rtcp)
-		if a%2 != 0 || b != a+1 {
-			ck.bad("edge.rtp_address", "the RTP port must be even and the RTCP port RTP+1 (got %d and %d)", a, b)
-		}
-		if e.RTSPAddress == "" {
-			ck.bad("edge.rtp_address", "RTP carries RTSP sessions: it needs edge.rtsp_address (or set edge.rtp_address and edge.rtcp_address to \"\")")
-		}
+	err := (&edge.Edge{
+		RTSPAddress: e.RTSPAddress, UDPRTPAddress: e.RTPAddress, UDPRTCPAddress: e.RTCPAddress,
+		RTMPAddress: e.RTMPAddress, RTSPSAddress: e.RTSPSAddress, RTMPSAddress: e.RTMPSAddress,
+		TLSCert: e.TLSCert, TLSKey: e.TLSKey,
+		ReadTimeout: e.ReadTimeout, MediaTimeout: e.MediaTimeout, MaxPublishers: e.MaxPublishers,
+	}).Validate()
+	if err == nil {
+		return
 	}
-	ck.positive("edge.read_timeout", e.ReadTimeout)
-	ck.positive("edge.media_timeout", e.MediaTimeout)
-	if e.MaxPublishers < 0 {
-		ck.bad("edge.max_publishers", "must not be negative, got %d", e.MaxPublishers)
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
 	}
-	ck.addr("edge.rtsps_address", e.RTSPSAddress, true)
-	ck.addr("edge.rtmps_address", e.RTMPSAddress, true)
-	ck.tlsFiles("edge", e.TLSCert, e.TLSKey)
+	for _, err := range errs {
+		var fe *edge.FieldError
+		if !errors.As(err, &fe) {
+			ck.bad("edge", "%v", err)
+			continue
+		}
+		ck.bad(edgeKey(fe.Field), "%s", edgeKeys.Replace(fe.Problem))
+	}
 }
+
+// edgeFields maps the edge's field names to this package's Edge fields
+// where they differ.
+var edgeFields = map[string]string{"UDPRTPAddress": "RTPAddress", "UDPRTCPAddress": "RTCPAddress"}
+
+// edgeKey is the key of the edge's field named field ("edge.rtp_address").
+func edgeKey(field string) string {
+	if f, ok := edgeFields[field]; ok {
+		field = f
+	}
+	return "edge." + yamlKey[Edge](field)
+}
+
+// edgeKeys rewrites the edge's field names in a problem into keys.
+var edgeKeys = func() *strings.Replacer {
+	var pairs []string
+	for _, f := range []string{"UDPRTPAddress", "UDPRTCPAddress", "RTSPSAddress", "RTMPSAddress",
+		"RTSPAddress", "RTMPAddress", "TLSCert", "TLSKey", "ReadTimeout", "MediaTimeout", "MaxPublishers"} {
+		pairs = append(pairs, f, edgeKey(f))
+	}
+	return strings.NewReplacer(pairs...)
+}()
 
 // rtspAuth checks edge.rtsp_auth_methods against the auth section: Digest
 // never sends the password, so it cannot be checked against a hash or
