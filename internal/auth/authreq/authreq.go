@@ -1,8 +1,8 @@
 // Package authreq is the vocabulary of an authorization request: what a
 // client wants to do (Request, Action) and the refusals a decision returns.
 // It imports nothing of streamgrid's, so that a role (the edge) can ask an
-// authenticator without depending on internal/auth, which reads its rules
-// from internal/config. internal/auth re-exports every name here.
+// authenticator without depending on internal/auth. internal/auth
+// re-exports every name here.
 package authreq
 
 import (
