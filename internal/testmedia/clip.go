@@ -142,96 +142,19 @@ func ParseClip(r io.Reader) (*Clip, error) {
 	if err := tr.Initialize(); err != nil {
 		return nil, fmt.Errorf("read MPEG-TS tables: %w", err)
 	}
-
 	var decodeErr error
 	tr.OnDecodeError(func(err error) {
 		if decodeErr == nil {
 			decodeErr = err
 		}
 	})
-
 	// One decoder for all tracks: it unwraps the 33-bit timestamps into a single
 	// timeline, so the tracks stay comparable.
-	td := &mpegts.TimeDecoder{}
-	td.Initialize()
-
-	var (
-		clip       Clip
-		videoFound bool
-		rawVideo   []Frame // timestamps not yet rebased to the first video DTS
-		rawAudio   []Frame
-	)
-
-	for _, track := range tr.Tracks() {
-		switch codec := track.Codec.(type) {
-		case *tscodecs.H264:
-			if videoFound {
-				continue
-			}
-			videoFound = true
-			tr.OnDataH264(track, func(pts, dts int64, au [][]byte) error {
-				dtsD := ticksToDuration(td.Decode(dts), mpegtsClockRate)
-				ptsD := ticksToDuration(td.Decode(pts), mpegtsClockRate)
-				nalus := make([][]byte, 0, len(au))
-				for _, nalu := range au {
-					if len(nalu) == 0 {
-						continue
-					}
-					switch h264.NALUType(nalu[0] & 0x1f) {
-					case h264.NALUTypeAccessUnitDelimiter:
-						continue
-					case h264.NALUTypeSPS:
-						if clip.SPS == nil {
-							clip.SPS = slices.Clone(nalu)
-						}
-					case h264.NALUTypePPS:
-						if clip.PPS == nil {
-							clip.PPS = slices.Clone(nalu)
-						}
-					}
-					nalus = append(nalus, slices.Clone(nalu))
-				}
-				if len(nalus) == 0 {
-					return nil
-				}
-				rawVideo = append(rawVideo, Frame{
-					PTS:      ptsD,
-					DTS:      dtsD,
-					Keyframe: h264.IsRandomAccess(nalus),
-					NALUs:    nalus,
-				})
-				return nil
-			})
-
-		case *tscodecs.MPEG4Audio:
-			if clip.AudioConfig != nil {
-				continue
-			}
-			conf := codec.Config
-			clip.AudioConfig = &conf
-			if conf.SampleRate <= 0 {
-				return nil, fmt.Errorf("invalid AAC sample rate %d", conf.SampleRate)
-			}
-			tr.OnDataMPEG4Audio(track, func(pts int64, aus [][]byte) error {
-				ptsD := ticksToDuration(td.Decode(pts), mpegtsClockRate)
-				for i, au := range aus {
-					// several ADTS frames may share one PES and its PTS
-					at := ptsD + ticksToDuration(int64(i)*mpeg4audio.SamplesPerAccessUnit, int64(conf.SampleRate))
-					rawAudio = append(rawAudio, Frame{
-						PTS:      at,
-						DTS:      at,
-						Keyframe: true,
-						Data:     slices.Clone(au),
-					})
-				}
-				return nil
-			})
-		}
+	cr := &clipReader{td: &mpegts.TimeDecoder{}}
+	cr.td.Initialize()
+	if err := cr.attach(tr); err != nil {
+		return nil, err
 	}
-	if !videoFound {
-		return nil, errors.New("no H264 track")
-	}
-
 	for {
 		err := tr.Read()
 		if errors.Is(err, io.EOF) {
@@ -244,11 +167,90 @@ func ParseClip(r io.Reader) (*Clip, error) {
 	if decodeErr != nil {
 		return nil, fmt.Errorf("decode MPEG-TS: %w", decodeErr)
 	}
-
-	if err := clip.finish(rawVideo, rawAudio); err != nil {
+	if err := cr.clip.finish(cr.rawVideo, cr.rawAudio); err != nil {
 		return nil, err
 	}
-	return &clip, nil
+	return &cr.clip, nil
+}
+
+// clipReader collects a clip's frames as the MPEG-TS reader decodes them.
+type clipReader struct {
+	td       *mpegts.TimeDecoder
+	clip     Clip
+	rawVideo []Frame // timestamps not yet rebased to the first video DTS
+	rawAudio []Frame
+}
+
+// attach sets the reader's callbacks for the first H264 track and the first
+// AAC track.
+func (cr *clipReader) attach(tr *mpegts.Reader) error {
+	videoFound := false
+	for _, track := range tr.Tracks() {
+		switch codec := track.Codec.(type) {
+		case *tscodecs.H264:
+			if !videoFound {
+				videoFound = true
+				tr.OnDataH264(track, cr.onH264)
+			}
+		case *tscodecs.MPEG4Audio:
+			if cr.clip.AudioConfig != nil {
+				continue
+			}
+			conf := codec.Config
+			cr.clip.AudioConfig = &conf
+			if conf.SampleRate <= 0 {
+				return fmt.Errorf("invalid AAC sample rate %d", conf.SampleRate)
+			}
+			tr.OnDataMPEG4Audio(track, func(pts int64, aus [][]byte) error {
+				cr.onAAC(conf.SampleRate, pts, aus)
+				return nil
+			})
+		}
+	}
+	if !videoFound {
+		return errors.New("no H264 track")
+	}
+	return nil
+}
+
+// onH264 keeps one access unit without its delimiters, and the first SPS and
+// PPS seen.
+func (cr *clipReader) onH264(pts, dts int64, au [][]byte) error {
+	dtsD := ticksToDuration(cr.td.Decode(dts), mpegtsClockRate)
+	ptsD := ticksToDuration(cr.td.Decode(pts), mpegtsClockRate)
+	nalus := make([][]byte, 0, len(au))
+	for _, nalu := range au {
+		if len(nalu) == 0 {
+			continue
+		}
+		switch h264.NALUType(nalu[0] & 0x1f) {
+		case h264.NALUTypeAccessUnitDelimiter:
+			continue
+		case h264.NALUTypeSPS:
+			if cr.clip.SPS == nil {
+				cr.clip.SPS = slices.Clone(nalu)
+			}
+		case h264.NALUTypePPS:
+			if cr.clip.PPS == nil {
+				cr.clip.PPS = slices.Clone(nalu)
+			}
+		}
+		nalus = append(nalus, slices.Clone(nalu))
+	}
+	if len(nalus) > 0 {
+		cr.rawVideo = append(cr.rawVideo, Frame{PTS: ptsD, DTS: dtsD, Keyframe: h264.IsRandomAccess(nalus), NALUs: nalus})
+	}
+	return nil
+}
+
+// onAAC keeps the AAC frames of one PES: several ADTS frames may share it and
+// its PTS, each following the one before by a frame's samples.
+func (cr *clipReader) onAAC(sampleRate int, pts int64, aus [][]byte) {
+	ptsD := ticksToDuration(cr.td.Decode(pts), mpegtsClockRate)
+	for i, au := range aus {
+		at := ptsD + ticksToDuration(int64(i)*mpeg4audio.SamplesPerAccessUnit, int64(sampleRate))
+		cr.rawAudio = append(cr.rawAudio, Frame{PTS: at, DTS: at, Keyframe: true, Data: slices.Clone(au)})
+	}
 }
 
 // finish rebases the timestamps to the first video DTS, checks the video and

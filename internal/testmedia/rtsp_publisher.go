@@ -48,42 +48,10 @@ type rtspPublisher struct {
 
 func dialRTSP(ctx context.Context, cfg publisherConfig) (*rtspPublisher, error) {
 	p := &rtspPublisher{cfg: cfg}
-
-	videoFormat := &format.H264{
-		PayloadTyp:        96,
-		SPS:               cfg.clip.SPS,
-		PPS:               cfg.clip.PPS,
-		PacketizationMode: 1,
-	}
-	p.videoMedia = &description.Media{Type: description.MediaTypeVideo, Formats: []format.Format{videoFormat}}
-	desc := &description.Session{Medias: []*description.Media{p.videoMedia}}
-
-	var err error
-	p.videoEnc, err = videoFormat.CreateEncoder()
+	desc, err := p.describe()
 	if err != nil {
-		return nil, fmt.Errorf("create H264 RTP encoder: %w", err)
+		return nil, err
 	}
-	p.videoBase = randomUint32()
-
-	if cfg.audio {
-		audioFormat := &format.MPEG4Audio{
-			PayloadTyp:       97,
-			ProfileLevelID:   1,
-			Config:           cfg.clip.AudioConfig,
-			SizeLength:       13,
-			IndexLength:      3,
-			IndexDeltaLength: 3,
-		}
-		p.audioMedia = &description.Media{Type: description.MediaTypeAudio, Formats: []format.Format{audioFormat}}
-		desc.Medias = append(desc.Medias, p.audioMedia)
-		p.audioEnc, err = audioFormat.CreateEncoder()
-		if err != nil {
-			return nil, fmt.Errorf("create AAC RTP encoder: %w", err)
-		}
-		p.audioBase = randomUint32()
-		p.audioRate = int64(audioFormat.ClockRate())
-	}
-
 	u, err := base.ParseURL(cfg.url.String())
 	if err != nil {
 		return nil, fmt.Errorf("parse RTSP URL: %w", err)
@@ -130,6 +98,43 @@ func dialRTSP(ctx context.Context, cfg publisherConfig) (*rtspPublisher, error) 
 		close(p.waitDone)
 	}()
 	return p, nil
+}
+
+// describe builds the session the publisher announces (H264, and AAC with
+// cfg.audio) and its RTP encoders, with random initial timestamps.
+func (p *rtspPublisher) describe() (*description.Session, error) {
+	videoFormat := &format.H264{
+		PayloadTyp:        96,
+		SPS:               p.cfg.clip.SPS,
+		PPS:               p.cfg.clip.PPS,
+		PacketizationMode: 1,
+	}
+	p.videoMedia = &description.Media{Type: description.MediaTypeVideo, Formats: []format.Format{videoFormat}}
+	desc := &description.Session{Medias: []*description.Media{p.videoMedia}}
+	var err error
+	if p.videoEnc, err = videoFormat.CreateEncoder(); err != nil {
+		return nil, fmt.Errorf("create H264 RTP encoder: %w", err)
+	}
+	p.videoBase = randomUint32()
+	if !p.cfg.audio {
+		return desc, nil
+	}
+	audioFormat := &format.MPEG4Audio{
+		PayloadTyp:       97,
+		ProfileLevelID:   1,
+		Config:           p.cfg.clip.AudioConfig,
+		SizeLength:       13,
+		IndexLength:      3,
+		IndexDeltaLength: 3,
+	}
+	p.audioMedia = &description.Media{Type: description.MediaTypeAudio, Formats: []format.Format{audioFormat}}
+	desc.Medias = append(desc.Medias, p.audioMedia)
+	if p.audioEnc, err = audioFormat.CreateEncoder(); err != nil {
+		return nil, fmt.Errorf("create AAC RTP encoder: %w", err)
+	}
+	p.audioBase = randomUint32()
+	p.audioRate = int64(audioFormat.ClockRate())
+	return desc, nil
 }
 
 func (p *rtspPublisher) record(u *base.URL, desc *description.Session) error {
