@@ -22,7 +22,8 @@ const (
 )
 
 // FieldError is a refused configuration value; Field names the Edge field
-// ("UDPRTPAddress"). Problem may name other Edge fields.
+// ("UDPRTPAddress"). Problem names other fields as ValidateNamed's name
+// function spells them.
 type FieldError struct {
 	Field   string
 	Problem string
@@ -34,7 +35,15 @@ func (e *FieldError) Error() string { return "edge: " + e.Field + ": " + e.Probl
 // defaults the unset timeouts first) and returns every refusal, each a
 // *FieldError, joined (errors.Join); nil when all are good. It checks that
 // the TLS files can be opened; their contents are Start's to load.
-func (e *Edge) Validate() error {
+func (e *Edge) Validate() error { return e.ValidateNamed(nil) }
+
+// ValidateNamed is Validate with the fields named in problems by name
+// (nil: their Go names); a configuration file's loader passes its own key
+// names, so that its messages name its keys without rewriting any text.
+func (e *Edge) ValidateNamed(name func(field string) string) error {
+	if name == nil {
+		name = func(f string) string { return f }
+	}
 	var errs []error
 	bad := func(field, format string, a ...any) {
 		errs = append(errs, &FieldError{field, fmt.Sprintf(format, a...)})
@@ -49,14 +58,15 @@ func (e *Edge) Validate() error {
 		}
 	}
 	if (e.UDPRTPAddress == "") != (e.UDPRTCPAddress == "") {
-		bad("UDPRTPAddress", "UDPRTPAddress and UDPRTCPAddress are set together or not at all")
+		bad("UDPRTPAddress", "%s and %s are set together or not at all", name("UDPRTPAddress"), name("UDPRTCPAddress"))
 	} else if e.UDPRTPAddress != "" {
 		rtp, rtcp := port(e.UDPRTPAddress), port(e.UDPRTCPAddress)
 		if rtp%2 != 0 || rtcp != rtp+1 {
 			bad("UDPRTPAddress", "the RTP port must be even and the RTCP port RTP+1 (got %d and %d)", rtp, rtcp)
 		}
 		if e.RTSPAddress == "" {
-			bad("UDPRTPAddress", "RTP carries RTSP sessions: it needs RTSPAddress (or set UDPRTPAddress and UDPRTCPAddress to \"\")")
+			bad("UDPRTPAddress", "RTP carries RTSP sessions: it needs %s (or set %s and %s to \"\")",
+				name("RTSPAddress"), name("UDPRTPAddress"), name("UDPRTCPAddress"))
 		}
 	}
 	if e.ReadTimeout <= 0 {
@@ -69,7 +79,7 @@ func (e *Edge) Validate() error {
 		bad("MaxPublishers", "must not be negative, got %d", e.MaxPublishers)
 	}
 	if (e.TLSCert == "") != (e.TLSKey == "") {
-		bad("TLSCert", "TLSCert and TLSKey go together")
+		bad("TLSCert", "%s and %s go together", name("TLSCert"), name("TLSKey"))
 	}
 	for _, f := range []struct{ field, path string }{{"TLSCert", e.TLSCert}, {"TLSKey", e.TLSKey}} {
 		if f.path == "" {

@@ -108,6 +108,9 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"missing cert", "cache:\n  tls_cert: /nonexistent/cert.pem\n  tls_key: /nonexistent/key.pem\n", nil, "cache.tls_key"},
 		{"edge key without cert", "edge:\n  tls_key: /etc/hostname\n", nil, "edge.tls_cert"},
 		{"unreadable edge cert", "edge:\n  tls_cert: /nonexistent/cert.pem\n  tls_key: /etc/hostname\n", nil, "edge.tls_cert"},
+		// the edge's message names the keys, and a path is quoted as given
+		{"edge cert path kept", "edge:\n  tls_cert: /nonexistent/TLSCert.pem\n  tls_key: /etc/hostname\n", nil, "/nonexistent/TLSCert.pem"},
+		{"edge pair named by keys", "edge:\n  rtp_address: \":8000\"\n  rtcp_address: \"\"\n", nil, "edge.rtp_address and edge.rtcp_address are set together"},
 		{"bad rtsps address", "edge:\n  rtsps_address: \"8322\"\n", nil, "edge.rtsps_address"},
 		{"bad rtmps address", "edge:\n  rtmps_address: \":x\"\n", nil, "edge.rtmps_address"},
 		{"negative publisher limit", "edge:\n  max_publishers: -1\n", nil, "edge.max_publishers"},

@@ -175,14 +175,15 @@ func (ck *checker) gossip(g Gossip) {
 }
 
 // edge checks the edge section with the edge's own rules
-// (edge.Edge.Validate), each refusal named by its key here.
+// (edge.Edge.ValidateNamed), each refusal and each field it mentions named
+// by its key here.
 func (ck *checker) edge(e Edge) {
 	err := (&edge.Edge{
 		RTSPAddress: e.RTSPAddress, UDPRTPAddress: e.RTPAddress, UDPRTCPAddress: e.RTCPAddress,
 		RTMPAddress: e.RTMPAddress, RTSPSAddress: e.RTSPSAddress, RTMPSAddress: e.RTMPSAddress,
 		TLSCert: e.TLSCert, TLSKey: e.TLSKey,
 		ReadTimeout: e.ReadTimeout, MediaTimeout: e.MediaTimeout, MaxPublishers: e.MaxPublishers,
-	}).Validate()
+	}).ValidateNamed(edgeKey)
 	if err == nil {
 		return
 	}
@@ -196,7 +197,7 @@ func (ck *checker) edge(e Edge) {
 			ck.bad("edge", "%v", err)
 			continue
 		}
-		ck.bad(edgeKey(fe.Field), "%s", edgeKeys.Replace(fe.Problem))
+		ck.bad(edgeKey(fe.Field), "%s", fe.Problem)
 	}
 }
 
@@ -211,16 +212,6 @@ func edgeKey(field string) string {
 	}
 	return "edge." + yamlKey[Edge](field)
 }
-
-// edgeKeys rewrites the edge's field names in a problem into keys.
-var edgeKeys = func() *strings.Replacer {
-	var pairs []string
-	for _, f := range []string{"UDPRTPAddress", "UDPRTCPAddress", "RTSPSAddress", "RTMPSAddress",
-		"RTSPAddress", "RTMPAddress", "TLSCert", "TLSKey", "ReadTimeout", "MediaTimeout", "MaxPublishers"} {
-		pairs = append(pairs, f, edgeKey(f))
-	}
-	return strings.NewReplacer(pairs...)
-}()
 
 // rtspAuth checks edge.rtsp_auth_methods against the auth section: Digest
 // never sends the password, so it cannot be checked against a hash or
