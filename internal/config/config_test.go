@@ -231,8 +231,10 @@ func TestTranscodeConfig(t *testing.T) {
 // typo or a hostile file would reach Load: decoding, the key-naming of
 // errors and validation must never panic.
 func FuzzDecode(f *testing.F) {
-	if b, err := os.ReadFile("../../streamgrid.yml"); err == nil {
-		f.Add(b)
+	for _, name := range []string{"../../streamgrid.yml", "../../deploy/cluster-origin.yml"} {
+		if b, err := os.ReadFile(name); err == nil {
+			f.Add(b)
+		}
 	}
 	for _, s := range []string{
 		"bus:\n  lease_ttl: 1s\n",
@@ -242,6 +244,8 @@ func FuzzDecode(f *testing.F) {
 		"origin:\n  hls:\n    segment_count: [1]\n",
 		"auth:\n  users:\n    - user: any\n      permissions: [{action: read, path: \"[\"}]\n",
 		"node: &a [*a]\n",
+		"origin:\n  transcode:\n    ladders:\n      - match: \"*\"\n        fallback: gpu\n",
+		"edge:\n  rtp_address: \":8001\"\n  rtcp_address: \"[::1\"\n  tls_cert: TLSCert\n",
 		"\t",
 	} {
 		f.Add([]byte(s))
