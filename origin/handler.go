@@ -344,7 +344,7 @@ func (s *stream) siblingsLocked() map[string]*layer {
 // asks for the compatible view (compat.go): delivery directives are
 // ignored, and the answer waits (bounded) for compatMinSegments segments.
 func (s *stream) serveMedia(w http.ResponseWriter, r *http.Request, name string, compat bool) {
-	msn, part, delta, ok := directives(w, r)
+	msn, part, delta, ok := s.directives(w, r)
 	if !ok {
 		return
 	}
@@ -423,18 +423,22 @@ func (s *stream) serveMedia(w http.ResponseWriter, r *http.Request, name string,
 const maxDirective = 1<<31 - 1
 
 // directives reads a media playlist request's delivery directives: msn and
-// part are -1 when absent. A malformed directive is answered 400 (false).
-func directives(w http.ResponseWriter, r *http.Request) (msn, part int64, delta, ok bool) {
+// part are -1 when absent. A malformed directive is answered 400 (false)
+// and counted as a bad request.
+func (s *stream) directives(w http.ResponseWriter, r *http.Request) (msn, part int64, delta, ok bool) {
 	d, err := hlsproto.Parse(r.URL.RawQuery)
+	msg := ""
 	switch {
 	case err != nil:
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return 0, 0, false, false
+		msg = err.Error()
 	case d.MSN > maxDirective:
-		http.Error(w, "bad "+hlsproto.MSN, http.StatusBadRequest)
-		return 0, 0, false, false
+		msg = "bad " + hlsproto.MSN
 	case d.Part > maxDirective:
-		http.Error(w, "bad "+hlsproto.Part, http.StatusBadRequest)
+		msg = "bad " + hlsproto.Part
+	}
+	if msg != "" {
+		s.o.m.requests.WithLabelValues("bad").Inc()
+		http.Error(w, msg, http.StatusBadRequest)
 		return 0, 0, false, false
 	}
 	msn, part = -1, -1

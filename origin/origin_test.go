@@ -18,6 +18,7 @@ import (
 	"github.com/bluenviron/gohlslib/v2/pkg/codecs"
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/gossip"
@@ -386,6 +387,7 @@ func TestBlockingBoundsAndHTTPErrors(t *testing.T) {
 		t.Fatalf("preload hint of a stalled stream: %d", r.code)
 	}
 	prefix, _ := filePrefix(pl.Map.URI)
+	badBefore := testutil.ToFloat64(o.m.requests.WithLabelValues("bad"))
 	for _, tc := range []struct {
 		url  string
 		code int
@@ -403,6 +405,10 @@ func TestBlockingBoundsAndHTTPErrors(t *testing.T) {
 		if r := get(t, tc.url); r.code != tc.code {
 			t.Errorf("GET %s: %d, want %d", tc.url, r.code, tc.code)
 		}
+	}
+	// Both malformed directives and the bad stream path are counted.
+	if n := testutil.ToFloat64(o.m.requests.WithLabelValues("bad")) - badBefore; n != 3 {
+		t.Errorf("bad requests counted: %v, want 3", n)
 	}
 	// Hostile paths, straight to the handler (an HTTP client would clean them).
 	for _, path := range []string{"/live/../cam1/index.m3u8", "/live/cam1/..", "/live/cam1/%2e%2e", "/../../etc/passwd",
