@@ -1,12 +1,13 @@
 package edge
 
 import (
-	"context"
 	"errors"
 	"net"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+
+	"github.com/streamgrid/streamgrid/internal/sleep"
 )
 
 // The edge's two retry policies, both exponential backoff
@@ -56,20 +57,8 @@ func (e *Edge) accept(ln net.Listener, proto string) (net.Conn, error) {
 		}
 		d := retry.NextBackOff()
 		e.log.Warn(proto+" accept failed", "err", err, "retry_in", d)
-		if !wait(e.ctx, d) {
+		if !sleep.For(e.ctx, d) {
 			return nil, err
 		}
-	}
-}
-
-// wait sleeps for d; it returns false when ctx ends first.
-func wait(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

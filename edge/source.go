@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/internal/sleep"
 )
 
 // Source is a camera the edge pulls over RTSP. Every edge may list the same
@@ -306,7 +307,7 @@ func (p *puller) run() {
 			}
 		}
 		half := max(reg.LeaseTTL/2, 50*time.Millisecond)
-		if !wait(p.ctx, half/2+rand.N(half)) {
+		if !sleep.For(p.ctx, half/2+rand.N(half)) {
 			return
 		}
 		if !p.src.OnDemand {
@@ -430,7 +431,7 @@ func (p *puller) pullLoop(ctx context.Context) {
 		lastMsg = msg
 		d := max(retry.NextBackOff(), minPullBackoff)
 		p.log.Log(ctx, level, "camera pull failed; reconnecting", "err", err, "retry_in", d.Round(time.Millisecond))
-		if !wait(ctx, d) {
+		if !sleep.For(ctx, d) {
 			return
 		}
 	}

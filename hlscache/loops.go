@@ -1,7 +1,6 @@
 package hlscache
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"time"
@@ -9,6 +8,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 
 	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/internal/sleep"
 )
 
 // The cache's long-lived goroutines, started by Start and waited for by
@@ -57,7 +57,7 @@ func (c *Cache) watchLoop(events <-chan bus.OwnerEvent) {
 // works, waiting between tries as watchBackOff says. False when the cache
 // closes first.
 func (c *Cache) rewatch() (<-chan bus.OwnerEvent, bool) {
-	if !sleep(c.ctx, watchRetryFirst) {
+	if !sleep.For(c.ctx, watchRetryFirst) {
 		return nil, false
 	}
 	events, err := backoff.Retry(c.ctx,
@@ -114,20 +114,5 @@ func (c *Cache) expireLoop() {
 		case now := <-t.C:
 			c.lru.expire(now)
 		}
-	}
-}
-
-// sleep waits d; false when ctx ended first or d is not positive.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return false
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"time"
+
+	"github.com/streamgrid/streamgrid/internal/sleep"
 )
 
 // How a valid viewer request finds its answer (serveRequest).
@@ -301,7 +303,8 @@ func (c *Cache) waitRoute(ctx context.Context, changed <-chan struct{}, deadline
 // sleepUntil waits d, or less when the deadline comes first; false when the
 // deadline passed or the viewer left.
 func sleepUntil(ctx context.Context, deadline time.Time, d time.Duration) bool {
-	return sleep(ctx, min(d, time.Until(deadline)))
+	d = min(d, time.Until(deadline))
+	return d > 0 && sleep.For(ctx, d)
 }
 
 func fetchOutcome(r fetchResult) outcome {

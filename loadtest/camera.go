@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/streamgrid/streamgrid/internal/sleep"
 	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
 
@@ -25,7 +26,7 @@ type cameraSlot struct {
 // runCamera publishes until the end of the run, starting over restartDelay
 // after each failure.
 func (r *runner) runCamera(ctx context.Context, c *cameraSlot) {
-	if !sleepUntil(ctx, r.start.Add(c.startAt)) {
+	if !sleep.Until(ctx, r.start.Add(c.startAt)) {
 		return
 	}
 	c.started.Store(true)
@@ -60,7 +61,7 @@ func (r *runner) runCamera(ctx context.Context, c *cameraSlot) {
 		}
 		c.failed.Store(true)
 		r.fail(fmt.Errorf("camera %s: %w", c.name, err), logIt)
-		if !sleepFor(ctx, restartDelay) {
+		if !sleep.For(ctx, restartDelay) {
 			return
 		}
 		r.cameraRestarts.Add(1)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/streamgrid/streamgrid/internal/hlsproto"
+	"github.com/streamgrid/streamgrid/internal/sleep"
 )
 
 const (
@@ -78,7 +79,7 @@ type probeAnswer struct {
 
 // run probes until ctx ends.
 func (p *partProbe) run(ctx context.Context) {
-	if !sleepUntil(ctx, p.r.start.Add(p.startAt)) {
+	if !sleep.Until(ctx, p.r.start.Add(p.startAt)) {
 		return
 	}
 	log := p.r.cfg.Log.With("part_probe", p.stream, "cache", p.play)
@@ -115,7 +116,7 @@ func (p *partProbe) findMedia(ctx context.Context, log *slog.Logger) (string, bo
 			return "", false
 		}
 		log.Debug("part probe: no playlist yet", "url", index, "err", err)
-		if !sleepFor(ctx, partRetry) {
+		if !sleep.For(ctx, partRetry) {
 			return "", false
 		}
 	}
@@ -132,7 +133,7 @@ func (p *partProbe) runCache(ctx context.Context, media string, log *slog.Logger
 				return
 			}
 			p.r.partFail(log, fmt.Errorf("part probe %s: %w", base, err))
-			if errors.Is(err, errNotLowLatency) || !sleepFor(ctx, partRetry) {
+			if errors.Is(err, errNotLowLatency) || !sleep.For(ctx, partRetry) {
 				return
 			}
 			prev = nil // start over from what the cache serves now
@@ -142,7 +143,7 @@ func (p *partProbe) runCache(ctx context.Context, media string, log *slog.Logger
 			fresh := a.pl.newParts(prev.next())
 			if len(fresh) == 0 {
 				p.r.partFail(log, fmt.Errorf("part probe %s: a blocking reload for part %v answered without it", base, prev.next()))
-				if !sleepFor(ctx, partRetry) {
+				if !sleep.For(ctx, partRetry) {
 					return
 				}
 				continue
@@ -164,7 +165,7 @@ func (p *partProbe) runOrigin(ctx context.Context, media string, log *slog.Logge
 		if owner == "" {
 			owner, prev = p.findOwner(ctx, media, log), nil
 			if owner == "" {
-				if !sleepFor(ctx, partRetry) {
+				if !sleep.For(ctx, partRetry) {
 					return
 				}
 				continue
@@ -181,7 +182,7 @@ func (p *partProbe) runOrigin(ctx context.Context, media string, log *slog.Logge
 				p.r.partFail(log, fmt.Errorf("part probe %s: %w", owner, err))
 			}
 			owner = ""
-			if errors.Is(err, errNotLowLatency) || !sleepFor(ctx, partRetry) {
+			if errors.Is(err, errNotLowLatency) || !sleep.For(ctx, partRetry) {
 				return
 			}
 			continue

@@ -294,23 +294,3 @@ func (r *runner) partFail(log *slog.Logger, err error) {
 func ms(d time.Duration) float64 {
 	return float64(d) / float64(time.Millisecond)
 }
-
-// sleepUntil waits until t; false when ctx ended first.
-func sleepUntil(ctx context.Context, t time.Time) bool {
-	return sleepFor(ctx, time.Until(t))
-}
-
-// sleepFor waits d; false when ctx ended first.
-func sleepFor(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-timer.C:
-		return true
-	}
-}

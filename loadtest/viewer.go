@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/streamgrid/streamgrid/internal/sleep"
 	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
 
@@ -29,7 +30,7 @@ type viewerSlot struct {
 // keeps retrying (the stream may not be there yet); that is not a failure
 // unless it lasts longer than firstFrameTimeout.
 func (r *runner) runViewer(ctx context.Context, v *viewerSlot) {
-	if !sleepUntil(ctx, r.start.Add(v.startAt)) {
+	if !sleep.Until(ctx, r.start.Add(v.startAt)) {
 		return
 	}
 	started := time.Now()
@@ -59,7 +60,7 @@ func (r *runner) runViewer(ctx context.Context, v *viewerSlot) {
 		}
 		v.failed.Store(true)
 		r.fail(fmt.Errorf("viewer %d: %w", v.id, err), true)
-		if !sleepFor(ctx, restartDelay) {
+		if !sleep.For(ctx, restartDelay) {
 			return
 		}
 		r.viewerRestarts.Add(1)

@@ -46,6 +46,8 @@ import (
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+
+	"github.com/streamgrid/streamgrid/internal/sleep"
 )
 
 // Rule names, as reported in Violation.Rule.
@@ -394,12 +396,7 @@ func (r *run) waitDue(ctx context.Context) {
 		if n == 0 || ctx.Err() != nil {
 			return
 		}
-		t := time.NewTimer(50 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
+		sleep.For(ctx, 50*time.Millisecond)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
+
+	"github.com/streamgrid/streamgrid/internal/sleep"
 )
 
 // follower reloads one media playlist and applies the rules to what it
@@ -58,14 +60,14 @@ func (f *follower) follow(ctx context.Context) {
 		if err != nil {
 			if ctx.Err() == nil {
 				f.r.violate(RulePlaylist, f.url, "reload: %v", err)
-				sleep(ctx, time.Second)
+				sleep.For(ctx, time.Second)
 			}
 			continue
 		}
 		pl, err := playlist.Unmarshal(body)
 		if err != nil {
 			f.r.violate(RulePlaylist, f.url, "does not parse: %v", err)
-			sleep(ctx, time.Second)
+			sleep.For(ctx, time.Second)
 			continue
 		}
 		m, ok := pl.(*playlist.Media)
@@ -94,21 +96,12 @@ func (f *follower) follow(ctx context.Context) {
 		if m.PartInf != nil && m.PartInf.PartTarget > 0 {
 			every = m.PartInf.PartTarget
 		}
-		sleep(ctx, min(max(every, 50*time.Millisecond), 2*time.Second))
+		sleep.For(ctx, min(max(every, 50*time.Millisecond), 2*time.Second))
 	}
 	if last != nil {
 		// What is listed at the end is still due a fetch after it leaves:
 		// schedule it as if it left now.
 		f.leave(last, f.listed, time.Now())
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }
 

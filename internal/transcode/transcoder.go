@@ -12,6 +12,7 @@ import (
 	"github.com/cenkalti/backoff/v5"
 
 	"github.com/streamgrid/streamgrid/internal/media"
+	"github.com/streamgrid/streamgrid/internal/sleep"
 )
 
 // Errors of the Transcoder.
@@ -463,19 +464,7 @@ func (t *Transcoder) backoff(n int) time.Duration {
 func (t *Transcoder) waitRetry(msg string, err error, attempt int) bool {
 	delay := t.backoff(attempt)
 	t.Log.Warn(msg, "err", err, "attempt", attempt, "backoff", delay)
-	return t.sleep(delay)
-}
-
-// sleep waits d or until Close; it reports whether the transcoder still runs.
-func (t *Transcoder) sleep(d time.Duration) bool {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return true
-	case <-t.ctx.Done():
-		return false
-	}
+	return sleep.For(t.ctx, delay)
 }
 
 // pid returns the process id of the running ffmpeg, 0 between runs (a test

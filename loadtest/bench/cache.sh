@@ -12,10 +12,7 @@
 # out:   one line per measurement: requests/s, MB/s, latency p99, server CPU
 #        per request, load
 . "$(dirname "$0")/lib.sh"
-rounds=${1:-2}
-conns=${2:-64}
-secs=${3:-10}
-require_wrk
+wrk_args 2 "$@"
 clip=$(clip720)
 trap cleanup EXIT
 start_sg

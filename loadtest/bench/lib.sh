@@ -155,6 +155,16 @@ require_wrk() {
 	command -v wrk >/dev/null || { echo "wrk is missing (apt-get install -y wrk)" >&2; exit 1; }
 }
 
+# wrk_args DEFAULT_ROUNDS [ROUNDS] [CONNECTIONS] [SECONDS]: the arguments of a
+# wrk benchmark script, in rounds, conns and secs (which wrk_bench reads);
+# CONNECTIONS defaults to 64, SECONDS to 10. Exits when wrk is not installed.
+wrk_args() {
+	rounds=${2:-$1}
+	conns=${3:-64}
+	secs=${4:-10}
+	require_wrk
+}
+
 # find_media_segment BASE: the video media playlist of the stream at
 # BASE/index.m3u8 and its oldest complete segment, in $media and $seg;
 # tries for 15 s.

@@ -15,10 +15,7 @@
 # out:   one line per measurement: requests/s, MB/s, latency p99, server CPU
 #        per request, non-2xx answers, load
 . "$(dirname "$0")/lib.sh"
-rounds=${1:-3}
-conns=${2:-64}
-secs=${3:-10}
-require_wrk
+wrk_args 3 "$@"
 clip=$(clip720)
 CACHE_PIDS=
 stop_caches() {
