@@ -183,23 +183,13 @@ func TestCoalescedSegment(t *testing.T) {
 	const path = "/live/cam1/abc_video1_seg8.mp4"
 	seg := bytes.Repeat([]byte{0xAB}, 50_000)
 	e.origin.set(path, seg)
-	release := make(chan struct{})
-	e.origin.handle(func(w http.ResponseWriter, r *http.Request) bool {
-		<-release
-		return false
-	})
+	release := e.origin.holdAll()
 	l := e.own("live/cam1")
 
 	const viewers = 100
 	results := make(chan response, viewers)
 	for range viewers {
-		go func() {
-			r, err := e.request(context.Background(), http.MethodGet, path)
-			if err != nil {
-				r.status, r.body = -1, err.Error()
-			}
-			results <- r
-		}()
+		e.getAsync(path, results)
 	}
 	key := cacheKey(route{node: "origin1", epoch: l.Owner.Epoch}, &request{stream: "live/cam1", file: "abc_video1_seg8.mp4"})
 	testkit.WaitFor(t, 10*time.Second, "all viewers waiting on one fetch", func() bool {
@@ -214,9 +204,7 @@ func TestCoalescedSegment(t *testing.T) {
 		}
 		counts[r.header.Get("X-Cache")]++
 	}
-	if got := e.origin.count(path); got != 1 {
-		t.Errorf("origin saw %d requests, want 1", got)
-	}
+	e.wantOriginRequests(path, 1)
 	if counts["MISS"] != 1 || counts["COALESCED"] != viewers-1 {
 		t.Errorf("X-Cache counts %v", counts)
 	}
@@ -249,13 +237,7 @@ func TestCoalescedBlockingPlaylist(t *testing.T) {
 	const viewers = 20
 	results := make(chan response, viewers)
 	for i := range viewers {
-		go func() {
-			r, err := e.request(context.Background(), http.MethodGet, path+queries[i%len(queries)])
-			if err != nil {
-				r.status = -1
-			}
-			results <- r
-		}()
+		e.getAsync(path+queries[i%len(queries)], results)
 	}
 	req := &request{stream: "live/cam1", file: "video1_stream.m3u8", kind: kindPlaylist,
 		hls: hlsproto.Directives{MSN: 8, Part: 2, HasMSN: true, HasPart: true}}
@@ -287,11 +269,7 @@ func TestViewerLeavingKeepsSharedFetch(t *testing.T) {
 	e := newEnv(t, nil)
 	const path = "/live/cam1/abc_video1_part31.mp4"
 	e.origin.set(path, []byte("part-31"))
-	release := make(chan struct{})
-	e.origin.handle(func(w http.ResponseWriter, r *http.Request) bool {
-		<-release
-		return false
-	})
+	release := e.origin.holdAll()
 	l := e.own("live/cam1")
 	key := cacheKey(route{node: "origin1", epoch: l.Owner.Epoch}, &request{stream: "live/cam1", file: "abc_video1_part31.mp4"})
 
@@ -302,10 +280,7 @@ func TestViewerLeavingKeepsSharedFetch(t *testing.T) {
 		leaver <- err
 	}()
 	stayer := make(chan response, 1)
-	go func() {
-		r, _ := e.request(context.Background(), http.MethodGet, path)
-		stayer <- r
-	}()
+	e.getAsync(path, stayer)
 	testkit.WaitFor(t, 10*time.Second, "two viewers waiting", func() bool { return e.cache.flights.waiting(key) == 2 })
 	cancel()
 	if err := <-leaver; !errors.Is(err, context.Canceled) {
@@ -317,9 +292,7 @@ func TestViewerLeavingKeepsSharedFetch(t *testing.T) {
 	if r.status != 200 || r.body != "part-31" {
 		t.Fatalf("stayer got %d %q", r.status, r.body)
 	}
-	if got := e.origin.count(path); got != 1 {
-		t.Errorf("origin saw %d requests, want 1", got)
-	}
+	e.wantOriginRequests(path, 1)
 }
 
 func TestLRUEvictsByBytes(t *testing.T) {
@@ -386,9 +359,7 @@ func TestOwnerChangeChangesKeys(t *testing.T) {
 	if r.body != "init-of-epoch-2" || r.header.Get("X-Cache") != "MISS" {
 		t.Errorf("after the owner changed: %q %s", r.body, r.header.Get("X-Cache"))
 	}
-	if got := e.origin.count(path); got != 2 {
-		t.Errorf("origin saw %d requests, want 2", got)
-	}
+	e.wantOriginRequests(path, 2)
 }
 
 // An answer whose X-Streamgrid headers name another owner or epoch is served
@@ -408,9 +379,7 @@ func TestMismatchedOriginHeadersNotCached(t *testing.T) {
 			t.Fatalf("got %d %s", r.status, r.header.Get("X-Cache"))
 		}
 	}
-	if got := e.origin.count(path); got != 2 {
-		t.Errorf("origin saw %d requests, want 2", got)
-	}
+	e.wantOriginRequests(path, 2)
 }
 
 // An owner whose lease ends starts a failover: viewers get the last good
@@ -441,13 +410,7 @@ func TestFailoverServesLastGoodPlaylist(t *testing.T) {
 	}
 
 	held := make(chan response, 1)
-	go func() {
-		r, err := e.request(context.Background(), http.MethodGet, playlist+"?_HLS_msn=8")
-		if err != nil {
-			r.status = -1
-		}
-		held <- r
-	}()
+	e.getAsync(playlist+"?_HLS_msn=8", held)
 	// The held reload reaches no origin while there is no owner.
 	testkit.WaitFor(t, 5*time.Second, "the blocking reload held", func() bool {
 		return metricValue(e.cache.m.held) == 1
@@ -518,13 +481,7 @@ func TestHungUpstreamTimesOut(t *testing.T) {
 	e.own("live/ok")
 
 	hung := make(chan response, 1)
-	go func() {
-		r, err := e.request(context.Background(), http.MethodGet, "/live/hung/abc_seg1.mp4")
-		if err != nil {
-			r.status = -1
-		}
-		hung <- r
-	}()
+	e.getAsync("/live/hung/abc_seg1.mp4", hung)
 	testkit.WaitFor(t, 5*time.Second, "the hung request upstream", func() bool { return e.origin.count("/live/hung/abc_seg1.mp4") == 1 })
 	if r := e.get("/live/ok/index.m3u8"); r.status != 200 {
 		t.Fatalf("other stream: %d", r.status)
@@ -648,17 +605,10 @@ func TestDrainAndClose(t *testing.T) {
 		e := newEnv(t, nil)
 		const path = "/live/cam1/abc_video1_part40.mp4"
 		e.origin.set(path, []byte("part-40"))
-		release := make(chan struct{})
-		e.origin.handle(func(w http.ResponseWriter, r *http.Request) bool {
-			<-release
-			return false
-		})
+		release := e.origin.holdAll()
 		e.own("live/cam1")
 		inflight := make(chan response, 1)
-		go func() {
-			r, _ := e.request(context.Background(), http.MethodGet, path)
-			inflight <- r
-		}()
+		e.getAsync(path, inflight)
 		testkit.WaitFor(t, 5*time.Second, "the request upstream", func() bool { return e.origin.count(path) == 1 })
 		drained := make(chan error, 1)
 		go func() { drained <- e.cache.Drain(context.Background()) }()

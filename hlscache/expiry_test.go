@@ -46,9 +46,7 @@ func TestWindowAvailability(t *testing.T) {
 
 func TestLRUExpiry(t *testing.T) {
 	t.Parallel()
-	l := newLRU(1 << 30)
-	expired := 0
-	l.onExpire = func(n int) { expired += n }
+	l := newCountingLRU(1 << 30)
 	t0 := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
 	obj := func() *object { return &object{status: 200, body: make([]byte, 100)} }
 	l.add("seg1", obj(), t0, t0.Add(10*time.Second), 0)
@@ -80,8 +78,8 @@ func TestLRUExpiry(t *testing.T) {
 	if b, n := l.size(); n != 1 || b != entrySize("forever", obj()) || len(l.expiry) != 0 {
 		t.Fatalf("after an hour: %d entries, %d bytes, queue %d", n, b, len(l.expiry))
 	}
-	if expired != 5 {
-		t.Errorf("%d counted as expired, want 5", expired)
+	if l.expired != 5 {
+		t.Errorf("%d counted as expired, want 5", l.expired)
 	}
 }
 

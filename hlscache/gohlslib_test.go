@@ -181,13 +181,7 @@ func TestGohlslibOrigin(t *testing.T) {
 	// until it closes; the cache passes the answer on.
 	next := mediaSeq + segments
 	blocked := make(chan response, 1)
-	go func() {
-		r, err := e.request(context.Background(), http.MethodGet, "/live/cam1/"+media+"?_HLS_msn="+strconv.Itoa(next))
-		if err != nil {
-			r.status = -1
-		}
-		blocked <- r
-	}()
+	e.getAsync("/live/cam1/"+media+"?_HLS_msn="+strconv.Itoa(next), blocked)
 	testkit.WaitFor(t, 5*time.Second, "the blocking reload upstream", func() bool {
 		for _, q := range e.origin.receivedQueries() {
 			if q == "_HLS_msn="+strconv.Itoa(next) {

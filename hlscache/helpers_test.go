@@ -69,6 +69,17 @@ func (o *fakeOrigin) handle(f func(w http.ResponseWriter, r *http.Request) bool)
 	o.mu.Unlock()
 }
 
+// holdAll makes every request wait until the returned channel is closed,
+// then answer as usual.
+func (o *fakeOrigin) holdAll() chan<- struct{} {
+	release := make(chan struct{})
+	o.handle(func(w http.ResponseWriter, r *http.Request) bool {
+		<-release
+		return false
+	})
+	return release
+}
+
 func (o *fakeOrigin) count(path string) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -222,6 +233,14 @@ func (e *env) release(l *bus.Lease) {
 	})
 }
 
+// wantOriginRequests checks that the origin was asked for path want times.
+func (e *env) wantOriginRequests(path string, want int) {
+	e.t.Helper()
+	if got := e.origin.count(path); got != want {
+		e.t.Errorf("origin saw %d requests, want %d", got, want)
+	}
+}
+
 // response is a completed viewer request.
 type response struct {
 	status int
@@ -241,6 +260,19 @@ func (e *env) do(method, path string, hdr ...string) response {
 func (e *env) get(path string, hdr ...string) response {
 	e.t.Helper()
 	return e.do(http.MethodGet, path, hdr...)
+}
+
+// getAsync sends a GET from a goroutine of its own and delivers the response
+// on results; a request that fails arrives with status -1 and the error as
+// its body.
+func (e *env) getAsync(path string, results chan<- response) {
+	go func() {
+		r, err := e.request(context.Background(), http.MethodGet, path)
+		if err != nil {
+			r.status, r.body = -1, err.Error()
+		}
+		results <- r
+	}()
 }
 
 // request is do without failing the test, for use from other goroutines.

@@ -1,8 +1,6 @@
 package hlscache
 
 import (
-	"context"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +37,14 @@ var (
 	hintedAfter  = llHintPlaylist("abc_video1_part31.mp4", "abc_video1_part32.mp4")
 )
 
+// newHintedEnv is an env whose origin serves hintedBefore.
+func newHintedEnv(t *testing.T) *env {
+	t.Helper()
+	e := newEnv(t, nil)
+	e.origin.set(hintedPlaylist, []byte(hintedBefore))
+	return e
+}
+
 func TestPreloadHintPart(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -66,33 +72,30 @@ func TestPreloadHintPart(t *testing.T) {
 // same part, served from the LRU, in a loop until the copy expires.
 func TestPlaylistCopyOvertakenByItsHintedPart(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
-	const playlist, part31 = hintedPlaylist, hintedPart31
-	before, after := hintedBefore, hintedAfter
-	e.origin.set(playlist, []byte(before))
+	e := newHintedEnv(t)
 	e.own("live/cam1")
 
 	for _, q := range []string{"", "?_HLS_skip=YES"} {
-		if r := e.get(playlist + q); r.status != 200 || r.body != before {
+		if r := e.get(hintedPlaylist + q); r.status != 200 || r.body != hintedBefore {
 			t.Fatalf("playlist%s: %d %q", q, r.status, r.body)
 		}
 	}
 	// The part completes; the origin's playlist moves on.
-	e.origin.set(part31, []byte("part-31"))
-	e.origin.set(playlist, []byte(after))
-	if r := e.get(part31); r.status != 200 || r.body != "part-31" {
+	e.origin.set(hintedPart31, []byte("part-31"))
+	e.origin.set(hintedPlaylist, []byte(hintedAfter))
+	if r := e.get(hintedPart31); r.status != 200 || r.body != "part-31" {
 		t.Fatalf("part: %d %q", r.status, r.body)
 	}
 	for _, q := range []string{"", "?_HLS_skip=YES"} {
-		r := e.get(playlist + q)
-		if r.status != 200 || r.body != after {
+		r := e.get(hintedPlaylist + q)
+		if r.status != 200 || r.body != hintedAfter {
 			t.Errorf("playlist%s after its hinted part was served: %d, X-Cache %s, hint %q; want the origin's new playlist",
 				q, r.status, r.header.Get("X-Cache"), preloadHintPart([]byte(r.body)))
 		}
 	}
 	// The new copy is cached as usual: its own hinted part is not there yet.
 	// (No assertion on HIT: its TTL is short.)
-	if got := e.origin.count(playlist); got < 3 {
+	if got := e.origin.count(hintedPlaylist); got < 3 {
 		t.Errorf("origin saw %d playlist requests, want the copy refetched after the part", got)
 	}
 }
@@ -103,30 +106,21 @@ func TestPlaylistCopyOvertakenByItsHintedPart(t *testing.T) {
 // part.
 func TestFailoverHoldsOvertakenPlaylistCopy(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, nil)
-	const playlist, part31 = hintedPlaylist, hintedPart31
-	before, after := hintedBefore, hintedAfter
-	e.origin.set(playlist, []byte(before))
-	e.origin.set(part31, []byte("part-31"))
+	e := newHintedEnv(t)
+	e.origin.set(hintedPart31, []byte("part-31"))
 	l := e.own("live/cam1")
-	e.get(playlist)
-	if r := e.get(part31); r.status != 200 {
+	e.get(hintedPlaylist)
+	if r := e.get(hintedPart31); r.status != 200 {
 		t.Fatalf("part: %d", r.status)
 	}
 	e.release(l)
 
 	held := make(chan response, 1)
-	go func() {
-		r, err := e.request(context.Background(), http.MethodGet, playlist)
-		if err != nil {
-			r.status = -1
-		}
-		held <- r
-	}()
+	e.getAsync(hintedPlaylist, held)
 	testkit.WaitFor(t, 5*time.Second, "the overtaken copy's request held", func() bool {
 		return metricValue(e.cache.m.held) == 1
 	})
-	e.origin.set(playlist, []byte(after))
+	e.origin.set(hintedPlaylist, []byte(hintedAfter))
 	e.own("live/cam1")
 	r := <-held
 	if r.status != 200 || !strings.Contains(r.body, "abc_video1_part32.mp4") {

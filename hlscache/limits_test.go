@@ -2,7 +2,6 @@ package hlscache
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -131,13 +130,7 @@ func TestUpstreamSlots(t *testing.T) {
 	e.own("live/cam1")
 	parts := make(chan response, 2)
 	for _, p := range []string{"part1", "part2"} {
-		go func() {
-			r, err := e.request(context.Background(), http.MethodGet, "/live/cam1/abc_video1_"+p+".mp4")
-			if err != nil {
-				r.status = -1
-			}
-			parts <- r
-		}()
+		e.getAsync("/live/cam1/abc_video1_"+p+".mp4", parts)
 	}
 	testkit.WaitFor(t, 5*time.Second, "two parts held upstream", func() bool {
 		return e.origin.count("/live/cam1/abc_video1_part1.mp4") == 1 && e.origin.count("/live/cam1/abc_video1_part2.mp4") == 1

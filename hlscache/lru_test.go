@@ -6,11 +6,22 @@ import (
 	"time"
 )
 
+// countingLRU is an LRU that counts the entries it evicted and expired.
+type countingLRU struct {
+	*lru
+	evicted, expired int
+}
+
+func newCountingLRU(maxBytes int64) *countingLRU {
+	c := &countingLRU{lru: newLRU(maxBytes)}
+	c.onEvict = func(n int) { c.evicted += n }
+	c.onExpire = func(n int) { c.expired += n }
+	return c
+}
+
 func TestLRU(t *testing.T) {
 	t.Parallel()
-	c := newLRU(1 << 20)
-	evicted := 0
-	c.onEvict = func(n int) { evicted += n }
+	c := newCountingLRU(1 << 20)
 	now := time.Now()
 	obj := func(n int) *object { return &object{status: 200, body: make([]byte, n)} }
 	// Each entry accounts 600 + 2 + entryOverhead bytes: 9 fit in 9 of them.
@@ -32,8 +43,8 @@ func TestLRU(t *testing.T) {
 	if c.get("k0", now) == nil || c.get("k9", now) == nil {
 		t.Error("a recently used entry was evicted")
 	}
-	if size, n := c.size(); size > 9*each+each/2 || n != 9 || evicted != 1 {
-		t.Errorf("size %d, %d entries, %d evicted", size, n, evicted)
+	if size, n := c.size(); size > 9*each+each/2 || n != 9 || c.evicted != 1 {
+		t.Errorf("size %d, %d entries, %d evicted", size, n, c.evicted)
 	}
 	if c.add("big", obj(1000), now, time.Time{}, 0) {
 		t.Error("an object over an eighth of the budget was kept")
@@ -58,9 +69,7 @@ func TestLRU(t *testing.T) {
 
 func TestLRUSetMaxEvicts(t *testing.T) {
 	t.Parallel()
-	l := newLRU(1 << 20)
-	evicted := 0
-	l.onEvict = func(n int) { evicted += n }
+	l := newCountingLRU(1 << 20)
 	body := make([]byte, 10<<10)
 	for i := range 50 {
 		if !l.add(fmt.Sprintf("k%d", i), &object{status: 200, body: body}, time.Now(), time.Time{}, 0) {
@@ -72,8 +81,8 @@ func TestLRUSetMaxEvicts(t *testing.T) {
 		t.Fatalf("%d entries, want 50", n)
 	}
 	l.setMax(bytes / 2)
-	if b, n := l.size(); b > bytes/2 || n >= 50 || evicted != 50-n {
-		t.Fatalf("after halving the budget: %d bytes, %d entries, %d evicted", b, n, evicted)
+	if b, n := l.size(); b > bytes/2 || n >= 50 || l.evicted != 50-n {
+		t.Fatalf("after halving the budget: %d bytes, %d entries, %d evicted", b, n, l.evicted)
 	}
 	if l.get("k49", time.Now()) == nil || l.get("k0", time.Now()) != nil {
 		t.Fatal("the oldest entries should go first")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"sort"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/streamgrid/streamgrid/internal/testkit"
 	"github.com/streamgrid/streamgrid/internal/testkit/testbus"
 	"github.com/streamgrid/streamgrid/internal/testmedia"
+	"github.com/streamgrid/streamgrid/internal/transcode"
 )
 
 // checkLeaks registers a goroutine-leak check that runs after every other
@@ -31,6 +33,19 @@ func checkLeaks(t *testing.T) {
 		http.DefaultClient.CloseIdleConnections()
 		goleak.VerifyNone(t, opt)
 	})
+}
+
+// ladder360p is a one-rendition ladder, for tests that plan transcoding
+// without running it.
+func ladder360p() transcode.Ladder {
+	return transcode.Ladder{Renditions: []transcode.Rendition{{Name: "360p", Width: 640, Height: 360, Bitrate: 600_000}}}
+}
+
+// unstartedOrigin is an Origin that was never started, with the maps and
+// channels its planning and settings methods use.
+func unstartedOrigin() *Origin {
+	return &Origin{Node: "o1", Log: slog.New(slog.DiscardHandler), streams: map[string]*stream{}, refused: map[string]string{},
+		rescan: make(chan struct{}, 1), metaChanged: make(chan struct{}, 1)}
 }
 
 type testBus struct {

@@ -132,7 +132,7 @@ var (
 
 // placementLadders: lad/* may overflow to the CPU, gpu/* may not.
 func placementLadders() []LadderRule {
-	l := transcode.Ladder{Renditions: []transcode.Rendition{{Name: "360p", Width: 640, Height: 360, Bitrate: 600_000}}}
+	l := ladder360p()
 	return []LadderRule{
 		{Match: "lad/*", Fallback: transcode.PolicyCPU, Ladder: l},
 		{Match: "gpu/*", Fallback: transcode.PolicyRefuse, Ladder: l},

@@ -1,7 +1,6 @@
 package origin
 
 import (
-	"log/slog"
 	"testing"
 	"time"
 
@@ -9,9 +8,8 @@ import (
 )
 
 func TestSetLaddersAndHLS(t *testing.T) {
-	ladder := transcode.Ladder{Renditions: []transcode.Rendition{{Name: "360p", Width: 640, Height: 360, Bitrate: 600_000}}}
-	o := &Origin{Node: "o1", Log: slog.New(slog.DiscardHandler), streams: map[string]*stream{}, refused: map[string]string{},
-		rescan: make(chan struct{}, 1), metaChanged: make(chan struct{}, 1)}
+	ladder := ladder360p()
+	o := unstartedOrigin()
 	o.Transcode = TranscodeConfig{Encoder: transcode.EncoderAuto, Fallback: transcode.PolicyCPU}
 	o.tr.caps = transcode.Capabilities{X264: true}
 

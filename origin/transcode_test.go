@@ -1,7 +1,6 @@
 package origin
 
 import (
-	"log/slog"
 	"testing"
 	"time"
 
@@ -11,8 +10,8 @@ import (
 )
 
 func TestPlanForAndAdmission(t *testing.T) {
-	ladder := transcode.Ladder{Renditions: []transcode.Rendition{{Name: "360p", Width: 640, Height: 360, Bitrate: 600_000}}}
-	o := &Origin{Node: "o1", Log: slog.New(slog.DiscardHandler), streams: map[string]*stream{}, refused: map[string]string{}}
+	ladder := ladder360p()
+	o := unstartedOrigin()
 	o.tr.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "refused"}, []string{"reason"})
 	cpu := &ladderPlan{rule: LadderRule{Match: "live/*", Ladder: ladder}, encoder: transcode.EncoderX264}
 	gpu := &ladderPlan{rule: LadderRule{Match: "gpu/*", Ladder: ladder}, encoder: transcode.EncoderNVENC}

@@ -9,16 +9,13 @@ import (
 	"time"
 
 	"github.com/streamgrid/streamgrid/hlscache"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 	"github.com/streamgrid/streamgrid/origin"
 )
 
 func write(t *testing.T, body string) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "streamgrid.yml")
-	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testkit.WriteTempFile(t, "streamgrid.yml", []byte(body), 0o600)
 }
 
 func TestSampleIsTheDefault(t *testing.T) {

@@ -357,10 +357,7 @@ func waitEnded(t *testing.T, rec *received) {
 
 func TestCameraPublishes(t *testing.T) {
 	t.Parallel()
-	full, err := Load()
-	if err != nil {
-		t.Fatal(err)
-	}
+	full := mustLoad(t)
 	clip := full.Head(1) // 1 s: keep the real-time test short
 
 	for _, tc := range []struct {

@@ -16,9 +16,6 @@ import (
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
-	"github.com/bluenviron/gortsplib/v5/pkg/format"
-	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
-	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpmpeg4audio"
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 	"github.com/pion/rtp"
 )
@@ -64,15 +61,9 @@ type CameraServer struct {
 	stream *gortsplib.ServerStream
 	// ready is stream once it is initialised: the server accepts readers as
 	// soon as it listens, before Start has built the stream they are given.
-	ready      atomic.Pointer[gortsplib.ServerStream]
-	videoMedia *description.Media
-	audioMedia *description.Media
-	videoEnc   *rtph264.Encoder
-	audioEnc   *rtpmpeg4audio.Encoder
-	videoBase  uint32
-	audioBase  uint32
-	audioRate  int64
-	audio      bool
+	ready  atomic.Pointer[gortsplib.ServerStream]
+	tracks *rtpTracks
+	audio  bool
 
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -109,7 +100,8 @@ func (s *CameraServer) Start() error {
 	if (s.UDPRTPAddress == "") != (s.UDPRTCPAddress == "") {
 		return errors.New("set both UDPRTPAddress and UDPRTCPAddress, or neither")
 	}
-	if err := s.setupMedia(); err != nil {
+	s.audio = !s.NoAudio && s.Clip.AudioConfig != nil && len(s.Clip.Audio) > 0
+	if s.tracks, err = newRTPTracks(s.Clip, s.audio); err != nil {
 		return err
 	}
 
@@ -123,11 +115,7 @@ func (s *CameraServer) Start() error {
 	if err := s.server.Start(); err != nil {
 		return fmt.Errorf("start RTSP server on %s: %w", s.Address, err)
 	}
-	desc := &description.Session{Medias: []*description.Media{s.videoMedia}}
-	if s.audio {
-		desc.Medias = append(desc.Medias, s.audioMedia)
-	}
-	s.stream = &gortsplib.ServerStream{Server: s.server, Desc: desc}
+	s.stream = &gortsplib.ServerStream{Server: s.server, Desc: s.tracks.session()}
 	if err := s.stream.Initialize(); err != nil {
 		s.server.Close()
 		return fmt.Errorf("initialize RTSP stream: %w", err)
@@ -189,41 +177,6 @@ func (s *CameraServer) Close() {
 	})
 }
 
-func (s *CameraServer) setupMedia() error {
-	videoFormat := &format.H264{
-		PayloadTyp:        96,
-		SPS:               s.Clip.SPS,
-		PPS:               s.Clip.PPS,
-		PacketizationMode: 1,
-	}
-	s.videoMedia = &description.Media{Type: description.MediaTypeVideo, Formats: []format.Format{videoFormat}}
-	var err error
-	if s.videoEnc, err = videoFormat.CreateEncoder(); err != nil {
-		return fmt.Errorf("create H264 RTP encoder: %w", err)
-	}
-	s.videoBase = randomUint32()
-
-	s.audio = !s.NoAudio && s.Clip.AudioConfig != nil && len(s.Clip.Audio) > 0
-	if !s.audio {
-		return nil
-	}
-	audioFormat := &format.MPEG4Audio{
-		PayloadTyp:       97,
-		ProfileLevelID:   1,
-		Config:           s.Clip.AudioConfig,
-		SizeLength:       13,
-		IndexLength:      3,
-		IndexDeltaLength: 3,
-	}
-	s.audioMedia = &description.Media{Type: description.MediaTypeAudio, Formats: []format.Format{audioFormat}}
-	if s.audioEnc, err = audioFormat.CreateEncoder(); err != nil {
-		return fmt.Errorf("create AAC RTP encoder: %w", err)
-	}
-	s.audioBase = randomUint32()
-	s.audioRate = int64(audioFormat.ClockRate())
-	return nil
-}
-
 // run paces the clip out until ctx ends: every frame leaves when the wall
 // clock reaches its timestamp, pass after pass.
 func (s *CameraServer) run(ctx context.Context) {
@@ -272,29 +225,26 @@ func (s *CameraServer) writeVideo(f *Frame, offset time.Duration, capture time.T
 	if s.StampSEI {
 		au = WithSEITimestamp(au, time.Now())
 	}
-	pkts, err := s.videoEnc.Encode(au)
+	pkts, err := s.tracks.videoPackets(au, f.PTS+offset)
 	if err != nil {
-		return fmt.Errorf("encode H264 RTP: %w", err)
+		return err
 	}
-	ts := s.videoBase + uint32(durationToTicks(f.PTS+offset, rtspVideoClockRate))
-	return s.writePackets(s.videoMedia, pkts, ts, capture)
+	return s.writePackets(s.tracks.video, pkts, capture)
 }
 
 func (s *CameraServer) writeAudio(f *Frame, offset time.Duration, capture time.Time) error {
-	pkts, err := s.audioEnc.Encode([][]byte{f.Data})
+	pkts, err := s.tracks.audioPackets(f.Data, f.PTS+offset)
 	if err != nil {
-		return fmt.Errorf("encode AAC RTP: %w", err)
+		return err
 	}
-	ts := s.audioBase + uint32(durationToTicks(f.PTS+offset, s.audioRate))
-	return s.writePackets(s.audioMedia, pkts, ts, capture)
+	return s.writePackets(s.tracks.audio, pkts, capture)
 }
 
 // writePackets hands the packets to every reader's queue. The stream never
 // blocks: a reader whose queue is full loses packets, which gortsplib reports
 // through OnStreamWriteError.
-func (s *CameraServer) writePackets(medi *description.Media, pkts []*rtp.Packet, ts uint32, ntp time.Time) error {
+func (s *CameraServer) writePackets(medi *description.Media, pkts []*rtp.Packet, ntp time.Time) error {
 	for _, pkt := range pkts {
-		pkt.Timestamp += ts
 		if err := s.stream.WritePacketRTPWithNTP(medi, pkt, ntp); err != nil {
 			return fmt.Errorf("write RTP: %w", err)
 		}

@@ -158,10 +158,7 @@ func checkCameraServerPlayed(t *testing.T, p *camServerPlayed, clip *Clip) {
 func TestCameraServerTCP(t *testing.T) {
 	testkit.Slow(t)
 	t.Parallel()
-	clip, err := Load()
-	if err != nil {
-		t.Fatal(err)
-	}
+	clip := mustLoad(t)
 	// a short GOP-aligned loop, so the test also crosses a loop boundary
 	clip = clip.Head(1)
 	srv := &CameraServer{
@@ -209,10 +206,7 @@ func TestCameraServerTCP(t *testing.T) {
 func TestCameraServerUDP(t *testing.T) {
 	testkit.Slow(t)
 	t.Parallel()
-	clip, err := Load()
-	if err != nil {
-		t.Fatal(err)
-	}
+	clip := mustLoad(t)
 	var srv *CameraServer
 	for attempt := 0; ; attempt++ {
 		rtpPort := 20000 + 2*rand.IntN(15000)

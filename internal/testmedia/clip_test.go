@@ -37,11 +37,18 @@ func mustReadFile(t *testing.T, name string) []byte {
 	return b
 }
 
-func TestLoad(t *testing.T) {
+// mustLoad is Load for tests: the sample clip, or the test fails.
+func mustLoad(t *testing.T) *Clip {
+	t.Helper()
 	clip, err := Load()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return clip
+}
+
+func TestLoad(t *testing.T) {
+	clip := mustLoad(t)
 	again, err := Load()
 	if err != nil || again != clip {
 		t.Fatalf("Load is not cached: %p %p %v", clip, again, err)
@@ -124,10 +131,7 @@ func TestLoad(t *testing.T) {
 }
 
 func TestClipHead(t *testing.T) {
-	clip, err := Load()
-	if err != nil {
-		t.Fatal(err)
-	}
+	clip := mustLoad(t)
 	for _, tc := range []struct {
 		gops   int
 		frames int

@@ -65,10 +65,7 @@ func feedMuxer(ctx context.Context, t *testing.T, m *gohlslib.Muxer, vt, at *goh
 
 func TestReaderPlaysMuxer(t *testing.T) {
 	t.Parallel()
-	clip, err := Load()
-	if err != nil {
-		t.Fatal(err)
-	}
+	clip := mustLoad(t)
 	for _, tc := range []struct {
 		name    string
 		variant gohlslib.MuxerVariant

@@ -2,8 +2,6 @@ package testmedia
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -13,15 +11,11 @@ import (
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
-	"github.com/bluenviron/gortsplib/v5/pkg/format"
-	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
-	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpmpeg4audio"
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 	"github.com/pion/rtp"
 )
 
 const (
-	rtspVideoClockRate = 90000
 	// How long a packet waits for room in a full RTSP write queue before it is
 	// dropped, and how often it retries meanwhile.
 	queueFullTimeout = time.Second
@@ -31,15 +25,9 @@ const (
 // rtspPublisher publishes over RTSP (ANNOUNCE / SETUP / RECORD) with
 // gortsplib's client.
 type rtspPublisher struct {
-	cfg        publisherConfig
-	client     *gortsplib.Client
-	videoMedia *description.Media
-	audioMedia *description.Media
-	videoEnc   *rtph264.Encoder
-	audioEnc   *rtpmpeg4audio.Encoder
-	videoBase  uint32 // random initial RTP timestamps (RFC 3550 5.1)
-	audioBase  uint32
-	audioRate  int64
+	cfg    publisherConfig
+	client *gortsplib.Client
+	tracks *rtpTracks
 
 	waitDone  chan struct{} // closed when the client has ended
 	waitErr   error
@@ -47,11 +35,12 @@ type rtspPublisher struct {
 }
 
 func dialRTSP(ctx context.Context, cfg publisherConfig) (*rtspPublisher, error) {
-	p := &rtspPublisher{cfg: cfg}
-	desc, err := p.describe()
+	tracks, err := newRTPTracks(cfg.clip, cfg.audio)
 	if err != nil {
 		return nil, err
 	}
+	p := &rtspPublisher{cfg: cfg, tracks: tracks}
+	desc := tracks.session()
 	u, err := base.ParseURL(cfg.url.String())
 	if err != nil {
 		return nil, fmt.Errorf("parse RTSP URL: %w", err)
@@ -100,43 +89,6 @@ func dialRTSP(ctx context.Context, cfg publisherConfig) (*rtspPublisher, error) 
 	return p, nil
 }
 
-// describe builds the session the publisher announces (H264, and AAC with
-// cfg.audio) and its RTP encoders, with random initial timestamps.
-func (p *rtspPublisher) describe() (*description.Session, error) {
-	videoFormat := &format.H264{
-		PayloadTyp:        96,
-		SPS:               p.cfg.clip.SPS,
-		PPS:               p.cfg.clip.PPS,
-		PacketizationMode: 1,
-	}
-	p.videoMedia = &description.Media{Type: description.MediaTypeVideo, Formats: []format.Format{videoFormat}}
-	desc := &description.Session{Medias: []*description.Media{p.videoMedia}}
-	var err error
-	if p.videoEnc, err = videoFormat.CreateEncoder(); err != nil {
-		return nil, fmt.Errorf("create H264 RTP encoder: %w", err)
-	}
-	p.videoBase = randomUint32()
-	if !p.cfg.audio {
-		return desc, nil
-	}
-	audioFormat := &format.MPEG4Audio{
-		PayloadTyp:       97,
-		ProfileLevelID:   1,
-		Config:           p.cfg.clip.AudioConfig,
-		SizeLength:       13,
-		IndexLength:      3,
-		IndexDeltaLength: 3,
-	}
-	p.audioMedia = &description.Media{Type: description.MediaTypeAudio, Formats: []format.Format{audioFormat}}
-	desc.Medias = append(desc.Medias, p.audioMedia)
-	if p.audioEnc, err = audioFormat.CreateEncoder(); err != nil {
-		return nil, fmt.Errorf("create AAC RTP encoder: %w", err)
-	}
-	p.audioBase = randomUint32()
-	p.audioRate = int64(audioFormat.ClockRate())
-	return desc, nil
-}
-
 func (p *rtspPublisher) record(u *base.URL, desc *description.Session) error {
 	if _, err := p.client.Announce(u, desc); err != nil {
 		return fmt.Errorf("ANNOUNCE: %w", err)
@@ -151,32 +103,29 @@ func (p *rtspPublisher) record(u *base.URL, desc *description.Session) error {
 }
 
 func (p *rtspPublisher) writeVideo(pts, _ time.Duration, ntp time.Time, au [][]byte) error {
-	pkts, err := p.videoEnc.Encode(au)
+	pkts, err := p.tracks.videoPackets(au, pts)
 	if err != nil {
-		return fmt.Errorf("encode H264 RTP: %w", err)
+		return err
 	}
-	ts := p.videoBase + uint32(durationToTicks(pts, rtspVideoClockRate))
-	return p.writePackets(p.videoMedia, pkts, ts, ntp)
+	return p.writePackets(p.tracks.video, pkts, ntp)
 }
 
 func (p *rtspPublisher) writeAudio(pts time.Duration, ntp time.Time, frame []byte) error {
-	if p.audioMedia == nil {
+	if p.tracks.audio == nil {
 		return nil
 	}
-	pkts, err := p.audioEnc.Encode([][]byte{frame})
+	pkts, err := p.tracks.audioPackets(frame, pts)
 	if err != nil {
-		return fmt.Errorf("encode AAC RTP: %w", err)
+		return err
 	}
-	ts := p.audioBase + uint32(durationToTicks(pts, p.audioRate))
-	return p.writePackets(p.audioMedia, pkts, ts, ntp)
+	return p.writePackets(p.tracks.audio, pkts, ntp)
 }
 
 // writePackets queues the packets of one frame. A full queue is waited out for
 // up to queueFullTimeout per packet, then the packet is dropped and counted:
 // a synthetic camera must not stall its clock on a slow server for long.
-func (p *rtspPublisher) writePackets(medi *description.Media, pkts []*rtp.Packet, ts uint32, ntp time.Time) error {
+func (p *rtspPublisher) writePackets(medi *description.Media, pkts []*rtp.Packet, ntp time.Time) error {
 	for _, pkt := range pkts {
-		pkt.Timestamp += ts
 		var deadline time.Time
 		for {
 			err := p.client.WritePacketRTPWithNTP(medi, pkt, ntp)
@@ -236,10 +185,4 @@ func (p *rtspPublisher) close() {
 		p.client.Close()
 		<-p.waitDone
 	})
-}
-
-func randomUint32() uint32 {
-	var b [4]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	return binary.BigEndian.Uint32(b[:])
 }

@@ -3,9 +3,7 @@ package testmedia
 import (
 	"bytes"
 	"encoding/binary"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -145,10 +143,7 @@ func TestWithSEITimestamp(t *testing.T) {
 func TestSEIDecodesWithFFmpeg(t *testing.T) {
 	testkit.Slow(t)
 	ffprobe := testkit.RequireFFprobe(t)
-	clip, err := Load()
-	if err != nil {
-		t.Fatal(err)
-	}
+	clip := mustLoad(t)
 	var stream []byte
 	start := time.Unix(1_790_000_000, 0)
 	for i, f := range clip.Video {
@@ -159,10 +154,7 @@ func TestSEIDecodesWithFFmpeg(t *testing.T) {
 		}
 		stream = append(stream, b...)
 	}
-	path := filepath.Join(t.TempDir(), "stamped.h264")
-	if err := os.WriteFile(path, stream, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := testkit.WriteTempFile(t, "stamped.h264", stream, 0o600)
 	out, err := exec.Command(ffprobe, "-v", "error", "-select_streams", "v", "-show_frames",
 		"-show_entries", "frame=side_data_list", "-of", "compact", path).CombinedOutput()
 	if err != nil {

@@ -2,7 +2,6 @@ package transcode
 
 import (
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -18,11 +17,7 @@ import (
 // fakeFFmpeg writes an executable shell script standing in for ffmpeg.
 func fakeFFmpeg(t *testing.T, script string) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "ffmpeg")
-	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+script+"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return testkit.WriteTempFile(t, "ffmpeg", []byte("#!/bin/sh\n"+script+"\n"), 0o755)
 }
 
 var oneRendition = Ladder{Renditions: []Rendition{{Name: "low", Width: 256, Height: 144, Bitrate: 100_000}}}
