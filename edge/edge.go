@@ -73,6 +73,10 @@ type Edge struct {
 	// MaxPublishers bounds the RTSP and RTMP publishers of this edge;
 	// pulled cameras are not counted. 0 means no limit.
 	MaxPublishers int
+	// GOPBudget bounds the bytes the GOP caches of all streams hold
+	// together (each also holds at most 16 MiB); a node sets it to its
+	// share of node.memory_limit. 0: no bound beyond each stream's.
+	GOPBudget int64
 
 	// OnEvent, when set, is called with publications that start and end and
 	// publishers that are refused (for webhooks). It runs on the ingest path
@@ -94,6 +98,8 @@ type Edge struct {
 	rtsps   *rtspServer // RTSP over TLS
 	rtmps   *rtmpServer // RTMP over TLS
 	lastGen atomic.Uint64
+	// gopBudget is GOPBudget, shared by every stream's GOP cache.
+	gopBudget *gopBudget
 
 	// pmu guards pullers, which SetSources replaces while the edge runs.
 	pmu     sync.Mutex
@@ -125,6 +131,8 @@ func (e *Edge) Start() error {
 	}
 
 	e.m = newMetrics(e.Node)
+	e.gopBudget = &gopBudget{limit: e.GOPBudget, shed: e.m.gopShed}
+	e.m.gopBytes = e.gopBudget.bytes
 	e.m.all = append(e.m.all, streamCollector{e})
 	if err := e.m.register(e.Metrics); err != nil {
 		return err

@@ -53,6 +53,8 @@ type metrics struct {
 	demands         *prometheus.CounterVec // source: viewers' demand messages for on-demand cameras
 	demandPulls     *prometheus.CounterVec // source: on-demand pulls started here
 	sourcesHeld     prometheus.Gauge
+	gopShed         prometheus.Counter // GOP caches emptied to keep the edge's GOP budget
+	gopBytes        func() int64       // bytes all GOP caches hold; set by Start before registering
 
 	all []prometheus.Collector
 }
@@ -96,6 +98,17 @@ func newMetrics(node string) *metrics {
 	m.registryErrors = counter("registry_errors_total", "Failed stream-registry operations.")
 	m.pullReconnects = counterVec("pull_reconnects_total", "Camera pull attempts after a failure.", "source")
 	m.demands = counterVec("demand_received_total", "Viewers' demand messages received for on-demand cameras (at most about one per second per cache).", "source")
+	m.gopShed = counter("gop_cache_shed_total",
+		"GOP caches emptied (until their next keyframe) to keep all of the edge's GOP caches within its share of node.memory_limit.")
+	gopBytes := prometheus.NewGaugeFunc(gaugeOpts("gop_cache_bytes",
+		"Bytes held by the GOP caches of all of the edge's streams (the last GOP of each, for origins taking a stream over)."),
+		func() float64 {
+			if m.gopBytes == nil {
+				return 0
+			}
+			return float64(m.gopBytes())
+		})
+	m.all = append(m.all, gopBytes)
 	m.demandPulls = counterVec("demand_pulls_total", "On-demand camera pulls this edge started (lease acquired on demand).", "source")
 	return m
 }

@@ -133,7 +133,7 @@ func (e *Edge) openStream(req streamRequest) (*stream, error) {
 		mDecodeErrors: e.m.decodeErrors.WithLabelValues(req.protocol),
 		mLost:         e.m.packetsLost.WithLabelValues(req.protocol),
 		norm:          norm,
-		gop:           newGOPCache(norm.primary, defaultGOPBytes),
+		gop:           newGOPCache(norm.primary, defaultGOPBytes, e.gopBudget),
 		changed:       make(chan struct{}, 1),
 		done:          make(chan struct{}),
 	}
@@ -340,6 +340,9 @@ func (s *stream) close(reason error) {
 		s.cancel()
 		<-s.done
 		_ = s.gopSub.Unsubscribe() // fails only when the connection is closed
+		s.mu.Lock()
+		s.gop.reset() // its bytes go back to the edge's GOP budget
+		s.mu.Unlock()
 
 		ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
 		err := s.e.Registry.ReleaseStream(ctx, s.path, s.rev)

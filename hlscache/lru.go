@@ -159,6 +159,25 @@ func (c *lru) setMax(maxBytes int64) {
 	c.report(evicted, 0)
 }
 
+// shed drops least recently used entries until at least n bytes are freed
+// or the LRU is empty, and returns the bytes freed: memory pressure on the
+// node (see memlimit.Watcher). The budget stays as it is.
+func (c *lru) shed(n int64) int64 {
+	c.mu.Lock()
+	start, dropped := c.bytes, 0
+	for start-c.bytes < n && c.order.Len() > 0 {
+		c.removeLocked(c.order.Back())
+		dropped++
+	}
+	freed := start - c.bytes
+	if dropped > 0 {
+		c.reportLocked()
+	}
+	c.mu.Unlock()
+	c.report(dropped, 0)
+	return freed
+}
+
 // evictLocked drops the least recently used entries until the budget holds,
 // and returns how many it dropped.
 func (c *lru) evictLocked() int {

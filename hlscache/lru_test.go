@@ -88,3 +88,36 @@ func TestLRUSetMaxEvicts(t *testing.T) {
 		t.Fatal("the oldest entries should go first")
 	}
 }
+
+// Memory pressure sheds the least recently used entries, as many as free
+// the bytes asked for, and keeps the budget as it is.
+func TestLRUShed(t *testing.T) {
+	t.Parallel()
+	c := newCountingLRU(1 << 20)
+	now := time.Now()
+	obj := func() *object { return &object{status: 200, body: make([]byte, 1000)} }
+	each := entrySize("k0", obj())
+	for i := range 6 {
+		c.add(fmt.Sprintf("k%d", i), obj(), now, time.Time{}, 0)
+	}
+	c.get("k0", now) // the most recently used now
+	if freed := c.shed(2*each + 1); freed != 3*each {
+		t.Fatalf("shed freed %d bytes, want 3 entries' %d", freed, 3*each)
+	}
+	for _, k := range []string{"k1", "k2", "k3"} {
+		if c.get(k, now) != nil {
+			t.Errorf("%s, among the least recently used, was not shed", k)
+		}
+	}
+	for _, k := range []string{"k0", "k4", "k5"} {
+		if c.get(k, now) == nil {
+			t.Errorf("%s was shed", k)
+		}
+	}
+	if size, n := c.size(); size != 3*each || n != 3 || c.evicted != 3 || c.maxBytes != 1<<20 {
+		t.Errorf("after shed: %d bytes, %d entries, %d evicted, budget %d", size, n, c.evicted, c.maxBytes)
+	}
+	if freed := c.shed(1 << 30); freed != 3*each {
+		t.Errorf("shedding more than held freed %d, want all %d", freed, 3*each)
+	}
+}

@@ -44,6 +44,7 @@ type metrics struct {
 	lruObjects       prometheus.Gauge
 	lruEvictions     prometheus.Counter
 	lruExpired       prometheus.Counter
+	shedBytes        prometheus.Counter
 	routes           prometheus.GaugeFunc
 	held             prometheus.Gauge
 	fetches          prometheus.GaugeFunc
@@ -116,6 +117,8 @@ func newMetrics(node string, routes, inFlight func() float64) *metrics {
 			"Objects evicted from the object cache to stay within its byte budget."),
 		lruExpired: o.counter("streamgrid_cache_lru_expired_total",
 			"Objects dropped from the object cache because they can no longer be requested (segments and parts past their availability, stale playlists, init sections of ended streams)."),
+		shedBytes: o.counter("streamgrid_cache_shed_bytes_total",
+			"Bytes of cached objects dropped because the node's memory neared its limit (node.memory_limit)."),
 		routes: o.gaugeFunc("streamgrid_cache_routes", "Streams with a known owner.", routes),
 		held:   o.gauge("streamgrid_cache_held_requests", "Viewer requests held while their stream fails over."),
 		upstreamSeconds: prometheus.NewHistogramVec(o.histogram("streamgrid_cache_upstream_fetch_seconds",
@@ -149,7 +152,7 @@ func newMetrics(node string, routes, inFlight func() float64) *metrics {
 
 func (m *metrics) collectors() []prometheus.Collector {
 	out := []prometheus.Collector{m.requests, m.servedBytes, m.upstreamRequests, m.upstreamErrors,
-		m.lruBytes, m.lruObjects, m.lruEvictions, m.lruExpired, m.routes, m.held, m.fetches,
+		m.lruBytes, m.lruObjects, m.lruEvictions, m.lruExpired, m.shedBytes, m.routes, m.held, m.fetches,
 		m.deniedVec, m.connsRefused, m.upstreamWaiting, m.upstreamSeconds, m.blockingSeconds}
 	return append(out, m.extra...)
 }

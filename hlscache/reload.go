@@ -14,3 +14,17 @@ func (c *Cache) SetMaxBytes(n int64) error {
 	c.lru.setMax(n)
 	return nil
 }
+
+// Shed drops the least recently used objects until n bytes are freed (or
+// none is left) and returns the bytes freed: the node sheds cache before
+// anything else when its memory nears its limit (memlimit.Watcher). The
+// objects count as evictions; a viewer asking for one again is served
+// from the origin.
+func (c *Cache) Shed(n int64) int64 {
+	if c.lru == nil || n <= 0 {
+		return 0
+	}
+	freed := c.lru.shed(n)
+	c.m.shedBytes.Add(float64(freed))
+	return freed
+}

@@ -25,6 +25,9 @@ const (
 	// rest is for the origin's segment windows, the edges' GOP caches, the
 	// bus and the garbage the collector has not yet returned.
 	CacheShare = 0.5
+	// GOPShare is the most of the limit the edge's GOP caches (the last GOP
+	// of each stream) may hold together.
+	GOPShare = 0.1
 	// Off, as node.memory_limit, sets no limit even inside a cgroup.
 	Off = -1
 )
@@ -104,4 +107,13 @@ func CacheBudget(maxBytes int64, l Limit) int64 {
 		return maxBytes
 	}
 	return max(min(maxBytes, int64(float64(l.Bytes)*CacheShare)), 1<<20)
+}
+
+// GOPBudget is the bound of the edge's GOP caches together: GOPShare of the
+// limit, 0 (none beyond each stream's 16 MiB) without a limit.
+func GOPBudget(l Limit) int64 {
+	if l.Bytes <= 0 {
+		return 0
+	}
+	return int64(float64(l.Bytes) * GOPShare)
 }

@@ -3,6 +3,7 @@ package node
 import (
 	"os"
 	"runtime/debug"
+	"time"
 
 	"github.com/streamgrid/streamgrid/internal/memlimit"
 )
@@ -34,3 +35,39 @@ func (n *Node) startMemoryLimit() {
 	}
 	n.m.memoryLimit.Set(float64(l.Bytes))
 }
+
+// startMemoryWatch keeps the node within its limit and gives memory back
+// when it goes quiet (memlimit.Watcher): under pressure the cache sheds its
+// least recently used objects first; a node whose load has ended collects
+// and returns its freed pages within a minute instead of holding them until
+// the runtime's next periodic collection. It is the last start step, so
+// every part it sheds from runs.
+func (n *Node) startMemoryWatch() error {
+	w := &memlimit.Watcher{
+		Limit:  n.memLimit.Bytes,
+		Period: memoryWatchPeriod,
+		OnTrim: func(before, after memlimit.Heap) {
+			n.m.memoryTrims.Inc()
+			n.Log.Debug("memory: quiet node trimmed its heap",
+				"heap_before", before.Objects, "heap_after", after.Objects, "live", after.Live)
+		},
+	}
+	if n.cache != nil {
+		cache := n.cache
+		w.Shed = func(b int64) int64 {
+			freed := cache.Shed(b)
+			n.Log.Warn("memory: near the node's limit; cache objects shed",
+				"limit", n.memLimit.Bytes, "asked", b, "freed", freed)
+			return freed
+		}
+	}
+	n.bgWG.Add(1)
+	go func() {
+		defer n.bgWG.Done()
+		w.Run(n.bgCtx)
+	}()
+	return nil
+}
+
+// memoryWatchPeriod is how often the node looks at its heap.
+const memoryWatchPeriod = 5 * time.Second

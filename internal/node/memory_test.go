@@ -31,6 +31,9 @@ func TestMemoryLimit(t *testing.T) {
 	if got := memlimit.CacheBudget(c.Cache.MaxBytes, n.memLimit); got != 150<<20 {
 		t.Errorf("cache budget %d, want half the limit", got)
 	}
+	if got := memlimit.GOPBudget(n.memLimit); got != 30<<20 {
+		t.Errorf("GOP budget %d, want a tenth of the limit", got)
+	}
 	const want = `
 # HELP streamgrid_node_memory_limit_bytes The node's memory limit (node.memory_limit, or 80 % of the cgroup limit); 0: none.
 # TYPE streamgrid_node_memory_limit_bytes gauge

@@ -22,6 +22,7 @@ type metrics struct {
 	reloadOK       prometheus.Gauge
 	restartPending prometheus.Gauge
 	memoryLimit    prometheus.Gauge
+	memoryTrims    prometheus.Counter
 	snapshots      *prometheus.CounterVec // result: ok, bad_request, not_found, unavailable
 
 	all []prometheus.Collector
@@ -44,6 +45,8 @@ func newMetrics(node, role string) *metrics {
 			"Keys changed in the file that only a restart applies (kept at their running values)."),
 		memoryLimit: gauge("streamgrid_node_memory_limit_bytes",
 			"The node's memory limit (node.memory_limit, or 80 % of the cgroup limit); 0: none."),
+		memoryTrims: prometheus.NewCounter(prometheus.CounterOpts{Name: "streamgrid_node_memory_trims_total",
+			Help: "Times a quiet node collected its garbage and returned freed memory to the OS (little allocation for 5 s and at least 8 MiB of garbage; at most every 30 s)."}),
 		snapshots: byResult("streamgrid_api_snapshots_total",
 			"Snapshot requests by result: ok, bad_request, not_found, unavailable (no keyframe yet, no ffmpeg, no bus)."),
 	}
@@ -52,7 +55,7 @@ func newMetrics(node, role string) *metrics {
 	}
 	m.all = []prometheus.Collector{
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo(),
-		m.reloads, m.reloadOK, m.restartPending, m.memoryLimit, m.snapshots,
+		m.reloads, m.reloadOK, m.restartPending, m.memoryLimit, m.memoryTrims, m.snapshots,
 	}
 	return m
 }

@@ -73,6 +73,7 @@ type Node struct {
 	// memLimit is the node's memory limit (node.memory_limit, see memory.go).
 	memLimit memlimit.Limit
 	hooks    *hooks.Notifier
+	bgCtx    context.Context    // the node's own watchers run until bg ends it
 	bg       context.CancelFunc // ends the node's own watchers
 	bgWG     sync.WaitGroup
 
@@ -137,6 +138,7 @@ func (n *Node) prepare() error {
 		return err
 	}
 	n.m.reloadOK.SetToCurrentTime()
+	n.bgCtx, n.bg = context.WithCancel(context.Background())
 	n.startMemoryLimit()
 	return nil
 }
@@ -209,8 +211,8 @@ func (n *Node) Close() {
 		}
 		if n.bg != nil {
 			n.bg()
-			n.bgWG.Wait()
 		}
+		n.bgWG.Wait()
 		if n.hooks != nil {
 			n.hooks.Close()
 		}

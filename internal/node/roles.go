@@ -2,7 +2,6 @@ package node
 
 import (
 	"cmp"
-	"context"
 	"encoding/base64"
 	"fmt"
 
@@ -34,17 +33,14 @@ func (n *Node) startOrigin() error {
 		return fmt.Errorf("origin: %w", err)
 	}
 	n.origin = o
-	ctx, cancel := context.WithCancel(context.Background())
-	owners, err := n.registry.WatchOwners(ctx)
+	owners, err := n.registry.WatchOwners(n.bgCtx)
 	if err != nil {
-		cancel()
 		return fmt.Errorf("failover hooks: %w", err)
 	}
-	n.bg = cancel
 	n.bgWG.Add(1)
 	go func() {
 		defer n.bgWG.Done()
-		n.watchFailovers(ctx, owners)
+		n.watchFailovers(n.bgCtx, owners)
 	}()
 	return nil
 }
@@ -82,7 +78,8 @@ func (n *Node) startEdge() error {
 		TLSCert: c.Edge.TLSCert, TLSKey: c.Edge.TLSKey,
 		RTSPSAddress: c.Edge.RTSPSAddress, RTMPSAddress: c.Edge.RTMPSAddress,
 		MediaTimeout: c.Edge.MediaTimeout, MaxPublishers: c.Edge.MaxPublishers,
-		Auth: n.auth, RTSPAuthMethods: c.Edge.RTSPAuthMethods, OnEvent: n.edgeEvent,
+		GOPBudget: memlimit.GOPBudget(n.memLimit),
+		Auth:      n.auth, RTSPAuthMethods: c.Edge.RTSPAuthMethods, OnEvent: n.edgeEvent,
 		Log: n.Log, Metrics: n.metrics,
 	}
 	if err := e.Start(); err != nil {

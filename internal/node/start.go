@@ -37,7 +37,7 @@ func (n *Node) startSteps() []func() error {
 	if n.has(RoleEdge) {
 		steps = append(steps, n.startEdge)
 	}
-	return append(steps, n.startStats, n.startAPI, n.announce)
+	return append(steps, n.startStats, n.startAPI, n.announce, n.startMemoryWatch)
 }
 
 func (n *Node) startAuth() error {

@@ -1,0 +1,72 @@
+package edge
+
+import (
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/streamgrid/streamgrid/internal/media"
+)
+
+// The edge's GOP budget holds all caches together: the cache whose packet
+// would pass it is emptied until its next keyframe, the others keep theirs,
+// and what an emptied or ended cache held is given back.
+func TestGOPBudgetSharedByStreams(t *testing.T) {
+	shed := prometheus.NewCounter(prometheus.CounterOpts{Name: "shed"})
+	b := &gopBudget{limit: 1000, shed: shed}
+	video := func(n int, key bool) *media.Packet {
+		p := &media.Packet{Codec: media.CodecH264, Payload: make([]byte, n)}
+		if key {
+			p.Flags = media.FlagKeyframe
+		}
+		return p
+	}
+	a, c := newGOPCache(0, 0, b), newGOPCache(0, 0, b)
+	a.add(video(400, true))
+	a.add(video(200, false))
+	c.add(video(300, true))
+	if got := b.bytes(); got != 900 {
+		t.Fatalf("budget holds %d bytes, want 900", got)
+	}
+	c.add(video(200, false)) // 1100 > 1000: c is emptied, a keeps its GOP
+	if got, n := b.bytes(), len(c.snapshot()); got != 600 || n != 0 {
+		t.Fatalf("after the overflow: budget %d bytes (want 600), c holds %d packets (want 0)", got, n)
+	}
+	if n := len(a.snapshot()); n != 2 {
+		t.Fatalf("a holds %d packets, want its 2", n)
+	}
+	if v := testutil.ToFloat64(shed); v != 1 {
+		t.Fatalf("shed counted %v, want 1", v)
+	}
+	c.add(video(100, false)) // no keyframe yet: stays empty
+	if len(c.snapshot()) != 0 {
+		t.Fatal("an emptied cache took a packet before its next keyframe")
+	}
+	c.add(video(300, true))
+	if got := b.bytes(); got != 900 || len(c.snapshot()) != 1 {
+		t.Fatalf("after c's keyframe: budget %d (want 900), c %d packets (want 1)", got, len(c.snapshot()))
+	}
+	a.reset() // the stream ends
+	c.reset()
+	if got := b.bytes(); got != 0 {
+		t.Fatalf("ended streams left %d bytes in the budget", got)
+	}
+}
+
+// An audio-only stream's cache (the last packets, no GOP) keeps the budget
+// too, and gives back what it drops from its front.
+func TestGOPBudgetAudioOnly(t *testing.T) {
+	b := &gopBudget{limit: 1 << 20, shed: prometheus.NewCounter(prometheus.CounterOpts{Name: "shed"})}
+	g := newGOPCache(-1, 0, b)
+	for range audioOnlyGOPPackets + 10 {
+		g.add(&media.Packet{Codec: media.CodecAAC, Payload: make([]byte, 10)})
+	}
+	if got := b.bytes(); got != audioOnlyGOPPackets*10 {
+		t.Fatalf("budget holds %d bytes, want %d", got, audioOnlyGOPPackets*10)
+	}
+	g.reset()
+	if got := b.bytes(); got != 0 {
+		t.Fatalf("budget holds %d bytes after reset", got)
+	}
+}
