@@ -410,21 +410,35 @@ func TestClusterWithAuth(t *testing.T) {
 	mediaAcross(t, edge.nc, origin.nc, "live/x", func() string { return "" })
 
 	// A fourth node with a wrong route password does not join.
+	intruderLogs := &testkit.Buffer{}
+	bad := &Server{Name: "intruder", Host: "127.0.0.1", Port: -1, ClusterHost: "127.0.0.1", ClusterPort: -1,
+		Routes: routes[:1], Users: testUsers, RoutePassword: "wrong", Log: slog.New(slog.NewTextHandler(intruderLogs, nil))}
+	intruderRefused(t, servers, bad, logs, "authentication error - User")
+	all := logs.String() + intruderLogs.String()
+	for _, secret := range []string{routePW, testUsers.Edge, testUsers.Origin} {
+		if strings.Contains(all, secret) {
+			t.Fatalf("a password reached the log:\n%s", all)
+		}
+	}
+}
+
+// intruderRefused starts bad, a node that tries to route to the cluster, and
+// waits until the cluster's log says refusal and bad's refused route has
+// closed; then every one of servers must have as many routes as before.
+func intruderRefused(t *testing.T, servers []*Server, bad *Server, logs *testkit.Buffer, refusal string) {
+	t.Helper()
 	before := make([]int, len(servers))
 	for i, s := range servers {
 		before[i] = s.NATS().NumRoutes() // pooled: several connections per peer
 	}
-	intruderLogs := &testkit.Buffer{}
-	bad := &Server{Name: "intruder", Host: "127.0.0.1", Port: -1, ClusterHost: "127.0.0.1", ClusterPort: -1,
-		Routes: routes[:1], Users: testUsers, RoutePassword: "wrong", Log: slog.New(slog.NewTextHandler(intruderLogs, nil))}
 	if err := bad.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer bad.Close()
+	t.Cleanup(bad.Close)
 	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(logs.String(), "authentication error - User") {
+	for !strings.Contains(logs.String(), refusal) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the intruder's route was not refused; log:\n%s", logs.String())
+			t.Fatalf("the intruder's route was not refused (no %q); log:\n%s", refusal, logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -434,12 +448,6 @@ func TestClusterWithAuth(t *testing.T) {
 	for i, s := range servers {
 		if n := s.NATS().NumRoutes(); n != before[i] {
 			t.Fatalf("%s has %d routes, %d before the intruder", s.Name, n, before[i])
-		}
-	}
-	all := logs.String() + intruderLogs.String()
-	for _, secret := range []string{routePW, testUsers.Edge, testUsers.Origin} {
-		if strings.Contains(all, secret) {
-			t.Fatalf("a password reached the log:\n%s", all)
 		}
 	}
 }
@@ -459,11 +467,7 @@ func TestServerAuthOptions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := tc.s
 			s.Host, s.Port, s.Log = "127.0.0.1", -1, slog.New(slog.DiscardHandler)
-			err := s.Start()
-			if err == nil {
-				s.Close()
-				t.Fatal("started")
-			}
+			err := testkit.StartRefused(t, s.Start, s.Close)
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %q does not say %q", err, tc.want)
 			}

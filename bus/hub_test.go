@@ -44,19 +44,49 @@ func otherConn(t *testing.T, s *Server) *nats.Conn {
 	return nc
 }
 
+// startHub starts a bus (startBus's) and a Hub on its connection that asks
+// the server for interest and its count of subscriptions.
+func startHub(t *testing.T, maxPayload int32) (*Server, *nats.Conn, *Hub) {
+	t.Helper()
+	s, nc := startBus(t, maxPayload)
+	return s, nc, &Hub{NC: nc, Interest: s.Interest, Subscriptions: s.Subscriptions}
+}
+
+// localCollector subscribes a collector to path through h; the caller closes
+// the subscription.
+func localCollector(t *testing.T, h *Hub, path string) (*collector, MediaSubscription) {
+	t.Helper()
+	var c collector
+	sub, err := h.SubscribeMedia(path, c.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &c, sub
+}
+
+// remoteCollector subscribes to path over a second connection to s, closed at
+// cleanup, and waits until the server counts want subscriptions on the
+// stream's subject.
+func remoteCollector(t *testing.T, s *Server, path string, want int) *collector {
+	t.Helper()
+	var c collector
+	sub, err := SubscribeMedia(otherConn(t, s), path, c.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Close)
+	testkit.WaitFor(t, 5*time.Second, "the remote subscription at the server", func() bool { return s.Interest(MediaSubject(path)) == want })
+	return &c
+}
+
 func hubPacket(seq uint64) *media.Packet {
 	return &media.Packet{Codec: media.CodecH264, Flags: media.FlagKeyframe, Seq: seq, PTS: int64(seq) * 3600, Payload: []byte{0, 0, 0, 1, 0x65}}
 }
 
 func TestHubDeliversInProcessWithoutNATS(t *testing.T) {
 	t.Parallel()
-	s, nc := startBus(t, 0)
-	h := &Hub{NC: nc, Interest: s.Interest, Subscriptions: s.Subscriptions}
-	var got collector
-	sub, err := h.SubscribeMedia("live/cam.1", got.add)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, nc, h := startHub(t, 0)
+	got, sub := localCollector(t, h, "live/cam.1")
 	defer sub.Close()
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
@@ -90,20 +120,10 @@ func TestHubDeliversInProcessWithoutNATS(t *testing.T) {
 
 func TestHubPublishesOnNATSForRemoteSubscribers(t *testing.T) {
 	t.Parallel()
-	s, nc := startBus(t, 0)
-	h := &Hub{NC: nc, Interest: s.Interest, Subscriptions: s.Subscriptions}
-	var local, remote collector
-	lsub, err := h.SubscribeMedia("live/cam.1", local.add)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _, h := startHub(t, 0)
+	local, lsub := localCollector(t, h, "live/cam.1")
 	defer lsub.Close()
-	rsub, err := SubscribeMedia(otherConn(t, s), "live/cam.1", remote.add)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rsub.Close()
-	testkit.WaitFor(t, 5*time.Second, "the remote subscription at the server", func() bool { return s.Interest(MediaSubject("live/cam.1")) == 2 })
+	remote := remoteCollector(t, s, "live/cam.1", 2) // with the hub's own
 
 	pub := h.NewPublisher("live/cam.1")
 	defer pub.Close()
@@ -127,13 +147,8 @@ func TestHubPublishesOnNATSForRemoteSubscribers(t *testing.T) {
 
 func TestHubReceivesFromRemotePublishers(t *testing.T) {
 	t.Parallel()
-	s, nc := startBus(t, 1024)
-	h := &Hub{NC: nc, Interest: s.Interest, Subscriptions: s.Subscriptions}
-	var got collector
-	sub, err := h.SubscribeMedia("live/cam.1", got.add)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, nc, h := startHub(t, 1024)
+	got, sub := localCollector(t, h, "live/cam.1")
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -185,13 +200,7 @@ func TestHubWithoutInterestPublishesOnNATS(t *testing.T) {
 	t.Parallel()
 	s, nc := startBus(t, 0)
 	h := &Hub{NC: nc} // an external NATS: interest unknown
-	var remote collector
-	rsub, err := SubscribeMedia(otherConn(t, s), "live/x", remote.add)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rsub.Close()
-	testkit.WaitFor(t, 5*time.Second, "the subscription", func() bool { return s.Interest(MediaSubject("live/x")) == 1 })
+	remote := remoteCollector(t, s, "live/x", 1)
 	pub := h.NewPublisher("live/x")
 	defer pub.Close()
 	if err := pub.Publish(hubPacket(1)); err != nil {
@@ -204,18 +213,12 @@ func TestHubExactInterestWithoutSubscriptionCount(t *testing.T) {
 	t.Parallel()
 	s, nc := startBus(t, 0)
 	h := &Hub{NC: nc, Interest: s.Interest} // asks the server on every packet
-	var remote collector
 	pub := h.NewPublisher("live/x")
 	defer pub.Close()
 	if err := pub.Publish(hubPacket(0)); err != nil { // nobody outside: not on NATS
 		t.Fatal(err)
 	}
-	rsub, err := SubscribeMedia(otherConn(t, s), "live/x", remote.add)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rsub.Close()
-	testkit.WaitFor(t, 5*time.Second, "the subscription", func() bool { return s.Interest(MediaSubject("live/x")) == 1 })
+	remote := remoteCollector(t, s, "live/x", 1)
 	if err := pub.Publish(hubPacket(1)); err != nil {
 		t.Fatal(err)
 	}
@@ -227,8 +230,7 @@ func TestHubExactInterestWithoutSubscriptionCount(t *testing.T) {
 
 func TestHubRecheckSeesACountNeutralChange(t *testing.T) {
 	t.Parallel()
-	s, nc := startBus(t, 0)
-	h := &Hub{NC: nc, Interest: s.Interest, Subscriptions: s.Subscriptions}
+	s, _, h := startHub(t, 0)
 	other := otherConn(t, s)
 	unrelated, err := other.SubscribeSync("unrelated")
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -63,24 +62,9 @@ func TestTLS(t *testing.T) {
 	mediaAcross(t, edge, origin, "live/tls", func() string { return "log:\n" + logs.String() })
 
 	// A node whose certificate another CA signed: its routes fail the handshake.
-	before := servers[0].NATS().NumRoutes()
 	st, _ := ServerTLS(otherCert, otherKey)
 	rt, _ := RouteTLS(otherCert, otherKey, caFile)
 	bad := &Server{Name: "intruder", Host: "127.0.0.1", Port: -1, ClusterHost: "127.0.0.1", ClusterPort: -1,
 		Routes: routes[:1], Users: testUsers, RoutePassword: "rpw", TLS: st, RouteTLS: rt, Log: slog.New(slog.DiscardHandler)}
-	if err := bad.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer bad.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(logs.String(), "TLS route handshake error") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the intruder's TLS route was not refused; log:\n%s", logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	testkit.WaitFor(t, 5*time.Second, "the intruder's refused route to close", func() bool { return bad.NATS().NumRoutes() == 0 })
-	if n := servers[0].NATS().NumRoutes(); n != before {
-		t.Fatalf("%d routes, %d before the intruder", n, before)
-	}
+	intruderRefused(t, servers[:1], bad, logs, "TLS route handshake error")
 }

@@ -7,7 +7,6 @@
 package deploy
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -44,29 +43,13 @@ func compose(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-func get(url string) (int, []byte, error) {
-	c := http.Client{Timeout: 3 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	var b strings.Builder
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		b.WriteString(sc.Text() + "\n")
-	}
-	return resp.StatusCode, []byte(b.String()), nil
-}
-
 // mediaURL returns the first media playlist of a multivariant playlist.
 func mediaURL(base string) string {
-	code, b, err := get(base + "/index.m3u8")
+	code, b, err := testkit.GetText(&http.Client{Timeout: 3 * time.Second}, base+"/index.m3u8")
 	if err != nil || code != 200 {
 		return ""
 	}
-	for _, l := range strings.Split(string(b), "\n") {
+	for _, l := range strings.Split(b, "\n") {
 		if l != "" && !strings.HasPrefix(l, "#") {
 			return base + "/" + strings.TrimSpace(l)
 		}
@@ -149,13 +132,10 @@ func (w *watch) stall(t *testing.T, what string, fault func()) time.Duration {
 
 func decode(t *testing.T, url string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-i", url, "-t", "3", "-f", "null", "-").CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != "" {
+	if err := testkit.FFmpegDecode(url, 3); err != nil {
 		diag, _ := exec.Command("curl", "-si", url).CombinedOutput()
 		logs, _ := exec.Command("bash", "-c", "cd "+root+" && (docker compose logs --tail 40 cache1 origin1 origin2 2>/dev/null || docker-compose logs --tail 40 cache1 origin1 origin2)").CombinedOutput()
-		t.Fatalf("decode %s: %v\n%s\n--- curl -si now:\n%s\n--- logs:\n%s", url, err, out, diag, logs)
+		t.Fatalf("decode %s: %v\n--- curl -si now:\n%s\n--- logs:\n%s", url, err, diag, logs)
 	}
 }
 

@@ -49,12 +49,11 @@ func recordRTSP(t *testing.T, u string, c *clip) error {
 // gortsplib client; refusals are 401 (missing or wrong) and 403 (no
 // permission on the path).
 func TestRTSPAuth(t *testing.T) {
-	b := startBus(t)
-	e := newEdge(t, b, "edge-1", nil)
-	e.Auth = startAuth(t, authconf.AuthUser{User: "cam", Pass: sgauth.HashSHA256("campw"),
-		Permissions: []authconf.AuthPermission{{Action: "publish", Path: "live/*"}}})
-	e.RTSPAuthMethods = []string{RTSPAuthBasic}
-	startEdge(t, e)
+	b, e := startBusEdge(t, func(e *Edge) {
+		e.Auth = startAuth(t, authconf.AuthUser{User: "cam", Pass: sgauth.HashSHA256("campw"),
+			Permissions: []authconf.AuthPermission{{Action: "publish", Path: "live/*"}}})
+		e.RTSPAuthMethods = []string{RTSPAuthBasic}
+	})
 	c := loadClip(t, "h264_aac.ts")
 	addr := e.RTSPAddr().String()
 	for _, tc := range []struct{ url, want string }{
@@ -72,11 +71,10 @@ func TestRTSPAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, 10*time.Second, "packets on the bus", func() bool { return videoCount(col.packets()) > 0 })
-	g := e.Metrics.(prometheus.Gatherer)
-	if n := metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtsp", "reason": "unauthorized"}); n < 2 {
+	if n := rejected(t, e, "rtsp", "unauthorized"); n < 2 {
 		t.Errorf("unauthorized refusals counted: %v", n)
 	}
-	if n := metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtsp", "reason": "forbidden"}); n != 1 {
+	if n := rejected(t, e, "rtsp", "forbidden"); n != 1 {
 		t.Errorf("forbidden refusals counted: %v", n)
 	}
 }
@@ -84,11 +82,10 @@ func TestRTSPAuth(t *testing.T) {
 // TestRTMPAuth: credentials in the stream name's query; the query is not
 // part of the stream path.
 func TestRTMPAuth(t *testing.T) {
-	b := startBus(t)
-	e := newEdge(t, b, "edge-1", nil)
-	e.Auth = startAuth(t, authconf.AuthUser{User: "cam", Pass: "campw",
-		Permissions: []authconf.AuthPermission{{Action: "publish", Path: "live/*"}}})
-	startEdge(t, e)
+	b, e := startBusEdge(t, func(e *Edge) {
+		e.Auth = startAuth(t, authconf.AuthUser{User: "cam", Pass: "campw",
+			Permissions: []authconf.AuthPermission{{Action: "publish", Path: "live/*"}}})
+	})
 	c := loadClip(t, "h264_aac.ts")
 	for _, path := range []string{"live/r", "live/r?user=cam&pass=x", "other/r?user=cam&pass=campw"} {
 		if _, err := publishRTMP(t, e.RTMPAddr(), path, c); err == nil {
@@ -116,10 +113,7 @@ func TestRTMPAuth(t *testing.T) {
 // TestMaxPublishers: beyond edge.max_publishers a publisher is refused
 // (RTSP 503, RTMP error), counted; the live one is untouched.
 func TestMaxPublishers(t *testing.T) {
-	b := startBus(t)
-	e := newEdge(t, b, "edge-1", nil)
-	e.MaxPublishers = 1
-	startEdge(t, e)
+	_, e := startBusEdge(t, func(e *Edge) { e.MaxPublishers = 1 })
 	c := loadClip(t, "h264_aac.ts")
 	if _, err := publishRTSP(t, e.RTSPAddr(), "live/one", gortsplib.ProtocolTCP, c, ""); err != nil {
 		t.Fatal(err)
@@ -128,10 +122,9 @@ func TestMaxPublishers(t *testing.T) {
 		t.Fatalf("second RTSP publisher: %v, want 503", err)
 	}
 	_, _ = publishRTMP(t, e.RTMPAddr(), "live/three", c)
-	g := e.Metrics.(prometheus.Gatherer)
 	testkit.WaitFor(t, 5*time.Second, "limit refusals counted", func() bool {
-		return metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtsp", "reason": "limit"}) == 1 &&
-			metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtmp", "reason": "limit"}) == 1
+		return rejected(t, e, "rtsp", "limit") == 1 &&
+			rejected(t, e, "rtmp", "limit") == 1
 	})
 	if st := e.Streams(); len(st) != 1 || st[0].Path != "live/one" {
 		t.Fatalf("streams: %+v", st)
@@ -141,10 +134,7 @@ func TestMaxPublishers(t *testing.T) {
 // TestNoMediaDropped: a publisher that records but sends no media is
 // dropped after MediaTimeout, though its connection stays alive.
 func TestNoMediaDropped(t *testing.T) {
-	b := startBus(t)
-	e := newEdge(t, b, "edge-1", nil)
-	e.MediaTimeout = 300 * time.Millisecond
-	startEdge(t, e)
+	b, e := startBusEdge(t, func(e *Edge) { e.MediaTimeout = 300 * time.Millisecond })
 	c := loadClip(t, "h264_aac.ts")
 	client := &gortsplib.Client{Protocol: new(gortsplib.ProtocolTCP)}
 	if err := client.StartRecording("rtsp://"+e.RTSPAddr().String()+"/live/idle", clipDesc(c, "")); err != nil {
@@ -153,8 +143,7 @@ func TestNoMediaDropped(t *testing.T) {
 	defer client.Close()
 	testkit.WaitFor(t, 10*time.Second, "the idle publisher dropped", func() bool { return len(e.Streams()) == 0 })
 	testkit.WaitFor(t, 5*time.Second, "its record removed", recordGone(b, "live/idle"))
-	g := e.Metrics.(prometheus.Gatherer)
-	if n := metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtsp", "reason": "no_media"}); n != 1 {
+	if n := rejected(t, e, "rtsp", "no_media"); n != 1 {
 		t.Fatalf("no_media count %v", n)
 	}
 }
@@ -162,10 +151,7 @@ func TestNoMediaDropped(t *testing.T) {
 // TestRTSPHandshakeDeadline: a connection that keeps talking but never
 // records is closed after ReadTimeout.
 func TestRTSPHandshakeDeadline(t *testing.T) {
-	b := startBus(t)
-	e := newEdge(t, b, "edge-1", nil)
-	e.ReadTimeout = 500 * time.Millisecond
-	startEdge(t, e)
+	_, e := startBusEdge(t, func(e *Edge) { e.ReadTimeout = 500 * time.Millisecond })
 	conn, err := net.Dial("tcp", e.RTSPAddr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -186,8 +172,7 @@ func TestRTSPHandshakeDeadline(t *testing.T) {
 	for seq := 1; ; seq++ {
 		select {
 		case <-closed:
-			g := e.Metrics.(prometheus.Gatherer)
-			if n := metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtsp", "reason": "handshake_timeout"}); n != 1 {
+			if n := rejected(t, e, "rtsp", "handshake_timeout"); n != 1 {
 				t.Fatalf("handshake_timeout count %v", n)
 			}
 			return
@@ -203,10 +188,9 @@ func TestRTSPHandshakeDeadline(t *testing.T) {
 // TestRTMPSetupBytesCapped: a publisher that sends megabytes of media that
 // never reveal the tracks is cut off at the allowance.
 func TestRTMPSetupBytesCapped(t *testing.T) {
-	b := startBus(t)
-	e := newEdge(t, b, "edge-1", nil)
-	e.ReadTimeout = 30 * time.Second // the byte cap must act, not a deadline
-	startEdge(t, e)
+	_, e := startBusEdge(t, func(e *Edge) {
+		e.ReadTimeout = 30 * time.Second // the byte cap must act, not a deadline
+	})
 	u, _ := url.Parse("rtmp://" + e.RTMPAddr().String() + "/live/flood")
 	cl := &gortmplib.Client{URL: u, Publish: true}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -231,9 +215,8 @@ func TestRTMPSetupBytesCapped(t *testing.T) {
 			sent.Add(int64(len(au)))
 		}
 	}()
-	g := e.Metrics.(prometheus.Gatherer)
 	testkit.WaitFor(t, 20*time.Second, "the flood cut off", func() bool {
-		return metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtmp", "reason": "setup_too_large"}) == 1
+		return rejected(t, e, "rtmp", "setup_too_large") == 1
 	})
 	cl.Close()
 	<-done
@@ -245,9 +228,7 @@ func TestRTMPSetupBytesCapped(t *testing.T) {
 // TestSDPMediaBound: an ANNOUNCE with more media sections than a camera
 // has is refused with 400.
 func TestSDPMediaBound(t *testing.T) {
-	b := startBus(t)
-	e := newEdge(t, b, "edge-1", nil)
-	startEdge(t, e)
+	_, e := startBusEdge(t, nil)
 	var sdp strings.Builder
 	sdp.WriteString("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n")
 	for i := range maxSDPMedias + 1 {

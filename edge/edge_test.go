@@ -295,6 +295,13 @@ func metricValue(t *testing.T, g prometheus.Gatherer, name string, labels map[st
 	return 0
 }
 
+// rejected reads the edge's count of publishers refused on protocol for reason.
+func rejected(t *testing.T, e *Edge, protocol, reason string) float64 {
+	t.Helper()
+	return metricValue(t, e.Metrics.(prometheus.Gatherer), "streamgrid_edge_rejected_total",
+		map[string]string{"protocol": protocol, "reason": reason})
+}
+
 func recordGone(b *testBus, path string) func() bool {
 	return func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -306,9 +313,7 @@ func recordGone(b *testBus, path string) func() bool {
 
 func TestRTSPPublish(t *testing.T) {
 	c := loadClip(t, "h264_aac.ts")
-	b := startBus(t)
-	e := newEdge(t, b, "edge-1", nil)
-	startEdge(t, e)
+	b, e := startBusEdge(t, nil)
 
 	for _, proto := range []gortsplib.Protocol{gortsplib.ProtocolTCP, gortsplib.ProtocolUDP} {
 		t.Run(proto.String(), func(t *testing.T) {
@@ -365,62 +370,47 @@ func TestRTSPPublish(t *testing.T) {
 			testkit.WaitFor(t, 5*time.Second, "stream gone", func() bool { return len(e.Streams()) == 0 })
 		})
 	}
-	if v := metricValue(t, e.Metrics.(prometheus.Gatherer), "streamgrid_edge_rejected_total",
-		map[string]string{"protocol": "rtsp", "reason": "busy"}); v != 2 {
+	if v := rejected(t, e, "rtsp", "busy"); v != 2 {
 		t.Fatalf("rejected busy = %v", v)
 	}
 }
 
-func TestRTSPPublishH265Opus(t *testing.T) {
-	c := loadClip(t, "h265.ts")
-	b := startBus(t)
-	e := newEdge(t, b, "edge-1", nil)
-	startEdge(t, e)
-	col := collect(t, b.nc, "live/hevc")
-	if _, err := publishRTSP(t, e.RTSPAddr(), "live/hevc", gortsplib.ProtocolTCP, c, audioOpus); err != nil {
-		t.Fatal(err)
-	}
-	testkit.WaitFor(t, 10*time.Second, "all frames", func() bool { return videoCount(col.packets()) >= len(c.video) })
-	pkts := col.packets()
-	checkPackets(t, pkts, media.CodecH265, len(c.video))
-	opus := 0
-	for _, p := range pkts {
-		if p.Codec == media.CodecOpus {
-			opus++
-		}
-	}
-	if opus == 0 {
-		t.Fatal("no Opus packets")
-	}
-}
-
-func TestRTSPPublishLATM(t *testing.T) {
-	c := loadClip(t, "h264_aac.ts")
-	b := startBus(t)
-	e := newEdge(t, b, "edge-1", nil)
-	startEdge(t, e)
-	col := collect(t, b.nc, "live/latm")
-	if _, err := publishRTSP(t, e.RTSPAddr(), "live/latm", gortsplib.ProtocolTCP, c, audioLATM); err != nil {
-		t.Fatal(err)
-	}
-	testkit.WaitFor(t, 10*time.Second, "all frames", func() bool { return videoCount(col.packets()) >= len(c.video) })
-	pkts := col.packets()
-	checkPackets(t, pkts, media.CodecH264, len(c.video))
-	aac := 0
-	for _, p := range pkts {
-		if p.Codec == media.CodecAAC {
-			aac++
-		}
-	}
-	if aac < len(c.audio)/2 {
-		t.Fatalf("%d AAC frames of %d", aac, len(c.audio))
+// TestRTSPPublishCodecs: H.265 video with Opus audio, and AAC sent as LATM,
+// reach the bus with their codecs.
+func TestRTSPPublishCodecs(t *testing.T) {
+	for _, tc := range []struct {
+		name, clip, audio, path string
+		video, audioCodec       media.Codec
+		minAudio                func(c *clip) int // audio packets that must arrive
+	}{
+		{"H265Opus", "h265.ts", audioOpus, "live/hevc", media.CodecH265, media.CodecOpus, func(*clip) int { return 1 }},
+		{"LATM", "h264_aac.ts", audioLATM, "live/latm", media.CodecH264, media.CodecAAC, func(c *clip) int { return len(c.audio) / 2 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := loadClip(t, tc.clip)
+			b, e := startBusEdge(t, nil)
+			col := collect(t, b.nc, tc.path)
+			if _, err := publishRTSP(t, e.RTSPAddr(), tc.path, gortsplib.ProtocolTCP, c, tc.audio); err != nil {
+				t.Fatal(err)
+			}
+			testkit.WaitFor(t, 10*time.Second, "all frames", func() bool { return videoCount(col.packets()) >= len(c.video) })
+			pkts := col.packets()
+			checkPackets(t, pkts, tc.video, len(c.video))
+			audio := 0
+			for _, p := range pkts {
+				if p.Codec == tc.audioCodec {
+					audio++
+				}
+			}
+			if audio < tc.minAudio(c) {
+				t.Fatalf("%d %v packets of %d audio frames in the clip", audio, tc.audioCodec, len(c.audio))
+			}
+		})
 	}
 }
 
 func TestRTMPPublish(t *testing.T) {
-	b := startBus(t)
-	e := newEdge(t, b, "edge-1", nil)
-	startEdge(t, e)
+	b, e := startBusEdge(t, nil)
 	for _, name := range []string{"h264_aac.ts", "h265.ts"} {
 		t.Run(name, func(t *testing.T) {
 			c := loadClip(t, name)
@@ -464,9 +454,7 @@ func TestRTMPPublish(t *testing.T) {
 // timestamps (49.7 days into a stream): the bus timeline must go on.
 func TestRTMPTimestampWrap(t *testing.T) {
 	c := loadClip(t, "h264_aac.ts")
-	b := startBus(t)
-	e := newEdge(t, b, "edge-1", nil)
-	startEdge(t, e)
+	b, e := startBusEdge(t, nil)
 	col := collect(t, b.nc, "live/long")
 	// gortmplib reads 2 s of media before it reports the tracks, so the wrap
 	// comes 2.5 s into the clip, after that.
@@ -487,9 +475,7 @@ func TestRTMPTimestampWrap(t *testing.T) {
 
 func TestHostilePathsRefused(t *testing.T) {
 	c := loadClip(t, "h264_aac.ts")
-	b := startBus(t)
-	e := newEdge(t, b, "edge-1", nil)
-	startEdge(t, e)
+	_, e := startBusEdge(t, nil)
 	for _, p := range []string{"live/ca*m", "live/%2e%2e/etc", "live/a%20b", "live/x%3E"} {
 		_, err := publishRTSP(t, e.RTSPAddr(), p, gortsplib.ProtocolTCP, c, audioAAC)
 		var bad liberrors.ErrClientBadStatusCode
@@ -500,11 +486,10 @@ func TestHostilePathsRefused(t *testing.T) {
 	for _, p := range []string{"live/ca*m", "live/%2e%2e/etc", "li$ve/x"} {
 		_, _ = publishRTMP(t, e.RTMPAddr(), p, c)
 	}
-	g := e.Metrics.(prometheus.Gatherer)
 	testkit.WaitFor(t, 5*time.Second, "rtmp refusals counted", func() bool {
-		return metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtmp", "reason": "bad_path"}) == 3
+		return rejected(t, e, "rtmp", "bad_path") == 3
 	})
-	if n := metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtsp", "reason": "bad_path"}); n != 4 {
+	if n := rejected(t, e, "rtsp", "bad_path"); n != 4 {
 		t.Fatalf("rtsp bad_path = %v", n)
 	}
 	if len(e.Streams()) != 0 {
@@ -516,9 +501,7 @@ func TestHostilePathsRefused(t *testing.T) {
 // connections, counts them and goes on serving publishers.
 func TestGarbageInput(t *testing.T) {
 	c := loadClip(t, "h264_aac.ts")
-	b := startBus(t)
-	e := newEdge(t, b, "edge-1", nil)
-	startEdge(t, e)
+	b, e := startBusEdge(t, nil)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, addr := range []net.Addr{e.RTSPAddr(), e.RTMPAddr()} {
 		for range 3 {
@@ -540,10 +523,9 @@ func TestGarbageInput(t *testing.T) {
 			conn.Close()
 		}
 	}
-	g := e.Metrics.(prometheus.Gatherer)
 	testkit.WaitFor(t, 5*time.Second, "garbage counted", func() bool {
-		return metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtmp", "reason": "handshake"}) == 3 &&
-			metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtsp", "reason": "handshake"}) == 3
+		return rejected(t, e, "rtmp", "handshake") == 3 &&
+			rejected(t, e, "rtsp", "handshake") == 3
 	})
 
 	colA := collect(t, b.nc, "live/a")
@@ -561,9 +543,7 @@ func TestGarbageInput(t *testing.T) {
 
 func TestKickAndPlayRefused(t *testing.T) {
 	c := loadClip(t, "h264_aac.ts")
-	b := startBus(t)
-	e := newEdge(t, b, "edge-1", nil)
-	startEdge(t, e)
+	b, e := startBusEdge(t, nil)
 	if _, err := publishRTSP(t, e.RTSPAddr(), "live/k", gortsplib.ProtocolTCP, c, audioAAC); err != nil {
 		t.Fatal(err)
 	}
@@ -630,10 +610,8 @@ func TestStartFailsOnPortClash(t *testing.T) {
 				free = append(free, *a)
 			}
 			reg := e.Metrics
-			if err := e.Start(); err == nil {
-				e.Close()
-				t.Fatal("Start succeeded on a busy port")
-			}
+			// On a busy port.
+			testkit.StartRefused(t, e.Start, e.Close)
 			e.Close() // harmless
 			// Nothing is left: the other ports are free again and the
 			// metrics can be registered once more.
@@ -684,10 +662,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 // TestStalledClientsDropped connects to both ports and sends nothing (or
 // half a handshake): the edge drops the connections after ReadTimeout.
 func TestStalledClientsDropped(t *testing.T) {
-	b := startBus(t)
-	e := newEdge(t, b, "edge-1", nil)
-	e.ReadTimeout = 500 * time.Millisecond
-	startEdge(t, e)
+	_, e := startBusEdge(t, func(e *Edge) { e.ReadTimeout = 500 * time.Millisecond })
 	for _, tc := range []struct {
 		addr  net.Addr
 		hello []byte
@@ -712,10 +687,9 @@ func TestStalledClientsDropped(t *testing.T) {
 		}
 		conn.Close()
 	}
-	g := e.Metrics.(prometheus.Gatherer)
 	testkit.WaitFor(t, 5*time.Second, "stalls counted", func() bool {
-		return metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtmp", "reason": "handshake"}) == 2 &&
-			metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "rtsp", "reason": "handshake"}) >= 1
+		return rejected(t, e, "rtmp", "handshake") == 2 &&
+			rejected(t, e, "rtsp", "handshake") >= 1
 	})
 }
 
@@ -724,9 +698,7 @@ func TestStalledClientsDropped(t *testing.T) {
 // reach the registry record.
 func TestRTSPTracksAndInBandParams(t *testing.T) {
 	c := loadClip(t, "h264_aac.ts")
-	b := startBus(t)
-	e := newEdge(t, b, "edge-1", nil)
-	startEdge(t, e)
+	b, e := startBusEdge(t, nil)
 
 	g711 := &description.Media{Type: description.MediaTypeAudio, Formats: []format.Format{&format.G711{PayloadTyp: 8, MULaw: false, SampleRate: 8000, ChannelCount: 1}}}
 	only := &gortsplib.Client{}
@@ -768,9 +740,7 @@ func TestRTSPTracksAndInBandParams(t *testing.T) {
 }
 
 func TestRTMPPlayRefused(t *testing.T) {
-	b := startBus(t)
-	e := newEdge(t, b, "edge-1", nil)
-	startEdge(t, e)
+	_, e := startBusEdge(t, nil)
 	u, err := url.Parse("rtmp://" + e.RTMPAddr().String() + "/live/cam1")
 	if err != nil {
 		t.Fatal(err)
@@ -782,8 +752,7 @@ func TestRTMPPlayRefused(t *testing.T) {
 		cl.Close()
 		t.Fatal("play accepted")
 	}
-	if n := metricValue(t, e.Metrics.(prometheus.Gatherer), "streamgrid_edge_rejected_total",
-		map[string]string{"protocol": "rtmp", "reason": "play"}); n != 1 {
+	if n := rejected(t, e, "rtmp", "play"); n != 1 {
 		t.Fatalf("play rejections = %v", n)
 	}
 }

@@ -159,6 +159,19 @@ func newEdge(t *testing.T, b *testBus, node string, logOut io.Writer) *Edge {
 	}
 }
 
+// startBusEdge starts a bus and edge-1 on it (newEdge's); mod, when not nil,
+// adjusts the edge before Start.
+func startBusEdge(t *testing.T, mod func(*Edge)) (*testBus, *Edge) {
+	t.Helper()
+	b := startBus(t)
+	e := newEdge(t, b, "edge-1", nil)
+	if mod != nil {
+		mod(e)
+	}
+	startEdge(t, e)
+	return b, e
+}
+
 func startEdge(t *testing.T, e *Edge) {
 	t.Helper()
 	if err := e.Start(); err != nil {

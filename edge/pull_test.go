@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/media"
@@ -179,11 +178,7 @@ func TestSourceValidation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEdge(t, b, "edge-1", nil)
 			e.Sources = []Source{tc.src}
-			err := e.Start()
-			if err == nil {
-				e.Close()
-				t.Fatal("Start accepted the source")
-			}
+			err := testkit.StartRefused(t, e.Start, e.Close)
 			if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "secret") {
 				t.Fatalf("error %q", err)
 			}
@@ -253,9 +248,8 @@ func TestPullRedirectPinned(t *testing.T) {
 	e.Sources = []Source{{Name: "cams/door", URL: "rtsp://" + camUser + ":" + camPass + "@" + cam.Addr().String() + "/stream",
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 100 * time.Millisecond}}
 	startEdge(t, e)
-	g := e.Metrics.(prometheus.Gatherer)
 	testkit.WaitFor(t, 10*time.Second, "redirects refused", func() bool {
-		return metricValue(t, g, "streamgrid_edge_rejected_total", map[string]string{"protocol": "pull", "reason": "redirect"}) >= 2
+		return rejected(t, e, "pull", "redirect") >= 2
 	})
 	if n := dialed.Load(); n != 0 {
 		t.Fatalf("the edge connected %d times to the host the camera redirected to", n)

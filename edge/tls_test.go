@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	sgauth "github.com/streamgrid/streamgrid/internal/auth"
@@ -25,18 +24,16 @@ import (
 // failed handshake; the plain ports stay plain.
 func TestEdgeTLS(t *testing.T) {
 	certFile, keyFile, pool := testcert.Write(t, t.TempDir())
-	b := startBus(t)
-	e := newEdge(t, b, "edge-1", nil)
-	e.TLSCert, e.TLSKey = certFile, keyFile
-	e.RTSPSAddress, e.RTMPSAddress = "127.0.0.1:0", "127.0.0.1:0"
-	e.Auth = startAuth(t, authconf.AuthUser{User: "cam", Pass: sgauth.HashSHA256("campw"),
-		Permissions: []authconf.AuthPermission{{Action: "publish", Path: "live/*"}}})
-	e.RTSPAuthMethods = []string{RTSPAuthBasic}
-	startEdge(t, e)
+	b, e := startBusEdge(t, func(e *Edge) {
+		e.TLSCert, e.TLSKey = certFile, keyFile
+		e.RTSPSAddress, e.RTMPSAddress = "127.0.0.1:0", "127.0.0.1:0"
+		e.Auth = startAuth(t, authconf.AuthUser{User: "cam", Pass: sgauth.HashSHA256("campw"),
+			Permissions: []authconf.AuthPermission{{Action: "publish", Path: "live/*"}}})
+		e.RTSPAuthMethods = []string{RTSPAuthBasic}
+	})
 	if e.RTSPSAddr() == nil || e.RTMPSAddr() == nil {
 		t.Fatalf("TLS listeners: rtsps %v, rtmps %v", e.RTSPSAddr(), e.RTMPSAddr())
 	}
-	g := e.Metrics.(prometheus.Gatherer)
 	c := loadClip(t, "h264_aac.ts")
 	clientTLS := &tls.Config{RootCAs: pool}
 	rtsps := e.RTSPSAddr().String()
@@ -71,8 +68,7 @@ func TestEdgeTLS(t *testing.T) {
 		base := "rtmps://" + e.RTMPSAddr().String() + "/live/m"
 		if _, err := publishRTMPURL(t, base+"?user=cam&pass=nope", clientTLS, c, 0); err == nil {
 			testkit.WaitFor(t, 5*time.Second, "refusal counted", func() bool {
-				return metricValue(t, g, "streamgrid_edge_rejected_total",
-					map[string]string{"protocol": "rtmp", "reason": "unauthorized"}) > 0
+				return rejected(t, e, "rtmp", "unauthorized") > 0
 			})
 		}
 		col := collect(t, b.nc, "live/m")
@@ -89,8 +85,7 @@ func TestEdgeTLS(t *testing.T) {
 			{"rtsp", rtsps, []byte("OPTIONS rtsp://" + rtsps + "/ RTSP/1.0\r\nCSeq: 1\r\n\r\n")},
 			{"rtmp", e.RTMPSAddr().String(), append([]byte{3}, make([]byte, 1536)...)}, // RTMP C0+C1
 		} {
-			labels := map[string]string{"protocol": tc.proto, "reason": rejectHandshake}
-			before := metricValue(t, g, "streamgrid_edge_rejected_total", labels)
+			before := rejected(t, e, tc.proto, rejectHandshake)
 			conn, err := net.Dial("tcp", tc.addr)
 			if err != nil {
 				t.Fatal(err)
@@ -110,7 +105,7 @@ func TestEdgeTLS(t *testing.T) {
 				t.Errorf("%s: plain client got %d bytes starting %q", tc.proto, len(reply), reply[:min(len(reply), 32)])
 			}
 			testkit.WaitFor(t, 5*time.Second, tc.proto+" handshake refusal counted", func() bool {
-				return metricValue(t, g, "streamgrid_edge_rejected_total", labels) > before
+				return rejected(t, e, tc.proto, rejectHandshake) > before
 			})
 		}
 		// The plain RTSP port still speaks plain RTSP.

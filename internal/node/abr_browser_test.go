@@ -18,6 +18,48 @@ type videoState struct {
 	Error  string  `json:"e"`
 }
 
+// playsInChromium loads src into the <video> element of a page in headless
+// Chromium (its built-in HLS player) and waits up to 45 s until it plays
+// (what says what src is, for the log). Chromium's HLS player gives up for
+// good on a fetch that fails or is slow under load; like a viewer, the test
+// reloads the page, twice at most.
+func playsInChromium(t *testing.T, src, what string) {
+	t.Helper()
+	pageURL := videoPage(t, src)
+	ctx := startBrowser(t, 90*time.Second).ctx
+	if err := chromedp.Run(ctx, chromedp.Navigate(pageURL)); err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	reloads := 0
+	const probe = `(() => { const v = document.getElementById('v');
+		return {t: v.currentTime, w: v.videoWidth, h: v.videoHeight, rs: v.readyState,
+			e: v.error ? v.error.code + ' ' + v.error.message : ''}; })()`
+	var st videoState
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		if err := chromedp.Run(ctx, chromedp.Evaluate(probe, &st)); err != nil {
+			t.Fatalf("chromium: %v", err)
+		}
+		if st.Time > 2 && st.Width > 0 {
+			t.Logf("chromium plays %s: currentTime %.2f s, picture %dx%d", what, st.Time, st.Width, st.Height)
+			return
+		}
+		if st.Error != "" {
+			if reloads++; reloads > 2 {
+				t.Fatalf("chromium cannot play %s: %s (after %d reloads)", src, st.Error, reloads-1)
+			}
+			t.Logf("chromium: media error %q; reloading", st.Error)
+			if err := chromedp.Run(ctx, chromedp.Reload()); err != nil {
+				t.Fatalf("chromium: %v", err)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("chromium did not play %s within 45 s: %+v", src, st)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
 // TestABRPlaysInChromium loads the master playlist of a transcoded stream
 // (fMP4 variant) into a <video> element of headless Chromium (its built-in
 // HLS player) and waits until it plays.
@@ -54,39 +96,5 @@ func TestABRPlaysInChromium(t *testing.T) {
 		}
 	}
 
-	pageURL := videoPage(t, master)
-	ctx := startBrowser(t, 90*time.Second).ctx
-	if err := chromedp.Run(ctx, chromedp.Navigate(pageURL)); err != nil {
-		t.Fatalf("chromium: %v", err)
-	}
-	reloads := 0
-	const probe = `(() => { const v = document.getElementById('v');
-		return {t: v.currentTime, w: v.videoWidth, h: v.videoHeight, rs: v.readyState,
-			e: v.error ? v.error.code + ' ' + v.error.message : ''}; })()`
-	var st videoState
-	deadline := time.Now().Add(45 * time.Second)
-	for {
-		if err := chromedp.Run(ctx, chromedp.Evaluate(probe, &st)); err != nil {
-			t.Fatalf("chromium: %v", err)
-		}
-		if st.Time > 2 && st.Width > 0 {
-			t.Logf("chromium plays the master playlist: currentTime %.2f s, picture %dx%d", st.Time, st.Width, st.Height)
-			return
-		}
-		if st.Error != "" {
-			// Chromium's HLS player gives up for good on a fetch that fails
-			// or is slow under load; a viewer would reload.
-			if reloads++; reloads > 2 {
-				t.Fatalf("chromium cannot play %s: %s (after %d reloads)", master, st.Error, reloads-1)
-			}
-			t.Logf("chromium: media error %q; reloading", st.Error)
-			if err := chromedp.Run(ctx, chromedp.Reload()); err != nil {
-				t.Fatalf("chromium: %v", err)
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("chromium did not play %s within 45 s: %+v", master, st)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	playsInChromium(t, master, "the master playlist")
 }

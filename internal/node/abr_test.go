@@ -1,11 +1,9 @@
 package node
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,6 +14,7 @@ import (
 	"time"
 
 	"github.com/streamgrid/streamgrid/internal/config"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 	"github.com/streamgrid/streamgrid/internal/testmedia"
 	"github.com/streamgrid/streamgrid/internal/transcode"
 )
@@ -41,21 +40,8 @@ func startCamera(t *testing.T, url string) {
 	t.Cleanup(cam.Close)
 }
 
-// fetch GETs url; it returns the status and body.
-func fetch(url string) (int, string, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	var b strings.Builder
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		b.WriteString(sc.Text() + "\n")
-	}
-	return resp.StatusCode, b.String(), nil
-}
+// fetch GETs url; it returns the status and body (testkit.GetText's).
+func fetch(url string) (int, string, error) { return testkit.GetText(nil, url) }
 
 var streamInf = regexp.MustCompile(`(?m)^#EXT-X-STREAM-INF:(.*)\n(\S+)$`)
 

@@ -104,7 +104,9 @@ func TestPublishAuthFFmpeg(t *testing.T) {
 	}
 }
 
-// metricSum adds the values of a metric's series whose labels contain match.
+// metricSum adds the values (counter or gauge) of the series of the metric
+// family name in n's registry whose labels, written name="value" and joined
+// by commas, contain match; "" matches every series.
 func metricSum(t *testing.T, n *Node, name, match string) float64 {
 	t.Helper()
 	mfs, err := n.metrics.Gather()
@@ -122,7 +124,7 @@ func metricSum(t *testing.T, n *Node, name, match string) float64 {
 				labels = append(labels, l.GetName()+`="`+l.GetValue()+`"`)
 			}
 			if strings.Contains(strings.Join(labels, ","), match) {
-				sum += m.GetCounter().GetValue()
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 			}
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // ffmpegPublish starts ffmpeg publishing a synthetic 1 s-GOP source until the test ends.
@@ -59,11 +61,8 @@ func ffprobeCodecs(t *testing.T, url string) string {
 
 func ffmpegDecode(t *testing.T, url string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error", "-i", url, "-t", "4", "-f", "null", "-").CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != "" {
-		t.Fatalf("decoding %s: %v\n%s", url, err, out)
+	if err := testkit.FFmpegDecode(url, 4); err != nil {
+		t.Fatalf("decoding %s: %v", url, err)
 	}
 }
 

@@ -73,10 +73,10 @@ func TestOnDemandCamera(t *testing.T) {
 	if st := state(); st != edge.SourcePulling {
 		t.Errorf("source state while watched: %q, want pulling", st)
 	}
-	if v := metricTotal(t, n, "streamgrid_edge_demand_pulls_total"); v != 1 {
+	if v := metricSum(t, n, "streamgrid_edge_demand_pulls_total", ""); v != 1 {
 		t.Errorf("on-demand pulls counted: %v, want 1", v)
 	}
-	if v := metricTotal(t, n, "streamgrid_cache_demand_waits_total"); v < 1 {
+	if v := metricSum(t, n, "streamgrid_cache_demand_waits_total", ""); v < 1 {
 		t.Errorf("requests that waited for the camera: %v, want at least 1", v)
 	}
 
@@ -85,25 +85,6 @@ func TestOnDemandCamera(t *testing.T) {
 	testkit.WaitFor(t, src.CloseAfter+15*time.Second, "the camera session to close", func() bool { return cam.Sessions() == 0 })
 	t.Logf("camera session closed %v after the last request (close_after %v)", time.Since(stopped).Round(time.Millisecond), src.CloseAfter)
 	testkit.WaitFor(t, 5*time.Second, "the source to be idle", func() bool { return state() == edge.SourceIdle })
-}
-
-// metricTotal adds up every series of the metric family name in n's registry.
-func metricTotal(t *testing.T, n *Node, name string) float64 {
-	t.Helper()
-	mfs, err := n.metrics.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return sum
 }
 
 // TestOnDemandAtAnotherCache: a viewer at a cache of another node starts an
@@ -149,7 +130,7 @@ func TestOnDemandAtAnotherCache(t *testing.T) {
 	if d := cam.Describes(); d != 1 {
 		t.Errorf("the camera got %d DESCRIBEs while watched at the other cache; want 1 (the pull stopped and restarted)", d)
 	}
-	if v := metricTotal(t, b, "streamgrid_cache_demand_signals_total"); v < 2 {
+	if v := metricSum(t, b, "streamgrid_cache_demand_signals_total", ""); v < 2 {
 		t.Errorf("the other cache signalled demand %v times, want repeats while watched", v)
 	}
 	testkit.WaitFor(t, src.CloseAfter+15*time.Second, "the camera session to close", func() bool { return cam.Sessions() == 0 })

@@ -192,6 +192,37 @@ func frameCounts(t *testing.T, players []player) map[string]int {
 	return n
 }
 
+// playerFrames is one player's count of frames before an event, some seconds
+// after it, and 5 s later still.
+type playerFrames struct {
+	p                  player
+	before, mid, after int
+}
+
+// stopped says the player had shown no frame before the event, or fewer
+// than 50 (2 s of the 25 fps clip) in the last 5 s.
+func (f playerFrames) stopped() bool { return f.before == 0 || f.after < f.mid+50 }
+
+// framesAcross counts each player's frames, runs event, counts them again
+// settle later and a last time 5 s after that. It returns the counts and a
+// summary for the log ("name before→mid→after, ...").
+func framesAcross(t *testing.T, players []player, settle time.Duration, event func()) ([]playerFrames, string) {
+	t.Helper()
+	before := frameCounts(t, players)
+	event()
+	time.Sleep(settle)
+	mid := frameCounts(t, players)
+	time.Sleep(5 * time.Second)
+	frames := make([]playerFrames, 0, len(players))
+	var summary []string
+	for _, p := range players {
+		f := playerFrames{p: p, before: before[p.name()], mid: mid[p.name()], after: p.frames(t)}
+		frames = append(frames, f)
+		summary = append(summary, fmt.Sprintf("%s %d→%d→%d", p.name(), f.before, f.mid, f.after))
+	}
+	return frames, strings.Join(summary, ", ")
+}
+
 // waitHLS polls url until it answers 200.
 func waitHLS(t *testing.T, url string, limit time.Duration) {
 	t.Helper()
@@ -207,22 +238,30 @@ func waitHLS(t *testing.T, url string, limit time.Duration) {
 	}
 }
 
-// checkStream runs the conformance checker on url for d in the background;
-// the returned function waits for it and fails the test on a violation.
-func checkStream(t *testing.T, url string, d time.Duration) func() {
+// startCheck runs the conformance checker on url for d in the background (a
+// minute more at most); the returned function waits for its report.
+func startCheck(url string, d time.Duration) func() (*hlscheck.Report, error) {
 	var rep *hlscheck.Report
 	var err error
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), d+60*time.Second)
 		defer cancel()
 		rep, err = (&hlscheck.Checker{URL: url, Duration: d}).Run(ctx)
-	}()
+	})
+	return func() (*hlscheck.Report, error) {
+		wg.Wait()
+		return rep, err
+	}
+}
+
+// checkStream runs the conformance checker on url for d in the background;
+// the returned function waits for it and fails the test on a violation.
+func checkStream(t *testing.T, url string, d time.Duration) func() {
+	wait := startCheck(url, d)
 	return func() {
 		t.Helper()
-		wg.Wait()
+		rep, err := wait()
 		if err != nil {
 			t.Errorf("check %s: %v", url, err)
 			return
@@ -293,30 +332,24 @@ func TestPlayerMatrix(t *testing.T) {
 				startChromiumPlayer(t, "chromium (middle)", cache))
 			time.Sleep(5 * time.Second)
 
-			before := frameCounts(t, players)
 			// The publisher reconnects: a new generation, a discontinuity.
-			cam.Close()
-			_ = cam.Wait()
-			// The edge may still be finishing the previous session (409).
-			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-				cam2 := &testmedia.Camera{URL: "rtsp://" + a.RTSP + "/live/m"}
-				err := cam2.Start(context.Background())
-				if err == nil {
-					t.Cleanup(cam2.Close)
-					break
+			frames, summary := framesAcross(t, players, 5*time.Second, func() {
+				cam.Close()
+				_ = cam.Wait()
+				// The edge may still be finishing the previous session (409).
+				for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+					cam2 := &testmedia.Camera{URL: "rtsp://" + a.RTSP + "/live/m"}
+					err := cam2.Start(context.Background())
+					if err == nil {
+						t.Cleanup(cam2.Close)
+						break
+					}
+					if !strings.Contains(err.Error(), "409") || time.Now().After(deadline) {
+						t.Fatal(err)
+					}
 				}
-				if !strings.Contains(err.Error(), "409") || time.Now().After(deadline) {
-					t.Fatal(err)
-				}
-			}
-			time.Sleep(5 * time.Second)
-			mid := frameCounts(t, players)
-			time.Sleep(5 * time.Second)
-
-			var summary []string
-			for _, p := range players {
-				b, m, after := before[p.name()], mid[p.name()], p.frames(t)
-				summary = append(summary, fmt.Sprintf("%s %d→%d→%d", p.name(), b, m, after))
+			})
+			for _, f := range frames {
 				// Frames before the reconnect, and still coming 5 to 10 s
 				// after it (at least 2 s of the 25 fps clip in those 5 s:
 				// what is left of the old publisher's segments is played
@@ -328,17 +361,17 @@ func TestPlayerMatrix(t *testing.T) {
 				// video stops after the demuxers restart although audio
 				// goes on (lowLatency passed seven runs in a row, then
 				// both VLC players stopped in a clean-clone CI run).
-				if b > 0 && after < m+50 && strings.HasPrefix(p.name(), "vlc") && variant != "mpegts" {
+				if f.stopped() && f.before > 0 && strings.HasPrefix(f.p.name(), "vlc") && variant != "mpegts" {
 					t.Logf("KNOWN: %s stopped after the publisher reconnect on %s (%d→%d→%d frames); docs/players.md",
-						p.name(), variant, b, m, after)
+						f.p.name(), variant, f.before, f.mid, f.after)
 					continue
 				}
-				if b == 0 || after < m+50 {
+				if f.stopped() {
 					t.Errorf("%s: frames %d before the reconnect, %d 5 s after, %d 10 s after: it stopped producing frames%s",
-						p.name(), b, m, after, playerLog(p))
+						f.p.name(), f.before, f.mid, f.after, playerLog(f.p))
 				}
 			}
-			t.Logf("%s: frames before, 5 s and 10 s after the publisher reconnect: %s", variant, strings.Join(summary, ", "))
+			t.Logf("%s: frames before, 5 s and 10 s after the publisher reconnect: %s", variant, summary)
 			for _, done := range doneChecks {
 				done()
 			}
@@ -364,39 +397,26 @@ func TestPlayerFailover(t *testing.T) {
 	t.Cleanup(cam.Close)
 	url := "http://" + cl.byName["cache1"].Addrs().Cache + "/live/fo/index.m3u8"
 	waitHLS(t, url, 30*time.Second)
-	var rep *hlscheck.Report
-	var cerr error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		defer cancel()
-		rep, cerr = (&hlscheck.Checker{URL: url, Duration: 25 * time.Second}).Run(ctx)
-	}()
+	waitCheck := startCheck(url, 25*time.Second)
 	players := []player{
 		startFFmpegPlayer(t, "ffmpeg", url),
 		startVLCPlayer(t, "vlc", url),
 		startChromiumPlayer(t, "chromium", url),
 	}
 	time.Sleep(8 * time.Second)
-	before := frameCounts(t, players)
-	first := owner(t, cl, "live/fo")
-	first.Crash()
-	time.Sleep(6 * time.Second)
-	mid := frameCounts(t, players)
-	time.Sleep(5 * time.Second)
-	var summary []string
-	for _, p := range players {
-		b, m, after := before[p.name()], mid[p.name()], p.frames(t)
-		summary = append(summary, fmt.Sprintf("%s %d→%d→%d", p.name(), b, m, after))
-		if b == 0 || after < m+50 {
+	var first *Node
+	frames, summary := framesAcross(t, players, 6*time.Second, func() {
+		first = owner(t, cl, "live/fo")
+		first.Crash()
+	})
+	for _, f := range frames {
+		if f.stopped() {
 			t.Errorf("%s: frames %d before the failover, %d 6 s after, %d 11 s after: it stopped producing frames%s",
-				p.name(), b, m, after, playerLog(p))
+				f.p.name(), f.before, f.mid, f.after, playerLog(f.p))
 		}
 	}
-	t.Logf("frames before, 6 s and 11 s after the owning origin (%s) died: %s", first.Name(), strings.Join(summary, ", "))
-	wg.Wait()
+	t.Logf("frames before, 6 s and 11 s after the owning origin (%s) died: %s", first.Name(), summary)
+	rep, cerr := waitCheck()
 	if cerr != nil {
 		t.Fatalf("check: %v", cerr)
 	}

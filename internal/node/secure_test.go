@@ -35,11 +35,7 @@ func TestInsecureListenersRefused(t *testing.T) {
 			c := allInOneConfig(t)
 			tc.edit(c)
 			n := &Node{Config: c, Role: RoleRun, Log: testkit.Logger(t)}
-			err := n.Start()
-			if err == nil {
-				n.Close()
-				t.Fatal("started")
-			}
+			err := testkit.StartRefused(t, n.Start, n.Close)
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %q does not name %s", err, tc.want)
 			}

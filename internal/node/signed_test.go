@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
-
 	"github.com/streamgrid/streamgrid/hlscache"
 	"github.com/streamgrid/streamgrid/internal/config"
 	"github.com/streamgrid/streamgrid/internal/testkit"
@@ -122,39 +120,7 @@ func TestSignedPlaybackChromium(t *testing.T) {
 		return err == nil && len(segments(body)) >= 4
 	})
 
-	pageURL := videoPage(t, signed)
-	ctx := startBrowser(t, 90*time.Second).ctx
-	if err := chromedp.Run(ctx, chromedp.Navigate(pageURL)); err != nil {
-		t.Fatalf("chromium: %v", err)
-	}
-	const probe = `(() => { const v = document.getElementById('v');
-		return {t: v.currentTime, w: v.videoWidth, h: v.videoHeight, rs: v.readyState,
-			e: v.error ? v.error.code + ' ' + v.error.message : ''}; })()`
-	var st videoState
-	reloads := 0
-	deadline := time.Now().Add(45 * time.Second)
-	for {
-		if err := chromedp.Run(ctx, chromedp.Evaluate(probe, &st)); err != nil {
-			t.Fatalf("chromium: %v", err)
-		}
-		if st.Time > 2 && st.Width > 0 {
-			t.Logf("chromium plays the signed URL: currentTime %.2f s, picture %dx%d", st.Time, st.Width, st.Height)
-			break
-		}
-		if st.Error != "" {
-			if reloads++; reloads > 2 {
-				t.Fatalf("chromium cannot play %s: %s", signed, st.Error)
-			}
-			t.Logf("chromium: media error %q; reloading", st.Error)
-			if err := chromedp.Run(ctx, chromedp.Reload()); err != nil {
-				t.Fatalf("chromium: %v", err)
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("chromium did not play %s within 45 s: %+v", signed, st)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	playsInChromium(t, signed, "the signed URL")
 	// The same page with an unsigned URL plays nothing.
 	if code, _, err := fetch("http://" + a.Cache + "/live/sigweb/index.m3u8"); err != nil || code != http.StatusForbidden {
 		t.Errorf("unsigned: %d %v", code, err)

@@ -118,7 +118,7 @@ loop:
 
 	// After the load: streams end, their objects expire, the LRU empties.
 	testkit.WaitFor(t, 90*time.Second, "the cache's LRU empty after the streams ended", func() bool {
-		return gaugeValue(t, n, "streamgrid_cache_lru_objects") == 0 && gaugeValue(t, n, "streamgrid_cache_lru_bytes") == 0
+		return metricSum(t, n, "streamgrid_cache_lru_objects", "") == 0 && metricSum(t, n, "streamgrid_cache_lru_bytes", "") == 0
 	})
 	// The cache's keep-alive connections to the origin are pooled for 90 s
 	// after their last use (IdleConnTimeout); close them now instead of
@@ -140,22 +140,4 @@ loop:
 		t.Errorf("goroutines or open files not back near their level before the load (%d, %d) after a minute:\n%s",
 			before.goroutines, before.fds, b.String())
 	}
-}
-
-// gaugeValue reads one gauge of the node's registry (summed over its series).
-func gaugeValue(t *testing.T, n *Node, name string) float64 {
-	t.Helper()
-	mfs, err := n.metrics.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v float64
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				v += m.GetGauge().GetValue()
-			}
-		}
-	}
-	return v
 }

@@ -21,11 +21,7 @@ func TestStartUndoesOnFailure(t *testing.T) {
 	c := allInOneConfig(t)
 	c.API.Address = taken.Addr().String()
 	n := &Node{Config: c, Role: RoleRun, Log: testkit.Logger(t)}
-	err = n.Start()
-	if err == nil {
-		n.Close()
-		t.Fatal("Start succeeded on a taken API port")
-	}
+	err = testkit.StartRefused(t, n.Start, n.Close) // on a taken API port
 	if !strings.HasPrefix(err.Error(), "api:") {
 		t.Fatalf("err = %v, want the API step's", err)
 	}

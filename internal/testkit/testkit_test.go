@@ -4,6 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -144,5 +148,49 @@ func TestReadToEOF(t *testing.T) {
 	})
 	if r.fatal == "" {
 		t.Fatal("an error other than EOF did not fail the test")
+	}
+}
+
+func TestGetTextEndsEveryLineWithLF(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusTeapot)
+		_, _ = io.WriteString(w, "#EXTM3U\r\nseg.ts")
+	}))
+	defer srv.Close()
+	code, body, err := GetText(nil, srv.URL)
+	if err != nil || code != http.StatusTeapot || body != "#EXTM3U\nseg.ts\n" {
+		t.Fatalf("GetText: %d %q %v", code, body, err)
+	}
+	if _, _, err := GetText(&http.Client{}, "http://127.0.0.1:0/"); err == nil {
+		t.Fatal("no error for a closed port")
+	}
+}
+
+func TestStartRefused(t *testing.T) {
+	t.Parallel()
+	boom := errors.New("boom")
+	stopped := false
+	if err := StartRefused(t, func() error { return boom }, func() { stopped = true }); err != boom || stopped {
+		t.Fatalf("error %v, stopped %v", err, stopped)
+	}
+	r := &recorder{TB: t}
+	if err := StartRefused(r, func() error { return nil }, func() { stopped = true }); err != nil || !stopped || r.fatal == "" {
+		t.Fatalf("a start that succeeds: error %v, stopped %v, fatal %q", err, stopped, r.fatal)
+	}
+}
+
+func TestFFmpegDecode(t *testing.T) {
+	ffmpeg := RequireFFmpeg(t)
+	clip := filepath.Join(t.TempDir(), "clip.ts")
+	if out, err := exec.Command(ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=s=64x64:d=1",
+		"-c:v", "mpeg2video", clip).CombinedOutput(); err != nil {
+		t.Fatalf("making the clip: %v\n%s", err, out)
+	}
+	if err := FFmpegDecode(clip, 1); err != nil {
+		t.Fatalf("decoding a good clip: %v", err)
+	}
+	if err := FFmpegDecode("/nonexistent/streamgrid.ts", 1); err == nil || !strings.Contains(err.Error(), "nonexistent") {
+		t.Fatalf("decoding a missing file: %v", err)
 	}
 }

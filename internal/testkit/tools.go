@@ -1,9 +1,14 @@
 package testkit
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
 
 // CI reports whether the tests run under CI (CI=true), where a missing tool
@@ -63,4 +68,18 @@ func RequireDocker(t testing.TB) {
 	if err := exec.Command("docker", "info").Run(); err != nil {
 		t.Skipf("no Docker engine answers `docker info` (%v): skipping", err)
 	}
+}
+
+// FFmpegDecode decodes the first seconds of url with ffmpeg (for 40 s at
+// most) and returns an error, with what ffmpeg said, unless ffmpeg decoded
+// them without a word.
+func FFmpegDecode(url string, seconds int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-loglevel", "error",
+		"-i", url, "-t", strconv.Itoa(seconds), "-f", "null", "-").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "" {
+		return fmt.Errorf("ffmpeg: %v\n%s", err, out)
+	}
+	return nil
 }
