@@ -402,8 +402,8 @@ func TestRTSPPublishCodecs(t *testing.T) {
 					audio++
 				}
 			}
-			if audio < tc.minAudio(c) {
-				t.Fatalf("%d %v packets of %d audio frames in the clip", audio, tc.audioCodec, len(c.audio))
+			if want := tc.minAudio(c); audio < want {
+				t.Fatalf("%d %v packets, want %d or more (the clip has %d audio frames)", audio, tc.audioCodec, want, len(c.audio))
 			}
 		})
 	}
