@@ -68,6 +68,9 @@ type instance struct {
 	disc      uint64
 	discStart bool
 
+	// held counts the bytes fed to the muxer (the memory budget, window.go).
+	held heldBytes
+
 	// Run-goroutine state.
 	errors    int // consecutive write errors
 	written   uint64
@@ -204,6 +207,7 @@ func (i *instance) write(p *media.Packet) error {
 		i.shift = i.s.timeShift(at)
 	}
 	i.s.extendTimeline(at + i.shift)
+	i.held.add(time.Now(), len(p.Payload))
 	pts := rescale(p.PTS, tw.srcRate, tw.track.ClockRate) + rescale(int64(i.shift), int(time.Second), tw.track.ClockRate)
 	switch tw.codec {
 	case media.CodecH264, media.CodecH265:

@@ -25,6 +25,7 @@ type metrics struct {
 	stateErrors     prometheus.Counter
 	requests        *prometheus.CounterVec
 	blockTimeouts   prometheus.Counter
+	overBudget      prometheus.Counter // claims not made: the windows held MemoryBudget
 	deferred        *prometheus.CounterVec
 
 	collectors []prometheus.Collector
@@ -57,6 +58,8 @@ func newMetrics(node string) *metrics {
 			Help: "HTTP requests by kind (multivariant, media, blocking, segment, streams, bad).", ConstLabels: labels,
 		}, []string{"kind"}),
 		blockTimeouts: counter("blocking_timeouts_total", "Blocking playlist or part requests that timed out."),
+		overBudget: counter("claims_over_budget_total",
+			"Claims this origin did not make because its segment windows held its share of node.memory_limit (retried every lease TTL)."),
 		deferred: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "streamgrid", Subsystem: "origin", Name: "claims_deferred_total",
 			Help:        "Claims this origin put off by a lease TTL because a better-suited origin had room, by kind (ladder, passthrough).",
@@ -66,7 +69,7 @@ func newMetrics(node string) *metrics {
 	m.collectors = []prometheus.Collector{
 		m.streams, m.claims, m.releases, m.losses, m.packets, m.packetsDropped, m.writeErrors,
 		m.encodeErrors, m.recreations, m.discontinuities, m.stateErrors, m.requests, m.blockTimeouts,
-		m.deferred,
+		m.deferred, m.overBudget,
 	}
 	return m
 }

@@ -104,6 +104,10 @@ type Origin struct {
 	AdvertiseHTTP string
 	// Capacity is the most streams owned at once. Default 100.
 	Capacity int
+	// MemoryBudget bounds what the streams' segment windows hold, in bytes
+	// (window.go); past it the origin claims no new stream. A node sets it
+	// to its share of node.memory_limit. 0: no bound.
+	MemoryBudget int64
 	// HLS configures packaging.
 	HLS HLSConfig
 	// Transcode configures ABR-ladder transcoding; no ladders: passthrough.
@@ -132,6 +136,9 @@ type Origin struct {
 	rescan      chan struct{} // capacity freed or settings changed: look for claimable streams again
 	metaChanged chan struct{} // load changed: update gossip metadata
 	draining    atomic.Bool
+	// budgetLogged: the over-budget warning was logged since the windows
+	// last had room (logged once per episode).
+	budgetLogged atomic.Bool
 
 	tr transcoding
 
@@ -432,6 +439,15 @@ func (o *Origin) load() int {
 // when the stream needs a transcode this origin cannot run now (the refusal
 // is recorded).
 func (o *Origin) addStream(s *stream) bool {
+	if over, held := o.overBudget(); over {
+		o.m.overBudget.Inc()
+		if o.budgetLogged.CompareAndSwap(false, true) {
+			o.Log.Warn("memory budget of the origin's windows reached; new streams are left to other origins until some end",
+				"stream", s.path, "held", held, "budget", o.MemoryBudget)
+		}
+		return false
+	}
+	o.budgetLogged.Store(false)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if len(o.streams) >= o.Capacity || o.streams[s.path] != nil {

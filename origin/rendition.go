@@ -513,6 +513,7 @@ func (s *stream) stopTranscoder() {
 
 // writeVideoAU feeds one access unit of a rendition instance.
 func (i *instance) writeVideoAU(pts int64, au [][]byte, ntp time.Time) error {
+	i.held.add(time.Now(), auBytes(au))
 	if i.vcodec == media.CodecH265 {
 		return i.muxer.WriteH265(i.vtrack, ntp, pts, au)
 	}
@@ -524,11 +525,21 @@ func (i *instance) writeAudioAUs(pts int64, aus [][]byte, ntp time.Time) error {
 	if i.atrack == nil {
 		return nil
 	}
+	i.held.add(time.Now(), auBytes(aus))
 	pts = rescale(pts, 90000, i.atrack.ClockRate)
 	if isOpus(i.atrack) {
 		return i.muxer.WriteOpus(i.atrack, ntp, pts, aus)
 	}
 	return i.muxer.WriteMPEG4Audio(i.atrack, ntp, pts, aus)
+}
+
+// auBytes is the size of an access unit's (or audio frames') payloads.
+func auBytes(au [][]byte) int {
+	n := 0
+	for _, b := range au {
+		n += len(b)
+	}
+	return n
 }
 
 // resolveName maps a media playlist name to its rendition set: "r<name>_x"

@@ -124,7 +124,7 @@ func (o *Origin) setupTranscode() error {
 	tr := &o.tr
 	labels := prometheus.Labels{"node": o.Node, "role": "origin"}
 	tr.newCollectors(labels)
-	o.m.collectors = append(o.m.collectors, tr.refused, tr.capGauge, tr.slots, tr.inUse, o.unclaimedGauge())
+	o.m.collectors = append(o.m.collectors, tr.refused, tr.capGauge, tr.slots, tr.inUse, o.unclaimedGauge(), o.windowGauge())
 	if len(t.Ladders) == 0 {
 		return nil
 	}

@@ -21,10 +21,18 @@ const (
 	// runtime does not count (stacks of cgo threads, the page cache charged
 	// to the container, a child ffmpeg) before the kernel's OOM killer.
 	CgroupShare = 0.8
-	// CacheShare is the most of the limit the HLS cache's LRU may hold. The
-	// rest is for the origin's segment windows, the edges' GOP caches, the
-	// bus and the garbage the collector has not yet returned.
+	// The limit's shares: the HLS cache's LRU (CacheShare), the origin's
+	// segment windows (OriginShare) and the edge's GOP caches (GOPShare).
+	// The tenth left is for the bus, connections and the garbage the
+	// collector has not yet returned. Under pressure the cache sheds first
+	// (Watcher): its objects cost an upstream fetch when gone, a window's or
+	// a GOP's cost a viewer's or an origin's media.
+	//
+	// CacheShare is the most of the limit the HLS cache's LRU may hold.
 	CacheShare = 0.5
+	// OriginShare is the most the origin's segment windows may hold: past
+	// it the origin claims no new stream.
+	OriginShare = 0.3
 	// GOPShare is the most of the limit the edge's GOP caches (the last GOP
 	// of each stream) may hold together.
 	GOPShare = 0.1
@@ -107,6 +115,15 @@ func CacheBudget(maxBytes int64, l Limit) int64 {
 		return maxBytes
 	}
 	return max(min(maxBytes, int64(float64(l.Bytes)*CacheShare)), 1<<20)
+}
+
+// OriginBudget is the bound of the origin's segment windows: OriginShare of
+// the limit, 0 (none) without a limit.
+func OriginBudget(l Limit) int64 {
+	if l.Bytes <= 0 {
+		return 0
+	}
+	return int64(float64(l.Bytes) * OriginShare)
 }
 
 // GOPBudget is the bound of the edge's GOP caches together: GOPShare of the

@@ -54,13 +54,17 @@ func ReadHeap() Heap {
 //     but the cache's objects are live. So a node under pressure sheds cache
 //     objects long before the kernel's OOM killer would act.
 //   - quiet: when fewer than QuietBytes were allocated during the last
-//     period and at least MinGarbage of the heap is garbage, it runs Trim
-//     (two collections, the second returning freed pages to the operating
-//     system), at most once per MinInterval. Go collects an idle heap only
-//     every two minutes and returns freed pages gradually; sync.Pools (the
-//     bus server's buffers, the metrics handler's gzip writers) empty only
-//     at the second collection after their last use. A node whose load has
-//     ended is thus back near a fresh node's heap within a minute.
+//     period, it runs Trim (two collections, the second returning freed
+//     pages to the operating system), at most once per MinInterval; a trim
+//     that freed less than MinGarbage doubles the wait for the next, up to
+//     MaxInterval, and a busy period resets it. Go collects an idle heap
+//     only every two minutes and returns freed pages gradually, and what an
+//     ended load leaves (the cache's expired objects, closed streams) is
+//     garbage only the next collection can see; sync.Pools (the bus
+//     server's buffers, the metrics handler's gzip writers) empty only at
+//     the second collection after their last use. A node whose load has
+//     ended is thus back near a fresh node's heap within a minute, and an
+//     idle one collects at most every MaxInterval.
 //
 // A busy node allocates far more than QuietBytes a period and is left to
 // the runtime's own collector, so the trim costs nothing under load.
@@ -73,6 +77,7 @@ type Watcher struct {
 	QuietBytes    uint64        // default 4 MiB
 	MinGarbage    uint64        // default 8 MiB
 	MinInterval   time.Duration // default 30 s
+	MaxInterval   time.Duration // default 8 min
 
 	// Shed, if set, drops up to n bytes of cache and returns what it dropped.
 	Shed func(n int64) int64
@@ -85,6 +90,7 @@ type Watcher struct {
 
 	prev     Heap
 	lastTrim time.Time
+	wait     time.Duration // before the next trim
 	started  bool
 }
 
@@ -106,6 +112,9 @@ func (w *Watcher) defaults() {
 	}
 	if w.MinInterval <= 0 {
 		w.MinInterval = 30 * time.Second
+	}
+	if w.MaxInterval < w.MinInterval {
+		w.MaxInterval = max(8*time.Minute, w.MinInterval)
 	}
 	if w.Read == nil {
 		w.Read = ReadHeap
@@ -143,14 +152,23 @@ func (w *Watcher) Step(now time.Time) {
 	if w.Limit > 0 && w.Shed != nil && float64(h.Live) > w.PressureShare*float64(w.Limit) {
 		w.Shed(int64(h.Live) - int64(w.ReliefShare*float64(w.Limit)))
 	}
-	if first || h.Allocs-prev.Allocs >= w.QuietBytes || h.Objects < h.Live+w.MinGarbage ||
-		!w.lastTrim.IsZero() && now.Sub(w.lastTrim) < w.MinInterval {
+	if first || h.Allocs-prev.Allocs >= w.QuietBytes {
+		w.wait = w.MinInterval // busy: the next quiet period trims soon
+		return
+	}
+	if !w.lastTrim.IsZero() && now.Sub(w.lastTrim) < w.wait {
 		return
 	}
 	w.Trim()
 	w.lastTrim = now
 	after := w.Read()
 	w.prev = after
+	switch {
+	case h.Objects >= after.Objects+w.MinGarbage:
+		w.wait = w.MinInterval
+	default:
+		w.wait = min(2*max(w.wait, w.MinInterval), w.MaxInterval)
+	}
 	if w.OnTrim != nil {
 		w.OnTrim(h, after)
 	}

@@ -29,8 +29,9 @@ func (f *fakeHeap) watcher(limit int64) *Watcher {
 	}
 }
 
-// A quiet node with garbage is trimmed, once per MinInterval; a busy one,
-// or one without garbage, is left to the runtime.
+// A quiet node is trimmed at most every MinInterval; a trim that frees
+// little doubles the wait for the next (up to MaxInterval), a busy period
+// resets it; a busy node is left to the runtime.
 func TestWatcherTrimsOnlyQuietNodes(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	steps := []struct {
@@ -38,21 +39,25 @@ func TestWatcherTrimsOnlyQuietNodes(t *testing.T) {
 		at        time.Duration
 		allocs    uint64 // cumulative
 		objects   uint64
-		live      uint64
+		freed     uint64 // by a trim
 		wantTrims int
 	}{
-		{"baseline", 0, 100 * mib, 60 * mib, 50 * mib, 0},
-		{"busy: 50 MiB allocated in the period", 5 * time.Second, 150 * mib, 90 * mib, 50 * mib, 0},
-		{"quiet but little garbage", 10 * time.Second, 151 * mib, 55 * mib, 50 * mib, 0},
-		{"quiet with 40 MiB of garbage: trimmed", 15 * time.Second, 152 * mib, 90 * mib, 50 * mib, 1},
-		{"garbage again 5 s later: too soon", 20 * time.Second, 153 * mib, 40 * mib, 20 * mib, 1},
-		{"30 s after the trim: trimmed again", 45 * time.Second, 154 * mib, 40 * mib, 20 * mib, 2},
+		{"baseline", 0, 100 * mib, 60 * mib, 0, 0},
+		{"busy: 50 MiB allocated in the period", 5 * time.Second, 150 * mib, 90 * mib, 0, 0},
+		{"quiet: trimmed, 40 MiB freed", 10 * time.Second, 151 * mib, 90 * mib, 40 * mib, 1},
+		{"quiet, 5 s later: too soon", 15 * time.Second, 152 * mib, 50 * mib, 0, 1},
+		{"quiet, 30 s after: trimmed, 1 MiB freed", 40 * time.Second, 153 * mib, 50 * mib, 1 * mib, 2},
+		{"30 s after a trim that freed little: waits 60 s", 70 * time.Second, 154 * mib, 49 * mib, 0, 2},
+		{"60 s after: trimmed, little freed again", 100 * time.Second, 155 * mib, 49 * mib, 1 * mib, 3},
+		{"60 s after: waits 120 s now", 160 * time.Second, 156 * mib, 48 * mib, 0, 3},
+		{"busy again", 165 * time.Second, 300 * mib, 100 * mib, 0, 3},
+		{"quiet after busy: the wait is back to 30 s, 70 s have passed: trimmed", 170 * time.Second, 301 * mib, 100 * mib, 50 * mib, 4},
 	}
 	f := &fakeHeap{}
 	w := f.watcher(0)
 	for _, s := range steps {
-		f.h = Heap{Allocs: s.allocs, Objects: s.objects, Live: s.live}
-		f.onTrim = Heap{Allocs: s.allocs, Objects: s.live / 2, Live: s.live / 2}
+		f.h = Heap{Allocs: s.allocs, Objects: s.objects, Live: s.objects / 2}
+		f.onTrim = Heap{Allocs: s.allocs, Objects: s.objects - s.freed, Live: s.objects - s.freed}
 		w.Step(t0.Add(s.at))
 		if f.trims != s.wantTrims {
 			t.Fatalf("%s: %d trims, want %d", s.name, f.trims, s.wantTrims)

@@ -31,6 +31,9 @@ func TestMemoryLimit(t *testing.T) {
 	if got := memlimit.CacheBudget(c.Cache.MaxBytes, n.memLimit); got != 150<<20 {
 		t.Errorf("cache budget %d, want half the limit", got)
 	}
+	if got := memlimit.OriginBudget(n.memLimit); got != 90<<20 {
+		t.Errorf("origin budget %d, want 30 %% of the limit", got)
+	}
 	if got := memlimit.GOPBudget(n.memLimit); got != 30<<20 {
 		t.Errorf("GOP budget %d, want a tenth of the limit", got)
 	}

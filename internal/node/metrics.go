@@ -46,7 +46,7 @@ func newMetrics(node, role string) *metrics {
 		memoryLimit: gauge("streamgrid_node_memory_limit_bytes",
 			"The node's memory limit (node.memory_limit, or 80 % of the cgroup limit); 0: none."),
 		memoryTrims: prometheus.NewCounter(prometheus.CounterOpts{Name: "streamgrid_node_memory_trims_total",
-			Help: "Times a quiet node collected its garbage and returned freed memory to the OS (little allocation for 5 s and at least 8 MiB of garbage; at most every 30 s)."}),
+			Help: "Times a quiet node (under 4 MiB allocated in 5 s) collected its garbage and returned the freed memory to the OS: at most every 30 s, backing off to every 8 min while trims free little."}),
 		snapshots: byResult("streamgrid_api_snapshots_total",
 			"Snapshot requests by result: ok, bad_request, not_found, unavailable (no keyframe yet, no ffmpeg, no bus)."),
 	}

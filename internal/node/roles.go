@@ -23,7 +23,7 @@ func (n *Node) startOrigin() error {
 	o := &origin.Origin{
 		Node: n.name, NC: n.nc, Media: n.media, Registry: n.registry, Gossip: n.gossip,
 		HTTPAddress: c.Origin.HTTPAddress, AdvertiseHTTP: c.Origin.AdvertiseHTTP,
-		Capacity:  c.Origin.Capacity,
+		Capacity: c.Origin.Capacity, MemoryBudget: memlimit.OriginBudget(n.memLimit),
 		HLS:       origin.HLSConfig(c.Origin.HLS),
 		Transcode: originTranscode(c.Origin.Transcode),
 		Secret:    c.Auth.OriginSecret,

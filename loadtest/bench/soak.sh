@@ -30,7 +30,7 @@ clip=()
 "$SG" loadtest sample --metrics "$SG_API/metrics" --every "$every" \
 	--duration "$(($(secs "$dur") + $(secs "$tail") + 2))s" --out "$base.json" \
 	--mark "2=load starts" --mark "$(($(secs "$dur") + 2 - 20))=GC + heap profile" \
-	--mark "$(($(secs "$dur") + 2))=load ends" --mark "$(($(secs "$dur") + 2 + $(secs "$tail") / 2))=GC + heap profile" \
+	--mark "$(($(secs "$dur") + 2))=load ends" --mark "$(($(secs "$dur") + 2 + $(secs "$tail") - 8))=GC + heap profile" \
 	>"$base.sample.txt" 2>&1 &
 sampler=$!
 s0=$SECONDS
@@ -40,16 +40,16 @@ rc=0
 	--duration "$dur" "${clip[@]}" --pid "$SG_PID" --quiet --json "$base.report.json" >"$base.txt" 2>&1 &
 loader=$!
 # Heap profiles (after a forced GC: ?gc=1) 20 s before the load ends and
-# half-way through the tail: what the heap really holds under load and idle,
-# by function (go tool pprof -top -sample_index=inuse_space FILE). The GC
-# they force also shows in the following samples: without allocation, an
-# idle node's heap in use keeps the garbage of the load until the runtime's
-# periodic GC (every 2 minutes).
+# 8 s before the tail ends: what the heap really holds under load and idle,
+# by function (go tool pprof -top -sample_index=inuse_space FILE). The idle
+# one comes late so that the samples before it show what the node gives
+# back by itself (its memory watcher trims a quiet heap; the runtime alone
+# collects an idle heap only every 2 minutes).
 at() { local d=$(($1 - (SECONDS - s0))); [ "$d" -gt 0 ] && sleep "$d"; return 0; }
 at $(($(secs "$dur") + 2 - 20))
 curl -sf -o "$base.load.heap.pprof" "$SG_API/debug/pprof/heap?gc=1" || true
 wait "$loader" || rc=$?
-at $(($(secs "$dur") + 2 + $(secs "$tail") / 2))
+at $(($(secs "$dur") + 2 + $(secs "$tail") - 8))
 curl -sf -o "$base.idle.heap.pprof" "$SG_API/debug/pprof/heap?gc=1" || true
 wait "$sampler" || rc=$?
 stop_sg

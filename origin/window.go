@@ -1,0 +1,108 @@
+package origin
+
+import (
+	"math"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// What the origin's windows hold. gohlslib keeps a muxer's segments (and
+// their parts) in memory until it drops them from its own longer window, so
+// what a muxer holds is about the bytes fed to it over that window's
+// duration. heldBytes counts them per second; Origin.windowBytes adds them
+// up for the memory budget (MemoryBudget) and the
+// streamgrid_origin_window_bytes gauge.
+
+// heldSlots bounds the window heldBytes can measure, in seconds.
+const heldSlots = 64
+
+// heldBytes counts the bytes fed to one muxer in each of the last heldSlots
+// seconds. Safe for concurrent use: the instance's feeder adds, the budget
+// and the metrics read.
+type heldBytes struct {
+	mu   sync.Mutex
+	last int64 // the second of the newest add
+	slot [heldSlots]struct{ sec, n int64 }
+}
+
+// add counts n bytes fed at now.
+func (h *heldBytes) add(now time.Time, n int) {
+	sec := now.Unix()
+	h.mu.Lock()
+	sl := &h.slot[sec%heldSlots]
+	if sl.sec != sec {
+		sl.sec, sl.n = sec, 0
+	}
+	sl.n += int64(n)
+	h.last = max(h.last, sec)
+	h.mu.Unlock()
+}
+
+// sum is what was fed during the span seconds up to the newest add: the
+// muxer's window when it is fed, and still what it holds when it is no
+// longer fed (a retired instance keeps its segments until it is closed).
+func (h *heldBytes) sum(span int64) int64 {
+	span = min(max(span, 1), heldSlots)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var total int64
+	for _, sl := range h.slot {
+		if sl.sec > h.last-span && sl.sec <= h.last {
+			total += sl.n
+		}
+	}
+	return total
+}
+
+// heldSpan is how many seconds of media one of this stream's muxers holds:
+// the listed segments, the retained ones and the one being written.
+func (s *stream) heldSpan() int64 {
+	segs := s.hls.SegmentCount + retainedSegments(s.hls.SegmentCount) + 1
+	return int64(math.Ceil((time.Duration(segs) * s.hls.SegmentDuration).Seconds()))
+}
+
+// windowBytes is what the stream's open muxers hold.
+func (s *stream) windowBytes() int64 {
+	span := s.heldSpan()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var total int64
+	for _, i := range s.instances {
+		if !i.closed {
+			total += i.held.sum(span)
+		}
+	}
+	return total
+}
+
+// windowBytes is what every stream's windows hold on this origin.
+func (o *Origin) windowBytes() int64 {
+	var total int64
+	for _, s := range o.snapshotStreams() {
+		total += s.windowBytes()
+	}
+	return total
+}
+
+// overBudget reports whether the windows already hold MemoryBudget: the
+// origin then claims no new stream (another origin, or this one once
+// streams end, takes it), because a window cannot shed what its viewers
+// are about to ask for.
+func (o *Origin) overBudget() (bool, int64) {
+	if o.MemoryBudget <= 0 {
+		return false, 0
+	}
+	held := o.windowBytes()
+	return held >= o.MemoryBudget, held
+}
+
+// windowGauge is streamgrid_origin_window_bytes, read at scrape time.
+func (o *Origin) windowGauge() prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "streamgrid", Subsystem: "origin", Name: "window_bytes",
+		Help:        "Media bytes the streams' segment windows hold (fed to each muxer over the span it keeps: listed, retained and current segments).",
+		ConstLabels: prometheus.Labels{"node": o.Node, "role": "origin"},
+	}, func() float64 { return float64(o.windowBytes()) })
+}
