@@ -55,9 +55,12 @@ func ReadHeap() Heap {
 //     objects long before the kernel's OOM killer would act.
 //   - quiet: when fewer than QuietBytes were allocated during the last
 //     period, it runs Trim (two collections, the second returning freed
-//     pages to the operating system), at most once per MinInterval; a trim
-//     that freed less than MinGarbage doubles the wait for the next, up to
-//     MaxInterval, and a busy period resets it. Go collects an idle heap
+//     pages to the operating system), at most once per MinInterval. From
+//     the fourth trim of a quiet spell on (what an ended load leaves has
+//     been collected by then: the cache's objects leave within their
+//     availability window, streams within their idle timeout), a trim that
+//     freed less than MinGarbage doubles the wait for the next, up to
+//     MaxInterval; a busy period resets it. Go collects an idle heap
 //     only every two minutes and returns freed pages gradually, and what an
 //     ended load leaves (the cache's expired objects, closed streams) is
 //     garbage only the next collection can see; sync.Pools (the bus
@@ -91,6 +94,7 @@ type Watcher struct {
 	prev     Heap
 	lastTrim time.Time
 	wait     time.Duration // before the next trim
+	spell    int           // trims since the node was last busy
 	started  bool
 }
 
@@ -127,6 +131,10 @@ func (w *Watcher) defaults() {
 	}
 }
 
+// quietSpellTrims is how many trims of a quiet spell come every MinInterval
+// whatever they free.
+const quietSpellTrims = 4
+
 // Run watches until ctx ends.
 func (w *Watcher) Run(ctx context.Context) {
 	w.defaults()
@@ -153,7 +161,7 @@ func (w *Watcher) Step(now time.Time) {
 		w.Shed(int64(h.Live) - int64(w.ReliefShare*float64(w.Limit)))
 	}
 	if first || h.Allocs-prev.Allocs >= w.QuietBytes {
-		w.wait = w.MinInterval // busy: the next quiet period trims soon
+		w.wait, w.spell = w.MinInterval, 0 // busy: the next quiet period trims soon
 		return
 	}
 	if !w.lastTrim.IsZero() && now.Sub(w.lastTrim) < w.wait {
@@ -163,8 +171,9 @@ func (w *Watcher) Step(now time.Time) {
 	w.lastTrim = now
 	after := w.Read()
 	w.prev = after
+	w.spell++
 	switch {
-	case h.Objects >= after.Objects+w.MinGarbage:
+	case w.spell < quietSpellTrims || h.Objects >= after.Objects+w.MinGarbage:
 		w.wait = w.MinInterval
 	default:
 		w.wait = min(2*max(w.wait, w.MinInterval), w.MaxInterval)

@@ -44,14 +44,16 @@ func TestWatcherTrimsOnlyQuietNodes(t *testing.T) {
 	}{
 		{"baseline", 0, 100 * mib, 60 * mib, 0, 0},
 		{"busy: 50 MiB allocated in the period", 5 * time.Second, 150 * mib, 90 * mib, 0, 0},
-		{"quiet: trimmed, 40 MiB freed", 10 * time.Second, 151 * mib, 90 * mib, 40 * mib, 1},
+		{"quiet: trimmed, 1 MiB freed", 10 * time.Second, 151 * mib, 90 * mib, 1 * mib, 1},
 		{"quiet, 5 s later: too soon", 15 * time.Second, 152 * mib, 50 * mib, 0, 1},
-		{"quiet, 30 s after: trimmed, 1 MiB freed", 40 * time.Second, 153 * mib, 50 * mib, 1 * mib, 2},
-		{"30 s after a trim that freed little: waits 60 s", 70 * time.Second, 154 * mib, 49 * mib, 0, 2},
-		{"60 s after: trimmed, little freed again", 100 * time.Second, 155 * mib, 49 * mib, 1 * mib, 3},
-		{"60 s after: waits 120 s now", 160 * time.Second, 156 * mib, 48 * mib, 0, 3},
-		{"busy again", 165 * time.Second, 300 * mib, 100 * mib, 0, 3},
-		{"quiet after busy: the wait is back to 30 s, 70 s have passed: trimmed", 170 * time.Second, 301 * mib, 100 * mib, 50 * mib, 4},
+		{"30 s after: trimmed (2nd of the spell), 1 MiB freed", 40 * time.Second, 153 * mib, 50 * mib, 1 * mib, 2},
+		{"30 s after: trimmed (3rd), 30 MiB freed", 70 * time.Second, 154 * mib, 80 * mib, 30 * mib, 3},
+		{"30 s after: trimmed (4th), 1 MiB freed", 100 * time.Second, 155 * mib, 50 * mib, 1 * mib, 4},
+		{"30 s after a 4th trim that freed little: waits 60 s", 130 * time.Second, 156 * mib, 49 * mib, 0, 4},
+		{"60 s after: trimmed, little freed again", 160 * time.Second, 157 * mib, 49 * mib, 1 * mib, 5},
+		{"60 s after: waits 120 s now", 220 * time.Second, 158 * mib, 48 * mib, 0, 5},
+		{"busy again", 225 * time.Second, 300 * mib, 100 * mib, 0, 5},
+		{"quiet after busy: the wait is back to 30 s, 65 s have passed: trimmed", 230 * time.Second, 301 * mib, 100 * mib, 50 * mib, 6},
 	}
 	f := &fakeHeap{}
 	w := f.watcher(0)
