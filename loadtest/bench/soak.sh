@@ -54,14 +54,22 @@ curl -sf -o "$base.idle.heap.pprof" "$SG_API/debug/pprof/heap?gc=1" || true
 wait "$sampler" || rc=$?
 stop_sg
 cp "$SGB/sg.log" "$base.log"
-# RSS at minute 2 and at the end of the load, the largest, the heap at the
-# end of the load and at the end of the tail (idle), goroutines and files.
+# RSS at minute 2 and at the end of the load, its range from minute 2 to
+# the end (the issue's flatness: within 10 % of minute 2), the largest; the
+# heap before the load (fresh node), at the end of the load, a minute after
+# it (before the idle profile's forced GC) and at the end of the tail;
+# goroutines and files.
 jq -r --arg rc "$rc" --argjson loadend "$(($(secs "$dur") + 2))" '
   def mib: . / 1048576 | floor;
   def at($t): [.samples[] | select(.t <= $t)] | last;
-  (at(122)) as $m2 | (at($loadend)) as $e | (.samples | last) as $idle |
+  (at(122)) as $m2 | (at($loadend)) as $e | (at($loadend + 60)) as $after | (.samples | first) as $fresh |
+  (.samples | last) as $idle |
+  [.samples[] | select(.t >= 120 and .t <= $loadend) | .rss_bytes] as $steady |
   "rc=\($rc) samples=\(.samples | length) " +
-  "rss_MiB min2=\($m2.rss_bytes | mib) end=\($e.rss_bytes | mib) max=\([.samples[].rss_bytes] | max | mib) idle=\($idle.rss_bytes | mib) " +
-  "heap_MiB end=\($e.heap_inuse_bytes | mib) idle=\($idle.heap_inuse_bytes | mib) lru_MiB end=\($e.cache_lru_bytes | mib) idle=\($idle.cache_lru_bytes | mib) " +
+  "rss_MiB fresh=\($fresh.rss_bytes | mib) min2=\($m2.rss_bytes | mib) end=\($e.rss_bytes | mib) steady=\($steady | min | mib)..\($steady | max | mib) " +
+  "(\((($steady | max) / $m2.rss_bytes - 1) * 1000 | round / 10)%..\((($steady | min) / $m2.rss_bytes - 1) * 1000 | round / 10)% of min2) " +
+  "max=\([.samples[].rss_bytes] | max | mib) after60s=\($after.rss_bytes | mib) idle=\($idle.rss_bytes | mib) " +
+  "heap_MiB fresh=\($fresh.heap_inuse_bytes | mib) end=\($e.heap_inuse_bytes | mib) after60s=\($after.heap_inuse_bytes | mib) idle=\($idle.heap_inuse_bytes | mib) " +
+  "lru_MiB end=\($e.cache_lru_bytes | mib) idle=\($idle.cache_lru_bytes | mib) " +
   "goroutines min2=\($m2.goroutines) end=\($e.goroutines) idle=\($idle.goroutines) fds min2=\($m2.open_fds) end=\($e.open_fds) idle=\($idle.open_fds)"' "$base.json"
 jq -r '"cameras_ok=\(.cameras_ok)/\(.cameras) viewers_ok=\(.viewers_ok)/\(.viewers) errors=\(.errors) stalls=\(.stalls) latency_ms p50=\(.latency_ms.p50) p99=\(.latency_ms.p99)"' "$base.report.json"
