@@ -18,6 +18,12 @@ import (
 // heldSlots bounds the window heldBytes can measure, in seconds.
 const heldSlots = 64
 
+// heldOverhead is what gohlslib's buffers hold per byte of media fed: its
+// parts are marshalled into buffers grown by doubling. Measured in the
+// 30-minute soak (docs/benchmarks.md): 34.7 MiB of muxer buffers in the
+// heap profile for 23 MiB of media in the windows.
+const heldOverhead = 1.5
+
 // heldBytes counts the bytes fed to one muxer in each of the last heldSlots
 // seconds. Safe for concurrent use: the instance's feeder adds, the budget
 // and the metrics read.
@@ -86,15 +92,15 @@ func (o *Origin) windowBytes() int64 {
 	return total
 }
 
-// overBudget reports whether the windows already hold MemoryBudget: the
-// origin then claims no new stream (another origin, or this one once
-// streams end, takes it), because a window cannot shed what its viewers
-// are about to ask for.
+// overBudget reports whether the windows already hold MemoryBudget (their
+// media times heldOverhead): the origin then claims no new stream (another
+// origin, or this one once streams end, takes it), because a window cannot
+// shed what its viewers are about to ask for.
 func (o *Origin) overBudget() (bool, int64) {
 	if o.MemoryBudget <= 0 {
 		return false, 0
 	}
-	held := o.windowBytes()
+	held := int64(float64(o.windowBytes()) * heldOverhead)
 	return held >= o.MemoryBudget, held
 }
 
