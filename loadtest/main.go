@@ -35,6 +35,12 @@ streamgrid loadtest sample --metrics URL --out FILE.json [--every 5s]
 D or SIGINT/SIGTERM, and writes FILE.json and a plot, FILE.svg
 (loadtest/bench/soak.sh runs both).
 
+streamgrid loadtest --control-plane --streams N --origins O --edges E
+--kill-origins K --duration D [--json F] [--bus URL,...] simulates the
+registry and ownership at scale instead (no media, real origins and a real
+three-node bus it starts) and kills K origins midway: bus CPU, registry
+operations per second, re-own times (--control-plane --help).
+
 Targets must be loopback (127.0.0.0/8, ::1, localhost) unless named with
 --allow-remote.
 
@@ -55,6 +61,9 @@ options:
 // otherwise (or when interrupted), 2 on usage errors. SIGINT or SIGTERM stop
 // the run early; the partial report is still written.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if isControlPlane(args) {
+		return controlPlaneMain(args, stdout, stderr)
+	}
 	cfg, opts, code := parseMainFlags(args, stderr)
 	if code >= 0 {
 		return code
@@ -171,7 +180,7 @@ func parseMainFlags(args []string, stderr io.Writer) (_ Config, _ mainOptions, c
 	return cfg, opts, -1
 }
 
-func writeJSON(path string, rep *Report, stdout io.Writer) error {
+func writeJSON(path string, rep any, stdout io.Writer) error {
 	data, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode report: %w", err)
