@@ -2,17 +2,12 @@ package loadtest
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
-	"os"
-	"os/signal"
 	"slices"
 	"strconv"
-	"syscall"
 	"text/tabwriter"
 )
 
@@ -46,17 +41,11 @@ func isControlPlane(args []string) bool {
 
 // controlPlaneMain is `streamgrid loadtest --control-plane`.
 func controlPlaneMain(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("loadtest --control-plane", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, controlPlaneUsage)
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("loadtest --control-plane", controlPlaneUsage, stderr)
 	var (
-		cfg            ControlPlaneConfig
-		busURLs, pids  listFlag
-		jsonPath       string
-		quiet, verbose bool
+		cfg           ControlPlaneConfig
+		opts          mainOptions
+		busURLs, pids listFlag
 	)
 	fs.Bool("control-plane", true, "run the control-plane simulation (this mode)")
 	fs.IntVar(&cfg.Streams, "streams", 1000, "synthetic streams (1.."+strconv.Itoa(MaxCPStreams)+")")
@@ -71,64 +60,23 @@ func controlPlaneMain(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", 0, "registry lease TTL, bus.lease_ttl (default 3s)")
 	fs.DurationVar(&cfg.StreamTTL, "stream-ttl", 0, "stream record TTL, bus.stream_ttl (default 10s)")
 	fs.IntVar(&cfg.OriginCapacity, "origin-capacity", 0, "each origin's origin.capacity (default: twice what the surviving origins need)")
-	fs.StringVar(&jsonPath, "json", "", "write the report as JSON to this file (- for stdout)")
-	fs.BoolVar(&quiet, "quiet", false, "no progress lines")
-	fs.BoolVar(&verbose, "v", false, "debug logging")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "loadtest: unexpected arguments %q\n", fs.Args())
-		return 2
+	opts.addFlags(fs)
+	if code := parseArgs(fs, args, stderr); code >= 0 {
+		return code
 	}
 	if cfg.Duration == 0 {
 		fmt.Fprintln(stderr, "loadtest: --duration is required (see --control-plane --help)")
 		return 2
 	}
 	cfg.Bus = busURLs
-	for _, p := range pids {
-		pid, err := strconv.Atoi(p)
-		if err != nil {
-			fmt.Fprintf(stderr, "loadtest: invalid --pid %q\n", p)
-			return 2
-		}
-		cfg.PIDs = append(cfg.PIDs, pid)
-	}
-	stderr = &syncWriter{w: stderr}
-	level := slog.LevelWarn
-	if verbose {
-		level = slog.LevelDebug
-	}
-	cfg.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if !quiet {
-		cfg.Progress = stderr
-	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	rep, err := RunControlPlane(ctx, cfg)
-	if errors.Is(err, ErrUsage) {
-		fmt.Fprintf(stderr, "loadtest: %v\n", err)
+	var ok bool
+	if cfg.PIDs, ok = parsePIDs(pids, stderr); !ok {
 		return 2
 	}
-	if rep == nil {
-		fmt.Fprintf(stderr, "loadtest: %v\n", err)
-		return 1
-	}
-	rep.WriteTable(stdout)
-	if jsonPath != "" {
-		if err := writeJSON(jsonPath, rep, stdout); err != nil {
-			fmt.Fprintf(stderr, "loadtest: %v\n", err)
-			return 1
-		}
-	}
-	if !rep.OK() {
-		return 1
-	}
-	return 0
+	return runReported(opts, stdout, stderr, func(ctx context.Context, log *slog.Logger, progress io.Writer) (reporter, error) {
+		cfg.Log, cfg.Progress = log, progress
+		return asReporter(RunControlPlane(ctx, cfg))
+	})
 }
 
 // WriteTable prints the report for people.
