@@ -79,6 +79,10 @@ func (b *busCluster) start(ctx context.Context) error {
 		b.urls = append(b.urls, "nats://"+client[i])
 	}
 	for i, u := range b.urls {
+		if err := ctx.Err(); err != nil {
+			b.close()
+			return err
+		}
 		nc, err := bus.Connect(bus.ConnOptions{URLs: []string{u}, Name: "sim-probe", ConnectTimeout: 30 * time.Second, Log: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			err = fmt.Errorf("bus node %d did not come up: %w (its log: %s)", i+1, err, b.procs[i].Stderr)
