@@ -280,7 +280,7 @@ func (cp *controlPlane) startNodes(ctx context.Context) error {
 		errs []error
 		sem  = make(chan struct{}, 8)
 	)
-	start := func(i int, f func() error) {
+	start := func(f func() error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -294,13 +294,13 @@ func (cp *controlPlane) startNodes(ctx context.Context) error {
 		}()
 	}
 	for i := range cp.origins {
-		start(i, func() (err error) {
+		start(func() (err error) {
 			cp.origins[i], err = startSimOrigin(ctx, cp.urls, fmt.Sprintf("sim-origin%04d", i+1), rc, c.OriginCapacity)
 			return err
 		})
 	}
 	for i := range cp.edges {
-		start(i, func() (err error) {
+		start(func() (err error) {
 			cp.edges[i], err = startSimEdge(ctx, cp.urls, fmt.Sprintf("sim-edge%04d", i+1), rc)
 			return err
 		})
