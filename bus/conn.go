@@ -32,6 +32,10 @@ type ConnOptions struct {
 	// connection while no server answers (the bus starting in the same
 	// deployment). 0 tries once. A refused authentication fails at once.
 	ConnectTimeout time.Duration
+	// Dialer, when set, opens the TCP connections (the control-plane
+	// simulation keeps them, to cut them the way a killed process does).
+	// Default: NATS's own.
+	Dialer nats.CustomDialer
 	// Log receives connection events. Default slog.Default().
 	Log *slog.Logger
 }
@@ -83,6 +87,9 @@ func Connect(o ConnOptions) (*nats.Conn, error) {
 	}
 	if o.InboxPrefix != "" {
 		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
+	}
+	if o.Dialer != nil {
+		opts = append(opts, nats.SetCustomDialer(o.Dialer))
 	}
 	urls := strings.Join(o.URLs, ",")
 	deadline := time.Now().Add(o.ConnectTimeout)

@@ -7,7 +7,12 @@
 // and memory per camera). Given the origins' URLs, it also measures how long
 // after the owning origin a cache serves each new LL-HLS part (partProbe).
 //
-// Run is the library entry point; Main is the command line.
+// With --control-plane it simulates the registry and ownership instead, at
+// the scale of a fleet: streams without media, real origins, a real
+// three-node bus, origins killed midway (RunControlPlane, controlplane.go).
+//
+// Run and RunControlPlane are the library entry points; Main is the
+// command line.
 package loadtest
 
 import (

@@ -35,6 +35,12 @@ streamgrid loadtest sample --metrics URL --out FILE.json [--every 5s]
 D or SIGINT/SIGTERM, and writes FILE.json and a plot, FILE.svg
 (loadtest/bench/soak.sh runs both).
 
+streamgrid loadtest --control-plane --streams N --origins O --edges E
+--kill-origins K --duration D [--json F] [--bus URL,...] simulates the
+registry and ownership at scale instead (no media, real origins and a real
+three-node bus it starts) and kills K origins midway: bus CPU, registry
+operations per second, re-own times (--control-plane --help).
+
 Targets must be loopback (127.0.0.0/8, ::1, localhost) unless named with
 --allow-remote.
 
@@ -55,25 +61,59 @@ options:
 // otherwise (or when interrupted), 2 on usage errors. SIGINT or SIGTERM stop
 // the run early; the partial report is still written.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if isControlPlane(args) {
+		return controlPlaneMain(args, stdout, stderr)
+	}
 	cfg, opts, code := parseMainFlags(args, stderr)
 	if code >= 0 {
 		return code
 	}
 
+	return runReported(opts, stdout, stderr, func(ctx context.Context, log *slog.Logger, progress io.Writer) (reporter, error) {
+		cfg.Log, cfg.Progress = log, progress
+		return asReporter(Run(ctx, cfg))
+	})
+}
+
+// reporter is the report of either mode.
+type reporter interface {
+	WriteTable(w io.Writer)
+	OK() bool
+}
+
+// asReporter hands a mode's report on; a nil one stays nil.
+func asReporter[T any, R interface {
+	*T
+	reporter
+}](rep R, err error) (reporter, error) {
+	if rep == nil {
+		return nil, err
+	}
+	return rep, err
+}
+
+// runReported runs a mode as the command line does: the log (and, unless
+// quiet, the progress lines) on stderr, SIGINT or SIGTERM stopping the run
+// early, the table on stdout and the JSON report in opts.jsonPath. run
+// returns a nil report when the run could not start. It returns the exit
+// code: 0 when the report is OK, 1 otherwise, 2 on usage errors.
+func runReported(opts mainOptions, stdout, stderr io.Writer,
+	run func(ctx context.Context, log *slog.Logger, progress io.Writer) (reporter, error)) int {
 	// the logger and the progress line share stderr from several goroutines
 	stderr = &syncWriter{w: stderr}
 	level := slog.LevelWarn
 	if opts.verbose {
 		level = slog.LevelDebug
 	}
-	cfg.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	var progress io.Writer
 	if !opts.quiet {
-		cfg.Progress = stderr
+		progress = stderr
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rep, err := Run(ctx, cfg)
+	rep, err := run(ctx, log, progress)
 	if errors.Is(err, ErrUsage) {
 		fmt.Fprintf(stderr, "loadtest: %v\n", err)
 		return 2
@@ -102,16 +142,45 @@ type mainOptions struct {
 	quiet, verbose bool
 }
 
+func (o *mainOptions) addFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.jsonPath, "json", "", "write the report as JSON to this file (- for stdout)")
+	fs.BoolVar(&o.quiet, "quiet", false, "no progress line")
+	fs.BoolVar(&o.verbose, "v", false, "debug logging")
+}
+
+// newFlagSet returns a command line's flags: errors go to stderr, and
+// --help prints usage, then the flags.
+func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseArgs parses args, which must hold flags only. It returns the exit
+// code when the command must stop here (0 after --help, 2 on an error), -1
+// otherwise.
+func parseArgs(fs *flag.FlagSet, args []string, stderr io.Writer) int {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "loadtest: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	return -1
+}
+
 // parseMainFlags reads Main's command line into a Config. code is the exit
 // code when Main must stop here (help, usage error), -1 otherwise.
 func parseMainFlags(args []string, stderr io.Writer) (_ Config, _ mainOptions, code int) {
-	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, mainUsage)
-		fs.PrintDefaults()
-	}
-
+	fs := newFlagSet("loadtest", mainUsage, stderr)
 	var (
 		cfg         Config
 		opts        mainOptions
@@ -138,19 +207,9 @@ func parseMainFlags(args []string, stderr io.Writer) (_ Config, _ mainOptions, c
 	fs.Var(&pids, "pid", "local server process to sample CPU and memory from /proc (repeatable)")
 	fs.Var(&metrics, "metrics", "Prometheus /metrics URL of a server to sample CPU and memory from (repeatable)")
 	fs.Var(&allowRemote, "allow-remote", "host that may be targeted although not loopback (repeatable or comma-separated)")
-	fs.StringVar(&opts.jsonPath, "json", "", "write the report as JSON to this file (- for stdout)")
-	fs.BoolVar(&opts.quiet, "quiet", false, "no progress line")
-	fs.BoolVar(&opts.verbose, "v", false, "debug logging")
-
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return cfg, opts, 0
-		}
-		return cfg, opts, 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "loadtest: unexpected arguments %q\n", fs.Args())
-		return cfg, opts, 2
+	opts.addFlags(fs)
+	if code := parseArgs(fs, args, stderr); code >= 0 {
+		return cfg, opts, code
 	}
 	if cfg.Publish == "" || cfg.Duration == 0 {
 		fmt.Fprintln(stderr, "loadtest: --publish and --duration are required (see --help)")
@@ -160,18 +219,28 @@ func parseMainFlags(args []string, stderr io.Writer) (_ Config, _ mainOptions, c
 	cfg.Origins = origins
 	cfg.MetricsURLs = metrics
 	cfg.AllowRemote = allowRemote
-	for _, p := range pids {
-		pid, err := strconv.Atoi(p)
-		if err != nil {
-			fmt.Fprintf(stderr, "loadtest: invalid --pid %q\n", p)
-			return cfg, opts, 2
-		}
-		cfg.PIDs = append(cfg.PIDs, pid)
+	var ok bool
+	if cfg.PIDs, ok = parsePIDs(pids, stderr); !ok {
+		return cfg, opts, 2
 	}
 	return cfg, opts, -1
 }
 
-func writeJSON(path string, rep *Report, stdout io.Writer) error {
+// parsePIDs reads --pid values; false (said on stderr) when one is no number.
+func parsePIDs(pids []string, stderr io.Writer) ([]int, bool) {
+	var out []int
+	for _, p := range pids {
+		pid, err := strconv.Atoi(p)
+		if err != nil {
+			fmt.Fprintf(stderr, "loadtest: invalid --pid %q\n", p)
+			return nil, false
+		}
+		out = append(out, pid)
+	}
+	return out, true
+}
+
+func writeJSON(path string, rep any, stdout io.Writer) error {
 	data, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode report: %w", err)

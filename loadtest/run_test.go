@@ -32,6 +32,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(testBusNodeEnv) == "1" {
+		os.Exit(runTestBusNode(os.Args[1:])) // a child bus node of TestControlPlane
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -234,6 +234,14 @@ func TestMainUsageErrors(t *testing.T) {
 		{[]string{"--publish", "rtsp://127.0.0.1:1/load", "--duration", "5s", "--origin", "http://127.0.0.1:1/load"}, 2},
 		{[]string{"--publish", "rtsp://127.0.0.1:1/load", "--duration", "5s", "--play", "http://127.0.0.1:2/load",
 			"--origin", "http://10.1.1.1:8889/load"}, 2},
+		{[]string{"--control-plane", "--help"}, 0},
+		{[]string{"--control-plane"}, 2},
+		{[]string{"--control-plane", "--duration", "5s", "--origins", "1"}, 2},
+		{[]string{"--control-plane", "--duration", "5s", "--origins", "3", "--kill-origins", "3"}, 2},
+		{[]string{"--control-plane", "--duration", "5s", "--streams", "0"}, 2},
+		{[]string{"--control-plane", "--duration", "5s", "--pid", "1"}, 2},
+		{[]string{"--control-plane", "--duration", "5s", "--bus", "nats://127.0.0.1:1", "--pid", "x"}, 2},
+		{[]string{"--control-plane", "--duration", "5s", "extra"}, 2},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := Main(tc.args, &stdout, &stderr); code != tc.code {

@@ -30,7 +30,8 @@ commands:
   edge      RTSP/RTMP ingest and camera pulls
   origin    HLS / LL-HLS packaging
   cache     the viewers' HTTP server
-  loadtest  synthetic cameras and viewers (streamgrid loadtest --help)
+  loadtest  synthetic cameras and viewers (streamgrid loadtest --help), or the
+            registry and ownership at fleet scale (loadtest --control-plane --help)
   camera    a simulated IP camera: an RTSP server looping a test clip
             (streamgrid camera [--listen :8554] [--path stream1])
   sign      a signed playback URL path (streamgrid sign --path live/cam1 [--ttl 1h] [--ip CIDR])

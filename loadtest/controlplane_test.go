@@ -1,0 +1,82 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/internal/config"
+	"github.com/streamgrid/streamgrid/internal/node"
+)
+
+// testBusNodeEnv makes the test binary a bus node (`streamgrid bus`): the
+// control-plane test starts its bus as child processes of this binary.
+const testBusNodeEnv = "LOADTEST_TEST_BUS_NODE"
+
+// runTestBusNode is `streamgrid bus --config FILE` in the test binary.
+func runTestBusNode(args []string) int {
+	path := ""
+	if i := slices.Index(args, "--config"); i >= 0 && i+1 < len(args) {
+		path = args[i+1]
+	}
+	cfg, err := config.Load(path, os.Environ())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	n := &node.Node{Config: cfg, Role: node.RoleBus, Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	if err := n.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	<-ctx.Done()
+	stop()
+	n.Close()
+	return 0
+}
+
+// TestControlPlane runs the simulation small: 50 streams on 3 origins, one
+// killed midway, on a real three-node bus of child processes.
+func TestControlPlane(t *testing.T) {
+	t.Setenv(testBusNodeEnv, "1") // for the children
+	var progress bytes.Buffer
+	rep, err := RunControlPlane(t.Context(), ControlPlaneConfig{
+		Streams: 50, Origins: 3, Edges: 1, KillOrigins: 1,
+		Duration:   16 * time.Second,
+		BusCommand: []string{os.Args[0]},
+		Progress:   &progress,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table bytes.Buffer
+	rep.WriteTable(&table)
+	t.Logf("report:\n%s", table.String())
+	if rep.Owned != rep.Streams {
+		t.Errorf("owned %d of %d streams at the end", rep.Owned, rep.Streams)
+	}
+	if rep.Orphaned == 0 || rep.Reowned != rep.Orphaned || rep.ReownMS.Count != uint64(rep.Orphaned) || rep.ReownMS.Max <= 0 {
+		t.Errorf("orphaned %d, re-owned %d, re-own times %+v", rep.Orphaned, rep.Reowned, rep.ReownMS)
+	}
+	if !rep.OK() {
+		t.Error("report not OK")
+	}
+	if rep.BusCPUCores == nil || *rep.BusCPUCores <= 0 || len(rep.BusNodes) != busNodes {
+		t.Errorf("bus CPU not measured: %v, nodes %+v", rep.BusCPUCores, rep.BusNodes)
+	}
+	if rep.KVOpsPerS <= 0 || rep.KVWritesPerS[bus.BucketOwners] <= 0 || rep.KVWritesPerS[bus.BucketStreams] <= 0 {
+		t.Errorf("registry operations not counted: %v/s, writes %v", rep.KVOpsPerS, rep.KVWritesPerS)
+	}
+	if rep.RegistryErrors != 0 {
+		t.Errorf("%d registry errors: %v", rep.RegistryErrors, rep.Notes)
+	}
+}

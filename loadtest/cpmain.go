@@ -1,0 +1,118 @@
+package loadtest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"text/tabwriter"
+)
+
+const controlPlaneUsage = `usage: streamgrid loadtest --control-plane --streams N --origins O --edges E
+       --kill-origins K --duration D [--json F] [--bus URL,...] [options]
+
+Simulates the control plane at scale: N streams (registry records, no media)
+kept by E simulated edges and owned by O real origins (origin.Origin, its own
+connections each), against a three-node bus started as child processes
+(` + "`streamgrid bus`" + `, R3 buckets) or the bus at --bus. At D/2 it kills K
+origins as SIGKILL would (their connections drop, no lease is released) and
+times, through the owner watch, how long each of their streams waits for a new
+owner. Reports bus CPU (all bus processes, from /proc, while steady), registry
+operations per second and re-own times. Exits 0 when every stream is owned at
+the end and every orphan was re-owned, 1 otherwise, 2 on usage errors.
+
+example:
+  streamgrid loadtest --control-plane --streams 10000 --origins 100 --edges 10 \
+    --kill-origins 10 --duration 90s --json cp.json
+
+options:
+`
+
+// isControlPlane says whether a loadtest command line asks for the
+// control-plane simulation.
+func isControlPlane(args []string) bool {
+	return slices.ContainsFunc(args, func(a string) bool {
+		return a == "--control-plane" || a == "-control-plane" || a == "--control-plane=true" || a == "-control-plane=true"
+	})
+}
+
+// controlPlaneMain is `streamgrid loadtest --control-plane`.
+func controlPlaneMain(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("loadtest --control-plane", controlPlaneUsage, stderr)
+	var (
+		cfg           ControlPlaneConfig
+		opts          mainOptions
+		busURLs, pids listFlag
+	)
+	fs.Bool("control-plane", true, "run the control-plane simulation (this mode)")
+	fs.IntVar(&cfg.Streams, "streams", 1000, "synthetic streams (1.."+strconv.Itoa(MaxCPStreams)+")")
+	fs.IntVar(&cfg.Origins, "origins", 10, "simulated origins (2.."+strconv.Itoa(MaxCPOrigins)+")")
+	fs.IntVar(&cfg.Edges, "edges", 1, "simulated edges the streams are spread over (1.."+strconv.Itoa(MaxCPEdges)+")")
+	fs.IntVar(&cfg.KillOrigins, "kill-origins", 1, "origins killed at duration/2 (0..origins-1)")
+	fs.DurationVar(&cfg.Duration, "duration", 0, "total run time from the first stream's start (required)")
+	fs.DurationVar(&cfg.Ramp, "ramp", 0, "stagger the streams' starts over this span (default min(10s, duration/6))")
+	fs.Var(&busURLs, "bus", "NATS URLs of a running bus to use instead of starting three nodes (repeatable or comma-separated)")
+	fs.Var(&pids, "pid", "with --bus: a bus process to sample for CPU (repeatable)")
+	fs.IntVar(&cfg.Replicas, "replicas", 3, "replicas of the registry buckets")
+	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", 0, "registry lease TTL, bus.lease_ttl (default 3s)")
+	fs.DurationVar(&cfg.StreamTTL, "stream-ttl", 0, "stream record TTL, bus.stream_ttl (default 10s)")
+	fs.IntVar(&cfg.OriginCapacity, "origin-capacity", 0, "each origin's origin.capacity (default: twice what the surviving origins need)")
+	opts.addFlags(fs)
+	if code := parseArgs(fs, args, stderr); code >= 0 {
+		return code
+	}
+	if cfg.Duration == 0 {
+		fmt.Fprintln(stderr, "loadtest: --duration is required (see --control-plane --help)")
+		return 2
+	}
+	cfg.Bus = busURLs
+	var ok bool
+	if cfg.PIDs, ok = parsePIDs(pids, stderr); !ok {
+		return 2
+	}
+	return runReported(opts, stdout, stderr, func(ctx context.Context, log *slog.Logger, progress io.Writer) (reporter, error) {
+		cfg.Log, cfg.Progress = log, progress
+		return asReporter(RunControlPlane(ctx, cfg))
+	})
+}
+
+// WriteTable prints the report for people.
+func (r *ControlPlaneReport) WriteTable(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(name, format string, args ...any) {
+		fmt.Fprintf(tw, "%s\t%s\n", name, fmt.Sprintf(format, args...))
+	}
+	status := "PASS"
+	if !r.OK() {
+		status = "FAIL"
+	}
+	row("result", "%s", status)
+	row("streams", "%d on %d origins, %d edges; lease TTL %gs, stream TTL %gs, R%d",
+		r.Streams, r.Origins, r.Edges, r.LeaseTTLS, r.StreamTTLS, r.Replicas)
+	row("owned at the end", "%d (all owned after %gs)", r.Owned, r.OwnedAllAfterS)
+	cores := func(p *float64) string {
+		if p == nil {
+			return "not measured"
+		}
+		return strconv.FormatFloat(*p, 'f', 3, 64) + " cores"
+	}
+	row("bus CPU (steady)", "%s over %gs; after the kill %s", cores(r.BusCPUCores), r.SteadyWindowS, cores(r.BusCPUCoresAfterKill))
+	row("simulator CPU", "%.3f cores", r.SimCPUCores)
+	row("registry ops", "%.1f/s (%.3f per stream per s); deliveries to the nodes %.1f/s",
+		r.KVOpsPerS, r.KVOpsPerStreamS, r.KVDeliveriesPerS)
+	writes := make([]string, 0, len(r.KVWritesPerS))
+	for _, b := range slices.Sorted(maps.Keys(r.KVWritesPerS)) {
+		writes = append(writes, fmt.Sprintf("%s %.1f", b, r.KVWritesPerS[b]))
+	}
+	row("stored writes/s", "%v", writes)
+	row("killed", "%d origins: %d streams orphaned, %d re-owned", r.KilledOrigins, r.Orphaned, r.Reowned)
+	row("re-own ms", "p50 %.0f  p99 %.0f  max %.0f", r.ReownMS.P50, r.ReownMS.P99, r.ReownMS.Max)
+	row("registry errors", "%d", r.RegistryErrors)
+	for _, n := range r.Notes {
+		row("note", "%s", n)
+	}
+	tw.Flush()
+}

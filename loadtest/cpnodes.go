@@ -1,0 +1,280 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/internal/media"
+	"github.com/streamgrid/streamgrid/origin"
+)
+
+// simRegistryTimeout bounds one registry call of a simulated edge, as the
+// edge's registryTimeout does.
+const simRegistryTimeout = 5 * time.Second
+
+// simConn is a simulated node's pair of bus connections, as a real node
+// has them (internal/node startBus): one for media and GOP requests, one
+// for the registry alone; and the registry on the second.
+type simConn struct {
+	nc, regNC *nats.Conn
+	reg       *bus.Registry
+	dialer    *crashDialer
+}
+
+// dialSim connects a simulated node named name and starts its registry.
+func dialSim(ctx context.Context, urls []string, name string, rc registryConfig) (*simConn, error) {
+	d := &crashDialer{}
+	opts := bus.ConnOptions{URLs: urls, Name: name, ConnectTimeout: 10 * time.Second, Dialer: d, Log: slog.New(slog.DiscardHandler)}
+	nc, err := bus.Connect(opts)
+	if err != nil {
+		return nil, err
+	}
+	opts.Name = name + "-registry"
+	regNC, err := bus.Connect(opts)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	c := &simConn{nc: nc, regNC: regNC, dialer: d}
+	if c.reg, err = rc.start(ctx, regNC); err != nil {
+		c.close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// crash cuts both connections' sockets at once, as the kernel does when
+// it reaps a process killed with SIGKILL: nothing more is written, nothing
+// flushed. close must follow soon, before the clients dial again.
+func (c *simConn) crash() { c.dialer.cut() }
+
+// close closes both connections (see internal/node Crash); after crash it
+// sends nothing.
+func (c *simConn) close() {
+	c.nc.Close()
+	c.regNC.Close()
+}
+
+// crashDialer dials TCP and keeps the connections, so that crash can cut
+// them. nats.Conn.Close would flush first, which blocks for as long as a
+// busy server does not read.
+type crashDialer struct {
+	d     net.Dialer
+	mu    sync.Mutex
+	conns []net.Conn
+	dead  bool
+}
+
+func (d *crashDialer) Dial(network, address string) (net.Conn, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.dead {
+		return nil, errors.New("crashed")
+	}
+	c, err := d.d.Dial(network, address)
+	if err == nil {
+		d.conns = append(d.conns, c)
+	}
+	return c, err
+}
+
+// cut closes every connection dialled and refuses new ones.
+func (d *crashDialer) cut() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.dead = true
+	for _, c := range d.conns {
+		_ = c.Close()
+	}
+	d.conns = nil
+}
+
+// registryOps is how many messages the node's registry connection sent:
+// one per registry operation (create, update, put, delete, get), plus the
+// few API requests that open its watches.
+func (c *simConn) registryOps() uint64 { return c.regNC.Stats().OutMsgs }
+
+// registryIn is how many messages the registry connection received: the
+// replies, and every change its watches deliver.
+func (c *simConn) registryIn() uint64 { return c.regNC.Stats().InMsgs }
+
+// registryConfig is what every simulated node's bus.Registry gets.
+type registryConfig struct {
+	replicas            int
+	leaseTTL, streamTTL time.Duration
+}
+
+func (rc registryConfig) start(ctx context.Context, nc *nats.Conn) (*bus.Registry, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	r := &bus.Registry{JS: js, Replicas: rc.replicas, LeaseTTL: rc.leaseTTL, StreamTTL: rc.streamTTL}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := r.Start(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// simOrigin is a real origin.Origin (its claimer, its lease keeper, its
+// watches: the registry calls at the cadence the product makes them) on
+// connections of its own. It gets no media: its streams idle, which costs
+// the registry nothing more or less than a stream with packets (the
+// playlist state is written only when it changes).
+type simOrigin struct {
+	name string
+	conn *simConn
+	o    *origin.Origin
+}
+
+func startSimOrigin(ctx context.Context, urls []string, name string, rc registryConfig, capacity int) (*simOrigin, error) {
+	c, err := dialSim(ctx, urls, name, rc)
+	if err != nil {
+		return nil, err
+	}
+	o := &origin.Origin{
+		Node:        name,
+		NC:          c.nc,
+		Registry:    c.reg,
+		HTTPAddress: "127.0.0.1:0",
+		Capacity:    capacity,
+		Log:         slog.New(slog.DiscardHandler),
+	}
+	if err := o.Start(); err != nil {
+		c.close()
+		return nil, fmt.Errorf("origin %s: %w", name, err)
+	}
+	return &simOrigin{name: name, conn: c, o: o}, nil
+}
+
+// simEdge stands in for an edge with publishers: per stream, the registry
+// calls edge/stream.go makes (ClaimStream when the publisher starts,
+// RenewStream every StreamTTL/3, ClaimStream again when the record was
+// lost) and a GOP responder. It cannot be the real edge.Edge: that one
+// registers a stream only for a live RTSP/RTMP publisher and drops it after
+// edge.media_timeout without packets.
+type simEdge struct {
+	name string
+	conn *simConn
+	wg   sync.WaitGroup
+
+	mu     sync.Mutex
+	errs   int
+	lastEr error
+}
+
+func startSimEdge(ctx context.Context, urls []string, name string, rc registryConfig) (*simEdge, error) {
+	c, err := dialSim(ctx, urls, name, rc)
+	if err != nil {
+		return nil, err
+	}
+	return &simEdge{name: name, conn: c}, nil
+}
+
+// publish starts one stream at at and keeps its record until ctx ends.
+func (e *simEdge) publish(ctx context.Context, path string, at time.Time) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(at)):
+		}
+		e.keep(ctx, path)
+	}()
+}
+
+// keep claims path's record and renews it until ctx ends, as the edge does
+// for a publisher.
+func (e *simEdge) keep(ctx context.Context, path string) {
+	info := simStreamInfo(path, e.name)
+	sub, err := bus.ServeGOP(e.conn.nc, path, func() []*media.Packet { return nil })
+	if err != nil {
+		e.fail(err)
+		return
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	var rev uint64
+	call := func(f func(context.Context) (uint64, error)) error {
+		cctx, cancel := context.WithTimeout(ctx, simRegistryTimeout)
+		defer cancel()
+		r, err := f(cctx)
+		if err == nil {
+			rev = r
+		}
+		return err
+	}
+	claim := func(c context.Context) (uint64, error) { return e.conn.reg.ClaimStream(c, info) }
+	renew := func(c context.Context) (uint64, error) { return e.conn.reg.RenewStream(c, info, rev) }
+	for err := call(claim); err != nil; err = call(claim) {
+		if ctx.Err() != nil {
+			return
+		}
+		e.fail(err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+	ticker := time.NewTicker(max(e.conn.reg.StreamTTL/3, 100*time.Millisecond))
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		err := call(renew)
+		if errors.Is(err, bus.ErrLeaseLost) {
+			err = call(claim)
+		}
+		if err != nil && ctx.Err() == nil {
+			e.fail(err)
+		}
+	}
+}
+
+func (e *simEdge) fail(err error) {
+	e.mu.Lock()
+	e.errs++
+	e.lastEr = err
+	e.mu.Unlock()
+}
+
+// errors returns how many registry calls failed, and the last failure.
+func (e *simEdge) errors() (int, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.errs, e.lastEr
+}
+
+// simStreamInfo is a stream record the size of a real one: an H264 track
+// with its parameter sets and an AAC track.
+func simStreamInfo(path, edge string) *bus.StreamInfo {
+	return &bus.StreamInfo{
+		Path:       path,
+		Generation: uint64(time.Now().UnixNano()),
+		Edge:       edge,
+		Protocol:   "rtsp",
+		Tracks: []bus.TrackInfo{
+			{ID: 0, Codec: media.CodecH264, ClockRate: 90000,
+				SPS: []byte{0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50, 0x05, 0xbb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x83, 0x19, 0x60},
+				PPS: []byte{0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0}},
+			{ID: 1, Codec: media.CodecAAC, ClockRate: 48000, AudioConfig: []byte{0x11, 0x90}, Channels: 2},
+		},
+		Started: time.Now().UTC(),
+	}
+}
