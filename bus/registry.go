@@ -21,6 +21,13 @@ const (
 )
 
 // Errors callers test.
+// The registry's defaults (bus.lease_ttl, bus.stream_ttl), for a Registry
+// started with zero values.
+const (
+	DefaultLeaseTTL  = 3 * time.Second
+	DefaultStreamTTL = 10 * time.Second
+)
+
 var (
 	ErrStreamBusy = errors.New("a publisher is already live on this path")
 	ErrOwned      = errors.New("already owned")
@@ -115,10 +122,10 @@ func (r *Registry) Start(ctx context.Context) error {
 		r.Replicas = 1
 	}
 	if r.LeaseTTL <= 0 {
-		r.LeaseTTL = 3 * time.Second
+		r.LeaseTTL = DefaultLeaseTTL
 	}
 	if r.StreamTTL <= 0 {
-		r.StreamTTL = 10 * time.Second
+		r.StreamTTL = DefaultStreamTTL
 	}
 	if r.StateTTL <= 0 {
 		r.StateTTL = 6 * time.Hour

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/procfs"
+
+	"github.com/streamgrid/streamgrid/bus"
 )
 
 // The control-plane simulation (`streamgrid loadtest --control-plane`)
@@ -103,10 +105,10 @@ func (c ControlPlaneConfig) withDefaults() (ControlPlaneConfig, error) {
 		c.Replicas = 3
 	}
 	if c.LeaseTTL <= 0 {
-		c.LeaseTTL = 3 * time.Second
+		c.LeaseTTL = bus.DefaultLeaseTTL
 	}
 	if c.StreamTTL <= 0 {
-		c.StreamTTL = 10 * time.Second
+		c.StreamTTL = bus.DefaultStreamTTL
 	}
 	if c.OriginCapacity <= 0 {
 		left := c.Origins - c.KillOrigins
