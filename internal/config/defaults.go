@@ -4,6 +4,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/hlscache"
 	"github.com/streamgrid/streamgrid/internal/transcode"
 	"github.com/streamgrid/streamgrid/origin"
@@ -21,8 +22,8 @@ func Default() *Config {
 		Bus: Bus{
 			ConnectTimeout: time.Minute,
 			Replicas:       1,
-			LeaseTTL:       3 * time.Second,
-			StreamTTL:      10 * time.Second,
+			LeaseTTL:       bus.DefaultLeaseTTL,
+			StreamTTL:      bus.DefaultStreamTTL,
 			StateTTL:       6 * time.Hour,
 			Server: BusServer{
 				Listen:        "127.0.0.1:4222",
