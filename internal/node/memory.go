@@ -44,8 +44,7 @@ func (n *Node) startMemoryLimit() {
 // every part it sheds from runs.
 func (n *Node) startMemoryWatch() error {
 	w := &memlimit.Watcher{
-		Limit:  n.memLimit.Bytes,
-		Period: memoryWatchPeriod,
+		Limit: n.memLimit.Bytes,
 		OnTrim: func(before, after memlimit.Heap) {
 			n.m.memoryTrims.Inc()
 			n.Log.Debug("memory: quiet node trimmed its heap",
@@ -54,10 +53,17 @@ func (n *Node) startMemoryWatch() error {
 	}
 	if n.cache != nil {
 		cache := n.cache
+		var warned time.Time // Shed runs on the watcher's goroutine only
 		w.Shed = func(b int64) int64 {
 			freed := cache.Shed(b)
-			n.Log.Warn("memory: near the node's limit; cache objects shed",
-				"limit", n.memLimit.Bytes, "asked", b, "freed", freed)
+			// Under lasting pressure this runs every period: every byte is
+			// counted (streamgrid_cache_shed_bytes_total), the log says it
+			// at most once a minute.
+			if now := time.Now(); now.Sub(warned) >= time.Minute {
+				warned = now
+				n.Log.Warn("memory: near the node's limit; cache objects shed",
+					"limit", n.memLimit.Bytes, "asked", b, "freed", freed)
+			}
 			return freed
 		}
 	}
@@ -68,6 +74,3 @@ func (n *Node) startMemoryWatch() error {
 	}()
 	return nil
 }
-
-// memoryWatchPeriod is how often the node looks at its heap.
-const memoryWatchPeriod = 5 * time.Second
