@@ -134,9 +134,23 @@ func decode(t *testing.T, url string) {
 	t.Helper()
 	if err := testkit.FFmpegDecode(url, 3); err != nil {
 		diag, _ := exec.Command("curl", "-si", url).CombinedOutput()
-		logs, _ := exec.Command("bash", "-c", "cd "+root+" && (docker compose logs --tail 40 cache1 origin1 origin2 2>/dev/null || docker-compose logs --tail 40 cache1 origin1 origin2)").CombinedOutput()
-		t.Fatalf("decode %s: %v\n--- curl -si now:\n%s\n--- logs:\n%s", url, err, diag, logs)
+		t.Fatalf("decode %s: %v\n--- curl -si now:\n%s\n--- logs:\n%s", url, err, diag,
+			clusterLogs("--tail", "40", "cache1", "origin1", "origin2"))
 	}
+}
+
+// clusterLogs returns what `compose logs ARGS...` prints, for a failure's
+// message (a failure must be explainable from the CI log alone).
+func clusterLogs(args ...string) string {
+	var cmd *exec.Cmd
+	if exec.Command("docker", "compose", "version").Run() == nil {
+		cmd = exec.Command("docker", append([]string{"compose", "logs", "--no-color"}, args...)...)
+	} else {
+		cmd = exec.Command("docker-compose", append([]string{"logs", "--no-color"}, args...)...)
+	}
+	cmd.Dir = root
+	out, _ := cmd.CombinedOutput()
+	return string(out)
 }
 
 type route struct {
@@ -206,6 +220,12 @@ func conform(t *testing.T, urls ...string) {
 				u, rep.Reloads, rep.Segments, rep.Parts, rep.Fetches, rep.LateFetches, len(rep.Violations))
 			for _, v := range rep.Violations {
 				t.Errorf("check %s: %s %s: %s", u, v.Rule, v.Playlist, v.Detail)
+			}
+			if len(rep.Violations) > 0 {
+				// What the nodes said meanwhile: the stream's owners and edges
+				// (docker-compose v1 has no --since).
+				t.Logf("--- logs:\n%s", clusterLogs("--tail", "150",
+					"origin1", "origin2", "edge1", "edge2", "cache1", "cache2"))
 			}
 		}()
 	}

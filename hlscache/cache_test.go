@@ -506,6 +506,9 @@ func TestUpstreamErrors(t *testing.T) {
 			w.WriteHeader(http.StatusOK) // gohlslib's answer for an unknown file
 		case "/live/cam1/index.m3u8":
 			http.Error(w, "bad msn", http.StatusBadRequest)
+		case "/live/cam1/stalled.m3u8":
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "not available yet", http.StatusServiceUnavailable)
 		default:
 			return false
 		}
@@ -528,6 +531,12 @@ func TestUpstreamErrors(t *testing.T) {
 	}
 	if r := e.get("/live/cam1/index.m3u8?_HLS_msn=99999"); r.status != http.StatusBadRequest || strings.TrimSpace(r.body) != "bad msn" {
 		t.Errorf("4xx: %d %q", r.status, r.body)
+	}
+	// The origin's retriable "not yet" (a blocking reload it could not
+	// satisfy in time) reaches the viewer as a 503 with Retry-After.
+	if r := e.get("/live/cam1/stalled.m3u8"); r.status != http.StatusServiceUnavailable ||
+		r.header.Get("Retry-After") == "" || strings.TrimSpace(r.body) != "not available yet" {
+		t.Errorf("503 from the origin: %d %q %q", r.status, r.header.Get("Retry-After"), r.body)
 	}
 }
 

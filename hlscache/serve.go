@@ -170,6 +170,9 @@ func (c *Cache) serveRouted(p *pending) (outcome, verdict) {
 	case errors.Is(err, errClosing):
 		status, msg = http.StatusServiceUnavailable, "cache shutting down"
 	}
+	if status == http.StatusServiceUnavailable {
+		p.w.Header().Set("Retry-After", "1")
+	}
 	p.w.Header().Set("X-Cache", res.String())
 	writeText(p.w, status, msg)
 	return outcomeError, answered

@@ -44,10 +44,12 @@ func (e *upstreamError) message() string {
 	if e.reason == "busy" {
 		return "upstream busy"
 	}
-	switch e.status {
-	case http.StatusGatewayTimeout:
+	switch {
+	case e.status == http.StatusGatewayTimeout:
 		return "upstream timeout"
-	case http.StatusServiceUnavailable:
+	case e.reason == "status" && e.status == http.StatusServiceUnavailable:
+		return "not available yet"
+	case e.status == http.StatusServiceUnavailable:
 		return "cache shutting down"
 	}
 	return "upstream error"
@@ -146,6 +148,12 @@ func (c *Cache) fetchUpstream(ctx context.Context, rt route, req *request) (*obj
 			return nil, false, c.classify(ctx, err)
 		}
 		body = []byte(sanitizeText(b, status))
+	case status == http.StatusServiceUnavailable:
+		// The origin's own "not yet" (a blocking reload it could not satisfy
+		// in time, a stream still starting): a retriable answer the viewer
+		// gets as it is, with the origin's Retry-After, not a gateway error.
+		return nil, false, &upstreamError{status: http.StatusServiceUnavailable, reason: "status",
+			err: fmt.Errorf("origin answered %s", resp.Status)}
 	default:
 		return nil, false, &upstreamError{status: http.StatusBadGateway, reason: "status",
 			err: fmt.Errorf("origin answered %s", resp.Status)}
