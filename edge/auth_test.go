@@ -92,7 +92,7 @@ func TestRTMPAuth(t *testing.T) {
 			// The refusal may arrive after the client's last write: the
 			// connection must be gone and nothing published.
 			testkit.WaitFor(t, 5*time.Second, "refusal counted", func() bool {
-				return metricValue(t, e.Metrics.(prometheus.Gatherer), "streamgrid_edge_rejected_total",
+				return testkit.MetricSum(t, e.Metrics.(prometheus.Gatherer), "streamgrid_edge_rejected_total",
 					map[string]string{"protocol": "rtmp"}) > 0
 			})
 		}

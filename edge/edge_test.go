@@ -262,43 +262,10 @@ func videoCount(pkts []*media.Packet) int {
 	return n
 }
 
-// metricValue reads one counter or gauge from a registry.
-func metricValue(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for k, v := range labels {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == k && lp.GetValue() == v {
-						found = true
-					}
-				}
-				if !found {
-					continue next
-				}
-			}
-			if m.GetCounter() != nil {
-				return m.GetCounter().GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	return 0
-}
-
 // rejected reads the edge's count of publishers refused on protocol for reason.
 func rejected(t *testing.T, e *Edge, protocol, reason string) float64 {
 	t.Helper()
-	return metricValue(t, e.Metrics.(prometheus.Gatherer), "streamgrid_edge_rejected_total",
+	return testkit.MetricSum(t, e.Metrics.(prometheus.Gatherer), "streamgrid_edge_rejected_total",
 		map[string]string{"protocol": protocol, "reason": reason})
 }
 
@@ -468,7 +435,7 @@ func TestRTMPTimestampWrap(t *testing.T) {
 	if last.DTS > 4*90000 {
 		t.Fatalf("timeline jumped: last DTS %d", last.DTS)
 	}
-	if n := metricValue(t, e.Metrics.(prometheus.Gatherer), "streamgrid_edge_timestamp_discontinuities_total", nil); n != 0 {
+	if n := testkit.MetricSum(t, e.Metrics.(prometheus.Gatherer), "streamgrid_edge_timestamp_discontinuities_total", nil); n != 0 {
 		t.Fatalf("%v discontinuities", n)
 	}
 }

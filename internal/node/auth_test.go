@@ -11,6 +11,7 @@ import (
 
 	"github.com/streamgrid/streamgrid/internal/auth"
 	"github.com/streamgrid/streamgrid/internal/config"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // authConfig is the all-in-one with users: admin may do everything, cam
@@ -79,7 +80,7 @@ func TestPublishAuthFFmpeg(t *testing.T) {
 			ffmpegRefused(t, "flv", url)
 		}
 	})
-	if got := metricSum(t, n, "streamgrid_auth_denied_total", `protocol="rtmp"`); got < 3 {
+	if got := testkit.MetricSum(t, n.metrics, "streamgrid_auth_denied_total", map[string]string{"protocol": "rtmp"}); got < 3 {
 		t.Errorf("rtmp denials counted: %v, want 3", got)
 	}
 
@@ -102,33 +103,6 @@ func TestPublishAuthFFmpeg(t *testing.T) {
 			}
 		})
 	}
-}
-
-// metricSum adds the values (counter or gauge) of the series of the metric
-// family name in n's registry whose labels, written name="value" and joined
-// by commas, contain match; "" matches every series.
-func metricSum(t *testing.T, n *Node, name, match string) float64 {
-	t.Helper()
-	mfs, err := n.metrics.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, l.GetName()+`="`+l.GetValue()+`"`)
-			}
-			if strings.Contains(strings.Join(labels, ","), match) {
-				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-			}
-		}
-	}
-	return sum
 }
 
 func apiStatus(t *testing.T, url, user, pass string) (int, http.Header) {
@@ -166,7 +140,7 @@ func TestAPIAuth(t *testing.T) {
 		{"/debug/pprof/", "admin", "adminpw", 403},
 		{"/debug/pprof/", "", "", 401},
 	})
-	if got := metricSum(t, n, "streamgrid_auth_denied_total", `action="api"`); got < 4 {
+	if got := testkit.MetricSum(t, n.metrics, "streamgrid_auth_denied_total", map[string]string{"action": "api"}); got < 4 {
 		t.Errorf("api denials counted: %v", got)
 	}
 	// Rules replaced at run time.
@@ -303,7 +277,7 @@ func TestCacheReadAuth(t *testing.T) {
 		{"/live/x/index.m3u8", "admin", "adminpw", 404}, // allowed; no such stream
 		{"/public/x/index.m3u8", "", "", 404},           // "any" reads public/*
 	})
-	if got := metricSum(t, n, "streamgrid_auth_denied_total", `action="read"`); got < 3 {
+	if got := testkit.MetricSum(t, n.metrics, "streamgrid_auth_denied_total", map[string]string{"action": "read"}); got < 3 {
 		t.Errorf("read denials counted: %v", got)
 	}
 }

@@ -73,10 +73,10 @@ func TestOnDemandCamera(t *testing.T) {
 	if st := state(); st != edge.SourcePulling {
 		t.Errorf("source state while watched: %q, want pulling", st)
 	}
-	if v := metricSum(t, n, "streamgrid_edge_demand_pulls_total", ""); v != 1 {
+	if v := testkit.MetricSum(t, n.metrics, "streamgrid_edge_demand_pulls_total", nil); v != 1 {
 		t.Errorf("on-demand pulls counted: %v, want 1", v)
 	}
-	if v := metricSum(t, n, "streamgrid_cache_demand_waits_total", ""); v < 1 {
+	if v := testkit.MetricSum(t, n.metrics, "streamgrid_cache_demand_waits_total", nil); v < 1 {
 		t.Errorf("requests that waited for the camera: %v, want at least 1", v)
 	}
 
@@ -130,7 +130,7 @@ func TestOnDemandAtAnotherCache(t *testing.T) {
 	if d := cam.Describes(); d != 1 {
 		t.Errorf("the camera got %d DESCRIBEs while watched at the other cache; want 1 (the pull stopped and restarted)", d)
 	}
-	if v := metricSum(t, b, "streamgrid_cache_demand_signals_total", ""); v < 2 {
+	if v := testkit.MetricSum(t, b.metrics, "streamgrid_cache_demand_signals_total", nil); v < 2 {
 		t.Errorf("the other cache signalled demand %v times, want repeats while watched", v)
 	}
 	testkit.WaitFor(t, src.CloseAfter+15*time.Second, "the camera session to close", func() bool { return cam.Sessions() == 0 })

@@ -246,7 +246,7 @@ func TestReloadAuth(t *testing.T) {
 	if cur := n.CurrentConfig(); cur.Auth.SigningKey != "" || len(cur.Auth.Users) != 1 {
 		t.Errorf("in force: signing key %q, %d users; want the old key and the new users", cur.Auth.SigningKey, len(cur.Auth.Users))
 	}
-	if v := metricSum(t, n, "streamgrid_config_restart_pending_keys", ""); v != 1 {
+	if v := testkit.MetricSum(t, n.metrics, "streamgrid_config_restart_pending_keys", nil); v != 1 {
 		t.Errorf("keys waiting for a restart: %v, want 1 (auth.signing_key)", v)
 	}
 }

@@ -118,7 +118,7 @@ loop:
 
 	// After the load: streams end, their objects expire, the LRU empties.
 	testkit.WaitFor(t, 90*time.Second, "the cache's LRU empty after the streams ended", func() bool {
-		return metricSum(t, n, "streamgrid_cache_lru_objects", "") == 0 && metricSum(t, n, "streamgrid_cache_lru_bytes", "") == 0
+		return testkit.MetricSum(t, n.metrics, "streamgrid_cache_lru_objects", nil) == 0 && testkit.MetricSum(t, n.metrics, "streamgrid_cache_lru_bytes", nil) == 0
 	})
 	// The cache's keep-alive connections to the origin are pooled for 90 s
 	// after their last use (IdleConnTimeout); close them now instead of

@@ -260,37 +260,6 @@ func spsSize(sps []byte) (int, int, error) {
 	return s.Width(), s.Height(), nil
 }
 
-// metricValue returns the value of the series of family name with the given
-// stream (and rendition, when not empty) label; -1 when there is none.
-func metricValue(t testing.TB, reg *prometheus.Registry, name, stream, rendition string) float64 {
-	t.Helper()
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, fam := range fams {
-		if fam.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range fam.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if (l.GetName() == "stream" && l.GetValue() != stream) ||
-					(rendition != "" && l.GetName() == "rendition" && l.GetValue() != rendition) {
-					continue series
-				}
-			}
-			switch {
-			case m.GetCounter() != nil:
-				return m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				return m.GetGauge().GetValue()
-			}
-		}
-	}
-	return -1
-}
-
 // seriesCount returns the number of series of family name.
 func seriesCount(t testing.TB, reg *prometheus.Registry, name string) int {
 	t.Helper()

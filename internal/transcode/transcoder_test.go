@@ -191,10 +191,10 @@ func TestTranscoderLadder(t *testing.T) {
 	rec.mu.Unlock()
 	t.Logf("real-time feed after the restart: first frame %v after its input, mean latency %v, worst %v over %d frames",
 		first.Round(time.Millisecond), (sum / time.Duration(max(n, 1))).Round(time.Millisecond), worst.Round(time.Millisecond), n)
-	if got := metricValue(t, reg, "streamgrid_transcode_restarts_total", "live/cam1", ""); got != 1 {
+	if got := testkit.MetricSum(t, reg, "streamgrid_transcode_restarts_total", map[string]string{"stream": "live/cam1"}); got != 1 {
 		t.Errorf("restarts metric %v, want 1", got)
 	}
-	if got := metricValue(t, reg, "streamgrid_transcode_output_frames_total", "live/cam1", "144p"); got < float64(before[2]) {
+	if got := testkit.MetricSum(t, reg, "streamgrid_transcode_output_frames_total", map[string]string{"stream": "live/cam1", "rendition": "144p"}); got < float64(before[2]) {
 		t.Errorf("frames metric %v, want at least %d", got, before[2])
 	}
 
