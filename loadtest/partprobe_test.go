@@ -279,10 +279,9 @@ func TestRunPartProbe(t *testing.T) {
 	defer cache.Close()
 	defer notOwner.Close()
 
-	rep, err := Run(t.Context(), Config{
-		Publish:     s.publishURL(),
+	rep := s.run(t, Config{
 		Play:        []string{cache.URL + "/load"},
-		Origins:     []string{notOwner.URL + "/load", s.http.URL + "/load"},
+		Origins:     []string{notOwner.URL + "/load", s.playURL()},
 		Cameras:     2,
 		Viewers:     1,
 		Duration:    8 * time.Second,
@@ -290,9 +289,6 @@ func TestRunPartProbe(t *testing.T) {
 		ViewerDelay: time.Second,
 		Log:         testLog(t),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	table := reportTable(rep)
 	t.Logf("report:\n%s", table.String())
 	if rep.PartProbes != 2 || rep.PartSamples == 0 || rep.PartSamples != rep.PartAvailabilityMS.Count ||
@@ -319,19 +315,14 @@ func TestRunPartProbeClassic(t *testing.T) {
 	testkit.Slow(t)
 	s := startStandInVariant(t, gohlslib.MuxerVariantFMP4, 3)
 	defer s.close()
-	rep, err := Run(t.Context(), Config{
-		Publish:     s.publishURL(),
-		Play:        []string{s.http.URL + "/load"},
-		Origins:     []string{s.http.URL + "/load"},
+	rep := s.run(t, Config{
+		Origins:     []string{s.playURL()},
 		Cameras:     1,
 		Duration:    5 * time.Second,
 		Warmup:      time.Second,
 		ViewerDelay: time.Second,
 		NoAudio:     true,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if rep.PartProbes != 1 || rep.PartSamples != 0 || rep.PartProbeErrors != 2 {
 		t.Errorf("probes %d, samples %d, errors %d", rep.PartProbes, rep.PartSamples, rep.PartProbeErrors)
 	}

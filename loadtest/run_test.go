@@ -104,6 +104,24 @@ func (s *standIn) publishURL() string {
 	return "rtsp://" + s.rtsp.NetListener().Addr().String() + "/load"
 }
 
+// playURL is where the stand-in serves the stream published at publishURL.
+func (s *standIn) playURL() string { return s.http.URL + "/load" }
+
+// run runs the load test with cfg, publishing to the stand-in and, unless cfg
+// says where, playing from it; a failed Run fails the test.
+func (s *standIn) run(t *testing.T, cfg Config) *Report {
+	t.Helper()
+	cfg.Publish = s.publishURL()
+	if cfg.Play == nil {
+		cfg.Play = []string{s.playURL()}
+	}
+	rep, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
 func (s *standIn) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/metrics" {
 		s.metrics.ServeHTTP(w, r)
@@ -227,23 +245,17 @@ func TestRunAgainstStandIn(t *testing.T) {
 	s := startStandIn(t)
 	defer s.close()
 
-	var progress bytes.Buffer
-	progressW := &syncWriter{w: &progress}
-	rep, err := Run(t.Context(), Config{
-		Publish:     s.publishURL(),
-		Play:        []string{s.http.URL + "/load"},
+	var progress testkit.Buffer
+	rep := s.run(t, Config{
 		Cameras:     2,
 		Viewers:     3,
 		Duration:    8 * time.Second,
 		Warmup:      time.Second,
 		PIDs:        []int{os.Getpid()},
 		MetricsURLs: []string{s.http.URL + "/metrics"},
-		Progress:    progressW,
+		Progress:    &progress,
 		Log:         testLog(t),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	table := reportTable(rep)
 	t.Logf("report:\n%s", table.String())
 
@@ -264,8 +276,6 @@ func TestRunAgainstStandIn(t *testing.T) {
 			t.Errorf("server %+v", srv)
 		}
 	}
-	progressW.mu.Lock()
-	defer progressW.mu.Unlock()
 	if !strings.Contains(progress.String(), "cameras 2/2 up") {
 		t.Errorf("progress:\n%s", progress.String())
 	}
@@ -278,9 +288,7 @@ func TestRunYoungTraditionalStream(t *testing.T) {
 	testkit.Slow(t)
 	s := startStandInVariant(t, gohlslib.MuxerVariantMPEGTS, 3)
 	defer s.close()
-	rep, err := Run(t.Context(), Config{
-		Publish:     s.publishURL(),
-		Play:        []string{s.http.URL + "/load"},
+	rep := s.run(t, Config{
 		Cameras:     1,
 		Viewers:     1,
 		Duration:    9 * time.Second,
@@ -290,9 +298,6 @@ func TestRunYoungTraditionalStream(t *testing.T) {
 		NoAudio:     true,
 		Log:         testLog(t),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if rep.ViewersOK != 1 || rep.FramesReceived == 0 || rep.Errors != 0 {
 		t.Errorf("the viewer did not play:\n%s", reportTable(rep).String())
 	}
@@ -306,7 +311,7 @@ func TestRunInterrupted(t *testing.T) {
 	defer cancel()
 	rep, err := Run(ctx, Config{
 		Publish:  s.publishURL(),
-		Play:     []string{s.http.URL + "/load"},
+		Play:     []string{s.playURL()},
 		Cameras:  1,
 		Viewers:  1,
 		Duration: time.Minute,
