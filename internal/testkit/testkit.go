@@ -1,11 +1,11 @@
 // Package testkit holds what the tests of every package share: polling for a
-// condition instead of sleeping, a logger that is quiet unless asked, skipping
-// (or, under CI, failing) when an external tool is missing, and marking the
-// slow tests that -short leaves out.
+// condition instead of sleeping, a logger that is quiet unless asked, reading
+// a metric from a registry, skipping (or, under CI, failing) when an external
+// tool is missing, and marking the slow tests that -short leaves out.
 //
 // It imports nothing of streamgrid's, so the tests of any package — bus's and
 // media's included — can use it without an import cycle. Helpers that need a
-// streamgrid package live beside it (bus/bustest for an embedded bus).
+// streamgrid package live beside it (testkit/testbus for an embedded bus).
 //
 // The fast loop is `go test -short ./...`: tests that run ffmpeg, Chromium or
 // Docker, and multi-second cluster or soak tests, call Slow first. Without
