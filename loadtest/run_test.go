@@ -184,41 +184,43 @@ func (s *standIn) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Respo
 
 	var vf *format.H264
 	vm := desc.FindFormat(&vf)
-	vdec, err := vf.CreateDecoder()
-	if err != nil {
-		return &base.Response{StatusCode: base.StatusInternalServerError}, err
-	}
-	onAccessUnit(ctx.Session, vm, vf, vdec.Decode, func(pts int64, au [][]byte) {
+	err := onAccessUnit(ctx.Session, vm, vf, vf.CreateDecoder, func(pts int64, au [][]byte) {
 		_ = st.muxer.WriteH264(st.video, time.Now(), pts, au)
 	})
-
-	if st.audio != nil {
+	if err == nil && st.audio != nil {
 		var af *format.MPEG4Audio
 		am := desc.FindFormat(&af)
-		adec, err := af.CreateDecoder()
-		if err != nil {
-			return &base.Response{StatusCode: base.StatusInternalServerError}, err
-		}
-		onAccessUnit(ctx.Session, am, af, adec.Decode, func(pts int64, aus [][]byte) {
+		err = onAccessUnit(ctx.Session, am, af, af.CreateDecoder, func(pts int64, aus [][]byte) {
 			_ = st.muxer.WriteMPEG4Audio(st.audio, time.Now(), pts, aus)
 		})
+	}
+	if err != nil {
+		return &base.Response{StatusCode: base.StatusInternalServerError}, err
 	}
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 
-// onAccessUnit hands every RTP packet of format f on media m, decoded into
-// access units (or audio frames), with its PTS to write.
-func onAccessUnit(sess *gortsplib.ServerSession, m *description.Media, f format.Format,
-	decode func(*rtp.Packet) ([][]byte, error), write func(pts int64, au [][]byte),
-) {
+// onAccessUnit hands every RTP packet of format f on media m, decoded (by a
+// decoder from newDecoder) into access units or audio frames, with its PTS to
+// write.
+func onAccessUnit[D interface {
+	Decode(*rtp.Packet) ([][]byte, error)
+}](sess *gortsplib.ServerSession, m *description.Media, f format.Format,
+	newDecoder func() (D, error), write func(pts int64, au [][]byte),
+) error {
+	dec, err := newDecoder()
+	if err != nil {
+		return err
+	}
 	sess.OnPacketRTP(m, f, func(pkt *rtp.Packet) {
 		pts, ok := sess.PacketPTS(m, pkt)
-		au, err := decode(pkt)
+		au, err := dec.Decode(pkt)
 		if err != nil || !ok {
 			return
 		}
 		write(pts, au)
 	})
+	return nil
 }
 
 func (s *standIn) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
