@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,6 +46,7 @@ func firstSegmentID(v gohlslib.MuxerVariant) int64 {
 type instance struct {
 	s       *stream
 	muxer   *gohlslib.Muxer
+	dir     string // the muxer's segment folder; "" in memory (segdir.go)
 	variant gohlslib.MuxerVariant
 	writers map[uint8]*trackWriter
 	// rend is 0 for the source's instances, k+1 for ladder rendition k;
@@ -186,7 +188,15 @@ func (i *instance) start(tracks []*gohlslib.Track) error {
 			i.s.o.m.encodeErrors.Inc()
 		},
 	}
+	dir, err := i.s.o.segmentDir(i.s.path)
+	if err != nil {
+		return err
+	}
+	i.muxer.Directory, i.dir = dir, dir
 	if err := i.muxer.Start(); err != nil {
+		if dir != "" {
+			_ = os.RemoveAll(dir)
+		}
 		return fmt.Errorf("start HLS muxer: %w", err)
 	}
 	i.quit = make(chan struct{})

@@ -66,7 +66,7 @@ func (s *stream) retire(i *instance) {
 	if i.snap == nil {
 		s.closeLocked(i)
 		s.mu.Unlock()
-		i.muxer.Close()
+		i.closeMuxer()
 		return
 	}
 	i.frozen = true
@@ -150,7 +150,7 @@ func (s *stream) closeAll() {
 	}
 	s.mu.Unlock()
 	for _, i := range all {
-		i.muxer.Close()
+		i.closeMuxer()
 	}
 	s.cur = nil
 	for _, rs := range s.rends {
@@ -174,7 +174,7 @@ func (s *stream) housekeep(now time.Time) bool {
 	}
 	s.mu.Unlock()
 	for _, i := range expired {
-		i.muxer.Close()
+		i.closeMuxer()
 	}
 
 	lastActivity := s.lastPacket

@@ -108,6 +108,9 @@ type Origin struct {
 	// (window.go); past it the origin claims no new stream. A node sets it
 	// to its share of node.memory_limit. 0: no bound.
 	MemoryBudget int64
+	// SegmentDir, when set, is where finished segments and parts are kept, as
+	// files (segdir.go); empty keeps them in the Go heap.
+	SegmentDir string
 	// HLS configures packaging.
 	HLS HLSConfig
 	// Transcode configures ABR-ladder transcoding; no ladders: passthrough.
@@ -139,6 +142,8 @@ type Origin struct {
 	// budgetLogged: the over-budget warning was logged since the windows
 	// last had room (logged once per episode).
 	budgetLogged atomic.Bool
+	// segRoot is this process's segment folder under SegmentDir ("": none).
+	segRoot string
 
 	tr transcoding
 
@@ -233,13 +238,21 @@ func (o *Origin) Start() error {
 	if o.AdvertiseHTTP == "" {
 		o.AdvertiseHTTP = advertiseAddr(ln.Addr())
 	}
+	if o.SegmentDir != "" {
+		if o.segRoot, err = segmentRoot(o.SegmentDir, o.Node); err != nil {
+			ln.Close()
+			return fmt.Errorf("origin: %w", err)
+		}
+	}
 	o.m = newMetrics(o.Node)
 	if err := o.setupTranscode(); err != nil {
+		o.removeSegments()
 		ln.Close()
 		return err
 	}
 	if err := o.m.register(o.Metrics); err != nil {
 		o.tr.metrics.Unregister()
+		o.removeSegments()
 		ln.Close()
 		return err
 	}
@@ -248,6 +261,7 @@ func (o *Origin) Start() error {
 	if err != nil {
 		o.cancel()
 		o.unregisterMetrics()
+		o.removeSegments()
 		ln.Close()
 		return fmt.Errorf("origin: %w", err)
 	}
@@ -392,6 +406,7 @@ func (o *Origin) shutdown(mode stopMode) {
 		cancel()
 		o.wg.Wait()
 		o.unregisterMetrics()
+		o.removeSegments()
 		o.Log.Info("origin closed")
 	})
 }

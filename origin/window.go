@@ -8,8 +8,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// What the origin's windows hold. gohlslib keeps a muxer's segments (and
-// their parts) in memory until it drops them from its own longer window, so
+// What the origin's windows hold in memory. gohlslib keeps a muxer's segments
+// (and their parts) in memory, unless they are on disk (segdir.go), until it
+// drops them from its own longer window, so
 // what a muxer holds is about the bytes fed to it over that window's
 // duration. heldBytes counts them per second; Origin.windowBytes adds them
 // up for the memory budget (MemoryBudget) and the
@@ -62,10 +63,15 @@ func (h *heldBytes) sum(span int64) int64 {
 	return total
 }
 
-// heldSpan is how many seconds of media one of this stream's muxers holds:
-// the listed segments, the retained ones and the one being written.
+// heldSpan is how many seconds of media one of this stream's muxers holds in
+// memory: the listed segments, the retained ones and the one being written;
+// with segments on disk (segdir.go) only the one being written, counted
+// twice over for segments longer than their minimum (keyframes further apart).
 func (s *stream) heldSpan() int64 {
 	segs := s.hls.SegmentCount + retainedSegments(s.hls.SegmentCount) + 1
+	if s.o.segRoot != "" {
+		segs = 2
+	}
 	return int64(math.Ceil((time.Duration(segs) * s.hls.SegmentDuration).Seconds()))
 }
 
@@ -108,7 +114,7 @@ func (o *Origin) overBudget() (bool, int64) {
 func (o *Origin) windowGauge() prometheus.Collector {
 	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "streamgrid", Subsystem: "origin", Name: "window_bytes",
-		Help:        "Media bytes the streams' segment windows hold (fed to each muxer over the span it keeps: listed, retained and current segments).",
+		Help:        "Media bytes the streams' segment windows hold in memory (fed to each muxer over the span it keeps there: listed, retained and current segments; only the current one with segments on disk).",
 		ConstLabels: prometheus.Labels{"node": o.Node, "role": "origin"},
 	}, func() float64 { return float64(o.windowBytes()) })
 }

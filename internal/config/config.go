@@ -5,6 +5,8 @@ package config
 
 import (
 	"encoding/base64"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/streamgrid/streamgrid/internal/auth/authconf"
@@ -152,10 +154,34 @@ type Origin struct {
 	HTTPAddress   string `yaml:"http_address"`
 	AdvertiseHTTP string `yaml:"advertise_http"`
 	Capacity      int    `yaml:"capacity"`
-	HLS           HLS    `yaml:"hls"`
+	// SegmentStore is where finished segments and parts are kept: disk (files
+	// in SegmentDir, read back through the page cache) or memory (the heap).
+	SegmentStore string `yaml:"segment_store"`
+	// SegmentDir is the folder for segment_store disk; empty: the system's
+	// temporary folder (streamgrid-segments in it).
+	SegmentDir string `yaml:"segment_dir"`
+	HLS        HLS    `yaml:"hls"`
 	// Transcode configures ABR-ladder transcoding; without ladders every
 	// stream is packaged as it comes (passthrough).
 	Transcode Transcode `yaml:"transcode"`
+}
+
+// The values of origin.segment_store.
+const (
+	SegmentStoreDisk   = "disk"
+	SegmentStoreMemory = "memory"
+)
+
+// SegmentFolder is the folder the origin keeps finished segments in
+// (origin.Origin.SegmentDir): "" when they stay in memory.
+func (o Origin) SegmentFolder() string {
+	switch {
+	case o.SegmentStore == SegmentStoreMemory:
+		return ""
+	case o.SegmentDir != "":
+		return o.SegmentDir
+	}
+	return filepath.Join(os.TempDir(), "streamgrid-segments")
 }
 
 // Transcode is the origin's ABR-ladder transcoding.

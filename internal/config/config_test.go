@@ -97,6 +97,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"unknown env", "", []string{"SG_EDGE_RTSP=1"}, "SG_EDGE_RTSP"},
 		{"bad env value", "", []string{"SG_ORIGIN_CAPACITY=many"}, "origin.capacity"},
 		{"bad log level", "node:\n  log_level: loud\n", nil, "node.log_level"},
+		{"bad segment store", "origin:\n  segment_store: ssd\n", nil, "origin.segment_store"},
+		{"relative segment dir", "", []string{"SG_ORIGIN_SEGMENT_DIR=segs"}, "origin.segment_dir: must be an absolute path"},
 		{"small memory limit", "node:\n  memory_limit: 1000000\n", nil, "node.memory_limit"},
 		{"negative memory limit", "", []string{"SG_NODE_MEMORY_LIMIT=-2"}, "node.memory_limit"},
 		{"negative conns per ip", "cache:\n  max_conns_per_ip: -1\n", nil, "cache.max_conns_per_ip"},
@@ -255,4 +257,19 @@ func FuzzDecode(f *testing.F) {
 		}
 		_ = c.Validate()
 	})
+}
+
+func TestSegmentFolder(t *testing.T) {
+	for _, c := range []struct {
+		o    Origin
+		want string
+	}{
+		{Origin{SegmentStore: SegmentStoreMemory, SegmentDir: "/srv/segs"}, ""},
+		{Origin{SegmentStore: SegmentStoreDisk, SegmentDir: "/srv/segs"}, "/srv/segs"},
+		{Origin{SegmentStore: SegmentStoreDisk}, filepath.Join(os.TempDir(), "streamgrid-segments")},
+	} {
+		if got := c.o.SegmentFolder(); got != c.want {
+			t.Errorf("%+v: SegmentFolder() = %q, want %q", c.o, got, c.want)
+		}
+	}
 }

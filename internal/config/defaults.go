@@ -47,8 +47,9 @@ func Default() *Config {
 			RTMPSAddress:    ":1936",
 		},
 		Origin: Origin{
-			HTTPAddress: "127.0.0.1:8889",
-			Capacity:    origin.DefaultCapacity,
+			HTTPAddress:  "127.0.0.1:8889",
+			Capacity:     origin.DefaultCapacity,
+			SegmentStore: SegmentStoreMemory,
 			// Same fields as the origin's, so a conversion: a field the
 			// origin adds does not compile here until it is added here.
 			HLS: HLS(origin.DefaultHLS()),

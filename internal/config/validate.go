@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -245,6 +246,10 @@ func (ck *checker) origin(o Origin) {
 	ck.addr("origin.advertise_http", o.AdvertiseHTTP, true)
 	if o.Capacity < 1 {
 		ck.bad("origin.capacity", "must be at least 1, got %d", o.Capacity)
+	}
+	ck.oneOf("origin.segment_store", o.SegmentStore, SegmentStoreDisk, SegmentStoreMemory)
+	if o.SegmentDir != "" && !filepath.IsAbs(o.SegmentDir) {
+		ck.bad("origin.segment_dir", "must be an absolute path, got %q", o.SegmentDir)
 	}
 	h := o.HLS
 	before := len(ck.errs)

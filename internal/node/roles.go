@@ -24,10 +24,11 @@ func (n *Node) startOrigin() error {
 		Node: n.name, NC: n.nc, Media: n.media, Registry: n.registry, Gossip: n.gossip,
 		HTTPAddress: c.Origin.HTTPAddress, AdvertiseHTTP: c.Origin.AdvertiseHTTP,
 		Capacity: c.Origin.Capacity, MemoryBudget: memlimit.OriginBudget(n.memLimit),
-		HLS:       origin.HLSConfig(c.Origin.HLS),
-		Transcode: originTranscode(c.Origin.Transcode),
-		Secret:    c.Auth.OriginSecret,
-		Log:       n.Log, Metrics: n.metrics,
+		SegmentDir: c.Origin.SegmentFolder(),
+		HLS:        origin.HLSConfig(c.Origin.HLS),
+		Transcode:  originTranscode(c.Origin.Transcode),
+		Secret:     c.Auth.OriginSecret,
+		Log:        n.Log, Metrics: n.metrics,
 	}
 	if err := o.Start(); err != nil {
 		return fmt.Errorf("origin: %w", err)

@@ -1,0 +1,104 @@
+package origin
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Segments on disk. With Origin.SegmentDir set, each muxer keeps its
+// finished segments (and their parts) as files in a folder of its own
+// (gohlslib's Muxer.Directory) instead of in the Go heap: the heap then holds
+// only the segment being written, and what viewers may still ask for lives
+// in the page cache, which the kernel can write back and reclaim under
+// pressure instead of killing the process. Files are written once and
+// removed when the muxer drops them, usually before the kernel writes them
+// back at all.
+//
+// Layout: SegmentDir/<node>-<pid>-<random>/<muxer>-<random>/. The process
+// folder is removed at Close; the folders of processes that are gone (a
+// crash, a container restarted as the same pid) are removed at Start.
+
+// segmentRoot creates this process's folder under dir and removes the
+// folders earlier processes of this node left behind.
+func segmentRoot(dir, node string) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("segment folder: %w", err)
+	}
+	prefix := safeName(node) + "-"
+	if ents, err := os.ReadDir(dir); err == nil {
+		for _, e := range ents {
+			if e.IsDir() && strings.HasPrefix(e.Name(), prefix) && leftBehind(strings.TrimPrefix(e.Name(), prefix)) {
+				_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+			}
+		}
+	}
+	root, err := os.MkdirTemp(dir, prefix+strconv.Itoa(os.Getpid())+"-")
+	if err != nil {
+		return "", fmt.Errorf("segment folder: %w", err)
+	}
+	return root, nil
+}
+
+// leftBehind reports whether a process folder's "<pid>-<random>" names a
+// process that is gone, or this process (which has not made it: a
+// container restarted under the same pid).
+func leftBehind(rest string) bool {
+	p, _, ok := strings.Cut(rest, "-")
+	pid, err := strconv.Atoi(p)
+	if !ok || err != nil || pid <= 0 {
+		return false
+	}
+	if pid == os.Getpid() {
+		return true
+	}
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+// safeName keeps a stream path or node name usable as a folder name.
+func safeName(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_':
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+// removeSegments removes this process's segment folder (every muxer is
+// closed by then).
+func (o *Origin) removeSegments() {
+	if o.segRoot != "" {
+		if err := os.RemoveAll(o.segRoot); err != nil {
+			o.Log.Warn("removing the segment folder failed", "dir", o.segRoot, "err", err)
+		}
+	}
+}
+
+// segmentDir gives a new muxer of stream path its own folder; "" keeps its
+// segments in memory.
+func (o *Origin) segmentDir(path string) (string, error) {
+	if o.segRoot == "" {
+		return "", nil
+	}
+	dir, err := os.MkdirTemp(o.segRoot, safeName(path)+"-")
+	if err != nil {
+		return "", fmt.Errorf("segment folder: %w", err)
+	}
+	return dir, nil
+}
+
+// closeMuxer closes an instance's muxer and removes its segment folder.
+func (i *instance) closeMuxer() {
+	i.muxer.Close()
+	if i.dir != "" {
+		if err := os.RemoveAll(i.dir); err != nil {
+			i.s.log.Warn("removing a muxer's segment folder failed", "dir", i.dir, "err", err)
+		}
+	}
+}
