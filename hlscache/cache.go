@@ -107,6 +107,9 @@ type Cache struct {
 	// Client makes the upstream requests. Default: a keep-alive transport
 	// tuned for many requests to few hosts, no redirects.
 	Client *http.Client
+	// Local, when its Handler is set, is an origin in this process: routes
+	// to its address are served by calling its handler (inprocess.go).
+	Local LocalOrigin
 	// Log. Default slog.Default().
 	Log *slog.Logger
 	// Metrics receives the collectors. Default: a private registry.
@@ -211,6 +214,15 @@ func (c *Cache) setDefaults() {
 	if c.Client == nil {
 		c.Client = newUpstreamClient()
 		c.ownClient = true
+	}
+	if c.Local.Handler != nil {
+		client := *c.Client
+		next := client.Transport
+		if next == nil {
+			next = http.DefaultTransport
+		}
+		client.Transport = &inProcess{local: c.Local, next: next}
+		c.Client = &client
 	}
 }
 

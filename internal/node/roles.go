@@ -58,6 +58,10 @@ func (n *Node) startCache() (err error) {
 		Authorize:    n.cacheAuthorize,
 		Log:          n.Log, Metrics: n.metrics,
 	}
+	if n.origin != nil {
+		// Both roles in this process: the cache asks this origin in process.
+		h.Local = hlscache.LocalOrigin{Addr: n.origin.AdvertiseHTTP, Handler: n.origin.Handler()}
+	}
 	if c.Auth.SigningKey != "" {
 		if h.SigningKey, err = base64.StdEncoding.DecodeString(c.Auth.SigningKey); err != nil {
 			return fmt.Errorf("auth.signing_key: %w", err)
