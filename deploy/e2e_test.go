@@ -57,77 +57,182 @@ func mediaURL(base string) string {
 	return ""
 }
 
-// msn reads a media playlist's EXT-X-MEDIA-SEQUENCE. A cache's stale copy
-// (served while a stream fails over) is not progress and does not count.
-func msn(url string) (int, error) {
+// position reads where a media playlist ends: its media sequence, and the
+// last segment it lists with the parts listed after it (Low-Latency), so
+// that every new part is progress. A cache's stale copy (served while a
+// stream fails over) is not progress and does not count.
+func position(url string) (seq int, end [2]int, err error) {
 	c := http.Client{Timeout: 3 * time.Second}
 	resp, err := c.Get(url)
 	if err != nil {
-		return 0, err
+		return 0, end, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 || resp.Header.Get("X-Cache") == "STALE" {
-		return 0, fmt.Errorf("status %d %s", resp.StatusCode, resp.Header.Get("X-Cache"))
+		return 0, end, fmt.Errorf("status %d %s", resp.StatusCode, resp.Header.Get("X-Cache"))
 	}
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return 0, err
+		return 0, end, err
 	}
+	seq = -1
+	segs, parts := 0, 0
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "#EXT-X-MEDIA-SEQUENCE:"); ok {
-			return strconv.Atoi(strings.TrimSpace(v))
+		switch {
+		case strings.HasPrefix(l, "#EXT-X-MEDIA-SEQUENCE:"):
+			if seq, err = strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(l, "#EXT-X-MEDIA-SEQUENCE:"))); err != nil {
+				return 0, end, err
+			}
+		case strings.HasPrefix(l, "#EXTINF:"):
+			segs, parts = segs+1, 0
+		case strings.HasPrefix(l, "#EXT-X-PART:"):
+			parts++
 		}
 	}
-	return 0, fmt.Errorf("no media sequence")
+	if seq < 0 {
+		return 0, end, fmt.Errorf("no media sequence")
+	}
+	return seq, [2]int{seq + segs - 1, parts}, nil
 }
 
+func after(a, b [2]int) bool { return a[0] > b[0] || a[0] == b[0] && a[1] > b[1] }
+
+// watch follows a media playlist every 50 ms: the newest part it lists and
+// when that last changed, and any step back of its media sequence.
 type watch struct {
 	mu        sync.Mutex
-	last      int
+	seq       int
+	last      [2]int
 	moved     time.Time
 	backwards []string
 }
 
 func startWatch(ctx context.Context, url string) *watch {
-	w := &watch{last: -1, moved: time.Now()}
+	w := &watch{seq: -1, last: [2]int{-1, -1}, moved: time.Now()}
 	go func() {
 		for ctx.Err() == nil {
-			if m, err := msn(url); err == nil {
+			if seq, end, err := position(url); err == nil {
 				w.mu.Lock()
-				if m < w.last {
-					w.backwards = append(w.backwards, fmt.Sprintf("%d after %d", m, w.last))
-				} else if m > w.last {
-					w.last, w.moved = m, time.Now()
+				if seq < w.seq {
+					w.backwards = append(w.backwards, fmt.Sprintf("%d after %d", seq, w.seq))
+				}
+				w.seq = max(w.seq, seq)
+				if after(end, w.last) {
+					w.last, w.moved = end, time.Now()
 				}
 				w.mu.Unlock()
 			}
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond)
 		}
 	}()
 	return w
 }
 
-func (w *watch) cur() (int, time.Time) {
+func (w *watch) cur() ([2]int, time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.last, w.moved
 }
 
-// stall runs fault and measures from the playlist's last advance before it
-// to its first advance after it.
+// stall runs fault and measures from the playlist's last new part before it
+// to its first new part after it.
 func (w *watch) stall(t *testing.T, what string, fault func()) time.Duration {
 	t.Helper()
-	m0, _ := w.cur()
-	testkit.WaitFor(t, 15*time.Second, what+": playlist advancing", func() bool { m, _ := w.cur(); return m > m0 })
+	p0, _ := w.cur()
+	testkit.WaitFor(t, 15*time.Second, what+": playlist advancing", func() bool { p, _ := w.cur(); return after(p, p0) })
 	fault()
 	// The fault is complete (docker has killed the container): measure from
 	// the playlist's last advance before that moment.
-	m1, moved1 := w.cur()
-	testkit.WaitFor(t, 30*time.Second, what+": playlist advancing after the fault", func() bool { m, _ := w.cur(); return m > m1 })
-	m2, moved2 := w.cur()
+	p1, moved1 := w.cur()
+	testkit.WaitFor(t, 30*time.Second, what+": playlist advancing after the fault", func() bool { p, _ := w.cur(); return after(p, p1) })
+	p2, moved2 := w.cur()
 	d := moved2.Sub(moved1)
-	t.Logf("FIGURE %s: playlist stood still %.1f s (media sequence %d → %d)", what, d.Seconds(), m1, m2)
+	t.Logf("FIGURE %s: playlist stood still %.2f s (segment %d part %d → segment %d part %d)", what, d.Seconds(), p1[0], p1[1], p2[0], p2[1])
 	return d
+}
+
+// player is ffmpeg decoding a stream through a cache for the rest of the
+// test, as a viewer would: it must keep decoding across every fault.
+type player struct {
+	url    string
+	mu     sync.Mutex
+	frames int
+	exited error // set when ffmpeg ended
+	done   chan struct{}
+	errs   testkit.Buffer
+}
+
+func startPlayer(ctx context.Context, t *testing.T, url string) *player {
+	p := &player{url: url, done: make(chan struct{})}
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostats", "-loglevel", "warning",
+		"-i", url, "-f", "null", "-", "-progress", "pipe:1")
+	cmd.Stderr = &p.errs
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(p.done)
+		b := make([]byte, 4096)
+		var line strings.Builder
+		for {
+			n, rerr := out.Read(b)
+			for _, c := range b[:n] {
+				if c != '\n' {
+					line.WriteByte(c)
+					continue
+				}
+				if v, ok := strings.CutPrefix(line.String(), "frame="); ok {
+					if f, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+						p.mu.Lock()
+						p.frames = f
+						p.mu.Unlock()
+					}
+				}
+				line.Reset()
+			}
+			if rerr != nil {
+				break
+			}
+		}
+		werr := cmd.Wait()
+		p.mu.Lock()
+		p.exited = fmt.Errorf("ffmpeg ended: %v", werr)
+		p.mu.Unlock()
+	}()
+	return p
+}
+
+func (p *player) state() (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.frames, p.exited
+}
+
+// decoding fails the test unless the player is still running and decodes
+// new frames within 20 s.
+func (p *player) decoding(t *testing.T, what string) {
+	t.Helper()
+	f0, err := p.state()
+	if err == nil {
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			var f int
+			if f, err = p.state(); err != nil || f > f0 {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	f1, err := p.state()
+	if err != nil || f1 <= f0 {
+		t.Errorf("%s: the player of %s stopped decoding (%d frames, then %d; %v)\n%s", what, p.url, f0, f1, err, p.errs.String())
+		return
+	}
+	t.Logf("FIGURE %s: the player of %s decodes on (%d frames)", what, p.url, f1)
 }
 
 func decode(t *testing.T, url string) {
@@ -279,20 +384,25 @@ func TestComposeCluster(t *testing.T) {
 	conform(t, "http://127.0.0.1:8888/live/cl1/index.m3u8", "http://127.0.0.1:8889/live/cl1/index.m3u8")
 	w1 := startWatch(ctx, m1)
 	w2 := startWatch(ctx, m2)
+	p1 := startPlayer(ctx, t, "http://127.0.0.1:8888/live/cl1/index.m3u8")
 
 	restart := func(svc string) {
 		compose(t, "start", svc)
 	}
 	for i := range 2 {
 		own := owner(t, "live/cl1")
-		w1.stall(t, fmt.Sprintf("kill owning origin (%s, round %d)", own, i+1), func() { compose(t, "kill", own) })
+		what := fmt.Sprintf("kill owning origin (%s, round %d)", own, i+1)
+		w1.stall(t, what, func() { compose(t, "kill", own) })
+		p1.decoding(t, what)
 		decode(t, "http://127.0.0.1:8888/live/cl1/index.m3u8")
 		restart(own)
 		time.Sleep(3 * time.Second) // let it rejoin gossip before the next fault
 	}
 	w1.stall(t, "kill bus node bus2", func() { compose(t, "kill", "bus2") })
+	p1.decoding(t, "kill bus node bus2")
 	restart("bus2")
 	w1.stall(t, "kill cache2 (watching cache1)", func() { compose(t, "kill", "cache2") })
+	p1.decoding(t, "kill cache2")
 	restart("cache2")
 
 	// The pulled camera moves to the other edge.
@@ -300,6 +410,7 @@ func TestComposeCluster(t *testing.T) {
 	testkit.WaitFor(t, 60*time.Second, "cams/demo playable", func() bool { mc = mediaURL("http://127.0.0.1:8888/cams/demo"); return mc != "" })
 	conform(t, "http://127.0.0.1:8888/cams/demo/index.m3u8")
 	wc := startWatch(ctx, mc)
+	pc := startPlayer(ctx, t, "http://127.0.0.1:8888/cams/demo/index.m3u8")
 	var holder string
 	testkit.WaitFor(t, 30*time.Second, "an edge pulling cams/demo", func() bool {
 		for _, e := range []string{"edge1", "edge2"} {
@@ -311,6 +422,7 @@ func TestComposeCluster(t *testing.T) {
 		return false
 	})
 	wc.stall(t, "kill edge pulling the camera ("+holder+")", func() { compose(t, "kill", holder) })
+	pc.decoding(t, "kill edge pulling the camera")
 	other := map[string]string{"edge1": "edge2", "edge2": "edge1"}[holder]
 	testkit.WaitFor(t, 30*time.Second, other+" pulls cams/demo", func() bool { return pulling(t, other, "cams/demo") })
 	decode(t, "http://127.0.0.1:8888/cams/demo/index.m3u8")
