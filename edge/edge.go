@@ -104,6 +104,8 @@ type Edge struct {
 	// pmu guards pullers, which SetSources replaces while the edge runs.
 	pmu     sync.Mutex
 	pullers []*puller
+	// bgWG counts watchVacated.
+	bgWG sync.WaitGroup
 
 	mu      sync.Mutex
 	streams map[string]*stream
@@ -163,6 +165,8 @@ func (e *Edge) Start() error {
 	}
 	e.pullers = pullers
 	e.started = true
+	e.bgWG.Add(1)
+	go e.watchVacated()
 	e.log.Info("edge started", "node", e.Node, "rtsp", addrString(e.RTSPAddr()),
 		"rtmp", addrString(e.RTMPAddr()), "rtsps", addrString(e.RTSPSAddr()),
 		"rtmps", addrString(e.RTMPSAddr()), "sources", len(e.pullers))
@@ -283,6 +287,7 @@ func (e *Edge) Close() {
 		}
 		e.closeListeners()
 		e.wg.Wait()
+		e.bgWG.Wait()
 		e.m.unregister(e.Metrics)
 		e.log.Info("edge stopped")
 	})

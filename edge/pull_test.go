@@ -15,6 +15,7 @@ import (
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/media"
 	"github.com/streamgrid/streamgrid/internal/testkit"
+	"github.com/streamgrid/streamgrid/internal/testkit/testbus"
 	"github.com/streamgrid/streamgrid/internal/testmedia"
 )
 
@@ -257,4 +258,34 @@ func TestPullRedirectPinned(t *testing.T) {
 	if st := e.Pulls(); !strings.Contains(st[0].LastError, "redirected to another host") {
 		t.Fatalf("pull status: %+v", st[0])
 	}
+}
+
+// A standby edge takes a camera whose lease ends at once (the lease watch
+// wakes it), not at its next periodic attempt: every ~LeaseTTL/2, 15–45 s
+// with this registry's one-minute TTL.
+func TestStandbyTakesVacatedCamera(t *testing.T) {
+	s := testbus.StartServer(t, nil)
+	nc := testbus.Connect(t, s)
+	b := &testBus{srv: s, nc: nc, reg: testbus.StartRegistry(t, nc, time.Minute, 2*time.Minute)}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const name = "cams/door"
+	other, err := b.reg.AcquireSource(ctx, name, bus.Owner{Node: "edge-other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEdge(t, b, "edge-1", nil)
+	e.RTSPAddress, e.UDPRTPAddress, e.UDPRTCPAddress, e.RTMPAddress = "", "", "", ""
+	e.Sources = []Source{{Name: name, URL: "rtsp://127.0.0.1:1/stream", BackoffMin: time.Second, BackoffMax: time.Second}}
+	startEdge(t, e)
+	time.Sleep(500 * time.Millisecond) // its first attempt, refused: the camera is held
+	if st := e.Pulls()[0]; st.Held || st.State != SourceStandby {
+		t.Fatalf("edge-1 took a held camera: %+v", st)
+	}
+	if err := b.reg.ReleaseSource(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, "the standby edge to take the released camera", func() bool {
+		return e.Pulls()[0].Held
+	})
 }

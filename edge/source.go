@@ -94,6 +94,10 @@ type puller struct {
 	demand     chan struct{}
 	lastDemand atomic.Int64
 	sub        *nats.Subscription
+	// vacated wakes run when the camera's lease ended (released, or expired
+	// with its holder): a standby edge tries to take it at once instead of
+	// at its next periodic attempt (see Edge.watchVacated).
+	vacated chan struct{}
 
 	mu         sync.Mutex
 	held       bool
@@ -122,7 +126,7 @@ func (e *Edge) buildPullers(sources []Source) ([]*puller, error) {
 			// The URL itself may hold a password: do not echo it.
 			return nil, fmt.Errorf("edge: Sources[%d].URL: not an rtsp:// or rtsps:// URL", i)
 		}
-		p := &puller{e: e, src: src, u: u, url: redactURL(u), demand: make(chan struct{}, 1)}
+		p := &puller{e: e, src: src, u: u, url: redactURL(u), demand: make(chan struct{}, 1), vacated: make(chan struct{}, 1)}
 		switch strings.ToLower(src.Transport) {
 		case "", "tcp":
 			p.proto = new(gortsplib.ProtocolTCP)
@@ -307,7 +311,7 @@ func (p *puller) run() {
 			}
 		}
 		half := max(reg.LeaseTTL/2, 50*time.Millisecond)
-		if !sleep.For(p.ctx, half/2+rand.N(half)) {
+		if !p.standBy(half/2 + rand.N(half)) {
 			return
 		}
 		if !p.src.OnDemand {
@@ -316,6 +320,62 @@ func (p *puller) run() {
 		select { // a demand that came while this edge held the lease or waited is not news
 		case <-p.demand:
 		default:
+		}
+	}
+}
+
+// standBy waits d, or less when the camera's lease ends meanwhile; false
+// when the puller closes.
+func (p *puller) standBy(d time.Duration) bool {
+	select { // an end seen while this edge held the lease or tried is not news
+	case <-p.vacated:
+	default:
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-p.ctx.Done():
+		return false
+	case <-t.C:
+	case <-p.vacated:
+	}
+	return true
+}
+
+// vacate tells the puller the camera's lease ended.
+func (p *puller) vacate() {
+	select {
+	case p.vacated <- struct{}{}:
+	default:
+	}
+}
+
+// watchVacated follows the source leases and wakes the puller of a camera
+// whose lease ended: released by an edge that stops or drains, or expired
+// with an edge that died (the bucket's expiry markers). Until the watch
+// is up, and if it fails, pullers keep trying every ~LeaseTTL/2.
+func (e *Edge) watchVacated() {
+	defer e.bgWG.Done()
+	for attempt := 0; e.ctx.Err() == nil; attempt++ {
+		if attempt > 0 && !sleep.For(e.ctx, time.Second) {
+			return
+		}
+		events, err := e.Registry.WatchSources(e.ctx)
+		if err != nil {
+			e.log.Debug("watching the camera leases failed; retrying", "err", err)
+			continue
+		}
+		for ev := range events {
+			if ev.Owner != nil {
+				continue
+			}
+			e.pmu.Lock()
+			for _, p := range e.pullers {
+				if p.src.Name == ev.Path {
+					p.vacate()
+				}
+			}
+			e.pmu.Unlock()
 		}
 	}
 }
