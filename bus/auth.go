@@ -93,7 +93,9 @@ func RolePermissions(user string) *server.Permissions {
 			pub = append(pub, kvWrite(b)...)
 		}
 		pub = append(pub, kvRead(BucketState)...)
-		sub = append(sub, mediaPrefix+">")
+		// Node liveness: origins send heartbeats and follow each other's.
+		pub = append(pub, AliveSubject)
+		sub = append(sub, mediaPrefix+">", AliveSubject)
 	}
 	switch user {
 	case UserEdge:

@@ -15,7 +15,7 @@ import (
 // Bucket names of the registry.
 const (
 	BucketStreams = "sg_streams" // live streams: key = EncodePath(path), value = StreamInfo; TTL = StreamTTL
-	BucketOwners  = "sg_owners"  // stream → origin lease: value = Owner; TTL = LeaseTTL
+	BucketOwners  = "sg_owners"  // stream → owning origin: value = Owner; no TTL, valid while its node instance is alive (liveness.go)
 	BucketState   = "sg_state"   // stream → PlaylistState, written only by the current owner (fenced); TTL = StateTTL
 	BucketSources = "sg_sources" // camera pull → edge lease: value = Owner; TTL = LeaseTTL
 )
@@ -69,11 +69,19 @@ type StreamInfo struct {
 // Owner is the holder of a lease (an origin owning a stream, an edge pulling a camera).
 type Owner struct {
 	Node string `json:"node"`
+	// Instance is the owning origin's liveness instance (Liveness.Instance):
+	// the record holds while that instance's heartbeats do. Empty for
+	// camera-pull leases, which live by their TTL.
+	Instance string `json:"instance,omitempty"`
 	// HTTP is the owner's HTTP address for HLS (origins).
 	HTTP string `json:"http,omitempty"`
-	// Epoch is the revision at which the lease was acquired: the fencing token.
+	// Epoch is the fencing token: the revision at which the record was
+	// created, plus one for every take-over since (TakeOverOwner). It only
+	// grows for a path, also across a release and a new claim: a record's
+	// epoch is always below its revision, and a new record's is its
+	// creation revision, above every revision before it.
 	Epoch uint64 `json:"epoch"`
-	// Since is when the lease was acquired.
+	// Since is when the lease was acquired or taken over.
 	Since time.Time `json:"since"`
 }
 
@@ -159,7 +167,9 @@ func (r *Registry) Start(ctx context.Context) error {
 		return kv
 	}
 	r.streams = open(jetstream.KeyValueConfig{Bucket: BucketStreams, History: 1, TTL: r.StreamTTL, LimitMarkerTTL: r.StreamTTL}, "bus.stream_ttl")
-	r.owners = open(jetstream.KeyValueConfig{Bucket: BucketOwners, History: 1, TTL: r.LeaseTTL, LimitMarkerTTL: r.LeaseTTL}, "bus.lease_ttl")
+	// Owner records do not expire: they are valid while their node's
+	// liveness holds, and are rewritten only when ownership changes.
+	r.owners = open(jetstream.KeyValueConfig{Bucket: BucketOwners, History: 1}, "bus.node_ttl (owner records have no TTL since node liveness)")
 	r.state = open(jetstream.KeyValueConfig{Bucket: BucketState, History: 1, TTL: r.StateTTL}, "bus.state_ttl")
 	r.sources = open(jetstream.KeyValueConfig{Bucket: BucketSources, History: 1, TTL: r.LeaseTTL, LimitMarkerTTL: r.LeaseTTL}, "bus.lease_ttl")
 	return err
@@ -362,9 +372,40 @@ func (r *Registry) AcquireOwner(ctx context.Context, path string, o Owner) (*Lea
 	return r.acquire(ctx, r.owners, path, o)
 }
 
-// RenewOwner renews l in place; ErrLeaseLost when it expired or was taken.
+// RenewOwner rewrites l's record unchanged (compare-and-set on l.Rev);
+// ErrLeaseLost when it was taken or removed. Origins do not renew their
+// records (they hold while the node's liveness does); this checks a lease.
 func (r *Registry) RenewOwner(ctx context.Context, l *Lease) error {
 	return r.renew(ctx, r.owners, l)
+}
+
+// TakeOverOwner takes path from the owner record prev (read at revision
+// prevRev), whose node is dead: one compare-and-set that writes o with
+// prev's epoch + 1. ErrOwned when the record changed since (another origin
+// took it first, or it was released).
+func (r *Registry) TakeOverOwner(ctx context.Context, path string, prev Owner, prevRev uint64, o Owner) (*Lease, error) {
+	o.Since = time.Now().UTC()
+	o.Epoch = prev.Epoch + 1
+	b, _ := json.Marshal(o)
+	rev, err := r.owners.Update(ctx, EncodePath(path), b, prevRev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, ErrOwned
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bus: take over %s: %w", path, err)
+	}
+	return &Lease{Key: path, Owner: o, Rev: rev}, nil
+}
+
+// DropOwner removes the owner record of path if it is still at revision
+// rev: the record of a dead node for a stream that is no longer live.
+// ErrLeaseLost when it changed meanwhile.
+func (r *Registry) DropOwner(ctx context.Context, path string, rev uint64) error {
+	err := r.owners.Delete(ctx, EncodePath(path), jetstream.LastRevision(rev))
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return ErrLeaseLost
+	}
+	return err
 }
 
 // ReleaseOwner gives the lease up at once, so another origin may take it.
@@ -402,11 +443,20 @@ func (r *Registry) OwnerOf(ctx context.Context, path string) (*Owner, error) {
 type OwnerEvent struct {
 	Path  string
 	Owner *Owner
+	// Rev is the record's revision (0 when it ended): a take-over's
+	// compare-and-set needs it.
+	Rev uint64
 }
 
 // WatchOwners sends the current owners, then every change, until ctx ends.
 func (r *Registry) WatchOwners(ctx context.Context) (<-chan OwnerEvent, error) {
-	return watch(ctx, r.owners, ownerEvent)
+	return watchRev(ctx, r.owners, func(path string, v []byte, rev uint64) (OwnerEvent, bool) {
+		ev, ok := ownerEvent(path, v)
+		if ev.Owner != nil {
+			ev.Rev = rev
+		}
+		return ev, ok
+	})
 }
 
 // AcquireSource takes the pull lease of a camera source.
@@ -520,6 +570,11 @@ func getJSON[T any](ctx context.Context, kv jetstream.KeyValue, key, what string
 // watch turns a KV watcher into a typed channel. Deletes and expiries arrive
 // as a nil value.
 func watch[T any](ctx context.Context, kv jetstream.KeyValue, conv func(string, []byte) (T, bool)) (<-chan T, error) {
+	return watchRev(ctx, kv, func(key string, v []byte, _ uint64) (T, bool) { return conv(key, v) })
+}
+
+// watchRev is watch with each entry's revision.
+func watchRev[T any](ctx context.Context, kv jetstream.KeyValue, conv func(string, []byte, uint64) (T, bool)) (<-chan T, error) {
 	w, err := kv.WatchAll(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("bus: watch %s: %w", kv.Bucket(), err)
@@ -547,7 +602,7 @@ func watch[T any](ctx context.Context, kv jetstream.KeyValue, conv func(string, 
 				if e.Operation() == jetstream.KeyValuePut {
 					v = e.Value()
 				}
-				ev, ok := conv(path, v)
+				ev, ok := conv(path, v, e.Revision())
 				if !ok {
 					continue
 				}

@@ -1,6 +1,7 @@
 package origin
 
 import (
+	"errors"
 	"hash/fnv"
 	"time"
 
@@ -17,8 +18,11 @@ const (
 	rewatchInterval = time.Second
 )
 
-// claimer is the origin's single event loop over the registry watches: it
-// tracks which streams are live and who owns them, and schedules claims.
+// claimer is the origin's single event loop over the registry watches and
+// the nodes' liveness: it tracks which streams are live and who owns them,
+// and schedules claims. An owner record whose node instance is dead counts
+// as no owner: its stream is taken over (batch: every survivor takes the
+// dead node's streams that rank it first, see takeoverDelay, at once).
 // Its maps are owned by its goroutine.
 type claimer struct {
 	o       *Origin
@@ -26,15 +30,21 @@ type claimer struct {
 	owners  <-chan bus.OwnerEvent
 
 	live    map[string]*bus.StreamInfo
-	owner   map[string]bus.Owner
+	owner   map[string]ownerRecord
 	pending map[string]time.Time // path → when to try claiming it
 	timer   *time.Timer
+}
+
+// ownerRecord is an owner record as the watch last showed it.
+type ownerRecord struct {
+	owner bus.Owner
+	rev   uint64
 }
 
 func (c *claimer) run() {
 	defer c.o.wg.Done()
 	c.live = map[string]*bus.StreamInfo{}
-	c.owner = map[string]bus.Owner{}
+	c.owner = map[string]ownerRecord{}
 	c.pending = map[string]time.Time{}
 	c.timer = time.NewTimer(time.Hour)
 	defer c.timer.Stop()
@@ -68,6 +78,8 @@ func (c *claimer) run() {
 			c.scan()
 		case <-resync.C:
 			c.scan()
+		case <-c.o.live.Changed():
+			c.scan() // a node died (or restarted): its records hold no more
 		}
 		c.arm()
 	}
@@ -92,7 +104,7 @@ func (c *claimer) rewatch() <-chan time.Time {
 			return time.After(rewatchInterval)
 		}
 		c.owners = ch
-		c.owner = map[string]bus.Owner{}
+		c.owner = map[string]ownerRecord{}
 	}
 	return nil
 }
@@ -114,40 +126,95 @@ func (c *claimer) onStream(ev bus.StreamEvent) {
 		s.setEnded(false)
 		return
 	}
-	if _, owned := c.owner[ev.Path]; !owned {
+	if !c.held(ev.Path) {
 		c.schedule(ev.Path)
 	}
 }
 
+// held says whether path's owner record is held by a live node instance
+// (a record of this origin counts only while it has the stream).
+func (c *claimer) held(path string) bool {
+	rec, ok := c.owner[path]
+	if !ok {
+		return false
+	}
+	if rec.owner.Node == c.o.Node && rec.owner.Instance == c.o.live.Instance() {
+		return c.o.lookup(path) != nil || !c.o.live.Alive()
+	}
+	return c.o.live.Holds(rec.owner)
+}
+
 func (c *claimer) onOwner(ev bus.OwnerEvent) {
 	s := c.o.lookup(ev.Path)
+	if s != nil {
+		s.observeOwner(ev.Owner)
+	}
 	if ev.Owner == nil {
 		delete(c.owner, ev.Path)
 		if s == nil && c.live[ev.Path] != nil {
-			c.schedule(ev.Path) // failover: the owner is gone
+			c.schedule(ev.Path) // released: claim it
 		}
 		return
 	}
-	c.owner[ev.Path] = *ev.Owner
+	c.owner[ev.Path] = ownerRecord{owner: *ev.Owner, rev: ev.Rev}
 	c.o.clearRefused(ev.Path)
+	if !c.held(ev.Path) {
+		if c.live[ev.Path] != nil && s == nil {
+			c.schedule(ev.Path) // written by a node that died since
+		}
+		return
+	}
 	if ev.Owner.Node != c.o.Node {
 		delete(c.pending, ev.Path)
 	}
-	if s != nil {
-		s.observeOwner(*ev.Owner)
-	}
 }
 
-// scan schedules every live stream that nobody owns.
+// scan schedules every live stream without a live owner, and removes the
+// records of dead nodes whose streams ended.
 func (c *claimer) scan() {
 	for path := range c.live {
-		if _, owned := c.owner[path]; owned {
-			continue
-		}
-		if c.o.lookup(path) == nil {
+		if !c.held(path) && c.o.lookup(path) == nil {
 			c.schedule(path)
 		}
 	}
+	for path, rec := range c.owner {
+		if c.live[path] == nil && !c.held(path) && c.o.lookup(path) == nil && c.first(path) {
+			c.drop(path, rec)
+		}
+	}
+}
+
+// drop removes a dead node's record of an ended stream (one survivor does,
+// the one the path ranks first).
+func (c *claimer) drop(path string, rec ownerRecord) {
+	ctx, cancel := kvContext()
+	err := c.o.Registry.DropOwner(ctx, path, rec.rev)
+	cancel()
+	if err != nil && !errors.Is(err, bus.ErrLeaseLost) {
+		c.o.Log.Debug("removing a dead origin's owner record failed", "stream", path, "err", err)
+	}
+}
+
+// first says whether this origin ranks first for path among the live
+// origins (rendezvous hashing): the one that takes a dead node's stream
+// over at once.
+func (c *claimer) first(path string) bool {
+	mine := rank(c.o.Node, path)
+	for _, n := range c.o.live.Nodes() {
+		if n != c.o.Node && rank(n, path) > mine {
+			return false
+		}
+	}
+	return true
+}
+
+// rank is a node's rendezvous-hashing score for path.
+func rank(node, path string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(node))
+	h.Write([]byte{0})
+	h.Write([]byte(path))
+	return h.Sum64()
 }
 
 func (c *claimer) schedule(path string) {
@@ -159,6 +226,16 @@ func (c *claimer) schedule(path string) {
 	}
 	delay := time.Duration(c.o.load()+len(c.pending))*claimStep + tieBreak(c.o.Node, path)
 	delay = min(delay, c.o.Registry.LeaseTTL)
+	if _, dead := c.owner[path]; dead {
+		// A take-over: the origin the path ranks first takes it at once,
+		// the others only when it has not after a node TTL (it is full, or
+		// died too).
+		if c.first(path) {
+			delay = 0
+		} else {
+			delay += c.o.live.TTL
+		}
+	}
 	// A peer better suited to the stream (placement.go) gets a head start of
 	// a lease TTL: longer than its own claim delay, so it normally wins;
 	// when it cannot take the stream after all, this origin still does.
@@ -205,11 +282,18 @@ func (c *claimer) claim(path string) {
 	if info == nil || c.o.draining.Load() {
 		return
 	}
-	if _, owned := c.owner[path]; owned {
+	if !c.o.live.Alive() {
+		c.pending[path] = time.Now().Add(c.o.live.TTL / 5) // not before this node is alive again
+		return
+	}
+	if c.held(path) {
 		return
 	}
 	s := newStream(c.o, path, info)
 	s.plan = c.o.planFor(path)
+	if rec, ok := c.owner[path]; ok {
+		s.takeover = &rec
+	}
 	if !c.o.addStream(s) {
 		return // at capacity, or already ours
 	}

@@ -83,7 +83,7 @@ func (o *Origin) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.touch()
-	if !s.serving.Load() {
+	if !s.serves() {
 		// Being claimed right now: a cache routed here by the new lease
 		// should come back in a moment, not tell viewers the stream is gone.
 		w.Header().Set("Retry-After", retryAfterSec)
@@ -216,7 +216,7 @@ func (s *stream) serveMultivariant(w http.ResponseWriter, r *http.Request, compa
 		return
 	}
 	for {
-		if !s.serving.Load() {
+		if !s.serves() {
 			s.gone(w)
 			return
 		}
@@ -247,7 +247,7 @@ func (s *stream) serveMultivariant(w http.ResponseWriter, r *http.Request, compa
 func (s *stream) serveMaster(w http.ResponseWriter, r *http.Request, deadline <-chan time.Time, compat bool) {
 	timedOut := false
 	for {
-		if !s.serving.Load() {
+		if !s.serves() {
 			s.gone(w)
 			return
 		}
@@ -363,7 +363,7 @@ func (s *stream) serveMedia(w http.ResponseWriter, r *http.Request, name string,
 	var short *view // a compatible view still too short, served on timeout
 	var shortVersion uint64
 	for {
-		if !s.serving.Load() {
+		if !s.serves() {
 			s.gone(w)
 			return
 		}

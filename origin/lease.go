@@ -12,20 +12,28 @@ import (
 )
 
 const (
-	// statePersistInterval paces playlist-state writes while the state changes.
-	statePersistInterval = time.Second
+	// stateReserveSpan is how much media the stored NextMSN reserves ahead
+	// of what was shown: the playlist state is written when the reserve runs
+	// out (about once per span per stream) or the discontinuity sequence
+	// moves, and a successor taking over after a crash jumps forward by at
+	// most this much (with a discontinuity), never backwards.
+	stateReserveSpan = 30 * time.Second
 	// kvTimeout bounds one registry operation.
 	kvTimeout = 2 * time.Second
 )
 
-// ownership is a stream's hold on its lease, and the playlist state that
-// the lease fences in the registry.
+// ownership is a stream's owner record, and the playlist state that the
+// record's epoch fences in the registry. The record is not renewed: it
+// holds while the origin's node liveness does (bus.Liveness); the stream
+// learns it lost the record from the owner watch (a newer epoch, or the
+// record gone) or from the origin's own liveness lapsing.
 //
 // Invariants:
 //   - lease and acquiredAt are set once by claim, before anything else runs,
-//     and not changed after (only lease.Rev, by the keeper's renewals).
-//   - serving is true exactly while the lease is held and packets flow;
-//     epoch and since describe that lease.
+//     and not changed after (only lease.Rev, when a release recovers it).
+//   - serving is true exactly while the record is held and packets flow;
+//     epoch and since describe that record. HTTP answers also need the
+//     node's liveness (serves).
 //   - stopCh closes once; mode is the first stop asked for. lostCh holds
 //     at most one reason: the first lease loss wins.
 //   - Playlist-state writes are serialised by stateMu; persisted is the last
@@ -64,11 +72,24 @@ func (s *stream) signalLost(err error) {
 }
 
 // observeOwner is told every owner record of the stream's path: a newer
-// epoch than ours means another origin holds the lease now.
-func (s *stream) observeOwner(o bus.Owner) {
-	if e := s.epoch.Load(); e != 0 && o.Epoch > e {
+// epoch than ours means another origin holds the stream now; nil, that the
+// record was removed (not by us while we serve).
+func (s *stream) observeOwner(o *bus.Owner) {
+	e := s.epoch.Load()
+	switch {
+	case e == 0:
+	case o == nil:
+		s.signalLost(fmt.Errorf("%w: owner record removed", bus.ErrLeaseLost))
+	case o.Epoch > e:
 		s.signalLost(fmt.Errorf("%w: taken over by %s (epoch %d)", bus.ErrLeaseLost, o.Node, o.Epoch))
 	}
+}
+
+// serves says whether HTTP requests for the stream are answered: the record
+// is held and the node's liveness has not lapsed (a paused origin that
+// wakes answers nothing until it has heard whether its streams are still its).
+func (s *stream) serves() bool {
+	return s.serving.Load() && s.o.live.Alive()
 }
 
 // kvContext bounds one registry operation.
@@ -109,62 +130,6 @@ func (s *stream) release() {
 	if err != nil && !errors.Is(err, bus.ErrLeaseLost) {
 		s.log.Warn("releasing the lease failed; it will expire", "err", err)
 	}
-}
-
-// keep renews the lease every LeaseTTL/3 and writes the playlist state about
-// once per second while it changes. A lost lease or a fenced write stops the
-// stream.
-func (s *stream) keep(stop <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
-	ttl := s.o.Registry.LeaseTTL
-	renew := time.NewTicker(ttl / 3)
-	defer renew.Stop()
-	persist := time.NewTicker(statePersistInterval)
-	defer persist.Stop()
-	r := renewal{last: time.Now()}
-	for {
-		select {
-		case <-stop:
-			return
-		case <-renew.C:
-			if err := s.renew(&r, ttl); err != nil {
-				s.signalLost(err)
-				return
-			}
-		case <-persist.C:
-			if err := s.persist(s.state(true), false); errors.Is(err, bus.ErrFenced) {
-				s.signalLost(err)
-				return
-			}
-		}
-	}
-}
-
-// renewal is the keeper's record of its renewals.
-type renewal struct {
-	last    time.Time // the last successful renewal
-	failing bool      // failures since then were logged
-}
-
-// renew renews the lease once. It returns an error only when the lease is
-// lost: taken, or not renewed for a whole TTL; other failures are retried
-// at the next tick (logged once per streak).
-func (s *stream) renew(r *renewal, ttl time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
-	err := s.o.Registry.RenewOwner(ctx, s.lease)
-	cancel()
-	switch {
-	case err == nil, errors.Is(err, bus.ErrLeaseLost) && s.recoverLease():
-		r.last, r.failing = time.Now(), false
-	case errors.Is(err, bus.ErrLeaseLost):
-		return err
-	case time.Since(r.last) >= ttl:
-		return fmt.Errorf("%w: not renewed for %v: %w", bus.ErrLeaseLost, ttl, err)
-	case !r.failing:
-		r.failing = true
-		s.log.Warn("lease renewal failed; retrying", "err", err)
-	}
-	return nil
 }
 
 // recoverLease handles a renewal the registry applied but whose reply was
@@ -213,9 +178,10 @@ func (s *stream) persistLocked(st bus.PlaylistState) error {
 }
 
 // reserve makes sure the stored NextMSN is past every media sequence number
-// snapshot sn shows, before sn is published: a successor taking over after a
-// crash must never reuse a number a viewer may have seen. It writes only
-// when sn goes past the reserve, i.e. every few segments. False when the
+// snapshot sn shows, and the stored discontinuity count at sn's, before sn
+// is published: a successor taking over after a crash must never reuse a
+// number a viewer may have seen. It writes only when sn goes past the
+// reserve (about once per stateReserveSpan) or opens a discontinuity. False when the
 // write was fenced: the stream is no longer ours and sn must not be shown.
 func (s *stream) reserve(i *instance, sn *snapshot) bool {
 	if i.rend != 0 {
@@ -224,7 +190,7 @@ func (s *stream) reserve(i *instance, sn *snapshot) bool {
 	need := uint64(sn.lastUsed() + 1)
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
-	if need <= s.persisted.NextMSN && s.persisted.Epoch != 0 {
+	if need <= s.persisted.NextMSN && i.disc <= s.persisted.Discontinuity && s.persisted.Epoch != 0 {
 		return true
 	}
 	st := bus.PlaylistState{NextMSN: need + s.reserveSegments(), Discontinuity: i.disc,
@@ -233,14 +199,14 @@ func (s *stream) reserve(i *instance, sn *snapshot) bool {
 		s.signalLost(err)
 		return false
 	}
-	return true // on other errors availability wins; the keeper retries
+	return true // on other errors availability wins; the next snapshot retries
 }
 
 // reserveSegments is how far ahead of what was produced NextMSN is stored:
-// more than the segments one persist interval can produce.
+// stateReserveSpan's worth of segments, and two more.
 func (s *stream) reserveSegments() uint64 {
 	seg := s.hls.SegmentDuration
-	return uint64((statePersistInterval+seg-1)/seg) + 2
+	return uint64((stateReserveSpan+seg-1)/seg) + 2
 }
 
 // state is the playlist state to persist. With reserve, NextMSN is set a few

@@ -104,6 +104,12 @@ type Origin struct {
 	AdvertiseHTTP string
 	// Capacity is the most streams owned at once. Default 100.
 	Capacity int
+	// NodeTTL is this origin's liveness TTL (bus.node_ttl): it sends a
+	// heartbeat every NodeTTL/5, counts itself dead (and gives its streams
+	// up) NodeTTL after the last one the bus confirmed, and the other
+	// origins take its streams over NodeTTL after the last one they heard.
+	// Default bus.DefaultNodeTTL.
+	NodeTTL time.Duration
 	// MemoryBudget bounds what the streams' segment windows hold, in bytes
 	// (window.go); past it the origin claims no new stream. A node sets it
 	// to its share of node.memory_limit. 0: no bound.
@@ -135,6 +141,7 @@ type Origin struct {
 	m           *metrics
 	ctx         context.Context
 	cancel      context.CancelFunc
+	live        *bus.Liveness
 	done        chan struct{} // closed by Close: wakes waiting HTTP handlers
 	rescan      chan struct{} // capacity freed or settings changed: look for claimable streams again
 	metaChanged chan struct{} // load changed: update gossip metadata
@@ -257,8 +264,16 @@ func (o *Origin) Start() error {
 		return err
 	}
 	o.ctx, o.cancel = context.WithCancel(context.Background())
+	o.live = &bus.Liveness{NC: o.NC, Node: o.Node, TTL: o.NodeTTL, Log: o.Log, OnLapse: o.lapsed}
+	if err := o.live.Start(); err != nil {
+		o.cancel()
+		o.unregisterMetrics()
+		ln.Close()
+		return fmt.Errorf("origin: %w", err)
+	}
 	streamsCh, ownersCh, err := o.watchRegistry()
 	if err != nil {
+		o.live.Close()
 		o.cancel()
 		o.unregisterMetrics()
 		o.removeSegments()
@@ -393,12 +408,16 @@ func (o *Origin) shutdown(mode stopMode) {
 	}
 	o.closeOnce.Do(func() {
 		o.draining.Store(true)
+		if mode == stopAbandon {
+			o.live.Close() // a crash: the heartbeats stop first
+		}
 		o.cancel()
 		close(o.done)
 		for _, s := range o.snapshotStreams() {
 			s.stop(mode)
 		}
 		o.swg.Wait()
+		o.live.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		if err := o.srv.Shutdown(ctx); err != nil {
 			_ = o.srv.Close()
@@ -409,6 +428,15 @@ func (o *Origin) shutdown(mode stopMode) {
 		o.removeSegments()
 		o.Log.Info("origin closed")
 	})
+}
+
+// lapsed is told that this node's liveness lapsed: the other origins may
+// take its streams over from now on, so every one is given up (as lost: no
+// state write, no release; the records name an instance that is dead now).
+func (o *Origin) lapsed() {
+	for _, s := range o.snapshotStreams() {
+		s.signalLost(fmt.Errorf("%w: this node's liveness lapsed", bus.ErrLeaseLost))
+	}
 }
 
 // Streams lists the streams held, then the live streams this origin refused

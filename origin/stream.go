@@ -64,6 +64,9 @@ type stream struct {
 	// plan is the stream's ladder, set before its goroutine starts; nil
 	// for passthrough.
 	plan *ladderPlan
+	// takeover, set before its goroutine starts, is the record of a dead
+	// node this stream takes the path from (nil: a fresh claim).
+	takeover *ownerRecord
 
 	info       atomic.Pointer[bus.StreamInfo]
 	ended      atomic.Bool
@@ -134,17 +137,12 @@ func (s *stream) runInner() error {
 	}
 	s.announce(initial)
 
-	keepStop, keepDone := make(chan struct{}), make(chan struct{})
-	go s.keep(keepStop, keepDone)
-
 	s.feedGOP()
 	s.drain()
 	s.procMu.Unlock()
 	reason, mode := s.loop()
 
 	sub.Close()
-	close(keepStop)
-	<-keepDone
 	s.procMu.Lock() // a packet being packaged on a subscription goroutine
 	s.inline.Store(false)
 	s.finish(mode, reason)
@@ -153,13 +151,24 @@ func (s *stream) runInner() error {
 	return nil
 }
 
-// claim acquires the lease, reads the playlist state a previous owner left
-// and writes it back at once, which fences that owner should it still be
-// running. It returns the state written; with a nil lease and no error
-// when another origin owns the stream.
+// claim takes the owner record (a new one, or by compare-and-set from a
+// dead node's), reads the playlist state a previous owner left and writes
+// it back at once, which fences that owner should it still be running. It
+// returns the state written; with a nil lease and no error when another
+// origin owns the stream.
 func (s *stream) claim() (bus.PlaylistState, error) {
+	if !s.o.live.Alive() {
+		return bus.PlaylistState{}, nil // the claimer tries again once this node is alive
+	}
+	me := bus.Owner{Node: s.o.Node, Instance: s.o.live.Instance(), HTTP: s.o.AdvertiseHTTP}
 	ctx, cancel := kvContext()
-	lease, err := s.o.Registry.AcquireOwner(ctx, s.path, bus.Owner{Node: s.o.Node, HTTP: s.o.AdvertiseHTTP})
+	var lease *bus.Lease
+	var err error
+	if t := s.takeover; t != nil {
+		lease, err = s.o.Registry.TakeOverOwner(ctx, s.path, t.owner, t.rev, me)
+	} else {
+		lease, err = s.o.Registry.AcquireOwner(ctx, s.path, me)
+	}
 	cancel()
 	if errors.Is(err, bus.ErrOwned) {
 		s.log.Debug("stream already owned elsewhere")

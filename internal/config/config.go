@@ -59,8 +59,14 @@ type Bus struct {
 	// to the bus (the bus starting alongside it) before it gives up.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	Replicas       int           `yaml:"replicas"`
-	LeaseTTL       time.Duration `yaml:"lease_ttl"`
-	StreamTTL      time.Duration `yaml:"stream_ttl"`
+	// LeaseTTL is how long a camera-pull lease (sg_sources) lives without
+	// renewal. Stream ownership no longer uses it (see NodeTTL).
+	LeaseTTL  time.Duration `yaml:"lease_ttl"`
+	StreamTTL time.Duration `yaml:"stream_ttl"`
+	// NodeTTL is an origin's liveness: heartbeats every NodeTTL/5; NodeTTL
+	// after the last one, the origin gives its streams up and the others
+	// take them over. Per node (each heartbeat carries its own TTL).
+	NodeTTL time.Duration `yaml:"node_ttl"`
 	// StateTTL is how long a stream's playlist state outlives its last write.
 	StateTTL time.Duration `yaml:"state_ttl"`
 	Server   BusServer     `yaml:"server"`

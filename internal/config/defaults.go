@@ -24,6 +24,7 @@ func Default() *Config {
 			Replicas:       1,
 			LeaseTTL:       bus.DefaultLeaseTTL,
 			StreamTTL:      bus.DefaultStreamTTL,
+			NodeTTL:        bus.DefaultNodeTTL,
 			StateTTL:       6 * time.Hour,
 			Server: BusServer{
 				Listen:        "127.0.0.1:4222",

@@ -136,6 +136,9 @@ func (ck *checker) bus(b Bus) {
 	if b.StreamTTL < b.LeaseTTL {
 		ck.bad("bus.stream_ttl", "must be at least bus.lease_ttl (%s), got %s", b.LeaseTTL, b.StreamTTL)
 	}
+	if b.NodeTTL < 200*time.Millisecond || b.NodeTTL > b.StreamTTL {
+		ck.bad("bus.node_ttl", "must be 200ms..bus.stream_ttl (%s), got %s", b.StreamTTL, b.NodeTTL)
+	}
 	if b.ConnectTimeout < 0 {
 		ck.bad("bus.connect_timeout", "must not be negative, got %s", b.ConnectTimeout)
 	}

@@ -24,6 +24,7 @@ func (n *Node) startOrigin() error {
 		Node: n.name, NC: n.nc, Media: n.media, Registry: n.registry, Gossip: n.gossip,
 		HTTPAddress: c.Origin.HTTPAddress, AdvertiseHTTP: c.Origin.AdvertiseHTTP,
 		Capacity: c.Origin.Capacity, MemoryBudget: memlimit.OriginBudget(n.memLimit),
+		NodeTTL:    c.Bus.NodeTTL,
 		SegmentDir: c.Origin.SegmentFolder(),
 		HLS:        origin.HLSConfig(c.Origin.HLS),
 		Transcode:  originTranscode(c.Origin.Transcode),

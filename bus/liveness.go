@@ -1,0 +1,287 @@
+package bus
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Node liveness: one heartbeat per origin, not one lease per stream.
+//
+// Every origin publishes a small heartbeat on AliveSubject every TTL/5 and
+// follows everyone else's. A heartbeat names the node, its instance (a random
+// id drawn at start and again after every lapse) and its TTL. Owner records
+// (sg_owners) name the node and the instance that holds them; such a record
+// is valid while that instance is alive, and is never renewed. When a node's
+// heartbeats stop for its TTL, the other origins take its streams over by
+// compare-and-set on each owner record (Registry.TakeOverOwner).
+//
+// Invariants, the fencing argument:
+//   - A node counts itself alive only for TTL after sending a heartbeat the
+//     server confirmed (publish, then a PING/PONG flush): Alive() is false
+//     from sent+TTL on. Any other node receives that heartbeat at or after
+//     sent, so it declares the node dead no earlier than the node itself
+//     stops serving.
+//   - A node whose own liveness lapsed (paused, starved, cut off from the
+//     bus) draws a new instance before it sends again: every record naming
+//     the old instance is dead for everyone, itself included.
+//   - A node never seen counts as alive until Grace after this tracker
+//     started, so a node that starts does not take over live peers' streams
+//     before it heard their heartbeats.
+//   - Liveness only decides who tries; the owner record's compare-and-set
+//     decides who wins, and the epoch (Owner.Epoch) fences the playlist state.
+
+// AliveSubject carries the origins' heartbeats.
+const AliveSubject = "sg.alive"
+
+// DefaultNodeTTL is bus.node_ttl's default.
+const DefaultNodeTTL = 750 * time.Millisecond
+
+// heartbeat is one message on AliveSubject.
+type heartbeat struct {
+	Node     string `json:"n"`
+	Instance string `json:"i"`
+	TTLms    int64  `json:"t"`
+}
+
+// Liveness publishes this node's heartbeats (when Node is set) and tracks
+// every other node's. Fill in the fields, then Start; Close stops it.
+type Liveness struct {
+	NC *nats.Conn
+	// Node is this node's name; empty: track only, send nothing.
+	Node string
+	// TTL is how long this node counts as alive after a confirmed
+	// heartbeat; heartbeats go every TTL/5. Default DefaultNodeTTL.
+	TTL time.Duration
+	// Grace is how long a node never heard from counts as alive after Start.
+	// Default 2 × TTL.
+	Grace time.Duration
+	// OnLapse is called (on the liveness goroutine, must not block) when
+	// this node's own liveness lapsed: everything it owned is lost.
+	OnLapse func()
+	Log     *slog.Logger
+
+	instance atomic.Pointer[string]
+	// confirmed is the send time (UnixNano, monotonic-derived) of the last
+	// heartbeat the server confirmed; 0 before the first.
+	confirmed atomic.Int64
+	base      time.Time // monotonic origin for confirmed
+
+	mu        sync.Mutex
+	nodes     map[string]peer
+	started   time.Time
+	graceDone bool
+	changed   chan struct{}
+
+	sub  *nats.Subscription
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+type peer struct {
+	instance string
+	last     time.Time
+	ttl      time.Duration
+	dead     bool // reported dead already
+}
+
+// Start subscribes to the heartbeats and starts sending this node's.
+func (l *Liveness) Start() error {
+	if l.NC == nil {
+		return errors.New("bus: liveness: NC is required")
+	}
+	if l.TTL <= 0 {
+		l.TTL = DefaultNodeTTL
+	}
+	if l.Grace <= 0 {
+		l.Grace = 2 * l.TTL
+	}
+	if l.Log == nil {
+		l.Log = slog.Default()
+	}
+	l.base = time.Now()
+	l.started = l.base
+	l.nodes = map[string]peer{}
+	l.changed = make(chan struct{}, 1)
+	l.stop, l.done = make(chan struct{}), make(chan struct{})
+	l.newInstance()
+	sub, err := l.NC.Subscribe(AliveSubject, l.receive)
+	if err != nil {
+		return fmt.Errorf("bus: liveness: subscribe: %w", err)
+	}
+	l.sub = sub
+	if l.Node != "" {
+		l.beat() // the first heartbeat before Start returns: Alive() holds at once
+	}
+	go l.run()
+	return nil
+}
+
+// Close stops sending and tracking. Calling it twice is harmless.
+func (l *Liveness) Close() {
+	if l.stop == nil {
+		return
+	}
+	l.once.Do(func() {
+		close(l.stop)
+		<-l.done
+		_ = l.sub.Unsubscribe()
+	})
+}
+
+// Instance is this node's current instance id: owner records it writes name it.
+func (l *Liveness) Instance() string { return *l.instance.Load() }
+
+// Alive says whether this node may act as an owner now: a confirmed
+// heartbeat was sent less than TTL ago.
+func (l *Liveness) Alive() bool {
+	c := l.confirmed.Load()
+	return c != 0 && time.Since(l.base) < time.Duration(c)+l.TTL
+}
+
+// Changed is poked whenever a node is found dead or a new instance shows up.
+func (l *Liveness) Changed() <-chan struct{} { return l.changed }
+
+// Holds says whether the owner record o is held by a live node instance.
+func (l *Liveness) Holds(o Owner) bool {
+	if o.Node == l.Node && l.Node != "" {
+		return o.Instance == l.Instance() && l.Alive()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p, ok := l.nodes[o.Node]
+	if !ok {
+		return time.Since(l.started) < l.Grace
+	}
+	return p.instance == o.Instance && time.Since(p.last) < p.ttl
+}
+
+func (l *Liveness) newInstance() {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	s := hex.EncodeToString(b[:])
+	l.instance.Store(&s)
+}
+
+func (l *Liveness) receive(m *nats.Msg) {
+	var hb heartbeat
+	if json.Unmarshal(m.Data, &hb) != nil || hb.Node == "" || hb.Node == l.Node || hb.TTLms <= 0 {
+		return
+	}
+	now := time.Now()
+	l.mu.Lock()
+	p, seen := l.nodes[hb.Node]
+	fresh := !seen || p.instance != hb.Instance
+	l.nodes[hb.Node] = peer{instance: hb.Instance, last: now, ttl: time.Duration(hb.TTLms) * time.Millisecond}
+	l.mu.Unlock()
+	if fresh && seen {
+		l.poke() // a restarted node: its former instance's records are dead
+	}
+}
+
+func (l *Liveness) poke() {
+	select {
+	case l.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (l *Liveness) run() {
+	defer close(l.done)
+	every := max(l.TTL/5, 10*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		if l.Node != "" {
+			l.check()
+			l.beat()
+		}
+		l.expire()
+	}
+}
+
+// check notices this node's own lapse: no confirmed heartbeat for TTL.
+func (l *Liveness) check() {
+	if l.confirmed.Load() == 0 || l.Alive() {
+		return
+	}
+	old := l.Instance()
+	l.newInstance()
+	l.confirmed.Store(0)
+	l.Log.Warn("this node's liveness lapsed (paused, starved or cut off from the bus): its streams are given up",
+		"node", l.Node, "instance", old, "ttl", l.TTL)
+	if l.OnLapse != nil {
+		l.OnLapse()
+	}
+	l.poke()
+}
+
+// beat sends one heartbeat and, once the server confirmed it, extends this
+// node's liveness from the moment it was sent.
+func (l *Liveness) beat() {
+	sent := time.Since(l.base)
+	b, _ := json.Marshal(heartbeat{Node: l.Node, Instance: l.Instance(), TTLms: l.TTL.Milliseconds()})
+	if err := l.NC.Publish(AliveSubject, b); err != nil {
+		return
+	}
+	if err := l.NC.FlushTimeout(l.TTL / 2); err != nil {
+		return
+	}
+	if time.Since(l.base) >= sent+l.TTL {
+		return // confirmed too late to count; check notices the lapse
+	}
+	l.confirmed.Store(int64(max(sent, 1)))
+}
+
+// expire reports nodes whose heartbeats stopped.
+func (l *Liveness) expire() {
+	now := time.Now()
+	var died bool
+	l.mu.Lock()
+	for n, p := range l.nodes {
+		if !p.dead && now.Sub(p.last) >= p.ttl {
+			p.dead = true
+			l.nodes[n] = p
+			died = true
+		}
+	}
+	if !l.graceDone && now.Sub(l.started) >= l.Grace {
+		l.graceDone = true
+		died = true // records of nodes never heard from are dead from now on
+	}
+	l.mu.Unlock()
+	if died {
+		l.poke()
+	}
+}
+
+// Nodes lists the nodes alive now, this one included while it is.
+func (l *Liveness) Nodes() []string {
+	var out []string
+	if l.Node != "" && l.Alive() {
+		out = append(out, l.Node)
+	}
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for n, p := range l.nodes {
+		if now.Sub(p.last) < p.ttl {
+			out = append(out, n)
+		}
+	}
+	return out
+}
