@@ -169,7 +169,11 @@ func TestStreamClaim(t *testing.T) {
 	}
 }
 
-func TestOwnerLeaseExpiryAndFencing(t *testing.T) {
+// TestOwnerTakeOverAndFencing: owner records do not expire; a dead node's
+// record is taken over by compare-and-set with its epoch + 1, a second
+// survivor holding the same old revision loses, and the old owner waking
+// up can neither rewrite the record nor write the playlist state.
+func TestOwnerTakeOverAndFencing(t *testing.T) {
 	t.Parallel()
 	_, nc := startBus(t, 0)
 	r := startRegistry(t, nc, time.Second)
@@ -180,41 +184,39 @@ func TestOwnerLeaseExpiryAndFencing(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	a, err := r.AcquireOwner(ctx, "live/cam1", Owner{Node: "origin-a", HTTP: "127.0.0.1:1"})
+	a, err := r.AcquireOwner(ctx, "live/cam1", Owner{Node: "origin-a", Instance: "i1", HTTP: "127.0.0.1:1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.AcquireOwner(ctx, "live/cam1", Owner{Node: "origin-b"}); !errors.Is(err, ErrOwned) {
 		t.Fatalf("second acquire: %v", err)
 	}
-	if ev := <-events; ev.Owner == nil || ev.Owner.Node != "origin-a" || ev.Owner.Epoch != a.Owner.Epoch {
-		t.Fatalf("event %+v", ev)
+	ev := <-events
+	if ev.Owner == nil || ev.Owner.Node != "origin-a" || ev.Owner.Instance != "i1" || ev.Owner.Epoch != a.Owner.Epoch || ev.Rev != a.Rev {
+		t.Fatalf("event %+v (lease %+v)", ev, a)
 	}
 	if err := r.PutState(ctx, "live/cam1", PlaylistState{NextMSN: 20, Epoch: a.Owner.Epoch, Node: "origin-a"}); err != nil {
 		t.Fatal(err)
 	}
-	for range 3 { // renewals keep it alive past the TTL
-		time.Sleep(400 * time.Millisecond)
-		if err := r.RenewOwner(ctx, a); err != nil {
-			t.Fatal(err)
-		}
+	// Owner records never expire: the bucket has no TTL.
+	if kv, err := r.JS.KeyValue(ctx, BucketOwners); err != nil {
+		t.Fatal(err)
+	} else if st, err := kv.Status(ctx); err != nil || st.TTL() != 0 {
+		t.Fatalf("owners bucket TTL: %v %v", st, err)
 	}
-	// origin-a "pauses": it stops renewing. Its lease must expire and the watch must say so.
-	deadline := time.After(5 * time.Second)
-	for expired := false; !expired; {
-		select {
-		case ev := <-events:
-			expired = ev.Path == "live/cam1" && ev.Owner == nil
-		case <-deadline:
-			t.Fatal("lease expiry not seen")
-		}
-	}
-	b, err := r.AcquireOwner(ctx, "live/cam1", Owner{Node: "origin-b"})
+	// origin-a is dead: two survivors race from the record they saw.
+	b, err := r.TakeOverOwner(ctx, "live/cam1", *ev.Owner, ev.Rev, Owner{Node: "origin-b", Instance: "i2"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.Owner.Epoch <= a.Owner.Epoch {
-		t.Fatalf("epoch did not grow: %d then %d", a.Owner.Epoch, b.Owner.Epoch)
+	if b.Owner.Epoch != a.Owner.Epoch+1 {
+		t.Fatalf("take-over epoch %d after %d", b.Owner.Epoch, a.Owner.Epoch)
+	}
+	if _, err := r.TakeOverOwner(ctx, "live/cam1", *ev.Owner, ev.Rev, Owner{Node: "origin-c", Instance: "i3"}); !errors.Is(err, ErrOwned) {
+		t.Fatalf("second take-over: %v", err)
+	}
+	if ev := <-events; ev.Owner == nil || ev.Owner.Node != "origin-b" || ev.Owner.Epoch != b.Owner.Epoch || ev.Rev != b.Rev {
+		t.Fatalf("take-over event %+v", ev)
 	}
 	st, _, err := r.State(ctx, "live/cam1")
 	if err != nil || st.NextMSN != 20 {
@@ -223,9 +225,12 @@ func TestOwnerLeaseExpiryAndFencing(t *testing.T) {
 	if err := r.PutState(ctx, "live/cam1", PlaylistState{NextMSN: 25, Discontinuity: 1, Epoch: b.Owner.Epoch, Node: "origin-b"}); err != nil {
 		t.Fatal(err)
 	}
-	// The paused old owner wakes up: its renewal and its state write must both be refused.
+	// The paused old owner wakes up: its record write and its state write must both be refused.
 	if err := r.RenewOwner(ctx, a); !errors.Is(err, ErrLeaseLost) {
-		t.Fatalf("stale renew: %v", err)
+		t.Fatalf("stale rewrite: %v", err)
+	}
+	if err := r.ReleaseOwner(ctx, a); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("stale release: %v", err)
 	}
 	if err := r.PutState(ctx, "live/cam1", PlaylistState{NextMSN: 21, Epoch: a.Owner.Epoch, Node: "origin-a"}); !errors.Is(err, ErrFenced) {
 		t.Fatalf("stale state write: %v", err)
@@ -239,5 +244,17 @@ func TestOwnerLeaseExpiryAndFencing(t *testing.T) {
 	}
 	if _, err := r.OwnerOf(ctx, "live/cam1"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("owner after release: %v", err)
+	}
+	// A new claim after the release still gets a higher epoch.
+	c, err := r.AcquireOwner(ctx, "live/cam1", Owner{Node: "origin-c", Instance: "i3"})
+	if err != nil || c.Owner.Epoch <= b.Owner.Epoch {
+		t.Fatalf("claim after release: %+v %v (take-over epoch %d)", c, err, b.Owner.Epoch)
+	}
+	// A dead node's record of an ended stream is dropped by revision.
+	if err := r.DropOwner(ctx, "live/cam1", b.Rev); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("drop at a stale revision: %v", err)
+	}
+	if err := r.DropOwner(ctx, "live/cam1", c.Rev); err != nil {
+		t.Fatal(err)
 	}
 }

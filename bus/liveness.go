@@ -73,7 +73,8 @@ type Liveness struct {
 	// confirmed is the send time (UnixNano, monotonic-derived) of the last
 	// heartbeat the server confirmed; 0 before the first.
 	confirmed atomic.Int64
-	base      time.Time // monotonic origin for confirmed
+	base      time.Time  // monotonic origin for confirmed
+	selfMu    sync.Mutex // orders a confirmation against a lapse
 
 	mu        sync.Mutex
 	nodes     map[string]peer
@@ -195,9 +196,20 @@ func (l *Liveness) poke() {
 	}
 }
 
+// run checks this node's own liveness and the others' every TTL/5. The
+// heartbeats go from a goroutine of their own (beats): a publish or a flush
+// that blocks on a stalled connection must not hold up noticing the lapse.
 func (l *Liveness) run() {
 	defer close(l.done)
 	every := max(l.TTL/5, 10*time.Millisecond)
+	beating := make(chan struct{})
+	go func() {
+		defer close(beating)
+		if l.Node != "" {
+			l.beats(every)
+		}
+	}()
+	defer func() { <-beating }()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -208,20 +220,36 @@ func (l *Liveness) run() {
 		}
 		if l.Node != "" {
 			l.check()
-			l.beat()
 		}
 		l.expire()
 	}
 }
 
+// beats sends a heartbeat every interval until Close.
+func (l *Liveness) beats(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		l.beat()
+	}
+}
+
 // check notices this node's own lapse: no confirmed heartbeat for TTL.
 func (l *Liveness) check() {
+	l.selfMu.Lock()
 	if l.confirmed.Load() == 0 || l.Alive() {
+		l.selfMu.Unlock()
 		return
 	}
 	old := l.Instance()
 	l.newInstance()
 	l.confirmed.Store(0)
+	l.selfMu.Unlock()
 	l.Log.Warn("this node's liveness lapsed (paused, starved or cut off from the bus): its streams are given up",
 		"node", l.Node, "instance", old, "ttl", l.TTL)
 	if l.OnLapse != nil {
@@ -234,15 +262,18 @@ func (l *Liveness) check() {
 // node's liveness from the moment it was sent.
 func (l *Liveness) beat() {
 	sent := time.Since(l.base)
-	b, _ := json.Marshal(heartbeat{Node: l.Node, Instance: l.Instance(), TTLms: l.TTL.Milliseconds()})
+	inst := l.Instance()
+	b, _ := json.Marshal(heartbeat{Node: l.Node, Instance: inst, TTLms: l.TTL.Milliseconds()})
 	if err := l.NC.Publish(AliveSubject, b); err != nil {
 		return
 	}
 	if err := l.NC.FlushTimeout(l.TTL / 2); err != nil {
 		return
 	}
-	if time.Since(l.base) >= sent+l.TTL {
-		return // confirmed too late to count; check notices the lapse
+	l.selfMu.Lock()
+	defer l.selfMu.Unlock()
+	if time.Since(l.base) >= sent+l.TTL || l.Instance() != inst {
+		return // confirmed too late to count (check notices the lapse), or for an instance given up
 	}
 	l.confirmed.Store(int64(max(sent, 1)))
 }

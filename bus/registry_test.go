@@ -61,7 +61,7 @@ func TestBucketSettingsMismatch(t *testing.T) {
 		})
 	}
 	// The buckets still hold the first node's settings.
-	kv, err := js.KeyValue(ctx, BucketOwners)
+	kv, err := js.KeyValue(ctx, BucketSources)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestBucketSettingsMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	if st.TTL() != 3*time.Second {
-		t.Fatalf("owners TTL changed to %s", st.TTL())
+		t.Fatalf("sources TTL changed to %s", st.TTL())
 	}
 	// A replicas mismatch (R3 asked of a one-node bus's R1 buckets).
 	r3 := &Registry{JS: js, Replicas: 3, LeaseTTL: 3 * time.Second, StreamTTL: 10 * time.Second, StateTTL: time.Hour}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -582,13 +583,23 @@ func TestTakeoverFencesOldOwner(t *testing.T) {
 	}
 	bo := b.origin("b", nil)
 
-	// The lease vanishes behind a's back (as if a had stalled past its TTL).
+	// The record is taken over behind a's back, as a survivor that judged
+	// a dead does (here in b's name; b then takes it from itself, as it
+	// has no stream for it).
 	js := reg.JS
 	kv, err := js.KeyValue(ctx, bus.BucketOwners)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := kv.Purge(ctx, bus.EncodePath(camPath)); err != nil {
+	e, err := kv.Get(ctx, bus.EncodePath(camPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev, err := reg.OwnerOf(ctx, camPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.TakeOverOwner(ctx, camPath, *prev, e.Revision(), bus.Owner{Node: "b", Instance: bo.live.Instance(), HTTP: bo.AdvertiseHTTP}); err != nil {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, 5*time.Second, "b takes over", serving(bo, camPath))
@@ -703,15 +714,17 @@ func TestRepeatedWriteErrorsRecreateMuxer(t *testing.T) {
 	}
 }
 
-func TestRenewalReplyLostKeepsLease(t *testing.T) {
+// TestRewrittenRecordIsReleased: the owner record rewritten unchanged
+// behind the owner's back (a write the registry applied whose reply was
+// lost) leaves the stream where it is, and the release at the end still
+// removes the record (bus.Registry.RecoverOwner).
+func TestRewrittenRecordIsReleased(t *testing.T) {
 	checkLeaks(t)
 	b := startBus(t, time.Second)
 	o := b.origin("o1", nil)
 	reg, ctx := claimServed(t, b, o)
 	st, _ := streamStatus(o, camPath)
 
-	// A renewal applied by the registry whose reply never arrived: the record
-	// is unchanged but its revision moved on.
 	kv, err := reg.JS.KeyValue(ctx, bus.BucketOwners)
 	if err != nil {
 		t.Fatal(err)
@@ -721,16 +734,19 @@ func TestRenewalReplyLostKeepsLease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rev, err := kv.Update(ctx, key, e.Value(), e.Revision())
-	if err != nil {
+	if _, err := kv.Update(ctx, key, e.Value(), e.Revision()); err != nil {
 		t.Fatal(err)
 	}
-	testkit.WaitFor(t, 5*time.Second, "renewed past the foreign revision", func() bool {
-		cur, err := kv.Get(ctx, key)
-		return err == nil && cur.Revision() > rev
-	})
+	// The rewrite reaches o's owner watch; a claim of a second stream after
+	// it shows the watch has moved past it.
+	claimVideo(t, ctx, reg, "live/cam2")
+	testkit.WaitFor(t, 5*time.Second, "second claim", serving(o, "live/cam2"))
 	if now, ok := streamStatus(o, camPath); !ok || now.Epoch != st.Epoch {
-		t.Fatalf("lease dropped or re-acquired: %+v", now)
+		t.Fatalf("stream dropped or re-acquired: %+v", now)
+	}
+	o.Close()
+	if _, err := reg.OwnerOf(ctx, camPath); !errors.Is(err, bus.ErrNotFound) {
+		t.Fatalf("record after the release: %v", err)
 	}
 }
 
@@ -783,4 +799,106 @@ func TestUnwatchedPlaylistsRefreshSlowly(t *testing.T) {
 	if last := pl2.MediaSequence + len(pl2.Segments) - 1; last < msn-1 {
 		t.Fatalf("blocking reload for %d.%d answered with an old playlist:\n%s", msn, len(pl.Parts), text)
 	}
+}
+
+// TestLapsedNodeLosesItsStreams: an origin cut off from the bus (its
+// connection stalls, as a paused process's does) stops answering once its
+// liveness lapses; the other origin takes the stream over by
+// compare-and-set with a newer epoch; when the stalled one wakes up it has
+// given the stream up, its state writes are fenced, and it does not take
+// the stream back.
+func TestLapsedNodeLosesItsStreams(t *testing.T) {
+	checkLeaks(t)
+	b := startBus(t, 3*time.Second)
+	stall := &stallDialer{}
+	nc, err := bus.Connect(bus.ConnOptions{URLs: []string{b.srv.ClientURL()}, Dialer: stall, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	a := b.origin("a", func(o *Origin) {
+		o.NC = nc // heartbeats and media; the registry keeps its own connection
+		o.NodeTTL = 400 * time.Millisecond
+		o.blockTimeout = 200 * time.Millisecond
+	})
+	reg, ctx := claimServed(t, b, a)
+	stA, _ := streamStatus(a, camPath)
+	bo := b.origin("b", func(o *Origin) { o.NodeTTL = 400 * time.Millisecond })
+
+	stall.set(true) // a "pauses"
+	testkit.WaitFor(t, 5*time.Second, "a's liveness lapses", func() bool { return !a.live.Alive() })
+	if r := get(t, base(a, camPath)+"index.m3u8"); r.code == http.StatusOK {
+		t.Fatalf("lapsed owner still answers: %d", r.code)
+	}
+	testkit.WaitFor(t, 5*time.Second, "b takes over", serving(bo, camPath))
+	owner, err := reg.OwnerOf(ctx, camPath)
+	if err != nil || owner.Node != "b" || owner.Epoch != stA.Epoch+1 {
+		t.Fatalf("owner after the take-over %+v, %v (a had epoch %d)", owner, err, stA.Epoch)
+	}
+
+	stall.set(false) // a wakes up
+	testkit.WaitFor(t, 5*time.Second, "a gives the stream up", func() bool { return !serving(a, camPath)() })
+	testkit.WaitFor(t, 5*time.Second, "a alive again", a.live.Alive)
+	if err := reg.PutState(ctx, camPath, bus.PlaylistState{NextMSN: 1, Epoch: stA.Epoch, Node: "a"}); !errors.Is(err, bus.ErrFenced) {
+		t.Fatalf("stale epoch write: %v", err)
+	}
+	if r := get(t, base(a, camPath)+"index.m3u8"); r.code == http.StatusOK {
+		t.Fatalf("old owner answers after waking: %d", r.code)
+	}
+	if owner, err := reg.OwnerOf(ctx, camPath); err != nil || owner.Node != "b" {
+		t.Fatalf("owner after a woke %+v, %v", owner, err)
+	}
+}
+
+// stallDialer dials TCP; while stalled, its connections neither read nor
+// write (a stopped process, or a link that went quiet).
+type stallDialer struct {
+	mu      sync.Mutex
+	stalled bool
+	wake    chan struct{}
+}
+
+func (d *stallDialer) Dial(network, address string) (net.Conn, error) {
+	c, err := net.Dial(network, address)
+	if err != nil {
+		return nil, err
+	}
+	return stallConn{Conn: c, d: d}, nil
+}
+
+func (d *stallDialer) set(v bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case v && !d.stalled:
+		d.wake = make(chan struct{})
+	case !v && d.stalled:
+		close(d.wake)
+	}
+	d.stalled = v
+}
+
+func (d *stallDialer) wait() {
+	d.mu.Lock()
+	w, stalled := d.wake, d.stalled
+	d.mu.Unlock()
+	if stalled {
+		<-w
+	}
+}
+
+type stallConn struct {
+	net.Conn
+	d *stallDialer
+}
+
+func (c stallConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.d.wait()
+	return n, err
+}
+
+func (c stallConn) Write(p []byte) (int, error) {
+	c.d.wait()
+	return c.Conn.Write(p)
 }
