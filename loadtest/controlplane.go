@@ -28,8 +28,8 @@ import (
 // What is real: the bus (three `streamgrid bus` processes clustered through
 // routes, R3 buckets, unless Bus names another), bus.Registry, and the
 // origins: each is an origin.Origin with its own two connections, so the
-// claimer, the lease keeper (renewal every LeaseTTL/3) and the watches are
-// the product's own code. The edges are stand-ins making edge/stream.go's
+// claimer, the node liveness (a heartbeat every NodeTTL/5), the batch
+// take-over and the watches are the product's own code. The edges are stand-ins making edge/stream.go's
 // registry calls at its cadence (see simEdge). An observer, one more
 // connection, watches the owners as a cache would and times the re-owning.
 
@@ -69,6 +69,9 @@ type ControlPlaneConfig struct {
 	// LeaseTTL and StreamTTL are the registry's (bus.lease_ttl and
 	// bus.stream_ttl). Default 3 s and 10 s, the product's defaults.
 	LeaseTTL, StreamTTL time.Duration
+	// NodeTTL is the origins' liveness TTL (bus.node_ttl). Default
+	// bus.DefaultNodeTTL.
+	NodeTTL time.Duration
 	// OriginCapacity is each origin's origin.capacity. Default: twice what
 	// the origins left after the kill need, so capacity never decides.
 	OriginCapacity int
@@ -110,6 +113,9 @@ func (c ControlPlaneConfig) withDefaults() (ControlPlaneConfig, error) {
 	if c.StreamTTL <= 0 {
 		c.StreamTTL = bus.DefaultStreamTTL
 	}
+	if c.NodeTTL <= 0 {
+		c.NodeTTL = bus.DefaultNodeTTL
+	}
 	if c.OriginCapacity <= 0 {
 		left := c.Origins - c.KillOrigins
 		c.OriginCapacity = 2 * ((c.Streams + left - 1) / left)
@@ -141,6 +147,7 @@ type ControlPlaneReport struct {
 	DurationS     float64 `json:"duration_s"`
 	Replicas      int     `json:"replicas"`
 	LeaseTTLS     float64 `json:"lease_ttl_s"`
+	NodeTTLS      float64 `json:"node_ttl_s"`
 	StreamTTLS    float64 `json:"stream_ttl_s"`
 	// OwnedAllAfterS is when every stream was first owned, from the first
 	// stream's start; -1 when that never happened before the kill.
@@ -170,6 +177,12 @@ type ControlPlaneReport struct {
 	// KVDeliveriesPerS is what the simulated nodes' registry connections
 	// received per second: replies, and every change their watches deliver.
 	KVDeliveriesPerS float64 `json:"kv_deliveries_per_s"`
+	// HeartbeatsPerS and HeartbeatDeliveriesPerS are the messages the
+	// origins' other connection sent and received per second: their
+	// liveness heartbeats (core NATS, not stored), and little else once the
+	// streams are claimed.
+	HeartbeatsPerS          float64 `json:"heartbeats_per_s"`
+	HeartbeatDeliveriesPerS float64 `json:"heartbeat_deliveries_per_s"`
 	// Orphaned is how many streams the killed origins owned; Reowned how
 	// many of those another origin owned before the end, ReownMS the time
 	// from the kill until the owner watch showed that.
@@ -206,6 +219,8 @@ type cpSample struct {
 	busRSS   []float64
 	simCPU   float64
 	ops, in  uint64
+	hbOut    uint64 // origins' media connections
+	hbIn     uint64
 	bucketSq map[string]uint64
 	bucketAt time.Time // when bucketSq was read (it takes requests)
 }
@@ -262,7 +277,7 @@ func RunControlPlane(ctx context.Context, cfg ControlPlaneConfig) (*ControlPlane
 // and the edges.
 func (cp *controlPlane) startNodes(ctx context.Context) error {
 	c := cp.cfg
-	rc := registryConfig{replicas: c.Replicas, leaseTTL: c.LeaseTTL, streamTTL: c.StreamTTL}
+	rc := registryConfig{replicas: c.Replicas, leaseTTL: c.LeaseTTL, streamTTL: c.StreamTTL, nodeTTL: c.NodeTTL}
 	// A run's own paths, so that records another run left on a shared bus
 	// never count.
 	run := strconv.FormatUint(rand.Uint64()%(36*36*36*36), 36)
@@ -316,7 +331,7 @@ func (cp *controlPlane) run(ctx context.Context) *ControlPlaneReport {
 	c := cp.cfg
 	rep := &ControlPlaneReport{
 		Streams: c.Streams, Origins: c.Origins, Edges: c.Edges, KilledOrigins: c.KillOrigins,
-		Replicas: c.Replicas, LeaseTTLS: c.LeaseTTL.Seconds(), StreamTTLS: c.StreamTTL.Seconds(),
+		Replicas: c.Replicas, LeaseTTLS: c.LeaseTTL.Seconds(), NodeTTLS: c.NodeTTL.Seconds(), StreamTTLS: c.StreamTTL.Seconds(),
 		OwnedAllAfterS: -1, SetupS: round3(cp.setup.Seconds()), MachineCPUs: runtime.NumCPU(),
 	}
 	runCtx, cancelRun := context.WithCancel(ctx)
@@ -424,6 +439,9 @@ func (cp *controlPlane) sample(ctx context.Context) {
 	for _, o := range cp.origins {
 		s.ops += o.conn.registryOps()
 		s.in += o.conn.registryIn()
+		st := o.conn.nc.Stats()
+		s.hbOut += st.OutMsgs
+		s.hbIn += st.InMsgs
 	}
 	for _, e := range cp.edges {
 		s.ops += e.conn.registryOps()
@@ -487,6 +505,8 @@ func (cp *controlPlane) fillReport(rep *ControlPlaneReport, t0, allOwned, killed
 	rep.KVOpsPerS = round3(float64(b.ops-a.ops) / dt)
 	rep.KVOpsPerStreamS = round3(rep.KVOpsPerS / float64(rep.Streams))
 	rep.KVDeliveriesPerS = round3(float64(b.in-a.in) / dt)
+	rep.HeartbeatsPerS = round3(float64(b.hbOut-a.hbOut) / dt)
+	rep.HeartbeatDeliveriesPerS = round3(float64(b.hbIn-a.hbIn) / dt)
 	rep.KVWritesPerS = map[string]float64{}
 	for bucket, seq := range b.bucketSq {
 		if prev, ok := a.bucketSq[bucket]; ok && seq >= prev {

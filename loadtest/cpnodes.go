@@ -111,6 +111,7 @@ func (c *simConn) registryIn() uint64 { return c.regNC.Stats().InMsgs }
 type registryConfig struct {
 	replicas            int
 	leaseTTL, streamTTL time.Duration
+	nodeTTL             time.Duration // the origins' bus.node_ttl
 }
 
 func (rc registryConfig) start(ctx context.Context, nc *nats.Conn) (*bus.Registry, error) {
@@ -127,7 +128,7 @@ func (rc registryConfig) start(ctx context.Context, nc *nats.Conn) (*bus.Registr
 	return r, nil
 }
 
-// simOrigin is a real origin.Origin (its claimer, its lease keeper, its
+// simOrigin is a real origin.Origin (its claimer, its node liveness, its
 // watches: the registry calls at the cadence the product makes them) on
 // connections of its own. It gets no media: its streams idle, which costs
 // the registry nothing more or less than a stream with packets (the
@@ -149,6 +150,7 @@ func startSimOrigin(ctx context.Context, urls []string, name string, rc registry
 		Registry:    c.reg,
 		HTTPAddress: "127.0.0.1:0",
 		Capacity:    capacity,
+		NodeTTL:     rc.nodeTTL,
 		Log:         slog.New(slog.DiscardHandler),
 	}
 	if err := o.Start(); err != nil {
