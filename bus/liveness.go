@@ -36,6 +36,12 @@ import (
 //   - A node never seen counts as alive until Grace after this tracker
 //     started, so a node that starts does not take over live peers' streams
 //     before it heard their heartbeats.
+//   - A receiver judges a node dead only when the newest heartbeat it has
+//     processed from anyone (its own echo included) is TTL newer than that
+//     node's last one: a receiver starved of CPU, whose queue of heartbeats
+//     waits unread, judges nobody (as memberlist's Lifeguard discounts a
+//     slow member's own suspicions). This only ever makes a judgment
+//     later, never earlier than TTL after the last heartbeat heard.
 //   - Liveness only decides who tries; the owner record's compare-and-set
 //     decides who wins, and the epoch (Owner.Epoch) fences the playlist state.
 
@@ -78,6 +84,7 @@ type Liveness struct {
 
 	mu        sync.Mutex
 	nodes     map[string]peer
+	lastAny   time.Time // the newest heartbeat processed, this node's echo included
 	started   time.Time
 	graceDone bool
 	changed   chan struct{}
@@ -163,7 +170,12 @@ func (l *Liveness) Holds(o Owner) bool {
 	if !ok {
 		return time.Since(l.started) < l.Grace
 	}
-	return p.instance == o.Instance && time.Since(p.last) < p.ttl
+	return p.instance == o.Instance && !l.deadLocked(p, time.Now())
+}
+
+// deadLocked: p's heartbeats stopped, judged as the package comment says.
+func (l *Liveness) deadLocked(p peer, now time.Time) bool {
+	return now.Sub(p.last) >= p.ttl && l.lastAny.Sub(p.last) >= p.ttl
 }
 
 func (l *Liveness) newInstance() {
@@ -175,11 +187,16 @@ func (l *Liveness) newInstance() {
 
 func (l *Liveness) receive(m *nats.Msg) {
 	var hb heartbeat
-	if json.Unmarshal(m.Data, &hb) != nil || hb.Node == "" || hb.Node == l.Node || hb.TTLms <= 0 {
+	if json.Unmarshal(m.Data, &hb) != nil || hb.Node == "" || hb.TTLms <= 0 {
 		return
 	}
 	now := time.Now()
 	l.mu.Lock()
+	l.lastAny = now
+	if hb.Node == l.Node {
+		l.mu.Unlock()
+		return
+	}
 	p, seen := l.nodes[hb.Node]
 	fresh := !seen || p.instance != hb.Instance
 	l.nodes[hb.Node] = peer{instance: hb.Instance, last: now, ttl: time.Duration(hb.TTLms) * time.Millisecond}
@@ -284,7 +301,7 @@ func (l *Liveness) expire() {
 	var died bool
 	l.mu.Lock()
 	for n, p := range l.nodes {
-		if !p.dead && now.Sub(p.last) >= p.ttl {
+		if !p.dead && l.deadLocked(p, now) {
 			p.dead = true
 			l.nodes[n] = p
 			died = true
@@ -310,7 +327,7 @@ func (l *Liveness) Nodes() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for n, p := range l.nodes {
-		if now.Sub(p.last) < p.ttl {
+		if !l.deadLocked(p, now) {
 			out = append(out, n)
 		}
 	}

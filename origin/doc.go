@@ -5,16 +5,25 @@
 //
 // # Ownership
 //
-// A stream is packaged by exactly one origin: the holder of its ownership
-// lease in the registry. The lease is renewed every LeaseTTL/3; a renewal
-// that finds the lease gone (ErrLeaseLost), a newer owner seen on the owner
-// watch, or a playlist-state write refused as fenced (ErrFenced) stops the
-// packaging of that stream at once. When an owner disappears, every origin
-// with room tries to claim the stream after a delay that grows with its
-// load, so the least loaded origin usually wins; the registry's
-// compare-and-set arbitrates ties. A new owner fetches the last GOP from the
-// edge and feeds it first, so packaging starts without waiting for the next
-// keyframe.
+// A stream is packaged by exactly one origin: the one its owner record in
+// the registry names. The record is written when ownership changes (claim,
+// take-over, release), never renewed: it holds while the origin's node
+// liveness does (bus.Liveness: a heartbeat every NodeTTL/5 on core NATS).
+// A newer owner seen on the owner watch, the record removed, a
+// playlist-state write refused as fenced (ErrFenced), or the origin's own
+// liveness lapsing (no heartbeat the bus confirmed for NodeTTL: paused,
+// starved, cut off) stops the packaging of that stream at once; HTTP
+// answers also stop the moment the liveness lapses.
+//
+// A new stream: every origin with room tries to create its record after a
+// delay that grows with its load, so the least loaded origin usually wins;
+// the registry's create-if-absent arbitrates ties. A dead node's streams
+// (no heartbeat for its NodeTTL): each survivor takes at once those whose
+// path ranks it first among the live origins (rendezvous hashing), by
+// compare-and-set on the record with the epoch + 1; the others wait a
+// NodeTTL more, in case the first is full or dead too. A new owner fetches
+// the last GOP from the edge and feeds it first, so packaging starts
+// without waiting for the next keyframe.
 //
 // # Continuity across muxer instances
 //
@@ -146,9 +155,10 @@
 // should go first); reload.go changes settings while running. One stream is
 // a stream (stream.go: its run goroutine) made of small parts, one a file:
 //
-//   - ownership (lease.go): the lease, its renewal (the registry recovers a
-//     renewal whose reply was lost, bus.Registry.RecoverOwner) and the
-//     fenced playlist-state writes;
+//   - ownership (lease.go): the owner record, its release (the registry
+//     recovers a write whose reply was lost, bus.Registry.RecoverOwner) and
+//     the fenced playlist-state writes, sparse: a reserve of
+//     stateReserveSpan ahead of what was shown;
 //   - intake (intake.go): the stream's packet queue, a media.Queue: bounded,
 //     it never blocks the subscription, and after a drop video resumes at
 //     the next keyframe (media.FlagKeyframe, set once by the edge);
