@@ -22,7 +22,7 @@ const (
 // the nodes' liveness: it tracks which streams are live and who owns them,
 // and schedules claims. An owner record whose node instance is dead counts
 // as no owner: its stream is taken over (batch: every survivor takes the
-// dead node's streams that rank it first, see takeoverDelay, at once).
+// dead node's streams that rank it first at once, see schedule).
 // Its maps are owned by its goroutine.
 type claimer struct {
 	o       *Origin
@@ -226,15 +226,16 @@ func (c *claimer) schedule(path string) {
 	}
 	delay := time.Duration(c.o.load()+len(c.pending))*claimStep + tieBreak(c.o.Node, path)
 	delay = min(delay, c.o.Registry.LeaseTTL)
-	if _, dead := c.owner[path]; dead {
-		// A take-over: the origin the path ranks first takes it at once,
-		// the others only when it has not after a node TTL (it is full, or
-		// died too).
-		if c.first(path) {
-			delay = 0
-		} else {
-			delay += c.o.live.TTL
-		}
+	// The origin the path ranks first among the live ones tries first (a
+	// dead node's stream: at once); the others a node TTL later, in case it
+	// is full, loaded or dead too. So a batch of streams costs about one
+	// claim each, not one per origin, and a dead node's streams spread.
+	_, takeover := c.owner[path]
+	switch first := c.first(path); {
+	case first && takeover:
+		delay = 0
+	case !first:
+		delay += c.o.live.TTL
 	}
 	// A peer better suited to the stream (placement.go) gets a head start of
 	// a lease TTL: longer than its own claim delay, so it normally wins;

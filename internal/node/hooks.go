@@ -42,20 +42,23 @@ func (n *Node) edgeEvent(ev edge.Event) {
 	})
 }
 
-// watchFailovers reports, from the owner leases, the streams this node's
+// watchFailovers reports, from the owner records, the streams this node's
 // origin took over from another origin: only the new owner reports, so each
-// failover is sent once in the cluster.
+// failover is sent once in the cluster. A record rewritten from another
+// origin to this one is a take-over; one created within failoverWindow of
+// the former owner's release is a hand-over.
 func (n *Node) watchFailovers(ctx context.Context, events <-chan bus.OwnerEvent) {
 	type seen struct {
 		owner bus.Owner
 		at    time.Time
+		gone  bool // the record was removed at at (released, or gone)
 	}
 	last := map[string]seen{}
 	for ev := range events {
 		now := time.Now()
 		if ev.Owner == nil {
 			if s, ok := last[ev.Path]; ok {
-				s.at = now // held until now
+				s.at, s.gone = now, true // held until now
 				last[ev.Path] = s
 			}
 			continue
@@ -63,7 +66,7 @@ func (n *Node) watchFailovers(ctx context.Context, events <-chan bus.OwnerEvent)
 		prev, had := last[ev.Path]
 		last[ev.Path] = seen{owner: *ev.Owner, at: now}
 		if ev.Owner.Node != n.name || !had || prev.owner.Node == n.name ||
-			prev.owner.Epoch == ev.Owner.Epoch || now.Sub(prev.at) > failoverWindow {
+			prev.owner.Epoch == ev.Owner.Epoch || (prev.gone && now.Sub(prev.at) > failoverWindow) {
 			continue
 		}
 		n.hooks.Notify(hooks.Event{
