@@ -186,9 +186,12 @@ type ControlPlaneReport struct {
 	// Orphaned is how many streams the killed origins owned; Reowned how
 	// many of those another origin owned before the end, ReownMS the time
 	// from the kill until the owner watch showed that.
-	Orphaned int         `json:"orphaned"`
-	Reowned  int         `json:"reowned"`
-	ReownMS  Percentiles `json:"reown_ms"`
+	Orphaned int `json:"orphaned"`
+	// OwnedPerOrigin is the fewest and the most streams a surviving origin
+	// owns at the end.
+	OwnedPerOrigin [2]int      `json:"owned_per_origin"`
+	Reowned        int         `json:"reowned"`
+	ReownMS        Percentiles `json:"reown_ms"`
 	// RegistryErrors counts the simulated edges' failed registry calls.
 	RegistryErrors int `json:"registry_errors"`
 	// MachineCPUs and LoadAvg1m (at the end) say how busy the machine was:
@@ -312,7 +315,7 @@ func (cp *controlPlane) startNodes(ctx context.Context) error {
 	}
 	for i := range cp.origins {
 		start(func() (err error) {
-			cp.origins[i], err = startSimOrigin(ctx, cp.urls, fmt.Sprintf("sim-origin%04d", i+1), rc, c.OriginCapacity)
+			cp.origins[i], err = startSimOrigin(ctx, cp.urls, fmt.Sprintf("sim-origin%04d", i+1), rc, c.OriginCapacity, c.Log)
 			return err
 		})
 	}
@@ -458,6 +461,11 @@ func (cp *controlPlane) sample(ctx context.Context) {
 func (cp *controlPlane) fillReport(rep *ControlPlaneReport, t0, allOwned, killed time.Time) {
 	rep.Owned = cp.obs.owned()
 	rep.Orphaned, rep.Reowned = cp.obs.orphans(), cp.obs.reowned()
+	names := make([]string, 0, len(cp.origins))
+	for _, o := range cp.origins {
+		names = append(names, o.name)
+	}
+	rep.OwnedPerOrigin[0], rep.OwnedPerOrigin[1] = cp.obs.spread(names)
 	rep.ReownMS = computePercentiles(cp.obs.reownTimes())
 	for _, e := range cp.edges {
 		n, err := e.errors()

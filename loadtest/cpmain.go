@@ -110,6 +110,7 @@ func (r *ControlPlaneReport) WriteTable(w io.Writer) {
 		writes = append(writes, fmt.Sprintf("%s %.1f", b, r.KVWritesPerS[b]))
 	}
 	row("stored writes/s", "%v", writes)
+	row("per origin", "%d to %d streams (surviving origins, at the end)", r.OwnedPerOrigin[0], r.OwnedPerOrigin[1])
 	row("killed", "%d origins: %d streams orphaned, %d re-owned", r.KilledOrigins, r.Orphaned, r.Reowned)
 	row("re-own ms", "p50 %.0f  p99 %.0f  max %.0f", r.ReownMS.P50, r.ReownMS.P99, r.ReownMS.Max)
 	row("registry errors", "%d", r.RegistryErrors)

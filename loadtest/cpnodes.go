@@ -139,7 +139,7 @@ type simOrigin struct {
 	o    *origin.Origin
 }
 
-func startSimOrigin(ctx context.Context, urls []string, name string, rc registryConfig, capacity int) (*simOrigin, error) {
+func startSimOrigin(ctx context.Context, urls []string, name string, rc registryConfig, capacity int, log *slog.Logger) (*simOrigin, error) {
 	c, err := dialSim(ctx, urls, name, rc)
 	if err != nil {
 		return nil, err
@@ -151,7 +151,7 @@ func startSimOrigin(ctx context.Context, urls []string, name string, rc registry
 		HTTPAddress: "127.0.0.1:0",
 		Capacity:    capacity,
 		NodeTTL:     rc.nodeTTL,
-		Log:         slog.New(slog.DiscardHandler),
+		Log:         log.With("node", name),
 	}
 	if err := o.Start(); err != nil {
 		c.close()

@@ -113,6 +113,27 @@ func (o *ownerObserver) owned() int {
 	return n
 }
 
+// spread returns the fewest and the most streams a live origin owns.
+func (o *ownerObserver) spread(origins []string) (lo, hi int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := map[string]int{}
+	for _, node := range o.owner {
+		n[node]++
+	}
+	lo = -1
+	for _, name := range origins {
+		if o.killed[name] {
+			continue
+		}
+		if lo < 0 || n[name] < lo {
+			lo = n[name]
+		}
+		hi = max(hi, n[name])
+	}
+	return max(lo, 0), hi
+}
+
 func (o *ownerObserver) orphans() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -208,30 +208,43 @@ func (c *claimer) first(path string) bool {
 	return true
 }
 
-// rank is a node's rendezvous-hashing score for path.
+// rank is a node's rendezvous-hashing score for path: FNV-1a of each,
+// mixed by splitmix64's finaliser (FNV alone barely changes its high bits
+// for names that differ in their last bytes, and skews the ranking).
 func rank(node, path string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(node))
-	h.Write([]byte{0})
-	h.Write([]byte(path))
-	return h.Sum64()
+	hn, hp := fnv.New64a(), fnv.New64a()
+	hn.Write([]byte(node))
+	hp.Write([]byte(path))
+	x := hn.Sum64() ^ (hp.Sum64() * 0x9e3779b97f4a7c15)
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
 }
 
 func (c *claimer) schedule(path string) {
 	if c.o.draining.Load() {
 		return
 	}
-	if _, ok := c.pending[path]; ok {
-		return
-	}
-	delay := time.Duration(c.o.load()+len(c.pending))*claimStep + tieBreak(c.o.Node, path)
-	delay = min(delay, c.o.Registry.LeaseTTL)
 	// The origin the path ranks first among the live ones tries first (a
 	// dead node's stream: at once); the others a node TTL later, in case it
 	// is full, loaded or dead too. So a batch of streams costs about one
 	// claim each, not one per origin, and a dead node's streams spread.
+	// A claim put off while the first-ranked origin seemed alive is brought
+	// forward once this one ranks first.
 	_, takeover := c.owner[path]
-	switch first := c.first(path); {
+	first := c.first(path)
+	if _, ok := c.pending[path]; ok {
+		if takeover && first {
+			c.pending[path] = time.Now()
+		}
+		return
+	}
+	delay := time.Duration(c.o.load()+len(c.pending))*claimStep + tieBreak(c.o.Node, path)
+	delay = min(delay, c.o.Registry.LeaseTTL)
+	switch {
 	case first && takeover:
 		delay = 0
 	case !first:
