@@ -3,10 +3,11 @@ package bus
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,7 +17,7 @@ import (
 
 // Node liveness: one heartbeat per origin, not one lease per stream.
 //
-// Every origin publishes a small heartbeat on AliveSubject every TTL/5 and
+// Every origin publishes a small heartbeat on AliveSubject every TTL/4 and
 // follows everyone else's. A heartbeat names the node, its instance (a random
 // id drawn at start and again after every lapse) and its TTL. Owner records
 // (sg_owners) name the node and the instance that holds them; such a record
@@ -51,11 +52,30 @@ const AliveSubject = "sg.alive"
 // DefaultNodeTTL is bus.node_ttl's default.
 const DefaultNodeTTL = 750 * time.Millisecond
 
-// heartbeat is one message on AliveSubject.
+// heartbeat is one message on AliveSubject, as text: "<ttl ms> <instance>
+// <node>" (a node's name may hold spaces; it comes last). Every origin
+// decodes every heartbeat of the cluster, so it is cheap to parse.
 type heartbeat struct {
-	Node     string `json:"n"`
-	Instance string `json:"i"`
-	TTLms    int64  `json:"t"`
+	Node     string
+	Instance string
+	TTLms    int64
+}
+
+func (h heartbeat) marshal() []byte {
+	return fmt.Appendf(nil, "%d %s %s", h.TTLms, h.Instance, h.Node)
+}
+
+func parseHeartbeat(b []byte) (heartbeat, bool) {
+	ttl, rest, ok := strings.Cut(string(b), " ")
+	if !ok {
+		return heartbeat{}, false
+	}
+	inst, node, ok := strings.Cut(rest, " ")
+	ms, err := strconv.ParseInt(ttl, 10, 64)
+	if !ok || err != nil || ms <= 0 || node == "" || inst == "" {
+		return heartbeat{}, false
+	}
+	return heartbeat{Node: node, Instance: inst, TTLms: ms}, true
 }
 
 // Liveness publishes this node's heartbeats (when Node is set) and tracks
@@ -65,7 +85,7 @@ type Liveness struct {
 	// Node is this node's name; empty: track only, send nothing.
 	Node string
 	// TTL is how long this node counts as alive after a confirmed
-	// heartbeat; heartbeats go every TTL/5. Default DefaultNodeTTL.
+	// heartbeat; heartbeats go every TTL/4. Default DefaultNodeTTL.
 	TTL time.Duration
 	// Grace is how long a node never heard from counts as alive after Start.
 	// Default 2 × TTL.
@@ -186,8 +206,8 @@ func (l *Liveness) newInstance() {
 }
 
 func (l *Liveness) receive(m *nats.Msg) {
-	var hb heartbeat
-	if json.Unmarshal(m.Data, &hb) != nil || hb.Node == "" || hb.TTLms <= 0 {
+	hb, ok := parseHeartbeat(m.Data)
+	if !ok {
 		return
 	}
 	now := time.Now()
@@ -213,17 +233,17 @@ func (l *Liveness) poke() {
 	}
 }
 
-// run checks this node's own liveness and the others' every TTL/5. The
+// run checks this node's own liveness and the others' every TTL/8. The
 // heartbeats go from a goroutine of their own (beats): a publish or a flush
 // that blocks on a stalled connection must not hold up noticing the lapse.
 func (l *Liveness) run() {
 	defer close(l.done)
-	every := max(l.TTL/5, 10*time.Millisecond)
+	every := max(l.TTL/8, 10*time.Millisecond)
 	beating := make(chan struct{})
 	go func() {
 		defer close(beating)
 		if l.Node != "" {
-			l.beats(every)
+			l.beats(max(l.TTL/4, 10*time.Millisecond))
 		}
 	}()
 	defer func() { <-beating }()
@@ -280,7 +300,7 @@ func (l *Liveness) check() {
 func (l *Liveness) beat() {
 	sent := time.Since(l.base)
 	inst := l.Instance()
-	b, _ := json.Marshal(heartbeat{Node: l.Node, Instance: inst, TTLms: l.TTL.Milliseconds()})
+	b := heartbeat{Node: l.Node, Instance: inst, TTLms: l.TTL.Milliseconds()}.marshal()
 	if err := l.NC.Publish(AliveSubject, b); err != nil {
 		return
 	}

@@ -56,3 +56,18 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func FuzzParseHeartbeat(f *testing.F) {
+	f.Add([]byte("750 0123456789abcdef origin 1"))
+	f.Add([]byte("0 x y"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		hb, ok := parseHeartbeat(b)
+		if !ok {
+			return
+		}
+		if again, ok := parseHeartbeat(hb.marshal()); !ok || again != hb {
+			t.Fatalf("%q: %+v does not round-trip: %+v %v", b, hb, again, ok)
+		}
+	})
+}

@@ -28,7 +28,7 @@ import (
 // What is real: the bus (three `streamgrid bus` processes clustered through
 // routes, R3 buckets, unless Bus names another), bus.Registry, and the
 // origins: each is an origin.Origin with its own two connections, so the
-// claimer, the node liveness (a heartbeat every NodeTTL/5), the batch
+// claimer, the node liveness (a heartbeat every NodeTTL/4), the batch
 // take-over and the watches are the product's own code. The edges are stand-ins making edge/stream.go's
 // registry calls at its cadence (see simEdge). An observer, one more
 // connection, watches the owners as a cache would and times the re-owning.

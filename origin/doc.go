@@ -8,7 +8,7 @@
 // A stream is packaged by exactly one origin: the one its owner record in
 // the registry names. The record is written when ownership changes (claim,
 // take-over, release), never renewed: it holds while the origin's node
-// liveness does (bus.Liveness: a heartbeat every NodeTTL/5 on core NATS).
+// liveness does (bus.Liveness: a heartbeat every NodeTTL/4 on core NATS).
 // A newer owner seen on the owner watch, the record removed, a
 // playlist-state write refused as fenced (ErrFenced), or the origin's own
 // liveness lapsing (no heartbeat the bus confirmed for NodeTTL: paused,

@@ -105,7 +105,7 @@ type Origin struct {
 	// Capacity is the most streams owned at once. Default 100.
 	Capacity int
 	// NodeTTL is this origin's liveness TTL (bus.node_ttl): it sends a
-	// heartbeat every NodeTTL/5, counts itself dead (and gives its streams
+	// heartbeat every NodeTTL/4, counts itself dead (and gives its streams
 	// up) NodeTTL after the last one the bus confirmed, and the other
 	// origins take its streams over NodeTTL after the last one they heard.
 	// Default bus.DefaultNodeTTL.

@@ -63,7 +63,7 @@ type Bus struct {
 	// renewal. Stream ownership no longer uses it (see NodeTTL).
 	LeaseTTL  time.Duration `yaml:"lease_ttl"`
 	StreamTTL time.Duration `yaml:"stream_ttl"`
-	// NodeTTL is an origin's liveness: heartbeats every NodeTTL/5; NodeTTL
+	// NodeTTL is an origin's liveness: heartbeats every NodeTTL/4; NodeTTL
 	// after the last one, the origin gives its streams up and the others
 	// take them over. Per node (each heartbeat carries its own TTL).
 	NodeTTL time.Duration `yaml:"node_ttl"`
