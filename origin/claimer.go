@@ -33,7 +33,16 @@ type claimer struct {
 	owner   map[string]ownerRecord
 	pending map[string]time.Time // path → when to try claiming it
 	timer   *time.Timer
+
+	// peers is the live origins (bus.Liveness.Nodes) as of peersAt, for
+	// the ranking: read once per peersFresh, not once per path.
+	peers   []string
+	peersAt time.Time
 }
+
+// peersFresh is how long the claimer reuses its list of live origins; a
+// node found dead refreshes it at once.
+const peersFresh = 50 * time.Millisecond
 
 // ownerRecord is an owner record as the watch last showed it.
 type ownerRecord struct {
@@ -79,6 +88,7 @@ func (c *claimer) run() {
 		case <-resync.C:
 			c.scan()
 		case <-c.o.live.Changed():
+			c.peersAt = time.Time{}
 			c.scan() // a node died (or restarted): its records hold no more
 		}
 		c.arm()
@@ -177,21 +187,35 @@ func (c *claimer) scan() {
 			c.schedule(path)
 		}
 	}
+	var stale map[string]ownerRecord
 	for path, rec := range c.owner {
 		if c.live[path] == nil && !c.held(path) && c.o.lookup(path) == nil && c.first(path) {
-			c.drop(path, rec)
+			if stale == nil {
+				stale = map[string]ownerRecord{}
+			}
+			stale[path] = rec
 		}
+	}
+	if stale != nil {
+		c.o.wg.Add(1)
+		go c.drop(stale)
 	}
 }
 
-// drop removes a dead node's record of an ended stream (one survivor does,
-// the one the path ranks first).
-func (c *claimer) drop(path string, rec ownerRecord) {
-	ctx, cancel := kvContext()
-	err := c.o.Registry.DropOwner(ctx, path, rec.rev)
-	cancel()
-	if err != nil && !errors.Is(err, bus.ErrLeaseLost) {
-		c.o.Log.Debug("removing a dead origin's owner record failed", "stream", path, "err", err)
+// drop removes dead nodes' records of ended streams (one survivor does,
+// the one the path ranks first), off the event loop.
+func (c *claimer) drop(stale map[string]ownerRecord) {
+	defer c.o.wg.Done()
+	for path, rec := range stale {
+		if c.o.ctx.Err() != nil {
+			return
+		}
+		ctx, cancel := kvContext()
+		err := c.o.Registry.DropOwner(ctx, path, rec.rev)
+		cancel()
+		if err != nil && !errors.Is(err, bus.ErrLeaseLost) {
+			c.o.Log.Debug("removing a dead origin's owner record failed", "stream", path, "err", err)
+		}
 	}
 }
 
@@ -199,8 +223,11 @@ func (c *claimer) drop(path string, rec ownerRecord) {
 // origins (rendezvous hashing): the one that takes a dead node's stream
 // over at once.
 func (c *claimer) first(path string) bool {
+	if now := time.Now(); now.Sub(c.peersAt) > peersFresh {
+		c.peers, c.peersAt = c.o.live.Nodes(), now
+	}
 	mine := rank(c.o.Node, path)
-	for _, n := range c.o.live.Nodes() {
+	for _, n := range c.peers {
 		if n != c.o.Node && rank(n, path) > mine {
 			return false
 		}
@@ -235,13 +262,13 @@ func (c *claimer) schedule(path string) {
 	// A claim put off while the first-ranked origin seemed alive is brought
 	// forward once this one ranks first.
 	_, takeover := c.owner[path]
-	first := c.first(path)
 	if _, ok := c.pending[path]; ok {
-		if takeover && first {
+		if takeover && c.first(path) {
 			c.pending[path] = time.Now()
 		}
 		return
 	}
+	first := c.first(path)
 	delay := time.Duration(c.o.load()+len(c.pending))*claimStep + tieBreak(c.o.Node, path)
 	delay = min(delay, c.o.Registry.LeaseTTL)
 	switch {
