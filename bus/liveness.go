@@ -238,33 +238,25 @@ func (l *Liveness) poke() {
 // that blocks on a stalled connection must not hold up noticing the lapse.
 func (l *Liveness) run() {
 	defer close(l.done)
-	every := max(l.TTL/8, 10*time.Millisecond)
 	beating := make(chan struct{})
 	go func() {
 		defer close(beating)
 		if l.Node != "" {
-			l.beats(max(l.TTL/4, 10*time.Millisecond))
+			l.every(l.TTL/4, l.beat)
 		}
 	}()
 	defer func() { <-beating }()
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-t.C:
-		}
+	l.every(l.TTL/8, func() {
 		if l.Node != "" {
 			l.check()
 		}
 		l.expire()
-	}
+	})
 }
 
-// beats sends a heartbeat every interval until Close.
-func (l *Liveness) beats(every time.Duration) {
-	t := time.NewTicker(every)
+// every calls f every d (at least 10 ms) until Close.
+func (l *Liveness) every(d time.Duration, f func()) {
+	t := time.NewTicker(max(d, 10*time.Millisecond))
 	defer t.Stop()
 	for {
 		select {
@@ -272,7 +264,7 @@ func (l *Liveness) beats(every time.Duration) {
 			return
 		case <-t.C:
 		}
-		l.beat()
+		f()
 	}
 }
 
