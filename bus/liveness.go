@@ -26,11 +26,12 @@ import (
 // compare-and-set on each owner record (Registry.TakeOverOwner).
 //
 // Invariants, the fencing argument:
-//   - A node counts itself alive only for TTL after sending a heartbeat the
-//     server confirmed (publish, then a PING/PONG flush): Alive() is false
-//     from sent+TTL on. Any other node receives that heartbeat at or after
-//     sent, so it declares the node dead no earlier than the node itself
-//     stops serving.
+//   - A node counts itself alive only for TTL after sending a heartbeat that
+//     came back to it through the bus (its own echo: the server took it and
+//     delivers it, so a publish the bus refuses, say for want of permission,
+//     confirms nothing): Alive() is false from sent+TTL on. Any other node
+//     receives that heartbeat at or after sent, so it declares the node dead
+//     no earlier than the node itself stops serving.
 //   - A node whose own liveness lapsed (paused, starved, cut off from the
 //     bus) draws a new instance before it sends again: every record naming
 //     the old instance is dead for everyone, itself included.
@@ -53,29 +54,34 @@ const AliveSubject = "sg.alive"
 const DefaultNodeTTL = 750 * time.Millisecond
 
 // heartbeat is one message on AliveSubject, as text: "<ttl ms> <instance>
-// <node>" (a node's name may hold spaces; it comes last). Every origin
-// decodes every heartbeat of the cluster, so it is cheap to parse.
+// <sent> <node>" (a node's name may hold spaces; it comes last). Sent is
+// when it was sent, in nanoseconds on the sender's own clock: only the
+// sender reads it, in its echo. Every origin decodes every heartbeat of
+// the cluster, so it is cheap to parse.
 type heartbeat struct {
 	Node     string
 	Instance string
 	TTLms    int64
+	Sent     int64
 }
 
 func (h heartbeat) marshal() []byte {
-	return fmt.Appendf(nil, "%d %s %s", h.TTLms, h.Instance, h.Node)
+	return fmt.Appendf(nil, "%d %s %d %s", h.TTLms, h.Instance, h.Sent, h.Node)
 }
 
 func parseHeartbeat(b []byte) (heartbeat, bool) {
-	ttl, rest, ok := strings.Cut(string(b), " ")
-	if !ok {
+	ttl, rest, ok1 := strings.Cut(string(b), " ")
+	inst, rest, ok2 := strings.Cut(rest, " ")
+	sent, node, ok3 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 || !ok3 || node == "" || inst == "" {
 		return heartbeat{}, false
 	}
-	inst, node, ok := strings.Cut(rest, " ")
-	ms, err := strconv.ParseInt(ttl, 10, 64)
-	if !ok || err != nil || ms <= 0 || node == "" || inst == "" {
+	ms, err1 := strconv.ParseInt(ttl, 10, 64)
+	at, err2 := strconv.ParseInt(sent, 10, 64)
+	if err1 != nil || err2 != nil || ms <= 0 || at <= 0 {
 		return heartbeat{}, false
 	}
-	return heartbeat{Node: node, Instance: inst, TTLms: ms}, true
+	return heartbeat{Node: node, Instance: inst, TTLms: ms, Sent: at}, true
 }
 
 // Liveness publishes this node's heartbeats (when Node is set) and tracks
@@ -148,7 +154,12 @@ func (l *Liveness) Start() error {
 	}
 	l.sub = sub
 	if l.Node != "" {
-		l.beat() // the first heartbeat before Start returns: Alive() holds at once
+		// The first heartbeat before Start returns, so that Alive() holds at
+		// once when the bus answers in time; if not, claims wait for it.
+		l.beat()
+		for deadline := time.Now().Add(l.TTL); !l.Alive() && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
 	}
 	go l.run()
 	return nil
@@ -215,6 +226,7 @@ func (l *Liveness) receive(m *nats.Msg) {
 	l.lastAny = now
 	if hb.Node == l.Node {
 		l.mu.Unlock()
+		l.confirm(hb)
 		return
 	}
 	p, seen := l.nodes[hb.Node]
@@ -287,24 +299,23 @@ func (l *Liveness) check() {
 	l.poke()
 }
 
-// beat sends one heartbeat and, once the server confirmed it, extends this
-// node's liveness from the moment it was sent.
+// beat sends one heartbeat; its echo confirms it (confirm).
 func (l *Liveness) beat() {
-	sent := time.Since(l.base)
-	inst := l.Instance()
-	b := heartbeat{Node: l.Node, Instance: inst, TTLms: l.TTL.Milliseconds()}.marshal()
-	if err := l.NC.Publish(AliveSubject, b); err != nil {
-		return
-	}
-	if err := l.NC.FlushTimeout(l.TTL / 2); err != nil {
-		return
-	}
+	sent := max(time.Since(l.base), 1)
+	b := heartbeat{Node: l.Node, Instance: l.Instance(), TTLms: l.TTL.Milliseconds(), Sent: int64(sent)}.marshal()
+	_ = l.NC.Publish(AliveSubject, b) // a failure confirms nothing: check notices the lapse
+}
+
+// confirm extends this node's liveness from the moment hb, its own
+// heartbeat's echo, was sent.
+func (l *Liveness) confirm(hb heartbeat) {
+	sent := time.Duration(hb.Sent)
 	l.selfMu.Lock()
 	defer l.selfMu.Unlock()
-	if time.Since(l.base) >= sent+l.TTL || l.Instance() != inst {
-		return // confirmed too late to count (check notices the lapse), or for an instance given up
+	if hb.Instance != l.Instance() || time.Since(l.base) >= sent+l.TTL || int64(sent) <= l.confirmed.Load() {
+		return // an instance given up, too late to count (check notices the lapse), or an older echo
 	}
-	l.confirmed.Store(int64(max(sent, 1)))
+	l.confirmed.Store(int64(sent))
 }
 
 // expire reports nodes whose heartbeats stopped.

@@ -58,7 +58,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func FuzzParseHeartbeat(f *testing.F) {
-	f.Add([]byte("750 0123456789abcdef origin 1"))
+	f.Add([]byte("750 0123456789abcdef 123456 origin 1"))
 	f.Add([]byte("0 x y"))
 	f.Add([]byte(""))
 	f.Fuzz(func(t *testing.T, b []byte) {
