@@ -173,6 +173,17 @@ func TestRolePermissions(t *testing.T) {
 		t.Fatalf("cache reads a stream record: %v", err)
 	}
 
+	// Node liveness: an origin's heartbeats come back to it (its echo
+	// confirms them), so the role may publish and read sg.alive.
+	live := &Liveness{NC: origin.nc, Node: "o1", TTL: time.Second}
+	if err := live.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	if !live.Alive() {
+		t.Fatal("origin's heartbeat not confirmed under its role user")
+	}
+
 	// Media from the edge to the origin, and the GOP the origin asks the edge for.
 	got := make(chan *media.Packet, 4)
 	sub, err := SubscribeMedia(origin.nc, "live/cam1", func(p *media.Packet) { got <- p })
