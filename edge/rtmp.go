@@ -20,7 +20,8 @@ import (
 )
 
 // rtmpAnalyzePeriod is how much media gortmplib's Reader reads to find the
-// tracks before it returns; the setup deadline allows for it.
+// tracks before it returns, and the most rtmpProbe reads when it cannot
+// tell that every track is known; the setup deadline allows for it.
 const rtmpAnalyzePeriod = 2 * time.Second
 
 // maxRTMPDecodeErrors ends a connection after this many undecodable messages in a row.
@@ -278,13 +279,18 @@ func (r *rtmpServer) handshake(conn net.Conn, remote string) (*gortmplib.ServerC
 	return sc, dc, true
 }
 
-// readTracks reads the publication's first media (gortmplib's analyze
-// period) to learn its tracks. It counts and logs a refusal itself.
+// readTracks accepts the publication and reads its first messages to learn
+// its tracks (rtmpProbe: until their sequence headers are in, at most
+// gortmplib's analyze period). It counts and logs a refusal itself.
 func (r *rtmpServer) readTracks(sc *gortmplib.ServerConn, dc *deadlineConn, path, remote string, log *slog.Logger) (*gortmplib.Reader, *rtmpIngest, []bus.TrackInfo, bool) {
 	dc.setup = time.Now().Add(r.e.ReadTimeout + rtmpAnalyzePeriod)
 	dc.limit = dc.total + rtmpSetupBytes
-	rd := &gortmplib.Reader{Conn: sc}
-	if err := rd.Initialize(); err != nil {
+	err := sc.AcceptAction()
+	var rd *gortmplib.Reader
+	if err == nil {
+		rd, err = newRTMPReader(sc)
+	}
+	if err != nil {
 		if errors.Is(err, errSetupTooLarge) {
 			r.rejectPublisher(rejectSetupSize, path, remote)
 			log.Warn("rtmp publish refused: too much data before the tracks were known", "limit_bytes", rtmpSetupBytes)
