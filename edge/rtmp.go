@@ -179,6 +179,9 @@ func (c *deadlineConn) fill(p []byte) (int, error) {
 	if c.limit > 0 && c.total >= c.limit {
 		return 0, errSetupTooLarge
 	}
+	if !c.setup.IsZero() {
+		quickAck(c.Conn)
+	}
 	n, err := c.Conn.Read(p)
 	c.total += int64(n)
 	return n, err

@@ -37,7 +37,13 @@ type sniffConn struct {
 	timeout   time.Duration
 	methodLen int
 	checked   bool
+	reads     int
 }
+
+// setupReads is how many first reads of an RTSP connection ask for quick
+// acknowledgements (quickAck): a publisher's requests up to RECORD (OPTIONS,
+// ANNOUNCE, a SETUP per track) with room to spare.
+const setupReads = 32
 
 // maxMethodLen covers GET_PARAMETER and SET_PARAMETER.
 const maxMethodLen = 16
@@ -47,6 +53,10 @@ func (c *sniffConn) Read(p []byte) (int, error) {
 		if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
 			return 0, err
 		}
+	}
+	if c.reads < setupReads {
+		c.reads++
+		quickAck(c.Conn)
 	}
 	n, err := c.Conn.Read(p)
 	for i := 0; i < n && !c.checked; i++ {
