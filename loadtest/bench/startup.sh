@@ -46,7 +46,8 @@ playable() {
 	curl -sf --max-time 2 "$1/$media" | grep -q "$want"
 }
 
-# run_once PROTO PATH: prints the milliseconds to playable, or "fail".
+# run_once PROTO PATH: prints the milliseconds to playable, or "fail"; adds
+# "PATH T0" to $SGB/startup-t0.txt (T0: ffmpeg's start, ms since the epoch).
 run_once() {
 	local proto=$1 path=$2 url t0 t
 	case $proto in
@@ -54,6 +55,7 @@ run_once() {
 	rtmp) url=$SG_RTMP/$path fmt=(-f flv) ;;
 	esac
 	t0=$(now_ms)
+	echo "$path $t0" >>"$SGB/startup-t0.txt"
 	ffmpeg -hide_banner -loglevel error -nostdin -re -stream_loop -1 -i "$clip" -c copy "${fmt[@]}" "$url" \
 		>>"$SGB/startup-ffmpeg.log" 2>&1 &
 	PUB_PID=$!
@@ -81,10 +83,28 @@ summary() {
 	grep -c '^fail$' "$2" | awk '$1 > 0 {print "  failed runs: " $1}'
 }
 
+# stages PROTO: from the node's log, the median time from ffmpeg's start to
+# the edge's "publish started" (tracks known, stream registered) and to the
+# origin's "stream claimed".
+stages() {
+	local proto=$1
+	grep '^start/'"$proto" "$SGB/startup-t0.txt" | while read -r path t0; do
+		for msg in "publish started" "stream claimed"; do
+			ts=$(grep -F "msg=\"$msg\"" "$SGB/sg.log" | grep -F "stream=$path " | head -n1 | sed -n 's/^time=\([^ ]*\) .*/\1/p')
+			[ -n "$ts" ] && echo "$msg $(($(date -d "$ts" +%s%3N) - t0))"
+		done
+	done | sed 's/ started/_started/; s/ claimed/_claimed/' | sort -k1,1 -k2n | awk -v name="$proto" '
+		$1 != k { flush(); k = $1; n = 0 }
+		{ v[++n] = $2 }
+		function flush() { if (n > 0) line = line sprintf(" %s %d ms (n=%d);", k, v[int((n + 1) / 2)], n) }
+		END { flush(); print name " stages, median from ffmpeg start:" line }'
+}
+
 l0=$(load)
 echo "load before: $l0"
 tag=$(date +%s)
 : >"$SGB/startup-ffmpeg.log"
+: >"$SGB/startup-t0.txt"
 for proto in $protos; do
 	: >"$SGB/startup-$proto.txt"
 	for i in $(seq "$runs"); do
@@ -95,4 +115,5 @@ done
 cp "$SGB/sg.log" "$SGB/startup.log"
 for proto in $protos; do
 	summary "$proto" "$SGB/startup-$proto.txt"
+	stages "$proto"
 done
