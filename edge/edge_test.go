@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortmplib"
-	rtmpcodecs "github.com/bluenviron/gortmplib/pkg/codecs"
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
@@ -213,41 +212,8 @@ func publishRTMPURL(t *testing.T, rawURL string, tlsConf *tls.Config, c *clip, o
 		return nil, err
 	}
 	t.Cleanup(cl.Close)
-	vps, sps, pps := c.params()
-	vt := &gortmplib.Track{Codec: &rtmpcodecs.H264{SPS: sps, PPS: pps}}
-	if c.h265 {
-		vt = &gortmplib.Track{Codec: &rtmpcodecs.H265{VPS: vps, SPS: sps, PPS: pps}}
-	}
-	tracks := []*gortmplib.Track{vt}
-	var at *gortmplib.Track
-	if c.asc != nil {
-		at = &gortmplib.Track{Codec: &rtmpcodecs.MPEG4Audio{Config: c.asc}}
-		tracks = append(tracks, at)
-	}
-	w := &gortmplib.Writer{Conn: cl, Tracks: tracks}
-	if err := w.Initialize(); err != nil {
+	if err := writeClipRTMP(cl, c, offset, false, 0); err != nil {
 		return nil, err
-	}
-	dur := func(ts int64) time.Duration { return offset + time.Duration(ts)*time.Second/90000 }
-	ai := 0
-	for _, f := range c.video {
-		for at != nil && ai < len(c.audio) && c.audio[ai].pts <= f.dts {
-			if c.audio[ai].pts >= 0 {
-				if err := w.WriteMPEG4Audio(at, dur(c.audio[ai].pts), c.audio[ai].frame); err != nil {
-					return nil, err
-				}
-			}
-			ai++
-		}
-		var err error
-		if c.h265 {
-			err = w.WriteH265(vt, dur(f.pts), dur(f.dts), f.au)
-		} else {
-			err = w.WriteH264(vt, dur(f.pts), dur(f.dts), f.au)
-		}
-		if err != nil {
-			return nil, err
-		}
 	}
 	return cl, nil
 }

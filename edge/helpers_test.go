@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluenviron/gortmplib"
+	rtmpcodecs "github.com/bluenviron/gortmplib/pkg/codecs"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
 	"github.com/nats-io/nats.go"
@@ -122,6 +124,50 @@ func (c *clip) params() (vps, sps, pps []byte) {
 		}
 	}
 	return vps, sps, pps
+}
+
+// writeClipRTMP publishes c through gortmplib's Writer on conn: the
+// tracks (the clip's video, and its AAC unless noAudio), then every frame
+// in time order, its timestamps moved by offset. Audio from before the
+// first video frame, or before audioFrom into the clip, is left out.
+func writeClipRTMP(conn gortmplib.Conn, c *clip, offset time.Duration, noAudio bool, audioFrom time.Duration) error {
+	vps, sps, pps := c.params()
+	vt := &gortmplib.Track{Codec: &rtmpcodecs.H264{SPS: sps, PPS: pps}}
+	if c.h265 {
+		vt = &gortmplib.Track{Codec: &rtmpcodecs.H265{VPS: vps, SPS: sps, PPS: pps}}
+	}
+	tracks := []*gortmplib.Track{vt}
+	var at *gortmplib.Track
+	if c.asc != nil && !noAudio {
+		at = &gortmplib.Track{Codec: &rtmpcodecs.MPEG4Audio{Config: c.asc}}
+		tracks = append(tracks, at)
+	}
+	w := &gortmplib.Writer{Conn: conn, Tracks: tracks}
+	if err := w.Initialize(); err != nil {
+		return err
+	}
+	dur := func(ts int64) time.Duration { return time.Duration(ts) * time.Second / 90000 }
+	ai := 0
+	for _, f := range c.video {
+		for at != nil && ai < len(c.audio) && c.audio[ai].pts <= f.dts {
+			if pts := dur(c.audio[ai].pts); pts >= 0 && pts >= audioFrom {
+				if err := w.WriteMPEG4Audio(at, offset+pts, c.audio[ai].frame); err != nil {
+					return err
+				}
+			}
+			ai++
+		}
+		var err error
+		if c.h265 {
+			err = w.WriteH265(vt, offset+dur(f.pts), offset+dur(f.dts), f.au)
+		} else {
+			err = w.WriteH264(vt, offset+dur(f.pts), offset+dur(f.dts), f.au)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // testBus is an embedded NATS server with a registry.

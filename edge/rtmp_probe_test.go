@@ -69,64 +69,31 @@ func (c *wireConn) messages(t *testing.T) []message.Message {
 // rtmpSession is a publication as gortmplib's Writer sends it: onMetaData,
 // the sequence headers, then 3 s of the test clip (video and, unless
 // noAudio, AAC), in time order. audioLate holds the audio track back by
-// that much (its sequence header included).
+// that much, its sequence header included.
 func rtmpSession(t *testing.T, name string, noAudio bool, audioLate time.Duration) []message.Message {
 	t.Helper()
-	c := loadClip(t, name)
-	vps, sps, pps := c.params()
-	var vt *gortmplib.Track
-	if c.h265 {
-		vt = &gortmplib.Track{Codec: &codecs.H265{VPS: vps, SPS: sps, PPS: pps}}
-	} else {
-		vt = &gortmplib.Track{Codec: &codecs.H264{SPS: sps, PPS: pps}}
-	}
-	tracks := []*gortmplib.Track{vt}
-	var at *gortmplib.Track
-	if !noAudio && c.asc != nil {
-		at = &gortmplib.Track{Codec: &codecs.MPEG4Audio{Config: c.asc}}
-		tracks = append(tracks, at)
-	}
 	conn := newWireConn()
-	w := &gortmplib.Writer{Conn: conn, Tracks: tracks}
-	if err := w.Initialize(); err != nil {
+	if err := writeClipRTMP(conn, loadClip(t, name), 0, noAudio, audioLate); err != nil {
 		t.Fatal(err)
 	}
 	msgs := conn.messages(t)
-	var header message.Message // the audio sequence header, when held back
-	if audioLate > 0 {
+	if audioLate > 0 { // the AAC sequence header goes just before the first frame
+		hdr, first := -1, -1
 		for i, m := range msgs {
-			if a, ok := m.(*message.Audio); ok && a.AACType == message.AudioAACTypeConfig {
-				header = m
-				msgs = append(msgs[:i:i], msgs[i+1:]...)
-				break
-			}
-		}
-	}
-	dur := func(ticks int64) time.Duration { return time.Duration(ticks) * time.Second / 90000 }
-	ai := 0
-	for _, f := range c.video {
-		for at != nil && ai < len(c.audio) && c.audio[ai].pts <= f.dts {
-			if pts := dur(c.audio[ai].pts); pts >= audioLate {
-				if header != nil {
-					msgs = append(msgs, header)
-					header = nil
-				}
-				if err := w.WriteMPEG4Audio(at, pts, c.audio[ai].frame); err != nil {
-					t.Fatal(err)
+			if a, ok := m.(*message.Audio); ok {
+				if a.AACType == message.AudioAACTypeConfig {
+					hdr = i
+				} else if first < 0 {
+					first = i
 				}
 			}
-			ai++
 		}
-		var err error
-		if c.h265 {
-			err = w.WriteH265(vt, dur(f.pts), dur(f.dts), f.au)
-		} else {
-			err = w.WriteH264(vt, dur(f.pts), dur(f.dts), f.au)
+		if hdr < 0 || first < hdr {
+			t.Fatal("no AAC sequence header before the audio")
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs = append(msgs, conn.messages(t)...)
+		h := msgs[hdr]
+		copy(msgs[hdr:first-1], msgs[hdr+1:first])
+		msgs[first-1] = h
 	}
 	return msgs
 }
