@@ -21,13 +21,6 @@ protos=${2:-rtsp rtmp}
 # configuration up front, which MPEG-TS (ADTS) does not carry
 clip=$SGB/clip720.mkv
 [ -s "$clip" ] || ffmpeg -hide_banner -loglevel error -y -i "$(clip720)" -c copy -bsf:a aac_adtstoasc "$clip"
-trap 'stop_pub; cleanup' EXIT
-start_sg ${NODE_ENV:-}
-want='^#EXT-X-PART:'
-case "${NODE_ENV:-}" in *VARIANT=mpegts* | *VARIANT=fmp4*) want='^[^#].*seg' ;; esac
-
-now_ms() { date +%s%3N; }
-
 PUB_PID=
 stop_pub() {
 	if [ -n "$PUB_PID" ] && kill -0 "$PUB_PID" 2>/dev/null; then
@@ -36,6 +29,12 @@ stop_pub() {
 	fi
 	PUB_PID=
 }
+trap 'stop_pub; cleanup' EXIT
+start_sg ${NODE_ENV:-}
+want='^#EXT-X-PART:'
+case "${NODE_ENV:-}" in *VARIANT=mpegts* | *VARIANT=fmp4*) want='^[^#].*seg' ;; esac
+
+now_ms() { date +%s%3N; }
 
 # playable BASE: whether the cache serves a media playlist with a part (or a
 # segment) under BASE; one attempt, each request bounded to 2 s.
