@@ -22,16 +22,23 @@ budget=$(( rounds * 2 * (secs + 2) + 15 ))
 cam=$!
 sleep 6
 base=$SG_HLS/load/cam0001
-find_media_segment "$base" # sets media (the video media playlist) and seg (its oldest complete segment)
 html=$SGB/nginx/html/load/cam0001
 mkdir -p "$html"
-curl -sf -o "$html/$seg" "$base/$seg"
-curl -sf -o "$html/$media" "$base/$media"
-echo "segment $seg: $(stat -c %s "$html/$seg") bytes; playlist $media: $(stat -c %s "$html/$media") bytes"
+# pick_segment: the newest complete segment and the video media playlist,
+# copied to nginx. A segment stays available for its duration plus the
+# playlist's after it left the playlist (RFC 8216 6.2.2); the cache answers
+# 404 after that, so every round measures a fresh one.
+pick_segment() {
+	find_media_segment "$base" newest # sets media and seg
+	curl -sf -o "$html/$seg" "$base/$seg"
+	curl -sf -o "$html/$media" "$base/$media"
+	echo "segment $seg: $(stat -c %s "$html/$seg") bytes; playlist $media: $(stat -c %s "$html/$media") bytes"
+}
 NAME_WIDTH=15 # the column width of wrk_bench lines
 # Both servers are loaded at the same time, so they share the same conditions
 # (each wrk gets one thread; the machine is shared by everything).
 for r in $(seq "$rounds"); do
+	pick_segment
 	if [ "$r" = 1 ] && [ -n "${PPROF:-}" ]; then
 		curl -sf -o "$PPROF" "http://$SG_API_ADDRESS/debug/pprof/profile?seconds=$secs" &
 	fi

@@ -165,15 +165,19 @@ wrk_args() {
 	require_wrk
 }
 
-# find_media_segment BASE: the video media playlist of the stream at
-# BASE/index.m3u8 and its oldest complete segment, in $media and $seg;
-# tries for 15 s.
+# find_media_segment BASE [oldest|newest]: the video media playlist of the
+# stream at BASE/index.m3u8 and its oldest (default) or newest complete
+# segment, in $media and $seg; tries for 15 s.
 find_media_segment() {
-	local base=$1
+	local base=$1 pick=${2:-oldest}
 	media= seg=
 	for _ in $(seq 50); do
 		media=$(curl -sf "$base/index.m3u8" | grep -v '^#' | grep -m1 video) || true
-		[ -n "$media" ] && seg=$(curl -sf "$base/$media" | grep -v '^#' | grep -m1 'seg') || true
+		if [ -n "$media" ] && [ "$pick" = newest ]; then
+			seg=$(curl -sf "$base/$media" | grep -v '^#' | grep 'seg' | tail -1) || true
+		elif [ -n "$media" ]; then
+			seg=$(curl -sf "$base/$media" | grep -v '^#' | grep -m1 'seg') || true
+		fi
 		[ -n "$seg" ] && return 0
 		sleep 0.3
 	done
