@@ -72,7 +72,9 @@ func RolePermissions(user string) *server.Permissions {
 	// may signal viewers' demand for an on-demand camera (caches do).
 	open := func() {
 		pub = append(pub, "$JS.API.INFO", StatsSubject, gopPrefix+">", demandPrefix+">")
-		sub = append(sub, StatsSubject)
+		// The bus nodes' death notices (gone.go): every role may read them,
+		// only the bus nodes themselves publish them.
+		sub = append(sub, StatsSubject, GoneSubject)
 		for _, b := range []string{BucketStreams, BucketOwners, BucketState, BucketSources} {
 			pub = append(pub, kvOpen(b)...)
 		}

@@ -1,8 +1,6 @@
 package bus
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -107,6 +105,7 @@ type Liveness struct {
 	confirmed atomic.Int64
 	base      time.Time  // monotonic origin for confirmed
 	selfMu    sync.Mutex // orders a confirmation against a lapse
+	gone      goneState  // death notices (gone.go)
 
 	mu        sync.Mutex
 	nodes     map[string]peer
@@ -126,6 +125,7 @@ type peer struct {
 	last     time.Time
 	ttl      time.Duration
 	dead     bool // reported dead already
+	gone     bool // its instance's bus connection closed (gone.go)
 }
 
 // Start subscribes to the heartbeats and starts sending this node's.
@@ -153,6 +153,10 @@ func (l *Liveness) Start() error {
 		return fmt.Errorf("bus: liveness: subscribe: %w", err)
 	}
 	l.sub = sub
+	if err := l.startGone(); err != nil {
+		_ = sub.Unsubscribe()
+		return err
+	}
 	if l.Node != "" {
 		// The first heartbeat before Start returns, so that Alive() holds at
 		// once when the bus answers in time; if not, claims wait for it.
@@ -174,6 +178,7 @@ func (l *Liveness) Close() {
 		close(l.stop)
 		<-l.done
 		_ = l.sub.Unsubscribe()
+		l.stopGone()
 	})
 }
 
@@ -181,10 +186,11 @@ func (l *Liveness) Close() {
 func (l *Liveness) Instance() string { return *l.instance.Load() }
 
 // Alive says whether this node may act as an owner now: a confirmed
-// heartbeat was sent less than TTL ago.
+// heartbeat was sent less than TTL ago, on the bus connection this
+// instance was drawn on, which is still up (gone.go).
 func (l *Liveness) Alive() bool {
 	c := l.confirmed.Load()
-	return c != 0 && time.Since(l.base) < time.Duration(c)+l.TTL
+	return c != 0 && time.Since(l.base) < time.Duration(c)+l.TTL && l.onConn()
 }
 
 // Changed is poked whenever a node is found dead or a new instance shows up.
@@ -206,13 +212,11 @@ func (l *Liveness) Holds(o Owner) bool {
 
 // deadLocked: p's heartbeats stopped, judged as the package comment says.
 func (l *Liveness) deadLocked(p peer, now time.Time) bool {
-	return now.Sub(p.last) >= p.ttl && l.lastAny.Sub(p.last) >= p.ttl
+	return p.gone || now.Sub(p.last) >= p.ttl && l.lastAny.Sub(p.last) >= p.ttl
 }
 
 func (l *Liveness) newInstance() {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	s := hex.EncodeToString(b[:])
+	s := l.drawInstance()
 	l.instance.Store(&s)
 }
 
@@ -231,6 +235,10 @@ func (l *Liveness) receive(m *nats.Msg) {
 	}
 	p, seen := l.nodes[hb.Node]
 	fresh := !seen || p.instance != hb.Instance
+	if !fresh && p.gone {
+		l.mu.Unlock()
+		return // a late heartbeat of an instance whose connection closed
+	}
 	l.nodes[hb.Node] = peer{instance: hb.Instance, last: now, ttl: time.Duration(hb.TTLms) * time.Millisecond}
 	l.mu.Unlock()
 	if fresh && seen {
@@ -301,6 +309,7 @@ func (l *Liveness) check() {
 
 // beat sends one heartbeat; its echo confirms it (confirm).
 func (l *Liveness) beat() {
+	l.redrawIfStale()
 	sent := max(time.Since(l.base), 1)
 	b := heartbeat{Node: l.Node, Instance: l.Instance(), TTLms: l.TTL.Milliseconds(), Sent: int64(sent)}.marshal()
 	_ = l.NC.Publish(AliveSubject, b) // a failure confirms nothing: check notices the lapse

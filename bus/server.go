@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 // DefaultMaxPayload is the NATS max payload the cluster runs with: large
@@ -68,6 +69,10 @@ type Server struct {
 
 	ns     *server.Server
 	tmpDir string
+	// notifier publishes the death notices (gone.go); notifierPass is its
+	// password among role users.
+	notifier     *nats.Conn
+	notifierPass string
 }
 
 // Start starts the server and waits until it accepts connections.
@@ -91,6 +96,10 @@ func (s *Server) Start() error {
 		ns.Shutdown()
 		s.cleanup()
 		return errors.New("bus: nats server not ready within 15s (port in use?)")
+	}
+	if err := s.startNotifier(ns); err != nil {
+		// Heartbeats still find a dead node, only later (bus.node_ttl).
+		s.Log.Warn("death notices off: dead nodes are found by their heartbeats only", "err", err)
 	}
 	s.ns = ns
 	return nil
@@ -141,6 +150,9 @@ func (s *Server) options() (*server.Options, error) {
 		Password:           s.Password,
 		Authorization:      s.Token,
 		Users:              s.Users.serverUsers(),
+	}
+	if u := s.notifierUser(); u != nil {
+		opts.Users = append(opts.Users, u)
 	}
 	if s.TLS != nil {
 		opts.TLSConfig = s.TLS
@@ -248,6 +260,10 @@ func (s *Server) NATS() *server.Server { return s.ns }
 
 // Close shuts the server down and waits. Calling it twice is harmless.
 func (s *Server) Close() {
+	if s.notifier != nil {
+		s.notifier.Close()
+		s.notifier = nil
+	}
 	if s.ns != nil {
 		s.ns.Shutdown()
 		s.ns.WaitForShutdown()

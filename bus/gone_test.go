@@ -1,0 +1,257 @@
+package bus
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/streamgrid/streamgrid/internal/testcert"
+	"github.com/streamgrid/streamgrid/internal/testkit"
+)
+
+// killDialer opens a client's TCP connections and can cut them the way a
+// killed process's kernel does (no NATS-level close), refusing new ones
+// until revived.
+type killDialer struct {
+	mu     sync.Mutex
+	conns  []net.Conn
+	refuse bool
+}
+
+func (d *killDialer) Dial(network, address string) (net.Conn, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.refuse {
+		return nil, errors.New("killed")
+	}
+	c, err := net.Dial(network, address)
+	if err == nil {
+		d.conns = append(d.conns, c)
+	}
+	return c, err
+}
+
+func (d *killDialer) kill() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.refuse = true
+	for _, c := range d.conns {
+		_ = c.Close()
+	}
+	d.conns = nil
+}
+
+func (d *killDialer) revive() {
+	d.mu.Lock()
+	d.refuse = false
+	d.mu.Unlock()
+}
+
+// goneCluster is a bus for TestGoneNotice: its servers, and how a role
+// connects to one of them.
+type goneCluster struct {
+	servers []*Server
+	opts    func(user string) ConnOptions
+}
+
+func clusterOf(t *testing.T, n int, setup func(s *Server)) []*Server {
+	t.Helper()
+	var routes []string
+	ports := make([]int, n)
+	for i := range ports {
+		ports[i] = freePort(t)
+		routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(ports[i]))
+	}
+	var out []*Server
+	for i, p := range ports {
+		s := &Server{Name: "g" + strconv.Itoa(i), Host: "127.0.0.1", Port: -1, Log: slog.New(slog.DiscardHandler)}
+		if n > 1 {
+			s.ClusterHost, s.ClusterPort, s.Routes = "127.0.0.1", p, routes
+		}
+		setup(s)
+		if err := s.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		out = append(out, s)
+	}
+	return out
+}
+
+// TestGoneNotice: a node whose bus connection is cut without a NATS close
+// (a killed process) is dead for another node at once, through the bus
+// server's notice, long before its heartbeats' TTL (30 s here) could say
+// so; the notice is published once, by the server that had the connection.
+// The cut node stops counting itself alive at once, and after it reconnects
+// it is alive as a new instance. Open, secured (role users, route password,
+// TLS on clients and routes) and token buses.
+func TestGoneNotice(t *testing.T) {
+	testkit.Slow(t)
+	caFile, certFile, keyFile := testcert.WritePKI(t, t.TempDir())
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T) goneCluster
+	}{
+		{"open", func(t *testing.T) goneCluster {
+			ss := clusterOf(t, 2, func(*Server) {})
+			return goneCluster{ss, func(string) ConnOptions { return ConnOptions{} }}
+		}},
+		{"secured", func(t *testing.T) goneCluster {
+			ss := clusterOf(t, 2, func(s *Server) {
+				var err error
+				if s.TLS, err = ServerTLS(certFile, keyFile); err != nil {
+					t.Fatal(err)
+				}
+				if s.RouteTLS, err = RouteTLS(certFile, keyFile, caFile); err != nil {
+					t.Fatal(err)
+				}
+				s.Users, s.RoutePassword = testUsers, "rpw"
+			})
+			return goneCluster{ss, func(user string) ConnOptions {
+				return ConnOptions{User: user, Password: testUsers.password(user), TLSCA: caFile, InboxPrefix: InboxPrefix(user)}
+			}}
+		}},
+		{"token", func(t *testing.T) goneCluster {
+			ss := clusterOf(t, 1, func(s *Server) { s.Token = "tok-1" })
+			return goneCluster{ss, func(string) ConnOptions { return ConnOptions{Token: "tok-1"} }}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.setup(t)
+			first, last := c.servers[0], c.servers[len(c.servers)-1]
+			connect := func(s *Server, user, name string, d nats.CustomDialer) *nats.Conn {
+				o := c.opts(user)
+				o.URLs, o.Name, o.Dialer, o.Log = []string{s.ClientURL()}, name, d, slog.New(slog.DiscardHandler)
+				nc, err := Connect(o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(nc.Close)
+				return nc
+			}
+			const ttl = 30 * time.Second
+			dialer := &killDialer{}
+			victimNC := connect(first, UserOrigin, "victim", dialer)
+			victim := &Liveness{NC: victimNC, Node: "victim", TTL: ttl}
+			observer := &Liveness{NC: connect(last, UserOrigin, "observer", nil), Node: "observer", TTL: ttl}
+			for _, l := range []*Liveness{observer, victim} {
+				if err := l.Start(); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(l.Close)
+			}
+			var notices atomic.Int32
+			watcher := connect(last, UserCache, "watcher", nil) // any role may read the notices
+			if _, err := watcher.Subscribe(GoneSubject, func(m *nats.Msg) {
+				if g, ok := parseGoneNotice(m.Data); ok && g.Name == "victim" {
+					notices.Add(1)
+				}
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if err := watcher.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the observer hears the victim", func() bool { return slices.Contains(observer.Nodes(), "victim") })
+			waitFor(t, "interest in the notices reaches the victim's server", func() bool { return first.Interest(GoneSubject) >= 2 })
+			rec := Owner{Node: "victim", Instance: victim.Instance()}
+			if !victim.Alive() || !observer.Holds(rec) {
+				t.Fatal("the victim is not alive before the cut")
+			}
+			for len(observer.Changed()) > 0 {
+				<-observer.Changed()
+			}
+
+			dialer.kill()
+			waitFor(t, "the victim stops counting itself alive", func() bool { return !victim.Alive() })
+			select {
+			case <-observer.Changed():
+			case <-time.After(5 * time.Second):
+				t.Fatal("the victim's death not signalled (its heartbeats' TTL is 30 s)")
+			}
+			if observer.Holds(rec) || slices.Contains(observer.Nodes(), "victim") {
+				t.Fatal("the victim's record still holds after its connection was cut")
+			}
+			time.Sleep(300 * time.Millisecond) // time for a second notice, if one were sent
+			if n := notices.Load(); n != 1 {
+				t.Fatalf("%d notices for the victim's connection, want 1", n)
+			}
+
+			// The process lived on: it reconnects as a new instance.
+			dialer.revive()
+			deadline := time.Now().Add(time.Minute) // its next heartbeat: every TTL/4
+			for !victim.Alive() {
+				if time.Now().After(deadline) {
+					t.Fatal("the victim did not reconnect")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			again := Owner{Node: "victim", Instance: victim.Instance()}
+			if again.Instance == rec.Instance {
+				t.Fatal("the victim kept its instance across a dropped connection")
+			}
+			waitFor(t, "the observer holds the victim's new instance", func() bool { return observer.Holds(again) })
+			if observer.Holds(rec) {
+				t.Fatal("the victim's former instance holds again")
+			}
+		})
+	}
+}
+
+// TestGonePermissions: every role may read the death notices; none may
+// publish them (only the bus nodes do).
+func TestGonePermissions(t *testing.T) {
+	testkit.Slow(t)
+	s := startAuthBus(t)
+	url := s.ClientURL()
+	for _, user := range []string{UserEdge, UserOrigin, UserCache, UserRun} {
+		c := connectRole(t, url, user, testUsers.password(user), 1)
+		if _, err := c.nc.Subscribe(GoneSubject, func(*nats.Msg) {}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.nc.Publish(GoneSubject, goneNotice{Conn: "0123456789abcdef", Name: "o1"}.marshal()); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, user+" refused publishing a notice", func() bool { return c.denied(GoneSubject) })
+		if c.denied("Subscription") {
+			t.Fatalf("%s may not read the notices", user)
+		}
+	}
+	// The notifier's own user is for in-process connections only.
+	nc, err := nats.Connect(url, nats.UserInfo(goneUser, s.notifierPass))
+	if err == nil {
+		nc.Close()
+		t.Fatal("the notifier's user connected over TCP")
+	}
+}
+
+func TestParseGoneNotice(t *testing.T) {
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{
+		{"0123456789abcdef origin 1", true},
+		{"0123456789abcdef", false},
+		{" origin", false},
+		{"a.b origin", false},
+	} {
+		g, ok := parseGoneNotice([]byte(tc.in))
+		if ok != tc.ok {
+			t.Fatalf("%q: ok %v", tc.in, ok)
+		}
+		if ok && string(g.marshal()) != tc.in {
+			t.Fatalf("%q: round trip %q", tc.in, g.marshal())
+		}
+	}
+}
