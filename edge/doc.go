@@ -28,7 +28,8 @@
 // Each live stream is registered in the bus registry (bus.Registry
 // ClaimStream, renewed every StreamTTL/3 with the current parameter sets,
 // released at the end); a second publisher on a live path is refused. The
-// edge keeps each stream's last GOP and answers bus.FetchGOP with it.
+// edge keeps each stream's last GOP (and the complete one before it, see
+// gopCache) and answers bus.FetchGOP with them.
 //
 // Camera pulls are leased (bus.Registry AcquireSource): every edge may list
 // the same cameras, one pulls each, and another takes over when it dies. A

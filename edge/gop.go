@@ -17,17 +17,23 @@ const (
 )
 
 // gopCache keeps the packets of a stream's last GOP: everything from the last
-// keyframe of the primary video track on, all tracks, in publish order. When
-// the GOP outgrows maxBytes the cache is emptied and stays empty until the
-// next keyframe, so a requester never gets a GOP without its start.
+// keyframe of the primary video track on, all tracks, in publish order, and
+// the complete GOP before it while it fits. An origin taking a stream over
+// packages both: the older GOP completes the muxer's first segment at once
+// (its playlist waits for one), instead of at the camera's next keyframe.
+// When the GOPs outgrow maxBytes the older one goes first; when the last
+// one alone does, the cache is emptied and stays empty until the next
+// keyframe, so a requester never gets a GOP without its start.
 type gopCache struct {
 	maxBytes int
 	primary  int        // primary video track; -1 when the stream has none
 	budget   *gopBudget // the edge's bound on all its caches together; nil: none
 
-	pkts  []*media.Packet
-	bytes int
-	valid bool
+	prev      []*media.Packet // the complete GOP before pkts; empty when dropped
+	prevBytes int
+	pkts      []*media.Packet
+	bytes     int
+	valid     bool
 }
 
 func newGOPCache(primary, maxBytes int, budget *gopBudget) *gopCache {
@@ -96,13 +102,22 @@ func (g *gopCache) add(p *media.Packet) {
 		return
 	}
 	if int(p.Track) == g.primary && p.Keyframe() {
-		g.reset()
+		if g.valid {
+			g.dropPrev()
+			g.prev, g.prevBytes = g.pkts, g.bytes
+			g.pkts, g.bytes = nil, 0
+		} else {
+			g.reset()
+		}
 		g.valid = true
 	}
 	if !g.valid {
 		return
 	}
-	if g.bytes+len(p.Payload) > g.maxBytes || !g.budget.take(len(p.Payload)) {
+	if g.prevBytes+g.bytes+len(p.Payload) > g.maxBytes {
+		g.dropPrev()
+	}
+	if g.bytes+len(p.Payload) > g.maxBytes || !g.take(len(p.Payload)) {
 		g.reset()
 		return
 	}
@@ -110,9 +125,30 @@ func (g *gopCache) add(p *media.Packet) {
 	g.bytes += len(p.Payload)
 }
 
+// take reserves n bytes of the budget, giving the older GOP up first when
+// that is what it takes.
+func (g *gopCache) take(n int) bool {
+	if g.budget.take(n) {
+		return true
+	}
+	if g.prevBytes == 0 {
+		return false
+	}
+	g.dropPrev()
+	return g.budget.take(n)
+}
+
+// dropPrev gives the older GOP up.
+func (g *gopCache) dropPrev() {
+	g.budget.give(g.prevBytes)
+	clear(g.prev)
+	g.prev, g.prevBytes = nil, 0
+}
+
 // reset empties the cache (and returns its bytes to the budget); it stays
 // empty until the next keyframe.
 func (g *gopCache) reset() {
+	g.dropPrev()
 	g.budget.give(g.bytes)
 	clear(g.pkts)
 	g.pkts = g.pkts[:0]
@@ -120,7 +156,8 @@ func (g *gopCache) reset() {
 	g.valid = false
 }
 
-// snapshot returns the cached packets in order.
+// snapshot returns the cached packets in order, the older GOP first.
 func (g *gopCache) snapshot() []*media.Packet {
-	return append([]*media.Packet(nil), g.pkts...)
+	out := make([]*media.Packet, 0, len(g.prev)+len(g.pkts))
+	return append(append(out, g.prev...), g.pkts...)
 }

@@ -70,3 +70,51 @@ func TestGOPBudgetAudioOnly(t *testing.T) {
 		t.Fatalf("budget holds %d bytes after reset", got)
 	}
 }
+
+// The cache keeps the complete GOP before the last one (an origin taking
+// the stream over completes its first segment with it), gives it up first
+// when the bytes run short, and never keeps it across a gap.
+func TestGOPCacheKeepsThePreviousGOP(t *testing.T) {
+	b := &gopBudget{limit: 1000, shed: prometheus.NewCounter(prometheus.CounterOpts{Name: "shed"})}
+	g := newGOPCache(0, 0, b)
+	seq := uint64(0)
+	video := func(n int, key bool) *media.Packet {
+		seq++
+		p := &media.Packet{Codec: media.CodecH264, Seq: seq, Payload: make([]byte, n)}
+		if key {
+			p.Flags = media.FlagKeyframe
+		}
+		g.add(p)
+		return p
+	}
+	seqs := func() (out []uint64) {
+		for _, p := range g.snapshot() {
+			out = append(out, p.Seq)
+		}
+		return out
+	}
+	video(100, true)
+	video(100, false)
+	video(100, true)
+	video(100, false)
+	if got := seqs(); len(got) != 4 || got[0] != 1 || got[2] != 3 {
+		t.Fatalf("two GOPs: %v, want [1 2 3 4]", got)
+	}
+	video(100, true) // a third GOP: the first goes
+	if got := seqs(); len(got) != 3 || got[0] != 3 || got[2] != 5 {
+		t.Fatalf("after a third keyframe: %v, want [3 4 5]", got)
+	}
+	video(800, false) // 300 + 800 > 1000: the older GOP is given up, the last one kept
+	if got := seqs(); len(got) != 2 || got[0] != 5 || b.bytes() != 900 {
+		t.Fatalf("over the budget: %v holding %d bytes, want [5 6] and 900", got, b.bytes())
+	}
+	video(300, false) // the last GOP alone passes it: emptied until the next keyframe
+	video(100, true)
+	if got := seqs(); len(got) != 1 || got[0] != 8 || b.bytes() != 100 {
+		t.Fatalf("after emptying: %v holding %d bytes, want [8] and 100 (no GOP across the gap)", got, b.bytes())
+	}
+	g.reset()
+	if b.bytes() != 0 || len(g.snapshot()) != 0 {
+		t.Fatal("reset left packets or bytes")
+	}
+}

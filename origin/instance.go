@@ -259,8 +259,15 @@ func (i *instance) watch() {
 	ll := i.variant == gohlslib.MuxerVariantLowLatency
 	poll := min(max(i.s.hls.SegmentDuration/10, 50*time.Millisecond), 200*time.Millisecond)
 	warned := false
+	started, first := time.Now(), true
 	for {
 		snap, err := i.fetchSnapshot()
+		if first && err == nil {
+			// The first playlist waits inside gohlslib for a complete
+			// segment: after a take-over, for the camera's next keyframe.
+			first = false
+			i.s.log.Debug("HLS muxer has its first playlist", "after", time.Since(started).Round(time.Millisecond))
+		}
 		if errors.Is(err, errInstanceClosed) {
 			return
 		}

@@ -232,11 +232,13 @@ func (s *stream) feedGOP() {
 		case <-ctx.Done():
 		}
 	}()
+	asked := time.Now()
 	gop, err := bus.FetchGOP(ctx, s.o.NC, s.path)
 	if err != nil {
 		s.log.Debug("no GOP from the edge", "err", err)
 		return
 	}
+	s.log.Debug("GOP from the edge", "packets", len(gop), "after", time.Since(asked).Round(time.Millisecond))
 	for _, p := range gop {
 		s.handlePacket(p, true)
 	}

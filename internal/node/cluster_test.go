@@ -1,10 +1,13 @@
 package node
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -139,6 +142,8 @@ type msnWatch struct {
 	mu        sync.Mutex
 	last      int
 	lastMove  time.Time
+	tail      string    // the playlist's last part or segment URI
+	tailMove  time.Time // when tail last changed: a new part (LL-HLS) or segment
 	maxStill  time.Duration
 	backwards []string
 	errors    int
@@ -148,7 +153,7 @@ func watchMSN(ctx context.Context, url string) *msnWatch {
 	w := &msnWatch{last: -1, lastMove: time.Now()}
 	go func() {
 		for ctx.Err() == nil {
-			m, _, _, err := playlistState(url)
+			m, tail, err := playlistTail(url)
 			w.mu.Lock()
 			switch {
 			case err != nil:
@@ -158,10 +163,13 @@ func watchMSN(ctx context.Context, url string) *msnWatch {
 			case m > w.last:
 				w.last, w.lastMove = m, time.Now()
 			}
+			if err == nil && tail != w.tail {
+				w.tail, w.tailMove = tail, time.Now()
+			}
 			w.mu.Unlock()
 			select {
 			case <-ctx.Done():
-			case <-time.After(100 * time.Millisecond):
+			case <-time.After(50 * time.Millisecond):
 			}
 		}
 	}()
@@ -172,6 +180,41 @@ func (w *msnWatch) current() (int, time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.last, w.lastMove
+}
+
+func (w *msnWatch) currentTail() (string, time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.tail, w.tailMove
+}
+
+// playlistTail fetches a media playlist and returns its EXT-X-MEDIA-SEQUENCE
+// and its last part's or segment's URI (a cache's stale copy is an error:
+// it is not progress).
+func playlistTail(url string) (msn int, tail string, err error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Cache") == "STALE" {
+		return 0, "", fmt.Errorf("%s: %s %s", url, resp.Status, resp.Header.Get("X-Cache"))
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case strings.HasPrefix(line, "#EXT-X-MEDIA-SEQUENCE:"):
+			msn, _ = strconv.Atoi(strings.TrimPrefix(line, "#EXT-X-MEDIA-SEQUENCE:"))
+		case strings.HasPrefix(line, "#EXT-X-PART:"):
+			if _, uri, ok := strings.Cut(line, `URI="`); ok {
+				tail, _, _ = strings.Cut(uri, `"`)
+			}
+		case line != "" && !strings.HasPrefix(line, "#"):
+			tail = line
+		}
+	}
+	return msn, tail, sc.Err()
 }
 
 // stallAround runs fault, then measures how long the playlist at url stood
@@ -192,12 +235,19 @@ func stallAround(t *testing.T, w *msnWatch, what string, fault func(), limit tim
 	fault()
 	faultAt := time.Now()
 	m0, moved0 := w.current() // the last advance before the fault was complete
+	tail0, tailMoved0 := w.currentTail()
+	var partStill time.Duration // until the first new part or segment after the fault
 	for deadline := time.Now().Add(limit); ; {
+		if tail, moved := w.currentTail(); partStill == 0 && tail != tail0 {
+			partStill = moved.Sub(tailMoved0)
+		}
 		m, moved := w.current()
-		if m > m0 {
+		if m > m0 && partStill != 0 {
 			stall := moved.Sub(moved0)
-			t.Logf("%s: playlist stood still %v (fault %v after its last advance); media sequence %d → %d",
-				what, stall.Round(10*time.Millisecond), faultAt.Sub(moved0).Round(10*time.Millisecond), m0, m)
+			t.Logf("%s: playlist stood still %v (fault %v after its last advance); media sequence %d → %d; "+
+				"at the part level (every playlist change, polled every 50 ms) %v",
+				what, stall.Round(10*time.Millisecond), faultAt.Sub(moved0).Round(10*time.Millisecond), m0, m,
+				partStill.Round(10*time.Millisecond))
 			return stall
 		}
 		if time.Now().After(deadline) {
