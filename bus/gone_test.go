@@ -160,8 +160,8 @@ func TestGoneNotice(t *testing.T) {
 			if err := watcher.Flush(); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "the observer hears the victim", func() bool { return slices.Contains(observer.Nodes(), "victim") })
-			waitFor(t, "interest in the notices reaches the victim's server", func() bool { return first.Interest(GoneSubject) >= 2 })
+			testkit.WaitFor(t, 30*time.Second, "the observer hears the victim (routes up)", func() bool { return slices.Contains(observer.Nodes(), "victim") })
+			testkit.WaitFor(t, 30*time.Second, "interest in the notices reaches the victim's server", func() bool { return first.Interest(GoneSubject) >= 2 })
 			rec := Owner{Node: "victim", Instance: victim.Instance()}
 			if !victim.Alive() || !observer.Holds(rec) {
 				t.Fatal("the victim is not alive before the cut")
@@ -174,7 +174,7 @@ func TestGoneNotice(t *testing.T) {
 			waitFor(t, "the victim stops counting itself alive", func() bool { return !victim.Alive() })
 			select {
 			case <-observer.Changed():
-			case <-time.After(5 * time.Second):
+			case <-time.After(15 * time.Second):
 				t.Fatal("the victim's death not signalled (its heartbeats' TTL is 30 s)")
 			}
 			if observer.Holds(rec) || slices.Contains(observer.Nodes(), "victim") {
@@ -198,7 +198,7 @@ func TestGoneNotice(t *testing.T) {
 			if again.Instance == rec.Instance {
 				t.Fatal("the victim kept its instance across a dropped connection")
 			}
-			waitFor(t, "the observer holds the victim's new instance", func() bool { return observer.Holds(again) })
+			testkit.WaitFor(t, 30*time.Second, "the observer holds the victim's new instance", func() bool { return observer.Holds(again) })
 			if observer.Holds(rec) {
 				t.Fatal("the victim's former instance holds again")
 			}
