@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"time"
 
@@ -88,15 +89,22 @@ func Connect(o ConnOptions) (*nats.Conn, error) {
 	if o.InboxPrefix != "" {
 		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
 	}
+	// The connections are followed (gone.go): a node's liveness ends with
+	// the connection it was drawn on.
+	track := &connTrack{}
+	var dialer nats.CustomDialer = &net.Dialer{Timeout: 5 * time.Second}
 	if o.Dialer != nil {
-		opts = append(opts, nats.SetCustomDialer(o.Dialer))
+		dialer = o.Dialer
 	}
+	opts = append(opts, nats.SetCustomDialer(&trackingDialer{next: dialer, track: track}),
+		nats.ClosedHandler(func(nc *nats.Conn) { tracks.Delete(nc) }))
 	urls := strings.Join(o.URLs, ",")
 	deadline := time.Now().Add(o.ConnectTimeout)
 	wait := 250 * time.Millisecond
 	for {
 		nc, err := nats.Connect(urls, opts...)
 		if err == nil {
+			tracks.Store(nc, track)
 			return nc, nil
 		}
 		err = fmt.Errorf("bus: connect %s: %w", Redact(urls), err)

@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -39,13 +41,20 @@ import (
 // reconnects while the instance changes at every lapse.
 //
 // Fencing (see also Liveness): a node counts itself alive only while the
-// connection its instance was drawn on is up (Liveness.Alive asks the
-// client, whose status leaves CONNECTED before it closes a socket itself),
-// and a node whose connection dropped, for whatever reason, draws a new
-// instance before it counts itself alive again. So when the node's process
-// closed the connection (a clean close, its own stale-connection or write
-// error handling, its death), it had stopped serving as that instance
-// before the server could read the close. The one case where the server
+// TCP connection its instance was drawn on is up (Connect's dialer wraps
+// each connection and marks it down before the client closes it and when a
+// read or a write fails; Liveness.Alive reads that mark, lock-free), and a
+// node whose connection dropped, for whatever reason, draws a new instance
+// before it counts itself alive again. So when the node's process closed
+// the connection (a clean close, its own stale-connection or write error
+// handling, its death), it had stopped serving as that instance before the
+// server could read the close. (With TLS, the client's close_notify alert
+// is written just before the socket is closed, by the same call: the
+// server may read it a few microseconds before the mark is set, while the
+// notice still has a server read, an event, two publishes, a route and a
+// compare-and-set in the registry ahead of it before anyone serves in the
+// node's place.) A connection not opened by Connect is not followed, and
+// its instances carry no tag: notices never name them. The one case where the server
 // reads a close the live process has not made is a reset by the network
 // (a middlebox, a half-open connection): the node then still counts itself
 // alive until its client sees the socket fail (its next heartbeat, within
@@ -177,58 +186,137 @@ func (s *Server) startNotifier(ns *server.Server) error {
 	return nil
 }
 
-// connIdent is the connection a liveness instance was drawn on.
-type connIdent struct {
-	server string // the bus server's id; empty: not connected
-	cid    uint64
+// connTrack follows the TCP connections a connection opened by Connect
+// dials, without the NATS client's lock: a client whose socket write is
+// stalled holds that lock, and Liveness.Alive must not wait for it.
+type connTrack struct {
+	current atomic.Pointer[trackedConn]
+}
+
+// trackedConn is one dialled connection; down is set before the client
+// closes it (before anything leaves for the server) and when a read or a
+// write fails.
+type trackedConn struct {
+	net.Conn
+	down atomic.Bool
+}
+
+func (c *trackedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if err != nil {
+		c.down.Store(true)
+	}
+	return n, err
+}
+
+func (c *trackedConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if err != nil {
+		c.down.Store(true)
+	}
+	return n, err
+}
+
+func (c *trackedConn) Close() error {
+	c.down.Store(true)
+	return c.Conn.Close()
+}
+
+// trackingDialer dials through next (a net.Dialer when nil) and makes each
+// connection the track's current one.
+type trackingDialer struct {
+	next  nats.CustomDialer
+	track *connTrack
+}
+
+func (d *trackingDialer) Dial(network, address string) (net.Conn, error) {
+	c, err := d.next.Dial(network, address)
+	if err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: c}
+	if old := d.track.current.Swap(tc); old != nil {
+		old.down.Store(true)
+	}
+	return tc, nil
+}
+
+// tracks maps the connections Connect opened to their tracks (removed when
+// the connection is closed).
+var tracks sync.Map // *nats.Conn → *connTrack
+
+func trackOf(nc *nats.Conn) *connTrack {
+	if t, ok := tracks.Load(nc); ok {
+		return t.(*connTrack)
+	}
+	return nil
+}
+
+// drawnOn is the connection a liveness instance was drawn on.
+type drawnOn struct {
+	track  *connTrack   // nil: the connection was not opened by Connect
+	conn   *trackedConn // nil: none was up
+	tagged bool         // the instance carries the connection's tag
 }
 
 // goneState is Liveness's part in death notices.
 type goneState struct {
-	conn atomic.Pointer[connIdent]
-	sub  *nats.Subscription
+	drawn atomic.Pointer[drawnOn]
+	sub   *nats.Subscription
 }
 
-// currentConn is the connection l.NC is on now.
-func (l *Liveness) currentConn() connIdent {
-	srv := l.NC.ConnectedServerId()
-	cid, _ := l.NC.GetClientID()
-	return connIdent{server: srv, cid: cid}
-}
-
-// drawInstance draws a new instance id, tagged with the connection it is
-// drawn on, and remembers that connection.
-func (l *Liveness) drawInstance() string {
+// drawInstance draws a new instance id and remembers the connection it is
+// drawn on. With tag, the id carries that connection's tag, which asks the
+// NATS client (and may wait for its lock): only the heartbeat goroutine and
+// Start draw tagged ids. A connection not opened by Connect is not
+// followed, and its instances carry no tag: death notices never name them.
+func (l *Liveness) drawInstance(tag bool) string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	s := hex.EncodeToString(b[:])
-	c := l.currentConn()
-	if c.server != "" {
-		s += "." + ConnTag(c.server, c.cid)
+	d := &drawnOn{track: trackOf(l.NC)}
+	if d.track != nil {
+		d.conn = d.track.current.Load()
 	}
-	l.gone.conn.Store(&c)
+	if tag && d.conn != nil {
+		srv := l.NC.ConnectedServerId()
+		cid, err := l.NC.GetClientID()
+		if srv != "" && err == nil && d.track.current.Load() == d.conn && !d.conn.down.Load() {
+			s += "." + ConnTag(srv, cid)
+			d.tagged = true
+		}
+	}
+	l.gone.drawn.Store(d)
 	return s
 }
 
 // onConn says whether the connection the current instance was drawn on is
-// still the one up: once it dropped, the instance is over (a notice may
-// have named it), even after a reconnect.
+// still up: once it dropped, the instance is over (a notice may have named
+// it), even after a reconnect. Lock-free.
 func (l *Liveness) onConn() bool {
-	c := l.gone.conn.Load()
-	if c == nil || c.server == "" {
+	d := l.gone.drawn.Load()
+	if d == nil {
 		return false
 	}
-	return l.currentConn() == *c
+	if d.track == nil {
+		return true // not followed: the heartbeats alone decide
+	}
+	c := d.track.current.Load()
+	return c != nil && c == d.conn && !c.down.Load()
 }
 
-// redrawIfStale draws a new instance before a heartbeat when the current
-// one was drawn on a connection that is gone and the node holds nothing as
-// it (not alive): after a reconnect, the lapse drew it while disconnected.
+// redrawIfStale draws a new instance, tagged, before a heartbeat when this
+// node holds nothing as the current one (not confirmed: just started, or
+// lapsed) and that one is untagged or was drawn on a connection gone since.
 func (l *Liveness) redrawIfStale() {
 	l.selfMu.Lock()
 	defer l.selfMu.Unlock()
-	if l.confirmed.Load() == 0 && !l.onConn() {
-		l.newInstance()
+	if l.confirmed.Load() != 0 {
+		return
+	}
+	if d := l.gone.drawn.Load(); d == nil || d.track != nil && (!d.tagged || !l.onConn()) {
+		s := l.drawInstance(true)
+		l.instance.Store(&s)
 	}
 }
 
