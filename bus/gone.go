@@ -266,11 +266,19 @@ type goneState struct {
 }
 
 // drawInstance draws a new instance id and remembers the connection it is
-// drawn on. With tag, the id carries that connection's tag, which asks the
-// NATS client (and may wait for its lock): only the heartbeat goroutine and
-// Start draw tagged ids. A connection not opened by Connect is not
-// followed, and its instances carry no tag: death notices never name them.
-func (l *Liveness) drawInstance(tag bool) string {
+// drawn on (untagged: the caller may hold selfMu, and asking the client for
+// the tag may wait for its lock; redrawIfStale tags it).
+func (l *Liveness) drawInstance() string {
+	s, d := l.newDrawn(false)
+	l.gone.drawn.Store(d)
+	return s
+}
+
+// newDrawn draws an instance id and says which connection it is drawn on.
+// With tag, the id carries that connection's tag, which asks the NATS
+// client (and may wait for its lock). A connection not opened by Connect is
+// not followed, and its instances carry no tag: notices never name them.
+func (l *Liveness) newDrawn(tag bool) (string, *drawnOn) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	s := hex.EncodeToString(b[:])
@@ -286,8 +294,7 @@ func (l *Liveness) drawInstance(tag bool) string {
 			d.tagged = true
 		}
 	}
-	l.gone.drawn.Store(d)
-	return s
+	return s, d
 }
 
 // onConn says whether the connection the current instance was drawn on is
@@ -308,14 +315,24 @@ func (l *Liveness) onConn() bool {
 // redrawIfStale draws a new instance, tagged, before a heartbeat when this
 // node holds nothing as the current one (not confirmed: just started, or
 // lapsed) and that one is untagged or was drawn on a connection gone since.
+// The client is asked for the tag outside selfMu, which check and the
+// heartbeats' echo take.
 func (l *Liveness) redrawIfStale() {
+	stale := func() (*drawnOn, bool) {
+		d := l.gone.drawn.Load()
+		return d, l.confirmed.Load() == 0 && d != nil && d.track != nil && (!d.tagged || !l.onConn())
+	}
 	l.selfMu.Lock()
-	defer l.selfMu.Unlock()
-	if l.confirmed.Load() != 0 {
+	old, redraw := stale()
+	l.selfMu.Unlock()
+	if !redraw {
 		return
 	}
-	if d := l.gone.drawn.Load(); d == nil || d.track != nil && (!d.tagged || !l.onConn()) {
-		s := l.drawInstance(true)
+	s, d := l.newDrawn(true)
+	l.selfMu.Lock()
+	defer l.selfMu.Unlock()
+	if now, still := stale(); still && now == old {
+		l.gone.drawn.Store(d)
 		l.instance.Store(&s)
 	}
 }

@@ -222,7 +222,7 @@ func (l *Liveness) deadLocked(p peer, now time.Time) bool {
 }
 
 func (l *Liveness) newInstance() {
-	s := l.drawInstance(false) // tagged before its first heartbeat (gone.go)
+	s := l.drawInstance() // tagged before its first heartbeat (gone.go)
 	l.instance.Store(&s)
 }
 
