@@ -1,0 +1,226 @@
+// Package llhls is streamgrid's own HLS muxer for the fMP4 variants
+// (Low-Latency HLS and plain fMP4). It takes the same tracks and calls as
+// gohlslib.Muxer and produces the same names, playlists and HTTP answers,
+// which the origin relies on (origin/doc.go), but each part is written by
+// internal/fmp4w into one exact-size slice when it closes, kept once, and a
+// segment is served as the concatenation of its parts: no reflection, no
+// buffer growth, no second copy per segment.
+//
+// What it reproduces of gohlslib v2.4.5 (the origin's contract):
+//
+//   - names: <12 hex prefix>_<stream>_init.mp4, _seg<N>.mp4, _part<N>.mp4,
+//     <stream>_stream.m3u8 and index.m3u8; one stream per track ("video1",
+//     "audio2", ...), audio as an EXT-X-MEDIA rendition beside video;
+//   - segmentation: a segment starts on a random-access sample of the
+//     leading track once SegmentMinDuration has passed; Low-Latency parts
+//     close at a sample boundary once the part duration has passed, that
+//     duration adjusted so that every sample duration seen fits it (iOS
+//     needs parts of at least 85 % of the part target);
+//   - Low-Latency: seven EXT-X-GAP placeholders before the first segment,
+//     PART-INF, SERVER-CONTROL, EXT-X-PART for the last two segments and
+//     the current one, and a PRELOAD-HINT whose GET blocks until the part
+//     is complete (404 once the muxer is closed);
+//   - answers: a name it does not hold gets nothing written; playlists wait
+//     for content and carry the same Cache-Control; objects are
+//     "public, max-age=3600".
+//
+// MPEG-TS is not handled here (the origin keeps gohlslib for it).
+package llhls
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2"
+	"github.com/bluenviron/gohlslib/v2/pkg/codecs"
+)
+
+const (
+	// startDTS is added to every decode time so that base times are never
+	// negative (gohlslib uses the same 10 s).
+	startDTS          = 10 * time.Second
+	gapCount          = 7
+	objectMaxAge      = "3600"
+	multivariantMaxAg = "30"
+)
+
+// ErrMaxSegmentSize is returned when a segment would exceed SegmentMaxSize.
+var ErrMaxSegmentSize = errors.New("reached maximum segment size")
+
+// Muxer is an HLS muxer for the fMP4 variants. Fill in the fields, call
+// Start, feed it with the Write methods from one goroutine, serve it with
+// Handle from any number, and Close it.
+type Muxer struct {
+	// Tracks; required. At most one video track.
+	Tracks []*gohlslib.Track
+	// Variant: gohlslib.MuxerVariantLowLatency (default) or
+	// gohlslib.MuxerVariantFMP4.
+	Variant gohlslib.MuxerVariant
+	// SegmentCount is how many segments are kept (gap placeholders
+	// included); default 7, at least 7 for Low-Latency, 3 otherwise.
+	SegmentCount int
+	// SegmentMinDuration; default 1 s.
+	SegmentMinDuration time.Duration
+	// PartMinDuration; default 200 ms.
+	PartMinDuration time.Duration
+	// SegmentMaxSize caps the media bytes of a segment; default 50 MB.
+	SegmentMaxSize uint64
+	// Directory, when set, keeps finished segments in files there (one
+	// file per segment, each part appended with one write) instead of in
+	// memory.
+	Directory string
+	// OnEncodeError is called on non-fatal errors (target durations that
+	// change); default: ignored.
+	OnEncodeError func(error)
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	closed  bool
+	prefix  string
+	tracks  map[*gohlslib.Track]*track
+	streams []*stream
+	leading *stream
+	seg     segmenter
+}
+
+// Start checks the configuration and prepares the muxer.
+func (m *Muxer) Start() error {
+	if m.Variant == 0 {
+		m.Variant = gohlslib.MuxerVariantLowLatency
+	}
+	if m.Variant != gohlslib.MuxerVariantLowLatency && m.Variant != gohlslib.MuxerVariantFMP4 {
+		return errors.New("llhls: only the Low-Latency and fMP4 variants are supported")
+	}
+	if m.SegmentCount == 0 {
+		m.SegmentCount = 7
+	}
+	if m.SegmentMinDuration <= 0 {
+		m.SegmentMinDuration = time.Second
+	}
+	if m.PartMinDuration <= 0 {
+		m.PartMinDuration = 200 * time.Millisecond
+	}
+	if m.SegmentMaxSize == 0 {
+		m.SegmentMaxSize = 50 * 1024 * 1024
+	}
+	if m.OnEncodeError == nil {
+		m.OnEncodeError = func(error) {}
+	}
+	if len(m.Tracks) == 0 {
+		return errors.New("at least one track must be provided")
+	}
+	if m.lowLatency() && m.SegmentCount < gapCount {
+		return errors.New("Low-Latency HLS requires at least 7 segments")
+	}
+	if !m.lowLatency() && m.SegmentCount < 3 {
+		return errors.New("the minimum number of HLS segments is 3")
+	}
+
+	leadingIdx := -1
+	hasVideo, hasDefault := false, false
+	for i, t := range m.Tracks {
+		if want := clockRate(t.Codec); want == 0 || t.ClockRate != want {
+			return fmt.Errorf("track %d: unsupported codec or clock rate %d", i, t.ClockRate)
+		}
+		if t.Codec.IsVideo() {
+			if hasVideo {
+				return errors.New("only one video track is currently supported")
+			}
+			hasVideo = true
+			leadingIdx = i
+		} else if t.IsDefault {
+			if hasDefault {
+				return errors.New("multiple default audio tracks are not supported")
+			}
+			hasDefault = true
+		}
+	}
+	if leadingIdx < 0 {
+		leadingIdx = 0
+	}
+
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return err
+	}
+	m.prefix = hex.EncodeToString(b[:])
+	m.cond = sync.NewCond(&m.mu)
+	m.tracks = make(map[*gohlslib.Track]*track, len(m.Tracks))
+	m.seg = segmenter{m: m, sampleDurations: map[time.Duration]struct{}{}}
+
+	firstID := uint64(0)
+	if m.lowLatency() {
+		firstID = gapCount
+	}
+	defaultChosen := false
+	for i, t := range m.Tracks {
+		id := "audio" + strconv.Itoa(i+1)
+		if t.Codec.IsVideo() {
+			id = "video" + strconv.Itoa(i+1)
+		}
+		leading := i == leadingIdx
+		s := &stream{
+			m:         m,
+			id:        id,
+			leading:   leading,
+			rendition: !leading || (!t.Codec.IsVideo() && len(m.Tracks) > 1),
+			language:  t.Language,
+			nextSegID: firstID,
+		}
+		if s.rendition {
+			if hasDefault {
+				s.isDefault = t.IsDefault
+			} else if !defaultChosen {
+				defaultChosen, s.isDefault = true, true
+			}
+			s.name = t.Name
+			if s.name == "" {
+				s.name = id
+			}
+		}
+		tr := &track{Track: t, stream: s, leading: leading}
+		s.track = tr
+		s.initialize()
+		m.tracks[t] = tr
+		m.streams = append(m.streams, s)
+		if leading {
+			m.leading = s
+		}
+	}
+	return nil
+}
+
+func (m *Muxer) lowLatency() bool { return m.Variant == gohlslib.MuxerVariantLowLatency }
+
+// Close releases every segment; pending and later requests get 404 (or
+// nothing, for objects), later writes are ignored. Calling it twice is harmless.
+func (m *Muxer) Close() {
+	m.mu.Lock()
+	if !m.closed {
+		m.closed = true
+		for _, s := range m.streams {
+			s.release()
+		}
+	}
+	m.mu.Unlock()
+	m.cond.Broadcast()
+}
+
+// clockRate is the clock rate gohlslib requires of a codec; 0 for codecs
+// this muxer does not take.
+func clockRate(c codecs.Codec) int {
+	switch c := c.(type) {
+	case *codecs.H264, *codecs.H265:
+		return 90000
+	case *codecs.Opus:
+		return 48000
+	case *codecs.MPEG4Audio:
+		return c.Config.SampleRate
+	}
+	return 0
+}

@@ -1,0 +1,323 @@
+package llhls
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/bluenviron/gohlslib/v2/pkg/codecs"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
+	mp4codecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
+
+	"github.com/streamgrid/streamgrid/internal/fmp4w"
+)
+
+// stream is one media playlist: one track, its segments and parts.
+// Fields below "guarded" change under Muxer.mu; the writing goroutine may
+// read them without it.
+type stream struct {
+	m         *Muxer
+	id        string
+	track     *track
+	leading   bool
+	rendition bool
+	isDefault bool
+	name      string
+	language  string
+
+	playlistName string
+	initName     string
+	contentType  string
+
+	partStart       time.Duration // start of the current part (writer only)
+	partIndependent bool          // writer only
+
+	// guarded
+	init           []byte // nil until the first segment is complete
+	segments       []*segment
+	deleted        int // segments dropped from the front (EXT-X-MEDIA-SEQUENCE)
+	nextSegID      uint64
+	nextPartID     uint64
+	cur            *segment
+	targetDuration int
+	partTarget     time.Duration
+}
+
+// segment is a media segment, or a gap placeholder.
+type segment struct {
+	id       uint64
+	gap      bool
+	name     string
+	startNTP time.Time
+	startDTS time.Duration
+	endDTS   time.Duration // set when complete; a gap's duration
+	parts    []*part
+	media    uint64 // payload bytes (SegmentMaxSize)
+	size     int64  // bytes of the segment (its parts)
+	file     *os.File
+	path     string
+}
+
+func (sg *segment) duration() time.Duration {
+	if sg.gap {
+		return sg.endDTS
+	}
+	return sg.endDTS - sg.startDTS
+}
+
+// part is a complete part: its bytes in data, or at off in its segment's file.
+type part struct {
+	id          uint64
+	name        string
+	startDTS    time.Duration
+	endDTS      time.Duration
+	independent bool
+	data        []byte
+	off, size   int64
+	seg         *segment
+}
+
+func (s *stream) initialize() {
+	s.playlistName = s.id + "_stream.m3u8"
+	s.initName = s.m.prefix + "_" + s.id + "_init.mp4"
+	s.contentType = "video/mp4"
+	if !s.track.isVideo() {
+		s.contentType = "audio/mp4"
+	}
+}
+
+func (t *track) isVideo() bool { return t.Codec.IsVideo() }
+
+func (s *stream) hasInit() bool {
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	return s.init != nil
+}
+
+func (s *stream) segName(id uint64) string {
+	return s.m.prefix + "_" + s.id + "_seg" + strconv.FormatUint(id, 10) + ".mp4"
+}
+
+func (s *stream) partName(id uint64) string {
+	return s.m.prefix + "_" + s.id + "_part" + strconv.FormatUint(id, 10) + ".mp4"
+}
+
+// newSegment starts the segment being built. Called with mu held.
+func (s *stream) newSegment(dts time.Duration, ntp time.Time) error {
+	sg := &segment{id: s.nextSegID, name: s.segName(s.nextSegID), startNTP: ntp, startDTS: dts}
+	if s.m.Directory != "" {
+		sg.path = filepath.Join(s.m.Directory, sg.name)
+		f, err := os.OpenFile(sg.path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+		if err != nil {
+			return err
+		}
+		sg.file = f
+	}
+	s.cur = sg
+	s.partStart = dts
+	s.partIndependent = false
+	return nil
+}
+
+func (m *Muxer) createFirstSegment(dts time.Duration, ntp time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.streams {
+		if err := s.newSegment(dts, ntp); err != nil {
+			m.OnEncodeError(err)
+			// keep going in memory rather than stop the stream
+			s.cur = &segment{id: s.nextSegID, name: s.segName(s.nextSegID), startNTP: ntp, startDTS: dts}
+		}
+	}
+}
+
+// rotateParts closes every stream's current part at dts.
+func (m *Muxer) rotateParts(dts time.Duration) {
+	m.mu.Lock()
+	if !m.closed {
+		m.leading.closePart(dts, true)
+		for _, s := range m.streams {
+			if s != m.leading {
+				s.closePart(dts, true)
+				s.partTarget = m.leading.partTarget
+			}
+		}
+	}
+	m.mu.Unlock()
+	m.cond.Broadcast()
+}
+
+// rotateSegments closes every stream's current segment at dts and starts
+// the next one.
+func (m *Muxer) rotateSegments(dts time.Duration, ntp time.Time) {
+	m.mu.Lock()
+	if !m.closed {
+		m.leading.closeSegment(dts, ntp)
+		for _, s := range m.streams {
+			if s != m.leading {
+				s.closeSegment(dts, ntp)
+				s.targetDuration = m.leading.targetDuration
+				s.partTarget = m.leading.partTarget
+			}
+		}
+	}
+	m.mu.Unlock()
+	m.cond.Broadcast()
+}
+
+// closePart writes the current part's fragment and keeps it. Called with mu held.
+func (s *stream) closePart(dts time.Duration, startNext bool) {
+	tr := s.track
+	id := s.nextPartID
+	s.nextPartID++
+	var tracks [1]fmp4w.Track
+	n := 0
+	if len(tr.samples) > 0 {
+		tracks[0] = fmp4w.Track{ID: 1, BaseTime: uint64(tr.partBase), Samples: tr.samples, Data: tr.data}
+		n = 1
+	}
+	buf, err := fmp4w.Append(make([]byte, 0, fmp4w.Size(tracks[:n])), uint32(id), tracks[:n])
+	if err != nil {
+		s.m.OnEncodeError(err)
+		buf = nil
+	}
+	tr.samples, tr.data = tr.samples[:0], tr.data[:0]
+	p := &part{id: id, name: s.partName(id), startDTS: s.partStart, endDTS: dts, independent: s.partIndependent, seg: s.cur, size: int64(len(buf))}
+	sg := s.cur
+	if sg.file != nil {
+		p.off = sg.size
+		if _, err := sg.file.Write(buf); err != nil {
+			s.m.OnEncodeError(fmt.Errorf("writing a part: %w", err))
+			p.data = buf // keep it in memory instead
+		}
+	} else {
+		p.data = buf
+	}
+	sg.size += int64(len(buf))
+	sg.parts = append(sg.parts, p)
+	if startNext {
+		s.partStart = dts
+		s.partIndependent = false
+	}
+	if s.leading {
+		pt := s.maxPartDuration()
+		if s.partTarget != 0 && pt != s.partTarget {
+			s.m.OnEncodeError(fmt.Errorf("part duration changed from %v to %v - this will cause an error in iOS clients", s.partTarget, pt))
+		}
+		s.partTarget = pt
+	}
+}
+
+// maxPartDuration is the longest part held, rounded up to the millisecond.
+func (s *stream) maxPartDuration() time.Duration {
+	var d time.Duration
+	for _, sg := range append(s.segments, s.cur) {
+		for _, p := range sg.parts {
+			d = max(d, p.endDTS-p.startDTS)
+		}
+	}
+	return time.Millisecond * time.Duration(math.Ceil(float64(d)/float64(time.Millisecond)))
+}
+
+// closeSegment completes the current segment, drops the oldest beyond
+// SegmentCount and starts the next. Called with mu held.
+func (s *stream) closeSegment(dts time.Duration, ntp time.Time) {
+	s.closePart(dts, false)
+	s.nextSegID++
+	sg := s.cur
+	sg.endDTS = dts
+	if sg.file != nil {
+		if err := sg.file.Close(); err != nil {
+			s.m.OnEncodeError(err)
+		}
+		sg.file = nil
+	}
+	if s.m.lowLatency() && len(s.segments) == 0 {
+		for range gapCount {
+			s.segments = append(s.segments, &segment{gap: true, endDTS: sg.duration()})
+		}
+	}
+	s.segments = append(s.segments, sg)
+	if len(s.segments) > s.m.SegmentCount {
+		s.segments[0].drop()
+		s.segments[0] = nil
+		s.segments = s.segments[1:]
+		s.deleted++
+	}
+	if s.init == nil {
+		init, err := s.marshalInit()
+		if err != nil {
+			s.m.OnEncodeError(err)
+		} else {
+			s.init = init
+		}
+	}
+	if err := s.newSegment(dts, ntp); err != nil {
+		s.m.OnEncodeError(err)
+		s.cur = &segment{id: s.nextSegID, name: s.segName(s.nextSegID), startNTP: ntp, startDTS: dts}
+	}
+	if s.leading {
+		td := 0
+		for _, sg := range s.segments {
+			td = max(td, int(math.Round(sg.duration().Seconds())))
+		}
+		if s.targetDuration != 0 && td > s.targetDuration {
+			s.m.OnEncodeError(fmt.Errorf("segment duration changed from %ds to %ds - this will cause an error in iOS clients", s.targetDuration, td))
+		}
+		if s.targetDuration == 0 || td > s.targetDuration {
+			s.targetDuration = td
+		}
+	}
+}
+
+// drop forgets a segment's media.
+func (sg *segment) drop() {
+	for _, p := range sg.parts {
+		p.data = nil
+	}
+	if sg.file != nil {
+		_ = sg.file.Close()
+		sg.file = nil
+	}
+	if sg.path != "" {
+		_ = os.Remove(sg.path) // the muxer's folder is removed with it anyway
+	}
+}
+
+// release drops every segment (Close).
+func (s *stream) release() {
+	for _, sg := range s.segments {
+		sg.drop()
+	}
+	if s.cur != nil {
+		s.cur.drop()
+	}
+}
+
+// marshalInit writes the initialization section (ftyp + moov) with
+// mediacommon: once per stream, not on the hot path.
+func (s *stream) marshalInit() ([]byte, error) {
+	var c mp4codecs.Codec
+	switch v := s.track.Codec.(type) {
+	case *codecs.H264:
+		c = &mp4codecs.H264{SPS: v.SPS, PPS: v.PPS}
+	case *codecs.H265:
+		c = &mp4codecs.H265{VPS: v.VPS, SPS: v.SPS, PPS: v.PPS}
+	case *codecs.MPEG4Audio:
+		c = &mp4codecs.MPEG4Audio{Config: v.Config}
+	case *codecs.Opus:
+		c = &mp4codecs.Opus{ChannelCount: v.ChannelCount}
+	default:
+		return nil, fmt.Errorf("llhls: unsupported codec %T", v)
+	}
+	init := fmp4.Init{Tracks: []*fmp4.InitTrack{{ID: 1, TimeScale: uint32(s.track.ClockRate), Codec: c}}}
+	var b seekablebuffer.Buffer
+	if err := init.Marshal(&b); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
