@@ -27,6 +27,7 @@ func DefaultHLS() HLSConfig {
 		PartDuration:    200 * time.Millisecond,
 		SegmentCount:    7,
 		IdleTimeout:     10 * time.Second,
+		Muxer:           MuxerBuiltin,
 	}
 }
 
@@ -44,6 +45,9 @@ func (h HLSConfig) withDefaults() HLSConfig {
 	}
 	if h.IdleTimeout <= 0 {
 		h.IdleTimeout = d.IdleTimeout
+	}
+	if h.Muxer == "" {
+		h.Muxer = d.Muxer
 	}
 	return h
 }
@@ -71,6 +75,8 @@ func (h HLSConfig) validate() (gohlslib.MuxerVariant, error) {
 		return 0, &FieldError{"Variant", fmt.Sprintf("%q is not one of lowLatency, fmp4, mpegts", h.Variant)}
 	}
 	switch {
+	case h.Muxer != "" && h.Muxer != MuxerBuiltin && h.Muxer != MuxerGohlslib:
+		return 0, &FieldError{"Muxer", fmt.Sprintf("%q is not one of builtin, gohlslib", h.Muxer)}
 	case v == gohlslib.MuxerVariantLowLatency && h.SegmentCount < 7:
 		return 0, &FieldError{"SegmentCount", fmt.Sprintf("Low-Latency HLS needs at least 7, got %d", h.SegmentCount)}
 	case h.SegmentCount < 3:

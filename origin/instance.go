@@ -20,6 +20,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 
 	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/internal/llhls"
 	"github.com/streamgrid/streamgrid/internal/media"
 )
 
@@ -45,7 +46,7 @@ func firstSegmentID(v gohlslib.MuxerVariant) int64 {
 // prefix and its own media sequence numbering shifted by offset.
 type instance struct {
 	s       *stream
-	muxer   *gohlslib.Muxer
+	muxer   hlsMuxer
 	dir     string // the muxer's segment folder; "" in memory (segdir.go)
 	variant gohlslib.MuxerVariant
 	writers map[uint8]*trackWriter
@@ -174,25 +175,63 @@ func muxerTracks(info *bus.StreamInfo, want gohlslib.MuxerVariant) (
 // segments per stream and rendition, in memory (docs/players.md).
 func retainedSegments(listed int) int { return listed + 2 }
 
+// hlsMuxer is what the origin uses of an HLS muxer: gohlslib.Muxer
+// (mpegts, and any variant with HLSConfig.Muxer "gohlslib") or llhls.Muxer
+// (the fMP4 variants by default). Both answer Handle the same way (see
+// internal/llhls): the origin's watcher, probeWriter and serveObject rely on it.
+type hlsMuxer interface {
+	Start() error
+	Close()
+	WriteH264(track *gohlslib.Track, ntp time.Time, pts int64, au [][]byte) error
+	WriteH265(track *gohlslib.Track, ntp time.Time, pts int64, au [][]byte) error
+	WriteMPEG4Audio(track *gohlslib.Track, ntp time.Time, pts int64, aus [][]byte) error
+	WriteOpus(track *gohlslib.Track, ntp time.Time, pts int64, packets [][]byte) error
+	Handle(w http.ResponseWriter, r *http.Request)
+}
+
+var (
+	_ hlsMuxer = (*gohlslib.Muxer)(nil)
+	_ hlsMuxer = (*llhls.Muxer)(nil)
+)
+
+// builtinMuxer says whether variant is packaged by internal/llhls.
+func builtinMuxer(cfg HLSConfig, variant gohlslib.MuxerVariant) bool {
+	return variant != gohlslib.MuxerVariantMPEGTS && cfg.Muxer != MuxerGohlslib
+}
+
 // start creates and starts the muxer.
 func (i *instance) start(tracks []*gohlslib.Track) error {
 	cfg := i.s.hls
-	i.muxer = &gohlslib.Muxer{
-		Tracks:             tracks,
-		Variant:            i.variant,
-		SegmentCount:       cfg.SegmentCount + retainedSegments(cfg.SegmentCount),
-		SegmentMinDuration: cfg.SegmentDuration,
-		PartMinDuration:    cfg.PartDuration,
-		OnEncodeError: func(error) {
-			i.s.encodeErrs.Add(1)
-			i.s.o.m.encodeErrors.Inc()
-		},
+	onEncodeError := func(error) {
+		i.s.encodeErrs.Add(1)
+		i.s.o.m.encodeErrors.Inc()
 	}
 	dir, err := i.s.o.segmentDir(i.s.path)
 	if err != nil {
 		return err
 	}
-	i.muxer.Directory, i.dir = dir, dir
+	i.dir = dir
+	if builtinMuxer(cfg, i.variant) {
+		i.muxer = &llhls.Muxer{
+			Tracks:             tracks,
+			Variant:            i.variant,
+			SegmentCount:       cfg.SegmentCount + retainedSegments(cfg.SegmentCount),
+			SegmentMinDuration: cfg.SegmentDuration,
+			PartMinDuration:    cfg.PartDuration,
+			Directory:          dir,
+			OnEncodeError:      onEncodeError,
+		}
+	} else {
+		i.muxer = &gohlslib.Muxer{
+			Tracks:             tracks,
+			Variant:            i.variant,
+			SegmentCount:       cfg.SegmentCount + retainedSegments(cfg.SegmentCount),
+			SegmentMinDuration: cfg.SegmentDuration,
+			PartMinDuration:    cfg.PartDuration,
+			Directory:          dir,
+			OnEncodeError:      onEncodeError,
+		}
+	}
 	if err := i.muxer.Start(); err != nil {
 		if dir != "" {
 			_ = os.RemoveAll(dir)

@@ -37,6 +37,9 @@ type HLSConfig struct {
 	// IdleTimeout closes a stream's muxer this long after its last packet;
 	// a stream that has also left the registry is then released. Default 10 s.
 	IdleTimeout time.Duration
+	// Muxer packages the fMP4 variants (lowLatency, fmp4): "builtin"
+	// (default: internal/llhls) or "gohlslib". mpegts always uses gohlslib.
+	Muxer string
 }
 
 // StreamStatus describes one stream held by the origin.
@@ -185,6 +188,12 @@ func parseVariant(s string) (gohlslib.MuxerVariant, error) {
 	}
 	return 0, fmt.Errorf("origin: unknown HLS variant %q (lowLatency, fmp4 or mpegts)", s)
 }
+
+// Muxer names accepted in HLSConfig.Muxer.
+const (
+	MuxerBuiltin  = "builtin"
+	MuxerGohlslib = "gohlslib"
+)
 
 func variantName(v gohlslib.MuxerVariant) string {
 	switch v {

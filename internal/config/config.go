@@ -227,6 +227,7 @@ type HLS struct {
 	PartDuration    time.Duration `yaml:"part_duration"`
 	SegmentCount    int           `yaml:"segment_count"`
 	IdleTimeout     time.Duration `yaml:"idle_timeout"`
+	Muxer           string        `yaml:"muxer"`
 }
 
 // Cache is the viewers' HTTP server.
