@@ -1,8 +1,10 @@
 package llhls
 
 import (
+	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -14,8 +16,6 @@ import (
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
-	"io"
-	"os"
 )
 
 const playlistType = "application/vnd.apple.mpegurl"
