@@ -1,7 +1,22 @@
 // Package origin is the origin role: it claims live streams from the
 // registry within its capacity, subscribes to their packets on the bus and
 // packages them as HLS (Low-Latency HLS by default, fMP4 or MPEG-TS
-// selectable) with gohlslib, served over HTTP to cache nodes.
+// selectable), served over HTTP to cache nodes.
+//
+// # Muxers
+//
+// The fMP4 variants (lowLatency, fmp4) are packaged by streamgrid's own
+// muxer, internal/llhls (HLSConfig.Muxer "builtin", the default): it writes
+// each part once, with internal/fmp4w, into one exact-size slice, and serves
+// a segment as its parts back to back. MPEG-TS, and every variant with
+// HLSConfig.Muxer "gohlslib", use gohlslib's Muxer. Both sit behind
+// hlsMuxer (instance.go) and behave the same towards the origin: the same
+// file names and playlists (gohlslib's playlist package parses both, see
+// view.go), a preload-hint GET that blocks until the part is complete (404
+// once closed), nothing written for a name the muxer does not hold
+// (probeWriter). internal/llhls's tests compare its every answer with
+// gohlslib's, byte for byte, on the same input. "gohlslib" below means
+// either muxer where the text describes that shared behaviour.
 //
 // # Ownership
 //

@@ -49,7 +49,7 @@ func tracksFor(c *testmedia.Clip, video, audio bool) (v, a *gohlslib.Track, all 
 }
 
 // feed writes passes of the clip, interleaved by time, to every muxer.
-func feed(t *testing.T, c *testmedia.Clip, passes int, from int, ms ...fed) {
+func feed(t testing.TB, c *testmedia.Clip, passes int, from int, ms ...fed) {
 	t.Helper()
 	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	for p := from; p < from+passes; p++ {
@@ -380,4 +380,56 @@ func TestStartRejects(t *testing.T) {
 			t.Errorf("%s: started", name)
 		}
 	}
+}
+
+// benchMuxer feeds 4 s of the sample clip (H264 + AAC) per op, then reads
+// (the muxer keeps 16 segments, as the origin configures it by default).
+func benchMuxer(b *testing.B, start func(video, audio *gohlslib.Track, all []*gohlslib.Track) handler) {
+	c, err := testmedia.Load()
+	if err != nil {
+		b.Fatal(err)
+	}
+	v, a, all := tracksFor(c, true, true)
+	h := start(v, a, all)
+	defer h.Close()
+	b.ReportAllocs()
+	b.SetBytes(int64(clipBytes(c)))
+	pass := 0
+	for b.Loop() {
+		feed(b, c, 1, pass, fed{h, v, a})
+		pass++
+	}
+}
+
+func clipBytes(c *testmedia.Clip) int {
+	n := 0
+	for _, f := range c.Video {
+		for _, nalu := range f.NALUs {
+			n += len(nalu)
+		}
+	}
+	for _, f := range c.Audio {
+		n += len(f.Data)
+	}
+	return n
+}
+
+func BenchmarkMuxerGohlslib(b *testing.B) {
+	benchMuxer(b, func(_, _ *gohlslib.Track, all []*gohlslib.Track) handler {
+		m := &gohlslib.Muxer{Tracks: all, SegmentCount: 16, OnEncodeError: func(error) {}}
+		if err := m.Start(); err != nil {
+			b.Fatal(err)
+		}
+		return m
+	})
+}
+
+func BenchmarkMuxerBuiltin(b *testing.B) {
+	benchMuxer(b, func(_, _ *gohlslib.Track, all []*gohlslib.Track) handler {
+		m := &Muxer{Tracks: all, SegmentCount: 16}
+		if err := m.Start(); err != nil {
+			b.Fatal(err)
+		}
+		return m
+	})
 }
