@@ -433,3 +433,18 @@ func BenchmarkMuxerBuiltin(b *testing.B) {
 		return m
 	})
 }
+
+func TestWritesAfterCloseAreIgnored(t *testing.T) {
+	c := loadClip(t)
+	for _, fedFirst := range []bool{false, true} {
+		m, v, a := startOurs(t, c)
+		if fedFirst {
+			feed(t, c, 1, 0, fed{m, v, a})
+		}
+		m.Close()
+		feed(t, c, 1, 1, fed{m, v, a})
+		if got := get(m, "video1_stream.m3u8"); got.code != http.StatusNotFound {
+			t.Fatalf("playlist after Close: %d", got.code)
+		}
+	}
+}

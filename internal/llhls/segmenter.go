@@ -241,6 +241,9 @@ func (g *segmenter) place(tr *track, smp pendingSample, dur uint32) error {
 			return nil // wait for the leading track's first segment
 		}
 		g.m.createFirstSegment(toDuration(smp.dts, tr.ClockRate), smp.ntp)
+		if s.cur == nil {
+			return nil // closed
+		}
 	}
 	if tr.leading {
 		g.adjustPartDuration(toDuration(int64(dur), tr.ClockRate))

@@ -126,6 +126,9 @@ func (s *stream) newSegment(dts time.Duration, ntp time.Time) error {
 func (m *Muxer) createFirstSegment(dts time.Duration, ntp time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return
+	}
 	for _, s := range m.streams {
 		if err := s.newSegment(dts, ntp); err != nil {
 			m.OnEncodeError(err)
