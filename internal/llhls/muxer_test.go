@@ -448,3 +448,40 @@ func TestWritesAfterCloseAreIgnored(t *testing.T) {
 		}
 	}
 }
+
+type opusWriter interface {
+	handler
+	WriteOpus(*gohlslib.Track, time.Time, int64, [][]byte) error
+}
+
+// TestOpusSameAsGohlslib: an audio-only Opus stream (20 ms packets, two
+// per call) compared with gohlslib's muxer.
+func TestOpusSameAsGohlslib(t *testing.T) {
+	mk := func() *gohlslib.Track { return &gohlslib.Track{Codec: &codecs.Opus{ChannelCount: 2}, ClockRate: 48000} }
+	rt, ot := mk(), mk()
+	ref := &gohlslib.Muxer{Tracks: []*gohlslib.Track{rt}, SegmentCount: 9, OnEncodeError: func(error) {}}
+	our := &Muxer{Tracks: []*gohlslib.Track{ot}, SegmentCount: 9}
+	for _, m := range []interface{ Start() error }{ref, our} {
+		if err := m.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer ref.Close()
+	defer our.Close()
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	const perPacket = 960 // 20 ms at 48 kHz: TOC config 31 (CELT FB 20 ms), one frame
+	for i := 0; i < 1000; i += 2 {
+		pkts := [][]byte{{31 << 3, byte(i), 1, 2, 3}, {31 << 3, byte(i + 1), 4, 5}}
+		for _, m := range []struct {
+			w opusWriter
+			t *gohlslib.Track
+		}{{ref, rt}, {our, ot}} {
+			if err := m.w.WriteOpus(m.t, base.Add(time.Duration(i)*20*time.Millisecond), int64(i*perPacket), pkts); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i%200 == 198 {
+			compareMuxers(t, ref, our)
+		}
+	}
+}
