@@ -35,7 +35,7 @@ func startRegistry(t *testing.T, nc *nats.Conn, ttl time.Duration) *Registry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Registry{JS: js, LeaseTTL: ttl, StreamTTL: ttl}
+	r := &Registry{JS: js, LeaseTTL: ttl}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := r.Start(ctx); err != nil {
@@ -144,18 +144,18 @@ func TestStreamClaim(t *testing.T) {
 	r := startRegistry(t, nc, 2*time.Second)
 	ctx := context.Background()
 	info := &StreamInfo{Path: "live/cam1", Generation: 1, Edge: "e1", Tracks: []TrackInfo{{Codec: media.CodecH264, ClockRate: 90000, SPS: []byte{1}}}}
-	rev, err := r.ClaimStream(ctx, info)
+	rev, err := r.ClaimStream(ctx, info, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.ClaimStream(ctx, info); !errors.Is(err, ErrStreamBusy) {
+	if _, err := r.ClaimStream(ctx, info, nil); !errors.Is(err, ErrStreamBusy) {
 		t.Fatalf("second claim: %v", err)
 	}
 	got, err := r.Stream(ctx, "live/cam1")
 	if err != nil || got.Edge != "e1" || got.Tracks[0].ClockRate != 90000 {
 		t.Fatalf("Stream: %+v %v", got, err)
 	}
-	if rev, err = r.RenewStream(ctx, info, rev); err != nil {
+	if rev, err = r.UpdateStream(ctx, info, rev); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.ReleaseStream(ctx, "live/cam1", rev); err != nil {
@@ -164,7 +164,7 @@ func TestStreamClaim(t *testing.T) {
 	if _, err := r.Stream(ctx, "live/cam1"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("after release: %v", err)
 	}
-	if _, err := r.ClaimStream(ctx, info); err != nil {
+	if _, err := r.ClaimStream(ctx, info, nil); err != nil {
 		t.Fatalf("claim after release: %v", err)
 	}
 }
