@@ -356,7 +356,7 @@ func (l *Liveness) run() {
 	go func() {
 		defer close(beating)
 		if l.Node != "" {
-			l.every(l.TTL/4, l.beat)
+			l.aligned(l.TTL/4, l.beat)
 		}
 	}()
 	defer func() { <-beating }()
@@ -380,6 +380,32 @@ func (l *Liveness) every(d time.Duration, f func()) {
 		}
 		f()
 	}
+}
+
+// aligned calls f at every multiple of d (at least 10 ms) on the wall
+// clock until Close. Every node with the same TTL so sends its heartbeat
+// at about the same moment, and the bus hands each follower the whole
+// round in a few socket writes instead of one per heartbeat: with O nodes
+// the fan-out is O² messages a round, and their per-message writes were
+// most of the bus's CPU at a hundred nodes (docs/cluster.md).
+func (l *Liveness) aligned(d time.Duration, f func()) {
+	d = max(d, 10*time.Millisecond)
+	t := time.NewTimer(time.Until(nextMultiple(time.Now(), d)))
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		f()
+		t.Reset(time.Until(nextMultiple(time.Now(), d)))
+	}
+}
+
+// nextMultiple is the first multiple of d on the wall clock after now.
+func nextMultiple(now time.Time, d time.Duration) time.Time {
+	return now.Truncate(d).Add(d)
 }
 
 // check notices this node's own lapse: no confirmed heartbeat for TTL.

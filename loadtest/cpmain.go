@@ -57,8 +57,8 @@ func controlPlaneMain(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&busURLs, "bus", "NATS URLs of a running bus to use instead of starting three nodes (repeatable or comma-separated)")
 	fs.Var(&pids, "pid", "with --bus: a bus process to sample for CPU (repeatable)")
 	fs.IntVar(&cfg.Replicas, "replicas", 3, "replicas of the registry buckets")
-	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", 0, "camera-pull lease TTL, bus.lease_ttl (default 3s; sets the origins' rescan period only)")
-	fs.DurationVar(&cfg.NodeTTL, "node-ttl", 0, "origin liveness TTL, bus.node_ttl (default 750ms)")
+	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", 0, "bus.lease_ttl: claim pacing and the origins' rescan period (default 3s)")
+	fs.DurationVar(&cfg.NodeTTL, "node-ttl", 0, "the origins' and edges' liveness TTL, bus.node_ttl (default 750ms)")
 	fs.IntVar(&cfg.OriginCapacity, "origin-capacity", 0, "each origin's origin.capacity (default: twice what the surviving origins need)")
 	opts.addFlags(fs)
 	if code := parseArgs(fs, args, stderr); code >= 0 {
