@@ -356,11 +356,11 @@ func (l *Liveness) run() {
 	go func() {
 		defer close(beating)
 		if l.Node != "" {
-			l.aligned(l.TTL/4, l.beat)
+			l.every(l.TTL/4, true, l.beat)
 		}
 	}()
 	defer func() { <-beating }()
-	l.every(l.TTL/8, func() {
+	l.every(l.TTL/8, false, func() {
 		if l.Node != "" {
 			l.check()
 		}
@@ -368,29 +368,22 @@ func (l *Liveness) run() {
 	})
 }
 
-// every calls f every d (at least 10 ms) until Close.
-func (l *Liveness) every(d time.Duration, f func()) {
-	t := time.NewTicker(max(d, 10*time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-t.C:
-		}
-		f()
-	}
-}
-
-// aligned calls f at every multiple of d (at least 10 ms) on the wall
-// clock until Close. Every node with the same TTL so sends its heartbeat
-// at about the same moment, and the bus hands each follower the whole
-// round in a few socket writes instead of one per heartbeat: with O nodes
-// the fan-out is O² messages a round, and their per-message writes were
-// most of the bus's CPU at a hundred nodes (docs/cluster.md).
-func (l *Liveness) aligned(d time.Duration, f func()) {
+// every calls f every d (at least 10 ms) until Close. aligned: at the
+// multiples of d on the wall clock instead, for the heartbeats: every node
+// with the same TTL so sends at about the same moment, and the bus hands
+// each follower the whole round in a few socket writes instead of one per
+// heartbeat (with O nodes the fan-out is O² messages a round, and their
+// per-message writes were most of the bus's CPU at a hundred nodes, see
+// docs/cluster.md).
+func (l *Liveness) every(d time.Duration, aligned bool, f func()) {
 	d = max(d, 10*time.Millisecond)
-	t := time.NewTimer(time.Until(nextMultiple(time.Now(), d)))
+	next := func() time.Duration {
+		if aligned {
+			return time.Until(nextMultiple(time.Now(), d))
+		}
+		return d
+	}
+	t := time.NewTimer(next())
 	defer t.Stop()
 	for {
 		select {
@@ -399,7 +392,7 @@ func (l *Liveness) aligned(d time.Duration, f func()) {
 		case <-t.C:
 		}
 		f()
-		t.Reset(time.Until(nextMultiple(time.Now(), d)))
+		t.Reset(next())
 	}
 }
 

@@ -266,17 +266,10 @@ func TestPullRedirectPinned(t *testing.T) {
 // wakes it), not at its next periodic attempt: every ~LeaseTTL/2, 15–45 s
 // with this registry's one-minute lease TTL.
 func TestStandbyTakesVacatedCamera(t *testing.T) {
-	s := testbus.StartServer(t, nil)
-	nc := testbus.Connect(t, s)
-	b := &testBus{srv: s, nc: nc, reg: testbus.StartRegistry(t, nc, time.Minute)}
+	const name = "cams/door"
+	b, _, other := startHeldCamera(t, name, "edge-other")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	const name = "cams/door"
-	holder := startHolder(t, s, "edge-other")
-	other, err := b.reg.AcquireSource(ctx, name, bus.Owner{Node: "edge-other", Instance: holder.Instance()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	e := newEdge(t, b, "edge-1", nil)
 	e.RTSPAddress, e.UDPRTPAddress, e.UDPRTCPAddress, e.RTMPAddress = "", "", "", ""
 	e.Sources = []Source{{Name: name, URL: "rtsp://127.0.0.1:1/stream", BackoffMin: time.Second, BackoffMax: time.Second}}
@@ -298,6 +291,25 @@ func TestStandbyTakesVacatedCamera(t *testing.T) {
 	})
 }
 
+// startHeldCamera starts a bus whose registry paces attempts by a
+// one-minute LeaseTTL (the watches, not the periodic attempts, must wake
+// standby edges), and the liveness of an edge named node holding the
+// camera's lease.
+func startHeldCamera(t *testing.T, camera, node string) (*testBus, *bus.Liveness, *bus.Lease) {
+	t.Helper()
+	s := testbus.StartServer(t, nil)
+	nc := testbus.Connect(t, s)
+	b := &testBus{srv: s, nc: nc, reg: testbus.StartRegistry(t, nc, time.Minute)}
+	holder := startHolder(t, s, node)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	lease, err := b.reg.AcquireSource(ctx, camera, bus.Owner{Node: node, Instance: holder.Instance()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, holder, lease
+}
+
 // startHolder runs the liveness of an edge named node on a connection of
 // its own (stopped at cleanup, or earlier by Close: the edge dies).
 func startHolder(t *testing.T, s *bus.Server, node string) *bus.Liveness {
@@ -317,17 +329,11 @@ func startHolder(t *testing.T, s *bus.Server, node string) *bus.Liveness {
 // (camera leases have none; the registry's one-minute LeaseTTL paces only
 // the periodic attempts). The other standby edge leaves it the camera.
 func TestStandbyTakesDeadEdgesCamera(t *testing.T) {
-	s := testbus.StartServer(t, nil)
-	nc := testbus.Connect(t, s)
-	b := &testBus{srv: s, nc: nc, reg: testbus.StartRegistry(t, nc, time.Minute)}
+	const name = "cams/yard"
+	b, holder, lease := startHeldCamera(t, name, "edge-dead")
+	s := b.srv
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	const name = "cams/yard"
-	holder := startHolder(t, s, "edge-dead")
-	lease, err := b.reg.AcquireSource(ctx, name, bus.Owner{Node: "edge-dead", Instance: holder.Instance()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var edges []*Edge
 	for _, node := range []string{"edge-a", "edge-b"} {
 		e := newEdge(t, &testBus{srv: s, nc: testbus.Connect(t, s), reg: b.reg}, node, nil)

@@ -371,8 +371,12 @@ func (p *puller) attempt(deadSeen *sourceRecord, deadAt *time.Time) (*bus.Lease,
 	case err != nil:
 		return nil, err
 	}
+	if cur.Node == me.Node && cur.Instance == me.Instance {
+		// This edge's own lease (an acquire whose reply was lost): hold it.
+		return &bus.Lease{Key: p.src.Name, Owner: *cur, Rev: rev}, nil
+	}
 	if live.Holds(*cur) {
-		if cur.Node != p.e.Node && !slices.Contains(cur.Standby, p.e.Node) {
+		if !slices.Contains(cur.Standby, p.e.Node) {
 			if _, err := reg.StandBySource(ctx, p.src.Name, *cur, rev, p.e.Node); err != nil && !errors.Is(err, bus.ErrLeaseLost) {
 				return nil, err
 			}
