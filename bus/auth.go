@@ -89,6 +89,11 @@ func RolePermissions(user string) *server.Permissions {
 			pub = append(pub, kvWrite(b)...)
 		}
 		sub = append(sub, gopPrefix+">", demandPrefix+">") // answered through the responses permission
+		// Node liveness: edges send heartbeats (their stream records and
+		// camera leases hold by them) and follow the others' (camera
+		// take-overs, dead edges' records).
+		pub = append(pub, AliveSubject)
+		sub = append(sub, AliveSubject)
 	}
 	origin := func() {
 		for _, b := range []string{BucketOwners, BucketState} {

@@ -64,7 +64,7 @@ func connectRole(t *testing.T, url, user, pass string, replicas int) *roleConn {
 		t.Fatal(err)
 	}
 	c.nc = nc
-	c.reg = &Registry{JS: js, Replicas: replicas, LeaseTTL: time.Minute, StreamTTL: time.Minute}
+	c.reg = &Registry{JS: js, Replicas: replicas, LeaseTTL: time.Minute}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := c.reg.Start(ctx); err != nil {
@@ -143,11 +143,11 @@ func TestRolePermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	info := &StreamInfo{Path: "live/cam1", Generation: 1, Edge: "e1"}
-	rev, err := edge.reg.ClaimStream(ctx, info)
+	rev, err := edge.reg.ClaimStream(ctx, info, nil)
 	if err != nil {
 		t.Fatalf("edge claims a stream: %v", err)
 	}
-	if _, err := edge.reg.RenewStream(ctx, info, rev); err != nil {
+	if _, err := edge.reg.UpdateStream(ctx, info, rev); err != nil {
 		t.Fatalf("edge renews a stream: %v", err)
 	}
 	if ev := <-streams; ev.Info == nil || ev.Path != "live/cam1" {
@@ -257,10 +257,10 @@ func TestRolePermissions(t *testing.T) {
 	if _, err := edge.reg.AcquireOwner(shortCtx(t), "live/other", Owner{Node: "evil"}); err == nil {
 		t.Fatal("an edge took a stream lease")
 	}
-	if _, err := origin.reg.ClaimStream(shortCtx(t), &StreamInfo{Path: "live/fake"}); err == nil {
+	if _, err := origin.reg.ClaimStream(shortCtx(t), &StreamInfo{Path: "live/fake"}, nil); err == nil {
 		t.Fatal("an origin claimed a stream record")
 	}
-	if _, err := cache.reg.ClaimStream(shortCtx(t), &StreamInfo{Path: "live/fake"}); err == nil {
+	if _, err := cache.reg.ClaimStream(shortCtx(t), &StreamInfo{Path: "live/fake"}, nil); err == nil {
 		t.Fatal("a cache claimed a stream record")
 	}
 	// None of it landed: the lease and the state are the origin's still.
@@ -338,7 +338,7 @@ func TestRunUserJoinsAsEveryRole(t *testing.T) {
 	s := startAuthBus(t)
 	run := connectRole(t, s.ClientURL(), UserRun, testUsers.Run, 1)
 	ctx := shortCtx(t)
-	if _, err := run.reg.ClaimStream(ctx, &StreamInfo{Path: "a"}); err != nil {
+	if _, err := run.reg.ClaimStream(ctx, &StreamInfo{Path: "a"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	l, err := run.reg.AcquireOwner(ctx, "a", Owner{Node: "n"})
@@ -412,7 +412,7 @@ func TestClusterWithAuth(t *testing.T) {
 	origin := connectRole(t, servers[2].ClientURL(), UserOrigin, testUsers.Origin, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if _, err := edge.reg.ClaimStream(ctx, &StreamInfo{Path: "live/x", Edge: "e"}); err != nil {
+	if _, err := edge.reg.ClaimStream(ctx, &StreamInfo{Path: "live/x", Edge: "e"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if info, err := origin.reg.Stream(ctx, "live/x"); err != nil || info.Edge != "e" {

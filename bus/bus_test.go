@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -35,7 +36,7 @@ func startRegistry(t *testing.T, nc *nats.Conn, ttl time.Duration) *Registry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Registry{JS: js, LeaseTTL: ttl, StreamTTL: ttl}
+	r := &Registry{JS: js, LeaseTTL: ttl}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := r.Start(ctx); err != nil {
@@ -144,18 +145,18 @@ func TestStreamClaim(t *testing.T) {
 	r := startRegistry(t, nc, 2*time.Second)
 	ctx := context.Background()
 	info := &StreamInfo{Path: "live/cam1", Generation: 1, Edge: "e1", Tracks: []TrackInfo{{Codec: media.CodecH264, ClockRate: 90000, SPS: []byte{1}}}}
-	rev, err := r.ClaimStream(ctx, info)
+	rev, err := r.ClaimStream(ctx, info, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.ClaimStream(ctx, info); !errors.Is(err, ErrStreamBusy) {
+	if _, err := r.ClaimStream(ctx, info, nil); !errors.Is(err, ErrStreamBusy) {
 		t.Fatalf("second claim: %v", err)
 	}
 	got, err := r.Stream(ctx, "live/cam1")
 	if err != nil || got.Edge != "e1" || got.Tracks[0].ClockRate != 90000 {
 		t.Fatalf("Stream: %+v %v", got, err)
 	}
-	if rev, err = r.RenewStream(ctx, info, rev); err != nil {
+	if rev, err = r.UpdateStream(ctx, info, rev); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.ReleaseStream(ctx, "live/cam1", rev); err != nil {
@@ -164,8 +165,73 @@ func TestStreamClaim(t *testing.T) {
 	if _, err := r.Stream(ctx, "live/cam1"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("after release: %v", err)
 	}
-	if _, err := r.ClaimStream(ctx, info); err != nil {
+	if _, err := r.ClaimStream(ctx, info, nil); err != nil {
 		t.Fatalf("claim after release: %v", err)
+	}
+	// A record whose edge instance is dead is no obstacle: the claim
+	// removes it (compare-and-set) and creates its own; a live one is.
+	next := *info
+	next.Edge, next.Instance = "e2", "i2"
+	alive := func(*StreamInfo) bool { return false }
+	if _, err := r.ClaimStream(ctx, &next, alive); !errors.Is(err, ErrStreamBusy) {
+		t.Fatalf("claim over a live edge's record: %v", err)
+	}
+	dead := func(i *StreamInfo) bool { return i.Edge == "e1" }
+	if _, err := r.ClaimStream(ctx, &next, dead); err != nil {
+		t.Fatalf("claim over a dead edge's record: %v", err)
+	}
+	if got, err := r.Stream(ctx, "live/cam1"); err != nil || got.Edge != "e2" || got.Instance != "i2" {
+		t.Fatalf("after the claim over a dead record: %+v %v", got, err)
+	}
+}
+
+// TestSourceTakeOver: a camera lease is not renewed; standby edges list
+// themselves on it without changing its holder or epoch; a dead holder's
+// lease is taken over by compare-and-set with its epoch + 1 (one of two
+// standby edges with the same revision wins); the dead holder can no
+// longer release it.
+func TestSourceTakeOver(t *testing.T) {
+	t.Parallel()
+	_, nc := startBus(t, 0)
+	r := startRegistry(t, nc, time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	held, err := r.AcquireSource(ctx, "cams/a", Owner{Node: "e1", Instance: "i1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AcquireSource(ctx, "cams/a", Owner{Node: "e2", Instance: "i2"}); !errors.Is(err, ErrOwned) {
+		t.Fatalf("second acquire: %v", err)
+	}
+	cur, rev, err := r.Source(ctx, "cams/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev, err = r.StandBySource(ctx, "cams/a", *cur, rev, "e2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.StandBySource(ctx, "cams/a", *cur, rev-1, "e3"); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("stand by at a stale revision: %v", err)
+	}
+	cur, rev, err = r.Source(ctx, "cams/a")
+	if err != nil || cur.Node != "e1" || cur.Epoch != held.Owner.Epoch || !slices.Equal(cur.Standby, []string{"e2"}) {
+		t.Fatalf("after stand-by: %+v %v", cur, err)
+	}
+	won, err := r.TakeOverSource(ctx, "cams/a", *cur, rev, Owner{Node: "e2", Instance: "i2"})
+	if err != nil || won.Owner.Epoch != held.Owner.Epoch+1 {
+		t.Fatalf("take-over: %+v %v", won, err)
+	}
+	if _, err := r.TakeOverSource(ctx, "cams/a", *cur, rev, Owner{Node: "e3", Instance: "i3"}); !errors.Is(err, ErrOwned) {
+		t.Fatalf("second take-over with the same revision: %v", err)
+	}
+	if err := r.ReleaseSource(ctx, held); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("the dead holder's release: %v", err)
+	}
+	if err := r.ReleaseSource(ctx, won); err != nil {
+		t.Fatalf("the new holder's release: %v", err)
+	}
+	if _, _, err := r.Source(ctx, "cams/a"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after release: %v", err)
 	}
 }
 

@@ -12,6 +12,17 @@
 // reaches the process's subscribers by a function call and goes on NATS
 // only for subscribers elsewhere.
 //
+// Node liveness (liveness.go): every origin and edge sends a heartbeat on
+// AliveSubject; the registry's owner records, stream records and camera
+// leases name a node instance and hold while its heartbeats do, written on
+// change only. One Liveness per process, shared by its roles, with the
+// roles in the heartbeat (not a subject per role): the all-in-one's origin
+// and edge share one node name, and two independent heartbeats under that
+// name with two instances would make every peer take the node for one
+// that restarts over and over, killing both roles' records. Sharing also
+// halves the heartbeats of an all-in-one; the roles field lets origins
+// rank only live origins (NodesWith(RoleOrigin)) and edges only live edges.
+//
 // Stream paths are encoded into subject tokens and KV keys with EncodePath, so
 // '.', '*', '>' and spaces in a path never reach NATS raw.
 package bus

@@ -1,9 +1,11 @@
 package bus
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,15 +15,24 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Node liveness: one heartbeat per origin, not one lease per stream.
+// Node liveness: one heartbeat per node, not one lease per stream.
 //
-// Every origin publishes a small heartbeat on AliveSubject every TTL/4 and
-// follows everyone else's. A heartbeat names the node, its instance (a random
-// id drawn at start and again after every lapse) and its TTL. Owner records
-// (sg_owners) name the node and the instance that holds them; such a record
-// is valid while that instance is alive, and is never renewed. When a node's
-// heartbeats stop for its TTL, the other origins take its streams over by
-// compare-and-set on each owner record (Registry.TakeOverOwner).
+// Every origin and every edge publishes a small heartbeat on AliveSubject
+// every TTL/4 and follows everyone else's. A heartbeat names the node, its
+// instance (a random id drawn at start and again after every lapse), its
+// TTL and its roles (origin, edge). A process runs one Liveness for all its
+// roles: in the all-in-one the origin and the edge share the node's name,
+// and a second heartbeat under that name with another instance would make
+// every peer take the two for one node restarting over and over.
+//
+// Records that name a node instance are valid while that instance is alive
+// and are never renewed: owner records (sg_owners, origins), stream records
+// (sg_streams, the ingesting edge) and camera leases (sg_sources, the
+// pulling edge). When a node's heartbeats stop for its TTL, the others act
+// on its records by compare-and-set: origins take its streams over
+// (Registry.TakeOverOwner), ranked among the live origins only
+// (NodesWith(RoleOrigin)); the first live origin a path ranks removes a dead
+// edge's stream record; standby edges take its cameras over.
 //
 // Invariants, the fencing argument:
 //   - A node counts itself alive only for TTL after sending a heartbeat that
@@ -51,33 +62,42 @@ import (
 //     stopped serving as that instance before the close left it; gone.go
 //     has the one exception (a reset by the network) and what it costs.
 
-// AliveSubject carries the origins' heartbeats.
+// AliveSubject carries the nodes' heartbeats.
 const AliveSubject = "sg.alive"
+
+// Roles a heartbeat announces.
+const (
+	RoleOrigin = "origin"
+	RoleEdge   = "edge"
+)
 
 // DefaultNodeTTL is bus.node_ttl's default.
 const DefaultNodeTTL = 750 * time.Millisecond
 
 // heartbeat is one message on AliveSubject, as text: "<ttl ms> <instance>
-// <sent> <node>" (a node's name may hold spaces; it comes last). Sent is
-// when it was sent, in nanoseconds on the sender's own clock: only the
-// sender reads it, in its echo. Every origin decodes every heartbeat of
-// the cluster, so it is cheap to parse.
+// <sent> <roles> <node>" (roles comma-separated, "-" for none; a node's
+// name may hold spaces, it comes last). Sent is when it was sent, in
+// nanoseconds on the sender's own clock: only the sender reads it, in its
+// echo. Every node decodes every heartbeat of the cluster, so it is cheap
+// to parse.
 type heartbeat struct {
 	Node     string
 	Instance string
 	TTLms    int64
 	Sent     int64
+	Roles    string
 }
 
 func (h heartbeat) marshal() []byte {
-	return fmt.Appendf(nil, "%d %s %d %s", h.TTLms, h.Instance, h.Sent, h.Node)
+	return fmt.Appendf(nil, "%d %s %d %s %s", h.TTLms, h.Instance, h.Sent, cmp.Or(h.Roles, "-"), h.Node)
 }
 
 func parseHeartbeat(b []byte) (heartbeat, bool) {
 	ttl, rest, ok1 := strings.Cut(string(b), " ")
 	inst, rest, ok2 := strings.Cut(rest, " ")
-	sent, node, ok3 := strings.Cut(rest, " ")
-	if !ok1 || !ok2 || !ok3 || node == "" || inst == "" {
+	sent, rest, ok3 := strings.Cut(rest, " ")
+	roles, node, ok4 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 || !ok3 || !ok4 || node == "" || inst == "" || roles == "" {
 		return heartbeat{}, false
 	}
 	ms, err1 := strconv.ParseInt(ttl, 10, 64)
@@ -85,7 +105,20 @@ func parseHeartbeat(b []byte) (heartbeat, bool) {
 	if err1 != nil || err2 != nil || ms <= 0 || at <= 0 {
 		return heartbeat{}, false
 	}
-	return heartbeat{Node: node, Instance: inst, TTLms: ms, Sent: at}, true
+	if roles == "-" {
+		roles = ""
+	}
+	return heartbeat{Node: node, Instance: inst, TTLms: ms, Sent: at, Roles: roles}, true
+}
+
+// hasRole says whether the comma-separated list roles holds role.
+func hasRole(roles, role string) bool {
+	for r := range strings.SplitSeq(roles, ",") {
+		if r == role {
+			return true
+		}
+	}
+	return false
 }
 
 // Liveness publishes this node's heartbeats (when Node is set) and tracks
@@ -94,6 +127,10 @@ type Liveness struct {
 	NC *nats.Conn
 	// Node is this node's name; empty: track only, send nothing.
 	Node string
+	// Roles are the roles this node's heartbeats announce (RoleOrigin,
+	// RoleEdge): one Liveness serves every role of a process. Default
+	// RoleOrigin.
+	Roles []string
 	// TTL is how long this node counts as alive after a confirmed
 	// heartbeat; heartbeats go every TTL/4. Default DefaultNodeTTL.
 	TTL time.Duration
@@ -101,9 +138,15 @@ type Liveness struct {
 	// Default 2 × TTL.
 	Grace time.Duration
 	// OnLapse is called (on the liveness goroutine, must not block) when
-	// this node's own liveness lapsed: everything it owned is lost.
+	// this node's own liveness lapsed: everything it owned is lost. More
+	// callbacks: AddLapseHook.
 	OnLapse func()
 	Log     *slog.Logger
+
+	roles      string // Roles, joined
+	hookMu     sync.Mutex
+	lapseHooks []func()
+	watchers   []chan struct{}
 
 	instance atomic.Pointer[string]
 	// confirmed is the send time (UnixNano, monotonic-derived) of the last
@@ -128,6 +171,7 @@ type Liveness struct {
 
 type peer struct {
 	instance string
+	roles    string
 	last     time.Time
 	ttl      time.Duration
 	dead     bool // reported dead already
@@ -148,6 +192,10 @@ func (l *Liveness) Start() error {
 	if l.Log == nil {
 		l.Log = slog.Default()
 	}
+	if len(l.Roles) == 0 {
+		l.Roles = []string{RoleOrigin}
+	}
+	l.roles = strings.Join(l.Roles, ",")
 	l.base = time.Now()
 	l.started = l.base
 	l.nodes = map[string]peer{}
@@ -199,21 +247,53 @@ func (l *Liveness) Alive() bool {
 	return c != 0 && time.Since(l.base) < time.Duration(c)+l.TTL && l.onConn()
 }
 
-// Changed is poked whenever a node is found dead or a new instance shows up.
+// Changed is poked whenever a node is found dead or a new instance shows
+// up, this node's own lapse included. It is one channel for one reader;
+// other readers take their own with Watch.
 func (l *Liveness) Changed() <-chan struct{} { return l.changed }
 
+// Watch returns a channel of its own that is poked whenever Changed is:
+// for a role that shares the process' Liveness with another.
+func (l *Liveness) Watch() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	l.hookMu.Lock()
+	l.watchers = append(l.watchers, ch)
+	l.hookMu.Unlock()
+	return ch
+}
+
+// AddLapseHook adds a callback that runs, as OnLapse does, when this
+// node's own liveness lapsed.
+func (l *Liveness) AddLapseHook(f func()) {
+	l.hookMu.Lock()
+	l.lapseHooks = append(l.lapseHooks, f)
+	l.hookMu.Unlock()
+}
+
 // Holds says whether the owner record o is held by a live node instance.
-func (l *Liveness) Holds(o Owner) bool {
-	if o.Node == l.Node && l.Node != "" {
-		return o.Instance == l.Instance() && l.Alive()
+func (l *Liveness) Holds(o Owner) bool { return l.Live(o.Node, o.Instance) }
+
+// Live says whether node's instance is alive: this node's current one
+// while it is alive, another node's while its heartbeats go on (or, for a
+// node never heard from, during Grace after Start).
+func (l *Liveness) Live(node, instance string) bool {
+	if node == l.Node && l.Node != "" {
+		return instance == l.Instance() && l.Alive()
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	p, ok := l.nodes[o.Node]
+	p, ok := l.nodes[node]
 	if !ok {
 		return time.Since(l.started) < l.Grace
 	}
-	return p.instance == o.Instance && !l.deadLocked(p, time.Now())
+	return p.instance == instance && !l.deadLocked(p, time.Now())
+}
+
+// HoldsStream says whether a stream record is held by its edge's live
+// instance. A record that names no instance (written by a test, or by
+// hand) holds while it exists.
+func (l *Liveness) HoldsStream(info *StreamInfo) bool {
+	return info.Instance == "" || l.Live(info.Edge, info.Instance)
 }
 
 // deadLocked: p's heartbeats stopped, judged as the package comment says.
@@ -245,7 +325,7 @@ func (l *Liveness) receive(m *nats.Msg) {
 		l.mu.Unlock()
 		return // a late heartbeat of an instance whose connection closed
 	}
-	l.nodes[hb.Node] = peer{instance: hb.Instance, last: now, ttl: time.Duration(hb.TTLms) * time.Millisecond}
+	l.nodes[hb.Node] = peer{instance: hb.Instance, roles: hb.Roles, last: now, ttl: time.Duration(hb.TTLms) * time.Millisecond}
 	l.mu.Unlock()
 	if fresh && seen {
 		l.poke() // a restarted node: its former instance's records are dead
@@ -256,6 +336,14 @@ func (l *Liveness) poke() {
 	select {
 	case l.changed <- struct{}{}:
 	default:
+	}
+	l.hookMu.Lock()
+	defer l.hookMu.Unlock()
+	for _, ch := range l.watchers {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -268,11 +356,11 @@ func (l *Liveness) run() {
 	go func() {
 		defer close(beating)
 		if l.Node != "" {
-			l.every(l.TTL/4, l.beat)
+			l.every(l.TTL/4, true, l.beat)
 		}
 	}()
 	defer func() { <-beating }()
-	l.every(l.TTL/8, func() {
+	l.every(l.TTL/8, false, func() {
 		if l.Node != "" {
 			l.check()
 		}
@@ -280,9 +368,22 @@ func (l *Liveness) run() {
 	})
 }
 
-// every calls f every d (at least 10 ms) until Close.
-func (l *Liveness) every(d time.Duration, f func()) {
-	t := time.NewTicker(max(d, 10*time.Millisecond))
+// every calls f every d (at least 10 ms) until Close. aligned: at the
+// multiples of d on the wall clock instead, for the heartbeats: every node
+// with the same TTL so sends at about the same moment, and the bus hands
+// each follower the whole round in a few socket writes instead of one per
+// heartbeat (with O nodes the fan-out is O² messages a round, and their
+// per-message writes were most of the bus's CPU at a hundred nodes, see
+// docs/cluster.md).
+func (l *Liveness) every(d time.Duration, aligned bool, f func()) {
+	d = max(d, 10*time.Millisecond)
+	next := func() time.Duration {
+		if aligned {
+			return time.Until(nextMultiple(time.Now(), d))
+		}
+		return d
+	}
+	t := time.NewTimer(next())
 	defer t.Stop()
 	for {
 		select {
@@ -291,7 +392,13 @@ func (l *Liveness) every(d time.Duration, f func()) {
 		case <-t.C:
 		}
 		f()
+		t.Reset(next())
 	}
+}
+
+// nextMultiple is the first multiple of d on the wall clock after now.
+func nextMultiple(now time.Time, d time.Duration) time.Time {
+	return now.Truncate(d).Add(d)
 }
 
 // check notices this node's own lapse: no confirmed heartbeat for TTL.
@@ -310,6 +417,12 @@ func (l *Liveness) check() {
 	if l.OnLapse != nil {
 		l.OnLapse()
 	}
+	l.hookMu.Lock()
+	hooks := slices.Clone(l.lapseHooks)
+	l.hookMu.Unlock()
+	for _, f := range hooks {
+		f()
+	}
 	l.poke()
 }
 
@@ -317,7 +430,7 @@ func (l *Liveness) check() {
 func (l *Liveness) beat() {
 	l.redrawIfStale()
 	sent := max(time.Since(l.base), 1)
-	b := heartbeat{Node: l.Node, Instance: l.Instance(), TTLms: l.TTL.Milliseconds(), Sent: int64(sent)}.marshal()
+	b := heartbeat{Node: l.Node, Instance: l.Instance(), TTLms: l.TTL.Milliseconds(), Sent: int64(sent), Roles: l.roles}.marshal()
 	_ = l.NC.Publish(AliveSubject, b) // a failure confirms nothing: check notices the lapse
 }
 
@@ -356,16 +469,20 @@ func (l *Liveness) expire() {
 }
 
 // Nodes lists the nodes alive now, this one included while it is.
-func (l *Liveness) Nodes() []string {
+func (l *Liveness) Nodes() []string { return l.NodesWith("") }
+
+// NodesWith lists the nodes alive now that announce role (every live node
+// when role is empty), this one included while it is alive and has role.
+func (l *Liveness) NodesWith(role string) []string {
 	var out []string
-	if l.Node != "" && l.Alive() {
+	if l.Node != "" && l.Alive() && (role == "" || slices.Contains(l.Roles, role)) {
 		out = append(out, l.Node)
 	}
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for n, p := range l.nodes {
-		if !l.deadLocked(p, now) {
+		if !l.deadLocked(p, now) && (role == "" || hasRole(p.roles, role)) {
 			out = append(out, n)
 		}
 	}

@@ -71,3 +71,56 @@ func FuzzParseHeartbeat(f *testing.F) {
 		}
 	})
 }
+
+// TestLivenessRoles: one Liveness per process announces all its roles;
+// NodesWith lists only the live nodes of a role (origins rank only live
+// origins), and Watch gives every role of the process a change channel of
+// its own, its own lapse hooks too.
+func TestLivenessRoles(t *testing.T) {
+	t.Parallel()
+	_, nc := startBus(t, 0)
+	aio := &Liveness{NC: nc, Node: "aio", Roles: []string{RoleOrigin, RoleEdge}, TTL: 300 * time.Millisecond}
+	edge := &Liveness{NC: nc, Node: "e1", Roles: []string{RoleEdge}, TTL: 300 * time.Millisecond}
+	origin := &Liveness{NC: nc, Node: "o1", TTL: 300 * time.Millisecond} // default: origin
+	for _, l := range []*Liveness{aio, edge, origin} {
+		if err := l.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(l.Close)
+	}
+	waitFor(t, "everyone heard", func() bool { return len(origin.Nodes()) == 3 && len(aio.Nodes()) == 3 })
+	sorted := func(s []string) []string { slices.Sort(s); return s }
+	if got := sorted(origin.NodesWith(RoleOrigin)); !slices.Equal(got, []string{"aio", "o1"}) {
+		t.Fatalf("origins seen by o1: %v", got)
+	}
+	if got := sorted(aio.NodesWith(RoleEdge)); !slices.Equal(got, []string{"aio", "e1"}) {
+		t.Fatalf("edges seen by aio: %v", got)
+	}
+	w1, w2 := aio.Watch(), aio.Watch()
+	info := &StreamInfo{Path: "p", Edge: "e1", Instance: edge.Instance()}
+	if !aio.HoldsStream(info) || aio.HoldsStream(&StreamInfo{Path: "p", Edge: "e1", Instance: "former"}) {
+		t.Fatal("stream records of e1")
+	}
+	edge.Close()
+	for _, w := range []<-chan struct{}{w1, w2} {
+		select {
+		case <-w:
+		case <-time.After(5 * time.Second):
+			t.Fatal("a watcher missed e1's death")
+		}
+	}
+	waitFor(t, "e1 dead", func() bool { return !aio.HoldsStream(info) })
+	if got := aio.NodesWith(RoleEdge); !slices.Equal(got, []string{"aio"}) {
+		t.Fatalf("edges after e1 died: %v", got)
+	}
+}
+
+func TestNextMultiple(t *testing.T) {
+	at := time.Unix(100, 123_000_000)
+	if got := nextMultiple(at, 250*time.Millisecond); !got.Equal(time.Unix(100, 250_000_000)) {
+		t.Fatalf("next multiple of 250ms after 100.123s: %v", got)
+	}
+	if got := nextMultiple(time.Unix(100, 0), time.Second); !got.Equal(time.Unix(101, 0)) {
+		t.Fatalf("a multiple itself: %v", got)
+	}
+}

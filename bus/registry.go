@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -14,19 +15,15 @@ import (
 
 // Bucket names of the registry.
 const (
-	BucketStreams = "sg_streams" // live streams: key = EncodePath(path), value = StreamInfo; TTL = StreamTTL
+	BucketStreams = "sg_streams" // live streams: key = EncodePath(path), value = StreamInfo; no TTL, valid while its edge instance is alive
 	BucketOwners  = "sg_owners"  // stream → owning origin: value = Owner; no TTL, valid while its node instance is alive (liveness.go)
 	BucketState   = "sg_state"   // stream → PlaylistState, written only by the current owner (fenced); TTL = StateTTL
-	BucketSources = "sg_sources" // camera pull → edge lease: value = Owner; TTL = LeaseTTL
+	BucketSources = "sg_sources" // camera pull → edge lease: value = Owner; no TTL, valid while its edge instance is alive
 )
 
-// Errors callers test.
-// The registry's defaults (bus.lease_ttl, bus.stream_ttl), for a Registry
-// started with zero values.
-const (
-	DefaultLeaseTTL  = 3 * time.Second
-	DefaultStreamTTL = 10 * time.Second
-)
+// DefaultLeaseTTL is bus.lease_ttl's default: the pacing of claims and of
+// standby edges' periodic attempts (no record expires by it any more).
+const DefaultLeaseTTL = 3 * time.Second
 
 var (
 	ErrStreamBusy = errors.New("a publisher is already live on this path")
@@ -58,20 +55,24 @@ type TrackInfo struct {
 
 // StreamInfo is a live stream's registry record.
 type StreamInfo struct {
-	Path       string      `json:"path"`
-	Generation uint64      `json:"generation"`
-	Edge       string      `json:"edge"`     // node name of the ingesting edge
-	Protocol   string      `json:"protocol"` // rtsp, rtmp, pull
-	Tracks     []TrackInfo `json:"tracks"`
-	Started    time.Time   `json:"started"`
+	Path       string `json:"path"`
+	Generation uint64 `json:"generation"`
+	Edge       string `json:"edge"` // node name of the ingesting edge
+	// Instance is the ingesting edge's liveness instance
+	// (Liveness.Instance): the record holds while that instance's
+	// heartbeats do (Liveness.HoldsStream), and is never renewed.
+	Instance string      `json:"instance,omitempty"`
+	Protocol string      `json:"protocol"` // rtsp, rtmp, pull
+	Tracks   []TrackInfo `json:"tracks"`
+	Started  time.Time   `json:"started"`
 }
 
 // Owner is the holder of a lease (an origin owning a stream, an edge pulling a camera).
 type Owner struct {
 	Node string `json:"node"`
-	// Instance is the owning origin's liveness instance (Liveness.Instance):
-	// the record holds while that instance's heartbeats do. Empty for
-	// camera-pull leases, which live by their TTL.
+	// Instance is the owning node's liveness instance (Liveness.Instance):
+	// the record holds while that instance's heartbeats do, and is never
+	// renewed (the origin of a stream, the edge of a camera pull).
 	Instance string `json:"instance,omitempty"`
 	// HTTP is the owner's HTTP address for HLS (origins).
 	HTTP string `json:"http,omitempty"`
@@ -83,6 +84,10 @@ type Owner struct {
 	Epoch uint64 `json:"epoch"`
 	// Since is when the lease was acquired or taken over.
 	Since time.Time `json:"since"`
+	// Standby lists the edges that list a camera and wait to pull it
+	// (camera leases only): when the holder dies, the live ones rank for
+	// the take-over (StandBySource).
+	Standby []string `json:"standby,omitempty"`
 }
 
 // PlaylistState is what a new owner needs to continue a stream's playlist.
@@ -107,10 +112,9 @@ type Registry struct {
 	JS jetstream.JetStream
 	// Replicas of every bucket. Default 1; 3 on a three-node bus.
 	Replicas int
-	// LeaseTTL is how long an unrenewed lease lives. Default 3 s.
+	// LeaseTTL paces claims and standby edges' periodic attempts; no
+	// record expires by it. Default 3 s.
 	LeaseTTL time.Duration
-	// StreamTTL is how long a stream record outlives its edge's last refresh. Default 10 s.
-	StreamTTL time.Duration
 	// StateTTL is how long a stream's playlist state outlives its last
 	// write: long enough that a stream which comes back (a camera
 	// reconnecting, an origin taking over) continues its numbering, short
@@ -131,9 +135,6 @@ func (r *Registry) Start(ctx context.Context) error {
 	}
 	if r.LeaseTTL <= 0 {
 		r.LeaseTTL = DefaultLeaseTTL
-	}
-	if r.StreamTTL <= 0 {
-		r.StreamTTL = DefaultStreamTTL
 	}
 	if r.StateTTL <= 0 {
 		r.StateTTL = 6 * time.Hour
@@ -166,12 +167,14 @@ func (r *Registry) Start(ctx context.Context) error {
 		}
 		return kv
 	}
-	r.streams = open(jetstream.KeyValueConfig{Bucket: BucketStreams, History: 1, TTL: r.StreamTTL, LimitMarkerTTL: r.StreamTTL}, "bus.stream_ttl")
+	// Stream records and camera leases do not expire either: they are
+	// valid while their edge's liveness holds (written on change only).
+	r.streams = open(jetstream.KeyValueConfig{Bucket: BucketStreams, History: 1}, "bus.stream_ttl (stream records have no TTL since edge liveness)")
 	// Owner records do not expire: they are valid while their node's
 	// liveness holds, and are rewritten only when ownership changes.
 	r.owners = open(jetstream.KeyValueConfig{Bucket: BucketOwners, History: 1}, "bus.node_ttl (owner records have no TTL since node liveness)")
 	r.state = open(jetstream.KeyValueConfig{Bucket: BucketState, History: 1, TTL: r.StateTTL}, "bus.state_ttl")
-	r.sources = open(jetstream.KeyValueConfig{Bucket: BucketSources, History: 1, TTL: r.LeaseTTL, LimitMarkerTTL: r.LeaseTTL}, "bus.lease_ttl")
+	r.sources = open(jetstream.KeyValueConfig{Bucket: BucketSources, History: 1}, "bus.lease_ttl (camera leases have no TTL since edge liveness)")
 	return err
 }
 
@@ -236,26 +239,47 @@ func ttlString(d time.Duration) string {
 // ---- streams ----
 
 // ClaimStream registers a new live stream. It fails with ErrStreamBusy when
-// the path is live already. The returned revision renews and releases it.
-func (r *Registry) ClaimStream(ctx context.Context, info *StreamInfo) (uint64, error) {
+// the path is live already. A record whose edge instance is dead (dead
+// says so; nil: none is) is removed first, by compare-and-set on its
+// revision, so a publisher that reconnects to another edge registers at
+// once. The returned revision updates and releases it.
+func (r *Registry) ClaimStream(ctx context.Context, info *StreamInfo, dead func(*StreamInfo) bool) (uint64, error) {
 	b, err := json.Marshal(info)
 	if err != nil {
 		return 0, err
 	}
-	rev, err := r.streams.Create(ctx, EncodePath(info.Path), b)
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return 0, ErrStreamBusy
+	key := EncodePath(info.Path)
+	for range 3 {
+		rev, err := r.streams.Create(ctx, key, b)
+		if err == nil {
+			return rev, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return 0, fmt.Errorf("bus: claim stream %s: %w", info.Path, err)
+		}
+		if dead == nil {
+			return 0, ErrStreamBusy
+		}
+		cur, crev, err := r.StreamRev(ctx, info.Path)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			continue // removed meanwhile
+		case err != nil:
+			return 0, fmt.Errorf("bus: claim stream %s: %w", info.Path, err)
+		case !dead(cur):
+			return 0, ErrStreamBusy
+		}
+		if err := r.ReleaseStream(ctx, info.Path, crev); err != nil && !errors.Is(err, ErrLeaseLost) {
+			return 0, fmt.Errorf("bus: claim stream %s: removing a dead edge's record: %w", info.Path, err)
+		}
 	}
-	if err != nil {
-		return 0, fmt.Errorf("bus: claim stream %s: %w", info.Path, err)
-	}
-	return rev, nil
+	return 0, ErrStreamBusy
 }
 
 // ReplaceStream writes info over whatever record the path has. It is for a
 // camera pull: the source lease the caller holds already proves it is the one
 // edge to publish that path, so a record left by a crashed edge must not make
-// it wait for the record's TTL.
+// it wait.
 func (r *Registry) ReplaceStream(ctx context.Context, info *StreamInfo) (uint64, error) {
 	b, err := json.Marshal(info)
 	if err != nil {
@@ -268,8 +292,11 @@ func (r *Registry) ReplaceStream(ctx context.Context, info *StreamInfo) (uint64,
 	return rev, nil
 }
 
-// RenewStream refreshes a stream record (and may update its info); it returns the new revision.
-func (r *Registry) RenewStream(ctx context.Context, info *StreamInfo, rev uint64) (uint64, error) {
+// UpdateStream rewrites a stream record (new parameter sets, a new edge
+// instance) by compare-and-set on rev; it returns the new revision, or
+// ErrLeaseLost when the record changed or went meanwhile. Records are
+// written on change only, never renewed.
+func (r *Registry) UpdateStream(ctx context.Context, info *StreamInfo, rev uint64) (uint64, error) {
 	b, err := json.Marshal(info)
 	if err != nil {
 		return 0, err
@@ -281,7 +308,8 @@ func (r *Registry) RenewStream(ctx context.Context, info *StreamInfo, rev uint64
 	return nrev, err
 }
 
-// ReleaseStream removes a stream record if rev is still current.
+// ReleaseStream removes a stream record if rev is still current: the
+// edge's own at the end of a publication, or a dead edge's.
 func (r *Registry) ReleaseStream(ctx context.Context, path string, rev uint64) error {
 	err := r.streams.Delete(ctx, EncodePath(path), jetstream.LastRevision(rev))
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
@@ -290,22 +318,31 @@ func (r *Registry) ReleaseStream(ctx context.Context, path string, rev uint64) e
 	return err
 }
 
-// Stream returns a live stream's record.
+// Stream returns a stream's record. It may name a dead edge instance:
+// readers judge it with Liveness.HoldsStream.
 func (r *Registry) Stream(ctx context.Context, path string) (*StreamInfo, error) {
-	info, _, err := getJSON[StreamInfo](ctx, r.streams, path, "stream")
+	info, _, err := r.StreamRev(ctx, path)
 	return info, err
+}
+
+// StreamRev is Stream with the record's revision.
+func (r *Registry) StreamRev(ctx context.Context, path string) (*StreamInfo, uint64, error) {
+	return getJSON[StreamInfo](ctx, r.streams, path, "stream")
 }
 
 // StreamEvent is a change of the stream set. Info is nil when the stream ended.
 type StreamEvent struct {
 	Path string
 	Info *StreamInfo
+	// Rev is the record's revision (0 when it ended): removing a dead
+	// edge's record needs it.
+	Rev uint64
 }
 
 // WatchStreams sends the current streams, then every change, until ctx ends.
 // The channel is closed when the watch stops.
 func (r *Registry) WatchStreams(ctx context.Context) (<-chan StreamEvent, error) {
-	return watch(ctx, r.streams, func(path string, v []byte) (StreamEvent, bool) {
+	return watchRev(ctx, r.streams, func(path string, v []byte, rev uint64) (StreamEvent, bool) {
 		if v == nil {
 			return StreamEvent{Path: path}, true
 		}
@@ -313,7 +350,7 @@ func (r *Registry) WatchStreams(ctx context.Context) (<-chan StreamEvent, error)
 		if json.Unmarshal(v, &info) != nil {
 			return StreamEvent{Path: path}, true
 		}
-		return StreamEvent{Path: path, Info: &info}, true
+		return StreamEvent{Path: path, Info: &info, Rev: rev}, true
 	})
 }
 
@@ -384,10 +421,14 @@ func (r *Registry) RenewOwner(ctx context.Context, l *Lease) error {
 // prev's epoch + 1. ErrOwned when the record changed since (another origin
 // took it first, or it was released).
 func (r *Registry) TakeOverOwner(ctx context.Context, path string, prev Owner, prevRev uint64, o Owner) (*Lease, error) {
+	return r.takeOver(ctx, r.owners, path, prev, prevRev, o)
+}
+
+func (r *Registry) takeOver(ctx context.Context, kv jetstream.KeyValue, path string, prev Owner, prevRev uint64, o Owner) (*Lease, error) {
 	o.Since = time.Now().UTC()
 	o.Epoch = prev.Epoch + 1
 	b, _ := json.Marshal(o)
-	rev, err := r.owners.Update(ctx, EncodePath(path), b, prevRev)
+	rev, err := kv.Update(ctx, EncodePath(path), b, prevRev)
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, ErrOwned
 	}
@@ -459,24 +500,83 @@ func (r *Registry) WatchOwners(ctx context.Context) (<-chan OwnerEvent, error) {
 	})
 }
 
-// AcquireSource takes the pull lease of a camera source.
+// AcquireSource takes the pull lease of a camera source; o names the edge
+// and its liveness instance. ErrOwned when a record exists (held, or left
+// by a dead edge: TakeOverSource).
 func (r *Registry) AcquireSource(ctx context.Context, name string, o Owner) (*Lease, error) {
 	return r.acquire(ctx, r.sources, name, o)
 }
 
-// RenewSource renews a source lease.
-func (r *Registry) RenewSource(ctx context.Context, l *Lease) error {
-	return r.renew(ctx, r.sources, l)
+// TakeOverSource takes a camera from the lease prev (at revision
+// prevRev), whose edge is dead: one compare-and-set that writes o with
+// prev's epoch + 1. ErrOwned when the record changed since.
+func (r *Registry) TakeOverSource(ctx context.Context, name string, prev Owner, prevRev uint64, o Owner) (*Lease, error) {
+	return r.takeOver(ctx, r.sources, name, prev, prevRev, o)
 }
 
-// ReleaseSource gives a source lease up.
+// StandBySource adds node to the standby list of the camera lease cur (at
+// revision rev), unchanged otherwise: an edge that lists the camera and
+// waits for it. ErrLeaseLost when the record changed meanwhile.
+func (r *Registry) StandBySource(ctx context.Context, name string, cur Owner, rev uint64, node string) (uint64, error) {
+	cur.Standby = append(slices.Clone(cur.Standby), node)
+	b, _ := json.Marshal(cur)
+	nrev, err := r.sources.Update(ctx, EncodePath(name), b, rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, ErrLeaseLost
+	}
+	if err != nil {
+		return 0, fmt.Errorf("bus: stand by for %s: %w", name, err)
+	}
+	return nrev, nil
+}
+
+// ReleaseSource gives a camera lease up, if the record is still l's (the
+// same edge instance and epoch; standby edges may have rewritten it since).
 func (r *Registry) ReleaseSource(ctx context.Context, l *Lease) error {
-	return r.release(ctx, r.sources, l)
+	for range 3 {
+		e, err := get(ctx, r.sources, l.Key)
+		if errors.Is(err, ErrNotFound) {
+			return ErrLeaseLost
+		}
+		if err != nil {
+			return err
+		}
+		var cur Owner
+		if json.Unmarshal(e.Value(), &cur) != nil || cur.Node != l.Owner.Node || cur.Instance != l.Owner.Instance || cur.Epoch != l.Owner.Epoch {
+			return ErrLeaseLost
+		}
+		err = r.sources.Delete(ctx, EncodePath(l.Key), jetstream.LastRevision(e.Revision()))
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return err
+		}
+	}
+	return fmt.Errorf("bus: release %s: too much contention", l.Key)
 }
 
-// WatchSources sends the current source leases, then every change.
+// Source returns a camera's lease record and its revision; ErrNotFound
+// when none.
+func (r *Registry) Source(ctx context.Context, name string) (*Owner, uint64, error) {
+	e, err := get(ctx, r.sources, name)
+	if err != nil {
+		return nil, 0, err
+	}
+	ev, ok := ownerEvent(name, e.Value())
+	if !ok || ev.Owner == nil {
+		return nil, 0, ErrNotFound
+	}
+	return ev.Owner, e.Revision(), nil
+}
+
+// WatchSources sends the current camera leases, then every change, with
+// their revisions.
 func (r *Registry) WatchSources(ctx context.Context) (<-chan OwnerEvent, error) {
-	return watch(ctx, r.sources, ownerEvent)
+	return watchRev(ctx, r.sources, func(path string, v []byte, rev uint64) (OwnerEvent, bool) {
+		ev, ok := ownerEvent(path, v)
+		if ev.Owner != nil {
+			ev.Rev = rev
+		}
+		return ev, ok
+	})
 }
 
 func ownerEvent(path string, v []byte) (OwnerEvent, bool) {

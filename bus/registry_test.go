@@ -31,51 +31,66 @@ func startJS(t *testing.T) (jetstream.JetStream, context.Context) {
 func TestBucketSettingsMismatch(t *testing.T) {
 	t.Parallel()
 	js, ctx := startJS(t)
-	first := &Registry{JS: js, LeaseTTL: 3 * time.Second, StreamTTL: 10 * time.Second, StateTTL: time.Hour}
+	first := &Registry{JS: js, LeaseTTL: 3 * time.Second, StateTTL: time.Hour}
 	if err := first.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	same := &Registry{JS: js, LeaseTTL: 3 * time.Second, StreamTTL: 10 * time.Second, StateTTL: time.Hour}
+	same := &Registry{JS: js, LeaseTTL: 5 * time.Second, StateTTL: time.Hour}
 	if err := same.Start(ctx); err != nil {
-		t.Fatalf("a node with the same settings: %v", err)
+		t.Fatalf("a node with the same bucket settings (lease_ttl is pacing only): %v", err)
 	}
-	for _, tc := range []struct {
-		name string
-		r    Registry
-		key  string
-	}{
-		{"lease ttl", Registry{LeaseTTL: 5 * time.Second, StreamTTL: 10 * time.Second, StateTTL: time.Hour}, "bus.lease_ttl"},
-		{"stream ttl", Registry{LeaseTTL: 3 * time.Second, StreamTTL: 20 * time.Second, StateTTL: time.Hour}, "bus.stream_ttl"},
-		{"state ttl", Registry{LeaseTTL: 3 * time.Second, StreamTTL: 10 * time.Second, StateTTL: 2 * time.Hour}, "bus.state_ttl"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			r := tc.r
-			r.JS = js
-			err := r.Start(ctx)
-			if !errors.Is(err, ErrBucketMismatch) {
-				t.Fatalf("want ErrBucketMismatch, got %v", err)
-			}
-			if !strings.Contains(err.Error(), tc.key) {
-				t.Fatalf("%q does not name %s", err, tc.key)
-			}
-		})
+	other := &Registry{JS: js, StateTTL: 2 * time.Hour}
+	if err := other.Start(ctx); !errors.Is(err, ErrBucketMismatch) || !strings.Contains(err.Error(), "bus.state_ttl") {
+		t.Fatalf("state ttl: want ErrBucketMismatch naming bus.state_ttl, got %v", err)
 	}
-	// The buckets still hold the first node's settings.
-	kv, err := js.KeyValue(ctx, BucketSources)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := kv.Status(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.TTL() != 3*time.Second {
-		t.Fatalf("sources TTL changed to %s", st.TTL())
+	// The buckets still hold the first node's settings: no TTL on the
+	// records held by node liveness.
+	for _, b := range []string{BucketStreams, BucketSources, BucketOwners} {
+		kv, err := js.KeyValue(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := kv.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.TTL() != 0 {
+			t.Fatalf("%s has TTL %s", b, st.TTL())
+		}
 	}
 	// A replicas mismatch (R3 asked of a one-node bus's R1 buckets).
-	r3 := &Registry{JS: js, Replicas: 3, LeaseTTL: 3 * time.Second, StreamTTL: 10 * time.Second, StateTTL: time.Hour}
+	r3 := &Registry{JS: js, Replicas: 3, StateTTL: time.Hour}
 	if err := r3.Start(ctx); !errors.Is(err, ErrBucketMismatch) || !strings.Contains(err.Error(), "bus.replicas") {
 		t.Fatalf("replicas: %v", err)
+	}
+}
+
+// TestBucketsFromBeforeEdgeLiveness: stream records and camera leases had
+// TTLs (bus.stream_ttl, bus.lease_ttl) before edge liveness held them; such
+// buckets make a node refuse to start, naming the key, as docs/cluster.md's
+// upgrade step says.
+func TestBucketsFromBeforeEdgeLiveness(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		bucket string
+		ttl    time.Duration
+		key    string
+	}{
+		{BucketStreams, 10 * time.Second, "bus.stream_ttl"},
+		{BucketSources, 3 * time.Second, "bus.lease_ttl"},
+	} {
+		t.Run(tc.bucket, func(t *testing.T) {
+			js, ctx := startJS(t)
+			if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: tc.bucket, History: 1, TTL: tc.ttl,
+				LimitMarkerTTL: tc.ttl, Storage: jetstream.FileStorage}); err != nil {
+				t.Fatal(err)
+			}
+			r := &Registry{JS: js, StateTTL: time.Hour}
+			err := r.Start(ctx)
+			if !errors.Is(err, ErrBucketMismatch) || !strings.Contains(err.Error(), tc.key) {
+				t.Fatalf("want ErrBucketMismatch naming %s, got %v", tc.key, err)
+			}
+		})
 	}
 }
 

@@ -34,6 +34,14 @@ type Edge struct {
 	Media bus.Media
 	// Registry is the cluster registry, started. Required.
 	Registry *bus.Registry
+	// Live is the process' node liveness, started, with RoleEdge among its
+	// roles, when another role of the process shares it (streamgrid run):
+	// the edge's stream records and camera leases hold while it does. Nil:
+	// the edge runs a Liveness of its own (NodeTTL), stopped by Close.
+	Live *bus.Liveness
+	// NodeTTL is the own Liveness' TTL (bus.node_ttl) when Live is nil.
+	// Default bus.DefaultNodeTTL.
+	NodeTTL time.Duration
 
 	// RTSPAddress is the RTSP listen address, e.g. ":8554"; "" disables RTSP.
 	RTSPAddress string
@@ -101,11 +109,18 @@ type Edge struct {
 	// gopBudget is GOPBudget, shared by every stream's GOP cache.
 	gopBudget *gopBudget
 
+	// live is Live, or the edge's own liveness (ownLive).
+	live    *bus.Liveness
+	ownLive bool
+
 	// pmu guards pullers, which SetSources replaces while the edge runs.
 	pmu     sync.Mutex
 	pullers []*puller
-	// bgWG counts watchVacated.
+	// bgWG counts watchSources and watchLiveness.
 	bgWG sync.WaitGroup
+	// srcMu guards sources: the camera leases as the watch last showed them.
+	srcMu   sync.Mutex
+	sources map[string]sourceRecord
 
 	mu      sync.Mutex
 	streams map[string]*stream
@@ -140,12 +155,26 @@ func (e *Edge) Start() error {
 		return err
 	}
 	e.streams = make(map[string]*stream)
+	e.sources = make(map[string]sourceRecord)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.live, e.ownLive = e.Live, e.Live == nil
+	if e.ownLive {
+		e.live = &bus.Liveness{NC: e.NC, Node: e.Node, Roles: []string{bus.RoleEdge}, TTL: e.NodeTTL, Log: e.Log}
+		if err := e.live.Start(); err != nil {
+			e.cancel()
+			e.m.unregister(e.Metrics)
+			return fmt.Errorf("edge: %w", err)
+		}
+	}
 	fail := func(err error) error {
 		e.cancel()
+		if e.ownLive {
+			e.live.Close()
+		}
 		e.m.unregister(e.Metrics)
 		return err
 	}
+	lapsed := e.live.Watch()
 	if err := e.listen(); err != nil {
 		return fail(err)
 	}
@@ -165,8 +194,9 @@ func (e *Edge) Start() error {
 	}
 	e.pullers = pullers
 	e.started = true
-	e.bgWG.Add(1)
-	go e.watchVacated()
+	e.bgWG.Add(2)
+	go e.watchSources()
+	go e.watchLiveness(lapsed)
 	e.log.Info("edge started", "node", e.Node, "rtsp", addrString(e.RTSPAddr()),
 		"rtmp", addrString(e.RTMPAddr()), "rtsps", addrString(e.RTSPSAddr()),
 		"rtmps", addrString(e.RTMPSAddr()), "sources", len(e.pullers))
@@ -288,6 +318,9 @@ func (e *Edge) Close() {
 		e.closeListeners()
 		e.wg.Wait()
 		e.bgWG.Wait()
+		if e.ownLive {
+			e.live.Close()
+		}
 		e.m.unregister(e.Metrics)
 		e.log.Info("edge stopped")
 	})
@@ -385,6 +418,33 @@ func (e *Edge) pathBusy(path string) bool {
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, registryTimeout)
 	defer cancel()
-	_, err := e.Registry.Stream(ctx, path)
-	return err == nil
+	info, err := e.Registry.Stream(ctx, path)
+	return err == nil && e.live.HoldsStream(info) // a dead edge's record is no obstacle (ClaimStream removes it)
+}
+
+// watchLiveness follows the nodes' liveness: a dead edge may hold a
+// camera this edge stands by for, and this edge's own lapse (a new
+// instance) fences its camera pulls and makes its streams register again.
+func (e *Edge) watchLiveness(changed <-chan struct{}) {
+	defer e.bgWG.Done()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-changed:
+		}
+		e.pmu.Lock()
+		for _, p := range e.pullers {
+			p.vacate()
+		}
+		e.pmu.Unlock()
+		inst := e.live.Instance()
+		e.mu.Lock()
+		for _, s := range e.streams {
+			if s.registeredAs() != inst {
+				s.poke()
+			}
+		}
+		e.mu.Unlock()
+	}
 }

@@ -181,7 +181,7 @@ func startBus(t *testing.T) *testBus {
 	t.Helper()
 	s := testbus.StartServer(t, nil)
 	nc := testbus.Connect(t, s)
-	return &testBus{srv: s, nc: nc, reg: testbus.StartRegistry(t, nc, time.Second, 2*time.Second)}
+	return &testBus{srv: s, nc: nc, reg: testbus.StartRegistry(t, nc, time.Second)}
 }
 
 // newEdge builds an edge on random loopback ports with RTSP (TCP and UDP) and RTMP.

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -262,23 +264,22 @@ func TestPullRedirectPinned(t *testing.T) {
 
 // A standby edge takes a camera whose lease ends at once (the lease watch
 // wakes it), not at its next periodic attempt: every ~LeaseTTL/2, 15–45 s
-// with this registry's one-minute TTL.
+// with this registry's one-minute lease TTL.
 func TestStandbyTakesVacatedCamera(t *testing.T) {
-	s := testbus.StartServer(t, nil)
-	nc := testbus.Connect(t, s)
-	b := &testBus{srv: s, nc: nc, reg: testbus.StartRegistry(t, nc, time.Minute, 2*time.Minute)}
+	const name = "cams/door"
+	b, _, other := startHeldCamera(t, name, "edge-other")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	const name = "cams/door"
-	other, err := b.reg.AcquireSource(ctx, name, bus.Owner{Node: "edge-other"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	e := newEdge(t, b, "edge-1", nil)
 	e.RTSPAddress, e.UDPRTPAddress, e.UDPRTCPAddress, e.RTMPAddress = "", "", "", ""
 	e.Sources = []Source{{Name: name, URL: "rtsp://127.0.0.1:1/stream", BackoffMin: time.Second, BackoffMax: time.Second}}
 	startEdge(t, e)
-	time.Sleep(500 * time.Millisecond) // its first attempt, refused: the camera is held
+	// Its first attempt is refused (the camera is held by a live edge); it
+	// stands by, listed on the lease.
+	testkit.WaitFor(t, 10*time.Second, "edge-1 to stand by on the lease", func() bool {
+		cur, _, err := b.reg.Source(ctx, name)
+		return err == nil && slices.Contains(cur.Standby, "edge-1")
+	})
 	if st := e.Pulls()[0]; st.Held || st.State != SourceStandby {
 		t.Fatalf("edge-1 took a held camera: %+v", st)
 	}
@@ -288,4 +289,80 @@ func TestStandbyTakesVacatedCamera(t *testing.T) {
 	testkit.WaitFor(t, 10*time.Second, "the standby edge to take the released camera", func() bool {
 		return e.Pulls()[0].Held
 	})
+}
+
+// startHeldCamera starts a bus whose registry paces attempts by a
+// one-minute LeaseTTL (the watches, not the periodic attempts, must wake
+// standby edges), and the liveness of an edge named node holding the
+// camera's lease.
+func startHeldCamera(t *testing.T, camera, node string) (*testBus, *bus.Liveness, *bus.Lease) {
+	t.Helper()
+	s := testbus.StartServer(t, nil)
+	nc := testbus.Connect(t, s)
+	b := &testBus{srv: s, nc: nc, reg: testbus.StartRegistry(t, nc, time.Minute)}
+	holder := startHolder(t, s, node)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	lease, err := b.reg.AcquireSource(ctx, camera, bus.Owner{Node: node, Instance: holder.Instance()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, holder, lease
+}
+
+// startHolder runs the liveness of an edge named node on a connection of
+// its own (stopped at cleanup, or earlier by Close: the edge dies).
+func startHolder(t *testing.T, s *bus.Server, node string) *bus.Liveness {
+	t.Helper()
+	l := &bus.Liveness{NC: testbus.Connect(t, s), Node: node, Roles: []string{bus.RoleEdge}, TTL: 300 * time.Millisecond,
+		Log: slog.New(slog.DiscardHandler)}
+	if err := l.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	return l
+}
+
+// When the edge holding a camera dies (its heartbeats stop), the standby
+// edge the camera ranks first takes the lease over at once, by
+// compare-and-set with the next epoch: not when a lease TTL runs out
+// (camera leases have none; the registry's one-minute LeaseTTL paces only
+// the periodic attempts). The other standby edge leaves it the camera.
+func TestStandbyTakesDeadEdgesCamera(t *testing.T) {
+	const name = "cams/yard"
+	b, holder, lease := startHeldCamera(t, name, "edge-dead")
+	s := b.srv
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var edges []*Edge
+	for _, node := range []string{"edge-a", "edge-b"} {
+		e := newEdge(t, &testBus{srv: s, nc: testbus.Connect(t, s), reg: b.reg}, node, nil)
+		e.RTSPAddress, e.UDPRTPAddress, e.UDPRTCPAddress, e.RTMPAddress = "", "", "", ""
+		e.NodeTTL = 300 * time.Millisecond
+		e.Sources = []Source{{Name: name, URL: "rtsp://127.0.0.1:1/stream", BackoffMin: time.Second, BackoffMax: time.Second}}
+		startEdge(t, e)
+		edges = append(edges, e)
+	}
+	testkit.WaitFor(t, 10*time.Second, "both edges to stand by on the lease", func() bool {
+		cur, _, err := b.reg.Source(ctx, name)
+		return err == nil && slices.Contains(cur.Standby, "edge-a") && slices.Contains(cur.Standby, "edge-b")
+	})
+	holder.Close() // the holding edge dies
+	testkit.WaitFor(t, 10*time.Second, "a standby edge to take the dead edge's camera over", func() bool {
+		return edges[0].Pulls()[0].Held || edges[1].Pulls()[0].Held
+	})
+	cur, _, err := b.reg.Source(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "edge-a"
+	if bus.Rank("edge-b", name) > bus.Rank("edge-a", name) {
+		want = "edge-b"
+	}
+	if cur.Node != want || cur.Epoch != lease.Owner.Epoch+1 {
+		t.Fatalf("lease after the take-over: %+v; want %s at epoch %d", cur, want, lease.Owner.Epoch+1)
+	}
+	if edges[0].Pulls()[0].Held && edges[1].Pulls()[0].Held {
+		t.Fatal("both standby edges hold the camera")
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,9 +95,10 @@ type puller struct {
 	demand     chan struct{}
 	lastDemand atomic.Int64
 	sub        *nats.Subscription
-	// vacated wakes run when the camera's lease ended (released, or expired
-	// with its holder): a standby edge tries to take it at once instead of
-	// at its next periodic attempt (see Edge.watchVacated).
+	// vacated wakes run and hold when the camera's lease changed (released,
+	// taken over, a standby edge added) or a node's liveness did: a
+	// standby edge tries to take a vacated camera at once instead of at its
+	// next periodic attempt (see Edge.watchSources, Edge.watchLiveness).
 	vacated chan struct{}
 
 	mu         sync.Mutex
@@ -273,12 +275,20 @@ func (p *puller) status() SourceStatus {
 	return st
 }
 
-// run tries to take the camera's lease every ~LeaseTTL/2 and pulls the
-// camera while it holds it.
+// run takes the camera's lease and pulls the camera while it holds it.
+// Camera leases are held by the holder's liveness, never renewed: while
+// another live edge holds the camera this one stands by (listed in the
+// lease's standby list), woken by the lease watch and by liveness changes,
+// or every ~LeaseTTL/2. When the holder is dead, the live standby edge the
+// camera ranks first (rendezvous hashing) takes it over at once by
+// compare-and-set on the lease; the others a node TTL later, in case that
+// one is gone too.
 func (p *puller) run() {
 	defer close(p.done)
-	reg := p.e.Registry
+	live := p.e.live
 	failing := false
+	var deadSeen sourceRecord // the dead holder's lease this edge waits on
+	var deadAt time.Time      // when it was first seen dead
 	for {
 		if !p.wanted() {
 			// On demand and nobody watches: wait for a viewer.
@@ -289,19 +299,24 @@ func (p *puller) run() {
 			}
 			continue
 		}
-		ctx, cancel := context.WithTimeout(p.ctx, registryTimeout)
-		lease, err := reg.AcquireSource(ctx, p.src.Name, bus.Owner{Node: p.e.Node})
-		cancel()
+		wait := jitter(max(p.e.Registry.LeaseTTL/2, 50*time.Millisecond))
+		lease, err := p.attempt(&deadSeen, &deadAt)
 		switch {
 		case p.ctx.Err() != nil:
-			if err == nil {
+			if err == nil && lease != nil {
 				p.release(lease)
 			}
 			return
-		case err == nil:
+		case err == nil && lease != nil:
 			failing = false
+			deadSeen, deadAt = sourceRecord{}, time.Time{}
 			p.hold(lease)
-		case errors.Is(err, bus.ErrOwned):
+			wait = 0 // the lease ended or was lost: look again at once (hold waits while fenced)
+		case errors.Is(err, errTryAgain):
+			wait = 0
+		case errors.Is(err, errDeferred):
+			wait = max(time.Until(deadAt.Add(live.TTL)), 0)
+		case err == nil || errors.Is(err, bus.ErrOwned):
 			failing = false // another edge pulls the camera
 		default:
 			p.e.m.registryErrors.Inc()
@@ -310,8 +325,7 @@ func (p *puller) run() {
 				failing = true
 			}
 		}
-		half := max(reg.LeaseTTL/2, 50*time.Millisecond)
-		if !p.standBy(half/2 + rand.N(half)) {
+		if wait > 0 && !p.standBy(wait) {
 			return
 		}
 		if !p.src.OnDemand {
@@ -324,10 +338,98 @@ func (p *puller) run() {
 	}
 }
 
-// standBy waits d, or less when the camera's lease ends meanwhile; false
-// when the puller closes.
+// Outcomes of attempt besides a lease and a registry error.
+var (
+	errTryAgain = errors.New("the camera lease changed: try again at once")
+	errDeferred = errors.New("the holder is dead and another standby edge ranks first")
+)
+
+// jitter returns a duration in [d/2, 3d/2).
+func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d) }
+
+// attempt tries once to take the camera: a new lease when none exists, a
+// take-over when its holder is dead and this edge ranks first among the
+// live standby edges (or waited a node TTL since it was first seen dead:
+// deadSeen, deadAt). While a live edge holds it, attempt puts this edge on
+// the lease's standby list. A nil lease and nil error: stand by.
+func (p *puller) attempt(deadSeen *sourceRecord, deadAt *time.Time) (*bus.Lease, error) {
+	live, reg := p.e.live, p.e.Registry
+	if !live.Alive() {
+		return nil, nil // fenced: not before this edge is alive again
+	}
+	me := bus.Owner{Node: p.e.Node, Instance: live.Instance()}
+	ctx, cancel := context.WithTimeout(p.ctx, registryTimeout)
+	defer cancel()
+	lease, err := reg.AcquireSource(ctx, p.src.Name, me)
+	if !errors.Is(err, bus.ErrOwned) {
+		return lease, err
+	}
+	cur, rev, err := reg.Source(ctx, p.src.Name)
+	switch {
+	case errors.Is(err, bus.ErrNotFound):
+		return nil, errTryAgain // released meanwhile (or still being created)
+	case err != nil:
+		return nil, err
+	}
+	if cur.Node == me.Node && cur.Instance == me.Instance {
+		// This edge's own lease (an acquire whose reply was lost): hold it.
+		return &bus.Lease{Key: p.src.Name, Owner: *cur, Rev: rev}, nil
+	}
+	if live.Holds(*cur) {
+		if !slices.Contains(cur.Standby, p.e.Node) {
+			if _, err := reg.StandBySource(ctx, p.src.Name, *cur, rev, p.e.Node); err != nil && !errors.Is(err, bus.ErrLeaseLost) {
+				return nil, err
+			}
+		}
+		return nil, bus.ErrOwned
+	}
+	// The holder is dead.
+	rec := sourceRecord{owner: *cur, rev: rev}
+	if !deadSeen.same(rec) {
+		*deadSeen, *deadAt = rec, time.Now()
+	}
+	standby := liveStandby(cur.Standby, live.NodesWith(bus.RoleEdge), p.e.Node)
+	if !p.first(standby) && time.Since(*deadAt) < live.TTL {
+		return nil, errDeferred
+	}
+	me.Standby = standby
+	lease, err = reg.TakeOverSource(ctx, p.src.Name, *cur, rev, me)
+	if errors.Is(err, bus.ErrOwned) {
+		return nil, errTryAgain // taken by another standby edge, or released
+	}
+	if err == nil {
+		p.log.Info("camera taken over from a dead edge", "from", cur.Node, "epoch", lease.Owner.Epoch)
+	}
+	return lease, err
+}
+
+// liveStandby returns the live edges of standby, without self, each once.
+func liveStandby(standby, liveEdges []string, self string) []string {
+	var out []string
+	for _, n := range standby {
+		if n != self && slices.Contains(liveEdges, n) && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// first says whether this edge ranks first for the camera among itself
+// and the others listed (rendezvous hashing, as origins rank streams).
+func (p *puller) first(others []string) bool {
+	mine := bus.Rank(p.e.Node, p.src.Name)
+	for _, n := range others {
+		if bus.Rank(n, p.src.Name) > mine {
+			return false
+		}
+	}
+	return true
+}
+
+// standBy waits d, or less when the camera's lease changes meanwhile or a
+// node's liveness does; false when the puller closes.
 func (p *puller) standBy(d time.Duration) bool {
-	select { // an end seen while this edge held the lease or tried is not news
+	select { // a change seen while this edge held the lease or tried is not news
 	case <-p.vacated:
 	default:
 	}
@@ -342,7 +444,8 @@ func (p *puller) standBy(d time.Duration) bool {
 	return true
 }
 
-// vacate tells the puller the camera's lease ended.
+// vacate wakes the puller: the camera's lease changed, or a node's
+// liveness did.
 func (p *puller) vacate() {
 	select {
 	case p.vacated <- struct{}{}:
@@ -350,11 +453,32 @@ func (p *puller) vacate() {
 	}
 }
 
-// watchVacated follows the source leases and wakes the puller of a camera
-// whose lease ended: released by an edge that stops or drains, or expired
-// with an edge that died (the bucket's expiry markers). Until the watch
-// is up, and if it fails, pullers keep trying every ~LeaseTTL/2.
-func (e *Edge) watchVacated() {
+// sourceRecord is a camera lease as the watch last showed it.
+type sourceRecord struct {
+	owner bus.Owner
+	rev   uint64
+}
+
+// same says whether r and o are the same lease (holder instance and
+// epoch; a standby edge added to its list does not make another).
+func (r sourceRecord) same(o sourceRecord) bool {
+	return r.owner.Node == o.owner.Node && r.owner.Instance == o.owner.Instance && r.owner.Epoch == o.owner.Epoch
+}
+
+// sourceRecord returns the camera lease of name as the watch last showed it.
+func (e *Edge) sourceRecord(name string) (sourceRecord, bool) {
+	e.srcMu.Lock()
+	defer e.srcMu.Unlock()
+	r, ok := e.sources[name]
+	return r, ok
+}
+
+// watchSources follows the camera leases: it keeps the last record of
+// each (a holder learns it lost its lease) and wakes the puller of a camera
+// whose lease changed: released by an edge that stops or drains, taken
+// over, or given a standby edge. Until the watch is up, and if it fails,
+// pullers look every ~LeaseTTL/2.
+func (e *Edge) watchSources() {
 	defer e.bgWG.Done()
 	for attempt := 0; e.ctx.Err() == nil; attempt++ {
 		if attempt > 0 && !sleep.For(e.ctx, time.Second) {
@@ -365,10 +489,17 @@ func (e *Edge) watchVacated() {
 			e.log.Debug("watching the camera leases failed; retrying", "err", err)
 			continue
 		}
+		e.srcMu.Lock()
+		clear(e.sources) // the watch replays the current leases
+		e.srcMu.Unlock()
 		for ev := range events {
-			if ev.Owner != nil {
-				continue
+			e.srcMu.Lock()
+			if ev.Owner == nil {
+				delete(e.sources, ev.Path)
+			} else {
+				e.sources[ev.Path] = sourceRecord{owner: *ev.Owner, rev: ev.Rev}
 			}
+			e.srcMu.Unlock()
 			e.pmu.Lock()
 			for _, p := range e.pullers {
 				if p.src.Name == ev.Path {
@@ -384,19 +515,20 @@ func (p *puller) release(l *bus.Lease) {
 	ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
 	defer cancel()
 	if err := p.e.Registry.ReleaseSource(ctx, l); err != nil && !errors.Is(err, bus.ErrLeaseLost) {
-		p.log.Debug("camera lease not released; it expires by itself", "err", err)
+		p.log.Debug("camera lease not released; it counts as free once this edge's liveness ends", "err", err)
 	}
 }
 
-// hold pulls the camera while it renews the lease every LeaseTTL/3. It
-// returns when the lease is lost (or cannot be renewed for a whole TTL) or
-// the puller closes, after the pull stopped.
+// hold pulls the camera while the lease is this edge's. It returns when
+// the puller closes or the camera is no longer wanted (the lease released),
+// when the lease watch shows another holder, or when this edge's own
+// liveness lapsed (fenced: its lease is dead for everyone, so another
+// edge may pull the camera already), after the pull stopped.
 func (p *puller) hold(l *bus.Lease) {
-	reg := p.e.Registry
-	ttl := reg.LeaseTTL
+	live := p.e.live
 	p.setHeld(true)
 	p.e.m.sourcesHeld.Inc()
-	p.log.Info("camera lease acquired; pulling", "on_demand", p.src.OnDemand)
+	p.log.Info("camera lease acquired; pulling", "on_demand", p.src.OnDemand, "epoch", l.Owner.Epoch)
 	if p.src.OnDemand {
 		p.e.m.demandPulls.WithLabelValues(p.src.Name).Inc()
 	}
@@ -414,9 +546,9 @@ func (p *puller) hold(l *bus.Lease) {
 		p.e.m.sourcesHeld.Dec()
 	}()
 
-	ticker := time.NewTicker(max(ttl/3, 10*time.Millisecond))
+	mine := sourceRecord{owner: l.Owner}
+	ticker := time.NewTicker(max(live.TTL/8, 10*time.Millisecond))
 	defer ticker.Stop()
-	lastOK := time.Now()
 	for {
 		select {
 		case <-p.ctx.Done():
@@ -426,23 +558,21 @@ func (p *puller) hold(l *bus.Lease) {
 			p.log.Info("camera lease released")
 			return
 		case <-ticker.C:
+		case <-p.vacated:
+		}
+		if live.Instance() != l.Owner.Instance || !live.Alive() {
+			p.log.Warn("this edge's liveness lapsed: camera pull stopped (another edge may hold it now)")
+			return
+		}
+		if rec, ok := p.e.sourceRecord(p.src.Name); ok && !rec.same(mine) && rec.owner.Epoch >= l.Owner.Epoch {
+			p.log.Warn("camera lease lost; stopping the pull", "holder", rec.owner.Node)
+			return
 		}
 		if !p.wanted() {
 			stopPull()
 			<-pullDone
 			p.release(l)
 			p.log.Info("no viewer asked for the camera; pull stopped and lease released", "close_after", p.src.CloseAfter)
-			return
-		}
-		ctx, cancel := context.WithTimeout(p.ctx, max(ttl/3, 10*time.Millisecond))
-		err := reg.RenewSource(ctx, l)
-		cancel()
-		switch {
-		case err == nil:
-			lastOK = time.Now()
-		case p.ctx.Err() != nil:
-		case errors.Is(err, bus.ErrLeaseLost) || time.Since(lastOK) >= ttl:
-			p.log.Warn("camera lease lost; stopping the pull", "err", err)
 			return
 		}
 	}

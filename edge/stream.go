@@ -98,11 +98,14 @@ type stream struct {
 	lastMedia   atomic.Int64 // unix nanoseconds of the last access unit received
 
 	// rev is the registry revision; run owns it while it runs.
-	rev     uint64
-	changed chan struct{}
-	cancel  context.CancelFunc
-	done    chan struct{}
-	gopSub  *nats.Subscription
+	rev uint64
+	// instance is the edge liveness instance the record names (run
+	// writes it, watchLiveness reads it).
+	instance atomic.Pointer[string]
+	changed  chan struct{}
+	cancel   context.CancelFunc
+	done     chan struct{}
+	gopSub   *nats.Subscription
 
 	closeOnce sync.Once
 }
@@ -152,7 +155,7 @@ func (e *Edge) openStream(req streamRequest) (*stream, error) {
 		// The source lease makes this edge the camera's only puller.
 		rev, err = e.Registry.ReplaceStream(ctx, &info)
 	} else {
-		rev, err = e.Registry.ClaimStream(ctx, &info)
+		rev, err = e.Registry.ClaimStream(ctx, &info, e.deadRecord)
 	}
 	cancel()
 	if err != nil {
@@ -163,11 +166,12 @@ func (e *Edge) openStream(req streamRequest) (*stream, error) {
 		return nil, err
 	}
 	s.rev = rev
+	s.instance.Store(&info.Instance)
 
 	sub, err := bus.ServeGOP(e.NC, req.path, s.gopSnapshot)
 	if err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
-		_ = e.Registry.ReleaseStream(ctx, req.path, rev) // best effort: the record expires anyway
+		_ = e.Registry.ReleaseStream(ctx, req.path, rev) // best effort: it dies with this edge's liveness anyway
 		cancel()
 		e.removeStream(s)
 		return nil, err
@@ -250,23 +254,49 @@ func (s *stream) info(clearChanged bool) bus.StreamInfo {
 		Path:       s.path,
 		Generation: s.generation,
 		Edge:       s.e.Node,
+		Instance:   s.e.live.Instance(),
 		Protocol:   s.protocol,
 		Tracks:     tracks,
 		Started:    s.started,
 	}
 }
 
-// run keeps the registry record alive (every StreamTTL/3, and soon after a
-// parameter-set change) until ctx ends. A record that expired is claimed
-// again; when another publisher took the path meanwhile, this one is kicked.
-// A publisher that sends no media for MediaTimeout is kicked too: its
-// keepalives would otherwise hold a path and an origin slot forever.
+// deadRecord says whether a stream record's edge instance is dead: a
+// publisher that reconnects here after its edge died takes the path over.
+func (e *Edge) deadRecord(info *bus.StreamInfo) bool { return !e.live.HoldsStream(info) }
+
+// registeredAs is the edge instance the stream's record names.
+func (s *stream) registeredAs() string {
+	if p := s.instance.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// poke makes run rewrite the record (new parameter sets, a new instance).
+func (s *stream) poke() {
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+}
+
+// run writes the registry record when it changes: new parameter sets
+// (at most every minParamRenewGap), and a new edge instance after this
+// edge's liveness lapsed (its records then count as dead everywhere). The
+// record is never renewed otherwise: it holds while the edge's liveness
+// does. A record that was removed meanwhile is claimed again; when another
+// publisher took the path, this one is kicked. A failed write is retried
+// every second. A publisher that sends no media for MediaTimeout is kicked
+// too: its keepalives would otherwise hold a path and an origin slot
+// forever.
 func (s *stream) run(ctx context.Context) {
 	defer close(s.done)
-	ticker := time.NewTicker(max(s.e.Registry.StreamTTL/3, 100*time.Millisecond))
-	defer ticker.Stop()
 	idle := time.NewTicker(max(s.e.MediaTimeout/4, 10*time.Millisecond))
 	defer idle.Stop()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
 	var last time.Time
 	failing := false
 	for {
@@ -281,18 +311,23 @@ func (s *stream) run(ctx context.Context) {
 				return
 			}
 			continue
-		case <-ticker.C:
+		case <-retry.C:
 		case <-s.changed:
-			if time.Since(last) < minParamRenewGap {
-				continue // the next tick carries the change
+			if gap := time.Since(last); gap < minParamRenewGap && s.registeredAs() == s.e.live.Instance() {
+				retry.Reset(minParamRenewGap - gap) // a parameter change: carried a little later
+				continue
 			}
 		}
+		if !s.e.live.Alive() {
+			retry.Reset(s.e.live.TTL / 4) // not before this edge is alive again, with its new instance
+			continue
+		}
 		last = time.Now()
-		err := s.renew(ctx)
+		err := s.update(ctx)
 		switch {
 		case err == nil:
 			if failing {
-				s.log.Info("stream record renewed again")
+				s.log.Info("stream record written again")
 				failing = false
 			}
 		case ctx.Err() != nil:
@@ -304,28 +339,37 @@ func (s *stream) run(ctx context.Context) {
 		default:
 			s.e.m.registryErrors.Inc()
 			if !failing {
-				s.log.Warn("stream record renewal failed", "err", err)
+				s.log.Warn("stream record update failed", "err", err)
 				failing = true
 			}
+			retry.Reset(time.Second)
 		}
 	}
 }
 
-func (s *stream) renew(ctx context.Context) error {
+// update writes the stream's record with the current parameter sets and
+// edge instance.
+func (s *stream) update(ctx context.Context) error {
 	info := s.info(true)
 	ctx, cancel := context.WithTimeout(ctx, registryTimeout)
 	defer cancel()
-	rev, err := s.e.Registry.RenewStream(ctx, &info, s.rev)
-	if errors.Is(err, bus.ErrLeaseLost) {
-		rev, err = s.e.Registry.ClaimStream(ctx, &info)
+	rev, err := s.e.Registry.UpdateStream(ctx, &info, s.rev)
+	switch {
+	case !errors.Is(err, bus.ErrLeaseLost):
+	case s.protocol == ProtocolPull:
+		// The edge that took the camera over wrote the record.
+		return bus.ErrStreamBusy
+	default:
+		rev, err = s.e.Registry.ClaimStream(ctx, &info, s.e.deadRecord)
 		if err == nil {
-			s.log.Info("stream record had expired; claimed again")
+			s.log.Info("stream record had been removed; claimed again")
 		}
 	}
 	if err != nil {
-		return err // the next renewal carries the current parameter sets
+		return err // the next write carries the current parameter sets
 	}
 	s.rev = rev
+	s.instance.Store(&info.Instance)
 	return nil
 }
 
@@ -349,7 +393,7 @@ func (s *stream) close(reason error) {
 		cancel()
 		if err != nil && !errors.Is(err, bus.ErrLeaseLost) {
 			s.e.m.registryErrors.Inc()
-			s.log.Warn("stream record not removed; it expires by itself", "err", err)
+			s.log.Warn("stream record not removed; it counts as gone once this edge's liveness ends", "err", err)
 		}
 
 		s.e.m.publishers.WithLabelValues(s.protocol).Dec()
@@ -425,10 +469,7 @@ func (s *stream) afterPush(pkt *media.Packet, reason dropReason) {
 		s.seen.params = n.ParamChanges
 	}
 	if n.paramsChanged() {
-		select {
-		case s.changed <- struct{}{}:
-		default:
-		}
+		s.poke()
 	}
 	if pkt == nil {
 		s.dropped.Add(1)
@@ -436,6 +477,11 @@ func (s *stream) afterPush(pkt *media.Packet, reason dropReason) {
 		if reason == dropOversized {
 			m.oversized.Inc()
 		}
+		return
+	}
+	if s.protocol == ProtocolPull && !s.e.live.Alive() {
+		// Fenced: this edge's liveness lapsed, so another edge may pull the
+		// camera by now; what this one still receives goes nowhere.
 		return
 	}
 	if err := s.pub.Publish(pkt); err != nil {

@@ -66,11 +66,11 @@ type ControlPlaneConfig struct {
 	PIDs []int
 	// Replicas of the registry buckets. Default 3.
 	Replicas int
-	// LeaseTTL and StreamTTL are the registry's (bus.lease_ttl and
-	// bus.stream_ttl). Default 3 s and 10 s, the product's defaults.
-	LeaseTTL, StreamTTL time.Duration
-	// NodeTTL is the origins' liveness TTL (bus.node_ttl). Default
-	// bus.DefaultNodeTTL.
+	// LeaseTTL is the registry's claim pacing (bus.lease_ttl). Default
+	// 3 s, the product's default.
+	LeaseTTL time.Duration
+	// NodeTTL is the origins' and edges' liveness TTL (bus.node_ttl).
+	// Default bus.DefaultNodeTTL.
 	NodeTTL time.Duration
 	// OriginCapacity is each origin's origin.capacity. Default: twice what
 	// the origins left after the kill need, so capacity never decides.
@@ -110,9 +110,6 @@ func (c ControlPlaneConfig) withDefaults() (ControlPlaneConfig, error) {
 	if c.LeaseTTL <= 0 {
 		c.LeaseTTL = bus.DefaultLeaseTTL
 	}
-	if c.StreamTTL <= 0 {
-		c.StreamTTL = bus.DefaultStreamTTL
-	}
 	if c.NodeTTL <= 0 {
 		c.NodeTTL = bus.DefaultNodeTTL
 	}
@@ -148,7 +145,6 @@ type ControlPlaneReport struct {
 	Replicas      int     `json:"replicas"`
 	LeaseTTLS     float64 `json:"lease_ttl_s"`
 	NodeTTLS      float64 `json:"node_ttl_s"`
-	StreamTTLS    float64 `json:"stream_ttl_s"`
 	// OwnedAllAfterS is when every stream was first owned, from the first
 	// stream's start; -1 when that never happened before the kill.
 	OwnedAllAfterS float64 `json:"owned_all_after_s"`
@@ -178,7 +174,7 @@ type ControlPlaneReport struct {
 	// received per second: replies, and every change their watches deliver.
 	KVDeliveriesPerS float64 `json:"kv_deliveries_per_s"`
 	// HeartbeatsPerS and HeartbeatDeliveriesPerS are the messages the
-	// origins' other connection sent and received per second: their
+	// origins' and edges' other connection sent and received per second: their
 	// liveness heartbeats (core NATS, not stored), and little else once the
 	// streams are claimed.
 	HeartbeatsPerS          float64 `json:"heartbeats_per_s"`
@@ -222,7 +218,7 @@ type cpSample struct {
 	busRSS   []float64
 	simCPU   float64
 	ops, in  uint64
-	hbOut    uint64 // origins' media connections
+	hbOut    uint64 // origins' and edges' media connections
 	hbIn     uint64
 	bucketSq map[string]uint64
 	bucketAt time.Time // when bucketSq was read (it takes requests)
@@ -280,7 +276,7 @@ func RunControlPlane(ctx context.Context, cfg ControlPlaneConfig) (*ControlPlane
 // and the edges.
 func (cp *controlPlane) startNodes(ctx context.Context) error {
 	c := cp.cfg
-	rc := registryConfig{replicas: c.Replicas, leaseTTL: c.LeaseTTL, streamTTL: c.StreamTTL, nodeTTL: c.NodeTTL}
+	rc := registryConfig{replicas: c.Replicas, leaseTTL: c.LeaseTTL, nodeTTL: c.NodeTTL}
 	// A run's own paths, so that records another run left on a shared bus
 	// never count.
 	run := strconv.FormatUint(rand.Uint64()%(36*36*36*36), 36)
@@ -334,12 +330,15 @@ func (cp *controlPlane) run(ctx context.Context) *ControlPlaneReport {
 	c := cp.cfg
 	rep := &ControlPlaneReport{
 		Streams: c.Streams, Origins: c.Origins, Edges: c.Edges, KilledOrigins: c.KillOrigins,
-		Replicas: c.Replicas, LeaseTTLS: c.LeaseTTL.Seconds(), NodeTTLS: c.NodeTTL.Seconds(), StreamTTLS: c.StreamTTL.Seconds(),
+		Replicas: c.Replicas, LeaseTTLS: c.LeaseTTL.Seconds(), NodeTTLS: c.NodeTTL.Seconds(),
 		OwnedAllAfterS: -1, SetupS: round3(cp.setup.Seconds()), MachineCPUs: runtime.NumCPU(),
 	}
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
 	t0 := time.Now()
+	for _, e := range cp.edges {
+		e.follow(runCtx)
+	}
 	for i, path := range cp.paths {
 		at := t0.Add(time.Duration(int64(c.Ramp) * int64(i) / int64(len(cp.paths))))
 		cp.edges[i%len(cp.edges)].publish(runCtx, path, at)
@@ -449,6 +448,9 @@ func (cp *controlPlane) sample(ctx context.Context) {
 	for _, e := range cp.edges {
 		s.ops += e.conn.registryOps()
 		s.in += e.conn.registryIn()
+		st := e.conn.nc.Stats()
+		s.hbOut += st.OutMsgs
+		s.hbIn += st.InMsgs
 	}
 	s.bucketSq = cp.obs.bucketSeqs(ctx)
 	s.bucketAt = time.Now()
@@ -608,6 +610,11 @@ func (cp *controlPlane) stop() {
 		}
 	}
 	var wg sync.WaitGroup
+	for _, e := range cp.edges {
+		if e != nil {
+			wg.Go(e.live.Close)
+		}
+	}
 	for _, o := range cp.origins {
 		if o != nil {
 			wg.Go(o.o.Close)

@@ -57,9 +57,8 @@ func controlPlaneMain(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&busURLs, "bus", "NATS URLs of a running bus to use instead of starting three nodes (repeatable or comma-separated)")
 	fs.Var(&pids, "pid", "with --bus: a bus process to sample for CPU (repeatable)")
 	fs.IntVar(&cfg.Replicas, "replicas", 3, "replicas of the registry buckets")
-	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", 0, "camera-pull lease TTL, bus.lease_ttl (default 3s; sets the origins' rescan period only)")
-	fs.DurationVar(&cfg.NodeTTL, "node-ttl", 0, "origin liveness TTL, bus.node_ttl (default 750ms)")
-	fs.DurationVar(&cfg.StreamTTL, "stream-ttl", 0, "stream record TTL, bus.stream_ttl (default 10s)")
+	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", 0, "bus.lease_ttl: claim pacing and the origins' rescan period (default 3s)")
+	fs.DurationVar(&cfg.NodeTTL, "node-ttl", 0, "the origins' and edges' liveness TTL, bus.node_ttl (default 750ms)")
 	fs.IntVar(&cfg.OriginCapacity, "origin-capacity", 0, "each origin's origin.capacity (default: twice what the surviving origins need)")
 	opts.addFlags(fs)
 	if code := parseArgs(fs, args, stderr); code >= 0 {
@@ -91,8 +90,8 @@ func (r *ControlPlaneReport) WriteTable(w io.Writer) {
 		status = "FAIL"
 	}
 	row("result", "%s", status)
-	row("streams", "%d on %d origins, %d edges; node TTL %gs, stream TTL %gs, R%d",
-		r.Streams, r.Origins, r.Edges, r.NodeTTLS, r.StreamTTLS, r.Replicas)
+	row("streams", "%d on %d origins, %d edges; node TTL %gs, R%d",
+		r.Streams, r.Origins, r.Edges, r.NodeTTLS, r.Replicas)
 	row("owned at the end", "%d (all owned after %gs)", r.Owned, r.OwnedAllAfterS)
 	cores := func(p *float64) string {
 		if p == nil {
@@ -104,7 +103,7 @@ func (r *ControlPlaneReport) WriteTable(w io.Writer) {
 	row("simulator CPU", "%.3f cores", r.SimCPUCores)
 	row("registry ops", "%.1f/s (%.3f per stream per s); deliveries to the nodes %.1f/s",
 		r.KVOpsPerS, r.KVOpsPerStreamS, r.KVDeliveriesPerS)
-	row("heartbeats", "%.1f/s sent by the origins, %.1f/s delivered to them", r.HeartbeatsPerS, r.HeartbeatDeliveriesPerS)
+	row("heartbeats", "%.1f/s sent by the origins and edges, %.1f/s delivered to them", r.HeartbeatsPerS, r.HeartbeatDeliveriesPerS)
 	writes := make([]string, 0, len(r.KVWritesPerS))
 	for _, b := range slices.Sorted(maps.Keys(r.KVWritesPerS)) {
 		writes = append(writes, fmt.Sprintf("%s %.1f", b, r.KVWritesPerS[b]))

@@ -109,9 +109,9 @@ func (c *simConn) registryIn() uint64 { return c.regNC.Stats().InMsgs }
 
 // registryConfig is what every simulated node's bus.Registry gets.
 type registryConfig struct {
-	replicas            int
-	leaseTTL, streamTTL time.Duration
-	nodeTTL             time.Duration // the origins' bus.node_ttl
+	replicas int
+	leaseTTL time.Duration
+	nodeTTL  time.Duration // the nodes' bus.node_ttl
 }
 
 func (rc registryConfig) start(ctx context.Context, nc *nats.Conn) (*bus.Registry, error) {
@@ -119,7 +119,7 @@ func (rc registryConfig) start(ctx context.Context, nc *nats.Conn) (*bus.Registr
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	r := &bus.Registry{JS: js, Replicas: rc.replicas, LeaseTTL: rc.leaseTTL, StreamTTL: rc.streamTTL}
+	r := &bus.Registry{JS: js, Replicas: rc.replicas, LeaseTTL: rc.leaseTTL}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := r.Start(ctx); err != nil {
@@ -160,20 +160,30 @@ func startSimOrigin(ctx context.Context, urls []string, name string, rc registry
 	return &simOrigin{name: name, conn: c, o: o}, nil
 }
 
-// simEdge stands in for an edge with publishers: per stream, the registry
-// calls edge/stream.go makes (ClaimStream when the publisher starts,
-// RenewStream every StreamTTL/3, ClaimStream again when the record was
-// lost) and a GOP responder. It cannot be the real edge.Edge: that one
-// registers a stream only for a live RTSP/RTMP publisher and drops it after
+// simEdge stands in for an edge with publishers: the edge's node liveness
+// (a real bus.Liveness with the edge role, a heartbeat every NodeTTL/4)
+// and, per stream, the registry calls edge/stream.go makes (ClaimStream
+// when the publisher starts; UpdateStream only when the record changes,
+// here when the edge's liveness lapsed and drew a new instance) and a GOP
+// responder. It cannot be the real edge.Edge: that one registers a stream
+// only for a live RTSP/RTMP publisher and drops it after
 // edge.media_timeout without packets.
 type simEdge struct {
 	name string
 	conn *simConn
+	live *bus.Liveness
 	wg   sync.WaitGroup
 
 	mu     sync.Mutex
 	errs   int
 	lastEr error
+	recs   map[string]*simRecord
+}
+
+// simRecord is one stream record a simulated edge wrote.
+type simRecord struct {
+	info *bus.StreamInfo
+	rev  uint64
 }
 
 func startSimEdge(ctx context.Context, urls []string, name string, rc registryConfig) (*simEdge, error) {
@@ -181,7 +191,65 @@ func startSimEdge(ctx context.Context, urls []string, name string, rc registryCo
 	if err != nil {
 		return nil, err
 	}
-	return &simEdge{name: name, conn: c}, nil
+	l := &bus.Liveness{NC: c.nc, Node: name, Roles: []string{bus.RoleEdge}, TTL: rc.nodeTTL, Log: slog.New(slog.DiscardHandler)}
+	if err := l.Start(); err != nil {
+		c.close()
+		return nil, fmt.Errorf("edge %s: %w", name, err)
+	}
+	return &simEdge{name: name, conn: c, live: l, recs: map[string]*simRecord{}}, nil
+}
+
+// follow rewrites the edge's records when its liveness drew a new
+// instance, as the edge's watchLiveness and stream.update do: an update by
+// compare-and-set, or a new claim when an origin removed the record
+// meanwhile (it named the dead instance); a failure is retried a second
+// later. Until ctx ends.
+func (e *simEdge) follow(ctx context.Context) {
+	changed := e.live.Watch()
+	e.wg.Go(func() {
+		retry := time.NewTicker(time.Second)
+		defer retry.Stop()
+		dead := func(i *bus.StreamInfo) bool { return !e.live.HoldsStream(i) }
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			case <-retry.C:
+			}
+			if !e.live.Alive() {
+				continue
+			}
+			inst := e.live.Instance()
+			e.mu.Lock()
+			var stale []*simRecord
+			for _, r := range e.recs {
+				if r.info.Instance != inst {
+					stale = append(stale, r)
+				}
+			}
+			e.mu.Unlock()
+			for _, r := range stale {
+				info := *r.info
+				info.Instance = inst
+				cctx, cancel := context.WithTimeout(ctx, simRegistryTimeout)
+				rev, err := e.conn.reg.UpdateStream(cctx, &info, r.rev)
+				if errors.Is(err, bus.ErrLeaseLost) {
+					rev, err = e.conn.reg.ClaimStream(cctx, &info, dead)
+				}
+				cancel()
+				if err != nil {
+					if ctx.Err() == nil {
+						e.fail(err)
+					}
+					continue
+				}
+				e.mu.Lock()
+				r.info, r.rev = &info, rev
+				e.mu.Unlock()
+			}
+		}
+	})
 }
 
 // publish starts one stream at at and keeps its record until ctx ends.
@@ -198,29 +266,29 @@ func (e *simEdge) publish(ctx context.Context, path string, at time.Time) {
 	}()
 }
 
-// keep claims path's record and renews it until ctx ends, as the edge does
-// for a publisher.
+// keep claims path's record and serves its GOP until ctx ends, as the
+// edge does for a publisher. The record is not renewed: it holds while the
+// edge's liveness does.
 func (e *simEdge) keep(ctx context.Context, path string) {
 	info := simStreamInfo(path, e.name)
+	info.Instance = e.live.Instance()
 	sub, err := bus.ServeGOP(e.conn.nc, path, func() []*media.Packet { return nil })
 	if err != nil {
 		e.fail(err)
 		return
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	var rev uint64
-	call := func(f func(context.Context) (uint64, error)) error {
+	dead := func(i *bus.StreamInfo) bool { return !e.live.HoldsStream(i) }
+	for {
 		cctx, cancel := context.WithTimeout(ctx, simRegistryTimeout)
-		defer cancel()
-		r, err := f(cctx)
+		rev, err := e.conn.reg.ClaimStream(cctx, info, dead)
+		cancel()
 		if err == nil {
-			rev = r
+			e.mu.Lock()
+			e.recs[path] = &simRecord{info: info, rev: rev}
+			e.mu.Unlock()
+			break
 		}
-		return err
-	}
-	claim := func(c context.Context) (uint64, error) { return e.conn.reg.ClaimStream(c, info) }
-	renew := func(c context.Context) (uint64, error) { return e.conn.reg.RenewStream(c, info, rev) }
-	for err := call(claim); err != nil; err = call(claim) {
 		if ctx.Err() != nil {
 			return
 		}
@@ -231,22 +299,7 @@ func (e *simEdge) keep(ctx context.Context, path string) {
 		case <-time.After(time.Second):
 		}
 	}
-	ticker := time.NewTicker(max(e.conn.reg.StreamTTL/3, 100*time.Millisecond))
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		}
-		err := call(renew)
-		if errors.Is(err, bus.ErrLeaseLost) {
-			err = call(claim)
-		}
-		if err != nil && ctx.Err() == nil {
-			e.fail(err)
-		}
-	}
+	<-ctx.Done()
 }
 
 func (e *simEdge) fail(err error) {

@@ -25,7 +25,9 @@ const (
 // the nodes' liveness: it tracks which streams are live and who owns them,
 // and schedules claims. An owner record whose node instance is dead counts
 // as no owner: its stream is taken over (batch: every survivor takes the
-// dead node's streams that rank it first at once, see schedule).
+// dead node's streams that rank it first at once, see schedule). A stream
+// record whose edge instance is dead counts as no stream: it is not
+// claimed, and the live origin its path ranks first removes it (scan).
 // Its maps are owned by its goroutine.
 type claimer struct {
 	o       *Origin
@@ -33,6 +35,7 @@ type claimer struct {
 	owners  <-chan bus.OwnerEvent
 
 	live    map[string]*bus.StreamInfo
+	liveRev map[string]uint64 // the stream records' revisions
 	owner   map[string]ownerRecord
 	pending map[string]time.Time // path → when to try claiming it
 	timer   *time.Timer
@@ -56,6 +59,7 @@ type ownerRecord struct {
 func (c *claimer) run() {
 	defer c.o.wg.Done()
 	c.live = map[string]*bus.StreamInfo{}
+	c.liveRev = map[string]uint64{}
 	c.owner = map[string]ownerRecord{}
 	c.pending = map[string]time.Time{}
 	c.timer = time.NewTimer(time.Hour)
@@ -90,7 +94,7 @@ func (c *claimer) run() {
 			c.scan()
 		case <-resync.C:
 			c.scan()
-		case <-c.o.live.Changed():
+		case <-c.o.liveChanged:
 			c.peersAt = time.Time{}
 			c.scan() // a node died (or restarted): its records hold no more
 		}
@@ -109,6 +113,7 @@ func (c *claimer) rewatch() <-chan time.Time {
 		}
 		c.streams = ch
 		c.live = map[string]*bus.StreamInfo{} // the watch replays the current streams
+		c.liveRev = map[string]uint64{}
 	}
 	if c.owners == nil {
 		ch, err := c.o.Registry.WatchOwners(c.o.ctx)
@@ -127,6 +132,7 @@ func (c *claimer) onStream(ev bus.StreamEvent) {
 	if ev.Info == nil {
 		c.o.clearRefused(ev.Path)
 		delete(c.live, ev.Path)
+		delete(c.liveRev, ev.Path)
 		delete(c.pending, ev.Path)
 		if s != nil {
 			s.setEnded(true)
@@ -134,14 +140,22 @@ func (c *claimer) onStream(ev bus.StreamEvent) {
 		return
 	}
 	c.live[ev.Path] = ev.Info
+	c.liveRev[ev.Path] = ev.Rev
 	if s != nil {
 		s.setInfo(ev.Info)
 		s.setEnded(false)
 		return
 	}
-	if !c.held(ev.Path) {
+	if !c.held(ev.Path) && c.edgeAlive(ev.Path) {
 		c.schedule(ev.Path)
 	}
+}
+
+// edgeAlive says whether path's stream record is held by a live edge
+// instance (false when there is no record).
+func (c *claimer) edgeAlive(path string) bool {
+	info := c.live[path]
+	return info != nil && c.o.live.HoldsStream(info)
 }
 
 // held says whether path's owner record is held by a live node instance
@@ -164,7 +178,7 @@ func (c *claimer) onOwner(ev bus.OwnerEvent) {
 	}
 	if ev.Owner == nil {
 		delete(c.owner, ev.Path)
-		if s == nil && c.live[ev.Path] != nil {
+		if s == nil && c.edgeAlive(ev.Path) {
 			c.schedule(ev.Path) // released: claim it
 		}
 		return
@@ -172,7 +186,7 @@ func (c *claimer) onOwner(ev bus.OwnerEvent) {
 	c.owner[ev.Path] = ownerRecord{owner: *ev.Owner, rev: ev.Rev}
 	c.o.clearRefused(ev.Path)
 	if !c.held(ev.Path) {
-		if c.live[ev.Path] != nil && s == nil {
+		if c.edgeAlive(ev.Path) && s == nil {
 			c.schedule(ev.Path) // written by a node that died since
 		}
 		return
@@ -183,32 +197,56 @@ func (c *claimer) onOwner(ev bus.OwnerEvent) {
 }
 
 // scan schedules every live stream without a live owner, and removes the
-// records of dead nodes whose streams ended.
+// records of dead nodes: owner records of streams that ended, and stream
+// records of dead edges.
 func (c *claimer) scan() {
-	for path := range c.live {
+	var deadStreams map[string]uint64
+	for path, info := range c.live {
+		if !c.o.live.HoldsStream(info) {
+			if c.first(path) {
+				if deadStreams == nil {
+					deadStreams = map[string]uint64{}
+				}
+				deadStreams[path] = c.liveRev[path]
+			}
+			continue
+		}
 		if !c.held(path) && c.o.lookup(path) == nil {
 			c.schedule(path)
 		}
 	}
 	var stale map[string]ownerRecord
 	for path, rec := range c.owner {
-		if c.live[path] == nil && !c.held(path) && c.o.lookup(path) == nil && c.first(path) {
+		if !c.edgeAlive(path) && !c.held(path) && c.o.lookup(path) == nil && c.first(path) {
 			if stale == nil {
 				stale = map[string]ownerRecord{}
 			}
 			stale[path] = rec
 		}
 	}
-	if stale != nil {
+	if stale != nil || deadStreams != nil {
 		c.o.wg.Add(1)
-		go c.drop(stale)
+		go c.drop(stale, deadStreams)
 	}
 }
 
-// drop removes dead nodes' records of ended streams (one survivor does,
-// the one the path ranks first), off the event loop.
-func (c *claimer) drop(stale map[string]ownerRecord) {
+// drop removes dead nodes' records (one survivor does, the one the path
+// ranks first), off the event loop: owner records of ended streams, and
+// stream records of dead edges (compare-and-set on the revision the watch
+// showed, so a record a live edge wrote since stays).
+func (c *claimer) drop(stale map[string]ownerRecord, deadStreams map[string]uint64) {
 	defer c.o.wg.Done()
+	for path, rev := range deadStreams {
+		if c.o.ctx.Err() != nil {
+			return
+		}
+		ctx, cancel := kvContext()
+		err := c.o.Registry.ReleaseStream(ctx, path, rev)
+		cancel()
+		if err != nil && !errors.Is(err, bus.ErrLeaseLost) {
+			c.o.Log.Debug("removing a dead edge's stream record failed", "stream", path, "err", err)
+		}
+	}
 	for path, rec := range stale {
 		if c.o.ctx.Err() != nil {
 			return
@@ -227,11 +265,11 @@ func (c *claimer) drop(stale map[string]ownerRecord) {
 // over at once.
 func (c *claimer) first(path string) bool {
 	if now := time.Now(); now.Sub(c.peersAt) > peersFresh {
-		c.peers, c.peersAt = c.o.live.Nodes(), now
+		c.peers, c.peersAt = c.o.live.NodesWith(bus.RoleOrigin), now
 	}
-	mine := rank(c.o.Node, path)
+	mine := bus.Rank(c.o.Node, path)
 	for _, n := range c.peers {
-		if n != c.o.Node && rank(n, path) > mine {
+		if n != c.o.Node && bus.Rank(n, path) > mine {
 			return false
 		}
 	}
@@ -247,22 +285,6 @@ func (c *claimer) alone() bool {
 		}
 	}
 	return true
-}
-
-// rank is a node's rendezvous-hashing score for path: FNV-1a of each,
-// mixed by splitmix64's finaliser (FNV alone barely changes its high bits
-// for names that differ in their last bytes, and skews the ranking).
-func rank(node, path string) uint64 {
-	hn, hp := fnv.New64a(), fnv.New64a()
-	hn.Write([]byte(node))
-	hp.Write([]byte(path))
-	x := hn.Sum64() ^ (hp.Sum64() * 0x9e3779b97f4a7c15)
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
 }
 
 func (c *claimer) schedule(path string) {
@@ -334,7 +356,7 @@ func (c *claimer) claimDue() {
 // claim starts a stream goroutine that tries to take the lease of path.
 func (c *claimer) claim(path string) {
 	info := c.live[path]
-	if info == nil || c.o.draining.Load() {
+	if info == nil || !c.o.live.HoldsStream(info) || c.o.draining.Load() {
 		return
 	}
 	if !c.o.live.Alive() {

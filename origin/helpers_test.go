@@ -63,7 +63,7 @@ func startBus(t *testing.T, leaseTTL time.Duration) *testBus {
 func (b *testBus) client() (*nats.Conn, *bus.Registry) {
 	b.t.Helper()
 	nc := testbus.Connect(b.t, b.srv)
-	return nc, testbus.StartRegistry(b.t, nc, b.leaseTTL, 30*time.Second)
+	return nc, testbus.StartRegistry(b.t, nc, b.leaseTTL)
 }
 
 func (b *testBus) origin(node string, mod func(*Origin)) *Origin {
@@ -194,7 +194,7 @@ func startPublisher(t *testing.T, b *testBus, c *clip, path string, gen uint64, 
 	p := &publisher{t: t, nc: nc, reg: reg, clip: c, path: path, gen: gen, pub: bus.NewPublisher(nc, path)}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	rev, err := reg.ClaimStream(ctx, p.info())
+	rev, err := reg.ClaimStream(ctx, p.info(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func (p *publisher) newGeneration() {
 	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	rev, err := p.reg.RenewStream(ctx, p.info(), p.rev)
+	rev, err := p.reg.UpdateStream(ctx, p.info(), p.rev)
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -304,7 +304,7 @@ func startLive(t *testing.T, b *testBus, o *Origin, c *clip, total time.Duration
 func claimVideo(t *testing.T, ctx context.Context, reg *bus.Registry, path string) *bus.StreamInfo {
 	t.Helper()
 	info := &bus.StreamInfo{Path: path, Generation: 1, Tracks: []bus.TrackInfo{{ID: 0, Codec: media.CodecH264, ClockRate: 90000}}}
-	if _, err := reg.ClaimStream(ctx, info); err != nil {
+	if _, err := reg.ClaimStream(ctx, info, nil); err != nil {
 		t.Fatal(err)
 	}
 	return info

@@ -113,6 +113,11 @@ type Origin struct {
 	// origins take its streams over NodeTTL after the last one they heard.
 	// Default bus.DefaultNodeTTL.
 	NodeTTL time.Duration
+	// Live is the process' node liveness, started, with RoleOrigin among
+	// its roles, when another role of the process shares it (streamgrid
+	// run: the edge): one heartbeat per node name. Nil: the origin runs a
+	// Liveness of its own (NodeTTL), stopped by Close.
+	Live *bus.Liveness
 	// MemoryBudget bounds what the streams' segment windows hold, in bytes
 	// (window.go); past it the origin claims no new stream. A node sets it
 	// to its share of node.memory_limit. 0: no bound.
@@ -145,6 +150,8 @@ type Origin struct {
 	ctx         context.Context
 	cancel      context.CancelFunc
 	live        *bus.Liveness
+	ownLive     bool
+	liveChanged <-chan struct{}
 	done        chan struct{} // closed by Close: wakes waiting HTTP handlers
 	rescan      chan struct{} // capacity freed or settings changed: look for claimable streams again
 	metaChanged chan struct{} // load changed: update gossip metadata
@@ -273,16 +280,22 @@ func (o *Origin) Start() error {
 		return err
 	}
 	o.ctx, o.cancel = context.WithCancel(context.Background())
-	o.live = &bus.Liveness{NC: o.NC, Node: o.Node, TTL: o.NodeTTL, Log: o.Log, OnLapse: o.lapsed}
-	if err := o.live.Start(); err != nil {
-		o.cancel()
-		o.unregisterMetrics()
-		ln.Close()
-		return fmt.Errorf("origin: %w", err)
+	o.live, o.ownLive = o.Live, o.Live == nil
+	if o.ownLive {
+		o.live = &bus.Liveness{NC: o.NC, Node: o.Node, Roles: []string{bus.RoleOrigin}, TTL: o.NodeTTL, Log: o.Log, OnLapse: o.lapsed}
+		if err := o.live.Start(); err != nil {
+			o.cancel()
+			o.unregisterMetrics()
+			ln.Close()
+			return fmt.Errorf("origin: %w", err)
+		}
+	} else {
+		o.live.AddLapseHook(o.lapsed)
 	}
+	o.liveChanged = o.live.Watch()
 	streamsCh, ownersCh, err := o.watchRegistry()
 	if err != nil {
-		o.live.Close()
+		o.closeLive()
 		o.cancel()
 		o.unregisterMetrics()
 		o.removeSegments()
@@ -418,7 +431,7 @@ func (o *Origin) shutdown(mode stopMode) {
 	o.closeOnce.Do(func() {
 		o.draining.Store(true)
 		if mode == stopAbandon {
-			o.live.Close() // a crash: the heartbeats stop first
+			o.closeLive() // a crash: the heartbeats stop first
 		}
 		o.cancel()
 		close(o.done)
@@ -426,7 +439,7 @@ func (o *Origin) shutdown(mode stopMode) {
 			s.stop(mode)
 		}
 		o.swg.Wait()
-		o.live.Close()
+		o.closeLive()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		if err := o.srv.Shutdown(ctx); err != nil {
 			_ = o.srv.Close()
@@ -437,6 +450,13 @@ func (o *Origin) shutdown(mode stopMode) {
 		o.removeSegments()
 		o.Log.Info("origin closed")
 	})
+}
+
+// closeLive stops the origin's own liveness (a shared one is its process').
+func (o *Origin) closeLive() {
+	if o.ownLive {
+		o.live.Close()
+	}
 }
 
 // lapsed is told that this node's liveness lapsed: the other origins may

@@ -162,7 +162,7 @@ func (c *placementCluster) publish(path string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	rev, err := c.reg.ClaimStream(ctx, &bus.StreamInfo{Path: path, Generation: 1,
-		Tracks: []bus.TrackInfo{{ID: 0, Codec: media.CodecH264, ClockRate: 90000}}})
+		Tracks: []bus.TrackInfo{{ID: 0, Codec: media.CodecH264, ClockRate: 90000}}}, nil)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func (c *placementCluster) renew(ctx context.Context) {
 		c.mu.Lock()
 		for path, rev := range c.revs {
 			info := &bus.StreamInfo{Path: path, Generation: 1, Tracks: []bus.TrackInfo{{ID: 0, Codec: media.CodecH264, ClockRate: 90000}}}
-			if r, err := c.reg.RenewStream(ctx, info, rev); err == nil {
+			if r, err := c.reg.UpdateStream(ctx, info, rev); err == nil {
 				c.revs[path] = r
 			}
 		}

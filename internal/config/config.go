@@ -59,13 +59,16 @@ type Bus struct {
 	// to the bus (the bus starting alongside it) before it gives up.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	Replicas       int           `yaml:"replicas"`
-	// LeaseTTL is how long a camera-pull lease (sg_sources) lives without
-	// renewal. Stream ownership no longer uses it (see NodeTTL).
-	LeaseTTL  time.Duration `yaml:"lease_ttl"`
+	// LeaseTTL paces origins' claims and standby edges' periodic attempts
+	// at a camera; no record expires by it since node liveness (NodeTTL).
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	// StreamTTL is no longer used: stream records are held by the edge's
+	// liveness. Accepted so that older files load.
 	StreamTTL time.Duration `yaml:"stream_ttl"`
-	// NodeTTL is an origin's liveness: heartbeats every NodeTTL/4; NodeTTL
-	// after the last one, the origin gives its streams up and the others
-	// take them over. Per node (each heartbeat carries its own TTL).
+	// NodeTTL is an origin's and an edge's liveness: heartbeats every
+	// NodeTTL/4; NodeTTL after the last one, the node gives its streams
+	// and cameras up and the others take them over. Per node (each
+	// heartbeat carries its own TTL).
 	NodeTTL time.Duration `yaml:"node_ttl"`
 	// StateTTL is how long a stream's playlist state outlives its last write.
 	StateTTL time.Duration `yaml:"state_ttl"`

@@ -23,7 +23,6 @@ func Default() *Config {
 			ConnectTimeout: time.Minute,
 			Replicas:       1,
 			LeaseTTL:       bus.DefaultLeaseTTL,
-			StreamTTL:      bus.DefaultStreamTTL,
 			NodeTTL:        bus.DefaultNodeTTL,
 			StateTTL:       6 * time.Hour,
 			Server: BusServer{

@@ -133,11 +133,11 @@ func (ck *checker) bus(b Bus) {
 	if b.LeaseTTL < 500*time.Millisecond {
 		ck.bad("bus.lease_ttl", "must be at least 500ms, got %s", b.LeaseTTL)
 	}
-	if b.StreamTTL < b.LeaseTTL {
-		ck.bad("bus.stream_ttl", "must be at least bus.lease_ttl (%s), got %s", b.LeaseTTL, b.StreamTTL)
+	if b.StreamTTL < 0 {
+		ck.bad("bus.stream_ttl", "is no longer used (stream records are held by the edge's liveness, bus.node_ttl); must not be negative, got %s", b.StreamTTL)
 	}
-	if b.NodeTTL < 200*time.Millisecond || b.NodeTTL > b.StreamTTL {
-		ck.bad("bus.node_ttl", "must be 200ms..bus.stream_ttl (%s), got %s", b.StreamTTL, b.NodeTTL)
+	if b.NodeTTL < 200*time.Millisecond || b.NodeTTL > b.LeaseTTL {
+		ck.bad("bus.node_ttl", "must be 200ms..bus.lease_ttl (%s), got %s", b.LeaseTTL, b.NodeTTL)
 	}
 	if b.ConnectTimeout < 0 {
 		ck.bad("bus.connect_timeout", "must not be negative, got %s", b.ConnectTimeout)

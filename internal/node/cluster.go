@@ -139,8 +139,16 @@ func (v *clusterView) watch(ctx context.Context, streams <-chan bus.StreamEvent,
 func (v *clusterView) has(path string) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	_, ok := v.streams[path]
-	return ok
+	info, ok := v.streams[path]
+	return ok && v.holds(info)
+}
+
+// holds says whether a stream record's edge instance is alive, as far as
+// this node can tell: a node without origin or edge role follows no
+// heartbeats and shows every record (the origins remove a dead edge's
+// within a node TTL).
+func (v *clusterView) holds(info *bus.StreamInfo) bool {
+	return v.n.live == nil || v.n.live.HoldsStream(info)
 }
 
 // gather returns every node's first-hand statistics: this node's own, and
@@ -287,7 +295,7 @@ func (v *clusterView) streamsAndOwners(only string) ([]*bus.StreamInfo, map[stri
 	v.mu.Lock()
 	var infos []*bus.StreamInfo
 	for p, info := range v.streams {
-		if only == "" || p == only {
+		if (only == "" || p == only) && v.holds(info) {
 			infos = append(infos, info)
 		}
 	}

@@ -41,7 +41,6 @@ func roleConfig(t *testing.T, name string) *config.Config {
 	c.Cache.HTTPAddress = "127.0.0.1:0"
 	c.Bus.Replicas = 3
 	c.Bus.LeaseTTL = 2 * time.Second
-	c.Bus.StreamTTL = 6 * time.Second
 	c.Bus.Server.Users = clusterUsers
 	c.Bus.Server.ClusterPassword = "route-test-password"
 	c.Gossip.SecretKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes

@@ -20,7 +20,7 @@ func TestClusterView(t *testing.T) {
 	aio := startNode(t, ac, RoleRun)
 	a := aio.Addrs()
 	c.Bus.Replicas = 1
-	c.Bus.LeaseTTL, c.Bus.StreamTTL = ac.Bus.LeaseTTL, ac.Bus.StreamTTL // the registry's settings are the cluster's
+	c.Bus.LeaseTTL = ac.Bus.LeaseTTL // the registry's settings are the cluster's
 	c.Bus.Password = rolePassword(RoleCache)
 	c.Bus.URLs = []string{a.NATS}
 	c.Gossip.Seeds = []string{a.Gossip}

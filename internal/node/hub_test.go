@@ -28,7 +28,7 @@ func TestAllInOneFeedsAnOriginElsewhere(t *testing.T) {
 
 	oc.Bus.Replicas = 1
 	// The registry's settings are the cluster's: the same on every node.
-	oc.Bus.LeaseTTL, oc.Bus.StreamTTL = c.Bus.LeaseTTL, c.Bus.StreamTTL
+	oc.Bus.LeaseTTL = c.Bus.LeaseTTL
 	oc.Bus.Password = rolePassword(RoleOrigin)
 	oc.Bus.URLs = []string{a.NATS}
 	oc.Gossip.Seeds = []string{a.Gossip}

@@ -58,6 +58,10 @@ type Node struct {
 	media    bus.Media  // all-in-one: a bus.Hub, media between edge and origin in process; else nil (NATS)
 	regNC    *nats.Conn // registry
 	registry *bus.Registry
+	// live is the node's liveness (origin and edge roles): one heartbeat
+	// for every role of the process, so the all-in-one's origin and edge,
+	// which share the node's name, are one node instance.
+	live     *bus.Liveness
 	auth     *auth.Authenticator
 	gossip   *gossip.Node
 	edge     *edge.Edge
@@ -208,6 +212,9 @@ func (n *Node) Close() {
 		}
 		if n.origin != nil {
 			n.origin.Close()
+		}
+		if n.live != nil {
+			n.live.Close()
 		}
 		if n.bg != nil {
 			n.bg()

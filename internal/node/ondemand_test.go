@@ -103,7 +103,7 @@ func TestOnDemandAtAnotherCache(t *testing.T) {
 	a := startNode(t, c, RoleRun)
 
 	cc.Bus.Replicas = 1
-	cc.Bus.LeaseTTL, cc.Bus.StreamTTL = c.Bus.LeaseTTL, c.Bus.StreamTTL // the registry's settings are the cluster's
+	cc.Bus.LeaseTTL = c.Bus.LeaseTTL // the registry's settings are the cluster's
 	cc.Bus.Password = rolePassword(RoleCache)
 	cc.Bus.URLs = []string{a.Addrs().NATS}
 	cc.Gossip.Seeds = []string{a.Addrs().Gossip}

@@ -24,7 +24,7 @@ func (n *Node) startOrigin() error {
 		Node: n.name, NC: n.nc, Media: n.media, Registry: n.registry, Gossip: n.gossip,
 		HTTPAddress: c.Origin.HTTPAddress, AdvertiseHTTP: c.Origin.AdvertiseHTTP,
 		Capacity: c.Origin.Capacity, MemoryBudget: memlimit.OriginBudget(n.memLimit),
-		NodeTTL:    c.Bus.NodeTTL,
+		NodeTTL: c.Bus.NodeTTL, Live: n.live,
 		SegmentDir: c.Origin.SegmentFolder(),
 		HLS:        origin.HLSConfig(c.Origin.HLS),
 		Transcode:  originTranscode(c.Origin.Transcode),
@@ -78,7 +78,7 @@ func (n *Node) startCache() (err error) {
 func (n *Node) startEdge() error {
 	c := n.Config
 	e := &edge.Edge{
-		Node: n.name, NC: n.nc, Media: n.media, Registry: n.registry,
+		Node: n.name, NC: n.nc, Media: n.media, Registry: n.registry, Live: n.live, NodeTTL: c.Bus.NodeTTL,
 		RTSPAddress: c.Edge.RTSPAddress, UDPRTPAddress: c.Edge.RTPAddress, UDPRTCPAddress: c.Edge.RTCPAddress,
 		RTMPAddress: c.Edge.RTMPAddress, Sources: edgeSources(c.Sources), ReadTimeout: c.Edge.ReadTimeout,
 		TLSCert: c.Edge.TLSCert, TLSKey: c.Edge.TLSKey,

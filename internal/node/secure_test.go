@@ -56,7 +56,7 @@ func TestGossipMetaAndDraining(t *testing.T) {
 	aio := startNode(t, c, RoleRun)
 	cc := roleConfig(t, "cache-x")
 	cc.Bus.Replicas = 1
-	cc.Bus.LeaseTTL, cc.Bus.StreamTTL = c.Bus.LeaseTTL, c.Bus.StreamTTL
+	cc.Bus.LeaseTTL = c.Bus.LeaseTTL
 	cc.Bus.URLs = []string{aio.Addrs().NATS}
 	cc.Gossip.SecretKey = ""
 	cc.Gossip.Seeds = []string{aio.Addrs().Gossip}

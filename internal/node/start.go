@@ -28,6 +28,9 @@ func (n *Node) startSteps() []func() error {
 	if n.Role == RoleRun {
 		steps = append(steps, n.startHub)
 	}
+	if n.has(RoleOrigin) || n.has(RoleEdge) {
+		steps = append(steps, n.startLiveness)
+	}
 	if n.has(RoleOrigin) {
 		steps = append(steps, n.startOrigin)
 	}
@@ -85,13 +88,31 @@ func (n *Node) startRegistry() error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	r := &bus.Registry{JS: js, Replicas: c.Replicas, LeaseTTL: c.LeaseTTL, StreamTTL: c.StreamTTL, StateTTL: c.StateTTL}
+	r := &bus.Registry{JS: js, Replicas: c.Replicas, LeaseTTL: c.LeaseTTL, StateTTL: c.StateTTL}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := r.Start(ctx); err != nil {
 		return err
 	}
 	n.registry = r
+	return nil
+}
+
+// startLiveness starts the node's heartbeats, shared by its origin and
+// edge roles (the heartbeat names the roles).
+func (n *Node) startLiveness() error {
+	var roles []string
+	if n.has(RoleOrigin) {
+		roles = append(roles, bus.RoleOrigin)
+	}
+	if n.has(RoleEdge) {
+		roles = append(roles, bus.RoleEdge)
+	}
+	l := &bus.Liveness{NC: n.nc, Node: n.name, Roles: roles, TTL: n.Config.Bus.NodeTTL, Log: n.Log}
+	if err := l.Start(); err != nil {
+		return fmt.Errorf("liveness: %w", err)
+	}
+	n.live = l
 	return nil
 }
 

@@ -46,15 +46,15 @@ func Connect(t testing.TB, s *bus.Server) *nats.Conn {
 	return nc
 }
 
-// StartRegistry starts a registry over nc with the given lease and stream
-// TTLs (the registry's defaults where 0).
-func StartRegistry(t testing.TB, nc *nats.Conn, leaseTTL, streamTTL time.Duration) *bus.Registry {
+// StartRegistry starts a registry over nc with the given lease TTL (claim
+// pacing; the registry's default where 0).
+func StartRegistry(t testing.TB, nc *nats.Conn, leaseTTL time.Duration) *bus.Registry {
 	t.Helper()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := &bus.Registry{JS: js, LeaseTTL: leaseTTL, StreamTTL: streamTTL}
+	reg := &bus.Registry{JS: js, LeaseTTL: leaseTTL}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := reg.Start(ctx); err != nil {
