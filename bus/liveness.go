@@ -289,6 +289,21 @@ func (l *Liveness) Live(node, instance string) bool {
 	return p.instance == instance && !l.deadLocked(p, time.Now())
 }
 
+// NodeAlive says whether node is alive under any instance: this node while
+// it is alive, another while the heartbeats of its current instance go on.
+// A record naming an older instance of a node alive under a newer one is
+// about to be written again by that node (its instance was redrawn after a
+// lapse or a bus connection's drop), not left by a dead node.
+func (l *Liveness) NodeAlive(node string) bool {
+	if node == l.Node && l.Node != "" {
+		return l.Alive()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p, ok := l.nodes[node]
+	return ok && !l.deadLocked(p, time.Now())
+}
+
 // HoldsStream says whether a stream record is held by its edge's live
 // instance. A record that names no instance (written by a test, or by
 // hand) holds while it exists.

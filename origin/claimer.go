@@ -203,7 +203,11 @@ func (c *claimer) scan() {
 	var deadStreams map[string]uint64
 	for path, info := range c.live {
 		if !c.o.live.HoldsStream(info) {
-			if c.first(path) {
+			// An edge that drew a new instance (a lapse, or its bus
+			// node died under its connection) writes its records again
+			// within a heartbeat: removing them meanwhile would end
+			// streams whose publishers are still connected.
+			if c.first(path) && !c.o.live.NodeAlive(info.Edge) {
 				if deadStreams == nil {
 					deadStreams = map[string]uint64{}
 				}

@@ -42,7 +42,25 @@ func TestDeadEdgesRecordIsGone(t *testing.T) {
 		t.Fatalf("a live edge's record went: %v", err)
 	}
 
+	// A record naming an older instance of the same, live edge (it redrew
+	// its instance after its bus connection dropped, and is about to write
+	// its records again) is not removed while the edge lives.
+	const redrawn = "live/redrawn"
+	stale := *info
+	stale.Path, stale.Instance = redrawn, "an-older-instance"
+	if _, err := reg.ClaimStream(ctx, &stale, nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if _, err := reg.Stream(ctx, redrawn); err != nil {
+		t.Fatalf("the record of a live edge's older instance went: %v", err)
+	}
+
 	edgeLive.Close() // the edge dies
+	testkit.WaitFor(t, 10*time.Second, "the older instance's record removed once the edge died", func() bool {
+		_, err := reg.Stream(ctx, redrawn)
+		return errors.Is(err, bus.ErrNotFound)
+	})
 	testkit.WaitFor(t, 10*time.Second, "the dead edge's record removed", func() bool {
 		_, err := reg.Stream(ctx, camPath)
 		return errors.Is(err, bus.ErrNotFound)
