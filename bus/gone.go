@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -363,7 +364,7 @@ func (l *Liveness) receiveGone(m *nats.Msg) {
 	p, seen := l.nodes[g.Name]
 	hit := seen && !p.gone && strings.HasSuffix(p.instance, "."+g.Conn)
 	if hit {
-		p.gone, p.dead = true, true
+		p.gone, p.dead, p.goneAt = true, true, time.Now()
 		l.nodes[g.Name] = p
 	}
 	l.mu.Unlock()
@@ -372,3 +373,12 @@ func (l *Liveness) receiveGone(m *nats.Msg) {
 		l.poke()
 	}
 }
+
+// reviveAfter is how long after a death notice the heartbeats of the
+// instance it named are ignored: those still in flight from the closed
+// connection arrive within it. One that comes later was sent on a new
+// connection by a process that lived on (the connection was reset by the
+// network, say): the instance is alive again. The notice has done its part
+// by then: the node's streams were taken over, by compare-and-set with a
+// newer epoch, which the node sees and yields to.
+func reviveAfter(ttl time.Duration) time.Duration { return min(ttl, time.Second) }

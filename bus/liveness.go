@@ -176,6 +176,7 @@ type peer struct {
 	ttl      time.Duration
 	dead     bool // reported dead already
 	gone     bool // its instance's bus connection closed (gone.go)
+	goneAt   time.Time
 }
 
 // Start subscribes to the heartbeats and starts sending this node's.
@@ -240,11 +241,12 @@ func (l *Liveness) Close() {
 func (l *Liveness) Instance() string { return *l.instance.Load() }
 
 // Alive says whether this node may act as an owner now: a confirmed
-// heartbeat was sent less than TTL ago, on the bus connection this
-// instance was drawn on, which is still up (gone.go).
+// heartbeat was sent less than TTL ago. A dropped bus connection does not
+// end it by itself (gone.go: the node keeps its instance across a
+// reconnect when the bus node it was on died).
 func (l *Liveness) Alive() bool {
 	c := l.confirmed.Load()
-	return c != 0 && time.Since(l.base) < time.Duration(c)+l.TTL && l.onConn()
+	return c != 0 && time.Since(l.base) < time.Duration(c)+l.TTL
 }
 
 // Changed is poked whenever a node is found dead or a new instance shows
@@ -336,7 +338,7 @@ func (l *Liveness) receive(m *nats.Msg) {
 	}
 	p, seen := l.nodes[hb.Node]
 	fresh := !seen || p.instance != hb.Instance
-	if !fresh && p.gone {
+	if !fresh && p.gone && now.Sub(p.goneAt) < reviveAfter(p.ttl) {
 		l.mu.Unlock()
 		return // a late heartbeat of an instance whose connection closed
 	}

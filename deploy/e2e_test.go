@@ -229,7 +229,8 @@ func (p *player) decoding(t *testing.T, what string) {
 	}
 	f1, err := p.state()
 	if err != nil || f1 <= f0 {
-		t.Errorf("%s: the player of %s stopped decoding (%d frames, then %d; %v)\n%s", what, p.url, f0, f1, err, p.errs.String())
+		t.Errorf("%s: the player of %s stopped decoding (%d frames, then %d; %v)\n%s\n--- logs:\n%s", what, p.url, f0, f1, err, p.errs.String(),
+			clusterLogs("--tail", "150", "edge1", "edge2", "origin1", "origin2", "cache1"))
 		return
 	}
 	t.Logf("FIGURE %s: the player of %s decodes on (%d frames)", what, p.url, f1)
