@@ -41,29 +41,26 @@ import (
 // because a NATS connection keeps the name it was opened with across
 // reconnects while the instance changes at every lapse.
 //
-// Fencing (see also Liveness): a node counts itself alive only while the
-// TCP connection its instance was drawn on is up (Connect's dialer wraps
-// each connection and marks it down before the client closes it and when a
-// read or a write fails; Liveness.Alive reads that mark, lock-free), and a
-// node whose connection dropped, for whatever reason, draws a new instance
-// before it counts itself alive again. So when the node's process closed
-// the connection (a clean close, its own stale-connection or write error
-// handling, its death), it had stopped serving as that instance before the
-// server could read the close. (With TLS, the client's close_notify alert
-// is written just before the socket is closed, by the same call: the
-// server may read it a few microseconds before the mark is set, while the
-// notice still has a server read, an event, two publishes, a route and a
-// compare-and-set in the registry ahead of it before anyone serves in the
-// node's place.) A connection not opened by Connect is not followed, and
-// its instances carry no tag: notices never name them. The one case where the server
-// reads a close the live process has not made is a reset by the network
-// (a middlebox, a half-open connection): the node then still counts itself
-// alive until its client sees the socket fail (its next heartbeat, within
-// TTL/4) or its heartbeats' echoes stop (TTL at most); until then two
-// origins may answer for its streams. Epoch fencing keeps the playlist
-// state whole either way: the successor's owner record has epoch+1, the
-// state writes of the old epoch are refused, and caches key their objects
-// by (origin, epoch). docs/cluster.md has the viewer's side.
+// Fencing (see also Liveness): a notice is published only when the server
+// read the node's end of the connection close (a killed process, a clean
+// close, the client's own stale-connection or write-error handling), so in
+// every case but one the node had stopped serving before anyone learnt of
+// it. The one case is a reset by the network (a middlebox, a half-open
+// connection) that the server reads while the process lives on: the others
+// take the node's streams over at once, while the node counts itself alive
+// until its heartbeats' echoes stop (TTL at most) or it reconnects. It keeps
+// its instance across the reconnect (a node cannot tell a reset it caused
+// from a bus node that died under it, and after a bus node's death no
+// notice exists, so drawing a new instance on every drop turned a bus
+// node's death into a failover of every stream of its clients: compose
+// runs 16 and 18 in docs/cluster.md). Its heartbeats are ignored for
+// reviveAfter after the notice (those still in flight from the closed
+// connection), then count again. Epoch fencing keeps the playlist state
+// whole: the successor's owner record has epoch+1, the node sees it and
+// yields, the old epoch's state writes are refused, and caches key their
+// objects by (origin, epoch). docs/cluster.md has the viewer's side. A
+// connection not opened by Connect is not followed, and its instances
+// carry no tag: notices never name them.
 //
 // Heartbeats remain the fallback: an external NATS without our bus nodes,
 // a host that vanishes without closing its sockets, a stalled process.

@@ -57,10 +57,9 @@ import (
 //     decides who wins, and the epoch (Owner.Epoch) fences the playlist state.
 //   - A death notice (gone.go) ends a node's instance at once, before its
 //     heartbeats' TTL: the bus server that held the instance's connection
-//     read the node's end close it. A node counts itself alive only while
-//     that connection is up and draws a new instance after any drop, so it
-//     stopped serving as that instance before the close left it; gone.go
-//     has the one exception (a reset by the network) and what it costs.
+//     read the node's end close it, so the node had stopped serving; gone.go
+//     has the one exception (a reset by the network, the process living
+//     on) and what it costs.
 
 // AliveSubject carries the nodes' heartbeats.
 const AliveSubject = "sg.alive"
