@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -33,13 +32,14 @@ import (
 // name its connection name (a node's name: internal/node names its
 // connection after the node).
 //
-// A liveness instance carries the tag of the connection it was drawn on
-// ("<random>.<conn>"), so a notice names the node and the instance whose
-// connection closed: receivers (Liveness.gone) treat a notice that names a
-// node's current instance as that instance's lapse at once. The instance
-// carries the tag rather than the connection name carrying the instance,
+// Every heartbeat names the connection it was sent on (its tag), so a
+// notice names a node and the connection of its last heartbeat: receivers
+// (Liveness.receiveGone) take such a notice as the lapse of that node's
+// instance at once, and count the instance alive again at its first
+// heartbeat on another connection (the process lived on and reconnected).
+// The tag travels in the heartbeat rather than in the connection name,
 // because a NATS connection keeps the name it was opened with across
-// reconnects while the instance changes at every lapse.
+// reconnects while the tag changes with each connection.
 //
 // Fencing (see also Liveness): a notice is published only when the server
 // read the node's end of the connection close (a killed process, a clean
@@ -54,8 +54,8 @@ import (
 // notice exists, so drawing a new instance on every drop turned a bus
 // node's death into a failover of every stream of its clients: compose
 // runs 16 and 18 in docs/cluster.md). Its heartbeats are ignored for
-// reviveAfter after the notice (those still in flight from the closed
-// connection), then count again. Epoch fencing keeps the playlist state
+// (those still in flight from the closed connection carry its tag) until
+// one comes on the new connection. Epoch fencing keeps the playlist state
 // whole: the successor's owner record has epoch+1, the node sees it and
 // yields, the old epoch's state writes are refused, and caches key their
 // objects by (origin, epoch). docs/cluster.md has the viewer's side. A
@@ -250,89 +250,10 @@ func trackOf(nc *nats.Conn) *connTrack {
 	return nil
 }
 
-// drawnOn is the connection a liveness instance was drawn on.
-type drawnOn struct {
-	track  *connTrack   // nil: the connection was not opened by Connect
-	conn   *trackedConn // nil: none was up
-	tagged bool         // the instance carries the connection's tag
-}
-
 // goneState is Liveness's part in death notices.
 type goneState struct {
-	drawn atomic.Pointer[drawnOn]
-	sub   *nats.Subscription
-}
-
-// drawInstance draws a new instance id and remembers the connection it is
-// drawn on (untagged: the caller may hold selfMu, and asking the client for
-// the tag may wait for its lock; redrawIfStale tags it).
-func (l *Liveness) drawInstance() string {
-	s, d := l.newDrawn(false)
-	l.gone.drawn.Store(d)
-	return s
-}
-
-// newDrawn draws an instance id and says which connection it is drawn on.
-// With tag, the id carries that connection's tag, which asks the NATS
-// client (and may wait for its lock). A connection not opened by Connect is
-// not followed, and its instances carry no tag: notices never name them.
-func (l *Liveness) newDrawn(tag bool) (string, *drawnOn) {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	s := hex.EncodeToString(b[:])
-	d := &drawnOn{track: trackOf(l.NC)}
-	if d.track != nil {
-		d.conn = d.track.current.Load()
-	}
-	if tag && d.conn != nil {
-		srv := l.NC.ConnectedServerId()
-		cid, err := l.NC.GetClientID()
-		if srv != "" && err == nil && d.track.current.Load() == d.conn && !d.conn.down.Load() {
-			s += "." + ConnTag(srv, cid)
-			d.tagged = true
-		}
-	}
-	return s, d
-}
-
-// onConn says whether the connection the current instance was drawn on is
-// still up: once it dropped, the instance is over (a notice may have named
-// it), even after a reconnect. Lock-free.
-func (l *Liveness) onConn() bool {
-	d := l.gone.drawn.Load()
-	if d == nil {
-		return false
-	}
-	if d.track == nil {
-		return true // not followed: the heartbeats alone decide
-	}
-	c := d.track.current.Load()
-	return c != nil && c == d.conn && !c.down.Load()
-}
-
-// redrawIfStale draws a new instance, tagged, before a heartbeat when this
-// node holds nothing as the current one (not confirmed: just started, or
-// lapsed) and that one is untagged or was drawn on a connection gone since.
-// The client is asked for the tag outside selfMu, which check and the
-// heartbeats' echo take.
-func (l *Liveness) redrawIfStale() {
-	stale := func() (*drawnOn, bool) {
-		d := l.gone.drawn.Load()
-		return d, l.confirmed.Load() == 0 && d != nil && d.track != nil && (!d.tagged || !l.onConn())
-	}
-	l.selfMu.Lock()
-	old, redraw := stale()
-	l.selfMu.Unlock()
-	if !redraw {
-		return
-	}
-	s, d := l.newDrawn(true)
-	l.selfMu.Lock()
-	defer l.selfMu.Unlock()
-	if now, still := stale(); still && now == old {
-		l.gone.drawn.Store(d)
-		l.instance.Store(&s)
-	}
+	tag atomic.Pointer[taggedConn] // see connTag
+	sub *nats.Subscription
 }
 
 func (l *Liveness) startGone() error {
@@ -350,8 +271,9 @@ func (l *Liveness) stopGone() {
 	}
 }
 
-// receiveGone: a node's connection closed; when it is the one its current
-// instance was drawn on, that instance is dead now.
+// receiveGone: a node's connection closed; when it is the one its last
+// heartbeat came on, its instance is dead now, until a heartbeat comes on
+// another connection (the process lived on and reconnected).
 func (l *Liveness) receiveGone(m *nats.Msg) {
 	g, ok := parseGoneNotice(m.Data)
 	if !ok || g.Name == l.Node {
@@ -359,9 +281,9 @@ func (l *Liveness) receiveGone(m *nats.Msg) {
 	}
 	l.mu.Lock()
 	p, seen := l.nodes[g.Name]
-	hit := seen && !p.gone && strings.HasSuffix(p.instance, "."+g.Conn)
+	hit := seen && !p.gone && p.conn == g.Conn
 	if hit {
-		p.gone, p.dead, p.goneAt = true, true, time.Now()
+		p.gone, p.dead = true, true
 		l.nodes[g.Name] = p
 	}
 	l.mu.Unlock()
@@ -371,11 +293,34 @@ func (l *Liveness) receiveGone(m *nats.Msg) {
 	}
 }
 
-// reviveAfter is how long after a death notice the heartbeats of the
-// instance it named are ignored: those still in flight from the closed
-// connection arrive within it. One that comes later was sent on a new
-// connection by a process that lived on (the connection was reset by the
-// network, say): the instance is alive again. The notice has done its part
-// by then: the node's streams were taken over, by compare-and-set with a
-// newer epoch, which the node sees and yields to.
-func reviveAfter(ttl time.Duration) time.Duration { return min(ttl, time.Second) }
+// connTag is the tag of the bus connection heartbeats go out on now, asked
+// of the client once per connection (it takes the client's lock; beat runs
+// on its own goroutine, outside selfMu). "" for a connection not opened by
+// Connect, or none up.
+func (l *Liveness) connTag() string {
+	t := trackOf(l.NC)
+	if t == nil {
+		return ""
+	}
+	c := t.current.Load()
+	if c == nil || c.down.Load() {
+		return ""
+	}
+	if k := l.gone.tag.Load(); k != nil && k.conn == c {
+		return k.tag
+	}
+	srv := l.NC.ConnectedServerId()
+	cid, err := l.NC.GetClientID()
+	if srv == "" || err != nil || t.current.Load() != c {
+		return ""
+	}
+	tag := ConnTag(srv, cid)
+	l.gone.tag.Store(&taggedConn{conn: c, tag: tag})
+	return tag
+}
+
+// taggedConn caches a connection's tag.
+type taggedConn struct {
+	conn *trackedConn
+	tag  string
+}

@@ -91,8 +91,8 @@ func clusterOf(t *testing.T, n int, setup func(s *Server)) []*Server {
 // server's notice, long before its heartbeats' TTL (30 s here) could say
 // so; the notice is published once, by the server that had the connection.
 // The cut node reconnects and keeps its instance: its heartbeats on the new
-// connection make it alive again for the other node once the notice's
-// late-heartbeat window has passed. Open, secured (role users, route
+// connection make it alive again for the other node, and a second cut of
+// that new connection is noticed as the first was. Open, secured (role users, route
 // password, TLS on clients and routes) and token buses.
 func TestGoneNotice(t *testing.T) {
 	testkit.Slow(t)
@@ -187,11 +187,24 @@ func TestGoneNotice(t *testing.T) {
 
 			// The process lived on: it reconnects and keeps its instance,
 			// which the observer holds again once the victim's heartbeats
-			// come on the new connection, after the late-heartbeat window.
+			// come on the new connection.
 			dialer.revive()
 			testkit.WaitFor(t, time.Minute, "the observer holds the reconnected victim again", func() bool { return observer.Holds(rec) })
 			if victim.Instance() != rec.Instance {
 				t.Fatal("the victim drew a new instance for a dropped connection")
+			}
+
+			// The new connection is followed too: cut it, and the notice
+			// names it.
+			for len(observer.Changed()) > 0 {
+				<-observer.Changed()
+			}
+			dialer.kill()
+			testkit.WaitFor(t, 15*time.Second, "the victim's second cut noticed (its heartbeats' TTL is 30 s)", func() bool {
+				return !observer.Holds(rec)
+			})
+			if n := notices.Load(); n != 2 {
+				t.Fatalf("%d notices for the victim's two connections, want 2", n)
 			}
 		})
 	}

@@ -2,6 +2,8 @@ package bus
 
 import (
 	"cmp"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,7 +76,8 @@ const (
 const DefaultNodeTTL = 750 * time.Millisecond
 
 // heartbeat is one message on AliveSubject, as text: "<ttl ms> <instance>
-// <sent> <roles> <node>" (roles comma-separated, "-" for none; a node's
+// <sent> <conn> <roles> <node>" (conn the connection's tag, "-" for none;
+// roles comma-separated, "-" for none; a node's
 // name may hold spaces, it comes last). Sent is when it was sent, in
 // nanoseconds on the sender's own clock: only the sender reads it, in its
 // echo. Every node decodes every heartbeat of the cluster, so it is cheap
@@ -85,19 +88,27 @@ type heartbeat struct {
 	TTLms    int64
 	Sent     int64
 	Roles    string
+	// Conn is the tag of the bus connection the heartbeat was sent on
+	// (ConnTag; "" for a connection not opened by Connect): death notices
+	// name it (gone.go).
+	Conn string
 }
 
 func (h heartbeat) marshal() []byte {
-	return fmt.Appendf(nil, "%d %s %d %s %s", h.TTLms, h.Instance, h.Sent, cmp.Or(h.Roles, "-"), h.Node)
+	return fmt.Appendf(nil, "%d %s %d %s %s %s", h.TTLms, h.Instance, h.Sent, cmp.Or(h.Conn, "-"), cmp.Or(h.Roles, "-"), h.Node)
 }
 
 func parseHeartbeat(b []byte) (heartbeat, bool) {
 	ttl, rest, ok1 := strings.Cut(string(b), " ")
 	inst, rest, ok2 := strings.Cut(rest, " ")
 	sent, rest, ok3 := strings.Cut(rest, " ")
-	roles, node, ok4 := strings.Cut(rest, " ")
-	if !ok1 || !ok2 || !ok3 || !ok4 || node == "" || inst == "" || roles == "" {
+	conn, rest, ok4 := strings.Cut(rest, " ")
+	roles, node, ok5 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || node == "" || inst == "" || roles == "" || conn == "" {
 		return heartbeat{}, false
+	}
+	if conn == "-" {
+		conn = ""
 	}
 	ms, err1 := strconv.ParseInt(ttl, 10, 64)
 	at, err2 := strconv.ParseInt(sent, 10, 64)
@@ -107,7 +118,7 @@ func parseHeartbeat(b []byte) (heartbeat, bool) {
 	if roles == "-" {
 		roles = ""
 	}
-	return heartbeat{Node: node, Instance: inst, TTLms: ms, Sent: at, Roles: roles}, true
+	return heartbeat{Node: node, Instance: inst, TTLms: ms, Sent: at, Roles: roles, Conn: conn}, true
 }
 
 // hasRole says whether the comma-separated list roles holds role.
@@ -173,9 +184,9 @@ type peer struct {
 	roles    string
 	last     time.Time
 	ttl      time.Duration
-	dead     bool // reported dead already
-	gone     bool // its instance's bus connection closed (gone.go)
-	goneAt   time.Time
+	dead     bool   // reported dead already
+	conn     string // the connection tag of its last heartbeat
+	gone     bool   // that connection closed (gone.go): dead until a heartbeat comes on another
 }
 
 // Start subscribes to the heartbeats and starts sending this node's.
@@ -318,7 +329,9 @@ func (l *Liveness) deadLocked(p peer, now time.Time) bool {
 }
 
 func (l *Liveness) newInstance() {
-	s := l.drawInstance() // tagged before its first heartbeat (gone.go)
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	s := hex.EncodeToString(b[:])
 	l.instance.Store(&s)
 }
 
@@ -337,11 +350,11 @@ func (l *Liveness) receive(m *nats.Msg) {
 	}
 	p, seen := l.nodes[hb.Node]
 	fresh := !seen || p.instance != hb.Instance
-	if !fresh && p.gone && now.Sub(p.goneAt) < reviveAfter(p.ttl) {
+	if !fresh && p.gone && hb.Conn == p.conn {
 		l.mu.Unlock()
-		return // a late heartbeat of an instance whose connection closed
+		return // a late heartbeat from the connection that closed
 	}
-	l.nodes[hb.Node] = peer{instance: hb.Instance, roles: hb.Roles, last: now, ttl: time.Duration(hb.TTLms) * time.Millisecond}
+	l.nodes[hb.Node] = peer{instance: hb.Instance, roles: hb.Roles, conn: hb.Conn, last: now, ttl: time.Duration(hb.TTLms) * time.Millisecond}
 	l.mu.Unlock()
 	if fresh && seen {
 		l.poke() // a restarted node: its former instance's records are dead
@@ -444,9 +457,9 @@ func (l *Liveness) check() {
 
 // beat sends one heartbeat; its echo confirms it (confirm).
 func (l *Liveness) beat() {
-	l.redrawIfStale()
 	sent := max(time.Since(l.base), 1)
-	b := heartbeat{Node: l.Node, Instance: l.Instance(), TTLms: l.TTL.Milliseconds(), Sent: int64(sent), Roles: l.roles}.marshal()
+	b := heartbeat{Node: l.Node, Instance: l.Instance(), TTLms: l.TTL.Milliseconds(), Sent: int64(sent), Roles: l.roles,
+		Conn: l.connTag()}.marshal()
 	_ = l.NC.Publish(AliveSubject, b) // a failure confirms nothing: check notices the lapse
 }
 

@@ -58,7 +58,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func FuzzParseHeartbeat(f *testing.F) {
-	f.Add([]byte("750 0123456789abcdef 123456 origin 1"))
+	f.Add([]byte("750 0123456789abcdef 123456 - origin 1"))
+	f.Add([]byte("750 0123456789abcdef.0a1b2c3d4e5f6071 123456 0a1b2c3d4e5f6071 origin,edge node one"))
 	f.Add([]byte("0 x y"))
 	f.Add([]byte(""))
 	f.Fuzz(func(t *testing.T, b []byte) {
