@@ -259,3 +259,19 @@ func TestParseGoneNotice(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseGoneNotice(f *testing.F) {
+	f.Add([]byte("0123456789abcdef origin 1"))
+	f.Add([]byte("0123456789abcdef"))
+	f.Add([]byte("a.b origin"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		g, ok := parseGoneNotice(b)
+		if !ok {
+			return
+		}
+		if again, ok := parseGoneNotice(g.marshal()); !ok || again != g {
+			t.Fatalf("%q: %+v does not round-trip: %+v %v", b, g, again, ok)
+		}
+	})
+}
