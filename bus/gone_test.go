@@ -188,6 +188,10 @@ func TestGoneNotice(t *testing.T) {
 			// The process lived on: it reconnects and keeps its instance,
 			// which the observer holds again once the victim's heartbeats
 			// come on the new connection.
+			// A heartbeat falls due while the victim is cut off (they go
+			// every TTL/4): it must not go out, untagged, on the new
+			// connection and hide that connection's notice below.
+			time.Sleep(ttl/4 + 200*time.Millisecond)
 			dialer.revive()
 			testkit.WaitFor(t, time.Minute, "the observer holds the reconnected victim again", func() bool { return observer.Holds(rec) })
 			if victim.Instance() != rec.Instance {
@@ -274,4 +278,46 @@ func FuzzParseGoneNotice(f *testing.F) {
 			t.Fatalf("%q: %+v does not round-trip: %+v %v", b, g, again, ok)
 		}
 	})
+}
+
+// TestGoneRevival: after a death notice for the connection of a node's last
+// heartbeat, only a heartbeat on another tagged connection makes it alive
+// again: neither a late one from the closed connection nor an untagged one
+// (sent while its client was reconnecting) may, or the notice for the
+// connection it reconnected on would find another tag and be missed.
+func TestGoneRevival(t *testing.T) {
+	l := &Liveness{Node: "observer", TTL: 30 * time.Second, Log: slog.New(slog.DiscardHandler)}
+	l.nodes, l.changed, l.started = map[string]peer{}, make(chan struct{}, 1), time.Now()
+	hb := func(conn string) {
+		l.receive(&nats.Msg{Data: heartbeat{Node: "victim", Instance: "i1", TTLms: 30000, Sent: 1, Roles: RoleOrigin, Conn: conn}.marshal()})
+	}
+	gone := func(conn string) {
+		l.receiveGone(&nats.Msg{Data: goneNotice{Conn: conn, Name: "victim"}.marshal()})
+	}
+	held := func() bool { return l.Live("victim", "i1") }
+	hb("c1")
+	if !held() {
+		t.Fatal("not held after its first heartbeat")
+	}
+	gone("c0")
+	if !held() {
+		t.Fatal("a notice for another connection killed it")
+	}
+	gone("c1")
+	if held() {
+		t.Fatal("held after the notice for its connection")
+	}
+	for _, conn := range []string{"c1", ""} {
+		if hb(conn); held() {
+			t.Fatalf("heartbeat on %q revived it", conn)
+		}
+	}
+	hb("c2")
+	if !held() {
+		t.Fatal("a heartbeat on a new connection did not revive it")
+	}
+	gone("c2")
+	if held() {
+		t.Fatal("the notice for the new connection missed")
+	}
 }

@@ -350,9 +350,12 @@ func (l *Liveness) receive(m *nats.Msg) {
 	}
 	p, seen := l.nodes[hb.Node]
 	fresh := !seen || p.instance != hb.Instance
-	if !fresh && p.gone && hb.Conn == p.conn {
+	if !fresh && p.gone && (hb.Conn == p.conn || hb.Conn == "") {
+		// A late heartbeat from the connection that closed, or one that
+		// names no connection: only a heartbeat on another tagged
+		// connection shows the process lived on.
 		l.mu.Unlock()
-		return // a late heartbeat from the connection that closed
+		return
 	}
 	l.nodes[hb.Node] = peer{instance: hb.Instance, roles: hb.Roles, conn: hb.Conn, last: now, ttl: time.Duration(hb.TTLms) * time.Millisecond}
 	l.mu.Unlock()
@@ -458,8 +461,17 @@ func (l *Liveness) check() {
 // beat sends one heartbeat; its echo confirms it (confirm).
 func (l *Liveness) beat() {
 	sent := max(time.Since(l.base), 1)
+	tag := l.connTag()
+	if tag == "" && trackOf(l.NC) != nil {
+		// The connection is down or not yet through its handshake: a
+		// heartbeat now would wait in the client's reconnect buffer and go
+		// out untagged on the next connection, where it would stand for
+		// that connection until the next beat and hide its death notice.
+		// The next beat comes TTL/4 later, well inside TTL.
+		return
+	}
 	b := heartbeat{Node: l.Node, Instance: l.Instance(), TTLms: l.TTL.Milliseconds(), Sent: int64(sent), Roles: l.roles,
-		Conn: l.connTag()}.marshal()
+		Conn: tag}.marshal()
 	_ = l.NC.Publish(AliveSubject, b) // a failure confirms nothing: check notices the lapse
 }
 
