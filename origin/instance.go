@@ -206,7 +206,7 @@ func (i *instance) start(tracks []*gohlslib.Track) error {
 		i.s.encodeErrs.Add(1)
 		i.s.o.m.encodeErrors.Inc()
 	}
-	dir, err := i.s.o.segmentDir(i.s.path)
+	dir, err := i.s.o.segmentDir(i.s.path, builtinMuxer(cfg, i.variant))
 	if err != nil {
 		return err
 	}

@@ -125,6 +125,12 @@ type Origin struct {
 	// SegmentDir, when set, is where finished segments and parts are kept, as
 	// files (segdir.go); empty keeps them in the Go heap.
 	SegmentDir string
+	// SegmentAuto narrows SegmentDir to where it pays (segment_store auto):
+	// only the builtin muxer keeps its segments there (gohlslib's costs ~45 %
+	// more CPU on disk), and a SegmentDir that cannot be made keeps every
+	// segment in memory, with a warning, instead of failing Start (a
+	// read-only root file system).
+	SegmentAuto bool
 	// HLS configures packaging.
 	HLS HLSConfig
 	// Transcode configures ABR-ladder transcoding; no ladders: passthrough.
@@ -263,8 +269,11 @@ func (o *Origin) Start() error {
 	}
 	if o.SegmentDir != "" {
 		if o.segRoot, err = segmentRoot(o.SegmentDir, o.Node); err != nil {
-			ln.Close()
-			return fmt.Errorf("origin: %w", err)
+			if !o.SegmentAuto {
+				ln.Close()
+				return fmt.Errorf("origin: %w", err)
+			}
+			o.Log.Warn("segments stay in memory: their folder cannot be made (origin.segment_store auto)", "dir", o.SegmentDir, "err", err)
 		}
 	}
 	o.m = newMetrics(o.Node)

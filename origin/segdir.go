@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -30,10 +31,13 @@ func segmentRoot(dir, node string) (string, error) {
 		return "", fmt.Errorf("segment folder: %w", err)
 	}
 	prefix := safeName(node) + "-"
+	ownRoots.Lock()
+	defer ownRoots.Unlock()
 	if ents, err := os.ReadDir(dir); err == nil {
 		for _, e := range ents {
-			if e.IsDir() && strings.HasPrefix(e.Name(), prefix) && leftBehind(strings.TrimPrefix(e.Name(), prefix)) {
-				_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+			p := filepath.Join(dir, e.Name())
+			if e.IsDir() && strings.HasPrefix(e.Name(), prefix) && leftBehind(strings.TrimPrefix(e.Name(), prefix)) && !ownRoots.m[p] {
+				_ = os.RemoveAll(p)
 			}
 		}
 	}
@@ -41,7 +45,19 @@ func segmentRoot(dir, node string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("segment folder: %w", err)
 	}
+	if ownRoots.m == nil {
+		ownRoots.m = map[string]bool{}
+	}
+	ownRoots.m[root] = true
 	return root, nil
+}
+
+// ownRoots are the process folders this process made and has not removed:
+// another origin of the same node name in this process (tests, a reload)
+// must not take them for a previous process's.
+var ownRoots struct {
+	sync.Mutex
+	m map[string]bool
 }
 
 // leftBehind reports whether a process folder's "<pid>-<random>" names a
@@ -77,13 +93,16 @@ func (o *Origin) removeSegments() {
 		if err := os.RemoveAll(o.segRoot); err != nil {
 			o.Log.Warn("removing the segment folder failed", "dir", o.segRoot, "err", err)
 		}
+		ownRoots.Lock()
+		delete(ownRoots.m, o.segRoot)
+		ownRoots.Unlock()
 	}
 }
 
 // segmentDir gives a new muxer of stream path its own folder; "" keeps its
-// segments in memory.
-func (o *Origin) segmentDir(path string) (string, error) {
-	if o.segRoot == "" {
+// segments in memory. builtin: the muxer is internal/llhls's.
+func (o *Origin) segmentDir(path string, builtin bool) (string, error) {
+	if o.segRoot == "" || o.SegmentAuto && !builtin {
 		return "", nil
 	}
 	dir, err := os.MkdirTemp(o.segRoot, safeName(path)+"-")

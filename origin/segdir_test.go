@@ -75,3 +75,46 @@ func TestSegmentsOnDisk(t *testing.T) {
 		t.Errorf("process folder left after Close: %v", err)
 	}
 }
+
+// segment_store auto: only the builtin muxer's segments go to disk; a
+// second origin of the same node in this process keeps the first's folder;
+// a folder that cannot be made keeps segments in memory instead of failing.
+func TestSegmentsAuto(t *testing.T) {
+	dir := t.TempDir()
+	r1, err := segmentRoot(dir, "o1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := segmentRoot(dir, "o1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(r1); err != nil || r1 == r2 {
+		t.Fatalf("a second origin o1 in this process removed the first's folder %s (second %s): %v", r1, r2, err)
+	}
+	for _, tc := range []struct {
+		auto, builtin, onDisk bool
+	}{{true, true, true}, {true, false, false}, {false, false, true}, {false, true, true}} {
+		o := &Origin{segRoot: r1, SegmentAuto: tc.auto}
+		d, err := o.segmentDir("cam", tc.builtin)
+		if err != nil || (d != "") != tc.onDisk || tc.onDisk && filepath.Dir(d) != r1 {
+			t.Errorf("auto %v, builtin muxer %v: folder %q, %v", tc.auto, tc.builtin, d, err)
+		}
+	}
+
+	notDir := filepath.Join(dir, "file")
+	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := startBus(t, 3*time.Second)
+	o := b.origin("o2", func(o *Origin) { o.SegmentDir, o.SegmentAuto = notDir, true })
+	if o.segRoot != "" {
+		t.Fatalf("segment folder %q under a file", o.segRoot)
+	}
+	strict := &Origin{Node: "o3", HTTPAddress: "127.0.0.1:0", SegmentDir: notDir, Log: testkit.Logger(t)}
+	strict.NC, strict.Registry = b.client()
+	if err := strict.Start(); err == nil {
+		strict.Close()
+		t.Fatal("segment_store disk started without its folder")
+	}
+}

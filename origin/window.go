@@ -65,11 +65,11 @@ func (h *heldBytes) sum(span int64) int64 {
 
 // heldSpan is how many seconds of media one of this stream's muxers holds in
 // memory: the listed segments, the retained ones and the one being written;
-// with segments on disk (segdir.go) only the one being written, counted
+// with its segments on disk (segdir.go) only the one being written, counted
 // twice over for segments longer than their minimum (keyframes further apart).
-func (s *stream) heldSpan() int64 {
+func (s *stream) heldSpan(onDisk bool) int64 {
 	segs := s.hls.SegmentCount + retainedSegments(s.hls.SegmentCount) + 1
-	if s.o.segRoot != "" {
+	if onDisk {
 		segs = 2
 	}
 	return int64(math.Ceil((time.Duration(segs) * s.hls.SegmentDuration).Seconds()))
@@ -77,13 +77,17 @@ func (s *stream) heldSpan() int64 {
 
 // windowBytes is what the stream's open muxers hold.
 func (s *stream) windowBytes() int64 {
-	span := s.heldSpan()
+	inMemory, onDisk := s.heldSpan(false), s.heldSpan(true)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var total int64
 	for _, i := range s.instances {
-		if !i.closed {
-			total += i.held.sum(span)
+		switch {
+		case i.closed:
+		case i.dir != "":
+			total += i.held.sum(onDisk)
+		default:
+			total += i.held.sum(inMemory)
 		}
 	}
 	return total

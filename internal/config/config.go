@@ -164,10 +164,12 @@ type Origin struct {
 	AdvertiseHTTP string `yaml:"advertise_http"`
 	Capacity      int    `yaml:"capacity"`
 	// SegmentStore is where finished segments and parts are kept: disk (files
-	// in SegmentDir, read back through the page cache) or memory (the heap).
+	// in SegmentDir, read back through the page cache), memory (the heap), or
+	// auto: disk for the builtin muxer's variants, memory for gohlslib's
+	// (mpegts, hls.muxer gohlslib) and wherever SegmentDir cannot be made.
 	SegmentStore string `yaml:"segment_store"`
-	// SegmentDir is the folder for segment_store disk; empty: the system's
-	// temporary folder (streamgrid-segments in it).
+	// SegmentDir is the folder for segment_store disk and auto; empty: the
+	// system's temporary folder (streamgrid-segments in it).
 	SegmentDir string `yaml:"segment_dir"`
 	HLS        HLS    `yaml:"hls"`
 	// Transcode configures ABR-ladder transcoding; without ladders every
@@ -177,6 +179,7 @@ type Origin struct {
 
 // The values of origin.segment_store.
 const (
+	SegmentStoreAuto   = "auto"
 	SegmentStoreDisk   = "disk"
 	SegmentStoreMemory = "memory"
 )

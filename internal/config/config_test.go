@@ -267,6 +267,8 @@ func TestSegmentFolder(t *testing.T) {
 		{Origin{SegmentStore: SegmentStoreMemory, SegmentDir: "/srv/segs"}, ""},
 		{Origin{SegmentStore: SegmentStoreDisk, SegmentDir: "/srv/segs"}, "/srv/segs"},
 		{Origin{SegmentStore: SegmentStoreDisk}, filepath.Join(os.TempDir(), "streamgrid-segments")},
+		{Origin{SegmentStore: SegmentStoreAuto}, filepath.Join(os.TempDir(), "streamgrid-segments")},
+		{Origin{SegmentStore: SegmentStoreAuto, SegmentDir: "/srv/segs"}, "/srv/segs"},
 	} {
 		if got := c.o.SegmentFolder(); got != c.want {
 			t.Errorf("%+v: SegmentFolder() = %q, want %q", c.o, got, c.want)

@@ -250,7 +250,7 @@ func (ck *checker) origin(o Origin) {
 	if o.Capacity < 1 {
 		ck.bad("origin.capacity", "must be at least 1, got %d", o.Capacity)
 	}
-	ck.oneOf("origin.segment_store", o.SegmentStore, SegmentStoreDisk, SegmentStoreMemory)
+	ck.oneOf("origin.segment_store", o.SegmentStore, SegmentStoreAuto, SegmentStoreDisk, SegmentStoreMemory)
 	if o.SegmentDir != "" && !filepath.IsAbs(o.SegmentDir) {
 		ck.bad("origin.segment_dir", "must be an absolute path, got %q", o.SegmentDir)
 	}

@@ -25,11 +25,12 @@ func (n *Node) startOrigin() error {
 		HTTPAddress: c.Origin.HTTPAddress, AdvertiseHTTP: c.Origin.AdvertiseHTTP,
 		Capacity: c.Origin.Capacity, MemoryBudget: memlimit.OriginBudget(n.memLimit),
 		NodeTTL: c.Bus.NodeTTL, Live: n.live,
-		SegmentDir: c.Origin.SegmentFolder(),
-		HLS:        origin.HLSConfig(c.Origin.HLS),
-		Transcode:  originTranscode(c.Origin.Transcode),
-		Secret:     c.Auth.OriginSecret,
-		Log:        n.Log, Metrics: n.metrics,
+		SegmentDir:  c.Origin.SegmentFolder(),
+		SegmentAuto: c.Origin.SegmentStore == config.SegmentStoreAuto,
+		HLS:         origin.HLSConfig(c.Origin.HLS),
+		Transcode:   originTranscode(c.Origin.Transcode),
+		Secret:      c.Auth.OriginSecret,
+		Log:         n.Log, Metrics: n.metrics,
 	}
 	if err := o.Start(); err != nil {
 		return fmt.Errorf("origin: %w", err)
