@@ -150,11 +150,29 @@ func (s *stream) replace() {
 	s.o.m.recreations.Inc()
 }
 
+// recordStale says whether a new instance for generation gen reads the
+// stream's record first: the watch has not shown gen yet, and the last read
+// was over infoRefreshInterval ago.
+func (s *stream) recordStale(gen uint64) bool {
+	info := s.info.Load()
+	return (info == nil || info.Generation != gen) && time.Since(s.infoRefreshed) >= infoRefreshInterval
+}
+
+// needsRecord says whether packaging p would read the stream's record from
+// the registry (a new instance for a generation the watch has not shown):
+// the packet waits for the run goroutine then (intake).
+func (s *stream) needsRecord(p *media.Packet) bool {
+	if slices.Contains(s.staleGens, p.Generation) || s.cur != nil && s.cur.generation == p.Generation {
+		return false
+	}
+	return s.recordStale(p.Generation)
+}
+
 // newInstance creates the muxer for a generation, numbered to follow what
 // the stream has published so far.
 func (s *stream) newInstance(gen uint64) *instance {
 	info := s.info.Load()
-	if (info == nil || info.Generation != gen) && time.Since(s.infoRefreshed) >= infoRefreshInterval {
+	if s.recordStale(gen) {
 		// Packets of a generation the watch has not shown yet: read the record.
 		s.infoRefreshed = time.Now()
 		ctx, cancel := kvContext()

@@ -138,7 +138,7 @@ func (s *stream) runInner() error {
 	s.announce(initial)
 
 	s.feedGOP()
-	s.drain()
+	s.drain(false)
 	s.procMu.Unlock()
 	reason, mode := s.loop()
 
@@ -257,7 +257,7 @@ func (s *stream) loop() (string, stopMode) {
 			return "lease lost", stopLost
 		case <-s.queue.Ready():
 			s.procMu.Lock()
-			s.drain()
+			s.drain(false)
 			s.procMu.Unlock()
 		case <-s.transcodedReady():
 			s.procMu.Lock()
