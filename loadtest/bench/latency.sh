@@ -13,6 +13,7 @@
 # as startup time that no real player has.
 # out:   $SGB/latency-MODE.json, $SGB/latency-MODE.log (the node's log) and a
 #        summary line
+# env:   NODE_ENV="VAR=value ..." extra environment for the node (streamgrid modes)
 . "$(dirname "$0")/lib.sh"
 mode=${1:?usage: latency.sh lowLatency|mpegts|fmp4|nginx [CAMERAS] [VIEWERS] [DURATION]}
 n=${2:-10}
@@ -25,9 +26,9 @@ case $mode in
 mpegts | nginx) delay=5s ;;
 esac
 case $mode in
-lowLatency) start_sg; pub=$SG_RTSP/load play=$SG_HLS/load pids=(--pid "$SG_PID") ;;
+lowLatency) start_sg ${NODE_ENV:-}; pub=$SG_RTSP/load play=$SG_HLS/load pids=(--pid "$SG_PID") ;;
 mpegts | fmp4)
-	start_sg SG_ORIGIN_HLS_VARIANT="$mode" SG_ORIGIN_HLS_SEGMENT_COUNT=3
+	start_sg ${NODE_ENV:-} SG_ORIGIN_HLS_VARIANT="$mode" SG_ORIGIN_HLS_SEGMENT_COUNT=3
 	pub=$SG_RTSP/load play=$SG_HLS/load pids=(--pid "$SG_PID") ;;
 nginx)
 	start_nginx
