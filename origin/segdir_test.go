@@ -67,7 +67,7 @@ func TestSegmentsOnDisk(t *testing.T) {
 	if r.code != http.StatusOK || len(r.body) < 8 || !bytes.Equal(r.body[4:8], []byte("moof")) {
 		t.Fatalf("segment %s from disk: %d, %d bytes", uri, r.code, len(r.body))
 	}
-	if v := o.windowBytes(); v <= 0 {
+	if v, _ := o.windowBytes(); v <= 0 {
 		t.Errorf("window bytes in memory %d while writing a segment", v)
 	}
 	o.Close()

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/streamgrid/streamgrid/internal/llhls"
 )
 
 // What the origin's windows hold in memory. gohlslib keeps a muxer's segments
@@ -22,7 +24,8 @@ const heldSlots = 64
 // heldOverhead is what gohlslib's buffers hold per byte of media fed: its
 // parts are marshalled into buffers grown by doubling. Measured in the
 // 30-minute soak (docs/benchmarks.md): 34.7 MiB of muxer buffers in the
-// heap profile for 23 MiB of media in the windows.
+// heap profile for 23 MiB of media in the windows. The builtin muxer
+// (internal/llhls) writes each part into a slice of its exact size: 1.
 const heldOverhead = 1.5
 
 // heldBytes counts the bytes fed to one muxer in each of the last heldSlots
@@ -75,42 +78,50 @@ func (s *stream) heldSpan(onDisk bool) int64 {
 	return int64(math.Ceil((time.Duration(segs) * s.hls.SegmentDuration).Seconds()))
 }
 
-// windowBytes is what the stream's open muxers hold.
-func (s *stream) windowBytes() int64 {
+// windowBytes is the media the stream's open muxers hold in memory, and
+// what their buffers take for it (gohlslib's: heldOverhead times).
+func (s *stream) windowBytes() (media, buffers int64) {
 	inMemory, onDisk := s.heldSpan(false), s.heldSpan(true)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var total int64
 	for _, i := range s.instances {
-		switch {
-		case i.closed:
-		case i.dir != "":
-			total += i.held.sum(onDisk)
-		default:
-			total += i.held.sum(inMemory)
+		if i.closed {
+			continue
+		}
+		span := inMemory
+		if i.dir != "" {
+			span = onDisk
+		}
+		n := i.held.sum(span)
+		media += n
+		if _, builtin := i.muxer.(*llhls.Muxer); builtin {
+			buffers += n
+		} else {
+			buffers += int64(float64(n) * heldOverhead)
 		}
 	}
-	return total
+	return media, buffers
 }
 
-// windowBytes is what every stream's windows hold on this origin.
-func (o *Origin) windowBytes() int64 {
-	var total int64
+// windowBytes is what every stream's windows hold on this origin: media and
+// the buffers holding it.
+func (o *Origin) windowBytes() (media, buffers int64) {
 	for _, s := range o.snapshotStreams() {
-		total += s.windowBytes()
+		m, b := s.windowBytes()
+		media, buffers = media+m, buffers+b
 	}
-	return total
+	return media, buffers
 }
 
-// overBudget reports whether the windows already hold MemoryBudget (their
-// media times heldOverhead): the origin then claims no new stream (another
+// overBudget reports whether the windows' buffers already take MemoryBudget:
+// the origin then claims no new stream (another
 // origin, or this one once streams end, takes it), because a window cannot
 // shed what its viewers are about to ask for.
 func (o *Origin) overBudget() (bool, int64) {
 	if o.MemoryBudget <= 0 {
 		return false, 0
 	}
-	held := int64(float64(o.windowBytes()) * heldOverhead)
+	_, held := o.windowBytes()
 	return held >= o.MemoryBudget, held
 }
 
@@ -120,5 +131,5 @@ func (o *Origin) windowGauge() prometheus.Collector {
 		Namespace: "streamgrid", Subsystem: "origin", Name: "window_bytes",
 		Help:        "Media bytes the streams' segment windows hold in memory (fed to each muxer over the span it keeps there: listed, retained and current segments; only the current one with segments on disk).",
 		ConstLabels: prometheus.Labels{"node": o.Node, "role": "origin"},
-	}, func() float64 { return float64(o.windowBytes()) })
+	}, func() float64 { media, _ := o.windowBytes(); return float64(media) })
 }

@@ -46,7 +46,7 @@ func TestMemoryBudgetStopsClaims(t *testing.T) {
 		over, _ := o.overBudget()
 		return over
 	})
-	if v := testutil.ToFloat64(o.windowGauge()); v*heldOverhead < 64<<10 {
+	if v := testutil.ToFloat64(o.windowGauge()); v < 64<<10 { // the builtin muxer: no overhead
 		t.Fatalf("streamgrid_origin_window_bytes %v with a full window", v)
 	}
 	_, reg := b.client()
