@@ -1,0 +1,277 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Owner is the holder of a lease (an origin owning a stream, an edge pulling a camera).
+type Owner struct {
+	Node string `json:"node"`
+	// Instance is the owning node's liveness instance (Liveness.Instance):
+	// the record holds while that instance's heartbeats do, and is never
+	// renewed (the origin of a stream, the edge of a camera pull).
+	Instance string `json:"instance,omitempty"`
+	// HTTP is the owner's HTTP address for HLS (origins).
+	HTTP string `json:"http,omitempty"`
+	// Epoch is the fencing token: the revision at which the record was
+	// created, plus one for every take-over since (TakeOverOwner). It only
+	// grows for a path, also across a release and a new claim: a record's
+	// epoch is always below its revision, and a new record's is its
+	// creation revision, above every revision before it.
+	Epoch uint64 `json:"epoch"`
+	// Since is when the lease was acquired or taken over.
+	Since time.Time `json:"since"`
+	// Standby lists the edges that list a camera and wait to pull it
+	// (camera leases only): when the holder dies, the live ones rank for
+	// the take-over (StandBySource).
+	Standby []string `json:"standby,omitempty"`
+}
+
+// Lease is a held lease on a key.
+type Lease struct {
+	Key   string // the stream or source path
+	Owner Owner
+	Rev   uint64 // current revision; renew with it
+}
+
+func (r *Registry) acquire(ctx context.Context, kv jetstream.KeyValue, key string, o Owner) (*Lease, error) {
+	o.Since = time.Now().UTC()
+	o.Epoch = 0
+	b, _ := json.Marshal(o)
+	rev, err := kv.Create(ctx, EncodePath(key), b)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return nil, ErrOwned
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bus: acquire %s: %w", key, err)
+	}
+	// Record the fencing epoch inside the value with the first renewal.
+	o.Epoch = rev
+	l := &Lease{Key: key, Owner: o, Rev: rev}
+	if err := r.renew(ctx, kv, l); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func (r *Registry) renew(ctx context.Context, kv jetstream.KeyValue, l *Lease) error {
+	b, _ := json.Marshal(l.Owner)
+	rev, err := kv.Update(ctx, EncodePath(l.Key), b, l.Rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) {
+		return ErrLeaseLost
+	}
+	if err != nil {
+		return fmt.Errorf("bus: renew %s: %w", l.Key, err)
+	}
+	l.Rev = rev
+	return nil
+}
+
+func (r *Registry) release(ctx context.Context, kv jetstream.KeyValue, l *Lease) error {
+	return deleteAt(ctx, kv, l.Key, l.Rev)
+}
+
+// AcquireOwner takes the ownership lease of a stream; ErrOwned when another node holds it.
+func (r *Registry) AcquireOwner(ctx context.Context, path string, o Owner) (*Lease, error) {
+	return r.acquire(ctx, r.owners, path, o)
+}
+
+// RenewOwner rewrites l's record unchanged (compare-and-set on l.Rev);
+// ErrLeaseLost when it was taken or removed. Origins do not renew their
+// records (they hold while the node's liveness does); this checks a lease.
+func (r *Registry) RenewOwner(ctx context.Context, l *Lease) error {
+	return r.renew(ctx, r.owners, l)
+}
+
+// TakeOverOwner takes path from the owner record prev (read at revision
+// prevRev), whose node is dead: one compare-and-set that writes o with
+// prev's epoch + 1. ErrOwned when the record changed since (another origin
+// took it first, or it was released).
+func (r *Registry) TakeOverOwner(ctx context.Context, path string, prev Owner, prevRev uint64, o Owner) (*Lease, error) {
+	return r.takeOver(ctx, r.owners, path, prev, prevRev, o)
+}
+
+func (r *Registry) takeOver(ctx context.Context, kv jetstream.KeyValue, path string, prev Owner, prevRev uint64, o Owner) (*Lease, error) {
+	o.Since = time.Now().UTC()
+	o.Epoch = prev.Epoch + 1
+	b, _ := json.Marshal(o)
+	rev, err := kv.Update(ctx, EncodePath(path), b, prevRev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, ErrOwned
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bus: take over %s: %w", path, err)
+	}
+	return &Lease{Key: path, Owner: o, Rev: rev}, nil
+}
+
+// DropOwner removes the owner record of path if it is still at revision
+// rev: the record of a dead node for a stream that is no longer live.
+// ErrLeaseLost when it changed meanwhile.
+func (r *Registry) DropOwner(ctx context.Context, path string, rev uint64) error {
+	return deleteAt(ctx, r.owners, path, rev)
+}
+
+// ReleaseOwner gives the lease up at once, so another origin may take it.
+func (r *Registry) ReleaseOwner(ctx context.Context, l *Lease) error {
+	return r.release(ctx, r.owners, l)
+}
+
+// RecoverOwner handles a renewal the registry applied but whose reply was
+// lost (a timeout): l's revision is then stale although the record still
+// names l's node with l's epoch. Epochs are creation revisions, so an equal
+// epoch means nobody acquired the lease in between. When the lease is still
+// l's it refreshes l.Rev and returns nil; ErrLeaseLost when it is not.
+func (r *Registry) RecoverOwner(ctx context.Context, l *Lease) error {
+	e, err := get(ctx, r.owners, l.Key)
+	if errors.Is(err, ErrNotFound) {
+		return ErrLeaseLost
+	}
+	if err != nil {
+		return fmt.Errorf("bus: recover %s: %w", l.Key, err)
+	}
+	var cur Owner
+	if json.Unmarshal(e.Value(), &cur) != nil || cur.Node != l.Owner.Node || cur.Epoch != l.Owner.Epoch {
+		return ErrLeaseLost
+	}
+	l.Rev = e.Revision()
+	return nil
+}
+
+// OwnerOf returns the current owner of a stream.
+func (r *Registry) OwnerOf(ctx context.Context, path string) (*Owner, error) {
+	return getOwner(ctx, r.owners, path)
+}
+
+// OwnerEvent is a change of a stream's owner. Owner is nil when the lease ended.
+type OwnerEvent struct {
+	Path  string
+	Owner *Owner
+	// Rev is the record's revision (0 when it ended): a take-over's
+	// compare-and-set needs it.
+	Rev uint64
+}
+
+// WatchOwners sends the current owners, then every change, until ctx ends.
+func (r *Registry) WatchOwners(ctx context.Context) (<-chan OwnerEvent, error) {
+	return watchOwnerRecords(ctx, r.owners)
+}
+
+// AcquireSource takes the pull lease of a camera source; o names the edge
+// and its liveness instance. ErrOwned when a record exists (held, or left
+// by a dead edge: TakeOverSource).
+func (r *Registry) AcquireSource(ctx context.Context, name string, o Owner) (*Lease, error) {
+	return r.acquire(ctx, r.sources, name, o)
+}
+
+// TakeOverSource takes a camera from the lease prev (at revision
+// prevRev), whose edge is dead: one compare-and-set that writes o with
+// prev's epoch + 1. ErrOwned when the record changed since.
+func (r *Registry) TakeOverSource(ctx context.Context, name string, prev Owner, prevRev uint64, o Owner) (*Lease, error) {
+	return r.takeOver(ctx, r.sources, name, prev, prevRev, o)
+}
+
+// StandBySource adds node to the standby list of the camera lease cur (at
+// revision rev), unchanged otherwise: an edge that lists the camera and
+// waits for it. ErrLeaseLost when the record changed meanwhile.
+func (r *Registry) StandBySource(ctx context.Context, name string, cur Owner, rev uint64, node string) (uint64, error) {
+	cur.Standby = append(slices.Clone(cur.Standby), node)
+	b, _ := json.Marshal(cur)
+	nrev, err := r.sources.Update(ctx, EncodePath(name), b, rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, ErrLeaseLost
+	}
+	if err != nil {
+		return 0, fmt.Errorf("bus: stand by for %s: %w", name, err)
+	}
+	return nrev, nil
+}
+
+// ReleaseSource gives a camera lease up, if the record is still l's (the
+// same edge instance and epoch; standby edges may have rewritten it since).
+func (r *Registry) ReleaseSource(ctx context.Context, l *Lease) error {
+	for range 3 {
+		e, err := get(ctx, r.sources, l.Key)
+		if errors.Is(err, ErrNotFound) {
+			return ErrLeaseLost
+		}
+		if err != nil {
+			return err
+		}
+		var cur Owner
+		if json.Unmarshal(e.Value(), &cur) != nil || cur.Node != l.Owner.Node || cur.Instance != l.Owner.Instance || cur.Epoch != l.Owner.Epoch {
+			return ErrLeaseLost
+		}
+		err = r.sources.Delete(ctx, EncodePath(l.Key), jetstream.LastRevision(e.Revision()))
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return err
+		}
+	}
+	return fmt.Errorf("bus: release %s: too much contention", l.Key)
+}
+
+// Source returns a camera's lease record and its revision; ErrNotFound
+// when none.
+func (r *Registry) Source(ctx context.Context, name string) (*Owner, uint64, error) {
+	e, err := get(ctx, r.sources, name)
+	if err != nil {
+		return nil, 0, err
+	}
+	ev, ok := ownerEvent(name, e.Value())
+	if !ok || ev.Owner == nil {
+		return nil, 0, ErrNotFound
+	}
+	return ev.Owner, e.Revision(), nil
+}
+
+// WatchSources sends the current camera leases, then every change, with
+// their revisions.
+func (r *Registry) WatchSources(ctx context.Context) (<-chan OwnerEvent, error) {
+	return watchOwnerRecords(ctx, r.sources)
+}
+
+// watchOwnerRecords watches a bucket of Owner records (owners, camera
+// leases): each event carries the record's revision.
+func watchOwnerRecords(ctx context.Context, kv jetstream.KeyValue) (<-chan OwnerEvent, error) {
+	return watchRev(ctx, kv, func(path string, v []byte, rev uint64) (OwnerEvent, bool) {
+		ev, ok := ownerEvent(path, v)
+		if ev.Owner != nil {
+			ev.Rev = rev
+		}
+		return ev, ok
+	})
+}
+
+func ownerEvent(path string, v []byte) (OwnerEvent, bool) {
+	if v == nil {
+		return OwnerEvent{Path: path}, true
+	}
+	var o Owner
+	if json.Unmarshal(v, &o) != nil {
+		return OwnerEvent{Path: path}, true
+	}
+	if o.Epoch == 0 {
+		// The instant between Create and the first renewal: not yet announced.
+		return OwnerEvent{}, false
+	}
+	return OwnerEvent{Path: path, Owner: &o}, true
+}
+
+func getOwner(ctx context.Context, kv jetstream.KeyValue, key string) (*Owner, error) {
+	e, err := get(ctx, kv, key)
+	if err != nil {
+		return nil, err
+	}
+	ev, ok := ownerEvent(key, e.Value())
+	if !ok || ev.Owner == nil {
+		return nil, ErrNotFound
+	}
+	return ev.Owner, nil
+}
