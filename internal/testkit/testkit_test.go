@@ -181,6 +181,7 @@ func TestStartRefused(t *testing.T) {
 }
 
 func TestFFmpegDecode(t *testing.T) {
+	Slow(t)
 	ffmpeg := RequireFFmpeg(t)
 	clip := filepath.Join(t.TempDir(), "clip.ts")
 	if out, err := exec.Command(ffmpeg, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=s=64x64:d=1",
