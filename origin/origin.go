@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -260,78 +261,18 @@ func (o *Origin) Start() error {
 	if err := o.applyDefaults(); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", o.HTTPAddress)
+	streamsCh, ownersCh, err := o.acquire()
 	if err != nil {
-		return fmt.Errorf("origin: listen %q: %w", o.HTTPAddress, err)
-	}
-	if o.AdvertiseHTTP == "" {
-		o.AdvertiseHTTP = advertiseAddr(ln.Addr())
-	}
-	if o.SegmentDir != "" {
-		if o.segRoot, err = segmentRoot(o.SegmentDir, o.Node); err != nil {
-			if !o.SegmentAuto {
-				ln.Close()
-				return fmt.Errorf("origin: %w", err)
-			}
-			o.Log.Warn("segments stay in memory: their folder cannot be made (origin.segment_store auto)", "dir", o.SegmentDir, "err", err)
-		}
-	}
-	o.m = newMetrics(o.Node)
-	if err := o.setupTranscode(); err != nil {
-		o.removeSegments()
-		ln.Close()
 		return err
 	}
-	if err := o.m.register(o.Metrics); err != nil {
-		o.tr.metrics.Unregister()
-		o.removeSegments()
-		ln.Close()
-		return err
-	}
-	o.ctx, o.cancel = context.WithCancel(context.Background())
-	o.live, o.ownLive = o.Live, o.Live == nil
-	if o.ownLive {
-		o.live = &bus.Liveness{NC: o.NC, Node: o.Node, Roles: []string{bus.RoleOrigin}, TTL: o.NodeTTL, Log: o.Log, OnLapse: o.lapsed}
-		if err := o.live.Start(); err != nil {
-			o.cancel()
-			o.unregisterMetrics()
-			ln.Close()
-			return fmt.Errorf("origin: %w", err)
-		}
-	} else {
-		o.live.AddLapseHook(o.lapsed)
-	}
-	o.liveChanged = o.live.Watch()
-	streamsCh, ownersCh, err := o.watchRegistry()
-	if err != nil {
-		o.closeLive()
-		o.cancel()
-		o.unregisterMetrics()
-		o.removeSegments()
-		ln.Close()
-		return fmt.Errorf("origin: %w", err)
-	}
-
-	o.ln = ln
 	o.done = make(chan struct{})
 	o.rescan = make(chan struct{}, 1)
 	o.metaChanged = make(chan struct{}, 1)
-	o.mu.Lock() // the metrics registered above may be scraped already
+	o.mu.Lock() // the metrics registered by acquire may be scraped already
 	o.streams = map[string]*stream{}
 	o.refused = map[string]string{}
 	o.mu.Unlock()
-	o.srv = &http.Server{
-		Handler:           o.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		MaxHeaderBytes:    maxHeaderBytes,
-		// Longer than the caches' 90 s idle keep-alive, so that the cache,
-		// not the origin, closes an idle connection (no request races a close).
-		IdleTimeout: 120 * time.Second,
-		// Blocking playlist and part requests are held up to blockTimeout
-		// (three target durations and a part) before the answer is written.
-		WriteTimeout: o.writeTimeout(),
-		ErrorLog:     slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
-	}
+	o.srv = o.newServer()
 	if o.Secret != "" {
 		o.secret = []byte(o.Secret)
 	}
@@ -343,10 +284,86 @@ func (o *Origin) Start() error {
 	c := &claimer{o: o, streams: streamsCh, owners: ownersCh}
 	go c.run()
 
-	o.Log.Info("origin started", "http", ln.Addr().String(), "advertise", o.AdvertiseHTTP,
+	o.Log.Info("origin started", "http", o.ln.Addr().String(), "advertise", o.AdvertiseHTTP,
 		"variant", variantName(o.variant), "capacity", o.Capacity)
 	o.poke(o.metaChanged)
 	return nil
+}
+
+// acquire does Start's fallible steps: it listens, makes the segment folder,
+// sets up transcoding, registers the metrics, starts the node's liveness
+// (unless Live shares one) and opens the registry watches the claimer
+// follows. When a step fails it undoes the ones before, last first.
+func (o *Origin) acquire() (streams <-chan bus.StreamEvent, owners <-chan bus.OwnerEvent, err error) {
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for _, f := range slices.Backward(undo) {
+				f()
+			}
+		}
+	}()
+	ln, err := net.Listen("tcp", o.HTTPAddress)
+	if err != nil {
+		return nil, nil, fmt.Errorf("origin: listen %q: %w", o.HTTPAddress, err)
+	}
+	undo = append(undo, func() { ln.Close() })
+	if o.AdvertiseHTTP == "" {
+		o.AdvertiseHTTP = advertiseAddr(ln.Addr())
+	}
+	if o.SegmentDir != "" {
+		if o.segRoot, err = segmentRoot(o.SegmentDir, o.Node); err != nil {
+			if !o.SegmentAuto {
+				return nil, nil, fmt.Errorf("origin: %w", err)
+			}
+			o.Log.Warn("segments stay in memory: their folder cannot be made (origin.segment_store auto)", "dir", o.SegmentDir, "err", err)
+		}
+	}
+	undo = append(undo, o.removeSegments)
+	o.m = newMetrics(o.Node)
+	if err := o.setupTranscode(); err != nil {
+		return nil, nil, err
+	}
+	undo = append(undo, func() { o.tr.metrics.Unregister() })
+	if err := o.m.register(o.Metrics); err != nil {
+		return nil, nil, err
+	}
+	undo = append(undo, func() { o.m.unregister(o.Metrics) })
+	o.ctx, o.cancel = context.WithCancel(context.Background())
+	undo = append(undo, o.cancel)
+	o.live, o.ownLive = o.Live, o.Live == nil
+	if o.ownLive {
+		o.live = &bus.Liveness{NC: o.NC, Node: o.Node, Roles: []string{bus.RoleOrigin}, TTL: o.NodeTTL, Log: o.Log, OnLapse: o.lapsed}
+		if err := o.live.Start(); err != nil {
+			return nil, nil, fmt.Errorf("origin: %w", err)
+		}
+	} else {
+		o.live.AddLapseHook(o.lapsed)
+	}
+	undo = append(undo, o.closeLive)
+	o.liveChanged = o.live.Watch()
+	streams, owners, err = o.watchRegistry()
+	if err != nil {
+		return nil, nil, fmt.Errorf("origin: %w", err)
+	}
+	o.ln = ln
+	return streams, owners, nil
+}
+
+// newServer returns the caches' HTTP server.
+func (o *Origin) newServer() *http.Server {
+	return &http.Server{
+		Handler:           o.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
+		// Longer than the caches' 90 s idle keep-alive, so that the cache,
+		// not the origin, closes an idle connection (no request races a close).
+		IdleTimeout: 120 * time.Second,
+		// Blocking playlist and part requests are held up to blockTimeout
+		// (three target durations and a part) before the answer is written.
+		WriteTimeout: o.writeTimeout(),
+		ErrorLog:     slog.NewLogLogger(o.Log.Handler(), slog.LevelDebug),
+	}
 }
 
 // watchRegistry opens the watches the claimer follows.
