@@ -45,9 +45,7 @@ func TestSignedURLs(t *testing.T) {
 	if r.status != 200 || r.header.Get("X-Cache") != "HIT" {
 		t.Fatalf("second token: %d %s", r.status, r.header.Get("X-Cache"))
 	}
-	if n := e.origin.count("/live/cam1/abc_video1_seg7.mp4"); n != 1 {
-		t.Errorf("origin asked %d times for the segment", n)
-	}
+	e.wantOriginRequests("/live/cam1/abc_video1_seg7.mp4", 1, "")
 
 	_, far, _ := net.ParseCIDR("198.51.100.0/24")
 	_, near, _ := net.ParseCIDR("127.0.0.0/8")

@@ -233,11 +233,15 @@ func (e *env) release(l *bus.Lease) {
 	})
 }
 
-// wantOriginRequests checks that the origin was asked for path want times.
-func (e *env) wantOriginRequests(path string, want int) {
+// wantOriginRequests checks that the origin was asked for path want times;
+// why, when not empty, says what the figure shows.
+func (e *env) wantOriginRequests(path string, want int, why string) {
 	e.t.Helper()
 	if got := e.origin.count(path); got != want {
-		e.t.Errorf("origin saw %d requests, want %d", got, want)
+		if why != "" {
+			why = " (" + why + ")"
+		}
+		e.t.Errorf("origin saw %d requests for %s, want %d%s", got, path, want, why)
 	}
 }
 

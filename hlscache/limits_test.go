@@ -79,9 +79,7 @@ func TestBlockingReloadWindow(t *testing.T) {
 			t.Errorf("multivariant ?%s: %d", q, r.status)
 		}
 	}
-	if n := e.origin.count("/live/cam1/index.m3u8"); n != 1 {
-		t.Errorf("multivariant fetched %d times", n)
-	}
+	e.wantOriginRequests("/live/cam1/index.m3u8", 1, "the multivariant playlist")
 	if qs := e.origin.receivedQueries(); slices.ContainsFunc(qs, func(q string) bool { return strings.Contains(q, "99999") || q == "_HLS_msn=10" }) {
 		t.Errorf("out-of-window directives reached the origin: %q", qs)
 	}
@@ -139,9 +137,7 @@ func TestUpstreamSlots(t *testing.T) {
 	if r.status != http.StatusServiceUnavailable || strings.TrimSpace(r.body) != "upstream busy" {
 		t.Errorf("third fetch: %d %q, want 503 upstream busy", r.status, r.body)
 	}
-	if n := e.origin.count("/live/cam1/abc_video1_seg1.mp4"); n != 0 {
-		t.Errorf("the segment reached the origin %d times", n)
-	}
+	e.wantOriginRequests("/live/cam1/abc_video1_seg1.mp4", 0, "")
 	if got := metricValue(e.cache.m.upstreamErrors.WithLabelValues("segment", "busy")); got != 1 {
 		t.Errorf("busy counted %v", got)
 	}
