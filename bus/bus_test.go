@@ -45,6 +45,18 @@ func startRegistry(t *testing.T, nc *nats.Conn, ttl time.Duration) *Registry {
 	return r
 }
 
+// startTestRegistry starts a bus and a registry on it with the given lease
+// TTL, and returns the registry with a context for the test's calls (20 s,
+// cancelled at cleanup).
+func startTestRegistry(t *testing.T, ttl time.Duration) (*Registry, context.Context) {
+	t.Helper()
+	_, nc := startBus(t, 0)
+	r := startRegistry(t, nc, ttl)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return r, ctx
+}
+
 // mediaAcross subscribes to path through to and publishes on it through
 // from until a packet arrives: interest crosses a route a moment after the
 // subscription. After 20 s it fails, with detail() (a log) in the message.
@@ -141,9 +153,7 @@ func TestGOPRequest(t *testing.T) {
 
 func TestStreamClaim(t *testing.T) {
 	t.Parallel()
-	_, nc := startBus(t, 0)
-	r := startRegistry(t, nc, 2*time.Second)
-	ctx := context.Background()
+	r, ctx := startTestRegistry(t, 2*time.Second)
 	info := &StreamInfo{Path: "live/cam1", Generation: 1, Edge: "e1", Tracks: []TrackInfo{{Codec: media.CodecH264, ClockRate: 90000, SPS: []byte{1}}}}
 	rev, err := r.ClaimStream(ctx, info, nil)
 	if err != nil {
@@ -192,10 +202,7 @@ func TestStreamClaim(t *testing.T) {
 // longer release it.
 func TestSourceTakeOver(t *testing.T) {
 	t.Parallel()
-	_, nc := startBus(t, 0)
-	r := startRegistry(t, nc, time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	r, ctx := startTestRegistry(t, time.Second)
 	held, err := r.AcquireSource(ctx, "cams/a", Owner{Node: "e1", Instance: "i1"})
 	if err != nil {
 		t.Fatal(err)
@@ -241,10 +248,7 @@ func TestSourceTakeOver(t *testing.T) {
 // up can neither rewrite the record nor write the playlist state.
 func TestOwnerTakeOverAndFencing(t *testing.T) {
 	t.Parallel()
-	_, nc := startBus(t, 0)
-	r := startRegistry(t, nc, time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	r, ctx := startTestRegistry(t, time.Second)
 	events, err := r.WatchOwners(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -142,17 +142,7 @@ func TestStateBucketUpgrade(t *testing.T) {
 // lease's revision stale; RecoverOwner refreshes it while the record still
 // names the holder and its epoch, and refuses once another node holds it.
 func TestRecoverOwner(t *testing.T) {
-	_, nc := startBus(t, 0)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	r := &Registry{JS: js, LeaseTTL: 3 * time.Second}
-	if err := r.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	r, ctx := startTestRegistry(t, 3*time.Second)
 	l, err := r.AcquireOwner(ctx, "live/a", Owner{Node: "o1"})
 	if err != nil {
 		t.Fatal(err)
