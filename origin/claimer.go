@@ -73,16 +73,12 @@ func (c *claimer) run() {
 		case <-c.o.ctx.Done():
 			return
 		case ev, ok := <-c.streams:
-			if !ok {
-				c.streams = nil
-				rewatch = time.After(rewatchInterval)
+			if !watching(&c.streams, ok, &rewatch) {
 				continue
 			}
 			c.onStream(ev)
 		case ev, ok := <-c.owners:
-			if !ok {
-				c.owners = nil
-				rewatch = time.After(rewatchInterval)
+			if !watching(&c.owners, ok, &rewatch) {
 				continue
 			}
 			c.onOwner(ev)
@@ -100,6 +96,17 @@ func (c *claimer) run() {
 		}
 		c.arm()
 	}
+}
+
+// watching is told whether a receive from the watch *ch got an event (ok).
+// When the watch ended instead, it drops the channel and schedules the
+// rewatch in rewatchInterval.
+func watching[T any](ch *<-chan T, ok bool, rewatch *<-chan time.Time) bool {
+	if !ok {
+		*ch = nil
+		*rewatch = time.After(rewatchInterval)
+	}
+	return ok
 }
 
 // rewatch re-opens a watch that ended (the bus went away for a while).
