@@ -1,9 +1,11 @@
 // Package bus is the cluster's distributed backbone on NATS: the media
 // subjects (one per stream, one message per access unit, see internal/media
 // for the wire format), the stream registry and ownership leases in JetStream
-// KV, node liveness (liveness.go) and the bus nodes' death notices of a
-// node whose connection closed (gone.go), the last-GOP request/reply,
-// on-demand camera signals, and an embeddable NATS server node.
+// KV (registry.go opens the buckets; each record has a file: stream_info.go,
+// lease.go for owners and camera leases, playlist_state.go), node liveness
+// (liveness.go) and the bus nodes' death notices of a node whose connection
+// closed (gone.go), the last-GOP request/reply, on-demand camera signals,
+// and an embeddable NATS server node.
 //
 // Roles move packets through the Media interface (media.go), which has two
 // implementations chosen when the node starts: NATSMedia, where every

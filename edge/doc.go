@@ -26,14 +26,20 @@
 // in-process bus.Hub when an origin runs in the same process.
 //
 // Each live stream is registered in the bus registry (bus.Registry
-// ClaimStream, renewed every StreamTTL/3 with the current parameter sets,
-// released at the end); a second publisher on a live path is refused. The
-// edge keeps each stream's last GOP (and the complete one before it, see
-// gopCache) and answers bus.FetchGOP with them.
+// ClaimStream, released at the end). The record names the edge's liveness
+// instance and is never renewed: it holds while the edge's heartbeats do
+// (bus.Liveness, shared with the process's other roles or the edge's own),
+// and is rewritten only on change (new parameter sets, a new instance after
+// this edge's liveness lapsed: watchLiveness in edge.go). A second
+// publisher on a live path is refused; a record left by a dead edge is
+// removed first. The edge keeps each stream's last GOP (and the complete
+// one before it, see gopCache) and answers bus.FetchGOP with them.
 //
 // Camera pulls are leased (bus.Registry AcquireSource): every edge may list
-// the same cameras, one pulls each, and another takes over when it dies. A
-// pull that fails reconnects after an exponential backoff with full jitter
+// the same cameras, one pulls each, and another takes over when it dies
+// (source.go builds the pullers, source_lease.go takes, holds and hands
+// over the lease, source_pull.go is the RTSP client). A pull that fails
+// reconnects after an exponential backoff with full jitter
 // (Source.BackoffMin, BackoffMax); a listener whose Accept fails (out of
 // file descriptors) retries after 5 ms, doubling up to 1 s (retry.go).
 // Camera credentials never reach logs, errors or the status.
