@@ -20,6 +20,7 @@ import (
 // not claim a record of the dead instance written after. A record of a live
 // edge stays however long nobody rewrites it.
 func TestDeadEdgesRecordIsGone(t *testing.T) {
+	testkit.Slow(t) // waits out several node TTLs twice (~3 s)
 	b := startBus(t, time.Second)
 	edgeLive := &bus.Liveness{NC: testbus.Connect(t, b.srv), Node: "edge-x", Roles: []string{bus.RoleEdge},
 		TTL: 300 * time.Millisecond, Log: slog.New(slog.DiscardHandler)}

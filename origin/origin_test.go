@@ -498,6 +498,7 @@ func TestVariants(t *testing.T) {
 }
 
 func TestFailoverContinuesSequence(t *testing.T) {
+	testkit.Slow(t) // a crash, a take-over a node TTL later and a new owner's first segment (~3 s)
 	checkLeaks(t)
 	c := loadClip(t)
 	b := startBus(t, time.Second)
