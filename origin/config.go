@@ -2,6 +2,7 @@ package origin
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2"
@@ -18,6 +19,62 @@ const (
 	// DefaultFFmpeg is TranscodeConfig.FFmpeg when it is not set.
 	DefaultFFmpeg = "ffmpeg"
 )
+
+// HLSConfig says how streams are packaged.
+type HLSConfig struct {
+	// Variant is "lowLatency" (default), "fmp4" or "mpegts". MPEG-TS carries
+	// only H264 and AAC: other streams fall back to fmp4.
+	Variant string
+	// SegmentDuration is the minimum segment duration; a segment ends at the
+	// first keyframe after it. Default 1 s.
+	SegmentDuration time.Duration
+	// PartDuration is the minimum Low-Latency part duration. Default 200 ms.
+	PartDuration time.Duration
+	// SegmentCount is the playlist length in segments. Default 7; Low-Latency
+	// needs at least 7, the other variants at least 3.
+	SegmentCount int
+	// IdleTimeout closes a stream's muxer this long after its last packet;
+	// a stream that has also left the registry is then released. Default 10 s.
+	IdleTimeout time.Duration
+	// Muxer packages the fMP4 variants (lowLatency, fmp4): "builtin"
+	// (default: internal/llhls) or "gohlslib". mpegts always uses gohlslib.
+	Muxer string
+}
+
+// Variant names accepted in HLSConfig.Variant.
+const (
+	VariantLowLatency = "lowLatency"
+	VariantFMP4       = "fmp4"
+	VariantMPEGTS     = "mpegts"
+)
+
+func parseVariant(s string) (gohlslib.MuxerVariant, error) {
+	switch strings.ToLower(s) {
+	case "", "lowlatency", "low-latency", "ll":
+		return gohlslib.MuxerVariantLowLatency, nil
+	case "fmp4":
+		return gohlslib.MuxerVariantFMP4, nil
+	case "mpegts", "ts":
+		return gohlslib.MuxerVariantMPEGTS, nil
+	}
+	return 0, fmt.Errorf("origin: unknown HLS variant %q (lowLatency, fmp4 or mpegts)", s)
+}
+
+// Muxer names accepted in HLSConfig.Muxer.
+const (
+	MuxerBuiltin  = "builtin"
+	MuxerGohlslib = "gohlslib"
+)
+
+func variantName(v gohlslib.MuxerVariant) string {
+	switch v {
+	case gohlslib.MuxerVariantFMP4:
+		return VariantFMP4
+	case gohlslib.MuxerVariantMPEGTS:
+		return VariantMPEGTS
+	}
+	return VariantLowLatency
+}
 
 // DefaultHLS is the packaging an HLSConfig's zero fields get.
 func DefaultHLS() HLSConfig {

@@ -167,8 +167,9 @@
 //
 // Origin (origin.go) holds the streams; the claimer (claimer.go) decides
 // which to claim, and when (placement.go: which origin of a mixed cluster
-// should go first); reload.go changes settings while running. One stream is
-// a stream (stream.go: its run goroutine) made of small parts, one a file:
+// should go first); config.go holds HLSConfig, its defaults and its rules;
+// reload.go changes settings while running. One stream is a stream
+// (stream.go: its run goroutine) made of small parts, one a file:
 //
 //   - ownership (lease.go): the owner record, its release (the registry
 //     recovers a write whose reply was lost, bus.Registry.RecoverOwner) and

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,27 +20,6 @@ import (
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/gossip"
 )
-
-// HLSConfig says how streams are packaged.
-type HLSConfig struct {
-	// Variant is "lowLatency" (default), "fmp4" or "mpegts". MPEG-TS carries
-	// only H264 and AAC: other streams fall back to fmp4.
-	Variant string
-	// SegmentDuration is the minimum segment duration; a segment ends at the
-	// first keyframe after it. Default 1 s.
-	SegmentDuration time.Duration
-	// PartDuration is the minimum Low-Latency part duration. Default 200 ms.
-	PartDuration time.Duration
-	// SegmentCount is the playlist length in segments. Default 7; Low-Latency
-	// needs at least 7, the other variants at least 3.
-	SegmentCount int
-	// IdleTimeout closes a stream's muxer this long after its last packet;
-	// a stream that has also left the registry is then released. Default 10 s.
-	IdleTimeout time.Duration
-	// Muxer packages the fMP4 variants (lowLatency, fmp4): "builtin"
-	// (default: internal/llhls) or "gohlslib". mpegts always uses gohlslib.
-	Muxer string
-}
 
 // StreamStatus describes one stream held by the origin.
 type StreamStatus struct {
@@ -182,41 +160,6 @@ type Origin struct {
 	swg       sync.WaitGroup // stream goroutines
 	started   bool
 	closeOnce sync.Once
-}
-
-// Variant names accepted in HLSConfig.Variant.
-const (
-	VariantLowLatency = "lowLatency"
-	VariantFMP4       = "fmp4"
-	VariantMPEGTS     = "mpegts"
-)
-
-func parseVariant(s string) (gohlslib.MuxerVariant, error) {
-	switch strings.ToLower(s) {
-	case "", "lowlatency", "low-latency", "ll":
-		return gohlslib.MuxerVariantLowLatency, nil
-	case "fmp4":
-		return gohlslib.MuxerVariantFMP4, nil
-	case "mpegts", "ts":
-		return gohlslib.MuxerVariantMPEGTS, nil
-	}
-	return 0, fmt.Errorf("origin: unknown HLS variant %q (lowLatency, fmp4 or mpegts)", s)
-}
-
-// Muxer names accepted in HLSConfig.Muxer.
-const (
-	MuxerBuiltin  = "builtin"
-	MuxerGohlslib = "gohlslib"
-)
-
-func variantName(v gohlslib.MuxerVariant) string {
-	switch v {
-	case gohlslib.MuxerVariantFMP4:
-		return VariantFMP4
-	case gohlslib.MuxerVariantMPEGTS:
-		return VariantMPEGTS
-	}
-	return VariantLowLatency
 }
 
 func (o *Origin) applyDefaults() error {
