@@ -231,7 +231,7 @@ func TestGonePermissions(t *testing.T) {
 		if err := c.nc.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, user+" refused publishing a notice", func() bool { return c.denied(GoneSubject) })
+		testkit.WaitFor(t, 5*time.Second, user+" refused publishing a notice", func() bool { return c.denied(GoneSubject) })
 		if c.denied("Subscription") {
 			t.Fatalf("%s may not read the notices", user)
 		}

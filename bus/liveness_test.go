@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // TestLiveness: two nodes hear each other; a node that stops is dead for
@@ -24,7 +26,7 @@ func TestLiveness(t *testing.T) {
 		t.Fatal("not alive after Start")
 	}
 	recB := Owner{Node: "b", Instance: b.Instance()}
-	waitFor(t, "a hears b", func() bool { return slices.Contains(a.Nodes(), "b") && a.Holds(recB) })
+	testkit.WaitFor(t, 5*time.Second, "a hears b", func() bool { return slices.Contains(a.Nodes(), "b") && a.Holds(recB) })
 	if a.Holds(Owner{Node: "b", Instance: "former"}) {
 		t.Fatal("a record of another instance of b holds")
 	}
@@ -44,17 +46,6 @@ func TestLiveness(t *testing.T) {
 		t.Fatal("b's record still holds after b stopped")
 	}
 	b.Close() // twice is harmless
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func FuzzParseHeartbeat(f *testing.F) {
@@ -89,7 +80,7 @@ func TestLivenessRoles(t *testing.T) {
 		}
 		t.Cleanup(l.Close)
 	}
-	waitFor(t, "everyone heard", func() bool { return len(origin.Nodes()) == 3 && len(aio.Nodes()) == 3 })
+	testkit.WaitFor(t, 5*time.Second, "everyone heard", func() bool { return len(origin.Nodes()) == 3 && len(aio.Nodes()) == 3 })
 	sorted := func(s []string) []string { slices.Sort(s); return s }
 	if got := sorted(origin.NodesWith(RoleOrigin)); !slices.Equal(got, []string{"aio", "o1"}) {
 		t.Fatalf("origins seen by o1: %v", got)
@@ -110,7 +101,7 @@ func TestLivenessRoles(t *testing.T) {
 			t.Fatal("a watcher missed e1's death")
 		}
 	}
-	waitFor(t, "e1 dead", func() bool { return !aio.HoldsStream(info) })
+	testkit.WaitFor(t, 5*time.Second, "e1 dead", func() bool { return !aio.HoldsStream(info) })
 	if got := aio.NodesWith(RoleEdge); !slices.Equal(got, []string{"aio"}) {
 		t.Fatalf("edges after e1 died: %v", got)
 	}
