@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortmplib"
@@ -37,6 +38,11 @@ type rtmpServer struct {
 	conns  map[net.Conn]struct{}
 	closed bool
 	wg     sync.WaitGroup
+
+	// For tests: slow keeps every publication off the fast path (rtmpIngest);
+	// fastFrames counts the frames ended publications took on it.
+	slow       atomic.Bool
+	fastFrames atomic.Uint64
 }
 
 func (r *rtmpServer) start() {
@@ -254,20 +260,22 @@ func (r *rtmpServer) authenticate(sc *gortmplib.ServerConn, path string, conn ne
 // handshake runs the TLS handshake of an RTMPS connection, then the RTMP
 // one up to the publish (or play) command, all within ReadTimeout. It
 // counts and logs a failure itself.
-func (r *rtmpServer) handshake(conn net.Conn, remote string) (*gortmplib.ServerConn, *deadlineConn, bool) {
+func (r *rtmpServer) handshake(conn net.Conn, remote string) (*gortmplib.ServerConn, *deadlineConn, *rtmpConn, bool) {
 	e := r.e
 	if tc, ok := conn.(*tls.Conn); ok { // RTMPS: the TLS handshake first, within the read timeout
 		_ = tc.SetDeadline(time.Now().Add(e.ReadTimeout))
 		if err := tc.Handshake(); err != nil {
 			r.reject(rejectHandshake)
 			e.log.Debug("rtmps TLS handshake failed", "remote", remote, "err", err)
-			return nil, nil, false
+			return nil, nil, nil, false
 		}
 	}
 	dc := &deadlineConn{Conn: conn, idle: e.ReadTimeout, setup: time.Now().Add(e.ReadTimeout), limit: rtmpHandshakeBytes}
-	sc := &gortmplib.ServerConn{RW: dc}
+	rc := newRTMPConn(dc)
+	sc := &gortmplib.ServerConn{RW: rc}
 	err := sc.Initialize()
 	if err == nil {
+		rc.ack = acknowledger(sc)
 		err = sc.AcceptConn()
 	}
 	if err != nil {
@@ -277,9 +285,9 @@ func (r *rtmpServer) handshake(conn net.Conn, remote string) (*gortmplib.ServerC
 			r.reject(rejectHandshake)
 		}
 		e.log.Debug("rtmp handshake failed", "remote", remote, "err", redactQueryPass(err))
-		return nil, nil, false
+		return nil, nil, nil, false
 	}
-	return sc, dc, true
+	return sc, dc, rc, true
 }
 
 // readTracks accepts the publication and reads its first messages to learn
@@ -290,8 +298,9 @@ func (r *rtmpServer) readTracks(sc *gortmplib.ServerConn, dc *deadlineConn, path
 	dc.limit = dc.total + rtmpSetupBytes
 	err := sc.AcceptAction()
 	var rd *gortmplib.Reader
+	var multitrack bool
 	if err == nil {
-		rd, err = newRTMPReader(sc)
+		rd, multitrack, err = newRTMPReader(sc)
 	}
 	if err != nil {
 		if errors.Is(err, errSetupTooLarge) {
@@ -303,7 +312,7 @@ func (r *rtmpServer) readTracks(sc *gortmplib.ServerConn, dc *deadlineConn, path
 		log.Warn("rtmp publish failed before the tracks were known", "err", err)
 		return nil, nil, nil, false
 	}
-	ing := &rtmpIngest{}
+	ing := &rtmpIngest{multitrack: multitrack}
 	tracks, ignored, err := ing.tracks(rd)
 	if len(ignored) > 0 {
 		log.Info("ignoring unsupported tracks", "codecs", strings.Join(ignored, ","))
@@ -324,7 +333,7 @@ func (r *rtmpServer) readTracks(sc *gortmplib.ServerConn, dc *deadlineConn, path
 func (r *rtmpServer) handle(conn net.Conn) {
 	e := r.e
 	remote := conn.RemoteAddr().String()
-	sc, dc, ok := r.handshake(conn, remote)
+	sc, dc, rc, ok := r.handshake(conn, remote)
 	if !ok {
 		return
 	}
@@ -386,5 +395,10 @@ func (r *rtmpServer) handle(conn net.Conn) {
 	ing.s = s
 	dc.setup = time.Time{}
 	dc.limit = 0
-	s.close(ing.readLoop(rd))
+	if r.slow.Load() {
+		rc = nil
+	}
+	err = ing.readLoop(rd, rc)
+	r.fastFrames.Add(ing.fastFrames)
+	s.close(err)
 }

@@ -9,16 +9,36 @@ import (
 
 	"github.com/bluenviron/gortmplib"
 	"github.com/bluenviron/gortmplib/pkg/codecs"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/media"
+	"github.com/streamgrid/streamgrid/internal/rtmpchunk"
 )
 
 // rtmpIngest feeds one RTMP publication into its stream. Its callbacks all
 // run on the connection's goroutine.
+//
+// The media are read on a fast path where it can (readFast): the coded
+// frames of the first video track (H264, H265) and AAC frames of the first
+// audio track are read straight from the chunk stream (rtmpConn's
+// rtmpchunk reader) and given to the same callbacks gortmplib's Reader
+// would call, with the same arguments; every other message goes through
+// gortmplib's Reader as before. The frames alias the reader's buffers: the
+// stream copies what it keeps (the normalizer marshals a new payload and
+// clones parameter sets and audio frames).
 type rtmpIngest struct {
 	s     *stream
 	clock msUnwrapper
+
+	// The callbacks of video and audio track 0, when the fast path may
+	// take their frames: H264/H265, and AAC.
+	fastVideo gortmplib.OnDataH26xFunc
+	fastAAC   func(time.Duration, []byte)
+	// multitrack: the probe saw an enhanced-RTMP multitrack message, so a
+	// track may have another id than 0: no fast path.
+	multitrack bool
+	fastFrames uint64 // frames taken on the fast path
 }
 
 // ticks maps an RTMP timestamp (milliseconds, wrapping at 2^32) onto the
@@ -38,12 +58,16 @@ func (in *rtmpIngest) tracks(rd *gortmplib.Reader) (infos []bus.TrackInfo, ignor
 			if supported {
 				infos = append(infos, bus.TrackInfo{ID: uint8(idx), Codec: media.CodecH264, ClockRate: 90000, SPS: c.SPS, PPS: c.PPS})
 			}
-			rd.OnDataH264(t, in.video(idx, supported))
+			cb := in.video(idx, supported)
+			rd.OnDataH264(t, cb)
+			in.fastVideo = cb
 		case *codecs.H265:
 			if supported {
 				infos = append(infos, bus.TrackInfo{ID: uint8(idx), Codec: media.CodecH265, ClockRate: 90000, VPS: c.VPS, SPS: c.SPS, PPS: c.PPS})
 			}
-			rd.OnDataH265(t, in.video(idx, supported))
+			cb := in.video(idx, supported)
+			rd.OnDataH265(t, cb)
+			in.fastVideo = cb
 		case *codecs.MPEG4Audio:
 			info, _, ok := aacTrackInfo(c.Config)
 			supported = supported && ok
@@ -53,7 +77,9 @@ func (in *rtmpIngest) tracks(rd *gortmplib.Reader) (infos []bus.TrackInfo, ignor
 			} else {
 				ignored = append(ignored, "MPEG-4 Audio")
 			}
-			rd.OnDataMPEG4Audio(t, in.audio(idx, info.ClockRate, supported))
+			cb := in.audio(idx, info.ClockRate, supported)
+			rd.OnDataMPEG4Audio(t, cb)
+			in.fastAAC = cb
 		case *codecs.Opus:
 			if supported {
 				ch := 2
@@ -113,11 +139,24 @@ func (in *rtmpIngest) audio(idx, rate int, use bool) func(time.Duration, []byte)
 
 // readLoop reads until the publisher goes. Undecodable messages are counted
 // and skipped; a run of them, or a connection error, ends the publication.
-// It returns nil for a normal end.
-func (in *rtmpIngest) readLoop(rd *gortmplib.Reader) error {
+// It returns nil for a normal end. With rc, and a publication whose tracks
+// are all track 0 of their kind (no enhanced-RTMP multitrack while the
+// tracks were probed), it takes the fast path.
+func (in *rtmpIngest) readLoop(rd *gortmplib.Reader, rc *rtmpConn) error {
+	fast := rc != nil && rc.fast() && !in.multitrack
+	if fast {
+		rc.takeover = true
+	} else {
+		in.fastVideo, in.fastAAC = nil, nil
+	}
 	errorsInRow := 0
 	for {
-		err := rd.Read()
+		var err error
+		if fast && !replaying(rd) {
+			err = in.readFast(rd, rc)
+		} else {
+			err = rd.Read()
+		}
 		if err == nil {
 			errorsInRow = 0
 			continue
@@ -135,4 +174,54 @@ func (in *rtmpIngest) readLoop(rd *gortmplib.Reader) error {
 			return fmt.Errorf("%d undecodable messages in a row, last: %w", errorsInRow, err)
 		}
 	}
+}
+
+// replaying reports whether the Reader still has messages the probe read.
+func replaying(rd *gortmplib.Reader) bool {
+	rc, ok := rd.Conn.(*replayConn)
+	return ok && len(rc.msgs) > 0
+}
+
+// readFast reads one message from the chunk stream: a coded frame of a
+// fast track goes to its callback, a message rtmpchunk applied (chunk
+// size, abort, window) stops here, anything else goes to gortmplib's
+// Reader.
+func (in *rtmpIngest) readFast(rd *gortmplib.Reader, rc *rtmpConn) error {
+	m, err := rc.chunks.Read()
+	if err != nil {
+		return err
+	}
+	dts := time.Duration(m.Timestamp) * time.Millisecond
+	switch m.Type {
+	case rtmpchunk.TypeVideo:
+		if in.fastVideo == nil {
+			break
+		}
+		if cts, data, ok := rtmpchunk.VideoFrame(m.Body); ok {
+			var au h264.AVCC
+			if err := au.Unmarshal(data); err != nil {
+				if errors.Is(err, h264.ErrAVCCNoNALUs) {
+					return nil
+				}
+				return fmt.Errorf("unable to decode AVCC: %w", err) // gortmplib's words
+			}
+			in.fastVideo(dts+time.Duration(cts)*time.Millisecond, dts, au)
+			in.fastFrames++
+			return nil
+		}
+	case rtmpchunk.TypeAudio:
+		if in.fastAAC == nil {
+			break
+		}
+		if frame, ok := rtmpchunk.AACFrame(m.Body); ok {
+			in.fastAAC(dts, frame)
+			in.fastFrames++
+			return nil
+		}
+	}
+	if rtmpConsumed(m) {
+		return nil
+	}
+	rc.pending = m
+	return rd.Read()
 }

@@ -40,18 +40,19 @@ type rtmpProbe struct {
 const maxProbeMessages = 5000
 
 // newRTMPReader reads the publication's first messages from conn until its
-// tracks are known and returns gortmplib's Reader over them. The caller
-// has accepted the publish command (ServerConn.AcceptAction).
-func newRTMPReader(conn gortmplib.Conn) (*gortmplib.Reader, error) {
+// tracks are known and returns gortmplib's Reader over them, and whether
+// an enhanced-RTMP multitrack message came among them. The caller has
+// accepted the publish command (ServerConn.AcceptAction).
+func newRTMPReader(conn gortmplib.Conn) (*gortmplib.Reader, bool, error) {
 	var p rtmpProbe
 	var msgs []message.Message
 	for !p.done() {
 		if len(msgs) >= maxProbeMessages {
-			return nil, errors.New("max recorded size exceeded")
+			return nil, false, errors.New("max recorded size exceeded")
 		}
 		msg, err := conn.Read()
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		msgs = append(msgs, msg)
 		p.see(msg)
@@ -66,12 +67,12 @@ func newRTMPReader(conn gortmplib.Conn) (*gortmplib.Reader, error) {
 	}
 	rd := &gortmplib.Reader{Conn: &replayConn{Conn: conn, msgs: append(msgs[:len(msgs):len(msgs)], end...)}}
 	if err := rd.Initialize(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	// Initialize recorded what it read to rewind it; replace that with the
 	// messages without the end marker.
 	rd.Conn = &replayConn{Conn: conn, msgs: msgs}
-	return rd, nil
+	return rd, p.multitrack, nil
 }
 
 // done reports whether the tracks are known, or the analyze period is over.

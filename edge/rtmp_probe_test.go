@@ -173,7 +173,7 @@ func TestRTMPProbe(t *testing.T) {
 			want := readAll(t, ref)
 
 			conn := &sliceConn{msgs: msgs}
-			rd, err := newRTMPReader(conn)
+			rd, _, err := newRTMPReader(conn)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -221,7 +221,7 @@ func FuzzRTMPProbe(f *testing.F) {
 			}
 			msgs = append(msgs, m)
 		}
-		rd, err := newRTMPReader(&sliceConn{msgs: msgs})
+		rd, _, err := newRTMPReader(&sliceConn{msgs: msgs})
 		if err == nil {
 			for rd.Read() == nil {
 			}

@@ -1,0 +1,60 @@
+package edge
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/streamgrid/streamgrid/internal/media"
+	"github.com/streamgrid/streamgrid/internal/testkit"
+)
+
+// TestRTMPFastPathSamePackets publishes each clip twice, once read on the
+// fast path (rtmpchunk) and once through gortmplib's Reader alone: the
+// packets on the bus must be the same.
+func TestRTMPFastPathSamePackets(t *testing.T) {
+	b, e := startBusEdge(t, nil)
+	for _, name := range []string{"h264_aac.ts", "h265.ts"} {
+		t.Run(name, func(t *testing.T) {
+			c := loadClip(t, name)
+			run := func(path string, slow bool) *collector {
+				e.rtmp.slow.Store(slow)
+				before := e.rtmp.fastFrames.Load()
+				col := collect(t, b.nc, path)
+				cl, err := publishRTMP(t, e.RTMPAddr(), path, c)
+				if err != nil {
+					t.Fatal(err)
+				}
+				testkit.WaitFor(t, 10*time.Second, "all frames", func() bool { return videoCount(col.packets()) >= len(c.video) })
+				cl.Close()
+				testkit.WaitFor(t, 5*time.Second, "record removed", recordGone(b, path))
+				fast := e.rtmp.fastFrames.Load() - before
+				if slow && fast != 0 || !slow && fast < uint64(len(c.video)) {
+					t.Fatalf("slow %v: %d frames on the fast path (%d video frames)", slow, fast, len(c.video))
+				}
+				return col
+			}
+			fast := run("rtmp/fast", false)
+			slow := run("rtmp/slow", true)
+			testkit.WaitFor(t, 5*time.Second, "as many packets", func() bool { return len(fast.packets()) == len(slow.packets()) })
+			fp, sp := fast.packets(), slow.packets()
+			for i := range sp {
+				f, s := fp[i], sp[i]
+				if f.Track != s.Track || f.Codec != s.Codec || f.Flags != s.Flags || f.PTS != s.PTS || f.DTS != s.DTS ||
+					!bytes.Equal(f.Payload, s.Payload) {
+					t.Fatalf("packet %d: fast path %v track %d pts %d dts %d %d bytes, gortmplib %v track %d pts %d dts %d %d bytes",
+						i, f.Codec, f.Track, f.PTS, f.DTS, len(f.Payload), s.Codec, s.Track, s.PTS, s.DTS, len(s.Payload))
+				}
+			}
+			audio := 0
+			for _, p := range fp {
+				if p.Codec == media.CodecAAC {
+					audio++
+				}
+			}
+			if name == "h264_aac.ts" && audio == 0 {
+				t.Fatal("no audio packets")
+			}
+		})
+	}
+}
