@@ -17,6 +17,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/sdpunmarshaler"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // FuzzRTSPAnnounce parses an RTSP request and its SDP body the way the edge
@@ -173,9 +174,10 @@ func (c *recordConn) Read(p []byte) (int, error) {
 
 // FuzzRTMPPublisher plays a whole RTMP publisher connection (handshake,
 // chunk stream, connect/publish commands, media messages) into the edge's
-// read path: the deadlineConn with its byte allowance, gortmplib's server
-// connection and reader as the edge drives them, the credentials in the
-// stream name, and the edge's track detection.
+// read path as the edge drives it: the deadlineConn with its byte
+// allowance, rtmpConn under gortmplib's server connection, the credentials
+// in the stream name, the probe and the edge's track detection, then the
+// read loop with its fast path until the data ends.
 func FuzzRTMPPublisher(f *testing.F) {
 	f.Add(recordRTMPClient(f, "live/cam1"))
 	f.Add(recordRTMPClient(f, "live/cam1?user=admin&pass=adminpw"))
@@ -183,8 +185,13 @@ func FuzzRTMPPublisher(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dc := &deadlineConn{Conn: &memConn{in: bytes.NewReader(data)}, idle: time.Second,
 			setup: time.Now().Add(time.Hour), limit: rtmpHandshakeBytes}
-		sc := &gortmplib.ServerConn{RW: dc}
-		if sc.Initialize() != nil || sc.AcceptConn() != nil {
+		rc := newRTMPConn(dc)
+		sc := &gortmplib.ServerConn{RW: rc}
+		if sc.Initialize() != nil {
+			return
+		}
+		rc.ack = acknowledger(sc)
+		if sc.AcceptConn() != nil {
 			return
 		}
 		if !sc.Publish || sc.URL == nil {
@@ -193,11 +200,14 @@ func FuzzRTMPPublisher(f *testing.F) {
 		_ = strings.Trim(sc.URL.Path, "/")
 		rtmpCredentials(sc.URL)
 		dc.limit = dc.total + rtmpSetupBytes
-		rd := &gortmplib.Reader{Conn: sc}
-		if rd.Initialize() != nil {
+		if sc.AcceptAction() != nil {
 			return
 		}
-		ing := &rtmpIngest{}
+		rd, multitrack, err := newRTMPReader(sc)
+		if err != nil {
+			return
+		}
+		ing := &rtmpIngest{multitrack: multitrack}
 		tracks, _, err := ing.tracks(rd)
 		if err != nil || len(tracks) == 0 {
 			return
@@ -205,5 +215,34 @@ func FuzzRTMPPublisher(f *testing.F) {
 		if _, err := newNormalizer(tracks, 1); err != nil {
 			t.Fatalf("tracks the edge accepted do not build a normalizer: %v", err)
 		}
+		// The media go nowhere: the callbacks that feed a stream are replaced.
+		frames := 0
+		video := func(_, _ time.Duration, au [][]byte) {
+			for _, nalu := range au {
+				frames += len(nalu)
+			}
+		}
+		audio := func(_ time.Duration, frame []byte) { frames += len(frame) }
+		for _, tr := range rd.Tracks() {
+			switch tr.Codec.(type) {
+			case *rtmpcodecs.H264:
+				rd.OnDataH264(tr, video)
+			case *rtmpcodecs.H265:
+				rd.OnDataH265(tr, video)
+			case *rtmpcodecs.MPEG4Audio:
+				rd.OnDataMPEG4Audio(tr, audio)
+			case *rtmpcodecs.Opus:
+				rd.OnDataOpus(tr, audio)
+			}
+		}
+		if ing.fastVideo != nil {
+			ing.fastVideo = video
+		}
+		if ing.fastAAC != nil {
+			ing.fastAAC = audio
+		}
+		ing.s = &stream{mDecodeErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "fuzz_decode_errors"})}
+		dc.setup, dc.limit = time.Time{}, 0
+		_ = ing.readLoop(rd, rc)
 	})
 }
