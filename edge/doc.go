@@ -48,7 +48,11 @@
 // own); video packets are keyframes at IDR (H264) or IRAP (H265: IDR, CRA)
 // access units.
 //
-// RTMP starts late: gortmplib's Reader reads 2 s of media (its analyze period,
-// not settable) to learn the tracks before the first frame reaches the edge,
-// so an RTMP stream is playable about 2 s after an RTSP one would be.
+// RTMP: gortmplib does the handshake, the connect/publish commands and the
+// track detection, which starts as soon as the sequence headers are in
+// (rtmpProbe) instead of after gortmplib's 2 s analyze period. The media
+// after that are read by the edge itself (rtmpConn, internal/rtmpchunk):
+// coded H264/H265 and AAC frames go from the chunk stream to the stream
+// without a copy or an allocation per chunk; every other message still goes
+// through gortmplib's decoder.
 package edge

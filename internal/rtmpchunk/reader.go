@@ -22,9 +22,19 @@
 //     gortmplib does, so a publisher that waits for acknowledgements (ffmpeg,
 //     OBS) never stalls.
 //
-// It decodes no message bodies: Tag (tag.go) reads the few FLV video and
-// audio tag shapes the ingest's fast path needs; anything else is left to
-// gortmplib's message decoder by the caller (edge/rtmp_conn.go).
+// It decodes no message bodies: VideoFrame and AACFrame (tag.go) read the
+// few FLV tag shapes that carry coded frames; anything else is left to
+// gortmplib's message decoder by the caller.
+//
+// Why the handshake and the command phase stay with gortmplib (edge's
+// rtmpConn): they run once per connection, cost nothing measurable, and
+// carry most of the protocol's surface (RTMPE, AMF0 commands and their
+// replies, Adobe auth, the stream URL rules users depend on); doing them
+// here would copy that surface for no gain. The takeover is clean because
+// the edge never lets gortmplib read the socket after the handshake: it
+// reads the chunk stream with this reader from the first byte and feeds
+// gortmplib one re-chunked message at a time, so gortmplib holds no
+// buffered bytes and no chunk state that the fast path would need.
 //
 // Memory is bounded by what the peer sends, not by what it declares: a body
 // buffer grows with the bytes that arrived, a message may declare at most
