@@ -2,8 +2,14 @@ package edge
 
 import (
 	"bytes"
+	"context"
+	"net/url"
 	"testing"
 	"time"
+
+	"github.com/bluenviron/gortmplib"
+	"github.com/bluenviron/gortmplib/pkg/message"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 
 	"github.com/streamgrid/streamgrid/internal/media"
 	"github.com/streamgrid/streamgrid/internal/testkit"
@@ -56,5 +62,65 @@ func TestRTMPFastPathSamePackets(t *testing.T) {
 				t.Fatal("no audio packets")
 			}
 		})
+	}
+}
+
+// TestRTMPAcknowledgements: the publisher sets a window of 2.5 MB (as
+// gortmplib's client and OBS do); after more than that, the edge must
+// acknowledge the bytes it received on the real connection, or a client
+// that waits for acknowledgements stalls.
+func TestRTMPAcknowledgements(t *testing.T) {
+	_, e := startBusEdge(t, nil)
+	c := loadClip(t, "h264_aac.ts")
+	u, err := url.Parse("rtmp://" + e.RTMPAddr().String() + "/live/ack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &gortmplib.Client{URL: u, Publish: true}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := cl.Initialize(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := writeClipRTMP(cl, c, 0, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	// 3 MB more in 100 kB frames, on the fast path.
+	nalu := make([]byte, 100_000)
+	nalu[0] = 0x01 // a non-IDR slice
+	au, err := h264.AVCC([][]byte{nalu}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Duration(c.video[len(c.video)-1].dts) * time.Second / 90000
+	for i := range 30 {
+		dts := start + time.Duration(i+1)*40*time.Millisecond
+		if err := cl.Write(&message.Video{ChunkStreamID: message.VideoChunkStreamID, MessageStreamID: 0x1000000,
+			Codec: message.CodecH264, Type: message.VideoTypeAU, DTS: dts, AU: au}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make(chan uint32, 1)
+	go func() {
+		for {
+			msg, err := cl.Read()
+			if err != nil {
+				close(got)
+				return
+			}
+			if a, ok := msg.(*message.Acknowledge); ok {
+				got <- a.Value
+				return
+			}
+		}
+	}()
+	select {
+	case v, ok := <-got:
+		if !ok || v <= 2_500_000 {
+			t.Fatalf("acknowledgement %d (ok %v), want one past the 2.5 MB window", v, ok)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no acknowledgement after 3 MB")
 	}
 }
