@@ -53,6 +53,9 @@ func TestDeadlineConnBuffersReads(t *testing.T) {
 	if err != nil || string(big[:n]) != "xyz" {
 		t.Fatalf("large read: %q, %v", big[:n], err)
 	}
+	if dc.buf != nil {
+		t.Fatal("the small reads' buffer is kept once reads are large")
+	}
 }
 
 func TestDeadlineConnDropsStalledPublisher(t *testing.T) {

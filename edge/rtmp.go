@@ -152,6 +152,10 @@ type deadlineConn struct {
 func (c *deadlineConn) Read(p []byte) (int, error) {
 	if c.start == c.end {
 		if len(p) >= rtmpReadBuffer {
+			// The reader above buffers itself (rtmpchunk, once the
+			// handshake is read): the buffer the handshake's small reads
+			// needed goes back to the heap.
+			c.buf = nil
 			return c.fill(p)
 		}
 		if c.buf == nil {
