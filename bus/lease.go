@@ -138,7 +138,10 @@ func (r *Registry) RecoverOwner(ctx context.Context, l *Lease) error {
 		return fmt.Errorf("bus: recover %s: %w", l.Key, err)
 	}
 	var cur Owner
-	if json.Unmarshal(e.Value(), &cur) != nil || cur.Node != l.Owner.Node || cur.Epoch != l.Owner.Epoch {
+	if json.Unmarshal(e.Value(), &cur) != nil {
+		return ErrLeaseLost
+	}
+	if createdEpoch(&cur, e.Revision()); cur.Node != l.Owner.Node || cur.Epoch != l.Owner.Epoch {
 		return ErrLeaseLost
 	}
 	l.Rev = e.Revision()
@@ -206,7 +209,10 @@ func (r *Registry) ReleaseSource(ctx context.Context, l *Lease) error {
 			return err
 		}
 		var cur Owner
-		if json.Unmarshal(e.Value(), &cur) != nil || cur.Node != l.Owner.Node || cur.Instance != l.Owner.Instance || cur.Epoch != l.Owner.Epoch {
+		if json.Unmarshal(e.Value(), &cur) != nil {
+			return ErrLeaseLost
+		}
+		if createdEpoch(&cur, e.Revision()); cur.Node != l.Owner.Node || cur.Instance != l.Owner.Instance || cur.Epoch != l.Owner.Epoch {
 			return ErrLeaseLost
 		}
 		err = r.sources.Delete(ctx, EncodePath(l.Key), jetstream.LastRevision(e.Revision()))
@@ -224,7 +230,7 @@ func (r *Registry) Source(ctx context.Context, name string) (*Owner, uint64, err
 	if err != nil {
 		return nil, 0, err
 	}
-	ev, ok := ownerEvent(name, e.Value())
+	ev, ok := ownerEvent(name, e.Value(), e.Revision())
 	if !ok || ev.Owner == nil {
 		return nil, 0, ErrNotFound
 	}
@@ -241,7 +247,7 @@ func (r *Registry) WatchSources(ctx context.Context) (<-chan OwnerEvent, error) 
 // leases): each event carries the record's revision.
 func watchOwnerRecords(ctx context.Context, kv jetstream.KeyValue) (<-chan OwnerEvent, error) {
 	return watchRev(ctx, kv, func(path string, v []byte, rev uint64) (OwnerEvent, bool) {
-		ev, ok := ownerEvent(path, v)
+		ev, ok := ownerEvent(path, v, rev)
 		if ev.Owner != nil {
 			ev.Rev = rev
 		}
@@ -249,7 +255,7 @@ func watchOwnerRecords(ctx context.Context, kv jetstream.KeyValue) (<-chan Owner
 	})
 }
 
-func ownerEvent(path string, v []byte) (OwnerEvent, bool) {
+func ownerEvent(path string, v []byte, rev uint64) (OwnerEvent, bool) {
 	if v == nil {
 		return OwnerEvent{Path: path}, true
 	}
@@ -257,11 +263,21 @@ func ownerEvent(path string, v []byte) (OwnerEvent, bool) {
 	if json.Unmarshal(v, &o) != nil {
 		return OwnerEvent{Path: path}, true
 	}
-	if o.Epoch == 0 {
-		// The instant between Create and the first renewal: not yet announced.
-		return OwnerEvent{}, false
-	}
+	createdEpoch(&o, rev)
 	return OwnerEvent{Path: path, Owner: &o}, true
+}
+
+// createdEpoch gives a record written by acquire's create, and not yet by
+// its update (epoch 0), its epoch: the create's revision, the one the
+// update writes. An acquire whose update failed (a timeout) leaves such a
+// record for good; taken for unannounced, it was owned by nobody anyone
+// saw, and every later create failed on it: the stream was never owned
+// again. Read as the epoch it stands for, its node's liveness decides as
+// for any record (the node takes it over itself, or others do when it died).
+func createdEpoch(o *Owner, rev uint64) {
+	if o.Epoch == 0 {
+		o.Epoch = rev
+	}
 }
 
 func getOwner(ctx context.Context, kv jetstream.KeyValue, key string) (*Owner, error) {
@@ -269,7 +285,7 @@ func getOwner(ctx context.Context, kv jetstream.KeyValue, key string) (*Owner, e
 	if err != nil {
 		return nil, err
 	}
-	ev, ok := ownerEvent(key, e.Value())
+	ev, ok := ownerEvent(key, e.Value(), e.Revision())
 	if !ok || ev.Owner == nil {
 		return nil, ErrNotFound
 	}

@@ -178,3 +178,58 @@ func TestRecoverOwner(t *testing.T) {
 		t.Fatalf("recover a lease another node holds: %v", err)
 	}
 }
+
+// TestOwnerRecordOfAFailedAcquire: an acquire whose update (the one that
+// writes the epoch) failed leaves a record with epoch 0. It reads as owned
+// by its node with the create's revision as the epoch, in the watch and by
+// OwnerOf, so that liveness decides for it and it can be taken over: taken
+// for unannounced, nobody ever owned the stream again.
+func TestOwnerRecordOfAFailedAcquire(t *testing.T) {
+	t.Parallel()
+	js, ctx := startJS(t)
+	r := &Registry{JS: js, LeaseTTL: time.Second}
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, BucketOwners)
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := []byte(`{"node":"o1","instance":"i1","http":"127.0.0.1:1","epoch":0}`)
+	rev, err := kv.Create(ctx, EncodePath("live/half"), half)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := r.WatchOwners(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-events:
+		if ev.Path != "live/half" || ev.Owner == nil || ev.Owner.Node != "o1" || ev.Owner.Epoch != rev || ev.Rev != rev {
+			t.Fatalf("watch: %+v (owner %+v), want o1 with epoch %d", ev, ev.Owner, rev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the watch does not show the record")
+	}
+	if o, err := r.OwnerOf(ctx, "live/half"); err != nil || o.Epoch != rev {
+		t.Fatalf("OwnerOf: %+v, %v", o, err)
+	}
+	if _, err := r.AcquireOwner(ctx, "live/half", Owner{Node: "o2", Instance: "i2"}); !errors.Is(err, ErrOwned) {
+		t.Fatalf("acquire over it: %v", err)
+	}
+	prev, _ := r.OwnerOf(ctx, "live/half")
+	l, err := r.TakeOverOwner(ctx, "live/half", *prev, rev, Owner{Node: "o2", Instance: "i2"})
+	if err != nil || l.Owner.Epoch != rev+1 {
+		t.Fatalf("take over: %+v, %v", l, err)
+	}
+	// The origin whose update failed recovers its lease the same way.
+	rev2, err := kv.Create(ctx, EncodePath("live/half2"), half)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := &Lease{Key: "live/half2", Owner: Owner{Node: "o1", Instance: "i1", Epoch: rev2}}
+	if err := r.RecoverOwner(ctx, mine); err != nil || mine.Rev != rev2 {
+		t.Fatalf("recover: %+v, %v", mine, err)
+	}
+}
