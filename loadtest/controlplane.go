@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/procfs"
 
 	"github.com/streamgrid/streamgrid/bus"
@@ -190,6 +191,12 @@ type ControlPlaneReport struct {
 	ReownMS        Percentiles `json:"reown_ms"`
 	// RegistryErrors counts the simulated edges' failed registry calls.
 	RegistryErrors int `json:"registry_errors"`
+	// OriginCounters sums the origins' counters over the whole run (claims,
+	// claim conflicts and errors, lease losses, releases), and Warnings
+	// counts the warnings the simulated nodes logged, by message (a lapse
+	// of a node's own liveness is one): what a run that churns did.
+	OriginCounters map[string]float64 `json:"origin_counters,omitempty"`
+	Warnings       map[string]int     `json:"warnings,omitempty"`
 	// MachineCPUs and LoadAvg1m (at the end) say how busy the machine was:
 	// the simulated nodes, the bus and whatever else runs share it.
 	MachineCPUs int      `json:"machine_cpus"`
@@ -235,8 +242,10 @@ type controlPlane struct {
 	origins []*simOrigin
 	edges   []*simEdge
 
-	setup time.Duration
-	bg    sync.WaitGroup // the killed origins' clean-up
+	setup   time.Duration
+	bg      sync.WaitGroup       // the killed origins' clean-up
+	metrics *prometheus.Registry // every origin's collectors
+	logs    *countingHandler     // every simulated node's log
 
 	mu      sync.Mutex
 	samples []cpSample
@@ -249,7 +258,9 @@ func RunControlPlane(ctx context.Context, cfg ControlPlaneConfig) (*ControlPlane
 	if err != nil {
 		return nil, err
 	}
-	cp := &controlPlane{cfg: cfg, urls: cfg.Bus, pids: cfg.PIDs}
+	cp := &controlPlane{cfg: cfg, urls: cfg.Bus, pids: cfg.PIDs, metrics: prometheus.NewRegistry(),
+		logs: newCountingHandler(cfg.Log.Handler())}
+	cp.cfg.Log = slog.New(cp.logs)
 	began := time.Now()
 	if len(cp.urls) == 0 {
 		dir, err := os.MkdirTemp("", "sg-controlplane-")
@@ -276,7 +287,7 @@ func RunControlPlane(ctx context.Context, cfg ControlPlaneConfig) (*ControlPlane
 // and the edges.
 func (cp *controlPlane) startNodes(ctx context.Context) error {
 	c := cp.cfg
-	rc := registryConfig{replicas: c.Replicas, leaseTTL: c.LeaseTTL, nodeTTL: c.NodeTTL}
+	rc := registryConfig{replicas: c.Replicas, leaseTTL: c.LeaseTTL, nodeTTL: c.NodeTTL, metrics: cp.metrics}
 	// A run's own paths, so that records another run left on a shared bus
 	// never count.
 	run := strconv.FormatUint(rand.Uint64()%(36*36*36*36), 36)
@@ -317,7 +328,7 @@ func (cp *controlPlane) startNodes(ctx context.Context) error {
 	}
 	for i := range cp.edges {
 		start(func() (err error) {
-			cp.edges[i], err = startSimEdge(ctx, cp.urls, fmt.Sprintf("sim-edge%04d", i+1), rc)
+			cp.edges[i], err = startSimEdge(ctx, cp.urls, fmt.Sprintf("sim-edge%04d", i+1), rc, c.Log)
 			return err
 		})
 	}
@@ -469,6 +480,8 @@ func (cp *controlPlane) fillReport(rep *ControlPlaneReport, t0, allOwned, killed
 	}
 	rep.OwnedPerOrigin[0], rep.OwnedPerOrigin[1] = cp.obs.spread(names)
 	rep.ReownMS = computePercentiles(cp.obs.reownTimes())
+	rep.OriginCounters = sumOriginCounters(cp.metrics)
+	rep.Warnings = cp.logs.counts()
 	for _, e := range cp.edges {
 		n, err := e.errors()
 		rep.RegistryErrors += n

@@ -6,8 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 )
 
@@ -60,9 +63,18 @@ func controlPlaneMain(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", 0, "bus.lease_ttl: claim pacing and the origins' rescan period (default 3s)")
 	fs.DurationVar(&cfg.NodeTTL, "node-ttl", 0, "the origins' and edges' liveness TTL, bus.node_ttl (default 750ms)")
 	fs.IntVar(&cfg.OriginCapacity, "origin-capacity", 0, "each origin's origin.capacity (default: twice what the surviving origins need)")
+	cpuProfile := fs.String("cpuprofile", "", "write the simulator's CPU profile (every simulated node, not the bus) to this file")
 	opts.addFlags(fs)
 	if code := parseArgs(fs, args, stderr); code >= 0 {
 		return code
+	}
+	if *cpuProfile != "" {
+		stopProfile, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "loadtest: %v\n", err)
+			return 2
+		}
+		defer stopProfile()
 	}
 	if cfg.Duration == 0 {
 		fmt.Fprintln(stderr, "loadtest: --duration is required (see --control-plane --help)")
@@ -113,8 +125,35 @@ func (r *ControlPlaneReport) WriteTable(w io.Writer) {
 	row("killed", "%d origins: %d streams orphaned, %d re-owned", r.KilledOrigins, r.Orphaned, r.Reowned)
 	row("re-own ms", "p50 %.0f  p99 %.0f  max %.0f", r.ReownMS.P50, r.ReownMS.P99, r.ReownMS.Max)
 	row("registry errors", "%d", r.RegistryErrors)
+	if len(r.OriginCounters) > 0 {
+		var cs []string
+		for _, k := range originCounterNames {
+			cs = append(cs, fmt.Sprintf("%s %.0f", strings.TrimSuffix(k, "_total"), r.OriginCounters[k]))
+		}
+		row("origins did", "%s", strings.Join(cs, ", "))
+	}
+	for _, m := range slices.Sorted(maps.Keys(r.Warnings)) {
+		row("warned", "%d× %s", r.Warnings[m], m)
+	}
 	for _, n := range r.Notes {
 		row("note", "%s", n)
 	}
 	tw.Flush()
+}
+
+// startCPUProfile profiles this process into path until the returned
+// function is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

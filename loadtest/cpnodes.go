@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/media"
@@ -112,6 +113,8 @@ type registryConfig struct {
 	replicas int
 	leaseTTL time.Duration
 	nodeTTL  time.Duration // the nodes' bus.node_ttl
+	// metrics receives every origin's collectors (labelled by node).
+	metrics prometheus.Registerer
 }
 
 func (rc registryConfig) start(ctx context.Context, nc *nats.Conn) (*bus.Registry, error) {
@@ -151,6 +154,7 @@ func startSimOrigin(ctx context.Context, urls []string, name string, rc registry
 		HTTPAddress: "127.0.0.1:0",
 		Capacity:    capacity,
 		NodeTTL:     rc.nodeTTL,
+		Metrics:     rc.metrics,
 		Log:         log.With("node", name),
 	}
 	if err := o.Start(); err != nil {
@@ -186,12 +190,12 @@ type simRecord struct {
 	rev  uint64
 }
 
-func startSimEdge(ctx context.Context, urls []string, name string, rc registryConfig) (*simEdge, error) {
+func startSimEdge(ctx context.Context, urls []string, name string, rc registryConfig, log *slog.Logger) (*simEdge, error) {
 	c, err := dialSim(ctx, urls, name, rc)
 	if err != nil {
 		return nil, err
 	}
-	l := &bus.Liveness{NC: c.nc, Node: name, Roles: []string{bus.RoleEdge}, TTL: rc.nodeTTL, Log: slog.New(slog.DiscardHandler)}
+	l := &bus.Liveness{NC: c.nc, Node: name, Roles: []string{bus.RoleEdge}, TTL: rc.nodeTTL, Log: log.With("node", name)}
 	if err := l.Start(); err != nil {
 		c.close()
 		return nil, fmt.Errorf("edge %s: %w", name, err)

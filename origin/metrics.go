@@ -14,6 +14,8 @@ import (
 type metrics struct {
 	streams         prometheus.Gauge
 	claims          prometheus.Counter
+	claimConflicts  prometheus.Counter // another origin won the compare-and-set
+	claimErrors     prometheus.Counter // the registry failed (timeouts, a bus in trouble)
 	releases        prometheus.Counter
 	losses          prometheus.Counter
 	packets         prometheus.Counter
@@ -43,7 +45,10 @@ func newMetrics(node string) *metrics {
 			Namespace: "streamgrid", Subsystem: "origin", Name: "streams",
 			Help: "Streams owned (lease held) by this origin.", ConstLabels: labels,
 		}),
-		claims:          counter("claims_total", "Ownership leases acquired."),
+		claims: counter("claims_total", "Ownership leases acquired."),
+		claimConflicts: counter("claim_conflicts_total",
+			"Claims and take-overs another origin won (the owner record's create or compare-and-set failed)."),
+		claimErrors:     counter("claim_errors_total", "Claims and take-overs the registry failed (a timeout, a bus in trouble)."),
 		releases:        counter("releases_total", "Ownership leases given up (idle, drain, shutdown)."),
 		losses:          counter("lease_losses_total", "Ownership leases lost (expired, taken over or fenced)."),
 		packets:         counter("packets_total", "Packets received from the bus for owned streams."),
@@ -67,7 +72,7 @@ func newMetrics(node string) *metrics {
 		}, []string{"kind"}),
 	}
 	m.collectors = []prometheus.Collector{
-		m.streams, m.claims, m.releases, m.losses, m.packets, m.packetsDropped, m.writeErrors,
+		m.streams, m.claims, m.claimConflicts, m.claimErrors, m.releases, m.losses, m.packets, m.packetsDropped, m.writeErrors,
 		m.encodeErrors, m.recreations, m.discontinuities, m.stateErrors, m.requests, m.blockTimeouts,
 		m.deferred, m.overBudget,
 	}

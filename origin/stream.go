@@ -171,10 +171,12 @@ func (s *stream) claim() (bus.PlaylistState, error) {
 	}
 	cancel()
 	if errors.Is(err, bus.ErrOwned) {
+		s.o.m.claimConflicts.Inc()
 		s.log.Debug("stream already owned elsewhere")
 		return bus.PlaylistState{}, nil
 	}
 	if err != nil {
+		s.o.m.claimErrors.Inc()
 		return bus.PlaylistState{}, fmt.Errorf("claim: %w", err)
 	}
 	s.lease = lease
