@@ -359,8 +359,11 @@ func (l *Liveness) receive(m *nats.Msg) {
 	}
 	l.nodes[hb.Node] = peer{instance: hb.Instance, roles: hb.Roles, conn: hb.Conn, last: now, ttl: time.Duration(hb.TTLms) * time.Millisecond}
 	l.mu.Unlock()
-	if fresh && seen {
+	switch {
+	case fresh && seen:
 		l.poke() // a restarted node: its former instance's records are dead
+	case seen && (p.dead || p.gone):
+		l.poke() // found dead, and heard again: its records hold again
 	}
 }
 

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"hash/fnv"
 	"slices"
 	"testing"
 	"time"
@@ -114,5 +115,18 @@ func TestNextMultiple(t *testing.T) {
 	}
 	if got := nextMultiple(time.Unix(100, 0), time.Second); !got.Equal(time.Unix(101, 0)) {
 		t.Fatalf("a multiple itself: %v", got)
+	}
+}
+
+// TestRankUnchanged: Rank through HashName gives what FNV-1a from
+// hash/fnv gave before, so nodes of two versions rank alike.
+func TestRankUnchanged(t *testing.T) {
+	for _, tc := range []struct{ node, path string }{{"origin1", "live/cam1"}, {"", ""}, {"sim-origin0042", "sim/ab12/s000123"}} {
+		hn, hp := fnv.New64a(), fnv.New64a()
+		hn.Write([]byte(tc.node))
+		hp.Write([]byte(tc.path))
+		if got, want := Rank(tc.node, tc.path), RankHashed(hn.Sum64(), hp.Sum64()); got != want || HashName(tc.node) != hn.Sum64() {
+			t.Errorf("Rank(%q, %q) = %x, want %x", tc.node, tc.path, got, want)
+		}
 	}
 }

@@ -19,6 +19,17 @@ const (
 	claimStep       = 20 * time.Millisecond
 	claimTieSpread  = 50 * time.Millisecond
 	rewatchInterval = time.Second
+	// maxClaimsInFlight bounds the claims (their registry calls: the owner
+	// record, the playlist state) an origin has under way at once; the
+	// others wait their turn in the queue. A storm (every stream of a
+	// cluster that restarts, or of several dead nodes) then reaches the bus
+	// as a steady stream of operations that each complete within their
+	// timeout, instead of all at once, where they time out together and are
+	// retried together.
+	maxClaimsInFlight = 32
+	// minScanGap is the least time between two full scans asked for by
+	// streams ending (rescan): a burst of endings costs one scan.
+	minScanGap = 50 * time.Millisecond
 )
 
 // claimer is the origin's single event loop over the registry watches and
@@ -38,12 +49,49 @@ type claimer struct {
 	liveRev map[string]uint64 // the stream records' revisions
 	owner   map[string]ownerRecord
 	pending map[string]time.Time // path → when to try claiming it
+	next    time.Time            // the timer's: no pending claim is due before
+	rearm   bool                 // next moved: arm resets the timer
 	timer   *time.Timer
 
+	// byOwner and byEdge index the owner and stream records by the node
+	// instance they name, so that a change of liveness (a node dead, an
+	// instance redrawn) looks at the records of the instances whose
+	// liveness changed, not at every record: with N streams a full scan is
+	// O(N) per change, and a cluster where nodes come and go often paid it
+	// on every origin each time.
+	byOwner, byEdge map[instanceKey]*instanceRecords
+
+	// inFlight counts the claims under way (maxClaimsInFlight); each that
+	// is done sends on done. blocked: claims are due that wait for a slot.
+	inFlight int
+	done     chan struct{}
+	blocked  bool
+
+	// lastScan is when the last full scan ran; scanLater fires a full scan
+	// put off by minScanGap.
+	lastScan  time.Time
+	scanLater <-chan time.Time
+
 	// peers is the live origins (bus.Liveness.Nodes) as of peersAt, for
-	// the ranking: read once per peersFresh, not once per path.
-	peers   []string
+	// the ranking, with their names' hashes: read once per peersFresh, not
+	// once per path.
+	peers   []rankedPeer
 	peersAt time.Time
+}
+
+// rankedPeer is a live origin and its name's hash (bus.HashName).
+type rankedPeer struct {
+	name string
+	hash uint64
+}
+
+// instanceKey names a node instance; instanceRecords are the paths of the
+// records that name it, and whether it held as last looked at.
+type instanceKey struct{ node, instance string }
+
+type instanceRecords struct {
+	paths map[string]struct{}
+	holds bool
 }
 
 // peersFresh is how long the claimer reuses its list of live origins; a
@@ -62,6 +110,9 @@ func (c *claimer) run() {
 	c.liveRev = map[string]uint64{}
 	c.owner = map[string]ownerRecord{}
 	c.pending = map[string]time.Time{}
+	c.byOwner = map[instanceKey]*instanceRecords{}
+	c.byEdge = map[instanceKey]*instanceRecords{}
+	c.done = make(chan struct{}, maxClaimsInFlight)
 	c.timer = time.NewTimer(time.Hour)
 	defer c.timer.Stop()
 	resync := time.NewTicker(c.o.Registry.LeaseTTL)
@@ -85,14 +136,29 @@ func (c *claimer) run() {
 		case <-rewatch:
 			rewatch = c.rewatch()
 		case <-c.timer.C:
+			c.next = time.Time{}
 			c.claimDue()
+		case <-c.done:
+			c.inFlight--
+			if c.blocked {
+				c.claimDue()
+			}
 		case <-c.o.rescan:
+			if wait := minScanGap - time.Since(c.lastScan); wait > 0 {
+				if c.scanLater == nil {
+					c.scanLater = time.After(wait)
+				}
+				continue
+			}
+			c.scan()
+		case <-c.scanLater:
+			c.scanLater = nil
 			c.scan()
 		case <-resync.C:
 			c.scan()
 		case <-c.o.liveChanged:
 			c.peersAt = time.Time{}
-			c.scan() // a node died (or restarted): its records hold no more
+			c.liveChanged() // a node died (or restarted): its records hold no more
 		}
 		c.arm()
 	}
@@ -121,6 +187,7 @@ func (c *claimer) rewatch() <-chan time.Time {
 		c.streams = ch
 		c.live = map[string]*bus.StreamInfo{} // the watch replays the current streams
 		c.liveRev = map[string]uint64{}
+		c.byEdge = map[instanceKey]*instanceRecords{}
 	}
 	if c.owners == nil {
 		ch, err := c.o.Registry.WatchOwners(c.o.ctx)
@@ -130,12 +197,16 @@ func (c *claimer) rewatch() <-chan time.Time {
 		}
 		c.owners = ch
 		c.owner = map[string]ownerRecord{}
+		c.byOwner = map[instanceKey]*instanceRecords{}
 	}
 	return nil
 }
 
 func (c *claimer) onStream(ev bus.StreamEvent) {
 	s := c.o.lookup(ev.Path)
+	if old := c.live[ev.Path]; old != nil {
+		c.unindex(c.byEdge, instanceKey{old.Edge, old.Instance}, ev.Path)
+	}
 	if ev.Info == nil {
 		c.o.clearRefused(ev.Path)
 		delete(c.live, ev.Path)
@@ -148,6 +219,7 @@ func (c *claimer) onStream(ev bus.StreamEvent) {
 	}
 	c.live[ev.Path] = ev.Info
 	c.liveRev[ev.Path] = ev.Rev
+	c.index(c.byEdge, c.edgeHolds, instanceKey{ev.Info.Edge, ev.Info.Instance}, ev.Path)
 	if s != nil {
 		s.setInfo(ev.Info)
 		s.setEnded(false)
@@ -183,6 +255,9 @@ func (c *claimer) onOwner(ev bus.OwnerEvent) {
 	if s != nil {
 		s.observeOwner(ev.Owner)
 	}
+	if old, ok := c.owner[ev.Path]; ok {
+		c.unindex(c.byOwner, instanceKey{old.owner.Node, old.owner.Instance}, ev.Path)
+	}
 	if ev.Owner == nil {
 		delete(c.owner, ev.Path)
 		if s == nil && c.edgeAlive(ev.Path) {
@@ -191,6 +266,7 @@ func (c *claimer) onOwner(ev bus.OwnerEvent) {
 		return
 	}
 	c.owner[ev.Path] = ownerRecord{owner: *ev.Owner, rev: ev.Rev}
+	c.index(c.byOwner, c.ownerHolds, instanceKey{ev.Owner.Node, ev.Owner.Instance}, ev.Path)
 	c.o.clearRefused(ev.Path)
 	if !c.held(ev.Path) {
 		if c.edgeAlive(ev.Path) && s == nil {
@@ -205,39 +281,122 @@ func (c *claimer) onOwner(ev bus.OwnerEvent) {
 
 // scan schedules every live stream without a live owner, and removes the
 // records of dead nodes: owner records of streams that ended, and stream
-// records of dead edges.
+// records of dead edges. It is the safety net (every lease TTL, and when
+// capacity freed); a change of liveness looks at the records it concerns
+// only (liveChanged).
 func (c *claimer) scan() {
-	var deadStreams map[string]uint64
-	for path, info := range c.live {
+	c.lastScan = time.Now()
+	var d drops
+	for path := range c.live {
+		c.check(path, &d)
+	}
+	for path := range c.owner {
+		if c.live[path] == nil {
+			c.check(path, &d)
+		}
+	}
+	c.refreshHolds(c.byOwner, c.ownerHolds)
+	c.refreshHolds(c.byEdge, c.edgeHolds)
+	c.startDrop(d)
+}
+
+// liveChanged looks again at the records that name a node instance whose
+// liveness changed since it last looked: a dead node's streams are
+// scheduled for take-over (at once by the origin each ranks first), its
+// stale records removed.
+func (c *claimer) liveChanged() {
+	var paths []string
+	for _, idx := range []struct {
+		m     map[instanceKey]*instanceRecords
+		holds func(instanceKey) bool
+	}{{c.byOwner, c.ownerHolds}, {c.byEdge, c.edgeHolds}} {
+		for k, r := range idx.m {
+			if h := idx.holds(k); h != r.holds {
+				r.holds = h
+				for path := range r.paths {
+					paths = append(paths, path)
+				}
+			}
+		}
+	}
+	var d drops
+	for _, path := range paths {
+		c.check(path, &d)
+	}
+	c.startDrop(d)
+}
+
+// check is scan for one path.
+func (c *claimer) check(path string, d *drops) {
+	if info := c.live[path]; info != nil {
 		if !c.o.live.HoldsStream(info) {
 			// An edge that drew a new instance (a lapse, or its bus
 			// node died under its connection) writes its records again
 			// within a heartbeat: removing them meanwhile would end
 			// streams whose publishers are still connected.
 			if c.first(path) && !c.o.live.NodeAlive(info.Edge) {
-				if deadStreams == nil {
-					deadStreams = map[string]uint64{}
+				if d.streams == nil {
+					d.streams = map[string]uint64{}
 				}
-				deadStreams[path] = c.liveRev[path]
+				d.streams[path] = c.liveRev[path]
 			}
-			continue
+			return
 		}
 		if !c.held(path) && c.o.lookup(path) == nil {
 			c.schedule(path)
 		}
+		return
 	}
-	var stale map[string]ownerRecord
-	for path, rec := range c.owner {
-		if !c.edgeAlive(path) && !c.held(path) && c.o.lookup(path) == nil && c.first(path) {
-			if stale == nil {
-				stale = map[string]ownerRecord{}
-			}
-			stale[path] = rec
+	if rec, ok := c.owner[path]; ok && !c.held(path) && c.o.lookup(path) == nil && c.first(path) {
+		if d.owners == nil {
+			d.owners = map[string]ownerRecord{}
+		}
+		d.owners[path] = rec
+	}
+}
+
+// drops are dead nodes' records to remove.
+type drops struct {
+	owners  map[string]ownerRecord
+	streams map[string]uint64
+}
+
+func (c *claimer) startDrop(d drops) {
+	if d.owners != nil || d.streams != nil {
+		c.o.wg.Add(1)
+		go c.drop(d.owners, d.streams)
+	}
+}
+
+func (c *claimer) ownerHolds(k instanceKey) bool { return c.o.live.Live(k.node, k.instance) }
+
+func (c *claimer) edgeHolds(k instanceKey) bool {
+	return k.instance == "" || c.o.live.Live(k.node, k.instance)
+}
+
+// index adds path to the records naming k.
+func (c *claimer) index(m map[instanceKey]*instanceRecords, holds func(instanceKey) bool, k instanceKey, path string) {
+	r := m[k]
+	if r == nil {
+		r = &instanceRecords{paths: map[string]struct{}{}, holds: holds(k)}
+		m[k] = r
+	}
+	r.paths[path] = struct{}{}
+}
+
+func (c *claimer) unindex(m map[instanceKey]*instanceRecords, k instanceKey, path string) {
+	if r := m[k]; r != nil {
+		delete(r.paths, path)
+		if len(r.paths) == 0 {
+			delete(m, k)
 		}
 	}
-	if stale != nil || deadStreams != nil {
-		c.o.wg.Add(1)
-		go c.drop(stale, deadStreams)
+}
+
+// refreshHolds notes, after a full scan, whether each instance holds now.
+func (c *claimer) refreshHolds(m map[instanceKey]*instanceRecords, holds func(instanceKey) bool) {
+	for k, r := range m {
+		r.holds = holds(k)
 	}
 }
 
@@ -276,11 +435,17 @@ func (c *claimer) drop(stale map[string]ownerRecord, deadStreams map[string]uint
 // over at once.
 func (c *claimer) first(path string) bool {
 	if now := time.Now(); now.Sub(c.peersAt) > peersFresh {
-		c.peers, c.peersAt = c.o.live.NodesWith(bus.RoleOrigin), now
+		names := c.o.live.NodesWith(bus.RoleOrigin)
+		c.peers = c.peers[:0]
+		for _, n := range names {
+			c.peers = append(c.peers, rankedPeer{name: n, hash: bus.HashName(n)})
+		}
+		c.peersAt = now
 	}
-	mine := bus.Rank(c.o.Node, path)
-	for _, n := range c.peers {
-		if n != c.o.Node && bus.Rank(n, path) > mine {
+	hp := bus.HashName(path)
+	mine := bus.RankHashed(bus.HashName(c.o.Node), hp)
+	for _, p := range c.peers {
+		if p.name != c.o.Node && bus.RankHashed(p.hash, hp) > mine {
 			return false
 		}
 	}
@@ -290,8 +455,8 @@ func (c *claimer) first(path string) bool {
 // alone reports whether no other origin is alive, as of the list first
 // read (call first before it).
 func (c *claimer) alone() bool {
-	for _, n := range c.peers {
-		if n != c.o.Node {
+	for _, p := range c.peers {
+		if p.name != c.o.Node {
 			return false
 		}
 	}
@@ -311,7 +476,7 @@ func (c *claimer) schedule(path string) {
 	_, takeover := c.owner[path]
 	if _, ok := c.pending[path]; ok {
 		if takeover && c.first(path) {
-			c.pending[path] = time.Now()
+			c.setPending(path, time.Now())
 		}
 		return
 	}
@@ -331,37 +496,65 @@ func (c *claimer) schedule(path string) {
 		c.o.Log.Debug("claim put off: a better-suited origin has room", "stream", path, "peer", peer)
 		delay += c.o.Registry.LeaseTTL
 	}
-	c.pending[path] = time.Now().Add(delay)
+	c.setPending(path, time.Now().Add(delay))
 }
 
-// arm points the timer at the earliest pending claim.
-func (c *claimer) arm() {
-	var next time.Time
-	for _, t := range c.pending {
-		if next.IsZero() || t.Before(next) {
-			next = t
-		}
+// setPending (re)schedules path's claim at t.
+func (c *claimer) setPending(path string, t time.Time) {
+	c.pending[path] = t
+	if c.next.IsZero() || t.Before(c.next) {
+		c.next = t
+		c.rearm = true
 	}
+}
+
+// arm points the timer at the earliest pending claim when that moved
+// earlier (a claim that is no longer pending leaves the timer early, which
+// claimDue then finds nothing due for): not a pass over every pending
+// claim per event, which a burst of thousands of new streams made
+// quadratic.
+func (c *claimer) arm() {
+	if !c.rearm {
+		return
+	}
+	c.rearm = false
 	if !c.timer.Stop() {
 		select {
 		case <-c.timer.C:
 		default:
 		}
 	}
-	if !next.IsZero() {
-		c.timer.Reset(max(time.Until(next), 0))
+	if !c.next.IsZero() {
+		c.timer.Reset(max(time.Until(c.next), 0))
 	}
 }
 
+// claimDue starts the claims that are due, as many as maxClaimsInFlight
+// allows (the rest when claims under way are done), and points the timer
+// at the next one.
 func (c *claimer) claimDue() {
 	now := time.Now()
+	var next time.Time
 	for path, t := range c.pending {
-		if t.After(now) {
+		if t.After(now) || c.inFlight >= maxClaimsInFlight {
+			if next.IsZero() || t.Before(next) {
+				next = t
+			}
 			continue
 		}
 		delete(c.pending, path)
 		c.claim(path)
 	}
+	for _, t := range c.pending { // claim may have put some back
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	c.blocked = c.inFlight >= maxClaimsInFlight && !next.IsZero() && !next.After(now)
+	if c.blocked {
+		next = time.Time{} // due now: done wakes the loop when a slot frees
+	}
+	c.next, c.rearm = next, true
 }
 
 // claim starts a stream goroutine that tries to take the lease of path.
@@ -385,7 +578,15 @@ func (c *claimer) claim(path string) {
 	if !c.o.addStream(s) {
 		return // at capacity, or already ours
 	}
+	c.inFlight++
+	s.claimDone = c.claimDone
 	go s.run()
+}
+
+// claimDone is called by a stream whose claim is over, won or not (on its
+// goroutine): its slot frees.
+func (c *claimer) claimDone() {
+	c.done <- struct{}{} // never blocks: one send per slot taken
 }
 
 // tieBreak spreads claim attempts of equally loaded origins deterministically.

@@ -67,6 +67,10 @@ type stream struct {
 	// takeover, set before its goroutine starts, is the record of a dead
 	// node this stream takes the path from (nil: a fresh claim).
 	takeover *ownerRecord
+	// claimDone, set before its goroutine starts, is called once when the
+	// claim is over (won or not), so the claimer can start the next
+	// (maxClaimsInFlight); nil: nobody waits.
+	claimDone func()
 
 	info       atomic.Pointer[bus.StreamInfo]
 	ended      atomic.Bool
@@ -109,8 +113,17 @@ func (s *stream) run() {
 	if err != nil {
 		s.log.Warn("stream ended", "err", err)
 	}
+	s.claimOver()
 	s.o.removeStream(s)
 	s.o.swg.Done()
+}
+
+// claimOver tells the claimer the claim is over, once (on the run goroutine).
+func (s *stream) claimOver() {
+	if f := s.claimDone; f != nil {
+		s.claimDone = nil
+		f()
+	}
 }
 
 // runInner claims the stream, packages it until told to stop, the lease is
@@ -122,6 +135,7 @@ func (s *stream) runInner() error {
 	default:
 	}
 	initial, err := s.claim()
+	s.claimOver()
 	if err != nil || s.lease == nil {
 		return err
 	}
