@@ -60,6 +60,8 @@ type claimer struct {
 	// O(N) per change, and a cluster where nodes come and go often paid it
 	// on every origin each time.
 	byOwner, byEdge map[instanceKey]*instanceRecords
+	// cached: every instance's holds was just read (streamHolds).
+	cached bool
 
 	// inFlight counts the claims under way (maxClaimsInFlight); each that
 	// is done sends on done. blocked: claims are due that wait for a slot.
@@ -219,7 +221,7 @@ func (c *claimer) onStream(ev bus.StreamEvent) {
 	}
 	c.live[ev.Path] = ev.Info
 	c.liveRev[ev.Path] = ev.Rev
-	c.index(c.byEdge, c.edgeHolds, instanceKey{ev.Info.Edge, ev.Info.Instance}, ev.Path)
+	c.index(c.byEdge, c.edgeKeyHolds, instanceKey{ev.Info.Edge, ev.Info.Instance}, ev.Path)
 	if s != nil {
 		s.setInfo(ev.Info)
 		s.setEnded(false)
@@ -234,7 +236,29 @@ func (c *claimer) onStream(ev bus.StreamEvent) {
 // instance (false when there is no record).
 func (c *claimer) edgeAlive(path string) bool {
 	info := c.live[path]
-	return info != nil && c.o.live.HoldsStream(info)
+	return info != nil && c.streamHolds(info)
+}
+
+// streamHolds is Liveness.HoldsStream, read from the index while a scan
+// has just looked at every instance (cached): a full scan then asks the
+// liveness once per node instance, not once per record.
+func (c *claimer) streamHolds(info *bus.StreamInfo) bool {
+	if c.cached {
+		if r := c.byEdge[instanceKey{info.Edge, info.Instance}]; r != nil {
+			return r.holds
+		}
+	}
+	return c.o.live.HoldsStream(info)
+}
+
+// ownerHolds is Liveness.Holds, read from the index as streamHolds is.
+func (c *claimer) ownerHolds(o bus.Owner) bool {
+	if c.cached {
+		if r := c.byOwner[instanceKey{o.Node, o.Instance}]; r != nil {
+			return r.holds
+		}
+	}
+	return c.o.live.Holds(o)
 }
 
 // held says whether path's owner record is held by a live node instance
@@ -247,7 +271,7 @@ func (c *claimer) held(path string) bool {
 	if rec.owner.Node == c.o.Node && rec.owner.Instance == c.o.live.Instance() {
 		return c.o.lookup(path) != nil || !c.o.live.Alive()
 	}
-	return c.o.live.Holds(rec.owner)
+	return c.ownerHolds(rec.owner)
 }
 
 func (c *claimer) onOwner(ev bus.OwnerEvent) {
@@ -266,7 +290,7 @@ func (c *claimer) onOwner(ev bus.OwnerEvent) {
 		return
 	}
 	c.owner[ev.Path] = ownerRecord{owner: *ev.Owner, rev: ev.Rev}
-	c.index(c.byOwner, c.ownerHolds, instanceKey{ev.Owner.Node, ev.Owner.Instance}, ev.Path)
+	c.index(c.byOwner, c.ownerKeyHolds, instanceKey{ev.Owner.Node, ev.Owner.Instance}, ev.Path)
 	c.o.clearRefused(ev.Path)
 	if !c.held(ev.Path) {
 		if c.edgeAlive(ev.Path) && s == nil {
@@ -286,6 +310,9 @@ func (c *claimer) onOwner(ev bus.OwnerEvent) {
 // only (liveChanged).
 func (c *claimer) scan() {
 	c.lastScan = time.Now()
+	c.refreshHolds(c.byOwner, c.ownerKeyHolds)
+	c.refreshHolds(c.byEdge, c.edgeKeyHolds)
+	c.cached = true
 	var d drops
 	for path := range c.live {
 		c.check(path, &d)
@@ -295,8 +322,7 @@ func (c *claimer) scan() {
 			c.check(path, &d)
 		}
 	}
-	c.refreshHolds(c.byOwner, c.ownerHolds)
-	c.refreshHolds(c.byEdge, c.edgeHolds)
+	c.cached = false
 	c.startDrop(d)
 }
 
@@ -309,7 +335,7 @@ func (c *claimer) liveChanged() {
 	for _, idx := range []struct {
 		m     map[instanceKey]*instanceRecords
 		holds func(instanceKey) bool
-	}{{c.byOwner, c.ownerHolds}, {c.byEdge, c.edgeHolds}} {
+	}{{c.byOwner, c.ownerKeyHolds}, {c.byEdge, c.edgeKeyHolds}} {
 		for k, r := range idx.m {
 			if h := idx.holds(k); h != r.holds {
 				r.holds = h
@@ -320,16 +346,18 @@ func (c *claimer) liveChanged() {
 		}
 	}
 	var d drops
+	c.cached = true // every instance was just looked at
 	for _, path := range paths {
 		c.check(path, &d)
 	}
+	c.cached = false
 	c.startDrop(d)
 }
 
 // check is scan for one path.
 func (c *claimer) check(path string, d *drops) {
 	if info := c.live[path]; info != nil {
-		if !c.o.live.HoldsStream(info) {
+		if !c.streamHolds(info) {
 			// An edge that drew a new instance (a lapse, or its bus
 			// node died under its connection) writes its records again
 			// within a heartbeat: removing them meanwhile would end
@@ -368,9 +396,9 @@ func (c *claimer) startDrop(d drops) {
 	}
 }
 
-func (c *claimer) ownerHolds(k instanceKey) bool { return c.o.live.Live(k.node, k.instance) }
+func (c *claimer) ownerKeyHolds(k instanceKey) bool { return c.o.live.Live(k.node, k.instance) }
 
-func (c *claimer) edgeHolds(k instanceKey) bool {
+func (c *claimer) edgeKeyHolds(k instanceKey) bool {
 	return k.instance == "" || c.o.live.Live(k.node, k.instance)
 }
 
@@ -393,7 +421,7 @@ func (c *claimer) unindex(m map[instanceKey]*instanceRecords, k instanceKey, pat
 	}
 }
 
-// refreshHolds notes, after a full scan, whether each instance holds now.
+// refreshHolds notes, before a full scan, whether each instance holds now.
 func (c *claimer) refreshHolds(m map[instanceKey]*instanceRecords, holds func(instanceKey) bool) {
 	for k, r := range m {
 		r.holds = holds(k)
