@@ -29,7 +29,7 @@ const (
 	maxClaimsInFlight = 32
 	// minScanGap is the least time between two scans asked for by
 	// streams ending (rescan): a burst of endings costs one scan.
-	minScanGap = 50 * time.Millisecond
+	minScanGap = 200 * time.Millisecond
 	// fullScanEvery is how many lease TTLs pass between two scans of every
 	// record; the scans in between look at the open paths only (scan).
 	fullScanEvery = 10
@@ -394,7 +394,12 @@ func (c *claimer) settle(path string, d *drops) bool {
 			// node died under its connection) writes its records again
 			// within a heartbeat: removing them meanwhile would end
 			// streams whose publishers are still connected.
-			if c.first(path) && !c.o.live.NodeAlive(info.Edge) {
+			if !c.first(path) {
+				// Another origin removes it; the record's next event, or
+				// its edge heard again, opens it here again.
+				return true
+			}
+			if !c.o.live.NodeAlive(info.Edge) {
 				if d.streams == nil {
 					d.streams = map[string]uint64{}
 				}
@@ -414,12 +419,13 @@ func (c *claimer) settle(path string, d *drops) bool {
 		return true
 	}
 	if !c.held(path) && c.o.lookup(path) == nil {
-		if c.first(path) {
-			if d.owners == nil {
-				d.owners = map[string]ownerRecord{}
-			}
-			d.owners[path] = rec
+		if !c.first(path) {
+			return true // another origin removes it
 		}
+		if d.owners == nil {
+			d.owners = map[string]ownerRecord{}
+		}
+		d.owners[path] = rec
 		return false
 	}
 	return c.o.lookup(path) == nil
