@@ -15,6 +15,7 @@ import (
 	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/config"
 	"github.com/streamgrid/streamgrid/internal/node"
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // testBusNodeEnv makes the test binary a bus node (`streamgrid bus`): the
@@ -47,6 +48,7 @@ func runTestBusNode(args []string) int {
 // TestControlPlane runs the simulation small: 50 streams on 3 origins, one
 // killed midway, on a real three-node bus of child processes.
 func TestControlPlane(t *testing.T) {
+	testkit.Slow(t)               // a 16 s simulation against three bus processes
 	t.Setenv(testBusNodeEnv, "1") // for the children
 	var progress bytes.Buffer
 	rep, err := RunControlPlane(t.Context(), ControlPlaneConfig{
