@@ -1,17 +1,14 @@
 package edge
 
 import (
-	"context"
 	"errors"
 	"net"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/bluenviron/gortmplib"
 	"github.com/bluenviron/gortmplib/pkg/message"
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/prometheus/client_golang/prometheus"
@@ -191,11 +188,8 @@ func TestRTMPSetupBytesCapped(t *testing.T) {
 	_, e := startBusEdge(t, func(e *Edge) {
 		e.ReadTimeout = 30 * time.Second // the byte cap must act, not a deadline
 	})
-	u, _ := url.Parse("rtmp://" + e.RTMPAddr().String() + "/live/flood")
-	cl := &gortmplib.Client{URL: u, Publish: true}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := cl.Initialize(ctx); err != nil {
+	cl, err := dialRTMP(t, "rtmp://"+e.RTMPAddr().String()+"/live/flood", true, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()

@@ -7,7 +7,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -201,14 +200,8 @@ func publishRTMPAt(t *testing.T, addr net.Addr, path string, c *clip, offset tim
 // with tlsConf) and leaves the connection open.
 func publishRTMPURL(t *testing.T, rawURL string, tlsConf *tls.Config, c *clip, offset time.Duration) (*gortmplib.Client, error) {
 	t.Helper()
-	u, err := url.Parse(rawURL)
+	cl, err := dialRTMP(t, rawURL, true, tlsConf)
 	if err != nil {
-		t.Fatal(err)
-	}
-	cl := &gortmplib.Client{URL: u, Publish: true, TLSConfig: tlsConf}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := cl.Initialize(ctx); err != nil {
 		return nil, err
 	}
 	t.Cleanup(cl.Close)
@@ -674,14 +667,7 @@ func TestRTSPTracksAndInBandParams(t *testing.T) {
 
 func TestRTMPPlayRefused(t *testing.T) {
 	_, e := startBusEdge(t, nil)
-	u, err := url.Parse("rtmp://" + e.RTMPAddr().String() + "/live/cam1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl := &gortmplib.Client{URL: u, Publish: false}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := cl.Initialize(ctx); err == nil {
+	if cl, err := dialRTMP(t, "rtmp://"+e.RTMPAddr().String()+"/live/cam1", false, nil); err == nil {
 		cl.Close()
 		t.Fatal("play accepted")
 	}

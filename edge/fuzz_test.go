@@ -3,7 +3,6 @@ package edge
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"io"
 	"net"
 	"net/url"
@@ -131,11 +130,8 @@ func recordRTMPClient(f *testing.F, path string) []byte {
 			}
 		}
 	}()
-	u, _ := url.Parse("rtmp://" + ln.Addr().String() + "/" + path)
-	cl := &gortmplib.Client{URL: u, Publish: true}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := cl.Initialize(ctx); err != nil {
+	cl, err := dialRTMP(f, "rtmp://"+ln.Addr().String()+"/"+path, true, nil)
+	if err != nil {
 		f.Fatal(err)
 	}
 	c := loadClip(f, "h264_aac.ts")

@@ -1,8 +1,11 @@
 package edge
 
 import (
+	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -256,4 +259,21 @@ func (c *collector) packets() []*media.Packet {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.pkts)
+}
+
+// dialRTMP connects an RTMP client to rawURL, as a publisher or a player,
+// within 5 s; the caller closes it.
+func dialRTMP(t testing.TB, rawURL string, publish bool, tlsConf *tls.Config) (*gortmplib.Client, error) {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &gortmplib.Client{URL: u, Publish: publish, TLSConfig: tlsConf}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := cl.Initialize(ctx); err != nil {
+		return nil, err
+	}
+	return cl, nil
 }

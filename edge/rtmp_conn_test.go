@@ -2,12 +2,9 @@ package edge
 
 import (
 	"bytes"
-	"context"
-	"net/url"
 	"testing"
 	"time"
 
-	"github.com/bluenviron/gortmplib"
 	"github.com/bluenviron/gortmplib/pkg/message"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 
@@ -72,14 +69,8 @@ func TestRTMPFastPathSamePackets(t *testing.T) {
 func TestRTMPAcknowledgements(t *testing.T) {
 	_, e := startBusEdge(t, nil)
 	c := loadClip(t, "h264_aac.ts")
-	u, err := url.Parse("rtmp://" + e.RTMPAddr().String() + "/live/ack")
+	cl, err := dialRTMP(t, "rtmp://"+e.RTMPAddr().String()+"/live/ack", true, nil)
 	if err != nil {
-		t.Fatal(err)
-	}
-	cl := &gortmplib.Client{URL: u, Publish: true}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := cl.Initialize(ctx); err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()

@@ -113,13 +113,7 @@ func TestSameOutputAsGohlslibH265(t *testing.T) {
 			rt, ot := newTrack(), newTrack()
 			ref := &gohlslib.Muxer{Tracks: []*gohlslib.Track{rt}, Variant: variant, SegmentCount: 9, SegmentMinDuration: time.Second, PartMinDuration: 200 * time.Millisecond, OnEncodeError: func(error) {}}
 			our := &Muxer{Tracks: []*gohlslib.Track{ot}, Variant: variant, SegmentCount: 9, SegmentMinDuration: time.Second, PartMinDuration: 200 * time.Millisecond}
-			for _, m := range []interface{ Start() error }{ref, our} {
-				if err := m.Start(); err != nil {
-					t.Fatal(err)
-				}
-			}
-			defer ref.Close()
-			defer our.Close()
+			startPair(t, ref, our)
 			base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 			first := aus[0].pts
 			const clipTicks = 4 * 90000

@@ -461,13 +461,7 @@ func TestOpusSameAsGohlslib(t *testing.T) {
 	rt, ot := mk(), mk()
 	ref := &gohlslib.Muxer{Tracks: []*gohlslib.Track{rt}, SegmentCount: 9, OnEncodeError: func(error) {}}
 	our := &Muxer{Tracks: []*gohlslib.Track{ot}, SegmentCount: 9}
-	for _, m := range []interface{ Start() error }{ref, our} {
-		if err := m.Start(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	defer ref.Close()
-	defer our.Close()
+	startPair(t, ref, our)
 	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	const perPacket = 960 // 20 ms at 48 kHz: TOC config 31 (CELT FB 20 ms), one frame
 	for i := 0; i < 1000; i += 2 {
@@ -483,5 +477,19 @@ func TestOpusSameAsGohlslib(t *testing.T) {
 		if i%200 == 198 {
 			compareMuxers(t, ref, our)
 		}
+	}
+}
+
+// startPair starts gohlslib's muxer and ours, closed when the test ends.
+func startPair(t *testing.T, ref *gohlslib.Muxer, our *Muxer) {
+	t.Helper()
+	for _, m := range []interface {
+		Start() error
+		Close()
+	}{ref, our} {
+		if err := m.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(m.Close)
 	}
 }
