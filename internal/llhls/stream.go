@@ -35,6 +35,9 @@ type stream struct {
 
 	partStart       time.Duration // start of the current part (writer only)
 	partIndependent bool          // writer only
+	// scratch is the part buffer reused while segments go to files (writer
+	// only): a part written to its file is not kept.
+	scratch []byte
 
 	// guarded
 	init           []byte // nil until the first segment is complete
@@ -183,19 +186,26 @@ func (s *stream) closePart(dts time.Duration, startNext bool) {
 		tracks[0] = fmp4w.Track{ID: 1, BaseTime: uint64(tr.partBase), Samples: tr.samples, Data: tr.data}
 		n = 1
 	}
-	buf, err := fmp4w.Append(make([]byte, 0, fmp4w.Size(tracks[:n])), uint32(id), tracks[:n])
+	sg := s.cur
+	size := fmp4w.Size(tracks[:n])
+	dst := s.scratch[:0]
+	if sg.file == nil || cap(dst) < size {
+		dst = make([]byte, 0, size)
+	}
+	buf, err := fmp4w.Append(dst, uint32(id), tracks[:n])
 	if err != nil {
 		s.m.OnEncodeError(err)
 		buf = nil
 	}
 	tr.samples, tr.data = tr.samples[:0], tr.data[:0]
-	p := &part{id: id, name: s.partName(id), startDTS: s.partStart, endDTS: dts, independent: s.partIndependent, seg: s.cur, size: int64(len(buf))}
-	sg := s.cur
+	p := &part{id: id, name: s.partName(id), startDTS: s.partStart, endDTS: dts, independent: s.partIndependent, seg: sg, size: int64(len(buf))}
 	if sg.file != nil {
 		p.off = sg.size
+		s.scratch = buf
 		if _, err := sg.file.Write(buf); err != nil {
 			s.m.OnEncodeError(fmt.Errorf("writing a part: %w", err))
 			p.data = buf // keep it in memory instead
+			s.scratch = nil
 		}
 	} else {
 		p.data = buf
