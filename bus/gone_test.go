@@ -298,30 +298,26 @@ func TestGoneRevival(t *testing.T) {
 	gone := func(conn string) {
 		l.receiveGone(&nats.Msg{Data: goneNotice{Conn: conn, Name: "victim"}.marshal()})
 	}
-	held := func() bool { return l.Live("victim", "i1") }
-	hb("c1")
-	if !held() {
-		t.Fatal("not held after its first heartbeat")
-	}
-	gone("c0")
-	if !held() {
-		t.Fatal("a notice for another connection killed it")
-	}
-	gone("c1")
-	if held() {
-		t.Fatal("held after the notice for its connection")
-	}
-	for _, conn := range []string{"c1", ""} {
-		if hb(conn); held() {
-			t.Fatalf("heartbeat on %q revived it", conn)
+	for i, step := range []struct {
+		notice bool // a death notice, else a heartbeat
+		conn   string
+		held   bool
+	}{
+		{false, "c1", true},  // its first heartbeat
+		{true, "c0", true},   // a notice for another connection
+		{true, "c1", false},  // the notice for its connection
+		{false, "c1", false}, // a late heartbeat from the closed connection
+		{false, "", false},   // an untagged one (sent while reconnecting)
+		{false, "c2", true},  // a heartbeat on a new connection
+		{true, "c2", false},  // the notice for the new connection
+	} {
+		if step.notice {
+			gone(step.conn)
+		} else {
+			hb(step.conn)
 		}
-	}
-	hb("c2")
-	if !held() {
-		t.Fatal("a heartbeat on a new connection did not revive it")
-	}
-	gone("c2")
-	if held() {
-		t.Fatal("the notice for the new connection missed")
+		if got := l.Live("victim", "i1"); got != step.held {
+			t.Fatalf("step %d (notice %v, connection %q): held %v, want %v", i, step.notice, step.conn, got, step.held)
+		}
 	}
 }
