@@ -38,7 +38,9 @@
 //
 // Memory is bounded by what the peer sends, not by what it declares: a body
 // buffer grows with the bytes that arrived, a message may declare at most
-// MaxBodySize bytes, and at most maxChunkStreams chunk streams are tracked.
+// MaxBodySize bytes, at most maxChunkStreams chunk streams are tracked, and
+// the messages under way on all of them together hold at most
+// maxPartialBytes (a peer that opens many and completes none is refused).
 //
 // Aliasing: Message.Body is valid until the next Read.
 package rtmpchunk
@@ -67,6 +69,11 @@ const (
 
 // MaxBodySize is the largest message body accepted, as gortmplib's.
 const MaxBodySize = 10 << 20
+
+// maxPartialBytes bounds the bytes of messages under way on one connection,
+// over every chunk stream: one message of the largest size, and as much
+// again interleaved with it.
+const maxPartialBytes = 2 * MaxBodySize
 
 // maxChunkStreams bounds the chunk streams tracked at once. Encoders use a
 // handful (ffmpeg and OBS: 2-8); the limit keeps a hostile peer from making
@@ -125,6 +132,7 @@ type Reader struct {
 	chunkSize uint32
 	window    uint32
 	lastAck   uint32
+	partial   int // bytes in the bodies of messages under way
 	streams   map[uint32]*chunkStream
 	last      *chunkStream // the stream of the previous chunk: the common case
 	err       error        // sticky protocol error
@@ -311,6 +319,7 @@ func (r *Reader) readChunk() (*Message, error) {
 		return nil, nil
 	}
 	r.msg = Message{ChunkStreamID: csid, Timestamp: cs.timestamp, Type: cs.typ, StreamID: cs.streamID, Body: cs.body}
+	r.partial -= len(cs.body)
 	if cap(cs.body) > releaseBody {
 		cs.body = nil
 	} else {
@@ -331,6 +340,10 @@ func (r *Reader) appendBody(cs *chunkStream, n int) error {
 			}
 		}
 		k := min(n, r.w-r.r)
+		if r.partial+k > maxPartialBytes {
+			return protocolError("messages under way hold over %d bytes", maxPartialBytes)
+		}
+		r.partial += k
 		cs.body = append(cs.body, r.buf[r.r:r.r+k]...)
 		r.r += k
 		n -= k
@@ -433,6 +446,7 @@ func (r *Reader) control(m *Message) error {
 			return protocolError("abort message: %d bytes", len(m.Body))
 		}
 		if cs := r.streams[binary.BigEndian.Uint32(m.Body)]; cs != nil {
+			r.partial -= len(cs.body)
 			cs.body = cs.body[:0]
 		}
 	case TypeWindowAckSize:

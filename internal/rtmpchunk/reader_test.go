@@ -389,3 +389,44 @@ func BenchmarkRead(b *testing.B) {
 		}
 	})
 }
+
+// TestPartialMessagesBounded: a peer that starts large messages on several
+// chunk streams and completes none is refused once they hold
+// maxPartialBytes, instead of making the reader hold 10 MiB per stream;
+// messages of the largest size, one after another with audio between, are
+// read (the count of bytes under way goes down as each completes).
+func TestPartialMessagesBounded(t *testing.T) {
+	const chunkSize = 8 << 20
+	var data []byte
+	add := func(c chunk.Chunk) {
+		b, err := c.Marshal(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = append(data, b...)
+	}
+	add(&chunk.Chunk0{ChunkStreamID: 2, Type: TypeSetChunkSize, BodyLen: 4, Body: []byte{0, 0x80, 0, 0}})
+	for id := byte(3); id < 6; id++ { // 3 × 8 MiB under way: over 2 × 10 MiB
+		add(&chunk.Chunk0{ChunkStreamID: id, Type: TypeVideo, MessageStreamID: 1, BodyLen: MaxBodySize, Body: body(chunkSize, id)})
+	}
+	r := &Reader{R: bytes.NewReader(data)}
+	var err error
+	for err == nil {
+		_, err = r.Read()
+	}
+	if !errors.Is(err, ErrProtocol) {
+		t.Fatalf("got %v, want ErrProtocol", err)
+	}
+
+	big := body(MaxBodySize, 7)
+	ok := libWrite(t, 64<<10, []Message{
+		setChunkSize(64 << 10),
+		{ChunkStreamID: 6, Type: TypeVideo, StreamID: 1, Body: big},
+		{ChunkStreamID: 4, Type: TypeAudio, StreamID: 1, Body: body(300, 8)},
+		{ChunkStreamID: 6, Type: TypeVideo, StreamID: 1, Body: big},
+		{ChunkStreamID: 6, Type: TypeVideo, StreamID: 1, Body: big},
+	})
+	if got := readAll(t, &Reader{R: bytes.NewReader(ok)}); len(got) != 5 {
+		t.Fatalf("%d messages, want 5 (Set Chunk Size, three of the largest size, audio)", len(got))
+	}
+}
