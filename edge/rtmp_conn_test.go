@@ -2,11 +2,14 @@ package edge
 
 import (
 	"bytes"
+	"errors"
+	"net"
 	"testing"
 	"time"
 
 	"github.com/bluenviron/gortmplib/pkg/message"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamgrid/streamgrid/internal/media"
 	"github.com/streamgrid/streamgrid/internal/testkit"
@@ -113,5 +116,36 @@ func TestRTMPAcknowledgements(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no acknowledgement after 3 MB")
+	}
+}
+
+// TestRTMPProtocolErrorEnds: a chunk stream broken past repair (a fmt 1
+// chunk on a chunk stream that never had a fmt 0) ends the publication at
+// once, counted as one undecodable message, not as a run of them.
+func TestRTMPProtocolErrorEnds(t *testing.T) {
+	_, e := startBusEdge(t, nil)
+	c := loadClip(t, "h264_aac.ts")
+	cl, err := dialRTMP(t, "rtmp://"+e.RTMPAddr().String()+"/live/broken", true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := writeClipRTMP(cl, c, 0, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.NetConn().Write([]byte{1<<6 | 40, 0, 0, 0, 0, 0, 1, 9}); err != nil {
+		t.Fatal(err)
+	}
+	decodeErrors := func() float64 {
+		return testkit.MetricSum(t, e.Metrics.(prometheus.Gatherer), "streamgrid_edge_decode_errors_total", map[string]string{"protocol": "rtmp"})
+	}
+	testkit.WaitFor(t, 5*time.Second, "the publication to end", func() bool {
+		_ = cl.NetConn().SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		_, err := cl.Read()
+		var ne net.Error
+		return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+	})
+	if n := decodeErrors(); n != 1 {
+		t.Fatalf("%v undecodable messages counted for one broken chunk, want 1", n)
 	}
 }

@@ -167,6 +167,9 @@ func (in *rtmpIngest) readLoop(rd *gortmplib.Reader, rc *rtmpConn) error {
 			return nil
 		case errors.As(err, &ne):
 			return err
+		case errors.Is(err, rtmpchunk.ErrProtocol):
+			in.s.decodeError() // the chunk stream cannot be read past it: once, and the end
+			return err
 		}
 		in.s.decodeError()
 		errorsInRow++
