@@ -72,12 +72,8 @@ func TestRTMPFastPathSamePackets(t *testing.T) {
 func TestRTMPAcknowledgements(t *testing.T) {
 	_, e := startBusEdge(t, nil)
 	c := loadClip(t, "h264_aac.ts")
-	cl, err := dialRTMP(t, "rtmp://"+e.RTMPAddr().String()+"/live/ack", true, nil)
+	cl, err := publishRTMPURL(t, "rtmp://"+e.RTMPAddr().String()+"/live/ack", nil, c, 0)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := writeClipRTMP(cl, c, 0, false, 0); err != nil {
 		t.Fatal(err)
 	}
 	// 3 MB more in 100 kB frames, on the fast path.
@@ -125,12 +121,8 @@ func TestRTMPAcknowledgements(t *testing.T) {
 func TestRTMPProtocolErrorEnds(t *testing.T) {
 	_, e := startBusEdge(t, nil)
 	c := loadClip(t, "h264_aac.ts")
-	cl, err := dialRTMP(t, "rtmp://"+e.RTMPAddr().String()+"/live/broken", true, nil)
+	cl, err := publishRTMPURL(t, "rtmp://"+e.RTMPAddr().String()+"/live/broken", nil, c, 0)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := writeClipRTMP(cl, c, 0, false, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cl.NetConn().Write([]byte{1<<6 | 40, 0, 0, 0, 0, 0, 1, 9}); err != nil {
