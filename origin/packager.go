@@ -162,8 +162,8 @@ func (s *stream) recordStale(gen uint64) bool {
 // the registry (a new instance for a generation the watch has not shown):
 // the packet waits for the run goroutine then (intake).
 func (s *stream) needsRecord(p *media.Packet) bool {
-	if slices.Contains(s.staleGens, p.Generation) || s.cur != nil && s.cur.generation == p.Generation {
-		return false
+	if s.cur != nil && s.cur.generation == p.Generation || slices.Contains(s.staleGens, p.Generation) {
+		return false // the common case first: a packet of the instance being fed
 	}
 	return s.recordStale(p.Generation)
 }
