@@ -321,3 +321,40 @@ func TestGoneRevival(t *testing.T) {
 		}
 	}
 }
+
+// TestBeatOnReconnect: a node sends a heartbeat as soon as its connection
+// is back, not at its next multiple of TTL/4 (an hour here, a quarter of
+// that between beats): its peers count it alive again at once after a
+// death notice, and its own liveness does not wait out a beat it skipped
+// while cut off.
+func TestBeatOnReconnect(t *testing.T) {
+	testkit.Slow(t)
+	s := clusterOf(t, 1, func(*Server) {})[0]
+	connect := func(name string, d nats.CustomDialer) *nats.Conn {
+		nc, err := Connect(ConnOptions{URLs: []string{s.ClientURL()}, Name: name, Dialer: d, Log: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	const ttl = time.Hour
+	dialer := &killDialer{}
+	victim := &Liveness{NC: connect("victim", dialer), Node: "victim", TTL: ttl}
+	observer := &Liveness{NC: connect("observer", nil), Node: "observer", TTL: ttl}
+	for _, l := range []*Liveness{observer, victim} {
+		if err := l.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(l.Close)
+	}
+	rec := Owner{Node: "victim", Instance: victim.Instance()}
+	testkit.WaitFor(t, 10*time.Second, "the observer hears the victim", func() bool { return observer.Holds(rec) })
+	testkit.WaitFor(t, 10*time.Second, "interest in the notices", func() bool { return s.Interest(GoneSubject) >= 2 })
+	dialer.kill()
+	testkit.WaitFor(t, 10*time.Second, "the victim's cut noticed", func() bool { return !observer.Holds(rec) })
+	dialer.revive()
+	testkit.WaitFor(t, 20*time.Second, "a heartbeat on the new connection (the next on the clock is 15 minutes away)", func() bool {
+		return observer.Holds(rec)
+	})
+}

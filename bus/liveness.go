@@ -173,10 +173,11 @@ type Liveness struct {
 	graceDone bool
 	changed   chan struct{}
 
-	sub  *nats.Subscription
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	sub         *nats.Subscription
+	reconnected chan nats.Status // the connection is up again (StatusChanged)
+	stop        chan struct{}
+	done        chan struct{}
+	once        sync.Once
 }
 
 type peer struct {
@@ -230,6 +231,7 @@ func (l *Liveness) Start() error {
 			time.Sleep(time.Millisecond)
 		}
 	}
+	l.reconnected = l.NC.StatusChanged(nats.CONNECTED)
 	go l.run()
 	return nil
 }
@@ -244,6 +246,7 @@ func (l *Liveness) Close() {
 		<-l.done
 		_ = l.sub.Unsubscribe()
 		l.stopGone()
+		l.NC.RemoveStatusListener(l.reconnected)
 	})
 }
 
@@ -391,11 +394,16 @@ func (l *Liveness) run() {
 	go func() {
 		defer close(beating)
 		if l.Node != "" {
-			l.every(l.TTL/4, true, l.beat)
+			// A heartbeat also goes out as soon as the connection is back
+			// (beat skips those due while it is down): the node's liveness
+			// and its peers' view of it do not wait for the next multiple
+			// of TTL/4, which after a slow reconnect could come after the
+			// node's own lapse.
+			l.every(l.TTL/4, true, l.reconnected, l.beat)
 		}
 	}()
 	defer func() { <-beating }()
-	l.every(l.TTL/8, false, func() {
+	l.every(l.TTL/8, false, nil, func() {
 		if l.Node != "" {
 			l.check()
 		}
@@ -409,8 +417,8 @@ func (l *Liveness) run() {
 // each follower the whole round in a few socket writes instead of one per
 // heartbeat (with O nodes the fan-out is O² messages a round, and their
 // per-message writes were most of the bus's CPU at a hundred nodes, see
-// docs/cluster.md).
-func (l *Liveness) every(d time.Duration, aligned bool, f func()) {
+// docs/cluster.md). A receive from also calls f at once.
+func (l *Liveness) every(d time.Duration, aligned bool, also <-chan nats.Status, f func()) {
 	d = max(d, 10*time.Millisecond)
 	next := func() time.Duration {
 		if aligned {
@@ -424,6 +432,9 @@ func (l *Liveness) every(d time.Duration, aligned bool, f func()) {
 		select {
 		case <-l.stop:
 			return
+		case <-also:
+			f()
+			continue
 		case <-t.C:
 		}
 		f()
