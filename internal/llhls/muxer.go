@@ -88,8 +88,65 @@ type Muxer struct {
 	seg     segmenter
 }
 
+// Like returns a Muxer with g's settings (the fields both types have), for
+// a caller that chooses between gohlslib and this muxer at run time.
+func Like(g *gohlslib.Muxer) *Muxer {
+	return &Muxer{
+		Tracks:             g.Tracks,
+		Variant:            g.Variant,
+		SegmentCount:       g.SegmentCount,
+		SegmentMinDuration: g.SegmentMinDuration,
+		PartMinDuration:    g.PartMinDuration,
+		SegmentMaxSize:     g.SegmentMaxSize,
+		Directory:          g.Directory,
+		OnEncodeError:      g.OnEncodeError,
+	}
+}
+
 // Start checks the configuration and prepares the muxer.
 func (m *Muxer) Start() error {
+	if err := m.setDefaults(); err != nil {
+		return err
+	}
+	leadingIdx, hasDefault, err := m.checkTracks()
+	if err != nil {
+		return err
+	}
+
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return err
+	}
+	m.prefix = hex.EncodeToString(b[:])
+	m.cond = sync.NewCond(&m.mu)
+	m.tracks = make(map[*gohlslib.Track]*track, len(m.Tracks))
+	m.seg = segmenter{m: m, sampleDurations: map[time.Duration]struct{}{}}
+
+	defaultChosen := false
+	for i, t := range m.Tracks {
+		s := m.newStream(i, t, i == leadingIdx)
+		if s.rendition {
+			if hasDefault {
+				s.isDefault = t.IsDefault
+			} else if !defaultChosen {
+				defaultChosen, s.isDefault = true, true
+			}
+		}
+		tr := &track{Track: t, stream: s, leading: s.leading}
+		s.track = tr
+		s.initialize()
+		m.tracks[t] = tr
+		m.streams = append(m.streams, s)
+		if s.leading {
+			m.leading = s
+		}
+	}
+	return nil
+}
+
+// setDefaults fills in the zero fields and checks the variant and the
+// segment count.
+func (m *Muxer) setDefaults() error {
 	if m.Variant == 0 {
 		m.Variant = gohlslib.MuxerVariantLowLatency
 	}
@@ -120,22 +177,28 @@ func (m *Muxer) Start() error {
 	if !m.lowLatency() && m.SegmentCount < 3 {
 		return errors.New("the minimum number of HLS segments is 3")
 	}
+	return nil
+}
 
-	leadingIdx := -1
-	hasVideo, hasDefault := false, false
+// checkTracks checks the tracks' codecs and returns the index of the leading
+// track (the video track, else the first) and whether an audio track is
+// marked as the default.
+func (m *Muxer) checkTracks() (leadingIdx int, hasDefault bool, err error) {
+	leadingIdx = -1
+	hasVideo := false
 	for i, t := range m.Tracks {
 		if want := clockRate(t.Codec); want == 0 || t.ClockRate != want {
-			return fmt.Errorf("track %d: unsupported codec or clock rate %d", i, t.ClockRate)
+			return 0, false, fmt.Errorf("track %d: unsupported codec or clock rate %d", i, t.ClockRate)
 		}
 		if t.Codec.IsVideo() {
 			if hasVideo {
-				return errors.New("only one video track is currently supported")
+				return 0, false, errors.New("only one video track is currently supported")
 			}
 			hasVideo = true
 			leadingIdx = i
 		} else if t.IsDefault {
 			if hasDefault {
-				return errors.New("multiple default audio tracks are not supported")
+				return 0, false, errors.New("multiple default audio tracks are not supported")
 			}
 			hasDefault = true
 		}
@@ -143,56 +206,35 @@ func (m *Muxer) Start() error {
 	if leadingIdx < 0 {
 		leadingIdx = 0
 	}
+	return leadingIdx, hasDefault, nil
+}
 
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return err
+// newStream is the stream of track t, the i-th; its default flag is set by
+// Start, which sees all the renditions.
+func (m *Muxer) newStream(i int, t *gohlslib.Track, leading bool) *stream {
+	id := "audio" + strconv.Itoa(i+1)
+	if t.Codec.IsVideo() {
+		id = "video" + strconv.Itoa(i+1)
 	}
-	m.prefix = hex.EncodeToString(b[:])
-	m.cond = sync.NewCond(&m.mu)
-	m.tracks = make(map[*gohlslib.Track]*track, len(m.Tracks))
-	m.seg = segmenter{m: m, sampleDurations: map[time.Duration]struct{}{}}
-
 	firstID := uint64(0)
 	if m.lowLatency() {
 		firstID = gapCount
 	}
-	defaultChosen := false
-	for i, t := range m.Tracks {
-		id := "audio" + strconv.Itoa(i+1)
-		if t.Codec.IsVideo() {
-			id = "video" + strconv.Itoa(i+1)
-		}
-		leading := i == leadingIdx
-		s := &stream{
-			m:         m,
-			id:        id,
-			leading:   leading,
-			rendition: !leading || (!t.Codec.IsVideo() && len(m.Tracks) > 1),
-			language:  t.Language,
-			nextSegID: firstID,
-		}
-		if s.rendition {
-			if hasDefault {
-				s.isDefault = t.IsDefault
-			} else if !defaultChosen {
-				defaultChosen, s.isDefault = true, true
-			}
-			s.name = t.Name
-			if s.name == "" {
-				s.name = id
-			}
-		}
-		tr := &track{Track: t, stream: s, leading: leading}
-		s.track = tr
-		s.initialize()
-		m.tracks[t] = tr
-		m.streams = append(m.streams, s)
-		if leading {
-			m.leading = s
+	s := &stream{
+		m:         m,
+		id:        id,
+		leading:   leading,
+		rendition: !leading || (!t.Codec.IsVideo() && len(m.Tracks) > 1),
+		language:  t.Language,
+		nextSegID: firstID,
+	}
+	if s.rendition {
+		s.name = t.Name
+		if s.name == "" {
+			s.name = id
 		}
 	}
-	return nil
+	return s
 }
 
 func (m *Muxer) lowLatency() bool { return m.Variant == gohlslib.MuxerVariantLowLatency }
