@@ -24,8 +24,7 @@ type track struct {
 	leading bool
 
 	randomAccessSeen bool
-	h264DTS          *h264.DTSExtractor
-	h265DTS          *h265.DTSExtractor
+	dts              dtsExtractor // a video track's, from its first random-access unit
 
 	// The newest sample waits here until the next one gives its duration.
 	hasNext     bool
@@ -104,19 +103,34 @@ func (m *Muxer) WriteH264(t *gohlslib.Track, ntp time.Time, pts int64, au [][]by
 	if !idr && !nonIDR {
 		return nil
 	}
+	return m.writeVideo(tr, ntp, pts, au, idr, func() dtsExtractor {
+		d := &h264.DTSExtractor{}
+		d.Initialize()
+		return d
+	})
+}
+
+// dtsExtractor is h264's or h265's DTSExtractor.
+type dtsExtractor interface {
+	Extract(au [][]byte, pts int64) (int64, error)
+}
+
+// writeVideo hands a video access unit to the segmenter with its decode
+// time; a track starts at its first random-access unit (ra), where its
+// extractor is made by newDTS.
+func (m *Muxer) writeVideo(tr *track, ntp time.Time, pts int64, au [][]byte, ra bool, newDTS func() dtsExtractor) error {
 	if !tr.randomAccessSeen {
-		if !idr {
+		if !ra {
 			return nil
 		}
 		tr.randomAccessSeen = true
-		tr.h264DTS = &h264.DTSExtractor{}
-		tr.h264DTS.Initialize()
+		tr.dts = newDTS()
 	}
-	dts, err := tr.h264DTS.Extract(au, pts)
+	dts, err := tr.dts.Extract(au, pts)
 	if err != nil {
 		return fmt.Errorf("unable to extract DTS: %w", err)
 	}
-	return m.seg.write(tr, idr, dts, ntp, int32(pts-dts), au, true)
+	return m.seg.write(tr, ra, dts, ntp, int32(pts-dts), au, true)
 }
 
 // WriteH265 writes an H265 access unit (NAL units without start codes).
@@ -151,19 +165,11 @@ func (m *Muxer) WriteH265(t *gohlslib.Track, ntp time.Time, pts int64, au [][]by
 			}
 		}
 	}
-	if !tr.randomAccessSeen {
-		if !ra {
-			return nil
-		}
-		tr.randomAccessSeen = true
-		tr.h265DTS = &h265.DTSExtractor{}
-		tr.h265DTS.Initialize()
-	}
-	dts, err := tr.h265DTS.Extract(au, pts)
-	if err != nil {
-		return fmt.Errorf("unable to extract DTS: %w", err)
-	}
-	return m.seg.write(tr, ra, dts, ntp, int32(pts-dts), au, true)
+	return m.writeVideo(tr, ntp, pts, au, ra, func() dtsExtractor {
+		d := &h265.DTSExtractor{}
+		d.Initialize()
+		return d
+	})
 }
 
 // WriteMPEG4Audio writes AAC access units; the i-th starts 1024*i samples after pts.

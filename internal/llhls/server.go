@@ -409,6 +409,15 @@ func bandwidth(segs []*segment) (peak, avg int) {
 	return peak, avg
 }
 
+// videoSPS is h264's or h265's SPS: what the multivariant playlist shows
+// of a video track.
+type videoSPS interface {
+	Unmarshal(buf []byte) error
+	Width() int
+	Height() int
+	FPS() float64
+}
+
 // multivariant marshals index.m3u8. Called with mu held.
 func (m *Muxer) multivariant(rawQuery string) ([]byte, error) {
 	peak, avg := bandwidth(m.streams[0].segments)
@@ -419,19 +428,16 @@ func (m *Muxer) multivariant(rawQuery string) ([]byte, error) {
 		if cp := codecparams.Marshal(c); cp != "" && !slices.Contains(v.Codecs, cp) {
 			v.Codecs = append(v.Codecs, cp)
 		}
+		var sps videoSPS
+		var rawSPS []byte
 		switch c := c.(type) {
 		case *codecs.H264:
-			var sps h264.SPS
-			if err := sps.Unmarshal(c.SPS); err != nil {
-				return nil, err
-			}
-			v.Resolution = strconv.Itoa(sps.Width()) + "x" + strconv.Itoa(sps.Height())
-			if f := sps.FPS(); f != 0 {
-				v.FrameRate = &f
-			}
+			sps, rawSPS = &h264.SPS{}, c.SPS
 		case *codecs.H265:
-			var sps h265.SPS
-			if err := sps.Unmarshal(c.SPS); err != nil {
+			sps, rawSPS = &h265.SPS{}, c.SPS
+		}
+		if sps != nil {
+			if err := sps.Unmarshal(rawSPS); err != nil {
 				return nil, err
 			}
 			v.Resolution = strconv.Itoa(sps.Width()) + "x" + strconv.Itoa(sps.Height())

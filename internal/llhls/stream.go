@@ -143,30 +143,28 @@ func (m *Muxer) createFirstSegment(dts time.Duration, ntp time.Time) {
 
 // rotateParts closes every stream's current part at dts.
 func (m *Muxer) rotateParts(dts time.Duration) {
-	m.mu.Lock()
-	if !m.closed {
-		m.leading.closePart(dts, true)
-		for _, s := range m.streams {
-			if s != m.leading {
-				s.closePart(dts, true)
-				s.partTarget = m.leading.partTarget
-			}
-		}
-	}
-	m.mu.Unlock()
-	m.cond.Broadcast()
+	m.rotate(false, func(s *stream) { s.closePart(dts, true) })
 }
 
 // rotateSegments closes every stream's current segment at dts and starts
 // the next one.
 func (m *Muxer) rotateSegments(dts time.Duration, ntp time.Time) {
+	m.rotate(true, func(s *stream) { s.closeSegment(dts, ntp) })
+}
+
+// rotate runs closeCur on the leading stream, then on the others, which take
+// the leading stream's part target (and target duration, at a segment), and
+// wakes the requests waiting for content.
+func (m *Muxer) rotate(segment bool, closeCur func(*stream)) {
 	m.mu.Lock()
 	if !m.closed {
-		m.leading.closeSegment(dts, ntp)
+		closeCur(m.leading)
 		for _, s := range m.streams {
 			if s != m.leading {
-				s.closeSegment(dts, ntp)
-				s.targetDuration = m.leading.targetDuration
+				closeCur(s)
+				if segment {
+					s.targetDuration = m.leading.targetDuration
+				}
 				s.partTarget = m.leading.partTarget
 			}
 		}
