@@ -132,70 +132,82 @@ func Append(dst []byte, seq uint32, tracks []Track) ([]byte, error) {
 		copy(grown, dst)
 		dst = grown
 	}
-	b := dst[start : start+total]
-	be := binary.BigEndian
 
-	p := 0
-	box := func(size int, typ string) {
-		be.PutUint32(b[p:], uint32(size))
-		copy(b[p+4:p+8], typ)
-		p += headerSize
-	}
-	box(moof, "moof")
-	box(mfhdSize, "mfhd")
-	be.PutUint32(b[p:], 0) // version 0, flags 0
-	be.PutUint32(b[p+4:], seq)
-	p += 8
-
+	w := writer{b: dst[start : start+total]}
+	w.box(moof, "moof")
+	w.box(mfhdSize, "mfhd")
+	w.u32(0) // version 0, flags 0
+	w.u32(seq)
 	dataOffset := moof + headerSize // from the start of moof to the first payload byte
 	for i := range tracks {
 		t := &tracks[i]
 		if len(t.Samples) == 0 {
 			continue
 		}
-		flags, per := trunColumns(t)
-		box(trafFixedSize+per*len(t.Samples), "traf")
-
-		box(tfhdSize, "tfhd")
-		be.PutUint32(b[p:], tfhdBaseIsMoof)
-		be.PutUint32(b[p+4:], t.ID)
-		p += 8
-
-		box(tfdtSize, "tfdt")
-		be.PutUint32(b[p:], 1<<24) // version 1
-		be.PutUint64(b[p+4:], t.BaseTime)
-		p += 12
-
-		box(trunFixedSize+per*len(t.Samples), "trun")
-		be.PutUint32(b[p:], 1<<24|flags) // version 1: signed composition offsets
-		be.PutUint32(b[p+4:], uint32(len(t.Samples)))
-		be.PutUint32(b[p+8:], uint32(dataOffset))
-		p += 12
-		for _, s := range t.Samples {
-			be.PutUint32(b[p:], s.Duration)
-			be.PutUint32(b[p+4:], s.Size)
-			p += 8
-			if flags&trunFlags != 0 {
-				var f uint32
-				if s.NonSync {
-					f = sampleNonSync
-				}
-				be.PutUint32(b[p:], f)
-				p += 4
-			}
-			if flags&trunCTO != 0 {
-				be.PutUint32(b[p:], uint32(s.PTSOffset))
-				p += 4
-			}
-		}
+		w.traf(t, dataOffset)
 		dataOffset += len(t.Data)
 	}
-
-	box(headerSize+data, "mdat")
+	w.box(headerSize+data, "mdat")
 	for i := range tracks {
 		if len(tracks[i].Samples) != 0 {
-			p += copy(b[p:], tracks[i].Data)
+			w.p += copy(w.b[w.p:], tracks[i].Data)
 		}
 	}
 	return dst[:start+total], nil
+}
+
+// writer writes boxes into b, which has room for all of them, from p on.
+type writer struct {
+	b []byte
+	p int
+}
+
+func (w *writer) box(size int, typ string) {
+	w.u32(uint32(size))
+	copy(w.b[w.p:w.p+4], typ)
+	w.p += 4
+}
+
+func (w *writer) u32(v uint32) {
+	binary.BigEndian.PutUint32(w.b[w.p:], v)
+	w.p += 4
+}
+
+func (w *writer) u64(v uint64) {
+	binary.BigEndian.PutUint64(w.b[w.p:], v)
+	w.p += 8
+}
+
+// traf writes the traf box of t, whose payload starts dataOffset bytes
+// after the start of moof.
+func (w *writer) traf(t *Track, dataOffset int) {
+	flags, per := trunColumns(t)
+	w.box(trafFixedSize+per*len(t.Samples), "traf")
+
+	w.box(tfhdSize, "tfhd")
+	w.u32(tfhdBaseIsMoof)
+	w.u32(t.ID)
+
+	w.box(tfdtSize, "tfdt")
+	w.u32(1 << 24) // version 1
+	w.u64(t.BaseTime)
+
+	w.box(trunFixedSize+per*len(t.Samples), "trun")
+	w.u32(1<<24 | flags) // version 1: signed composition offsets
+	w.u32(uint32(len(t.Samples)))
+	w.u32(uint32(dataOffset))
+	for _, s := range t.Samples {
+		w.u32(s.Duration)
+		w.u32(s.Size)
+		if flags&trunFlags != 0 {
+			var f uint32
+			if s.NonSync {
+				f = sampleNonSync
+			}
+			w.u32(f)
+		}
+		if flags&trunCTO != 0 {
+			w.u32(uint32(s.PTSOffset))
+		}
+	}
 }
