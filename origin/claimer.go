@@ -1,32 +1,16 @@
 package origin
 
 import (
+	"context"
 	"errors"
-	"hash/fnv"
 	"time"
 
 	"github.com/streamgrid/streamgrid/bus"
 )
 
-// Claim pacing: an origin waits claimStep per stream it holds (or has queued
-// to claim) before trying a stream, plus a tie-break spread derived from its
-// name and the path, so the least loaded origin usually wins a stream and
-// origins with equal load split a batch instead of racing for every stream.
-// An origin that sees no other live origin (the all-in-one) has nobody to
-// leave a stream to and claims at once: the pacing was most of a new
-// stream's time to its claim there (20 ms per stream held).
 const (
-	claimStep       = 20 * time.Millisecond
-	claimTieSpread  = 50 * time.Millisecond
+	// rewatchInterval is the pause before re-opening a watch that ended.
 	rewatchInterval = time.Second
-	// maxClaimsInFlight bounds the claims (their registry calls: the owner
-	// record, the playlist state) an origin has under way at once; the
-	// others wait their turn in the queue. A storm (every stream of a
-	// cluster that restarts, or of several dead nodes) then reaches the bus
-	// as a steady stream of operations that each complete within their
-	// timeout, instead of all at once, where they time out together and are
-	// retried together.
-	maxClaimsInFlight = 32
 	// minScanGap is the least time between two scans asked for by
 	// streams ending (rescan): a burst of endings costs one scan.
 	minScanGap = 200 * time.Millisecond
@@ -90,12 +74,6 @@ type claimer struct {
 	peersAt time.Time
 }
 
-// rankedPeer is a live origin and its name's hash (bus.HashName).
-type rankedPeer struct {
-	name string
-	hash uint64
-}
-
 // instanceKey names a node instance; instanceRecords are the paths of the
 // records that name it, and whether it held as last looked at.
 type instanceKey struct{ node, instance string }
@@ -104,10 +82,6 @@ type instanceRecords struct {
 	paths map[string]struct{}
 	holds bool
 }
-
-// peersFresh is how long the claimer reuses its list of live origins; a
-// node found dead refreshes it at once.
-const peersFresh = 50 * time.Millisecond
 
 // ownerRecord is an owner record as the watch last showed it.
 type ownerRecord struct {
@@ -193,27 +167,32 @@ func watching[T any](ch *<-chan T, ok bool, rewatch *<-chan time.Time) bool {
 // It returns a retry timer when a watch could still not be opened.
 func (c *claimer) rewatch() <-chan time.Time {
 	if c.streams == nil {
-		ch, err := c.o.Registry.WatchStreams(c.o.ctx)
-		if err != nil {
-			c.o.Log.Warn("stream watch failed, retrying", "err", err)
+		if c.streams = openWatch(c, "stream", c.o.Registry.WatchStreams); c.streams == nil {
 			return time.After(rewatchInterval)
 		}
-		c.streams = ch
 		c.live = map[string]*bus.StreamInfo{} // the watch replays the current streams
 		c.liveRev = map[string]uint64{}
 		c.byEdge = map[instanceKey]*instanceRecords{}
 	}
 	if c.owners == nil {
-		ch, err := c.o.Registry.WatchOwners(c.o.ctx)
-		if err != nil {
-			c.o.Log.Warn("owner watch failed, retrying", "err", err)
+		if c.owners = openWatch(c, "owner", c.o.Registry.WatchOwners); c.owners == nil {
 			return time.After(rewatchInterval)
 		}
-		c.owners = ch
 		c.owner = map[string]ownerRecord{}
 		c.byOwner = map[instanceKey]*instanceRecords{}
 	}
 	return nil
+}
+
+// openWatch opens a registry watch (what names it in the log); nil when it
+// could not be opened.
+func openWatch[T any](c *claimer, what string, open func(context.Context) (<-chan T, error)) <-chan T {
+	ch, err := open(c.o.ctx)
+	if err != nil {
+		c.o.Log.Warn(what+" watch failed, retrying", "err", err)
+		return nil
+	}
+	return ch
 }
 
 func (c *claimer) onStream(ev bus.StreamEvent) {
@@ -504,172 +483,4 @@ func (c *claimer) drop(stale map[string]ownerRecord, deadStreams map[string]uint
 			c.o.Log.Debug("removing a dead origin's owner record failed", "stream", path, "err", err)
 		}
 	}
-}
-
-// first says whether this origin ranks first for path among the live
-// origins (rendezvous hashing): the one that takes a dead node's stream
-// over at once.
-func (c *claimer) first(path string) bool {
-	if now := time.Now(); now.Sub(c.peersAt) > peersFresh {
-		names := c.o.live.NodesWith(bus.RoleOrigin)
-		c.peers = c.peers[:0]
-		for _, n := range names {
-			c.peers = append(c.peers, rankedPeer{name: n, hash: bus.HashName(n)})
-		}
-		c.peersAt = now
-	}
-	hp := bus.HashName(path)
-	mine := bus.RankHashed(bus.HashName(c.o.Node), hp)
-	for _, p := range c.peers {
-		if p.name != c.o.Node && bus.RankHashed(p.hash, hp) > mine {
-			return false
-		}
-	}
-	return true
-}
-
-// alone reports whether no other origin is alive, as of the list first
-// read (call first before it).
-func (c *claimer) alone() bool {
-	for _, p := range c.peers {
-		if p.name != c.o.Node {
-			return false
-		}
-	}
-	return true
-}
-
-func (c *claimer) schedule(path string) {
-	if c.o.draining.Load() {
-		return
-	}
-	// The origin the path ranks first among the live ones tries first (a
-	// dead node's stream: at once); the others a node TTL later, in case it
-	// is full, loaded or dead too. So a batch of streams costs about one
-	// claim each, not one per origin, and a dead node's streams spread.
-	// A claim put off while the first-ranked origin seemed alive is brought
-	// forward once this one ranks first.
-	_, takeover := c.owner[path]
-	if _, ok := c.pending[path]; ok {
-		if takeover && c.first(path) {
-			c.setPending(path, time.Now())
-		}
-		return
-	}
-	first := c.first(path)
-	delay := time.Duration(c.o.load()+len(c.pending))*claimStep + tieBreak(c.o.Node, path)
-	delay = min(delay, c.o.Registry.LeaseTTL)
-	switch {
-	case first && (takeover || c.alone()):
-		delay = 0
-	case !first:
-		delay += c.o.live.TTL
-	}
-	// A peer better suited to the stream (placement.go) gets a head start of
-	// a lease TTL: longer than its own claim delay, so it normally wins;
-	// when it cannot take the stream after all, this origin still does.
-	if peer, wait := c.o.placementWait(path); wait {
-		c.o.Log.Debug("claim put off: a better-suited origin has room", "stream", path, "peer", peer)
-		delay += c.o.Registry.LeaseTTL
-	}
-	c.setPending(path, time.Now().Add(delay))
-}
-
-// setPending (re)schedules path's claim at t.
-func (c *claimer) setPending(path string, t time.Time) {
-	c.pending[path] = t
-	if c.next.IsZero() || t.Before(c.next) {
-		c.next = t
-		c.rearm = true
-	}
-}
-
-// arm points the timer at the earliest pending claim when that moved
-// earlier (a claim that is no longer pending leaves the timer early, which
-// claimDue then finds nothing due for): not a pass over every pending
-// claim per event, which a burst of thousands of new streams made
-// quadratic.
-func (c *claimer) arm() {
-	if !c.rearm {
-		return
-	}
-	c.rearm = false
-	if !c.timer.Stop() {
-		select {
-		case <-c.timer.C:
-		default:
-		}
-	}
-	if !c.next.IsZero() {
-		c.timer.Reset(max(time.Until(c.next), 0))
-	}
-}
-
-// claimDue starts the claims that are due, as many as maxClaimsInFlight
-// allows (the rest when claims under way are done), and points the timer
-// at the next one.
-func (c *claimer) claimDue() {
-	now := time.Now()
-	var next time.Time
-	for path, t := range c.pending {
-		if t.After(now) || c.inFlight >= maxClaimsInFlight {
-			if next.IsZero() || t.Before(next) {
-				next = t
-			}
-			continue
-		}
-		delete(c.pending, path)
-		c.claim(path)
-	}
-	for _, t := range c.pending { // claim may have put some back
-		if next.IsZero() || t.Before(next) {
-			next = t
-		}
-	}
-	c.blocked = c.inFlight >= maxClaimsInFlight && !next.IsZero() && !next.After(now)
-	if c.blocked {
-		next = time.Time{} // due now: done wakes the loop when a slot frees
-	}
-	c.next, c.rearm = next, true
-}
-
-// claim starts a stream goroutine that tries to take the lease of path.
-func (c *claimer) claim(path string) {
-	info := c.live[path]
-	if info == nil || !c.o.live.HoldsStream(info) || c.o.draining.Load() {
-		return
-	}
-	if !c.o.live.Alive() {
-		c.pending[path] = time.Now().Add(c.o.live.TTL / 5) // not before this node is alive again
-		return
-	}
-	if c.held(path) {
-		return
-	}
-	s := newStream(c.o, path, info)
-	s.plan = c.o.planFor(path)
-	if rec, ok := c.owner[path]; ok {
-		s.takeover = &rec
-	}
-	if !c.o.addStream(s) {
-		return // at capacity, or already ours
-	}
-	c.inFlight++
-	s.claimDone = c.claimDone
-	go s.run()
-}
-
-// claimDone is called by a stream whose claim is over, won or not (on its
-// goroutine): its slot frees.
-func (c *claimer) claimDone() {
-	c.done <- struct{}{} // never blocks: one send per slot taken
-}
-
-// tieBreak spreads claim attempts of equally loaded origins deterministically.
-func tieBreak(node, path string) time.Duration {
-	h := fnv.New32a()
-	h.Write([]byte(node))
-	h.Write([]byte{0})
-	h.Write([]byte(path))
-	return time.Duration(h.Sum32()%uint32(claimTieSpread/time.Millisecond)) * time.Millisecond
 }
