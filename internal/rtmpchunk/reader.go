@@ -207,97 +207,15 @@ func protocolError(format string, a ...any) error {
 
 // readChunk reads one chunk; it returns the message it completed, or nil.
 func (r *Reader) readChunk() (*Message, error) {
-	if err := r.need(1, true); err != nil {
+	cs, format, ts, extended, err := r.readHeader()
+	if err != nil {
 		return nil, err
 	}
-	b := r.buf[r.r:r.w]
-	format := b[0] >> 6
-	csid := uint32(b[0] & 0x3f)
-	hlen := 1
-	switch csid {
-	case 0:
-		hlen = 2
-	case 1:
-		hlen = 3
-	}
-	hlen += [4]int{11, 7, 3, 0}[format]
-	if err := r.need(hlen, false); err != nil {
-		return nil, err
-	}
-	b = r.buf[r.r:r.w]
-	switch csid {
-	case 0:
-		csid = 64 + uint32(b[1])
-	case 1:
-		csid = 64 + uint32(b[1]) + uint32(b[2])<<8
-	}
-	cs := r.stream(csid)
-	if cs == nil {
-		return nil, protocolError("more than %d chunk streams", maxChunkStreams)
-	}
-	h := b[hlen-[4]int{11, 7, 3, 0}[format] : hlen]
-
-	// The message header (§5.3.1.2).
-	var ts uint32
-	if format < 3 {
-		ts = uint24(h)
-	}
-	switch format {
-	case 0:
-		if len(cs.body) != 0 {
-			return nil, protocolError("chunk stream %d: fmt 0 chunk inside a message", csid)
-		}
-		cs.length = uint24(h[3:])
-		cs.typ = h[6]
-		cs.streamID = binary.BigEndian.Uint32(h[7:]) // as gortmplib reads and writes it
-	case 1, 2:
-		if !cs.started {
-			return nil, protocolError("chunk stream %d: fmt %d chunk without a previous fmt 0", csid, format)
-		}
-		if len(cs.body) != 0 {
-			return nil, protocolError("chunk stream %d: fmt %d chunk inside a message", csid, format)
-		}
-		if format == 1 {
-			cs.length = uint24(h[3:])
-			cs.typ = h[6]
-		}
-	default:
-		if !cs.started {
-			return nil, protocolError("chunk stream %d: fmt 3 chunk without a previous fmt 0", csid)
-		}
-	}
-	extended := cs.extended
-	if format < 3 {
-		extended = ts == 0xffffff
-	}
-	if extended {
-		if err := r.need(hlen+4, false); err != nil {
-			return nil, err
-		}
-		if format < 3 {
-			ts = binary.BigEndian.Uint32(r.buf[r.r+hlen:])
-		}
-		hlen += 4
-	}
-	if cs.length > MaxBodySize {
-		return nil, protocolError("chunk stream %d: body of %d bytes, the most is %d", csid, cs.length, MaxBodySize)
-	}
-	r.r += hlen
 
 	// The header is consumed: from here on the stream's state moves.
 	start := len(cs.body) == 0
 	if start {
-		switch format {
-		case 0:
-			cs.timestamp, cs.delta = ts, 0
-			cs.started = true
-		case 1, 2:
-			cs.timestamp += ts
-			cs.delta = ts
-		default:
-			cs.timestamp += cs.delta
-		}
-		cs.extended = extended
+		cs.begin(format, ts, extended)
 	}
 
 	n := int(min(cs.length-uint32(len(cs.body)), r.ChunkSize()))
@@ -307,7 +225,7 @@ func (r *Reader) readChunk() (*Message, error) {
 			if err := r.need(n, false); err != nil {
 				return nil, err
 			}
-			r.msg = Message{ChunkStreamID: csid, Timestamp: cs.timestamp, Type: cs.typ, StreamID: cs.streamID, Body: r.buf[r.r : r.r+n]}
+			r.msg = Message{ChunkStreamID: cs.id, Timestamp: cs.timestamp, Type: cs.typ, StreamID: cs.streamID, Body: r.buf[r.r : r.r+n]}
 			r.r += n
 			return &r.msg, nil
 		}
@@ -318,7 +236,7 @@ func (r *Reader) readChunk() (*Message, error) {
 	if len(cs.body) < int(cs.length) {
 		return nil, nil
 	}
-	r.msg = Message{ChunkStreamID: csid, Timestamp: cs.timestamp, Type: cs.typ, StreamID: cs.streamID, Body: cs.body}
+	r.msg = Message{ChunkStreamID: cs.id, Timestamp: cs.timestamp, Type: cs.typ, StreamID: cs.streamID, Body: cs.body}
 	r.partial -= len(cs.body)
 	if cap(cs.body) > releaseBody {
 		cs.body = nil
@@ -326,6 +244,114 @@ func (r *Reader) readChunk() (*Message, error) {
 		cs.body = cs.body[:0]
 	}
 	return &r.msg, nil
+}
+
+// readHeader reads and consumes a chunk header (§5.3.1): it returns the
+// chunk's stream, the header's format, its timestamp field (absolute for fmt
+// 0, a delta for fmt 1 and 2) and whether it was extended. A fmt 0-2 header
+// sets the message length and type on cs; the rest of its state moves in
+// begin.
+func (r *Reader) readHeader() (cs *chunkStream, format uint8, ts uint32, extended bool, err error) {
+	if err := r.need(1, true); err != nil {
+		return nil, 0, 0, false, err
+	}
+	b := r.buf[r.r:r.w]
+	format = b[0] >> 6
+	csid := uint32(b[0] & 0x3f)
+	hlen := 1
+	switch csid {
+	case 0:
+		hlen = 2
+	case 1:
+		hlen = 3
+	}
+	hlen += [4]int{11, 7, 3, 0}[format]
+	if err := r.need(hlen, false); err != nil {
+		return nil, 0, 0, false, err
+	}
+	b = r.buf[r.r:r.w]
+	switch csid {
+	case 0:
+		csid = 64 + uint32(b[1])
+	case 1:
+		csid = 64 + uint32(b[1]) + uint32(b[2])<<8
+	}
+	cs = r.stream(csid)
+	if cs == nil {
+		return nil, 0, 0, false, protocolError("more than %d chunk streams", maxChunkStreams)
+	}
+	h := b[hlen-[4]int{11, 7, 3, 0}[format] : hlen]
+
+	// The message header (§5.3.1.2).
+	if format < 3 {
+		ts = uint24(h)
+	}
+	if err := cs.checkHeader(format, h); err != nil {
+		return nil, 0, 0, false, err
+	}
+	extended = cs.extended
+	if format < 3 {
+		extended = ts == 0xffffff
+	}
+	if extended {
+		if err := r.need(hlen+4, false); err != nil {
+			return nil, 0, 0, false, err
+		}
+		if format < 3 {
+			ts = binary.BigEndian.Uint32(r.buf[r.r+hlen:])
+		}
+		hlen += 4
+	}
+	if cs.length > MaxBodySize {
+		return nil, 0, 0, false, protocolError("chunk stream %d: body of %d bytes, the most is %d", csid, cs.length, MaxBodySize)
+	}
+	r.r += hlen
+	return cs, format, ts, extended, nil
+}
+
+// checkHeader checks that a chunk of the given format may come now on cs,
+// and takes the message length and type from a fmt 0 or 1 message header h.
+func (cs *chunkStream) checkHeader(format uint8, h []byte) error {
+	switch format {
+	case 0:
+		if len(cs.body) != 0 {
+			return protocolError("chunk stream %d: fmt 0 chunk inside a message", cs.id)
+		}
+		cs.length = uint24(h[3:])
+		cs.typ = h[6]
+		cs.streamID = binary.BigEndian.Uint32(h[7:]) // as gortmplib reads and writes it
+	case 1, 2:
+		if !cs.started {
+			return protocolError("chunk stream %d: fmt %d chunk without a previous fmt 0", cs.id, format)
+		}
+		if len(cs.body) != 0 {
+			return protocolError("chunk stream %d: fmt %d chunk inside a message", cs.id, format)
+		}
+		if format == 1 {
+			cs.length = uint24(h[3:])
+			cs.typ = h[6]
+		}
+	default:
+		if !cs.started {
+			return protocolError("chunk stream %d: fmt 3 chunk without a previous fmt 0", cs.id)
+		}
+	}
+	return nil
+}
+
+// begin moves cs's timestamp at the first chunk of a message.
+func (cs *chunkStream) begin(format uint8, ts uint32, extended bool) {
+	switch format {
+	case 0:
+		cs.timestamp, cs.delta = ts, 0
+		cs.started = true
+	case 1, 2:
+		cs.timestamp += ts
+		cs.delta = ts
+	default:
+		cs.timestamp += cs.delta
+	}
+	cs.extended = extended
 }
 
 // appendBody moves n body bytes of cs's chunk from the connection to cs.body.
