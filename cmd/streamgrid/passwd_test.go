@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/streamgrid/streamgrid/internal/auth"
+	"github.com/streamgrid/streamgrid/internal/auth/authreq"
 	"github.com/streamgrid/streamgrid/internal/config"
 	"github.com/streamgrid/streamgrid/internal/testkit"
 )
@@ -38,7 +39,7 @@ func TestPasswd(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer a.Close()
-			req := auth.Request{User: "u", Pass: "s3cret pw", IP: net.IPv4(192, 0, 2, 1), Action: auth.ActionAPI}
+			req := authreq.Request{User: "u", Pass: "s3cret pw", IP: net.IPv4(192, 0, 2, 1), Action: authreq.ActionAPI}
 			if err := a.Authenticate(context.Background(), req); err != nil {
 				t.Errorf("passwd %v: the hash does not check the password: %v", tc.args, err)
 			}

@@ -23,36 +23,9 @@ import (
 	"github.com/streamgrid/streamgrid/internal/auth/authreq"
 )
 
-// The request vocabulary lives in authreq (which the edge imports without
-// this package); these are its names here.
-type (
-	// Action is what a client wants to do.
-	Action = authreq.Action
-	// Request is one thing a client wants to do.
-	Request = authreq.Request
-)
-
-// Actions, as the permissions in streamgrid.yml name them.
-const (
-	ActionPublish = authreq.ActionPublish
-	ActionRead    = authreq.ActionRead
-	ActionAPI     = authreq.ActionAPI
-	ActionMetrics = authreq.ActionMetrics
-	ActionPprof   = authreq.ActionPprof
-)
-
-// Errors of Authenticate. Callers map ErrUnauthorized to 401 (ask for
-// credentials) and ErrForbidden to 403.
-var (
-	// ErrUnauthorized: the credentials are missing or wrong.
-	ErrUnauthorized = authreq.ErrUnauthorized
-	// ErrNoCredentials is ErrUnauthorized when the client sent none.
-	ErrNoCredentials = authreq.ErrNoCredentials
-	// ErrBadCredentials is ErrUnauthorized when the client sent wrong ones.
-	ErrBadCredentials = authreq.ErrBadCredentials
-	// ErrForbidden: the client is known (or needs none) but may not do this.
-	ErrForbidden = authreq.ErrForbidden
-)
+// The request vocabulary (authreq.Request, its actions and the errors of
+// Authenticate) lives in authreq, which the edge imports without this
+// package.
 
 // Reasons of the denied metric.
 const (
@@ -188,7 +161,7 @@ func (a *Authenticator) Enabled() bool { return a.rules.Load().enabled }
 // ErrUnauthorized or ErrForbidden says why not. A refusal is counted; wrong
 // credentials from an address that keeps failing are answered later and
 // later (up to a few seconds), so password guessing is slow.
-func (a *Authenticator) Authenticate(ctx context.Context, req Request) error {
+func (a *Authenticator) Authenticate(ctx context.Context, req authreq.Request) error {
 	r := a.rules.Load()
 	reason, err := a.decide(ctx, r, &req)
 	ip := addrOf(req.IP)
@@ -208,20 +181,20 @@ func (a *Authenticator) Authenticate(ctx context.Context, req Request) error {
 }
 
 // decide returns nil, or the refusal and its reason (a label of the denied metric).
-func (a *Authenticator) decide(ctx context.Context, r *rules, req *Request) (string, error) {
+func (a *Authenticator) decide(ctx context.Context, r *rules, req *authreq.Request) (string, error) {
 	ip := addrOf(req.IP)
 	if !validAction(req.Action) {
-		return reasonForbidden, fmt.Errorf("%w: unknown action %q", ErrForbidden, req.Action)
+		return reasonForbidden, fmt.Errorf("%w: unknown action %q", authreq.ErrForbidden, req.Action)
 	}
 	if !r.enabled {
 		switch req.Action {
-		case ActionPublish, ActionRead:
+		case authreq.ActionPublish, authreq.ActionRead:
 			return "", nil
 		}
 		if ip.IsLoopback() {
 			return "", nil
 		}
-		return reasonNotLoopback, fmt.Errorf("%w: %s is served to loopback clients only while no auth section is configured", ErrForbidden, req.Action)
+		return reasonNotLoopback, fmt.Errorf("%w: %s is served to loopback clients only while no auth section is configured", authreq.ErrForbidden, req.Action)
 	}
 	credsOK := false // some user accepted the credentials
 	for i := range r.users {
@@ -245,16 +218,16 @@ func (a *Authenticator) decide(ctx context.Context, r *rules, req *Request) (str
 	}
 	switch {
 	case credsOK:
-		return reasonForbidden, fmt.Errorf("%w: user %q may not %s %q from %s", ErrForbidden, req.User, req.Action, req.Path, ip)
+		return reasonForbidden, fmt.Errorf("%w: user %q may not %s %q from %s", authreq.ErrForbidden, req.User, req.Action, req.Path, ip)
 	case !req.HasCredentials():
-		return reasonNoCredentials, ErrNoCredentials
+		return reasonNoCredentials, authreq.ErrNoCredentials
 	default:
-		return reasonBadCredentials, ErrBadCredentials
+		return reasonBadCredentials, authreq.ErrBadCredentials
 	}
 }
 
 // checkPassword checks the client's password against u's.
-func (a *Authenticator) checkPassword(ctx context.Context, u *user, req *Request) bool {
+func (a *Authenticator) checkPassword(ctx context.Context, u *user, req *authreq.Request) bool {
 	if req.Verify != nil {
 		plain, ok := u.pass.plainText()
 		return ok && req.Verify(u.name, plain)
@@ -284,10 +257,10 @@ func (a *Authenticator) checkPassword(ctx context.Context, u *user, req *Request
 	return ok
 }
 
-func (a *Authenticator) askAuthorizer(ctx context.Context, h *authorizer, req *Request) (string, error) {
+func (a *Authenticator) askAuthorizer(ctx context.Context, h *authorizer, req *authreq.Request) (string, error) {
 	if req.Verify != nil {
 		// Digest: there is no password to pass on.
-		return reasonBadCredentials, fmt.Errorf("%w: the external authorizer needs the password (use Basic)", ErrBadCredentials)
+		return reasonBadCredentials, fmt.Errorf("%w: the external authorizer needs the password (use Basic)", authreq.ErrBadCredentials)
 	}
 	ip := ""
 	if req.IP != nil {
@@ -301,15 +274,15 @@ func (a *Authenticator) askAuthorizer(ctx context.Context, h *authorizer, req *R
 	case err != nil && h.fallback:
 		return "", nil
 	case err != nil:
-		return reasonAuthorizerDown, fmt.Errorf("%w: %v (auth.http_fallback is deny)", ErrForbidden, err)
+		return reasonAuthorizerDown, fmt.Errorf("%w: %v (auth.http_fallback is deny)", authreq.ErrForbidden, err)
 	case status >= 200 && status < 300:
 		return "", nil
 	case !req.HasCredentials():
-		return reasonNoCredentials, ErrNoCredentials
+		return reasonNoCredentials, authreq.ErrNoCredentials
 	case status == http.StatusUnauthorized:
-		return reasonBadCredentials, ErrBadCredentials
+		return reasonBadCredentials, authreq.ErrBadCredentials
 	default:
-		return reasonForbidden, fmt.Errorf("%w: the external authorizer answered %d", ErrForbidden, status)
+		return reasonForbidden, fmt.Errorf("%w: the external authorizer answered %d", authreq.ErrForbidden, status)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/streamgrid/streamgrid/internal/auth/authreq"
 	"github.com/streamgrid/streamgrid/internal/config"
 	"github.com/streamgrid/streamgrid/internal/testkit"
 )
@@ -57,34 +58,34 @@ func TestAuthenticate(t *testing.T) {
 	a, _ := newAuth(t, c)
 	tests := []struct {
 		name string
-		req  Request
+		req  authreq.Request
 		want error
 	}{
-		{"admin publishes anywhere", Request{User: "admin", Pass: "adminpw", IP: far, Action: ActionPublish, Path: "x/y"}, nil},
-		{"admin uses the API", Request{User: "admin", Pass: "adminpw", IP: far, Action: ActionAPI}, nil},
-		{"wrong password", Request{User: "admin", Pass: "nope", IP: far, Action: ActionPublish, Path: "x"}, ErrBadCredentials},
-		{"unknown user", Request{User: "eve", Pass: "adminpw", IP: far, Action: ActionPublish, Path: "x"}, ErrBadCredentials},
-		{"no credentials", Request{IP: far, Action: ActionPublish, Path: "live/cam1"}, ErrNoCredentials},
-		{"sha256 user on its path", Request{User: "cam", Pass: "campw", IP: lan, Action: ActionPublish, Path: "live/cam1"}, nil},
-		{"sha256 user, wrong password", Request{User: "cam", Pass: "campw2", IP: lan, Action: ActionPublish, Path: "live/cam1"}, ErrBadCredentials},
-		{"sha256 user off its path", Request{User: "cam", Pass: "campw", IP: lan, Action: ActionPublish, Path: "other/cam1"}, ErrForbidden},
-		{"sha256 user, * does not cross /", Request{User: "cam", Pass: "campw", IP: lan, Action: ActionPublish, Path: "live/a/b"}, ErrForbidden},
-		{"sha256 user from a bare IP", Request{User: "cam", Pass: "campw", IP: loopback, Action: ActionPublish, Path: "live/cam1"}, nil},
-		{"sha256 user from another network", Request{User: "cam", Pass: "campw", IP: far, Action: ActionPublish, Path: "live/cam1"}, ErrForbidden},
-		{"sha256 user without read", Request{User: "cam", Pass: "campw", IP: lan, Action: ActionRead, Path: "live/cam1"}, ErrForbidden},
-		{"sha256 user without api", Request{User: "cam", Pass: "campw", IP: loopback, Action: ActionAPI}, ErrForbidden},
-		{"argon2 user", Request{User: "argon", Pass: "argonpw", IP: far, Action: ActionPublish, Path: "a/b"}, nil},
-		{"argon2 user, wrong password", Request{User: "argon", Pass: "argonpw!", IP: far, Action: ActionPublish, Path: "a/b"}, ErrBadCredentials},
-		{"any reads public paths", Request{IP: far, Action: ActionRead, Path: "public/x"}, nil},
-		{"any with credentials too", Request{User: "cam", Pass: "whatever", IP: far, Action: ActionRead, Path: "public/x"}, nil},
-		{"any does not publish", Request{IP: far, Action: ActionPublish, Path: "public/x"}, ErrNoCredentials},
-		{"unknown action", Request{User: "admin", Pass: "adminpw", IP: far, Action: "delete"}, ErrForbidden},
-		{"digest with a plain password", Request{User: "admin", IP: far, Action: ActionPublish, Path: "x",
+		{"admin publishes anywhere", authreq.Request{User: "admin", Pass: "adminpw", IP: far, Action: authreq.ActionPublish, Path: "x/y"}, nil},
+		{"admin uses the API", authreq.Request{User: "admin", Pass: "adminpw", IP: far, Action: authreq.ActionAPI}, nil},
+		{"wrong password", authreq.Request{User: "admin", Pass: "nope", IP: far, Action: authreq.ActionPublish, Path: "x"}, authreq.ErrBadCredentials},
+		{"unknown user", authreq.Request{User: "eve", Pass: "adminpw", IP: far, Action: authreq.ActionPublish, Path: "x"}, authreq.ErrBadCredentials},
+		{"no credentials", authreq.Request{IP: far, Action: authreq.ActionPublish, Path: "live/cam1"}, authreq.ErrNoCredentials},
+		{"sha256 user on its path", authreq.Request{User: "cam", Pass: "campw", IP: lan, Action: authreq.ActionPublish, Path: "live/cam1"}, nil},
+		{"sha256 user, wrong password", authreq.Request{User: "cam", Pass: "campw2", IP: lan, Action: authreq.ActionPublish, Path: "live/cam1"}, authreq.ErrBadCredentials},
+		{"sha256 user off its path", authreq.Request{User: "cam", Pass: "campw", IP: lan, Action: authreq.ActionPublish, Path: "other/cam1"}, authreq.ErrForbidden},
+		{"sha256 user, * does not cross /", authreq.Request{User: "cam", Pass: "campw", IP: lan, Action: authreq.ActionPublish, Path: "live/a/b"}, authreq.ErrForbidden},
+		{"sha256 user from a bare IP", authreq.Request{User: "cam", Pass: "campw", IP: loopback, Action: authreq.ActionPublish, Path: "live/cam1"}, nil},
+		{"sha256 user from another network", authreq.Request{User: "cam", Pass: "campw", IP: far, Action: authreq.ActionPublish, Path: "live/cam1"}, authreq.ErrForbidden},
+		{"sha256 user without read", authreq.Request{User: "cam", Pass: "campw", IP: lan, Action: authreq.ActionRead, Path: "live/cam1"}, authreq.ErrForbidden},
+		{"sha256 user without api", authreq.Request{User: "cam", Pass: "campw", IP: loopback, Action: authreq.ActionAPI}, authreq.ErrForbidden},
+		{"argon2 user", authreq.Request{User: "argon", Pass: "argonpw", IP: far, Action: authreq.ActionPublish, Path: "a/b"}, nil},
+		{"argon2 user, wrong password", authreq.Request{User: "argon", Pass: "argonpw!", IP: far, Action: authreq.ActionPublish, Path: "a/b"}, authreq.ErrBadCredentials},
+		{"any reads public paths", authreq.Request{IP: far, Action: authreq.ActionRead, Path: "public/x"}, nil},
+		{"any with credentials too", authreq.Request{User: "cam", Pass: "whatever", IP: far, Action: authreq.ActionRead, Path: "public/x"}, nil},
+		{"any does not publish", authreq.Request{IP: far, Action: authreq.ActionPublish, Path: "public/x"}, authreq.ErrNoCredentials},
+		{"unknown action", authreq.Request{User: "admin", Pass: "adminpw", IP: far, Action: "delete"}, authreq.ErrForbidden},
+		{"digest with a plain password", authreq.Request{User: "admin", IP: far, Action: authreq.ActionPublish, Path: "x",
 			Verify: func(u, p string) bool { return u == "admin" && p == "adminpw" }}, nil},
-		{"digest that does not verify", Request{User: "admin", IP: far, Action: ActionPublish, Path: "x",
-			Verify: func(string, string) bool { return false }}, ErrBadCredentials},
-		{"digest cannot check a hash", Request{User: "cam", IP: lan, Action: ActionPublish, Path: "live/cam1",
-			Verify: func(string, string) bool { return true }}, ErrBadCredentials},
+		{"digest that does not verify", authreq.Request{User: "admin", IP: far, Action: authreq.ActionPublish, Path: "x",
+			Verify: func(string, string) bool { return false }}, authreq.ErrBadCredentials},
+		{"digest cannot check a hash", authreq.Request{User: "cam", IP: lan, Action: authreq.ActionPublish, Path: "live/cam1",
+			Verify: func(string, string) bool { return true }}, authreq.ErrBadCredentials},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -98,7 +99,7 @@ func TestAuthenticate(t *testing.T) {
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}
-			if errors.Is(err, ErrUnauthorized) == errors.Is(err, ErrForbidden) {
+			if errors.Is(err, authreq.ErrUnauthorized) == errors.Is(err, authreq.ErrForbidden) {
 				t.Fatalf("%v is both or neither of 401 and 403", err)
 			}
 		})
@@ -111,22 +112,22 @@ func TestOpenDefaults(t *testing.T) {
 		t.Fatal("enabled without users")
 	}
 	for _, tc := range []struct {
-		action Action
+		action authreq.Action
 		ip     net.IP
 		want   error
 	}{
-		{ActionPublish, far, nil},
-		{ActionRead, far, nil},
-		{ActionAPI, loopback, nil},
-		{ActionAPI, net.ParseIP("::1"), nil},
-		{ActionMetrics, loopback, nil},
-		{ActionPprof, loopback, nil},
-		{ActionAPI, lan, ErrForbidden},
-		{ActionMetrics, far, ErrForbidden},
-		{ActionPprof, far, ErrForbidden},
-		{ActionAPI, nil, ErrForbidden},
+		{authreq.ActionPublish, far, nil},
+		{authreq.ActionRead, far, nil},
+		{authreq.ActionAPI, loopback, nil},
+		{authreq.ActionAPI, net.ParseIP("::1"), nil},
+		{authreq.ActionMetrics, loopback, nil},
+		{authreq.ActionPprof, loopback, nil},
+		{authreq.ActionAPI, lan, authreq.ErrForbidden},
+		{authreq.ActionMetrics, far, authreq.ErrForbidden},
+		{authreq.ActionPprof, far, authreq.ErrForbidden},
+		{authreq.ActionAPI, nil, authreq.ErrForbidden},
 	} {
-		err := a.Authenticate(context.Background(), Request{Action: tc.action, IP: tc.ip, Protocol: "http"})
+		err := a.Authenticate(context.Background(), authreq.Request{Action: tc.action, IP: tc.ip, Protocol: "http"})
 		if (tc.want == nil) != (err == nil) || (tc.want != nil && !errors.Is(err, tc.want)) {
 			t.Errorf("%s from %v: got %v, want %v", tc.action, tc.ip, err, tc.want)
 		}
@@ -141,7 +142,7 @@ func TestOpenDefaults(t *testing.T) {
 
 func TestUpdate(t *testing.T) {
 	a, _ := newAuth(t, defaults())
-	req := Request{User: "u", Pass: "p", IP: far, Action: ActionPublish, Path: "x"}
+	req := authreq.Request{User: "u", Pass: "p", IP: far, Action: authreq.ActionPublish, Path: "x"}
 	if err := a.Authenticate(context.Background(), req); err != nil {
 		t.Fatalf("open defaults refused: %v", err)
 	}
@@ -150,7 +151,7 @@ func TestUpdate(t *testing.T) {
 	if err := a.Update(c); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Authenticate(context.Background(), req); !errors.Is(err, ErrBadCredentials) {
+	if err := a.Authenticate(context.Background(), req); !errors.Is(err, authreq.ErrBadCredentials) {
 		t.Fatalf("after update: %v", err)
 	}
 	bad := c
@@ -229,7 +230,7 @@ func TestFailureDelays(t *testing.T) {
 	var slept []time.Duration
 	a.sleep = func(_ context.Context, d time.Duration) { slept = append(slept, d) }
 	try := func(ip net.IP, pass string) error {
-		return a.Authenticate(context.Background(), Request{User: "u", Pass: pass, IP: ip, Action: ActionPublish, Path: "x"})
+		return a.Authenticate(context.Background(), authreq.Request{User: "u", Pass: pass, IP: ip, Action: authreq.ActionPublish, Path: "x"})
 	}
 	for range 3 {
 		_ = try(far, "bad")
@@ -253,7 +254,7 @@ func TestFailureDelays(t *testing.T) {
 	}
 	// Missing credentials are not a failure.
 	for range 5 {
-		_ = a.Authenticate(context.Background(), Request{IP: net.ParseIP("198.51.100.1"), Action: ActionPublish, Path: "x"})
+		_ = a.Authenticate(context.Background(), authreq.Request{IP: net.ParseIP("198.51.100.1"), Action: authreq.ActionPublish, Path: "x"})
 	}
 	if len(slept) != 3 {
 		t.Fatalf("challenges were slowed: %v", slept)
@@ -320,7 +321,7 @@ func TestExternalAuthorizer(t *testing.T) {
 	a.now = func() time.Time { return now }
 	_ = a.Update(c) // the authorizer takes the clock at Update
 	ctx := context.Background()
-	okReq := Request{User: "ok", Pass: "secret", IP: far, Action: ActionPublish, Path: "live/cam1", Protocol: "rtmp", Query: "user=ok&pass=secret"}
+	okReq := authreq.Request{User: "ok", Pass: "secret", IP: far, Action: authreq.ActionPublish, Path: "live/cam1", Protocol: "rtmp", Query: "user=ok&pass=secret"}
 
 	if err := a.Authenticate(ctx, okReq); err != nil {
 		t.Fatalf("allowed user refused: %v", err)
@@ -340,7 +341,7 @@ func TestExternalAuthorizer(t *testing.T) {
 	bad := okReq
 	bad.User = "mallory"
 	for range 2 {
-		if err := a.Authenticate(ctx, bad); !errors.Is(err, ErrForbidden) {
+		if err := a.Authenticate(ctx, bad); !errors.Is(err, authreq.ErrForbidden) {
 			t.Fatalf("denied user: %v", err)
 		}
 	}
@@ -348,12 +349,12 @@ func TestExternalAuthorizer(t *testing.T) {
 		t.Fatalf("calls %d, want 2 (negative answer cached)", stub.calls.Load())
 	}
 	// No credentials: a challenge.
-	if err := a.Authenticate(ctx, Request{IP: far, Action: ActionPublish, Path: "x", Protocol: "rtsp"}); !errors.Is(err, ErrNoCredentials) {
+	if err := a.Authenticate(ctx, authreq.Request{IP: far, Action: authreq.ActionPublish, Path: "x", Protocol: "rtsp"}); !errors.Is(err, authreq.ErrNoCredentials) {
 		t.Fatalf("no credentials: %v", err)
 	}
 	// Local users are checked first, without a call.
 	calls := stub.calls.Load()
-	if err := a.Authenticate(ctx, Request{User: "local", Pass: "pw", IP: far, Action: ActionPublish, Path: "x"}); err != nil || stub.calls.Load() != calls {
+	if err := a.Authenticate(ctx, authreq.Request{User: "local", Pass: "pw", IP: far, Action: authreq.ActionPublish, Path: "x"}); err != nil || stub.calls.Load() != calls {
 		t.Fatalf("local user: %v, calls %d→%d", err, calls, stub.calls.Load())
 	}
 	// Expiry: the decision is asked again.
@@ -375,13 +376,13 @@ func TestExternalAuthorizerDown(t *testing.T) {
 			c.HTTPTimeout = 50 * time.Millisecond // the stub never answers
 			c.HTTPFallback = fallback
 			a, _ := newAuth(t, c)
-			req := Request{User: "ok", Pass: "secret", IP: far, Action: ActionPublish, Path: "x", Protocol: "rtsp"}
+			req := authreq.Request{User: "ok", Pass: "secret", IP: far, Action: authreq.ActionPublish, Path: "x", Protocol: "rtsp"}
 			err := a.Authenticate(context.Background(), req)
 			if fallback == "allow" && err != nil {
 				t.Fatalf("fallback allow refused: %v", err)
 			}
 			if fallback == "deny" {
-				if !errors.Is(err, ErrForbidden) {
+				if !errors.Is(err, authreq.ErrForbidden) {
 					t.Fatalf("fallback deny: %v", err)
 				}
 				if n := testutil.ToFloat64(a.denied.WithLabelValues("publish", "rtsp", reasonAuthorizerDown)); n != 1 {
@@ -400,7 +401,7 @@ func TestExternalAuthorizerDown(t *testing.T) {
 	c := defaults()
 	c.HTTPAddress = deadURL
 	a, _ := newAuth(t, c)
-	if err := a.Authenticate(context.Background(), Request{User: "ok", Pass: "x", IP: far, Action: ActionAPI, Protocol: "http"}); !errors.Is(err, ErrForbidden) {
+	if err := a.Authenticate(context.Background(), authreq.Request{User: "ok", Pass: "x", IP: far, Action: authreq.ActionAPI, Protocol: "http"}); !errors.Is(err, authreq.ErrForbidden) {
 		t.Fatalf("dead authorizer: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"path"
 
 	"github.com/streamgrid/streamgrid/internal/auth/authconf"
+	"github.com/streamgrid/streamgrid/internal/auth/authreq"
 )
 
 // rules is the compiled auth section; it is replaced whole by Update.
@@ -46,7 +47,7 @@ func compile(c authconf.Auth) (*rules, error) {
 			u.nets = append(u.nets, pfx)
 		}
 		for j, p := range cu.Permissions {
-			if !validAction(Action(p.Action)) {
+			if !validAction(authreq.Action(p.Action)) {
 				return nil, fmt.Errorf("%s.permissions[%d].action: %q is not one of publish, read, api, metrics, pprof", key, j, p.Action)
 			}
 			if _, err := path.Match(p.Path, "x"); err != nil {
@@ -71,9 +72,9 @@ func parseNet(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
-func validAction(a Action) bool {
+func validAction(a authreq.Action) bool {
 	switch a {
-	case ActionPublish, ActionRead, ActionAPI, ActionMetrics, ActionPprof:
+	case authreq.ActionPublish, authreq.ActionRead, authreq.ActionAPI, authreq.ActionMetrics, authreq.ActionPprof:
 		return true
 	}
 	return false
@@ -95,12 +96,12 @@ func (u *user) ipAllowed(ip netip.Addr) bool {
 // permits reports whether the user may do action on p. The path of a
 // permission matters for publish and read only; api, metrics and pprof
 // are not about a stream.
-func (u *user) permits(action Action, p string) bool {
+func (u *user) permits(action authreq.Action, p string) bool {
 	for _, perm := range u.perms {
-		if Action(perm.Action) != action {
+		if authreq.Action(perm.Action) != action {
 			continue
 		}
-		if perm.Path == "" || (action != ActionPublish && action != ActionRead) {
+		if perm.Path == "" || (action != authreq.ActionPublish && action != authreq.ActionRead) {
 			return true
 		}
 		if ok, _ := path.Match(perm.Path, p); ok {

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/streamgrid/streamgrid/internal/auth"
+	"github.com/streamgrid/streamgrid/internal/auth/authreq"
 )
 
 // maxProfileSeconds caps /debug/pprof/profile and /debug/pprof/trace: a
@@ -19,16 +19,16 @@ const apiAuthRealm = `Basic realm="streamgrid", charset="UTF-8"`
 
 // apiAction is the permission a request to the API server needs; "" for
 // the open /healthz (load balancers and orchestrators probe it).
-func apiAction(p string) auth.Action {
+func apiAction(p string) authreq.Action {
 	switch {
 	case p == "/healthz":
 		return ""
 	case p == "/metrics":
-		return auth.ActionMetrics
+		return authreq.ActionMetrics
 	case p == "/debug/pprof" || strings.HasPrefix(p, "/debug/pprof/"):
-		return auth.ActionPprof
+		return authreq.ActionPprof
 	default: // the console at /, the REST API under /v1/, and anything else
-		return auth.ActionAPI
+		return authreq.ActionAPI
 	}
 }
 
@@ -44,12 +44,12 @@ func (a *apiServer) guard(next http.Handler) http.Handler {
 			return
 		}
 		user, pass, _ := r.BasicAuth()
-		req := auth.Request{User: user, Pass: pass, IP: clientIP(r), Action: action, Protocol: "http", Query: r.URL.RawQuery}
+		req := authreq.Request{User: user, Pass: pass, IP: clientIP(r), Action: action, Protocol: "http", Query: r.URL.RawQuery}
 		err := a.node.auth.Authenticate(r.Context(), req)
 		switch {
 		case err == nil:
-		case errors.Is(err, auth.ErrUnauthorized):
-			if !errors.Is(err, auth.ErrNoCredentials) {
+		case errors.Is(err, authreq.ErrUnauthorized):
+			if !errors.Is(err, authreq.ErrNoCredentials) {
 				a.node.Log.Warn("api request refused: wrong credentials", "remote", r.RemoteAddr, "user", user, "path", r.URL.Path)
 			}
 			w.Header().Set("WWW-Authenticate", apiAuthRealm)
@@ -60,14 +60,14 @@ func (a *apiServer) guard(next http.Handler) http.Handler {
 			http.Error(w, "403 forbidden: "+forbiddenHint(a.node.auth.Enabled(), action), http.StatusForbidden)
 			return
 		}
-		if action == auth.ActionPprof {
+		if action == authreq.ActionPprof {
 			capProfileSeconds(r)
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-func forbiddenHint(enabled bool, action auth.Action) string {
+func forbiddenHint(enabled bool, action authreq.Action) string {
 	if !enabled {
 		return string(action) + " is served to loopback clients only until an auth section grants it (docs/security.md)"
 	}

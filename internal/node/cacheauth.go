@@ -6,7 +6,7 @@ import (
 	"net/http"
 
 	"github.com/streamgrid/streamgrid/hlscache"
-	"github.com/streamgrid/streamgrid/internal/auth"
+	"github.com/streamgrid/streamgrid/internal/auth/authreq"
 )
 
 // cacheAuthorize is the cache's Authorize hook: a viewer request needs the
@@ -15,11 +15,11 @@ import (
 // the cache checks tokens instead and never asks this hook.
 func (n *Node) cacheAuthorize(r *http.Request, stream string) error {
 	user, pass, _ := r.BasicAuth()
-	err := n.auth.Authenticate(r.Context(), auth.Request{
-		User: user, Pass: pass, IP: clientIP(r), Action: auth.ActionRead, Path: stream,
+	err := n.auth.Authenticate(r.Context(), authreq.Request{
+		User: user, Pass: pass, IP: clientIP(r), Action: authreq.ActionRead, Path: stream,
 		Protocol: "hls", Query: r.URL.RawQuery,
 	})
-	if errors.Is(err, auth.ErrUnauthorized) {
+	if errors.Is(err, authreq.ErrUnauthorized) {
 		return fmt.Errorf("%w: %w", hlscache.ErrUnauthenticated, err)
 	}
 	return err
