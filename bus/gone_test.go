@@ -1,59 +1,19 @@
 package bus
 
 import (
-	"errors"
 	"log/slog"
-	"net"
 	"slices"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/streamgrid/streamgrid/internal/crashdial"
 	"github.com/streamgrid/streamgrid/internal/testcert"
 	"github.com/streamgrid/streamgrid/internal/testkit"
 )
-
-// killDialer opens a client's TCP connections and can cut them the way a
-// killed process's kernel does (no NATS-level close), refusing new ones
-// until revived.
-type killDialer struct {
-	mu     sync.Mutex
-	conns  []net.Conn
-	refuse bool
-}
-
-func (d *killDialer) Dial(network, address string) (net.Conn, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.refuse {
-		return nil, errors.New("killed")
-	}
-	c, err := net.Dial(network, address)
-	if err == nil {
-		d.conns = append(d.conns, c)
-	}
-	return c, err
-}
-
-func (d *killDialer) kill() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.refuse = true
-	for _, c := range d.conns {
-		_ = c.Close()
-	}
-	d.conns = nil
-}
-
-func (d *killDialer) revive() {
-	d.mu.Lock()
-	d.refuse = false
-	d.mu.Unlock()
-}
 
 // goneCluster is a bus for TestGoneNotice: its servers, and how a role
 // connects to one of them.
@@ -139,7 +99,7 @@ func TestGoneNotice(t *testing.T) {
 				return nc
 			}
 			const ttl = 30 * time.Second
-			dialer := &killDialer{}
+			dialer := &crashdial.Dialer{}
 			victimNC := connect(first, UserOrigin, "victim", dialer)
 			victim := &Liveness{NC: victimNC, Node: "victim", TTL: ttl}
 			observer := &Liveness{NC: connect(last, UserOrigin, "observer", nil), Node: "observer", TTL: ttl}
@@ -171,7 +131,7 @@ func TestGoneNotice(t *testing.T) {
 				<-observer.Changed()
 			}
 
-			dialer.kill()
+			dialer.Cut()
 			select {
 			case <-observer.Changed():
 			case <-time.After(15 * time.Second):
@@ -192,7 +152,7 @@ func TestGoneNotice(t *testing.T) {
 			// every TTL/4): it must not go out, untagged, on the new
 			// connection and hide that connection's notice below.
 			time.Sleep(ttl/4 + 200*time.Millisecond)
-			dialer.revive()
+			dialer.Revive()
 			testkit.WaitFor(t, time.Minute, "the observer holds the reconnected victim again", func() bool { return observer.Holds(rec) })
 			if victim.Instance() != rec.Instance {
 				t.Fatal("the victim drew a new instance for a dropped connection")
@@ -203,7 +163,7 @@ func TestGoneNotice(t *testing.T) {
 			for len(observer.Changed()) > 0 {
 				<-observer.Changed()
 			}
-			dialer.kill()
+			dialer.Cut()
 			testkit.WaitFor(t, 15*time.Second, "the victim's second cut noticed (its heartbeats' TTL is 30 s)", func() bool {
 				return !observer.Holds(rec)
 			})
@@ -269,19 +229,8 @@ func TestParseGoneNotice(t *testing.T) {
 }
 
 func FuzzParseGoneNotice(f *testing.F) {
-	f.Add([]byte("0123456789abcdef origin 1"))
-	f.Add([]byte("0123456789abcdef"))
-	f.Add([]byte("a.b origin"))
-	f.Add([]byte(""))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		g, ok := parseGoneNotice(b)
-		if !ok {
-			return
-		}
-		if again, ok := parseGoneNotice(g.marshal()); !ok || again != g {
-			t.Fatalf("%q: %+v does not round-trip: %+v %v", b, g, again, ok)
-		}
-	})
+	fuzzRoundTrip(f, parseGoneNotice, goneNotice.marshal,
+		"0123456789abcdef origin 1", "0123456789abcdef", "a.b origin", "")
 }
 
 // TestGoneRevival: after a death notice for the connection of a node's last
@@ -339,7 +288,7 @@ func TestBeatOnReconnect(t *testing.T) {
 		return nc
 	}
 	const ttl = time.Hour
-	dialer := &killDialer{}
+	dialer := &crashdial.Dialer{}
 	victim := &Liveness{NC: connect("victim", dialer), Node: "victim", TTL: ttl}
 	observer := &Liveness{NC: connect("observer", nil), Node: "observer", TTL: ttl}
 	for _, l := range []*Liveness{observer, victim} {
@@ -351,9 +300,9 @@ func TestBeatOnReconnect(t *testing.T) {
 	rec := Owner{Node: "victim", Instance: victim.Instance()}
 	testkit.WaitFor(t, 10*time.Second, "the observer hears the victim", func() bool { return observer.Holds(rec) })
 	testkit.WaitFor(t, 10*time.Second, "interest in the notices", func() bool { return s.Interest(GoneSubject) >= 2 })
-	dialer.kill()
+	dialer.Cut()
 	testkit.WaitFor(t, 10*time.Second, "the victim's cut noticed", func() bool { return !observer.Holds(rec) })
-	dialer.revive()
+	dialer.Revive()
 	testkit.WaitFor(t, 20*time.Second, "a heartbeat on the new connection (the next on the clock is 15 minutes away)", func() bool {
 		return observer.Holds(rec)
 	})

@@ -26,15 +26,21 @@ func startJS(t *testing.T) (jetstream.JetStream, context.Context) {
 	return js, ctx
 }
 
+// mustStart starts r or fails the test.
+func mustStart(ctx context.Context, t *testing.T, r *Registry) *Registry {
+	t.Helper()
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // TestBucketSettingsMismatch: a node whose TTLs or replicas differ from the
 // buckets' refuses to start, naming the key, and leaves the buckets as they were.
 func TestBucketSettingsMismatch(t *testing.T) {
 	t.Parallel()
 	js, ctx := startJS(t)
-	first := &Registry{JS: js, LeaseTTL: 3 * time.Second, StateTTL: time.Hour}
-	if err := first.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	mustStart(ctx, t, &Registry{JS: js, LeaseTTL: 3 * time.Second, StateTTL: time.Hour})
 	same := &Registry{JS: js, LeaseTTL: 5 * time.Second, StateTTL: time.Hour}
 	if err := same.Start(ctx); err != nil {
 		t.Fatalf("a node with the same bucket settings (lease_ttl is pacing only): %v", err)
@@ -99,10 +105,7 @@ func TestBucketsFromBeforeEdgeLiveness(t *testing.T) {
 func TestStateExpires(t *testing.T) {
 	t.Parallel()
 	js, ctx := startJS(t)
-	r := &Registry{JS: js, StateTTL: time.Second}
-	if err := r.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	r := mustStart(ctx, t, &Registry{JS: js, StateTTL: time.Second})
 	if err := r.PutState(ctx, "live/once", PlaylistState{NextMSN: 3, Epoch: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -127,10 +130,7 @@ func TestStateBucketUpgrade(t *testing.T) {
 	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketState, History: 1, Replicas: 1, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatal(err)
 	}
-	r := &Registry{JS: js, StateTTL: 2 * time.Hour}
-	if err := r.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	mustStart(ctx, t, &Registry{JS: js, StateTTL: 2 * time.Hour})
 	kv, _ := js.KeyValue(ctx, BucketState)
 	st, err := kv.Status(ctx)
 	if err != nil || st.TTL() != 2*time.Hour {
@@ -187,10 +187,7 @@ func TestRecoverOwner(t *testing.T) {
 func TestOwnerRecordOfAFailedAcquire(t *testing.T) {
 	t.Parallel()
 	js, ctx := startJS(t)
-	r := &Registry{JS: js, LeaseTTL: time.Second}
-	if err := r.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	r := mustStart(ctx, t, &Registry{JS: js, LeaseTTL: time.Second})
 	kv, err := js.KeyValue(ctx, BucketOwners)
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/internal/crashdial"
 	"github.com/streamgrid/streamgrid/internal/media"
 	"github.com/streamgrid/streamgrid/origin"
 )
@@ -28,12 +28,12 @@ const simRegistryTimeout = 5 * time.Second
 type simConn struct {
 	nc, regNC *nats.Conn
 	reg       *bus.Registry
-	dialer    *crashDialer
+	dialer    *crashdial.Dialer
 }
 
 // dialSim connects a simulated node named name and starts its registry.
 func dialSim(ctx context.Context, urls []string, name string, rc registryConfig) (*simConn, error) {
-	d := &crashDialer{}
+	d := &crashdial.Dialer{}
 	opts := bus.ConnOptions{URLs: urls, Name: name, ConnectTimeout: 10 * time.Second, Dialer: d, Log: slog.New(slog.DiscardHandler)}
 	nc, err := bus.Connect(opts)
 	if err != nil {
@@ -56,47 +56,13 @@ func dialSim(ctx context.Context, urls []string, name string, rc registryConfig)
 // crash cuts both connections' sockets at once, as the kernel does when
 // it reaps a process killed with SIGKILL: nothing more is written, nothing
 // flushed. close must follow soon, before the clients dial again.
-func (c *simConn) crash() { c.dialer.cut() }
+func (c *simConn) crash() { c.dialer.Cut() }
 
 // close closes both connections (see internal/node Crash); after crash it
 // sends nothing.
 func (c *simConn) close() {
 	c.nc.Close()
 	c.regNC.Close()
-}
-
-// crashDialer dials TCP and keeps the connections, so that crash can cut
-// them. nats.Conn.Close would flush first, which blocks for as long as a
-// busy server does not read.
-type crashDialer struct {
-	d     net.Dialer
-	mu    sync.Mutex
-	conns []net.Conn
-	dead  bool
-}
-
-func (d *crashDialer) Dial(network, address string) (net.Conn, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.dead {
-		return nil, errors.New("crashed")
-	}
-	c, err := d.d.Dial(network, address)
-	if err == nil {
-		d.conns = append(d.conns, c)
-	}
-	return c, err
-}
-
-// cut closes every connection dialled and refuses new ones.
-func (d *crashDialer) cut() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.dead = true
-	for _, c := range d.conns {
-		_ = c.Close()
-	}
-	d.conns = nil
 }
 
 // registryOps is how many messages the node's registry connection sent:
