@@ -131,14 +131,9 @@ func (c *Camera) Start(ctx context.Context) error {
 	if c.done != nil {
 		return errors.New("camera already started")
 	}
-	if c.Log == nil {
-		c.Log = slog.New(slog.DiscardHandler)
-	}
-	clip, err := clipOrSample(c.Clip)
-	if err != nil {
+	if err := sourceDefaults(&c.Log, &c.Clip); err != nil {
 		return err
 	}
-	c.Clip = clip
 	if c.Loops < 0 {
 		return fmt.Errorf("invalid Loops %d", c.Loops)
 	}

@@ -85,14 +85,9 @@ func (s *CameraServer) Start() error {
 	if s.done != nil {
 		return errors.New("camera server already started")
 	}
-	if s.Log == nil {
-		s.Log = slog.New(slog.DiscardHandler)
-	}
-	clip, err := clipOrSample(s.Clip)
-	if err != nil {
+	if err := sourceDefaults(&s.Log, &s.Clip); err != nil {
 		return err
 	}
-	s.Clip = clip
 	s.Path = strings.Trim(s.Path, "/")
 	if s.Path == "" {
 		s.Path = "stream1"
@@ -101,6 +96,7 @@ func (s *CameraServer) Start() error {
 		return errors.New("set both UDPRTPAddress and UDPRTCPAddress, or neither")
 	}
 	s.audio = !s.NoAudio && s.Clip.AudioConfig != nil && len(s.Clip.Audio) > 0
+	var err error
 	if s.tracks, err = newRTPTracks(s.Clip, s.audio); err != nil {
 		return err
 	}

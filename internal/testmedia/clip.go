@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -110,6 +111,21 @@ func (c *Clip) Head(n int) *Clip {
 var loadSample = sync.OnceValues(func() (*Clip, error) {
 	return ParseClip(bytes.NewReader(sampleTS))
 })
+
+// sourceDefaults fills in what a Camera and a CameraServer default alike:
+// a logger that discards, and the sample clip when clip is nil (checked
+// for video either way).
+func sourceDefaults(log **slog.Logger, clip **Clip) error {
+	if *log == nil {
+		*log = slog.New(slog.DiscardHandler)
+	}
+	c, err := clipOrSample(*clip)
+	if err != nil {
+		return err
+	}
+	*clip = c
+	return nil
+}
 
 // clipOrSample returns clip, or the sample clip (Load) when clip is nil, and
 // checks that it has video.
