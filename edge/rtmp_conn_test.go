@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluenviron/gortmplib"
 	"github.com/bluenviron/gortmplib/pkg/message"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,17 +66,25 @@ func TestRTMPFastPathSamePackets(t *testing.T) {
 	}
 }
 
+// startRTMPPublication starts an edge and publishes h264_aac.ts to it on
+// path over RTMP, leaving the connection open.
+func startRTMPPublication(t *testing.T, path string) (*Edge, *clip, *gortmplib.Client) {
+	t.Helper()
+	_, e := startBusEdge(t, nil)
+	c := loadClip(t, "h264_aac.ts")
+	cl, err := publishRTMP(t, e.RTMPAddr(), path, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, c, cl
+}
+
 // TestRTMPAcknowledgements: the publisher sets a window of 2.5 MB (as
 // gortmplib's client and OBS do); after more than that, the edge must
 // acknowledge the bytes it received on the real connection, or a client
 // that waits for acknowledgements stalls.
 func TestRTMPAcknowledgements(t *testing.T) {
-	_, e := startBusEdge(t, nil)
-	c := loadClip(t, "h264_aac.ts")
-	cl, err := publishRTMPURL(t, "rtmp://"+e.RTMPAddr().String()+"/live/ack", nil, c, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, c, cl := startRTMPPublication(t, "live/ack")
 	// 3 MB more in 100 kB frames, on the fast path.
 	nalu := make([]byte, 100_000)
 	nalu[0] = 0x01 // a non-IDR slice
@@ -119,12 +128,7 @@ func TestRTMPAcknowledgements(t *testing.T) {
 // chunk on a chunk stream that never had a fmt 0) ends the publication at
 // once, counted as one undecodable message, not as a run of them.
 func TestRTMPProtocolErrorEnds(t *testing.T) {
-	_, e := startBusEdge(t, nil)
-	c := loadClip(t, "h264_aac.ts")
-	cl, err := publishRTMPURL(t, "rtmp://"+e.RTMPAddr().String()+"/live/broken", nil, c, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, _, cl := startRTMPPublication(t, "live/broken")
 	if _, err := cl.NetConn().Write([]byte{1<<6 | 40, 0, 0, 0, 0, 0, 1, 9}); err != nil {
 		t.Fatal(err)
 	}
