@@ -88,30 +88,13 @@ type answer struct {
 	wrote bool
 }
 
-type rec struct {
-	hdr   http.Header
-	code  int
-	body  bytes.Buffer
-	wrote bool
-}
-
-func (r *rec) Header() http.Header { return r.hdr }
-func (r *rec) WriteHeader(c int) {
-	if !r.wrote {
-		r.code, r.wrote = c, true
-	}
-}
-
-func (r *rec) Write(b []byte) (int, error) {
-	r.WriteHeader(http.StatusOK)
-	return r.body.Write(b)
-}
-
 func get(h handler, name string) answer {
-	r := &rec{hdr: http.Header{}}
+	// A zero ResponseRecorder keeps Code 0 until something is written,
+	// where NewRecorder's says 200.
+	r := &httptest.ResponseRecorder{Body: new(bytes.Buffer)}
 	req := httptest.NewRequest(http.MethodGet, "/"+name, nil)
 	h.Handle(r, req)
-	return answer{code: r.code, hdr: r.hdr, body: r.body.Bytes(), wrote: r.wrote}
+	return answer{code: r.Code, hdr: r.Header(), body: r.Body.Bytes(), wrote: r.Code != 0}
 }
 
 func loadClip(t *testing.T) *testmedia.Clip {
