@@ -17,17 +17,13 @@ import (
 // behind: no listener, no collector in the registry, no segment folder, no
 // goroutine.
 func TestStartUndoesOnFailure(t *testing.T) {
-	taken, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer taken.Close()
+	taken := testkit.TakenAddr(t)
 	for _, tc := range []struct {
 		name string
 		mod  func(t *testing.T, o *Origin, b *testBus)
 		want string
 	}{
-		{"listen", func(_ *testing.T, o *Origin, _ *testBus) { o.HTTPAddress = taken.Addr().String() }, "listen"},
+		{"listen", func(_ *testing.T, o *Origin, _ *testBus) { o.HTTPAddress = taken }, "listen"},
 		// The bus connection closed: the origin's own liveness cannot subscribe.
 		{"liveness", func(_ *testing.T, o *Origin, _ *testBus) { o.NC.Close() }, "liveness"},
 		// A shared liveness that works, but the registry's connection is closed.
@@ -60,7 +56,7 @@ func TestStartUndoesOnFailure(t *testing.T) {
 			if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
 				t.Errorf("segment folder left behind: %v %v", ents, err)
 			}
-			if o.AdvertiseHTTP != "" && o.AdvertiseHTTP != taken.Addr().String() {
+			if o.AdvertiseHTTP != "" && o.AdvertiseHTTP != taken {
 				ln, err := net.Listen("tcp", o.AdvertiseHTTP)
 				if err != nil {
 					t.Fatalf("the listener is still open: %v", err)

@@ -13,15 +13,11 @@ import (
 // taken), every part started before it is closed again: its listeners
 // refuse connections.
 func TestStartUndoesOnFailure(t *testing.T) {
-	taken, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer taken.Close()
+	taken := testkit.TakenAddr(t)
 	c := allInOneConfig(t)
-	c.API.Address = taken.Addr().String()
+	c.API.Address = taken
 	n := &Node{Config: c, Role: RoleRun, Log: testkit.Logger(t)}
-	err = testkit.StartRefused(t, n.Start, n.Close) // on a taken API port
+	err := testkit.StartRefused(t, n.Start, n.Close) // on a taken API port
 	if !strings.HasPrefix(err.Error(), "api:") {
 		t.Fatalf("err = %v, want the API step's", err)
 	}

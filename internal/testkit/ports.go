@@ -33,3 +33,15 @@ func FreeUDPPair(t testing.TB) (rtp, rtcp int) {
 	t.Fatal("no free UDP port pair")
 	return 0, 0
 }
+
+// TakenAddr returns the address of a loopback TCP port held open until the
+// test ends, for a test of a Start that must fail to listen there.
+func TakenAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l.Addr().String()
+}
