@@ -2,13 +2,11 @@ package rtmpchunk
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"io"
 	"testing"
 	"time"
 
-	"github.com/bluenviron/gortmplib/pkg/bytecounter"
 	"github.com/bluenviron/gortmplib/pkg/rawmessage"
 )
 
@@ -80,20 +78,11 @@ func FuzzRoundTrip(f *testing.F) {
 		got := readAll(t, &Reader{R: bytes.NewReader(data), BufferSize: 512})
 
 		var want []Message
-		br := bytecounter.NewReader(bytes.NewReader(data))
-		lr := rawmessage.NewReader(br, br, func(uint32) error { return nil })
-		for {
-			m, err := lr.Read()
-			if err != nil {
-				break
-			}
-			if m.Type == TypeSetChunkSize {
-				if err := lr.SetChunkSize(binary.BigEndian.Uint32(m.Body)); err != nil {
-					t.Fatal(err)
-				}
-			}
+		if err := libRead(data, func(m *rawmessage.Message) {
 			want = append(want, Message{ChunkStreamID: uint32(m.ChunkStreamID), Timestamp: uint32(m.Timestamp / time.Millisecond),
 				Type: m.Type, StreamID: m.MessageStreamID, Body: m.Body})
+		}); err != nil {
+			t.Fatal(err)
 		}
 		if len(got) != len(msgs) || len(want) != len(msgs) {
 			t.Fatalf("%d messages, gortmplib %d, written %d", len(got), len(want), len(msgs))

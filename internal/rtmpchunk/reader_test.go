@@ -15,6 +15,28 @@ import (
 	"github.com/bluenviron/gortmplib/pkg/rawmessage"
 )
 
+// libRead reads data with gortmplib's chunk reader, applying its Set Chunk
+// Size messages, and calls each (when not nil) with every message until
+// data ends; it returns the error of a chunk size gortmplib refused.
+func libRead(data []byte, each func(*rawmessage.Message)) error {
+	br := bytecounter.NewReader(bytes.NewReader(data))
+	r := rawmessage.NewReader(br, br, func(uint32) error { return nil })
+	for {
+		m, err := r.Read()
+		if err != nil {
+			return nil
+		}
+		if m.Type == TypeSetChunkSize {
+			if err := r.SetChunkSize(binary.BigEndian.Uint32(m.Body)); err != nil {
+				return err
+			}
+		}
+		if each != nil {
+			each(m)
+		}
+	}
+}
+
 // libWrite encodes msgs with gortmplib's chunk writer, starting at
 // chunkSize; a Set Chunk Size message among them switches the writer after
 // it, as gortmplib's message.Writer does.
@@ -375,17 +397,7 @@ func BenchmarkRead(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 		b.ReportAllocs()
 		for range b.N {
-			br := bytecounter.NewReader(bytes.NewReader(data))
-			r := rawmessage.NewReader(br, br, func(uint32) error { return nil })
-			for {
-				m, err := r.Read()
-				if err != nil {
-					break
-				}
-				if m.Type == TypeSetChunkSize {
-					_ = r.SetChunkSize(binary.BigEndian.Uint32(m.Body))
-				}
-			}
+			_ = libRead(data, nil)
 		}
 	})
 }
