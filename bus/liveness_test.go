@@ -34,19 +34,27 @@ func TestLiveness(t *testing.T) {
 	if !a.Holds(Owner{Node: "a", Instance: a.Instance()}) || a.Holds(Owner{Node: "a", Instance: "former"}) {
 		t.Fatal("a's own records")
 	}
-	for len(a.Changed()) > 0 {
-		<-a.Changed()
-	}
-	b.Close()
-	select {
-	case <-a.Changed():
-	case <-time.After(5 * time.Second):
-		t.Fatal("b's death not signalled")
-	}
-	if a.Holds(recB) || slices.Contains(a.Nodes(), "b") {
-		t.Fatal("b's record still holds after b stopped")
-	}
+	seesDeath(t, a, recB, b.Close, 5*time.Second)
 	b.Close() // twice is harmless
+}
+
+// seesDeath runs kill and fails unless l signals a change within d
+// (signals from before are drained) after which rec no longer holds and its
+// node is not listed.
+func seesDeath(t *testing.T, l *Liveness, rec Owner, kill func(), d time.Duration) {
+	t.Helper()
+	for len(l.Changed()) > 0 {
+		<-l.Changed()
+	}
+	kill()
+	select {
+	case <-l.Changed():
+	case <-time.After(d):
+		t.Fatalf("%s's death not signalled in %v", rec.Node, d)
+	}
+	if l.Holds(rec) || slices.Contains(l.Nodes(), rec.Node) {
+		t.Fatalf("%s's record still holds after its death", rec.Node)
+	}
 }
 
 func FuzzParseHeartbeat(f *testing.F) {
