@@ -19,6 +19,9 @@ const (
 	DefaultReadTimeout = 10 * time.Second
 	// DefaultMediaTimeout is Edge.MediaTimeout when it is not set.
 	DefaultMediaTimeout = 10 * time.Second
+	// MaxReadInterval bounds Edge.ReadInterval: every frame may wait that
+	// long before the edge reads it.
+	MaxReadInterval = 100 * time.Millisecond
 )
 
 // FieldError is a refused configuration value; Field names the Edge field
@@ -74,6 +77,9 @@ func (e *Edge) ValidateNamed(name func(field string) string) error {
 	}
 	if e.MediaTimeout <= 0 {
 		bad("MediaTimeout", "must be a positive duration, got %s", e.MediaTimeout)
+	}
+	if e.ReadInterval < 0 || e.ReadInterval > MaxReadInterval {
+		bad("ReadInterval", "must be from 0 to %s, got %s", MaxReadInterval, e.ReadInterval)
 	}
 	if e.MaxPublishers < 0 {
 		bad("MaxPublishers", "must not be negative, got %d", e.MaxPublishers)

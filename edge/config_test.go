@@ -31,6 +31,7 @@ func TestValidate(t *testing.T) {
 		{"rtcp not rtp+1", func(e *Edge) { e.UDPRTCPAddress = ":8003" }, []string{"UDPRTPAddress"}},
 		{"rtp without rtsp", func(e *Edge) { e.RTSPAddress = "" }, []string{"UDPRTPAddress"}},
 		{"timeouts unset", func(e *Edge) { e.ReadTimeout, e.MediaTimeout = 0, -time.Second }, []string{"ReadTimeout", "MediaTimeout"}},
+		{"read interval", func(e *Edge) { e.ReadInterval = -time.Millisecond }, []string{"ReadInterval"}},
 		{"negative limit", func(e *Edge) { e.MaxPublishers = -1 }, []string{"MaxPublishers"}},
 		{"key alone", func(e *Edge) { e.TLSKey = "/etc/hostname" }, []string{"TLSCert"}},
 		{"unreadable cert", func(e *Edge) { e.TLSCert, e.TLSKey = "/nonexistent/cert.pem", "/etc/hostname" }, []string{"TLSCert"}},

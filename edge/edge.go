@@ -78,6 +78,12 @@ type Edge struct {
 	// MediaTimeout drops a publisher (or camera) that sends no media for
 	// this long, however busy it keeps its connection. Default 10 s.
 	MediaTimeout time.Duration
+	// ReadInterval spaces the socket reads of a running RTSP (TCP) or RTMP
+	// publication: after a read that emptied the socket, the next waits
+	// until this long after it, so that one read takes a frame's chunks
+	// and the audio between frames (readPacer). 0 reads as data arrives.
+	// At most MaxReadInterval.
+	ReadInterval time.Duration
 	// MaxPublishers bounds the RTSP and RTMP publishers of this edge;
 	// pulled cameras are not counted. 0 means no limit.
 	MaxPublishers int

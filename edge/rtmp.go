@@ -147,6 +147,8 @@ type deadlineConn struct {
 	buf          []byte
 	start, end   int       // unread bytes are buf[start:end]
 	readDeadline time.Time // the deadline set on the socket
+	// pace spaces the reads once the publication runs (Edge.ReadInterval).
+	pace readPacer
 }
 
 func (c *deadlineConn) Read(p []byte) (int, error) {
@@ -192,7 +194,9 @@ func (c *deadlineConn) fill(p []byte) (int, error) {
 	if !c.setup.IsZero() {
 		quickAck(c.Conn)
 	}
+	c.pace.wait()
 	n, err := c.Conn.Read(p)
+	c.pace.done(n, len(p))
 	c.total += int64(n)
 	return n, err
 }
@@ -399,6 +403,7 @@ func (r *rtmpServer) handle(conn net.Conn) {
 	ing.s = s
 	dc.setup = time.Time{}
 	dc.limit = 0
+	dc.pace.interval = r.e.ReadInterval
 	if r.slow.Load() {
 		rc = nil
 	}

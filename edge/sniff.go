@@ -25,7 +25,7 @@ func (l *sniffListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sniffConn{Conn: c, timeout: l.e.ReadTimeout}, nil
+	return &sniffConn{Conn: c, timeout: l.e.ReadTimeout, interval: l.e.ReadInterval}, nil
 }
 
 // errNotRTSP ends a connection that does not start with an RTSP request.
@@ -38,6 +38,10 @@ type sniffConn struct {
 	methodLen int
 	checked   bool
 	reads     int
+	// interval paces the reads after the first setupReads (Edge.ReadInterval):
+	// the requests up to RECORD are read as they come.
+	interval time.Duration
+	pace     readPacer
 }
 
 // setupReads is how many first reads of an RTSP connection ask for quick
@@ -57,8 +61,13 @@ func (c *sniffConn) Read(p []byte) (int, error) {
 	if c.reads < setupReads {
 		c.reads++
 		quickAck(c.Conn)
+		if c.reads == setupReads {
+			c.pace.interval = c.interval
+		}
 	}
+	c.pace.wait()
 	n, err := c.Conn.Read(p)
+	c.pace.done(n, len(p))
 	for i := 0; i < n && !c.checked; i++ {
 		switch b := p[i]; {
 		case b == ' ' && c.methodLen > 0:

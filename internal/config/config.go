@@ -140,6 +140,9 @@ type Edge struct {
 	// MediaTimeout drops a publisher (or pulled camera) that sends no media
 	// for this long, even while it keeps its connection alive.
 	MediaTimeout time.Duration `yaml:"media_timeout"`
+	// ReadInterval spaces the socket reads of a running RTSP (TCP) or RTMP
+	// publication (edge.Edge.ReadInterval); 0 reads as data arrives.
+	ReadInterval time.Duration `yaml:"read_interval"`
 	// MaxPublishers bounds the RTSP and RTMP publishers of this edge (pulled
 	// cameras are not counted); 0 means no limit.
 	MaxPublishers int `yaml:"max_publishers"`

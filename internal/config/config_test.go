@@ -114,6 +114,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"bad rtmps address", "edge:\n  rtmps_address: \":x\"\n", nil, "edge.rtmps_address"},
 		{"negative publisher limit", "edge:\n  max_publishers: -1\n", nil, "edge.max_publishers"},
 		{"no media timeout", "edge:\n  media_timeout: 0s\n", nil, "edge.media_timeout"},
+		{"read interval too long", "edge:\n  read_interval: 150ms\n", nil, "edge.read_interval"},
 		{"unknown rtsp auth", "edge:\n  rtsp_auth_methods: [ntlm]\n", nil, "edge.rtsp_auth_methods[0]"},
 		{"no rtsp auth", "edge:\n  rtsp_auth_methods: []\n", nil, "edge.rtsp_auth_methods"},
 		{"digest with a hash", "auth:\n  users:\n    - {user: u, pass: \"sha256:MMlS+rEiw/l1nwKm2Vw3WLJGtP7iOZV7LU/uRuJhcMQ=\", permissions: [{action: publish}]}\n", nil, "edge.rtsp_auth_methods"},

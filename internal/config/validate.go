@@ -187,6 +187,7 @@ func (ck *checker) edge(e Edge) {
 		RTMPAddress: e.RTMPAddress, RTSPSAddress: e.RTSPSAddress, RTMPSAddress: e.RTMPSAddress,
 		TLSCert: e.TLSCert, TLSKey: e.TLSKey,
 		ReadTimeout: e.ReadTimeout, MediaTimeout: e.MediaTimeout, MaxPublishers: e.MaxPublishers,
+		ReadInterval: e.ReadInterval,
 	}).ValidateNamed(edgeKey)
 	if err == nil {
 		return

@@ -84,7 +84,7 @@ func (n *Node) startEdge() error {
 		RTMPAddress: c.Edge.RTMPAddress, Sources: edgeSources(c.Sources), ReadTimeout: c.Edge.ReadTimeout,
 		TLSCert: c.Edge.TLSCert, TLSKey: c.Edge.TLSKey,
 		RTSPSAddress: c.Edge.RTSPSAddress, RTMPSAddress: c.Edge.RTMPSAddress,
-		MediaTimeout: c.Edge.MediaTimeout, MaxPublishers: c.Edge.MaxPublishers,
+		MediaTimeout: c.Edge.MediaTimeout, MaxPublishers: c.Edge.MaxPublishers, ReadInterval: c.Edge.ReadInterval,
 		GOPBudget: memlimit.GOPBudget(n.memLimit),
 		Auth:      n.auth, RTSPAuthMethods: c.Edge.RTSPAuthMethods, OnEvent: n.edgeEvent,
 		Log: n.Log, Metrics: n.metrics,

@@ -14,6 +14,7 @@
 # out:   $SGB/latency-MODE.json, $SGB/latency-MODE.log (the node's log) and a
 #        summary line
 # env:   NODE_ENV="VAR=value ..." extra environment for the node (streamgrid modes)
+#        PUBLISH=rtmp: the cameras publish over RTMP instead of RTSP (streamgrid modes)
 . "$(dirname "$0")/lib.sh"
 mode=${1:?usage: latency.sh lowLatency|mpegts|fmp4|nginx [CAMERAS] [VIEWERS] [DURATION]}
 n=${2:-10}
@@ -36,6 +37,7 @@ nginx)
 	for p in $NGINX_CHILDREN "$NGINX_PID"; do pids+=(--pid "$p"); done ;;
 *) echo "unknown mode $mode" >&2; exit 2 ;;
 esac
+[ "${PUBLISH:-rtsp}" != rtmp ] || [ "$mode" = nginx ] || pub=$SG_RTMP/load
 l0=$(load)
 rc=0
 "$SG" loadtest --publish "$pub" --play "$play" --cameras "$n" --viewers "$v" --duration "$dur" \
