@@ -41,7 +41,6 @@ func Default() *Config {
 			ReadTimeout: 10 * time.Second,
 
 			MediaTimeout:    10 * time.Second,
-			ReadInterval:    20 * time.Millisecond,
 			MaxPublishers:   500,
 			RTSPAuthMethods: []string{"basic", "digest"},
 			RTSPSAddress:    ":8322",
