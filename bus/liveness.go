@@ -164,11 +164,20 @@ type Liveness struct {
 	confirmed atomic.Int64
 	base      time.Time  // monotonic origin for confirmed
 	selfMu    sync.Mutex // orders a confirmation against a lapse
-	gone      goneState  // death notices (gone.go)
+	// echoAt is when the last echo of this node's own heartbeat was
+	// processed, echoLag how long after its send (both since base), and
+	// beatAt when the last heartbeat was handed to the connection,
+	// publishTook how long that took: what a lapse's warning reports, so
+	// that a lapse says which side held the heartbeat up.
+	echoAt, echoLag, beatAt, publishTook atomic.Int64
+	gone                                 goneState // death notices (gone.go)
 
-	mu        sync.Mutex
-	nodes     map[string]peer
-	lastAny   time.Time // the newest heartbeat processed, this node's echo included
+	mu    sync.Mutex
+	nodes map[string]peer
+	// lastAny is when the newest heartbeat was processed, this node's echo
+	// included (since base): atomic, so that this node's own echo is
+	// confirmed without waiting for mu, which the claimer's reads hold.
+	lastAny   atomic.Int64
 	started   time.Time
 	graceDone bool
 	changed   chan struct{}
@@ -328,7 +337,7 @@ func (l *Liveness) HoldsStream(info *StreamInfo) bool {
 
 // deadLocked: p's heartbeats stopped, judged as the package comment says.
 func (l *Liveness) deadLocked(p peer, now time.Time) bool {
-	return p.gone || now.Sub(p.last) >= p.ttl && l.lastAny.Sub(p.last) >= p.ttl
+	return p.gone || now.Sub(p.last) >= p.ttl && l.base.Add(time.Duration(l.lastAny.Load())).Sub(p.last) >= p.ttl
 }
 
 func (l *Liveness) newInstance() {
@@ -344,13 +353,17 @@ func (l *Liveness) receive(m *nats.Msg) {
 		return
 	}
 	now := time.Now()
-	l.mu.Lock()
-	l.lastAny = now
 	if hb.Node == l.Node {
-		l.mu.Unlock()
+		// Not under mu: a heartbeat's echo must not wait for the readers
+		// of the other nodes' liveness (the claimer's, many a second).
+		l.lastAny.Store(int64(now.Sub(l.base)))
 		l.confirm(hb)
 		return
 	}
+	l.mu.Lock()
+	// Under mu with the peer's record, so that nobody sees this heartbeat
+	// counted as the newest before it is counted as the peer's.
+	l.lastAny.Store(int64(now.Sub(l.base)))
 	p, seen := l.nodes[hb.Node]
 	fresh := !seen || p.instance != hb.Instance
 	if !fresh && p.gone && (hb.Conn == p.conn || hb.Conn == "") {
@@ -455,11 +468,27 @@ func (l *Liveness) check() {
 		return
 	}
 	old := l.Instance()
+	confirmed := time.Duration(l.confirmed.Load())
 	l.newInstance()
 	l.confirmed.Store(0)
 	l.selfMu.Unlock()
+	now := time.Since(l.base)
+	ago := func(v *atomic.Int64) time.Duration { return (now - time.Duration(v.Load())).Round(time.Millisecond) }
+	heard := ago(&l.lastAny)
+	var pending int
+	if l.sub != nil {
+		pending, _, _ = l.sub.Pending()
+	}
+	// What held the heartbeat up: echo_ago against heard_ago says whether
+	// this node still hears the others (its own heartbeats are not coming
+	// back: the publish side) or nobody (the receive side); pending is how
+	// many heartbeats wait for the handler.
 	l.Log.Warn("this node's liveness lapsed (paused, starved or cut off from the bus): its streams are given up",
-		"node", l.Node, "instance", old, "ttl", l.TTL)
+		"node", l.Node, "instance", old, "ttl", l.TTL,
+		"confirmed_ago", (now - confirmed).Round(time.Millisecond), "echo_ago", ago(&l.echoAt),
+		"echo_lag", time.Duration(l.echoLag.Load()).Round(time.Millisecond), "heard_ago", heard,
+		"beat_ago", ago(&l.beatAt), "publish_took", time.Duration(l.publishTook.Load()).Round(time.Microsecond),
+		"pending", pending)
 	if l.OnLapse != nil {
 		l.OnLapse()
 	}
@@ -487,12 +516,18 @@ func (l *Liveness) beat() {
 	b := heartbeat{Node: l.Node, Instance: l.Instance(), TTLms: l.TTL.Milliseconds(), Sent: int64(sent), Roles: l.roles,
 		Conn: tag}.marshal()
 	_ = l.NC.Publish(AliveSubject, b) // a failure confirms nothing: check notices the lapse
+	l.beatAt.Store(int64(sent))
+	l.publishTook.Store(int64(time.Since(l.base) - sent))
 }
 
 // confirm extends this node's liveness from the moment hb, its own
 // heartbeat's echo, was sent.
 func (l *Liveness) confirm(hb heartbeat) {
 	sent := time.Duration(hb.Sent)
+	if now := time.Since(l.base); hb.Instance == l.Instance() {
+		l.echoAt.Store(int64(now))
+		l.echoLag.Store(int64(now - sent))
+	}
 	l.selfMu.Lock()
 	defer l.selfMu.Unlock()
 	if hb.Instance != l.Instance() || time.Since(l.base) >= sent+l.TTL || int64(sent) <= l.confirmed.Load() {

@@ -146,3 +146,25 @@ func TestRankUnchanged(t *testing.T) {
 		}
 	}
 }
+
+// TestEchoWithoutTheLock: a node's own heartbeats keep it alive while the
+// lock over the other nodes' liveness is held (the claimer reads it many
+// times a second, and a reader preempted under it on a starved machine
+// holds it long): the echo no longer waits for it.
+func TestEchoWithoutTheLock(t *testing.T) {
+	t.Parallel()
+	_, nc := startBus(t, 0)
+	l := &Liveness{NC: nc, Node: "a", TTL: 300 * time.Millisecond}
+	if err := l.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	l.mu.Lock()
+	for end := time.Now().Add(4 * l.TTL); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if !l.Alive() {
+			l.mu.Unlock()
+			t.Fatal("the node lapsed while the others' liveness was locked")
+		}
+	}
+	l.mu.Unlock()
+}
