@@ -261,14 +261,15 @@ func TestOwnerTakeOverAndFencing(t *testing.T) {
 	if _, err := r.AcquireOwner(ctx, "live/cam1", Owner{Node: "origin-b"}); !errors.Is(err, ErrOwned) {
 		t.Fatalf("second acquire: %v", err)
 	}
+	// One write per claim: the create, whose revision is the epoch.
 	ev := <-events
-	if ev.Rev != a.Rev && ev.Owner != nil && ev.Owner.Epoch == ev.Rev {
-		// The create, before the update that writes its epoch: announced
-		// with the create's revision as the epoch, the one the update writes.
-		ev = <-events
-	}
-	if ev.Owner == nil || ev.Owner.Node != "origin-a" || ev.Owner.Instance != "i1" || ev.Owner.Epoch != a.Owner.Epoch || ev.Rev != a.Rev {
+	if ev.Owner == nil || ev.Owner.Node != "origin-a" || ev.Owner.Instance != "i1" || ev.Owner.Epoch != a.Owner.Epoch || ev.Rev != a.Rev || a.Owner.Epoch != a.Rev {
 		t.Fatalf("event %+v (lease %+v)", ev, a)
+	}
+	select {
+	case ev := <-events:
+		t.Fatalf("a second write for one claim: %+v", ev)
+	case <-time.After(100 * time.Millisecond):
 	}
 	if err := r.PutState(ctx, "live/cam1", PlaylistState{NextMSN: 20, Epoch: a.Owner.Epoch, Node: "origin-a"}); err != nil {
 		t.Fatal(err)

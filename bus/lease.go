@@ -23,8 +23,9 @@ type Owner struct {
 	// Epoch is the fencing token: the revision at which the record was
 	// created, plus one for every take-over since (TakeOverOwner). It only
 	// grows for a path, also across a release and a new claim: a record's
-	// epoch is always below its revision, and a new record's is its
-	// creation revision, above every revision before it.
+	// epoch is at most its revision, and a new record's is its creation
+	// revision, above every revision before it. A new record is written
+	// with epoch 0 (createdEpoch reads it as its revision).
 	Epoch uint64 `json:"epoch"`
 	// Since is when the lease was acquired or taken over.
 	Since time.Time `json:"since"`
@@ -52,13 +53,13 @@ func (r *Registry) acquire(ctx context.Context, kv jetstream.KeyValue, key strin
 	if err != nil {
 		return nil, fmt.Errorf("bus: acquire %s: %w", key, err)
 	}
-	// Record the fencing epoch inside the value with the first renewal.
+	// The fencing epoch is the create's revision. It is not written into
+	// the record: every reader takes an epoch-0 record's revision for it
+	// (createdEpoch), and every later write (a take-over, a standby edge
+	// joining) writes the epoch it read. Writing it too was a second
+	// replicated write per claim, delivered again to every watcher.
 	o.Epoch = rev
-	l := &Lease{Key: key, Owner: o, Rev: rev}
-	if err := r.renew(ctx, kv, l); err != nil {
-		return nil, err
-	}
-	return l, nil
+	return &Lease{Key: key, Owner: o, Rev: rev}, nil
 }
 
 func (r *Registry) renew(ctx context.Context, kv jetstream.KeyValue, l *Lease) error {
@@ -267,13 +268,12 @@ func ownerEvent(path string, v []byte, rev uint64) (OwnerEvent, bool) {
 	return OwnerEvent{Path: path, Owner: &o}, true
 }
 
-// createdEpoch gives a record written by acquire's create, and not yet by
-// its update (epoch 0), its epoch: the create's revision, the one the
-// update writes. An acquire whose update failed (a timeout) leaves such a
-// record for good; taken for unannounced, it was owned by nobody anyone
-// saw, and every later create failed on it: the stream was never owned
-// again. Read as the epoch it stands for, its node's liveness decides as
-// for any record (the node takes it over itself, or others do when it died).
+// createdEpoch gives a record written by acquire's create (epoch 0) its
+// epoch: the create's revision. acquire writes nothing more, so such a
+// record keeps its create revision until it is rewritten, and every
+// rewrite (take-over, standby) writes an epoch. (Builds before 847b24b
+// wrote the epoch with an update after the create and took an epoch-0
+// record for one not yet announced: they must not run beside this one.)
 func createdEpoch(o *Owner, rev uint64) {
 	if o.Epoch == 0 {
 		o.Epoch = rev

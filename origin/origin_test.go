@@ -3,6 +3,7 @@ package origin
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -735,7 +736,18 @@ func TestRewrittenRecordIsReleased(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Update(ctx, key, e.Value(), e.Revision()); err != nil {
+	// Rewritten as a renewal writes it (bus.Registry.RenewOwner): the
+	// epoch in the value (a claim's record holds 0, read as its create
+	// revision).
+	var rec bus.Owner
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Epoch == 0 {
+		rec.Epoch = e.Revision()
+	}
+	v, _ := json.Marshal(rec)
+	if _, err := kv.Update(ctx, key, v, e.Revision()); err != nil {
 		t.Fatal(err)
 	}
 	// The rewrite reaches o's owner watch; a claim of a second stream after
