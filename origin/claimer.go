@@ -67,11 +67,12 @@ type claimer struct {
 	lastScan  time.Time
 	scanLater <-chan time.Time
 
-	// peers is the live origins (bus.Liveness.Nodes) as of peersAt, for
-	// the ranking, with their names' hashes: read once per peersFresh, not
-	// once per path.
-	peers   []rankedPeer
-	peersAt time.Time
+	// peers is the live origins other than this one (bus.Liveness.Nodes)
+	// as of peersAt, for the ranking, with their names' hashes: read once
+	// per peersFresh, not once per path. selfHash is this origin's.
+	peers    []rankedPeer
+	peersAt  time.Time
+	selfHash uint64
 }
 
 // instanceKey names a node instance; instanceRecords are the paths of the

@@ -1,11 +1,14 @@
 package origin
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/streamgrid/streamgrid/bus"
 	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
@@ -49,4 +52,49 @@ func TestClaimsBeyondTheInFlightBound(t *testing.T) {
 		claimVideo(t, ctx, reg, fmt.Sprintf("live/many%03d", i))
 	}
 	testkit.WaitFor(t, 20*time.Second, "every stream claimed", func() bool { return len(o.Streams()) == n })
+}
+
+// TestClaimFallsBackInRankOrder: when the origins a path ranks first do
+// not claim it (here they drain), the others try in rank order a node TTL
+// apart, not all at once: the third-ranked origin claims two TTLs after
+// the stream appeared, not one. (Every origin trying one TTL after the
+// first was a claim per origin per stream when the bus was slower than a
+// TTL to show the first's claim: docs/cluster.md.)
+func TestClaimFallsBackInRankOrder(t *testing.T) {
+	checkLeaks(t)
+	b := startBus(t, time.Minute)
+	const ttl = 400 * time.Millisecond
+	const path = "live/ranked"
+	names := []string{"r1", "r2", "r3"}
+	slices.SortFunc(names, func(x, y string) int { return cmp.Compare(bus.Rank(y, path), bus.Rank(x, path)) })
+	var origins []*Origin
+	for _, n := range names {
+		origins = append(origins, b.origin(n, func(o *Origin) { o.NodeTTL = ttl }))
+	}
+	time.Sleep(3 * ttl) // past every origin's grace: each has heard the others
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, o := range origins[:2] {
+		if err := o.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, reg := b.client()
+	start := time.Now()
+	claimVideo(t, ctx, reg, path)
+	testkit.WaitFor(t, 10*time.Second, names[2]+" claims "+path, serving(origins[2], path))
+	if took := time.Since(start); took < 2*ttl {
+		t.Fatalf("the third-ranked origin claimed %v after the stream appeared: before the second-ranked one's turn ended (%v)", took, 2*ttl)
+	}
+}
+
+// TestClaimSlotsShareTheCluster: an origin's claims under way are its share
+// of the cluster's bound, within [minClaimsInFlight, maxClaimsInFlight].
+func TestClaimSlotsShareTheCluster(t *testing.T) {
+	for _, tc := range []struct{ others, want int }{{0, maxClaimsInFlight}, {9, 32}, {39, 8}, {99, minClaimsInFlight}, {999, minClaimsInFlight}} {
+		c := &claimer{peers: make([]rankedPeer, tc.others), peersAt: time.Now().Add(time.Hour)}
+		if got := c.claimSlots(); got != tc.want {
+			t.Errorf("%d other origins: %d claims at a time, want %d", tc.others, got, tc.want)
+		}
+	}
 }

@@ -29,6 +29,14 @@ const (
 	// timeout, instead of all at once, where they time out together and are
 	// retried together.
 	maxClaimsInFlight = 32
+	// clusterClaimsInFlight bounds the claims the whole cluster has under
+	// way at once: each origin takes its share of it (claimSlots), at
+	// least minClaimsInFlight and at most maxClaimsInFlight. With a
+	// hundred origins a ramp of new streams (or the take-over of several
+	// dead origins) then reaches the bus as a few hundred operations at a
+	// time, not 32 per origin.
+	clusterClaimsInFlight = 320
+	minClaimsInFlight     = 4
 )
 
 // rankedPeer is a live origin and its name's hash (bus.HashName).
@@ -44,61 +52,83 @@ const peersFresh = 50 * time.Millisecond
 // first says whether this origin ranks first for path among the live
 // origins (rendezvous hashing): the one that takes a dead node's stream
 // over at once.
-func (c *claimer) first(path string) bool {
+func (c *claimer) first(path string) bool { return c.rank(path) == 0 }
+
+// rank is how many live origins path ranks above this one (rendezvous
+// hashing): 0 for the first.
+func (c *claimer) rank(path string) int {
+	c.refreshPeers()
+	hp := bus.HashName(path)
+	mine := bus.RankHashed(c.selfHash, hp)
+	above := 0
+	for _, p := range c.peers {
+		if bus.RankHashed(p.hash, hp) > mine {
+			above++
+		}
+	}
+	return above
+}
+
+// refreshPeers reads the live origins other than this one again when the
+// list is older than peersFresh.
+func (c *claimer) refreshPeers() {
 	if now := time.Now(); now.Sub(c.peersAt) > peersFresh {
+		if c.selfHash == 0 {
+			c.selfHash = bus.HashName(c.o.Node)
+		}
 		names := c.o.live.NodesWith(bus.RoleOrigin)
 		c.peers = c.peers[:0]
 		for _, n := range names {
-			c.peers = append(c.peers, rankedPeer{name: n, hash: bus.HashName(n)})
+			if n != c.o.Node {
+				c.peers = append(c.peers, rankedPeer{name: n, hash: bus.HashName(n)})
+			}
 		}
 		c.peersAt = now
 	}
-	hp := bus.HashName(path)
-	mine := bus.RankHashed(bus.HashName(c.o.Node), hp)
-	for _, p := range c.peers {
-		if p.name != c.o.Node && bus.RankHashed(p.hash, hp) > mine {
-			return false
-		}
-	}
-	return true
+}
+
+// claimSlots is how many claims this origin may have under way: its share
+// of clusterClaimsInFlight among the live origins.
+func (c *claimer) claimSlots() int {
+	c.refreshPeers()
+	return min(maxClaimsInFlight, max(minClaimsInFlight, clusterClaimsInFlight/(len(c.peers)+1)))
 }
 
 // alone reports whether no other origin is alive, as of the list first
-// read (call first before it).
-func (c *claimer) alone() bool {
-	for _, p := range c.peers {
-		if p.name != c.o.Node {
-			return false
-		}
-	}
-	return true
-}
+// read (call first or rank before it).
+func (c *claimer) alone() bool { return len(c.peers) == 0 }
 
 func (c *claimer) schedule(path string) {
 	if c.o.draining.Load() {
 		return
 	}
 	// The origin the path ranks first among the live ones tries first (a
-	// dead node's stream: at once); the others a node TTL later, in case it
-	// is full, loaded or dead too. So a batch of streams costs about one
-	// claim each, not one per origin, and a dead node's streams spread.
-	// A claim put off while the first-ranked origin seemed alive is brought
-	// forward once this one ranks first.
+	// dead node's stream: at once); the others in their rank's order, a
+	// node TTL apart (the second a TTL later, the third two, ...), in case
+	// the ones before are full, loaded or dead too. So a batch of streams
+	// costs about one claim each, not one per origin, and a dead node's
+	// streams spread; and when the bus is slow to show a claim (a claim
+	// and its watch taking longer than a TTL), the next origin joins it,
+	// not every origin at once: a pile-up of conflicting claims, each a
+	// registry operation, was what held a slow bus up for good (a ramp of
+	// 10 000 streams on 100 origins, docs/cluster.md). A claim put off is
+	// brought forward when the origins before it die (it ranks higher
+	// now).
 	_, takeover := c.owner[path]
-	if _, ok := c.pending[path]; ok {
-		if takeover && c.first(path) {
-			c.setPending(path, time.Now())
-		}
-		return
-	}
-	first := c.first(path)
+	r := c.rank(path)
 	delay := time.Duration(c.o.load()+len(c.pending))*claimStep + tieBreak(c.o.Node, path)
 	delay = min(delay, c.o.Registry.LeaseTTL)
 	switch {
-	case first && (takeover || c.alone()):
+	case r == 0 && (takeover || c.alone()):
 		delay = 0
-	case !first:
-		delay += c.o.live.TTL
+	case r > 0:
+		delay += time.Duration(r) * c.o.live.TTL
+	}
+	if at, ok := c.pending[path]; ok {
+		if t := time.Now().Add(delay); t.Before(at) {
+			c.setPending(path, t)
+		}
+		return
 	}
 	// A peer better suited to the stream (placement.go) gets a head start of
 	// a lease TTL: longer than its own claim delay, so it normally wins;
@@ -140,14 +170,15 @@ func (c *claimer) arm() {
 	}
 }
 
-// claimDue starts the claims that are due, as many as maxClaimsInFlight
+// claimDue starts the claims that are due, as many as claimSlots
 // allows (the rest when claims under way are done), and points the timer
 // at the next one.
 func (c *claimer) claimDue() {
 	now := time.Now()
+	slots := c.claimSlots()
 	var next time.Time
 	for path, t := range c.pending {
-		if t.After(now) || c.inFlight >= maxClaimsInFlight {
+		if t.After(now) || c.inFlight >= slots {
 			if next.IsZero() || t.Before(next) {
 				next = t
 			}
@@ -161,7 +192,7 @@ func (c *claimer) claimDue() {
 			next = t
 		}
 	}
-	c.blocked = c.inFlight >= maxClaimsInFlight && !next.IsZero() && !next.After(now)
+	c.blocked = c.inFlight >= slots && !next.IsZero() && !next.After(now)
 	if c.blocked {
 		next = time.Time{} // due now: done wakes the loop when a slot frees
 	}
