@@ -79,6 +79,10 @@ type ControlPlaneConfig struct {
 	Progress io.Writer
 	// Log receives the run's warnings. Default: discard.
 	Log *slog.Logger
+	// LapseDump, when set, is a file that gets every goroutine's stack
+	// when the first simulated node's own liveness lapses: what the
+	// process was doing while a heartbeat's echo was late.
+	LapseDump string
 }
 
 func (c ControlPlaneConfig) withDefaults() (ControlPlaneConfig, error) {
@@ -160,6 +164,9 @@ func RunControlPlane(ctx context.Context, cfg ControlPlaneConfig) (*ControlPlane
 	cp := &controlPlane{cfg: cfg, urls: cfg.Bus, pids: cfg.PIDs, metrics: prometheus.NewRegistry(),
 		logs: newCountingHandler(cfg.Log.Handler())}
 	cp.cfg.Log = slog.New(cp.logs)
+	if cfg.LapseDump != "" {
+		cp.logs.c.onWarn = dumpOnFirstLapse(cfg.LapseDump, cp.cfg.Log)
+	}
 	began := time.Now()
 	if len(cp.urls) == 0 {
 		dir, err := os.MkdirTemp("", "sg-controlplane-")

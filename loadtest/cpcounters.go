@@ -3,6 +3,8 @@ package loadtest
 import (
 	"context"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"sync"
 
@@ -63,6 +65,9 @@ type countingHandler struct {
 type logCounts struct {
 	mu sync.Mutex
 	n  map[string]int
+	// onWarn, when set, sees every record at Warn and above (after it is
+	// counted), on the logging goroutine.
+	onWarn func(slog.Record)
 }
 
 func newCountingHandler(next slog.Handler) *countingHandler {
@@ -77,7 +82,11 @@ func (h *countingHandler) Handle(ctx context.Context, r slog.Record) error {
 	if r.Level >= slog.LevelWarn {
 		h.c.mu.Lock()
 		h.c.n[r.Message]++
+		f := h.c.onWarn
 		h.c.mu.Unlock()
+		if f != nil {
+			f(r)
+		}
 	}
 	if !h.next.Enabled(ctx, r.Level) {
 		return nil
@@ -102,4 +111,32 @@ func (h *countingHandler) counts() map[string]int {
 		out[k] = v
 	}
 	return out
+}
+
+// lapseWarning begins the warning bus.Liveness logs when a node's own
+// liveness lapsed.
+const lapseWarning = "this node's liveness lapsed"
+
+// dumpOnFirstLapse returns an onWarn hook that writes every goroutine's
+// stack to path at the first lapse warning, once.
+func dumpOnFirstLapse(path string, log *slog.Logger) func(slog.Record) {
+	var once sync.Once
+	return func(r slog.Record) {
+		if !strings.HasPrefix(r.Message, lapseWarning) {
+			return
+		}
+		once.Do(func() {
+			f, err := os.Create(path)
+			if err == nil {
+				err = pprof.Lookup("goroutine").WriteTo(f, 2)
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+			}
+			if err != nil {
+				// log is the handler that called us: a goroutine of its own.
+				go log.Error("goroutine dump at the first lapse failed", "file", path, "err", err)
+			}
+		})
+	}
 }

@@ -7,11 +7,14 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 const controlPlaneUsage = `usage: streamgrid loadtest --control-plane --streams N --origins O --edges E
@@ -64,6 +67,9 @@ func controlPlaneMain(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.NodeTTL, "node-ttl", 0, "the origins' and edges' liveness TTL, bus.node_ttl (default 750ms)")
 	fs.IntVar(&cfg.OriginCapacity, "origin-capacity", 0, "each origin's origin.capacity (default: twice what the surviving origins need)")
 	cpuProfile := fs.String("cpuprofile", "", "write the simulator's CPU profile (every simulated node, not the bus) to this file")
+	mutexProfile := fs.String("mutexprofile", "", "write the simulator's mutex contention profile to this file")
+	blockProfile := fs.String("blockprofile", "", "write the simulator's blocking profile (waits of 1 ms and more) to this file")
+	fs.StringVar(&cfg.LapseDump, "lapse-dump", "", "write every goroutine's stack to this file when a simulated node's own liveness first lapses")
 	opts.addFlags(fs)
 	if code := parseArgs(fs, args, stderr); code >= 0 {
 		return code
@@ -75,6 +81,31 @@ func controlPlaneMain(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		defer stopProfile()
+	}
+	for _, p := range []struct {
+		path, name string
+		on         func()
+	}{
+		{*mutexProfile, "mutex", func() { runtime.SetMutexProfileFraction(5) }},
+		{*blockProfile, "block", func() { runtime.SetBlockProfileRate(int(time.Millisecond)) }},
+	} {
+		if p.path == "" {
+			continue
+		}
+		p.on()
+		defer func() {
+			if err := writeProfile(p.name, p.path); err != nil {
+				fmt.Fprintf(stderr, "loadtest: %v\n", err)
+			}
+		}()
+	}
+	if os.Getenv("GOGC") == "" {
+		// A hundred simulated nodes share this process' heap and its
+		// collector, which a real node has for itself: with the default
+		// the collector took 9-11 % of the simulator's CPU in a ramp of
+		// 10 000 streams (docs/cluster.md), CPU the nodes' heartbeats
+		// wait for. Memory is not what a simulation runs short of.
+		debug.SetGCPercent(400)
 	}
 	if cfg.Duration == 0 {
 		fmt.Fprintln(stderr, "loadtest: --duration is required (see --control-plane --help)")
@@ -113,6 +144,8 @@ func (r *ControlPlaneReport) WriteTable(w io.Writer) {
 	}
 	row("bus CPU (steady)", "%s over %gs; after the kill %s", cores(r.BusCPUCores), r.SteadyWindowS, cores(r.BusCPUCoresAfterKill))
 	row("simulator CPU", "%.3f cores", r.SimCPUCores)
+	row("scheduling latency", "p50 %g ms, p99 %g ms, p99.9 %g ms, worst 1 s p99 %g ms; GC %.0f %% of the simulator's CPU",
+		r.SimSched.P50MS, r.SimSched.P99MS, r.SimSched.P999MS, r.SimSched.WorstP99MS, 100*r.SimSched.GCCPUFraction)
 	row("registry ops", "%.1f/s (%.3f per stream per s); deliveries to the nodes %.1f/s",
 		r.KVOpsPerS, r.KVOpsPerStreamS, r.KVDeliveriesPerS)
 	row("heartbeats", "%.1f/s sent by the origins and edges, %.1f/s delivered to them", r.HeartbeatsPerS, r.HeartbeatDeliveriesPerS)
@@ -139,6 +172,19 @@ func (r *ControlPlaneReport) WriteTable(w io.Writer) {
 		row("note", "%s", n)
 	}
 	tw.Flush()
+}
+
+// writeProfile writes the runtime profile name (mutex, block) to path.
+func writeProfile(name, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	err = pprof.Lookup(name).WriteTo(f, 0)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // startCPUProfile profiles this process into path until the returned

@@ -44,6 +44,10 @@ type ControlPlaneReport struct {
 	// window: when it nears the machine's cores, the simulation, not the
 	// bus, is the bottleneck.
 	SimCPUCores float64 `json:"sim_cpu_cores"`
+	// SimSched is how long the simulator's goroutines (every node's
+	// heartbeats among them) waited, runnable, for a CPU over the whole
+	// run, and the GC's share of its CPU: a starved simulator shows here.
+	SimSched SchedLatency `json:"sim_sched"`
 	// KVOpsPerS is the registry operations the simulated nodes sent per
 	// second (creates, updates, puts, deletes, gets: one message each on
 	// their registry connections); KVOpsPerStreamS divides it by Streams.
@@ -110,6 +114,7 @@ type cpSample struct {
 	hbIn     uint64
 	bucketSq map[string]uint64
 	bucketAt time.Time // when bucketSq was read (it takes requests)
+	sched    schedSample
 }
 
 // sampleEvery samples until ctx ends.
@@ -128,7 +133,7 @@ func (cp *controlPlane) sampleEvery(ctx context.Context, every time.Duration) {
 
 // sample reads the bus processes, this process and the counters.
 func (cp *controlPlane) sample(ctx context.Context) {
-	s := cpSample{at: time.Now()}
+	s := cpSample{at: time.Now(), sched: readSched()}
 	for _, pid := range cp.pids {
 		cpu, rss, err := readProcUsage("/proc", pid)
 		if err != nil {
@@ -168,6 +173,11 @@ func (cp *controlPlane) fillReport(rep *ControlPlaneReport, t0, allOwned, killed
 	cp.mu.Lock()
 	samples := cp.samples
 	cp.mu.Unlock()
+	scheds := make([]schedSample, 0, len(samples))
+	for _, s := range samples {
+		scheds = append(scheds, s.sched)
+	}
+	rep.SimSched = schedLatency(scheds)
 	if killed.IsZero() {
 		killed = time.Now()
 	}
