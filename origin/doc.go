@@ -30,13 +30,17 @@
 // starved, cut off) stops the packaging of that stream at once; HTTP
 // answers also stop the moment the liveness lapses.
 //
-// A new stream: every origin with room tries to create its record after a
-// delay that grows with its load, so the least loaded origin usually wins;
-// the registry's create-if-absent arbitrates ties. A dead node's streams
-// (no heartbeat for its NodeTTL): each survivor takes at once those whose
-// path ranks it first among the live origins (rendezvous hashing), by
-// compare-and-set on the record with the epoch + 1; the others wait a
-// NodeTTL more, in case the first is full or dead too. A new owner fetches
+// A new stream: the origin its path ranks first among the live origins
+// (rendezvous hashing) tries to create its record after a delay that grows
+// with its load; the others follow in rank order, a NodeTTL apart, while
+// nobody has (in case those before are full or dead); the registry's
+// create-if-absent arbitrates ties. The record is written once: its create
+// revision is the epoch. A dead node's streams (no heartbeat for its
+// NodeTTL, or its connection's death notice): each survivor takes at once
+// those whose path ranks it first among the live origins, by
+// compare-and-set on the record with the epoch + 1; the others follow in
+// rank order, a NodeTTL apart. An origin has its share of
+// clusterClaimsInFlight claims under way at most. A new owner fetches
 // the last GOP from the edge and feeds it first, so packaging starts
 // without waiting for the next keyframe.
 //
