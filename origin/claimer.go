@@ -3,6 +3,7 @@ package origin
 import (
 	"context"
 	"errors"
+	"hash/fnv"
 	"time"
 
 	"github.com/streamgrid/streamgrid/bus"
@@ -104,7 +105,11 @@ func (c *claimer) run() {
 	defer c.timer.Stop()
 	resync := time.NewTicker(c.o.Registry.LeaseTTL)
 	defer resync.Stop()
-	resyncs := 0
+	// The full scans of the origins fall on different resyncs (a phase
+	// from the node's name): origins started together (a cluster, or the
+	// hundred of a simulation in one process) scan every record at
+	// different moments, not all at once.
+	resyncs := fullScanPhase(c.o.Node)
 	var rewatch <-chan time.Time
 
 	for {
@@ -484,4 +489,12 @@ func (c *claimer) drop(stale map[string]ownerRecord, deadStreams map[string]uint
 			c.o.Log.Debug("removing a dead origin's owner record failed", "stream", path, "err", err)
 		}
 	}
+}
+
+// fullScanPhase is where node's full scans fall among fullScanEvery
+// resyncs.
+func fullScanPhase(node string) int {
+	h := fnv.New32a()
+	h.Write([]byte(node))
+	return int(h.Sum32() % fullScanEvery)
 }

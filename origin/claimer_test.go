@@ -98,3 +98,24 @@ func TestClaimSlotsShareTheCluster(t *testing.T) {
 		}
 	}
 }
+
+// TestFullScansSpread: origins' full scans fall on different resyncs, so
+// that origins started together do not all scan every record at once.
+func TestFullScansSpread(t *testing.T) {
+	seen := map[int]int{}
+	for i := range 100 {
+		p := fullScanPhase(fmt.Sprintf("sim-origin%04d", i+1))
+		if p < 0 || p >= fullScanEvery {
+			t.Fatalf("phase %d", p)
+		}
+		seen[p]++
+	}
+	for p, n := range seen {
+		if n > 25 {
+			t.Errorf("%d of 100 origins scan fully on resync %d of every %d", n, p, fullScanEvery)
+		}
+	}
+	if len(seen) < fullScanEvery/2 {
+		t.Errorf("100 origins' full scans fall on %d of %d resyncs", len(seen), fullScanEvery)
+	}
+}
