@@ -33,7 +33,7 @@
 // this edge's liveness lapsed: watchLiveness in edge.go). A second
 // publisher on a live path is refused; a record left by a dead edge is
 // removed first. The edge keeps each stream's last GOP (and the complete
-// one before it, see gopCache) and answers bus.FetchGOP with them.
+// one before it, see internal/gop) and answers bus.FetchGOP with them.
 //
 // Camera pulls are leased (bus.Registry AcquireSource): every edge may list
 // the same cameras, one pulls each, and another takes over when it dies

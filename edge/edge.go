@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/internal/gop"
 )
 
 // Edge ingests camera streams (RTSP and RTMP publishers, pulled RTSP
@@ -113,7 +114,7 @@ type Edge struct {
 	rtmps   *rtmpServer // RTMP over TLS
 	lastGen atomic.Uint64
 	// gopBudget is GOPBudget, shared by every stream's GOP cache.
-	gopBudget *gopBudget
+	gopBudget *gop.Budget
 
 	// live is Live, or the edge's own liveness (ownLive).
 	live    *bus.Liveness
@@ -154,8 +155,8 @@ func (e *Edge) Start() error {
 	}
 
 	e.m = newMetrics(e.Node)
-	e.gopBudget = &gopBudget{limit: e.GOPBudget, shed: e.m.gopShed}
-	e.m.gopBytes = e.gopBudget.bytes
+	e.gopBudget = &gop.Budget{Limit: e.GOPBudget, Shed: e.m.gopShed}
+	e.m.gopBytes = e.gopBudget.Bytes
 	e.m.all = append(e.m.all, streamCollector{e})
 	if err := e.m.register(e.Metrics); err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/internal/gop"
 	"github.com/streamgrid/streamgrid/internal/media"
 )
 
@@ -86,7 +87,7 @@ type stream struct {
 
 	mu            sync.Mutex
 	norm          *normalizer
-	gop           *gopCache
+	gop           *gop.Cache
 	closed        bool
 	publishFailed bool
 	seen          struct{ discont, dtsErr, params uint64 }
@@ -136,7 +137,7 @@ func (e *Edge) openStream(req streamRequest) (*stream, error) {
 		mDecodeErrors: e.m.decodeErrors.WithLabelValues(req.protocol),
 		mLost:         e.m.packetsLost.WithLabelValues(req.protocol),
 		norm:          norm,
-		gop:           newGOPCache(norm.primary, defaultGOPBytes, e.gopBudget),
+		gop:           gop.NewCache(norm.primary, gop.DefaultBytes, e.gopBudget),
 		changed:       make(chan struct{}, 1),
 		done:          make(chan struct{}),
 	}
@@ -385,7 +386,7 @@ func (s *stream) close(reason error) {
 		<-s.done
 		_ = s.gopSub.Unsubscribe() // fails only when the connection is closed
 		s.mu.Lock()
-		s.gop.reset() // its bytes go back to the edge's GOP budget
+		s.gop.Reset() // its bytes go back to the edge's GOP budget
 		s.mu.Unlock()
 
 		ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
@@ -494,7 +495,7 @@ func (s *stream) afterPush(pkt *media.Packet, reason dropReason) {
 		s.packetsOut.Add(1)
 		m.published.Inc()
 	}
-	s.gop.add(pkt)
+	s.gop.Add(pkt)
 }
 
 // decodeError counts a packet the ingest could not decode.
@@ -509,7 +510,7 @@ func (s *stream) gopSnapshot() []*media.Packet {
 	// The origin asking subscribed just before: from the next packet on,
 	// the publisher must see its interest.
 	s.pub.Recheck()
-	return s.gop.snapshot()
+	return s.gop.Snapshot()
 }
 
 func (s *stream) status() StreamStatus {
