@@ -558,6 +558,15 @@ func (l *Liveness) expire() {
 	}
 }
 
+// Settled says whether Grace has passed since Start: from then on the list
+// of live nodes (NodesWith) holds every node whose heartbeats go on, not
+// only those heard since Start.
+func (l *Liveness) Settled() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.graceDone
+}
+
 // Nodes lists the nodes alive now, this one included while it is.
 func (l *Liveness) Nodes() []string { return l.NodesWith("") }
 

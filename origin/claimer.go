@@ -74,6 +74,10 @@ type claimer struct {
 	peers    []rankedPeer
 	peersAt  time.Time
 	selfHash uint64
+	// peersSig is the other live origins' names as standbysMoved last saw
+	// them (their hashes' sum and count): it looks again at every standby
+	// only when they changed.
+	peersSig [2]uint64
 }
 
 // instanceKey names a node instance; instanceRecords are the paths of the
@@ -103,6 +107,7 @@ func (c *claimer) run() {
 	c.done = make(chan struct{}, maxClaimsInFlight)
 	c.timer = time.NewTimer(time.Hour)
 	defer c.timer.Stop()
+	defer c.o.standby.closeAll()
 	resync := time.NewTicker(c.o.Registry.LeaseTTL)
 	defer resync.Stop()
 	// The full scans of the origins fall on different resyncs (a phase
@@ -153,6 +158,7 @@ func (c *claimer) run() {
 		case <-c.o.liveChanged:
 			c.peersAt = time.Time{}
 			c.liveChanged() // a node died (or restarted): its records hold no more
+			c.standbysMoved()
 		}
 		c.arm()
 	}
@@ -215,11 +221,13 @@ func (c *claimer) onStream(ev bus.StreamEvent) {
 		if s != nil {
 			s.setEnded(true)
 		}
+		c.standbyCheck(ev.Path)
 		return
 	}
 	c.live[ev.Path] = ev.Info
 	c.liveRev[ev.Path] = ev.Rev
 	c.index(c.byEdge, c.edgeKeyHolds, instanceKey{ev.Info.Edge, ev.Info.Instance}, ev.Path)
+	c.standbyCheck(ev.Path)
 	if s != nil {
 		s.setInfo(ev.Info)
 		s.setEnded(false)
@@ -283,6 +291,7 @@ func (c *claimer) onOwner(ev bus.OwnerEvent) {
 	}
 	if ev.Owner == nil {
 		delete(c.owner, ev.Path)
+		c.standbyCheck(ev.Path)
 		if s == nil && c.edgeAlive(ev.Path) {
 			c.schedule(ev.Path) // released: claim it
 		}
@@ -291,6 +300,7 @@ func (c *claimer) onOwner(ev bus.OwnerEvent) {
 	c.owner[ev.Path] = ownerRecord{owner: *ev.Owner, rev: ev.Rev}
 	c.index(c.byOwner, c.ownerKeyHolds, instanceKey{ev.Owner.Node, ev.Owner.Instance}, ev.Path)
 	c.o.clearRefused(ev.Path)
+	c.standbyCheck(ev.Path)
 	if !c.held(ev.Path) {
 		if c.edgeAlive(ev.Path) && s == nil {
 			c.schedule(ev.Path) // written by a node that died since
@@ -330,6 +340,9 @@ func (c *claimer) scan(full bool) {
 			c.check(path, &d)
 		}
 	}
+	for _, path := range c.o.standby.paths() {
+		c.standbyCheck(path)
+	}
 	c.cached = false
 	c.startDrop(d)
 }
@@ -357,6 +370,7 @@ func (c *claimer) liveChanged() {
 	c.cached = true // every instance was just looked at
 	for _, path := range paths {
 		c.check(path, &d)
+		c.standbyCheck(path)
 	}
 	c.cached = false
 	c.startDrop(d)

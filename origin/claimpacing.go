@@ -69,6 +69,21 @@ func (c *claimer) rank(path string) int {
 	return above
 }
 
+// firstExcept is first among the live origins other than the node named
+// except: the origin that would take path over at once should except die
+// (the warm standby, standby.go).
+func (c *claimer) firstExcept(path, except string) bool {
+	c.refreshPeers()
+	hp := bus.HashName(path)
+	mine := bus.RankHashed(c.selfHash, hp)
+	for _, p := range c.peers {
+		if p.name != except && bus.RankHashed(p.hash, hp) > mine {
+			return false
+		}
+	}
+	return true
+}
+
 // refreshPeers reads the live origins other than this one again when the
 // list is older than peersFresh.
 func (c *claimer) refreshPeers() {

@@ -29,6 +29,10 @@ type metrics struct {
 	blockTimeouts   prometheus.Counter
 	overBudget      prometheus.Counter // claims not made: the windows held MemoryBudget
 	deferred        *prometheus.CounterVec
+	// standbys is the streams this origin is the warm standby of;
+	// standbyTakeovers the take-overs that packaged a standby's GOPs.
+	standbys         prometheus.Gauge
+	standbyTakeovers prometheus.Counter
 
 	collectors []prometheus.Collector
 }
@@ -65,6 +69,13 @@ func newMetrics(node string) *metrics {
 		blockTimeouts: counter("blocking_timeouts_total", "Blocking playlist or part requests that timed out."),
 		overBudget: counter("claims_over_budget_total",
 			"Claims this origin did not make because its segment windows held its share of node.memory_limit (retried every lease TTL)."),
+		standbys: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "streamgrid", Subsystem: "origin", Name: "standbys",
+			Help:        "Streams this origin is the warm standby of (subscribed, keeping their last two GOPs).",
+			ConstLabels: labels,
+		}),
+		standbyTakeovers: counter("standby_takeovers_total",
+			"Take-overs that started packaging from this origin's standby buffer, without asking the edge for the GOP."),
 		deferred: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "streamgrid", Subsystem: "origin", Name: "claims_deferred_total",
 			Help:        "Claims this origin put off by a lease TTL because a better-suited origin had room, by kind (ladder, passthrough).",
@@ -74,7 +85,7 @@ func newMetrics(node string) *metrics {
 	m.collectors = []prometheus.Collector{
 		m.streams, m.claims, m.claimConflicts, m.claimErrors, m.releases, m.losses, m.packets, m.packetsDropped, m.writeErrors,
 		m.encodeErrors, m.recreations, m.discontinuities, m.stateErrors, m.requests, m.blockTimeouts,
-		m.deferred, m.overBudget,
+		m.deferred, m.overBudget, m.standbys, m.standbyTakeovers,
 	}
 	return m
 }

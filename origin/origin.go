@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"slices"
 	"strconv"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/internal/gop"
 	"github.com/streamgrid/streamgrid/internal/gossip"
 )
 
@@ -114,6 +116,13 @@ type Origin struct {
 	HLS HLSConfig
 	// Transcode configures ABR-ladder transcoding; no ladders: passthrough.
 	Transcode TranscodeConfig
+	// Standby lists the path patterns (path.Match on the path or its leading
+	// elements: "*" is every path) of the streams this origin keeps a warm
+	// standby for (standby.go): where it is the origin that would take the
+	// stream over, it subscribes to the stream's packets and keeps its last
+	// two GOPs, and packages them at once when it takes over. Empty: none
+	// (internal/config's default, origin.standby, is every path).
+	Standby []string
 	// Secret, when set, is the cluster's shared credential: every request
 	// must carry it in hlsproto.HeaderAuth (caches add it), else it gets 403, so that
 	// the origin port cannot bypass the caches' signed URLs. Empty: open.
@@ -148,6 +157,8 @@ type Origin struct {
 	segRoot string
 
 	tr transcoding
+	// standby is the streams this origin is the warm standby of.
+	standby standbys
 
 	mu      sync.RWMutex
 	streams map[string]*stream
@@ -184,6 +195,11 @@ func (o *Origin) applyDefaults() error {
 	o.Log = o.Log.With("component", "origin")
 	if o.Capacity <= 0 {
 		o.Capacity = DefaultCapacity
+	}
+	for _, p := range o.Standby {
+		if _, err := path.Match(p, "x"); err != nil || p == "" {
+			return fmt.Errorf("origin: Standby: bad pattern %q", p)
+		}
 	}
 	o.HLS = o.HLS.withDefaults()
 	v, err := o.HLS.validate()
@@ -264,6 +280,8 @@ func (o *Origin) acquire() (streams <-chan bus.StreamEvent, owners <-chan bus.Ow
 	}
 	undo = append(undo, o.removeSegments)
 	o.m = newMetrics(o.Node)
+	o.standby = standbys{media: o.Media, budget: &gop.Budget{Limit: o.MemoryBudget / 4},
+		onCount: func(n int) { o.m.standbys.Set(float64(n)) }}
 	if err := o.setupTranscode(); err != nil {
 		return nil, nil, err
 	}
@@ -371,6 +389,7 @@ func (o *Origin) Drain(ctx context.Context) error {
 	if !o.draining.Swap(true) {
 		o.Log.Info("origin draining")
 		o.poke(o.metaChanged)
+		o.poke(o.rescan) // the claimer drops the standbys: a draining origin takes nothing over
 	}
 	for _, s := range o.snapshotStreams() {
 		s.stop(stopRelease)

@@ -143,7 +143,7 @@ func (s *stream) runInner() error {
 	// Live packets wait in the queue until the GOP is packaged.
 	s.procMu.Lock()
 	s.inline.Store(s.plan == nil) // stopping a transcoder may take seconds: never on an edge's goroutine
-	sub, err := s.subscribe()
+	sub, warm, err := s.subscribe()
 	if err != nil {
 		s.procMu.Unlock()
 		s.release()
@@ -151,7 +151,7 @@ func (s *stream) runInner() error {
 	}
 	s.announce(initial)
 
-	s.feedGOP()
+	s.feedGOP(warm)
 	s.drain(false)
 	s.procMu.Unlock()
 	reason, mode := s.loop()
@@ -209,18 +209,24 @@ func (s *stream) claim() (bus.PlaylistState, error) {
 	return initial, nil
 }
 
-// subscribe starts the stream's packets flowing into the queue. It makes
-// sure the server has the subscription before the GOP is asked for, so
-// nothing falls between the GOP and the live packets.
-func (s *stream) subscribe() (bus.MediaSubscription, error) {
-	sub, err := s.o.Media.SubscribeMedia(s.path, s.enqueue)
+// subscribe starts the stream's packets flowing into the queue. When this
+// origin was the stream's warm standby, it adopts the standby's
+// subscription and returns the GOPs the standby kept (warm): the live
+// packets follow them without a gap. Otherwise it subscribes and makes sure
+// the server has the subscription before the GOP is asked for, so nothing
+// falls between the GOP and the live packets.
+func (s *stream) subscribe() (sub bus.MediaSubscription, warm []*media.Packet, err error) {
+	if sub, warm, ok := s.o.standby.adopt(s.path, s.enqueue); ok {
+		return sub, warm, nil
+	}
+	sub, err = s.o.Media.SubscribeMedia(s.path, s.enqueue)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := s.o.NC.FlushTimeout(time.Second); err != nil {
 		s.log.Debug("bus flush after subscribing failed", "err", err)
 	}
-	return sub, nil
+	return sub, nil, nil
 }
 
 // announce starts answering requests for the claimed stream.
@@ -236,9 +242,19 @@ func (s *stream) announce(initial bus.PlaylistState) {
 		"discontinuity", initial.Discontinuity)
 }
 
-// feedGOP packages the edge's last GOP first, so the stream starts without
-// waiting for the next keyframe. Live packets it already held are skipped.
-func (s *stream) feedGOP() {
+// feedGOP packages the last GOPs first, so the stream starts without
+// waiting for the next keyframe: those the warm standby kept (warm), else
+// the edge's, asked for on the bus. Live packets they already held are
+// skipped.
+func (s *stream) feedGOP(warm []*media.Packet) {
+	if len(warm) > 0 {
+		s.o.m.standbyTakeovers.Inc()
+		s.log.Debug("GOP from the warm standby", "packets", len(warm))
+		for _, p := range warm {
+			s.handlePacket(p, true)
+		}
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), gopTimeout)
 	defer cancel()
 	go func() {
