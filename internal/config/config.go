@@ -174,7 +174,11 @@ type Origin struct {
 	// SegmentDir is the folder for segment_store disk and auto; empty: the
 	// system's temporary folder (streamgrid-segments in it).
 	SegmentDir string `yaml:"segment_dir"`
-	HLS        HLS    `yaml:"hls"`
+	// Standby lists the path patterns of the streams this origin keeps a
+	// warm standby for (origin.Origin.Standby): path.Match on the path or
+	// its leading elements, "*" every path (the default). Empty: none.
+	Standby []string `yaml:"standby"`
+	HLS     HLS      `yaml:"hls"`
 	// Transcode configures ABR-ladder transcoding; without ladders every
 	// stream is packaged as it comes (passthrough).
 	Transcode Transcode `yaml:"transcode"`

@@ -276,3 +276,31 @@ func TestSegmentFolder(t *testing.T) {
 		}
 	}
 }
+
+// origin.standby is every path by default; an empty list in the file or in
+// the environment turns it off, and a bad pattern is refused.
+func TestOriginStandby(t *testing.T) {
+	if got := mustLoad(t, "", nil).Origin.Standby; !reflect.DeepEqual(got, []string{"*"}) {
+		t.Fatalf("default origin.standby %q, want [*]", got)
+	}
+	dir := t.TempDir()
+	write := func(body string) string {
+		p := filepath.Join(dir, "sg.yml")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if got := mustLoad(t, write("origin:\n  standby: []\n"), nil).Origin.Standby; len(got) != 0 {
+		t.Fatalf("standby: [] loaded as %q", got)
+	}
+	if got := mustLoad(t, write("origin:\n  standby: [\"cams/*\"]\n"), nil).Origin.Standby; !reflect.DeepEqual(got, []string{"cams/*"}) {
+		t.Fatalf("standby: [cams/*] loaded as %q", got)
+	}
+	if got := mustLoad(t, "", []string{"SG_ORIGIN_STANDBY="}).Origin.Standby; len(got) != 0 {
+		t.Fatalf("SG_ORIGIN_STANDBY= loaded as %q", got)
+	}
+	if _, err := Load(write("origin:\n  standby: [\"[\"]\n"), nil); err == nil || !strings.Contains(err.Error(), "origin.standby[0]") {
+		t.Fatalf("a bad pattern: %v", err)
+	}
+}

@@ -50,6 +50,7 @@ func Default() *Config {
 			HTTPAddress:  "127.0.0.1:8889",
 			Capacity:     origin.DefaultCapacity,
 			SegmentStore: SegmentStoreAuto,
+			Standby:      []string{"*"},
 			// Same fields as the origin's, so a conversion: a field the
 			// origin adds does not compile here until it is added here.
 			HLS: HLS(origin.DefaultHLS()),

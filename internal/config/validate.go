@@ -255,6 +255,13 @@ func (ck *checker) origin(o Origin) {
 	if o.SegmentDir != "" && !filepath.IsAbs(o.SegmentDir) {
 		ck.bad("origin.segment_dir", "must be an absolute path, got %q", o.SegmentDir)
 	}
+	for i, p := range o.Standby {
+		if p == "" {
+			ck.bad(fmt.Sprintf("origin.standby[%d]", i), "must not be empty")
+			continue
+		}
+		ck.pattern(fmt.Sprintf("origin.standby[%d]", i), p)
+	}
 	h := o.HLS
 	before := len(ck.errs)
 	ck.oneOf("origin.hls.variant", h.Variant, origin.VariantLowLatency, origin.VariantFMP4, origin.VariantMPEGTS)

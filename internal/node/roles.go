@@ -27,6 +27,7 @@ func (n *Node) startOrigin() error {
 		NodeTTL: c.Bus.NodeTTL, Live: n.live,
 		SegmentDir:  c.Origin.SegmentFolder(),
 		SegmentAuto: c.Origin.SegmentStore == config.SegmentStoreAuto,
+		Standby:     c.Origin.Standby,
 		HLS:         origin.HLSConfig(c.Origin.HLS),
 		Transcode:   originTranscode(c.Origin.Transcode),
 		Secret:      c.Auth.OriginSecret,
