@@ -107,6 +107,8 @@ func (g *flightGroup) do(ctx context.Context, key string, lookup func() *object,
 		return f.obj, res, f.err
 	case <-ctx.Done():
 		return nil, res, ctx.Err()
+	case <-routeChangedOf(ctx):
+		return nil, res, errRouteChanged
 	}
 }
 

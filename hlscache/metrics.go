@@ -47,6 +47,7 @@ type metrics struct {
 	shedBytes        prometheus.Counter
 	routes           prometheus.GaugeFunc
 	held             prometheus.Gauge
+	rerouted         prometheus.Counter
 	fetches          prometheus.GaugeFunc
 	deniedVec        *prometheus.CounterVec
 	connsRefused     prometheus.Counter
@@ -121,6 +122,8 @@ func newMetrics(node string, routes, inFlight func() float64) *metrics {
 			"Bytes of cached objects dropped because the node's memory neared its limit (node.memory_limit)."),
 		routes: o.gaugeFunc("streamgrid_cache_routes", "Streams with a known owner.", routes),
 		held:   o.gauge("streamgrid_cache_held_requests", "Viewer requests held while their stream fails over."),
+		rerouted: o.counter("streamgrid_cache_rerouted_total",
+			"Viewer requests that stopped waiting for an owner's answer because their stream moved to a new owner (or lost its owner) meanwhile, and were asked again of the new one."),
 		upstreamSeconds: prometheus.NewHistogramVec(o.histogram("streamgrid_cache_upstream_fetch_seconds",
 			"Duration of origin requests other than blocking playlist reloads, by kind and result (ok, error).",
 			[]float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}), []string{"kind", "result"}),
@@ -152,7 +155,7 @@ func newMetrics(node string, routes, inFlight func() float64) *metrics {
 
 func (m *metrics) collectors() []prometheus.Collector {
 	out := []prometheus.Collector{m.requests, m.servedBytes, m.upstreamRequests, m.upstreamErrors,
-		m.lruBytes, m.lruObjects, m.lruEvictions, m.lruExpired, m.shedBytes, m.routes, m.held, m.fetches,
+		m.lruBytes, m.lruObjects, m.lruEvictions, m.lruExpired, m.shedBytes, m.routes, m.held, m.rerouted, m.fetches,
 		m.deniedVec, m.connsRefused, m.upstreamWaiting, m.upstreamSeconds, m.blockingSeconds}
 	return append(out, m.extra...)
 }

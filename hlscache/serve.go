@@ -137,7 +137,11 @@ func (c *Cache) serveFailover(p *pending) (outcome, verdict) {
 // serveOwnerDown make of it, or the upstream's error.
 func (c *Cache) serveRouted(p *pending) (outcome, verdict) {
 	p.attempts++
-	obj, res, err := c.lookup(p.ctx, p.rt, p.req)
+	obj, res, err := c.lookupRouted(p)
+	if errors.Is(err, errRouteMoved) {
+		c.m.rerouted.Inc()
+		return 0, again
+	}
 	if re := (*requestError)(nil); errors.As(err, &re) {
 		writeText(p.w, re.status, re.msg)
 		return outcomeRefused, answered
@@ -176,6 +180,52 @@ func (c *Cache) serveRouted(p *pending) (outcome, verdict) {
 	p.w.Header().Set("X-Cache", res.String())
 	writeText(p.w, status, msg)
 	return outcomeError, answered
+}
+
+// errRouteChanged: a routing change came while the request waited for its
+// upstream answer (flightGroup.do, when the context carries the change's
+// channel); errRouteMoved: that change moved the request's stream to
+// another owner, or off every owner.
+var (
+	errRouteChanged = errors.New("routing changed")
+	errRouteMoved   = errors.New("the stream's route moved")
+)
+
+// routeChangedKey carries, in a request's context, the channel closed at the
+// next routing change (routeTable.resolve).
+type routeChangedKey struct{}
+
+// routeChangedOf is the routing-change channel ctx carries; nil (never
+// ready) when it carries none.
+func routeChangedOf(ctx context.Context) <-chan struct{} {
+	ch, _ := ctx.Value(routeChangedKey{}).(<-chan struct{})
+	return ch
+}
+
+// lookupRouted is lookup from p.rt, given up when the stream's route moves
+// before the answer came: the owner watch named a new owner (it took the
+// stream over from one that stalled: a paused process, a host gone without
+// closing its connections) or gossip counted the owner dead. The request
+// is then asked again at once of the new owner (errRouteMoved), instead of
+// waiting out the upstream deadline (UpstreamTimeout, plus BlockingHold for
+// a blocking reload) for an answer that comes late or never. A change of
+// another stream's route only renews the channel waited on. The fetch
+// itself carries on for its other waiters, bounded by its own deadline.
+func (c *Cache) lookupRouted(p *pending) (*object, fetchResult, error) {
+	asked := p.req.hls // boundBlocking may turn a blocking reload plain: the new owner gets it as asked
+	for {
+		ctx := context.WithValue(p.ctx, routeChangedKey{}, p.changed)
+		obj, res, err := c.lookup(ctx, p.rt, p.req)
+		if !errors.Is(err, errRouteChanged) {
+			return obj, res, err
+		}
+		rt, prev, st, changed := c.routes.resolve(p.req.stream, time.Now())
+		if st != routeOK || rt != p.rt {
+			p.req.hls = asked
+			return nil, res, errRouteMoved
+		}
+		p.prev, p.changed = prev, changed
+	}
 }
 
 // starting reports an answer of an owner that took the stream over a moment

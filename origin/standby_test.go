@@ -118,3 +118,40 @@ func TestStandbyMatch(t *testing.T) {
 		}
 	}
 }
+
+// The bus's cost of a standby: a second copy of the stream's media leaves
+// the bus for the standby. Measured on the bus server's bytes out over 4 s
+// of the clip in real time, with the owner alone and with its standby too
+// (the figures are logged; docs/cluster.md quotes them).
+func TestStandbyBusCost(t *testing.T) {
+	testkit.Slow(t) // 8 s of real-time media
+	c := loadClip(t)
+	b := startBus(t, time.Second)
+	on := func(o *Origin) { o.Standby = []string{"*"} }
+	a := b.origin("a", on)
+	p := newPublisherNoGOP(t, b, c, camPath, 1)
+	testkit.WaitFor(t, 5*time.Second, "claim", serving(a, camPath))
+	p.background(0, 60*time.Second)
+	testkit.WaitFor(t, 10*time.Second, "first segment", ready(a, camPath))
+	out := func() float64 {
+		v, err := b.srv.NATS().Varz(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := v.OutBytes
+		time.Sleep(4 * time.Second)
+		v, err = b.srv.NATS().Varz(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return float64(v.OutBytes-before) / 4
+	}
+	alone := out()
+	bo := b.origin("b", on)
+	testkit.WaitFor(t, 10*time.Second, "b is the standby", func() bool { return standbyPackets(bo, camPath) > 0 })
+	with := out()
+	t.Logf("bus bytes out: owner alone %.0f kB/s, owner and standby %.0f kB/s (×%.2f)", alone/1000, with/1000, with/alone)
+	if with < 1.5*alone {
+		t.Errorf("the standby added %.0f kB/s to %.0f kB/s: it does not seem to receive the stream", (with-alone)/1000, alone/1000)
+	}
+}
