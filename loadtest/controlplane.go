@@ -75,6 +75,11 @@ type ControlPlaneConfig struct {
 	// OriginCapacity is each origin's origin.capacity. Default: twice what
 	// the origins left after the kill need, so capacity never decides.
 	OriginCapacity int
+	// Standby is the origins' origin.standby patterns (warm standby); empty:
+	// off, as before the standby existed. The simulated streams carry no
+	// media, so this measures the standbys' subscriptions and their moves,
+	// not their media.
+	Standby []string
 	// Progress receives a progress line every 2 s. Nil prints nothing.
 	Progress io.Writer
 	// Log receives the run's warnings. Default: discard.
@@ -228,7 +233,7 @@ func (cp *controlPlane) startNodes(ctx context.Context) error {
 	}
 	for i := range cp.origins {
 		start(func() (err error) {
-			cp.origins[i], err = startSimOrigin(ctx, cp.urls, fmt.Sprintf("sim-origin%04d", i+1), rc, c.OriginCapacity, c.Log)
+			cp.origins[i], err = startSimOrigin(ctx, cp.urls, fmt.Sprintf("sim-origin%04d", i+1), rc, c.OriginCapacity, c.Standby, c.Log)
 			return err
 		})
 	}
@@ -247,7 +252,7 @@ func (cp *controlPlane) run(ctx context.Context) *ControlPlaneReport {
 	c := cp.cfg
 	rep := &ControlPlaneReport{
 		Streams: c.Streams, Origins: c.Origins, Edges: c.Edges, KilledOrigins: c.KillOrigins,
-		Replicas: c.Replicas, LeaseTTLS: c.LeaseTTL.Seconds(), NodeTTLS: c.NodeTTL.Seconds(),
+		Replicas: c.Replicas, LeaseTTLS: c.LeaseTTL.Seconds(), NodeTTLS: c.NodeTTL.Seconds(), Standby: c.Standby,
 		OwnedAllAfterS: -1, SetupS: round3(cp.setup.Seconds()), MachineCPUs: runtime.NumCPU(),
 	}
 	runCtx, cancelRun := context.WithCancel(ctx)

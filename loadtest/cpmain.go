@@ -66,6 +66,8 @@ func controlPlaneMain(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", 0, "bus.lease_ttl: claim pacing and the origins' rescan period (default 3s)")
 	fs.DurationVar(&cfg.NodeTTL, "node-ttl", 0, "the origins' and edges' liveness TTL, bus.node_ttl (default 750ms)")
 	fs.IntVar(&cfg.OriginCapacity, "origin-capacity", 0, "each origin's origin.capacity (default: twice what the surviving origins need)")
+	var standby listFlag
+	fs.Var(&standby, "standby", "the origins' origin.standby patterns (repeatable or comma-separated, e.g. '*'); default none: no warm standby")
 	cpuProfile := fs.String("cpuprofile", "", "write the simulator's CPU profile (every simulated node, not the bus) to this file")
 	mutexProfile := fs.String("mutexprofile", "", "write the simulator's mutex contention profile to this file")
 	blockProfile := fs.String("blockprofile", "", "write the simulator's blocking profile (waits of 1 ms and more) to this file")
@@ -112,6 +114,7 @@ func controlPlaneMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg.Bus = busURLs
+	cfg.Standby = standby
 	var ok bool
 	if cfg.PIDs, ok = parsePIDs(pids, stderr); !ok {
 		return 2
@@ -133,8 +136,8 @@ func (r *ControlPlaneReport) WriteTable(w io.Writer) {
 		status = "FAIL"
 	}
 	row("result", "%s", status)
-	row("streams", "%d on %d origins, %d edges; node TTL %gs, R%d",
-		r.Streams, r.Origins, r.Edges, r.NodeTTLS, r.Replicas)
+	row("streams", "%d on %d origins, %d edges; node TTL %gs, R%d; warm standby %v",
+		r.Streams, r.Origins, r.Edges, r.NodeTTLS, r.Replicas, r.Standby)
 	row("owned at the end", "%d (all owned after %gs)", r.Owned, r.OwnedAllAfterS)
 	cores := func(p *float64) string {
 		if p == nil {

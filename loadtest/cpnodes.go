@@ -108,7 +108,7 @@ type simOrigin struct {
 	o    *origin.Origin
 }
 
-func startSimOrigin(ctx context.Context, urls []string, name string, rc registryConfig, capacity int, log *slog.Logger) (*simOrigin, error) {
+func startSimOrigin(ctx context.Context, urls []string, name string, rc registryConfig, capacity int, standby []string, log *slog.Logger) (*simOrigin, error) {
 	c, err := dialSim(ctx, urls, name, rc)
 	if err != nil {
 		return nil, err
@@ -119,6 +119,7 @@ func startSimOrigin(ctx context.Context, urls []string, name string, rc registry
 		Registry:    c.reg,
 		HTTPAddress: "127.0.0.1:0",
 		Capacity:    capacity,
+		Standby:     standby,
 		NodeTTL:     rc.nodeTTL,
 		Metrics:     rc.metrics,
 		Log:         log.With("node", name),

@@ -27,6 +27,8 @@ type ControlPlaneReport struct {
 	Replicas      int     `json:"replicas"`
 	LeaseTTLS     float64 `json:"lease_ttl_s"`
 	NodeTTLS      float64 `json:"node_ttl_s"`
+	// Standby is the origins' origin.standby patterns (none: off).
+	Standby []string `json:"standby,omitempty"`
 	// OwnedAllAfterS is when every stream was first owned, from the first
 	// stream's start; -1 when that never happened before the kill.
 	OwnedAllAfterS float64 `json:"owned_all_after_s"`
