@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,6 +45,9 @@ func roleConfig(t *testing.T, name string) *config.Config {
 	c.Bus.Server.Users = clusterUsers
 	c.Bus.Server.ClusterPassword = "route-test-password"
 	c.Gossip.SecretKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes
+	if os.Getenv("SG_TEST_STANDBY_OFF") != "" {
+		c.Origin.Standby = nil // the measurement's "before" (docs/cluster.md)
+	}
 	return c
 }
 
