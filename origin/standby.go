@@ -121,17 +121,25 @@ func (ss *standbys) hold(path string, info *bus.StreamInfo) error {
 	return nil
 }
 
-// drop stops being path's standby.
-func (ss *standbys) drop(path string) {
+// take removes path's standby from the map and returns it (nil: none).
+func (ss *standbys) take(path string) *standby {
 	ss.mu.Lock()
 	sb := ss.m[path]
 	delete(ss.m, path)
 	n := len(ss.m)
 	ss.mu.Unlock()
+	if sb != nil {
+		ss.onCount(n)
+	}
+	return sb
+}
+
+// drop stops being path's standby.
+func (ss *standbys) drop(path string) {
+	sb := ss.take(path)
 	if sb == nil {
 		return
 	}
-	ss.onCount(n)
 	sb.sub.Close()
 	sb.mu.Lock()
 	sb.cache.Reset() // its bytes go back to the budget
@@ -150,15 +158,10 @@ func (ss *standbys) closeAll() {
 // packets the standby kept, the older GOP first; ok false when this origin
 // was not path's standby. The caller closes the subscription.
 func (ss *standbys) adopt(path string, sink func(*media.Packet)) (sub bus.MediaSubscription, pkts []*media.Packet, ok bool) {
-	ss.mu.Lock()
-	sb := ss.m[path]
-	delete(ss.m, path)
-	n := len(ss.m)
-	ss.mu.Unlock()
+	sb := ss.take(path)
 	if sb == nil {
 		return nil, nil, false
 	}
-	ss.onCount(n)
 	sb.mu.Lock()
 	pkts = sb.cache.Snapshot()
 	sb.cache.Reset()

@@ -25,6 +25,24 @@ func standbyPackets(o *Origin, path string) int {
 	return len(sb.cache.Snapshot())
 }
 
+// standbyOn turns the warm standby on for every path.
+func standbyOn(o *Origin) { o.Standby = []string{"*"} }
+
+// startStandbyOwner starts a bus and origin a (standby on) owning camPath,
+// whose publisher plays the clip in real time and answers no GOP request,
+// and waits for a's first segment.
+func startStandbyOwner(t *testing.T) (*clip, *testBus, *Origin) {
+	t.Helper()
+	c := loadClip(t)
+	b := startBus(t, time.Second)
+	a := b.origin("a", standbyOn)
+	p := newPublisherNoGOP(t, b, c, camPath, 1)
+	testkit.WaitFor(t, 5*time.Second, "claim", serving(a, camPath))
+	p.background(0, 60*time.Second)
+	testkit.WaitFor(t, 10*time.Second, "first segment", ready(a, camPath))
+	return c, b, a
+}
+
 // The warm standby: the origin that would take a stream over keeps its last
 // GOPs, and on take-over packages them at once. The edge here answers no
 // GOP request, so without the standby the new owner's first segment waits
@@ -33,15 +51,8 @@ func standbyPackets(o *Origin, path string) int {
 func TestStandbyTakeover(t *testing.T) {
 	testkit.Slow(t) // a crash and a take-over a node TTL later
 	checkLeaks(t)
-	c := loadClip(t)
-	b := startBus(t, time.Second)
-	on := func(o *Origin) { o.Standby = []string{"*"} }
-	a := b.origin("a", on)
-	p := newPublisherNoGOP(t, b, c, camPath, 1)
-	testkit.WaitFor(t, 5*time.Second, "claim", serving(a, camPath))
-	p.background(0, 60*time.Second)
-	testkit.WaitFor(t, 10*time.Second, "first segment", ready(a, camPath))
-	bo := b.origin("b", on)
+	c, b, a := startStandbyOwner(t)
+	bo := b.origin("b", standbyOn)
 
 	// b holds the standby once its liveness settled, with two GOPs after about 2 s.
 	testkit.WaitFor(t, 10*time.Second, "b is the standby with GOPs", func() bool { return standbyPackets(bo, camPath) > 0 })
@@ -125,14 +136,7 @@ func TestStandbyMatch(t *testing.T) {
 // (the figures are logged; docs/cluster.md quotes them).
 func TestStandbyBusCost(t *testing.T) {
 	testkit.Slow(t) // 8 s of real-time media
-	c := loadClip(t)
-	b := startBus(t, time.Second)
-	on := func(o *Origin) { o.Standby = []string{"*"} }
-	a := b.origin("a", on)
-	p := newPublisherNoGOP(t, b, c, camPath, 1)
-	testkit.WaitFor(t, 5*time.Second, "claim", serving(a, camPath))
-	p.background(0, 60*time.Second)
-	testkit.WaitFor(t, 10*time.Second, "first segment", ready(a, camPath))
+	_, b, _ := startStandbyOwner(t)
 	out := func() float64 {
 		v, err := b.srv.NATS().Varz(nil)
 		if err != nil {
@@ -147,7 +151,7 @@ func TestStandbyBusCost(t *testing.T) {
 		return float64(v.OutBytes-before) / 4
 	}
 	alone := out()
-	bo := b.origin("b", on)
+	bo := b.origin("b", standbyOn)
 	testkit.WaitFor(t, 10*time.Second, "b is the standby", func() bool { return standbyPackets(bo, camPath) > 0 })
 	with := out()
 	t.Logf("bus bytes out: owner alone %.0f kB/s, owner and standby %.0f kB/s (×%.2f)", alone/1000, with/1000, with/alone)
