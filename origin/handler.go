@@ -1,6 +1,7 @@
 package origin
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"net/http"
@@ -83,7 +84,7 @@ func (o *Origin) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.touch()
-	if !s.serves() {
+	if !s.serves() && !s.awaitServing(r.Context()) {
 		// Being claimed right now: a cache routed here by the new lease
 		// should come back in a moment, not tell viewers the stream is gone.
 		w.Header().Set("Retry-After", retryAfterSec)
@@ -107,6 +108,42 @@ func (o *Origin) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		o.m.requests.WithLabelValues("segment").Inc()
 		s.serveObject(w, r, file)
 	}
+}
+
+// startingWait bounds how long a request for a stream this origin is
+// claiming waits for it to be served (awaitServing).
+const startingWait = 500 * time.Millisecond
+
+// awaitServing waits, up to startingWait, for a stream being claimed to be
+// served; false when it is not by then (or the request or the origin
+// ended). A cache follows the owner watch, so after a take-over it asks
+// the new owner as soon as the owner record names it: between that
+// compare-and-set and the announce (the playlist state read and written
+// back, two registry round trips) the answer was a 503 "stream starting",
+// and the cache asked again only after its retry interval (150 ms) — a
+// stand-still of its own, longer than the take-over itself (measured in
+// the in-process cluster test: 230 ms at the part level where the claim
+// to the first playlist took 7 ms).
+func (s *stream) awaitServing(ctx context.Context) bool {
+	deadline := time.NewTimer(startingWait)
+	defer deadline.Stop()
+	poll := time.NewTicker(5 * time.Millisecond)
+	defer poll.Stop()
+	for !s.serves() {
+		if s.o.lookup(s.path) != s {
+			return false // the claim failed: another origin owns the stream
+		}
+		select {
+		case <-poll.C:
+		case <-deadline.C:
+			return false
+		case <-ctx.Done():
+			return false
+		case <-s.o.done:
+			return false
+		}
+	}
+	return true
 }
 
 // splitRequestPath splits "/<stream path>/<file>" and validates both parts.
