@@ -155,7 +155,10 @@ func TestStandbyBusCost(t *testing.T) {
 	testkit.WaitFor(t, 10*time.Second, "b is the standby", func() bool { return standbyPackets(bo, camPath) > 0 })
 	with := out()
 	t.Logf("bus bytes out: owner alone %.0f kB/s, owner and standby %.0f kB/s (×%.2f)", alone/1000, with/1000, with/alone)
-	if with < 1.5*alone {
+	// The figure is for docs/cluster.md; on a loaded machine (-race, other
+	// tests) the publisher's pacing and the window's edges blur it, so the
+	// test only checks that the standby received a copy at all.
+	if with < 1.2*alone {
 		t.Errorf("the standby added %.0f kB/s to %.0f kB/s: it does not seem to receive the stream", (with-alone)/1000, alone/1000)
 	}
 }
