@@ -212,7 +212,6 @@ func routeChangedOf(ctx context.Context) <-chan struct{} {
 // another stream's route only renews the channel waited on. The fetch
 // itself carries on for its other waiters, bounded by its own deadline.
 func (c *Cache) lookupRouted(p *pending) (*object, fetchResult, error) {
-	asked := p.req.hls // boundBlocking may turn a blocking reload plain: the new owner gets it as asked
 	for {
 		ctx := context.WithValue(p.ctx, routeChangedKey{}, p.changed)
 		obj, res, err := c.lookup(ctx, p.rt, p.req)
@@ -221,7 +220,9 @@ func (c *Cache) lookupRouted(p *pending) (*object, fetchResult, error) {
 		}
 		rt, prev, st, changed := c.routes.resolve(p.req.stream, time.Now())
 		if st != routeOK || rt != p.rt {
-			p.req.hls = asked
+			// p.req as lookup left it (a blocking reload boundBlocking
+			// turned plain stays plain, as after serveOwnerDown): the fetch
+			// still running reads it.
 			return nil, res, errRouteMoved
 		}
 		p.prev, p.changed = prev, changed
