@@ -158,6 +158,7 @@ func (c *claimer) run() {
 		case <-c.o.liveChanged:
 			c.peersAt = time.Time{}
 			c.liveChanged() // a node died (or restarted): its records hold no more
+			c.claimDue()    // its streams' take-overs start before any standby moves
 			c.standbysMoved()
 		}
 		c.arm()
@@ -370,7 +371,6 @@ func (c *claimer) liveChanged() {
 	c.cached = true // every instance was just looked at
 	for _, path := range paths {
 		c.check(path, &d)
-		c.standbyCheck(path)
 	}
 	c.cached = false
 	c.startDrop(d)
