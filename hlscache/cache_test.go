@@ -599,7 +599,7 @@ func TestStartErrors(t *testing.T) {
 // Drain lets an in-flight request finish and refuses new connections; Close
 // after everything leaves no goroutine behind.
 func TestDrainAndClose(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(), testkit.IgnoreMemberlistProbe)
 	func() {
 		e := newEnv(t, nil)
 		const path = "/live/cam1/abc_video1_part40.mp4"

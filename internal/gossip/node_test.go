@@ -22,9 +22,7 @@ func start(t *testing.T, name string, seeds []string, key []byte) *Node {
 }
 
 func TestMembership(t *testing.T) {
-	// memberlist's Shutdown does not wait for a probe in flight: it ends on
-	// its own timer (ProbeTimeout) a moment later.
-	defer goleak.VerifyNone(t, goleak.IgnoreTopFunction("github.com/hashicorp/memberlist.(*Memberlist).probeNode"))
+	defer goleak.VerifyNone(t, testkit.IgnoreMemberlistProbe)
 	key := []byte("0123456789abcdef")
 	a := start(t, "a", nil, key)
 	defer a.Close()
