@@ -68,25 +68,32 @@ func ffmpegDecode(t *testing.T, url string) {
 
 // TestFFmpegPublishers pushes with real ffmpeg over every ingest path and
 // reads back with ffprobe and ffmpeg, which must decode without an error.
+// The paced cases run on a second node whose edge paces its reads
+// (edge.read_interval), since that changes how the RTMP and RTSP-over-TCP
+// byte streams are read.
 func TestFFmpegPublishers(t *testing.T) {
 	requireFFmpeg(t)
-	c := allInOneConfig(t)
-	n := startNode(t, c, RoleRun)
-	a := n.Addrs()
+	a := startNode(t, allInOneConfig(t), RoleRun).Addrs()
+	pc := allInOneConfig(t)
+	pc.Edge.ReadInterval = 20 * time.Millisecond
+	p := startNode(t, pc, RoleRun).Addrs()
 	cases := []struct {
 		name, codec, format, url, path, want string
 		extra                                []string
+		cache                                string
 	}{
-		{"rtsp-tcp-h264", "h264", "rtsp", "rtsp://" + a.RTSP + "/live/cam1", "live/cam1", "h264", []string{"-rtsp_transport", "tcp"}},
-		{"rtsp-udp-h264", "h264", "rtsp", "rtsp://" + a.RTSP + "/live/udp1", "live/udp1", "h264", []string{"-rtsp_transport", "udp"}},
-		{"rtmp-h264", "h264", "flv", "rtmp://" + a.RTMP + "/rtmp/c1.live", "rtmp/c1.live", "h264", nil},
-		{"rtsp-tcp-h265", "h265", "rtsp", "rtsp://" + a.RTSP + "/live/hevc", "live/hevc", "hevc", []string{"-rtsp_transport", "tcp"}},
+		{"rtsp-tcp-h264", "h264", "rtsp", "rtsp://" + a.RTSP + "/live/cam1", "live/cam1", "h264", []string{"-rtsp_transport", "tcp"}, a.Cache},
+		{"rtsp-udp-h264", "h264", "rtsp", "rtsp://" + a.RTSP + "/live/udp1", "live/udp1", "h264", []string{"-rtsp_transport", "udp"}, a.Cache},
+		{"rtmp-h264", "h264", "flv", "rtmp://" + a.RTMP + "/rtmp/c1.live", "rtmp/c1.live", "h264", nil, a.Cache},
+		{"rtsp-tcp-h265", "h265", "rtsp", "rtsp://" + a.RTSP + "/live/hevc", "live/hevc", "hevc", []string{"-rtsp_transport", "tcp"}, a.Cache},
+		{"paced-rtmp-h264", "h264", "flv", "rtmp://" + p.RTMP + "/paced/rtmp", "paced/rtmp", "h264", nil, p.Cache},
+		{"paced-rtsp-tcp-h264", "h264", "rtsp", "rtsp://" + p.RTSP + "/paced/rtsp", "paced/rtsp", "h264", []string{"-rtsp_transport", "tcp"}, p.Cache},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()
 			ffmpegPublish(t, tc.codec, tc.format, tc.url, tc.extra...)
-			url := "http://" + a.Cache + "/" + tc.path + "/index.m3u8"
+			url := "http://" + tc.cache + "/" + tc.path + "/index.m3u8"
 			took := waitPlayable(t, url, start, 20*time.Second)
 			t.Logf("%s: playlist available at the cache %v after ffmpeg started", tc.path, took.Round(time.Millisecond))
 			codecs := ffprobeCodecs(t, url)
