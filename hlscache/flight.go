@@ -73,9 +73,10 @@ func newFlightGroup() *flightGroup {
 // lock: a fetch stores its result (through lookup's store) before it leaves
 // the group, so a request arriving just after a fetch ended finds the stored
 // copy instead of starting a second fetch. Otherwise do joins the running
-// fetch for key or starts fetch in a new goroutine, and waits for it or for
-// ctx, whichever ends first.
-func (g *flightGroup) do(ctx context.Context, key string, lookup func() *object, fetch func() (*object, error)) (*object, fetchResult, error) {
+// fetch for key or starts fetch in a new goroutine, and waits for it, for
+// ctx or for changed (errRouteChanged; a nil changed never is), whichever
+// ends first.
+func (g *flightGroup) do(ctx context.Context, changed <-chan struct{}, key string, lookup func() *object, fetch func() (*object, error)) (*object, fetchResult, error) {
 	g.mu.Lock()
 	if obj := lookup(); obj != nil {
 		g.mu.Unlock()
@@ -107,7 +108,7 @@ func (g *flightGroup) do(ctx context.Context, key string, lookup func() *object,
 		return f.obj, res, f.err
 	case <-ctx.Done():
 		return nil, res, ctx.Err()
-	case <-routeChangedOf(ctx):
+	case <-changed:
 		return nil, res, errRouteChanged
 	}
 }

@@ -13,15 +13,17 @@ import (
 
 // lookup returns req's object from rt. A blocking reload is first checked
 // against its playlist's window (boundBlocking), which may answer it or
-// turn it into a plain playlist request.
-func (c *Cache) lookup(ctx context.Context, rt route, req *request) (*object, fetchResult, error) {
+// turn it into a plain playlist request. A wait for an upstream answer ends
+// with errRouteChanged when changed is closed (the next routing change;
+// nil: never).
+func (c *Cache) lookup(ctx context.Context, changed <-chan struct{}, rt route, req *request) (*object, fetchResult, error) {
 	if req.hls.Blocking() {
-		obj, res, err := c.boundBlocking(ctx, rt, req)
+		obj, res, err := c.boundBlocking(ctx, changed, rt, req)
 		if err != nil || obj != nil {
 			return obj, res, err
 		}
 	}
-	return c.get(ctx, rt, req)
+	return c.get(ctx, changed, rt, req)
 }
 
 // cacheKey names an object of one owner: objects of different owners or
@@ -42,7 +44,7 @@ func cacheKey(rt route, req *request) string {
 
 // get returns req's object from rt: from the LRU, or from the one upstream
 // fetch all concurrent requests for it share.
-func (c *Cache) get(ctx context.Context, rt route, req *request) (*object, fetchResult, error) {
+func (c *Cache) get(ctx context.Context, changed <-chan struct{}, rt route, req *request) (*object, fetchResult, error) {
 	key := cacheKey(rt, req)
 	stored := func() *object {
 		now := time.Now()
@@ -55,7 +57,7 @@ func (c *Cache) get(ctx context.Context, rt route, req *request) (*object, fetch
 	if obj := stored(); obj != nil {
 		return obj, resultHit, nil
 	}
-	return c.flights.do(ctx, key, stored,
+	return c.flights.do(ctx, changed, key, stored,
 		func() (*object, error) { return c.fetch(rt, req, key) })
 }
 

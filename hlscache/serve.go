@@ -183,24 +183,12 @@ func (c *Cache) serveRouted(p *pending) (outcome, verdict) {
 }
 
 // errRouteChanged: a routing change came while the request waited for its
-// upstream answer (flightGroup.do, when the context carries the change's
-// channel); errRouteMoved: that change moved the request's stream to
-// another owner, or off every owner.
+// upstream answer (flightGroup.do); errRouteMoved: that change moved the
+// request's stream to another owner, or off every owner.
 var (
 	errRouteChanged = errors.New("routing changed")
 	errRouteMoved   = errors.New("the stream's route moved")
 )
-
-// routeChangedKey carries, in a request's context, the channel closed at the
-// next routing change (routeTable.resolve).
-type routeChangedKey struct{}
-
-// routeChangedOf is the routing-change channel ctx carries; nil (never
-// ready) when it carries none.
-func routeChangedOf(ctx context.Context) <-chan struct{} {
-	ch, _ := ctx.Value(routeChangedKey{}).(<-chan struct{})
-	return ch
-}
 
 // lookupRouted is lookup from p.rt, given up when the stream's route moves
 // before the answer came: the owner watch named a new owner (it took the
@@ -213,8 +201,7 @@ func routeChangedOf(ctx context.Context) <-chan struct{} {
 // itself carries on for its other waiters, bounded by its own deadline.
 func (c *Cache) lookupRouted(p *pending) (*object, fetchResult, error) {
 	for {
-		ctx := context.WithValue(p.ctx, routeChangedKey{}, p.changed)
-		obj, res, err := c.lookup(ctx, p.rt, p.req)
+		obj, res, err := c.lookup(p.ctx, p.changed, p.rt, p.req)
 		if !errors.Is(err, errRouteChanged) {
 			return obj, res, err
 		}

@@ -152,12 +152,12 @@ var errOutsideWindow = &requestError{status: http.StatusBadRequest, msg: "_HLS_m
 // above). It may turn req into the plain playlist request; it returns a
 // non-nil object when the plain playlist's answer is the answer (it was no
 // 200), or errOutsideWindow.
-func (c *Cache) boundBlocking(ctx context.Context, rt route, req *request) (*object, fetchResult, error) {
+func (c *Cache) boundBlocking(ctx context.Context, changed <-chan struct{}, rt route, req *request) (*object, fetchResult, error) {
 	v := c.routes.playlistWindow(req.stream, req.file).judge(req.hls)
 	if v == windowUnknown || v == windowTooFar {
 		plain := *req
 		plain.hls = hlsproto.Directives{}
-		obj, res, err := c.get(ctx, rt, &plain)
+		obj, res, err := c.get(ctx, changed, rt, &plain)
 		if err != nil {
 			return nil, res, err
 		}
