@@ -63,3 +63,20 @@ func TestMemoryBudgetStopsClaims(t *testing.T) {
 		t.Fatal("the stream it had is gone")
 	}
 }
+
+// TestHousekeepInterval: a stream housekeeps every tenth of its idle
+// timeout, within 100 ms and 1 s (the default 10 s gives 1 s: a ticker at
+// 100 ms per owned stream was 10 wake-ups a second each).
+func TestHousekeepInterval(t *testing.T) {
+	for _, c := range []struct{ idle, want time.Duration }{
+		{10 * time.Second, time.Second},
+		{2 * time.Minute, time.Second},
+		{5 * time.Second, 500 * time.Millisecond},
+		{time.Second, 100 * time.Millisecond},
+		{300 * time.Millisecond, 100 * time.Millisecond},
+	} {
+		if got := housekeepInterval(c.idle); got != c.want {
+			t.Errorf("idle_timeout %v: housekeeping every %v, want %v", c.idle, got, c.want)
+		}
+	}
+}
