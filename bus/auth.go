@@ -43,7 +43,9 @@ func kvOpen(bucket string) []string {
 // kvRead is what reading a bucket's keys takes: direct gets.
 func kvRead(bucket string) []string {
 	s := "KV_" + bucket
-	return []string{"$JS.API.DIRECT.GET." + s + ".>", "$JS.API.STREAM.MSG.GET." + s}
+	// DIRECT.GET.<stream> alone is a get by sequence: a watch mending a
+	// loss of republished records (republish.go).
+	return []string{"$JS.API.DIRECT.GET." + s, "$JS.API.DIRECT.GET." + s + ".>", "$JS.API.STREAM.MSG.GET." + s}
 }
 
 // kvWatch is what a watcher takes: an ordered push consumer on the bucket's
@@ -81,6 +83,9 @@ func RolePermissions(user string) *server.Permissions {
 		for _, b := range []string{BucketStreams, BucketOwners, BucketSources} {
 			pub = append(pub, kvRead(b)...)
 			pub = append(pub, kvWatch(b)...)
+			// A watch follows the bucket's republished records once it has
+			// caught up (republish.go).
+			sub = append(sub, RepublishPrefix+b+".>")
 		}
 	}
 	edge := func() {

@@ -132,6 +132,11 @@ func TestRolePermissions(t *testing.T) {
 	cache := connectRole(t, url, UserCache, testUsers.Cache, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// The watches below switch to the republished records: a role allowed
+	// to watch may subscribe to them.
+	switched := make(chan string, 8)
+	republishTests.switched = func(b string) { switched <- b }
+	t.Cleanup(func() { republishTests.switched = nil })
 
 	// What each role does.
 	streams, err := origin.reg.WatchStreams(ctx)
@@ -165,6 +170,14 @@ func TestRolePermissions(t *testing.T) {
 	}
 	if ev := <-owners; ev.Owner == nil || ev.Owner.Node != "o1" {
 		t.Fatalf("cache watching owners: %+v", ev)
+	}
+	for want := map[string]bool{BucketStreams: true, BucketOwners: true}; len(want) > 0; {
+		select {
+		case b := <-switched:
+			delete(want, b)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("watches not switched to the republished records under role users: %v left", want)
+		}
 	}
 	if o, err := cache.reg.OwnerOf(ctx, "live/cam1"); err != nil || o.Node != "o1" {
 		t.Fatalf("cache reads an owner: %+v %v", o, err)

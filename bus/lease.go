@@ -165,7 +165,7 @@ type OwnerEvent struct {
 
 // WatchOwners sends the current owners, then every change, until ctx ends.
 func (r *Registry) WatchOwners(ctx context.Context) (<-chan OwnerEvent, error) {
-	return watchOwnerRecords(ctx, r.owners)
+	return watchOwnerRecords(ctx, r, r.owners)
 }
 
 // AcquireSource takes the pull lease of a camera source; o names the edge
@@ -241,13 +241,13 @@ func (r *Registry) Source(ctx context.Context, name string) (*Owner, uint64, err
 // WatchSources sends the current camera leases, then every change, with
 // their revisions.
 func (r *Registry) WatchSources(ctx context.Context) (<-chan OwnerEvent, error) {
-	return watchOwnerRecords(ctx, r.sources)
+	return watchOwnerRecords(ctx, r, r.sources)
 }
 
 // watchOwnerRecords watches a bucket of Owner records (owners, camera
 // leases): each event carries the record's revision.
-func watchOwnerRecords(ctx context.Context, kv jetstream.KeyValue) (<-chan OwnerEvent, error) {
-	return watchRev(ctx, kv, func(path string, v []byte, rev uint64) (OwnerEvent, bool) {
+func watchOwnerRecords(ctx context.Context, r *Registry, kv jetstream.KeyValue) (<-chan OwnerEvent, error) {
+	return watchRev(ctx, r, kv, func(path string, v []byte, rev uint64) (OwnerEvent, bool) {
 		ev, ok := ownerEvent(path, v, rev)
 		if ev.Owner != nil {
 			ev.Rev = rev

@@ -53,6 +53,9 @@ type Registry struct {
 	StateTTL time.Duration
 
 	streams, owners, state, sources jetstream.KeyValue
+	// republish: the buckets whose stream republishes its records
+	// (republish.go); written by Start only.
+	republish map[string]bool
 }
 
 // Start opens the buckets, creating those that are missing. A bucket that
@@ -71,6 +74,7 @@ func (r *Registry) Start(ctx context.Context) error {
 		r.StateTTL = 6 * time.Hour
 	}
 	var err error
+	r.republish = map[string]bool{}
 	open := func(cfg jetstream.KeyValueConfig, ttlKey string) jetstream.KeyValue {
 		if err != nil {
 			return nil
@@ -100,12 +104,13 @@ func (r *Registry) Start(ctx context.Context) error {
 	}
 	// Stream records and camera leases do not expire either: they are
 	// valid while their edge's liveness holds (written on change only).
-	r.streams = open(jetstream.KeyValueConfig{Bucket: BucketStreams, History: 1}, "bus.stream_ttl (stream records have no TTL since edge liveness)")
+	// The watched buckets republish their records (republish.go).
+	r.streams = open(jetstream.KeyValueConfig{Bucket: BucketStreams, History: 1, RePublish: republishConfig(BucketStreams)}, "bus.stream_ttl (stream records have no TTL since edge liveness)")
 	// Owner records do not expire: they are valid while their node's
 	// liveness holds, and are rewritten only when ownership changes.
-	r.owners = open(jetstream.KeyValueConfig{Bucket: BucketOwners, History: 1}, "bus.node_ttl (owner records have no TTL since node liveness)")
+	r.owners = open(jetstream.KeyValueConfig{Bucket: BucketOwners, History: 1, RePublish: republishConfig(BucketOwners)}, "bus.node_ttl (owner records have no TTL since node liveness)")
 	r.state = open(jetstream.KeyValueConfig{Bucket: BucketState, History: 1, TTL: r.StateTTL}, "bus.state_ttl")
-	r.sources = open(jetstream.KeyValueConfig{Bucket: BucketSources, History: 1}, "bus.lease_ttl (camera leases have no TTL since edge liveness)")
+	r.sources = open(jetstream.KeyValueConfig{Bucket: BucketSources, History: 1, RePublish: republishConfig(BucketSources)}, "bus.lease_ttl (camera leases have no TTL since edge liveness)")
 	return err
 }
 
@@ -134,6 +139,8 @@ func (r *Registry) openBucket(ctx context.Context, cfg jetstream.KeyValueConfig,
 		return kv, nil
 	}
 	have := bs.StreamInfo().Config
+	// A bucket from before republishing keeps its watches on consumers.
+	r.republish[cfg.Bucket] = cfg.RePublish != nil && republishes(have, cfg.Bucket)
 	if cfg.Bucket == BucketState && have.MaxAge == 0 && cfg.TTL > 0 && have.Replicas == cfg.Replicas {
 		// A store from before state TTLs: give the bucket its TTL once. A
 		// role user may not update buckets; it then gets the mismatch below.
@@ -200,19 +207,43 @@ func getJSON[T any](ctx context.Context, kv jetstream.KeyValue, key, what string
 	return &v, e.Revision(), nil
 }
 
-// watchRev turns a KV watcher into a typed channel: conv gets each entry's
-// path, value and revision (deletes and expiries arrive as a nil value) and
-// says whether to send what it made of it. The channel is closed when the
-// watch stops.
-func watchRev[T any](ctx context.Context, kv jetstream.KeyValue, conv func(string, []byte, uint64) (T, bool)) (<-chan T, error) {
+// watchRev turns a bucket's changes into a typed channel: conv gets each
+// record's path, value and revision (deletes and expiries arrive as a nil
+// value) and says whether to send what it made of it. The channel is
+// closed when the watch stops. A bucket that republishes is followed on
+// its republished subject once caught up (republish.go); another through
+// an ordered consumer.
+func watchRev[T any](ctx context.Context, r *Registry, kv jetstream.KeyValue, conv func(string, []byte, uint64) (T, bool)) (<-chan T, error) {
+	out := make(chan T, 64)
+	emit := func(rec kvRecord) bool {
+		path, err := DecodePath(rec.key)
+		if err != nil {
+			return true
+		}
+		ev, ok := conv(path, rec.val, rec.seq)
+		if !ok {
+			return true
+		}
+		select {
+		case out <- ev:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	if r.republish[kv.Bucket()] {
+		if err := watchRepublished(ctx, r.JS, kv, emit, func() { close(out) }); err != nil {
+			return nil, fmt.Errorf("bus: watch %s: %w", kv.Bucket(), err)
+		}
+		return out, nil
+	}
 	w, err := kv.WatchAll(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("bus: watch %s: %w", kv.Bucket(), err)
 	}
-	out := make(chan T, 64)
 	go func() {
 		defer close(out)
-		defer w.Stop()
+		defer func() { _ = w.Stop() }()
 		for {
 			select {
 			case <-ctx.Done():
@@ -224,21 +255,11 @@ func watchRev[T any](ctx context.Context, kv jetstream.KeyValue, conv func(strin
 				if e == nil {
 					continue // end of the initial values
 				}
-				path, err := DecodePath(e.Key())
-				if err != nil {
-					continue
-				}
-				var v []byte
+				rec := kvRecord{key: e.Key(), seq: e.Revision()}
 				if e.Operation() == jetstream.KeyValuePut {
-					v = e.Value()
+					rec.val = e.Value()
 				}
-				ev, ok := conv(path, v, e.Revision())
-				if !ok {
-					continue
-				}
-				select {
-				case out <- ev:
-				case <-ctx.Done():
+				if !emit(rec) {
 					return
 				}
 			}

@@ -142,7 +142,7 @@ type StreamEvent struct {
 // WatchStreams sends the current streams, then every change, until ctx ends.
 // The channel is closed when the watch stops.
 func (r *Registry) WatchStreams(ctx context.Context) (<-chan StreamEvent, error) {
-	return watchRev(ctx, r.streams, func(path string, v []byte, rev uint64) (StreamEvent, bool) {
+	return watchRev(ctx, r, r.streams, func(path string, v []byte, rev uint64) (StreamEvent, bool) {
 		if v == nil {
 			return StreamEvent{Path: path}, true
 		}
