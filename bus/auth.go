@@ -43,9 +43,9 @@ func kvOpen(bucket string) []string {
 // kvRead is what reading a bucket's keys takes: direct gets.
 func kvRead(bucket string) []string {
 	s := "KV_" + bucket
-	// DIRECT.GET.<stream> alone is a get by sequence: a watch mending a
-	// loss of republished records (republish.go).
-	return []string{"$JS.API.DIRECT.GET." + s, "$JS.API.DIRECT.GET." + s + ".>", "$JS.API.STREAM.MSG.GET." + s}
+	// STREAM.MSG.GET also serves a watch mending a loss of republished
+	// records by sequence (republish.go).
+	return []string{"$JS.API.DIRECT.GET." + s + ".>", "$JS.API.STREAM.MSG.GET." + s}
 }
 
 // kvWatch is what a watcher takes: an ordered push consumer on the bucket's

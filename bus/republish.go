@@ -2,7 +2,9 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,7 +35,7 @@ import (
 // sequence, and those sequences have no holes, so a watch that sees
 // sequence s after s-2 lost s-1 (a slow-consumer drop, a reconnect, a
 // leader change between the store and the republish). It then reads the
-// missing sequences by direct get. A loss with nothing after it is found
+// missing sequences from the stream's leader. A loss with nothing after it is found
 // by comparing the bucket's last sequence every republishCheck, and at
 // once after a reconnect. A bucket created by a build before this one has
 // no republish setting: its watches keep their consumer (Registry.Start
@@ -155,7 +157,6 @@ type rpWatch struct {
 	q      *rpQueue
 	emit   func(kvRecord) bool // false: the reader is gone
 	last   uint64              // the last sequence passed on
-	stream jetstream.Stream    // for direct gets, opened on first need
 }
 
 // watchRepublished follows kv: the current records and the changes up to
@@ -319,37 +320,70 @@ func (w *rpWatch) deliver(ctx context.Context, msgs []*nats.Msg) bool {
 	return true
 }
 
-// fill reads the sequences from w.last+1 up to (not including) upTo by
-// direct get and passes on those still stored (a missing one was
-// replaced by a later write of its key, which comes in its turn).
+// fill reads the sequences from w.last+1 up to (not including) upTo and
+// passes on those still stored (a missing one was replaced by a later
+// write of its key, which comes in its turn).
 func (w *rpWatch) fill(ctx context.Context, upTo uint64) bool {
 	if upTo-w.last-1 > maxGapFill {
 		return false
 	}
-	if w.stream == nil {
-		s, err := w.js.Stream(ctx, "KV_"+w.bucket)
-		if err != nil {
-			return false
-		}
-		w.stream = s
-	}
 	for seq := w.last + 1; seq < upTo; seq++ {
-		gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		m, err := w.stream.GetMsg(gctx, seq)
-		cancel()
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
+		r, found, err := w.getSeq(ctx, seq)
 		if err != nil {
 			return false
 		}
-		r, ok := storedRecord(m.Subject, m.Header, m.Data, seq, w.bucket)
 		w.last = seq
-		if ok && !w.emit(r) {
+		if found && !w.emit(r) {
 			return false
 		}
 	}
 	return true
+}
+
+// getSeq reads the bucket's message at seq through the stream's leader
+// (STREAM.MSG.GET, not a direct get: a follower that has not applied the
+// sequence yet would answer "not found", and the record would be skipped).
+func (w *rpWatch) getSeq(ctx context.Context, seq uint64) (kvRecord, bool, error) {
+	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, _ := json.Marshal(struct {
+		Seq uint64 `json:"seq"`
+	}{seq})
+	m, err := w.js.Conn().RequestWithContext(gctx, "$JS.API.STREAM.MSG.GET.KV_"+w.bucket, req)
+	if err != nil {
+		return kvRecord{}, false, err
+	}
+	var resp struct {
+		Message *struct {
+			Subject string `json:"subject"`
+			Header  []byte `json:"hdrs"`
+			Data    []byte `json:"data"`
+		} `json:"message"`
+		Error *struct {
+			Code    int    `json:"code"`
+			ErrCode int    `json:"err_code"`
+			Desc    string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return kvRecord{}, false, err
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound):
+		return kvRecord{}, false, nil
+	case resp.Error != nil:
+		return kvRecord{}, false, fmt.Errorf("bus: get %s #%d: %s", w.bucket, seq, resp.Error.Desc)
+	case resp.Message == nil:
+		return kvRecord{}, false, fmt.Errorf("bus: get %s #%d: empty answer", w.bucket, seq)
+	}
+	var h nats.Header
+	if len(resp.Message.Header) > 0 {
+		if h, err = nats.DecodeHeadersMsg(resp.Message.Header); err != nil {
+			return kvRecord{}, false, err
+		}
+	}
+	r, ok := storedRecord(resp.Message.Subject, h, resp.Message.Data, seq, w.bucket)
+	return r, ok, nil
 }
 
 // bucketLast is the bucket's last stored sequence.
