@@ -266,11 +266,16 @@ func (w *rpWatch) follow(ctx context.Context, nc *nats.Conn) {
 	if republishTests.check > 0 {
 		every = republishTests.check
 	}
-	check := time.NewTicker(min(every, time.Second))
-	defer check.Stop()
+	recheck := min(every, time.Second)
+	tick := time.NewTicker(recheck)
+	defer tick.Stop()
 	lastCheck := time.Now()
 	reconnects := nc.Stats().Reconnects
-	var behind uint64 // the bucket's last sequence at the previous check, when ahead of w.last
+	// behind is the bucket's last sequence as the last check read it, when
+	// that was ahead of what this watch had: a recheck later tells a record
+	// on its way from a lost one.
+	var behind uint64
+	var behindAt time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -280,23 +285,22 @@ func (w *rpWatch) follow(ctx context.Context, nc *nats.Conn) {
 			if overflow || !w.deliver(ctx, msgs) {
 				return
 			}
-		case <-check.C:
-			// Every second: a reconnect (what was sent meanwhile is lost)
-			// asks for a comparison at once; otherwise every republishCheck.
+		case now := <-tick.C:
+			if behind > 0 && now.Sub(behindAt) >= recheck {
+				if behind > w.last && !w.fill(ctx, behind+1) {
+					return // still behind what the bucket held: lost, and not mended
+				}
+				behind = 0
+			}
+			// A reconnect (what was sent meanwhile is lost) asks for a
+			// check at once; otherwise one every republishCheck.
 			rc := nc.Stats().Reconnects
-			if rc == reconnects && time.Since(lastCheck) < every && behind == 0 {
+			if rc == reconnects && now.Sub(lastCheck) < every {
 				continue
 			}
-			reconnects, lastCheck = rc, time.Now()
-			if behind > w.last {
-				// Still behind what the bucket held a check ago: lost.
-				if !w.fill(ctx, behind+1) {
-					return
-				}
-			}
-			behind = 0
+			reconnects, lastCheck = rc, now
 			if last, err := w.bucketLast(ctx); err == nil && last > w.last {
-				behind = last // look again at the next tick: it may be on its way
+				behind, behindAt = last, now
 			}
 		}
 	}
