@@ -71,6 +71,7 @@ func controlPlaneMain(args []string, stdout, stderr io.Writer) int {
 	cpuProfile := fs.String("cpuprofile", "", "write the simulator's CPU profile (every simulated node, not the bus) to this file")
 	mutexProfile := fs.String("mutexprofile", "", "write the simulator's mutex contention profile to this file")
 	blockProfile := fs.String("blockprofile", "", "write the simulator's blocking profile (waits of 1 ms and more) to this file")
+	heapProfile := fs.String("memprofile", "", "write the simulator's heap profile to this file just before the kill (duration/2): every stream up, every simulated node's memory")
 	fs.StringVar(&cfg.LapseDump, "lapse-dump", "", "write every goroutine's stack to this file when a simulated node's own liveness first lapses")
 	opts.addFlags(fs)
 	if code := parseArgs(fs, args, stderr); code >= 0 {
@@ -100,6 +101,17 @@ func controlPlaneMain(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "loadtest: %v\n", err)
 			}
 		}()
+	}
+	if *heapProfile != "" {
+		// Taken before the kill, while every node holds its records: at
+		// the end they are gone.
+		t := time.AfterFunc(cfg.Duration/2-time.Second, func() {
+			runtime.GC()
+			if err := writeProfile("heap", *heapProfile); err != nil {
+				fmt.Fprintf(stderr, "loadtest: %v\n", err)
+			}
+		})
+		defer t.Stop()
 	}
 	if os.Getenv("GOGC") == "" {
 		// A hundred simulated nodes share this process' heap and its
@@ -177,7 +189,7 @@ func (r *ControlPlaneReport) WriteTable(w io.Writer) {
 	tw.Flush()
 }
 
-// writeProfile writes the runtime profile name (mutex, block) to path.
+// writeProfile writes the runtime profile name (mutex, block, heap) to path.
 func writeProfile(name, path string) error {
 	f, err := os.Create(path)
 	if err != nil {
