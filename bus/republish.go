@@ -8,10 +8,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/streamgrid/streamgrid/internal/sleep"
 )
 
 // The registry's watched buckets (streams, owners, camera leases)
@@ -64,6 +67,7 @@ var republishTests struct {
 	drop     func(*nats.Msg) bool
 	check    time.Duration
 	switched func(bucket string)
+	failGets atomic.Int32 // this many gets by sequence fail (the leader away)
 }
 
 // republishConfig is the republish setting of bucket's stream.
@@ -333,6 +337,15 @@ func (w *rpWatch) fill(ctx context.Context, upTo uint64) bool {
 	}
 	for seq := w.last + 1; seq < upTo; seq++ {
 		r, found, err := w.getSeq(ctx, seq)
+		// The loss may come from the bucket's leader going away: its
+		// successor answers once elected (seconds). Only a bus that stays
+		// away ends the watch.
+		for wait := 250 * time.Millisecond; err != nil && wait <= 8*time.Second; wait *= 2 {
+			if !sleep.For(ctx, wait) {
+				return false
+			}
+			r, found, err = w.getSeq(ctx, seq)
+		}
 		if err != nil {
 			return false
 		}
@@ -348,6 +361,9 @@ func (w *rpWatch) fill(ctx context.Context, upTo uint64) bool {
 // (STREAM.MSG.GET, not a direct get: a follower that has not applied the
 // sequence yet would answer "not found", and the record would be skipped).
 func (w *rpWatch) getSeq(ctx context.Context, seq uint64) (kvRecord, bool, error) {
+	if republishTests.failGets.Load() > 0 && republishTests.failGets.Add(-1) >= 0 {
+		return kvRecord{}, false, errors.New("bus: test: no leader")
+	}
 	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, _ := json.Marshal(struct {

@@ -46,6 +46,7 @@ func TestWatchFollowsRepublished(t *testing.T) {
 	republishTests.check = 100 * time.Millisecond
 	t.Cleanup(func() {
 		republishTests.switched, republishTests.drop, republishTests.check = nil, nil, 0
+		republishTests.failGets.Store(0)
 	})
 	r, ctx := startTestRegistry(t, time.Second)
 	if !r.republish[BucketStreams] || !r.republish[BucketOwners] || !r.republish[BucketSources] || r.republish[BucketState] {
@@ -93,7 +94,10 @@ func TestWatchFollowsRepublished(t *testing.T) {
 		t.Fatalf("the watch switched to the republished subject %d times, want 1", switched.Load())
 	}
 
-	// A lost record shown by the next one's sequence.
+	// A lost record shown by the next one's sequence, while the bucket's
+	// leader does not answer at first (a bus node gone, its successor
+	// elected a moment later).
+	republishTests.failGets.Store(2)
 	dropKey.Store("live/d")
 	claim("live/d")
 	dropKey.Store("")
@@ -102,6 +106,9 @@ func TestWatchFollowsRepublished(t *testing.T) {
 		if ev := nextStream(t, ch, "after a loss"); ev.Path != want || ev.Info == nil {
 			t.Fatalf("after a loss: got %+v, want %s", ev, want)
 		}
+	}
+	if n := republishTests.failGets.Load(); n > 0 {
+		t.Fatalf("%d failing gets left: the loss was not mended through the leader", n)
 	}
 	// A lost record that nothing follows: the tail check finds it.
 	dropKey.Store("live/f")
