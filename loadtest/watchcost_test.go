@@ -73,9 +73,14 @@ func watchFanout(t *testing.T, bin string, consumer bool, watchers, records int)
 	writer := connect(0)
 	if consumer {
 		// As a build before republishing created it.
+		// A forming cluster leaves requests unanswered until it has a
+		// meta leader: each attempt gets its own short deadline.
 		var err error
 		for range 50 {
-			if _, err = writer.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.BucketStreams, History: 1, Replicas: 3, Storage: jetstream.FileStorage}); err == nil {
+			actx, acancel := context.WithTimeout(ctx, 3*time.Second)
+			_, err = writer.JS.CreateKeyValue(actx, jetstream.KeyValueConfig{Bucket: bus.BucketStreams, History: 1, Replicas: 3, Storage: jetstream.FileStorage})
+			acancel()
+			if err == nil {
 				break
 			}
 			time.Sleep(200 * time.Millisecond)
