@@ -184,3 +184,47 @@ func TestDeclaredTargetNeedsLowLatency(t *testing.T) {
 		}
 	}
 }
+
+// TestDeclaredTargetUnevenFrames: with frame durations that jitter (RTMP
+// millisecond timestamps of a camera whose clock wavers: 39 to 41 ms at
+// 25 fps), parts of the same part duration differ by a frame, and the
+// PART-TARGET that goes out with the first part already covers every
+// later part.
+func TestDeclaredTargetUnevenFrames(t *testing.T) {
+	c := loadClip(t)
+	_, _, all := tracksFor(c, true, false)
+	m := &Muxer{Tracks: all, SegmentCount: 9, TargetDuration: 1}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var pts time.Duration
+	var partTarget time.Duration
+	jitter := []time.Duration{40, 40, 39, 41, 40, 39, 41}
+	for n := range 4 * 25 {
+		f := c.Video[n%len(c.Video)] // the clip's own 1 s GOP
+		if err := m.WriteH264(m.Tracks[0], base.Add(pts), int64(pts*90000/time.Second), f.NALUs); err != nil {
+			t.Fatal(err)
+		}
+		pts += jitter[n%len(jitter)] * time.Millisecond
+		if !hasContent(m) {
+			continue
+		}
+		pl := leadingPlaylist(t, m)
+		if partTarget == 0 {
+			partTarget = pl.PartInf.PartTarget
+		}
+		if pl.PartInf.PartTarget != partTarget {
+			t.Fatalf("PART-TARGET changed from %v to %v", partTarget, pl.PartInf.PartTarget)
+		}
+		for _, p := range pl.Parts {
+			if p.Duration > partTarget {
+				t.Fatalf("part of %v over PART-TARGET %v", p.Duration, partTarget)
+			}
+		}
+	}
+	if partTarget == 0 || completeSegments(m) < 2 {
+		t.Fatalf("part target %v, %d segments", partTarget, completeSegments(m))
+	}
+}

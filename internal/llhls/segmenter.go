@@ -323,6 +323,26 @@ func (g *segmenter) adjustPartDuration(d time.Duration) {
 	g.partDuration = p
 }
 
+// longestPart bounds the parts to come, rounded up to the millisecond: a
+// part closes at the first sample boundary at or after the part duration,
+// so with samples of one duration d every part lasts ceil(p/d)*d, and with
+// several it stays under the part duration plus the longest of them.
+func (g *segmenter) longestPart() time.Duration {
+	p := g.partDuration
+	var longest time.Duration
+	for d := range g.sampleDurations {
+		longest = max(longest, d)
+	}
+	switch {
+	case longest == 0:
+	case len(g.sampleDurations) == 1:
+		p = (p + longest - 1) / longest * longest
+	default:
+		p += longest
+	}
+	return (p + time.Millisecond - 1) / time.Millisecond * time.Millisecond
+}
+
 func (g *segmenter) fitsAll(p time.Duration) bool {
 	for d := range g.sampleDurations {
 		if d > p {

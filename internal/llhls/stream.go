@@ -225,6 +225,11 @@ func (s *stream) closePart(dts time.Duration, startNext bool) {
 	}
 	if s.leading {
 		pt := s.maxPartDuration()
+		if s.m.early() {
+			// PART-TARGET goes out with the first part: it covers the
+			// longest part the sample durations seen so far can make.
+			pt = max(pt, s.partTarget, s.m.seg.longestPart())
+		}
 		if s.partTarget != 0 && pt != s.partTarget {
 			s.m.OnEncodeError(fmt.Errorf("part duration changed from %v to %v - this will cause an error in iOS clients", s.partTarget, pt))
 		}
