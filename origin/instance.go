@@ -300,8 +300,9 @@ func (i *instance) watch() {
 	for {
 		snap, err := i.fetchSnapshot()
 		if first && err == nil {
-			// The first playlist waits inside gohlslib for a complete
-			// segment: after a take-over, for the camera's next keyframe.
+			// The first playlist waits inside the muxer for a complete
+			// segment (after a take-over, for the camera's next keyframe),
+			// or for the first part when the target duration is declared.
 			first = false
 			i.s.log.Debug("HLS muxer has its first playlist", "after", time.Since(started).Round(time.Millisecond))
 		}
