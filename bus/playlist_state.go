@@ -24,6 +24,13 @@ type PlaylistState struct {
 	// was produced), so timestamps never go backwards across the
 	// discontinuity of a failover. 0: none.
 	NextTime int64 `json:"next_time,omitempty"`
+	// TargetDuration is the longest segment of the stream's last source
+	// muxer, in seconds rounded (its keyframe interval at the origin's
+	// segment duration), remembered across publisher sessions so a new
+	// muxer can declare EXT-X-TARGETDURATION up front and serve its
+	// playlist from the first part. 0: not known yet (or a record written
+	// before this field existed).
+	TargetDuration int `json:"target_duration,omitempty"`
 }
 
 // State returns a stream's playlist state; ErrNotFound when none was written.

@@ -84,6 +84,15 @@
 //     the merged, renumbered view, so a request for the next instance's first
 //     segment simply waits for it. Every wait is bounded (3 target durations
 //     plus a part); past it the origin answers 503.
+//   - A source muxer of a path whose keyframe interval is known (measured
+//     on an earlier muxer of the stream, or read from the playlist state)
+//     declares its target duration up front and lists its first parts
+//     before its first segment is complete; EXT-X-DISCONTINUITY and its
+//     EXT-X-MAP then come before those parts (view.tagParts). A GOP longer
+//     than declared makes it refuse writes (llhls.ErrTargetExceeded)
+//     before a segment outgrows the target: it is replaced, and the next
+//     muxer learns the interval from its first segment. An instance
+//     retired before its first segment hands its discontinuity number on.
 //   - The next media sequence number and the discontinuity count are written
 //     to the registry about once per second (fenced by the lease epoch). A
 //     running owner writes a small reserve ahead of what it has produced, so

@@ -64,6 +64,10 @@ type instance struct {
 	// discStart says its first segment carries EXT-X-DISCONTINUITY.
 	disc      uint64
 	discStart bool
+	// declared is the target duration (seconds) the muxer declares up
+	// front, serving its playlists from the first part (llhls.Muxer's
+	// TargetDuration); 0: learned from the first segment.
+	declared int
 
 	// held counts the bytes fed to the muxer (the memory budget, window.go).
 	held heldBytes
@@ -216,7 +220,15 @@ func (i *instance) start(tracks []*gohlslib.Track) error {
 	}
 	i.muxer = g
 	if builtinMuxer(cfg, i.variant) {
-		i.muxer = llhls.Like(g)
+		m := llhls.Like(g)
+		if i.variant == gohlslib.MuxerVariantLowLatency {
+			m.TargetDuration = i.declared
+		} else {
+			i.declared = 0
+		}
+		i.muxer = m
+	} else {
+		i.declared = 0
 	}
 	if err := i.muxer.Start(); err != nil {
 		if dir != "" {
@@ -288,8 +300,9 @@ func (i *instance) watch() {
 	for {
 		snap, err := i.fetchSnapshot()
 		if first && err == nil {
-			// The first playlist waits inside gohlslib for a complete
-			// segment: after a take-over, for the camera's next keyframe.
+			// The first playlist waits inside the muxer for a complete
+			// segment (after a take-over, for the camera's next keyframe),
+			// or for the first part when the target duration is declared.
 			first = false
 			i.s.log.Debug("HLS muxer has its first playlist", "after", time.Since(started).Round(time.Millisecond))
 		}

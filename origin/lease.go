@@ -54,6 +54,12 @@ type ownership struct {
 	stateMu      sync.Mutex
 	persisted    bus.PlaylistState
 	stateFailing atomic.Bool
+
+	// target is the stream's keyframe interval as a target duration in
+	// seconds (bus.PlaylistState.TargetDuration): read with the playlist
+	// state, then measured on the source muxer being fed (storeSnapshot),
+	// and cleared when it turns out too short; 0: not known.
+	target atomic.Int64
 }
 
 // stop asks the stream to end; the first mode asked wins.
@@ -113,6 +119,7 @@ func (s *stream) loadState() error {
 	s.baseNext, s.baseDisc, s.visible = st.NextMSN, st.Discontinuity, true
 	s.mu.Unlock()
 	s.timelineEnd.Store(st.NextTime)
+	s.target.Store(int64(max(st.TargetDuration, 0)))
 	return nil
 }
 
@@ -190,11 +197,13 @@ func (s *stream) reserve(i *instance, sn *snapshot) bool {
 	need := uint64(sn.lastUsed() + 1)
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
-	if need <= s.persisted.NextMSN && i.disc <= s.persisted.Discontinuity && s.persisted.Epoch != 0 {
+	target := int(s.target.Load())
+	if need <= s.persisted.NextMSN && i.disc <= s.persisted.Discontinuity && s.persisted.Epoch != 0 &&
+		target == s.persisted.TargetDuration {
 		return true
 	}
 	st := bus.PlaylistState{NextMSN: need + s.reserveSegments(), Discontinuity: i.disc,
-		Epoch: s.lease.Owner.Epoch, Node: s.o.Node, NextTime: s.nextTime()}
+		Epoch: s.lease.Owner.Epoch, Node: s.o.Node, NextTime: s.nextTime(), TargetDuration: target}
 	if err := s.persistLocked(st); errors.Is(err, bus.ErrFenced) {
 		s.signalLost(err)
 		return false
@@ -218,7 +227,7 @@ func (s *stream) state(reserve bool) bus.PlaylistState {
 		next += s.reserveSegments()
 	}
 	return bus.PlaylistState{NextMSN: next, Discontinuity: disc, Epoch: s.lease.Owner.Epoch, Node: s.o.Node,
-		NextTime: s.nextTime()}
+		NextTime: s.nextTime(), TargetDuration: int(s.target.Load())}
 }
 
 // nextTime is the timestamp a successor's output starts at, for the

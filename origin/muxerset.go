@@ -86,15 +86,23 @@ func (s *stream) retire(i *instance) {
 		i.snap = final
 	}
 	n := uint64(i.snap.lastUsed() + 1)
+	disc := i.disc
+	if i.discStart && !hasReal(i.snap.media[i.snap.leading].pl.Segments) {
+		// Retired from its first parts (a declared target duration that
+		// turned out too short): no segment opened its discontinuity, and
+		// its number stays free for the next instance's first segment,
+		// which the placeholders in between are numbered after.
+		disc--
+	}
 	if i.rend > 0 {
 		rs := s.rends[i.rend-1]
 		if n > rs.baseNext {
-			rs.baseNext, rs.baseDisc = n, i.disc
+			rs.baseNext, rs.baseDisc = n, disc
 		}
 		rs.visible = true
 	} else {
 		if n > s.baseNext {
-			s.baseNext, s.baseDisc = n, i.disc
+			s.baseNext, s.baseDisc = n, disc
 		}
 		s.visible = true
 	}
@@ -209,6 +217,10 @@ func (s *stream) storeSnapshot(i *instance, sn *snapshot) bool {
 	if i.snap != nil && string(i.snap.leadingRaw) == string(sn.leadingRaw) &&
 		string(i.snap.multivariant) == string(sn.multivariant) {
 		return true
+	}
+	if t := sn.measuredTarget(); t > 0 && i.rend == 0 {
+		// What the camera sends now: the next muxer may declare it.
+		s.target.Store(int64(t))
 	}
 	i.snap = sn
 	s.bumpLocked()

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -520,8 +521,10 @@ func TestFailoverContinuesSequence(t *testing.T) {
 	var plB *playlist.Media
 	var textB string
 	testkit.WaitFor(t, 10*time.Second, "first segment of the new owner", func() bool {
+		// (Its parts may come first: the playlist state tells the new
+		// owner the target duration, and it serves from the first part.)
 		plB, textB = mediaPlaylist(t, base(bo, camPath)+"video1_stream.m3u8")
-		return strings.Contains(textB, "#EXT-X-DISCONTINUITY\n")
+		return slices.ContainsFunc(plB.Segments, func(s *playlist.MediaSegment) bool { return s.Discontinuity })
 	})
 	first := -1
 	for k, s := range plB.Segments {
@@ -914,4 +917,21 @@ func (c stallConn) Read(p []byte) (int, error) {
 func (c stallConn) Write(p []byte) (int, error) {
 	c.d.wait()
 	return c.Conn.Write(p)
+}
+
+// TestStateRemembersTargetDuration: the playlist state carries the
+// stream's measured target duration (its keyframe interval), so that a
+// later session of the path can declare it up front.
+func TestStateRemembersTargetDuration(t *testing.T) {
+	c := loadClip(t) // 1 s GOP
+	b := startBus(t, time.Second)
+	o := b.origin("a", nil)
+	startLive(t, b, o, c, 30*time.Second)
+	_, reg := b.client()
+	testkit.WaitFor(t, 10*time.Second, "target duration in the playlist state", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		st, _, err := reg.State(ctx, camPath)
+		return err == nil && st.TargetDuration == 1
+	})
 }

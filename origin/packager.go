@@ -2,10 +2,12 @@ package origin
 
 import (
 	"errors"
+	"math"
 	"slices"
 	"time"
 
 	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/internal/llhls"
 	"github.com/streamgrid/streamgrid/internal/media"
 )
 
@@ -90,6 +92,19 @@ func (s *stream) handlePacket(p *media.Packet, fromGOP bool) {
 		}
 	}
 	err := s.cur.write(p)
+	if errors.Is(err, llhls.ErrTargetExceeded) {
+		// The camera's keyframe interval grew past the target the muxer
+		// declared (it was reconfigured): a new muxer, after a
+		// discontinuity, learns it from its first segment.
+		s.log.Info("keyframe interval longer than the declared target duration; muxer restarted", "target", s.cur.declared)
+		s.replace()
+		s.target.Store(0)
+		if s.cur = s.newInstance(p.Generation); s.cur == nil {
+			s.drop()
+			return
+		}
+		err = s.cur.write(p)
+	}
 	switch {
 	case err == nil:
 		s.cur.errors = 0
@@ -138,6 +153,18 @@ func (s *stream) packetTime(p *media.Packet, rate int) time.Time {
 		return wall
 	}
 	return t
+}
+
+// declaredTarget is the target duration a new source muxer declares up
+// front: the stream's keyframe interval as last measured (this session,
+// or a previous one per the playlist state), never below the segment
+// duration rounded; 0 when it is not known.
+func (s *stream) declaredTarget() int {
+	t := int(s.target.Load())
+	if t <= 0 {
+		return 0
+	}
+	return max(t, int(math.Round(s.hls.SegmentDuration.Seconds())), 1)
 }
 
 // replace retires the current instance; the next packet starts a new one.
@@ -213,6 +240,7 @@ func (s *stream) newInstance(gen uint64) *instance {
 		i.disc, i.discStart = s.baseDisc+1, true
 	}
 	s.mu.Unlock()
+	i.declared = s.declaredTarget()
 	if err := i.start(tracks); err != nil {
 		s.badInfo = info
 		s.log.Warn("cannot package stream", "err", err)

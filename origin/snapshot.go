@@ -3,6 +3,7 @@ package origin
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -31,6 +32,19 @@ func (sn *snapshot) lastUsed() int64 {
 		last++
 	}
 	return last
+}
+
+// measuredTarget is the longest complete segment of the leading playlist,
+// in seconds rounded (what EXT-X-TARGETDURATION must at least be); 0 before
+// the first segment is complete.
+func (sn *snapshot) measuredTarget() int {
+	t := 0
+	for _, seg := range sn.media[sn.leading].pl.Segments {
+		if !seg.Gap {
+			t = max(t, int(math.Round(seg.Duration.Seconds())))
+		}
+	}
+	return t
 }
 
 // fetchSnapshot reads the multivariant playlist and every media playlist it

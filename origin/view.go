@@ -38,6 +38,10 @@ type view struct {
 	// snapshots), for rendition reports.
 	name     string
 	siblings map[string]*layer
+	// partsTag: the head's parts after the window open its first segment
+	// (a muxer that serves from its first part, still building it) and
+	// that segment opens a discontinuity: the tag goes before the parts.
+	partsTag bool
 }
 
 type viewSeg struct {
@@ -89,8 +93,10 @@ func buildView(layers []*layer, segmentCount int) *view {
 		vs.tag = vs.l.discStart && v.first+int64(k)-vs.l.offset == vs.l.firstID
 	}
 	// A placeholder belongs with the real segment after it: same number,
-	// or one less when that segment opens a discontinuity.
-	next, nextTag := head.disc, false
+	// or one less when that segment opens a discontinuity (the segment the
+	// head's parts build counts).
+	v.partsTag = head.discStart && len(head.pl.Parts) > 0 && !hasReal(head.pl.Segments)
+	next, nextTag := head.disc, v.partsTag
 	for k := len(v.segs) - 1; k >= 0; k-- {
 		vs := &v.segs[k]
 		if !vs.seg.Gap {
@@ -110,6 +116,15 @@ func buildView(layers []*layer, segmentCount int) *view {
 		}
 	}
 	return v
+}
+
+func hasReal(segs []*playlist.MediaSegment) bool {
+	for _, seg := range segs {
+		if !seg.Gap {
+			return true
+		}
+	}
+	return false
 }
 
 // findReal returns the real (non-gap) segment with global number msn from
@@ -267,10 +282,50 @@ func (v *view) render(delta, compat bool) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(maps) == 0 {
-		return b, nil
+	if len(maps) > 0 {
+		b = []byte(insertMaps(string(b), out.Segments, maps))
 	}
-	return []byte(insertMaps(string(b), out.Segments, maps)), nil
+	if len(out.Parts) > 0 {
+		b = v.tagParts(b, out.Segments, curMap)
+	}
+	return b, nil
+}
+
+// tagParts puts in front of the head's parts after the last segment what
+// applies to the segment they build and the window does not say yet: a
+// muxer serving from its first part lists parts before its first segment
+// is complete, so its EXT-X-DISCONTINUITY and its initialization section
+// come before them, as they would come before that segment's EXTINF.
+// curMap is the initialization section in force at the window's start.
+func (v *view) tagParts(b []byte, segs []*playlist.MediaSegment, curMap string) []byte {
+	for _, vs := range v.segs {
+		if !vs.seg.Gap {
+			curMap = vs.l.mapURI
+		}
+	}
+	var tags string
+	if v.partsTag {
+		tags = "#EXT-X-DISCONTINUITY\n"
+	}
+	if m := v.head.mapURI; m != "" && m != curMap {
+		tags += `#EXT-X-MAP:URI="` + m + "\"\n"
+	}
+	if tags == "" {
+		return b
+	}
+	text := string(b)
+	from := 0
+	if len(segs) > 0 {
+		if k := strings.LastIndex(text, "\n"+segs[len(segs)-1].URI+"\n"); k >= 0 {
+			from = k
+		}
+	}
+	k := strings.Index(text[from:], "#EXT-X-PART:")
+	if k < 0 {
+		return b
+	}
+	k += from
+	return []byte(text[:k] + tags + text[k:])
 }
 
 // header is the rendered playlist without its segments: the newest

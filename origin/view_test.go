@@ -415,3 +415,55 @@ func TestViewCompatAcrossReconnect(t *testing.T) {
 		t.Fatalf("default view changed:\n%s", text)
 	}
 }
+
+// TestViewPartsBeforeFirstSegment: a muxer that serves from its first part
+// (a declared target duration) lists parts before its first segment is
+// complete. Those parts build the segment that opens its discontinuity, so
+// EXT-X-DISCONTINUITY and its EXT-X-MAP come before them, the placeholders
+// keep the number before it, and the numbers stay as they are once that
+// segment completes.
+func TestViewPartsBeforeFirstSegment(t *testing.T) {
+	a := llLayer("aaaaaaaaaaaa", 0, 0, false, 14, 20, 3) // 21 used by A's parts
+	b := llLayer("bbbbbbbbbbbb", 22-7, 1, true, 0, 6, 2) // gaps 15..21, parts of 22
+	for _, tc := range []struct {
+		name   string
+		layers []*layer
+		ds     int
+	}{
+		{"reconnect", []*layer{a, b}, 0},
+		{"after a release", []*layer{b}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := buildView(tc.layers, 7)
+			text, pl := renderView(t, v, false)
+			if *pl.DiscontinuitySequence != tc.ds || pl.MediaSequence != 15 {
+				t.Fatalf("MS %d DS %d:\n%s", pl.MediaSequence, *pl.DiscontinuitySequence, text)
+			}
+			tail := text[strings.LastIndex(text, "\ngap.mp4\n")+len("\ngap.mp4\n"):]
+			if !strings.HasPrefix(tail, "#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"bbbbbbbbbbbb_video1_init.mp4\"\n#EXT-X-PART:") {
+				t.Fatalf("the parts of B's first segment must follow its discontinuity and init section:\n%s", text)
+			}
+			if n := strings.Count(text, "#EXT-X-DISCONTINUITY\n"); n != 1 {
+				t.Fatalf("%d discontinuities, want 1:\n%s", n, text)
+			}
+			if len(pl.Parts) != 2 || v.last() != 21 || !v.satisfied(22, 1) || v.satisfied(22, 2) {
+				t.Fatalf("%d parts, last %d:\n%s", len(pl.Parts), v.last(), text)
+			}
+
+			// The segment completes: same numbers, the tag on its EXTINF.
+			done := append(tc.layers[:len(tc.layers)-1:len(tc.layers)-1], llLayer("bbbbbbbbbbbb", 22-7, 1, true, 1, 7, 1))
+			text2, pl2 := renderView(t, buildView(done, 7), false)
+			if *pl2.DiscontinuitySequence != tc.ds || !pl2.Segments[len(pl2.Segments)-1].Discontinuity {
+				t.Fatalf("after the first segment, DS %d:\n%s", *pl2.DiscontinuitySequence, text2)
+			}
+		})
+	}
+	// A fresh path (no discontinuity) with the same muxer: no tag; the
+	// initialization section comes before the parts, the window having
+	// no segment that names it.
+	v := buildView([]*layer{llLayer("cccccccccccc", 0, 0, false, 0, 6, 2)}, 7)
+	text, _ := renderView(t, v, false)
+	if strings.Contains(text, "#EXT-X-DISCONTINUITY\n") || strings.Count(text, "#EXT-X-MAP:") != 1 {
+		t.Fatalf("fresh path:\n%s", text)
+	}
+}

@@ -251,3 +251,20 @@ func first(rep *Report, rule string) string {
 	}
 	return ""
 }
+
+func TestDiscBeforeParts(t *testing.T) {
+	head := "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXTINF:1.00000,\nseg1.mp4\n"
+	for _, tc := range []struct {
+		body string
+		want bool
+	}{
+		{head + "#EXT-X-PART:DURATION=0.2,URI=\"p1.mp4\"\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p2.mp4\"\n", false},
+		{head + "#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"b_init.mp4\"\n#EXT-X-PART:DURATION=0.2,URI=\"p1.mp4\"\n", true},
+		{"#EXTM3U\n#EXT-X-DISCONTINUITY\n#EXTINF:1.00000,\nseg1.mp4\n#EXT-X-PART:DURATION=0.2,URI=\"p1.mp4\"\n", false},
+		{head, false},
+	} {
+		if got := discBeforeParts([]byte(tc.body)); got != tc.want {
+			t.Errorf("%q: %v, want %v", tc.body, got, tc.want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/bluenviron/gohlslib/v2/pkg/playlist"
@@ -82,7 +83,7 @@ func (f *follower) follow(ctx context.Context) {
 				rep.LowLatency = true
 			}
 		})
-		f.observe(m, mapRE.FindAllStringSubmatch(string(body), -1))
+		f.observe(m, mapRE.FindAllStringSubmatch(string(body), -1), discBeforeParts(body))
 		last = m
 		if m.Endlist {
 			break
@@ -114,8 +115,25 @@ func playlistDuration(m *playlist.Media) time.Duration {
 	return d
 }
 
+// discBeforeParts reports whether an EXT-X-DISCONTINUITY comes after a
+// playlist's last segment: the parts listed after that segment build one
+// that opens a discontinuity (gohlslib's parser drops the tag there).
+func discBeforeParts(body []byte) bool {
+	text := string(body)
+	end := strings.TrimRight(text, "\n")
+	for k := len(end); k > 0; {
+		start := strings.LastIndexByte(end[:k], '\n') + 1
+		if line := end[start:k]; line != "" && !strings.HasPrefix(line, "#") {
+			return strings.Contains(text[k:], "\n#EXT-X-DISCONTINUITY\n")
+		}
+		k = start - 1
+	}
+	return false
+}
+
 // observe applies the per-reload rules and schedules object fetches.
-func (f *follower) observe(m *playlist.Media, maps [][]string) {
+// trailingDisc: the parts after the last segment open a discontinuity.
+func (f *follower) observe(m *playlist.Media, maps [][]string, trailingDisc bool) {
 	now := time.Now()
 	ds := f.checkSequences(m)
 	f.checkTargetDuration(m)
@@ -124,7 +142,7 @@ func (f *follower) observe(m *playlist.Media, maps [][]string) {
 	cur := f.listedIn(m, maps, now)
 	f.fetchNew(cur)
 	f.relist(m, cur, now)
-	f.checkPreloadHint(m)
+	f.checkPreloadHint(m, trailingDisc)
 	f.checkRenditionReports(m)
 }
 
@@ -327,8 +345,9 @@ func (f *follower) relist(m *playlist.Media, cur map[string]*listedObj, now time
 // checkPreloadHint checks that the part the previous reload hinted is the
 // next part listed, and remembers this reload's hint. A discontinuity (a
 // new publisher, a new encoder) may leave a hint unfulfilled: the part
-// after one is not judged.
-func (f *follower) checkPreloadHint(m *playlist.Media) {
+// after one is not judged (trailingDisc: one before the parts after the
+// last segment).
+func (f *follower) checkPreloadHint(m *playlist.Media, trailingDisc bool) {
 	var parts []string
 	var discAfter []bool // a discontinuity between parts[k-1] and parts[k]
 	for _, s := range m.Segments {
@@ -337,9 +356,9 @@ func (f *follower) checkPreloadHint(m *playlist.Media) {
 			discAfter = append(discAfter, j == 0 && s.Discontinuity)
 		}
 	}
-	for _, p := range m.Parts {
+	for j, p := range m.Parts {
 		parts = append(parts, p.URI)
-		discAfter = append(discAfter, false)
+		discAfter = append(discAfter, j == 0 && trailingDisc)
 	}
 	if f.prevHint != "" && f.prevLast != "" {
 		for k, p := range parts {

@@ -52,6 +52,10 @@ const (
 // ErrMaxSegmentSize is returned when a segment would exceed SegmentMaxSize.
 var ErrMaxSegmentSize = errors.New("reached maximum segment size")
 
+// ErrTargetExceeded is returned by every write once a segment would be
+// longer than the declared TargetDuration allows.
+var ErrTargetExceeded = errors.New("llhls: the keyframe interval exceeds the declared target duration")
+
 // Muxer is an HLS muxer for the fMP4 variants. Fill in the fields, call
 // Start, feed it with the Write methods from one goroutine, serve it with
 // Handle from any number, and Close it.
@@ -77,6 +81,17 @@ type Muxer struct {
 	// OnEncodeError is called on non-fatal errors (target durations that
 	// change); default: ignored.
 	OnEncodeError func(error)
+	// TargetDuration, in seconds, declares EXT-X-TARGETDURATION up front,
+	// for a caller that knows the source's keyframe interval before the
+	// first segment completes (Low-Latency only; 0, the default: the
+	// target is learned from the first segment, and no playlist is served
+	// before it is complete, as gohlslib does). The playlists are then
+	// served from the first part, with seven gap placeholders of this
+	// duration. A segment never exceeds it: once the segment being built
+	// would be longer than TargetDuration rounded (RFC 8216 §4.3.3.1: the
+	// keyframe interval grew), every write returns ErrTargetExceeded and
+	// the muxer must be replaced.
+	TargetDuration int
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -86,6 +101,8 @@ type Muxer struct {
 	streams []*stream
 	leading *stream
 	seg     segmenter
+	// exceeded: a segment outgrew TargetDuration (writer only).
+	exceeded bool
 }
 
 // Like returns a Muxer with g's settings (the fields both types have), for
@@ -135,6 +152,7 @@ func (m *Muxer) Start() error {
 		tr := &track{Track: t, stream: s, leading: s.leading}
 		s.track = tr
 		s.initialize()
+		s.targetDuration = m.TargetDuration
 		m.tracks[t] = tr
 		m.streams = append(m.streams, s)
 		if s.leading {
@@ -161,6 +179,9 @@ func (m *Muxer) setDefaults() error {
 	}
 	if m.PartMinDuration <= 0 {
 		m.PartMinDuration = 200 * time.Millisecond
+	}
+	if m.TargetDuration < 0 || m.TargetDuration > 0 && !m.lowLatency() {
+		return errors.New("llhls: a declared target duration needs the Low-Latency variant and must be positive")
 	}
 	if m.SegmentMaxSize == 0 {
 		m.SegmentMaxSize = 50 * 1024 * 1024
@@ -238,6 +259,10 @@ func (m *Muxer) newStream(i int, t *gohlslib.Track, leading bool) *stream {
 }
 
 func (m *Muxer) lowLatency() bool { return m.Variant == gohlslib.MuxerVariantLowLatency }
+
+// early says whether playlists are served from the first part (a declared
+// TargetDuration).
+func (m *Muxer) early() bool { return m.TargetDuration > 0 }
 
 // Close releases every segment; pending and later requests get 404 (or
 // nothing, for objects), later writes are ignored. Calling it twice is harmless.

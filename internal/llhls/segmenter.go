@@ -63,6 +63,9 @@ func toTimestamp(d time.Duration, rate int) int64 {
 }
 
 func (m *Muxer) trackOf(t *gohlslib.Track) (*track, error) {
+	if m.exceeded {
+		return nil, ErrTargetExceeded
+	}
 	tr := m.tracks[t]
 	if tr == nil {
 		return nil, fmt.Errorf("llhls: unknown track")
@@ -229,14 +232,28 @@ func (g *segmenter) write(tr *track, randomAccess bool, dts int64, ntp time.Time
 		return nil
 	}
 	next := toDuration(dts, tr.ClockRate)
+	if g.m.early() && !g.fits(next-s.cur.startDTS) {
+		// The segment, ended here or later, would be longer than the
+		// target declared in playlists already served.
+		g.m.exceeded = true
+		return ErrTargetExceeded
+	}
 	switch {
 	case randomAccess && next-s.cur.startDTS >= g.m.SegmentMinDuration:
 		g.m.rotateSegments(next, ntp)
 		g.partFrozen = true
 	case g.m.lowLatency() && next-s.partStart >= g.partDuration:
 		g.m.rotateParts(next)
+		// Served from the first part: PART-TARGET is out, keep it.
+		g.partFrozen = g.partFrozen || g.m.early()
 	}
 	return nil
+}
+
+// fits says whether a segment of duration d keeps to the declared target:
+// its EXTINF rounded to the nearest second is at most TargetDuration.
+func (g *segmenter) fits(d time.Duration) bool {
+	return d < time.Duration(g.m.TargetDuration)*time.Second+time.Second/2
 }
 
 // place adds a sample whose duration is known to its stream's current part.
@@ -304,6 +321,26 @@ func (g *segmenter) adjustPartDuration(d time.Duration) {
 		}
 	}
 	g.partDuration = p
+}
+
+// longestPart bounds the parts to come, rounded up to the millisecond: a
+// part closes at the first sample boundary at or after the part duration,
+// so with samples of one duration d every part lasts ceil(p/d)*d, and with
+// several it stays under the part duration plus the longest of them.
+func (g *segmenter) longestPart() time.Duration {
+	p := g.partDuration
+	var longest time.Duration
+	for d := range g.sampleDurations {
+		longest = max(longest, d)
+	}
+	switch {
+	case longest == 0:
+	case len(g.sampleDurations) == 1:
+		p = (p + longest - 1) / longest * longest
+	default:
+		p += longest
+	}
+	return (p + time.Millisecond - 1) / time.Millisecond * time.Millisecond
 }
 
 func (g *segmenter) fitsAll(p time.Duration) bool {

@@ -194,11 +194,14 @@ func (s *stream) servePart(w http.ResponseWriter, id uint64) {
 	}
 }
 
-// hasContent: a playlist is served once a segment (fMP4: two) is complete.
-// Called with mu held.
+// hasContent: a playlist is served once a segment (fMP4: two) is complete;
+// with a declared target duration, once a part is. Called with mu held.
 func (s *stream) hasContent() bool {
+	if s.m.early() && s.cur != nil && len(s.cur.parts) > 0 && s.init != nil {
+		return true
+	}
 	if s.m.lowLatency() {
-		return len(s.segments) >= 1
+		return len(s.segments) > 0 && !s.segments[len(s.segments)-1].gap
 	}
 	return len(s.segments) >= 2
 }
@@ -409,6 +412,16 @@ func bandwidth(segs []*segment) (peak, avg int) {
 	return peak, avg
 }
 
+// sofar is the segment being built as far as its complete parts go.
+// Called with mu held.
+func (sg *segment) sofar() *segment {
+	out := &segment{startDTS: sg.startDTS, endDTS: sg.startDTS}
+	for _, p := range sg.parts {
+		out.endDTS, out.size = p.endDTS, out.size+p.size
+	}
+	return out
+}
+
 // videoSPS is h264's or h265's SPS: what the multivariant playlist shows
 // of a video track.
 type videoSPS interface {
@@ -421,6 +434,10 @@ type videoSPS interface {
 // multivariant marshals index.m3u8. Called with mu held.
 func (m *Muxer) multivariant(rawQuery string) ([]byte, error) {
 	peak, avg := bandwidth(m.streams[0].segments)
+	if peak == 0 && m.streams[0].cur != nil {
+		// Served from the first part: the segment being built so far.
+		peak, avg = bandwidth([]*segment{m.streams[0].cur.sofar()})
+	}
 	v := &playlist.MultivariantVariant{Bandwidth: peak, AverageBandwidth: &avg}
 	pl := &playlist.Multivariant{Version: 10, IndependentSegments: true, Variants: []*playlist.MultivariantVariant{v}}
 	for _, s := range m.streams {

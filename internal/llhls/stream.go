@@ -133,6 +133,10 @@ func (m *Muxer) createFirstSegment(dts time.Duration, ntp time.Time) {
 		return
 	}
 	for _, s := range m.streams {
+		if m.early() {
+			// Declared up front: the placeholders go out with the first part.
+			s.addGaps(time.Duration(m.TargetDuration) * time.Second)
+		}
 		if err := s.newSegment(dts, ntp); err != nil {
 			m.OnEncodeError(err)
 			// keep going in memory rather than stop the stream
@@ -210,12 +214,22 @@ func (s *stream) closePart(dts time.Duration, startNext bool) {
 	}
 	sg.size += int64(len(buf))
 	sg.parts = append(sg.parts, p)
+	if s.init == nil && s.m.early() {
+		// Served from the first part: the parameter sets are those of the
+		// first keyframe.
+		s.setInit()
+	}
 	if startNext {
 		s.partStart = dts
 		s.partIndependent = false
 	}
 	if s.leading {
 		pt := s.maxPartDuration()
+		if s.m.early() {
+			// PART-TARGET goes out with the first part: it covers the
+			// longest part the sample durations seen so far can make.
+			pt = max(pt, s.partTarget, s.m.seg.longestPart())
+		}
 		if s.partTarget != 0 && pt != s.partTarget {
 			s.m.OnEncodeError(fmt.Errorf("part duration changed from %v to %v - this will cause an error in iOS clients", s.partTarget, pt))
 		}
@@ -248,9 +262,7 @@ func (s *stream) closeSegment(dts time.Duration, ntp time.Time) {
 		sg.file = nil
 	}
 	if s.m.lowLatency() && len(s.segments) == 0 {
-		for range gapCount {
-			s.segments = append(s.segments, &segment{gap: true, endDTS: sg.duration()})
-		}
+		s.addGaps(sg.duration())
 	}
 	s.segments = append(s.segments, sg)
 	if len(s.segments) > s.m.SegmentCount {
@@ -260,12 +272,7 @@ func (s *stream) closeSegment(dts time.Duration, ntp time.Time) {
 		s.deleted++
 	}
 	if s.init == nil {
-		init, err := s.marshalInit()
-		if err != nil {
-			s.m.OnEncodeError(err)
-		} else {
-			s.init = init
-		}
+		s.setInit()
 	}
 	if err := s.newSegment(dts, ntp); err != nil {
 		s.m.OnEncodeError(err)
@@ -282,6 +289,14 @@ func (s *stream) closeSegment(dts time.Duration, ntp time.Time) {
 		if s.targetDuration == 0 || td > s.targetDuration {
 			s.targetDuration = td
 		}
+	}
+}
+
+// addGaps puts the Low-Latency gap placeholders, each lasting d, in front
+// of the first segment. Called with mu held.
+func (s *stream) addGaps(d time.Duration) {
+	for range gapCount {
+		s.segments = append(s.segments, &segment{gap: true, endDTS: d})
 	}
 }
 
@@ -307,6 +322,16 @@ func (s *stream) release() {
 	if s.cur != nil {
 		s.cur.drop()
 	}
+}
+
+// setInit makes the initialization section. Called with mu held.
+func (s *stream) setInit() {
+	init, err := s.marshalInit()
+	if err != nil {
+		s.m.OnEncodeError(err)
+		return
+	}
+	s.init = init
 }
 
 // marshalInit writes the initialization section (ftyp + moov) with

@@ -1,0 +1,229 @@
+package node
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/streamgrid/streamgrid/internal/hlscheck"
+	"github.com/streamgrid/streamgrid/internal/testkit"
+	"github.com/streamgrid/streamgrid/origin"
+)
+
+// ffmpegPublishGOP publishes a synthetic H264 (+ AAC) source over RTSP/TCP
+// with a keyframe every gop frames (25 fps) until stop is called or the
+// test ends.
+func ffmpegPublishGOP(t *testing.T, url string, gop int) (stop func()) {
+	t.Helper()
+	g := strconv.Itoa(gop)
+	cmd := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-re",
+		"-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25",
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-ac", "2",
+		"-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-bf", "0",
+		"-g", g, "-keyint_min", g, "-sc_threshold", "0",
+		"-c:a", "aac", "-b:a", "64k", "-rtsp_transport", "tcp", "-f", "rtsp", url)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := false
+	stop = func() {
+		if !done {
+			done = true
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// followChecked runs the conformance checker (internal/hlscheck) on url for
+// d in the background; the returned function waits for it and fails the
+// test on a violation.
+func followChecked(t *testing.T, url string, d time.Duration) func() {
+	var rep *hlscheck.Report
+	var err error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), d+60*time.Second)
+		defer cancel()
+		rep, err = (&hlscheck.Checker{URL: url, Duration: d}).Run(ctx)
+	})
+	return func() {
+		t.Helper()
+		wg.Wait()
+		if err != nil {
+			t.Fatalf("hlscheck %s: %v", url, err)
+		}
+		if !rep.OK() {
+			t.Fatalf("hlscheck %s: %v", url, rep.Violations)
+		}
+	}
+}
+
+var prefixRe = regexp.MustCompile(`(?m)([0-9a-f]{12})_video1_(seg|part)\d+\.mp4`)
+
+// fetchText GETs url and returns the body of a 200 answer ("" otherwise).
+func fetchText(url string) string {
+	resp, err := http.Get(url)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return ""
+	}
+	return string(b)
+}
+
+// namedPrefixes lists the muxer prefixes a media playlist names, and for
+// each whether it names a complete segment of that muxer.
+func namedPrefixes(text string) map[string]bool {
+	out := map[string]bool{}
+	for _, m := range prefixRe.FindAllStringSubmatch(text, -1) {
+		out[m[1]] = out[m[1]] || m[2] == "seg"
+	}
+	return out
+}
+
+// TestReturningPathStartsAtTheFirstPart: a path published before (its
+// keyframe interval, hence its target duration, is remembered: in the
+// origin's stream while it is held, in the registry's playlist state after
+// it was released) is served from the new muxer's first part, before its
+// first segment is complete, and the stream stays valid (hlscheck) and
+// readable (ffprobe, ffmpeg). A 2 s GOP leaves the part-only playlist up
+// for almost two seconds, so polling sees it on a busy machine too.
+func TestReturningPathStartsAtTheFirstPart(t *testing.T) {
+	requireFFmpeg(t)
+	a := startNode(t, allInOneConfig(t), RoleRun).Addrs()
+	for _, tc := range []struct {
+		name    string
+		release bool // wait until the origin released the stream (idle_timeout)
+	}{
+		{"reconnect", false},
+		{"after release", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := "back/" + strings.ReplaceAll(tc.name, " ", "-")
+			pub := "rtsp://" + a.RTSP + "/" + path
+			base := "http://" + a.Cache + "/" + path
+			media := base + "/video1_stream.m3u8"
+
+			stop := ffmpegPublishGOP(t, pub, 50)
+			old := map[string]bool{}
+			testkit.WaitFor(t, 20*time.Second, "first session's second segment", func() bool {
+				ps := namedPrefixes(fetchText(media))
+				for p := range ps {
+					old[p] = true
+				}
+				return strings.Count(fetchText(media), "_video1_seg") >= 2
+			})
+			stop()
+			if tc.release {
+				testkit.WaitFor(t, 20*time.Second, "release", func() bool {
+					resp, err := http.Get(base + "/index.m3u8")
+					if err != nil {
+						return false
+					}
+					resp.Body.Close()
+					return resp.StatusCode == http.StatusNotFound
+				})
+			} else {
+				for p := range namedPrefixes(fetchText(media)) {
+					old[p] = true
+				}
+			}
+
+			start := time.Now()
+			ffmpegPublishGOP(t, pub, 50)
+			var first string
+			testkit.WaitFor(t, 20*time.Second, "the new muxer in the playlist", func() bool {
+				text := fetchText(media)
+				for p := range namedPrefixes(text) {
+					if !old[p] {
+						first = text
+						return true
+					}
+				}
+				return false
+			})
+			t.Logf("%s: the new publisher's media listed %v after ffmpeg started", path, time.Since(start).Round(time.Millisecond))
+			check := followChecked(t, base+"/index.m3u8", 6*time.Second)
+			for p, seg := range namedPrefixes(first) {
+				if !old[p] && seg {
+					t.Fatalf("the new muxer was first listed with a complete segment, not from its first part:\n%s", first)
+				}
+			}
+			if !strings.Contains(first, "#EXT-X-TARGETDURATION:2\n") || !strings.Contains(first, "#EXT-X-DISCONTINUITY\n") {
+				t.Fatalf("first playlist of the returning path:\n%s", first)
+			}
+			check()
+			codecs := ffprobeCodecs(t, base+"/index.m3u8")
+			if !strings.Contains(codecs, "h264|640|360") || !strings.Contains(codecs, "aac") {
+				t.Fatalf("ffprobe: %q", codecs)
+			}
+			ffmpegDecode(t, base+"/index.m3u8")
+		})
+	}
+}
+
+// TestLongerGOPRestartsTheMuxer: a camera that comes back with a keyframe
+// interval longer than the target duration remembered for its path makes
+// the declared muxer stop before a segment outgrows it; a new muxer, after
+// a discontinuity, learns the new target from its first segment, and the
+// stream stays valid and readable.
+func TestLongerGOPRestartsTheMuxer(t *testing.T) {
+	requireFFmpeg(t)
+	n := startNode(t, allInOneConfig(t), RoleRun)
+	a := n.Addrs()
+	const path = "gop/change"
+	pub := "rtsp://" + a.RTSP + "/" + path
+	base := "http://" + a.Cache + "/" + path
+	media := base + "/video1_stream.m3u8"
+
+	stop := ffmpegPublishGOP(t, pub, 25)
+	testkit.WaitFor(t, 20*time.Second, "first session's second segment", func() bool {
+		return strings.Count(fetchText(media), "_video1_seg") >= 2
+	})
+	if text := fetchText(media); !strings.Contains(text, "#EXT-X-TARGETDURATION:1\n") {
+		t.Fatalf("first session:\n%s", text)
+	}
+	stop()
+
+	ffmpegPublishGOP(t, pub, 75) // reconfigured: a keyframe every 3 s
+	check := followChecked(t, base+"/index.m3u8", 12*time.Second)
+	var text string
+	testkit.WaitFor(t, 30*time.Second, "the 3 s target", func() bool {
+		text = fetchText(media)
+		return strings.Contains(text, "#EXT-X-TARGETDURATION:3\n")
+	})
+	// Muxers: the first session's, the reconnect's (declaring 1 s, given
+	// up after 1.5 s without a keyframe; its listed parts become a gap)
+	// and the restarted one. The discontinuity the second one opened is
+	// opened by the third one's first segment.
+	if st := streamOf(n, path); st.Recreations != 2 || st.Discontinuity != 1 {
+		t.Fatalf("%d muxer re-creations, discontinuity %d; want 2 and 1:\n%s", st.Recreations, st.Discontinuity, text)
+	}
+	if _, ds, tags, err := playlistState(media); err != nil || ds+tags != 1 {
+		t.Fatalf("discontinuity sequence %d + %d tags, want 1 (%v):\n%s", ds, tags, err, fetchText(media))
+	}
+	check()
+	ffmpegDecode(t, base+"/index.m3u8")
+}
+
+func streamOf(n *Node, path string) origin.StreamStatus {
+	for _, s := range n.origin.Streams() {
+		if s.Path == path {
+			return s
+		}
+	}
+	return origin.StreamStatus{}
+}
