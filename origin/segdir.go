@@ -16,9 +16,10 @@ import (
 // (gohlslib's Muxer.Directory) instead of in the Go heap: the heap then holds
 // only the segment being written, and what viewers may still ask for lives
 // in the page cache, which the kernel can write back and reclaim under
-// pressure instead of killing the process. Files are written once and
-// removed when the muxer drops them, usually before the kernel writes them
-// back at all.
+// pressure instead of killing the process. Files are removed when the muxer
+// drops their segments, usually before the kernel writes them back at all:
+// gohlslib's muxer writes a file per segment, the builtin one appends up to
+// 10 s of a stream's segments to one file (internal/llhls segFile).
 //
 // Layout: SegmentDir/<node>-<pid>-<random>/<muxer>-<random>/. The process
 // folder is removed at Close; the folders of processes that are gone (a

@@ -74,9 +74,10 @@ type Muxer struct {
 	PartMinDuration time.Duration
 	// SegmentMaxSize caps the media bytes of a segment; default 50 MB.
 	SegmentMaxSize uint64
-	// Directory, when set, keeps finished segments in files there (one
-	// file per segment, each part appended with one write) instead of in
-	// memory.
+	// Directory, when set, keeps finished segments in files there instead
+	// of in memory: each part appended with one write, consecutive
+	// segments of a stream to the same file for up to 10 s (segFile).
+	// Close removes them.
 	Directory string
 	// OnEncodeError is called on non-fatal errors (target durations that
 	// change); default: ignored.
@@ -92,6 +93,9 @@ type Muxer struct {
 	// keyframe interval grew), every write returns ErrTargetExceeded and
 	// the muxer must be replaced.
 	TargetDuration int
+
+	// clock: time.Now; tests set their own.
+	clock func() time.Time
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -256,6 +260,13 @@ func (m *Muxer) newStream(i int, t *gohlslib.Track, leading bool) *stream {
 		}
 	}
 	return s
+}
+
+func (m *Muxer) now() time.Time {
+	if m.clock != nil {
+		return m.clock()
+	}
+	return time.Now()
 }
 
 func (m *Muxer) lowLatency() bool { return m.Variant == gohlslib.MuxerVariantLowLatency }

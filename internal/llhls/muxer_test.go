@@ -476,3 +476,92 @@ func startPair(t *testing.T, ref *gohlslib.Muxer, our *Muxer) {
 		t.Cleanup(m.Close)
 	}
 }
+
+// TestSegmentsShareFiles: with Directory, a stream appends consecutive
+// segments to one file for fileSpan (wall time) and removes a file once its
+// last segment is dropped, instead of making and removing a file per
+// segment; what is served is what the same muxer in memory serves. Where
+// the segments kept outlast the kernel's dirty expiry anyway, a file per
+// segment, as before.
+func TestSegmentsShareFiles(t *testing.T) {
+	c := loadClip(t)
+	for _, tc := range []struct {
+		name          string
+		segmentCount  int
+		perFile, keep int // segments per file; most files per stream on disk
+	}{
+		// kept (9+1) x 1 s; 80 % of 30 s minus that is 14 s, above the 10 s cap
+		{"default", 9, 10, 3},
+		{"long window", 30, 1, 32},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if dirtyExpiry() != 30*time.Second {
+				t.Skipf("vm.dirty_expire_centisecs is not the default: %v", dirtyExpiry())
+			}
+			start := func(dir string) (*Muxer, *gohlslib.Track, *gohlslib.Track) {
+				v, a, all := tracksFor(c, true, true)
+				m := &Muxer{Tracks: all, Variant: gohlslib.MuxerVariantLowLatency, SegmentCount: tc.segmentCount,
+					SegmentMinDuration: time.Second, PartMinDuration: 200 * time.Millisecond, Directory: dir}
+				// one second of wall time per segment, as for a live camera
+				base := time.Now()
+				m.clock = func() time.Time { return base.Add(time.Duration(m.leading.nextSegID) * time.Second) }
+				if err := m.Start(); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(m.Close)
+				return m, v, a
+			}
+			disk, dv, da := start(t.TempDir())
+			mem, mv, ma := start("")
+			segments := func() int {
+				disk.mu.Lock()
+				defer disk.mu.Unlock()
+				return int(disk.leading.nextSegID) - gapCount
+			}
+			for pass := 0; segments() < 4*tc.segmentCount; pass++ {
+				feed(t, c, 1, pass, fed{disk, dv, da}, fed{mem, mv, ma})
+			}
+			n := segments()
+			disk.mu.Lock()
+			for _, s := range disk.streams {
+				if want := (n + tc.perFile - 1) / tc.perFile; s.files < want-1 || s.files > want+1 {
+					t.Errorf("%s: %d files made for %d segments, want ~%d", s.id, s.files, n, want)
+				}
+			}
+			disk.mu.Unlock()
+			ents, err := os.ReadDir(disk.Directory)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ents) < 2 || len(ents) > 2*tc.keep {
+				t.Fatalf("%d files on disk, want 2..%d", len(ents), 2*tc.keep)
+			}
+			pl := leadingPlaylist(t, disk)
+			served := 0
+			for _, sg := range pl.Segments {
+				if sg.Gap {
+					continue
+				}
+				name := strings.TrimPrefix(sg.URI, disk.prefix)
+				d, m := get(disk, disk.prefix+name), get(mem, mem.prefix+name)
+				if d.code != 200 || len(d.body) == 0 || !bytes.Equal(d.body, m.body) {
+					t.Fatalf("%s: %d, %d bytes from disk, %d from memory", name, d.code, len(d.body), len(m.body))
+				}
+				served++
+			}
+			for _, p := range pl.Parts {
+				name := strings.TrimPrefix(p.URI, disk.prefix)
+				if d, m := get(disk, disk.prefix+name), get(mem, mem.prefix+name); !bytes.Equal(d.body, m.body) {
+					t.Fatalf("part %s: %d bytes from disk, %d from memory", name, len(d.body), len(m.body))
+				}
+			}
+			if served < 7 {
+				t.Fatalf("%d segments compared", served)
+			}
+			disk.Close()
+			if ents, _ := os.ReadDir(disk.Directory); len(ents) != 0 {
+				t.Fatalf("%d files left after Close", len(ents))
+			}
+		})
+	}
+}

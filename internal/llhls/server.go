@@ -89,14 +89,16 @@ type chunk struct {
 
 func (p *part) chunk() chunk {
 	c := chunk{data: p.data, off: p.off, size: p.size}
-	if p.data == nil {
-		c.path = p.seg.path
+	if p.data == nil && p.seg.file != nil {
+		c.path = p.seg.file.path
 	}
 	return c
 }
 
 // serveChunks writes parts back to back. With segments on disk, the file
-// is opened first: a segment dropped meanwhile is answered with nothing.
+// is opened first: a file removed meanwhile (its segments all dropped) is
+// answered with nothing. A file is only appended to, so the bytes a chunk
+// names do not change while they are read.
 func (s *stream) serveChunks(w http.ResponseWriter, cs []chunk) {
 	var total int64
 	var f *os.File
