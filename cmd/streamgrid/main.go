@@ -76,6 +76,7 @@ func versionLine() string {
 }
 
 func main() {
+	keepSysmonAwake()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
