@@ -19,7 +19,8 @@ import (
 // debug.schedtrace <= 0 && ..."): it polls, backing off to every 10 ms
 // while nothing needs it, and no syscall wakes it. Measured: the node's
 // CPU per camera 0.50 % against 0.65-0.72 %, the ratio to nginx-rtmp
-// 0.83-0.86x against 1.16-1.18x (docs/benchmarks.md, "Sysmon").
+// 0.83-0.86x against 1.16-1.18x (docs/benchmarks.md, "The Go runtime's
+// system monitor").
 //
 // The value is the largest the runtime takes (ms, int32, ~24.8 days): the
 // scheduler trace it enables is printed when the monotonic clock (time since
