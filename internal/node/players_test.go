@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -240,23 +239,6 @@ func waitHLS(t *testing.T, url string, limit time.Duration) {
 			t.Fatalf("%s did not answer 200 within %v", url, limit)
 		}
 		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// startCheck runs the conformance checker on url for d in the background (a
-// minute more at most); the returned function waits for its report.
-func startCheck(url string, d time.Duration) func() (*hlscheck.Report, error) {
-	var rep *hlscheck.Report
-	var err error
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), d+60*time.Second)
-		defer cancel()
-		rep, err = (&hlscheck.Checker{URL: url, Duration: d}).Run(ctx)
-	})
-	return func() (*hlscheck.Report, error) {
-		wg.Wait()
-		return rep, err
 	}
 }
 

@@ -48,6 +48,22 @@ func ffmpegPublishGOP(t *testing.T, url string, gop int) (stop func()) {
 // d in the background; the returned function waits for it and fails the
 // test on a violation.
 func followChecked(t *testing.T, url string, d time.Duration) func() {
+	wait := startCheck(url, d)
+	return func() {
+		t.Helper()
+		rep, err := wait()
+		if err != nil {
+			t.Fatalf("hlscheck %s: %v", url, err)
+		}
+		if !rep.OK() {
+			t.Fatalf("hlscheck %s: %v", url, rep.Violations)
+		}
+	}
+}
+
+// startCheck runs the conformance checker on url for d in the background (a
+// minute more at most); the returned function waits for its report.
+func startCheck(url string, d time.Duration) func() (*hlscheck.Report, error) {
 	var rep *hlscheck.Report
 	var err error
 	var wg sync.WaitGroup
@@ -56,15 +72,9 @@ func followChecked(t *testing.T, url string, d time.Duration) func() {
 		defer cancel()
 		rep, err = (&hlscheck.Checker{URL: url, Duration: d}).Run(ctx)
 	})
-	return func() {
-		t.Helper()
+	return func() (*hlscheck.Report, error) {
 		wg.Wait()
-		if err != nil {
-			t.Fatalf("hlscheck %s: %v", url, err)
-		}
-		if !rep.OK() {
-			t.Fatalf("hlscheck %s: %v", url, rep.Violations)
-		}
+		return rep, err
 	}
 }
 
