@@ -85,34 +85,7 @@ func controlPlaneMain(args []string, stdout, stderr io.Writer) int {
 		}
 		defer stopProfile()
 	}
-	for _, p := range []struct {
-		path, name string
-		on         func()
-	}{
-		{*mutexProfile, "mutex", func() { runtime.SetMutexProfileFraction(5) }},
-		{*blockProfile, "block", func() { runtime.SetBlockProfileRate(int(time.Millisecond)) }},
-	} {
-		if p.path == "" {
-			continue
-		}
-		p.on()
-		defer func() {
-			if err := writeProfile(p.name, p.path); err != nil {
-				fmt.Fprintf(stderr, "loadtest: %v\n", err)
-			}
-		}()
-	}
-	if *heapProfile != "" {
-		// Taken before the kill, while every node holds its records: at
-		// the end they are gone.
-		t := time.AfterFunc(cfg.Duration/2-time.Second, func() {
-			runtime.GC()
-			if err := writeProfile("heap", *heapProfile); err != nil {
-				fmt.Fprintf(stderr, "loadtest: %v\n", err)
-			}
-		})
-		defer t.Stop()
-	}
+	defer runtimeProfiles(*mutexProfile, *blockProfile, *heapProfile, cfg.Duration, stderr)()
 	if os.Getenv("GOGC") == "" {
 		// A hundred simulated nodes share this process' heap and its
 		// collector, which a real node has for itself: with the default
@@ -187,6 +160,39 @@ func (r *ControlPlaneReport) WriteTable(w io.Writer) {
 		row("note", "%s", n)
 	}
 	tw.Flush()
+}
+
+// runtimeProfiles turns on the mutex and block profiles asked for and
+// schedules the heap profile a second before the kill (duration/2: every
+// node still holds its records; at the end they are gone); the returned
+// function writes the first two and cancels the third.
+func runtimeProfiles(mutex, block, heap string, duration time.Duration, stderr io.Writer) func() {
+	write := func(name, path string) {
+		if err := writeProfile(name, path); err != nil {
+			fmt.Fprintf(stderr, "loadtest: %v\n", err)
+		}
+	}
+	var done []func()
+	if mutex != "" {
+		runtime.SetMutexProfileFraction(5)
+		done = append(done, func() { write("mutex", mutex) })
+	}
+	if block != "" {
+		runtime.SetBlockProfileRate(int(time.Millisecond))
+		done = append(done, func() { write("block", block) })
+	}
+	if heap != "" && duration > 0 {
+		t := time.AfterFunc(duration/2-time.Second, func() {
+			runtime.GC()
+			write("heap", heap)
+		})
+		done = append(done, func() { t.Stop() })
+	}
+	return func() {
+		for _, f := range done {
+			f()
+		}
+	}
 }
 
 // writeProfile writes the runtime profile name (mutex, block, heap) to path.
