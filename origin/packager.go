@@ -155,13 +155,19 @@ func (s *stream) packetTime(p *media.Packet, rate int) time.Time {
 	return t
 }
 
+// maxDeclaredTarget (seconds) bounds a remembered target duration: a
+// keyframe interval longer than this is not declared up front (the
+// blocking-reload timeouts and hold-back grow with the target).
+const maxDeclaredTarget = 30
+
 // declaredTarget is the target duration a new source muxer declares up
 // front: the stream's keyframe interval as last measured (this session,
 // or a previous one per the playlist state), never below the segment
-// duration rounded; 0 when it is not known.
+// duration rounded; 0 when it is not known, or past maxDeclaredTarget (a
+// playlist-state record this build cannot trust: the muxer learns it).
 func (s *stream) declaredTarget() int {
 	t := int(s.target.Load())
-	if t <= 0 {
+	if t <= 0 || t > maxDeclaredTarget {
 		return 0
 	}
 	return max(t, int(math.Round(s.hls.SegmentDuration.Seconds())), 1)

@@ -80,3 +80,18 @@ func TestHousekeepInterval(t *testing.T) {
 		}
 	}
 }
+
+// TestDeclaredTarget: a remembered keyframe interval is declared up front,
+// never below the segment duration; none, or one past maxDeclaredTarget
+// (a record not to trust), is not.
+func TestDeclaredTarget(t *testing.T) {
+	for _, c := range []struct{ remembered, want int }{
+		{0, 0}, {-3, 0}, {1, 2}, {4, 4}, {maxDeclaredTarget, maxDeclaredTarget}, {maxDeclaredTarget + 1, 0}, {1 << 30, 0},
+	} {
+		s := &stream{hls: HLSConfig{SegmentDuration: 2 * time.Second}}
+		s.target.Store(int64(c.remembered))
+		if got := s.declaredTarget(); got != c.want {
+			t.Errorf("remembered %d s: declared %d, want %d", c.remembered, got, c.want)
+		}
+	}
+}
