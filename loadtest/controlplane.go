@@ -88,7 +88,14 @@ type ControlPlaneConfig struct {
 	// when the first simulated node's own liveness lapses: what the
 	// process was doing while a heartbeat's echo was late.
 	LapseDump string
+	// KillProfile, when set, is a file that gets the simulator's CPU
+	// profile from the kill to KillProfileFor after it (or the run's end):
+	// what the take-over costs the simulated nodes.
+	KillProfile string
 }
+
+// KillProfileFor is how long KillProfile profiles after the kill.
+const KillProfileFor = 15 * time.Second
 
 func (c ControlPlaneConfig) withDefaults() (ControlPlaneConfig, error) {
 	bad := func(format string, args ...any) (ControlPlaneConfig, error) {
@@ -285,6 +292,7 @@ loop:
 			rep.OwnedAllAfterS = round3(now.Sub(t0).Seconds())
 		}
 		if killed.IsZero() && !now.Before(killAt) {
+			defer cp.profileKill()()
 			killed = cp.kill()
 		}
 		if !now.Before(end) {
@@ -308,6 +316,25 @@ loop:
 	rep.DurationS = round3(time.Since(t0).Seconds())
 	cp.fillReport(rep, t0, allOwned, killed)
 	return rep
+}
+
+// profileKill starts the kill's CPU profile (KillProfile) and returns
+// what stops it early; it stops by itself KillProfileFor later.
+func (cp *controlPlane) profileKill() func() {
+	if cp.cfg.KillProfile == "" {
+		return func() {}
+	}
+	stop, err := startCPUProfile(cp.cfg.KillProfile)
+	if err != nil {
+		cp.cfg.Log.Warn("kill profile not written", "err", err)
+		return func() {}
+	}
+	var once sync.Once
+	t := time.AfterFunc(KillProfileFor, func() { once.Do(stop) })
+	return func() {
+		t.Stop()
+		once.Do(stop)
+	}
 }
 
 // kill kills the first KillOrigins origins at once and returns when.

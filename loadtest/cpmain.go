@@ -72,10 +72,15 @@ func controlPlaneMain(args []string, stdout, stderr io.Writer) int {
 	mutexProfile := fs.String("mutexprofile", "", "write the simulator's mutex contention profile to this file")
 	blockProfile := fs.String("blockprofile", "", "write the simulator's blocking profile (waits of 1 ms and more) to this file")
 	heapProfile := fs.String("memprofile", "", "write the simulator's heap profile to this file just before the kill (duration/2): every stream up, every simulated node's memory")
+	fs.StringVar(&cfg.KillProfile, "kill-cpuprofile", "", "write the simulator's CPU profile from the kill to 15 s after it to this file (not with --cpuprofile)")
 	fs.StringVar(&cfg.LapseDump, "lapse-dump", "", "write every goroutine's stack to this file when a simulated node's own liveness first lapses")
 	opts.addFlags(fs)
 	if code := parseArgs(fs, args, stderr); code >= 0 {
 		return code
+	}
+	if *cpuProfile != "" && cfg.KillProfile != "" {
+		fmt.Fprintln(stderr, "loadtest: --cpuprofile and --kill-cpuprofile exclude each other (one CPU profile at a time)")
+		return 2
 	}
 	if *cpuProfile != "" {
 		stopProfile, err := startCPUProfile(*cpuProfile)
