@@ -39,7 +39,20 @@ type HLSConfig struct {
 	// Muxer packages the fMP4 variants (lowLatency, fmp4): "builtin"
 	// (default: internal/llhls) or "gohlslib". mpegts always uses gohlslib.
 	Muxer string
+	// FreshStart is how a Low-Latency playlist of a path with no known
+	// keyframe interval starts (builtin muxer): "part" (default) assumes
+	// the interval is SegmentDuration, declares it as the target duration
+	// and serves from the first part, restarting the muxer once, from the
+	// same keyframe, if the first GOP turns out longer; "segment" serves
+	// nothing before the first complete segment, which sets the target.
+	FreshStart string
 }
+
+// FreshStart values.
+const (
+	FreshStartPart    = "part"
+	FreshStartSegment = "segment"
+)
 
 // Variant names accepted in HLSConfig.Variant.
 const (
@@ -85,6 +98,7 @@ func DefaultHLS() HLSConfig {
 		SegmentCount:    7,
 		IdleTimeout:     10 * time.Second,
 		Muxer:           MuxerBuiltin,
+		FreshStart:      FreshStartPart,
 	}
 }
 
@@ -105,6 +119,9 @@ func (h HLSConfig) withDefaults() HLSConfig {
 	}
 	if h.Muxer == "" {
 		h.Muxer = d.Muxer
+	}
+	if h.FreshStart == "" {
+		h.FreshStart = d.FreshStart
 	}
 	return h
 }
@@ -134,6 +151,8 @@ func (h HLSConfig) validate() (gohlslib.MuxerVariant, error) {
 	switch {
 	case h.Muxer != "" && h.Muxer != MuxerBuiltin && h.Muxer != MuxerGohlslib:
 		return 0, &FieldError{"Muxer", fmt.Sprintf("%q is not one of builtin, gohlslib", h.Muxer)}
+	case h.FreshStart != "" && h.FreshStart != FreshStartPart && h.FreshStart != FreshStartSegment:
+		return 0, &FieldError{"FreshStart", fmt.Sprintf("%q is not one of part, segment", h.FreshStart)}
 	case v == gohlslib.MuxerVariantLowLatency && h.SegmentCount < 7:
 		return 0, &FieldError{"SegmentCount", fmt.Sprintf("Low-Latency HLS needs at least 7, got %d", h.SegmentCount)}
 	case h.SegmentCount < 3:

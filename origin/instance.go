@@ -66,8 +66,11 @@ type instance struct {
 	discStart bool
 	// declared is the target duration (seconds) the muxer declares up
 	// front, serving its playlists from the first part (llhls.Muxer's
-	// TargetDuration); 0: learned from the first segment.
+	// TargetDuration); 0: learned from the first segment. assumed: it is
+	// the segment duration, assumed for a fresh path (freshstart.go), until
+	// the first segment completes (run goroutine).
 	declared int
+	assumed  bool
 
 	// held counts the bytes fed to the muxer (the memory budget, window.go).
 	held heldBytes
@@ -224,11 +227,11 @@ func (i *instance) start(tracks []*gohlslib.Track) error {
 		if i.variant == gohlslib.MuxerVariantLowLatency {
 			m.TargetDuration = i.declared
 		} else {
-			i.declared = 0
+			i.declared, i.assumed = 0, false
 		}
 		i.muxer = m
 	} else {
-		i.declared = 0
+		i.declared, i.assumed = 0, false
 	}
 	if err := i.muxer.Start(); err != nil {
 		if dir != "" {

@@ -2,7 +2,6 @@ package origin
 
 import (
 	"errors"
-	"math"
 	"slices"
 	"time"
 
@@ -48,6 +47,11 @@ type packager struct {
 	infoRefreshed time.Time
 	fallbackNoted bool
 	idle          bool
+	// first: what the current instance was fed while its target duration
+	// is assumed (freshstart.go); learnTarget: a muxer of this stream
+	// outgrew its declared target, so the next ones learn it.
+	first       firstGOP
+	learnTarget bool
 
 	clockSet  bool
 	clockGen  uint64
@@ -96,13 +100,19 @@ func (s *stream) handlePacket(p *media.Packet, fromGOP bool) {
 		// The camera's keyframe interval grew past the target the muxer
 		// declared (it was reconfigured): a new muxer, after a
 		// discontinuity, learns it from its first segment.
-		s.log.Info("keyframe interval longer than the declared target duration; muxer restarted", "target", s.cur.declared)
+		// A fresh path's first muxer (an assumed target) is replaced by
+		// one fed the same first GOP again.
+		s.log.Info("keyframe interval longer than the declared target duration; muxer restarted",
+			"target", s.cur.declared, "assumed", s.cur.assumed)
+		first := s.takeFirstGOP()
 		s.replace()
 		s.target.Store(0)
+		s.learnTarget = true
 		if s.cur = s.newInstance(p.Generation); s.cur == nil {
 			s.drop()
 			return
 		}
+		s.replay(first)
 		err = s.cur.write(p)
 	}
 	switch {
@@ -110,6 +120,7 @@ func (s *stream) handlePacket(p *media.Packet, fromGOP bool) {
 		s.cur.errors = 0
 		s.cur.written++
 		s.feedTranscoder(p)
+		s.keepForReplay(p)
 	case errors.Is(err, errUnknownTrack):
 		s.drop()
 	default:
@@ -159,19 +170,6 @@ func (s *stream) packetTime(p *media.Packet, rate int) time.Time {
 // keyframe interval longer than this is not declared up front (the
 // blocking-reload timeouts and hold-back grow with the target).
 const maxDeclaredTarget = 30
-
-// declaredTarget is the target duration a new source muxer declares up
-// front: the stream's keyframe interval as last measured (this session,
-// or a previous one per the playlist state), never below the segment
-// duration rounded; 0 when it is not known, or past maxDeclaredTarget (a
-// playlist-state record this build cannot trust: the muxer learns it).
-func (s *stream) declaredTarget() int {
-	t := int(s.target.Load())
-	if t <= 0 || t > maxDeclaredTarget {
-		return 0
-	}
-	return max(t, int(math.Round(s.hls.SegmentDuration.Seconds())), 1)
-}
 
 // replace retires the current instance; the next packet starts a new one.
 func (s *stream) replace() {
@@ -246,7 +244,8 @@ func (s *stream) newInstance(gen uint64) *instance {
 		i.disc, i.discStart = s.baseDisc+1, true
 	}
 	s.mu.Unlock()
-	i.declared = s.declaredTarget()
+	i.declared, i.assumed = s.declaredTarget()
+	s.first = firstGOP{}
 	if err := i.start(tracks); err != nil {
 		s.badInfo = info
 		s.log.Warn("cannot package stream", "err", err)

@@ -241,6 +241,7 @@ type HLS struct {
 	SegmentCount    int           `yaml:"segment_count"`
 	IdleTimeout     time.Duration `yaml:"idle_timeout"`
 	Muxer           string        `yaml:"muxer"`
+	FreshStart      string        `yaml:"fresh_start"`
 }
 
 // Cache is the viewers' HTTP server.

@@ -269,6 +269,7 @@ func (ck *checker) origin(o Origin) {
 	ck.positive("origin.hls.part_duration", h.PartDuration)
 	ck.positive("origin.hls.idle_timeout", h.IdleTimeout)
 	ck.oneOf("origin.hls.muxer", h.Muxer, origin.MuxerBuiltin, origin.MuxerGohlslib)
+	ck.oneOf("origin.hls.fresh_start", h.FreshStart, origin.FreshStartPart, origin.FreshStartSegment)
 	if len(ck.errs) == before {
 		var fe *origin.FieldError
 		if err := origin.HLSConfig(h).Validate(); errors.As(err, &fe) {

@@ -244,3 +244,87 @@ func streamOf(n *Node, path string) origin.StreamStatus {
 	}
 	return origin.StreamStatus{}
 }
+
+// TestFreshPathStartsAtTheFirstPart: a path never published before is
+// served from its first muxer's first part (origin.hls.fresh_start: part,
+// the default), its target duration assumed to be the segment duration.
+// A camera whose first GOP is longer makes that muxer stop; the one that
+// replaces it is fed the same GOP again, so its first segment starts at the
+// camera's first keyframe (dated before the first playlist was seen), not a
+// keyframe later; the stream stays valid and readable.
+func TestFreshPathStartsAtTheFirstPart(t *testing.T) {
+	requireFFmpeg(t)
+	for _, tc := range []struct {
+		name    string
+		segment time.Duration
+		gop     int // frames at 25 fps
+		target  string
+		restart bool
+	}{
+		// A 2 s GOP and segment: the part-only playlist lasts ~2 s, so
+		// polling sees it on a busy machine too.
+		{"as assumed", 2 * time.Second, 50, "2", false},
+		{"longer first GOP", time.Second, 75, "3", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := allInOneConfig(t)
+			cfg.Origin.HLS.SegmentDuration = tc.segment
+			n := startNode(t, cfg, RoleRun)
+			a := n.Addrs()
+			path := "fresh/" + strings.ReplaceAll(tc.name, " ", "-")
+			base := "http://" + a.Cache + "/" + path
+			media := base + "/video1_stream.m3u8"
+
+			ffmpegPublishGOP(t, "rtsp://"+a.RTSP+"/"+path, tc.gop)
+			var first string
+			testkit.WaitFor(t, 20*time.Second, "the media playlist", func() bool {
+				first = fetchText(media)
+				return first != ""
+			})
+			seen := time.Now()
+			if strings.Contains(first, "_video1_seg") || !strings.Contains(first, "#EXT-X-PART:") {
+				t.Fatalf("the fresh path's first playlist is not its first parts:\n%s", first)
+			}
+			want := "#EXT-X-TARGETDURATION:" + strconv.Itoa(int(tc.segment/time.Second)) + "\n"
+			if !strings.Contains(first, want) {
+				t.Fatalf("want %q in the first playlist:\n%s", want, first)
+			}
+			check := checkStream(t, base+"/index.m3u8", 8*time.Second, false)
+			var text string
+			testkit.WaitFor(t, 30*time.Second, "two complete segments", func() bool {
+				text = fetchText(media)
+				return strings.Count(text, "_video1_seg") >= 2
+			})
+			if !strings.Contains(text, "#EXT-X-TARGETDURATION:"+tc.target+"\n") {
+				t.Fatalf("want target %s s:\n%s", tc.target, text)
+			}
+			st := streamOf(n, path)
+			if restarted := st.Recreations > 0; restarted != tc.restart {
+				t.Fatalf("%d muxer re-creations, want a restart: %v\n%s", st.Recreations, tc.restart, text)
+			}
+			if at := firstSegmentDate(t, text); !at.Before(seen) {
+				t.Fatalf("the first segment is dated %v, after the first playlist was seen (%v): it does not start at the camera's first keyframe:\n%s",
+					at, seen, text)
+			}
+			check()
+			ffmpegDecode(t, base+"/index.m3u8")
+		})
+	}
+}
+
+var dateRe = regexp.MustCompile(`#EXT-X-PROGRAM-DATE-TIME:(\S+)\n(?:#[^\n]*\n)*[^#\n]*_video1_seg\d+\.mp4`)
+
+// firstSegmentDate is the EXT-X-PROGRAM-DATE-TIME of a media playlist's
+// first complete segment.
+func firstSegmentDate(t *testing.T, text string) time.Time {
+	t.Helper()
+	m := dateRe.FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("no dated segment:\n%s", text)
+	}
+	at, err := time.Parse(time.RFC3339Nano, m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return at
+}
