@@ -274,11 +274,6 @@ func (cp *controlPlane) run(ctx context.Context) *ControlPlaneReport {
 	}
 	killAt, end := t0.Add(c.Duration/2), t0.Add(c.Duration)
 	var allOwned, killed time.Time
-	// The simulated nodes share one heap (a real origin has its hundredth
-	// of it): collect it before the kill, so that no mark phase of it is
-	// due during the take-over the kill measures.
-	preKillGC := time.AfterFunc(time.Until(killAt)-10*time.Second, runtime.GC)
-	defer preKillGC.Stop()
 
 	sampleCtx, stopSampling := context.WithCancel(context.Background())
 	sampled := make(chan struct{})

@@ -72,7 +72,6 @@ func controlPlaneMain(args []string, stdout, stderr io.Writer) int {
 	mutexProfile := fs.String("mutexprofile", "", "write the simulator's mutex contention profile to this file")
 	blockProfile := fs.String("blockprofile", "", "write the simulator's blocking profile (waits of 1 ms and more) to this file")
 	heapProfile := fs.String("memprofile", "", "write the simulator's heap profile to this file just before the kill (duration/2): every stream up, every simulated node's memory")
-	gcLimit := fs.Int64("gc-limit-mb", 0, "collect the simulator's heap only when it reaches this many MB (GOGC off, a memory limit): a hundred nodes' heaps are one heap here, whose mark phase stalls them all at once; 0: GOGC=400 (or $GOGC)")
 	fs.StringVar(&cfg.KillProfile, "kill-cpuprofile", "", "write the simulator's CPU profile from the kill to 15 s after it to this file (not with --cpuprofile)")
 	fs.StringVar(&cfg.LapseDump, "lapse-dump", "", "write every goroutine's stack to this file when a simulated node's own liveness first lapses")
 	opts.addFlags(fs)
@@ -92,10 +91,7 @@ func controlPlaneMain(args []string, stdout, stderr io.Writer) int {
 		defer stopProfile()
 	}
 	defer runtimeProfiles(*mutexProfile, *blockProfile, *heapProfile, cfg.Duration, stderr)()
-	if *gcLimit > 0 {
-		debug.SetGCPercent(-1)
-		debug.SetMemoryLimit(*gcLimit << 20)
-	} else if os.Getenv("GOGC") == "" {
+	if os.Getenv("GOGC") == "" {
 		// A hundred simulated nodes share this process' heap and its
 		// collector, which a real node has for itself: with the default
 		// the collector took 9-11 % of the simulator's CPU in a ramp of
