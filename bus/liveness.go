@@ -225,11 +225,13 @@ func (l *Liveness) Start() error {
 	l.newInstance()
 	sub, err := l.NC.Subscribe(AliveSubject, l.receive)
 	if err != nil {
+		l.stop, l.done = nil, nil // nothing runs: Close has nothing to stop
 		return fmt.Errorf("bus: liveness: subscribe: %w", err)
 	}
 	l.sub = sub
 	if err := l.startGone(); err != nil {
 		_ = sub.Unsubscribe()
+		l.stop, l.done = nil, nil
 		return err
 	}
 	if l.Node != "" {

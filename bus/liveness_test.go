@@ -168,3 +168,26 @@ func TestEchoWithoutTheLock(t *testing.T) {
 	}
 	l.mu.Unlock()
 }
+
+// TestLivenessCloseAfterFailedStart: Close after a Start that failed (the
+// connection was closed) returns at once instead of waiting for a run
+// loop that never started.
+func TestLivenessCloseAfterFailedStart(t *testing.T) {
+	t.Parallel()
+	_, nc := startBus(t, 0)
+	nc.Close()
+	l := &Liveness{NC: nc, Node: "a", TTL: 300 * time.Millisecond}
+	if err := l.Start(); err == nil {
+		t.Fatal("Start on a closed connection succeeded")
+	}
+	closed := make(chan struct{})
+	go func() {
+		l.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close after a failed Start did not return")
+	}
+}
