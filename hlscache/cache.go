@@ -169,6 +169,8 @@ func (c *Cache) Start() error {
 	}
 	if tlsConf != nil {
 		c.serveLn = tls.NewListener(c.serveLn, tlsConf)
+	} else {
+		c.serveLn = viewerListener{c.serveLn} // headers and body in one write (viewerconn.go)
 	}
 	c.srv = c.newServer(tlsConf)
 	c.wg.Add(4)
@@ -306,6 +308,7 @@ func (c *Cache) newServer(tlsConf *tls.Config) *http.Server {
 		// move the deadline forward chunk by chunk (see viewerWriter).
 		WriteTimeout: 2*(c.UpstreamTimeout+c.BlockingHold) + 30*time.Second,
 		ErrorLog:     slog.NewLogLogger(c.Log.Handler(), slog.LevelDebug),
+		ConnContext:  withViewerConn,
 	}
 	if tlsConf != nil {
 		srv.TLSConfig = tlsConf

@@ -89,6 +89,10 @@ type limitedConn struct {
 	once sync.Once
 }
 
+// NetConn returns the connection beneath (as tls.Conn's does), for the
+// writes that viewerConn gathers: it needs the *net.TCPConn for writev.
+func (c *limitedConn) NetConn() net.Conn { return c.Conn }
+
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { c.l.release(c.ip) })

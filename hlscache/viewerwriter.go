@@ -48,7 +48,8 @@ func newViewerWriter(w http.ResponseWriter) *viewerWriter {
 // ETag the caller has set, hdr holding the rest of body's header values.
 // A plain GET (no Range, no precondition) gets Last-Modified (when modTime
 // is set), Accept-Ranges and Content-Length, the headers http.ServeContent
-// would send, and the body in one Write. HEAD, Range and conditional
+// would send, and the body in one Write, sent with the headers in one
+// system call over plain HTTP (viewerconn.go). HEAD, Range and conditional
 // requests go through http.ServeContent, which answers them with 206, 304,
 // 412 or 416 as they ask.
 func (v *viewerWriter) serveBody(r *http.Request, body []byte, modTime time.Time, hdr *objectHeader) {
@@ -63,7 +64,12 @@ func (v *viewerWriter) serveBody(r *http.Request, body []byte, modTime time.Time
 	h["Accept-Ranges"] = acceptRanges
 	h["Content-Length"] = hdr.contentLength
 	v.WriteHeader(http.StatusOK)
+	// The headers wait in net/http's buffer: they go out with the body's
+	// first bytes in one write (viewerconn.go).
+	vc := viewerConnOf(r)
+	vc.gather()
 	_, _ = v.Write(body) // a failed write means the viewer left; net/http closes the connection
+	vc.release()
 }
 
 // hasAnyHeader reports whether h has a non-empty value under any of the

@@ -16,17 +16,28 @@ import (
 // bodyServer is a real HTTP server on loopback whose handler answers with
 // writeObject or writeStale (path /stale) for obj, or, on /reference, with
 // http.ServeContent and the headers writeObject sets before it: the answer
-// the plain-GET path must match. Each answer's counted body bytes arrive on
-// counted.
+// the plain-GET path must match. It serves over viewerConns, as the cache
+// does. Each answer's counted body bytes and network writes arrive on
+// answers.
 type bodyServer struct {
 	url     string
-	counted chan int64
+	answers chan bodyAnswer
+	sends   int // the network writes of the last answer do returned
+}
+
+// bodyAnswer is what the handler counted of one answer: body bytes, and
+// writes to the network while the handler ran (the viewerConn's sends).
+type bodyAnswer struct {
+	n     int64
+	sends int
 }
 
 func newBodyServer(t *testing.T, obj *object, tune func(*viewerWriter)) *bodyServer {
 	t.Helper()
-	s := &bodyServer{counted: make(chan int64, 1)}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s := &bodyServer{answers: make(chan bodyAnswer, 1)}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		vc := viewerConnOf(r)
+		sends := vc.sends
 		vw := newViewerWriter(w)
 		if tune != nil {
 			tune(vw)
@@ -47,8 +58,11 @@ func newBodyServer(t *testing.T, obj *object, tune func(*viewerWriter)) *bodySer
 			writeObject(vw, r, obj, resultHit)
 		}
 		vw.finish()
-		s.counted <- vw.n
+		s.answers <- bodyAnswer{n: vw.n, sends: vc.sends - sends}
 	}))
+	srv.Listener = viewerListener{srv.Listener}
+	srv.Config.ConnContext = withViewerConn
+	srv.Start()
 	t.Cleanup(srv.Close)
 	s.url = srv.URL
 	return s
@@ -74,7 +88,9 @@ func (s *bodyServer) do(t *testing.T, method, path string, hdr ...string) (respo
 	if err != nil {
 		t.Fatal(err)
 	}
-	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}, <-s.counted
+	a := <-s.answers
+	s.sends = a.sends
+	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}, a.n
 }
 
 func TestServeBody(t *testing.T) {
@@ -192,6 +208,29 @@ func TestServeBodyMatchesServeContent(t *testing.T) {
 	}
 }
 
+// A plain GET's headers and body reach the network in one write (a writev
+// of net/http's buffer and the body), where net/http alone makes two.
+func TestServeBodyOneWrite(t *testing.T) {
+	t.Parallel()
+	body := bytes.Repeat([]byte("0123456789"), 30000)
+	obj := &object{status: http.StatusOK, body: body,
+		header: newObjectHeader("video/mp4", "public, max-age=3600", `"v1"`, time.Time{}, len(body))}
+	s := newBodyServer(t, obj, nil)
+	for _, path := range []string{"/", "/stale"} {
+		r, _ := s.do(t, "GET", path)
+		if r.status != http.StatusOK || r.body != string(body) {
+			t.Fatalf("GET %s: %d, %d bytes", path, r.status, len(r.body))
+		}
+		if s.sends != 1 {
+			t.Errorf("GET %s: headers and body in %d writes, want 1", path, s.sends)
+		}
+	}
+	r, _ := s.do(t, "GET", "/", "Range", "bytes=0-99999")
+	if r.status != http.StatusPartialContent || r.body != string(body[:100000]) {
+		t.Fatalf("Range: %d, %d bytes", r.status, len(r.body))
+	}
+}
+
 // A viewer that stops reading is dropped once a write waits longer than the
 // write timeout, even when the body goes out in one Write.
 func TestServeBodyDropsStalledViewer(t *testing.T) {
@@ -215,8 +254,8 @@ func TestServeBodyDropsStalledViewer(t *testing.T) {
 		t.Fatalf("status line %q, %v", line, err)
 	}
 	select {
-	case n := <-s.counted:
-		if n >= int64(len(body)) {
+	case a := <-s.answers:
+		if n := a.n; n >= int64(len(body)) {
 			t.Errorf("all %d bytes written to a viewer that stopped reading", n)
 		}
 	case <-time.After(30 * time.Second):
