@@ -75,7 +75,8 @@
 // and loops.go its goroutines (server, owner watch, route refresh, LRU
 // expiry). handler.go: the viewers' handler (URL checks in request.go,
 // access in access.go and token.go, CORS, writing answers through
-// viewerwriter.go, content negotiation in compat.go). serve.go: how a valid
+// viewerwriter.go and viewerconn.go (headers and body in one write),
+// content negotiation in compat.go). serve.go: how a valid
 // request finds its answer through routing states, failovers and on-demand
 // starts (demand.go). lookup.go: cache keys and the LRU-or-fetch path;
 // flight.go: the shared detached fetch; upstream.go: the exchange with the
