@@ -80,33 +80,3 @@ func TestHousekeepInterval(t *testing.T) {
 		}
 	}
 }
-
-// TestDeclaredTarget: a remembered keyframe interval is declared up front,
-// never below the segment duration; with none, or one past
-// maxDeclaredTarget (a record not to trust), the segment duration is
-// assumed (fresh_start: part), unless a muxer of the stream outgrew its
-// target already or fresh_start is segment: then nothing is declared.
-func TestDeclaredTarget(t *testing.T) {
-	for _, c := range []struct {
-		remembered int
-		fresh      string
-		learn      bool
-		want       int
-		assumed    bool
-	}{
-		{0, FreshStartPart, false, 2, true}, {-3, FreshStartPart, false, 2, true},
-		{0, FreshStartSegment, false, 0, false}, {0, FreshStartPart, true, 0, false},
-		{1, FreshStartPart, false, 2, false}, {4, FreshStartSegment, true, 4, false},
-		{maxDeclaredTarget, FreshStartPart, false, maxDeclaredTarget, false},
-		{maxDeclaredTarget + 1, FreshStartSegment, false, 0, false},
-		{maxDeclaredTarget + 1, FreshStartPart, false, 2, true}, {1 << 30, FreshStartPart, true, 0, false},
-	} {
-		s := &stream{hls: HLSConfig{SegmentDuration: 2 * time.Second, FreshStart: c.fresh}}
-		s.learnTarget = c.learn
-		s.target.Store(int64(c.remembered))
-		if got, assumed := s.declaredTarget(); got != c.want || assumed != c.assumed {
-			t.Errorf("remembered %d s, %s, learn %v: declared %d (assumed %v), want %d (%v)",
-				c.remembered, c.fresh, c.learn, got, assumed, c.want, c.assumed)
-		}
-	}
-}
