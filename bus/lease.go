@@ -168,6 +168,13 @@ func (r *Registry) WatchOwners(ctx context.Context) (<-chan OwnerEvent, error) {
 	return watchOwnerRecords(ctx, r, r.owners)
 }
 
+// WatchOwnersMarked is WatchOwners with a mark: an event with an empty
+// Path follows the records stored when the watch started, so that a
+// reader that opens the watch on demand knows when its picture is whole.
+func (r *Registry) WatchOwnersMarked(ctx context.Context) (<-chan OwnerEvent, error) {
+	return watchRevMarked(ctx, r, r.owners, ownerConv, true)
+}
+
 // AcquireSource takes the pull lease of a camera source; o names the edge
 // and its liveness instance. ErrOwned when a record exists (held, or left
 // by a dead edge: TakeOverSource).
@@ -247,13 +254,16 @@ func (r *Registry) WatchSources(ctx context.Context) (<-chan OwnerEvent, error) 
 // watchOwnerRecords watches a bucket of Owner records (owners, camera
 // leases): each event carries the record's revision.
 func watchOwnerRecords(ctx context.Context, r *Registry, kv jetstream.KeyValue) (<-chan OwnerEvent, error) {
-	return watchRev(ctx, r, kv, func(path string, v []byte, rev uint64) (OwnerEvent, bool) {
-		ev, ok := ownerEvent(path, v, rev)
-		if ev.Owner != nil {
-			ev.Rev = rev
-		}
-		return ev, ok
-	})
+	return watchRev(ctx, r, kv, ownerConv)
+}
+
+// ownerConv makes an owner event of a record, with its revision.
+func ownerConv(path string, v []byte, rev uint64) (OwnerEvent, bool) {
+	ev, ok := ownerEvent(path, v, rev)
+	if ev.Owner != nil {
+		ev.Rev = rev
+	}
+	return ev, ok
 }
 
 func ownerEvent(path string, v []byte, rev uint64) (OwnerEvent, bool) {

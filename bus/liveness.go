@@ -378,9 +378,11 @@ func (l *Liveness) receive(m *nats.Msg) {
 	l.nodes[hb.Node] = peer{instance: hb.Instance, roles: hb.Roles, conn: hb.Conn, last: now, ttl: time.Duration(hb.TTLms) * time.Millisecond}
 	l.mu.Unlock()
 	switch {
-	case fresh && seen:
+	case !seen:
+		l.poke() // a node joined: rankings among the live nodes changed
+	case fresh:
 		l.poke() // a restarted node: its former instance's records are dead
-	case seen && (p.dead || p.gone):
+	case p.dead || p.gone:
 		l.poke() // found dead, and heard again: its records hold again
 	}
 }

@@ -56,6 +56,9 @@ type Registry struct {
 	// republish: the buckets whose stream republishes its records
 	// (republish.go); written by Start only.
 	republish map[string]bool
+	// ownerParts: the owners bucket republishes by partition
+	// (ownerfollow.go); written by Start only.
+	ownerParts bool
 }
 
 // Start opens the buckets, creating those that are missing. A bucket that
@@ -141,6 +144,9 @@ func (r *Registry) openBucket(ctx context.Context, cfg jetstream.KeyValueConfig,
 	have := bs.StreamInfo().Config
 	// A bucket from before republishing keeps its watches on consumers.
 	r.republish[cfg.Bucket] = cfg.RePublish != nil && republishes(have, cfg.Bucket)
+	if cfg.Bucket == BucketOwners {
+		r.ownerParts = sameRepublish(have, ownerRepublish())
+	}
 	if cfg.Bucket == BucketState && have.MaxAge == 0 && cfg.TTL > 0 && have.Replicas == cfg.Replicas {
 		// A store from before state TTLs: give the bucket its TTL once. A
 		// role user may not update buckets; it then gets the mismatch below.
@@ -214,7 +220,23 @@ func getJSON[T any](ctx context.Context, kv jetstream.KeyValue, key, what string
 // its republished subject once caught up (republish.go); another through
 // an ordered consumer.
 func watchRev[T any](ctx context.Context, r *Registry, kv jetstream.KeyValue, conv func(string, []byte, uint64) (T, bool)) (<-chan T, error) {
+	return watchRevMarked(ctx, r, kv, conv, false)
+}
+
+// watchRevMarked is watchRev; with mark, a zero T follows the records
+// stored when the watch started (once every one of them was sent).
+func watchRevMarked[T any](ctx context.Context, r *Registry, kv jetstream.KeyValue, conv func(string, []byte, uint64) (T, bool), mark bool) (<-chan T, error) {
 	out := make(chan T, 64)
+	var primed func()
+	if mark {
+		primed = func() {
+			var zero T
+			select {
+			case out <- zero:
+			case <-ctx.Done():
+			}
+		}
+	}
 	emit := func(rec kvRecord) bool {
 		path, err := DecodePath(rec.key)
 		if err != nil {
@@ -232,17 +254,27 @@ func watchRev[T any](ctx context.Context, r *Registry, kv jetstream.KeyValue, co
 		}
 	}
 	if r.republish[kv.Bucket()] {
-		if err := watchRepublished(ctx, r.JS, kv, emit, func() { close(out) }); err != nil {
+		if err := watchRepublished(ctx, r.JS, kv, emit, func() { close(out) }, primed); err != nil {
 			return nil, fmt.Errorf("bus: watch %s: %w", kv.Bucket(), err)
 		}
 		return out, nil
 	}
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
+	if err := watchConsumer(ctx, kv, emit, func() { close(out) }, primed); err != nil {
 		return nil, fmt.Errorf("bus: watch %s: %w", kv.Bucket(), err)
 	}
+	return out, nil
+}
+
+// watchConsumer follows kv through an ordered consumer: its current records,
+// then every change, passed to emit on its goroutine until emit returns
+// false, ctx ends or the consumer fails; done is called when it stops.
+func watchConsumer(ctx context.Context, kv jetstream.KeyValue, emit func(kvRecord) bool, done, primed func()) error {
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return err
+	}
 	go func() {
-		defer close(out)
+		defer done()
 		defer func() { _ = w.Stop() }()
 		for {
 			select {
@@ -253,7 +285,11 @@ func watchRev[T any](ctx context.Context, r *Registry, kv jetstream.KeyValue, co
 					return
 				}
 				if e == nil {
-					continue // end of the initial values
+					if primed != nil {
+						primed() // end of the initial values
+						primed = nil
+					}
+					continue
 				}
 				rec := kvRecord{key: e.Key(), seq: e.Revision()}
 				if e.Operation() == jetstream.KeyValuePut {
@@ -265,5 +301,5 @@ func watchRev[T any](ctx context.Context, r *Registry, kv jetstream.KeyValue, co
 			}
 		}
 	}()
-	return out, nil
+	return nil
 }

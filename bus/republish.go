@@ -72,13 +72,26 @@ var republishTests struct {
 
 // republishConfig is the republish setting of bucket's stream.
 func republishConfig(bucket string) *jetstream.RePublish {
+	if bucket == BucketOwners {
+		return ownerRepublish() // by partition (ownerfollow.go)
+	}
+	return plainRepublish(bucket)
+}
+
+// plainRepublish republishes every key of bucket on RepublishPrefix +
+// bucket + "." + key (the owners bucket too, as created before partitions).
+func plainRepublish(bucket string) *jetstream.RePublish {
 	return &jetstream.RePublish{Source: "$KV." + bucket + ".>", Destination: RepublishPrefix + bucket + ".>"}
 }
 
 // republishes says whether an existing bucket's stream republishes as
-// this build expects.
+// this build expects, or as the build before owner partitions did (its
+// full watches work the same; partitions are not followed).
 func republishes(cfg jetstream.StreamConfig, bucket string) bool {
-	want := republishConfig(bucket)
+	return sameRepublish(cfg, republishConfig(bucket)) || sameRepublish(cfg, plainRepublish(bucket))
+}
+
+func sameRepublish(cfg jetstream.StreamConfig, want *jetstream.RePublish) bool {
 	return cfg.RePublish != nil && cfg.RePublish.Source == want.Source &&
 		cfg.RePublish.Destination == want.Destination && !cfg.RePublish.HeadersOnly
 }
@@ -161,13 +174,24 @@ type rpWatch struct {
 	q      *rpQueue
 	emit   func(kvRecord) bool // false: the reader is gone
 	last   uint64              // the last sequence passed on
+	// primed, when set, is called once every record stored when the watch
+	// started has been passed on.
+	primed func()
+}
+
+// prime calls primed once.
+func (w *rpWatch) prime() {
+	if f := w.primed; f != nil {
+		w.primed = nil
+		f()
+	}
 }
 
 // watchRepublished follows kv: the current records and the changes up to
 // the switch through an ordered consumer, then the republished subject.
 // emit is called from its goroutine; done is called when it stops.
-func watchRepublished(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, emit func(kvRecord) bool, done func()) error {
-	w := &rpWatch{js: js, kv: kv, bucket: kv.Bucket(), q: &rpQueue{notify: make(chan struct{}, 1)}, emit: emit}
+func watchRepublished(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, emit func(kvRecord) bool, done, primed func()) error {
+	w := &rpWatch{js: js, kv: kv, bucket: kv.Bucket(), q: &rpQueue{notify: make(chan struct{}, 1)}, emit: emit, primed: primed}
 	nc := js.Conn()
 	// Subscribed before the consumer starts: whatever is stored after the
 	// consumer's snapshot is also queued here.
@@ -235,7 +259,11 @@ func (w *rpWatch) catchUp(ctx context.Context, cw jetstream.KeyWatcher) bool {
 			if republishTests.switched != nil {
 				republishTests.switched(w.bucket)
 			}
-			return w.deliver(ctx, held)
+			if !w.deliver(ctx, held) {
+				return false
+			}
+			w.prime() // the republished messages go on from the consumer's
+			return true
 		}
 		select {
 		case <-ctx.Done():
@@ -246,7 +274,8 @@ func (w *rpWatch) catchUp(ctx context.Context, cw jetstream.KeyWatcher) bool {
 				return false
 			}
 			if e == nil {
-				continue // end of the initial values
+				w.prime() // end of the initial values
+				continue
 			}
 			r := kvRecord{key: e.Key(), seq: e.Revision()}
 			if e.Operation() == jetstream.KeyValuePut {

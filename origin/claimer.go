@@ -36,10 +36,13 @@ type claimer struct {
 	live    map[string]*bus.StreamInfo
 	liveRev map[string]uint64 // the stream records' revisions
 	owner   map[string]ownerRecord
-	pending map[string]time.Time // path → when to try claiming it
-	next    time.Time            // the timer's: no pending claim is due before
-	rearm   bool                 // next moved: arm resets the timer
-	timer   *time.Timer
+	// released is the paths whose owner record another origin removed,
+	// within FailoverWindow (a claim of one is a hand-over: OnFailover).
+	released map[string]release
+	pending  map[string]time.Time // path → when to try claiming it
+	next     time.Time            // the timer's: no pending claim is due before
+	rearm    bool                 // next moved: arm resets the timer
+	timer    *time.Timer
 
 	// byOwner and byEdge index the owner and stream records by the node
 	// instance they name, so that a change of liveness (a node dead, an
@@ -78,6 +81,12 @@ type claimer struct {
 	// them (their hashes' sum and count): it looks again at every standby
 	// only when they changed.
 	peersSig [2]uint64
+
+	// window is the owner partitions this origin follows (nil: every
+	// one), and windowSig the live origins it was computed for
+	// (ownerwindow.go).
+	window    []bool
+	windowSig [2]uint64
 }
 
 // instanceKey names a node instance; instanceRecords are the paths of the
@@ -100,6 +109,7 @@ func (c *claimer) run() {
 	c.live = map[string]*bus.StreamInfo{}
 	c.liveRev = map[string]uint64{}
 	c.owner = map[string]ownerRecord{}
+	c.released = map[string]release{}
 	c.pending = map[string]time.Time{}
 	c.byOwner = map[instanceKey]*instanceRecords{}
 	c.byEdge = map[instanceKey]*instanceRecords{}
@@ -116,6 +126,7 @@ func (c *claimer) run() {
 	// different moments, not all at once.
 	resyncs := fullScanPhase(c.o.Node)
 	var rewatch <-chan time.Time
+	c.narrow()
 
 	for {
 		select {
@@ -153,11 +164,13 @@ func (c *claimer) run() {
 			c.scanLater = nil
 			c.scan(false)
 		case <-resync.C:
+			c.narrow() // a node that joined since: this origin may rank lower
 			resyncs++
 			c.scan(resyncs%fullScanEvery == 0)
 		case <-c.o.liveChanged:
 			c.peersAt = time.Time{}
 			c.liveChanged() // a node died (or restarted): its records hold no more
+			c.narrow()      // the partitions this origin follows
 			c.claimDue()    // its streams' take-overs start before any standby moves
 			c.standbysMoved()
 		}
@@ -188,11 +201,17 @@ func (c *claimer) rewatch() <-chan time.Time {
 		c.byEdge = map[instanceKey]*instanceRecords{}
 	}
 	if c.owners == nil {
-		if c.owners = openWatch(c, "owner", c.o.Registry.WatchOwners); c.owners == nil {
+		f, err := c.o.Registry.FollowOwners(c.o.ctx)
+		if err != nil {
+			c.o.Log.Warn("owner watch failed, retrying", "err", err)
 			return time.After(rewatchInterval)
 		}
+		c.o.follow.Store(f)
+		c.owners = f.Events()
 		c.owner = map[string]ownerRecord{}
 		c.byOwner = map[instanceKey]*instanceRecords{}
+		c.window = nil // every partition, until narrowed
+		c.narrow()
 	}
 	return nil
 }
@@ -209,8 +228,10 @@ func openWatch[T any](c *claimer, what string, open func(context.Context) (<-cha
 }
 
 func (c *claimer) onStream(ev bus.StreamEvent) {
-	c.open[ev.Path] = struct{}{}
 	s := c.o.lookup(ev.Path)
+	if c.inWindow(ev.Path) || s != nil {
+		c.open[ev.Path] = struct{}{}
+	}
 	if old := c.live[ev.Path]; old != nil {
 		c.unindex(c.byEdge, instanceKey{old.Edge, old.Instance}, ev.Path)
 	}
@@ -282,8 +303,11 @@ func (c *claimer) held(path string) bool {
 }
 
 func (c *claimer) onOwner(ev bus.OwnerEvent) {
-	c.open[ev.Path] = struct{}{}
 	s := c.o.lookup(ev.Path)
+	if !c.inWindow(ev.Path) && s == nil {
+		return // sent before its partition was left
+	}
+	c.open[ev.Path] = struct{}{}
 	if s != nil {
 		s.observeOwner(ev.Owner)
 	}
@@ -291,6 +315,9 @@ func (c *claimer) onOwner(ev bus.OwnerEvent) {
 		c.unindex(c.byOwner, instanceKey{old.owner.Node, old.owner.Instance}, ev.Path)
 	}
 	if ev.Owner == nil {
+		if old, ok := c.owner[ev.Path]; ok && old.owner.Node != c.o.Node {
+			c.released[ev.Path] = release{node: old.owner.Node, at: time.Now()}
+		}
 		delete(c.owner, ev.Path)
 		c.standbyCheck(ev.Path)
 		if s == nil && c.edgeAlive(ev.Path) {
@@ -323,6 +350,11 @@ func (c *claimer) onOwner(ev bus.OwnerEvent) {
 // (liveChanged).
 func (c *claimer) scan(full bool) {
 	c.lastScan = time.Now()
+	for path, r := range c.released {
+		if c.lastScan.Sub(r.at) >= FailoverWindow {
+			delete(c.released, path)
+		}
+	}
 	c.refreshHolds(c.byOwner, c.ownerKeyHolds)
 	c.refreshHolds(c.byEdge, c.edgeKeyHolds)
 	c.cached = true
@@ -387,6 +419,9 @@ func (c *claimer) check(path string, d *drops) {
 }
 
 func (c *claimer) settle(path string, d *drops) bool {
+	if !c.inWindow(path) && c.o.lookup(path) == nil {
+		return true // other origins rank first for it (ownerwindow.go)
+	}
 	if info := c.live[path]; info != nil {
 		if !c.streamHolds(info) {
 			// An edge that drew a new instance (a lapse, or its bus

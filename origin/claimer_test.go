@@ -66,7 +66,7 @@ func TestClaimFallsBackInRankOrder(t *testing.T) {
 	const ttl = 400 * time.Millisecond
 	const path = "live/ranked"
 	names := []string{"r1", "r2", "r3"}
-	slices.SortFunc(names, func(x, y string) int { return cmp.Compare(bus.Rank(y, path), bus.Rank(x, path)) })
+	slices.SortFunc(names, func(x, y string) int { return cmp.Compare(bus.OwnerRank(y, path), bus.OwnerRank(x, path)) })
 	var origins []*Origin
 	for _, n := range names {
 		origins = append(origins, b.origin(n, func(o *Origin) { o.NodeTTL = ttl }))

@@ -58,7 +58,7 @@ func (c *claimer) first(path string) bool { return c.rank(path) == 0 }
 // hashing): 0 for the first.
 func (c *claimer) rank(path string) int {
 	c.refreshPeers()
-	hp := bus.HashName(path)
+	hp := bus.PathRankHash(path)
 	mine := bus.RankHashed(c.selfHash, hp)
 	above := 0
 	for _, p := range c.peers {
@@ -74,7 +74,7 @@ func (c *claimer) rank(path string) int {
 // (the warm standby, standby.go).
 func (c *claimer) firstExcept(path, except string) bool {
 	c.refreshPeers()
-	hp := bus.HashName(path)
+	hp := bus.PathRankHash(path)
 	mine := bus.RankHashed(c.selfHash, hp)
 	for _, p := range c.peers {
 		if p.name != except && bus.RankHashed(p.hash, hp) > mine {
@@ -114,7 +114,7 @@ func (c *claimer) claimSlots() int {
 func (c *claimer) alone() bool { return len(c.peers) == 0 }
 
 func (c *claimer) schedule(path string) {
-	if c.o.draining.Load() {
+	if c.o.draining.Load() || !c.inWindow(path) {
 		return
 	}
 	// The origin the path ranks first among the live ones tries first (a
@@ -217,7 +217,7 @@ func (c *claimer) claimDue() {
 // claim starts a stream goroutine that tries to take the lease of path.
 func (c *claimer) claim(path string) {
 	info := c.live[path]
-	if info == nil || !c.o.live.HoldsStream(info) || c.o.draining.Load() {
+	if info == nil || !c.o.live.HoldsStream(info) || c.o.draining.Load() || !c.inWindow(path) {
 		return
 	}
 	if !c.o.live.Alive() {
@@ -231,6 +231,8 @@ func (c *claimer) claim(path string) {
 	s.plan = c.o.planFor(path)
 	if rec, ok := c.owner[path]; ok {
 		s.takeover = &rec
+	} else if r, ok := c.released[path]; ok && time.Since(r.at) < FailoverWindow {
+		s.handover = r.node
 	}
 	if !c.o.addStream(s) {
 		return // at capacity, or already ours

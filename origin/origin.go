@@ -123,6 +123,12 @@ type Origin struct {
 	// two GOPs, and packages them at once when it takes over. Empty: none
 	// (internal/config's default, origin.standby, is every path).
 	Standby []string
+	// OnFailover, when set, is called when this origin took a stream from
+	// another origin: a take-over of a dead origin's record, or a claim
+	// within FailoverWindow of another origin releasing it (a hand-over).
+	// previous is the origin the stream came from, epoch the new lease's.
+	// Called on the stream's goroutine; it must not block.
+	OnFailover func(path, previous string, epoch uint64)
 	// Secret, when set, is the cluster's shared credential: every request
 	// must carry it in hlsproto.HeaderAuth (caches add it), else it gets 403, so that
 	// the origin port cannot bypass the caches' signed URLs. Empty: open.
@@ -162,6 +168,10 @@ type Origin struct {
 
 	mu      sync.RWMutex
 	streams map[string]*stream
+
+	// follow is the claimer's watch of the owner records (ownerwindow.go),
+	// for a claim that found its record stale to read it again.
+	follow atomic.Pointer[bus.OwnerFollow]
 
 	// watchedFor: see the constant; tests shorten it.
 	watchedFor time.Duration
@@ -333,11 +343,12 @@ func (o *Origin) watchRegistry() (<-chan bus.StreamEvent, <-chan bus.OwnerEvent,
 	if err != nil {
 		return nil, nil, err
 	}
-	owners, err := o.Registry.WatchOwners(o.ctx)
+	follow, err := o.Registry.FollowOwners(o.ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	return streams, owners, nil
+	o.follow.Store(follow)
+	return streams, follow.Events(), nil
 }
 
 // unregisterMetrics removes the origin's collectors and the transcoders'.

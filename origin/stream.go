@@ -73,6 +73,9 @@ type stream struct {
 	// takeover, set before its goroutine starts, is the record of a dead
 	// node this stream takes the path from (nil: a fresh claim).
 	takeover *ownerRecord
+	// handover, set before its goroutine starts, is the origin that
+	// released the path within FailoverWindow (a fresh claim after it).
+	handover string
 	// claimDone, set before its goroutine starts, is called once when the
 	// claim is over (won or not), so the claimer can start the next
 	// (maxClaimsInFlight); nil: nobody waits.
@@ -192,6 +195,7 @@ func (s *stream) claim() (bus.PlaylistState, error) {
 	cancel()
 	if errors.Is(err, bus.ErrOwned) {
 		s.o.m.claimConflicts.Inc()
+		s.o.ownerStale(s.path)
 		s.log.Debug("stream already owned elsewhere")
 		return bus.PlaylistState{}, nil
 	}
@@ -246,6 +250,11 @@ func (s *stream) announce(initial bus.PlaylistState) {
 	s.o.poke(s.o.metaChanged)
 	s.log.Info("stream claimed", "epoch", s.lease.Owner.Epoch, "next_msn", initial.NextMSN,
 		"discontinuity", initial.Discontinuity)
+	if f := s.o.OnFailover; f != nil {
+		if prev := s.previousOrigin(); prev != "" {
+			f(s.path, prev, s.lease.Owner.Epoch)
+		}
+	}
 }
 
 // feedGOP packages the last GOPs first, so the stream starts without

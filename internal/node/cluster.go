@@ -35,7 +35,14 @@ type clusterView struct {
 	gatherAt time.Time
 
 	cancel context.CancelFunc
+	ctx    context.Context // the watches'; nil on a bus node
 	wg     sync.WaitGroup
+
+	// The owner watch, open while requests need it (needOwners):
+	// ownersReady is closed once its picture is whole; nil while closed.
+	omu         sync.Mutex
+	ownersReady chan struct{}
+	ownersUsed  time.Time
 }
 
 // gatherTimeout bounds the wait for the other nodes' statistics; a node
@@ -54,20 +61,124 @@ func (v *clusterView) start() error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	v.cancel = cancel
+	v.ctx = ctx
 	streams, err := v.n.registry.WatchStreams(ctx)
 	if err != nil {
 		cancel()
 		return err
 	}
-	owners, err := v.n.registry.WatchOwners(ctx)
-	if err != nil {
-		cancel()
-		return err
-	}
-	v.wg.Add(2)
+	v.wg.Add(1)
 	go v.watch(ctx, streams, nil)
-	go v.watch(ctx, nil, owners)
 	return nil
+}
+
+// The owner records are watched while the API is asked for them, not for
+// the node's whole life: every owner record's change goes to every watch,
+// and an origin node follows only the records it may act on
+// (bus/ownerfollow.go), so an API that nobody asks would be the one full
+// watch on each origin node, paid at every take-over. The first request
+// opens the watch and waits up to ownersWait for its picture to be whole;
+// ownersIdle after the last request it is closed.
+const (
+	ownersIdle = 5 * time.Minute
+	ownersWait = 3 * time.Second
+)
+
+// needOwners opens the owner watch when it is not open, and waits for its
+// first picture (up to ownersWait or ctx).
+func (v *clusterView) needOwners(ctx context.Context) {
+	if v.ctx == nil {
+		return // a bus node: no registry connection
+	}
+	v.omu.Lock()
+	v.ownersUsed = time.Now()
+	if v.ownersReady == nil {
+		v.ownersReady = make(chan struct{})
+		v.wg.Add(1)
+		go v.watchOwners(v.ownersReady)
+	}
+	ready := v.ownersReady
+	v.omu.Unlock()
+	t := time.NewTimer(ownersWait)
+	defer t.Stop()
+	select {
+	case <-ready:
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// watchOwners keeps v.owners until ownersIdle passes without needOwners;
+// ready is closed when the first watch has sent every record.
+func (v *clusterView) watchOwners(ready chan struct{}) {
+	defer v.wg.Done()
+	ctx, cancel := context.WithCancel(v.ctx)
+	defer cancel()
+	idle := time.NewTicker(min(ownersIdle/5, time.Minute))
+	defer idle.Stop()
+	backoff := 250 * time.Millisecond
+	readyOnce := sync.OnceFunc(func() { close(ready) })
+	defer readyOnce()
+	for {
+		owners, err := v.n.registry.WatchOwnersMarked(ctx)
+		for err == nil && owners != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-idle.C:
+				if v.ownersIdleNow() {
+					return
+				}
+			case ev, ok := <-owners:
+				if !ok {
+					owners = nil
+					break
+				}
+				if ev.Path == "" {
+					readyOnce()
+					backoff = 250 * time.Millisecond
+					continue
+				}
+				v.mu.Lock()
+				if ev.Owner == nil {
+					delete(v.owners, ev.Path)
+				} else {
+					v.owners[ev.Path] = *ev.Owner
+				}
+				v.mu.Unlock()
+			}
+		}
+		if err != nil {
+			v.n.Log.Debug("api: owner watch failed, retrying", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+		// The new watch sends every current record again; deletions
+		// made while it was down would otherwise linger.
+		v.mu.Lock()
+		clear(v.owners)
+		v.mu.Unlock()
+	}
+}
+
+// ownersIdleNow ends the owner watch when nothing needed it for
+// ownersIdle: its records are forgotten, and the next request opens it
+// again.
+func (v *clusterView) ownersIdleNow() bool {
+	v.omu.Lock()
+	defer v.omu.Unlock()
+	if time.Since(v.ownersUsed) < ownersIdle {
+		return false
+	}
+	v.ownersReady = nil
+	v.mu.Lock()
+	clear(v.owners)
+	v.mu.Unlock()
+	return true
 }
 
 func (v *clusterView) close() {
@@ -265,6 +376,7 @@ type trackRecord struct {
 // records builds the cluster's stream records, sorted by path; only is
 // non-empty to build one.
 func (v *clusterView) records(ctx context.Context, host, only string) []streamRecord {
+	v.needOwners(ctx)
 	infos, owners := v.streamsAndOwners(only)
 	if len(infos) == 0 {
 		return []streamRecord{}

@@ -31,21 +31,13 @@ func (n *Node) startOrigin() error {
 		HLS:         origin.HLSConfig(c.Origin.HLS),
 		Transcode:   originTranscode(c.Origin.Transcode),
 		Secret:      c.Auth.OriginSecret,
+		OnFailover:  n.originFailover,
 		Log:         n.Log, Metrics: n.metrics,
 	}
 	if err := o.Start(); err != nil {
 		return fmt.Errorf("origin: %w", err)
 	}
 	n.origin = o
-	owners, err := n.registry.WatchOwners(n.bgCtx)
-	if err != nil {
-		return fmt.Errorf("failover hooks: %w", err)
-	}
-	n.bgWG.Add(1)
-	go func() {
-		defer n.bgWG.Done()
-		n.watchFailovers(n.bgCtx, owners)
-	}()
 	return nil
 }
 
