@@ -69,3 +69,60 @@ func TestOwnerWindow(t *testing.T) {
 		t.Fatalf("owner record %+v, %v", own, err)
 	}
 }
+
+// TestOnFailover: an origin that takes a dead origin's stream over reports
+// it (OnFailover) with the dead one's name and the new epoch; one that
+// claims a stream another origin released just before (a drain: a
+// hand-over) reports it too; a fresh claim reports nothing.
+func TestOnFailover(t *testing.T) {
+	testkit.Slow(t) // liveness grace, a crash and a drain (~4 s)
+	checkLeaks(t)
+	b := startBus(t, time.Second)
+	type failover struct {
+		node, path, previous string
+		epoch                uint64
+	}
+	got := make(chan failover, 10)
+	report := func(node string) func(*Origin) {
+		return func(o *Origin) {
+			o.NodeTTL = 400 * time.Millisecond
+			o.OnFailover = func(path, previous string, epoch uint64) { got <- failover{node, path, previous, epoch} }
+		}
+	}
+	first := b.origin("f1", report("f1"))
+	claimServed(t, b, first)
+	select {
+	case f := <-got:
+		t.Fatalf("a fresh claim reported a failover: %+v", f)
+	default:
+	}
+	second := b.origin("f2", report("f2"))
+	time.Sleep(time.Second) // past f2's grace: it knows f1
+	first.shutdown(stopAbandon)
+	testkit.WaitFor(t, 10*time.Second, "f2 takes over", serving(second, camPath))
+	next := func(what string) failover {
+		select {
+		case f := <-got:
+			return f
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no failover reported for the %s", what)
+		}
+		return failover{}
+	}
+	f := next("take-over")
+	if f.node != "f2" || f.path != camPath || f.previous != "f1" || f.epoch == 0 {
+		t.Fatalf("take-over reported as %+v", f)
+	}
+	third := b.origin("f3", report("f3"))
+	time.Sleep(time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := second.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, "f3 claims the released stream", serving(third, camPath))
+	f2 := next("hand-over")
+	if f2.node != "f3" || f2.previous != "f2" || f2.epoch <= f.epoch {
+		t.Fatalf("hand-over reported as %+v (the take-over's epoch %d)", f2, f.epoch)
+	}
+}

@@ -79,10 +79,9 @@ func (v *clusterView) start() error {
 // watch on each origin node, paid at every take-over. The first request
 // opens the watch and waits up to ownersWait for its picture to be whole;
 // ownersIdle after the last request it is closed.
-const (
-	ownersIdle = 5 * time.Minute
-	ownersWait = 3 * time.Second
-)
+var ownersIdle = 5 * time.Minute // a variable for tests
+
+const ownersWait = 3 * time.Second
 
 // needOwners opens the owner watch when it is not open, and waits for its
 // first picture (up to ownersWait or ctx).

@@ -62,3 +62,56 @@ func TestClusterView(t *testing.T) {
 		t.Fatalf("/v1/nodes: %v %s", err, body)
 	}
 }
+
+// TestClusterViewOwnersOnDemand: the API watches the owner records only
+// while it is asked for them (an origin node's API nobody asks costs no
+// delivery at a take-over): no watch before the first request, which
+// waits for the watch's picture and shows the stream's origin; none again
+// ownersIdle after the last request; the next request opens it again.
+func TestClusterViewOwnersOnDemand(t *testing.T) {
+	defer func(d time.Duration) { ownersIdle = d }(ownersIdle)
+	ownersIdle = 400 * time.Millisecond
+	aio := startNode(t, allInOneConfig(t), RoleRun)
+	a := aio.Addrs()
+	v := &aio.api.cluster
+	open := func() bool {
+		v.omu.Lock()
+		defer v.omu.Unlock()
+		return v.ownersReady != nil
+	}
+	startCamera(t, "rtsp://"+a.RTSP+"/live/od")
+	// The stream is listed (the stream watch is always open) before any
+	// request asked for owners.
+	for deadline := time.Now().Add(20 * time.Second); !v.has("live/od"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream was never listed")
+		}
+	}
+	if open() {
+		t.Fatal("the owner watch is open before any request")
+	}
+	origin := func() string {
+		code, body := httpGet(t, "http://"+a.API+"/v1/streams/live/od")
+		var r streamRecord
+		if code != 200 || json.Unmarshal([]byte(body), &r) != nil {
+			t.Fatalf("GET /v1/streams/live/od: %d %s", code, body)
+		}
+		return r.Origin
+	}
+	for deadline := time.Now().Add(20 * time.Second); origin() != "aio"; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the record never showed its origin")
+		}
+	}
+	if !open() {
+		t.Fatal("the owner watch is not open after a request")
+	}
+	for deadline := time.Now().Add(5 * time.Second); open(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the owner watch stayed open without requests")
+		}
+	}
+	if got := origin(); got != "aio" {
+		t.Fatalf("the first answer after the watch reopened shows origin %q", got)
+	}
+}
