@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"hash/fnv"
 	"strconv"
 	"sync"
@@ -316,7 +317,7 @@ func (f *OwnerFollow) ReadAfter(paths []string, pause time.Duration) {
 }
 
 func isNotFound(err error) bool {
-	return err == jetstream.ErrKeyNotFound || err == jetstream.ErrKeyDeleted
+	return errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted)
 }
 
 // fail ends the watch: Events is closed, and the reader opens another.

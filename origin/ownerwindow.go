@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/streamgrid/streamgrid/bus"
+	"github.com/streamgrid/streamgrid/internal/gossip"
 )
 
 // inWindow says whether this origin follows path's owner records.
@@ -39,7 +40,7 @@ func (c *claimer) narrow() {
 		return
 	}
 	var want []bool
-	if len(c.peers)+1 > bus.OwnerWindow && c.o.live.Settled() {
+	if len(c.peers)+1 > bus.OwnerWindow && c.o.live.Settled() && !c.gpuFirstChoice() {
 		want = c.ranked()
 	}
 	added, err := f.Follow(want)
@@ -86,6 +87,16 @@ func (c *claimer) narrow() {
 		}
 	}
 	f.ReadAfter(read, bus.FollowOverlap)
+}
+
+// gpuFirstChoice says whether this origin can be a ladder's first choice
+// (NVENC on a GPU: placement.go): it follows every partition and may
+// claim any stream, so that a ladder whose partition's first four origins
+// are CPU origins still reaches a GPU (as before partitions: after its
+// rank's delay, while the CPU origins wait a lease TTL for it).
+func (c *claimer) gpuFirstChoice() bool {
+	tc := c.o.transcodeRecord()
+	return tc != nil && tc.GPU > 0 && tc.Encoders&(gossip.NVENCH264|gossip.NVENCHEVC) != 0
 }
 
 // ranked is the partitions this origin ranks among the first
