@@ -273,8 +273,8 @@ func (l *Liveness) Alive() bool {
 	return c != 0 && time.Since(l.base) < time.Duration(c)+l.TTL
 }
 
-// Changed is poked whenever a node is found dead or a new instance shows
-// up, this node's own lapse included. It is one channel for one reader;
+// Changed is poked whenever a node joins, is found dead or a new instance
+// shows up, this node's own lapse included. It is one channel for one reader;
 // other readers take their own with Watch.
 func (l *Liveness) Changed() <-chan struct{} { return l.changed }
 

@@ -48,7 +48,22 @@ func ownerRepublish() *jetstream.RePublish {
 
 // OwnerPart is the partition of path's owner record: what the bus computes
 // for its republished subject (FNV-1a 32 of the key, modulo OwnerParts).
-func OwnerPart(path string) int { return keyPart(EncodePath(path)) }
+func OwnerPart(path string) int {
+	// FNV-1a 32 of EncodePath(path), hashed as it is encoded (no string).
+	const prime = 16777619
+	h := uint32(2166136261)
+	for i := 0; i < len(path); i++ {
+		c := path[i]
+		if tokenByte(c) {
+			h = (h ^ uint32(c)) * prime
+			continue
+		}
+		h = (h ^ '=') * prime
+		h = (h ^ uint32(hexDigits[c>>4])) * prime
+		h = (h ^ uint32(hexDigits[c&0xF])) * prime
+	}
+	return int(h % OwnerParts)
+}
 
 func keyPart(key string) int {
 	h := fnv.New32a()

@@ -237,3 +237,13 @@ func TestOwnerFollowResyncAfterADrop(t *testing.T) {
 	}
 	noOwner(t, f.Events(), "the resync's copy of a record passed on")
 }
+
+// OwnerPart hashes the encoded key as keyPart does, for paths that keep
+// their bytes and paths that are escaped.
+func TestOwnerPartOfEncodedKey(t *testing.T) {
+	for _, p := range []string{"live/cam1", "a", "", "cams/site 3/é", "x.y~z", "UPPER-lower_09"} {
+		if got, want := OwnerPart(p), keyPart(EncodePath(p)); got != want {
+			t.Errorf("OwnerPart(%q) = %d, keyPart(EncodePath) = %d", p, got, want)
+		}
+	}
+}
