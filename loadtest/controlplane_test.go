@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -68,6 +69,10 @@ func TestControlPlane(t *testing.T) {
 	}
 	if rep.Orphaned == 0 || rep.Reowned != rep.Orphaned || rep.ReownMS.Count != uint64(rep.Orphaned) || rep.ReownMS.Max <= 0 {
 		t.Errorf("orphaned %d, re-owned %d, re-own times %+v", rep.Orphaned, rep.Reowned, rep.ReownMS)
+	}
+	if n := len(rep.ReownSlowest); n == 0 || n > 12 || rep.ReownSlowest[0].MS != rep.ReownMS.Max ||
+		!slices.IsSortedFunc(rep.ReownSlowest, func(a, b SlowReown) int { return cmp.Compare(b.MS, a.MS) }) {
+		t.Errorf("slowest re-owned orphans %+v (max %v)", rep.ReownSlowest, rep.ReownMS.Max)
 	}
 	if !rep.OK() {
 		t.Error("report not OK")

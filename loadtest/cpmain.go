@@ -150,6 +150,12 @@ func (r *ControlPlaneReport) WriteTable(w io.Writer) {
 	row("per origin", "%d to %d streams (surviving origins, at the end)", r.OwnedPerOrigin[0], r.OwnedPerOrigin[1])
 	row("killed", "%d origins: %d streams orphaned, %d re-owned", r.KilledOrigins, r.Orphaned, r.Reowned)
 	row("re-own ms", "p50 %.0f  p99 %.0f  max %.0f", r.ReownMS.P50, r.ReownMS.P99, r.ReownMS.Max)
+	for i, s := range r.ReownSlowest {
+		if i == 3 {
+			break
+		}
+		row("re-owned late", "%s after %.0f ms by %s (epoch %d)", s.Path, s.MS, s.Owner, s.Epoch)
+	}
 	row("registry errors", "%d", r.RegistryErrors)
 	if len(r.OriginCounters) > 0 {
 		var cs []string

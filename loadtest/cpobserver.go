@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,7 +28,21 @@ type ownerObserver struct {
 	pending map[string]bool // orphans not owned again yet
 	orphanN int
 	reown   []float64 // ms
+	slow    []SlowReown
 }
+
+// SlowReown is one of the orphans owned again last: its path, how long it
+// waited, the origin that took it, and what the bus told: the owner
+// record's epoch (how many times it was written before).
+type SlowReown struct {
+	Path  string  `json:"path"`
+	MS    float64 `json:"ms"`
+	Owner string  `json:"owner"`
+	Epoch uint64  `json:"epoch"`
+}
+
+// slowKept is how many of the slowest re-owned orphans the report lists.
+const slowKept = 12
 
 func startOwnerObserver(ctx context.Context, urls []string, rc registryConfig, paths []string) (*ownerObserver, error) {
 	c, err := dialSim(ctx, urls, "sim-observer", rc)
@@ -79,7 +94,12 @@ func (o *ownerObserver) apply(ev bus.OwnerEvent, now time.Time) {
 	o.owner[ev.Path] = ev.Owner.Node
 	if o.pending[ev.Path] && !o.killed[ev.Owner.Node] {
 		delete(o.pending, ev.Path)
-		o.reown = append(o.reown, float64(now.Sub(o.killAt).Microseconds())/1000)
+		ms := float64(now.Sub(o.killAt).Microseconds()) / 1000
+		o.reown = append(o.reown, ms)
+		o.slow = append(o.slow, SlowReown{Path: ev.Path, MS: ms, Owner: ev.Owner.Node, Epoch: ev.Owner.Epoch})
+		if len(o.slow) > slowKept {
+			o.slow = o.slow[1:] // events come in time order: the last are the slowest
+		}
 	}
 }
 
@@ -144,6 +164,15 @@ func (o *ownerObserver) reowned() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return len(o.reown)
+}
+
+// slowest is the last orphans owned again, slowest first.
+func (o *ownerObserver) slowest() []SlowReown {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := slices.Clone(o.slow)
+	slices.Reverse(out)
+	return out
 }
 
 func (o *ownerObserver) reownTimes() []float64 {

@@ -76,6 +76,9 @@ type ControlPlaneReport struct {
 	OwnedPerOrigin [2]int      `json:"owned_per_origin"`
 	Reowned        int         `json:"reowned"`
 	ReownMS        Percentiles `json:"reown_ms"`
+	// ReownSlowest is the orphans owned again last (at most 12), slowest
+	// first: which origin took them and when, for a tail to be looked into.
+	ReownSlowest []SlowReown `json:"reown_slowest,omitempty"`
 	// RegistryErrors counts the simulated edges' failed registry calls.
 	RegistryErrors int `json:"registry_errors"`
 	// OriginCounters sums the origins' counters over the whole run (claims,
@@ -226,6 +229,7 @@ func (cp *controlPlane) fillOwnership(rep *ControlPlaneReport) {
 	}
 	rep.OwnedPerOrigin[0], rep.OwnedPerOrigin[1] = cp.obs.spread(names)
 	rep.ReownMS = computePercentiles(cp.obs.reownTimes())
+	rep.ReownSlowest = cp.obs.slowest()
 	rep.OriginCounters = sumOriginCounters(cp.metrics)
 	rep.Warnings = cp.logs.counts()
 	for _, e := range cp.edges {

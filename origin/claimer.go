@@ -87,6 +87,10 @@ type claimer struct {
 	// (ownerwindow.go).
 	window    []bool
 	windowSig [2]uint64
+	// narrowLater fires the narrow a change of the live origins asked for;
+	// partOf is the owner partition of each live stream's path.
+	narrowLater <-chan time.Time
+	partOf      map[string]uint16
 }
 
 // instanceKey names a node instance; instanceRecords are the paths of the
@@ -110,6 +114,7 @@ func (c *claimer) run() {
 	c.liveRev = map[string]uint64{}
 	c.owner = map[string]ownerRecord{}
 	c.released = map[string]release{}
+	c.partOf = map[string]uint16{}
 	c.pending = map[string]time.Time{}
 	c.byOwner = map[instanceKey]*instanceRecords{}
 	c.byEdge = map[instanceKey]*instanceRecords{}
@@ -170,9 +175,18 @@ func (c *claimer) run() {
 		case <-c.o.liveChanged:
 			c.peersAt = time.Time{}
 			c.liveChanged() // a node died (or restarted): its records hold no more
-			c.narrow()      // the partitions this origin follows
+			c.advance()     // claims put off for origins that ranked above and died
 			c.claimDue()    // its streams' take-overs start before any standby moves
 			c.standbysMoved()
+			if c.narrowLater == nil {
+				// The partitions this origin follows, once a burst of
+				// changes (a kill of several origins) has settled: the
+				// take-overs need none of it (the takers follow already).
+				c.narrowLater = time.After(narrowDelay)
+			}
+		case <-c.narrowLater:
+			c.narrowLater = nil
+			c.narrow()
 		}
 		c.arm()
 	}
@@ -197,6 +211,7 @@ func (c *claimer) rewatch() <-chan time.Time {
 			return time.After(rewatchInterval)
 		}
 		c.live = map[string]*bus.StreamInfo{} // the watch replays the current streams
+		c.partOf = map[string]uint16{}
 		c.liveRev = map[string]uint64{}
 		c.byEdge = map[instanceKey]*instanceRecords{}
 	}
@@ -237,6 +252,7 @@ func (c *claimer) onStream(ev bus.StreamEvent) {
 	}
 	if ev.Info == nil {
 		c.o.clearRefused(ev.Path)
+		delete(c.partOf, ev.Path)
 		delete(c.live, ev.Path)
 		delete(c.liveRev, ev.Path)
 		delete(c.pending, ev.Path)
@@ -245,6 +261,9 @@ func (c *claimer) onStream(ev bus.StreamEvent) {
 		}
 		c.standbyCheck(ev.Path)
 		return
+	}
+	if c.live[ev.Path] == nil {
+		c.partOf[ev.Path] = uint16(bus.OwnerPart(ev.Path))
 	}
 	c.live[ev.Path] = ev.Info
 	c.liveRev[ev.Path] = ev.Rev
@@ -406,6 +425,19 @@ func (c *claimer) liveChanged() {
 	}
 	c.cached = false
 	c.startDrop(d)
+}
+
+// advance schedules the pending claims again after a change of the live
+// origins: a claim put off because origins ranking above this one were
+// alive comes forward when they died (schedule only moves a claim
+// earlier). Without it, a dead origin's stream that ranked a second dead
+// origin above its taker waited a node TTL per such rank, although both
+// deaths were known (the change only looks again at the second one's
+// records).
+func (c *claimer) advance() {
+	for path := range c.pending {
+		c.schedule(path)
+	}
 }
 
 // check is scan for one path; it keeps the path open unless another live

@@ -16,9 +16,21 @@ import (
 	"github.com/streamgrid/streamgrid/internal/gossip"
 )
 
+// narrowDelay is how long after a change of the live origins the
+// partitions followed are computed again.
+const narrowDelay = 200 * time.Millisecond
+
 // inWindow says whether this origin follows path's owner records.
 func (c *claimer) inWindow(path string) bool {
-	return c.window == nil || c.window[bus.OwnerPart(path)]
+	return c.window == nil || c.window[c.part(path)]
+}
+
+// part is path's owner partition (bus.OwnerPart), kept per live stream.
+func (c *claimer) part(path string) int {
+	if p, ok := c.partOf[path]; ok {
+		return int(p)
+	}
+	return bus.OwnerPart(path)
 }
 
 // narrow sets the partitions followed for the live origins as they are
@@ -82,7 +94,7 @@ func (c *claimer) narrow() {
 	}
 	var read []string
 	for path := range c.live {
-		if joined[bus.OwnerPart(path)] {
+		if joined[c.part(path)] {
 			read = append(read, path)
 		}
 	}
