@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -29,11 +30,13 @@ import (
 // watches (caches, the API while it is asked).
 const (
 	// OwnerParts is how many partitions the owner records are spread
-	// over: enough that ranking partitions instead of paths spreads the
-	// streams about as evenly (~160 partitions first on each of 100
-	// origins; with 4 096, ~40 each, the most loaded of 90 survivors held
-	// 150 streams of 10 000 where the average was 111: docs/cluster.md).
-	OwnerParts = 16384
+	// over: ~40 first on each of 100 origins. Ranking partitions instead
+	// of paths spreads streams less evenly (10 000 over 90 survivors: 65
+	// to 150, average 111); 16 384 would spread them better, but each
+	// origin then subscribes to ~650 subjects, and a kill of ten moved
+	// 6 500 subscriptions across the bus at once (the simulation lapsed:
+	// docs/cluster.md).
+	OwnerParts = 4096
 	// OwnerWindow is how many of the live origins a partition ranks first
 	// follow its owner records; the others never claim its streams.
 	OwnerWindow = 4
@@ -122,6 +125,9 @@ type OwnerFollow struct {
 	parts []bool // nil: every partition
 	subs  map[int]*nats.Subscription
 	full  context.CancelFunc // the full watch, while every partition is followed
+	// fullPrimed is closed when the full watch has passed on every record
+	// stored when it started.
+	fullPrimed chan struct{}
 	// revs is the last revision passed on per key (deletes included).
 	revs        map[string]uint64
 	dropped     int // Dropped of subscriptions since closed
@@ -139,7 +145,7 @@ type followRec struct {
 // ownerFollowTests lets a test lose a partition's message before the
 // watch sees it. Set only by tests that do not run in parallel.
 var ownerFollowTests struct {
-	drop func(*nats.Msg) bool
+	drop atomic.Pointer[func(*nats.Msg) bool]
 }
 
 // FollowOverlap is how long a partition's subscription is given to reach
@@ -197,17 +203,19 @@ func (f *OwnerFollow) startFull() error {
 			f.fail()
 		}
 	}
+	primed := make(chan struct{})
+	prime := sync.OnceFunc(func() { close(primed) })
 	var err error
 	if f.r.republish[BucketOwners] {
-		err = watchRepublished(wctx, f.r.JS, f.r.owners, emit, done, nil)
+		err = watchRepublished(wctx, f.r.JS, f.r.owners, emit, done, prime)
 	} else {
-		err = watchConsumer(wctx, f.r.owners, emit, done, nil)
+		err = watchConsumer(wctx, f.r.owners, emit, done, prime)
 	}
 	if err != nil {
 		cancel()
 		return err
 	}
-	f.full = cancel
+	f.full, f.fullPrimed = cancel, primed
 	return nil
 }
 
@@ -258,8 +266,21 @@ func (f *OwnerFollow) Follow(parts []bool) (added []int, err error) {
 		// routes after the subscribe, and the stream's leader republishes
 		// to the subscribers it knows of): both pass records on meanwhile,
 		// each once (newer).
-		time.AfterFunc(followOverlap, f.full)
-		f.full = nil
+		stop, primed := f.full, f.fullPrimed
+		f.full, f.fullPrimed = nil, nil
+		go func() {
+			// Not before it has passed every record on (a watch opened
+			// again after the bus went away replays the whole bucket).
+			select {
+			case <-primed:
+			case <-f.ctx.Done():
+			}
+			select {
+			case <-time.After(followOverlap):
+			case <-f.ctx.Done():
+			}
+			stop()
+		}()
 	}
 	f.parts = append(f.parts[:0:0], parts...)
 	f.forgetUnfollowed()
@@ -365,7 +386,7 @@ func (f *OwnerFollow) loop() {
 		case <-f.ctx.Done():
 			return
 		case m := <-f.msgs:
-			if ownerFollowTests.drop != nil && ownerFollowTests.drop(m) {
+			if drop := ownerFollowTests.drop.Load(); drop != nil && (*drop)(m) {
 				continue
 			}
 			r, ok := republishedRecord(m, BucketOwners)

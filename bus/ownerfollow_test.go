@@ -218,7 +218,7 @@ func TestOwnerFollowResyncAfterADrop(t *testing.T) {
 	if ev := nextOwner(t, f.Events(), "first record"); ev.Path != in[0] {
 		t.Fatalf("first record: %+v", ev)
 	}
-	ownerFollowTests.drop = func(m *nats.Msg) bool {
+	drop := func(m *nats.Msg) bool {
 		if m.Header.Get(jetstream.SubjectHeader) != "$KV."+BucketOwners+"."+EncodePath(in[1]) {
 			return false
 		}
@@ -227,7 +227,8 @@ func TestOwnerFollowResyncAfterADrop(t *testing.T) {
 		f.mu.Unlock()
 		return true
 	}
-	defer func() { ownerFollowTests.drop = nil }()
+	ownerFollowTests.drop.Store(&drop)
+	defer ownerFollowTests.drop.Store(nil)
 	if _, err := r.AcquireOwner(ctx, in[1], o); err != nil {
 		t.Fatal(err)
 	}

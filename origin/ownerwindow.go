@@ -98,7 +98,11 @@ func (c *claimer) narrow() {
 			read = append(read, path)
 		}
 	}
-	f.ReadAfter(read, bus.FollowOverlap)
+	// After the subscriptions' overlap, and a share of a second from the
+	// node's name: a death moves every survivor's window at once, and
+	// their reads (~4 per stream the dead origin had) need not all reach
+	// the bus in the same instant.
+	f.ReadAfter(read, bus.FollowOverlap+time.Duration(bus.HashName(c.o.Node)%1000)*time.Millisecond)
 }
 
 // gpuFirstChoice says whether this origin can be a ladder's first choice
