@@ -125,7 +125,6 @@ type Cache struct {
 	verifier  *verifier // checks tokens with SigningKey; nil without one
 	routes    *routeTable
 	lru       *lru
-	mem       *memStats // memfd bodies (membody.go); nil: bodies stay on the heap
 	flights   *flightGroup
 	viewers   *viewerTracker
 	demand    *demandTable // nil without a Demander
@@ -172,9 +171,6 @@ func (c *Cache) Start() error {
 		c.serveLn = tls.NewListener(c.serveLn, tlsConf)
 	} else {
 		c.serveLn = viewerListener{c.serveLn} // headers and body in one write (viewerconn.go)
-		if memBodySupported {
-			c.mem.max = memfdLimit() // bodies in memfds, sent with sendfile (membody.go)
-		}
 	}
 	c.srv = c.newServer(tlsConf)
 	c.wg.Add(4)
@@ -255,13 +251,11 @@ func (c *Cache) build() {
 	c.cors = corsHeader(c.AllowOrigin)
 	c.routes = newRouteTable(c.Gossip, c.FailoverWindow, c.Log)
 	c.lru = newLRU(c.MaxBytes)
-	c.mem = &memStats{} // max 0 until Start knows the viewers get plain HTTP
 	c.flights = newFlightGroup()
 	c.viewers = newViewerTracker(nil)
 	c.m = newMetrics(c.Node,
 		func() float64 { return float64(c.routes.owners()) },
-		func() float64 { return float64(c.flights.inFlight()) },
-		c.mem)
+		func() float64 { return float64(c.flights.inFlight()) })
 	c.m.extra = append(c.m.extra, &streamCollector{node: c.Node, viewers: c.viewers})
 	c.lru.onEvict = func(n int) { c.m.lruEvictions.Add(float64(n)) }
 	c.lru.onExpire = func(n int) { c.m.lruExpired.Add(float64(n)) }
@@ -361,7 +355,6 @@ func (c *Cache) Close() {
 		c.flights.close()
 		c.wg.Wait()
 		c.m.unregister(c.Metrics)
-		c.lru.clear() // frees the memfds
 		if c.ownClient {
 			c.Client.CloseIdleConnections()
 		}

@@ -103,29 +103,20 @@ var (
 )
 
 // writeObject answers with a stored object: its 200 with the headers built
-// with it, or its passed-through 4xx. It returns false, having written
-// nothing, when obj's body was in a memfd that is freed by now (evicted,
-// and every answer from it done, since it was looked up): look it up again.
-func writeObject(w *viewerWriter, r *http.Request, obj *object, res fetchResult) bool {
-	if obj.mem != nil {
-		if !obj.mem.acquire() {
-			return false
-		}
-		defer obj.mem.release()
-	}
+// with it, or its passed-through 4xx.
+func writeObject(w *viewerWriter, r *http.Request, obj *object, res fetchResult) {
 	h := w.Header()
 	h["X-Cache"] = res.header()
 	if obj.status != http.StatusOK {
 		writeText(w, obj.status, string(obj.body))
-		return true
+		return
 	}
 	h["Content-Type"] = obj.header.contentType
 	h["Cache-Control"] = obj.header.cacheControl
 	if obj.header.etag != nil {
 		h["Etag"] = obj.header.etag // the canonical form of "ETag"
 	}
-	w.serveBody(r, obj.body, obj.mem, obj.modTime, &obj.header)
-	return true
+	w.serveBody(r, obj.body, obj.modTime, &obj.header)
 }
 
 // writeStale serves the last good copy of a playlist during a failover,
@@ -135,7 +126,7 @@ func writeStale(w *viewerWriter, r *http.Request, obj *object) {
 	h["X-Cache"] = staleXCache
 	h["Content-Type"] = obj.header.contentType
 	h["Cache-Control"] = staleCacheControl
-	w.serveBody(r, obj.body, nil, time.Time{}, &obj.header) // playlists are never in memfds
+	w.serveBody(r, obj.body, time.Time{}, &obj.header)
 }
 
 func writeText(w http.ResponseWriter, status int, msg string) {

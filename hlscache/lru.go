@@ -70,10 +70,6 @@ func newLRU(maxBytes int64) *lru {
 // entrySize is what an entry holds in memory: the body's capacity (what
 // was allocated, not what is used), the key and a fixed overhead.
 func entrySize(key string, obj *object) int64 {
-	if obj.mem != nil {
-		// A memfd's pages, off the Go heap but as much the cache's.
-		return int64(len(key)) + memSize(len(obj.body)) + entryOverhead
-	}
 	return int64(len(key)+cap(obj.body)) + entryOverhead
 }
 
@@ -101,7 +97,7 @@ func (c *lru) get(key string, now time.Time) *object {
 
 // add stores obj under key, replacing what was there, and evicts the least
 // recently used entries until the budget holds. It reports whether obj was
-// kept; a kept obj's memBody reference is the LRU's from then on. The entry leaves at the object's expiry or at deadline, whichever
+// kept. The entry leaves at the object's expiry or at deadline, whichever
 // comes first (zero: none); with idle > 0 the deadline moves to each hit +
 // idle. Entries already past their deadline at now are dropped first.
 func (c *lru) add(key string, obj *object, now, deadline time.Time, idle time.Duration) bool {
@@ -203,16 +199,6 @@ func (c *lru) report(evicted, expired int) {
 	}
 }
 
-// clear drops every entry (the cache closes).
-func (c *lru) clear() {
-	c.mu.Lock()
-	for c.order.Len() > 0 {
-		c.removeLocked(c.order.Back())
-	}
-	c.reportLocked()
-	c.mu.Unlock()
-}
-
 // size returns the bytes accounted and the number of entries.
 func (c *lru) size() (int64, int) {
 	c.mu.Lock()
@@ -227,9 +213,6 @@ func (c *lru) removeLocked(el *list.Element) {
 	c.bytes -= e.size
 	if e.index >= 0 {
 		heap.Remove(&c.expiry, e.index)
-	}
-	if e.obj.mem != nil {
-		e.obj.mem.release() // the LRU's reference; answers in flight keep theirs
 	}
 	if len(c.items) == 0 && cap(c.expiry) > 64 {
 		// Empty: give back the map's buckets and the queue's array, which

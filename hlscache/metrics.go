@@ -52,8 +52,6 @@ type metrics struct {
 	deniedVec        *prometheus.CounterVec
 	connsRefused     prometheus.Counter
 	upstreamWaiting  prometheus.Gauge
-	memObjects       prometheus.GaugeFunc
-	memBytes         prometheus.GaugeFunc
 	upstreamSeconds  *prometheus.HistogramVec // kind, result
 	blockingSeconds  prometheus.Histogram
 
@@ -103,7 +101,7 @@ func (o metricOpts) histogram(name, help string, buckets []float64) prometheus.H
 
 // newMetrics makes the collectors; routes and inFlight are read at scrape
 // time.
-func newMetrics(node string, routes, inFlight func() float64, mem *memStats) *metrics {
+func newMetrics(node string, routes, inFlight func() float64) *metrics {
 	o := newMetricOpts(node)
 	m := &metrics{
 		requests: o.counterVec("streamgrid_cache_requests_total",
@@ -140,12 +138,6 @@ func newMetrics(node string, routes, inFlight func() float64, mem *memStats) *me
 			"Viewer connections closed at accept because their IP held max_conns_per_ip already."),
 		upstreamWaiting: o.gauge("streamgrid_cache_upstream_waiting",
 			"Upstream fetches waiting for a connection slot (max_upstream_conns per origin)."),
-		memObjects: o.gaugeFunc("streamgrid_cache_memfd_objects",
-			"Segment and part bodies held in memfds (served with sendfile): those in the object cache and evicted ones still being sent. Each holds a file descriptor.",
-			func() float64 { return float64(mem.objects.Load()) }),
-		memBytes: o.gaugeFunc("streamgrid_cache_memfd_bytes",
-			"Memory (page-rounded) of the bodies in memfds, off the Go heap; those in the object cache are part of streamgrid_cache_lru_bytes.",
-			func() float64 { return float64(mem.bytes.Load()) }),
 	}
 	m.denied = map[string]prometheus.Counter{}
 	for _, r := range deniedReasons {
@@ -164,7 +156,7 @@ func newMetrics(node string, routes, inFlight func() float64, mem *memStats) *me
 func (m *metrics) collectors() []prometheus.Collector {
 	out := []prometheus.Collector{m.requests, m.servedBytes, m.upstreamRequests, m.upstreamErrors,
 		m.lruBytes, m.lruObjects, m.lruEvictions, m.lruExpired, m.shedBytes, m.routes, m.held, m.rerouted, m.fetches,
-		m.deniedVec, m.connsRefused, m.upstreamWaiting, m.upstreamSeconds, m.blockingSeconds, m.memObjects, m.memBytes}
+		m.deniedVec, m.connsRefused, m.upstreamWaiting, m.upstreamSeconds, m.blockingSeconds}
 	return append(out, m.extra...)
 }
 

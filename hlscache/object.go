@@ -10,12 +10,8 @@ import (
 // object is an upstream answer as the cache keeps and serves it. It is never
 // modified once built, so it is shared between requests without locking.
 type object struct {
-	status int    // 200, or a passed-through 4xx
-	body   []byte // the payload (200) or a short text (4xx); mem.data when mem is set
-	// mem holds the body of a stored segment or part in a memfd (see
-	// membody.go); nil: body is on the heap. Whoever reads body of an object
-	// with mem holds a reference (writeObject).
-	mem     *memBody
+	status  int    // 200, or a passed-through 4xx
+	body    []byte // the payload (200) or a short text (4xx)
 	modTime time.Time
 	// header holds the response header values of a 200, see newObjectHeader.
 	header  objectHeader

@@ -28,13 +28,3 @@ func (c *Cache) Shed(n int64) int64 {
 	c.m.shedBytes.Add(float64(freed))
 	return freed
 }
-
-// OffHeapBytes is the memory the cache's bodies in memfds hold (membody.go),
-// evicted ones still being sent included: node memory the Go heap's figures
-// do not show.
-func (c *Cache) OffHeapBytes() int64 {
-	if c.mem == nil {
-		return 0
-	}
-	return c.mem.bytes.Load()
-}

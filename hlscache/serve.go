@@ -156,7 +156,7 @@ func (c *Cache) serveRouted(p *pending) (outcome, verdict) {
 		p.demanded = false
 	}
 	if err == nil {
-		return c.serveObject(p, obj, res)
+		return c.serveObject(p, obj, res), answered
 	}
 	if p.ctx.Err() != nil {
 		return outcomeGone, answered
@@ -269,24 +269,15 @@ func (c *Cache) serveOwnerDown(p *pending) (outcome, verdict) {
 // serveObject answers with an object fetched or found. A 404 of the new
 // owner for an object the previous owner's copy of which is still in the
 // LRU gets that copy: a player still holding the previous owner's playlist
-// asks for its objects, which the new owner never had. An object freed
-// since it was found (writeObject) is looked up again, up to
-// maxUpstreamAttempts tries.
-func (c *Cache) serveObject(p *pending, obj *object, res fetchResult) (outcome, verdict) {
+// asks for its objects, which the new owner never had.
+func (c *Cache) serveObject(p *pending, obj *object, res fetchResult) outcome {
 	if obj.status == http.StatusNotFound && p.req.kind != kindPlaylist && p.prev.node != "" {
 		if old := c.lru.get(cacheKey(p.prev, p.req), p.now); old != nil && old.status == http.StatusOK {
 			obj, res = old, resultHit
 		}
 	}
-	if writeObject(p.w, p.r, obj, res) {
-		return fetchOutcome(res), answered
-	}
-	if p.attempts < maxUpstreamAttempts {
-		return 0, again
-	}
-	p.w.Header().Set("Retry-After", "1")
-	writeText(p.w, http.StatusServiceUnavailable, "object evicted while being served")
-	return outcomeError, answered
+	writeObject(p.w, p.r, obj, res)
+	return fetchOutcome(res)
 }
 
 // lastGood returns the last good copy of req's playlist kept for failovers
@@ -325,9 +316,7 @@ func (c *Cache) serveHeld(w *viewerWriter, r *http.Request, req *request, prev r
 	if obj == nil || obj.status != http.StatusOK {
 		return 0, false
 	}
-	if !writeObject(w, r, obj, resultHit) {
-		return 0, false // freed meanwhile: as if it had not been there
-	}
+	writeObject(w, r, obj, resultHit)
 	return outcomeHit, true
 }
 

@@ -95,7 +95,7 @@ func (c *Cache) fetch(rt route, req *request, key string) (*object, error) {
 	}
 	if obj.storable {
 		deadline, idle := c.lifetime(req, obj)
-		c.store(key, req, obj, deadline, idle)
+		c.lru.add(key, obj, obj.fetched, deadline, idle)
 	}
 	if req.kind == kindPlaylist && obj.status == http.StatusOK && !req.hls.Delta() {
 		c.routes.storePlaylist(req.stream, req.file, obj)
@@ -181,26 +181,6 @@ func (c *Cache) fetchUpstream(ctx context.Context, rt route, req *request) (*obj
 		obj.expires = now.Add(ttl)
 	}
 	return obj, verified, nil
-}
-
-// store adds obj to the LRU, a segment's or part's body moved into a memfd
-// (membody.go) when the cache keeps them there. obj is not yet shared.
-func (c *Cache) store(key string, req *request, obj *object, deadline time.Time, idle time.Duration) {
-	var m *memBody
-	if obj.status == http.StatusOK && (req.kind == kindSegment || req.kind == kindPart) {
-		m = c.mem.newMemBody(obj.body)
-	}
-	if m == nil {
-		c.lru.add(key, obj, obj.fetched, deadline, idle)
-		return
-	}
-	heapBody := obj.body
-	obj.mem, obj.body = m, m.data
-	if !c.lru.add(key, obj, obj.fetched, deadline, idle) {
-		// Not kept (over the LRU's object bound): served from the heap.
-		obj.mem, obj.body = nil, heapBody
-		m.release()
-	}
 }
 
 // lifetime says how long a stored object stays in the LRU beyond its own

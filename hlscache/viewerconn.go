@@ -2,11 +2,9 @@ package hlscache
 
 import (
 	"context"
-	"io"
 	"net"
 	"net/http"
 	"sync"
-	"syscall"
 )
 
 // Headers and body in one system call.
@@ -22,11 +20,6 @@ import (
 // the next one in one writev(2), as nginx sends headers and file in one
 // TCP push (tcp_nopush). Plain HTTP only: under TLS net/http writes to the
 // tls.Conn, which this does not see.
-//
-// A body in a memfd (membody.go) reaches the viewerConn through net/http's
-// ReadFrom instead: the held write goes out with MSG_MORE and the body by
-// sendfile(2) (sendMem, Linux), the same single push without copying the
-// body through user space.
 
 // gatherMax is the largest write a viewerConn holds back: net/http's
 // buffer of a connection's writes.
@@ -59,16 +52,11 @@ type viewerConn struct {
 	// per-IP cap's wrapper, which does not write.
 	out net.Conn
 
-	// raw is out's fd for sendfile(2) of memBodies (Linux, a *net.TCPConn);
-	// nil: bodies are written.
-	raw syscall.RawConn
-
 	gathering bool
 	buf       *[gatherMax]byte // holds the held write (from heldBufs)
 	held      []byte           // the write held back, in buf
 	err       error            // the held write's error, returned by the next Write
 	sends     int              // writes to the network (for tests)
-	sendfiles int              // of which sent by sendfile (for tests)
 }
 
 func newViewerConn(conn net.Conn) *viewerConn {
@@ -80,11 +68,7 @@ func newViewerConn(conn net.Conn) *viewerConn {
 		}
 		out = u.NetConn()
 	}
-	vc := &viewerConn{Conn: conn, out: out}
-	if tc, ok := out.(*net.TCPConn); ok && memBodySupported {
-		vc.raw, _ = tc.SyscallConn()
-	}
-	return vc
+	return &viewerConn{Conn: conn, out: out}
 }
 
 // viewerConnKey is the request context's key of its viewerConn.
@@ -162,24 +146,4 @@ func (c *viewerConn) writeHeld(p []byte) (int, error) {
 func (c *viewerConn) drop() {
 	heldBufs.Put(c.buf)
 	c.buf, c.held = nil, nil
-}
-
-// ReadFrom is what net/http's ReadFrom passes a body on to once the headers
-// are flushed (held back, when gathering). A memSource goes out by
-// sendfile(2), after the held write sent with MSG_MORE (sendMem), or, where
-// that is not available, as one Write; any other reader is copied.
-func (c *viewerConn) ReadFrom(r io.Reader) (int64, error) {
-	src, ok := r.(*memSource)
-	if !ok {
-		return io.Copy(struct{ io.Writer }{c}, r)
-	}
-	if c.err != nil {
-		return 0, c.err
-	}
-	if c.raw != nil {
-		return c.sendMem(src)
-	}
-	n, err := c.Write(src.rest())
-	src.off += n
-	return int64(n), err
 }

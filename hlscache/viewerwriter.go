@@ -2,7 +2,6 @@ package hlscache
 
 import (
 	"bytes"
-	"io"
 	"net/http"
 	"time"
 )
@@ -50,12 +49,10 @@ func newViewerWriter(w http.ResponseWriter) *viewerWriter {
 // A plain GET (no Range, no precondition) gets Last-Modified (when modTime
 // is set), Accept-Ranges and Content-Length, the headers http.ServeContent
 // would send, and the body in one Write, sent with the headers in one
-// system call over plain HTTP (viewerconn.go), or, when body is mem's
-// (the caller holds a reference), by sendfile(2) after the headers
-// (sendMem). HEAD, Range and conditional requests go through
-// http.ServeContent, which answers them with 206, 304, 412 or 416 as they
-// ask.
-func (v *viewerWriter) serveBody(r *http.Request, body []byte, mem *memBody, modTime time.Time, hdr *objectHeader) {
+// system call over plain HTTP (viewerconn.go). HEAD, Range and conditional
+// requests go through http.ServeContent, which answers them with 206, 304,
+// 412 or 416 as they ask.
+func (v *viewerWriter) serveBody(r *http.Request, body []byte, modTime time.Time, hdr *objectHeader) {
 	if r.Method != http.MethodGet || hasAnyHeader(r.Header, rangeOrPrecondition[:]) {
 		http.ServeContent(v, r, "", modTime, bytes.NewReader(body))
 		return
@@ -71,31 +68,8 @@ func (v *viewerWriter) serveBody(r *http.Request, body []byte, mem *memBody, mod
 	// first bytes in one write (viewerconn.go).
 	vc := viewerConnOf(r)
 	vc.gather()
-	if rf, ok := v.ResponseWriter.(io.ReaderFrom); ok && mem != nil && vc != nil && vc.raw != nil {
-		v.sendMem(rf, mem)
-	} else {
-		_, _ = v.Write(body) // a failed write means the viewer left; net/http closes the connection
-	}
+	_, _ = v.Write(body) // a failed write means the viewer left; net/http closes the connection
 	vc.release()
-}
-
-// sendMem sends mem's bytes through net/http's ReadFrom, which writes its
-// first 512 bytes (held back with the headers by the viewerConn) and hands
-// the rest to the viewerConn's ReadFrom: sendfile(2). A chunk at a time,
-// each under its own write deadline, as Write does.
-func (v *viewerWriter) sendMem(rf io.ReaderFrom, mem *memBody) {
-	src := memSource{mem: mem}
-	for src.off < len(mem.data) {
-		src.end = min(src.off+viewerWriteChunk, len(mem.data))
-		if v.rc.SetWriteDeadline(time.Now().Add(v.timeout)) == nil {
-			v.deadline = true
-		}
-		n, err := rf.ReadFrom(&src)
-		v.n += n
-		if err != nil || n == 0 {
-			return // the viewer left; net/http closes the connection
-		}
-	}
 }
 
 // hasAnyHeader reports whether h has a non-empty value under any of the

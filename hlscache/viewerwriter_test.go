@@ -20,18 +20,16 @@ import (
 // does. Each answer's counted body bytes and network writes arrive on
 // answers.
 type bodyServer struct {
-	url       string
-	answers   chan bodyAnswer
-	sends     int // the network writes of the last answer do returned
-	sendfiles int // of which by sendfile
+	url     string
+	answers chan bodyAnswer
+	sends   int // the network writes of the last answer do returned
 }
 
 // bodyAnswer is what the handler counted of one answer: body bytes, and
 // writes to the network while the handler ran (the viewerConn's sends).
 type bodyAnswer struct {
-	n         int64
-	sends     int
-	sendfiles int
+	n     int64
+	sends int
 }
 
 func newBodyServer(t *testing.T, obj *object, tune func(*viewerWriter)) *bodyServer {
@@ -39,7 +37,7 @@ func newBodyServer(t *testing.T, obj *object, tune func(*viewerWriter)) *bodySer
 	s := &bodyServer{answers: make(chan bodyAnswer, 1)}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		vc := viewerConnOf(r)
-		sends, sendfiles := vc.sends, vc.sendfiles
+		sends := vc.sends
 		vw := newViewerWriter(w)
 		if tune != nil {
 			tune(vw)
@@ -60,7 +58,7 @@ func newBodyServer(t *testing.T, obj *object, tune func(*viewerWriter)) *bodySer
 			writeObject(vw, r, obj, resultHit)
 		}
 		vw.finish()
-		s.answers <- bodyAnswer{n: vw.n, sends: vc.sends - sends, sendfiles: vc.sendfiles - sendfiles}
+		s.answers <- bodyAnswer{n: vw.n, sends: vc.sends - sends}
 	}))
 	srv.Listener = viewerListener{srv.Listener}
 	srv.Config.ConnContext = withViewerConn
@@ -91,33 +89,18 @@ func (s *bodyServer) do(t *testing.T, method, path string, hdr ...string) (respo
 		t.Fatal(err)
 	}
 	a := <-s.answers
-	s.sends, s.sendfiles = a.sends, a.sendfiles
+	s.sends = a.sends
 	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}, a.n
 }
 
-// Every kind of request gets the same answer whether the body is on the
-// heap or in a memfd; a plain GET of a memfd's body is sent by sendfile, no
-// other request is.
 func TestServeBody(t *testing.T) {
 	t.Parallel()
-	for _, store := range []string{"heap", "memfd"} {
-		t.Run(store, func(t *testing.T) {
-			t.Parallel()
-			testServeBody(t, store == "memfd")
-		})
-	}
-}
-
-func testServeBody(t *testing.T, inMemfd bool) {
 	body := bytes.Repeat([]byte("0123456789"), 30000) // 300 000 bytes, more than one Write of ServeContent's
 	size := strconv.Itoa(len(body))
 	mod := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	modText := mod.Format(http.TimeFormat)
 	obj := &object{status: http.StatusOK, body: body, modTime: mod,
 		header: newObjectHeader("video/mp4", "public, max-age=3600", `"v1"`, mod, len(body))}
-	if inMemfd {
-		inMemBody(t, obj)
-	}
 	s := newBodyServer(t, obj, nil)
 
 	const absent = "<absent>"
@@ -189,22 +172,8 @@ func testServeBody(t *testing.T, inMemfd bool) {
 			if tc.wantCounted >= 0 && counted != tc.wantCounted {
 				t.Errorf("counted %d body bytes, want %d", counted, tc.wantCounted)
 			}
-			plain := tc.method == "GET" && tc.path == "/" && (len(tc.hdr) == 0 || tc.hdr[1] == "")
-			if want := b2i(plain && inMemfd); s.sendfiles != want {
-				t.Errorf("%d sends by sendfile, want %d", s.sendfiles, want)
-			}
 		})
 	}
-	if obj.mem != nil && obj.mem.refs.Load() != 1 {
-		t.Errorf("%d references left on the body, want 1 (the test's)", obj.mem.refs.Load())
-	}
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // The plain-GET path sends what http.ServeContent would, header for header.
@@ -212,32 +181,20 @@ func TestServeBodyMatchesServeContent(t *testing.T) {
 	t.Parallel()
 	body := []byte("#EXTM3U\n")
 	mod := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	segment := bytes.Repeat([]byte("0123456789"), 30000)
 	for _, tc := range []struct {
 		name    string
 		etag    string
 		modTime time.Time
-		inMemfd bool // a segment's body in a memfd, sent by sendfile
 	}{
-		{"etag and modification time", `"abc"`, mod, false},
-		{"neither", "", time.Time{}, false},
-		{"Unix epoch as modification time", `W/"x"`, time.Unix(0, 0), false},
-		{"memfd, etag and modification time", `"abc"`, mod, true},
-		{"memfd, neither", "", time.Time{}, true},
+		{"etag and modification time", `"abc"`, mod},
+		{"neither", "", time.Time{}},
+		{"Unix epoch as modification time", `W/"x"`, time.Unix(0, 0)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			obj := &object{status: http.StatusOK, body: body, modTime: tc.modTime,
 				header: newObjectHeader("application/vnd.apple.mpegurl", "no-cache", tc.etag, tc.modTime, len(body))}
-			if tc.inMemfd {
-				obj.body = segment
-				obj.header = newObjectHeader("video/mp4", "public, max-age=3600", tc.etag, tc.modTime, len(segment))
-				inMemBody(t, obj)
-			}
 			s := newBodyServer(t, obj, nil)
 			got, _ := s.do(t, "GET", "/")
-			if s.sendfiles != b2i(tc.inMemfd) {
-				t.Errorf("%d sends by sendfile", s.sendfiles)
-			}
 			want, _ := s.do(t, "GET", "/reference")
 			got.header.Del("Date")
 			want.header.Del("Date")
@@ -278,21 +235,9 @@ func TestServeBodyOneWrite(t *testing.T) {
 // write timeout, even when the body goes out in one Write.
 func TestServeBodyDropsStalledViewer(t *testing.T) {
 	t.Parallel()
-	for _, store := range []string{"heap", "memfd"} {
-		t.Run(store, func(t *testing.T) {
-			t.Parallel()
-			testServeBodyDropsStalledViewer(t, store == "memfd")
-		})
-	}
-}
-
-func testServeBodyDropsStalledViewer(t *testing.T, inMemfd bool) {
 	body := make([]byte, 64<<20) // far more than loopback's socket buffers hold
 	obj := &object{status: http.StatusOK, body: body,
 		header: newObjectHeader("video/mp4", "public, max-age=3600", "", time.Time{}, len(body))}
-	if inMemfd {
-		inMemBody(t, obj)
-	}
 	s := newBodyServer(t, obj, func(vw *viewerWriter) { vw.timeout = 200 * time.Millisecond })
 
 	conn, err := net.Dial("tcp", s.url[len("http://"):])
@@ -312,9 +257,6 @@ func testServeBodyDropsStalledViewer(t *testing.T, inMemfd bool) {
 	case a := <-s.answers:
 		if n := a.n; n >= int64(len(body)) {
 			t.Errorf("all %d bytes written to a viewer that stopped reading", n)
-		}
-		if inMemfd != (a.sendfiles > 0) {
-			t.Errorf("%d sends by sendfile", a.sendfiles)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the handler is still writing to a viewer that stopped reading")

@@ -25,7 +25,6 @@ func (n *Node) startMemoryLimit() {
 	}
 	n.memLimit = l
 	set := memlimit.Apply(l, os.Getenv)
-	n.memLimitSet = set
 	switch {
 	case l.Bytes > 0 && !set:
 		n.Log.Info("memory limit: GOMEMLIMIT is set and wins for the Go runtime; the cache's budget still follows node.memory_limit",
@@ -54,18 +53,6 @@ func (n *Node) startMemoryWatch() error {
 	}
 	if n.cache != nil {
 		cache := n.cache
-		// The cache's segment bodies in memfds are off the Go heap but as
-		// much the node's memory: pressure counts them with the live heap,
-		// and Go's soft limit (when the node set it) leaves room for them.
-		w.Read = func() memlimit.Heap {
-			off := cache.OffHeapBytes()
-			if n.memLimitSet {
-				debug.SetMemoryLimit(max(n.memLimit.Bytes-off, n.memLimit.Bytes/2))
-			}
-			h := memlimit.ReadHeap()
-			h.Live += uint64(off)
-			return h
-		}
 		var warned time.Time // Shed runs on the watcher's goroutine only
 		w.Shed = func(b int64) int64 {
 			freed := cache.Shed(b)

@@ -76,12 +76,10 @@ type Node struct {
 	reload reloader // see reload.go
 	// memLimit is the node's memory limit (node.memory_limit, see memory.go).
 	memLimit memlimit.Limit
-	// memLimitSet: the node set memLimit as Go's soft limit (no GOMEMLIMIT).
-	memLimitSet bool
-	hooks       *hooks.Notifier
-	bgCtx       context.Context    // the node's own watchers run until bg ends it
-	bg          context.CancelFunc // ends the node's own watchers
-	bgWG        sync.WaitGroup
+	hooks    *hooks.Notifier
+	bgCtx    context.Context    // the node's own watchers run until bg ends it
+	bg       context.CancelFunc // ends the node's own watchers
+	bgWG     sync.WaitGroup
 
 	closeOnce sync.Once
 }
