@@ -193,16 +193,7 @@ func (c *claimer) claimDue() {
 	slots := c.claimSlots()
 	var next time.Time
 	for path, t := range c.pending {
-		limit := slots
-		if _, takeover := c.owner[path]; takeover {
-			// A dead origin's stream: up to maxClaimsInFlight at once,
-			// not the ramp's share. A kill's orphans are bounded by what
-			// the dead held, and a survivor that the partitions made
-			// taker of twenty of them finished the last ~4 s after the
-			// kill, four at a time (docs/cluster.md).
-			limit = maxClaimsInFlight
-		}
-		if t.After(now) || c.inFlight >= limit {
+		if t.After(now) || c.inFlight >= slots {
 			if next.IsZero() || t.Before(next) {
 				next = t
 			}
