@@ -140,6 +140,9 @@ func (c *claimer) schedule(path string) {
 		delay += time.Duration(r) * c.o.live.TTL
 	}
 	if at, ok := c.pending[path]; ok {
+		if peer, _ := c.o.placementPeer(path); peer != "" {
+			delay += c.o.Registry.LeaseTTL // as below: brought forward, not past placement
+		}
 		if t := time.Now().Add(delay); t.Before(at) {
 			c.setPending(path, t)
 		}

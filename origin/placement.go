@@ -152,12 +152,7 @@ func (o *Origin) peers() []site {
 // placementWait reports whether this origin should let a better-suited
 // peer claim path first, and which peer; it counts the waits.
 func (o *Origin) placementWait(path string) (string, bool) {
-	peers := o.peers()
-	if len(peers) == 0 {
-		return "", false
-	}
-	pl := o.planFor(path)
-	peer := deferTo(needOf(pl), o.self(), peers)
+	peer, pl := o.placementPeer(path)
 	if peer == "" {
 		return "", false
 	}
@@ -167,6 +162,18 @@ func (o *Origin) placementWait(path string) (string, bool) {
 	}
 	o.m.deferred.WithLabelValues(kind).Inc()
 	return peer, true
+}
+
+// placementPeer is the better-suited peer this origin leaves path to
+// first ("" when none), and path's ladder plan; placementWait without the
+// count.
+func (o *Origin) placementPeer(path string) (string, *ladderPlan) {
+	peers := o.peers()
+	if len(peers) == 0 {
+		return "", nil
+	}
+	pl := o.planFor(path)
+	return deferTo(needOf(pl), o.self(), peers), pl
 }
 
 // unclaimedGauge reports the live streams this origin leaves unclaimed
