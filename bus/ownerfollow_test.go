@@ -26,19 +26,10 @@ func pathsIn(p, n int) (in, out []string) {
 	return in, out
 }
 
-// nextOwner waits for the next owner event.
+// nextOwner is nextEvent of an owner watch.
 func nextOwner(t *testing.T, ch <-chan OwnerEvent, what string) OwnerEvent {
 	t.Helper()
-	select {
-	case ev, ok := <-ch:
-		if !ok {
-			t.Fatalf("%s: the watch ended", what)
-		}
-		return ev
-	case <-time.After(10 * time.Second):
-		t.Fatalf("%s: no event", what)
-	}
-	return OwnerEvent{}
+	return nextEvent(t, ch, what)
 }
 
 // noOwner checks that no owner event comes for a while.

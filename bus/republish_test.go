@@ -10,8 +10,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// nextStream reads the watch's next event, or fails after 10 s.
-func nextStream(t *testing.T, ch <-chan StreamEvent, what string) StreamEvent {
+// nextEvent reads a watch's next event, or fails after 10 s.
+func nextEvent[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
 	select {
 	case ev, ok := <-ch:
@@ -22,7 +22,14 @@ func nextStream(t *testing.T, ch <-chan StreamEvent, what string) StreamEvent {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("%s: no event in 10 s", what)
 	}
-	return StreamEvent{}
+	var zero T
+	return zero
+}
+
+// nextStream is nextEvent of a stream watch.
+func nextStream(t *testing.T, ch <-chan StreamEvent, what string) StreamEvent {
+	t.Helper()
+	return nextEvent(t, ch, what)
 }
 
 // TestWatchFollowsRepublished: a watch of a bucket that republishes gives

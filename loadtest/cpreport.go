@@ -19,14 +19,16 @@ type ControlPlaneReport struct {
 	Streams int `json:"streams"`
 	// Owned is how many streams have an owner at the end that is not a
 	// killed origin.
-	Owned         int     `json:"owned"`
-	Origins       int     `json:"origins"`
-	Edges         int     `json:"edges"`
-	KilledOrigins int     `json:"killed_origins"`
-	DurationS     float64 `json:"duration_s"`
-	Replicas      int     `json:"replicas"`
-	LeaseTTLS     float64 `json:"lease_ttl_s"`
-	NodeTTLS      float64 `json:"node_ttl_s"`
+	Owned         int `json:"owned"`
+	Origins       int `json:"origins"`
+	Edges         int `json:"edges"`
+	KilledOrigins int `json:"killed_origins"`
+	// KilledAt is when the origins were killed (zero: none were).
+	KilledAt  time.Time `json:"killed_at,omitzero"`
+	DurationS float64   `json:"duration_s"`
+	Replicas  int       `json:"replicas"`
+	LeaseTTLS float64   `json:"lease_ttl_s"`
+	NodeTTLS  float64   `json:"node_ttl_s"`
 	// Standby is the origins' origin.standby patterns (none: off).
 	Standby []string `json:"standby,omitempty"`
 	// OwnedAllAfterS is when every stream was first owned, from the first
@@ -173,6 +175,7 @@ func (s *cpSample) addConn(c *simConn) {
 
 // fillReport turns the samples and the observer's records into figures.
 func (cp *controlPlane) fillReport(rep *ControlPlaneReport, t0, allOwned, killed time.Time) {
+	rep.KilledAt = killed
 	cp.fillOwnership(rep)
 
 	cp.mu.Lock()

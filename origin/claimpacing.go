@@ -139,21 +139,23 @@ func (c *claimer) schedule(path string) {
 	case r > 0:
 		delay += time.Duration(r) * c.o.live.TTL
 	}
+	// A peer better suited to the stream (placement.go) gets a head start of
+	// a lease TTL: longer than its own claim delay, so it normally wins;
+	// when it cannot take the stream after all, this origin still does. A
+	// claim brought forward (advance) keeps it.
+	peer, plan := c.o.placementPeer(path)
+	if peer != "" {
+		delay += c.o.Registry.LeaseTTL
+	}
 	if at, ok := c.pending[path]; ok {
-		if peer, _ := c.o.placementPeer(path); peer != "" {
-			delay += c.o.Registry.LeaseTTL // as below: brought forward, not past placement
-		}
 		if t := time.Now().Add(delay); t.Before(at) {
 			c.setPending(path, t)
 		}
 		return
 	}
-	// A peer better suited to the stream (placement.go) gets a head start of
-	// a lease TTL: longer than its own claim delay, so it normally wins;
-	// when it cannot take the stream after all, this origin still does.
-	if peer, wait := c.o.placementWait(path); wait {
+	if peer != "" {
 		c.o.Log.Debug("claim put off: a better-suited origin has room", "stream", path, "peer", peer)
-		delay += c.o.Registry.LeaseTTL
+		c.o.countDeferred(plan)
 	}
 	c.setPending(path, time.Now().Add(delay))
 }

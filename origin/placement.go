@@ -149,24 +149,18 @@ func (o *Origin) peers() []site {
 	return out
 }
 
-// placementWait reports whether this origin should let a better-suited
-// peer claim path first, and which peer; it counts the waits.
-func (o *Origin) placementWait(path string) (string, bool) {
-	peer, pl := o.placementPeer(path)
-	if peer == "" {
-		return "", false
-	}
+// countDeferred counts a claim put off for a better-suited peer (pl:
+// the stream's ladder plan, nil for passthrough).
+func (o *Origin) countDeferred(pl *ladderPlan) {
 	kind := "passthrough"
 	if pl != nil {
 		kind = "ladder"
 	}
 	o.m.deferred.WithLabelValues(kind).Inc()
-	return peer, true
 }
 
 // placementPeer is the better-suited peer this origin leaves path to
-// first ("" when none), and path's ladder plan; placementWait without the
-// count.
+// first ("" when none: it claims in its own turn), and path's ladder plan.
 func (o *Origin) placementPeer(path string) (string, *ladderPlan) {
 	peers := o.peers()
 	if len(peers) == 0 {

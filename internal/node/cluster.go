@@ -68,7 +68,7 @@ func (v *clusterView) start() error {
 		return err
 	}
 	v.wg.Add(1)
-	go v.watch(ctx, streams, nil)
+	go v.watch(ctx, streams)
 	return nil
 }
 
@@ -187,32 +187,20 @@ func (v *clusterView) close() {
 	v.wg.Wait()
 }
 
-// watch applies registry events; when a watch ends before close (the bus
-// connection failed over), it is opened again.
-func (v *clusterView) watch(ctx context.Context, streams <-chan bus.StreamEvent, owners <-chan bus.OwnerEvent) {
+// watch applies the stream records' events; when the watch ends before
+// close (the bus connection failed over), it is opened again.
+func (v *clusterView) watch(ctx context.Context, streams <-chan bus.StreamEvent) {
 	defer v.wg.Done()
 	backoff := 250 * time.Millisecond
 	for {
-		if streams != nil {
-			for ev := range streams {
-				v.mu.Lock()
-				if ev.Info == nil {
-					delete(v.streams, ev.Path)
-				} else {
-					v.streams[ev.Path] = ev.Info
-				}
-				v.mu.Unlock()
+		for ev := range streams {
+			v.mu.Lock()
+			if ev.Info == nil {
+				delete(v.streams, ev.Path)
+			} else {
+				v.streams[ev.Path] = ev.Info
 			}
-		} else {
-			for ev := range owners {
-				v.mu.Lock()
-				if ev.Owner == nil {
-					delete(v.owners, ev.Path)
-				} else {
-					v.owners[ev.Path] = *ev.Owner
-				}
-				v.mu.Unlock()
-			}
+			v.mu.Unlock()
 		}
 		for {
 			select {
@@ -221,25 +209,16 @@ func (v *clusterView) watch(ctx context.Context, streams <-chan bus.StreamEvent,
 			case <-time.After(backoff):
 			}
 			var err error
-			if streams != nil {
-				streams, err = v.n.registry.WatchStreams(ctx)
-			} else {
-				owners, err = v.n.registry.WatchOwners(ctx)
-			}
-			if err == nil {
+			if streams, err = v.n.registry.WatchStreams(ctx); err == nil {
 				break
 			}
 			backoff = min(2*backoff, 5*time.Second)
-			v.n.Log.Debug("api: registry watch failed, retrying", "err", err)
+			v.n.Log.Debug("api: stream watch failed, retrying", "err", err)
 		}
 		// The new watch sends every current entry again; deletions made
 		// while it was down would otherwise linger.
 		v.mu.Lock()
-		if streams != nil {
-			clear(v.streams)
-		} else {
-			clear(v.owners)
-		}
+		clear(v.streams)
 		v.mu.Unlock()
 		backoff = 250 * time.Millisecond
 	}
