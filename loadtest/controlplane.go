@@ -47,8 +47,13 @@ type ControlPlaneConfig struct {
 	// Streams, Origins and Edges are how many of each are simulated
 	// (Origins >= 2, so that one survives a kill).
 	Streams, Origins, Edges int
-	// KillOrigins is how many origins are killed at Duration/2 (< Origins).
+	// KillOrigins is how many origins are killed at KillAt (< Origins).
 	KillOrigins int
+	// KillAt is when, from the first stream's start, they are killed:
+	// after Ramp, before Duration. Default Duration/2. (A run of 10 000
+	// streams needs an 8-minute ramp; a kill a minute after it, not half
+	// the run later, saves the other 7.)
+	KillAt time.Duration
 	// Duration is the whole run from the first stream's start; required, at
 	// most MaxDuration.
 	Duration time.Duration
@@ -112,13 +117,23 @@ func (c ControlPlaneConfig) withDefaults() (ControlPlaneConfig, error) {
 		return bad("--kill-origins must be 0..origins-1")
 	case c.Duration <= 0 || c.Duration > MaxDuration:
 		return bad("--duration must be in (0, %v]", MaxDuration)
-	case c.Ramp < 0 || c.Ramp >= c.Duration/2:
+	case c.KillAt < 0 || c.KillAt >= c.Duration:
+		return bad("--kill-at must be in [0, duration)")
+	case c.Ramp < 0 || (c.KillAt == 0 && c.Ramp >= c.Duration/2):
 		return bad("--ramp must be shorter than half the duration")
+	case c.KillAt > 0 && c.Ramp >= c.KillAt:
+		return bad("--ramp must end before --kill-at")
 	case len(c.Bus) == 0 && len(c.PIDs) > 0:
 		return bad("--pid goes with --bus (the bus this run starts is sampled anyway)")
 	}
 	if c.Ramp == 0 {
 		c.Ramp = min(maxRamp, c.Duration/6)
+		if c.KillAt > 0 {
+			c.Ramp = min(c.Ramp, c.KillAt/2)
+		}
+	}
+	if c.KillAt == 0 {
+		c.KillAt = c.Duration / 2
 	}
 	if c.Replicas <= 0 {
 		c.Replicas = 3
@@ -161,6 +176,7 @@ type controlPlane struct {
 	bg      sync.WaitGroup       // the killed origins' clean-up
 	metrics *prometheus.Registry // every origin's collectors
 	logs    *countingHandler     // every simulated node's log
+	trace   *killTrace           // their debug records about the orphans
 
 	mu      sync.Mutex
 	samples []cpSample
@@ -174,8 +190,8 @@ func RunControlPlane(ctx context.Context, cfg ControlPlaneConfig) (*ControlPlane
 		return nil, err
 	}
 	cp := &controlPlane{cfg: cfg, urls: cfg.Bus, pids: cfg.PIDs, metrics: prometheus.NewRegistry(),
-		logs: newCountingHandler(cfg.Log.Handler())}
-	cp.cfg.Log = slog.New(cp.logs)
+		logs: newCountingHandler(cfg.Log.Handler()), trace: newKillTrace()}
+	cp.cfg.Log = slog.New(&traceHandler{next: cp.logs, t: cp.trace})
 	if cfg.LapseDump != "" {
 		cp.logs.c.onWarn = dumpOnFirstLapse(cfg.LapseDump, cp.cfg.Log)
 	}
@@ -272,7 +288,7 @@ func (cp *controlPlane) run(ctx context.Context) *ControlPlaneReport {
 		at := t0.Add(time.Duration(int64(c.Ramp) * int64(i) / int64(len(cp.paths))))
 		cp.edges[i%len(cp.edges)].publish(runCtx, path, at)
 	}
-	killAt, end := t0.Add(c.Duration/2), t0.Add(c.Duration)
+	killAt, end := t0.Add(c.KillAt), t0.Add(c.Duration)
 	var allOwned, killed time.Time
 
 	sampleCtx, stopSampling := context.WithCancel(context.Background())
@@ -345,7 +361,7 @@ func (cp *controlPlane) kill() time.Time {
 		names[i] = v.name
 	}
 	at := time.Now()
-	cp.obs.markKill(names, at)
+	cp.trace.start(at, cp.obs.markKill(names, at))
 	for _, v := range victims {
 		v.conn.crash() // every socket first: they die together
 	}

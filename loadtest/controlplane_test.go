@@ -74,6 +74,15 @@ func TestControlPlane(t *testing.T) {
 		!slices.IsSortedFunc(rep.ReownSlowest, func(a, b SlowReown) int { return cmp.Compare(b.MS, a.MS) }) {
 		t.Errorf("slowest re-owned orphans %+v (max %v)", rep.ReownSlowest, rep.ReownMS.Max)
 	}
+	// Each of them carries its trace: the taker scheduled the claim, started
+	// it and wrote the record, before the observer saw it.
+	for _, s := range rep.ReownSlowest {
+		wrote := slices.IndexFunc(s.Trace, func(e TraceEvent) bool { return e.Node == s.Owner && e.Msg == "owner record written" })
+		started := slices.IndexFunc(s.Trace, func(e TraceEvent) bool { return e.Node == s.Owner && e.Msg == "claim started" })
+		if wrote < 0 || started < 0 || started > wrote || s.ClaimedMS <= 0 || s.ClaimedMS > s.MS {
+			t.Errorf("re-owned after %v ms by %s (record: %v ms), trace %+v", s.MS, s.Owner, s.ClaimedMS, s.Trace)
+		}
+	}
 	if !rep.OK() {
 		t.Error("report not OK")
 	}

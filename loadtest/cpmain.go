@@ -23,7 +23,7 @@ const controlPlaneUsage = `usage: streamgrid loadtest --control-plane --streams 
 Simulates the control plane at scale: N streams (registry records, no media)
 kept by E simulated edges and owned by O real origins (origin.Origin, its own
 connections each), against a three-node bus started as child processes
-(` + "`streamgrid bus`" + `, R3 buckets) or the bus at --bus. At D/2 it kills K
+(` + "`streamgrid bus`" + `, R3 buckets) or the bus at --bus. At D/2 (or --kill-at) it kills K
 origins as SIGKILL would (their connections drop, no lease is released) and
 times, through the owner watch, how long each of their streams waits for a new
 owner. Reports bus CPU (all bus processes, from /proc, while steady), registry
@@ -57,7 +57,8 @@ func controlPlaneMain(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Streams, "streams", 1000, "synthetic streams (1.."+strconv.Itoa(MaxCPStreams)+")")
 	fs.IntVar(&cfg.Origins, "origins", 10, "simulated origins (2.."+strconv.Itoa(MaxCPOrigins)+")")
 	fs.IntVar(&cfg.Edges, "edges", 1, "simulated edges the streams are spread over (1.."+strconv.Itoa(MaxCPEdges)+")")
-	fs.IntVar(&cfg.KillOrigins, "kill-origins", 1, "origins killed at duration/2 (0..origins-1)")
+	fs.IntVar(&cfg.KillOrigins, "kill-origins", 1, "origins killed at --kill-at (0..origins-1)")
+	fs.DurationVar(&cfg.KillAt, "kill-at", 0, "when the origins are killed, from the first stream's start: after the ramp, before the end (default duration/2)")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "total run time from the first stream's start (required)")
 	fs.DurationVar(&cfg.Ramp, "ramp", 0, "stagger the streams' starts over this span (default min(10s, duration/6))")
 	fs.Var(&busURLs, "bus", "NATS URLs of a running bus to use instead of starting three nodes (repeatable or comma-separated)")
@@ -71,7 +72,7 @@ func controlPlaneMain(args []string, stdout, stderr io.Writer) int {
 	cpuProfile := fs.String("cpuprofile", "", "write the simulator's CPU profile (every simulated node, not the bus) to this file")
 	mutexProfile := fs.String("mutexprofile", "", "write the simulator's mutex contention profile to this file")
 	blockProfile := fs.String("blockprofile", "", "write the simulator's blocking profile (waits of 1 ms and more) to this file")
-	heapProfile := fs.String("memprofile", "", "write the simulator's heap profile to this file just before the kill (duration/2): every stream up, every simulated node's memory")
+	heapProfile := fs.String("memprofile", "", "write the simulator's heap profile to this file just before the kill: every stream up, every simulated node's memory")
 	fs.StringVar(&cfg.KillProfile, "kill-cpuprofile", "", "write the simulator's CPU profile from the kill to 15 s after it to this file (not with --cpuprofile)")
 	fs.StringVar(&cfg.LapseDump, "lapse-dump", "", "write every goroutine's stack to this file when a simulated node's own liveness first lapses")
 	opts.addFlags(fs)
@@ -90,7 +91,11 @@ func controlPlaneMain(args []string, stdout, stderr io.Writer) int {
 		}
 		defer stopProfile()
 	}
-	defer runtimeProfiles(*mutexProfile, *blockProfile, *heapProfile, cfg.Duration, stderr)()
+	killAt := cfg.KillAt
+	if killAt == 0 {
+		killAt = cfg.Duration / 2
+	}
+	defer runtimeProfiles(*mutexProfile, *blockProfile, *heapProfile, killAt, stderr)()
 	if os.Getenv("GOGC") == "" {
 		// A hundred simulated nodes share this process' heap and its
 		// collector, which a real node has for itself: with the default
@@ -154,7 +159,7 @@ func (r *ControlPlaneReport) WriteTable(w io.Writer) {
 		if i == 3 {
 			break
 		}
-		row("re-owned late", "%s after %.0f ms by %s (epoch %d)", s.Path, s.MS, s.Owner, s.Epoch)
+		row("re-owned late", "%s after %.0f ms by %s (its record says %.0f ms; epoch %d)", s.Path, s.MS, s.Owner, s.ClaimedMS, s.Epoch)
 	}
 	row("registry errors", "%d", r.RegistryErrors)
 	if len(r.OriginCounters) > 0 {
@@ -174,10 +179,10 @@ func (r *ControlPlaneReport) WriteTable(w io.Writer) {
 }
 
 // runtimeProfiles turns on the mutex and block profiles asked for and
-// schedules the heap profile a second before the kill (duration/2: every
-// node still holds its records; at the end they are gone); the returned
+// schedules the heap profile a second before the kill (killAt: every node
+// still holds its records; at the end they are gone); the returned
 // function writes the first two and cancels the third.
-func runtimeProfiles(mutex, block, heap string, duration time.Duration, stderr io.Writer) func() {
+func runtimeProfiles(mutex, block, heap string, killAt time.Duration, stderr io.Writer) func() {
 	write := func(name, path string) {
 		if err := writeProfile(name, path); err != nil {
 			fmt.Fprintf(stderr, "loadtest: %v\n", err)
@@ -192,8 +197,8 @@ func runtimeProfiles(mutex, block, heap string, duration time.Duration, stderr i
 		runtime.SetBlockProfileRate(int(time.Millisecond))
 		done = append(done, func() { write("block", block) })
 	}
-	if heap != "" && duration > 0 {
-		t := time.AfterFunc(duration/2-time.Second, func() {
+	if heap != "" && killAt > 0 {
+		t := time.AfterFunc(killAt-time.Second, func() {
 			runtime.GC()
 			write("heap", heap)
 		})

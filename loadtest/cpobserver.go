@@ -34,11 +34,20 @@ type ownerObserver struct {
 // SlowReown is one of the orphans owned again last: its path, how long it
 // waited, the origin that took it, and what the bus told: the owner
 // record's epoch (how many times it was written before).
+//
+// ClaimedMS is when, after the kill, the taker's owner record says it
+// took the stream (Owner.Since: the same clock, one process); MS less
+// ClaimedMS is what the observer's watch added. Trace is what the
+// simulated nodes logged at debug level about the path after the kill,
+// TakerTrace the taker's node-wide records (killTrace).
 type SlowReown struct {
-	Path  string  `json:"path"`
-	MS    float64 `json:"ms"`
-	Owner string  `json:"owner"`
-	Epoch uint64  `json:"epoch"`
+	Path       string       `json:"path"`
+	MS         float64      `json:"ms"`
+	ClaimedMS  float64      `json:"claimed_ms"`
+	Owner      string       `json:"owner"`
+	Epoch      uint64       `json:"epoch"`
+	Trace      []TraceEvent `json:"trace,omitempty"`
+	TakerTrace []TraceEvent `json:"taker_trace,omitempty"`
 }
 
 // slowKept is how many of the slowest re-owned orphans the report lists.
@@ -96,7 +105,8 @@ func (o *ownerObserver) apply(ev bus.OwnerEvent, now time.Time) {
 		delete(o.pending, ev.Path)
 		ms := float64(now.Sub(o.killAt).Microseconds()) / 1000
 		o.reown = append(o.reown, ms)
-		o.slow = append(o.slow, SlowReown{Path: ev.Path, MS: ms, Owner: ev.Owner.Node, Epoch: ev.Owner.Epoch})
+		o.slow = append(o.slow, SlowReown{Path: ev.Path, MS: ms, Owner: ev.Owner.Node, Epoch: ev.Owner.Epoch,
+			ClaimedMS: float64(ev.Owner.Since.Sub(o.killAt).Microseconds()) / 1000})
 		if len(o.slow) > slowKept {
 			o.slow = o.slow[1:] // events come in time order: the last are the slowest
 		}
@@ -104,20 +114,23 @@ func (o *ownerObserver) apply(ev bus.OwnerEvent, now time.Time) {
 }
 
 // markKill records that nodes die at at: the streams they own now are the
-// orphans whose re-owning is timed.
-func (o *ownerObserver) markKill(nodes []string, at time.Time) {
+// orphans whose re-owning is timed. It returns them.
+func (o *ownerObserver) markKill(nodes []string, at time.Time) []string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.killAt = at
 	for _, n := range nodes {
 		o.killed[n] = true
 	}
+	var orphans []string
 	for path, n := range o.owner {
 		if o.killed[n] {
 			o.pending[path] = true
 			o.orphanN++
+			orphans = append(orphans, path)
 		}
 	}
+	return orphans
 }
 
 // owned counts the run's streams whose owner is alive.

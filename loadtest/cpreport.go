@@ -233,6 +233,10 @@ func (cp *controlPlane) fillOwnership(rep *ControlPlaneReport) {
 	rep.OwnedPerOrigin[0], rep.OwnedPerOrigin[1] = cp.obs.spread(names)
 	rep.ReownMS = computePercentiles(cp.obs.reownTimes())
 	rep.ReownSlowest = cp.obs.slowest()
+	for i := range rep.ReownSlowest {
+		s := &rep.ReownSlowest[i]
+		s.Trace, s.TakerTrace = cp.trace.of(s.Path, s.Owner)
+	}
 	rep.OriginCounters = sumOriginCounters(cp.metrics)
 	rep.Warnings = cp.logs.counts()
 	for _, e := range cp.edges {

@@ -418,6 +418,10 @@ func (c *claimer) liveChanged() {
 			}
 		}
 	}
+	if c.tracing() {
+		c.refreshPeers()
+		c.o.Log.Debug("liveness changed", "records", len(paths), "origins", len(c.peers)+1)
+	}
 	var d drops
 	c.cached = true // every instance was just looked at
 	for _, path := range paths {

@@ -5,7 +5,9 @@ package origin
 // the live origins that lets one of them take a dead node's stream at once.
 
 import (
+	"context"
 	"hash/fnv"
+	"log/slog"
 	"time"
 
 	"github.com/streamgrid/streamgrid/bus"
@@ -115,6 +117,9 @@ func (c *claimer) alone() bool { return len(c.peers) == 0 }
 
 func (c *claimer) schedule(path string) {
 	if c.o.draining.Load() || !c.inWindow(path) {
+		if c.tracing() {
+			c.o.Log.Debug("claim not scheduled", "stream", path, "draining", c.o.draining.Load())
+		}
 		return
 	}
 	// The origin the path ranks first among the live ones tries first (a
@@ -148,10 +153,18 @@ func (c *claimer) schedule(path string) {
 		delay += c.o.Registry.LeaseTTL
 	}
 	if at, ok := c.pending[path]; ok {
-		if t := time.Now().Add(delay); t.Before(at) {
+		t := time.Now().Add(delay)
+		if t.Before(at) {
 			c.setPending(path, t)
 		}
+		if c.tracing() {
+			c.o.Log.Debug("claim scheduled again", "stream", path, "rank", r, "takeover", takeover,
+				"delay", delay, "was", time.Until(at).Round(time.Millisecond), "peer", peer)
+		}
 		return
+	}
+	if c.tracing() {
+		c.o.Log.Debug("claim scheduled", "stream", path, "rank", r, "takeover", takeover, "delay", delay, "peer", peer)
 	}
 	if peer != "" {
 		c.o.Log.Debug("claim put off: a better-suited origin has room", "stream", path, "peer", peer)
@@ -212,7 +225,13 @@ func (c *claimer) claimDue() {
 			next = t
 		}
 	}
-	c.blocked = c.inFlight >= slots && !next.IsZero() && !next.After(now)
+	blocked := c.inFlight >= slots && !next.IsZero() && !next.After(now)
+	if blocked && !c.blocked {
+		if c.tracing() {
+			c.o.Log.Debug("claims wait for a slot", "in_flight", c.inFlight, "pending", len(c.pending))
+		}
+	}
+	c.blocked = blocked
 	if c.blocked {
 		next = time.Time{} // due now: done wakes the loop when a slot frees
 	}
@@ -223,13 +242,22 @@ func (c *claimer) claimDue() {
 func (c *claimer) claim(path string) {
 	info := c.live[path]
 	if info == nil || !c.o.live.HoldsStream(info) || c.o.draining.Load() || !c.inWindow(path) {
+		if c.tracing() {
+			c.o.Log.Debug("claim dropped", "stream", path, "record", info != nil, "in_window", c.inWindow(path))
+		}
 		return
 	}
 	if !c.o.live.Alive() {
+		if c.tracing() {
+			c.o.Log.Debug("claim put off: this node is not alive", "stream", path)
+		}
 		c.pending[path] = time.Now().Add(c.o.live.TTL / 5) // not before this node is alive again
 		return
 	}
 	if c.held(path) {
+		if c.tracing() {
+			c.o.Log.Debug("claim dropped: owned", "stream", path)
+		}
 		return
 	}
 	s := newStream(c.o, path, info)
@@ -240,7 +268,13 @@ func (c *claimer) claim(path string) {
 		s.handover = r.node
 	}
 	if !c.o.addStream(s) {
-		return // at capacity, or already ours
+		if c.tracing() {
+			c.o.Log.Debug("claim refused: at capacity, or already ours", "stream", path)
+		}
+		return
+	}
+	if c.tracing() {
+		c.o.Log.Debug("claim started", "stream", path, "takeover", s.takeover != nil, "in_flight", c.inFlight)
 	}
 	c.inFlight++
 	s.claimDone = c.claimDone
@@ -260,4 +294,11 @@ func tieBreak(node, path string) time.Duration {
 	h.Write([]byte{0})
 	h.Write([]byte(path))
 	return time.Duration(h.Sum32()%uint32(claimTieSpread/time.Millisecond)) * time.Millisecond
+}
+
+// tracing says whether the claimer's debug trace is on: what it did with a
+// stream and when (the control-plane simulation collects it for the
+// orphans re-owned last). The callers build their arguments only then.
+func (c *claimer) tracing() bool {
+	return c.o.Log.Enabled(context.Background(), slog.LevelDebug)
 }

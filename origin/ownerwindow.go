@@ -98,6 +98,9 @@ func (c *claimer) narrow() {
 			read = append(read, path)
 		}
 	}
+	if c.tracing() {
+		c.o.Log.Debug("owner partitions joined", "partitions", len(added), "records", len(read))
+	}
 	// After the subscriptions' overlap, and a share of a second from the
 	// node's name: a death moves every survivor's window at once, and
 	// their reads (~4 per stream the dead origin had) need not all reach

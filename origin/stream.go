@@ -184,6 +184,7 @@ func (s *stream) claim() (bus.PlaylistState, error) {
 		return bus.PlaylistState{}, nil // the claimer tries again once this node is alive
 	}
 	me := bus.Owner{Node: s.o.Node, Instance: s.o.live.Instance(), HTTP: s.o.AdvertiseHTTP}
+	began := time.Now()
 	ctx, cancel := kvContext()
 	var lease *bus.Lease
 	var err error
@@ -205,6 +206,7 @@ func (s *stream) claim() (bus.PlaylistState, error) {
 	}
 	s.lease = lease
 	s.acquiredAt = time.Now()
+	s.log.Debug("owner record written", "takeover", s.takeover != nil, "took", s.acquiredAt.Sub(began))
 
 	if err := s.loadState(); err != nil {
 		s.release()
