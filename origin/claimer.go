@@ -110,17 +110,7 @@ type ownerRecord struct {
 
 func (c *claimer) run() {
 	defer c.o.wg.Done()
-	c.live = map[string]*bus.StreamInfo{}
-	c.liveRev = map[string]uint64{}
-	c.owner = map[string]ownerRecord{}
-	c.released = map[string]release{}
-	c.partOf = map[string]uint16{}
-	c.pending = map[string]time.Time{}
-	c.byOwner = map[instanceKey]*instanceRecords{}
-	c.byEdge = map[instanceKey]*instanceRecords{}
-	c.open = map[string]struct{}{}
-	c.done = make(chan struct{}, maxClaimsInFlight)
-	c.timer = time.NewTimer(time.Hour)
+	c.init()
 	defer c.timer.Stop()
 	defer c.o.standby.closeAll()
 	resync := time.NewTicker(c.o.Registry.LeaseTTL)
@@ -174,9 +164,9 @@ func (c *claimer) run() {
 			c.scan(resyncs%fullScanEvery == 0)
 		case <-c.o.liveChanged:
 			c.peersAt = time.Time{}
-			c.liveChanged() // a node died (or restarted): its records hold no more
-			c.advance()     // claims put off for origins that ranked above and died
-			c.claimDue()    // its streams' take-overs start before any standby moves
+			c.liveChanged("change") // a node died (or restarted): its records hold no more
+			c.advance()             // claims put off for origins that ranked above and died
+			c.claimDue()            // its streams' take-overs start before any standby moves
 			c.standbysMoved()
 			if c.narrowLater == nil {
 				// The partitions this origin follows, once a burst of
@@ -190,6 +180,21 @@ func (c *claimer) run() {
 		}
 		c.arm()
 	}
+}
+
+// init makes the claimer's maps, channel and timer.
+func (c *claimer) init() {
+	c.live = map[string]*bus.StreamInfo{}
+	c.liveRev = map[string]uint64{}
+	c.owner = map[string]ownerRecord{}
+	c.released = map[string]release{}
+	c.partOf = map[string]uint16{}
+	c.pending = map[string]time.Time{}
+	c.byOwner = map[instanceKey]*instanceRecords{}
+	c.byEdge = map[instanceKey]*instanceRecords{}
+	c.open = map[string]struct{}{}
+	c.done = make(chan struct{}, maxClaimsInFlight)
+	c.timer = time.NewTimer(time.Hour)
 }
 
 // watching is told whether a receive from the watch *ch got an event (ok).
@@ -374,8 +379,12 @@ func (c *claimer) scan(full bool) {
 			delete(c.released, path)
 		}
 	}
-	c.refreshHolds(c.byOwner, c.ownerKeyHolds)
-	c.refreshHolds(c.byEdge, c.edgeKeyHolds)
+	// Every instance's liveness as of now, and the records of those whose
+	// liveness changed looked at, as on a change of liveness: a scan that
+	// only noted the change (open paths only) would leave a dead node's
+	// streams to the next full scan, should it run before the change's
+	// own event (liveChanged then finds nothing changed).
+	c.liveChanged("scan")
 	c.cached = true
 	var d drops
 	if full {
@@ -402,8 +411,9 @@ func (c *claimer) scan(full bool) {
 // liveChanged looks again at the records that name a node instance whose
 // liveness changed since it last looked: a dead node's streams are
 // scheduled for take-over (at once by the origin each ranks first), its
-// stale records removed.
-func (c *claimer) liveChanged() {
+// stale records removed. why says what asked ("change": the liveness's
+// own event; "scan": a scan, which may come first).
+func (c *claimer) liveChanged(why string) {
 	var paths []string
 	for _, idx := range []struct {
 		m     map[instanceKey]*instanceRecords
@@ -418,9 +428,9 @@ func (c *claimer) liveChanged() {
 			}
 		}
 	}
-	if c.tracing() {
+	if c.tracing() && (len(paths) > 0 || why == "change") {
 		c.refreshPeers()
-		c.o.Log.Debug("liveness changed", "records", len(paths), "origins", len(c.peers)+1)
+		c.o.Log.Debug("liveness looked at", "on", why, "records", len(paths), "origins", len(c.peers)+1)
 	}
 	var d drops
 	c.cached = true // every instance was just looked at
@@ -536,13 +546,6 @@ func (c *claimer) unindex(m map[instanceKey]*instanceRecords, k instanceKey, pat
 		if len(r.paths) == 0 {
 			delete(m, k)
 		}
-	}
-}
-
-// refreshHolds notes, before a full scan, whether each instance holds now.
-func (c *claimer) refreshHolds(m map[instanceKey]*instanceRecords, holds func(instanceKey) bool) {
-	for k, r := range m {
-		r.holds = holds(k)
 	}
 }
 

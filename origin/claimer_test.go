@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"testing"
 	"time"
@@ -117,5 +118,33 @@ func TestFullScansSpread(t *testing.T) {
 	}
 	if len(seen) < fullScanEvery/2 {
 		t.Errorf("100 origins' full scans fall on %d of %d resyncs", len(seen), fullScanEvery)
+	}
+}
+
+// TestScanSeesADeathFirst: a scan that runs after the liveness learned of
+// a death but before its event reached the claimer (a resync tick in
+// between) schedules the dead node's streams itself. It used to note the
+// instance dead and look at the open paths only, so the event then found
+// nothing changed and the streams waited for the next full scan: the
+// 3-5 s tail of the 10 000-stream re-own in docs/cluster.md.
+func TestScanSeesADeathFirst(t *testing.T) {
+	o := &Origin{Node: "b", Log: slog.New(slog.DiscardHandler), Registry: &bus.Registry{LeaseTTL: 3 * time.Second},
+		streams: map[string]*stream{}}
+	// Never started: every other node counts as dead, as a killed one does
+	// once its heartbeats stop.
+	o.live = &bus.Liveness{Node: "b", TTL: time.Second}
+	c := &claimer{o: o}
+	c.init()
+	const path = "live/orphan"
+	dead := bus.Owner{Node: "a", Instance: "i1"}
+	c.live[path] = &bus.StreamInfo{Path: path, Edge: "e"} // no instance: holds
+	c.owner[path] = ownerRecord{owner: dead, rev: 7}
+	// Indexed while a was alive; held by a, so not open.
+	c.index(c.byOwner, func(instanceKey) bool { return true }, instanceKey{dead.Node, dead.Instance}, path)
+
+	c.scan(false)
+	c.liveChanged("change")
+	if _, ok := c.pending[path]; !ok {
+		t.Fatalf("the dead origin's stream is not scheduled (pending %v)", c.pending)
 	}
 }
