@@ -1,7 +1,9 @@
 package bus
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -237,5 +239,44 @@ func TestOwnerPartOfEncodedKey(t *testing.T) {
 		if got, want := OwnerPart(p), keyPart(EncodePath(p)); got != want {
 			t.Errorf("OwnerPart(%q) = %d, keyPart(EncodePath) = %d", p, got, want)
 		}
+	}
+}
+
+// TestOwnerPlaceMatchesOwnerOrder: the place an origin computes for itself
+// from hashes is its index in OwnerOrder, for every origin of clusters of
+// 1 to 12 and many paths; and the first two of a partition share its
+// paths, the others keep the partition's order.
+func TestOwnerPlaceMatchesOwnerOrder(t *testing.T) {
+	var names []string
+	var hashes []uint64
+	for i := range 12 {
+		names = append(names, fmt.Sprintf("origin-%d", i))
+		hashes = append(hashes, HashName(names[i]))
+	}
+	for n := 1; n <= len(names); n++ {
+		for k := range 400 {
+			path := fmt.Sprintf("cam/%d", k)
+			order := OwnerOrder(names[:n], path)
+			for i, name := range names[:n] {
+				others := slices.Delete(slices.Clone(hashes[:n]), i, i+1)
+				if got, want := OwnerPlace(hashes[i], others, path), slices.Index(order, name); got != want {
+					t.Fatalf("%d origins, %s: %s places itself %d, OwnerOrder %d (%v)", n, path, name, got, want, order)
+				}
+			}
+		}
+	}
+	in, _ := pathsIn(7, 40)
+	byPart := slices.Clone(names)
+	slices.SortFunc(byPart, func(a, b string) int { return cmp.Compare(OwnerRank(b, in[0]), OwnerRank(a, in[0])) })
+	first := map[string]int{}
+	for _, path := range in {
+		order := OwnerOrder(names, path)
+		first[order[0]]++
+		if !slices.Equal(order[OwnerShare:], byPart[OwnerShare:]) || !slices.Contains(byPart[:OwnerShare], order[0]) {
+			t.Fatalf("%s: order %v, the partition's %v", path, order, byPart)
+		}
+	}
+	if len(first) != OwnerShare {
+		t.Errorf("the partition's %d paths went first to %v, not to both of its first two %v", len(in), first, byPart[:2])
 	}
 }

@@ -77,6 +77,9 @@ type claimer struct {
 	peers    []rankedPeer
 	peersAt  time.Time
 	selfHash uint64
+	// peerHashes is peers' hashes alone (bus.OwnerPlace); scratch a
+	// buffer for firstExcept's.
+	peerHashes, scratch []uint64
 	// peersSig is the other live origins' names as standbysMoved last saw
 	// them (their hashes' sum and count): it looks again at every standby
 	// only when they changed.

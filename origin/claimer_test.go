@@ -1,11 +1,9 @@
 package origin
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 	"testing"
 	"time"
 
@@ -66,8 +64,7 @@ func TestClaimFallsBackInRankOrder(t *testing.T) {
 	b := startBus(t, time.Minute)
 	const ttl = 400 * time.Millisecond
 	const path = "live/ranked"
-	names := []string{"r1", "r2", "r3"}
-	slices.SortFunc(names, func(x, y string) int { return cmp.Compare(bus.OwnerRank(y, path), bus.OwnerRank(x, path)) })
+	names := bus.OwnerOrder([]string{"r1", "r2", "r3"}, path)
 	var origins []*Origin
 	for _, n := range names {
 		origins = append(origins, b.origin(n, func(o *Origin) { o.NodeTTL = ttl }))

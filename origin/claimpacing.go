@@ -52,23 +52,15 @@ type rankedPeer struct {
 const peersFresh = 50 * time.Millisecond
 
 // first says whether this origin ranks first for path among the live
-// origins (rendezvous hashing): the one that takes a dead node's stream
-// over at once.
+// origins (bus.OwnerOrder): the one that takes a dead node's stream over
+// at once.
 func (c *claimer) first(path string) bool { return c.rank(path) == 0 }
 
-// rank is how many live origins path ranks above this one (rendezvous
-// hashing): 0 for the first.
+// rank is how many live origins come before this one for path
+// (bus.OwnerOrder): 0 for the first.
 func (c *claimer) rank(path string) int {
 	c.refreshPeers()
-	hp := bus.PathRankHash(path)
-	mine := bus.RankHashed(c.selfHash, hp)
-	above := 0
-	for _, p := range c.peers {
-		if bus.RankHashed(p.hash, hp) > mine {
-			above++
-		}
-	}
-	return above
+	return bus.OwnerPlace(c.selfHash, c.peerHashes, path)
 }
 
 // firstExcept is first among the live origins other than the node named
@@ -76,14 +68,13 @@ func (c *claimer) rank(path string) int {
 // (the warm standby, standby.go).
 func (c *claimer) firstExcept(path, except string) bool {
 	c.refreshPeers()
-	hp := bus.PathRankHash(path)
-	mine := bus.RankHashed(c.selfHash, hp)
+	c.scratch = c.scratch[:0]
 	for _, p := range c.peers {
-		if p.name != except && bus.RankHashed(p.hash, hp) > mine {
-			return false
+		if p.name != except {
+			c.scratch = append(c.scratch, p.hash)
 		}
 	}
-	return true
+	return bus.OwnerPlace(c.selfHash, c.scratch, path) == 0
 }
 
 // refreshPeers reads the live origins other than this one again when the
@@ -94,10 +85,12 @@ func (c *claimer) refreshPeers() {
 			c.selfHash = bus.HashName(c.o.Node)
 		}
 		names := c.o.live.NodesWith(bus.RoleOrigin)
-		c.peers = c.peers[:0]
+		c.peers, c.peerHashes = c.peers[:0], c.peerHashes[:0]
 		for _, n := range names {
 			if n != c.o.Node {
-				c.peers = append(c.peers, rankedPeer{name: n, hash: bus.HashName(n)})
+				h := bus.HashName(n)
+				c.peers = append(c.peers, rankedPeer{name: n, hash: h})
+				c.peerHashes = append(c.peerHashes, h)
 			}
 		}
 		c.peersAt = now

@@ -93,7 +93,7 @@ func TestStandbyMoves(t *testing.T) {
 	claimServed(t, b, a)
 	bo, co := b.origin("b", on), b.origin("c", on)
 	want, other := bo, co
-	if bus.OwnerRank("c", camPath) > bus.OwnerRank("b", camPath) {
+	if bus.OwnerOrder([]string{"b", "c"}, camPath)[0] == "c" {
 		want, other = co, bo
 	}
 	testkit.WaitFor(t, 10*time.Second, "the first-ranked survivor holds the standby", func() bool {
