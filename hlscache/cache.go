@@ -115,26 +115,30 @@ type Cache struct {
 	// Metrics receives the collectors. Default: a private registry.
 	Metrics prometheus.Registerer
 
-	ctx       context.Context // cancelled by Close: ends fetches and loops
-	cancel    context.CancelFunc
-	ln        net.Listener
-	serveLn   net.Listener   // ln behind the per-IP cap and TLS
-	limit     *limitListener // nil without a per-IP cap
-	srv       *http.Server
-	slots     upstreamSlots
-	verifier  *verifier // checks tokens with SigningKey; nil without one
-	routes    *routeTable
-	lru       *lru
-	flights   *flightGroup
-	viewers   *viewerTracker
-	demand    *demandTable // nil without a Demander
-	m         *metrics
-	ownClient bool
-	cors      []headerValue  // the CORS headers of every answer
-	wg        sync.WaitGroup // serve, watch, refresh and expire loops
-	handlers  handlerGate    // requests being served and the tasks they started
-	warn      warnLimiter    // upstream failures logged, at most one a second
-	closeOnce sync.Once
+	ctx      context.Context // cancelled by Close: ends fetches and loops
+	cancel   context.CancelFunc
+	ln       net.Listener
+	serveLn  net.Listener   // ln behind the per-IP cap and TLS
+	limit    *limitListener // nil without a per-IP cap
+	srv      *http.Server
+	fast     *fastServer // plain HTTP: accepts and answers hot requests (fastserver.go); nil under TLS
+	fastCORS []byte      // the CORS header lines of the fast path's answers
+	// noFastPath, set by tests before Start, leaves every request to net/http.
+	noFastPath bool
+	slots      upstreamSlots
+	verifier   *verifier // checks tokens with SigningKey; nil without one
+	routes     *routeTable
+	lru        *lru
+	flights    *flightGroup
+	viewers    *viewerTracker
+	demand     *demandTable // nil without a Demander
+	m          *metrics
+	ownClient  bool
+	cors       []headerValue  // the CORS headers of every answer
+	wg         sync.WaitGroup // serve, watch, refresh and expire loops
+	handlers   handlerGate    // requests being served and the tasks they started
+	warn       warnLimiter    // upstream failures logged, at most one a second
+	closeOnce  sync.Once
 }
 
 // Start validates the configuration, starts watching stream owners and
@@ -167,13 +171,25 @@ func (c *Cache) Start() error {
 		c.limit = newLimitListener(c.ln, c.MaxConnsPerIP, tlsConf == nil, c.m.connsRefused.Inc)
 		c.serveLn = c.limit
 	}
-	if tlsConf != nil {
+	switch {
+	case tlsConf != nil:
 		c.serveLn = tls.NewListener(c.serveLn, tlsConf)
-	} else {
+	case c.noFastPath || c.verifier != nil || c.Authorize != nil:
+		// Signed URLs and the Authorize hook are net/http's alone: the
+		// fast path checks no access.
 		c.serveLn = viewerListener{c.serveLn} // headers and body in one write (viewerconn.go)
+	default:
+		// The fast path accepts; net/http gets the connections it hands
+		// over, wrapped as viewerListener wraps them.
+		c.fast = newFastServer(c, c.serveLn)
+		c.serveLn = c.fast.handoff
 	}
 	c.srv = c.newServer(tlsConf)
 	c.wg.Add(4)
+	if c.fast != nil {
+		c.wg.Add(1)
+		go c.serveFast()
+	}
 	go c.serve()
 	go c.watchLoop(owners)
 	go c.refreshLoop()
@@ -249,6 +265,7 @@ func (c *Cache) build() {
 		c.verifier = newVerifier(c.SigningKey)
 	}
 	c.cors = corsHeader(c.AllowOrigin)
+	c.fastCORS = fastCORSHeader(c.cors)
 	c.routes = newRouteTable(c.Gossip, c.FailoverWindow, c.Log)
 	c.lru = newLRU(c.MaxBytes)
 	c.flights = newFlightGroup()
@@ -345,7 +362,7 @@ func (c *Cache) Close() {
 			return // never started
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-		if err := c.srv.Shutdown(ctx); err != nil {
+		if err := c.shutdown(ctx); err != nil {
 			c.Log.Warn("hls cache: in-flight requests cut short", "err", err)
 			_ = c.srv.Close()
 		}
@@ -370,11 +387,25 @@ func (c *Cache) Drain(ctx context.Context) error {
 		return nil
 	}
 	c.Log.Info("hls cache draining")
-	err := c.srv.Shutdown(ctx)
+	err := c.shutdown(ctx)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return err
+}
+
+// shutdown stops accepting and waits, until ctx ends, for the requests in
+// flight: the fast path's first (a connection it hands over meanwhile goes
+// to net/http, or is closed once that stopped), then net/http's.
+func (c *Cache) shutdown(ctx context.Context) error {
+	var fastErr error
+	if c.fast != nil {
+		fastErr = c.fast.shutdown(ctx)
+	}
+	if err := c.srv.Shutdown(ctx); err != nil {
+		return err
+	}
+	return fastErr
 }
 
 // Viewers returns, per stream asked for recently, its audience at this cache.

@@ -71,9 +71,20 @@
 // table feeds Viewers() and the per-stream series, and forgets a stream
 // nobody asked for in 10 s.
 //
+// Fast path. A plain-HTTP cache without a signing key or an Authorize hook
+// accepts its connections itself (fastserver.go): a GET or HEAD of an
+// object the LRU holds under a routable owner, with nothing about it that
+// only net/http implements (Range, preconditions, a body, Expect, an
+// escaped URL, a blocking reload, index.m3u8's negotiation), is answered
+// on the connection's own goroutine, status line, headers and body in one
+// writev; the first request that is anything else hands the connection,
+// its unread bytes replayed, to the net/http server for good. The answers,
+// deadlines and counters are net/http's (TestFastPathMatchesNetHTTP).
+//
 // Code map. cache.go: the Cache (configuration fields, Start, Drain, Close)
-// and loops.go its goroutines (server, owner watch, route refresh, LRU
-// expiry). handler.go: the viewers' handler (URL checks in request.go,
+// and loops.go its goroutines (server, fast path, owner watch, route
+// refresh, LRU expiry); fastserver.go, fastconn.go and fasthead.go the fast
+// path (accept loop and hand-over, a connection's requests, the parser). handler.go: the viewers' handler (URL checks in request.go,
 // access in access.go and token.go, CORS, writing answers through
 // viewerwriter.go and viewerconn.go (headers and body in one write),
 // content negotiation in compat.go). serve.go: how a valid

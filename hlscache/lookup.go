@@ -46,19 +46,22 @@ func cacheKey(rt route, req *request) string {
 // fetch all concurrent requests for it share.
 func (c *Cache) get(ctx context.Context, changed <-chan struct{}, rt route, req *request) (*object, fetchResult, error) {
 	key := cacheKey(rt, req)
-	stored := func() *object {
-		now := time.Now()
-		obj := c.lru.get(key, now)
-		if obj != nil && !req.hls.Blocking() && c.overtaken(rt, req, obj, now) {
-			return nil
-		}
-		return obj
-	}
+	stored := func() *object { return c.stored(rt, req, key, time.Now()) }
 	if obj := stored(); obj != nil {
 		return obj, resultHit, nil
 	}
 	return c.flights.do(ctx, changed, key, stored,
 		func() (*object, error) { return c.fetch(rt, req, key) })
+}
+
+// stored returns req's object from rt as the LRU holds it under key, or
+// nil: not there, or a playlist copy overtaken by its hinted part.
+func (c *Cache) stored(rt route, req *request, key string, now time.Time) *object {
+	obj := c.lru.get(key, now)
+	if obj != nil && !req.hls.Blocking() && c.overtaken(rt, req, obj, now) {
+		return nil
+	}
+	return obj
 }
 
 // overtaken reports a playlist copy older than a part this cache already

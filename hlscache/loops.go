@@ -35,6 +35,15 @@ func (c *Cache) serve() {
 	}
 }
 
+// serveFast runs the fast path's accept loop (plain HTTP).
+func (c *Cache) serveFast() {
+	defer c.wg.Done()
+	if err := c.fast.serve(); err != nil {
+		c.Log.Error("hls cache fast path stopped", "err", err)
+		// net/http keeps the connections it has; no new ones come.
+	}
+}
+
 // watchLoop applies owner events, re-establishing the watch when it ends
 // before Close (the bus connection failed over, the watcher died).
 func (c *Cache) watchLoop(events <-chan bus.OwnerEvent) {

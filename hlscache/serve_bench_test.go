@@ -14,7 +14,7 @@ const benchSegmentSize = 262220
 
 // BenchmarkServeSegment fetches a ~260 KB segment, already in the LRU,
 // through the cache's real HTTP server over loopback with keep-alive
-// connections. The client runs in the same process, so ns/op and allocs/op
+// connections, answered by the fast path and by net/http. The client runs in the same process, so ns/op and allocs/op
 // include its share; compare runs, not absolutes.
 //
 //	flock /tmp/sgbench.lock go test -run '^$' -bench Serve -benchmem ./hlscache/
@@ -53,11 +53,28 @@ func BenchmarkServeSmallSigned(b *testing.B) {
 	benchServe(b, "/live/cam1/abc_video1_init.mp4", []byte(llPlaylist), true)
 }
 
+// benchServe runs the benchmark twice: through the fast path
+// (fastserver.go; not for a signed cache, which has none), and through net/http
+// alone (the cache's server without the fast path, as before it).
 func benchServe(b *testing.B, path string, body []byte, signed bool) {
+	for _, fast := range []bool{true, false} {
+		if fast && signed {
+			continue // a signed cache has no fast path
+		}
+		name := "path=net-http"
+		if fast {
+			name = "path=fast"
+		}
+		b.Run(name, func(b *testing.B) { benchServePath(b, path, body, signed, fast) })
+	}
+}
+
+func benchServePath(b *testing.B, path string, body []byte, signed, fast bool) {
 	e := newEnv(b, func(c *Cache) {
 		if signed {
 			c.SigningKey = testKey
 		}
+		c.noFastPath = !fast
 	})
 	e.origin.set(path, body)
 	e.own("live/cam1")

@@ -1,0 +1,288 @@
+package hlscache
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// fastCase is one exchange of TestFastPathMatchesNetHTTP: what a client
+// sends (in parts, with a pause between them: a slow client), and how many
+// of its requests the fast path must answer itself.
+type fastCase struct {
+	name  string
+	parts []string
+	fast  int
+	// noCloser: send no closing request after it (a request net/http
+	// refuses ends the connection; bytes left unread there would reset it).
+	noCloser bool
+	// halfClose: end the stream after sending (no closer).
+	halfClose bool
+	// settle: a pause between the two sides, for an answer the first one
+	// stored briefly (a playlist) to expire.
+	settle time.Duration
+}
+
+const (
+	fastSeg    = "/live/cam1/abc_video1_seg7.mp4"
+	fastTagged = "/live/cam1/abc_video1_seg8.mp4" // with an ETag and a Last-Modified
+	fastPart   = "/live/cam1/abc_video1_part3.mp4"
+	fastInit   = "/live/cam1/abc_video1_init.mp4"
+	fastMedia  = "/live/cam1/video.m3u8" // no-cache upstream: never stored, always net/http's
+)
+
+func get11(target string, hdr ...string) string {
+	return "GET " + target + " HTTP/1.1\r\nHost: cache.example\r\n" + strings.Join(hdr, "") + "\r\n"
+}
+
+// closer ends every exchange that leaves its connection open: net/http
+// answers it (a 404) and closes, in both servers.
+var closer = get11("/live/cam1/nothing.txt", "Connection: close\r\n")
+
+var fastCases = []fastCase{
+	{name: "GET", parts: []string{get11(fastSeg)}, fast: 1},
+	{name: "HEAD", parts: []string{"HEAD " + fastSeg + " HTTP/1.1\r\nHost: c\r\n\r\n"}, fast: 1},
+	{name: "part", parts: []string{get11(fastPart, "User-Agent: test/1\r\nAccept: */*\r\n")}, fast: 1},
+	{name: "init, lower-case names", parts: []string{"GET " + fastInit + " HTTP/1.1\r\nhost: c\r\nuser-agent: x\r\nconnection: keep-alive\r\n\r\n"}, fast: 1},
+	{name: "ETag and Last-Modified", parts: []string{get11(fastTagged)}, fast: 1},
+	{name: "HEAD with ETag and Last-Modified", parts: []string{"HEAD " + fastTagged + " HTTP/1.1\r\nHost: c\r\n\r\n"}, fast: 1},
+	{name: "query", parts: []string{get11(fastSeg + "?token=abc&x=%41")}, fast: 1},
+	{name: "HTTP/1.0", parts: []string{"GET " + fastSeg + " HTTP/1.0\r\n\r\n"}, fast: 1},
+	{name: "HTTP/1.0 keep-alive, pipelined", parts: []string{"GET " + fastSeg + " HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n" +
+		"HEAD " + fastInit + " HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + "GET " + fastPart + " HTTP/1.0\r\n\r\n"}, fast: 3},
+	{name: "Connection: close, pipelined", parts: []string{get11(fastSeg, "Connection: close\r\n") + get11(fastInit)}, fast: 1},
+	{name: "pipelined", parts: []string{get11(fastSeg) + get11(fastInit) + get11(fastPart)}, fast: 3},
+	{name: "pipelined, then net/http's", parts: []string{get11(fastInit) + get11(fastSeg, "Range: bytes=10-99\r\n") + get11(fastInit)}, fast: 1},
+	{name: "slow client", parts: []string{"GET " + fastInit, " HTTP/1.1\r\nHo", "st: c\r\n", "\r\n"}, fast: 1},
+	{name: "slow second request", parts: []string{get11(fastInit) + "GET " + fastPart + " HTT", "P/1.1\r\nHost: c\r\n\r\n"}, fast: 2},
+	{name: "Range", parts: []string{get11(fastSeg, "Range: bytes=0-99\r\n")}},
+	{name: "If-None-Match", parts: []string{get11(fastTagged, "If-None-Match: \"v8\"\r\n")}},
+	{name: "If-Modified-Since", parts: []string{get11(fastTagged, "If-Modified-Since: Sat, 05 Dec 2026 10:00:00 GMT\r\n")}},
+	{name: "token URL", parts: []string{get11("/s/v1.abc.def/live/cam1/abc_video1_seg7.mp4")}},
+	{name: "escaped path", parts: []string{get11("/live/cam1/abc_video1_seg%37.mp4")}},
+	{name: "unknown stream", parts: []string{get11("/live/cam9/abc_video1_seg7.mp4")}},
+	{name: "not at the origin", parts: []string{get11("/live/cam1/abc_video1_part99.mp4")}}, // a part's 404 is not kept
+	{name: "unknown file", parts: []string{get11("/live/cam1/abc.exe")}},
+	{name: "playlist, not stored yet", parts: []string{get11(fastMedia)}, settle: 400 * time.Millisecond},
+	{name: "blocking playlist", parts: []string{get11(fastMedia + "?_HLS_msn=x")}},
+	{name: "player page", parts: []string{get11("/live/cam1/")}},
+	{name: "OPTIONS", parts: []string{"OPTIONS " + fastSeg + " HTTP/1.1\r\nHost: c\r\n\r\n"}},
+	{name: "POST", parts: []string{"POST " + fastSeg + " HTTP/1.1\r\nHost: c\r\nContent-Length: 2\r\n\r\nab"}},
+	{name: "GET with a body", parts: []string{get11(fastSeg, "Content-Length: 3\r\n") + "abc"}},
+	{name: "chunked", parts: []string{get11(fastSeg, "Transfer-Encoding: chunked\r\n") + "3\r\nabc\r\n0\r\n\r\n"}},
+	{name: "Expect", parts: []string{get11(fastSeg, "Expect: 100-continue\r\n")}},
+	{name: "absolute form", parts: []string{get11("http://c" + fastSeg)}},
+	{name: "cookie over the buffer", parts: []string{get11(fastSeg, "Cookie: "+strings.Repeat("a", 5000)+"\r\n")}},
+	{name: "oversized header", parts: []string{get11(fastSeg, "Cookie: "+strings.Repeat("a", 40000)+"\r\n")}, noCloser: true},
+	{name: "no Host", parts: []string{"GET " + fastSeg + " HTTP/1.1\r\n\r\n"}, noCloser: true},
+	{name: "two Hosts", parts: []string{get11(fastSeg, "Host: d\r\n")}, noCloser: true},
+	{name: "bad request line", parts: []string{"GET " + fastSeg + "\r\nHost: c\r\n\r\n"}, noCloser: true},
+	{name: "bad header", parts: []string{get11(fastSeg, "Bad Name: x\r\n")}, noCloser: true},
+	{name: "bare LF", parts: []string{"GET " + fastSeg + " HTTP/1.1\nHost: c\n\n"}},
+	{name: "HTTP/2 preface", parts: []string{"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"}, noCloser: true},
+	{name: "head cut short", parts: []string{"GET " + fastSeg + " HTTP/1.1\r\nHost: c\r\n"}, noCloser: true, halfClose: true},
+	{name: "HTTP/1.2", parts: []string{"GET " + fastSeg + " HTTP/1.2\r\nHost: c\r\n\r\n"}},
+}
+
+var dateLine = regexp.MustCompile(`\r\nDate: [^\r]*\r\n`)
+
+// TestFastPathMatchesNetHTTP sends each case to the cache (fast path) and
+// to net/http serving the same cache beside it (the cache's own server
+// configuration), and compares the raw answers, Date aside; then the
+// request, byte and audience counters each side added.
+func TestFastPathMatchesNetHTTP(t *testing.T) {
+	e := newEnv(t, nil)
+	fillFastObjects(e)
+	if e.cache.fast == nil {
+		t.Fatal("no fast path on a plain-HTTP cache")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := e.cache.newServer(nil)
+	go func() { _ = srv.Serve(viewerListener{ln}) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	fastAddr, plainAddr := e.cache.HTTPAddr().String(), ln.Addr().String()
+
+	for _, tc := range fastCases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := e.cache.fast.served.Load()
+			counts := cacheCounts(e)
+			fast := exchange(t, fastAddr, tc)
+			answered := int(e.cache.fast.served.Load() - before)
+			fastCounts := diffCounts(cacheCounts(e), counts)
+
+			time.Sleep(tc.settle)
+			counts = cacheCounts(e)
+			plain := exchange(t, plainAddr, tc)
+			plainCounts := diffCounts(cacheCounts(e), counts)
+
+			if fast != plain {
+				t.Errorf("answers differ\nfast path:\n%s\nnet/http:\n%s", clip(fast), clip(plain))
+			}
+			if answered != tc.fast {
+				t.Errorf("fast path answered %d requests, want %d", answered, tc.fast)
+			}
+			if !maps.Equal(fastCounts, plainCounts) {
+				t.Errorf("counters differ\nfast path: %v\nnet/http:  %v", fastCounts, plainCounts)
+			}
+		})
+	}
+}
+
+// fillFastObjects makes cam1 routable and stores the cases' objects.
+func fillFastObjects(e *env) {
+	seg := benchSegment()
+	e.origin.set(fastSeg, seg)
+	e.origin.set(fastPart, seg[:5000])
+	e.origin.set(fastInit, []byte("init section"))
+	e.origin.set(fastMedia, []byte(llPlaylist))
+	e.origin.handle(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path != fastTagged {
+			return false
+		}
+		w.Header().Set("ETag", `"v8"`)
+		w.Header().Set("Last-Modified", "Sat, 05 Dec 2026 09:00:00 GMT")
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		_, _ = w.Write(seg[:3000])
+		return true
+	})
+	e.own("live/cam1")
+	for _, p := range []string{fastSeg, fastPart, fastInit, fastTagged} {
+		if r := e.get(p); r.status != http.StatusOK {
+			e.t.Fatalf("warm-up %s: %d", p, r.status)
+		}
+	}
+}
+
+// exchange sends tc over a new connection and returns everything the
+// server sent until it closed, with Date lines normalised.
+func exchange(t *testing.T, addr string, tc fastCase) string {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	parts := tc.parts
+	if !tc.noCloser {
+		parts = append(parts[:len(parts):len(parts)], closer)
+		// The closer goes with the last part: one write.
+		parts[len(parts)-2] += parts[len(parts)-1]
+		parts = parts[:len(parts)-1]
+	}
+	for i, p := range parts {
+		if i > 0 {
+			time.Sleep(30 * time.Millisecond)
+		}
+		if _, err := io.WriteString(conn, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tc.halfClose {
+		_ = conn.(*net.TCPConn).CloseWrite()
+	}
+	var out bytes.Buffer
+	_, err = io.Copy(&out, conn)
+	if err != nil && out.Len() == 0 {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	return dateLine.ReplaceAllString(out.String(), "\r\nDate: (date)\r\n")
+}
+
+func clip(s string) string {
+	if i := strings.Index(s, "\r\n\r\n"); i >= 0 && len(s) > i+200 {
+		return s[:i+200] + "…"
+	}
+	return s
+}
+
+// cacheCounts reads the request and byte counters and the per-stream
+// request counts, as series → value. (The audience is a set of clients by
+// address and User-Agent: the second side's requests add none.)
+func cacheCounts(e *env) map[string]float64 {
+	out := map[string]float64{}
+	for _, c := range []prometheus.Collector{e.cache.m.requests, e.cache.m.servedBytes} {
+		ch := make(chan prometheus.Metric, 64)
+		go func() {
+			c.Collect(ch)
+			close(ch)
+		}()
+		for m := range ch {
+			var d dto.Metric
+			if err := m.Write(&d); err != nil {
+				panic(err)
+			}
+			key := m.Desc().String()
+			for _, l := range d.GetLabel() {
+				key += "," + l.GetName() + "=" + l.GetValue()
+			}
+			out[key] = d.GetCounter().GetValue()
+		}
+	}
+	for s, v := range e.cache.Viewers() {
+		out["requests "+s] = float64(v.Requests)
+	}
+	return out
+}
+
+// diffCounts returns what changed from before to after.
+func diffCounts(after, before map[string]float64) map[string]float64 {
+	d := map[string]float64{}
+	for k, v := range after {
+		if v != before[k] {
+			d[k] = v - before[k]
+		}
+	}
+	return d
+}
+
+// TestFastPathClose: Close ends a kept-alive connection waiting on the fast
+// path at once, waits for none of them, and a connection handed to net/http
+// after it is closed.
+func TestFastPathClose(t *testing.T) {
+	e := newEnv(t, nil)
+	fillFastObjects(e)
+	conn, err := net.Dial("tcp", e.cache.HTTPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, get11(fastInit)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("%v %v", resp, err)
+	}
+	start := time.Now()
+	e.cache.Close()
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Close took %v with an idle fast-path connection", d)
+	}
+	if n, err := conn.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Errorf("read after Close: %d, %v", n, err)
+	}
+	// The fast path's goroutines are gone: a hand-over now closes.
+	e.cache.fast.handoff.give(&replayConn{Conn: newClosedConn(t)})
+}
+
+// newClosedConn is one end of a pipe, for a hand-over that must close it.
+func newClosedConn(t *testing.T) net.Conn {
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a
+}
