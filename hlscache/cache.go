@@ -79,6 +79,13 @@ type Cache struct {
 	// ErrUnauthenticated answers 401 with a Basic challenge, any other 403.
 	// It is called concurrently and should answer from memory.
 	Authorize func(r *http.Request, stream string) error
+	// AuthorizeAll, when set, reports whether Authorize allows every
+	// request at the moment (no access rules in force): while it does, the
+	// plain-HTTP fast path (fastserver.go) answers without asking Authorize,
+	// which needs an *http.Request. Read on every request; it should be an
+	// atomic load. Default: nil, Authorize is always asked (and a cache
+	// with Authorize has no fast path).
+	AuthorizeAll func() bool
 	// OriginSecret, when set, is sent as hlsproto.HeaderAuth with every upstream
 	// request, proving to origins that the request comes from a cache.
 	OriginSecret string
@@ -174,7 +181,7 @@ func (c *Cache) Start() error {
 	switch {
 	case tlsConf != nil:
 		c.serveLn = tls.NewListener(c.serveLn, tlsConf)
-	case c.noFastPath || c.verifier != nil || c.Authorize != nil:
+	case c.noFastPath || c.verifier != nil || c.Authorize != nil && c.AuthorizeAll == nil:
 		// Signed URLs and the Authorize hook are net/http's alone: the
 		// fast path checks no access.
 		c.serveLn = viewerListener{c.serveLn} // headers and body in one write (viewerconn.go)

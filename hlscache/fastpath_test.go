@@ -3,12 +3,14 @@ package hlscache
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"io"
 	"maps"
 	"net"
 	"net/http"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -285,4 +287,39 @@ func newClosedConn(t *testing.T) net.Conn {
 	a, b := net.Pipe()
 	t.Cleanup(func() { a.Close(); b.Close() })
 	return a
+}
+
+// TestFastPathAuthorizeAll: with an Authorize hook the fast path answers
+// only while AuthorizeAll says the hook allows everything; otherwise the
+// hook decides, through net/http.
+func TestFastPathAuthorizeAll(t *testing.T) {
+	var open atomic.Bool
+	var asked atomic.Int64
+	e := newEnv(t, func(c *Cache) {
+		c.Authorize = func(r *http.Request, stream string) error {
+			asked.Add(1)
+			if open.Load() {
+				return nil
+			}
+			return errors.New("no")
+		}
+		c.AuthorizeAll = open.Load
+	})
+	open.Store(true)
+	e.origin.set(fastInit, []byte("init section"))
+	e.own("live/cam1")
+	if r := e.get(fastInit); r.status != http.StatusOK { // the miss: net/http, not asked
+		t.Fatalf("open: %d", r.status)
+	}
+	// The miss handed its connection to net/http for good: a new one.
+	e.client.CloseIdleConnections()
+	before, askedBefore := e.cache.fast.served.Load(), asked.Load()
+	if r := e.get(fastInit); r.status != http.StatusOK || e.cache.fast.served.Load() != before+1 || asked.Load() != askedBefore {
+		t.Fatalf("open: %d, fast path answered %d, hook asked %d", r.status,
+			e.cache.fast.served.Load()-before, asked.Load()-askedBefore)
+	}
+	open.Store(false)
+	if r := e.get(fastInit); r.status != http.StatusForbidden || asked.Load() == 0 {
+		t.Fatalf("closed: %d, hook asked %d times", r.status, asked.Load())
+	}
 }

@@ -51,6 +51,9 @@ func (n *Node) startCache() (err error) {
 		TLSCert: c.Cache.TLSCert, TLSKey: c.Cache.TLSKey,
 		OriginSecret: c.Auth.OriginSecret,
 		Authorize:    n.cacheAuthorize,
+		// Without an auth section every read is allowed: the cache's fast
+		// path may then answer without the hook.
+		AuthorizeAll: func() bool { return !n.auth.Enabled() },
 		Log:          n.Log, Metrics: n.metrics,
 	}
 	if n.origin != nil {
