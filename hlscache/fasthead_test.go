@@ -122,8 +122,8 @@ func FuzzParseHead(f *testing.F) {
 			t.Fatalf("%q: net/http closes %v, parsed %v", b[:h.size], closes, h.wantsClose())
 		}
 		// The server's own checks after ReadRequest (conn.readRequest).
-		if r.ProtoAtLeast(1, 1) && len(r.Header["Host"]) != 1 {
-			t.Fatalf("%q: Host %q", b[:h.size], r.Header["Host"])
+		if r.ProtoAtLeast(1, 1) && r.Host == "" { // ReadRequest moves the Host header there
+			t.Fatalf("%q: no Host", b[:h.size])
 		}
 		for k, vv := range r.Header {
 			if !isRefToken(k) {

@@ -16,6 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/streamgrid/streamgrid/internal/testkit"
 )
 
 // fastCase is one exchange of TestFastPathMatchesNetHTTP: what a client
@@ -161,11 +163,16 @@ func fillFastObjects(e *env) {
 		return true
 	})
 	e.own("live/cam1")
-	for _, p := range []string{fastSeg, fastPart, fastInit, fastTagged} {
+	warm := []string{fastSeg, fastPart, fastInit, fastTagged}
+	for _, p := range warm {
 		if r := e.get(p); r.status != http.StatusOK {
 			e.t.Fatalf("warm-up %s: %d", p, r.status)
 		}
 	}
+	// The handler counts a request after its answer went out.
+	testkit.WaitFor(e.t, 5*time.Second, "warm-up counted", func() bool {
+		return metricValue(e.cache.m.requests) == float64(len(warm))
+	})
 }
 
 // exchange sends tc over a new connection and returns everything the
