@@ -39,15 +39,7 @@ type fastConn struct {
 }
 
 func newFastConn(s *fastServer, conn net.Conn) *fastConn {
-	raw := conn
-	for {
-		u, ok := raw.(interface{ NetConn() net.Conn })
-		if !ok {
-			break
-		}
-		raw = u.NetConn()
-	}
-	return &fastConn{s: s, conn: conn, raw: raw}
+	return &fastConn{s: s, conn: conn, raw: innermost(conn)}
 }
 
 // wake ends a wait for the next request (shutdown).

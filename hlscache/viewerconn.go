@@ -60,15 +60,19 @@ type viewerConn struct {
 }
 
 func newViewerConn(conn net.Conn) *viewerConn {
-	out := conn
+	return &viewerConn{Conn: conn, out: innermost(conn)}
+}
+
+// innermost is the connection below conn's wrappers (the per-IP cap's, a
+// replayed head's): the *net.TCPConn whose writev gathers buffers.
+func innermost(conn net.Conn) net.Conn {
 	for {
-		u, ok := out.(interface{ NetConn() net.Conn })
+		u, ok := conn.(interface{ NetConn() net.Conn })
 		if !ok {
-			break
+			return conn
 		}
-		out = u.NetConn()
+		conn = u.NetConn()
 	}
-	return &viewerConn{Conn: conn, out: out}
 }
 
 // viewerConnKey is the request context's key of its viewerConn.
