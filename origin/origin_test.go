@@ -179,6 +179,9 @@ func TestLowLatencyPlaylistAndPlayback(t *testing.T) {
 		t.Fatalf("a fresh stream has no discontinuity:\n%s", text)
 	}
 	lastSeg := pl.Segments[len(pl.Segments)-1]
+	if len(lastSeg.Parts) == 0 {
+		t.Fatalf("the last segment lists no parts:\n%s", text)
+	}
 	for _, uri := range []string{pl.Map.URI, lastSeg.URI, lastSeg.Parts[0].URI} {
 		r := get(t, u+uri)
 		if r.code != http.StatusOK || r.header.Get("Content-Type") != "video/mp4" || len(r.body) == 0 {
