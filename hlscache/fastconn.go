@@ -236,7 +236,10 @@ func (fc *fastConn) appendHeader(b []byte, h *fastHead, obj *object) []byte {
 	b = append(b, "X-Cache: HIT\r\nDate: "...)
 	b = time.Now().UTC().AppendFormat(b, http.TimeFormat)
 	switch {
-	case h.http11 && h.close:
+	case h.http11 && (h.close || fc.s.closing.Load()):
+		// A server shutting down closes after the answer and says so, as
+		// net/http does (its doKeepAlives); an HTTP/1.0 keep-alive answer
+		// keeps its header there too.
 		b = append(b, "\r\nConnection: close"...)
 	case !h.http11 && h.keepAlive:
 		b = append(b, "\r\nConnection: keep-alive"...)

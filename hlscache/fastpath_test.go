@@ -330,3 +330,24 @@ func TestFastPathAuthorizeAll(t *testing.T) {
 		t.Fatalf("closed: %d, hook asked %d times", r.status, asked.Load())
 	}
 }
+
+// TestFastPathSaysCloseWhenClosing: an answer the fast path writes while
+// the cache shuts down says the connection closes after it, as net/http's
+// answers do then (HTTP/1.1: "Connection: close"; HTTP/1.0 keep-alive
+// keeps its header, as net/http's does).
+func TestFastPathSaysCloseWhenClosing(t *testing.T) {
+	fc := &fastConn{s: &fastServer{c: &Cache{}}}
+	obj := &object{status: http.StatusOK, body: []byte("x")}
+	h11 := &fastHead{http11: true}
+	h10 := &fastHead{keepAlive: true}
+	if b := string(fc.appendHeader(nil, h11, obj)); strings.Contains(b, "Connection:") {
+		t.Fatalf("an open server's HTTP/1.1 answer:\n%s", b)
+	}
+	fc.s.closing.Store(true)
+	if b := string(fc.appendHeader(nil, h11, obj)); !strings.HasSuffix(b, "\r\nConnection: close\r\n\r\n") {
+		t.Fatalf("a closing server's HTTP/1.1 answer:\n%s", b)
+	}
+	if b := string(fc.appendHeader(nil, h10, obj)); !strings.HasSuffix(b, "\r\nConnection: keep-alive\r\n\r\n") {
+		t.Fatalf("a closing server's HTTP/1.0 keep-alive answer:\n%s", b)
+	}
+}
