@@ -1,10 +1,12 @@
 package hlscache
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +38,11 @@ type fastConn struct {
 	remoteAddr string
 	iovArr     [2][]byte   // an answer's head and first body chunk
 	iov        net.Buffers // iovArr, consumed by each answer's writev
+	// left: the viewer closed the connection while its request waited
+	// (watchLeaving). looked: the wait's result the handler answers from,
+	// handed over with the connection.
+	left   bool
+	looked *lookedUp
 }
 
 func newFastConn(s *fastServer, conn net.Conn) *fastConn {
@@ -56,7 +63,10 @@ func (fc *fastConn) serve() {
 		pending := append([]byte(nil), fc.bufs.in[fc.r:fc.w]...)
 		fc.release()
 		fc.s.forget(fc)
-		fc.s.handoff.give(newViewerConn(&replayConn{Conn: fc.conn, pending: pending}))
+		fc.s.c.m.handedOver.Inc()
+		vc := newViewerConn(&replayConn{Conn: fc.conn, pending: pending})
+		vc.looked = fc.looked
+		fc.s.handoff.give(vc)
 		return
 	}
 	fc.release()
@@ -139,10 +149,14 @@ func (fc *fastConn) fill() error {
 	return err
 }
 
-// answer answers h when it asks for an object the LRU holds under a
-// routable owner and that the fast path serves: served false leaves the
-// request (not consumed, not counted) to net/http. ok false: writing the
-// answer failed.
+// answer answers h when it asks for an object of a stream with a routable
+// owner and the object is a 200: from the LRU, or after waiting for the
+// upstream fetch it shares with the other requests for it (a miss, an
+// LL-HLS blocking reload), as the handler waits. served false leaves the
+// request (not consumed, not counted) to net/http: anything but a 200 (an
+// error, a 404, a failover's stale copy) is the handler's to answer, from
+// the fetch's result when there was one (fc.looked). ok false: the
+// connection ends (the answer could not be written, the viewer left).
 func (fc *fastConn) answer(h *fastHead) (served, ok bool) {
 	c := fc.s.c
 	if c.verifier != nil || c.Authorize != nil && !c.AuthorizeAll() {
@@ -153,18 +167,38 @@ func (fc *fastConn) answer(h *fastHead) (served, ok bool) {
 	}
 	defer c.handlers.leave()
 	req, err := parseRequest(string(h.path), string(h.query))
-	if err != nil || req.kind == kindPage || req.file == multivariantName || req.hls.Blocking() {
+	if err != nil || req.kind == kindPage || req.file == multivariantName {
 		// Errors, the player page and the content negotiation of
-		// index.m3u8 are the handler's; blocking reloads wait upstream.
+		// index.m3u8 are the handler's.
 		return false, false
 	}
 	now := time.Now()
-	rt, _, state, _ := c.routes.resolve(req.stream, now)
+	rt, _, state, changed := c.routes.resolve(req.stream, now)
 	if state != routeOK {
 		return false, false
 	}
-	obj := c.stored(rt, req, cacheKey(rt, req), now)
-	if obj == nil || obj.status != http.StatusOK {
+	key := cacheKey(rt, req)
+	var obj *object
+	res := resultHit
+	if !req.hls.Blocking() {
+		obj = c.stored(rt, req, key, now)
+	}
+	gone := false
+	if obj == nil {
+		var err error
+		obj, res, err = fc.wait(rt, changed, req)
+		switch {
+		case fc.left:
+			gone = true
+		case errors.Is(err, errRouteMoved):
+			c.m.rerouted.Inc()
+			return false, false
+		case err != nil || obj.status != http.StatusOK:
+			// The handler answers from this result: no second fetch.
+			fc.looked = &lookedUp{key: key, obj: obj, res: res, err: err}
+			return false, false
+		}
+	} else if obj.status != http.StatusOK {
 		return false, false
 	}
 	if c.demand != nil {
@@ -179,17 +213,86 @@ func (fc *fastConn) answer(h *fastHead) (served, ok bool) {
 		}
 	}
 	c.viewers.seen(req.stream, fc.remoteAddr, ua, playlist, now)
-	n, err := fc.write(h, obj)
 	fc.s.served.Add(1)
-	c.m.requestsBy[req.kind][outcomeHit].Inc()
+	if gone {
+		c.m.requestsBy[req.kind][outcomeGone].Inc()
+		return true, false
+	}
+	n, err := fc.write(h, obj, res)
+	c.m.requestsBy[req.kind][fetchOutcome(res)].Inc()
 	c.m.servedBy[req.kind].Add(float64(n))
 	return true, err == nil
 }
 
+// lookedUp is the result of a fast-path request's upstream wait that the
+// handler answers (it is not a 200): it goes with the connection to
+// net/http, whose handler takes it for that request instead of asking the
+// upstream again (takeLookedUp).
+type lookedUp struct {
+	key string
+	obj *object
+	res fetchResult
+	err error
+}
+
+// wait looks req up from rt as the handler's lookupRouted does: the LRU,
+// else the upstream fetch it shares with the other requests for the object
+// (a blocking reload waits there for its part). A routing change that
+// leaves the owner as it was is waited through; one that moves the stream
+// is errRouteMoved. Meanwhile the connection is read, as net/http's
+// background read does, to notice the viewer leaving (fc.left, and the
+// wait ends).
+func (fc *fastConn) wait(rt route, changed <-chan struct{}, req *request) (*object, fetchResult, error) {
+	c := fc.s.c
+	ctx, cancel := context.WithCancel(fc.s.stop)
+	defer cancel()
+	defer fc.watchLeaving(cancel)()
+	for {
+		obj, res, err := c.lookup(ctx, changed, rt, req)
+		if !errors.Is(err, errRouteChanged) {
+			return obj, res, err
+		}
+		var now route
+		var st routeState
+		now, _, st, changed = c.routes.resolve(req.stream, time.Now())
+		if st != routeOK || now != rt {
+			return nil, res, errRouteMoved
+		}
+	}
+}
+
+// watchLeaving reads the connection in the background until the returned
+// function stops it: bytes that come (a request pipelined after this one)
+// are kept in the buffer; the connection's end sets fc.left and calls
+// leave. The read deadline is left in the past: the next read sets its own.
+func (fc *fastConn) watchLeaving(leave func()) (stop func()) {
+	if fc.w == len(fc.bufs.in) {
+		return func() {} // a full buffer: nothing to read into
+	}
+	_ = fc.raw.SetReadDeadline(time.Time{})
+	var n int
+	var err error
+	free := fc.bufs.in[fc.w:]
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n, err = fc.raw.Read(free)
+		if n == 0 && !errors.Is(err, os.ErrDeadlineExceeded) {
+			leave()
+		}
+	}()
+	return func() {
+		_ = fc.raw.SetReadDeadline(time.Unix(1, 0))
+		<-done
+		fc.w += n
+		fc.left = n == 0 && !errors.Is(err, os.ErrDeadlineExceeded)
+	}
+}
+
 // write sends obj's 200 (its body but for a HEAD) and returns the body
 // bytes written.
-func (fc *fastConn) write(h *fastHead, obj *object) (int, error) {
-	out := fc.appendHeader(fc.bufs.out[:0], h, obj)
+func (fc *fastConn) write(h *fastHead, obj *object, res fetchResult) (int, error) {
+	out := fc.appendHeader(fc.bufs.out[:0], h, obj, res)
 	fc.bufs.out = out
 	body := obj.body
 	if h.head {
@@ -216,7 +319,7 @@ func (fc *fastConn) write(h *fastHead, obj *object) (int, error) {
 // handler's answer with obj (writeObject, serveBody; http.ServeContent for
 // a HEAD): the handler's header map in net/http's order (sorted by key),
 // then Date, then the Connection header net/http adds.
-func (fc *fastConn) appendHeader(b []byte, h *fastHead, obj *object) []byte {
+func (fc *fastConn) appendHeader(b []byte, h *fastHead, obj *object, res fetchResult) []byte {
 	c := fc.s.c
 	if h.http11 {
 		b = append(b, "HTTP/1.1 200 OK\r\n"...)
@@ -233,7 +336,9 @@ func (fc *fastConn) appendHeader(b []byte, h *fastHead, obj *object) []byte {
 	if !obj.modTime.IsZero() {
 		b = appendHeaderLine(b, "Last-Modified", oh.lastModified)
 	}
-	b = append(b, "X-Cache: HIT\r\nDate: "...)
+	b = append(b, "X-Cache: "...)
+	b = append(b, res.String()...)
+	b = append(b, "\r\nDate: "...)
 	b = time.Now().UTC().AppendFormat(b, http.TimeFormat)
 	switch {
 	case h.http11 && (h.close || fc.s.closing.Load()):

@@ -77,7 +77,7 @@ var fastCases = []fastCase{
 	{name: "unknown stream", parts: []string{get11("/live/cam9/abc_video1_seg7.mp4")}},
 	{name: "not at the origin", parts: []string{get11("/live/cam1/abc_video1_part99.mp4")}}, // a part's 404 is not kept
 	{name: "unknown file", parts: []string{get11("/live/cam1/abc.exe")}},
-	{name: "playlist, not stored yet", parts: []string{get11(fastMedia)}, settle: 400 * time.Millisecond},
+	{name: "playlist, not stored yet", parts: []string{get11(fastMedia)}, fast: 1, settle: 400 * time.Millisecond},
 	{name: "blocking playlist", parts: []string{get11(fastMedia + "?_HLS_msn=x")}},
 	{name: "player page", parts: []string{get11("/live/cam1/")}},
 	{name: "OPTIONS", parts: []string{"OPTIONS " + fastSeg + " HTTP/1.1\r\nHost: c\r\n\r\n"}},
@@ -340,14 +340,87 @@ func TestFastPathSaysCloseWhenClosing(t *testing.T) {
 	obj := &object{status: http.StatusOK, body: []byte("x")}
 	h11 := &fastHead{http11: true}
 	h10 := &fastHead{keepAlive: true}
-	if b := string(fc.appendHeader(nil, h11, obj)); strings.Contains(b, "Connection:") {
+	if b := string(fc.appendHeader(nil, h11, obj, resultHit)); strings.Contains(b, "Connection:") {
 		t.Fatalf("an open server's HTTP/1.1 answer:\n%s", b)
 	}
 	fc.s.closing.Store(true)
-	if b := string(fc.appendHeader(nil, h11, obj)); !strings.HasSuffix(b, "\r\nConnection: close\r\n\r\n") {
+	if b := string(fc.appendHeader(nil, h11, obj, resultHit)); !strings.HasSuffix(b, "\r\nConnection: close\r\n\r\n") {
 		t.Fatalf("a closing server's HTTP/1.1 answer:\n%s", b)
 	}
-	if b := string(fc.appendHeader(nil, h10, obj)); !strings.HasSuffix(b, "\r\nConnection: keep-alive\r\n\r\n") {
+	if b := string(fc.appendHeader(nil, h10, obj, resultHit)); !strings.HasSuffix(b, "\r\nConnection: keep-alive\r\n\r\n") {
 		t.Fatalf("a closing server's HTTP/1.0 keep-alive answer:\n%s", b)
+	}
+}
+
+// TestFastPathWaits: a miss and an LL-HLS blocking reload are answered on
+// the fast path once their upstream fetch completes, and the connection
+// stays there; a request whose fetch ends in anything but a 200 goes to
+// net/http, which answers it (the connection stays with net/http).
+func TestFastPathWaits(t *testing.T) {
+	e := newEnv(t, nil)
+	const media = "/live/cam1/video1_stream.m3u8"
+	const fresh = "/live/cam1/abc_video1_seg9.mp4"
+	e.origin.set(media, []byte(llPlaylist))
+	e.origin.set(fresh, []byte("segment nine"))
+	release := make(chan struct{})
+	e.origin.handle(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Query().Has("_HLS_msn") {
+			<-release
+		}
+		return false
+	})
+	e.own("live/cam1")
+	conn, err := net.Dial("tcp", e.cache.HTTPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(conn)
+	ask := func(target string) (*http.Response, string) {
+		t.Helper()
+		if _, err := io.WriteString(conn, get11(target)); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", target, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, string(b)
+	}
+	handed := func() float64 { return metricValue(e.cache.m.handedOver) }
+	served := e.cache.fast.served.Load()
+
+	if r, body := ask(fresh); r.StatusCode != http.StatusOK || body != "segment nine" || r.Header.Get("X-Cache") != "MISS" {
+		t.Fatalf("a miss: %d %q X-Cache %q", r.StatusCode, body, r.Header.Get("X-Cache"))
+	}
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		close(release)
+	}()
+	start := time.Now()
+	r, body := ask(media + "?_HLS_msn=8&_HLS_part=2")
+	if r.StatusCode != http.StatusOK || body != llPlaylist || r.Header.Get("X-Cache") != "MISS" {
+		t.Fatalf("a blocking reload: %d X-Cache %q\n%s", r.StatusCode, r.Header.Get("X-Cache"), body)
+	}
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Fatalf("the blocking reload was answered after %v, before its part", d)
+	}
+	if r, _ := ask(fresh); r.Header.Get("X-Cache") != "HIT" {
+		t.Fatalf("the miss was not kept: X-Cache %q", r.Header.Get("X-Cache"))
+	}
+	if got := e.cache.fast.served.Load() - served; got != 3 || handed() != 0 {
+		t.Fatalf("fast path answered %d of 3, handed %v connections over", got, handed())
+	}
+	if r, _ := ask("/live/cam1/abc_video1_part99.mp4"); r.StatusCode != http.StatusNotFound || handed() != 1 {
+		t.Fatalf("a part the origin lacks: %d, %v connections handed over", r.StatusCode, handed())
+	}
+	e.wantOriginRequests("/live/cam1/abc_video1_part99.mp4", 1, "net/http answers from the fast path's fetch")
+	if r, body := ask(fresh); r.StatusCode != http.StatusOK || body != "segment nine" || e.cache.fast.served.Load()-served != 3 {
+		t.Fatalf("after the hand-over: %d %q, fast path answered %d", r.StatusCode, body, e.cache.fast.served.Load()-served)
 	}
 }

@@ -46,6 +46,10 @@ type fastServer struct {
 	ln      net.Listener     // the listener, behind the per-IP cap
 	handoff *handoffListener // where net/http's server accepts what it answers
 
+	// stop ends the upstream waits of the connections (fastConn.wait) when
+	// shutdown gives up on them.
+	stop    context.Context
+	cancel  context.CancelFunc
 	closing atomic.Bool
 	served  atomic.Uint64 // requests answered here (for tests)
 	mu      sync.Mutex
@@ -55,7 +59,9 @@ type fastServer struct {
 }
 
 func newFastServer(c *Cache, ln net.Listener) *fastServer {
-	return &fastServer{c: c, ln: ln, handoff: newHandoffListener(ln.Addr()), conns: map[*fastConn]struct{}{}}
+	stop, cancel := context.WithCancel(context.Background())
+	return &fastServer{c: c, ln: ln, handoff: newHandoffListener(ln.Addr()), conns: map[*fastConn]struct{}{},
+		stop: stop, cancel: cancel}
 }
 
 // serve accepts connections until the listener is closed.
@@ -128,6 +134,7 @@ func (s *fastServer) shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
+	s.cancel()
 	s.mu.Lock()
 	for fc := range s.conns {
 		_ = fc.conn.Close()

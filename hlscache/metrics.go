@@ -51,6 +51,7 @@ type metrics struct {
 	fetches          prometheus.GaugeFunc
 	deniedVec        *prometheus.CounterVec
 	connsRefused     prometheus.Counter
+	handedOver       prometheus.Counter
 	upstreamWaiting  prometheus.Gauge
 	upstreamSeconds  *prometheus.HistogramVec // kind, result
 	blockingSeconds  prometheus.Histogram
@@ -136,6 +137,8 @@ func newMetrics(node string, routes, inFlight func() float64) *metrics {
 				"(missing, malformed, version, signature, expired, network, unauthenticated, forbidden).", "reason"),
 		connsRefused: o.counter("streamgrid_cache_conns_refused_total",
 			"Viewer connections closed at accept because their IP held max_conns_per_ip already."),
+		handedOver: o.counter("streamgrid_cache_handed_over_total",
+			"Plain-HTTP viewer connections the fast path handed to the net/http server, where they stay: a request the fast path does not answer (Range, a conditional request, a body, an error or failover answer, a request head over 4 KiB, ...)."),
 		upstreamWaiting: o.gauge("streamgrid_cache_upstream_waiting",
 			"Upstream fetches waiting for a connection slot (max_upstream_conns per origin)."),
 	}
@@ -156,7 +159,7 @@ func newMetrics(node string, routes, inFlight func() float64) *metrics {
 func (m *metrics) collectors() []prometheus.Collector {
 	out := []prometheus.Collector{m.requests, m.servedBytes, m.upstreamRequests, m.upstreamErrors,
 		m.lruBytes, m.lruObjects, m.lruEvictions, m.lruExpired, m.shedBytes, m.routes, m.held, m.rerouted, m.fetches,
-		m.deniedVec, m.connsRefused, m.upstreamWaiting, m.upstreamSeconds, m.blockingSeconds}
+		m.deniedVec, m.connsRefused, m.handedOver, m.upstreamWaiting, m.upstreamSeconds, m.blockingSeconds}
 	return append(out, m.extra...)
 }
 

@@ -200,6 +200,9 @@ var (
 // another stream's route only renews the channel waited on. The fetch
 // itself carries on for its other waiters, bounded by its own deadline.
 func (c *Cache) lookupRouted(p *pending) (*object, fetchResult, error) {
+	if l := takeLookedUp(p.r, p.rt, p.req); l != nil {
+		return l.obj, l.res, l.err // the fast path's wait for this request
+	}
 	for {
 		obj, res, err := c.lookup(p.ctx, p.changed, p.rt, p.req)
 		if !errors.Is(err, errRouteChanged) {

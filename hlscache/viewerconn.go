@@ -57,6 +57,11 @@ type viewerConn struct {
 	held      []byte           // the write held back, in buf
 	err       error            // the held write's error, returned by the next Write
 	sends     int              // writes to the network (for tests)
+
+	// looked is the upstream result of the first request of a connection
+	// the fast path handed over after waiting for it (fastConn.wait); the
+	// handler takes it (takeLookedUp) rather than fetch again.
+	looked *lookedUp
 }
 
 func newViewerConn(conn net.Conn) *viewerConn {
@@ -92,6 +97,22 @@ func withViewerConn(ctx context.Context, c net.Conn) context.Context {
 func viewerConnOf(r *http.Request) *viewerConn {
 	vc, _ := r.Context().Value(viewerConnKey{}).(*viewerConn)
 	return vc
+}
+
+// takeLookedUp returns, once, the result the fast path looked up for the
+// first request of r's connection before it handed the connection over,
+// when r asks for the same object (req from rt); else nil.
+func takeLookedUp(r *http.Request, rt route, req *request) *lookedUp {
+	vc := viewerConnOf(r)
+	if vc == nil || vc.looked == nil {
+		return nil
+	}
+	l := vc.looked
+	vc.looked = nil
+	if l.key != cacheKey(rt, req) {
+		return nil
+	}
+	return l
 }
 
 // gather holds the next write back, when it is at most gatherMax bytes,
