@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -193,12 +194,12 @@ func (fc *fastConn) answer(h *fastHead) (served, ok bool) {
 		case errors.Is(err, errRouteMoved):
 			c.m.rerouted.Inc()
 			return false, false
-		case err != nil || obj.status != http.StatusOK:
+		case err != nil || !fc.answers(h, obj):
 			// The handler answers from this result: no second fetch.
 			fc.looked = &lookedUp{key: key, obj: obj, res: res, err: err}
 			return false, false
 		}
-	} else if obj.status != http.StatusOK {
+	} else if !fc.answers(h, obj) {
 		return false, false
 	}
 	if c.demand != nil {
@@ -222,6 +223,20 @@ func (fc *fastConn) answer(h *fastHead) (served, ok bool) {
 	c.m.requestsBy[req.kind][fetchOutcome(res)].Inc()
 	c.m.servedBy[req.kind].Add(float64(n))
 	return true, err == nil
+}
+
+// answers reports whether the fast path answers h with obj: a 200, and a
+// range of it that is satisfiable when h asks for one (else the handler's
+// 416).
+func (fc *fastConn) answers(h *fastHead, obj *object) bool {
+	if obj.status != http.StatusOK {
+		return false
+	}
+	if h.rng != nil {
+		_, _, ok := parseRange(h.rng, int64(len(obj.body)))
+		return ok
+	}
+	return true
 }
 
 // lookedUp is the result of a fast-path request's upstream wait that the
@@ -289,12 +304,16 @@ func (fc *fastConn) watchLeaving(leave func()) (stop func()) {
 	}
 }
 
-// write sends obj's 200 (its body but for a HEAD) and returns the body
-// bytes written.
+// write sends obj's 200, or its 206 for h's range (the body or the range
+// but for a HEAD), and returns the body bytes written.
 func (fc *fastConn) write(h *fastHead, obj *object, res fetchResult) (int, error) {
 	out := fc.appendHeader(fc.bufs.out[:0], h, obj, res)
 	fc.bufs.out = out
 	body := obj.body
+	if h.rng != nil {
+		start, length, _ := parseRange(h.rng, int64(len(body)))
+		body = body[start : start+length]
+	}
 	if h.head {
 		body = nil
 	}
@@ -322,15 +341,35 @@ func (fc *fastConn) write(h *fastHead, obj *object, res fetchResult) (int, error
 func (fc *fastConn) appendHeader(b []byte, h *fastHead, obj *object, res fetchResult) []byte {
 	c := fc.s.c
 	if h.http11 {
-		b = append(b, "HTTP/1.1 200 OK\r\n"...)
+		b = append(b, "HTTP/1.1 "...)
 	} else {
-		b = append(b, "HTTP/1.0 200 OK\r\n"...)
+		b = append(b, "HTTP/1.0 "...)
+	}
+	if h.rng != nil {
+		b = append(b, "206 Partial Content\r\n"...)
+	} else {
+		b = append(b, "200 OK\r\n"...)
 	}
 	oh := &obj.header
 	b = append(b, "Accept-Ranges: bytes\r\n"...)
 	b = append(b, c.fastCORS...)
 	b = appendHeaderLine(b, "Cache-Control", oh.cacheControl)
-	b = appendHeaderLine(b, "Content-Length", oh.contentLength)
+	if h.rng != nil {
+		// http.ServeContent's single-range answer.
+		size := int64(len(obj.body))
+		start, length, _ := parseRange(h.rng, size)
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, length, 10)
+		b = append(b, "\r\nContent-Range: bytes "...)
+		b = strconv.AppendInt(b, start, 10)
+		b = append(b, '-')
+		b = strconv.AppendInt(b, start+length-1, 10)
+		b = append(b, '/')
+		b = strconv.AppendInt(b, size, 10)
+		b = append(b, "\r\n"...)
+	} else {
+		b = appendHeaderLine(b, "Content-Length", oh.contentLength)
+	}
 	b = appendHeaderLine(b, "Content-Type", oh.contentType)
 	b = appendHeaderLine(b, "Etag", oh.etag)
 	if !obj.modTime.IsZero() {

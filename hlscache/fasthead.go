@@ -34,7 +34,10 @@ type fastHead struct {
 	close     bool   // Connection: close
 	keepAlive bool   // Connection: keep-alive
 	userAgent []byte // the User-Agent value, nil without one
-	size      int    // bytes of the head, its final empty line included
+	// rng is a Range value of the one form the fast path answers, a single
+	// byte range (parseRange); nil without a Range header.
+	rng  []byte
+	size int // bytes of the head, its final empty line included
 }
 
 // wantsClose reports whether the connection ends after this request's
@@ -55,15 +58,18 @@ const (
 	headerHost
 	headerConnection
 	headerUserAgent
+	headerRange
 	headerRefuse // a header the fast path does not implement
 )
 
 // refusedHeaders are the request headers that send a request to net/http:
-// a body, its expectations and upgrades, and what http.ServeContent acts on
-// (Range and the preconditions), in lower case.
+// a body, its expectations and upgrades, and the preconditions
+// http.ServeContent acts on, in lower case. A Range header is answered here
+// in its simplest form (one byte range, as ffmpeg asks "bytes=0-" for
+// every file), else it is net/http's too.
 var refusedHeaders = []string{
 	"content-length", "transfer-encoding", "expect", "upgrade", "http2-settings", "te", "trailer",
-	"range", "if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since",
+	"if-range", "if-match", "if-none-match", "if-modified-since", "if-unmodified-since",
 }
 
 func classifyHeader(name []byte) headerAction {
@@ -74,6 +80,8 @@ func classifyHeader(name []byte) headerAction {
 		return headerConnection
 	case asciiEqualFold(name, "user-agent"):
 		return headerUserAgent
+	case asciiEqualFold(name, "range"):
+		return headerRange
 	}
 	for _, r := range refusedHeaders {
 		if asciiEqualFold(name, r) {
@@ -143,6 +151,11 @@ func parseHead(b []byte) (fastHead, headStatus) {
 			if h.userAgent == nil {
 				h.userAgent = value[:len(value):len(value)]
 			}
+		case headerRange:
+			if h.rng != nil || !validRange(value) {
+				return h, headFallback // two Range headers, or not one byte range
+			}
+			h.rng = value[:len(value):len(value)]
 		case headerRefuse:
 			return h, headFallback
 		}
@@ -151,6 +164,77 @@ func parseHead(b []byte) (fastHead, headStatus) {
 		return h, headFallback // net/http's 400
 	}
 	return h, headOK
+}
+
+// maxRangeDigits bounds a range's numbers: any of them fits an int64.
+const maxRangeDigits = 18
+
+// validRange accepts the byte ranges the fast path answers: "bytes=" and
+// one range "first-", "first-last" or "-suffix" of decimal digits, the
+// suffix not 0; no white space, no list. parseRange reads them as
+// net/http's parseRange does.
+func validRange(v []byte) bool {
+	rest, ok := bytes.CutPrefix(v, []byte("bytes="))
+	if !ok {
+		return false
+	}
+	first, last, ok := bytes.Cut(rest, []byte("-"))
+	if !ok || !digits(first, true) || !digits(last, true) || len(first)+len(last) == 0 {
+		return false
+	}
+	// A suffix of 0 bytes is net/http's to answer.
+	return len(first) > 0 || len(bytes.TrimLeft(last, "0")) > 0
+}
+
+// digits reports b all decimal digits, at most maxRangeDigits of them
+// (empty when empty is allowed).
+func digits(b []byte, empty bool) bool {
+	if len(b) == 0 {
+		return empty
+	}
+	if len(b) > maxRangeDigits {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// atoi is the value of validRange's digits.
+func atoi(b []byte) int64 {
+	var n int64
+	for _, c := range b {
+		n = n*10 + int64(c-'0')
+	}
+	return n
+}
+
+// parseRange is the byte range a validRange value asks of a body of size
+// bytes, as http.ServeContent reads it (a last byte past the end is the
+// end; a suffix longer than the body is the body): start and length. ok
+// false when it is not satisfiable (ServeContent's 416, net/http's to send).
+func parseRange(v []byte, size int64) (start, length int64, ok bool) {
+	first, last, _ := bytes.Cut(v[len("bytes="):], []byte("-"))
+	if len(first) == 0 {
+		n := min(atoi(last), size)
+		return size - n, n, n > 0
+	}
+	start = atoi(first)
+	if start >= size {
+		return 0, 0, false
+	}
+	end := size - 1
+	if len(last) > 0 {
+		if e := atoi(last); e < start {
+			return 0, 0, false // net/http's "invalid range" (416)
+		} else if e < end {
+			end = e
+		}
+	}
+	return start, end - start + 1, true
 }
 
 var (

@@ -8,6 +8,38 @@ import (
 	"testing"
 )
 
+// TestParseRange: the single byte ranges the fast path answers, read as
+// net/http's parseRange reads them.
+func TestParseRange(t *testing.T) {
+	for _, tc := range []struct {
+		v             string
+		size          int64
+		start, length int64
+		ok            bool
+	}{
+		{"bytes=0-", 100, 0, 100, true},
+		{"bytes=0-0", 100, 0, 1, true},
+		{"bytes=10-19", 100, 10, 10, true},
+		{"bytes=99-", 100, 99, 1, true},
+		{"bytes=50-500", 100, 50, 50, true},
+		{"bytes=-10", 100, 90, 10, true},
+		{"bytes=-1000", 100, 0, 100, true},
+		{"bytes=007-008", 100, 7, 2, true},
+		{"bytes=100-", 100, 0, 0, false},
+		{"bytes=20-10", 100, 0, 0, false},
+		{"bytes=-5", 0, 0, 0, false},
+		{"bytes=0-", 0, 0, 0, false},
+	} {
+		if !validRange([]byte(tc.v)) {
+			t.Fatalf("%s: not valid", tc.v)
+		}
+		start, length, ok := parseRange([]byte(tc.v), tc.size)
+		if ok != tc.ok || ok && (start != tc.start || length != tc.length) {
+			t.Errorf("%s of %d: %d+%d %v, want %d+%d %v", tc.v, tc.size, start, length, ok, tc.start, tc.length, tc.ok)
+		}
+	}
+}
+
 func TestParseHead(t *testing.T) {
 	for _, tc := range []struct {
 		in     string
@@ -31,18 +63,24 @@ func TestParseHead(t *testing.T) {
 		{in: "GET /a HTTP/1.1\nHost: x\n\n", want: headFallback},
 		{in: "GET /a HTTP/1.1\r\nHost: x\n\n", want: headFallback}, // net/http takes it
 		{in: "GET /a HTTP/1.1\r\nHost: x\n", want: headFallback},
-		{in: "GET /a HTTP/1.1\r\n\r\n", want: headFallback},                                // no Host
-		{in: "GET /a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", want: headFallback},          // two
-		{in: "GET /a HTTP/1.1\r\nHost: x y\r\n\r\n", want: headFallback},                   // bad Host
-		{in: "GET /%61 HTTP/1.1\r\nHost: x\r\n\r\n", want: headFallback},                   // escaped
-		{in: "GET http://x/a HTTP/1.1\r\nHost: x\r\n\r\n", want: headFallback},             // absolute
-		{in: "GET * HTTP/1.1\r\nHost: x\r\n\r\n", want: headFallback},                      //
-		{in: "GET  /a HTTP/1.1\r\nHost: x\r\n\r\n", want: headFallback},                    // two spaces
-		{in: "GET /a HTTP/1.1 \r\nHost: x\r\n\r\n", want: headFallback},                    //
-		{in: "get /a HTTP/1.1\r\nHost: x\r\n\r\n", want: headFallback},                     // method case
-		{in: "POST /a HTTP/1.1\r\nHost: x\r\n\r\n", want: headFallback},                    //
-		{in: "GET /a HTTP/2.0\r\nHost: x\r\n\r\n", want: headFallback},                     //
-		{in: "GET /a HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\n\r\n", want: headFallback}, //
+		{in: "GET /a HTTP/1.1\r\n\r\n", want: headFallback},                       // no Host
+		{in: "GET /a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", want: headFallback}, // two
+		{in: "GET /a HTTP/1.1\r\nHost: x y\r\n\r\n", want: headFallback},          // bad Host
+		{in: "GET /%61 HTTP/1.1\r\nHost: x\r\n\r\n", want: headFallback},          // escaped
+		{in: "GET http://x/a HTTP/1.1\r\nHost: x\r\n\r\n", want: headFallback},    // absolute
+		{in: "GET * HTTP/1.1\r\nHost: x\r\n\r\n", want: headFallback},             //
+		{in: "GET  /a HTTP/1.1\r\nHost: x\r\n\r\n", want: headFallback},           // two spaces
+		{in: "GET /a HTTP/1.1 \r\nHost: x\r\n\r\n", want: headFallback},           //
+		{in: "get /a HTTP/1.1\r\nHost: x\r\n\r\n", want: headFallback},            // method case
+		{in: "POST /a HTTP/1.1\r\nHost: x\r\n\r\n", want: headFallback},           //
+		{in: "GET /a HTTP/2.0\r\nHost: x\r\n\r\n", want: headFallback},            //
+		{in: "GET /a HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\n\r\n", want: headOK, path: "/a", http11: true},
+		{in: "GET /a HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1,3-4\r\n\r\n", want: headFallback}, // a list
+		{in: "GET /a HTTP/1.1\r\nHost: x\r\nRange: bytes=-\r\n\r\n", want: headFallback},
+		{in: "GET /a HTTP/1.1\r\nHost: x\r\nRange: bytes=-00\r\n\r\n", want: headFallback},
+		{in: "GET /a HTTP/1.1\r\nHost: x\r\nRange: bytes=1234567890123456789-\r\n\r\n", want: headFallback},
+		{in: "GET /a HTTP/1.1\r\nHost: x\r\nRange: Bytes=0-1\r\n\r\n", want: headFallback},
+		{in: "GET /a HTTP/1.1\r\nHost: x\r\nIf-Range: x\r\n\r\n", want: headFallback},
 		{in: "GET /a HTTP/1.1\r\nHost: x\r\nIF-NONE-MATCH: *\r\n\r\n", want: headFallback},
 		{in: "GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", want: headFallback},
 		{in: "GET /a HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\n\r\n", want: headFallback},
@@ -114,6 +152,8 @@ func FuzzParseHead(f *testing.F) {
 			t.Fatalf("%q: User-Agent %q, parsed %q", b[:h.size], r.UserAgent(), h.userAgent)
 		case r.ContentLength != 0 || len(r.TransferEncoding) > 0:
 			t.Fatalf("%q: a body", b[:h.size])
+		case h.rng == nil && r.Header.Get("Range") != "":
+			t.Fatalf("%q: Range not parsed", b[:h.size])
 		}
 		// net/http's keep-alive: r.Close, and for HTTP/1.0 the keep-alive token.
 		keepAlive10 := r.ProtoMinor == 0 && strings.EqualFold(r.Header.Get("Connection"), "keep-alive")
@@ -134,7 +174,10 @@ func FuzzParseHead(f *testing.F) {
 					t.Fatalf("%q: header value %q", b[:h.size], v)
 				}
 			}
-			for _, refused := range []string{"Range", "If-None-Match", "If-Modified-Since", "If-Match",
+			if k == "Range" && (len(vv) != 1 || vv[0] != string(h.rng)) {
+				t.Fatalf("%q: Range %q, parsed %q", b[:h.size], vv, h.rng)
+			}
+			for _, refused := range []string{"If-Range", "If-None-Match", "If-Modified-Since", "If-Match",
 				"If-Unmodified-Since", "Expect", "Upgrade", "Content-Length", "Transfer-Encoding"} {
 				if k == refused {
 					t.Fatalf("%q: accepted with %s", b[:h.size], k)
