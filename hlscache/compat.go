@@ -27,11 +27,16 @@ const (
 // and it stops with "Failed to create demuxer" on the EXT-X-GAP
 // placeholders a Low-Latency stream lists in its first seconds.
 func wantsCompat(r *http.Request) bool {
-	ua := r.Header.Get("User-Agent")
+	return wantsCompatFor(r.Header.Get("User-Agent"), r.Header.Get("Sec-Fetch-Dest"))
+}
+
+// wantsCompatFor is wantsCompat for a request's User-Agent and
+// Sec-Fetch-Dest values (the fast path's, fastconn.go).
+func wantsCompatFor(ua, dest string) bool {
 	if strings.HasPrefix(ua, "VLC/") {
 		return true
 	}
-	switch r.Header.Get("Sec-Fetch-Dest") {
+	switch dest {
 	case "video", "audio":
 	default:
 		return false
@@ -39,13 +44,16 @@ func wantsCompat(r *http.Request) bool {
 	return strings.Contains(ua, "Chrome/") || strings.Contains(ua, "Firefox/")
 }
 
+// varyNegotiated is the Vary value of an answer for index.m3u8.
+const varyNegotiated = "Sec-Fetch-Dest, User-Agent"
+
 // negotiate rewrites a request for index.m3u8 to compat.m3u8 when the
 // player wants the compatible view, and says so to shared caches.
 func negotiate(w http.ResponseWriter, r *http.Request, req *request) {
 	if req.file != multivariantName {
 		return
 	}
-	w.Header().Add("Vary", "Sec-Fetch-Dest, User-Agent")
+	w.Header().Add("Vary", varyNegotiated)
 	if wantsCompat(r) {
 		req.file = compatMultivariantName
 	}

@@ -1,6 +1,7 @@
 package hlscache
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -168,10 +169,11 @@ func (fc *fastConn) answer(h *fastHead) (served, ok bool) {
 	}
 	defer c.handlers.leave()
 	req, err := parseRequest(string(h.path), string(h.query))
-	if err != nil || req.kind == kindPage || req.file == multivariantName {
-		// Errors, the player page and the content negotiation of
-		// index.m3u8 are the handler's.
-		return false, false
+	if err != nil || req.kind == kindPage {
+		return false, false // errors and the player page are the handler's
+	}
+	if req.file == multivariantName && wantsCompatFor(string(h.userAgent), string(h.fetchDest)) {
+		req.file = compatMultivariantName // negotiate's choice
 	}
 	now := time.Now()
 	rt, _, state, changed := c.routes.resolve(req.stream, now)
@@ -374,6 +376,9 @@ func (fc *fastConn) appendHeader(b []byte, h *fastHead, obj *object, res fetchRe
 	b = appendHeaderLine(b, "Etag", oh.etag)
 	if !obj.modTime.IsZero() {
 		b = appendHeaderLine(b, "Last-Modified", oh.lastModified)
+	}
+	if string(h.path[bytes.LastIndexByte(h.path, '/')+1:]) == multivariantName {
+		b = append(b, "Vary: "+varyNegotiated+"\r\n"...) // negotiate's
 	}
 	b = append(b, "X-Cache: "...)
 	b = append(b, res.String()...)

@@ -34,6 +34,7 @@ type fastHead struct {
 	close     bool   // Connection: close
 	keepAlive bool   // Connection: keep-alive
 	userAgent []byte // the User-Agent value, nil without one
+	fetchDest []byte // the first Sec-Fetch-Dest value, nil without one
 	// rng is a Range value of the one form the fast path answers, a single
 	// byte range (parseRange); nil without a Range header.
 	rng  []byte
@@ -58,6 +59,7 @@ const (
 	headerHost
 	headerConnection
 	headerUserAgent
+	headerFetchDest
 	headerRange
 	headerRefuse // a header the fast path does not implement
 )
@@ -82,6 +84,8 @@ func classifyHeader(name []byte) headerAction {
 		return headerUserAgent
 	case asciiEqualFold(name, "range"):
 		return headerRange
+	case asciiEqualFold(name, "sec-fetch-dest"):
+		return headerFetchDest
 	}
 	for _, r := range refusedHeaders {
 		if asciiEqualFold(name, r) {
@@ -117,6 +121,7 @@ func parseHead(b []byte) (fastHead, headStatus) {
 		return h, headFallback
 	}
 	var hosts, conns int
+	var uaSeen, destSeen bool
 	for rest := head[i+2:]; len(rest) > 0; {
 		j := bytes.Index(rest, crlf)
 		line := rest[:j]
@@ -148,8 +153,15 @@ func parseHead(b []byte) (fastHead, headStatus) {
 				return h, headFallback
 			}
 		case headerUserAgent:
-			if h.userAgent == nil {
+			// The first one counts, as Header.Get's, even when empty.
+			if !uaSeen {
+				uaSeen = true
 				h.userAgent = value[:len(value):len(value)]
+			}
+		case headerFetchDest:
+			if !destSeen {
+				destSeen = true
+				h.fetchDest = value[:len(value):len(value)]
 			}
 		case headerRange:
 			if h.rng != nil || !validRange(value) {

@@ -124,6 +124,9 @@ func FuzzParseHead(f *testing.F) {
 		f.Add([]byte(strings.Join(tc.parts, "")))
 	}
 	f.Add([]byte("GET /a/b.ts?x HTTP/1.0\r\nConnection: keep-alive\r\nUser-Agent: a\r\nUser-Agent: b\r\n\r\n"))
+	// Found by the fuzzer: an empty first User-Agent is the one net/http reads.
+	f.Add([]byte("GET / HTTP/1.0\r\nUser-Agent:\r\nUser-Agent:0\r\n\r\n"))
+	f.Add([]byte("GET /a/index.m3u8 HTTP/1.1\r\nHost: h\r\nSec-Fetch-Dest:\r\nSec-Fetch-Dest: video\r\nRange: bytes=-7\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, st := parseHead(b)
 		if st != headOK {
@@ -152,6 +155,8 @@ func FuzzParseHead(f *testing.F) {
 			t.Fatalf("%q: User-Agent %q, parsed %q", b[:h.size], r.UserAgent(), h.userAgent)
 		case r.ContentLength != 0 || len(r.TransferEncoding) > 0:
 			t.Fatalf("%q: a body", b[:h.size])
+		case r.Header.Get("Sec-Fetch-Dest") != string(h.fetchDest):
+			t.Fatalf("%q: Sec-Fetch-Dest %q, parsed %q", b[:h.size], r.Header.Get("Sec-Fetch-Dest"), h.fetchDest)
 		case h.rng == nil && r.Header.Get("Range") != "":
 			t.Fatalf("%q: Range not parsed", b[:h.size])
 		}

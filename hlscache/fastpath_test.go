@@ -42,7 +42,8 @@ const (
 	fastTagged = "/live/cam1/abc_video1_seg8.mp4" // with an ETag and a Last-Modified
 	fastPart   = "/live/cam1/abc_video1_part3.mp4"
 	fastInit   = "/live/cam1/abc_video1_init.mp4"
-	fastMedia  = "/live/cam1/video.m3u8" // no-cache upstream: never stored, always net/http's
+	fastMedia  = "/live/cam1/video.m3u8" // no-cache upstream: never stored, fetched every time
+	fastIndex  = "/live/cam1/index.m3u8" // the same, negotiated (compat.go)
 )
 
 func get11(target string, hdr ...string) string {
@@ -94,6 +95,13 @@ var fastCases = []fastCase{
 	{name: "not at the origin", parts: []string{get11("/live/cam1/abc_video1_part99.mp4")}}, // a part's 404 is not kept
 	{name: "unknown file", parts: []string{get11("/live/cam1/abc.exe")}},
 	{name: "playlist, not stored yet", parts: []string{get11(fastMedia)}, fast: 1, settle: 400 * time.Millisecond},
+	{name: "multivariant", parts: []string{get11(fastIndex, "User-Agent: Lavf/59.27.100\r\n")}, fast: 1, settle: multivariantDefaultTTL + 100*time.Millisecond},
+	{name: "multivariant, Chromium's media element", parts: []string{get11(fastIndex,
+		"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36\r\nSec-Fetch-Dest: video\r\n")},
+		fast: 1, settle: multivariantDefaultTTL + 100*time.Millisecond},
+	{name: "multivariant, Chromium's script", parts: []string{get11(fastIndex, "User-Agent: x Chrome/120.0\r\nSec-Fetch-Dest: empty\r\nSec-Fetch-Dest: video\r\n")},
+		fast: 1, settle: multivariantDefaultTTL + 100*time.Millisecond},
+	{name: "multivariant, VLC", parts: []string{get11(fastIndex, "User-Agent: VLC/3.0.18 LibVLC/3.0.18\r\n")}, fast: 1, settle: multivariantDefaultTTL + 100*time.Millisecond},
 	{name: "blocking playlist", parts: []string{get11(fastMedia + "?_HLS_msn=x")}},
 	{name: "player page", parts: []string{get11("/live/cam1/")}},
 	{name: "OPTIONS", parts: []string{"OPTIONS " + fastSeg + " HTTP/1.1\r\nHost: c\r\n\r\n"}},
@@ -168,6 +176,8 @@ func fillFastObjects(e *env) {
 	e.origin.set(fastPart, seg[:5000])
 	e.origin.set(fastInit, []byte("init section"))
 	e.origin.set(fastMedia, []byte(llPlaylist))
+	e.origin.set(fastIndex, []byte("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nvideo.m3u8\n"))
+	e.origin.set("/live/cam1/compat.m3u8", []byte("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\ncompat_video.m3u8\n"))
 	e.origin.handle(func(w http.ResponseWriter, r *http.Request) bool {
 		if r.URL.Path != fastTagged {
 			return false
