@@ -394,3 +394,65 @@ func TestPlayerFailover(t *testing.T) {
 		t.Errorf("check: %s %s: %s", v.Rule, v.Playlist, v.Detail)
 	}
 }
+
+// TestPlayersUseTheFastPath: ffmpeg, VLC and Chromium playing the default
+// (Low-Latency) stream through the cache ask only what the cache's fast
+// path answers itself (hlscache/fastserver.go): misses, blocking playlist
+// reloads, ffmpeg's "Range: bytes=0-", index.m3u8's negotiation. None of
+// their connections is handed to net/http.
+func TestPlayersUseTheFastPath(t *testing.T) {
+	requirePlayers(t)
+	n := startNode(t, allInOneConfig(t), RoleRun)
+	a := n.Addrs()
+	cam := &testmedia.Camera{URL: "rtsp://" + a.RTSP + "/live/fast"}
+	if err := cam.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cam.Close)
+	url := "http://" + a.Cache + "/live/fast/index.m3u8"
+	waitHLS(t, url, 20*time.Second) // its 404s before the stream exists go to net/http: counted before
+	metrics := func() (handed, requests float64) {
+		_, body := httpGet(t, "http://"+a.API+"/metrics")
+		return metricSum(body, "streamgrid_cache_handed_over_total"), metricSum(body, "streamgrid_cache_requests_total")
+	}
+	handed0, requests0 := metrics()
+	players := []player{
+		startFFmpegPlayer(t, "ffmpeg", url),
+		startVLCPlayer(t, "vlc", url),
+		startChromiumPlayer(t, "chromium", url),
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, p := range players {
+		for p.frames(t) < 100 { // 4 s of the clip
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d frames after 30 s%s", p.name(), p.frames(t), playerLog(p))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	handed, requests := metrics()
+	t.Logf("FIGURE fast path: %.0f requests by ffmpeg, VLC and Chromium, %.0f connections handed to net/http",
+		requests-requests0, handed-handed0)
+	if handed != handed0 {
+		t.Errorf("%.0f player connections went to net/http", handed-handed0)
+	}
+	if requests-requests0 < 30 {
+		t.Errorf("only %.0f requests while three players played", requests-requests0)
+	}
+}
+
+// metricSum adds up every series of the metric name in a Prometheus text
+// exposition.
+func metricSum(body, name string) float64 {
+	var sum float64
+	for line := range strings.SplitSeq(body, "\n") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || rest == "" || rest[0] != '{' && rest[0] != ' ' {
+			continue
+		}
+		if v, err := strconv.ParseFloat(rest[strings.LastIndexByte(rest, ' ')+1:], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}

@@ -3,7 +3,8 @@
 # CPU and RSS per camera at 25 and 100 RTMP cameras beside nginx-rtmp
 # (ingest.sh), publisher start to a playable playlist (startup.sh, fresh
 # paths), a segment and a playlist from the cache beside nginx (cache.sh, in
-# a private network namespace when unshare works) and glass-to-glass LL-HLS
+# a private network namespace when unshare works; wrk with 32 connections, the
+# issue's figure) and glass-to-glass LL-HLS
 # latency (latency.sh). Each part prints its own summary lines; this script
 # adds the load average and the time each part took.
 #
@@ -31,9 +32,9 @@ for p in $parts; do
 	startup) part "start-up, fresh paths" env MODES=fresh "$here/startup.sh" "$runs" ;;
 	cache)
 		if unshare --net true 2>/dev/null; then
-			part "cache serving" unshare --net bash -c "ip link set lo up; '$here/cache.sh' $rounds"
+			part "cache serving" unshare --net bash -c "ip link set lo up; '$here/cache.sh' $rounds 32 10"
 		else
-			part "cache serving (shared loopback)" "$here/cache.sh" "$rounds"
+			part "cache serving (shared loopback)" "$here/cache.sh" "$rounds" 32 10
 		fi
 		;;
 	latency) part "glass-to-glass" "$here/latency.sh" lowLatency ;;
