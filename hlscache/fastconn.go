@@ -169,14 +169,26 @@ func (fc *fastConn) answer(h *fastHead) (served, ok bool) {
 	}
 	defer c.handlers.leave()
 	req, err := parseRequest(string(h.path), string(h.query))
-	if err != nil || req.kind == kindPage {
-		return false, false // errors and the player page are the handler's
+	if err != nil {
+		// A path the cache refuses (a 404 for a file name it never serves,
+		// as EXT-X-GAP's placeholder that ffmpeg asks for, or a 400) is
+		// answered here as the handler answers it, for a GET.
+		var re *requestError
+		if h.head || !errors.As(err, &re) {
+			return false, false
+		}
+		fc.s.served.Add(1)
+		c.m.badRequests.Inc()
+		return true, fc.writeText(h, re.status, re.msg) == nil
+	}
+	if req.kind == kindPage {
+		return false, false // the player page is the handler's
 	}
 	if req.file == multivariantName && wantsCompatFor(string(h.userAgent), string(h.fetchDest)) {
 		req.file = compatMultivariantName // negotiate's choice
 	}
 	now := time.Now()
-	rt, _, state, changed := c.routes.resolve(req.stream, now)
+	rt, prev, state, changed := c.routes.resolve(req.stream, now)
 	if state != routeOK {
 		return false, false
 	}
@@ -196,12 +208,12 @@ func (fc *fastConn) answer(h *fastHead) (served, ok bool) {
 		case errors.Is(err, errRouteMoved):
 			c.m.rerouted.Inc()
 			return false, false
-		case err != nil || !fc.answers(h, obj):
+		case err != nil || !fc.answers(h, obj, prev):
 			// The handler answers from this result: no second fetch.
 			fc.looked = &lookedUp{key: key, obj: obj, res: res, err: err}
 			return false, false
 		}
-	} else if !fc.answers(h, obj) {
+	} else if !fc.answers(h, obj, prev) {
 		return false, false
 	}
 	if c.demand != nil {
@@ -221,7 +233,12 @@ func (fc *fastConn) answer(h *fastHead) (served, ok bool) {
 		c.m.requestsBy[req.kind][outcomeGone].Inc()
 		return true, false
 	}
-	n, err := fc.write(h, obj, res)
+	var n int
+	if obj.status == http.StatusOK {
+		n, err = fc.write(h, obj, res)
+	} else {
+		n, err = fc.writeError(obj, res)
+	}
 	c.m.requestsBy[req.kind][fetchOutcome(res)].Inc()
 	c.m.servedBy[req.kind].Add(float64(n))
 	return true, err == nil
@@ -229,10 +246,12 @@ func (fc *fastConn) answer(h *fastHead) (served, ok bool) {
 
 // answers reports whether the fast path answers h with obj: a 200, and a
 // range of it that is satisfiable when h asks for one (else the handler's
-// 416).
-func (fc *fastConn) answers(h *fastHead, obj *object) bool {
+// 416); or a GET over HTTP/1.1 of an object the origin refused (a 404 of a
+// file it does not have: writeError), unless the stream changed owners
+// lately (the handler may answer with the previous owner's copy then).
+func (fc *fastConn) answers(h *fastHead, obj *object, prev route) bool {
 	if obj.status != http.StatusOK {
-		return false
+		return !h.head && h.http11 && prev.node == ""
 	}
 	if h.rng != nil {
 		_, _, ok := parseRange(h.rng, int64(len(obj.body)))
@@ -336,6 +355,80 @@ func (fc *fastConn) write(h *fastHead, obj *object, res fetchResult) (int, error
 	return n, err
 }
 
+// writeText sends the handler's writeText answer to a GET: the status,
+// CORS, the text headers, then net/http's Date and Content-Length, and msg
+// on a line.
+func (fc *fastConn) writeText(h *fastHead, status int, msg string) error {
+	b := fc.bufs.out[:0]
+	if h.http11 {
+		b = append(b, "HTTP/1.1 "...)
+	} else {
+		b = append(b, "HTTP/1.0 "...)
+	}
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(status)...)
+	b = append(b, "\r\n"...)
+	b = append(b, fc.s.c.fastCORS...)
+	b = append(b, "Cache-Control: no-cache\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nDate: "...)
+	b = time.Now().UTC().AppendFormat(b, http.TimeFormat)
+	b = append(b, "\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(msg)+1), 10)
+	b = fc.appendConnection(b, h)
+	b = append(b, "\r\n\r\n"...)
+	b = append(b, msg...)
+	b = append(b, '\n')
+	fc.bufs.out = b
+	_ = fc.raw.SetWriteDeadline(time.Now().Add(viewerWriteTimeout))
+	_, err := fc.raw.Write(b)
+	return err
+}
+
+// writeError sends the handler's answer with an origin's refusal (its 4xx
+// kept as obj: writeObject, writeText), as net/http sends it over HTTP/1.1:
+// chunked, since the handler flushes before it returns (viewerWriter's
+// finish). It returns the body bytes written.
+func (fc *fastConn) writeError(obj *object, res fetchResult) (int, error) {
+	b := fc.bufs.out[:0]
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(obj.status), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(obj.status)...)
+	b = append(b, "\r\n"...)
+	b = append(b, fc.s.c.fastCORS...)
+	b = append(b, "Cache-Control: no-cache\r\nContent-Type: text/plain; charset=utf-8\r\nX-Cache: "...)
+	b = append(b, res.String()...)
+	b = append(b, "\r\nX-Content-Type-Options: nosniff\r\nDate: "...)
+	b = time.Now().UTC().AppendFormat(b, http.TimeFormat)
+	b = append(b, "\r\nTransfer-Encoding: chunked\r\n\r\n"...)
+	n := len(obj.body) + 1
+	b = strconv.AppendInt(b, int64(n), 16)
+	b = append(b, "\r\n"...)
+	b = append(b, obj.body...)
+	b = append(b, "\n\r\n0\r\n\r\n"...)
+	fc.bufs.out = b
+	_ = fc.raw.SetWriteDeadline(time.Now().Add(viewerWriteTimeout))
+	if _, err := fc.raw.Write(b); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// appendConnection appends the Connection header net/http adds to an
+// answer (with its leading line end), if any.
+func (fc *fastConn) appendConnection(b []byte, h *fastHead) []byte {
+	switch {
+	case h.http11 && (h.close || fc.s.closing.Load()):
+		// A server shutting down closes after the answer and says so, as
+		// net/http does (its doKeepAlives); an HTTP/1.0 keep-alive answer
+		// keeps its header there too.
+		return append(b, "\r\nConnection: close"...)
+	case !h.http11 && h.keepAlive:
+		return append(b, "\r\nConnection: keep-alive"...)
+	}
+	return b
+}
+
 // appendHeader appends the status line and headers net/http sends for the
 // handler's answer with obj (writeObject, serveBody; http.ServeContent for
 // a HEAD): the handler's header map in net/http's order (sorted by key),
@@ -384,15 +477,7 @@ func (fc *fastConn) appendHeader(b []byte, h *fastHead, obj *object, res fetchRe
 	b = append(b, res.String()...)
 	b = append(b, "\r\nDate: "...)
 	b = time.Now().UTC().AppendFormat(b, http.TimeFormat)
-	switch {
-	case h.http11 && (h.close || fc.s.closing.Load()):
-		// A server shutting down closes after the answer and says so, as
-		// net/http does (its doKeepAlives); an HTTP/1.0 keep-alive answer
-		// keeps its header there too.
-		b = append(b, "\r\nConnection: close"...)
-	case !h.http11 && h.keepAlive:
-		b = append(b, "\r\nConnection: keep-alive"...)
-	}
+	b = fc.appendConnection(b, h)
 	return append(b, "\r\n\r\n"...)
 }
 

@@ -51,8 +51,9 @@ func get11(target string, hdr ...string) string {
 }
 
 // closer ends every exchange that leaves its connection open: net/http
-// answers it (a 404) and closes, in both servers.
-var closer = get11("/live/cam1/nothing.txt", "Connection: close\r\n")
+// answers it (a 404 to a HEAD, which the fast path leaves to net/http) and
+// closes, in both servers.
+var closer = "HEAD /live/cam1/nothing.txt HTTP/1.1\r\nHost: c\r\nConnection: close\r\n\r\n"
 
 var fastCases = []fastCase{
 	{name: "GET", parts: []string{get11(fastSeg)}, fast: 1},
@@ -92,8 +93,16 @@ var fastCases = []fastCase{
 	{name: "token URL", parts: []string{get11("/s/v1.abc.def/live/cam1/abc_video1_seg7.mp4")}},
 	{name: "escaped path", parts: []string{get11("/live/cam1/abc_video1_seg%37.mp4")}},
 	{name: "unknown stream", parts: []string{get11("/live/cam9/abc_video1_seg7.mp4")}},
-	{name: "not at the origin", parts: []string{get11("/live/cam1/abc_video1_part99.mp4")}}, // a part's 404 is not kept
-	{name: "unknown file", parts: []string{get11("/live/cam1/abc.exe")}},
+	{name: "not at the origin", parts: []string{get11("/live/cam1/abc_video1_part99.mp4")}, fast: 1}, // a part's 404 is not kept
+	{name: "not at the origin, HTTP/1.0", parts: []string{"GET /live/cam1/abc_video1_part98.mp4 HTTP/1.0\r\n\r\n"}},
+	{name: "not at the origin, HEAD", parts: []string{"HEAD /live/cam1/abc_video1_part97.mp4 HTTP/1.1\r\nHost: c\r\n\r\n"}},
+	{name: "unknown file", parts: []string{get11("/live/cam1/abc.exe")}, fast: 1},
+	{name: "EXT-X-GAP's placeholder, as ffmpeg asks", parts: []string{"GET /live/cam1/gap.mp4 HTTP/1.1\r\nUser-Agent: Lavf/59.27.100\r\nAccept: */*\r\n" +
+		"Range: bytes=0-\r\nConnection: keep-alive\r\nHost: c\r\nIcy-MetaData: 1\r\n\r\n"}, fast: 1, settle: notFoundTTL + 100*time.Millisecond},
+	{name: "unknown file, HTTP/1.0 keep-alive", parts: []string{"GET /live/cam1/abc.exe HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"}, fast: 1},
+	{name: "unknown file, HEAD", parts: []string{"HEAD /live/cam1/abc.exe HTTP/1.1\r\nHost: c\r\n\r\n"}},
+	{name: "bad path", parts: []string{get11("/live//cam1/a.mp4")}, fast: 1},
+	{name: "no file", parts: []string{get11("/")}, fast: 1},
 	{name: "playlist, not stored yet", parts: []string{get11(fastMedia)}, fast: 1, settle: 400 * time.Millisecond},
 	{name: "multivariant", parts: []string{get11(fastIndex, "User-Agent: Lavf/59.27.100\r\n")}, fast: 1, settle: multivariantDefaultTTL + 100*time.Millisecond},
 	{name: "multivariant, Chromium's media element", parts: []string{get11(fastIndex,
@@ -102,7 +111,7 @@ var fastCases = []fastCase{
 	{name: "multivariant, Chromium's script", parts: []string{get11(fastIndex, "User-Agent: x Chrome/120.0\r\nSec-Fetch-Dest: empty\r\nSec-Fetch-Dest: video\r\n")},
 		fast: 1, settle: multivariantDefaultTTL + 100*time.Millisecond},
 	{name: "multivariant, VLC", parts: []string{get11(fastIndex, "User-Agent: VLC/3.0.18 LibVLC/3.0.18\r\n")}, fast: 1, settle: multivariantDefaultTTL + 100*time.Millisecond},
-	{name: "blocking playlist", parts: []string{get11(fastMedia + "?_HLS_msn=x")}},
+	{name: "blocking playlist", parts: []string{get11(fastMedia + "?_HLS_msn=x")}, fast: 1},
 	{name: "player page", parts: []string{get11("/live/cam1/")}},
 	{name: "OPTIONS", parts: []string{"OPTIONS " + fastSeg + " HTTP/1.1\r\nHost: c\r\n\r\n"}},
 	{name: "POST", parts: []string{"POST " + fastSeg + " HTTP/1.1\r\nHost: c\r\nContent-Length: 2\r\n\r\nab"}},
@@ -378,18 +387,24 @@ func TestFastPathSaysCloseWhenClosing(t *testing.T) {
 	}
 }
 
-// TestFastPathWaits: a miss and an LL-HLS blocking reload are answered on
-// the fast path once their upstream fetch completes, and the connection
-// stays there; a request whose fetch ends in anything but a 200 goes to
-// net/http, which answers it (the connection stays with net/http).
+// TestFastPathWaits: a miss, an LL-HLS blocking reload and an origin's 404
+// are answered on the fast path once their upstream fetch completes, and
+// the connection stays there; a request whose fetch fails (an origin's 500)
+// goes to net/http with the fetch's result, which it answers from (the
+// connection stays with net/http).
 func TestFastPathWaits(t *testing.T) {
 	e := newEnv(t, nil)
 	const media = "/live/cam1/video1_stream.m3u8"
 	const fresh = "/live/cam1/abc_video1_seg9.mp4"
+	const broken = "/live/cam1/abc_video1_seg10.mp4"
 	e.origin.set(media, []byte(llPlaylist))
 	e.origin.set(fresh, []byte("segment nine"))
 	release := make(chan struct{})
 	e.origin.handle(func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path == broken {
+			http.Error(w, "broken", http.StatusInternalServerError)
+			return true
+		}
 		if r.URL.Query().Has("_HLS_msn") {
 			<-release
 		}
@@ -442,11 +457,14 @@ func TestFastPathWaits(t *testing.T) {
 	if got := e.cache.fast.served.Load() - served; got != 3 || handed() != 0 {
 		t.Fatalf("fast path answered %d of 3, handed %v connections over", got, handed())
 	}
-	if r, _ := ask("/live/cam1/abc_video1_part99.mp4"); r.StatusCode != http.StatusNotFound || handed() != 1 {
-		t.Fatalf("a part the origin lacks: %d, %v connections handed over", r.StatusCode, handed())
+	if r, body := ask("/live/cam1/abc_video1_part99.mp4"); r.StatusCode != http.StatusNotFound || body != "no such file\n" || handed() != 0 {
+		t.Fatalf("a part the origin lacks: %d %q, %v connections handed over", r.StatusCode, body, handed())
 	}
-	e.wantOriginRequests("/live/cam1/abc_video1_part99.mp4", 1, "net/http answers from the fast path's fetch")
-	if r, body := ask(fresh); r.StatusCode != http.StatusOK || body != "segment nine" || e.cache.fast.served.Load()-served != 3 {
+	if r, body := ask(broken); r.StatusCode != http.StatusBadGateway || handed() != 1 {
+		t.Fatalf("an origin's 500: %d %q, %v connections handed over", r.StatusCode, body, handed())
+	}
+	e.wantOriginRequests(broken, 1, "net/http answers from the fast path's fetch")
+	if r, body := ask(fresh); r.StatusCode != http.StatusOK || body != "segment nine" || e.cache.fast.served.Load()-served != 4 {
 		t.Fatalf("after the hand-over: %d %q, fast path answered %d", r.StatusCode, body, e.cache.fast.served.Load()-served)
 	}
 }
