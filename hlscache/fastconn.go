@@ -289,7 +289,7 @@ func (fc *fastConn) answer(h *fastHead) (served, ok bool) {
 	if obj.status == http.StatusOK {
 		n, err = fc.write(h, obj, res)
 	} else {
-		n, err = fc.writeError(obj, res)
+		n, err = fc.writeError(h, obj, res)
 	}
 	c.m.requestsBy[req.kind][fetchOutcome(res)].Inc()
 	c.m.servedBy[req.kind].Add(float64(n))
@@ -440,7 +440,7 @@ func (fc *fastConn) writeText(h *fastHead, status int, msg string) error {
 // kept as obj: writeObject, writeText), as net/http sends it over HTTP/1.1:
 // chunked, since the handler flushes before it returns (viewerWriter's
 // finish). It returns the body bytes written.
-func (fc *fastConn) writeError(obj *object, res fetchResult) (int, error) {
+func (fc *fastConn) writeError(h *fastHead, obj *object, res fetchResult) (int, error) {
 	b := fc.bufs.out[:0]
 	b = append(b, "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(obj.status), 10)
@@ -452,6 +452,7 @@ func (fc *fastConn) writeError(obj *object, res fetchResult) (int, error) {
 	b = append(b, res.String()...)
 	b = append(b, "\r\nX-Content-Type-Options: nosniff\r\nDate: "...)
 	b = fc.appendDate(b, time.Now())
+	b = fc.appendConnection(b, h)
 	b = append(b, "\r\nTransfer-Encoding: chunked\r\n\r\n"...)
 	n := len(obj.body) + 1
 	b = strconv.AppendInt(b, int64(n), 16)

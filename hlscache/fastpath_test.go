@@ -94,6 +94,8 @@ var fastCases = []fastCase{
 	{name: "escaped path", parts: []string{get11("/live/cam1/abc_video1_seg%37.mp4")}},
 	{name: "unknown stream", parts: []string{get11("/live/cam9/abc_video1_seg7.mp4")}},
 	{name: "not at the origin", parts: []string{get11("/live/cam1/abc_video1_part99.mp4")}, fast: 1}, // a part's 404 is not kept
+	{name: "not at the origin, Connection: close", parts: []string{get11("/live/cam1/abc_video1_part96.mp4", "Connection: close\r\n")}, fast: 1, noCloser: true},
+	{name: "unknown file, Connection: close", parts: []string{get11("/live/cam1/abc.exe", "Connection: close\r\n")}, fast: 1, noCloser: true},
 	{name: "not at the origin, HTTP/1.0", parts: []string{"GET /live/cam1/abc_video1_part98.mp4 HTTP/1.0\r\n\r\n"}},
 	{name: "not at the origin, HEAD", parts: []string{"HEAD /live/cam1/abc_video1_part97.mp4 HTTP/1.1\r\nHost: c\r\n\r\n"}},
 	{name: "unknown file", parts: []string{get11("/live/cam1/abc.exe")}, fast: 1},
