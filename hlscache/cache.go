@@ -80,7 +80,7 @@ type Cache struct {
 	// It is called concurrently and should answer from memory.
 	Authorize func(r *http.Request, stream string) error
 	// AuthorizeAll, when set, reports whether Authorize allows every
-	// request at the moment (no access rules in force): while it does, the
+	// request at the moment (no read rule in force): while it does, the
 	// plain-HTTP fast path (fastserver.go) answers without asking Authorize,
 	// which needs an *http.Request. Read on every request; it should be an
 	// atomic load. Default: nil, Authorize is always asked (and a cache

@@ -157,6 +157,12 @@ func (a *Authenticator) Update(c authconf.Auth) error {
 // Enabled reports whether an auth section is in force (false: the open defaults).
 func (a *Authenticator) Enabled() bool { return a.rules.Load().enabled }
 
+// ReadOpen reports whether every read request is allowed under the rules in
+// force, whoever sends it from wherever: no auth section, or a user "any"
+// without ips that may read every path (an empty path). A cache may then
+// serve viewers without asking (hlscache's fast path).
+func (a *Authenticator) ReadOpen() bool { return a.rules.Load().readOpen }
+
 // Authenticate decides a request: nil allows it; an error wrapping
 // ErrUnauthorized or ErrForbidden says why not. A refusal is counted; wrong
 // credentials from an address that keeps failing are answered later and

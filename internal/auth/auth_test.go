@@ -106,6 +106,52 @@ func TestAuthenticate(t *testing.T) {
 	}
 }
 
+// TestReadOpen: ReadOpen holds exactly when every read is allowed: no auth
+// section, or a user "any" from anywhere reading every path, wherever it
+// stands among the users; and Authenticate agrees.
+func TestReadOpen(t *testing.T) {
+	admin := config.AuthUser{User: "admin", Pass: "adminpw", Permissions: []config.AuthPermission{{Action: "read"}, {Action: "api"}}}
+	cam := config.AuthUser{User: "cam", Pass: "campw", Permissions: []config.AuthPermission{{Action: "publish", Path: "live/*"}}}
+	anyReads := func(path string, ips ...string) config.AuthUser {
+		return config.AuthUser{User: "any", IPs: ips, Permissions: []config.AuthPermission{{Action: "publish", Path: "x"}, {Action: "read", Path: path}}}
+	}
+	for _, tc := range []struct {
+		name  string
+		users []config.AuthUser
+		open  bool
+	}{
+		{"no auth section", nil, true},
+		{"users, no public reads", []config.AuthUser{admin, cam}, false},
+		{"any reads every path, last", []config.AuthUser{admin, cam, anyReads("")}, true},
+		{"any reads every path, first", []config.AuthUser{anyReads(""), admin}, true},
+		{"any reads some paths", []config.AuthUser{admin, anyReads("public/*")}, false},
+		{"any reads every path from one network", []config.AuthUser{admin, anyReads("", "192.168.1.0/24")}, false},
+		{"any publishes only", []config.AuthUser{{User: "any", Permissions: []config.AuthPermission{{Action: "publish"}}}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := defaults()
+			c.Users = tc.users
+			a, _ := newAuth(t, c)
+			if a.ReadOpen() != tc.open {
+				t.Fatalf("ReadOpen %v, want %v", a.ReadOpen(), tc.open)
+			}
+			for _, req := range []authreq.Request{
+				{IP: far, Action: authreq.ActionRead, Path: "live/cam1"},
+				{User: "admin", Pass: "wrong", IP: lan, Action: authreq.ActionRead, Path: "a/b/c"},
+				{User: "cam", Pass: "campw", IP: loopback, Action: authreq.ActionRead, Path: "live/cam1"},
+			} {
+				err := a.Authenticate(context.Background(), req)
+				if tc.open && err != nil {
+					t.Errorf("ReadOpen, but %+v is refused: %v", req, err)
+				}
+				if !tc.open && err == nil && req.User == "" {
+					t.Errorf("not ReadOpen, yet an anonymous read from far away is allowed")
+				}
+			}
+		})
+	}
+}
+
 func TestOpenDefaults(t *testing.T) {
 	a, reg := newAuth(t, defaults())
 	if a.Enabled() {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"path"
+	"slices"
 
 	"github.com/streamgrid/streamgrid/internal/auth/authconf"
 	"github.com/streamgrid/streamgrid/internal/auth/authreq"
@@ -14,8 +15,11 @@ import (
 // rules is the compiled auth section; it is replaced whole by Update.
 type rules struct {
 	enabled bool
-	users   []user
-	http    *authorizer // nil without auth.http_address
+	// readOpen: every read is allowed, whoever asks from wherever (no auth
+	// section, or a user "any" from anywhere may read every path).
+	readOpen bool
+	users    []user
+	http     *authorizer // nil without auth.http_address
 }
 
 type user struct {
@@ -56,7 +60,17 @@ func compile(c authconf.Auth) (*rules, error) {
 		}
 		r.users = append(r.users, u)
 	}
+	r.readOpen = !r.enabled || slices.ContainsFunc(r.users, opensReads)
 	return r, nil
+}
+
+// opensReads reports a user that allows every read: "any", from anywhere,
+// with a read permission on every path. decide then allows every read once
+// it reaches that user, and nothing before it refuses.
+func opensReads(u user) bool {
+	return u.any && len(u.nets) == 0 && slices.ContainsFunc(u.perms, func(p authconf.AuthPermission) bool {
+		return authreq.Action(p.Action) == authreq.ActionRead && p.Path == ""
+	})
 }
 
 // parseNet reads a CIDR network or a bare address (a /32 or /128).

@@ -281,3 +281,43 @@ func TestCacheReadAuth(t *testing.T) {
 		t.Errorf("read denials counted: %v", got)
 	}
 }
+
+// TestCacheFastPathWhileReadsAreOpen: with an auth section whose user
+// "any" reads every path, the cache answers viewers on its fast path (no
+// connection handed to net/http for the access check); once a reload
+// leaves a read rule in force, every viewer request goes through the check.
+func TestCacheFastPathWhileReadsAreOpen(t *testing.T) {
+	c := authConfig(t)
+	c.Auth.Users = append(c.Auth.Users, config.AuthUser{User: "any", Permissions: []config.AuthPermission{{Action: "read"}}})
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, c, RoleRun)
+	url := "http://" + n.Addrs().Cache + "/live/x/abc.exe" // a 404 either way: no such file
+	handed := func() float64 { return testkit.MetricSum(t, n.metrics, "streamgrid_cache_handed_over_total", nil) }
+	ask := func() {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("%s: %d", url, resp.StatusCode)
+		}
+		http.DefaultClient.CloseIdleConnections()
+	}
+	ask()
+	if got := handed(); got != 0 {
+		t.Fatalf("reads open: %v connections handed to net/http", got)
+	}
+	closed := c.Auth
+	closed.Users = closed.Users[:len(closed.Users)-1]
+	if err := n.UpdateAuth(closed); err != nil {
+		t.Fatal(err)
+	}
+	ask()
+	if got := handed(); got != 1 {
+		t.Fatalf("read rules in force: %v connections handed to net/http, want 1", got)
+	}
+}

@@ -51,9 +51,10 @@ func (n *Node) startCache() (err error) {
 		TLSCert: c.Cache.TLSCert, TLSKey: c.Cache.TLSKey,
 		OriginSecret: c.Auth.OriginSecret,
 		Authorize:    n.cacheAuthorize,
-		// Without an auth section every read is allowed: the cache's fast
-		// path may then answer without the hook.
-		AuthorizeAll: func() bool { return !n.auth.Enabled() },
+		// While every read is allowed (no auth section, or a user "any"
+		// reading every path from anywhere) the cache's fast path may
+		// answer without the hook.
+		AuthorizeAll: n.auth.ReadOpen,
 		Log:          n.Log, Metrics: n.metrics,
 	}
 	if n.origin != nil {
