@@ -347,6 +347,12 @@ func TestStandbyTakesDeadEdgesCamera(t *testing.T) {
 		cur, _, err := b.reg.Source(ctx, name)
 		return err == nil && slices.Contains(cur.Standby, "edge-a") && slices.Contains(cur.Standby, "edge-b")
 	})
+	// Each edge ranks the standby edges it knows alive: one that has not
+	// seen the other yet would rank itself first.
+	testkit.WaitFor(t, 10*time.Second, "both edges to know each other alive", func() bool {
+		return slices.Contains(edges[0].live.NodesWith(bus.RoleEdge), "edge-b") &&
+			slices.Contains(edges[1].live.NodesWith(bus.RoleEdge), "edge-a")
+	})
 	holder.Close() // the holding edge dies
 	testkit.WaitFor(t, 10*time.Second, "a standby edge to take the dead edge's camera over", func() bool {
 		return edges[0].Pulls()[0].Held || edges[1].Pulls()[0].Held
