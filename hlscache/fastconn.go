@@ -1,7 +1,6 @@
 package hlscache
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -236,7 +235,8 @@ func (fc *fastConn) answer(h *fastHead) (served, ok bool) {
 	if req.kind == kindPage {
 		return false, false // the player page is the handler's
 	}
-	if req.file == multivariantName && wantsCompatFor(string(h.userAgent), string(h.fetchDest)) {
+	negotiated := req.file == multivariantName
+	if negotiated && wantsCompatFor(string(h.userAgent), string(h.fetchDest)) {
 		req.file = compatMultivariantName // negotiate's choice
 	}
 	now := time.Now()
@@ -250,8 +250,9 @@ func (fc *fastConn) answer(h *fastHead) (served, ok bool) {
 	if !req.hls.Blocking() {
 		obj = c.stored(rt, req, key, now)
 	}
-	gone := false
-	if obj == nil {
+	var a fastAnswer
+	gone, fetched := false, obj == nil
+	if fetched {
 		var err error
 		obj, res, err = fc.wait(rt, changed, req)
 		switch {
@@ -260,13 +261,20 @@ func (fc *fastConn) answer(h *fastHead) (served, ok bool) {
 		case errors.Is(err, errRouteMoved):
 			c.m.rerouted.Inc()
 			return false, false
-		case err != nil || !fc.answers(h, obj, prev):
-			// The handler answers from this result: no second fetch.
+		case err != nil:
 			fc.looked = &lookedUp{key: key, obj: obj, res: res, err: err}
 			return false, false
 		}
-	} else if !fc.answers(h, obj, prev) {
-		return false, false
+	}
+	if !gone {
+		var ok bool
+		if a, ok = fc.shape(h, obj, res, prev); !ok {
+			if fetched { // the handler answers from this result: no second fetch
+				fc.looked = &lookedUp{key: key, obj: obj, res: res}
+			}
+			return false, false
+		}
+		a.vary = negotiated
 	}
 	if c.demand != nil {
 		c.demand.seen(req.stream)
@@ -287,29 +295,48 @@ func (fc *fastConn) answer(h *fastHead) (served, ok bool) {
 	}
 	var n int
 	if obj.status == http.StatusOK {
-		n, err = fc.write(h, obj, res)
+		n, err = fc.write(h, &a)
 	} else {
-		n, err = fc.writeError(h, obj, res)
+		n, err = fc.writeError(h, &a)
 	}
 	c.m.requestsBy[req.kind][fetchOutcome(res)].Inc()
 	c.m.servedBy[req.kind].Add(float64(n))
 	return true, err == nil
 }
 
-// answers reports whether the fast path answers h with obj: a 200, and a
-// range of it that is satisfiable when h asks for one (else the handler's
-// 416); or a GET over HTTP/1.1 of an object the origin refused (a 404 of a
-// file it does not have: writeError), unless the stream changed owners
-// lately (the handler may answer with the previous owner's copy then).
-func (fc *fastConn) answers(h *fastHead, obj *object, prev route) bool {
+// fastAnswer is what the fast path sends for a request: obj as found
+// (res), the part of its body asked for, and whether it is index.m3u8's
+// negotiated answer (its Vary header).
+type fastAnswer struct {
+	obj  *object
+	res  fetchResult
+	span bodySpan
+	vary bool
+}
+
+// bodySpan is the part of a body an answer sends: all of it, or one byte
+// range of it (a 206).
+type bodySpan struct {
+	start, length int64
+	ranged        bool
+}
+
+// shape reports whether the fast path answers h with obj, and how: a 200,
+// or a 206 for a range of it that is satisfiable (else the handler's 416);
+// or, to a GET over HTTP/1.1, an origin's refusal (a 404 of a file it does
+// not have: writeError), unless the stream changed owners lately (the
+// handler may answer with the previous owner's copy then).
+func (fc *fastConn) shape(h *fastHead, obj *object, res fetchResult, prev route) (fastAnswer, bool) {
+	a := fastAnswer{obj: obj, res: res, span: bodySpan{length: int64(len(obj.body))}}
 	if obj.status != http.StatusOK {
-		return !h.head && h.http11 && prev.node == ""
+		return a, !h.head && h.http11 && prev.node == ""
 	}
-	if h.rng != nil {
-		_, _, ok := parseRange(h.rng, int64(len(obj.body)))
-		return ok
+	if h.rng == nil {
+		return a, true
 	}
-	return true
+	start, length, ok := parseRange(h.rng, int64(len(obj.body)))
+	a.span = bodySpan{start: start, length: length, ranged: true}
+	return a, ok
 }
 
 // lookedUp is the result of a fast-path request's upstream wait that the
@@ -323,30 +350,16 @@ type lookedUp struct {
 	err error
 }
 
-// wait looks req up from rt as the handler's lookupRouted does: the LRU,
+// wait looks req up from rt as the handler does (lookupStaying): the LRU,
 // else the upstream fetch it shares with the other requests for the object
-// (a blocking reload waits there for its part). A routing change that
-// leaves the owner as it was is waited through; one that moves the stream
-// is errRouteMoved. Meanwhile the connection is read, as net/http's
-// background read does, to notice the viewer leaving (fc.left, and the
-// wait ends).
+// (a blocking reload waits there for its part). Meanwhile the connection is
+// read, as net/http's background read does, to notice the viewer leaving
+// (fc.left, and the wait ends).
 func (fc *fastConn) wait(rt route, changed <-chan struct{}, req *request) (*object, fetchResult, error) {
-	c := fc.s.c
 	ctx, cancel := context.WithCancel(fc.s.stop)
 	defer cancel()
 	defer fc.watchLeaving(cancel)()
-	for {
-		obj, res, err := c.lookup(ctx, changed, rt, req)
-		if !errors.Is(err, errRouteChanged) {
-			return obj, res, err
-		}
-		var now route
-		var st routeState
-		now, _, st, changed = c.routes.resolve(req.stream, time.Now())
-		if st != routeOK || now != rt {
-			return nil, res, errRouteMoved
-		}
-	}
+	return fc.s.c.lookupStaying(ctx, rt, req, &changed, nil)
 }
 
 // watchLeaving reads the connection in the background until the returned
@@ -379,14 +392,10 @@ func (fc *fastConn) watchLeaving(leave func()) (stop func()) {
 
 // write sends obj's 200, or its 206 for h's range (the body or the range
 // but for a HEAD), and returns the body bytes written.
-func (fc *fastConn) write(h *fastHead, obj *object, res fetchResult) (int, error) {
-	out := fc.appendHeader(fc.bufs.out[:0], h, obj, res)
+func (fc *fastConn) write(h *fastHead, a *fastAnswer) (int, error) {
+	out := fc.appendHeader(fc.bufs.out[:0], h, a)
 	fc.bufs.out = out
-	body := obj.body
-	if h.rng != nil {
-		start, length, _ := parseRange(h.rng, int64(len(body)))
-		body = body[start : start+length]
-	}
+	body := a.obj.body[a.span.start : a.span.start+a.span.length]
 	if h.head {
 		body = nil
 	}
@@ -411,16 +420,7 @@ func (fc *fastConn) write(h *fastHead, obj *object, res fetchResult) (int, error
 // CORS, the text headers, then net/http's Date and Content-Length, and msg
 // on a line.
 func (fc *fastConn) writeText(h *fastHead, status int, msg string) error {
-	b := fc.bufs.out[:0]
-	if h.http11 {
-		b = append(b, "HTTP/1.1 "...)
-	} else {
-		b = append(b, "HTTP/1.0 "...)
-	}
-	b = strconv.AppendInt(b, int64(status), 10)
-	b = append(b, ' ')
-	b = append(b, http.StatusText(status)...)
-	b = append(b, "\r\n"...)
+	b := appendStatusLine(fc.bufs.out[:0], h.http11, status)
 	b = append(b, fc.s.c.fastCORS...)
 	b = append(b, "Cache-Control: no-cache\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nDate: "...)
 	b = fc.appendDate(b, time.Now())
@@ -440,16 +440,12 @@ func (fc *fastConn) writeText(h *fastHead, status int, msg string) error {
 // kept as obj: writeObject, writeText), as net/http sends it over HTTP/1.1:
 // chunked, since the handler flushes before it returns (viewerWriter's
 // finish). It returns the body bytes written.
-func (fc *fastConn) writeError(h *fastHead, obj *object, res fetchResult) (int, error) {
-	b := fc.bufs.out[:0]
-	b = append(b, "HTTP/1.1 "...)
-	b = strconv.AppendInt(b, int64(obj.status), 10)
-	b = append(b, ' ')
-	b = append(b, http.StatusText(obj.status)...)
-	b = append(b, "\r\n"...)
+func (fc *fastConn) writeError(h *fastHead, a *fastAnswer) (int, error) {
+	obj := a.obj
+	b := appendStatusLine(fc.bufs.out[:0], true, obj.status)
 	b = append(b, fc.s.c.fastCORS...)
 	b = append(b, "Cache-Control: no-cache\r\nContent-Type: text/plain; charset=utf-8\r\nX-Cache: "...)
-	b = append(b, res.String()...)
+	b = append(b, a.res.String()...)
 	b = append(b, "\r\nX-Content-Type-Options: nosniff\r\nDate: "...)
 	b = fc.appendDate(b, time.Now())
 	b = fc.appendConnection(b, h)
@@ -483,37 +479,30 @@ func (fc *fastConn) appendConnection(b []byte, h *fastHead) []byte {
 }
 
 // appendHeader appends the status line and headers net/http sends for the
-// handler's answer with obj (writeObject, serveBody; http.ServeContent for
-// a HEAD): the handler's header map in net/http's order (sorted by key),
+// handler's answer a (writeObject, serveBody; http.ServeContent for a HEAD
+// or a range): the handler's header map in net/http's order (sorted by key),
 // then Date, then the Connection header net/http adds.
-func (fc *fastConn) appendHeader(b []byte, h *fastHead, obj *object, res fetchResult) []byte {
-	c := fc.s.c
-	if h.http11 {
-		b = append(b, "HTTP/1.1 "...)
+func (fc *fastConn) appendHeader(b []byte, h *fastHead, a *fastAnswer) []byte {
+	c, obj, span := fc.s.c, a.obj, a.span
+	if span.ranged {
+		b = appendStatusLine(b, h.http11, http.StatusPartialContent)
 	} else {
-		b = append(b, "HTTP/1.0 "...)
-	}
-	if h.rng != nil {
-		b = append(b, "206 Partial Content\r\n"...)
-	} else {
-		b = append(b, "200 OK\r\n"...)
+		b = appendStatusLine(b, h.http11, http.StatusOK)
 	}
 	oh := &obj.header
 	b = append(b, "Accept-Ranges: bytes\r\n"...)
 	b = append(b, c.fastCORS...)
 	b = appendHeaderLine(b, "Cache-Control", oh.cacheControl)
-	if h.rng != nil {
+	if span.ranged {
 		// http.ServeContent's single-range answer.
-		size := int64(len(obj.body))
-		start, length, _ := parseRange(h.rng, size)
 		b = append(b, "Content-Length: "...)
-		b = strconv.AppendInt(b, length, 10)
+		b = strconv.AppendInt(b, span.length, 10)
 		b = append(b, "\r\nContent-Range: bytes "...)
-		b = strconv.AppendInt(b, start, 10)
+		b = strconv.AppendInt(b, span.start, 10)
 		b = append(b, '-')
-		b = strconv.AppendInt(b, start+length-1, 10)
+		b = strconv.AppendInt(b, span.start+span.length-1, 10)
 		b = append(b, '/')
-		b = strconv.AppendInt(b, size, 10)
+		b = strconv.AppendInt(b, int64(len(obj.body)), 10)
 		b = append(b, "\r\n"...)
 	} else {
 		b = appendHeaderLine(b, "Content-Length", oh.contentLength)
@@ -523,15 +512,28 @@ func (fc *fastConn) appendHeader(b []byte, h *fastHead, obj *object, res fetchRe
 	if !obj.modTime.IsZero() {
 		b = appendHeaderLine(b, "Last-Modified", oh.lastModified)
 	}
-	if string(h.path[bytes.LastIndexByte(h.path, '/')+1:]) == multivariantName {
+	if a.vary {
 		b = append(b, "Vary: "+varyNegotiated+"\r\n"...) // negotiate's
 	}
 	b = append(b, "X-Cache: "...)
-	b = append(b, res.String()...)
+	b = append(b, a.res.String()...)
 	b = append(b, "\r\nDate: "...)
 	b = fc.appendDate(b, time.Now())
 	b = fc.appendConnection(b, h)
 	return append(b, "\r\n\r\n"...)
+}
+
+// appendStatusLine appends an HTTP/1.1 (or 1.0) status line.
+func appendStatusLine(b []byte, http11 bool, status int) []byte {
+	if http11 {
+		b = append(b, "HTTP/1.1 "...)
+	} else {
+		b = append(b, "HTTP/1.0 "...)
+	}
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(status)...)
+	return append(b, "\r\n"...)
 }
 
 // appendHeaderLine appends "key: value\r\n" for each value, cleaned as

@@ -374,17 +374,17 @@ func TestFastPathAuthorizeAll(t *testing.T) {
 // keeps its header, as net/http's does).
 func TestFastPathSaysCloseWhenClosing(t *testing.T) {
 	fc := &fastConn{s: &fastServer{c: &Cache{}}}
-	obj := &object{status: http.StatusOK, body: []byte("x")}
+	a := &fastAnswer{obj: &object{status: http.StatusOK, body: []byte("x")}, span: bodySpan{length: 1}}
 	h11 := &fastHead{http11: true}
 	h10 := &fastHead{keepAlive: true}
-	if b := string(fc.appendHeader(nil, h11, obj, resultHit)); strings.Contains(b, "Connection:") {
+	if b := string(fc.appendHeader(nil, h11, a)); strings.Contains(b, "Connection:") {
 		t.Fatalf("an open server's HTTP/1.1 answer:\n%s", b)
 	}
 	fc.s.closing.Store(true)
-	if b := string(fc.appendHeader(nil, h11, obj, resultHit)); !strings.HasSuffix(b, "\r\nConnection: close\r\n\r\n") {
+	if b := string(fc.appendHeader(nil, h11, a)); !strings.HasSuffix(b, "\r\nConnection: close\r\n\r\n") {
 		t.Fatalf("a closing server's HTTP/1.1 answer:\n%s", b)
 	}
-	if b := string(fc.appendHeader(nil, h10, obj, resultHit)); !strings.HasSuffix(b, "\r\nConnection: keep-alive\r\n\r\n") {
+	if b := string(fc.appendHeader(nil, h10, a)); !strings.HasSuffix(b, "\r\nConnection: keep-alive\r\n\r\n") {
 		t.Fatalf("a closing server's HTTP/1.0 keep-alive answer:\n%s", b)
 	}
 }

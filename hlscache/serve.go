@@ -190,32 +190,43 @@ var (
 	errRouteMoved   = errors.New("the stream's route moved")
 )
 
-// lookupRouted is lookup from p.rt, given up when the stream's route moves
+// lookupRouted is lookupStaying for p: p.prev and p.changed follow the
+// routing changes it waited through. The first request of a connection the
+// fast path handed over takes the fast path's result instead.
+func (c *Cache) lookupRouted(p *pending) (*object, fetchResult, error) {
+	if l := takeLookedUp(p.r, p.rt, p.req); l != nil {
+		return l.obj, l.res, l.err // the fast path's wait for this request
+	}
+	return c.lookupStaying(p.ctx, p.rt, p.req, &p.changed, &p.prev)
+}
+
+// lookupStaying is lookup from rt, given up when the stream's route moves
 // before the answer came: the owner watch named a new owner (it took the
 // stream over from one that stalled: a paused process, a host gone without
 // closing its connections) or gossip counted the owner dead. The request
 // is then asked again at once of the new owner (errRouteMoved), instead of
 // waiting out the upstream deadline (UpstreamTimeout, plus BlockingHold for
 // a blocking reload) for an answer that comes late or never. A change of
-// another stream's route only renews the channel waited on. The fetch
-// itself carries on for its other waiters, bounded by its own deadline.
-func (c *Cache) lookupRouted(p *pending) (*object, fetchResult, error) {
-	if l := takeLookedUp(p.r, p.rt, p.req); l != nil {
-		return l.obj, l.res, l.err // the fast path's wait for this request
-	}
+// another stream's route only renews *changed (and *prev, the previous
+// owner, when prev is not nil). The fetch itself carries on for its other
+// waiters, bounded by its own deadline.
+func (c *Cache) lookupStaying(ctx context.Context, rt route, req *request, changed *<-chan struct{}, prev *route) (*object, fetchResult, error) {
 	for {
-		obj, res, err := c.lookup(p.ctx, p.changed, p.rt, p.req)
+		obj, res, err := c.lookup(ctx, *changed, rt, req)
 		if !errors.Is(err, errRouteChanged) {
 			return obj, res, err
 		}
-		rt, prev, st, changed := c.routes.resolve(p.req.stream, time.Now())
-		if st != routeOK || rt != p.rt {
-			// p.req as lookup left it (a blocking reload boundBlocking
+		now, before, st, ch := c.routes.resolve(req.stream, time.Now())
+		if st != routeOK || now != rt {
+			// req as lookup left it (a blocking reload boundBlocking
 			// turned plain stays plain, as after serveOwnerDown): the fetch
 			// still running reads it.
 			return nil, res, errRouteMoved
 		}
-		p.prev, p.changed = prev, changed
+		*changed = ch
+		if prev != nil {
+			*prev = before
+		}
 	}
 }
 
