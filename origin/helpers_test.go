@@ -295,8 +295,19 @@ func startLive(t *testing.T, b *testBus, o *Origin, c *clip, total time.Duration
 	p := newPublisher(t, b, c, camPath, 1)
 	testkit.WaitFor(t, 5*time.Second, "claim", serving(o, camPath))
 	p.background(1500*time.Millisecond, total)
-	testkit.WaitFor(t, 10*time.Second, "first segment", ready(o, camPath))
+	testkit.WaitFor(t, 10*time.Second, "first segment", hasSegment(o, camPath))
 	return p
+}
+
+// hasSegment is true once o lists a completed segment of path that is not
+// a gap: Ready alone holds as soon as a playlist is served, which for a
+// Low-Latency stream is with the first segment's first part, listed after
+// the gap segments that stand for the hold-back.
+func hasSegment(o *Origin, path string) func() bool {
+	return func() bool {
+		s, ok := streamStatus(o, path)
+		return ok && s.Ready && s.Segments > 0
+	}
 }
 
 // claimVideo claims path (generation 1, one H264 track) on reg, as an edge
