@@ -233,7 +233,7 @@ func (fc *fastConn) answer(h *fastHead) (served, ok bool) {
 		return true, fc.writeText(h, re.status, re.msg) == nil
 	}
 	if req.kind == kindPage {
-		return false, false // the player page is the handler's
+		return fc.writePage(h, req.stream)
 	}
 	negotiated := req.file == multivariantName
 	if negotiated && wantsCompatFor(string(h.userAgent), string(h.fetchDest)) {
@@ -434,6 +434,42 @@ func (fc *fastConn) writeText(h *fastHead, status int, msg string) error {
 	fc.armWrite(time.Now())
 	_, err := fc.raw.Write(b)
 	return err
+}
+
+// writePage answers the player page of stream as the handler does
+// (servePlayerPage): the same headers in net/http's order, then Date, the
+// Connection header net/http adds and, to a GET, the page. A page that
+// cannot be rendered is the handler's to answer (its 500).
+func (fc *fastConn) writePage(h *fastHead, stream string) (served, ok bool) {
+	page, err := renderPlayerPage(stream)
+	if err != nil {
+		return false, false
+	}
+	c := fc.s.c
+	now := time.Now()
+	c.viewers.seen(stream, fc.remoteAddr, "", false, now)
+	fc.s.served.Add(1)
+	b := appendStatusLine(fc.bufs.out[:0], h.http11, http.StatusOK)
+	b = append(b, c.fastCORS...)
+	b = append(b, "Cache-Control: no-cache\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(page)), 10)
+	b = append(b, "\r\nContent-Security-Policy: "...)
+	b = append(b, playerCSP...)
+	b = append(b, "\r\nContent-Type: text/html; charset=utf-8\r\nReferrer-Policy: no-referrer\r\nX-Content-Type-Options: nosniff\r\nDate: "...)
+	b = fc.appendDate(b, now)
+	b = fc.appendConnection(b, h)
+	b = append(b, "\r\n\r\n"...)
+	fc.bufs.out = b
+	if h.head {
+		page = nil
+	}
+	fc.iovArr = [2][]byte{b, page}
+	fc.iov = fc.iovArr[:]
+	fc.armWrite(now)
+	_, err = fc.iov.WriteTo(fc.raw)
+	fc.iovArr = [2][]byte{}
+	c.m.requestsBy[kindPage][outcomeHit].Inc()
+	return true, err == nil
 }
 
 // writeError sends the handler's answer with an origin's refusal (its 4xx

@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"net/http"
 	"regexp"
+	"strconv"
 )
 
 // The player page, GET /<stream path>/: a <video> element that plays the
@@ -52,13 +53,17 @@ func scriptHash() string {
 // servePlayerPage answers the player page of stream. The page is served
 // whether or not the stream is live: its player waits and retries, so a
 // page opened before the camera (or an on-demand one) starts plays when it does.
+//
+// The page carries its Content-Length, so that net/http sends it whole and
+// not chunked, and the fast path (fastConn.writePage) sends the same bytes.
 func servePlayerPage(w http.ResponseWriter, r *http.Request, stream string) {
-	var buf bytes.Buffer
-	if err := playerTmpl.Execute(&buf, struct{ Path string }{stream}); err != nil {
+	page, err := renderPlayerPage(stream)
+	if err != nil {
 		writeText(w, http.StatusInternalServerError, "player page: "+err.Error())
 		return
 	}
 	h := w.Header()
+	h.Set("Content-Length", strconv.Itoa(len(page)))
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -66,6 +71,16 @@ func servePlayerPage(w http.ResponseWriter, r *http.Request, stream string) {
 	h.Set("Referrer-Policy", "no-referrer")
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
-		_, _ = w.Write(buf.Bytes())
+		_, _ = w.Write(page)
 	}
+}
+
+// renderPlayerPage returns the player page of stream.
+func renderPlayerPage(stream string) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(len(playerHTML) + 256)
+	if err := playerTmpl.Execute(&buf, struct{ Path string }{stream}); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }

@@ -395,11 +395,13 @@ func TestPlayerFailover(t *testing.T) {
 	}
 }
 
-// TestPlayersUseTheFastPath: ffmpeg, VLC and Chromium playing the default
-// (Low-Latency) stream through the cache ask only what the cache's fast
-// path answers itself (hlscache/fastserver.go): misses, blocking playlist
-// reloads, ffmpeg's "Range: bytes=0-", index.m3u8's negotiation. None of
-// their connections is handed to net/http.
+// TestPlayersUseTheFastPath: ffmpeg, VLC, Chromium and the cache's player
+// page (its MSE player, forced) playing the default (Low-Latency) stream
+// through the cache ask only what the cache's fast path answers itself
+// (hlscache/fastserver.go): misses, blocking playlist reloads, ffmpeg's
+// "Range: bytes=0-", index.m3u8's negotiation, the player page. None of
+// their connections is handed to net/http, and the MSE player's blocking
+// reloads are among what it answered.
 func TestPlayersUseTheFastPath(t *testing.T) {
 	requirePlayers(t)
 	n := startNode(t, allInOneConfig(t), RoleRun)
@@ -411,15 +413,20 @@ func TestPlayersUseTheFastPath(t *testing.T) {
 	t.Cleanup(cam.Close)
 	url := "http://" + a.Cache + "/live/fast/index.m3u8"
 	waitHLS(t, url, 20*time.Second) // its 404s before the stream exists go to net/http: counted before
-	metrics := func() (handed, requests float64) {
+	metrics := func() (handed, requests, blocking float64) {
 		_, body := httpGet(t, "http://"+a.API+"/metrics")
-		return metricSum(body, "streamgrid_cache_handed_over_total"), metricSum(body, "streamgrid_cache_requests_total")
+		return metricSum(body, "streamgrid_cache_handed_over_total"), metricSum(body, "streamgrid_cache_requests_total"),
+			metricSum(body, "streamgrid_cache_blocking_reload_seconds_count")
 	}
-	handed0, requests0 := metrics()
+	handed0, requests0, blocking0 := metrics()
 	players := []player{
 		startFFmpegPlayer(t, "ffmpeg", url),
 		startVLCPlayer(t, "vlc", url),
 		startChromiumPlayer(t, "chromium", url),
+		// The cache's player page with its own MSE player, the one real
+		// player here that sends LL-HLS blocking reloads (_HLS_msn).
+		&chromiumPlayer{label: "chromium, the player page's MSE player",
+			ctx: startChrome(t).open(t, "http://"+a.Cache+"/live/fast/?player=mse")},
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for _, p := range players {
@@ -430,14 +437,17 @@ func TestPlayersUseTheFastPath(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
-	handed, requests := metrics()
-	t.Logf("FIGURE fast path: %.0f requests by ffmpeg, VLC and Chromium, %.0f connections handed to net/http",
-		requests-requests0, handed-handed0)
+	handed, requests, blocking := metrics()
+	t.Logf("FIGURE fast path: %.0f requests by ffmpeg, VLC, Chromium and the player page, %.0f of them blocking reloads, %.0f connections handed to net/http",
+		requests-requests0, blocking-blocking0, handed-handed0)
 	if handed != handed0 {
 		t.Errorf("%.0f player connections went to net/http", handed-handed0)
 	}
-	if requests-requests0 < 30 {
-		t.Errorf("only %.0f requests while three players played", requests-requests0)
+	if requests-requests0 < 40 {
+		t.Errorf("only %.0f requests while four players played", requests-requests0)
+	}
+	if blocking == blocking0 {
+		t.Error("the MSE player sent no blocking reload: the fast path's were not exercised")
 	}
 }
 
