@@ -63,16 +63,42 @@ func servePlayerPage(w http.ResponseWriter, r *http.Request, stream string) {
 		return
 	}
 	h := w.Header()
+	for _, v := range playerPageHeader {
+		h[v.key] = v.value
+	}
 	h.Set("Content-Length", strconv.Itoa(len(page)))
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", playerCSP)
-	h.Set("Referrer-Policy", "no-referrer")
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(page)
 	}
+}
+
+// playerPageHeader is the player page's header but its Content-Length,
+// sorted by key as net/http writes it; servePlayerPage and the fast path's
+// appendPageHeader both send it. The values are shared and never written
+// to (see objectHeader).
+var playerPageHeader = []headerValue{
+	{"Cache-Control", []string{"no-cache"}},
+	{"Content-Security-Policy", []string{playerCSP}},
+	{"Content-Type", []string{"text/html; charset=utf-8"}},
+	{"Referrer-Policy", []string{"no-referrer"}},
+	{"X-Content-Type-Options", []string{"nosniff"}},
+}
+
+// appendPageHeader appends playerPageHeader's lines with a Content-Length
+// of n in its sorted place.
+func appendPageHeader(b []byte, n int) []byte {
+	length := false
+	for _, v := range playerPageHeader {
+		if !length && v.key > "Content-Length" {
+			b = append(b, "Content-Length: "...)
+			b = strconv.AppendInt(b, int64(n), 10)
+			b = append(b, "\r\n"...)
+			length = true
+		}
+		b = appendHeaderLine(b, v.key, v.value)
+	}
+	return b
 }
 
 // renderPlayerPage returns the player page of stream.
